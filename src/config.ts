@@ -1,0 +1,387 @@
+/**
+ * Options, their defaults and their validation: the one place where defaults live.
+ * Each `XOptions` type has every field optional (but the few that have no sensible default), one frozen
+ * defaults object, and a resolved type. Resolution returns a new object and never mutates the caller's.
+ */
+import { ValidationError } from './errors.js';
+import type { AgentFactory } from './pool/agent.js';
+
+/** A monotonic clock in milliseconds. Tests swap it; the default is `performance.now()`. */
+export interface Clock {
+  now(): number;
+}
+
+/** The routing strategies. `score` weighs capability fit, specialisation, load, success rate and latency. */
+export type RoutingStrategyName = 'score' | 'least-loaded' | 'round-robin';
+
+/** Exponential backoff with full jitter: attempt n waits a random time in [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]. */
+export interface RetryOptions {
+  /** @default 100 */
+  baseDelayMs?: number;
+  /** @default 10_000 */
+  maxDelayMs?: number;
+}
+
+/** A pool of interchangeable agents for one role. */
+export interface PoolOptions {
+  /** Name of the role, unique per orchestrator; agent ids are `${role}-${n}`. */
+  role: string;
+  /** What every agent of this pool can do; tasks route by these. */
+  capabilities: readonly string[];
+  /** Makes one agent. Called at start (pre-warm), to refill spares and to scale up. */
+  create: AgentFactory;
+  /** Agents kept routable at all times. @default 5 (or `maxAgents` when that is lower) */
+  minAgents?: number;
+  /** Upper bound on agents, spares included. @default 75 */
+  maxAgents?: number;
+  /** Tasks one agent runs at once. @default 1 */
+  concurrency?: number;
+  /** Ready agents held outside routing, so `spawnAgent` and scale-up are instant. @default 1 */
+  warmSpares?: number;
+  /** An agent above the minimum that stayed idle this long is drained and disposed. @default 60_000 */
+  idleTimeoutMs?: number;
+  /** A `create()` call that has not settled by then counts as failed. @default 30_000 */
+  createTimeoutMs?: number;
+  /** Attempts per agent creation before the failure is reported. @default 3 */
+  createAttempts?: number;
+  /** `create()` calls of this pool running at once. @default 4 */
+  createConcurrency?: number;
+}
+
+/** Options of {@link UnifiedOrchestrator}. */
+export interface OrchestratorOptions {
+  /** The pools to pre-warm at `start()`. @default [] */
+  pools?: readonly PoolOptions[];
+  /** @default 'score' */
+  routing?: RoutingStrategyName;
+  /** Waiting tasks held at most; beyond that `submit` rejects with QueueFullError. @default 100_000 */
+  maxQueueSize?: number;
+  /** Per-attempt timeout of a task that sets none; `Infinity` for none. @default 120_000 */
+  defaultTimeoutMs?: number;
+  /** Attempts of a task that sets no `maxAttempts`. @default 1 */
+  defaultMaxAttempts?: number;
+  /** Backoff between attempts of a task. */
+  retry?: RetryOptions;
+  /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
+  agingIntervalMs?: number;
+  /** How long a finished task's result answers a resubmission with the same idempotency key. @default 300_000 */
+  idempotencyTtlMs?: number;
+  /** Idempotency keys remembered at most (oldest forgotten first). @default 10_000 */
+  maxIdempotencyKeys?: number;
+  /** Dead letters kept at most (oldest dropped first). @default 10_000 */
+  maxDeadLetters?: number;
+  /** Affinity keys remembered at most (least recently used forgotten first). @default 10_000 */
+  maxAffinityKeys?: number;
+  /** How often pools check for idle agents to scale down. @default 1_000 */
+  scaleIntervalMs?: number;
+  /** Monotonic clock in ms. @default performance.now */
+  clock?: Clock;
+  /** Random source in [0, 1), for jitter. @default Math.random */
+  random?: () => number;
+}
+
+export interface ResolvedRetryOptions {
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export interface ResolvedPoolOptions {
+  readonly role: string;
+  readonly capabilities: readonly string[];
+  readonly create: AgentFactory;
+  readonly minAgents: number;
+  readonly maxAgents: number;
+  readonly concurrency: number;
+  readonly warmSpares: number;
+  readonly idleTimeoutMs: number;
+  readonly createTimeoutMs: number;
+  readonly createAttempts: number;
+  readonly createConcurrency: number;
+}
+
+export interface ResolvedOrchestratorOptions {
+  readonly pools: readonly ResolvedPoolOptions[];
+  readonly routing: RoutingStrategyName;
+  readonly maxQueueSize: number;
+  readonly defaultTimeoutMs: number;
+  readonly defaultMaxAttempts: number;
+  readonly retry: ResolvedRetryOptions;
+  readonly agingIntervalMs: number;
+  readonly idempotencyTtlMs: number;
+  readonly maxIdempotencyKeys: number;
+  readonly maxDeadLetters: number;
+  readonly maxAffinityKeys: number;
+  readonly scaleIntervalMs: number;
+  readonly clock: Clock;
+  readonly random: () => number;
+}
+
+export const POOL_DEFAULTS = Object.freeze({
+  minAgents: 5,
+  maxAgents: 75,
+  concurrency: 1,
+  warmSpares: 1,
+  idleTimeoutMs: 60_000,
+  createTimeoutMs: 30_000,
+  createAttempts: 3,
+  createConcurrency: 4,
+});
+
+export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({ baseDelayMs: 100, maxDelayMs: 10_000 });
+
+const performanceClock: Clock = Object.freeze({ now: () => performance.now() });
+
+export const ORCHESTRATOR_DEFAULTS = Object.freeze({
+  routing: 'score' as RoutingStrategyName,
+  maxQueueSize: 100_000,
+  defaultTimeoutMs: 120_000,
+  defaultMaxAttempts: 1,
+  agingIntervalMs: 5_000,
+  idempotencyTtlMs: 300_000,
+  maxIdempotencyKeys: 10_000,
+  maxDeadLetters: 10_000,
+  maxAffinityKeys: 10_000,
+  scaleIntervalMs: 1_000,
+  clock: performanceClock,
+  random: Math.random,
+});
+
+/** Options of `stop()`. */
+export interface StopOptions {
+  /** Finish waiting and running tasks first (`true`), or cancel them at once (`false`). @default true */
+  drain?: boolean;
+  /** Longest wait for draining; what is left then is cancelled and its agents disposed anyway. @default 30_000 */
+  timeoutMs?: number;
+}
+
+export const STOP_DEFAULTS = Object.freeze({ drain: true, timeoutMs: 30_000 });
+
+/** Validates `stop()` options. */
+export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs: number } {
+  if (input === undefined) return { ...STOP_DEFAULTS };
+  const o = expectObject(input, 'options');
+  rejectUnknownKeys(o, new Set(['drain', 'timeoutMs']), 'options');
+  const drain = own(o, 'drain');
+  if (drain !== undefined && typeof drain !== 'boolean') {
+    throw new ValidationError('options.drain', `Expected \`options.drain\` to be a boolean, got ${describe(drain)}`);
+  }
+  return {
+    drain: drain ?? STOP_DEFAULTS.drain,
+    timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) => expectDuration(v, 'options.timeoutMs', true)),
+  };
+}
+
+/** Task fields' defaults that are not orchestrator options. */
+export const TASK_DEFAULTS = Object.freeze({ priority: 0 });
+
+const ROUTING_STRATEGIES: readonly RoutingStrategyName[] = ['score', 'least-loaded', 'round-robin'];
+
+// ---------------------------------------------------------------------------------------------
+// Validation helpers, shared by options, tasks and agent registration.
+// ---------------------------------------------------------------------------------------------
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return typeof value === 'object' ? 'an object' : typeof value;
+}
+
+/** Throws unless `value` is a plain object; returns it typed as a record of unknowns. */
+export function expectObject(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(field, `Expected \`${field}\` to be an object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Throws on any own key of `value` that is not in `allowed`: a misspelt option must not be ignored silently. */
+export function rejectUnknownKeys(value: Record<string, unknown>, allowed: ReadonlySet<string>, field: string): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.has(key)) {
+      throw new ValidationError(
+        `${field}.${key}`,
+        `Unknown field \`${field}.${key}\`; expected one of: ${[...allowed].join(', ')}`,
+      );
+    }
+  }
+}
+
+/** Reads an own property only, so a polluted prototype can never supply a value. */
+export function own(value: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(value, key) ? value[key] : undefined;
+}
+
+export function expectString(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new ValidationError(field, `Expected \`${field}\` to be a non-empty string, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function expectFunction<T>(value: unknown, field: string): T {
+  if (typeof value !== 'function') {
+    throw new ValidationError(field, `Expected \`${field}\` to be a function, got ${describe(value)}`);
+  }
+  return value as T;
+}
+
+/** A copy of a list of non-empty strings, duplicates removed. */
+export function expectStringArray(value: unknown, field: string): string[] {
+  if (!Array.isArray(value)) {
+    throw new ValidationError(field, `Expected \`${field}\` to be an array of strings, got ${describe(value)}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const item: unknown = value[i];
+    if (typeof item !== 'string' || item.length === 0) {
+      throw new ValidationError(`${field}[${i}]`, `Expected \`${field}[${i}]\` to be a non-empty string, got ${describe(item)}`);
+    }
+    if (!out.includes(item)) out.push(item);
+  }
+  return out;
+}
+
+export function expectInteger(value: unknown, field: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new ValidationError(field, `Expected \`${field}\` to be an integer ${range}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A duration in ms: finite and > 0, or `Infinity` when `allowInfinity`. */
+export function expectDuration(value: unknown, field: string, allowInfinity = false): number {
+  const ok =
+    typeof value === 'number' && value > 0 && (Number.isFinite(value) || (allowInfinity && value === Infinity));
+  if (!ok) {
+    const also = allowInfinity ? ' (or Infinity for none)' : '';
+    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds > 0${also}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Like {@link expectDuration} but 0 is allowed (no delay). */
+function expectDelay(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds >= 0, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function optional<T>(value: unknown, fallback: T, check: (v: unknown) => T): T {
+  return value === undefined ? fallback : check(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution
+// ---------------------------------------------------------------------------------------------
+
+const POOL_KEYS: ReadonlySet<string> = new Set([
+  'role', 'capabilities', 'create', 'minAgents', 'maxAgents', 'concurrency', 'warmSpares',
+  'idleTimeoutMs', 'createTimeoutMs', 'createAttempts', 'createConcurrency',
+]);
+
+/** Validates one pool declaration; `field` is where it sits in the caller's options, for messages. */
+export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPoolOptions {
+  const o = expectObject(input, field);
+  rejectUnknownKeys(o, POOL_KEYS, field);
+  const role = expectString(own(o, 'role'), `${field}.role`);
+  const capabilities = expectStringArray(own(o, 'capabilities'), `${field}.capabilities`);
+  const create = expectFunction<AgentFactory>(own(o, 'create'), `${field}.create`);
+  const maxAgents = optional(own(o, 'maxAgents'), POOL_DEFAULTS.maxAgents, (v) => expectInteger(v, `${field}.maxAgents`, 1));
+  const minRaw = own(o, 'minAgents');
+  const minAgents =
+    minRaw === undefined ? Math.min(POOL_DEFAULTS.minAgents, maxAgents) : expectInteger(minRaw, `${field}.minAgents`, 0);
+  if (minAgents > maxAgents) {
+    throw new ValidationError(
+      `${field}.minAgents`,
+      `Expected \`${field}.minAgents\` (${minAgents}) to be <= \`${field}.maxAgents\` (${maxAgents})`,
+    );
+  }
+  return {
+    role,
+    capabilities,
+    create,
+    minAgents,
+    maxAgents,
+    concurrency: optional(own(o, 'concurrency'), POOL_DEFAULTS.concurrency, (v) => expectInteger(v, `${field}.concurrency`, 1, 10_000)),
+    warmSpares: optional(own(o, 'warmSpares'), POOL_DEFAULTS.warmSpares, (v) => expectInteger(v, `${field}.warmSpares`, 0, 1_000)),
+    idleTimeoutMs: optional(own(o, 'idleTimeoutMs'), POOL_DEFAULTS.idleTimeoutMs, (v) => expectDuration(v, `${field}.idleTimeoutMs`, true)),
+    createTimeoutMs: optional(own(o, 'createTimeoutMs'), POOL_DEFAULTS.createTimeoutMs, (v) => expectDuration(v, `${field}.createTimeoutMs`, true)),
+    createAttempts: optional(own(o, 'createAttempts'), POOL_DEFAULTS.createAttempts, (v) => expectInteger(v, `${field}.createAttempts`, 1, 100)),
+    createConcurrency: optional(own(o, 'createConcurrency'), POOL_DEFAULTS.createConcurrency, (v) => expectInteger(v, `${field}.createConcurrency`, 1, 1_000)),
+  };
+}
+
+const RETRY_KEYS: ReadonlySet<string> = new Set(['baseDelayMs', 'maxDelayMs']);
+
+export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRetryOptions {
+  if (input === undefined) return RETRY_DEFAULTS;
+  const o = expectObject(input, field);
+  rejectUnknownKeys(o, RETRY_KEYS, field);
+  const baseDelayMs = optional(own(o, 'baseDelayMs'), RETRY_DEFAULTS.baseDelayMs, (v) => expectDelay(v, `${field}.baseDelayMs`));
+  const maxDelayMs = optional(own(o, 'maxDelayMs'), Math.max(RETRY_DEFAULTS.maxDelayMs, baseDelayMs), (v) =>
+    expectDelay(v, `${field}.maxDelayMs`),
+  );
+  if (maxDelayMs < baseDelayMs) {
+    throw new ValidationError(`${field}.maxDelayMs`, `Expected \`${field}.maxDelayMs\` (${maxDelayMs}) to be >= baseDelayMs (${baseDelayMs})`);
+  }
+  return { baseDelayMs, maxDelayMs };
+}
+
+const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
+  'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
+  'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
+]);
+
+/** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
+export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchestratorOptions {
+  const o = expectObject(input, 'options');
+  rejectUnknownKeys(o, ORCHESTRATOR_KEYS, 'options');
+  const d = ORCHESTRATOR_DEFAULTS;
+
+  const poolsRaw = own(o, 'pools') ?? [];
+  if (!Array.isArray(poolsRaw)) {
+    throw new ValidationError('options.pools', `Expected \`options.pools\` to be an array of pool options, got ${describe(poolsRaw)}`);
+  }
+  const pools = poolsRaw.map((p: unknown, i) => resolvePoolOptions(p, `options.pools[${i}]`));
+  const seen = new Set<string>();
+  pools.forEach((p, i) => {
+    if (seen.has(p.role)) {
+      throw new ValidationError(`options.pools[${i}].role`, `Two pools declare role ${JSON.stringify(p.role)}; roles must be unique`);
+    }
+    seen.add(p.role);
+  });
+
+  const routing = optional(own(o, 'routing'), d.routing, (v) => {
+    if (!ROUTING_STRATEGIES.includes(v as RoutingStrategyName)) {
+      throw new ValidationError('options.routing', `Expected \`options.routing\` to be one of ${ROUTING_STRATEGIES.join(', ')}, got ${describe(v)}`);
+    }
+    return v as RoutingStrategyName;
+  });
+
+  const clock = optional(own(o, 'clock'), d.clock, (v) => {
+    const c = expectObject(v, 'options.clock');
+    expectFunction(c['now'], 'options.clock.now');
+    return v as Clock;
+  });
+
+  return {
+    pools,
+    routing,
+    maxQueueSize: optional(own(o, 'maxQueueSize'), d.maxQueueSize, (v) => expectInteger(v, 'options.maxQueueSize', 0)),
+    defaultTimeoutMs: optional(own(o, 'defaultTimeoutMs'), d.defaultTimeoutMs, (v) => expectDuration(v, 'options.defaultTimeoutMs', true)),
+    defaultMaxAttempts: optional(own(o, 'defaultMaxAttempts'), d.defaultMaxAttempts, (v) => expectInteger(v, 'options.defaultMaxAttempts', 1, 100)),
+    retry: resolveRetryOptions(own(o, 'retry'), 'options.retry'),
+    agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
+    idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
+    maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),
+    maxDeadLetters: optional(own(o, 'maxDeadLetters'), d.maxDeadLetters, (v) => expectInteger(v, 'options.maxDeadLetters', 0)),
+    maxAffinityKeys: optional(own(o, 'maxAffinityKeys'), d.maxAffinityKeys, (v) => expectInteger(v, 'options.maxAffinityKeys', 0)),
+    scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) => expectDuration(v, 'options.scaleIntervalMs')),
+    clock,
+    random: optional(own(o, 'random'), d.random, (v) => expectFunction<() => number>(v, 'options.random')),
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * Tasks that failed every attempt, with their history, in the order they were dead-lettered.
+ * Bounded: the oldest is dropped when `maxEntries` is reached.
+ */
+import type { AttemptRecord } from '../errors.js';
+import type { Task } from './task.js';
+
+/** A dead-lettered task: what it was, and what happened on each attempt. */
+export interface DeadLetter {
+  readonly taskId: string;
+  readonly type: string;
+  readonly tenantId: string | undefined;
+  /** The task as submitted (without its signal), ready to resubmit. */
+  readonly task: Omit<Task, 'signal'>;
+  readonly attempts: readonly AttemptRecord[];
+  /** Epoch ms. */
+  readonly deadLetteredAt: number;
+}
+
+export class DeadLetterList {
+  readonly #entries = new Map<string, DeadLetter>();
+  readonly #maxEntries: number;
+
+  constructor(maxEntries: number) {
+    this.#maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  add(letter: DeadLetter): void {
+    if (this.#maxEntries === 0) return;
+    if (this.#entries.size >= this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.set(letter.taskId, letter);
+  }
+
+  take(taskId: string): DeadLetter | undefined {
+    const letter = this.#entries.get(taskId);
+    this.#entries.delete(taskId);
+    return letter;
+  }
+
+  list(tenantId?: string): DeadLetter[] {
+    const all = [...this.#entries.values()];
+    return tenantId === undefined ? all : all.filter((l) => l.tenantId === tenantId);
+  }
+}

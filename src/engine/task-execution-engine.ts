@@ -1,0 +1,598 @@
+/**
+ * TaskExecutionEngine: accepts tasks, routes them (filter by capability, then score), runs attempts with
+ * timeouts and cancellation, retries on another agent with backoff, dead-letters what keeps failing, and
+ * holds tasks that find no free agent in per-class waiting queues with late binding: whichever matching agent
+ * frees first takes the best waiting task it can serve.
+ *
+ * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ResolvedOrchestratorOptions } from '../config.js';
+import {
+  NoCapableAgentError,
+  OrchestratorNotStartedError,
+  OrchestratorStoppedError,
+  QueueFullError,
+  TaskCancelledError,
+  TaskDeadLetteredError,
+  TaskNotFoundError,
+  TaskTimeoutError,
+  ValidationError,
+  type AttemptRecord,
+} from '../errors.js';
+import type { OrchestratorEvents, TaskFailureOutcome, TypedEmitter } from '../events.js';
+import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
+import type { TaskContext } from '../pool/agent.js';
+import type { AgentRecord } from '../pool/agent-record.js';
+import { backoffDelay } from '../resources/backoff.js';
+import { CapabilityIndex } from './capability-index.js';
+import { DeadLetterList, type DeadLetter } from './dead-letter.js';
+import { IdempotencyCache } from './idempotency.js';
+import { RoutingCache } from './routing-cache.js';
+import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
+import { requirementSignature, TaskRecord, validateTask, type Attempt, type Task, type TaskHandle, type TaskSpec } from './task.js';
+import { WaitQueue } from './wait-queue.js';
+
+/** Counts since start. `submitted` = rejected + deduplicated + the five terminal outcomes + in flight. */
+export interface EngineStats {
+  readonly submitted: number;
+  /** Refused at submit (validation, queue full, no capable agent, stopped): never accepted. */
+  readonly rejected: number;
+  /** Answered from an idempotency key instead of running again. */
+  readonly deduplicated: number;
+  readonly completed: number;
+  readonly failed: number;
+  readonly cancelled: number;
+  readonly timedOut: number;
+  readonly deadLettered: number;
+  /** Attempts after the first. */
+  readonly retries: number;
+  readonly waiting: number;
+  readonly running: number;
+  /** Waiting out a backoff delay before the next attempt. */
+  readonly backingOff: number;
+  readonly routingCache: { readonly hits: number; readonly misses: number; readonly size: number };
+  readonly deadLetters: number;
+}
+
+/** One requirement class: the tasks waiting for agents that hold the same set of capabilities. */
+class TaskClass {
+  readonly signature: string;
+  readonly requires: readonly string[];
+  readonly queue: WaitQueue;
+  servableAt = -1;
+  servable = false;
+
+  constructor(signature: string, requires: readonly string[], agingIntervalMs: number) {
+    this.signature = signature;
+    this.requires = requires;
+    this.queue = new WaitQueue(agingIntervalMs);
+  }
+}
+
+type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
+
+const noop = (): void => {};
+
+export class TaskExecutionEngine implements RoutingListener {
+  readonly #options: ResolvedOrchestratorOptions;
+  readonly #pools: AgentPoolManager;
+  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #strategy: RoutingStrategy;
+  readonly #index = new CapabilityIndex();
+  readonly #cache: RoutingCache;
+  readonly #classes = new Map<string, TaskClass>();
+  #classesVersion = 0;
+  /** Per agent, the classes it can serve, as of `#classesVersion`. */
+  readonly #servable = new WeakMap<AgentRecord, { version: number; classes: TaskClass[] }>();
+  /** Every accepted task not yet terminal. */
+  readonly #live = new Map<string, TaskRecord>();
+  readonly #idempotency: IdempotencyCache;
+  readonly #deadLetters: DeadLetterList;
+  /** affinityKey → agent id, least recently used first. */
+  readonly #affinity = new Map<string, string>();
+  readonly #idPrefix = randomBytes(4).toString('hex');
+  #seq = 0;
+  #state: EngineState = 'idle';
+  #onIdle: (() => void) | undefined;
+  #waiting = 0;
+
+  #submitted = 0;
+  #rejected = 0;
+  #deduplicated = 0;
+  #completed = 0;
+  #failed = 0;
+  #cancelled = 0;
+  #timedOut = 0;
+  #deadLettered = 0;
+  #retries = 0;
+  #running = 0;
+  #backingOff = 0;
+
+  constructor(options: ResolvedOrchestratorOptions, pools: AgentPoolManager, events: TypedEmitter<OrchestratorEvents>) {
+    this.#options = options;
+    this.#pools = pools;
+    this.#events = events;
+    this.#strategy = ROUTING_STRATEGIES[options.routing];
+    this.#cache = new RoutingCache(this.#index);
+    this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
+    this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
+  }
+
+  /** Opens the engine for work. */
+  open(): void {
+    if (this.#state === 'idle') this.#state = 'running';
+  }
+
+  // --- RoutingListener --------------------------------------------------------------------------
+
+  agentRoutable(agent: AgentRecord): void {
+    this.#index.add(agent);
+    this.#cache.invalidate();
+    this.#pull(agent);
+  }
+
+  agentUnroutable(agent: AgentRecord): void {
+    this.#index.delete(agent);
+    this.#cache.invalidate();
+  }
+
+  // --- Submission -------------------------------------------------------------------------------
+
+  /** Accepts a task and returns its handle; throws (synchronously) when the task is refused. */
+  delegate(input: Task): TaskHandle {
+    this.#submitted++;
+    let spec: TaskSpec;
+    try {
+      if (this.#state === 'idle') throw new OrchestratorNotStartedError();
+      if (this.#state !== 'running') throw new OrchestratorStoppedError();
+      spec = validateTask(input, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts });
+    } catch (error) {
+      this.#rejected++;
+      throw error;
+    }
+    const now = this.#options.clock.now();
+    if (spec.idempotencyKey !== undefined) {
+      const hit = this.#idempotency.lookup(spec.idempotencyKey, now);
+      if (hit) {
+        this.#deduplicated++;
+        return hit.kind === 'running'
+          ? this.#handle(hit.task)
+          : { id: hit.taskId, result: Promise.resolve(hit.value), cancel: () => false };
+      }
+    }
+    const task = this.#accept(spec, now);
+    return this.#handle(task);
+  }
+
+  /** Cancels a task by id; returns whether it was still live. */
+  cancel(taskId: string, reason?: unknown): boolean {
+    const task = this.#live.get(taskId);
+    if (!task) return false;
+    this.#cancel(task, new TaskCancelledError(task.id, reason));
+    return true;
+  }
+
+  deadLetters(tenantId?: string): DeadLetter[] {
+    return this.#deadLetters.list(tenantId);
+  }
+
+  /** Resubmits a dead-lettered task as a new task (new id); it leaves the dead-letter list. */
+  retryDeadLetter(taskId: string): TaskHandle {
+    const letter = this.#deadLetters.take(taskId);
+    if (!letter) throw new TaskNotFoundError(taskId);
+    try {
+      return this.delegate(letter.task);
+    } catch (error) {
+      this.#deadLetters.add(letter); // refused (stopped, queue full): keep it for later
+      throw error;
+    }
+  }
+
+  stats(): EngineStats {
+    return {
+      submitted: this.#submitted,
+      rejected: this.#rejected,
+      deduplicated: this.#deduplicated,
+      completed: this.#completed,
+      failed: this.#failed,
+      cancelled: this.#cancelled,
+      timedOut: this.#timedOut,
+      deadLettered: this.#deadLettered,
+      retries: this.#retries,
+      waiting: this.#waiting,
+      running: this.#running,
+      backingOff: this.#backingOff,
+      routingCache: { hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size },
+      deadLetters: this.#deadLetters.size,
+    };
+  }
+
+  /** Waiting tasks per requirement class (signature `''` is "no requirement"). */
+  queueDepths(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.#classes.values()) if (c.queue.size > 0) out[c.requires.join('+') || '*'] = c.queue.size;
+    return out;
+  }
+
+  /**
+   * Refuses new work. With `drain`, waits until every accepted task is terminal or `timeoutMs` passed; then (or
+   * at once without drain) cancels what is left with TaskCancelledError. Returns how many it cancelled.
+   */
+  async stop(drain: boolean, timeoutMs: number): Promise<number> {
+    if (this.#state === 'stopped') return 0;
+    this.#state = 'draining';
+    if (drain && this.#live.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#onIdle = resolve;
+        if (Number.isFinite(timeoutMs)) timer = setTimeout(resolve, timeoutMs);
+      });
+      clearTimeout(timer);
+      this.#onIdle = undefined;
+    }
+    const left = [...this.#live.values()];
+    const reason = new OrchestratorStoppedError(drain ? 'The orchestrator stopped before the task finished draining' : 'The orchestrator stopped without draining');
+    for (const task of left) this.#cancel(task, new TaskCancelledError(task.id, reason));
+    this.#state = 'stopped';
+    return left.length;
+  }
+
+  // --- Acceptance and routing -------------------------------------------------------------------
+
+  #accept(spec: TaskSpec, now: number): TaskRecord {
+    const sig = requirementSignature(spec.requires);
+    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig, now);
+    if (spec.signal?.aborted) {
+      this.#rejected++;
+      throw new TaskCancelledError(task.id, spec.signal.reason);
+    }
+    const agent = this.#route(task);
+    if (!agent) {
+      const klass = this.#classFor(task);
+      if (!this.#canEverServe(klass)) {
+        this.#rejected++;
+        throw new NoCapableAgentError(spec.requires);
+      }
+      if (this.#waiting >= this.#options.maxQueueSize) {
+        this.#rejected++;
+        throw new QueueFullError(this.#options.maxQueueSize);
+      }
+    }
+    this.#live.set(task.id, task);
+    if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
+    if (spec.signal) {
+      const signal = spec.signal;
+      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
+      signal.addEventListener('abort', task.onCallerAbort, { once: true });
+    }
+    if (agent) this.#dispatch(task, agent);
+    else this.#enqueue(task, now);
+    return task;
+  }
+
+  #handle(task: TaskRecord): TaskHandle {
+    task.promise.catch(noop); // the handle's result is handled; callers who await it still see the rejection
+    return {
+      id: task.id,
+      result: task.promise,
+      cancel: (reason?: unknown) => {
+        if (task.phase === 'done') return false;
+        this.#cancel(task, new TaskCancelledError(task.id, reason));
+        return true;
+      },
+    };
+  }
+
+  /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */
+  #route(task: TaskRecord): AgentRecord | undefined {
+    const { affinityKey, requires, prefers } = task.spec;
+    if (affinityKey !== undefined) {
+      const id = this.#affinity.get(affinityKey);
+      const agent = id === undefined ? undefined : this.#pools.get(id);
+      if (agent && agent.routable && agent.hasFreeSlot && agent.holdsAll(requires)) {
+        this.#affinity.delete(affinityKey);
+        this.#affinity.set(affinityKey, id!);
+        return agent;
+      }
+    }
+    const candidates = this.#cache.get(task.routeSig, requires, prefers);
+    const avoid = task.history === undefined ? undefined : (a: AgentRecord) => task.triedAgent(a.id);
+    const agent = this.#strategy.pick(candidates, avoid);
+    if (agent && affinityKey !== undefined) this.#bindAffinity(affinityKey, agent);
+    return agent;
+  }
+
+  /** Binds a key to an agent unless it is still bound to one that is routable (the key moves only when its agent leaves). */
+  #bindAffinity(key: string, agent: AgentRecord): void {
+    const current = this.#affinity.get(key);
+    if (current !== undefined && current !== agent.id && this.#pools.get(current)?.routable) return;
+    this.#affinity.delete(key);
+    if (this.#options.maxAffinityKeys === 0) return;
+    if (this.#affinity.size >= this.#options.maxAffinityKeys) {
+      const oldest = this.#affinity.keys().next().value;
+      if (oldest !== undefined) this.#affinity.delete(oldest);
+    }
+    this.#affinity.set(key, agent.id);
+  }
+
+  #classFor(task: TaskRecord): TaskClass {
+    let klass = this.#classes.get(task.requireSig);
+    if (!klass) {
+      klass = new TaskClass(task.requireSig, task.spec.requires, this.#options.agingIntervalMs);
+      this.#classes.set(task.requireSig, klass);
+      this.#classesVersion++;
+    }
+    return klass;
+  }
+
+  #canEverServe(klass: TaskClass): boolean {
+    const generation = this.#pools.generation;
+    if (klass.servableAt !== generation) {
+      klass.servable = this.#pools.canEverServe(klass.requires);
+      klass.servableAt = generation;
+    }
+    return klass.servable;
+  }
+
+  #enqueue(task: TaskRecord, now: number): void {
+    const klass = this.#classFor(task);
+    task.phase = 'waiting';
+    klass.queue.push(task, now);
+    this.#waiting++;
+    this.#events.emit('task:queued', {
+      taskId: task.id,
+      type: task.spec.type,
+      priority: task.spec.priority,
+      tenantId: task.spec.tenantId,
+      waiting: this.#waiting,
+    });
+    this.#pools.requestCapacity(klass.requires, klass.queue.size);
+  }
+
+  /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
+  #pull(agent: AgentRecord): void {
+    while (this.#waiting > 0 && agent.routable && agent.hasFreeSlot) {
+      const task = this.#takeFor(agent);
+      if (!task) return;
+      this.#dispatch(task, agent);
+    }
+  }
+
+  #takeFor(agent: AgentRecord): TaskRecord | undefined {
+    let cached = this.#servable.get(agent);
+    if (!cached || cached.version !== this.#classesVersion) {
+      const classes: TaskClass[] = [];
+      for (const c of this.#classes.values()) if (agent.holdsAll(c.requires)) classes.push(c);
+      cached = { version: this.#classesVersion, classes };
+      this.#servable.set(agent, cached);
+    }
+    const now = this.#options.clock.now();
+    let bestClass: TaskClass | undefined;
+    let bestTask: TaskRecord | undefined;
+    for (const c of cached.classes) {
+      const head = c.queue.peek(now);
+      if (!head) continue;
+      // Highest effective level first; on a tie, the task that has waited longest in that level.
+      if (!bestTask || head.queueLevel > bestTask.queueLevel || (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)) {
+        bestTask = head;
+        bestClass = c;
+      }
+    }
+    if (!bestClass) return undefined;
+    const task = bestClass.queue.take(now)!;
+    this.#waiting--;
+    return task;
+  }
+
+  // --- Attempts ---------------------------------------------------------------------------------
+
+  #dispatch(task: TaskRecord, agent: AgentRecord): void {
+    const { spec } = task;
+    const number = ++task.attempts;
+    if (number > 1) this.#retries++;
+    task.phase = 'running';
+    this.#running++;
+    agent.acquire();
+    const startedAt = this.#options.clock.now();
+    const controller = new AbortController();
+    const attempt: Attempt = { task, agent, number, startedAt, controller, timer: undefined, abandoned: false };
+    task.current = attempt;
+    if (spec.timeoutMs !== Infinity) {
+      attempt.timer = setTimeout(() => this.#timeout(attempt), spec.timeoutMs);
+    }
+    this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, attempt: number });
+    const ctx: TaskContext = {
+      taskId: task.id,
+      type: spec.type,
+      payload: spec.payload,
+      attempt: number,
+      deadline: spec.timeoutMs === Infinity ? Infinity : Date.now() + spec.timeoutMs,
+      signal: controller.signal,
+      agentId: agent.id,
+      tenantId: spec.tenantId,
+      reportCost: (units: number) => {
+        if (typeof units === 'number' && Number.isFinite(units) && units >= 0) task.cost += units;
+        else throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
+      },
+    };
+    let pending: Promise<unknown>;
+    try {
+      pending = Promise.resolve(agent.agent.execute(ctx));
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      (value) => this.#settle(attempt, true, value),
+      (error: unknown) => this.#settle(attempt, false, error),
+    );
+  }
+
+  /** `execute` settled: give the slot back, and if the task still waited on this attempt, conclude it. */
+  #settle(attempt: Attempt, ok: boolean, value: unknown): void {
+    const { agent, task } = attempt;
+    const now = this.#options.clock.now();
+    if (!attempt.abandoned) {
+      attempt.abandoned = true;
+      clearTimeout(attempt.timer);
+      this.#running--;
+      agent.recordOutcome(ok, now - attempt.startedAt);
+      if (ok) this.#complete(task, attempt, value, now);
+      else this.#attemptFailed(task, attempt, value, now);
+    }
+    agent.release(now);
+    this.#pull(agent);
+  }
+
+  #timeout(attempt: Attempt): void {
+    if (attempt.abandoned) return;
+    const { task, agent } = attempt;
+    const now = this.#options.clock.now();
+    attempt.abandoned = true;
+    this.#running--;
+    agent.recordOutcome(false, now - attempt.startedAt);
+    const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
+    attempt.controller.abort(error);
+    // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
+    this.#attemptFailed(task, attempt, error, now);
+  }
+
+  #attemptFailed(task: TaskRecord, attempt: Attempt, error: unknown, now: number): void {
+    (task.history ??= []).push({
+      attempt: attempt.number,
+      agentId: attempt.agent.id,
+      startedAt: attempt.startedAt,
+      durationMs: now - attempt.startedAt,
+      error,
+    } satisfies AttemptRecord);
+    task.current = undefined;
+    const { spec } = task;
+    if (task.attempts < spec.maxAttempts && this.#state !== 'stopped') {
+      const delayMs = backoffDelay(task.attempts, this.#options.retry, this.#options.random);
+      task.phase = 'backoff';
+      this.#backingOff++;
+      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error });
+      task.backoffTimer = setTimeout(() => {
+        task.backoffTimer = undefined;
+        this.#backingOff--;
+        this.#reschedule(task);
+      }, delayMs);
+      return;
+    }
+    if (spec.maxAttempts > 1) {
+      this.#deadLetters.add({
+        taskId: task.id,
+        type: spec.type,
+        tenantId: spec.tenantId,
+        task: taskInput(spec),
+        attempts: task.history,
+        deadLetteredAt: Date.now(),
+      });
+      this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history));
+    } else if (error instanceof TaskTimeoutError) {
+      this.#fail(task, 'timed-out', error);
+    } else {
+      this.#fail(task, 'failed', error);
+    }
+  }
+
+  /** After a backoff: route again (another agent first) or wait. */
+  #reschedule(task: TaskRecord): void {
+    const agent = this.#route(task);
+    if (agent) this.#dispatch(task, agent);
+    else this.#enqueue(task, this.#options.clock.now());
+  }
+
+  #cancel(task: TaskRecord, error: TaskCancelledError): void {
+    switch (task.phase) {
+      case 'done':
+        return;
+      case 'waiting': {
+        const klass = this.#classes.get(task.requireSig);
+        if (klass && task.lane !== undefined) {
+          klass.queue.remove(task);
+          this.#waiting--;
+        }
+        break;
+      }
+      case 'backoff':
+        clearTimeout(task.backoffTimer);
+        task.backoffTimer = undefined;
+        this.#backingOff--;
+        break;
+      case 'running': {
+        const attempt = task.current;
+        if (attempt && !attempt.abandoned) {
+          attempt.abandoned = true;
+          clearTimeout(attempt.timer);
+          this.#running--;
+          attempt.controller.abort(error);
+        }
+        break;
+      }
+    }
+    this.#fail(task, 'cancelled', error);
+  }
+
+  // --- Terminal states --------------------------------------------------------------------------
+
+  #complete(task: TaskRecord, attempt: Attempt, value: unknown, now: number): void {
+    this.#conclude(task);
+    this.#completed++;
+    if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
+    this.#events.emit('task:completed', {
+      taskId: task.id,
+      type: task.spec.type,
+      agentId: attempt.agent.id,
+      attempt: attempt.number,
+      durationMs: now - attempt.startedAt,
+    });
+    task.resolve(value);
+    this.#checkIdle();
+  }
+
+  #fail(task: TaskRecord, outcome: TaskFailureOutcome, error: unknown): void {
+    this.#conclude(task);
+    switch (outcome) {
+      case 'failed': this.#failed++; break;
+      case 'cancelled': this.#cancelled++; break;
+      case 'timed-out': this.#timedOut++; break;
+      case 'dead-lettered': this.#deadLettered++; break;
+    }
+    if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
+    this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error });
+    task.reject(error);
+    this.#checkIdle();
+  }
+
+  /** Common to every terminal state: leave the live set, drop the caller's abort listener. */
+  #conclude(task: TaskRecord): void {
+    task.phase = 'done';
+    task.current = undefined;
+    this.#live.delete(task.id);
+    if (task.onCallerAbort) {
+      task.spec.signal?.removeEventListener('abort', task.onCallerAbort);
+      task.onCallerAbort = undefined;
+    }
+  }
+
+  #checkIdle(): void {
+    if (this.#onIdle && this.#live.size === 0) this.#onIdle();
+  }
+}
+
+/** The caller-facing task that a spec came from, without its signal: what a dead letter resubmits. */
+function taskInput(spec: TaskSpec): Omit<Task, 'signal'> {
+  const out: Omit<Task, 'signal'> = {
+    type: spec.type,
+    requires: spec.requires,
+    prefers: spec.prefers,
+    priority: spec.priority,
+    payload: spec.payload,
+    timeoutMs: spec.timeoutMs,
+    maxAttempts: spec.maxAttempts,
+  };
+  if (spec.tenantId !== undefined) out.tenantId = spec.tenantId;
+  if (spec.affinityKey !== undefined) out.affinityKey = spec.affinityKey;
+  return out;
+}

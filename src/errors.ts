@@ -1,0 +1,234 @@
+/**
+ * Every error the orchestrator raises is an {@link OrchestratorError} with a stable `code`.
+ * Branch on `code` (or `instanceof`), never on the message text.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await orchestrator.submit(task);
+ * } catch (err) {
+ *   if (isOrchestratorError(err) && err.code === 'QUEUE_FULL') retryLater();
+ *   else throw err;
+ * }
+ * ```
+ */
+
+/** The stable codes of every error class, for exhaustive `switch` statements. */
+export type OrchestratorErrorCode =
+  | 'VALIDATION_ERROR'
+  | 'NO_CAPABLE_AGENT'
+  | 'QUEUE_FULL'
+  | 'ORCHESTRATOR_STOPPED'
+  | 'ORCHESTRATOR_NOT_STARTED'
+  | 'TASK_TIMEOUT'
+  | 'TASK_CANCELLED'
+  | 'TASK_DEAD_LETTERED'
+  | 'TASK_NOT_FOUND'
+  | 'ILLEGAL_STATE_TRANSITION'
+  | 'AGENT_NOT_FOUND'
+  | 'DUPLICATE_AGENT'
+  | 'UNKNOWN_ROLE'
+  | 'POOL_AT_CAPACITY'
+  | 'AGENT_CREATION_FAILED';
+
+/** Base class of every error the library raises. */
+export class OrchestratorError extends Error {
+  /** Stable machine-readable code; never changes between versions. */
+  readonly code: OrchestratorErrorCode;
+
+  constructor(code: OrchestratorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** True when `value` is an error raised by this library. */
+export function isOrchestratorError(value: unknown): value is OrchestratorError {
+  return value instanceof OrchestratorError;
+}
+
+/** Input of the wrong shape: a task, an option or an argument. `field` names what to fix. */
+export class ValidationError extends OrchestratorError {
+  /** Dotted path of the offending field, for example `pools[1].maxAgents` or `task.requires[0]`. */
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super('VALIDATION_ERROR', message);
+    this.field = field;
+  }
+}
+
+/** No registered agent and no declared pool holds every capability the task requires. */
+export class NoCapableAgentError extends OrchestratorError {
+  readonly requires: readonly string[];
+
+  constructor(requires: readonly string[]) {
+    super(
+      'NO_CAPABLE_AGENT',
+      `No agent or pool holds every required capability [${requires.join(', ')}]; ` +
+        'declare a pool or register an agent with these capabilities, or relax `requires`',
+    );
+    this.requires = requires;
+  }
+}
+
+/** The waiting queue holds `maxQueueSize` tasks already; the task was not accepted. */
+export class QueueFullError extends OrchestratorError {
+  readonly maxQueueSize: number;
+
+  constructor(maxQueueSize: number) {
+    super(
+      'QUEUE_FULL',
+      `The waiting queue is full (maxQueueSize ${maxQueueSize}); retry later, add agents or raise maxQueueSize`,
+    );
+    this.maxQueueSize = maxQueueSize;
+  }
+}
+
+/** The orchestrator is stopping or stopped and accepts no new work. */
+export class OrchestratorStoppedError extends OrchestratorError {
+  constructor(message = 'The orchestrator is stopped or stopping and accepts no new work') {
+    super('ORCHESTRATOR_STOPPED', message);
+  }
+}
+
+/** Work was submitted before `start()` resolved. */
+export class OrchestratorNotStartedError extends OrchestratorError {
+  constructor() {
+    super('ORCHESTRATOR_NOT_STARTED', 'The orchestrator is not started; await orchestrator.start() before submitting work');
+  }
+}
+
+/** An attempt ran past its `timeoutMs`; the agent's `ctx.signal` was aborted with this error. */
+export class TaskTimeoutError extends OrchestratorError {
+  readonly taskId: string;
+  readonly timeoutMs: number;
+  readonly attempt: number;
+
+  constructor(taskId: string, timeoutMs: number, attempt: number) {
+    super('TASK_TIMEOUT', `Task ${taskId} attempt ${attempt} timed out after ${timeoutMs} ms`);
+    this.taskId = taskId;
+    this.timeoutMs = timeoutMs;
+    this.attempt = attempt;
+  }
+}
+
+/** The task was cancelled: by `handle.cancel()`, the caller's signal, or a stop without drain. */
+export class TaskCancelledError extends OrchestratorError {
+  readonly taskId: string;
+
+  constructor(taskId: string, reason?: unknown) {
+    const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : undefined;
+    super('TASK_CANCELLED', `Task ${taskId} was cancelled${why ? `: ${why}` : ''}`, { cause: reason });
+    this.taskId = taskId;
+  }
+}
+
+/** One attempt of a task, as kept in its history. */
+export interface AttemptRecord {
+  readonly attempt: number;
+  /** The agent that ran the attempt. */
+  readonly agentId: string;
+  readonly startedAt: number;
+  readonly durationMs: number;
+  /** `undefined` only for the successful attempt, which is never part of a dead letter. */
+  readonly error: unknown;
+}
+
+/** Every attempt failed; the task is in the dead-letter list with its history. `cause` is the last error. */
+export class TaskDeadLetteredError extends OrchestratorError {
+  readonly taskId: string;
+  readonly attempts: readonly AttemptRecord[];
+
+  constructor(taskId: string, attempts: readonly AttemptRecord[]) {
+    const last = attempts[attempts.length - 1];
+    const lastMessage = last?.error instanceof Error ? `: ${last.error.message}` : '';
+    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${lastMessage}`, {
+      cause: last?.error,
+    });
+    this.taskId = taskId;
+    this.attempts = attempts;
+  }
+}
+
+/** A dead letter, task or handle lookup named an id the orchestrator does not hold. */
+export class TaskNotFoundError extends OrchestratorError {
+  readonly taskId: string;
+
+  constructor(taskId: string, where = 'the dead-letter list') {
+    super('TASK_NOT_FOUND', `No task ${taskId} in ${where}`);
+    this.taskId = taskId;
+  }
+}
+
+/** An agent lifecycle transition that the state machine does not allow. */
+export class IllegalStateTransitionError extends OrchestratorError {
+  readonly agentId: string;
+  readonly from: string;
+  readonly to: string;
+
+  constructor(agentId: string, from: string, to: string) {
+    super('ILLEGAL_STATE_TRANSITION', `Agent ${agentId} cannot go from ${from} to ${to}`);
+    this.agentId = agentId;
+    this.from = from;
+    this.to = to;
+  }
+}
+
+/** No agent with this id is registered. */
+export class AgentNotFoundError extends OrchestratorError {
+  readonly agentId: string;
+
+  constructor(agentId: string) {
+    super('AGENT_NOT_FOUND', `No agent with id ${JSON.stringify(agentId)} is registered`);
+    this.agentId = agentId;
+  }
+}
+
+/** An agent with this id is already registered. */
+export class DuplicateAgentError extends OrchestratorError {
+  readonly agentId: string;
+
+  constructor(agentId: string) {
+    super('DUPLICATE_AGENT', `An agent with id ${JSON.stringify(agentId)} is already registered; pick another id or omit it`);
+    this.agentId = agentId;
+  }
+}
+
+/** No pool is declared for this role. */
+export class UnknownRoleError extends OrchestratorError {
+  readonly role: string;
+
+  constructor(role: string, known: readonly string[]) {
+    super('UNKNOWN_ROLE', `No pool is declared for role ${JSON.stringify(role)}; declared roles: [${known.join(', ')}]`);
+    this.role = role;
+  }
+}
+
+/** The pool already holds `maxAgents` agents. */
+export class PoolAtCapacityError extends OrchestratorError {
+  readonly role: string;
+  readonly maxAgents: number;
+
+  constructor(role: string, maxAgents: number) {
+    super('POOL_AT_CAPACITY', `Pool ${JSON.stringify(role)} already holds its maximum of ${maxAgents} agents; raise maxAgents`);
+    this.role = role;
+    this.maxAgents = maxAgents;
+  }
+}
+
+/** A pool's `create()` factory failed every attempt (threw, rejected, hung, or returned no `execute`). */
+export class AgentCreationError extends OrchestratorError {
+  readonly role: string;
+  readonly attempts: number;
+
+  constructor(role: string, attempts: number, cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super('AGENT_CREATION_FAILED', `Pool ${JSON.stringify(role)} could not create an agent after ${attempts} attempt(s): ${why}`, {
+      cause,
+    });
+    this.role = role;
+    this.attempts = attempts;
+  }
+}

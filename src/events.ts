@@ -1,0 +1,167 @@
+/**
+ * The typed event map and the emitter behind `orchestrator.on/off/once`.
+ * Events report what happened; the library never drives its own state from them.
+ */
+import { EventEmitter } from 'eventemitter3';
+import type { AgentState } from './pool/agent-state.js';
+
+/** How a task ended. Every accepted task ends in exactly one of these. */
+export type TaskOutcome = 'completed' | 'failed' | 'cancelled' | 'timed-out' | 'dead-lettered';
+
+/** Terminal outcomes other than success. */
+export type TaskFailureOutcome = Exclude<TaskOutcome, 'completed'>;
+
+/** Every event the orchestrator emits, with its payload. */
+export interface OrchestratorEvents {
+  /** `start()` finished pre-warming every pool. */
+  started: { readonly pools: number; readonly agents: number };
+  /** `stop()` began; new work is refused from here on. */
+  stopping: { readonly drain: boolean };
+  /** `stop()` finished; nothing of the orchestrator is left running. Emitted last. */
+  stopped: { readonly completedWhileDraining: number; readonly cancelled: number };
+  /** An agent moved between lifecycle states. `from` is `undefined` when the agent first appears. */
+  'agent:state': {
+    readonly agentId: string;
+    readonly role: string | undefined;
+    readonly from: AgentState | undefined;
+    readonly to: AgentState;
+  };
+  /** A pool grew or shrank. */
+  'pool:scaled': {
+    readonly role: string;
+    readonly members: number;
+    readonly spares: number;
+    readonly reason: 'demand' | 'spawn' | 'idle' | 'replace';
+  };
+  /** A pool's `create()` failed one attempt. `willRetry` is false when this was the last attempt. */
+  'pool:create-failed': {
+    readonly role: string;
+    readonly attempt: number;
+    readonly willRetry: boolean;
+    readonly error: unknown;
+  };
+  /** An agent's own code failed outside a task: its health check at creation, or its `dispose()`. */
+  'agent:error': {
+    readonly agentId: string;
+    readonly role: string | undefined;
+    readonly phase: 'health-check' | 'dispose';
+    readonly error: unknown;
+  };
+  /** No agent was free; the task waits in the queue of its requirement class. */
+  'task:queued': {
+    readonly taskId: string;
+    readonly type: string;
+    readonly priority: number;
+    readonly tenantId: string | undefined;
+    readonly waiting: number;
+  };
+  /** An attempt began on an agent. */
+  'task:started': { readonly taskId: string; readonly type: string; readonly agentId: string; readonly attempt: number };
+  /** An attempt failed and the task will try again after `delayMs`. */
+  'task:retrying': {
+    readonly taskId: string;
+    readonly type: string;
+    readonly attempt: number;
+    readonly delayMs: number;
+    readonly error: unknown;
+  };
+  /** Terminal: the task succeeded. */
+  'task:completed': {
+    readonly taskId: string;
+    readonly type: string;
+    readonly agentId: string;
+    readonly attempt: number;
+    readonly durationMs: number;
+  };
+  /** Terminal: the task ended without a result; `outcome` says how. */
+  'task:failed': {
+    readonly taskId: string;
+    readonly type: string;
+    readonly outcome: TaskFailureOutcome;
+    readonly attempts: number;
+    readonly error: unknown;
+  };
+  /** A listener threw. The orchestrator carried on; this reports it. */
+  'listener:error': { readonly event: string; readonly error: unknown };
+}
+
+export type OrchestratorEventName = keyof OrchestratorEvents;
+export type OrchestratorListener<E extends OrchestratorEventName> = (payload: OrchestratorEvents[E]) => void;
+
+/**
+ * eventemitter3 with typed names and payloads, where a throwing listener is isolated: the error is reported
+ * as `listener:error` (or a process warning when nobody listens for that) and the other listeners still run.
+ */
+export class TypedEmitter<Events extends object = OrchestratorEvents> {
+  readonly #ee = new EventEmitter();
+  // listener → its guarded wrapper, per event, so `off` can find what `on` registered.
+  readonly #wrappers = new Map<PropertyKey, Map<Function, Function[]>>();
+
+  on<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
+    this.#ee.on(event, this.#wrap(event, listener, false));
+    return this;
+  }
+
+  once<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
+    this.#ee.once(event, this.#wrap(event, listener, true));
+    return this;
+  }
+
+  off<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
+    const wrappers = this.#wrappers.get(event)?.get(listener);
+    const wrapper = wrappers?.pop();
+    if (wrapper) {
+      this.#ee.off(event, wrapper as (...args: unknown[]) => void);
+      if (wrappers!.length === 0) this.#wrappers.get(event)!.delete(listener);
+    }
+    return this;
+  }
+
+  listenerCount(event: keyof Events & string): number {
+    return this.#ee.listenerCount(event);
+  }
+
+  /** Emits to every listener; returns false at once (no allocation) when there is none. */
+  emit<E extends keyof Events & string>(event: E, payload: Events[E]): boolean {
+    return this.#ee.emit(event, payload);
+  }
+
+  removeAllListeners(): void {
+    this.#ee.removeAllListeners();
+    this.#wrappers.clear();
+  }
+
+  #wrap(event: string, listener: Function, once: boolean): (payload: unknown) => void {
+    let perEvent = this.#wrappers.get(event);
+    if (!perEvent) this.#wrappers.set(event, (perEvent = new Map()));
+    const wrapper = (payload: unknown): void => {
+      if (once) this.#forget(event, listener, wrapper);
+      try {
+        listener(payload);
+      } catch (error) {
+        this.#report(event, error);
+      }
+    };
+    const list = perEvent.get(listener);
+    if (list) list.push(wrapper);
+    else perEvent.set(listener, [wrapper]);
+    return wrapper;
+  }
+
+  #forget(event: string, listener: Function, wrapper: Function): void {
+    const list = this.#wrappers.get(event)?.get(listener);
+    if (!list) return;
+    const i = list.indexOf(wrapper);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.#wrappers.get(event)!.delete(listener);
+  }
+
+  #report(event: string, error: unknown): void {
+    if (event !== 'listener:error' && this.#ee.listenerCount('listener:error') > 0) {
+      this.#ee.emit('listener:error', { event, error });
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    process.emitWarning(`A listener for "${event}" threw: ${message}`, { code: 'UNIFIED_ORCHESTRATOR_LISTENER' });
+  }
+}

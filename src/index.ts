@@ -1,0 +1,45 @@
+/**
+ * unified-orchestrator: run fleets of AI agents (or any async workers) in-process.
+ * @packageDocumentation
+ */
+export { UnifiedOrchestrator } from './orchestrator.js';
+export type { OrchestratorState, OrchestratorStats } from './orchestrator.js';
+
+export { AgentPoolManager } from './pool/agent-pool-manager.js';
+export type { RegisterAgentOptions } from './pool/agent-pool-manager.js';
+export { TaskExecutionEngine } from './engine/task-execution-engine.js';
+export type { EngineStats } from './engine/task-execution-engine.js';
+
+export { AGENT_STATES, canTransition } from './pool/agent-state.js';
+export type { AgentState } from './pool/agent-state.js';
+export type { Agent, AgentFactory, AgentFactoryContext, TaskContext } from './pool/agent.js';
+export type { AgentSnapshot } from './pool/agent-record.js';
+export type { PoolSnapshot } from './pool/pool.js';
+export type { Task, TaskHandle } from './engine/task.js';
+export type { DeadLetter } from './engine/dead-letter.js';
+
+export { ORCHESTRATOR_DEFAULTS, POOL_DEFAULTS, RETRY_DEFAULTS, STOP_DEFAULTS } from './config.js';
+export type { Clock, OrchestratorOptions, PoolOptions, RetryOptions, RoutingStrategyName, StopOptions } from './config.js';
+
+export {
+  AgentCreationError,
+  AgentNotFoundError,
+  DuplicateAgentError,
+  IllegalStateTransitionError,
+  isOrchestratorError,
+  NoCapableAgentError,
+  OrchestratorError,
+  OrchestratorNotStartedError,
+  OrchestratorStoppedError,
+  PoolAtCapacityError,
+  QueueFullError,
+  TaskCancelledError,
+  TaskDeadLetteredError,
+  TaskNotFoundError,
+  TaskTimeoutError,
+  UnknownRoleError,
+  ValidationError,
+} from './errors.js';
+export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
+
+export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener, TaskFailureOutcome, TaskOutcome } from './events.js';

@@ -1,0 +1,222 @@
+/**
+ * UnifiedOrchestrator: the public entry point. It checks its inputs, builds and wires the parts
+ * (pools → engine), and runs start and stop in order. The machinery lives in private fields.
+ */
+import {
+  resolveOrchestratorOptions,
+  resolveStopOptions,
+  type OrchestratorOptions,
+  type ResolvedOrchestratorOptions,
+  type StopOptions,
+} from './config.js';
+import { expectString } from './config.js';
+import type { DeadLetter } from './engine/dead-letter.js';
+import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
+import type { Task, TaskHandle } from './engine/task.js';
+import { OrchestratorStoppedError } from './errors.js';
+import { TypedEmitter, type OrchestratorEventName, type OrchestratorEvents, type OrchestratorListener } from './events.js';
+import type { Agent } from './pool/agent.js';
+import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-manager.js';
+import type { AgentSnapshot } from './pool/agent-record.js';
+import type { AgentState } from './pool/agent-state.js';
+import type { PoolSnapshot } from './pool/pool.js';
+
+/** Lifecycle of the orchestrator itself. */
+export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** What `stats()` returns: task counters, queue depths, agents and pools. */
+export interface OrchestratorStats extends EngineStats {
+  readonly state: OrchestratorState;
+  /** Agents by lifecycle state (warm spares count as IDLE). */
+  readonly agents: Readonly<Record<AgentState, number>>;
+  readonly pools: readonly PoolSnapshot[];
+  /** Waiting tasks per requirement class, keyed by the capabilities joined with `+` (`*` for none). */
+  readonly queues: Readonly<Record<string, number>>;
+}
+
+/**
+ * Runs a fleet of agents in-process: warm pools per role, capability routing, priority queues, retries.
+ *
+ * @example
+ * ```ts
+ * const orchestrator = new UnifiedOrchestrator({
+ *   pools: [{ role: 'writer', capabilities: ['text'], create: async () => new WriterAgent() }],
+ * });
+ * await orchestrator.start();
+ * const summary = await orchestrator.submit<string>({ type: 'summarise', requires: ['text'], payload: doc });
+ * await orchestrator.stop();
+ * ```
+ */
+export class UnifiedOrchestrator {
+  readonly #options: ResolvedOrchestratorOptions;
+  readonly #events = new TypedEmitter<OrchestratorEvents>();
+  readonly #pools: AgentPoolManager;
+  readonly #engine: TaskExecutionEngine;
+  #state: OrchestratorState = 'created';
+  #startPromise: Promise<void> | undefined;
+  #stopPromise: Promise<void> | undefined;
+
+  /** Validates every option at once; throws ValidationError naming the first wrong field. */
+  constructor(options: OrchestratorOptions = {}) {
+    this.#options = resolveOrchestratorOptions(options);
+    this.#pools = new AgentPoolManager({
+      pools: this.#options.pools,
+      retry: this.#options.retry,
+      scaleIntervalMs: this.#options.scaleIntervalMs,
+      clock: this.#options.clock,
+      random: this.#options.random,
+      events: this.#events,
+    });
+    this.#engine = new TaskExecutionEngine(this.#options, this.#pools, this.#events);
+    this.#pools.setRoutingListener(this.#engine);
+  }
+
+  get state(): OrchestratorState {
+    return this.#state;
+  }
+
+  /**
+   * Pre-warms every pool to its minimum (plus its warm spares) and opens for work. Idempotent.
+   * Rejects with AgentCreationError when a pool cannot reach its minimum; the orchestrator is then stopped.
+   */
+  start(): Promise<void> {
+    this.#startPromise ??= this.#start();
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#state !== 'created') throw new OrchestratorStoppedError('The orchestrator was stopped before it started');
+    this.#state = 'starting';
+    try {
+      await this.#pools.start();
+    } catch (error) {
+      await this.stop({ drain: false });
+      throw error;
+    }
+    if (this.#state !== 'starting') throw new OrchestratorStoppedError('The orchestrator was stopped while starting');
+    this.#state = 'running';
+    this.#engine.open();
+    let agents = 0;
+    for (const p of this.#pools.pools()) agents += p.members;
+    this.#events.emit('started', { pools: this.#pools.roles.length, agents });
+  }
+
+  /**
+   * Stops: refuses new work at once, drains (or cancels) accepted tasks, disposes every agent and releases every
+   * timer, so the process can exit on its own. Idempotent: later calls return the first call's promise.
+   */
+  stop(options?: StopOptions): Promise<void> {
+    const resolved = resolveStopOptions(options);
+    this.#stopPromise ??= this.#stop(resolved.drain, resolved.timeoutMs);
+    return this.#stopPromise;
+  }
+
+  async #stop(drain: boolean, timeoutMs: number): Promise<void> {
+    this.#state = 'stopping';
+    this.#events.emit('stopping', { drain });
+    const startedAt = Date.now();
+    const before = this.#engine.stats().completed;
+    const cancelled = await this.#engine.stop(drain, timeoutMs);
+    const left = Math.max(0, timeoutMs - (Date.now() - startedAt));
+    await this.#pools.stop(drain ? left : Math.min(left, 1_000));
+    this.#state = 'stopped';
+    this.#events.emit('stopped', { completedWhileDraining: this.#engine.stats().completed - before, cancelled });
+  }
+
+  /**
+   * Runs a task on an agent holding every capability in `task.requires` and resolves with its result.
+   * Rejects with the agent's error, TaskTimeoutError, TaskCancelledError, TaskDeadLetteredError, or — when the
+   * task is refused — ValidationError, NoCapableAgentError, QueueFullError or OrchestratorStoppedError.
+   */
+  submit<TResult = unknown>(task: Task): Promise<TResult> {
+    try {
+      return this.#engine.delegate(task).result as Promise<TResult>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Accepts a task and returns its handle at once. Throws synchronously when the task is refused (the same
+   * errors `submit` rejects with at submit time).
+   *
+   * @example
+   * ```ts
+   * const handle = orchestrator.delegate({ type: 'crawl', requires: ['web'], payload: url });
+   * setTimeout(() => handle.cancel('too slow'), 5_000);
+   * const page = await handle.result;
+   * ```
+   */
+  delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
+    return this.#engine.delegate(task) as TaskHandle<TResult>;
+  }
+
+  /** Cancels a live task by id. Returns false when it already finished or is unknown. */
+  cancel(taskId: string, reason?: unknown): boolean {
+    return this.#engine.cancel(expectString(taskId, 'taskId'), reason);
+  }
+
+  /** Adds an agent made outside any pool; routable at once. Returns its id. */
+  registerAgent(agent: Agent, options: RegisterAgentOptions): string {
+    return this.#pools.registerAgent(agent, options);
+  }
+
+  /** Drains an agent (its running tasks finish), disposes it and removes it from the fleet. */
+  unregisterAgent(agentId: string): Promise<void> {
+    return this.#pools.unregisterAgent(agentId);
+  }
+
+  /**
+   * Hands back the id of a ready agent of `role` at once (the pool's warm spare, now routable) and refills the
+   * spare in the background. Without a spare it creates one; at `maxAgents` it rejects with PoolAtCapacityError.
+   * A spawned agent is kept (not scaled down when idle) until it is unregistered.
+   */
+  spawnAgent(role: string): Promise<string> {
+    return this.#pools.spawnAgent(role);
+  }
+
+  /** A snapshot of one agent, or `undefined` when no such agent is registered. */
+  agent(agentId: string): AgentSnapshot | undefined {
+    return this.#pools.get(agentId)?.snapshot();
+  }
+
+  /** Snapshots of every agent, warm spares included. */
+  agents(): AgentSnapshot[] {
+    return [...this.#pools.agents()].map((a) => a.snapshot());
+  }
+
+  /** Dead-lettered tasks with their attempt history, oldest first; optionally one tenant's only. */
+  deadLetters(tenantId?: string): DeadLetter[] {
+    return this.#engine.deadLetters(tenantId);
+  }
+
+  /** Resubmits a dead-lettered task under a new id and returns its handle. */
+  retryDeadLetter<TResult = unknown>(taskId: string): TaskHandle<TResult> {
+    return this.#engine.retryDeadLetter(expectString(taskId, 'taskId')) as TaskHandle<TResult>;
+  }
+
+  stats(): OrchestratorStats {
+    return {
+      state: this.#state,
+      ...this.#engine.stats(),
+      agents: this.#pools.countByState(),
+      pools: this.#pools.pools(),
+      queues: this.#engine.queueDepths(),
+    };
+  }
+
+  on<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
+    this.#events.on(event, listener);
+    return this;
+  }
+
+  once<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
+    this.#events.once(event, listener);
+    return this;
+  }
+
+  off<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
+    this.#events.off(event, listener);
+    return this;
+  }
+}

@@ -1,0 +1,486 @@
+/**
+ * AgentPoolManager: owns every agent. Pre-warms pools, keeps warm spares for instant `spawnAgent` and
+ * scale-up, scales down idle agents, registers outside agents, and retires agents through DRAINING.
+ * It never imports the engine: the engine listens through {@link RoutingListener}.
+ */
+import { setMaxListeners } from 'node:events';
+import type { Clock, ResolvedPoolOptions, ResolvedRetryOptions } from '../config.js';
+import { expectInteger, expectObject, expectString, expectStringArray, own, rejectUnknownKeys } from '../config.js';
+import {
+  AgentCreationError,
+  AgentNotFoundError,
+  DuplicateAgentError,
+  OrchestratorStoppedError,
+  PoolAtCapacityError,
+  UnknownRoleError,
+  ValidationError,
+} from '../errors.js';
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import { backoffDelay, sleep } from '../resources/backoff.js';
+import type { Agent } from './agent.js';
+import { AgentRecord, type AgentRecordHooks } from './agent-record.js';
+import { isRoutableState, type AgentState } from './agent-state.js';
+import { Pool, type PoolSnapshot } from './pool.js';
+
+/** How the engine hears that an agent joined or left routing. */
+export interface RoutingListener {
+  agentRoutable(record: AgentRecord): void;
+  agentUnroutable(record: AgentRecord): void;
+}
+
+/** Options of `registerAgent` for an agent made outside any pool. */
+export interface RegisterAgentOptions {
+  /** What the agent can do. */
+  capabilities: readonly string[];
+  /** Its id; generated (`agent-<n>`) when omitted. Must be unique. */
+  id?: string;
+  /** A label shown in stats and events; such an agent is never a member of a pool. */
+  role?: string;
+  /** Tasks it runs at once. @default 1 */
+  concurrency?: number;
+}
+
+export interface AgentPoolManagerOptions {
+  readonly pools: readonly ResolvedPoolOptions[];
+  readonly retry: ResolvedRetryOptions;
+  readonly scaleIntervalMs: number;
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly events: TypedEmitter<OrchestratorEvents>;
+}
+
+type ManagerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+const REGISTER_KEYS: ReadonlySet<string> = new Set(['capabilities', 'id', 'role', 'concurrency']);
+
+function holdsAll(have: readonly string[], need: readonly string[]): boolean {
+  for (const c of need) if (!have.includes(c)) return false;
+  return true;
+}
+
+export class AgentPoolManager {
+  readonly #pools = new Map<string, Pool>();
+  /** Pools ordered by how few capabilities they have: scale the most specialised pool first. */
+  readonly #poolsBySpecificity: Pool[];
+  /** Every agent not yet TERMINATED, spares included. */
+  readonly #agents = new Map<string, AgentRecord>();
+  readonly #retiring = new Map<AgentRecord, Promise<void>>();
+  readonly #drainWaiters = new Map<AgentRecord, () => void>();
+  readonly #options: AgentPoolManagerOptions;
+  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #abort = new AbortController();
+  readonly #hooks: AgentRecordHooks;
+  #listener: RoutingListener | undefined;
+  #state: ManagerState = 'idle';
+  #ticker: NodeJS.Timeout | undefined;
+  #externalSeq = 0;
+  #generation = 0;
+
+  constructor(options: AgentPoolManagerOptions) {
+    this.#options = options;
+    this.#events = options.events;
+    // Every queued and running creation listens on this one stop signal; that is by design, not a leak.
+    setMaxListeners(0, this.#abort.signal);
+    for (const p of options.pools) this.#pools.set(p.role, new Pool(p));
+    this.#poolsBySpecificity = [...this.#pools.values()].sort(
+      (a, b) => a.options.capabilities.length - b.options.capabilities.length,
+    );
+    this.#hooks = {
+      onTransition: (record, from) => this.#onTransition(record, from),
+      onDrained: (record) => {
+        const wake = this.#drainWaiters.get(record);
+        this.#drainWaiters.delete(record);
+        wake?.();
+      },
+    };
+  }
+
+  /** Changes whenever an agent is added or removed, so callers can cache "could anyone serve X". */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get roles(): readonly string[] {
+    return [...this.#pools.keys()];
+  }
+
+  setRoutingListener(listener: RoutingListener): void {
+    this.#listener = listener;
+  }
+
+  get(agentId: string): AgentRecord | undefined {
+    return this.#agents.get(agentId);
+  }
+
+  agents(): IterableIterator<AgentRecord> {
+    return this.#agents.values();
+  }
+
+  /** Pre-warms every pool to its minimum (and its spares). Rejects with AgentCreationError if a pool cannot reach its minimum. */
+  async start(): Promise<void> {
+    if (this.#state !== 'idle') throw new OrchestratorStoppedError('The pool manager was already started');
+    this.#state = 'starting';
+    const warmups = [...this.#pools.values()].map(async (pool) => {
+      const members = Array.from({ length: pool.options.minAgents }, () => this.#startCreation(pool, 'member', 'demand'));
+      const spares = this.#fillSpares(pool);
+      await Promise.all(members);
+      await Promise.allSettled(spares);
+    });
+    const results = await Promise.allSettled(warmups);
+    if (this.#abort.signal.aborted) throw new OrchestratorStoppedError('The orchestrator was stopped while starting');
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    this.#state = 'running';
+    this.#scheduleTick();
+  }
+
+  /** Hands back the id of a ready agent of `role` at once (a warm spare) and refills the spare in the background. */
+  async spawnAgent(role: string): Promise<string> {
+    const pool = this.#pools.get(expectString(role, 'role'));
+    if (!pool) throw new UnknownRoleError(role, this.roles);
+    if (this.#state !== 'running') throw new OrchestratorStoppedError();
+    const spare = this.#promoteSpare(pool, 'spawn');
+    const record = spare ?? (pool.hasRoom ? await this.#startCreation(pool, 'member', 'spawn') : undefined);
+    if (!record) throw new PoolAtCapacityError(role, pool.options.maxAgents);
+    record.pinned = true;
+    return record.id;
+  }
+
+  /** Adds an agent made outside any pool; it is routable at once. Returns its id. */
+  registerAgent(agent: Agent, options: RegisterAgentOptions): string {
+    if (this.#state === 'stopping' || this.#state === 'stopped') throw new OrchestratorStoppedError();
+    expectObject(agent, 'agent');
+    if (typeof (agent as Partial<Agent>).execute !== 'function') {
+      throw new ValidationError('agent.execute', 'Expected `agent.execute` to be a function (ctx) => Promise<result>');
+    }
+    const o = expectObject(options, 'options');
+    rejectUnknownKeys(o, REGISTER_KEYS, 'options');
+    const capabilities = expectStringArray(own(o, 'capabilities'), 'options.capabilities');
+    const concurrency = own(o, 'concurrency') === undefined ? 1 : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
+    const role = own(o, 'role') === undefined ? undefined : expectString(own(o, 'role'), 'options.role');
+    let id: string;
+    if (own(o, 'id') === undefined) {
+      do id = `agent-${++this.#externalSeq}`;
+      while (this.#agents.has(id));
+    } else {
+      id = expectString(own(o, 'id'), 'options.id');
+      if (this.#agents.has(id)) throw new DuplicateAgentError(id);
+    }
+    const record = this.#newRecord(id, role, agent, capabilities, concurrency);
+    record.transition('IDLE');
+    return id;
+  }
+
+  /** Drains an agent (its running tasks finish, it takes no new ones), disposes it and removes it. */
+  async unregisterAgent(agentId: string): Promise<void> {
+    const record = this.#agents.get(expectString(agentId, 'agentId'));
+    if (!record) throw new AgentNotFoundError(agentId);
+    await this.#retire(record);
+  }
+
+  /**
+   * Called by the engine when a task must wait: grows the most specialised pool that can serve `requires`,
+   * promoting a spare at once or starting a creation. Returns whether more capacity is coming.
+   */
+  requestCapacity(requires: readonly string[], waiting: number): boolean {
+    if (this.#state !== 'running') return false;
+    for (const pool of this.#poolsBySpecificity) {
+      if (!holdsAll(pool.options.capabilities, requires)) continue;
+      if (this.#promoteSpare(pool, 'demand')) return true;
+      if (pool.creatingMembers * pool.options.concurrency >= waiting) return true;
+      if (pool.hasRoom) {
+        this.#startCreation(pool, 'member', 'demand').catch(() => {}); // reported as pool:create-failed
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether a pool is declared, or an agent is registered and not on its way out, that holds every capability of `requires`. */
+  canEverServe(requires: readonly string[]): boolean {
+    for (const pool of this.#poolsBySpecificity) if (holdsAll(pool.options.capabilities, requires)) return true;
+    for (const record of this.#agents.values()) {
+      if (record.state !== 'DRAINING' && record.state !== 'FAILED' && record.holdsAll(requires)) return true;
+    }
+    return false;
+  }
+
+  pools(): PoolSnapshot[] {
+    return [...this.#pools.values()].map((p) => p.snapshot());
+  }
+
+  /** Agents by lifecycle state, spares counted as IDLE. */
+  countByState(): Record<AgentState, number> {
+    const counts: Record<AgentState, number> = { INITIALIZING: 0, IDLE: 0, BUSY: 0, DRAINING: 0, TERMINATED: 0, UNHEALTHY: 0, FAILED: 0 };
+    for (const r of this.#agents.values()) counts[r.state]++;
+    return counts;
+  }
+
+  /**
+   * Stops scaling and creation, then drains and disposes every agent. Agents still running attempts after
+   * `timeoutMs` (ones that ignored their abort signal) are disposed anyway.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    this.#state = 'stopping';
+    if (this.#ticker) clearTimeout(this.#ticker);
+    this.#ticker = undefined;
+    this.#abort.abort(new OrchestratorStoppedError('The orchestrator stopped while creating an agent'));
+    for (const pool of this.#pools.values()) pool.createQueue.clear();
+
+    const all = Promise.all([...this.#agents.values()].map((r) => this.#retire(r)));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([all, deadline]);
+    clearTimeout(timer);
+    // Whatever is still draining now holds an attempt that never returned: stop waiting for it.
+    for (const wake of [...this.#drainWaiters.values()]) wake();
+    this.#drainWaiters.clear();
+    await all;
+    this.#state = 'stopped';
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #newRecord(id: string, role: string | undefined, agent: Agent, capabilities: readonly string[], concurrency: number): AgentRecord {
+    const record = new AgentRecord({ id, role, agent, capabilities, concurrency, hooks: this.#hooks, now: this.#options.clock.now() });
+    this.#agents.set(id, record);
+    this.#generation++;
+    this.#events.emit('agent:state', { agentId: id, role, from: undefined, to: 'INITIALIZING' });
+    return record;
+  }
+
+  #onTransition(record: AgentRecord, from: AgentState): void {
+    this.#events.emit('agent:state', { agentId: record.id, role: record.role, from, to: record.state });
+    const was = !record.parked && isRoutableState(from);
+    const now = record.routable;
+    if (was !== now) {
+      if (now) this.#listener?.agentRoutable(record);
+      else this.#listener?.agentUnroutable(record);
+    }
+  }
+
+  /** Queues one creation on the pool's create queue; resolves with the ready record. */
+  #startCreation(pool: Pool, kind: 'member' | 'spare', reason: 'demand' | 'spawn' | 'replace'): Promise<AgentRecord> {
+    if (kind === 'member') pool.creatingMembers++;
+    else pool.creatingSpares++;
+    return pool.createQueue
+      .add(() => this.#create(pool, kind), { signal: this.#abort.signal })
+      .then((record) => {
+        if (kind === 'member') this.#emitScaled(pool, reason);
+        return record;
+      })
+      .finally(() => {
+        if (kind === 'member') pool.creatingMembers--;
+        else pool.creatingSpares--;
+      });
+  }
+
+  #fillSpares(pool: Pool): Promise<AgentRecord>[] {
+    const started: Promise<AgentRecord>[] = [];
+    while (pool.spares.length + pool.creatingSpares < pool.options.warmSpares && pool.hasRoom) {
+      const p = this.#startCreation(pool, 'spare', 'demand');
+      p.catch(() => {}); // reported as pool:create-failed; a missing spare only makes spawn slower
+      started.push(p);
+    }
+    return started;
+  }
+
+  #promoteSpare(pool: Pool, reason: 'demand' | 'spawn' | 'replace'): AgentRecord | undefined {
+    const record = pool.spares.shift();
+    if (!record) return undefined;
+    pool.members.add(record);
+    record.parked = false;
+    if (record.routable) this.#listener?.agentRoutable(record);
+    this.#emitScaled(pool, reason);
+    if (this.#state === 'running') this.#fillSpares(pool);
+    return record;
+  }
+
+  #emitScaled(pool: Pool, reason: OrchestratorEvents['pool:scaled']['reason']): void {
+    this.#events.emit('pool:scaled', { role: pool.role, members: pool.members.size, spares: pool.spares.length, reason });
+  }
+
+  async #create(pool: Pool, kind: 'member' | 'spare'): Promise<AgentRecord> {
+    const { options } = pool;
+    const agentId = pool.nextAgentId();
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= options.createAttempts; attempt++) {
+      this.#abort.signal.throwIfAborted();
+      try {
+        const agent = await this.#callFactory(pool, agentId);
+        const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency);
+        if (!(await this.#initialCheck(record, options.createTimeoutMs))) {
+          record.transition('FAILED');
+          await this.#dispose(record);
+          this.#remove(record, pool);
+          throw new Error(`Agent ${agentId} failed its health check after creation`);
+        }
+        if (this.#abort.signal.aborted) {
+          record.transition('TERMINATED');
+          await this.#dispose(record);
+          this.#remove(record, pool);
+          throw this.#abort.signal.reason;
+        }
+        if (kind === 'spare') {
+          record.parked = true;
+          pool.spares.push(record);
+        } else {
+          pool.members.add(record);
+        }
+        record.transition('IDLE');
+        return record;
+      } catch (error) {
+        if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+        lastError = error;
+        const willRetry = attempt < options.createAttempts;
+        this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
+        if (willRetry) await sleep(backoffDelay(attempt, this.#options.retry, this.#options.random), this.#abort.signal);
+      }
+    }
+    throw new AgentCreationError(pool.role, options.createAttempts, lastError);
+  }
+
+  /** Runs the factory with a timeout and the stop signal; an agent that arrives too late is disposed. */
+  #callFactory(pool: Pool, agentId: string): Promise<Agent> {
+    const { create, createTimeoutMs } = pool.options;
+    const role = pool.role;
+    const stop = this.#abort.signal;
+    const controller = new AbortController();
+    return new Promise<Agent>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const onStop = (): void => fail(stop.reason);
+      const finish = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        stop.removeEventListener('abort', onStop);
+        return true;
+      };
+      const fail = (error: unknown): void => {
+        if (!finish()) return;
+        controller.abort(error);
+        reject(error);
+      };
+      if (Number.isFinite(createTimeoutMs)) {
+        timer = setTimeout(() => fail(new Error(`create() for role ${JSON.stringify(role)} did not settle within ${createTimeoutMs} ms`)), createTimeoutMs);
+      }
+      stop.addEventListener('abort', onStop, { once: true });
+      Promise.resolve()
+        .then(() => create({ role, agentId, signal: controller.signal }))
+        .then(
+          (agent) => {
+            if (settled) {
+              void this.#disposeAgent(agent, agentId, role);
+              return;
+            }
+            if (typeof agent !== 'object' || agent === null || typeof (agent as Partial<Agent>).execute !== 'function') {
+              fail(new ValidationError(`pools[${role}].create`, `Expected create() of role ${JSON.stringify(role)} to return an agent with an execute(ctx) function`));
+              return;
+            }
+            if (finish()) resolve(agent);
+          },
+          fail,
+        );
+    });
+  }
+
+  async #initialCheck(record: AgentRecord, timeoutMs: number): Promise<boolean> {
+    const check = record.agent.healthCheck;
+    if (typeof check !== 'function') return true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        if (Number.isFinite(timeoutMs)) timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${timeoutMs} ms`)), timeoutMs);
+      });
+      const healthy = await Promise.race([Promise.resolve().then(() => check.call(record.agent)), timeout]);
+      return healthy !== false;
+    } catch (error) {
+      this.#events.emit('agent:error', { agentId: record.id, role: record.role, phase: 'health-check', error });
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** DRAINING → (running attempts settle) → dispose → TERMINATED. Idempotent per agent. */
+  #retire(record: AgentRecord): Promise<void> {
+    const existing = this.#retiring.get(record);
+    if (existing) return existing;
+    const pool = record.role === undefined ? undefined : this.#pools.get(record.role);
+    const ownPool = pool && (pool.members.has(record) || pool.spares.includes(record)) ? pool : undefined;
+    const done = (async () => {
+      if (record.state === 'IDLE' || record.state === 'BUSY' || record.state === 'UNHEALTHY') record.transition('DRAINING');
+      if (record.active > 0 && record.state === 'DRAINING') {
+        await new Promise<void>((resolve) => this.#drainWaiters.set(record, resolve));
+      }
+      await this.#dispose(record);
+      record.transition('TERMINATED');
+      this.#remove(record, ownPool);
+      if (ownPool && this.#state === 'running') this.#ensureMinimum(ownPool);
+    })();
+    this.#retiring.set(record, done);
+    return done;
+  }
+
+  #remove(record: AgentRecord, pool: Pool | undefined): void {
+    this.#agents.delete(record.id);
+    this.#retiring.delete(record);
+    this.#generation++;
+    if (pool) {
+      pool.members.delete(record);
+      const i = pool.spares.indexOf(record);
+      if (i >= 0) pool.spares.splice(i, 1);
+    }
+  }
+
+  #dispose(record: AgentRecord): Promise<void> {
+    return this.#disposeAgent(record.agent, record.id, record.role);
+  }
+
+  async #disposeAgent(agent: Agent, agentId: string, role: string | undefined): Promise<void> {
+    if (typeof agent.dispose !== 'function') return;
+    try {
+      await agent.dispose();
+    } catch (error) {
+      this.#events.emit('agent:error', { agentId, role, phase: 'dispose', error });
+    }
+  }
+
+  #ensureMinimum(pool: Pool): void {
+    let deficit = pool.options.minAgents - pool.liveMembers - pool.creatingMembers;
+    while (deficit-- > 0) {
+      if (this.#promoteSpare(pool, 'replace')) continue;
+      if (!pool.hasRoom) break;
+      this.#startCreation(pool, 'member', 'replace').catch(() => {}); // reported as pool:create-failed
+    }
+    this.#fillSpares(pool);
+  }
+
+  #scheduleTick(): void {
+    if (this.#state !== 'running' || this.#pools.size === 0) return;
+    this.#ticker = setTimeout(() => this.#tick(), this.#options.scaleIntervalMs);
+    this.#ticker.unref();
+  }
+
+  /** One pass over the pools: retire idle agents above the minimum, then top pools back up. */
+  #tick(): void {
+    this.#ticker = undefined;
+    const now = this.#options.clock.now();
+    for (const pool of this.#pools.values()) {
+      let surplus = pool.liveMembers - pool.options.minAgents;
+      for (const m of pool.members) {
+        if (surplus <= 0) break;
+        if (m.state === 'IDLE' && !m.pinned && now - m.idleSince >= pool.options.idleTimeoutMs) {
+          surplus--;
+          void this.#retire(m).then(() => this.#emitScaled(pool, 'idle'));
+        }
+      }
+      this.#ensureMinimum(pool);
+    }
+    this.#scheduleTick();
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * What the orchestrator knows of one agent: identity, capabilities, lifecycle state, slot usage and recent
+ * performance. Owned by the AgentPoolManager; the engine reads it and takes and gives back slots.
+ */
+import type { Agent } from './agent.js';
+import { assertTransition, isRoutableState, type AgentState } from './agent-state.js';
+
+/** Weight of the newest sample in the latency and success-rate moving averages. */
+const EWMA_ALPHA = 0.2;
+
+export interface AgentRecordHooks {
+  /** Called after every state change, with the old state. */
+  onTransition(record: AgentRecord, from: AgentState): void;
+  /** Called when a DRAINING agent's last attempt settled. */
+  onDrained(record: AgentRecord): void;
+}
+
+/** A point-in-time view of an agent, as `stats()` and status calls return it. */
+export interface AgentSnapshot {
+  readonly id: string;
+  readonly role: string | undefined;
+  readonly state: AgentState;
+  readonly capabilities: readonly string[];
+  readonly concurrency: number;
+  readonly running: number;
+  readonly completed: number;
+  readonly failed: number;
+  /** Moving average of attempt duration in ms; `undefined` before the first attempt. */
+  readonly latencyMs: number | undefined;
+  /** Moving average of attempt success, from 0 to 1. */
+  readonly successRate: number;
+}
+
+export class AgentRecord {
+  readonly id: string;
+  /** The pool's role, or `undefined` for an agent registered from outside a pool. */
+  readonly role: string | undefined;
+  readonly agent: Agent;
+  readonly capabilities: ReadonlySet<string>;
+  readonly capabilityList: readonly string[];
+  readonly concurrency: number;
+
+  #state: AgentState = 'INITIALIZING';
+  /** Attempts running on this agent, including ones whose task already timed out but that have not returned. */
+  active = 0;
+  /** A warm spare: ready, but held outside routing until a pool promotes it. */
+  parked = false;
+  /** Handed out by `spawnAgent`: idle scale-down leaves it alone until it is unregistered. */
+  pinned = false;
+  /** Clock time at which the agent last became idle. */
+  idleSince: number;
+  completed = 0;
+  failed = 0;
+  latencyEwma = Number.NaN;
+  successEwma = 1;
+
+  readonly #hooks: AgentRecordHooks;
+
+  constructor(init: {
+    id: string;
+    role: string | undefined;
+    agent: Agent;
+    capabilities: readonly string[];
+    concurrency: number;
+    hooks: AgentRecordHooks;
+    now: number;
+  }) {
+    this.id = init.id;
+    this.role = init.role;
+    this.agent = init.agent;
+    this.capabilityList = Object.freeze([...init.capabilities]);
+    this.capabilities = new Set(init.capabilities);
+    this.concurrency = init.concurrency;
+    this.#hooks = init.hooks;
+    this.idleSince = init.now;
+  }
+
+  get state(): AgentState {
+    return this.#state;
+  }
+
+  /** Routable: may be handed new tasks (state IDLE or BUSY, not a parked spare). */
+  get routable(): boolean {
+    return !this.parked && isRoutableState(this.#state);
+  }
+
+  get hasFreeSlot(): boolean {
+    return this.active < this.concurrency;
+  }
+
+  holdsAll(capabilities: readonly string[]): boolean {
+    for (const c of capabilities) if (!this.capabilities.has(c)) return false;
+    return true;
+  }
+
+  /** Moves to `to`; throws IllegalStateTransitionError when the lifecycle forbids it. */
+  transition(to: AgentState): void {
+    const from = this.#state;
+    if (from === to) return;
+    assertTransition(this.id, from, to);
+    this.#state = to;
+    this.#hooks.onTransition(this, from);
+  }
+
+  /** Takes one slot for an attempt. The caller checked `routable` and `hasFreeSlot`. */
+  acquire(): void {
+    this.active++;
+    if (this.#state === 'IDLE') this.transition('BUSY');
+  }
+
+  /** Gives a slot back when an attempt's `execute` settled (not merely when its task timed out). */
+  release(now: number): void {
+    this.active--;
+    if (this.active === 0) {
+      this.idleSince = now;
+      if (this.#state === 'BUSY') this.transition('IDLE');
+      else if (this.#state === 'DRAINING') this.#hooks.onDrained(this);
+    }
+  }
+
+  /** Folds one finished attempt into the moving averages. */
+  recordOutcome(ok: boolean, durationMs: number): void {
+    if (ok) this.completed++;
+    else this.failed++;
+    this.successEwma += EWMA_ALPHA * ((ok ? 1 : 0) - this.successEwma);
+    this.latencyEwma = Number.isNaN(this.latencyEwma) ? durationMs : this.latencyEwma + EWMA_ALPHA * (durationMs - this.latencyEwma);
+  }
+
+  snapshot(): AgentSnapshot {
+    return {
+      id: this.id,
+      role: this.role,
+      state: this.#state,
+      capabilities: this.capabilityList,
+      concurrency: this.concurrency,
+      running: this.active,
+      completed: this.completed,
+      failed: this.failed,
+      latencyMs: Number.isNaN(this.latencyEwma) ? undefined : this.latencyEwma,
+      successRate: this.successEwma,
+    };
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The contract between the orchestrator and user code: what an agent is, what it receives per task,
+ * and how a pool makes one.
+ */
+
+/** What an agent receives for one attempt of a task. */
+export interface TaskContext<TPayload = unknown> {
+  /** The task's id, the same across attempts. */
+  readonly taskId: string;
+  /** The task's `type`. */
+  readonly type: string;
+  readonly payload: TPayload;
+  /** 1 for the first attempt, 2 for the first retry, and so on. */
+  readonly attempt: number;
+  /** Epoch ms by which this attempt must finish (`Infinity` when it has no timeout). */
+  readonly deadline: number;
+  /**
+   * Aborted when the attempt times out, the task is cancelled or the orchestrator stops without draining;
+   * `signal.reason` is the TaskTimeoutError or TaskCancelledError. Pass it to `fetch` and friends.
+   */
+  readonly signal: AbortSignal;
+  /** The agent running this attempt. */
+  readonly agentId: string;
+  readonly tenantId: string | undefined;
+  /** Reports cost units (tokens, cents) spent on this task; summed per task and per tenant. */
+  reportCost(units: number): void;
+}
+
+/**
+ * An agent: user code that does tasks. Only `execute` is required.
+ *
+ * @example
+ * ```ts
+ * const agent: Agent<{ text: string }, string> = {
+ *   async execute({ payload, signal }) {
+ *     const res = await fetch(url, { method: 'POST', body: payload.text, signal });
+ *     return res.text();
+ *   },
+ * };
+ * ```
+ */
+export interface Agent<TPayload = any, TResult = unknown> {
+  /** Does one attempt of a task. Reject (or throw) to fail it; honour `ctx.signal` to stop early. */
+  execute(ctx: TaskContext<TPayload>): Promise<TResult> | TResult;
+  /** Resolves `true`/`undefined` while healthy; `false`, a rejection or a throw marks the agent unhealthy. */
+  healthCheck?(): Promise<boolean | void> | boolean | void;
+  /** Releases what the agent holds. Called once, after its last task, when it leaves the fleet. */
+  dispose?(): Promise<void> | void;
+}
+
+/** What a pool's factory is told about the agent it makes. */
+export interface AgentFactoryContext {
+  readonly role: string;
+  /** The id the new agent will have. */
+  readonly agentId: string;
+  /** Aborted when creation timed out or the orchestrator is stopping: give up and clean up. */
+  readonly signal: AbortSignal;
+}
+
+/** Makes one agent of a pool. May be async; a throw or rejection is retried with backoff. */
+export type AgentFactory = (ctx: AgentFactoryContext) => Promise<Agent> | Agent;
