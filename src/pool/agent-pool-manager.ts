@@ -305,16 +305,18 @@ export class AgentPoolManager {
 
   async #create(pool: Pool, kind: 'member' | 'spare'): Promise<AgentRecord> {
     const { options } = pool;
-    const agentId = pool.nextAgentId();
     let lastError: unknown;
     for (let attempt = 1; attempt <= options.createAttempts; attempt++) {
       this.#abort.signal.throwIfAborted();
+      // A fresh id per attempt: a failed attempt's agent may have been seen (events) and must not be confused with its successor.
+      const agentId = pool.nextAgentId();
       try {
         const agent = await this.#callFactory(pool, agentId);
         const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency);
         if (!(await this.#initialCheck(record, options.createTimeoutMs))) {
           record.transition('FAILED');
           await this.#dispose(record);
+          record.transition('TERMINATED');
           this.#remove(record, pool);
           throw new Error(`Agent ${agentId} failed its health check after creation`);
         }

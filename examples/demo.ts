@@ -1,0 +1,198 @@
+/**
+ * A tour of unified-orchestrator, in memory, with no services to run.
+ *
+ * Three pools of simulated agents (researchers, coders, reviewers) take a few thousand tasks with mixed
+ * requirements, preferences and priorities. Agents are a little slow, sometimes fail and now and then stall,
+ * so you see retries, dead letters, timeouts and cancellations as well as successes. At the end it prints
+ * what happened to every task, the throughput and latency, and which role did the work.
+ *
+ *   npm run demo                  # 3,000 tasks
+ *   npm run demo -- --tasks 500   # or any other number
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { UnifiedOrchestrator, type Agent, type Task, type TaskContext, type TaskOutcome } from 'unified-orchestrator';
+
+// --- Settings -------------------------------------------------------------------------------------
+
+const { values: args } = parseArgs({ options: { tasks: { type: 'string', default: '3000' } } });
+const TASKS = Number(args.tasks);
+if (!Number.isSafeInteger(TASKS) || TASKS < 1) {
+  console.error(`Expected --tasks to be a whole number >= 1, got ${JSON.stringify(args.tasks)}`);
+  process.exit(2);
+}
+
+const FAILURE_RATE = 0.04; // an attempt throws (flaky tasks: 40%)
+const STALL_RATE = 0.01; // an attempt hangs past its timeout
+const CANCEL_RATE = 0.01; // the caller gives up on a task
+const TIMEOUT_MS = 50; // per attempt; a normal attempt takes 2–10 ms
+
+// --- Simulated agents -----------------------------------------------------------------------------
+
+/** Waits `ms`, or rejects with the abort reason (TaskTimeoutError, TaskCancelledError) as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return delay(ms, undefined, { signal }).catch((error: unknown) => {
+    throw signal.aborted ? signal.reason : error;
+  });
+}
+
+interface Payload {
+  n: number;
+  flaky: boolean;
+}
+
+/** An agent that "works" for a few ms, fails now and then, and sometimes stalls until its timeout aborts it. */
+function simulatedAgent(role: string): Agent<Payload, string> {
+  return {
+    async execute(ctx: TaskContext<Payload>) {
+      if (Math.random() < STALL_RATE) await sleep(10 * TIMEOUT_MS, ctx.signal);
+      else await sleep(2 + Math.random() * 8, ctx.signal);
+      if (Math.random() < (ctx.payload.flaky ? 10 * FAILURE_RATE : FAILURE_RATE)) {
+        throw new Error(`${ctx.agentId} hit a simulated error`);
+      }
+      return `${role} did ${ctx.type} #${ctx.payload.n}`;
+    },
+  };
+}
+
+const orchestrator = new UnifiedOrchestrator({
+  pools: [
+    { role: 'researcher', capabilities: ['search', 'summarise'], create: () => simulatedAgent('researcher'), minAgents: 4, maxAgents: 16 },
+    { role: 'coder', capabilities: ['code', 'typescript'], create: () => simulatedAgent('coder'), minAgents: 4, maxAgents: 16, concurrency: 2 },
+    { role: 'reviewer', capabilities: ['review', 'code'], create: () => simulatedAgent('reviewer'), minAgents: 2, maxAgents: 8 },
+  ],
+  defaultTimeoutMs: TIMEOUT_MS,
+  retry: { baseDelayMs: 10 }, // short backoff so retries show quickly
+});
+
+// --- The workload ---------------------------------------------------------------------------------
+
+/** Kinds of work: what each requires, and what it would like. */
+const KINDS: ReadonlyArray<Pick<Task, 'type' | 'requires' | 'prefers'>> = [
+  { type: 'web-search', requires: ['search'], prefers: ['summarise'] },
+  { type: 'summarise', requires: ['summarise'] },
+  { type: 'implement', requires: ['code'], prefers: ['typescript'] }, // coders first, reviewers can help
+  { type: 'fix-bug', requires: ['code'] }, // any coder or reviewer
+  { type: 'port-to-ts', requires: ['code', 'typescript'] }, // coders only
+  { type: 'review', requires: ['review'] },
+  { type: 'review-code', requires: ['review', 'code'], prefers: ['typescript'] },
+  { type: 'scrape-flaky-site', requires: ['search'] }, // fails often: retried, some end up dead-lettered
+];
+
+function randomTask(i: number): Task<Payload> {
+  const kind = KINDS[i % KINDS.length]!;
+  const flaky = kind.type === 'scrape-flaky-site';
+  return {
+    ...kind,
+    payload: { n: i, flaky },
+    priority: Math.random() < 0.05 ? 10 : Math.floor(Math.random() * 4), // a few urgent ones jump the queue
+    maxAttempts: flaky || Math.random() < 0.3 ? 3 : 1, // these retry, then dead-letter
+  };
+}
+
+// --- What we measure ------------------------------------------------------------------------------
+
+const outcomes: Record<TaskOutcome, number> = { completed: 0, failed: 0, 'dead-lettered': 0, 'timed-out': 0, cancelled: 0 };
+const completedByRole = new Map<string, number>();
+const latenciesMs: number[] = [];
+
+orchestrator.on('task:completed', ({ agentId }) => {
+  outcomes.completed++;
+  const role = agentId.slice(0, agentId.lastIndexOf('-')); // pool agents are named `${role}-${n}`
+  completedByRole.set(role, (completedByRole.get(role) ?? 0) + 1);
+});
+orchestrator.on('task:failed', ({ outcome }) => {
+  outcomes[outcome]++;
+});
+
+const progress = createProgress(TASKS);
+
+// --- Run ------------------------------------------------------------------------------------------
+
+await orchestrator.start();
+const startedAt = performance.now();
+const settled: Promise<void>[] = [];
+
+for (let i = 0; i < TASKS; i++) {
+  const submittedAt = performance.now();
+  const handle = orchestrator.delegate(randomTask(i));
+  if (Math.random() < CANCEL_RATE) setTimeout(() => handle.cancel('the caller lost interest'), Math.random() * 5);
+  settled.push(
+    handle.result
+      .catch(() => {}) // a failed task is part of the demo; its outcome was counted from the events
+      .finally(() => {
+        latenciesMs.push(performance.now() - submittedAt);
+        progress.tick();
+      }),
+  );
+  // Tasks arrive in bursts of 100 rather than all at once.
+  if (i % 100 === 99) await delay(1);
+}
+
+await Promise.all(settled);
+const elapsedMs = performance.now() - startedAt;
+const stats = orchestrator.stats();
+await orchestrator.stop({ drain: true });
+progress.done();
+
+// --- Report ---------------------------------------------------------------------------------------
+
+latenciesMs.sort((a, b) => a - b);
+const ms = (v: number): string => `${v.toFixed(1)} ms`;
+
+console.log(`\n${TASKS} tasks in ${(elapsedMs / 1000).toFixed(2)} s\n`);
+console.table(
+  Object.fromEntries(Object.entries(outcomes).map(([outcome, n]) => [outcome, { tasks: n, share: `${((100 * n) / TASKS).toFixed(1)}%` }])),
+);
+console.table({
+  throughput: { value: `${Math.round((TASKS * 1000) / elapsedMs)} tasks/s` },
+  'latency p50': { value: ms(percentile(latenciesMs, 0.5)) },
+  'latency p99': { value: ms(percentile(latenciesMs, 0.99)) },
+  retries: { value: stats.retries },
+  'dead letters kept': { value: stats.deadLetters },
+});
+console.table(
+  Object.fromEntries(
+    stats.pools.map((p) => [
+      p.role,
+      { capabilities: p.capabilities.join(', '), 'min–max': `${p.minAgents}–${p.maxAgents}`, agents: p.members, completed: completedByRole.get(p.role) ?? 0 },
+    ]),
+  ),
+);
+
+// --- Helpers --------------------------------------------------------------------------------------
+
+/** The value below which `q` of the sorted samples fall (nearest rank). */
+function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/** A progress line: redrawn in place on a terminal, one line per quarter otherwise (CI logs). */
+function createProgress(total: number): { tick(): void; done(): void } {
+  const tty = process.stdout.isTTY === true;
+  let count = 0;
+  let lastDrawn = 0;
+  let nextQuarter = 1;
+  const line = (): string => `  settled ${count}/${total} (${Math.floor((100 * count) / total)}%)`;
+  return {
+    tick() {
+      count++;
+      if (tty) {
+        const now = performance.now();
+        if (now - lastDrawn > 50 || count === total) {
+          lastDrawn = now;
+          process.stdout.write(`\r${line()}`);
+        }
+      } else {
+        while (nextQuarter <= 4 && count >= (total * nextQuarter) / 4) {
+          console.log(line());
+          nextQuarter++;
+        }
+      }
+    },
+    done() {
+      if (tty) process.stdout.write('\n');
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const child = fileURLToPath(new URL('../fixtures/exit-child.ts', import.meta.url));
+
+/** Runs the fixture in a real Node process; resolves with its exit code and output, or 'hung' if it does not exit. */
+function run(mode: string, limitMs = 20_000): Promise<{ code: number | null | 'hung'; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', child, mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve({ code: 'hung', out });
+    }, limitMs);
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+describe('clean shutdown', () => {
+  it.each(['drain', 'cancel'])('a process that runs tasks and stops (%s) exits on its own', async (mode) => {
+    const { code, out } = await run(mode);
+    expect(out).toMatch(/stopped ok=300 state=stopped/);
+    expect(code).toBe(0);
+  }, 30_000);
+});
