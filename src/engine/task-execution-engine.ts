@@ -135,6 +135,18 @@ export class TaskExecutionEngine implements RoutingListener {
   agentUnroutable(agent: AgentRecord): void {
     this.#index.delete(agent);
     this.#cache.invalidate();
+    if (this.#waiting > 0) this.#failStranded();
+  }
+
+  /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
+  #failStranded(): void {
+    for (const klass of this.#classes.values()) {
+      if (klass.queue.size === 0 || this.#canEverServe(klass)) continue;
+      for (const task of klass.queue.drain()) {
+        this.#waiting--;
+        this.#fail(task, 'failed', new NoCapableAgentError(klass.requires));
+      }
+    }
   }
 
   // --- Submission -------------------------------------------------------------------------------

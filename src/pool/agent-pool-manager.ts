@@ -95,7 +95,7 @@ export class AgentPoolManager {
     };
   }
 
-  /** Changes whenever an agent is added or removed, so callers can cache "could anyone serve X". */
+  /** Changes whenever an agent is added, removed, or joins or leaves routing, so callers can cache "could anyone serve X". */
   get generation(): number {
     return this.#generation;
   }
@@ -257,6 +257,7 @@ export class AgentPoolManager {
     const was = !record.parked && isRoutableState(from);
     const now = record.routable;
     if (was !== now) {
+      this.#generation++; // who could ever serve a requirement may have changed
       if (now) this.#listener?.agentRoutable(record);
       else this.#listener?.agentUnroutable(record);
     }

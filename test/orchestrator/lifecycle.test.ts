@@ -207,6 +207,22 @@ describe('UnifiedOrchestrator end to end', () => {
     await o.stop();
   });
 
+  it('fails waiting tasks with NoCapableAgentError when the last agent that could serve them leaves', async () => {
+    const o = new UnifiedOrchestrator();
+    o.registerAgent(recordingAgent(20), { capabilities: ['rare'], id: 'only' });
+    o.registerAgent(recordingAgent(), { capabilities: ['common'] });
+    await o.start();
+    const running = o.submit({ type: 't', requires: ['rare'], payload: 'first' });
+    const stranded = o.submit({ type: 't', requires: ['rare'], payload: 'second' });
+    expect(o.stats().waiting).toBe(1);
+    await o.unregisterAgent('only');
+    await expect(running).resolves.toBe('only:first');
+    await expect(stranded).rejects.toMatchObject({ code: 'NO_CAPABLE_AGENT', requires: ['rare'] });
+    expect(o.stats()).toMatchObject({ waiting: 0, failed: 1, completed: 1 });
+    await expect(o.submit({ type: 't', requires: ['common'] })).resolves.toBeDefined();
+    await o.stop();
+  });
+
   it('a slow agent keeps its slot after its task timed out, until execute returns', async () => {
     const o = new UnifiedOrchestrator();
     o.registerAgent({ execute: () => wait(60).then(() => 'late') }, { capabilities: [], id: 'stubborn' });
