@@ -11,7 +11,14 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { UnifiedOrchestrator, type Agent, type Task, type TaskContext, type TaskOutcome } from 'unified-orchestrator';
+import {
+  UnifiedOrchestrator,
+  type Agent,
+  type AgentFactoryContext,
+  type Task,
+  type TaskContext,
+  type TaskOutcome,
+} from 'unified-orchestrator';
 
 // --- Settings -------------------------------------------------------------------------------------
 
@@ -22,7 +29,7 @@ if (!Number.isSafeInteger(TASKS) || TASKS < 1) {
   process.exit(2);
 }
 
-const FAILURE_RATE = 0.04; // an attempt throws (flaky tasks: 40%)
+const FAILURE_RATE = 0.04; // an attempt throws; ten times as often for flaky tasks
 const STALL_RATE = 0.01; // an attempt hangs past its timeout
 const CANCEL_RATE = 0.01; // the caller gives up on a task
 const TIMEOUT_MS = 50; // per attempt; a normal attempt takes 2–10 ms
@@ -55,11 +62,14 @@ function simulatedAgent(role: string): Agent<Payload, string> {
   };
 }
 
+/** A pool's factory: called at start to pre-warm, and again whenever the pool grows. */
+const create = ({ role }: AgentFactoryContext): Agent => simulatedAgent(role);
+
 const orchestrator = new UnifiedOrchestrator({
   pools: [
-    { role: 'researcher', capabilities: ['search', 'summarise'], create: () => simulatedAgent('researcher'), minAgents: 4, maxAgents: 16 },
-    { role: 'coder', capabilities: ['code', 'typescript'], create: () => simulatedAgent('coder'), minAgents: 4, maxAgents: 16, concurrency: 2 },
-    { role: 'reviewer', capabilities: ['review', 'code'], create: () => simulatedAgent('reviewer'), minAgents: 2, maxAgents: 8 },
+    { role: 'researcher', capabilities: ['search', 'summarise'], create, minAgents: 4, maxAgents: 16 },
+    { role: 'coder', capabilities: ['code', 'typescript'], create, minAgents: 4, maxAgents: 16, concurrency: 2 },
+    { role: 'reviewer', capabilities: ['review', 'code'], create, minAgents: 2, maxAgents: 8 },
   ],
   defaultTimeoutMs: TIMEOUT_MS,
   retry: { baseDelayMs: 10 }, // short backoff so retries show quickly
@@ -111,7 +121,7 @@ const progress = createProgress(TASKS);
 
 await orchestrator.start();
 const startedAt = performance.now();
-const settled: Promise<void>[] = [];
+const settled: Promise<unknown>[] = [];
 
 for (let i = 0; i < TASKS; i++) {
   const submittedAt = performance.now();
@@ -141,9 +151,12 @@ latenciesMs.sort((a, b) => a - b);
 const ms = (v: number): string => `${v.toFixed(1)} ms`;
 
 console.log(`\n${TASKS} tasks in ${(elapsedMs / 1000).toFixed(2)} s\n`);
-console.table(
-  Object.fromEntries(Object.entries(outcomes).map(([outcome, n]) => [outcome, { tasks: n, share: `${((100 * n) / TASKS).toFixed(1)}%` }])),
-);
+const share = (n: number): string => `${((100 * n) / TASKS).toFixed(1)}%`;
+const ended = Object.values(outcomes).reduce((a, b) => a + b, 0); // every task ends exactly once: this equals TASKS
+console.table({
+  ...Object.fromEntries(Object.entries(outcomes).map(([outcome, n]) => [outcome, { tasks: n, share: share(n) }])),
+  total: { tasks: ended, share: share(ended) },
+});
 console.table({
   throughput: { value: `${Math.round((TASKS * 1000) / elapsedMs)} tasks/s` },
   'latency p50': { value: ms(percentile(latenciesMs, 0.5)) },
@@ -185,9 +198,10 @@ function createProgress(total: number): { tick(): void; done(): void } {
           process.stdout.write(`\r${line()}`);
         }
       } else {
-        while (nextQuarter <= 4 && count >= (total * nextQuarter) / 4) {
+        const quarter = Math.floor((4 * count) / total);
+        if (quarter >= nextQuarter) {
           console.log(line());
-          nextQuarter++;
+          nextQuarter = quarter + 1;
         }
       }
     },

@@ -56,7 +56,14 @@ export interface OrchestratorEvents {
     readonly waiting: number;
   };
   /** An attempt began on an agent. */
-  'task:started': { readonly taskId: string; readonly type: string; readonly agentId: string; readonly attempt: number };
+  'task:started': {
+    readonly taskId: string;
+    readonly type: string;
+    readonly agentId: string;
+    /** The agent's pool role, or the `role` label it was registered with. */
+    readonly role: string | undefined;
+    readonly attempt: number;
+  };
   /** An attempt failed and the task will try again after `delayMs`. */
   'task:retrying': {
     readonly taskId: string;
@@ -70,6 +77,7 @@ export interface OrchestratorEvents {
     readonly taskId: string;
     readonly type: string;
     readonly agentId: string;
+    readonly role: string | undefined;
     readonly attempt: number;
     readonly durationMs: number;
   };

@@ -30,7 +30,17 @@ import { DeadLetterList, type DeadLetter } from './dead-letter.js';
 import { IdempotencyCache } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
-import { requirementSignature, TaskRecord, validateTask, type Attempt, type Task, type TaskHandle, type TaskSpec } from './task.js';
+import {
+  abortAttempt,
+  attemptSignal,
+  requirementSignature,
+  TaskRecord,
+  validateTask,
+  type Attempt,
+  type Task,
+  type TaskHandle,
+  type TaskSpec,
+} from './task.js';
 import { WaitQueue } from './wait-queue.js';
 
 /** Counts since start. `submitted` = rejected + deduplicated + the five terminal outcomes + in flight. */
@@ -169,7 +179,7 @@ export class TaskExecutionEngine implements RoutingListener {
       if (hit) {
         this.#deduplicated++;
         return hit.kind === 'running'
-          ? this.#handle(hit.task)
+          ? this.#followerHandle(hit.task)
           : { id: hit.taskId, result: Promise.resolve(hit.value), cancel: () => false };
       }
     }
@@ -296,6 +306,30 @@ export class TaskExecutionEngine implements RoutingListener {
     };
   }
 
+  /**
+   * The handle of a duplicate submit: it follows the running task's outcome, and its `cancel` detaches only this
+   * caller (its result rejects), leaving the task running for the caller who submitted it first.
+   */
+  #followerHandle(task: TaskRecord): TaskHandle {
+    let settled = false;
+    let rejectOwn!: (error: unknown) => void;
+    const result = new Promise<unknown>((resolve, reject) => {
+      rejectOwn = reject;
+      task.promise.then(resolve, reject);
+    });
+    result.then(() => (settled = true), () => (settled = true));
+    return {
+      id: task.id,
+      result,
+      cancel: (reason?: unknown) => {
+        if (settled || task.phase === 'done') return false;
+        settled = true;
+        rejectOwn(new TaskCancelledError(task.id, reason));
+        return true;
+      },
+    };
+  }
+
   /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */
   #route(task: TaskRecord): AgentRecord | undefined {
     const { affinityKey, requires, prefers } = task.spec;
@@ -407,20 +441,21 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#running++;
     agent.acquire();
     const startedAt = this.#options.clock.now();
-    const controller = new AbortController();
-    const attempt: Attempt = { task, agent, number, startedAt, controller, timer: undefined, abandoned: false };
+    const attempt: Attempt = { task, agent, number, startedAt, controller: undefined, timer: undefined, abandoned: false };
     task.current = attempt;
     if (spec.timeoutMs !== Infinity) {
       attempt.timer = setTimeout(() => this.#timeout(attempt), spec.timeoutMs);
     }
-    this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, attempt: number });
+    this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, role: agent.role, attempt: number });
     const ctx: TaskContext = {
       taskId: task.id,
       type: spec.type,
       payload: spec.payload,
       attempt: number,
       deadline: spec.timeoutMs === Infinity ? Infinity : Date.now() + spec.timeoutMs,
-      signal: controller.signal,
+      get signal() {
+        return attemptSignal(attempt, () => task.abandonReason);
+      },
       agentId: agent.id,
       tenantId: spec.tenantId,
       reportCost: (units: number) => {
@@ -464,7 +499,8 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#running--;
     agent.recordOutcome(false, now - attempt.startedAt);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
-    attempt.controller.abort(error);
+    task.abandonReason = error;
+    abortAttempt(attempt, error);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
     this.#attemptFailed(task, attempt, error, now);
   }
@@ -538,7 +574,8 @@ export class TaskExecutionEngine implements RoutingListener {
           attempt.abandoned = true;
           clearTimeout(attempt.timer);
           this.#running--;
-          attempt.controller.abort(error);
+          task.abandonReason = error;
+          abortAttempt(attempt, error);
         }
         break;
       }
@@ -556,6 +593,7 @@ export class TaskExecutionEngine implements RoutingListener {
       taskId: task.id,
       type: task.spec.type,
       agentId: attempt.agent.id,
+      role: attempt.agent.role,
       attempt: attempt.number,
       durationMs: now - attempt.startedAt,
     });

@@ -144,9 +144,24 @@ export interface Attempt {
   readonly agent: AgentRecord;
   readonly number: number;
   readonly startedAt: number;
-  readonly controller: AbortController;
+  /** Made on first read of `ctx.signal`: most agents never look, and a controller per attempt is not free. */
+  controller: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
   abandoned: boolean;
+}
+
+/** Aborts the attempt's signal with `reason` (a no-op when the agent never asked for its signal). */
+export function abortAttempt(attempt: Attempt, reason: unknown): void {
+  attempt.controller?.abort(reason);
+}
+
+/** What an attempt's signal is: created lazily, already aborted when the attempt was abandoned before anyone looked. */
+export function attemptSignal(attempt: Attempt, abandonReason: () => unknown): AbortSignal {
+  if (!attempt.controller) {
+    attempt.controller = new AbortController();
+    if (attempt.abandoned) attempt.controller.abort(abandonReason());
+  }
+  return attempt.controller.signal;
 }
 
 /** The engine's record of an accepted task. Its queue links are intrusive, so waiting costs no extra allocation. */
@@ -166,6 +181,8 @@ export class TaskRecord {
   current: Attempt | undefined;
   backoffTimer: NodeJS.Timeout | undefined;
   onCallerAbort: (() => void) | undefined;
+  /** Why the current attempt was abandoned (timeout or cancel): the reason of a signal first read afterwards. */
+  abandonReason: unknown;
   cost = 0;
 
   // Waiting-queue links, owned by WaitQueue.

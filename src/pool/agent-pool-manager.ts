@@ -10,6 +10,7 @@ import {
   AgentCreationError,
   AgentNotFoundError,
   DuplicateAgentError,
+  OrchestratorNotStartedError,
   OrchestratorStoppedError,
   PoolAtCapacityError,
   UnknownRoleError,
@@ -138,6 +139,7 @@ export class AgentPoolManager {
   async spawnAgent(role: string): Promise<string> {
     const pool = this.#pools.get(expectString(role, 'role'));
     if (!pool) throw new UnknownRoleError(role, this.roles);
+    if (this.#state === 'idle' || this.#state === 'starting') throw new OrchestratorNotStartedError();
     if (this.#state !== 'running') throw new OrchestratorStoppedError();
     const spare = this.#promoteSpare(pool, 'spawn');
     const record = spare ?? (pool.hasRoom ? await this.#startCreation(pool, 'member', 'spawn') : undefined);

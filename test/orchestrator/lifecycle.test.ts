@@ -56,6 +56,40 @@ describe('UnifiedOrchestrator end to end', () => {
     await o.stop();
   });
 
+  it('spawnAgent before start rejects with OrchestratorNotStartedError', async () => {
+    const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    await expect(o.spawnAgent('a')).rejects.toBeInstanceOf(OrchestratorNotStartedError);
+    await o.stop();
+  });
+
+  it('cancelling a duplicate (same idempotencyKey) detaches only that caller; the first keeps its result', async () => {
+    const o = new UnifiedOrchestrator();
+    let runs = 0;
+    o.registerAgent({ execute: async () => (runs++, await wait(20), 'once') }, { capabilities: [] });
+    await o.start();
+    const first = o.delegate({ type: 't', idempotencyKey: 'k' });
+    const second = o.delegate({ type: 't', idempotencyKey: 'k' });
+    expect(second.id).toBe(first.id);
+    expect(second.cancel('not needed')).toBe(true);
+    await expect(second.result).rejects.toBeInstanceOf(TaskCancelledError);
+    await expect(first.result).resolves.toBe('once');
+    expect(runs).toBe(1);
+    expect(o.stats()).toMatchObject({ completed: 1, cancelled: 0, deduplicated: 1 });
+    await o.stop();
+  });
+
+  it('hands agents a signal only when they read it, already aborted if their attempt was abandoned before', async () => {
+    const o = new UnifiedOrchestrator();
+    let late: AbortSignal | undefined;
+    o.registerAgent({ execute: async (ctx) => { await wait(30); late = ctx.signal; return 1; } }, { capabilities: [] });
+    await o.start();
+    await expect(o.submit({ type: 't', timeoutMs: 5 })).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
+    await until(() => late !== undefined);
+    expect(late!.aborted).toBe(true);
+    expect(late!.reason).toMatchObject({ code: 'TASK_TIMEOUT' });
+    await o.stop();
+  });
+
   it('refuses work after stop with OrchestratorStoppedError', async () => {
     const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
     await o.start();
