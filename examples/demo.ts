@@ -106,9 +106,8 @@ const outcomes: Record<TaskOutcome, number> = { completed: 0, failed: 0, 'dead-l
 const completedByRole = new Map<string, number>();
 const latenciesMs: number[] = [];
 
-orchestrator.on('task:completed', ({ agentId }) => {
+orchestrator.on('task:completed', ({ role = 'outside a pool' }) => {
   outcomes.completed++;
-  const role = agentId.slice(0, agentId.lastIndexOf('-')); // pool agents are named `${role}-${n}`
   completedByRole.set(role, (completedByRole.get(role) ?? 0) + 1);
 });
 orchestrator.on('task:failed', ({ outcome }) => {
