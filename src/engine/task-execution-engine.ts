@@ -269,7 +269,9 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#rejected++;
       throw new TaskCancelledError(task.id, spec.signal.reason);
     }
-    const agent = this.#route(task);
+    // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
+    // skip the scan, and the newcomer queues behind them instead of overtaking.
+    const agent = (this.#classes.get(sig)?.queue.size ?? 0) > 0 ? undefined : this.#route(task);
     if (!agent) {
       const klass = this.#classFor(task);
       if (!this.#canEverServe(klass)) {
