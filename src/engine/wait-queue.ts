@@ -1,11 +1,12 @@
 /**
  * The waiting queue of one requirement class.
  *
- * Priority levels (highest first), each a ring of tenant lanes served round-robin, each lane a FIFO list
- * linked through the task records themselves. Push, remove and take are O(1) within a level plus a binary
- * search over the few distinct levels, so a deep backlog of random priorities stays fast (no sorted-array
- * insert). Aging: a task that has sat in its level for `agingIntervalMs` moves up one level; the pass runs
- * lazily when the queue is read, costs O(lanes + tasks moved), and keeps every lane in arrival order.
+ * Priority levels, each a ring of tenant lanes served round-robin, each lane a FIFO list linked through the
+ * task records themselves. Levels live in a map, and their priorities in a binary max-heap with lazy deletion:
+ * push, remove and take cost O(1) within a level plus O(log L) for a new or emptied level, so a deep backlog
+ * of random priorities stays fast (no sorted-array insert). Aging: a task gains one level for every
+ * `agingIntervalMs` it waited; the pass runs lazily when the queue is read (at most once per interval) and
+ * costs O(levels + lanes + tasks moved).
  */
 import type { TaskRecord } from './task.js';
 
@@ -37,8 +38,9 @@ class Level {
 }
 
 export class WaitQueue {
-  /** Levels by descending priority; only non-empty levels are kept. */
-  readonly #levels: Level[] = [];
+  readonly #levels = new Map<number, Level>();
+  /** Max-heap of the priorities in `#levels`; may hold stale entries of emptied levels, skipped on read. */
+  readonly #heap: number[] = [];
   readonly #agingIntervalMs: number;
   #size = 0;
   #nextAgingAt = Infinity;
@@ -72,7 +74,7 @@ export class WaitQueue {
   peek(now: number): TaskRecord | undefined {
     if (this.#size === 0) return undefined;
     if (now >= this.#nextAgingAt) this.#age(now);
-    return this.#levels[0]!.current!.head;
+    return this.#top()?.current?.head;
   }
 
   /** Removes and returns the next task: highest level, next tenant in turn, oldest of that tenant. */
@@ -80,18 +82,17 @@ export class WaitQueue {
     const task = this.peek(now);
     if (!task) return undefined;
     const lane = task.lane as Lane;
-    const level = lane.level;
     // Advance the ring before unlinking, so the next tenant is served next.
-    level.current = lane.nextLane;
+    lane.level.current = lane.nextLane;
     this.#unlink(task, lane);
     this.#size--;
     return task;
   }
 
-  /** Removes and returns every waiting task (stop without drain). */
+  /** Removes and returns every waiting task (stop without drain, stranded tasks). */
   drain(): TaskRecord[] {
     const out: TaskRecord[] = [];
-    for (const level of this.#levels) {
+    for (const level of this.#levels.values()) {
       for (const lane of level.lanes.values()) {
         for (let t = lane.head; t; t = t.next) out.push(t);
       }
@@ -100,34 +101,46 @@ export class WaitQueue {
       t.lane = undefined;
       t.prev = t.next = undefined;
     }
-    this.#levels.length = 0;
+    this.#levels.clear();
+    this.#heap.length = 0;
     this.#size = 0;
     this.#nextAgingAt = Infinity;
     return out;
   }
 
-  /** Effective level of the next task (its priority plus what it gained by aging), for comparing classes. */
+  /** Effective level of the next task (its priority plus what it gained by aging). */
   headLevel(): number {
-    return this.#levels[0]?.priority ?? -Infinity;
+    return this.#top()?.priority ?? -Infinity;
+  }
+
+  /** The highest non-empty level, dropping stale heap entries on the way. */
+  #top(): Level | undefined {
+    const heap = this.#heap;
+    while (heap.length > 0) {
+      const level = this.#levels.get(heap[0]!);
+      if (level && level.size > 0) return level;
+      this.#heapPop();
+    }
+    return undefined;
   }
 
   #level(priority: number): Level {
-    const levels = this.#levels;
-    // Binary search for the first level with priority <= the wanted one (levels are descending).
-    let lo = 0;
-    let hi = levels.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (levels[mid]!.priority > priority) lo = mid + 1;
-      else hi = mid;
+    let level = this.#levels.get(priority);
+    if (!level) {
+      level = new Level(priority);
+      this.#levels.set(priority, level);
+      if (this.#heap.length > 2 * this.#levels.size + 64) {
+        // Too many stale entries of emptied levels (churn below the top): rebuild from the live levels.
+        this.#heap.length = 0;
+        for (const p of this.#levels.keys()) this.#heapPush(p);
+      } else {
+        this.#heapPush(priority);
+      }
     }
-    const found = levels[lo];
-    if (found && found.priority === priority) return found;
-    const level = new Level(priority);
-    levels.splice(lo, 0, level);
     return level;
   }
 
+  /** Links a task into its tenant's lane, keeping the lane in `queuedAt` order (aged tasks may be older than the tail). */
   #append(task: TaskRecord, level: Level): void {
     task.queueLevel = level.priority;
     let lane = level.lanes.get(task.tenant);
@@ -137,11 +150,14 @@ export class WaitQueue {
     }
     if (!lane.head) this.#linkLane(lane, level);
     task.lane = lane;
-    task.next = undefined;
-    task.prev = lane.tail;
-    if (lane.tail) lane.tail.next = task;
+    let after = lane.tail;
+    while (after && after.queuedAt > task.queuedAt) after = after.prev;
+    task.prev = after;
+    task.next = after ? after.next : lane.head;
+    if (task.next) task.next.prev = task;
+    else lane.tail = task;
+    if (after) after.next = task;
     else lane.head = task;
-    lane.tail = task;
     level.size++;
   }
 
@@ -157,12 +173,13 @@ export class WaitQueue {
     if (!lane.head) {
       this.#unlinkLane(lane, level);
       level.lanes.delete(lane.tenant);
-      if (level.size === 0) {
-        const i = this.#levels.indexOf(level);
-        if (i >= 0) this.#levels.splice(i, 1);
-      }
+      // The heap entry goes stale and is dropped when it reaches the top: O(1) here.
+      if (level.size === 0) this.#levels.delete(level.priority);
     }
-    if (this.#levels.length === 0) this.#nextAgingAt = Infinity;
+    if (this.#levels.size === 0) {
+      this.#heap.length = 0;
+      this.#nextAgingAt = Infinity;
+    }
   }
 
   /** Inserts a lane into the level's ring just before the current one (it is served last in this round). */
@@ -190,22 +207,59 @@ export class WaitQueue {
     lane.prevLane = lane.nextLane = lane;
   }
 
-  /** Moves every task that sat a full interval in its level up one level. Highest level first, so none moves twice. */
+  /**
+   * Gives every task one level per full interval it waited in its level, keeping the remainder, so a task is
+   * promoted as often as it earned however rarely the queue is read. A promoted task's `queuedAt` moves forward
+   * by the intervals it spent, so no task is promoted twice in one pass whatever the visiting order.
+   */
   #age(now: number): void {
     const interval = this.#agingIntervalMs;
     const threshold = now - interval;
-    let oldest = Infinity;
-    for (const level of [...this.#levels]) {
+    for (const level of [...this.#levels.values()]) {
       for (const lane of [...level.lanes.values()]) {
         while (lane.head && lane.head.queuedAt <= threshold) {
           const task = lane.head;
+          const earned = Math.floor((now - task.queuedAt) / interval);
           this.#unlink(task, lane);
-          task.queuedAt = now;
-          this.#append(task, this.#level(level.priority + 1));
+          task.queuedAt += earned * interval;
+          this.#append(task, this.#level(level.priority + earned));
         }
-        if (lane.head && lane.head.queuedAt < oldest) oldest = lane.head.queuedAt;
       }
     }
-    this.#nextAgingAt = this.#size === 0 ? Infinity : Math.min(oldest, now) + interval;
+    let oldest = Infinity;
+    for (const level of this.#levels.values()) {
+      for (const lane of level.lanes.values()) if (lane.head && lane.head.queuedAt < oldest) oldest = lane.head.queuedAt;
+    }
+    this.#nextAgingAt = oldest === Infinity ? Infinity : oldest + interval;
+  }
+
+  #heapPush(priority: number): void {
+    const heap = this.#heap;
+    let i = heap.push(priority) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent]! >= priority) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = priority;
+  }
+
+  #heapPop(): void {
+    const heap = this.#heap;
+    const last = heap.pop()!;
+    if (heap.length === 0) return;
+    let i = 0;
+    const n = heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const child = r < n && heap[r]! > heap[l]! ? r : l;
+      if (heap[child]! <= last) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = last;
   }
 }
