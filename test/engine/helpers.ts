@@ -1,5 +1,6 @@
 /** Agents and helpers for the engine tests: agents the test settles by hand, and an event log. */
-import type { Agent, OrchestratorEvents, TaskContext, UnifiedOrchestrator } from 'unified-orchestrator';
+import { afterEach, vi } from 'vitest';
+import { UnifiedOrchestrator, type Agent, type OrchestratorEvents, type OrchestratorOptions, type TaskContext } from 'unified-orchestrator';
 
 /** One `execute` call that the test settles by hand. */
 export interface Call {
@@ -110,4 +111,22 @@ export function accounted(s: {
   rejected: number; deduplicated: number; waiting: number; running: number; backingOff: number;
 }): number {
   return s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated + s.waiting + s.running + s.backingOff;
+}
+
+/**
+ * Returns `start(options)`, which makes and starts an orchestrator; after each test the last one is stopped
+ * (without draining) and real timers are restored.
+ */
+export function startEach(): (options?: OrchestratorOptions) => Promise<UnifiedOrchestrator> {
+  let current: UnifiedOrchestrator | undefined;
+  afterEach(async () => {
+    vi.useRealTimers();
+    await current?.stop({ drain: false, timeoutMs: 1_000 });
+    current = undefined;
+  });
+  return async (options = {}) => {
+    current = new UnifiedOrchestrator(options);
+    await current.start();
+    return current;
+  };
 }

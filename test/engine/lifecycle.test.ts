@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   TaskCancelledError,
   TaskDeadLetteredError,
@@ -9,21 +9,9 @@ import {
   type OrchestratorOptions,
   type TaskContext,
 } from 'unified-orchestrator';
-import { accounted, echoAgent, flush, manualAgent, recordEvents, rejectionOf, until, type Call } from './helpers.js';
+import { accounted, echoAgent, flush, manualAgent, recordEvents, rejectionOf, until, type Call , startEach } from './helpers.js';
 
-let orchestrator: UnifiedOrchestrator | undefined;
-
-afterEach(async () => {
-  vi.useRealTimers();
-  await orchestrator?.stop({ drain: false, timeoutMs: 1_000 });
-  orchestrator = undefined;
-});
-
-async function start(options: OrchestratorOptions = {}): Promise<UnifiedOrchestrator> {
-  orchestrator = new UnifiedOrchestrator(options);
-  await orchestrator.start();
-  return orchestrator;
-}
+const start = startEach();
 
 /** Fake timers, with the orchestrator's clock following them. */
 async function startFake(options: OrchestratorOptions = {}): Promise<UnifiedOrchestrator> {

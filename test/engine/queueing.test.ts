@@ -1,26 +1,13 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   NoCapableAgentError,
   QueueFullError,
   UnifiedOrchestrator,
-  type OrchestratorOptions,
   type TaskHandle,
 } from 'unified-orchestrator';
-import { accounted, echoAgent, manualAgent, recordEvents, rejectionOf, tick, until, type Call } from './helpers.js';
+import { accounted, echoAgent, manualAgent, recordEvents, rejectionOf, tick, until, type Call , startEach } from './helpers.js';
 
-let orchestrator: UnifiedOrchestrator | undefined;
-
-afterEach(async () => {
-  vi.useRealTimers();
-  await orchestrator?.stop({ drain: false, timeoutMs: 1_000 });
-  orchestrator = undefined;
-});
-
-async function start(options: OrchestratorOptions = {}): Promise<UnifiedOrchestrator> {
-  orchestrator = new UnifiedOrchestrator(options);
-  await orchestrator.start();
-  return orchestrator;
-}
+const start = startEach();
 
 describe('late binding', () => {
   it('never queues a task behind a busy agent while another matching agent is idle', async () => {
