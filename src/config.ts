@@ -199,13 +199,12 @@ export function expectObject(value: unknown, field: string): Record<string, unkn
 /** Throws on any own key of `value` that is not in `allowed`: a misspelt option must not be ignored silently. */
 export function rejectUnknownKeys(value: Record<string, unknown>, allowed: ReadonlySet<string>, field: string): void {
   for (const key of Object.keys(value)) {
-    if (!allowed.has(key)) {
-      throw new ValidationError(
-        `${field}.${key}`,
-        `Unknown field \`${field}.${key}\`; expected one of: ${[...allowed].join(', ')}`,
-      );
-    }
+    if (!allowed.has(key)) throw unknownKeyError(key, allowed, field);
   }
+}
+
+export function unknownKeyError(key: string, allowed: ReadonlySet<string>, field: string): ValidationError {
+  return new ValidationError(`${field}.${key}`, `Unknown field \`${field}.${key}\`; expected one of: ${[...allowed].join(', ')}`);
 }
 
 /** Reads an own property only, so a polluted prototype can never supply a value. */

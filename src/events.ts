@@ -125,6 +125,11 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
     return this;
   }
 
+  /** Whether anyone listens: check it before building a payload on a hot path, so an unheard event costs nothing. */
+  has(event: keyof Events & string): boolean {
+    return this.#ee.listenerCount(event) > 0;
+  }
+
   listenerCount(event: keyof Events & string): number {
     return this.#ee.listenerCount(event);
   }

@@ -22,21 +22,20 @@ import {
 } from '../errors.js';
 import type { OrchestratorEvents, TaskFailureOutcome, TypedEmitter } from '../events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
-import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import { backoffDelay } from '../resources/backoff.js';
 import { CapabilityIndex } from './capability-index.js';
+import { Deadlines } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
 import { IdempotencyCache } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
 import {
-  abortAttempt,
-  attemptSignal,
+  Attempt,
+  AttemptContext,
   requirementSignature,
   TaskRecord,
   validateTask,
-  type Attempt,
   type Task,
   type TaskHandle,
   type TaskSpec,
@@ -101,6 +100,7 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #deadLetters: DeadLetterList;
   /** affinityKey → agent id, least recently used first. */
   readonly #affinity = new Map<string, string>();
+  readonly #deadlines: Deadlines<Attempt>;
   readonly #idPrefix = randomBytes(4).toString('hex');
   #seq = 0;
   #state: EngineState = 'idle';
@@ -127,6 +127,7 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#cache = new RoutingCache(this.#index);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
+    this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
   }
 
   /** Opens the engine for work. */
@@ -257,6 +258,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const reason = new OrchestratorStoppedError(drain ? 'The orchestrator stopped before the task finished draining' : 'The orchestrator stopped without draining');
     for (const task of left) this.#cancel(task, new TaskCancelledError(task.id, reason));
     this.#state = 'stopped';
+    this.#deadlines.clear();
     return left.length;
   }
 
@@ -388,13 +390,15 @@ export class TaskExecutionEngine implements RoutingListener {
     task.phase = 'waiting';
     klass.queue.push(task, now);
     this.#waiting++;
-    this.#events.emit('task:queued', {
-      taskId: task.id,
-      type: task.spec.type,
-      priority: task.spec.priority,
-      tenantId: task.spec.tenantId,
-      waiting: this.#waiting,
-    });
+    if (this.#events.has('task:queued')) {
+      this.#events.emit('task:queued', {
+        taskId: task.id,
+        type: task.spec.type,
+        priority: task.spec.priority,
+        tenantId: task.spec.tenantId,
+        waiting: this.#waiting,
+      });
+    }
     this.#pools.requestCapacity(klass.requires, klass.queue.size);
   }
 
@@ -443,31 +447,15 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#running++;
     agent.acquire();
     const startedAt = this.#options.clock.now();
-    const attempt: Attempt = { task, agent, number, startedAt, controller: undefined, timer: undefined, abandoned: false };
+    const attempt = new Attempt(task, agent, number, startedAt);
     task.current = attempt;
-    if (spec.timeoutMs !== Infinity) {
-      attempt.timer = setTimeout(() => this.#timeout(attempt), spec.timeoutMs);
+    if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
+    if (this.#events.has('task:started')) {
+      this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, role: agent.role, attempt: number });
     }
-    this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, role: agent.role, attempt: number });
-    const ctx: TaskContext = {
-      taskId: task.id,
-      type: spec.type,
-      payload: spec.payload,
-      attempt: number,
-      deadline: spec.timeoutMs === Infinity ? Infinity : Date.now() + spec.timeoutMs,
-      get signal() {
-        return attemptSignal(attempt, () => task.abandonReason);
-      },
-      agentId: agent.id,
-      tenantId: spec.tenantId,
-      reportCost: (units: number) => {
-        if (typeof units === 'number' && Number.isFinite(units) && units >= 0) task.cost += units;
-        else throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
-      },
-    };
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(agent.agent.execute(ctx));
+      pending = Promise.resolve(agent.agent.execute(new AttemptContext(attempt, this.#options.clock)));
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -483,7 +471,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const now = this.#options.clock.now();
     if (!attempt.abandoned) {
       attempt.abandoned = true;
-      clearTimeout(attempt.timer);
+      this.#deadlines.remove(attempt);
       this.#running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       if (ok) this.#complete(task, attempt, value, now);
@@ -497,12 +485,10 @@ export class TaskExecutionEngine implements RoutingListener {
     if (attempt.abandoned) return;
     const { task, agent } = attempt;
     const now = this.#options.clock.now();
-    attempt.abandoned = true;
     this.#running--;
     agent.recordOutcome(false, now - attempt.startedAt);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
-    task.abandonReason = error;
-    abortAttempt(attempt, error);
+    attempt.abandon(error);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
     this.#attemptFailed(task, attempt, error, now);
   }
@@ -573,11 +559,9 @@ export class TaskExecutionEngine implements RoutingListener {
       case 'running': {
         const attempt = task.current;
         if (attempt && !attempt.abandoned) {
-          attempt.abandoned = true;
-          clearTimeout(attempt.timer);
+          this.#deadlines.remove(attempt);
           this.#running--;
-          task.abandonReason = error;
-          abortAttempt(attempt, error);
+          attempt.abandon(error);
         }
         break;
       }
@@ -591,14 +575,16 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#conclude(task);
     this.#completed++;
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
-    this.#events.emit('task:completed', {
-      taskId: task.id,
-      type: task.spec.type,
-      agentId: attempt.agent.id,
-      role: attempt.agent.role,
-      attempt: attempt.number,
-      durationMs: now - attempt.startedAt,
-    });
+    if (this.#events.has('task:completed')) {
+      this.#events.emit('task:completed', {
+        taskId: task.id,
+        type: task.spec.type,
+        agentId: attempt.agent.id,
+        role: attempt.agent.role,
+        attempt: attempt.number,
+        durationMs: now - attempt.startedAt,
+      });
+    }
     task.resolve(value);
     this.#checkIdle();
   }
@@ -612,7 +598,9 @@ export class TaskExecutionEngine implements RoutingListener {
       case 'dead-lettered': this.#deadLettered++; break;
     }
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
-    this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error });
+    if (this.#events.has('task:failed')) {
+      this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error });
+    }
     task.reject(error);
     this.#checkIdle();
   }

@@ -7,12 +7,14 @@ import {
   expectObject,
   expectString,
   expectStringArray,
-  own,
-  rejectUnknownKeys,
   TASK_DEFAULTS,
+  unknownKeyError,
 } from '../config.js';
+import type { Clock } from '../config.js';
 import { ValidationError, type AttemptRecord } from '../errors.js';
+import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
+import type { DeadlineEntry } from './deadlines.js';
 
 /**
  * A unit of work.
@@ -83,45 +85,54 @@ export interface TaskSpec {
   readonly signal: AbortSignal | undefined;
 }
 
-function optionalString(o: Record<string, unknown>, key: string): string | undefined {
-  const v = own(o, key);
-  return v === undefined ? undefined : expectString(v, `task.${key}`);
+function optionalString(value: unknown, field: string): string | undefined {
+  return value === undefined ? undefined : expectString(value, field);
 }
 
-function capabilityList(o: Record<string, unknown>, key: string): readonly string[] {
-  const v = own(o, key);
-  if (v === undefined) return NO_CAPABILITIES;
-  const list = expectStringArray(v, `task.${key}`);
+function capabilityList(value: unknown, field: string): readonly string[] {
+  if (value === undefined) return NO_CAPABILITIES;
+  const list = expectStringArray(value, field);
   return list.length === 0 ? NO_CAPABILITIES : list;
 }
 
-/** Validates a caller's task. Throws ValidationError naming the first wrong field. */
+/**
+ * Validates a caller's task. Throws ValidationError naming the first wrong field. One pass over the task's own
+ * keys: an unknown key is refused, and a value on a polluted prototype is never read.
+ */
 export function validateTask(input: unknown, defaults: { timeoutMs: number; maxAttempts: number }): TaskSpec {
   const o = expectObject(input, 'task');
-  rejectUnknownKeys(o, TASK_KEYS, 'task');
-  const type = expectString(own(o, 'type'), 'task.type');
-  const priorityRaw = own(o, 'priority');
-  const priority =
-    priorityRaw === undefined ? TASK_DEFAULTS.priority : expectInteger(priorityRaw, 'task.priority', -1_000_000, 1_000_000);
-  const timeoutRaw = own(o, 'timeoutMs');
-  const timeoutMs = timeoutRaw === undefined ? defaults.timeoutMs : expectDuration(timeoutRaw, 'task.timeoutMs', true);
-  const attemptsRaw = own(o, 'maxAttempts');
-  const maxAttempts = attemptsRaw === undefined ? defaults.maxAttempts : expectInteger(attemptsRaw, 'task.maxAttempts', 1, 100);
-  const signal = own(o, 'signal');
+  let type, requires, prefers, priority, payload, timeoutMs, maxAttempts, idempotencyKey, tenantId, affinityKey, signal: unknown;
+  for (const key of Object.keys(o)) {
+    const v = o[key];
+    switch (key) {
+      case 'type': type = v; break;
+      case 'requires': requires = v; break;
+      case 'prefers': prefers = v; break;
+      case 'priority': priority = v; break;
+      case 'payload': payload = v; break;
+      case 'timeoutMs': timeoutMs = v; break;
+      case 'maxAttempts': maxAttempts = v; break;
+      case 'idempotencyKey': idempotencyKey = v; break;
+      case 'tenantId': tenantId = v; break;
+      case 'affinityKey': affinityKey = v; break;
+      case 'signal': signal = v; break;
+      default: throw unknownKeyError(key, TASK_KEYS, 'task');
+    }
+  }
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal');
   }
   return {
-    type,
-    requires: capabilityList(o, 'requires'),
-    prefers: capabilityList(o, 'prefers'),
-    priority,
-    payload: own(o, 'payload'),
-    timeoutMs,
-    maxAttempts,
-    idempotencyKey: optionalString(o, 'idempotencyKey'),
-    tenantId: optionalString(o, 'tenantId'),
-    affinityKey: optionalString(o, 'affinityKey'),
+    type: expectString(type, 'task.type'),
+    requires: capabilityList(requires, 'task.requires'),
+    prefers: capabilityList(prefers, 'task.prefers'),
+    priority: priority === undefined ? TASK_DEFAULTS.priority : expectInteger(priority, 'task.priority', -1_000_000, 1_000_000),
+    payload,
+    timeoutMs: timeoutMs === undefined ? defaults.timeoutMs : expectDuration(timeoutMs, 'task.timeoutMs', true),
+    maxAttempts: maxAttempts === undefined ? defaults.maxAttempts : expectInteger(maxAttempts, 'task.maxAttempts', 1, 100),
+    idempotencyKey: optionalString(idempotencyKey, 'task.idempotencyKey'),
+    tenantId: optionalString(tenantId, 'task.tenantId'),
+    affinityKey: optionalString(affinityKey, 'task.affinityKey'),
     signal,
   };
 }
@@ -139,29 +150,88 @@ export function routingSignature(requires: readonly string[], prefers: readonly 
 }
 
 /** One attempt in progress. Abandoned once its task moved on (timeout, cancel) even if `execute` has not returned. */
-export interface Attempt {
+export class Attempt implements DeadlineEntry {
   readonly task: TaskRecord;
   readonly agent: AgentRecord;
   readonly number: number;
   readonly startedAt: number;
   /** Made on first read of `ctx.signal`: most agents never look, and a controller per attempt is not free. */
   controller: AbortController | undefined;
-  timer: NodeJS.Timeout | undefined;
-  abandoned: boolean;
-}
+  abandoned = false;
+  /** Why it was abandoned (timeout or cancel): the reason of a signal first read afterwards. */
+  abandonReason: unknown;
+  // Deadline-list links, owned by Deadlines.
+  dueAt = Infinity;
+  deadlinePrev: DeadlineEntry | undefined;
+  deadlineNext: DeadlineEntry | undefined;
+  deadlineList: unknown;
 
-/** Aborts the attempt's signal with `reason` (a no-op when the agent never asked for its signal). */
-export function abortAttempt(attempt: Attempt, reason: unknown): void {
-  attempt.controller?.abort(reason);
-}
-
-/** What an attempt's signal is: created lazily, already aborted when the attempt was abandoned before anyone looked. */
-export function attemptSignal(attempt: Attempt, abandonReason: () => unknown): AbortSignal {
-  if (!attempt.controller) {
-    attempt.controller = new AbortController();
-    if (attempt.abandoned) attempt.controller.abort(abandonReason());
+  constructor(task: TaskRecord, agent: AgentRecord, number: number, startedAt: number) {
+    this.task = task;
+    this.agent = agent;
+    this.number = number;
+    this.startedAt = startedAt;
   }
-  return attempt.controller.signal;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abandoned) this.controller.abort(this.abandonReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Marks the attempt abandoned and aborts its signal, if anyone asked for it. */
+  abandon(reason: unknown): void {
+    this.abandoned = true;
+    this.abandonReason = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+/**
+ * What an agent receives. A class, not a literal, so that the per-attempt cost is one small object: the signal is
+ * made on first read, the deadline computed on first read, and the engine's internals stay private.
+ */
+export class AttemptContext implements TaskContext {
+  readonly taskId: string;
+  readonly type: string;
+  readonly payload: unknown;
+  readonly attempt: number;
+  readonly agentId: string;
+  readonly tenantId: string | undefined;
+  readonly #attempt: Attempt;
+  readonly #clock: Clock;
+
+  constructor(attempt: Attempt, clock: Clock) {
+    const { spec } = attempt.task;
+    this.taskId = attempt.task.id;
+    this.type = spec.type;
+    this.payload = spec.payload;
+    this.attempt = attempt.number;
+    this.agentId = attempt.agent.id;
+    this.tenantId = spec.tenantId;
+    this.#attempt = attempt;
+    this.#clock = clock;
+  }
+
+  get signal(): AbortSignal {
+    return this.#attempt.signal;
+  }
+
+  get deadline(): number {
+    const { timeoutMs } = this.#attempt.task.spec;
+    if (timeoutMs === Infinity) return Infinity;
+    // Epoch ms, from the engine's monotonic start time.
+    return Date.now() - (this.#clock.now() - this.#attempt.startedAt) + timeoutMs;
+  }
+
+  reportCost(units: number): void {
+    if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
+      throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
+    }
+    this.#attempt.task.cost += units;
+  }
 }
 
 /** The engine's record of an accepted task. Its queue links are intrusive, so waiting costs no extra allocation. */
@@ -181,8 +251,6 @@ export class TaskRecord {
   current: Attempt | undefined;
   backoffTimer: NodeJS.Timeout | undefined;
   onCallerAbort: (() => void) | undefined;
-  /** Why the current attempt was abandoned (timeout or cancel): the reason of a signal first read afterwards. */
-  abandonReason: unknown;
   cost = 0;
 
   // Waiting-queue links, owned by WaitQueue.

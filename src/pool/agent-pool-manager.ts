@@ -255,7 +255,9 @@ export class AgentPoolManager {
   }
 
   #onTransition(record: AgentRecord, from: AgentState): void {
-    this.#events.emit('agent:state', { agentId: record.id, role: record.role, from, to: record.state });
+    if (this.#events.has('agent:state')) {
+      this.#events.emit('agent:state', { agentId: record.id, role: record.role, from, to: record.state });
+    }
     const was = !record.parked && isRoutableState(from);
     const now = record.routable;
     if (was !== now) {
