@@ -1,8 +1,9 @@
 /**
  * Attempt timeouts without a Node timer per attempt. Entries with the same duration form one list, which is
  * in deadline order because entries join it in time order; one timer is armed for the earliest head. Add and
- * remove are O(1) pointer updates, and nothing is allocated per attempt. The timer is cleared as soon as no
- * entry is left, so finished work never keeps the process alive.
+ * remove are O(1) pointer updates, and nothing is allocated per attempt. When no entry is left the timer is
+ * unref'd rather than cleared (re-arming per task costs more than the whole task), so finished work never keeps
+ * the process alive; it is ref'd again by the next entry.
  */
 import type { Clock } from '../config.js';
 
@@ -47,7 +48,7 @@ export class Deadlines<E extends DeadlineEntry> {
     if (list.tail) list.tail.deadlineNext = entry;
     else list.head = entry;
     list.tail = entry;
-    this.#count++;
+    if (this.#count++ === 0) this.#timer?.ref();
     if (entry.dueAt < this.#armedFor) this.#arm(entry.dueAt, now);
   }
 
@@ -61,10 +62,10 @@ export class Deadlines<E extends DeadlineEntry> {
     else list.tail = entry.deadlinePrev;
     entry.deadlinePrev = entry.deadlineNext = undefined;
     entry.deadlineList = undefined;
-    if (--this.#count === 0) this.clear();
+    if (--this.#count === 0) this.#timer?.unref();
   }
 
-  /** Drops the timer (and forgets every entry's place: only for stop, after every entry was settled). */
+  /** Drops the timer (stop: every entry was settled by then). */
   clear(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -76,6 +77,7 @@ export class Deadlines<E extends DeadlineEntry> {
     clearTimeout(this.#timer);
     this.#armedFor = dueAt;
     this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(dueAt - now)));
+    if (this.#count === 0) this.#timer.unref();
   }
 
   #fire(): void {
