@@ -9,12 +9,23 @@ import type { CapabilityIndex } from './capability-index.js';
 /** Weights of the score; capability fit dominates, then the dynamic terms break the tie. */
 export const SCORE_WEIGHTS = Object.freeze({ prefers: 4, specialisation: 2, load: 1, success: 1, latency: 0.5 });
 
+/** The most the dynamic terms (load, success, latency) can add to a static score. */
+export const MAX_DYNAMIC_SCORE = SCORE_WEIGHTS.load + SCORE_WEIGHTS.success + SCORE_WEIGHTS.latency;
+
+/** Candidates that share one static score (usually one pool's agents). */
+export interface Tier {
+  readonly staticScore: number;
+  readonly agents: readonly AgentRecord[];
+  /** Rotates the scan start so that equal agents take turns. */
+  cursor: number;
+}
+
 export interface CandidateSet {
   readonly generation: number;
+  /** Every candidate, for round-robin. */
   readonly agents: readonly AgentRecord[];
-  /** Per agent: prefers fit and specialisation, weighted. Same order as `agents`. */
-  readonly staticScores: Float64Array;
-  /** Rotates the scan start so that ties go round-robin. */
+  /** Candidates grouped by static score, best first. */
+  readonly tiers: readonly Tier[];
   cursor: number;
 }
 
@@ -62,9 +73,17 @@ export class RoutingCache {
     }
     this.misses++;
     const agents = this.#index.holdersOfAll(requires);
-    const staticScores = new Float64Array(agents.length);
-    for (let i = 0; i < agents.length; i++) staticScores[i] = staticScore(agents[i]!, requires, prefers);
-    const fresh: CandidateSet = { generation: this.#generation, agents, staticScores, cursor: entry?.cursor ?? 0 };
+    const byScore = new Map<number, AgentRecord[]>();
+    for (const agent of agents) {
+      const score = staticScore(agent, requires, prefers);
+      const group = byScore.get(score);
+      if (group) group.push(agent);
+      else byScore.set(score, [agent]);
+    }
+    const tiers: Tier[] = [...byScore.entries()]
+      .sort((a, b) => b[0] - a[0])
+      .map(([score, group]) => ({ staticScore: score, agents: group, cursor: 0 }));
+    const fresh: CandidateSet = { generation: this.#generation, agents, tiers, cursor: entry?.cursor ?? 0 };
     if (!entry && this.#entries.size >= this.#maxEntries) {
       // Bounded: forget the oldest signature rather than grow without end on ad-hoc requirement sets.
       const oldest = this.#entries.keys().next().value;
