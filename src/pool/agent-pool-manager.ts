@@ -227,8 +227,8 @@ export class AgentPoolManager {
     this.#state = 'stopping';
     if (this.#ticker) clearTimeout(this.#ticker);
     this.#ticker = undefined;
+    // Queued creations reject at once (p-queue removes an item whose signal aborts); running ones see the signal.
     this.#abort.abort(new OrchestratorStoppedError('The orchestrator stopped while creating an agent'));
-    for (const pool of this.#pools.values()) pool.createQueue.clear();
 
     const all = Promise.all([...this.#agents.values()].map((r) => this.#retire(r)));
     let timer: NodeJS.Timeout | undefined;

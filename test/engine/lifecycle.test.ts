@@ -86,6 +86,73 @@ describe('timeouts', () => {
     expect(second.id).not.toBe(first.id);
     release();
   });
+  it('times out each attempt at its own deadline when many attempts with different timeouts run at once', async () => {
+    const o = await startFake();
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'], concurrency: 10 });
+    const t0 = Date.now();
+    const abortedAt = new Map<string, number>();
+    const startTask = (timeoutMs: number): string => {
+      const h = o.delegate({ type: 't', requires: ['x'], timeoutMs });
+      const signal = calls.at(-1)!.ctx.signal;
+      signal.addEventListener('abort', () => abortedAt.set(h.id, Date.now() - t0));
+      return h.id;
+    };
+    const a = startTask(50); // due 50
+    await vi.advanceTimersByTimeAsync(5);
+    const b = startTask(10); // due 15, but finishes at 14
+    await vi.advanceTimersByTimeAsync(5);
+    const c = startTask(50); // due 60
+    await vi.advanceTimersByTimeAsync(2);
+    const d = startTask(10); // due 22
+    const e = startTask(7); // due 19
+    await vi.advanceTimersByTimeAsync(2);
+    calls[1]!.resolve('b done');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(Object.fromEntries(abortedAt)).toEqual({ [a]: 50, [c]: 60, [d]: 22, [e]: 19 });
+    expect(abortedAt.has(b)).toBe(false);
+    expect(o.stats()).toMatchObject({ timedOut: 4, completed: 1, running: 0 });
+  });
+
+  it('counts the timeout per attempt from when it starts, not from submit (time spent waiting does not count)', async () => {
+    const o = await startFake();
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
+    o.delegate({ type: 'blocker', requires: ['x'] });
+    const h = o.delegate({ type: 't', requires: ['x'], timeoutMs: 50 });
+    await vi.advanceTimersByTimeAsync(200); // waits far longer than its timeout
+    calls[0]!.resolve();
+    await vi.advanceTimersByTimeAsync(40);
+    expect(calls[1]!.ctx.signal.aborted).toBe(false);
+    calls[1]!.resolve('in time');
+    await expect(h.result).resolves.toBe('in time');
+    expect(o.stats().timedOut).toBe(0);
+  });
+
+  it('times out with the default (real) clock and timers too', async () => {
+    const o = await start();
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'], concurrency: 2 });
+    const slow = o.delegate({ type: 't', requires: ['x'], timeoutMs: 40 });
+    const fast = o.delegate({ type: 't', requires: ['x'], timeoutMs: 10 });
+    const order: string[] = [];
+    slow.result.catch(() => order.push('slow'));
+    fast.result.catch(() => order.push('fast'));
+    await expect(fast.result).rejects.toBeInstanceOf(TaskTimeoutError);
+    await expect(slow.result).rejects.toBeInstanceOf(TaskTimeoutError);
+    expect(order).toEqual(['fast', 'slow']);
+  });
+
+  it('hands the agent a context whose signal and deadline survive a spread ({ ...ctx })', async () => {
+    const o = await start();
+    let copy: Partial<TaskContext> | undefined;
+    o.registerAgent({ execute: (ctx) => { copy = { ...ctx }; return 'ok'; } }, { id: 'a', capabilities: ['x'] });
+    await o.submit({ type: 't', requires: ['x'], timeoutMs: 1_000 });
+    // TaskContext declares both as plain readonly properties; type-correct agent code that copies the
+    // context (to add fields, or to pass it on) must not silently lose cancellation.
+    expect(copy!.signal).toBeInstanceOf(AbortSignal);
+    expect(typeof copy!.deadline).toBe('number');
+  });
 });
 
 describe('cancellation', () => {

@@ -198,6 +198,30 @@ describe('no capable agent', () => {
     const outcome = await Promise.race([rejectionOf(stranded.result), tick(200).then(() => 'still waiting')]);
     expect(outcome).toBeInstanceOf(NoCapableAgentError);
   });
+  it('fails a task waiting out a retry backoff when its last capable agent leaves, instead of re-queueing it forever', async () => {
+    const o = await start({ retry: { baseDelayMs: 20, maxDelayMs: 20 }, random: () => 0.99 });
+    o.registerAgent({ execute: () => Promise.reject(new Error('flaky')) }, { id: 'solo', capabilities: ['x'] });
+    const h = o.delegate({ type: 't', requires: ['x'], maxAttempts: 2 });
+    await until(() => o.stats().backingOff === 1);
+    await o.unregisterAgent('solo'); // nobody can serve [x] any more
+    const outcome = await Promise.race([rejectionOf(h.result), tick(300).then(() => 'still waiting')]);
+    expect(outcome).toBeInstanceOf(NoCapableAgentError);
+    expect(o.stats().waiting).toBe(0);
+  });
+
+  it('fails a retrying task whose attempt failed on its draining (last capable) agent, instead of stranding it', async () => {
+    const o = await start({ retry: { baseDelayMs: 1, maxDelayMs: 1 } });
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'solo', capabilities: ['x'] });
+    o.registerAgent(echoAgent(), { id: 'other', capabilities: ['y'] });
+    const h = o.delegate({ type: 't', requires: ['x'], maxAttempts: 3 });
+    const leaving = o.unregisterAgent('solo');
+    calls[0]!.reject(new Error('interrupted by shutdown'));
+    await leaving;
+    const outcome = await Promise.race([rejectionOf(h.result), tick(300).then(() => 'still waiting')]);
+    expect(outcome).toBeInstanceOf(NoCapableAgentError);
+    expect(o.stats().waiting).toBe(0);
+  });
 });
 
 describe('fairness across tenants', () => {
