@@ -263,8 +263,9 @@ export function expectDuration(value: unknown, field: string, allowInfinity = fa
 
 /** Like {@link expectDuration} but 0 is allowed (no delay). */
 function expectDelay(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds >= 0, got ${describe(value)}`);
+  // A Node timer holds at most 2^31-1 ms; a longer delay would fire at once.
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds from 0 to 2147483647, got ${describe(value)}`);
   }
   return value;
 }

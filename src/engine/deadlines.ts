@@ -15,6 +15,9 @@ export interface DeadlineEntry {
   deadlineList: unknown;
 }
 
+/** The longest delay a Node timer can hold. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 class DeadlineList {
   head: DeadlineEntry | undefined;
   tail: DeadlineEntry | undefined;
@@ -75,8 +78,12 @@ export class Deadlines<E extends DeadlineEntry> {
 
   #arm(dueAt: number, now: number): void {
     clearTimeout(this.#timer);
-    this.#armedFor = dueAt;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, Math.ceil(dueAt - now)));
+    const delay = Math.max(0, Math.ceil(dueAt - now));
+    // A Node timer holds at most 2^31-1 ms (about 24.8 days); beyond that it fires at once. Arm for the cap and
+    // re-arm from there: `#fire` treats only what was due by `#armedFor` as due.
+    const capped = Math.min(delay, MAX_TIMER_MS);
+    this.#armedFor = capped < delay ? now + capped : dueAt;
+    this.#timer = setTimeout(() => this.#fire(), capped);
     if (this.#count === 0) this.#timer.unref();
   }
 

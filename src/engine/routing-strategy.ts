@@ -1,10 +1,11 @@
 /**
  * Routing strategies: given the cached candidates of a task, pick one agent with a free slot.
  *
- * Cost does not grow with the fleet: within a tier of equal static score, only the first {@link SAMPLE_SIZE}
+ * For `score`, cost does not grow with the fleet: within a tier of equal static score, only the first {@link SAMPLE_SIZE}
  * free agents from a rotating cursor are compared ("power of d choices", which keeps load balanced about as well
  * as a full scan), and lower tiers are skipped once even a perfect dynamic score could not lift them above the
- * best agent found. The rotating cursor makes equal agents take turns (round-robin tie-break).
+ * best agent found. `least-loaded` compares every free candidate, as its name promises (O(candidates)).
+ * The rotating cursor makes equal agents take turns (round-robin tie-break).
  */
 import type { RoutingStrategyName } from '../config.js';
 import type { AgentRecord } from '../pool/agent-record.js';
@@ -27,14 +28,14 @@ type Scorer = (agent: AgentRecord, staticScore: number, fastest: number) => numb
 // One scratch sample, reused: routing runs synchronously, so it is never shared between two picks.
 const sample: AgentRecord[] = [];
 
-/** Fills `sample` with up to SAMPLE_SIZE free agents of the tier from its cursor, and moves the cursor on by one. */
-function sampleTier(tier: Tier): void {
+/** Fills `sample` with up to `limit` free agents of the tier from its cursor, and moves the cursor on by one. */
+function sampleTier(tier: Tier, limit: number): void {
   sample.length = 0;
   const { agents } = tier;
   const n = agents.length;
   const start = tier.cursor % n;
   tier.cursor = start + 1;
-  for (let k = 0; k < n && sample.length < SAMPLE_SIZE; k++) {
+  for (let k = 0; k < n && sample.length < limit; k++) {
     const agent = agents[(start + k) % n]!;
     if (agent.hasFreeSlot && agent.routable) sample.push(agent);
   }
@@ -52,7 +53,8 @@ function pickByScore(
   let fallbackScore = -Infinity;
   for (const tier of candidates.tiers) {
     if (prune && best !== undefined && tier.staticScore + MAX_DYNAMIC_SCORE <= bestScore) break;
-    sampleTier(tier);
+    // `score` samples (its static tiers keep the choice good); `least-loaded` promises the least loaded, so it looks at all.
+    sampleTier(tier, prune ? SAMPLE_SIZE : Infinity);
     let fastest = Infinity;
     for (const a of sample) if (a.latencyEwma < fastest) fastest = a.latencyEwma;
     for (const agent of sample) {

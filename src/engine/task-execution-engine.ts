@@ -455,7 +455,7 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(agent.agent.execute(new AttemptContext(attempt, this.#options.clock)));
+      pending = Promise.resolve(agent.agent.execute(new AttemptContext(attempt)));
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -536,6 +536,8 @@ export class TaskExecutionEngine implements RoutingListener {
   #reschedule(task: TaskRecord): void {
     const agent = this.#route(task);
     if (agent) this.#dispatch(task, agent);
+    // Its last capable agent may have left during the backoff: fail now rather than wait forever.
+    else if (!this.#canEverServe(this.#classFor(task))) this.#fail(task, 'failed', new NoCapableAgentError(task.spec.requires));
     else this.#enqueue(task, this.#options.clock.now());
   }
 

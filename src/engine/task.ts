@@ -10,7 +10,6 @@ import {
   TASK_DEFAULTS,
   unknownKeyError,
 } from '../config.js';
-import type { Clock } from '../config.js';
 import { ValidationError, type AttemptRecord } from '../errors.js';
 import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
@@ -191,39 +190,34 @@ export class Attempt implements DeadlineEntry {
 
 /**
  * What an agent receives. A class, not a literal, so that the per-attempt cost is one small object: the signal is
- * made on first read, the deadline computed on first read, and the engine's internals stay private.
+ * made on first read (most agents never look, and a controller per attempt halves throughput), and the engine's
+ * internals stay private.
  */
 export class AttemptContext implements TaskContext {
   readonly taskId: string;
   readonly type: string;
   readonly payload: unknown;
   readonly attempt: number;
+  readonly deadline: number;
   readonly agentId: string;
   readonly tenantId: string | undefined;
   readonly #attempt: Attempt;
-  readonly #clock: Clock;
 
-  constructor(attempt: Attempt, clock: Clock) {
+  constructor(attempt: Attempt) {
     const { spec } = attempt.task;
     this.taskId = attempt.task.id;
     this.type = spec.type;
     this.payload = spec.payload;
     this.attempt = attempt.number;
+    this.deadline = spec.timeoutMs === Infinity ? Infinity : Date.now() + spec.timeoutMs;
     this.agentId = attempt.agent.id;
     this.tenantId = spec.tenantId;
     this.#attempt = attempt;
-    this.#clock = clock;
   }
 
+  /** Created on first read (an accessor, so `{ ...ctx }` does not carry it: read it from `ctx`). */
   get signal(): AbortSignal {
     return this.#attempt.signal;
-  }
-
-  get deadline(): number {
-    const { timeoutMs } = this.#attempt.task.spec;
-    if (timeoutMs === Infinity) return Infinity;
-    // Epoch ms, from the engine's monotonic start time.
-    return Date.now() - (this.#clock.now() - this.#attempt.startedAt) + timeoutMs;
   }
 
   reportCost(units: number): void {

@@ -141,7 +141,7 @@ export class WaitQueue {
   }
 
   /** Links a task into its tenant's lane, keeping the lane in `queuedAt` order (aged tasks may be older than the tail). */
-  #append(task: TaskRecord, level: Level): void {
+  #append(task: TaskRecord, level: Level, hint?: TaskRecord): void {
     task.queueLevel = level.priority;
     let lane = level.lanes.get(task.tenant);
     if (!lane) {
@@ -150,8 +150,16 @@ export class WaitQueue {
     }
     if (!lane.head) this.#linkLane(lane, level);
     task.lane = lane;
-    let after = lane.tail;
-    while (after && after.queuedAt > task.queuedAt) after = after.prev;
+    // Aged tasks from one lane arrive in `queuedAt` order: walking on from the last one placed keeps a pass
+    // O(lane + moved) instead of O(lane × moved).
+    let after: TaskRecord | undefined;
+    if (hint && hint.lane === lane && hint.queuedAt <= task.queuedAt) {
+      after = hint;
+      while (after.next && after.next.queuedAt <= task.queuedAt) after = after.next;
+    } else {
+      after = lane.tail;
+      while (after && after.queuedAt > task.queuedAt) after = after.prev;
+    }
     task.prev = after;
     task.next = after ? after.next : lane.head;
     if (task.next) task.next.prev = task;
@@ -215,6 +223,7 @@ export class WaitQueue {
   #age(now: number): void {
     const interval = this.#agingIntervalMs;
     const threshold = now - interval;
+    const lastPlaced = new Map<unknown, TaskRecord>();
     for (const level of [...this.#levels.values()]) {
       for (const lane of [...level.lanes.values()]) {
         while (lane.head && lane.head.queuedAt <= threshold) {
@@ -222,7 +231,9 @@ export class WaitQueue {
           const earned = Math.floor((now - task.queuedAt) / interval);
           this.#unlink(task, lane);
           task.queuedAt += earned * interval;
-          this.#append(task, this.#level(level.priority + earned));
+          const target = this.#level(level.priority + earned);
+          this.#append(task, target, lastPlaced.get(target.lanes.get(task.tenant)));
+          lastPlaced.set(task.lane, task);
         }
       }
     }

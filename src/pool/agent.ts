@@ -17,6 +17,8 @@ export interface TaskContext<TPayload = unknown> {
   /**
    * Aborted when the attempt times out, the task is cancelled or the orchestrator stops without draining;
    * `signal.reason` is the TaskTimeoutError or TaskCancelledError. Pass it to `fetch` and friends.
+   * It is made on first read, so it is an accessor: a `{ ...ctx }` copy does not carry it. Read `ctx.signal`
+   * from the context itself (or copy it explicitly: `{ ...ctx, signal: ctx.signal }`).
    */
   readonly signal: AbortSignal;
   /** The agent running this attempt. */

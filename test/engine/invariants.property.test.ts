@@ -92,7 +92,7 @@ function holdsAll(caps: readonly string[], requires: readonly string[]): boolean
   return requires.every((c) => caps.includes(c));
 }
 
-async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>, ops: Op[]): Promise<void> {
+async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>, ops: Op[], checkStranded = false): Promise<void> {
   const o = new UnifiedOrchestrator({ retry: { baseDelayMs: 1, maxDelayMs: 4 }, agingIntervalMs: 20 });
   await o.start();
   const capsOf = new Map<string, readonly string[]>();
@@ -135,12 +135,18 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
   let thrown = 0;
   let duplicates = 0;
 
-  /** No class of waiting tasks may have a capable agent with a free slot (late binding). */
+  /**
+   * No class of waiting tasks may have a capable agent with a free slot (late binding); with `checkStranded`, no class
+   * may wait when no agent that could ever serve it is left (it must fail with NoCapableAgentError instead).
+   */
   const checkNoIdleCapableAgent = (where: string): void => {
     const s = o.stats();
     expect(accounted(s), `counters add up (${where})`).toBe(s.submitted);
     for (const key of Object.keys(s.queues)) {
       const requires = key === '*' ? [] : key.split('+');
+      if (checkStranded && !o.agents().some((a) => a.state !== 'DRAINING' && a.state !== 'FAILED' && holdsAll(a.capabilities, requires))) {
+        violations.push(`${where}: class [${requires.join()}] waits though no agent that could serve it is left`);
+      }
       for (const a of o.agents()) {
         if ((a.state === 'IDLE' || a.state === 'BUSY') && a.running < a.concurrency && holdsAll(a.capabilities, requires)) {
           violations.push(`${where}: class [${requires.join()}] waits while ${a.id} [${a.capabilities.join()}] has a free slot`);
@@ -254,8 +260,15 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
 describe('engine invariants under random operation sequences', () => {
   it('settles every accepted task exactly once and keeps the counters consistent', async () => {
     await fc.assert(
-      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), runScenario),
+      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) => runScenario(fleet, ops)),
       { numRuns: 50, endOnFailure: true, interruptAfterTimeLimit: 25_000 },
+    );
+  }, 30_000);
+
+  it('never leaves tasks waiting for a capability no remaining agent holds (they fail instead)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) => runScenario(fleet, ops, true)),
+      { numRuns: 60, endOnFailure: true, interruptAfterTimeLimit: 20_000 },
     );
   }, 30_000);
 });

@@ -143,15 +143,44 @@ describe('timeouts', () => {
     expect(order).toEqual(['fast', 'slow']);
   });
 
-  it('hands the agent a context whose signal and deadline survive a spread ({ ...ctx })', async () => {
+  it('does not fire a timeout longer than the 2^31-1 ms a Node timer can hold early (task and default timeouts)', async () => {
+    const slow: Agent = { execute: () => new Promise((resolve) => setTimeout(() => resolve('finished'), 30)) };
+    const o = await start({ defaultTimeoutMs: 30 * 24 * 3_600_000 }); // 30 days
+    o.registerAgent(slow, { id: 'a', capabilities: ['x'], concurrency: 2 });
+    const results = await Promise.allSettled([
+      o.submit({ type: 't', requires: ['x'], timeoutMs: 2 ** 31 }), // about 24.9 days
+      o.submit({ type: 't', requires: ['x'] }),
+    ]);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : String(r.reason)))).toEqual(['finished', 'finished']);
+    expect(o.stats().timedOut).toBe(0);
+  });
+
+  it('hands the agent a context whose data survives a spread, and whose signal is copied explicitly', async () => {
     const o = await start();
     let copy: Partial<TaskContext> | undefined;
-    o.registerAgent({ execute: (ctx) => { copy = { ...ctx }; return 'ok'; } }, { id: 'a', capabilities: ['x'] });
-    await o.submit({ type: 't', requires: ['x'], timeoutMs: 1_000 });
-    // TaskContext declares both as plain readonly properties; type-correct agent code that copies the
-    // context (to add fields, or to pass it on) must not silently lose cancellation.
-    expect(copy!.signal).toBeInstanceOf(AbortSignal);
-    expect(typeof copy!.deadline).toBe('number');
+    let explicit: AbortSignal | undefined;
+    let own: AbortSignal | undefined;
+    o.registerAgent(
+      {
+        execute: (ctx) => {
+          copy = { ...ctx };
+          explicit = { ...ctx, signal: ctx.signal }.signal;
+          own = ctx.signal;
+          return 'ok';
+        },
+      },
+      { id: 'a', capabilities: ['x'] },
+    );
+    const before = Date.now();
+    const handle = o.delegate({ type: 't', requires: ['x'], timeoutMs: 1_000, payload: 7 });
+    await handle.result;
+    // Data fields are plain own properties; the deadline is epoch ms one timeout after the start.
+    expect(copy).toMatchObject({ taskId: handle.id, type: 't', payload: 7, attempt: 1, agentId: 'a' });
+    expect(copy!.deadline).toBeGreaterThanOrEqual(before + 1_000);
+    expect(copy!.deadline).toBeLessThanOrEqual(Date.now() + 1_000);
+    // The signal is made on first read (documented on TaskContext.signal): copy it explicitly.
+    expect(explicit).toBeInstanceOf(AbortSignal);
+    expect(explicit).toBe(own);
   });
 });
 
@@ -413,6 +442,19 @@ describe('idempotency', () => {
     const s = o.stats();
     expect(s).toMatchObject({ deduplicated: 2, completed: 2, submitted: 4 });
     expect(accounted(s)).toBe(s.submitted);
+  });
+
+  it('answers from a succeeded task only within idempotencyTtlMs, then runs again', async () => {
+    let now = 0;
+    const o = await start({ clock: { now: () => now }, idempotencyTtlMs: 1_000 });
+    let runs = 0;
+    o.registerAgent({ execute: () => `run ${++runs}` }, { id: 'a', capabilities: ['x'] });
+    await expect(o.submit({ type: 't', requires: ['x'], idempotencyKey: 'k' })).resolves.toBe('run 1');
+    now = 999;
+    await expect(o.submit({ type: 't', requires: ['x'], idempotencyKey: 'k' })).resolves.toBe('run 1');
+    now = 1_000;
+    await expect(o.submit({ type: 't', requires: ['x'], idempotencyKey: 'k' })).resolves.toBe('run 2');
+    expect(o.stats()).toMatchObject({ deduplicated: 1, completed: 2 });
   });
 
   it('forgets the key after a failure, so a resubmission runs again', async () => {

@@ -151,6 +151,26 @@ describe('scoring', () => {
     expect(calls.at(-1)!.agentId).toBe('generalist');
   });
 
+  it('with routing "least-loaded" picks the least-loaded agent even in a large group of equal agents', async () => {
+    const o = await start({ routing: 'least-loaded' });
+    const calls: Call[] = [];
+    const ids = Array.from({ length: 12 }, (_, i) => `a${i}`);
+    for (const id of ids) o.registerAgent(manualAgent(calls), { id, capabilities: ['x'], concurrency: 2 });
+    for (let i = 0; i < ids.length; i++) o.delegate({ type: 't', requires: ['x'] });
+    expect(ids.map((id) => o.agent(id)!.running)).toEqual(Array(12).fill(1));
+    const order = [11, 3, 9, 0, 7, 5, 10, 1, 8, 2, 6, 4].map((i) => ids[i]!);
+    const picked: string[] = [];
+    for (const id of order) {
+      // Free the one task of `id`: it is now the only idle agent, every other one runs 1 of 2.
+      calls.find((c) => c.agentId === id && !c.settled)!.resolve();
+      await new Promise((r) => setTimeout(r, 0));
+      o.delegate({ type: 't', requires: ['x'] });
+      picked.push(calls.at(-1)!.agentId);
+      if (picked.at(-1) !== id) break; // the fleet is no longer "one idle, the rest at 1 of 2"
+    }
+    expect(picked).toEqual(order);
+  });
+
   it('with the default "score" routing the same load stacks on the specialist first (contrast with least-loaded)', async () => {
     const o = await start();
     const calls: Call[] = [];
