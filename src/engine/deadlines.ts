@@ -18,6 +18,9 @@ export interface DeadlineEntry {
 /** The longest delay a Node timer can hold. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Lists kept before the empty ones are swept. */
+const MAX_LISTS = 256;
+
 class DeadlineList {
   head: DeadlineEntry | undefined;
   tail: DeadlineEntry | undefined;
@@ -43,7 +46,11 @@ export class Deadlines<E extends DeadlineEntry> {
   /** Schedules `entry` to expire `ms` from `now`. */
   add(entry: E, ms: number, now: number): void {
     let list = this.#lists.get(ms);
-    if (!list) this.#lists.set(ms, (list = new DeadlineList()));
+    if (!list) {
+      // Many distinct durations (per-request timeouts): drop the empty lists before adding one more.
+      if (this.#lists.size >= MAX_LISTS) for (const [k, l] of this.#lists) if (!l.head) this.#lists.delete(k);
+      this.#lists.set(ms, (list = new DeadlineList()));
+    }
     entry.dueAt = now + ms;
     entry.deadlineList = list;
     entry.deadlineNext = undefined;

@@ -83,6 +83,9 @@ type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
 const noop = (): void => {};
 
+/** Requirement classes kept before the empty ones are swept. */
+const MAX_IDLE_CLASSES = 1_024;
+
 export class TaskExecutionEngine implements RoutingListener {
   readonly #options: ResolvedOrchestratorOptions;
   readonly #pools: AgentPoolManager;
@@ -369,6 +372,10 @@ export class TaskExecutionEngine implements RoutingListener {
   #classFor(task: TaskRecord): TaskClass {
     let klass = this.#classes.get(task.requireSig);
     if (!klass) {
+      if (this.#classes.size >= MAX_IDLE_CLASSES) {
+        // Ad-hoc requirement sets must not grow memory without end: forget the classes nobody waits in.
+        for (const [sig, c] of this.#classes) if (c.queue.size === 0) this.#classes.delete(sig);
+      }
       klass = new TaskClass(task.requireSig, task.spec.requires, this.#options.agingIntervalMs);
       this.#classes.set(task.requireSig, klass);
       this.#classesVersion++;

@@ -57,3 +57,24 @@ describe('Deadlines (shared attempt timer)', () => {
     d.clear();
   });
 });
+
+describe('Deadlines with many distinct durations', () => {
+  it('still expires every entry in order after empty lists were swept', () => {
+    vi.useFakeTimers();
+    const clock = { now: () => Date.now() };
+    const expired: string[] = [];
+    const d = new Deadlines<ReturnType<typeof entry>>(clock, (e) => expired.push(e.name));
+    // 1,000 distinct durations that finish early (their lists empty out), then three that must still fire.
+    for (let i = 0; i < 1_000; i++) {
+      const e = entry(`gone-${i}`);
+      d.add(e, 10_000 + i, clock.now());
+      d.remove(e);
+    }
+    d.add(entry('late'), 300, clock.now());
+    d.add(entry('early'), 100, clock.now());
+    d.add(entry('mid'), 200, clock.now());
+    vi.advanceTimersByTime(400);
+    expect(expired).toEqual(['early', 'mid', 'late']);
+    vi.useRealTimers();
+  });
+});
