@@ -127,10 +127,12 @@ export class UnifiedOrchestrator {
    * Runs a task on an agent holding every capability in `task.requires` and resolves with its result.
    * Rejects with the agent's error, TaskTimeoutError, TaskCancelledError, TaskDeadLetteredError, or — when the
    * task is refused — ValidationError, NoCapableAgentError, QueueFullError or OrchestratorStoppedError.
+   * An accepted task's promise never raises an unhandled rejection, however late its handler is attached;
+   * every failure is also a `task:failed` event.
    */
   submit<TResult = unknown>(task: Task): Promise<TResult> {
     try {
-      return this.#engine.delegate(task).result as Promise<TResult>;
+      return this.#engine.submit(task) as Promise<TResult>;
     } catch (error) {
       return Promise.reject(error);
     }

@@ -27,7 +27,7 @@ import { backoffDelay } from '../resources/backoff.js';
 import { CapabilityIndex } from './capability-index.js';
 import { Deadlines } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
-import { IdempotencyCache } from './idempotency.js';
+import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
 import {
@@ -82,6 +82,7 @@ class TaskClass {
 type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
 const noop = (): void => {};
+const identity = <T>(value: T): T => value;
 
 /** Requirement classes kept before the empty ones are swept. */
 const MAX_IDLE_CLASSES = 1_024;
@@ -167,6 +168,26 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** Accepts a task and returns its handle; throws (synchronously) when the task is refused. */
   delegate(input: Task): TaskHandle {
+    const accepted = this.#take(input);
+    if (accepted instanceof TaskRecord) return this.#handle(accepted);
+    return accepted.kind === 'running'
+      ? this.#followerHandle(accepted.task)
+      : { id: accepted.taskId, result: Promise.resolve(accepted.value), cancel: () => false };
+  }
+
+  /** Like `delegate(input).result`, without building a handle: the result promise itself. Throws when refused. */
+  submit(input: Task): Promise<unknown> {
+    const accepted = this.#take(input);
+    if (accepted instanceof TaskRecord) return accepted.promise;
+    // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
+    if (accepted.kind === 'done') return Promise.resolve(accepted.value);
+    const follower = accepted.task.promise.then(identity);
+    follower.catch(noop);
+    return follower;
+  }
+
+  /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
+  #take(input: Task): TaskRecord | IdempotencyHit {
     this.#submitted++;
     let spec: TaskSpec;
     try {
@@ -182,13 +203,10 @@ export class TaskExecutionEngine implements RoutingListener {
       const hit = this.#idempotency.lookup(spec.idempotencyKey, now);
       if (hit) {
         this.#deduplicated++;
-        return hit.kind === 'running'
-          ? this.#followerHandle(hit.task)
-          : { id: hit.taskId, result: Promise.resolve(hit.value), cancel: () => false };
+        return hit;
       }
     }
-    const task = this.#accept(spec, now);
-    return this.#handle(task);
+    return this.#accept(spec, now);
   }
 
   /** Cancels a task by id; returns whether it was still live. */
@@ -289,6 +307,9 @@ export class TaskExecutionEngine implements RoutingListener {
       }
     }
     this.#live.set(task.id, task);
+    // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
+    // the caller awaits something else) must never crash the host with an unhandled rejection.
+    task.promise.catch(noop);
     if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
     if (spec.signal) {
       const signal = spec.signal;
@@ -301,7 +322,6 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   #handle(task: TaskRecord): TaskHandle {
-    task.promise.catch(noop); // the handle's result is handled; callers who await it still see the rejection
     return {
       id: task.id,
       result: task.promise,

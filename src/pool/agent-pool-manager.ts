@@ -271,16 +271,22 @@ export class AgentPoolManager {
   #startCreation(pool: Pool, kind: 'member' | 'spare', reason: 'demand' | 'spawn' | 'replace'): Promise<AgentRecord> {
     if (kind === 'member') pool.creatingMembers++;
     else pool.creatingSpares++;
+    // The count drops in the same step that places the agent (so `total` never counts it twice, and a spawn in
+    // between sees the true spare count), or when the creation fails.
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      if (kind === 'member') pool.creatingMembers--;
+      else pool.creatingSpares--;
+    };
     return pool.createQueue
-      .add(() => this.#create(pool, kind), { signal: this.#abort.signal })
+      .add(() => this.#create(pool, kind, uncount), { signal: this.#abort.signal })
       .then((record) => {
         if (kind === 'member') this.#emitScaled(pool, reason);
         return record;
       })
-      .finally(() => {
-        if (kind === 'member') pool.creatingMembers--;
-        else pool.creatingSpares--;
-      });
+      .finally(uncount);
   }
 
   #fillSpares(pool: Pool): Promise<AgentRecord>[] {
@@ -308,7 +314,7 @@ export class AgentPoolManager {
     this.#events.emit('pool:scaled', { role: pool.role, members: pool.members.size, spares: pool.spares.length, reason });
   }
 
-  async #create(pool: Pool, kind: 'member' | 'spare'): Promise<AgentRecord> {
+  async #create(pool: Pool, kind: 'member' | 'spare', placed: () => void): Promise<AgentRecord> {
     const { options } = pool;
     let lastError: unknown;
     for (let attempt = 1; attempt <= options.createAttempts; attempt++) {
@@ -331,6 +337,7 @@ export class AgentPoolManager {
           this.#remove(record, pool);
           throw this.#abort.signal.reason;
         }
+        placed();
         if (kind === 'spare') {
           record.parked = true;
           pool.spares.push(record);

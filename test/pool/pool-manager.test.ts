@@ -229,3 +229,30 @@ describe('AgentPoolManager', () => {
     expect(record.state).toBe('TERMINATED');
   });
 });
+
+describe('spare accounting', () => {
+  it('starts a refill for a spawn made the moment the previous spare was placed', async () => {
+    const o = new UnifiedOrchestrator({ pools: [pool('a', { minAgents: 1, maxAgents: 50 })], scaleIntervalMs: 60_000 });
+    running.push(o);
+    await o.start();
+    let armed = false;
+    let second: Promise<string> | undefined;
+    o.on('agent:state', (e) => {
+      // The refilled spare has just been placed (it turns IDLE): spawn it at once, inside that window.
+      if (armed && e.from === 'INITIALIZING' && e.to === 'IDLE') {
+        armed = false;
+        second = o.spawnAgent('a');
+      }
+    });
+    armed = true;
+    await o.spawnAgent('a');
+    await until(() => second !== undefined);
+    await second;
+    // That spawn must have started a refill right away, not left the pool without a spare until the scale
+    // tick (a minute away here).
+    const p = o.stats().pools[0]!;
+    expect(p.spares + p.creating).toBe(1);
+    await until(() => o.stats().pools[0]!.spares === 1);
+    expect(o.stats().pools[0]).toMatchObject({ members: 3, spares: 1, creating: 0 });
+  });
+});

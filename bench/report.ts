@@ -1,0 +1,207 @@
+/**
+ * The figures beside their two targets (the seed's promises and the project's own), as a Markdown table for
+ * stdout and the README, and as JSON for bench/results/latest.json.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { DelegationResult } from './delegation.js';
+import type { LatencyStats } from './harness.js';
+import type { MemoryResult } from './memory.js';
+import type { RegistrationResult } from './registration.js';
+import type { ScaleResult } from './scale.js';
+import type { BenchSettings } from './settings.js';
+import type { StressResult } from './stress.js';
+import type { ThroughputResult } from './throughput.js';
+
+export interface SuiteResults {
+  registration?: RegistrationResult;
+  delegation?: DelegationResult;
+  throughput?: ThroughputResult;
+  scale?: ScaleResult;
+  stress?: StressResult;
+  memory?: MemoryResult;
+}
+
+/** One target and whether the figure meets it. `measured` is the number compared, in the target's unit. */
+export interface Verdict {
+  readonly target: string;
+  readonly measured: number;
+  readonly pass: boolean;
+}
+
+export interface FigureRow {
+  /** Stable key, e.g. `delegation.busy.submitToExecute`. */
+  readonly id: string;
+  readonly figure: string;
+  /** The figure as printed. */
+  readonly value: string;
+  /** `null` where the seed or the project sets no target for this figure. */
+  readonly seed: Verdict | null;
+  readonly project: Verdict | null;
+}
+
+export interface BenchReport {
+  readonly date: string;
+  readonly quick: boolean;
+  readonly durationMs: number;
+  readonly environment: Record<string, unknown>;
+  readonly settings: Record<string, unknown>;
+  readonly results: SuiteResults;
+  readonly figures: readonly FigureRow[];
+}
+
+/** The ids of every figure a full run reports (the quick test checks them all). */
+export const FIGURE_IDS = [
+  'registration.spawnAgentWarm',
+  'registration.registerAgentCold',
+  'delegation.idle.submitToExecute',
+  'delegation.idle.roundTrip',
+  'delegation.busy.submitToExecute',
+  'delegation.busy.roundTrip',
+  'delegation.busy.concurrentAgents',
+  'throughput.noop',
+  'throughput.backlog.sustained',
+  'throughput.backlog.drain',
+  'scale.routingP99',
+  'stress.tasksPerMinute',
+  'memory.baseOverhead',
+  'memory.heapGrowth',
+] as const;
+
+// --- Formatting -----------------------------------------------------------------------------------
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+export const us = (v: number): string => (v >= 1_000 ? `${(v / 1_000).toFixed(2)} ms` : v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`);
+const rate = (perSec: number): string => `${int(perSec)}/s`;
+const times = (r: number): string => `${r.toFixed(2)}×`;
+const mb = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(2)} MB`;
+const latency = (s: LatencyStats): string => `p50 ${us(s.p50Us)} · p99 ${us(s.p99Us)} · max ${us(s.maxUs)}`;
+
+// --- Targets ---------------------------------------------------------------------------------------
+
+const below = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured < limit });
+const atMost = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured <= limit });
+const atLeast = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured >= limit });
+
+/** The seed promised each registration under 100 ms and each delegation under 500 ms: checked against the max. */
+const seedRegistration = (s: LatencyStats): Verdict => below('< 100 ms (max)', s.maxUs / 1_000, 100);
+const seedDelegation = (s: LatencyStats): Verdict => below('< 500 ms (max)', s.maxUs / 1_000, 500);
+const seedRate = (perSec: number): Verdict => atLeast('≥ 1,000 tasks/min', perSec * 60, 1_000);
+
+export function figureRows(r: SuiteResults): FigureRow[] {
+  const rows: FigureRow[] = [];
+  const add = (id: (typeof FIGURE_IDS)[number], figure: string, value: string, seed: Verdict | null, project: Verdict | null): void => {
+    rows.push({ id, figure, value, seed, project });
+  };
+
+  if (r.registration) {
+    const { spawnAgentWarm: spawn, registerAgentCold: reg } = r.registration;
+    add('registration.spawnAgentWarm', 'Registration: warm `spawnAgent(role)`', latency(spawn), seedRegistration(spawn), atMost('p99 ≤ 50 µs', spawn.p99Us, 50));
+    add('registration.registerAgentCold', 'Registration: cold `registerAgent` (factory excluded)', latency(reg), seedRegistration(reg), null);
+  }
+  if (r.delegation) {
+    const { idle, busy } = r.delegation;
+    add('delegation.idle.submitToExecute', 'Delegation, idle: submit → execute', latency(idle.submitToExecute), seedDelegation(idle.submitToExecute), atMost('p99 ≤ 20 µs', idle.submitToExecute.p99Us, 20));
+    add('delegation.idle.roundTrip', 'Delegation, idle: round trip (no-op)', latency(idle.roundTrip), seedDelegation(idle.roundTrip), null);
+    add('delegation.busy.submitToExecute', 'Delegation, 75 agents busy: submit → execute', latency(busy.submitToExecute), seedDelegation(busy.submitToExecute), atMost('p99 ≤ 50 µs', busy.submitToExecute.p99Us, 50));
+    add('delegation.busy.roundTrip', 'Delegation, 75 agents busy: round trip (no-op)', latency(busy.roundTrip), seedDelegation(busy.roundTrip), null);
+    add('delegation.busy.concurrentAgents', 'Concurrent agents (busy at once, under load)', `${busy.peakBusyAgents} (load ${rate(busy.loadTasksPerSec)})`, atLeast('50+', busy.peakBusyAgents, 50), null);
+  }
+  if (r.throughput) {
+    const { noop, backlog } = r.throughput;
+    add(
+      'throughput.noop',
+      'Throughput, no-op, 75 agents vs p-queue (concurrency 75)',
+      `${rate(noop.orchestratorTasksPerSec)} vs ${rate(noop.pQueueTasksPerSec)} = ${times(noop.ratio)}`,
+      seedRate(noop.orchestratorTasksPerSec),
+      atLeast('≥ 1.0× p-queue', noop.ratio, 1),
+    );
+    add(
+      'throughput.backlog.sustained',
+      `Throughput, ${int(backlog.size)} waiting (random priorities), sustained`,
+      `${rate(backlog.sustained.orchestratorTasksPerSec)} vs ${rate(backlog.sustained.pQueueTasksPerSec)} = ${times(backlog.sustained.ratio)}`,
+      seedRate(backlog.sustained.orchestratorTasksPerSec),
+      atLeast('≥ 10× p-queue', backlog.sustained.ratio, 10),
+    );
+    add(
+      'throughput.backlog.drain',
+      `Throughput, draining ${int(backlog.size)} (no arrivals; info)`,
+      `${rate(backlog.drain.orchestratorTasksPerSec)} vs ${rate(backlog.drain.pQueueTasksPerSec)} = ${times(backlog.drain.ratio)}`,
+      seedRate(backlog.drain.orchestratorTasksPerSec),
+      null,
+    );
+  }
+  if (r.scale) {
+    const fleets = r.scale.fleets;
+    const largest = fleets[fleets.length - 1]!;
+    add(
+      'scale.routingP99',
+      `Routing p99 (submit → execute), ${fleets.map((f) => int(f.agents)).join(' / ')} agents, ${r.scale.classes} classes`,
+      `${fleets.map((f) => us(f.p99Us)).join(' / ')} (${int(largest.agents)}/${int(fleets[0]!.agents)}: ${times(r.scale.p99Growth)})`,
+      seedDelegation(largest),
+      atMost(`p99 at ${int(largest.agents)} ≤ 2× at ${int(fleets[0]!.agents)}`, r.scale.p99Growth, 2),
+    );
+  }
+  if (r.stress) {
+    const s = r.stress;
+    add(
+      'stress.tasksPerMinute',
+      `Stress: ${int(s.tasks)} tasks, ${Math.round(s.failureRate * 100)}% of attempts fail, ≤ ${s.maxAttempts} attempts`,
+      `${int(s.tasksPerMinute)} tasks/min (${int(s.outcomes.completed)} completed, ${int(s.outcomes['dead-lettered'])} dead-lettered); terminal once: ${s.everyTaskTerminalOnce ? 'yes' : 'NO'}`,
+      seedRate(s.tasksPerSec),
+      { target: 'every task exactly one terminal state', measured: s.everyTaskTerminalOnce ? 1 : 0, pass: s.everyTaskTerminalOnce },
+    );
+  }
+  if (r.memory) {
+    const m = r.memory;
+    add(
+      'memory.baseOverhead',
+      `Memory: base overhead, ${m.agents} idle agents over bare Node`,
+      `heap ${mb(m.baseOverhead.heapMB)} · RSS ${mb(m.baseOverhead.rssMB)}`,
+      below('< 50 MB (RSS)', m.baseOverhead.rssMB, 50),
+      atMost('heap ≤ 10 MB', m.baseOverhead.heapMB, 10),
+    );
+    add(
+      'memory.heapGrowth',
+      `Memory: heap growth after ${int(m.tasks)} tasks + GC`,
+      mb(m.heapGrowthMB),
+      null,
+      atMost('≤ 5 MB', m.heapGrowthMB, 5),
+    );
+  }
+  return rows;
+}
+
+// --- Output -----------------------------------------------------------------------------------------
+
+const verdict = (v: Verdict | null): string => (v === null ? '—' : v.pass ? 'pass' : 'miss');
+const escapeCell = (s: string): string => s.replaceAll('|', '\\|');
+
+/** A Markdown table: one row per figure, both targets, and pass/miss for each (seed / project). */
+export function renderTable(rows: readonly FigureRow[]): string {
+  const header = ['Figure', 'Measured', 'Seed target', 'Project target', 'Pass/miss (seed / project)'];
+  const lines = rows.map((r) => [r.figure, r.value, r.seed?.target ?? '—', r.project?.target ?? '—', `${verdict(r.seed)} / ${verdict(r.project)}`]);
+  const out = [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.map(escapeCell).join(' | ')} |`);
+  return out.join('\n');
+}
+
+export function summaryLine(rows: readonly FigureRow[]): string {
+  const count = (pick: (r: FigureRow) => Verdict | null): string => {
+    const vs = rows.map(pick).filter((v): v is Verdict => v !== null);
+    const missed = vs.filter((v) => !v.pass).length;
+    return `${vs.length - missed}/${vs.length} pass`;
+  };
+  const misses = rows.filter((r) => r.project && !r.project.pass).map((r) => r.id);
+  return `seed targets: ${count((r) => r.seed)}; project targets: ${count((r) => r.project)}${misses.length > 0 ? ` (missed: ${misses.join(', ')})` : ''}`;
+}
+
+export async function writeReport(file: string, report: BenchReport): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+/** Settings as plain JSON (the suite set as a list, no output path). */
+export function settingsForReport(settings: BenchSettings): Record<string, unknown> {
+  const { suites, outFile: _outFile, ...rest } = settings;
+  return { ...rest, suites: [...suites] };
+}

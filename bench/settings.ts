@@ -1,0 +1,112 @@
+/**
+ * Command line and the sizes of every case, full and quick, in one place.
+ *
+ *   npm run bench                          # full: a few minutes on 2 cores
+ *   npm run bench -- --quick               # short: under a minute
+ *   npm run bench -- --only scale,stress   # some suites only (the others show as not run)
+ *   npm run bench -- --out /tmp/b.json     # write the JSON elsewhere (the test does)
+ *   npm run bench -- --build               # measure a tsc build (dist/) instead of src/ under tsx
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory'] as const;
+export type SuiteName = (typeof SUITES)[number];
+
+/** Agents in the reference fleet, and p-queue's concurrency beside it: the seed's "tested to 75". */
+export const FLEET = 75;
+
+export interface LatencyBudget {
+  /** Time budget per case in ms (tinybench `time`). */
+  readonly timeMs: number;
+  /** Minimum samples per case (tinybench `iterations`). */
+  readonly minSamples: number;
+  readonly warmupMs: number;
+}
+
+export interface BenchSettings {
+  readonly quick: boolean;
+  /** Measure a tsc build of the library rather than src/ under tsx (see bench/subject.ts). */
+  readonly build: boolean;
+  readonly suites: ReadonlySet<SuiteName>;
+  readonly outFile: string;
+  readonly latency: LatencyBudget;
+  /** registerAgent calls sampled (no warm-up: the first, cold calls are in the sample). */
+  readonly registerSamples: number;
+  readonly throughput: {
+    /** Rounds, alternating which side goes first; figures are medians over rounds. */
+    readonly rounds: number;
+    readonly tasksPerRound: number;
+    /** Tasks in flight at once: a short queue (75 running, the rest waiting). */
+    readonly window: number;
+  };
+  readonly backlog: {
+    /** Waiting tasks held while measuring. */
+    readonly size: number;
+    /** Completions measured with the backlog held at `size` (each completion submits one new task). */
+    readonly sustainedTasks: number;
+  };
+  readonly scale: {
+    readonly fleets: readonly number[];
+    readonly classes: number;
+    /** Interleaved passes over the fleets, so machine noise hits every fleet alike. */
+    readonly passes: number;
+    readonly latency: LatencyBudget;
+  };
+  readonly stress: {
+    readonly tasks: number;
+    /** Tasks in flight at most. */
+    readonly window: number;
+    /** Share of attempts that fail. */
+    readonly failureRate: number;
+    readonly maxAttempts: number;
+  };
+  readonly memory: {
+    /** Completed tasks between the two heap readings of the growth figure. */
+    readonly tasks: number;
+    /** Tasks run (and JIT-compiled) before the first reading. */
+    readonly warmupTasks: number;
+  };
+}
+
+export function readSettings(argv: readonly string[] = process.argv.slice(2)): BenchSettings {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean', default: false },
+      build: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      out: { type: 'string' },
+    },
+  });
+  const quick = values.quick;
+  let suites: Set<SuiteName> = new Set(SUITES);
+  if (values.only !== undefined) {
+    const names = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = names.filter((n) => !(SUITES as readonly string[]).includes(n));
+    if (unknown.length > 0 || names.length === 0) {
+      throw new Error(`Expected --only to list suites from ${SUITES.join(', ')}, got ${JSON.stringify(values.only)}`);
+    }
+    suites = new Set(names as SuiteName[]);
+  }
+  const outFile = values.out ?? fileURLToPath(new URL('./results/latest.json', import.meta.url));
+
+  return {
+    quick,
+    build: values.build,
+    suites,
+    outFile,
+    latency: quick ? { timeMs: 300, minSamples: 500, warmupMs: 50 } : { timeMs: 2_000, minSamples: 2_000, warmupMs: 250 },
+    registerSamples: quick ? 5_000 : 20_000,
+    throughput: quick ? { rounds: 3, tasksPerRound: 60_000, window: 1_000 } : { rounds: 7, tasksPerRound: 300_000, window: 1_000 },
+    backlog: quick ? { size: 200_000, sustainedTasks: 10_000 } : { size: 200_000, sustainedTasks: 50_000 },
+    scale: {
+      fleets: [FLEET, 1_000, 10_000],
+      classes: 10,
+      passes: quick ? 2 : 4,
+      latency: quick ? { timeMs: 150, minSamples: 300, warmupMs: 30 } : { timeMs: 600, minSamples: 1_000, warmupMs: 100 },
+    },
+    stress: { tasks: quick ? 50_000 : 1_000_000, window: 20_000, failureRate: 0.2, maxAttempts: 3 },
+    memory: { tasks: quick ? 100_000 : 1_000_000, warmupTasks: 20_000 },
+  };
+}
