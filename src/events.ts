@@ -104,6 +104,8 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
   readonly #ee = new EventEmitter();
   // listener → its guarded wrapper, per event, so `off` can find what `on` registered.
   readonly #wrappers = new Map<PropertyKey, Map<Function, Function[]>>();
+  /** Listeners per event, kept alongside eventemitter3's so that `has` is one property read. */
+  #counts: Record<string, number> = Object.create(null) as Record<string, number>;
 
   on<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
     this.#ee.on(event, this.#wrap(event, listener, false));
@@ -119,6 +121,7 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
     const wrappers = this.#wrappers.get(event)?.get(listener);
     const wrapper = wrappers?.pop();
     if (wrapper) {
+      this.#counts[event] = (this.#counts[event] ?? 1) - 1;
       this.#ee.off(event, wrapper as (...args: unknown[]) => void);
       if (wrappers!.length === 0) this.#wrappers.get(event)!.delete(listener);
     }
@@ -127,7 +130,7 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
 
   /** Whether anyone listens: check it before building a payload on a hot path, so an unheard event costs nothing. */
   has(event: keyof Events & string): boolean {
-    return this.#ee.listenerCount(event) > 0;
+    return this.#counts[event] !== undefined && this.#counts[event] > 0;
   }
 
   listenerCount(event: keyof Events & string): number {
@@ -142,11 +145,13 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
   removeAllListeners(): void {
     this.#ee.removeAllListeners();
     this.#wrappers.clear();
+    this.#counts = Object.create(null) as Record<string, number>;
   }
 
   #wrap(event: string, listener: Function, once: boolean): (payload: unknown) => void {
     let perEvent = this.#wrappers.get(event);
     if (!perEvent) this.#wrappers.set(event, (perEvent = new Map()));
+    this.#counts[event] = (this.#counts[event] ?? 0) + 1;
     const wrapper = (payload: unknown): void => {
       if (once) this.#forget(event, listener, wrapper);
       try {
@@ -165,7 +170,10 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
     const list = this.#wrappers.get(event)?.get(listener);
     if (!list) return;
     const i = list.indexOf(wrapper);
-    if (i >= 0) list.splice(i, 1);
+    if (i >= 0) {
+      list.splice(i, 1);
+      this.#counts[event] = (this.#counts[event] ?? 1) - 1;
+    }
     if (list.length === 0) this.#wrappers.get(event)!.delete(listener);
   }
 

@@ -144,7 +144,7 @@ export class TaskExecutionEngine implements RoutingListener {
   agentRoutable(agent: AgentRecord): void {
     this.#index.add(agent);
     this.#cache.invalidate();
-    this.#pull(agent);
+    this.#pull(agent, this.#options.clock.now());
   }
 
   agentUnroutable(agent: AgentRecord): void {
@@ -316,7 +316,7 @@ export class TaskExecutionEngine implements RoutingListener {
       task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
       signal.addEventListener('abort', task.onCallerAbort, { once: true });
     }
-    if (agent) this.#dispatch(task, agent);
+    if (agent) this.#dispatch(task, agent, now);
     else this.#enqueue(task, now);
     return task;
   }
@@ -430,15 +430,15 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
-  #pull(agent: AgentRecord): void {
+  #pull(agent: AgentRecord, now: number): void {
     while (this.#waiting > 0 && agent.routable && agent.hasFreeSlot) {
-      const task = this.#takeFor(agent);
+      const task = this.#takeFor(agent, now);
       if (!task) return;
-      this.#dispatch(task, agent);
+      this.#dispatch(task, agent, now);
     }
   }
 
-  #takeFor(agent: AgentRecord): TaskRecord | undefined {
+  #takeFor(agent: AgentRecord, now: number): TaskRecord | undefined {
     let cached = this.#servable.get(agent);
     if (!cached || cached.version !== this.#classesVersion) {
       const classes: TaskClass[] = [];
@@ -446,7 +446,6 @@ export class TaskExecutionEngine implements RoutingListener {
       cached = { version: this.#classesVersion, classes };
       this.#servable.set(agent, cached);
     }
-    const now = this.#options.clock.now();
     let bestClass: TaskClass | undefined;
     let bestTask: TaskRecord | undefined;
     for (const c of cached.classes) {
@@ -466,14 +465,14 @@ export class TaskExecutionEngine implements RoutingListener {
 
   // --- Attempts ---------------------------------------------------------------------------------
 
-  #dispatch(task: TaskRecord, agent: AgentRecord): void {
+  /** Starts an attempt; `now` is the clock read by the caller (one read per event, not per step). */
+  #dispatch(task: TaskRecord, agent: AgentRecord, startedAt: number): void {
     const { spec } = task;
     const number = ++task.attempts;
     if (number > 1) this.#retries++;
     task.phase = 'running';
     this.#running++;
     agent.acquire();
-    const startedAt = this.#options.clock.now();
     const attempt = new Attempt(task, agent, number, startedAt);
     task.current = attempt;
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
@@ -505,7 +504,7 @@ export class TaskExecutionEngine implements RoutingListener {
       else this.#attemptFailed(task, attempt, value, now);
     }
     agent.release(now);
-    this.#pull(agent);
+    this.#pull(agent, now);
   }
 
   #timeout(attempt: Attempt): void {
@@ -561,11 +560,12 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** After a backoff: route again (another agent first) or wait. */
   #reschedule(task: TaskRecord): void {
+    const now = this.#options.clock.now();
     const agent = this.#route(task);
-    if (agent) this.#dispatch(task, agent);
+    if (agent) this.#dispatch(task, agent, now);
     // Its last capable agent may have left during the backoff: fail now rather than wait forever.
     else if (!this.#canEverServe(this.#classFor(task))) this.#fail(task, 'failed', new NoCapableAgentError(task.spec.requires));
-    else this.#enqueue(task, this.#options.clock.now());
+    else this.#enqueue(task, now);
   }
 
   #cancel(task: TaskRecord, error: TaskCancelledError): void {
