@@ -180,8 +180,8 @@ export class IllegalStateTransitionError extends OrchestratorError {
 export class AgentNotFoundError extends OrchestratorError {
   readonly agentId: string;
 
-  constructor(agentId: string) {
-    super('AGENT_NOT_FOUND', `No agent with id ${JSON.stringify(agentId)} is registered`);
+  constructor(agentId: string, message = `No agent with id ${JSON.stringify(agentId)} is registered`) {
+    super('AGENT_NOT_FOUND', message);
     this.agentId = agentId;
   }
 }

@@ -52,6 +52,15 @@ export interface AgentPoolManagerOptions {
 
 type ManagerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
 
+const noop = (): void => {};
+
+/** The agent being created was unregistered before it was ready: not a failure to retry. */
+class AgentWithdrawnError extends AgentNotFoundError {
+  constructor(agentId: string) {
+    super(agentId, `Agent ${JSON.stringify(agentId)} was unregistered while it was being created`);
+  }
+}
+
 const REGISTER_KEYS: ReadonlySet<string> = new Set(['capabilities', 'id', 'role', 'concurrency']);
 
 function holdsAll(have: readonly string[], need: readonly string[]): boolean {
@@ -66,6 +75,12 @@ export class AgentPoolManager {
   /** Every agent not yet TERMINATED, spares included. */
   readonly #agents = new Map<string, AgentRecord>();
   readonly #retiring = new Map<AgentRecord, Promise<void>>();
+  /** Records still INITIALIZING (owned by their #create), with a promise that settles when that creation is over. */
+  readonly #initializing = new Map<AgentRecord, { readonly over: Promise<void>; readonly end: () => void }>();
+  /** INITIALIZING records whose removal was asked for: their #create disposes and removes them instead of placing them. */
+  readonly #withdrawn = new Set<AgentRecord>();
+  /** Creations queued or running, awaited by stop() so none finishes after it. */
+  readonly #inflight = new Set<Promise<unknown>>();
   readonly #drainWaiters = new Map<AgentRecord, () => void>();
   readonly #options: AgentPoolManagerOptions;
   readonly #events: TypedEmitter<OrchestratorEvents>;
@@ -230,6 +245,8 @@ export class AgentPoolManager {
     // Queued creations reject at once (p-queue removes an item whose signal aborts); running ones see the signal.
     this.#abort.abort(new OrchestratorStoppedError('The orchestrator stopped while creating an agent'));
 
+    // Creations in flight see the abort (factory, health check and backoff all listen) and clean up after themselves.
+    await Promise.allSettled([...this.#inflight]);
     const all = Promise.all([...this.#agents.values()].map((r) => this.#retire(r)));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
@@ -246,9 +263,24 @@ export class AgentPoolManager {
 
   // ---------------------------------------------------------------------------------------------
 
-  #newRecord(id: string, role: string | undefined, agent: Agent, capabilities: readonly string[], concurrency: number): AgentRecord {
+  #newRecord(
+    id: string,
+    role: string | undefined,
+    agent: Agent,
+    capabilities: readonly string[],
+    concurrency: number,
+    owned = false,
+  ): AgentRecord {
+    // registerAgent may have taken a pool-chosen id while its factory ran: refuse (that creation retries with a new id).
+    if (this.#agents.has(id)) throw new DuplicateAgentError(id);
     const record = new AgentRecord({ id, role, agent, capabilities, concurrency, hooks: this.#hooks, now: this.#options.clock.now() });
     this.#agents.set(id, record);
+    if (role !== undefined && this.#pools.has(role) && owned) {
+      // Owned by its creation from the first event on: a listener that unregisters it at once withdraws it.
+      let end!: () => void;
+      const over = new Promise<void>((resolve) => (end = resolve));
+      this.#initializing.set(record, { over, end });
+    }
     this.#generation++;
     this.#events.emit('agent:state', { agentId: id, role, from: undefined, to: 'INITIALIZING' });
     return record;
@@ -280,8 +312,17 @@ export class AgentPoolManager {
       if (kind === 'member') pool.creatingMembers--;
       else pool.creatingSpares--;
     };
-    return pool.createQueue
-      .add(() => this.#create(pool, kind, uncount), { signal: this.#abort.signal })
+    const created = pool.createQueue.add(
+      () => {
+        // Tracked so that stop() waits for it: p-queue rejects `created` at once on abort, the creation runs on.
+        const run = this.#create(pool, kind, uncount);
+        this.#inflight.add(run);
+        run.then(noop, noop).finally(() => this.#inflight.delete(run));
+        return run;
+      },
+      { signal: this.#abort.signal },
+    );
+    return created
       .then((record) => {
         if (kind === 'member') this.#emitScaled(pool, reason);
         return record;
@@ -320,34 +361,14 @@ export class AgentPoolManager {
     for (let attempt = 1; attempt <= options.createAttempts; attempt++) {
       this.#abort.signal.throwIfAborted();
       // A fresh id per attempt: a failed attempt's agent may have been seen (events) and must not be confused with its successor.
-      const agentId = pool.nextAgentId();
+      const agentId = pool.nextAgentId((id) => this.#agents.has(id));
       try {
         const agent = await this.#callFactory(pool, agentId);
-        const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency);
-        if (!(await this.#initialCheck(record, options.createTimeoutMs))) {
-          record.transition('FAILED');
-          await this.#dispose(record);
-          record.transition('TERMINATED');
-          this.#remove(record, pool);
-          throw new Error(`Agent ${agentId} failed its health check after creation`);
-        }
-        if (this.#abort.signal.aborted) {
-          record.transition('TERMINATED');
-          await this.#dispose(record);
-          this.#remove(record, pool);
-          throw this.#abort.signal.reason;
-        }
-        placed();
-        if (kind === 'spare') {
-          record.parked = true;
-          pool.spares.push(record);
-        } else {
-          pool.members.add(record);
-        }
-        record.transition('IDLE');
-        return record;
+        const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency, true);
+        return await this.#initialize(pool, kind, placed, record);
       } catch (error) {
         if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+        if (error instanceof AgentWithdrawnError) throw error; // unregistered while initialising: not a failure to retry
         lastError = error;
         const willRetry = attempt < options.createAttempts;
         this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
@@ -355,6 +376,40 @@ export class AgentPoolManager {
       }
     }
     throw new AgentCreationError(pool.role, options.createAttempts, lastError);
+  }
+
+  /**
+   * INITIALIZING → IDLE for a freshly made agent: its first health check, then placement. Until it is placed this
+   * creation owns the record: a stop or an unregisterAgent meanwhile is honoured here, with one dispose.
+   */
+  async #initialize(pool: Pool, kind: 'member' | 'spare', placed: () => void, record: AgentRecord): Promise<AgentRecord> {
+    try {
+      const healthy = await this.#initialCheck(record, pool.options.createTimeoutMs);
+      const withdrawn = this.#withdrawn.has(record);
+      if (!healthy || withdrawn || this.#abort.signal.aborted) {
+        record.transition(healthy ? 'TERMINATED' : 'FAILED');
+        await this.#dispose(record);
+        if (record.state === 'FAILED') record.transition('TERMINATED');
+        this.#remove(record, pool);
+        if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+        if (withdrawn) throw new AgentWithdrawnError(record.id);
+        throw new Error(`Agent ${record.id} failed its health check after creation`);
+      }
+      placed();
+      if (kind === 'spare') {
+        record.parked = true;
+        pool.spares.push(record);
+      } else {
+        pool.members.add(record);
+      }
+      record.transition('IDLE');
+      return record;
+    } finally {
+      const entry = this.#initializing.get(record);
+      this.#initializing.delete(record);
+      this.#withdrawn.delete(record);
+      entry?.end();
+    }
   }
 
   /** Runs the factory with a timeout and the stop signal; an agent that arrives too late is disposed. */
@@ -406,34 +461,52 @@ export class AgentPoolManager {
     const check = record.agent.healthCheck;
     if (typeof check !== 'function') return true;
     let timer: NodeJS.Timeout | undefined;
+    let onStop: (() => void) | undefined;
+    const stop = this.#abort.signal;
     try {
-      const timeout = new Promise<never>((_, reject) => {
+      // Settles on the check, its timeout, or stop(): a check that never returns cannot hold stop() or the process.
+      const bounded = new Promise<never>((_, reject) => {
         if (Number.isFinite(timeoutMs)) timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${timeoutMs} ms`)), timeoutMs);
+        onStop = () => reject(stop.reason);
+        stop.addEventListener('abort', onStop, { once: true });
       });
-      const healthy = await Promise.race([Promise.resolve().then(() => check.call(record.agent)), timeout]);
+      const healthy = await Promise.race([Promise.resolve().then(() => check.call(record.agent)), bounded]);
       return healthy !== false;
     } catch (error) {
+      if (stop.aborted) return true; // not the agent's fault; #initialize sees the stop and cleans up
       this.#events.emit('agent:error', { agentId: record.id, role: record.role, phase: 'health-check', error });
       return false;
     } finally {
       clearTimeout(timer);
+      if (onStop) stop.removeEventListener('abort', onStop);
     }
   }
 
-  /** DRAINING → (running attempts settle) → dispose → TERMINATED. Idempotent per agent. */
+  /**
+   * DRAINING → (running attempts settle) → dispose → TERMINATED, then removed. Idempotent per agent. An agent still
+   * INITIALIZING is withdrawn instead: its creation disposes and removes it. Always ends with the record removed.
+   */
   #retire(record: AgentRecord): Promise<void> {
     const existing = this.#retiring.get(record);
     if (existing) return existing;
+    const initializing = this.#initializing.get(record);
+    if (initializing) {
+      this.#withdrawn.add(record);
+      return initializing.over;
+    }
     const pool = record.role === undefined ? undefined : this.#pools.get(record.role);
     const ownPool = pool && (pool.members.has(record) || pool.spares.includes(record)) ? pool : undefined;
     const done = (async () => {
-      if (record.state === 'IDLE' || record.state === 'BUSY' || record.state === 'UNHEALTHY') record.transition('DRAINING');
-      if (record.active > 0 && record.state === 'DRAINING') {
-        await new Promise<void>((resolve) => this.#drainWaiters.set(record, resolve));
+      try {
+        if (record.state === 'IDLE' || record.state === 'BUSY' || record.state === 'UNHEALTHY') record.transition('DRAINING');
+        if (record.active > 0 && record.state === 'DRAINING') {
+          await new Promise<void>((resolve) => this.#drainWaiters.set(record, resolve));
+        }
+        await this.#dispose(record);
+        if (record.state !== 'TERMINATED') record.transition('TERMINATED');
+      } finally {
+        this.#remove(record, ownPool);
       }
-      await this.#dispose(record);
-      record.transition('TERMINATED');
-      this.#remove(record, ownPool);
       if (ownPool && this.#state === 'running') this.#ensureMinimum(ownPool);
     })();
     this.#retiring.set(record, done);

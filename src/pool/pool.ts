@@ -40,8 +40,12 @@ export class Pool {
     this.createQueue = new PQueue({ concurrency: options.createConcurrency });
   }
 
-  nextAgentId(): string {
-    return `${this.role}-${++this.#seq}`;
+  /** The next free `${role}-${n}`; `taken` skips ids already used (for example by registerAgent). */
+  nextAgentId(taken: (id: string) => boolean): string {
+    let id: string;
+    do id = `${this.role}-${++this.#seq}`;
+    while (taken(id));
+    return id;
   }
 
   /** Everything that counts against `maxAgents`. */

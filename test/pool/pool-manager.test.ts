@@ -256,3 +256,64 @@ describe('spare accounting', () => {
     expect(o.stats().pools[0]).toMatchObject({ members: 3, spares: 1, creating: 0 });
   });
 });
+
+describe('creation races', () => {
+  const slowCheck = (ms: number) => () => new Promise<boolean>((r) => setTimeout(() => r(true), ms));
+
+  it('unregistering an agent while it initialises withdraws it: disposed once, never routable, stop unaffected', async () => {
+    const disposed: string[] = [];
+    const o = new UnifiedOrchestrator({
+      pools: [pool('a', {
+        minAgents: 0, maxAgents: 2, warmSpares: 0,
+        create: ({ agentId }) => ({
+          execute: () => 'ran',
+          healthCheck: slowCheck(20),
+          dispose: () => new Promise<void>((r) => setTimeout(() => (disposed.push(agentId), r()), 40)),
+        }),
+      })],
+    });
+    running.push(o);
+    await o.start();
+    let unregistered: Promise<void> | undefined;
+    o.on('agent:state', (e) => {
+      if (e.from === undefined) unregistered = o.unregisterAgent(e.agentId);
+    });
+    const err = await o.spawnAgent('a').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'AGENT_NOT_FOUND', agentId: 'a-1' });
+    await unregistered;
+    expect(disposed).toEqual(['a-1']);
+    expect(o.agents()).toEqual([]);
+    expect(o.stats().pools[0]).toMatchObject({ members: 0, spares: 0, creating: 0 });
+    await o.stop();
+    expect(o.state).toBe('stopped');
+    expect(disposed).toEqual(['a-1']);
+  });
+
+  it('stop during start disposes each made agent once and does not wait for a hung health check', async () => {
+    let disposes = 0;
+    const o = new UnifiedOrchestrator({
+      pools: [pool('a', {
+        minAgents: 2, warmSpares: 0, createTimeoutMs: 60_000,
+        create: () => ({ execute: () => 1, healthCheck: () => new Promise<boolean>(() => {}), dispose: () => void disposes++ }),
+      })],
+    });
+    const starting = o.start().catch((e: unknown) => e);
+    await wait(20);
+    const t0 = Date.now();
+    await o.stop();
+    expect(Date.now() - t0).toBeLessThan(5_000); // not the 60 s health-check timeout
+    await expect(starting).resolves.toMatchObject({ code: 'ORCHESTRATOR_STOPPED' });
+    expect(disposes).toBe(2);
+    expect(o.agents()).toEqual([]);
+  });
+
+  it('a pool never reuses an id taken by registerAgent', async () => {
+    const o = make(pool('a', { minAgents: 0, warmSpares: 0 }));
+    await o.start();
+    o.registerAgent(recordingAgent(), { capabilities: ['outside'], id: 'a-1' });
+    const id = await o.spawnAgent('a');
+    expect(id).not.toBe('a-1');
+    expect(o.agents().map((a) => a.id).sort()).toEqual(['a-1', id].sort());
+    expect(o.agent('a-1')?.capabilities).toEqual(['outside']);
+  });
+});
