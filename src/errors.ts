@@ -136,17 +136,17 @@ export interface AttemptRecord {
   readonly error: unknown;
 }
 
-/** Every attempt failed; the task is in the dead-letter list with its history. `cause` is the last error. */
+/**
+ * The task gave up after failed attempts and is in the dead-letter list with its history. `cause` is why it gave
+ * up: the last attempt's error, or NoCapableAgentError when no agent that could retry it was left.
+ */
 export class TaskDeadLetteredError extends OrchestratorError {
   readonly taskId: string;
   readonly attempts: readonly AttemptRecord[];
 
-  constructor(taskId: string, attempts: readonly AttemptRecord[]) {
-    const last = attempts[attempts.length - 1];
-    const lastMessage = last?.error instanceof Error ? `: ${last.error.message}` : '';
-    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${lastMessage}`, {
-      cause: last?.error,
-    });
+  constructor(taskId: string, attempts: readonly AttemptRecord[], reason: unknown = attempts[attempts.length - 1]?.error) {
+    const why = reason instanceof Error ? `: ${reason.message}` : '';
+    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${why}`, { cause: reason });
     this.taskId = taskId;
     this.attempts = attempts;
   }

@@ -147,6 +147,11 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#pull(agent, this.#options.clock.now());
   }
 
+  *waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> {
+    if (this.#waiting === 0) return;
+    for (const c of this.#classes.values()) if (c.queue.size > 0) yield { requires: c.requires, waiting: c.queue.size };
+  }
+
   agentUnroutable(agent: AgentRecord): void {
     this.#index.delete(agent);
     this.#cache.invalidate();
@@ -159,7 +164,7 @@ export class TaskExecutionEngine implements RoutingListener {
       if (klass.queue.size === 0 || this.#canEverServe(klass)) continue;
       for (const task of klass.queue.drain()) {
         this.#waiting--;
-        this.#fail(task, 'failed', new NoCapableAgentError(klass.requires));
+        this.#giveUp(task, new NoCapableAgentError(klass.requires));
       }
     }
   }
@@ -541,7 +546,16 @@ export class TaskExecutionEngine implements RoutingListener {
       }, delayMs);
       return;
     }
-    if (spec.maxAttempts > 1) {
+    this.#giveUp(task, error);
+  }
+
+  /**
+   * Terminal failure: with retries configured the task is dead-lettered with its history; with one attempt it
+   * fails with the agent's error (or times out).
+   */
+  #giveUp(task: TaskRecord, error: unknown): void {
+    const { spec } = task;
+    if (spec.maxAttempts > 1 && task.history !== undefined) {
       this.#deadLetters.add({
         taskId: task.id,
         type: spec.type,
@@ -550,7 +564,7 @@ export class TaskExecutionEngine implements RoutingListener {
         attempts: task.history,
         deadLetteredAt: Date.now(),
       });
-      this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history));
+      this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error));
     } else if (error instanceof TaskTimeoutError) {
       this.#fail(task, 'timed-out', error);
     } else {
@@ -563,8 +577,8 @@ export class TaskExecutionEngine implements RoutingListener {
     const now = this.#options.clock.now();
     const agent = this.#route(task);
     if (agent) this.#dispatch(task, agent, now);
-    // Its last capable agent may have left during the backoff: fail now rather than wait forever.
-    else if (!this.#canEverServe(this.#classFor(task))) this.#fail(task, 'failed', new NoCapableAgentError(task.spec.requires));
+    // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
+    else if (!this.#canEverServe(this.#classFor(task))) this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
     else this.#enqueue(task, now);
   }
 

@@ -1,11 +1,12 @@
 /**
  * AgentPoolManager: owns every agent. Pre-warms pools, keeps warm spares for instant `spawnAgent` and
- * scale-up, scales down idle agents, registers outside agents, and retires agents through DRAINING.
+ * scale-up, scales down idle agents, registers outside agents, and retires routable agents through DRAINING
+ * (an agent still INITIALIZING is withdrawn by its creation instead).
  * It never imports the engine: the engine listens through {@link RoutingListener}.
  */
 import { setMaxListeners } from 'node:events';
 import type { Clock, ResolvedPoolOptions, ResolvedRetryOptions } from '../config.js';
-import { expectInteger, expectObject, expectString, expectStringArray, own, rejectUnknownKeys } from '../config.js';
+import { expectInteger, expectObject, expectString, expectStringArray, own, POOL_DEFAULTS, rejectUnknownKeys } from '../config.js';
 import {
   AgentCreationError,
   AgentNotFoundError,
@@ -27,6 +28,8 @@ import { Pool, type PoolSnapshot } from './pool.js';
 export interface RoutingListener {
   agentRoutable(record: AgentRecord): void;
   agentUnroutable(record: AgentRecord): void;
+  /** Requirement classes with tasks waiting, so a scale tick can ask again after a creation failed. */
+  waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }>;
 }
 
 /** Options of `registerAgent` for an agent made outside any pool. */
@@ -173,7 +176,8 @@ export class AgentPoolManager {
     const o = expectObject(options, 'options');
     rejectUnknownKeys(o, REGISTER_KEYS, 'options');
     const capabilities = expectStringArray(own(o, 'capabilities'), 'options.capabilities');
-    const concurrency = own(o, 'concurrency') === undefined ? 1 : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
+    const concurrency =
+      own(o, 'concurrency') === undefined ? POOL_DEFAULTS.concurrency : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
     const role = own(o, 'role') === undefined ? undefined : expectString(own(o, 'role'), 'options.role');
     let id: string;
     if (own(o, 'id') === undefined) {
@@ -568,6 +572,8 @@ export class AgentPoolManager {
       }
       this.#ensureMinimum(pool);
     }
+    // Demand whose creation failed is not asked for again by a new task; ask on every tick instead.
+    if (this.#listener) for (const d of this.#listener.waitingDemand()) this.requestCapacity(d.requires, d.waiting);
     this.#scheduleTick();
   }
 }

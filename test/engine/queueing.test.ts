@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   NoCapableAgentError,
   QueueFullError,
+  TaskDeadLetteredError,
   UnifiedOrchestrator,
   type TaskHandle,
 } from 'unified-orchestrator';
@@ -205,7 +206,10 @@ describe('no capable agent', () => {
     await until(() => o.stats().backingOff === 1);
     await o.unregisterAgent('solo'); // nobody can serve [x] any more
     const outcome = await Promise.race([rejectionOf(h.result), tick(300).then(() => 'still waiting')]);
-    expect(outcome).toBeInstanceOf(NoCapableAgentError);
+    // It had attempts and retries configured: dead-lettered with its history, NoCapableAgentError as the cause.
+    expect(outcome).toBeInstanceOf(TaskDeadLetteredError);
+    expect((outcome as TaskDeadLetteredError).cause).toBeInstanceOf(NoCapableAgentError);
+    expect(o.deadLetters().map((d) => d.taskId)).toEqual([h.id]);
     expect(o.stats().waiting).toBe(0);
   });
 
@@ -219,7 +223,10 @@ describe('no capable agent', () => {
     calls[0]!.reject(new Error('interrupted by shutdown'));
     await leaving;
     const outcome = await Promise.race([rejectionOf(h.result), tick(300).then(() => 'still waiting')]);
-    expect(outcome).toBeInstanceOf(NoCapableAgentError);
+    // It had attempts and retries configured: dead-lettered with its history, NoCapableAgentError as the cause.
+    expect(outcome).toBeInstanceOf(TaskDeadLetteredError);
+    expect((outcome as TaskDeadLetteredError).cause).toBeInstanceOf(NoCapableAgentError);
+    expect(o.deadLetters().map((d) => d.taskId)).toEqual([h.id]);
     expect(o.stats().waiting).toBe(0);
   });
 });

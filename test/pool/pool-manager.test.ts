@@ -317,3 +317,24 @@ describe('creation races', () => {
     expect(o.agent('a-1')?.capabilities).toEqual(['outside']);
   });
 });
+
+describe('demand after a failed creation', () => {
+  it('asks again on the scale tick, so a waiting task is not stranded by one failed factory call', async () => {
+    let calls = 0;
+    const o = new UnifiedOrchestrator({
+      pools: [pool('a', {
+        minAgents: 0, warmSpares: 0, createAttempts: 1,
+        create: () => {
+          if (++calls === 1) throw new Error('transient');
+          return recordingAgent();
+        },
+      })],
+      scaleIntervalMs: 10,
+    });
+    running.push(o);
+    await o.start();
+    const result = o.submit({ type: 't', requires: ['a'], payload: 'p' });
+    await expect(result).resolves.toMatch(/^a-\d+:p$/);
+    expect(calls).toBe(2);
+  });
+});
