@@ -6,6 +6,12 @@
 import { ValidationError } from './errors.js';
 import type { AgentFactory } from './pool/agent.js';
 
+/** The longest delay a Node timer can hold (about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Agents one pool may hold at most: a bound on memory and on creations queued at start. */
+export const MAX_POOL_AGENTS = 10_000;
+
 /** A monotonic clock in milliseconds. Tests swap it; the default is `performance.now()`. */
 export interface Clock {
   now(): number;
@@ -156,6 +162,9 @@ export interface StopOptions {
 
 export const STOP_DEFAULTS = Object.freeze({ drain: true, timeoutMs: 30_000 });
 
+/** Without draining, how long stop() still waits for agents to return from their aborted attempts before disposing them anyway. */
+export const STOP_ABORT_GRACE_MS = 1_000;
+
 /** Validates `stop()` options. */
 export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs: number } {
   if (input === undefined) return { ...STOP_DEFAULTS };
@@ -167,7 +176,7 @@ export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs:
   }
   return {
     drain: drain ?? STOP_DEFAULTS.drain,
-    timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) => expectDuration(v, 'options.timeoutMs', true)),
+    timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) => expectDuration(v, 'options.timeoutMs', true, MAX_TIMER_MS)),
   };
 }
 
@@ -250,13 +259,17 @@ export function expectInteger(value: unknown, field: string, min: number, max = 
   return value;
 }
 
-/** A duration in ms: finite and > 0, or `Infinity` when `allowInfinity`. */
-export function expectDuration(value: unknown, field: string, allowInfinity = false): number {
+/**
+ * A duration in ms: > 0 and at most `max`, or `Infinity` when `allowInfinity`. Durations that arm a Node timer
+ * directly pass `MAX_TIMER_MS` as `max` (a longer timer would fire at once).
+ */
+export function expectDuration(value: unknown, field: string, allowInfinity = false, max = Number.MAX_VALUE): number {
   const ok =
-    typeof value === 'number' && value > 0 && (Number.isFinite(value) || (allowInfinity && value === Infinity));
+    typeof value === 'number' && value > 0 && ((Number.isFinite(value) && value <= max) || (allowInfinity && value === Infinity));
   if (!ok) {
+    const range = max === Number.MAX_VALUE ? '> 0' : `from 1 to ${max}`;
     const also = allowInfinity ? ' (or Infinity for none)' : '';
-    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds > 0${also}, got ${describe(value)}`);
+    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds ${range}${also}, got ${describe(value)}`);
   }
   return value;
 }
@@ -264,7 +277,7 @@ export function expectDuration(value: unknown, field: string, allowInfinity = fa
 /** Like {@link expectDuration} but 0 is allowed (no delay). */
 function expectDelay(value: unknown, field: string): number {
   // A Node timer holds at most 2^31-1 ms; a longer delay would fire at once.
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 2 ** 31 - 1) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
     throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds from 0 to 2147483647, got ${describe(value)}`);
   }
   return value;
@@ -290,10 +303,10 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
   const role = expectString(own(o, 'role'), `${field}.role`);
   const capabilities = expectStringArray(own(o, 'capabilities'), `${field}.capabilities`);
   const create = expectFunction<AgentFactory>(own(o, 'create'), `${field}.create`);
-  const maxAgents = optional(own(o, 'maxAgents'), POOL_DEFAULTS.maxAgents, (v) => expectInteger(v, `${field}.maxAgents`, 1));
+  const maxAgents = optional(own(o, 'maxAgents'), POOL_DEFAULTS.maxAgents, (v) => expectInteger(v, `${field}.maxAgents`, 1, MAX_POOL_AGENTS));
   const minRaw = own(o, 'minAgents');
   const minAgents =
-    minRaw === undefined ? Math.min(POOL_DEFAULTS.minAgents, maxAgents) : expectInteger(minRaw, `${field}.minAgents`, 0);
+    minRaw === undefined ? Math.min(POOL_DEFAULTS.minAgents, maxAgents) : expectInteger(minRaw, `${field}.minAgents`, 0, MAX_POOL_AGENTS);
   if (minAgents > maxAgents) {
     throw new ValidationError(
       `${field}.minAgents`,
@@ -309,7 +322,7 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
     concurrency: optional(own(o, 'concurrency'), POOL_DEFAULTS.concurrency, (v) => expectInteger(v, `${field}.concurrency`, 1, 10_000)),
     warmSpares: optional(own(o, 'warmSpares'), POOL_DEFAULTS.warmSpares, (v) => expectInteger(v, `${field}.warmSpares`, 0, 1_000)),
     idleTimeoutMs: optional(own(o, 'idleTimeoutMs'), POOL_DEFAULTS.idleTimeoutMs, (v) => expectDuration(v, `${field}.idleTimeoutMs`, true)),
-    createTimeoutMs: optional(own(o, 'createTimeoutMs'), POOL_DEFAULTS.createTimeoutMs, (v) => expectDuration(v, `${field}.createTimeoutMs`, true)),
+    createTimeoutMs: optional(own(o, 'createTimeoutMs'), POOL_DEFAULTS.createTimeoutMs, (v) => expectDuration(v, `${field}.createTimeoutMs`, true, MAX_TIMER_MS)),
     createAttempts: optional(own(o, 'createAttempts'), POOL_DEFAULTS.createAttempts, (v) => expectInteger(v, `${field}.createAttempts`, 1, 100)),
     createConcurrency: optional(own(o, 'createConcurrency'), POOL_DEFAULTS.createConcurrency, (v) => expectInteger(v, `${field}.createConcurrency`, 1, 1_000)),
   };
@@ -380,7 +393,7 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),
     maxDeadLetters: optional(own(o, 'maxDeadLetters'), d.maxDeadLetters, (v) => expectInteger(v, 'options.maxDeadLetters', 0)),
     maxAffinityKeys: optional(own(o, 'maxAffinityKeys'), d.maxAffinityKeys, (v) => expectInteger(v, 'options.maxAffinityKeys', 0)),
-    scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) => expectDuration(v, 'options.scaleIntervalMs')),
+    scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) => expectDuration(v, 'options.scaleIntervalMs', false, MAX_TIMER_MS)),
     clock,
     random: optional(own(o, 'random'), d.random, (v) => expectFunction<() => number>(v, 'options.random')),
   };

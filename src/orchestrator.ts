@@ -3,13 +3,14 @@
  * (pools → engine), and runs start and stop in order. The machinery lives in private fields.
  */
 import {
+  expectString,
   resolveOrchestratorOptions,
   resolveStopOptions,
+  STOP_ABORT_GRACE_MS,
   type OrchestratorOptions,
   type ResolvedOrchestratorOptions,
   type StopOptions,
 } from './config.js';
-import { expectString } from './config.js';
 import type { DeadLetter } from './engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
 import type { Task, TaskHandle } from './engine/task.js';
@@ -103,10 +104,17 @@ export class UnifiedOrchestrator {
 
   /**
    * Stops: refuses new work at once, drains (or cancels) accepted tasks, disposes every agent and releases every
-   * timer, so the process can exit on its own. Idempotent: later calls return the first call's promise.
+   * timer, so the process can exit on its own. Idempotent: later calls return the first call's promise (their
+   * options are ignored). Bad options reject with ValidationError.
    */
   stop(options?: StopOptions): Promise<void> {
-    const resolved = resolveStopOptions(options);
+    let resolved: { drain: boolean; timeoutMs: number };
+    try {
+      resolved = resolveStopOptions(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // Only the first call's options count; later calls share its promise.
     this.#stopPromise ??= this.#stop(resolved.drain, resolved.timeoutMs);
     return this.#stopPromise;
   }
@@ -114,11 +122,12 @@ export class UnifiedOrchestrator {
   async #stop(drain: boolean, timeoutMs: number): Promise<void> {
     this.#state = 'stopping';
     this.#events.emit('stopping', { drain });
-    const startedAt = Date.now();
+    const { clock } = this.#options;
+    const startedAt = clock.now();
     const before = this.#engine.stats().completed;
     const cancelled = await this.#engine.stop(drain, timeoutMs);
-    const left = Math.max(0, timeoutMs - (Date.now() - startedAt));
-    await this.#pools.stop(drain ? left : Math.min(left, 1_000));
+    const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
+    await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#state = 'stopped';
     this.#events.emit('stopped', { completedWhileDraining: this.#engine.stats().completed - before, cancelled });
   }

@@ -5,7 +5,7 @@
  * unref'd rather than cleared (re-arming per task costs more than the whole task), so finished work never keeps
  * the process alive; it is ref'd again by the next entry.
  */
-import type { Clock } from '../config.js';
+import { MAX_TIMER_MS, type Clock } from '../config.js';
 
 /** What the scheduler needs on an entry; the engine's Attempt carries these fields itself. */
 export interface DeadlineEntry {
@@ -14,9 +14,6 @@ export interface DeadlineEntry {
   deadlineNext: DeadlineEntry | undefined;
   deadlineList: unknown;
 }
-
-/** The longest delay a Node timer can hold. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Lists kept before the empty ones are swept. */
 const MAX_LISTS = 256;

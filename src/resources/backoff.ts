@@ -11,7 +11,21 @@ import type { ResolvedRetryOptions } from '../config.js';
  */
 export function backoffDelay(attempt: number, policy: ResolvedRetryOptions, random: () => number): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(random() * ceiling);
+  return Math.floor(unitRandom(random) * ceiling);
+}
+
+/**
+ * `random()` clamped to [0, 1). An injected source that throws or returns junk must not break a task's bookkeeping
+ * (this runs inside completion handlers and timers): it falls back to Math.random.
+ */
+function unitRandom(random: () => number): number {
+  let r: unknown;
+  try {
+    r = random();
+  } catch {
+    return Math.random();
+  }
+  return typeof r === 'number' && r >= 0 && r < 1 ? r : Math.random();
 }
 
 /**

@@ -267,3 +267,15 @@ describe('UnifiedOrchestrator end to end', () => {
     await o.stop();
   });
 });
+
+describe('injected strategies that misbehave', () => {
+  it('a random source that throws does not break a retry', async () => {
+    const o = new UnifiedOrchestrator({ random: () => { throw new Error('bad rng'); }, retry: { baseDelayMs: 1, maxDelayMs: 2 } });
+    let n = 0;
+    o.registerAgent({ execute: () => (++n === 1 ? Promise.reject(new Error('first')) : 'second') }, { capabilities: [] });
+    await o.start();
+    await expect(o.submit({ type: 't', maxAttempts: 2 })).resolves.toBe('second');
+    expect(o.stats()).toMatchObject({ completed: 1, retries: 1, backingOff: 0, running: 0 });
+    await o.stop();
+  });
+});

@@ -22,11 +22,13 @@ describe('pool option validation', () => {
     ['capability not a string', { role: 'a', capabilities: ['x', 3], create }, 'options.pools[0].capabilities[1]', /non-empty string, got 3/],
     ['create not a function', { role: 'a', capabilities: [], create: 'nope' }, 'options.pools[0].create', /to be a function, got "nope"/],
     ['min > max', { role: 'a', capabilities: [], create, minAgents: 10, maxAgents: 3 }, 'options.pools[0].minAgents', /\(10\) to be <= .*maxAgents` \(3\)/],
-    ['negative minAgents', { role: 'a', capabilities: [], create, minAgents: -1 }, 'options.pools[0].minAgents', /integer >= 0, got -1/],
-    ['zero maxAgents', { role: 'a', capabilities: [], create, maxAgents: 0 }, 'options.pools[0].maxAgents', /integer >= 1, got 0/],
+    ['negative minAgents', { role: 'a', capabilities: [], create, minAgents: -1 }, 'options.pools[0].minAgents', /integer from 0 to 10000, got -1/],
+    ['zero maxAgents', { role: 'a', capabilities: [], create, maxAgents: 0 }, 'options.pools[0].maxAgents', /integer from 1 to 10000, got 0/],
     ['fractional concurrency', { role: 'a', capabilities: [], create, concurrency: 1.5 }, 'options.pools[0].concurrency', /integer from 1 to 10000, got 1.5/],
-    ['negative createTimeoutMs', { role: 'a', capabilities: [], create, createTimeoutMs: -5 }, 'options.pools[0].createTimeoutMs', /milliseconds > 0/],
+    ['negative createTimeoutMs', { role: 'a', capabilities: [], create, createTimeoutMs: -5 }, 'options.pools[0].createTimeoutMs', /milliseconds from 1 to 2147483647 \(or Infinity for none\), got -5/],
     ['unknown key', { role: 'a', capabilities: [], create, maxAgent: 3 }, 'options.pools[0].maxAgent', /Unknown field/],
+    ['minAgents beyond the bound', { role: 'a', capabilities: [], create, minAgents: 2 ** 32, maxAgents: 2 ** 32 }, 'options.pools[0].maxAgents', /integer from 1 to 10000/],
+    ['createTimeoutMs a Node timer cannot hold', { role: 'a', capabilities: [], create, createTimeoutMs: 2 ** 31 }, 'options.pools[0].createTimeoutMs', /from 1 to 2147483647/],
   ];
   it.each(cases)('%s → ValidationError naming %s', (_name, pool, field, message) => {
     const err = validationError(() => new UnifiedOrchestrator({ pools: [pool as never] }));
@@ -46,6 +48,16 @@ describe('pool option validation', () => {
     expect(validationError(() => new UnifiedOrchestrator({ maxQueueSize: -1 })).field).toBe('options.maxQueueSize');
     expect(validationError(() => new UnifiedOrchestrator({ retry: { baseDelayMs: 100, maxDelayMs: 10 } })).field).toBe('options.retry.maxDelayMs');
     expect(validationError(() => new UnifiedOrchestrator({ pools: {} as never })).field).toBe('options.pools');
+  });
+
+  it('stop() with bad options rejects (it never throws synchronously) and leaves the orchestrator usable', async () => {
+    const o = new UnifiedOrchestrator();
+    const p = o.stop({ drain: 'yes' as never });
+    await expect(p).rejects.toMatchObject({ code: 'VALIDATION_ERROR', field: 'options.drain' });
+    await expect(o.stop({ timeoutMs: 2 ** 31 })).rejects.toMatchObject({ field: 'options.timeoutMs' });
+    expect(o.state).toBe('created');
+    await o.stop();
+    expect(o.state).toBe('stopped');
   });
 
   it('does not mutate the caller\'s options', () => {
