@@ -3,6 +3,7 @@
  * Events report what happened; the library never drives its own state from them.
  */
 import { EventEmitter } from 'eventemitter3';
+import { ValidationError } from './errors.js';
 import type { AgentState } from './pool/agent-state.js';
 
 /** How a task ended. Every accepted task ends in exactly one of these. */
@@ -149,6 +150,9 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
   }
 
   #wrap(event: string, listener: Function, once: boolean): (payload: unknown) => void {
+    if (typeof listener !== 'function') {
+      throw new ValidationError('listener', `Expected the listener for "${event}" to be a function, got ${typeof listener}`);
+    }
     let perEvent = this.#wrappers.get(event);
     if (!perEvent) this.#wrappers.set(event, (perEvent = new Map()));
     this.#counts[event] = (this.#counts[event] ?? 0) + 1;

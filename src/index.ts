@@ -5,10 +5,9 @@
 export { UnifiedOrchestrator } from './orchestrator.js';
 export type { OrchestratorState, OrchestratorStats } from './orchestrator.js';
 
-export { AgentPoolManager } from './pool/agent-pool-manager.js';
-export type { RegisterAgentOptions } from './pool/agent-pool-manager.js';
-export { TaskExecutionEngine } from './engine/task-execution-engine.js';
-export type { EngineStats } from './engine/task-execution-engine.js';
+// The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
+export type { AgentPoolManager, RegisterAgentOptions } from './pool/agent-pool-manager.js';
+export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-engine.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';

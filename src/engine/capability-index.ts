@@ -8,10 +8,6 @@ export class CapabilityIndex {
   readonly #byCapability = new Map<string, Set<AgentRecord>>();
   readonly #all = new Set<AgentRecord>();
 
-  get size(): number {
-    return this.#all.size;
-  }
-
   add(agent: AgentRecord): void {
     if (this.#all.has(agent)) return;
     this.#all.add(agent);
@@ -30,10 +26,6 @@ export class CapabilityIndex {
       set.delete(agent);
       if (set.size === 0) this.#byCapability.delete(c);
     }
-  }
-
-  has(agent: AgentRecord): boolean {
-    return this.#all.has(agent);
   }
 
   /** Routable agents holding every capability in `requires`. */

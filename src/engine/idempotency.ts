@@ -23,10 +23,6 @@ export class IdempotencyCache {
     this.#maxEntries = maxEntries;
   }
 
-  get size(): number {
-    return this.#entries.size;
-  }
-
   lookup(key: string, now: number): IdempotencyHit | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;

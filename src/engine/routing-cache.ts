@@ -52,10 +52,6 @@ export class RoutingCache {
     this.#maxEntries = maxEntries;
   }
 
-  get generation(): number {
-    return this.#generation;
-  }
-
   get size(): number {
     return this.#entries.size;
   }

@@ -292,7 +292,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   #accept(spec: TaskSpec, now: number): TaskRecord {
     const sig = requirementSignature(spec.requires);
-    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig, now);
+    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
     if (spec.signal?.aborted) {
       this.#rejected++;
       throw new TaskCancelledError(task.id, spec.signal.reason);

@@ -100,7 +100,8 @@ function capabilityList(value: unknown, field: string): readonly string[] {
  */
 export function validateTask(input: unknown, defaults: { timeoutMs: number; maxAttempts: number }): TaskSpec {
   const o = expectObject(input, 'task');
-  let type, requires, prefers, priority, payload, timeoutMs, maxAttempts, idempotencyKey, tenantId, affinityKey, signal: unknown;
+  let type: unknown, requires: unknown, prefers: unknown, priority: unknown, payload: unknown, timeoutMs: unknown;
+  let maxAttempts: unknown, idempotencyKey: unknown, tenantId: unknown, affinityKey: unknown, signal: unknown;
   for (const key of Object.keys(o)) {
     const v = o[key];
     switch (key) {
@@ -234,7 +235,6 @@ export class TaskRecord {
   readonly spec: TaskSpec;
   readonly requireSig: string;
   readonly routeSig: string;
-  readonly submittedAt: number;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   readonly promise: Promise<unknown>;
@@ -255,12 +255,11 @@ export class TaskRecord {
   next: TaskRecord | undefined;
   lane: unknown;
 
-  constructor(id: string, spec: TaskSpec, requireSig: string, now: number) {
+  constructor(id: string, spec: TaskSpec, requireSig: string) {
     this.id = id;
     this.spec = spec;
     this.requireSig = requireSig;
     this.routeSig = routingSignature(spec.requires, spec.prefers, requireSig);
-    this.submittedAt = now;
     let resolve!: (value: unknown) => void;
     let reject!: (error: unknown) => void;
     this.promise = new Promise<unknown>((res, rej) => {

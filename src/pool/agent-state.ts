@@ -5,6 +5,7 @@
  * INITIALIZING → IDLE ⇄ BUSY → DRAINING → TERMINATED
  *                 ↘     ↙         ↑
  *                 UNHEALTHY ──────┘        INITIALIZING / UNHEALTHY / DRAINING → FAILED → TERMINATED
+ *                                          INITIALIZING → TERMINATED (withdrawn or stopped before it was ready)
  * ```
  * IDLE and BUSY are routable; UNHEALTHY is quarantined (kept, not routed to); DRAINING finishes its tasks
  * and takes no new ones; FAILED could not be made or kept working; TERMINATED is disposed and gone.

@@ -24,7 +24,10 @@ export interface TaskContext<TPayload = unknown> {
   /** The agent running this attempt. */
   readonly agentId: string;
   readonly tenantId: string | undefined;
-  /** Reports cost units (tokens, cents) spent on this task; summed per task and per tenant. */
+  /**
+   * Reports cost units (tokens, cents) spent on this task; summed per task. Throws ValidationError unless `units` is
+   * a finite number >= 0. (Per-tenant budgets over these sums are the ResourceManager's, not built yet.)
+   */
   reportCost(units: number): void;
 }
 

@@ -18,7 +18,7 @@ function task(priority: number, tenantId?: string): TaskRecord {
     affinityKey: undefined,
     signal: undefined,
   };
-  return new TaskRecord(`t${++nextId}`, spec, '', 0);
+  return new TaskRecord(`t${++nextId}`, spec, '');
 }
 
 /** A small seeded PRNG, so a failure reproduces. */
