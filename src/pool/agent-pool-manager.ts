@@ -567,7 +567,9 @@ export class AgentPoolManager {
         if (surplus <= 0) break;
         if (m.state === 'IDLE' && !m.pinned && now - m.idleSince >= pool.options.idleTimeoutMs) {
           surplus--;
-          void this.#retire(m).then(() => this.#emitScaled(pool, 'idle'));
+          // Background work: a failure here must not become an unhandled rejection in the host; the agent's own
+          // dispose errors are already reported as agent:error.
+          this.#retire(m).then(() => this.#emitScaled(pool, 'idle'), noop);
         }
       }
       this.#ensureMinimum(pool);
