@@ -5,6 +5,7 @@
  */
 import { ValidationError } from './errors.js';
 import type { AgentFactory } from './pool/agent.js';
+import type { ResourceSampler } from './resources/pressure.js';
 
 /** The longest delay a Node timer can hold (about 24.8 days); a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -20,12 +21,91 @@ export interface Clock {
 /** The routing strategies. `score` weighs capability fit, specialisation, load, success rate and latency. */
 export type RoutingStrategyName = 'score' | 'least-loaded' | 'round-robin';
 
-/** Exponential backoff with full jitter: attempt n waits a random time in [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]. */
+/**
+ * The retry policy of task attempts, agent creation and bridge reconnects: exponential backoff with full jitter
+ * (attempt n waits a random time in [0, min(maxDelayMs, baseDelayMs * 2^(n-1))]), or the error's own retry-after
+ * hint when it carries one.
+ */
 export interface RetryOptions {
   /** @default 100 */
   baseDelayMs?: number;
   /** @default 10_000 */
   maxDelayMs?: number;
+  /**
+   * Whether an error is worth another attempt; `false` ends the retries at once (a task then dead-letters with
+   * its history). @default every error except one with an own `retryable: false` property and the library's own
+   * ValidationError, TaskCancelledError and BudgetExceededError
+   */
+  retryable?: (error: unknown) => boolean;
+}
+
+/** Thresholds of a circuit breaker (opossum): it opens when the failure rate in the window crosses the threshold. */
+export interface BreakerOptions {
+  /** Failure percentage in the rolling window above which the breaker opens. @default 50 */
+  errorThresholdPercentage?: number;
+  /** Calls in the window before the breaker may open at all, so two early failures do not trip it. @default 5 */
+  volumeThreshold?: number;
+  /** Length of the rolling window that the rate is measured over. @default 10_000 */
+  windowMs?: number;
+  /** How long an open breaker waits before letting one probe call through (half-open). @default 10_000 */
+  resetTimeoutMs?: number;
+}
+
+/**
+ * Memory and CPU pressure. The level is the higher of `rss / memoryLimitBytes` and `cpu / cpuLimitPercent`:
+ * from `elevatedAt` it is elevated (no scale-up, idle spares shed), from 1 critical (tasks below `priorityFloor`
+ * refused). It only steps down once the ratio is `hysteresis` below the threshold it crossed, so it does not flap.
+ */
+export interface PressureOptions {
+  /** Resident set size at which pressure is critical. @default 2 GiB */
+  memoryLimitBytes?: number;
+  /** Process CPU, in percent of one core as `top` shows it, at which pressure is critical. @default 80 */
+  cpuLimitPercent?: number;
+  /** Fraction of a limit from which pressure is elevated. @default 0.85 */
+  elevatedAt?: number;
+  /** How far below a threshold the ratio must fall before the level steps down. @default 0.05 */
+  hysteresis?: number;
+  /** How often the process is sampled. @default 1_000 */
+  sampleIntervalMs?: number;
+  /**
+   * CPU counts only when it stayed high for this many samples in a row (memory counts at once): a busy second is
+   * normal, a busy stretch is pressure. @default 3
+   */
+  cpuSustainedSamples?: number;
+  /**
+   * Under critical pressure, tasks with a priority below this are refused with ResourcePressureError. The default
+   * sheds background work (negative priority) and keeps normal work; raise it to shed more. @default 0
+   */
+  priorityFloor?: number;
+  /** Where the samples come from. @default pidusage for CPU and RSS, process.memoryUsage() for the heap */
+  sampler?: ResourceSampler;
+}
+
+/** Per-tenant cost budgets over a sliding window, fed by `ctx.reportCost(units)`. */
+export interface BudgetOptions {
+  /** The window that spend is summed over. @default 3_600_000 (one hour) */
+  windowMs?: number;
+  /** Units each tenant may spend per window, by tenant id. @default {} */
+  limits?: Readonly<Record<string, number>>;
+  /** The limit of a tenant not in `limits`; tasks without a `tenantId` are never budgeted. @default Infinity */
+  defaultLimit?: number;
+  /** When a tenant goes over, also cancel its waiting tasks (running ones finish). @default false */
+  haltOnExceeded?: boolean;
+}
+
+/**
+ * A rate limit on a capability (every task that requires it) or a named dependency (`resources.breaker(name, …)`).
+ * Work over the limit waits for room instead of failing.
+ */
+export interface RateLimitOptions {
+  /** Calls or tasks started per interval. @default unlimited */
+  requests?: number;
+  /** Units (tokens, say) per interval: tasks report them with `ctx.reportCost`, dependencies with their `units` option. @default unlimited */
+  units?: number;
+  /** The interval both budgets refill over, continuously. */
+  intervalMs: number;
+  /** Times one task or call is put back after a retry-after error before that error is final. @default 10 */
+  maxDeferrals?: number;
 }
 
 /** A pool of interchangeable agents for one role. */
@@ -66,8 +146,16 @@ export interface OrchestratorOptions {
   defaultTimeoutMs?: number;
   /** Attempts of a task that sets no `maxAttempts`. @default 1 */
   defaultMaxAttempts?: number;
-  /** Backoff between attempts of a task. */
+  /** Backoff between attempts of a task and of an agent creation, and which errors are retried. */
   retry?: RetryOptions;
+  /** The circuit breaker every agent gets; `false` for none. An open breaker quarantines its agent. */
+  agentBreaker?: BreakerOptions | false;
+  /** Memory and CPU pressure sampling and what it sheds; `false` to turn sampling off. */
+  pressure?: PressureOptions | false;
+  /** Per-tenant cost budgets. */
+  budgets?: BudgetOptions;
+  /** Rate limits by capability or dependency name. @default {} */
+  rateLimits?: Readonly<Record<string, RateLimitOptions>>;
   /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
   agingIntervalMs?: number;
   /** How long a finished task's result answers a resubmission with the same idempotency key. @default 300_000 */
@@ -89,6 +177,39 @@ export interface OrchestratorOptions {
 export interface ResolvedRetryOptions {
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  readonly retryable: (error: unknown) => boolean;
+}
+
+export interface ResolvedBreakerOptions {
+  readonly errorThresholdPercentage: number;
+  readonly volumeThreshold: number;
+  readonly windowMs: number;
+  readonly resetTimeoutMs: number;
+}
+
+export interface ResolvedPressureOptions {
+  readonly memoryLimitBytes: number;
+  readonly cpuLimitPercent: number;
+  readonly elevatedAt: number;
+  readonly hysteresis: number;
+  readonly sampleIntervalMs: number;
+  readonly cpuSustainedSamples: number;
+  readonly priorityFloor: number;
+  readonly sampler: ResourceSampler | undefined;
+}
+
+export interface ResolvedBudgetOptions {
+  readonly windowMs: number;
+  readonly limits: ReadonlyMap<string, number>;
+  readonly defaultLimit: number;
+  readonly haltOnExceeded: boolean;
+}
+
+export interface ResolvedRateLimitOptions {
+  readonly requests: number;
+  readonly units: number;
+  readonly intervalMs: number;
+  readonly maxDeferrals: number;
 }
 
 export interface ResolvedPoolOptions {
@@ -112,6 +233,10 @@ export interface ResolvedOrchestratorOptions {
   readonly defaultTimeoutMs: number;
   readonly defaultMaxAttempts: number;
   readonly retry: ResolvedRetryOptions;
+  readonly agentBreaker: ResolvedBreakerOptions | false;
+  readonly pressure: ResolvedPressureOptions | false;
+  readonly budgets: ResolvedBudgetOptions;
+  readonly rateLimits: ReadonlyMap<string, ResolvedRateLimitOptions>;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -133,7 +258,39 @@ export const POOL_DEFAULTS = Object.freeze({
   createConcurrency: 4,
 });
 
-export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({ baseDelayMs: 100, maxDelayMs: 10_000 });
+/**
+ * The default `retryable` predicate: every error is retried except one that says otherwise with an own
+ * `retryable: false` property, and the library's own refusals that another attempt cannot fix.
+ */
+export function defaultRetryable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return true;
+  if ((error as { retryable?: unknown }).retryable === false) return false;
+  const code = (error as { code?: unknown }).code;
+  return code !== 'VALIDATION_ERROR' && code !== 'TASK_CANCELLED' && code !== 'BUDGET_EXCEEDED';
+}
+
+export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({ baseDelayMs: 100, maxDelayMs: 10_000, retryable: defaultRetryable });
+
+export const BREAKER_DEFAULTS: ResolvedBreakerOptions = Object.freeze({
+  errorThresholdPercentage: 50,
+  volumeThreshold: 5,
+  windowMs: 10_000,
+  resetTimeoutMs: 10_000,
+});
+
+export const PRESSURE_DEFAULTS = Object.freeze({
+  memoryLimitBytes: 2 * 1024 ** 3,
+  cpuLimitPercent: 80,
+  elevatedAt: 0.85,
+  hysteresis: 0.05,
+  sampleIntervalMs: 1_000,
+  cpuSustainedSamples: 3,
+  priorityFloor: 0,
+});
+
+export const BUDGET_DEFAULTS = Object.freeze({ windowMs: 3_600_000, defaultLimit: Infinity, haltOnExceeded: false });
+
+export const RATE_LIMIT_DEFAULTS = Object.freeze({ requests: Infinity, units: Infinity, maxDeferrals: 10 });
 
 const performanceClock: Clock = Object.freeze({ now: () => performance.now() });
 
@@ -328,7 +485,7 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
   };
 }
 
-const RETRY_KEYS: ReadonlySet<string> = new Set(['baseDelayMs', 'maxDelayMs']);
+const RETRY_KEYS: ReadonlySet<string> = new Set(['baseDelayMs', 'maxDelayMs', 'retryable']);
 
 export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRetryOptions {
   if (input === undefined) return RETRY_DEFAULTS;
@@ -341,12 +498,127 @@ export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRe
   if (maxDelayMs < baseDelayMs) {
     throw new ValidationError(`${field}.maxDelayMs`, `Expected \`${field}.maxDelayMs\` (${maxDelayMs}) to be >= baseDelayMs (${baseDelayMs})`);
   }
-  return { baseDelayMs, maxDelayMs };
+  const retryable = optional(own(o, 'retryable'), RETRY_DEFAULTS.retryable, (v) => expectFunction<(e: unknown) => boolean>(v, `${field}.retryable`));
+  return { baseDelayMs, maxDelayMs, retryable };
+}
+
+/** A number > 0 and at most `max`; `Infinity` too when `allowInfinity`. */
+function expectPositive(value: unknown, field: string, max = Number.MAX_VALUE, allowInfinity = false): number {
+  if (typeof value !== 'number' || !(value > 0) || (value > max && !(allowInfinity && value === Infinity))) {
+    const range = max === Number.MAX_VALUE ? '> 0' : `> 0 and <= ${max}`;
+    throw new ValidationError(field, `Expected \`${field}\` to be a number ${range}${allowInfinity ? ' (or Infinity)' : ''}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+const BREAKER_KEYS: ReadonlySet<string> = new Set(['errorThresholdPercentage', 'volumeThreshold', 'windowMs', 'resetTimeoutMs']);
+
+export function resolveBreakerOptions(input: unknown, field: string): ResolvedBreakerOptions {
+  if (input === undefined) return BREAKER_DEFAULTS;
+  const o = expectObject(input, field);
+  rejectUnknownKeys(o, BREAKER_KEYS, field);
+  const d = BREAKER_DEFAULTS;
+  return {
+    errorThresholdPercentage: optional(own(o, 'errorThresholdPercentage'), d.errorThresholdPercentage, (v) =>
+      expectPositive(v, `${field}.errorThresholdPercentage`, 100),
+    ),
+    volumeThreshold: optional(own(o, 'volumeThreshold'), d.volumeThreshold, (v) => expectInteger(v, `${field}.volumeThreshold`, 0, 1_000_000)),
+    windowMs: optional(own(o, 'windowMs'), d.windowMs, (v) => expectDuration(v, `${field}.windowMs`, false, MAX_TIMER_MS)),
+    resetTimeoutMs: optional(own(o, 'resetTimeoutMs'), d.resetTimeoutMs, (v) => expectDuration(v, `${field}.resetTimeoutMs`, false, MAX_TIMER_MS)),
+  };
+}
+
+const PRESSURE_KEYS: ReadonlySet<string> = new Set([
+  'memoryLimitBytes', 'cpuLimitPercent', 'elevatedAt', 'hysteresis', 'sampleIntervalMs', 'cpuSustainedSamples', 'priorityFloor', 'sampler',
+]);
+
+function resolvePressureOptions(input: unknown): ResolvedPressureOptions | false {
+  if (input === false) return false;
+  const d = PRESSURE_DEFAULTS;
+  const o = input === undefined ? {} : expectObject(input, 'options.pressure');
+  rejectUnknownKeys(o, PRESSURE_KEYS, 'options.pressure');
+  const elevatedAt = optional(own(o, 'elevatedAt'), d.elevatedAt, (v) => expectPositive(v, 'options.pressure.elevatedAt', 1));
+  const hysteresis = optional(own(o, 'hysteresis'), d.hysteresis, (v) => {
+    if (v === 0) return 0;
+    return expectPositive(v, 'options.pressure.hysteresis', 0.5);
+  });
+  const sampler = optional<ResourceSampler | undefined>(own(o, 'sampler'), undefined, (v) => {
+    expectFunction(expectObject(v, 'options.pressure.sampler')['sample'], 'options.pressure.sampler.sample');
+    return v as ResourceSampler;
+  });
+  return {
+    memoryLimitBytes: optional(own(o, 'memoryLimitBytes'), d.memoryLimitBytes, (v) => expectPositive(v, 'options.pressure.memoryLimitBytes', Number.MAX_VALUE, true)),
+    cpuLimitPercent: optional(own(o, 'cpuLimitPercent'), d.cpuLimitPercent, (v) => expectPositive(v, 'options.pressure.cpuLimitPercent', Number.MAX_VALUE, true)),
+    elevatedAt,
+    hysteresis,
+    sampleIntervalMs: optional(own(o, 'sampleIntervalMs'), d.sampleIntervalMs, (v) => expectDuration(v, 'options.pressure.sampleIntervalMs', false, MAX_TIMER_MS)),
+    cpuSustainedSamples: optional(own(o, 'cpuSustainedSamples'), d.cpuSustainedSamples, (v) => expectInteger(v, 'options.pressure.cpuSustainedSamples', 1, 100)),
+    priorityFloor: optional(own(o, 'priorityFloor'), d.priorityFloor, (v) => expectInteger(v, 'options.pressure.priorityFloor', -1_000_000, 1_000_001)),
+    sampler,
+  };
+}
+
+/** A budget or rate amount: a number >= 0, or Infinity. */
+function expectAmount(value: unknown, field: string): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new ValidationError(field, `Expected \`${field}\` to be a number >= 0 (or Infinity), got ${describe(value)}`);
+  }
+  return value;
+}
+
+const BUDGET_KEYS: ReadonlySet<string> = new Set(['windowMs', 'limits', 'defaultLimit', 'haltOnExceeded']);
+
+function resolveBudgetOptions(input: unknown): ResolvedBudgetOptions {
+  const d = BUDGET_DEFAULTS;
+  const o = input === undefined ? {} : expectObject(input, 'options.budgets');
+  rejectUnknownKeys(o, BUDGET_KEYS, 'options.budgets');
+  const limits = new Map<string, number>();
+  const raw = own(o, 'limits');
+  if (raw !== undefined) {
+    const l = expectObject(raw, 'options.budgets.limits');
+    for (const tenant of Object.keys(l)) limits.set(tenant, expectAmount(l[tenant], `options.budgets.limits.${tenant}`));
+  }
+  const halt = own(o, 'haltOnExceeded');
+  if (halt !== undefined && typeof halt !== 'boolean') {
+    throw new ValidationError('options.budgets.haltOnExceeded', `Expected \`options.budgets.haltOnExceeded\` to be a boolean, got ${describe(halt)}`);
+  }
+  return {
+    windowMs: optional(own(o, 'windowMs'), d.windowMs, (v) => expectDuration(v, 'options.budgets.windowMs')),
+    limits,
+    defaultLimit: optional(own(o, 'defaultLimit'), d.defaultLimit, (v) => expectAmount(v, 'options.budgets.defaultLimit')),
+    haltOnExceeded: halt ?? d.haltOnExceeded,
+  };
+}
+
+const RATE_LIMIT_KEYS: ReadonlySet<string> = new Set(['requests', 'units', 'intervalMs', 'maxDeferrals']);
+
+/** Validates one rate limit; `field` is where it sits in the caller's options, for messages. */
+export function resolveRateLimitOptions(input: unknown, field: string): ResolvedRateLimitOptions {
+  const o = expectObject(input, field);
+  rejectUnknownKeys(o, RATE_LIMIT_KEYS, field);
+  const d = RATE_LIMIT_DEFAULTS;
+  const requests = optional(own(o, 'requests'), d.requests, (v) => expectPositive(v, `${field}.requests`, Number.MAX_VALUE, true));
+  const units = optional(own(o, 'units'), d.units, (v) => expectPositive(v, `${field}.units`, Number.MAX_VALUE, true));
+  return {
+    requests,
+    units,
+    intervalMs: expectDuration(own(o, 'intervalMs'), `${field}.intervalMs`, false, MAX_TIMER_MS),
+    maxDeferrals: optional(own(o, 'maxDeferrals'), d.maxDeferrals, (v) => expectInteger(v, `${field}.maxDeferrals`, 0, 1_000)),
+  };
+}
+
+function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimitOptions> {
+  const out = new Map<string, ResolvedRateLimitOptions>();
+  if (input === undefined) return out;
+  const o = expectObject(input, 'options.rateLimits');
+  for (const name of Object.keys(o)) out.set(name, resolveRateLimitOptions(o[name], `options.rateLimits.${name}`));
+  return out;
 }
 
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
+  'agentBreaker', 'pressure', 'budgets', 'rateLimits',
 ]);
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
@@ -388,6 +660,10 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     defaultTimeoutMs: optional(own(o, 'defaultTimeoutMs'), d.defaultTimeoutMs, (v) => expectDuration(v, 'options.defaultTimeoutMs', true)),
     defaultMaxAttempts: optional(own(o, 'defaultMaxAttempts'), d.defaultMaxAttempts, (v) => expectInteger(v, 'options.defaultMaxAttempts', 1, 100)),
     retry: resolveRetryOptions(own(o, 'retry'), 'options.retry'),
+    agentBreaker: own(o, 'agentBreaker') === false ? false : resolveBreakerOptions(own(o, 'agentBreaker'), 'options.agentBreaker'),
+    pressure: resolvePressureOptions(own(o, 'pressure')),
+    budgets: resolveBudgetOptions(own(o, 'budgets')),
+    rateLimits: resolveRateLimits(own(o, 'rateLimits')),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),

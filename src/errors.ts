@@ -29,7 +29,10 @@ export type OrchestratorErrorCode =
   | 'DUPLICATE_AGENT'
   | 'UNKNOWN_ROLE'
   | 'POOL_AT_CAPACITY'
-  | 'AGENT_CREATION_FAILED';
+  | 'AGENT_CREATION_FAILED'
+  | 'RESOURCE_PRESSURE'
+  | 'BUDGET_EXCEEDED'
+  | 'BREAKER_OPEN';
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {
@@ -230,5 +233,61 @@ export class AgentCreationError extends OrchestratorError {
     });
     this.role = role;
     this.attempts = attempts;
+  }
+}
+
+/**
+ * The host is under memory or CPU pressure: under critical pressure tasks below the priority floor are refused,
+ * and under any pressure no agent is created for `spawnAgent` (a warm spare is still handed out).
+ */
+export class ResourcePressureError extends OrchestratorError {
+  readonly level: 'elevated' | 'critical';
+  /** The refused task's priority and the floor it missed; `undefined` for a refused agent creation. */
+  readonly priority: number | undefined;
+  readonly priorityFloor: number | undefined;
+
+  constructor(level: 'elevated' | 'critical', refused: { priority: number; priorityFloor: number } | 'agent creation') {
+    const what =
+      refused === 'agent creation'
+        ? 'no new agent is created (a warm spare would have been handed out)'
+        : `task priority ${refused.priority} is below the floor of ${refused.priorityFloor}`;
+    super(
+      'RESOURCE_PRESSURE',
+      `Refused under ${level} resource pressure: ${what}; retry later, raise the priority of work that must run, ` +
+        'or raise pressure.memoryLimitBytes / pressure.cpuLimitPercent',
+    );
+    this.level = level;
+    this.priority = refused === 'agent creation' ? undefined : refused.priority;
+    this.priorityFloor = refused === 'agent creation' ? undefined : refused.priorityFloor;
+  }
+}
+
+/** The tenant spent its cost budget for the current window; its new tasks are refused until spend falls back under it. */
+export class BudgetExceededError extends OrchestratorError {
+  readonly tenantId: string;
+  readonly spent: number;
+  readonly limit: number;
+  readonly windowMs: number;
+
+  constructor(tenantId: string, spent: number, limit: number, windowMs: number) {
+    super(
+      'BUDGET_EXCEEDED',
+      `Tenant ${JSON.stringify(tenantId)} spent ${spent} of its budget of ${limit} units in the last ${windowMs} ms; ` +
+        'wait for the window to move on or raise its limit with resources.setBudget()',
+    );
+    this.tenantId = tenantId;
+    this.spent = spent;
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+}
+
+/** A named dependency's circuit breaker is open and the call has no fallback: it failed fast without calling out. */
+export class BreakerOpenError extends OrchestratorError {
+  readonly breaker: string;
+
+  constructor(breaker: string) {
+    super('BREAKER_OPEN', `The circuit breaker ${JSON.stringify(breaker)} is open after repeated failures; the call was not made. Retry after its reset timeout or pass a fallback`);
+    this.breaker = breaker;
   }
 }

@@ -5,6 +5,8 @@
 import { EventEmitter } from 'eventemitter3';
 import { ValidationError } from './errors.js';
 import type { AgentState } from './pool/agent-state.js';
+import type { BreakerState } from './resources/circuit-breakers.js';
+import type { PressureLevel } from './resources/pressure.js';
 
 /** How a task ended. Every accepted task ends in exactly one of these. */
 export type TaskOutcome = 'completed' | 'failed' | 'cancelled' | 'timed-out' | 'dead-lettered';
@@ -32,7 +34,7 @@ export interface OrchestratorEvents {
     readonly role: string;
     readonly members: number;
     readonly spares: number;
-    readonly reason: 'demand' | 'spawn' | 'idle' | 'replace';
+    readonly reason: 'demand' | 'spawn' | 'idle' | 'replace' | 'pressure';
   };
   /** A pool's `create()` failed one attempt. `willRetry` is false when this was the last attempt. */
   'pool:create-failed': {
@@ -90,6 +92,41 @@ export interface OrchestratorEvents {
     readonly attempts: number;
     readonly error: unknown;
   };
+  /**
+   * A circuit breaker changed state. `breaker` is `agent:<id>` for an agent's (then `agentId` is set: open
+   * quarantines the agent, half-open lets one probe task through, closed returns it) or a dependency's name.
+   */
+  'breaker:state': {
+    readonly breaker: string;
+    readonly agentId: string | undefined;
+    readonly from: BreakerState;
+    readonly to: BreakerState;
+  };
+  /** The memory/CPU pressure level changed; the figures are the sample that moved it. */
+  'pressure:changed': {
+    readonly from: PressureLevel;
+    readonly to: PressureLevel;
+    /** The higher of rss / memoryLimitBytes and cpu / cpuLimitPercent. */
+    readonly ratio: number;
+    readonly rssBytes: number;
+    readonly heapUsedBytes: number;
+    readonly cpuPercent: number;
+  };
+  /** The pressure sampler failed; the level stays as it was until a sample succeeds. */
+  'pressure:sample-failed': { readonly error: unknown };
+  /** A tenant's reported cost went over its budget; its new tasks are refused (and with `haltOnExceeded` its waiting ones cancelled). */
+  'budget:exceeded': {
+    readonly tenantId: string;
+    readonly spent: number;
+    readonly limit: number;
+    readonly windowMs: number;
+    /** Waiting tasks cancelled because of `haltOnExceeded`. */
+    readonly halted: number;
+  };
+  /** A rate-limited capability or dependency got a retry-after and holds its work for `ms`. */
+  'ratelimit:paused': { readonly name: string; readonly ms: number };
+  /** The pause is over; held work starts again as the limit allows. */
+  'ratelimit:resumed': { readonly name: string };
   /** A listener threw. The orchestrator carried on; this reports it. */
   'listener:error': { readonly event: string; readonly error: unknown };
 }

@@ -21,6 +21,7 @@ import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-m
 import type { AgentSnapshot } from './pool/agent-record.js';
 import type { AgentState } from './pool/agent-state.js';
 import type { PoolSnapshot } from './pool/pool.js';
+import { ResourceManager, type ResourceStats } from './resources/resource-manager.js';
 
 /** Lifecycle of the orchestrator itself. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -33,6 +34,8 @@ export interface OrchestratorStats extends EngineStats {
   readonly pools: readonly PoolSnapshot[];
   /** Waiting tasks per requirement class, keyed by the capabilities joined with `+` (`*` for none). */
   readonly queues: Readonly<Record<string, number>>;
+  /** Breakers, pressure, rate limits and tracked handles. */
+  readonly resources: ResourceStats;
 }
 
 /**
@@ -53,6 +56,7 @@ export class UnifiedOrchestrator {
   readonly #events = new TypedEmitter<OrchestratorEvents>();
   readonly #pools: AgentPoolManager;
   readonly #engine: TaskExecutionEngine;
+  readonly #resources: ResourceManager;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -60,20 +64,28 @@ export class UnifiedOrchestrator {
   /** Validates every option at once; throws ValidationError naming the first wrong field. */
   constructor(options: OrchestratorOptions = {}) {
     this.#options = resolveOrchestratorOptions(options);
+    this.#resources = new ResourceManager(this.#options, this.#events);
     this.#pools = new AgentPoolManager({
       pools: this.#options.pools,
-      retry: this.#options.retry,
       scaleIntervalMs: this.#options.scaleIntervalMs,
       clock: this.#options.clock,
-      random: this.#options.random,
       events: this.#events,
+      resources: this.#resources,
     });
-    this.#engine = new TaskExecutionEngine(this.#options, this.#pools, this.#events);
+    this.#engine = new TaskExecutionEngine(this.#options, this.#pools, this.#events, this.#resources);
     this.#pools.setRoutingListener(this.#engine);
   }
 
   get state(): OrchestratorState {
     return this.#state;
+  }
+
+  /**
+   * Circuit breakers for the host's own dependencies (`resources.breaker(name, fn)`), memory/CPU pressure,
+   * tenant budgets and rate limits.
+   */
+  get resources(): ResourceManager {
+    return this.#resources;
   }
 
   /**
@@ -89,6 +101,8 @@ export class UnifiedOrchestrator {
     if (this.#state !== 'created') throw new OrchestratorStoppedError('The orchestrator was stopped before it started');
     this.#state = 'starting';
     try {
+      // The first pressure sample comes before pre-warming: a host already short of memory should not grow pools.
+      await this.#resources.start();
       await this.#pools.start();
     } catch (error) {
       await this.stop({ drain: false });
@@ -128,6 +142,7 @@ export class UnifiedOrchestrator {
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
+    this.#resources.stop();
     this.#state = 'stopped';
     this.#events.emit('stopped', { completedWhileDraining: this.#engine.stats().completed - before, cancelled });
   }
@@ -213,6 +228,7 @@ export class UnifiedOrchestrator {
       agents: this.#pools.countByState(),
       pools: this.#pools.pools(),
       queues: this.#engine.queueDepths(),
+      resources: this.#resources.stats(),
     };
   }
 

@@ -9,10 +9,12 @@
 import { randomBytes } from 'node:crypto';
 import type { ResolvedOrchestratorOptions } from '../config.js';
 import {
+  BudgetExceededError,
   NoCapableAgentError,
   OrchestratorNotStartedError,
   OrchestratorStoppedError,
   QueueFullError,
+  ResourcePressureError,
   TaskCancelledError,
   TaskDeadLetteredError,
   TaskNotFoundError,
@@ -23,7 +25,9 @@ import {
 import type { OrchestratorEvents, TaskFailureOutcome, TypedEmitter } from '../events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
-import { backoffDelay } from '../resources/backoff.js';
+import type { RateLimiter } from '../resources/rate-limiter.js';
+import type { ResourceManager } from '../resources/resource-manager.js';
+import { retryAfterMs } from '../resources/retry-after.js';
 import { CapabilityIndex } from './capability-index.js';
 import { Deadlines } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
@@ -33,6 +37,7 @@ import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js'
 import {
   Attempt,
   AttemptContext,
+  type CostSink,
   requirementSignature,
   TaskRecord,
   validateTask,
@@ -69,13 +74,16 @@ class TaskClass {
   readonly signature: string;
   readonly requires: readonly string[];
   readonly queue: WaitQueue;
+  /** Rate limits on its capabilities: a task of this class starts only when every one has room. */
+  readonly limiters: readonly RateLimiter[];
   servableAt = -1;
   servable = false;
 
-  constructor(signature: string, requires: readonly string[], agingIntervalMs: number) {
+  constructor(signature: string, requires: readonly string[], agingIntervalMs: number, limiters: readonly RateLimiter[]) {
     this.signature = signature;
     this.requires = requires;
     this.queue = new WaitQueue(agingIntervalMs);
+    this.limiters = limiters;
   }
 }
 
@@ -91,6 +99,10 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #options: ResolvedOrchestratorOptions;
   readonly #pools: AgentPoolManager;
   readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #resources: ResourceManager;
+  /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
+  readonly #limited: boolean;
+  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
   readonly #strategy: RoutingStrategy;
   readonly #index = new CapabilityIndex();
   readonly #cache: RoutingCache;
@@ -123,10 +135,18 @@ export class TaskExecutionEngine implements RoutingListener {
   #running = 0;
   #backingOff = 0;
 
-  constructor(options: ResolvedOrchestratorOptions, pools: AgentPoolManager, events: TypedEmitter<OrchestratorEvents>) {
+  constructor(
+    options: ResolvedOrchestratorOptions,
+    pools: AgentPoolManager,
+    events: TypedEmitter<OrchestratorEvents>,
+    resources: ResourceManager,
+  ) {
     this.#options = options;
     this.#pools = pools;
     this.#events = events;
+    this.#resources = resources;
+    this.#limited = resources.limitsCapabilities;
+    resources.onLimiterReady(() => this.#kick());
     this.#strategy = ROUTING_STRATEGIES[options.routing];
     this.#cache = new RoutingCache(this.#index);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
@@ -211,7 +231,25 @@ export class TaskExecutionEngine implements RoutingListener {
         return hit;
       }
     }
+    const refusal = this.#admission(spec, now);
+    if (refusal) {
+      this.#rejected++;
+      throw refusal;
+    }
     return this.#accept(spec, now);
+  }
+
+  /** Graceful degradation and guardrails: critical pressure sheds low-priority work, a spent budget its tenant's. */
+  #admission(spec: TaskSpec, now: number): Error | undefined {
+    const pressure = this.#resources.pressureMonitor;
+    if (pressure !== undefined && pressure.level === 'critical' && spec.priority < pressure.options.priorityFloor) {
+      return new ResourcePressureError('critical', { priority: spec.priority, priorityFloor: pressure.options.priorityFloor });
+    }
+    const { budgets } = this.#resources;
+    if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
+      return new BudgetExceededError(spec.tenantId, budgets.spent(spec.tenantId, now), budgets.limitOf(spec.tenantId), budgets.windowMs);
+    }
+    return undefined;
   }
 
   /** Cancels a task by id; returns whether it was still live. */
@@ -299,7 +337,10 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
     // skip the scan, and the newcomer queues behind them instead of overtaking.
-    const agent = (this.#classes.get(sig)?.queue.size ?? 0) > 0 ? undefined : this.#route(task);
+    const agent =
+      (this.#classes.get(sig)?.queue.size ?? 0) > 0 || (this.#limited && !this.#limitsAllow(this.#classFor(task), now))
+        ? undefined
+        : this.#route(task);
     if (!agent) {
       const klass = this.#classFor(task);
       if (!this.#canEverServe(klass)) {
@@ -401,7 +442,7 @@ export class TaskExecutionEngine implements RoutingListener {
         // Ad-hoc requirement sets must not grow memory without end: forget the classes nobody waits in.
         for (const [sig, c] of this.#classes) if (c.queue.size === 0) this.#classes.delete(sig);
       }
-      klass = new TaskClass(task.requireSig, task.spec.requires, this.#options.agingIntervalMs);
+      klass = new TaskClass(task.requireSig, task.spec.requires, this.#options.agingIntervalMs, this.#resources.limitersFor(task.spec.requires));
       this.#classes.set(task.requireSig, klass);
       this.#classesVersion++;
     }
@@ -456,6 +497,7 @@ export class TaskExecutionEngine implements RoutingListener {
     for (const c of cached.classes) {
       const head = c.queue.peek(now);
       if (!head) continue;
+      if (c.limiters.length > 0 && !this.#limitsAllow(c, now)) continue;
       // Highest effective level first; on a tie, the task that has waited longest in that level.
       if (!bestTask || head.queueLevel > bestTask.queueLevel || (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)) {
         bestTask = head;
@@ -466,6 +508,33 @@ export class TaskExecutionEngine implements RoutingListener {
     const task = bestClass.queue.take(now)!;
     this.#waiting--;
     return task;
+  }
+
+  /** Whether every rate limit of the class has room now; if not, asks the blocking limiter for a wake-up. */
+  #limitsAllow(klass: TaskClass, now: number): boolean {
+    for (const limiter of klass.limiters) {
+      if (!limiter.ready(now)) {
+        limiter.want(now);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** A rate limit has room again: start held tasks on free agents, best first, while the limits allow. */
+  #kick(): void {
+    if (this.#waiting === 0 || this.#state === 'stopped') return;
+    const now = this.#options.clock.now();
+    for (const klass of this.#classes.values()) {
+      while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#limitsAllow(klass, now)) {
+        const head = klass.queue.peek(now)!;
+        const agent = this.#route(head);
+        if (!agent) break; // no free agent: the next one to free pulls the task (late binding)
+        const task = klass.queue.take(now)!;
+        this.#waiting--;
+        this.#dispatch(task, agent, now);
+      }
+    }
   }
 
   // --- Attempts ---------------------------------------------------------------------------------
@@ -480,13 +549,14 @@ export class TaskExecutionEngine implements RoutingListener {
     agent.acquire();
     const attempt = new Attempt(task, agent, number, startedAt);
     task.current = attempt;
+    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
     if (this.#events.has('task:started')) {
       this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, role: agent.role, attempt: number });
     }
     let pending: Promise<unknown>;
     try {
-      pending = Promise.resolve(agent.agent.execute(new AttemptContext(attempt)));
+      pending = Promise.resolve(agent.agent.execute(new AttemptContext(attempt, this.#costSink)));
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -505,6 +575,8 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#deadlines.remove(attempt);
       this.#running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
+      // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
+      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok);
       if (ok) this.#complete(task, attempt, value, now);
       else this.#attemptFailed(task, attempt, value, now);
     }
@@ -518,6 +590,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const now = this.#options.clock.now();
     this.#running--;
     agent.recordOutcome(false, now - attempt.startedAt);
+    agent.breaker?.record(false);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
     attempt.abandon(error);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
@@ -534,8 +607,11 @@ export class TaskExecutionEngine implements RoutingListener {
     } satisfies AttemptRecord);
     task.current = undefined;
     const { spec } = task;
-    if (task.attempts < spec.maxAttempts && this.#state !== 'stopped') {
-      const delayMs = backoffDelay(task.attempts, this.#options.retry, this.#options.random);
+    if (this.#state === 'stopped') return this.#giveUp(task, error);
+    if (this.#defer(task, error, now)) return;
+    const { retry } = this.#resources;
+    if (task.attempts - task.deferrals < spec.maxAttempts && retry.retryable(error)) {
+      const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
       this.#backingOff++;
       this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error });
@@ -547,6 +623,51 @@ export class TaskExecutionEngine implements RoutingListener {
       return;
     }
     this.#giveUp(task, error);
+  }
+
+  /**
+   * A retry-after from a rate-limited capability: pause its limits for that long and put the task back in its queue
+   * without spending one of its attempts (at most `maxDeferrals` times). Returns whether it did.
+   */
+  #defer(task: TaskRecord, error: unknown, now: number): boolean {
+    if (!this.#limited) return false;
+    const { limiters } = this.#classFor(task);
+    if (limiters.length === 0) return false;
+    const ms = retryAfterMs(error);
+    if (ms === undefined) return false;
+    let maxDeferrals = Infinity;
+    for (const limiter of limiters) {
+      limiter.pause(ms, now);
+      maxDeferrals = Math.min(maxDeferrals, limiter.options.maxDeferrals);
+    }
+    if (task.deferrals >= maxDeferrals) return false;
+    task.deferrals++;
+    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error });
+    this.#enqueue(task, now);
+    for (const limiter of limiters) limiter.want(now);
+    return true;
+  }
+
+  /** Cost reported by an agent: the task's sum, its tenant's budget, and the unit limits of its capabilities. */
+  #reportCost(task: TaskRecord, units: number): void {
+    task.cost += units;
+    if (units === 0) return;
+    const now = this.#options.clock.now();
+    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.charge(units, now);
+    const tenantId = task.spec.tenantId;
+    const { budgets } = this.#resources;
+    if (tenantId === undefined || !budgets.active || !budgets.charge(tenantId, units, now)) return;
+    const exceeded = new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs);
+    let halted = 0;
+    if (budgets.haltOnExceeded) {
+      for (const t of [...this.#live.values()]) {
+        if (t.spec.tenantId === tenantId && (t.phase === 'waiting' || t.phase === 'backoff')) {
+          this.#cancel(t, new TaskCancelledError(t.id, exceeded));
+          halted++;
+        }
+      }
+    }
+    this.#events.emit('budget:exceeded', { tenantId, spent: exceeded.spent, limit: exceeded.limit, windowMs: exceeded.windowMs, halted });
   }
 
   /**
@@ -575,7 +696,8 @@ export class TaskExecutionEngine implements RoutingListener {
   /** After a backoff: route again (another agent first) or wait. */
   #reschedule(task: TaskRecord): void {
     const now = this.#options.clock.now();
-    const agent = this.#route(task);
+    const held = this.#limited && !this.#limitsAllow(this.#classFor(task), now);
+    const agent = held ? undefined : this.#route(task);
     if (agent) this.#dispatch(task, agent, now);
     // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
     else if (!this.#canEverServe(this.#classFor(task))) this.#giveUp(task, new NoCapableAgentError(task.spec.requires));

@@ -189,6 +189,11 @@ export class Attempt implements DeadlineEntry {
   }
 }
 
+/** Where `ctx.reportCost` goes: the engine, which sums it per task, per tenant budget and per rate limit. */
+export interface CostSink {
+  reportCost(task: TaskRecord, units: number): void;
+}
+
 /**
  * What an agent receives. A class, not a literal, so that the per-attempt cost is one small object: the signal is
  * made on first read (most agents never look, and a controller per attempt halves throughput), and the engine's
@@ -203,8 +208,9 @@ export class AttemptContext implements TaskContext {
   readonly agentId: string;
   readonly tenantId: string | undefined;
   readonly #attempt: Attempt;
+  readonly #sink: CostSink;
 
-  constructor(attempt: Attempt) {
+  constructor(attempt: Attempt, sink: CostSink) {
     const { spec } = attempt.task;
     this.taskId = attempt.task.id;
     this.type = spec.type;
@@ -214,6 +220,7 @@ export class AttemptContext implements TaskContext {
     this.agentId = attempt.agent.id;
     this.tenantId = spec.tenantId;
     this.#attempt = attempt;
+    this.#sink = sink;
   }
 
   /** Created on first read (an accessor, so `{ ...ctx }` does not carry it: read it from `ctx`). */
@@ -225,7 +232,7 @@ export class AttemptContext implements TaskContext {
     if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
       throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
     }
-    this.#attempt.task.cost += units;
+    this.#sink.reportCost(this.#attempt.task, units);
   }
 }
 
@@ -245,7 +252,10 @@ export class TaskRecord {
   current: Attempt | undefined;
   backoffTimer: NodeJS.Timeout | undefined;
   onCallerAbort: (() => void) | undefined;
+  /** Units reported through `ctx.reportCost`, summed over attempts. */
   cost = 0;
+  /** Times put back after a rate limit's retry-after; these attempts do not count against `maxAttempts`. */
+  deferrals = 0;
 
   // Waiting-queue links, owned by WaitQueue.
   queueLevel = 0;

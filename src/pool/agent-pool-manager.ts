@@ -5,7 +5,7 @@
  * It never imports the engine: the engine listens through {@link RoutingListener}.
  */
 import { setMaxListeners } from 'node:events';
-import type { Clock, ResolvedPoolOptions, ResolvedRetryOptions } from '../config.js';
+import type { Clock, ResolvedPoolOptions } from '../config.js';
 import { expectInteger, expectObject, expectString, expectStringArray, own, POOL_DEFAULTS, rejectUnknownKeys } from '../config.js';
 import {
   AgentCreationError,
@@ -14,11 +14,14 @@ import {
   OrchestratorNotStartedError,
   OrchestratorStoppedError,
   PoolAtCapacityError,
+  ResourcePressureError,
   UnknownRoleError,
   ValidationError,
 } from '../errors.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
-import { backoffDelay, sleep } from '../resources/backoff.js';
+import type { BreakerState } from '../resources/circuit-breakers.js';
+import type { PressureLevel } from '../resources/pressure.js';
+import type { ResourceManager } from '../resources/resource-manager.js';
 import type { Agent } from './agent.js';
 import { AgentRecord, type AgentRecordHooks } from './agent-record.js';
 import { isRoutableState, type AgentState } from './agent-state.js';
@@ -46,11 +49,11 @@ export interface RegisterAgentOptions {
 
 export interface AgentPoolManagerOptions {
   readonly pools: readonly ResolvedPoolOptions[];
-  readonly retry: ResolvedRetryOptions;
   readonly scaleIntervalMs: number;
   readonly clock: Clock;
-  readonly random: () => number;
   readonly events: TypedEmitter<OrchestratorEvents>;
+  /** Retry policy, agent breakers and pressure. */
+  readonly resources: ResourceManager;
 }
 
 type ManagerState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -87,6 +90,7 @@ export class AgentPoolManager {
   readonly #drainWaiters = new Map<AgentRecord, () => void>();
   readonly #options: AgentPoolManagerOptions;
   readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #resources: ResourceManager;
   readonly #abort = new AbortController();
   readonly #hooks: AgentRecordHooks;
   #listener: RoutingListener | undefined;
@@ -98,6 +102,8 @@ export class AgentPoolManager {
   constructor(options: AgentPoolManagerOptions) {
     this.#options = options;
     this.#events = options.events;
+    this.#resources = options.resources;
+    this.#resources.onPressure((level) => this.#onPressure(level));
     // Every queued and running creation listens on this one stop signal; that is by design, not a leak.
     setMaxListeners(0, this.#abort.signal);
     for (const p of options.pools) this.#pools.set(p.role, new Pool(p));
@@ -160,6 +166,8 @@ export class AgentPoolManager {
     if (this.#state === 'idle' || this.#state === 'starting') throw new OrchestratorNotStartedError();
     if (this.#state !== 'running') throw new OrchestratorStoppedError();
     const spare = this.#promoteSpare(pool, 'spawn');
+    const pressure = this.#resources.pressure;
+    if (!spare && pool.hasRoom && pressure !== 'normal') throw new ResourcePressureError(pressure, 'agent creation');
     const record = spare ?? (pool.hasRoom ? await this.#startCreation(pool, 'member', 'spawn') : undefined);
     if (!record) throw new PoolAtCapacityError(role, pool.options.maxAgents);
     record.pinned = true;
@@ -205,11 +213,13 @@ export class AgentPoolManager {
    */
   requestCapacity(requires: readonly string[], waiting: number): boolean {
     if (this.#state !== 'running') return false;
+    // Under pressure a spare (already made) may still be promoted, but nothing new is created.
+    const mayCreate = this.#resources.pressure === 'normal';
     for (const pool of this.#poolsBySpecificity) {
       if (!holdsAll(pool.options.capabilities, requires)) continue;
       if (this.#promoteSpare(pool, 'demand')) return true;
       if (pool.creatingMembers * pool.options.concurrency >= waiting) return true;
-      if (pool.hasRoom) {
+      if (mayCreate && pool.hasRoom) {
         this.#startCreation(pool, 'member', 'demand').catch(() => {}); // reported as pool:create-failed
         return true;
       }
@@ -278,6 +288,7 @@ export class AgentPoolManager {
     // registerAgent may have taken a pool-chosen id while its factory ran: refuse (that creation retries with a new id).
     if (this.#agents.has(id)) throw new DuplicateAgentError(id);
     const record = new AgentRecord({ id, role, agent, capabilities, concurrency, hooks: this.#hooks, now: this.#options.clock.now() });
+    record.breaker = this.#resources.agentBreaker(id, (from, to) => this.#onBreaker(record, from, to));
     this.#agents.set(id, record);
     if (role !== undefined && this.#pools.has(role) && owned) {
       // Owned by its creation from the first event on: a listener that unregisters it at once withdraws it.
@@ -300,6 +311,10 @@ export class AgentPoolManager {
       this.#generation++; // who could ever serve a requirement may have changed
       if (now) this.#listener?.agentRoutable(record);
       else this.#listener?.agentUnroutable(record);
+    } else if (from === 'UNHEALTHY' && (record.state === 'DRAINING' || record.state === 'FAILED')) {
+      // A quarantined agent leaving for good: it no longer counts as one that could serve its capabilities later.
+      this.#generation++;
+      this.#listener?.agentUnroutable(record);
     }
   }
 
@@ -336,6 +351,8 @@ export class AgentPoolManager {
 
   #fillSpares(pool: Pool): Promise<AgentRecord>[] {
     const started: Promise<AgentRecord>[] = [];
+    // Spares are a luxury: under pressure they are shed, not refilled.
+    if (this.#resources.pressure !== 'normal') return started;
     while (pool.spares.length + pool.creatingSpares < pool.options.warmSpares && pool.hasRoom) {
       const p = this.#startCreation(pool, 'spare', 'demand');
       p.catch(() => {}); // reported as pool:create-failed; a missing spare only makes spawn slower
@@ -361,25 +378,30 @@ export class AgentPoolManager {
 
   async #create(pool: Pool, kind: 'member' | 'spare', placed: () => void): Promise<AgentRecord> {
     const { options } = pool;
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= options.createAttempts; attempt++) {
-      this.#abort.signal.throwIfAborted();
-      // A fresh id per attempt: a failed attempt's agent may have been seen (events) and must not be confused with its successor.
-      const agentId = pool.nextAgentId((id) => this.#agents.has(id));
-      try {
-        const agent = await this.#callFactory(pool, agentId);
-        const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency, true);
-        return await this.#initialize(pool, kind, placed, record);
-      } catch (error) {
-        if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
-        if (error instanceof AgentWithdrawnError) throw error; // unregistered while initialising: not a failure to retry
-        lastError = error;
-        const willRetry = attempt < options.createAttempts;
-        this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
-        if (willRetry) await sleep(backoffDelay(attempt, this.#options.retry, this.#options.random), this.#abort.signal);
-      }
+    try {
+      return await this.#resources.retry.run(
+        async () => {
+          // A fresh id per attempt: a failed attempt's agent may have been seen (events) and must not be confused with its successor.
+          const agentId = pool.nextAgentId((id) => this.#agents.has(id));
+          const agent = await this.#callFactory(pool, agentId);
+          const record = this.#newRecord(agentId, pool.role, agent, options.capabilities, options.concurrency, true);
+          return await this.#initialize(pool, kind, placed, record);
+        },
+        {
+          attempts: options.createAttempts,
+          signal: this.#abort.signal,
+          onFailure: (error, attempt, willRetry) => {
+            // Unregistered while initialising: not a failure, so neither reported nor retried.
+            if (!(error instanceof AgentWithdrawnError)) this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
+          },
+          retryable: (error) => !(error instanceof AgentWithdrawnError),
+        },
+      );
+    } catch (error) {
+      if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+      if (error instanceof AgentWithdrawnError) throw error;
+      throw new AgentCreationError(pool.role, options.createAttempts, error);
     }
-    throw new AgentCreationError(pool.role, options.createAttempts, lastError);
   }
 
   /**
@@ -519,6 +541,8 @@ export class AgentPoolManager {
 
   #remove(record: AgentRecord, pool: Pool | undefined): void {
     this.#agents.delete(record.id);
+    if (record.breaker) this.#resources.releaseAgentBreaker(record.breaker);
+    record.probe = 'none';
     this.#retiring.delete(record);
     this.#generation++;
     if (pool) {
@@ -551,6 +575,49 @@ export class AgentPoolManager {
     this.#fillSpares(pool);
   }
 
+  /**
+   * An agent's breaker moved. Open: quarantined (UNHEALTHY, not routed to; running attempts finish). Half-open:
+   * routable again for one probe task. Closed: back to full routing.
+   */
+  #onBreaker(record: AgentRecord, from: BreakerState, to: BreakerState): void {
+    const { state } = record;
+    if (state === 'DRAINING' || state === 'TERMINATED' || state === 'FAILED' || state === 'INITIALIZING') return;
+    if (to === 'open') {
+      record.probe = 'none';
+      if (state !== 'UNHEALTHY') record.transition('UNHEALTHY');
+      return;
+    }
+    record.probe = to === 'half-open' ? 'ready' : 'none';
+    if (state === 'UNHEALTHY') {
+      record.transition(record.active > 0 ? 'BUSY' : 'IDLE');
+    } else if (to === 'closed' && from === 'half-open' && record.routable) {
+      // Routable all along (probing): its other slots opened up now.
+      this.#listener?.agentRoutable(record);
+    }
+  }
+
+  /** Under pressure: shed the warm spares and the idle members above the minimum at once. Back to normal: refill. */
+  #onPressure(level: PressureLevel): void {
+    if (this.#state !== 'running') return;
+    for (const pool of this.#pools.values()) {
+      if (level === 'normal') this.#ensureMinimum(pool);
+      else this.#shed(pool);
+    }
+  }
+
+  #shed(pool: Pool): void {
+    // Out of the spare list first, so nothing promotes a spare that is on its way out.
+    for (const spare of pool.spares.splice(0)) this.#retire(spare).then(() => this.#emitScaled(pool, 'pressure'), noop);
+    let surplus = pool.liveMembers - pool.options.minAgents;
+    for (const m of pool.members) {
+      if (surplus <= 0) break;
+      if (m.state === 'IDLE' && !m.pinned) {
+        surplus--;
+        this.#retire(m).then(() => this.#emitScaled(pool, 'pressure'), noop);
+      }
+    }
+  }
+
   #scheduleTick(): void {
     if (this.#state !== 'running' || this.#pools.size === 0) return;
     this.#ticker = setTimeout(() => this.#tick(), this.#options.scaleIntervalMs);
@@ -561,7 +628,9 @@ export class AgentPoolManager {
   #tick(): void {
     this.#ticker = undefined;
     const now = this.#options.clock.now();
+    const underPressure = this.#resources.pressure !== 'normal';
     for (const pool of this.#pools.values()) {
+      if (underPressure) this.#shed(pool);
       let surplus = pool.liveMembers - pool.options.minAgents;
       for (const m of pool.members) {
         if (surplus <= 0) break;

@@ -2,6 +2,7 @@
  * What the orchestrator knows of one agent: identity, capabilities, lifecycle state, slot usage and recent
  * performance. Owned by the AgentPoolManager; the engine reads it and takes and gives back slots.
  */
+import type { AgentBreaker, BreakerState } from '../resources/circuit-breakers.js';
 import type { Agent } from './agent.js';
 import { assertTransition, isRoutableState, type AgentState } from './agent-state.js';
 
@@ -29,6 +30,8 @@ export interface AgentSnapshot {
   readonly latencyMs: number | undefined;
   /** Moving average of attempt success, from 0 to 1. */
   readonly successRate: number;
+  /** Its circuit breaker's state; `undefined` when agent breakers are off. */
+  readonly breaker: BreakerState | undefined;
 }
 
 export class AgentRecord {
@@ -47,6 +50,13 @@ export class AgentRecord {
   parked = false;
   /** Handed out by `spawnAgent`: idle scale-down leaves it alone until it is unregistered. */
   pinned = false;
+  /** Its circuit breaker (fed every attempt's outcome), or `undefined` when agent breakers are off. */
+  breaker: AgentBreaker | undefined;
+  /**
+   * Half-open breaker: `ready` takes one probe task (when no attempt is running), `taken` while the probe runs.
+   * `none` otherwise: the agent takes up to `concurrency` tasks.
+   */
+  probe: 'none' | 'ready' | 'taken' = 'none';
   /** Clock time at which the agent last became idle. */
   idleSince: number;
   completed = 0;
@@ -85,7 +95,7 @@ export class AgentRecord {
   }
 
   get hasFreeSlot(): boolean {
-    return this.active < this.concurrency;
+    return this.probe === 'none' ? this.active < this.concurrency : this.probe === 'ready' && this.active === 0;
   }
 
   holdsAll(capabilities: readonly string[]): boolean {
@@ -105,6 +115,7 @@ export class AgentRecord {
   /** Takes one slot for an attempt. The caller checked `routable` and `hasFreeSlot`. */
   acquire(): void {
     this.active++;
+    if (this.probe === 'ready') this.probe = 'taken';
     if (this.#state === 'IDLE') this.transition('BUSY');
   }
 
@@ -138,6 +149,7 @@ export class AgentRecord {
       failed: this.failed,
       latencyMs: Number.isNaN(this.latencyEwma) ? undefined : this.latencyEwma,
       successRate: this.successEwma,
+      breaker: this.breaker?.state,
     };
   }
 }

@@ -1,0 +1,111 @@
+/**
+ * Per-tenant cost budgets: units reported by agents (`ctx.reportCost`) summed per tenant over a sliding window,
+ * kept as a ring of buckets so memory per tenant is fixed and old spend falls out on its own.
+ */
+import type { ResolvedBudgetOptions } from '../config.js';
+
+/** Buckets per window: the window slides in steps of windowMs / BUCKETS. */
+const BUCKETS = 20;
+/** Tenants tracked before those with nothing in the window are forgotten. */
+const SWEEP_AT = 10_000;
+
+class TenantSpend {
+  readonly tenantId: string;
+  readonly buckets = new Float64Array(BUCKETS);
+  /** The absolute bucket index that `buckets` was last advanced to. */
+  head = 0;
+  total = 0;
+  /** Over the limit at the last charge: `exceeded` fires once per crossing, not on every charge after it. */
+  over = false;
+
+  constructor(tenantId: string, head: number) {
+    this.tenantId = tenantId;
+    this.head = head;
+  }
+}
+
+export class TenantBudgets {
+  readonly windowMs: number;
+  readonly haltOnExceeded: boolean;
+  readonly #limits: Map<string, number>;
+  readonly #defaultLimit: number;
+  readonly #bucketMs: number;
+  readonly #tenants = new Map<string, TenantSpend>();
+
+  constructor(options: ResolvedBudgetOptions) {
+    this.windowMs = options.windowMs;
+    this.haltOnExceeded = options.haltOnExceeded;
+    this.#limits = new Map(options.limits);
+    this.#defaultLimit = options.defaultLimit;
+    this.#bucketMs = options.windowMs / BUCKETS;
+  }
+
+  /** Whether any tenant can ever be over budget: lets the submit path skip the lookup entirely. */
+  get active(): boolean {
+    return this.#defaultLimit !== Infinity || this.#limits.size > 0;
+  }
+
+  limitOf(tenantId: string): number {
+    return this.#limits.get(tenantId) ?? this.#defaultLimit;
+  }
+
+  setLimit(tenantId: string, limit: number | undefined): void {
+    if (limit === undefined) this.#limits.delete(tenantId);
+    else this.#limits.set(tenantId, limit);
+    const t = this.#tenants.get(tenantId);
+    if (t) t.over = t.total >= this.limitOf(tenantId);
+  }
+
+  /** Units spent by `tenantId` in the window ending now. */
+  spent(tenantId: string, now: number): number {
+    const t = this.#tenants.get(tenantId);
+    if (!t) return 0;
+    this.#advance(t, now);
+    return t.total;
+  }
+
+  /** Whether the tenant has spent its whole limit in the window (new tasks are then refused). */
+  exhausted(tenantId: string, now: number): boolean {
+    const limit = this.limitOf(tenantId);
+    return limit !== Infinity && this.spent(tenantId, now) >= limit;
+  }
+
+  /** Adds spend; returns true when this charge took the tenant over its limit (not on later charges while over). */
+  charge(tenantId: string, units: number, now: number): boolean {
+    if (units <= 0) return false;
+    let t = this.#tenants.get(tenantId);
+    if (!t) {
+      if (this.#tenants.size >= SWEEP_AT) this.#sweep(now);
+      t = new TenantSpend(tenantId, Math.floor(now / this.#bucketMs));
+      this.#tenants.set(tenantId, t);
+    }
+    this.#advance(t, now);
+    t.buckets[t.head % BUCKETS]! += units;
+    t.total += units;
+    const over = t.total >= this.limitOf(tenantId);
+    const crossed = over && !t.over;
+    t.over = over;
+    return crossed;
+  }
+
+  #advance(t: TenantSpend, now: number): void {
+    const head = Math.floor(now / this.#bucketMs);
+    if (head <= t.head) return;
+    const steps = Math.min(BUCKETS, head - t.head);
+    for (let i = 1; i <= steps; i++) {
+      const slot = (t.head + i) % BUCKETS;
+      t.total -= t.buckets[slot]!;
+      t.buckets[slot] = 0;
+    }
+    t.head = head;
+    if (t.total < 1e-9) t.total = 0; // float drift
+    if (t.over && t.total < this.limitOf(t.tenantId)) t.over = false;
+  }
+
+  #sweep(now: number): void {
+    for (const [id, t] of this.#tenants) {
+      this.#advance(t, now);
+      if (t.total === 0) this.#tenants.delete(id);
+    }
+  }
+}

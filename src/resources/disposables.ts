@@ -1,0 +1,105 @@
+/**
+ * Tracked disposables: every long-lived timer, interval, listener, breaker and connection the library opens is
+ * registered here by its owner and released with it, or all at once on `stop()`. `size` is what a leak test reads.
+ */
+import type { EventEmitter } from 'node:events';
+
+/** Something that must be released; `dispose` is idempotent. */
+export interface Disposable {
+  dispose(): void;
+}
+
+/** A timer handle that can be re-armed without re-registering. */
+export interface TrackedTimer extends Disposable {
+  /** Arms (or re-arms) the timer to fire once after `ms`. */
+  arm(ms: number): void;
+  readonly armed: boolean;
+}
+
+export class Disposables {
+  readonly #items = new Set<Disposable>();
+  #closed = false;
+
+  /** Registered disposables not yet released. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Registers a release function; the returned handle releases it (once) and forgets it. After close, it runs at once. */
+  add(release: () => void): Disposable {
+    let done = false;
+    const item: Disposable = {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        this.#items.delete(item);
+        release();
+      },
+    };
+    if (this.#closed) item.dispose();
+    else this.#items.add(item);
+    return item;
+  }
+
+  /**
+   * A one-shot timer that `stop()` clears. Unref'd unless `keepAlive`: background work must never hold the
+   * process open, while a timer somebody awaits must.
+   */
+  timer(fn: () => void, options: { keepAlive?: boolean } = {}): TrackedTimer {
+    let handle: NodeJS.Timeout | undefined;
+    const entry = this.add(() => {
+      clearTimeout(handle);
+      handle = undefined;
+    });
+    return {
+      arm: (ms: number) => {
+        if (this.#closed) return;
+        clearTimeout(handle);
+        handle = setTimeout(() => {
+          handle = undefined;
+          fn();
+        }, ms);
+        if (!options.keepAlive) handle.unref();
+      },
+      get armed() {
+        return handle !== undefined;
+      },
+      dispose: () => entry.dispose(),
+    };
+  }
+
+  /** A repeating unref'd interval, cleared on dispose or close. */
+  interval(fn: () => void, ms: number): Disposable {
+    const handle = setInterval(fn, ms);
+    handle.unref();
+    return this.add(() => clearInterval(handle));
+  }
+
+  /** Adds `listener` to an emitter or event target the library does not own; removed on dispose or close. */
+  listen(target: EventEmitter | EventTarget, event: string, listener: (...args: any[]) => void): Disposable {
+    if ('addEventListener' in target) {
+      target.addEventListener(event, listener);
+      return this.add(() => target.removeEventListener(event, listener));
+    }
+    target.on(event, listener);
+    return this.add(() => target.off(event, listener));
+  }
+
+  /** Releases everything, newest first; a release that throws does not stop the others. Idempotent. */
+  close(): unknown[] {
+    this.#closed = true;
+    const errors: unknown[] = [];
+    for (const item of [...this.#items].reverse()) {
+      try {
+        item.dispose();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    return errors;
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Memory and CPU pressure: the process is sampled on an interval and the higher of its memory and CPU ratios
+ * gives a level, `normal | elevated | critical`, with hysteresis so it does not flap around a threshold.
+ * The sampler is a small interface: pidusage by default, a test double in tests.
+ */
+import pidusage from 'pidusage';
+import type { ResolvedPressureOptions } from '../config.js';
+import type { Disposables, TrackedTimer } from './disposables.js';
+
+export type PressureLevel = 'normal' | 'elevated' | 'critical';
+
+/** One reading of the process. */
+export interface ResourceSample {
+  /** Resident set size in bytes. */
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  /**
+   * CPU in percent of one core since the previous sample (may exceed 100 with worker threads); `NaN` when not known
+   * yet (pidusage's first reading averages over the whole life of the process, so it is left out).
+   */
+  readonly cpuPercent: number;
+}
+
+/** Where samples come from. Swap it to drive pressure in tests or to read a container's cgroup instead. */
+export interface ResourceSampler {
+  sample(): Promise<ResourceSample> | ResourceSample;
+  /** Releases what the sampler holds; called on stop. */
+  close?(): void;
+}
+
+/** pidusage for RSS and CPU (what `ps` and `top` show), `process.memoryUsage()` for the heap. */
+export class PidusageSampler implements ResourceSampler {
+  #primed = false;
+
+  async sample(): Promise<ResourceSample> {
+    const stat = await pidusage(process.pid);
+    const cpuPercent = this.#primed ? stat.cpu : Number.NaN;
+    this.#primed = true;
+    return { rssBytes: stat.memory, heapUsedBytes: process.memoryUsage().heapUsed, cpuPercent };
+  }
+
+  close(): void {
+    // pidusage keeps its CPU history behind an (unref'd) interval of its own; release it.
+    pidusage.clear();
+  }
+}
+
+/**
+ * The level after `current` given the load `ratio` (the higher of memory/limit and cpu/limit). Going up takes
+ * crossing a threshold; coming down takes falling `hysteresis` below it.
+ */
+export function nextPressureLevel(current: PressureLevel, ratio: number, elevatedAt: number, hysteresis: number): PressureLevel {
+  if (ratio >= 1) return 'critical';
+  if (current === 'critical' && ratio > 1 - hysteresis) return 'critical';
+  if (ratio >= elevatedAt) return 'elevated';
+  if (current !== 'normal' && ratio > elevatedAt - hysteresis) return 'elevated';
+  return 'normal';
+}
+
+export interface PressureChange {
+  readonly from: PressureLevel;
+  readonly to: PressureLevel;
+  readonly sample: ResourceSample;
+  /** The higher of the memory and CPU ratios to their limits. */
+  readonly ratio: number;
+}
+
+export class PressureMonitor {
+  readonly options: ResolvedPressureOptions;
+  readonly #sampler: ResourceSampler;
+  readonly #timer: TrackedTimer;
+  readonly #onChange: (change: PressureChange) => void;
+  readonly #onError: (error: unknown) => void;
+  #level: PressureLevel = 'normal';
+  #last: ResourceSample | undefined;
+  #running = false;
+  #sampling: Promise<void> | undefined;
+  /** The last `cpuSustainedSamples` CPU ratios: CPU counts at the lowest of them, so one busy second moves nothing. */
+  readonly #cpu: number[] = [];
+
+  constructor(
+    options: ResolvedPressureOptions,
+    disposables: Disposables,
+    onChange: (change: PressureChange) => void,
+    onError: (error: unknown) => void,
+  ) {
+    this.options = options;
+    this.#sampler = options.sampler ?? new PidusageSampler();
+    this.#onChange = onChange;
+    this.#onError = onError;
+    this.#timer = disposables.timer(() => void this.sampleNow().finally(() => this.#schedule()));
+    disposables.add(() => {
+      this.#running = false;
+      this.#sampler.close?.();
+    });
+  }
+
+  get level(): PressureLevel {
+    return this.#level;
+  }
+
+  get lastSample(): ResourceSample | undefined {
+    return this.#last;
+  }
+
+  /** Samples at once and then every `sampleIntervalMs`, each after the previous one finished (never overlapping). */
+  start(): Promise<void> {
+    this.#running = true;
+    return this.sampleNow().finally(() => this.#schedule());
+  }
+
+  /** Takes one sample and applies it. A sampler that fails leaves the level as it was and is reported. */
+  sampleNow(): Promise<void> {
+    this.#sampling ??= this.#sample().finally(() => (this.#sampling = undefined));
+    return this.#sampling;
+  }
+
+  async #sample(): Promise<void> {
+    let sample: ResourceSample;
+    try {
+      sample = await this.#sampler.sample();
+      if (!isSample(sample)) throw new TypeError('The pressure sampler returned something other than { rssBytes, heapUsedBytes, cpuPercent } numbers');
+    } catch (error) {
+      this.#onError(error);
+      return;
+    }
+    this.#last = sample;
+    const { memoryLimitBytes, cpuLimitPercent, elevatedAt, hysteresis, cpuSustainedSamples } = this.options;
+    if (!Number.isNaN(sample.cpuPercent)) {
+      this.#cpu.push(sample.cpuPercent / cpuLimitPercent);
+      if (this.#cpu.length > cpuSustainedSamples) this.#cpu.shift();
+    }
+    // Memory acts at once (running out of it is fatal); CPU only when it stayed high for every recent sample.
+    const cpu = this.#cpu.length < cpuSustainedSamples ? 0 : Math.min(...this.#cpu);
+    const ratio = Math.max(sample.rssBytes / memoryLimitBytes, cpu);
+    const from = this.#level;
+    const to = nextPressureLevel(from, ratio, elevatedAt, hysteresis);
+    if (to === from) return;
+    this.#level = to;
+    this.#onChange({ from, to, sample, ratio });
+  }
+
+  #schedule(): void {
+    if (this.#running) this.#timer.arm(this.options.sampleIntervalMs);
+  }
+}
+
+function isSample(value: unknown): value is ResourceSample {
+  if (typeof value !== 'object' || value === null) return false;
+  const s = value as Record<string, unknown>;
+  return Number.isFinite(s['rssBytes']) && Number.isFinite(s['heapUsedBytes']) && typeof s['cpuPercent'] === 'number';
+}
