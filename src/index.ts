@@ -8,6 +8,7 @@ export type { OrchestratorState, OrchestratorStats } from './orchestrator.js';
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
 export type { AgentPoolManager, RegisterAgentOptions } from './pool/agent-pool-manager.js';
 export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-engine.js';
+export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';
@@ -17,12 +18,40 @@ export type { PoolSnapshot } from './pool/pool.js';
 export type { Task, TaskHandle } from './engine/task.js';
 export type { DeadLetter } from './engine/dead-letter.js';
 
-export { ORCHESTRATOR_DEFAULTS, POOL_DEFAULTS, RETRY_DEFAULTS, STOP_DEFAULTS } from './config.js';
-export type { Clock, OrchestratorOptions, PoolOptions, RetryOptions, RoutingStrategyName, StopOptions } from './config.js';
+export {
+  BREAKER_DEFAULTS,
+  BUDGET_DEFAULTS,
+  defaultRetryable,
+  ORCHESTRATOR_DEFAULTS,
+  POOL_DEFAULTS,
+  PRESSURE_DEFAULTS,
+  RATE_LIMIT_DEFAULTS,
+  RETRY_DEFAULTS,
+  STOP_DEFAULTS,
+} from './config.js';
+export type {
+  BreakerOptions,
+  BudgetOptions,
+  Clock,
+  OrchestratorOptions,
+  PoolOptions,
+  PressureOptions,
+  RateLimitOptions,
+  RetryOptions,
+  RoutingStrategyName,
+  StopOptions,
+} from './config.js';
+export type { BreakerState } from './resources/circuit-breakers.js';
+export type { DependencyBreakerOptions, GuardedFunction } from './resources/dependency-breaker.js';
+export type { PressureLevel, ResourceSample, ResourceSampler } from './resources/pressure.js';
+export type { RateLimiterSnapshot } from './resources/rate-limiter.js';
+export { retryAfterMs } from './resources/retry-after.js';
 
 export {
   AgentCreationError,
   AgentNotFoundError,
+  BreakerOpenError,
+  BudgetExceededError,
   DuplicateAgentError,
   IllegalStateTransitionError,
   isOrchestratorError,
@@ -32,6 +61,7 @@ export {
   OrchestratorStoppedError,
   PoolAtCapacityError,
   QueueFullError,
+  ResourcePressureError,
   TaskCancelledError,
   TaskDeadLetteredError,
   TaskNotFoundError,
