@@ -25,8 +25,9 @@ export interface TaskContext<TPayload = unknown> {
   readonly agentId: string;
   readonly tenantId: string | undefined;
   /**
-   * Reports cost units (tokens, cents) spent on this task; summed per task. Throws ValidationError unless `units` is
-   * a finite number >= 0. (Per-tenant budgets over these sums are the ResourceManager's, not built yet.)
+   * Reports cost units (tokens, cents) spent on this task. They add to the task's sum, to its tenant's budget
+   * (`budgets`; a tenant over budget has new tasks refused) and to the `units` of the rate limits on its required
+   * capabilities. Throws ValidationError unless `units` is a finite number >= 0.
    */
   reportCost(units: number): void;
 }
