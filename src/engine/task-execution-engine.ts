@@ -169,7 +169,10 @@ export class TaskExecutionEngine implements RoutingListener {
 
   *waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> {
     if (this.#waiting === 0) return;
-    for (const c of this.#classes.values()) if (c.queue.size > 0) yield { requires: c.requires, waiting: c.queue.size };
+    const now = this.#options.clock.now();
+    for (const c of this.#classes.values()) {
+      if (c.queue.size > 0 && !this.#heldByLimits(c, now)) yield { requires: c.requires, waiting: c.queue.size };
+    }
   }
 
   agentUnroutable(agent: AgentRecord): void {
@@ -472,7 +475,8 @@ export class TaskExecutionEngine implements RoutingListener {
         waiting: this.#waiting,
       });
     }
-    this.#pools.requestCapacity(klass.requires, klass.queue.size);
+    // Tasks held back by a rate limit are not waiting for agents: more agents would not start them sooner.
+    if (!this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
   }
 
   /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
@@ -519,6 +523,12 @@ export class TaskExecutionEngine implements RoutingListener {
       }
     }
     return true;
+  }
+
+  /** Whether a rate limit of the class has no room now (without asking for a wake-up). */
+  #heldByLimits(klass: TaskClass, now: number): boolean {
+    for (const limiter of klass.limiters) if (!limiter.ready(now)) return true;
+    return false;
   }
 
   /** A rate limit has room again: start held tasks on free agents, best first, while the limits allow. */

@@ -103,10 +103,21 @@ export class PressureMonitor {
     return this.#last;
   }
 
-  /** Samples at once and then every `sampleIntervalMs`, each after the previous one finished (never overlapping). */
-  start(): Promise<void> {
+  /**
+   * Samples at once and then every `sampleIntervalMs`, each after the previous one finished (never overlapping).
+   * Resolves after the first sample, or after `sampleIntervalMs` if the sampler is slower: a hung sampler must not
+   * hold `start()` up.
+   */
+  async start(): Promise<void> {
     this.#running = true;
-    return this.sampleNow().finally(() => this.#schedule());
+    const first = this.sampleNow().finally(() => this.#schedule());
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.sampleIntervalMs)));
+    try {
+      await Promise.race([first, bound]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Takes one sample and applies it. A sampler that fails leaves the level as it was and is reported. */
