@@ -586,7 +586,7 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
-      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok);
+      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok, now);
       if (ok) this.#complete(task, attempt, value, now);
       else this.#attemptFailed(task, attempt, value, now);
     }
@@ -600,7 +600,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const now = this.#options.clock.now();
     this.#running--;
     agent.recordOutcome(false, now - attempt.startedAt);
-    agent.breaker?.record(false);
+    agent.breaker?.record(false, now);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
     attempt.abandon(error);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.

@@ -4,7 +4,7 @@
  *
  * Every breaker of one window length shares one bucket-rotation interval (opossum's `rotateBucketController`)
  * instead of keeping two intervals each, so 10,000 agents cost one timer, and a removed agent's breaker is shut
- * down with it.
+ * down with it. An agent's opossum breaker is only made at its first failure.
  */
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
@@ -52,51 +52,104 @@ export function opossumOptions(options: ResolvedBreakerOptions, rotate: EventEmi
  * The breaker of one agent. The engine reports each attempt's outcome after the fact (an engine timeout counts as
  * a failure, a cancellation as nothing), so a hung agent trips its breaker too.
  *
- * Cost: a success while closed is one counter increment (opossum's error rate is failures / fires); everything
- * else goes through opossum's `fire`, which weighs the rate and moves the state.
+ * Cost: the opossum breaker (about 6.5 KB) is made at the agent's first failure, not at registration: until then a
+ * success is one counter increment, so registering 10,000 healthy agents costs no breakers at all. The new breaker
+ * is primed with the attempts counted in the current window, so its failure rate (failures / fires) is true.
+ * While closed, a success is one increment of opossum's own counter; everything else goes through opossum's
+ * `fire`, which weighs the rate and moves the state.
  */
 export class AgentBreaker implements Disposable {
   readonly name: string;
-  readonly #breaker: CircuitBreaker<[boolean], boolean>;
-  readonly #status: CountingStatus;
+  readonly #options: ResolvedBreakerOptions;
+  readonly #rotation: () => EventEmitter;
+  readonly #onChange: (breaker: AgentBreaker, from: BreakerState, to: BreakerState) => void;
+  #breaker: CircuitBreaker<[boolean], boolean> | undefined;
+  #status: CountingStatus | undefined;
   #state: BreakerState = 'closed';
+  /** Before the breaker exists: attempts since `#windowStart`, to prime it with. */
+  #fires = 0;
+  #windowStart = -Infinity;
+  #disposed = false;
+  /**
+   * While open: a timer that keeps the process alive until half-open. opossum's own reset timer is unref'd, and tasks
+   * waiting for this agent would otherwise be dropped by a process that exits under them.
+   */
+  #hold: NodeJS.Timeout | undefined;
 
   constructor(
     name: string,
     options: ResolvedBreakerOptions,
-    rotate: EventEmitter,
+    rotation: () => EventEmitter,
     onChange: (breaker: AgentBreaker, from: BreakerState, to: BreakerState) => void,
   ) {
     this.name = name;
-    this.#breaker = new CircuitBreaker(replay, opossumOptions(options, rotate, name));
-    this.#status = this.#breaker.status as unknown as CountingStatus;
-    const move = (to: BreakerState) => () => {
-      const from = this.#state;
-      if (from === to) return;
-      this.#state = to;
-      onChange(this, from, to);
-    };
-    this.#breaker.on('open', move('open'));
-    this.#breaker.on('halfOpen', move('half-open'));
-    this.#breaker.on('close', move('closed'));
+    this.#options = options;
+    this.#rotation = rotation;
+    this.#onChange = onChange;
   }
 
   get state(): BreakerState {
     return this.#state;
   }
 
+  /** Whether the opossum breaker was made (the agent failed at least once). */
+  get materialised(): boolean {
+    return this.#breaker !== undefined;
+  }
+
   /** Folds one finished attempt in. Outcomes that arrive while open (attempts started before it opened) are ignored. */
-  record(ok: boolean): void {
-    if (this.#state === 'open') return;
+  record(ok: boolean, now: number): void {
+    if (this.#state === 'open' || this.#disposed) return;
+    if (!this.#breaker) {
+      if (now - this.#windowStart >= this.#options.windowMs) {
+        this.#windowStart = now;
+        this.#fires = 0;
+      }
+      if (ok) {
+        this.#fires++;
+        return;
+      }
+      this.#materialise();
+    }
     if (ok && this.#state === 'closed') {
-      this.#status.increment('fires');
+      this.#status!.increment('fires');
       return;
     }
-    this.#breaker.fire(ok).catch(noop);
+    this.#breaker!.fire(ok).catch(noop);
   }
 
   dispose(): void {
-    this.#breaker.shutdown();
+    this.#disposed = true;
+    clearTimeout(this.#hold);
+    this.#breaker?.shutdown();
+  }
+
+  #materialise(): void {
+    const rotate = this.#rotation();
+    const options = opossumOptions(this.#options, rotate, this.name);
+    const status = CircuitBreaker.newStatus({
+      rollingCountBuckets: options.rollingCountBuckets!,
+      rollingCountTimeout: options.rollingCountTimeout!,
+      rotateBucketController: rotate,
+      enableSnapshots: false,
+      rollingPercentilesEnabled: false,
+      stats: { fires: this.#fires } as CircuitBreaker.Stats,
+    } as CircuitBreaker.StatusOptions);
+    const breaker = new CircuitBreaker(replay, { ...options, status });
+    this.#breaker = breaker;
+    this.#status = breaker.status as unknown as CountingStatus;
+    const move = (to: BreakerState) => () => {
+      const from = this.#state;
+      if (from === to) return;
+      this.#state = to;
+      clearTimeout(this.#hold);
+      // Fires just after opossum's reset timer; it does nothing but keep the process alive until then.
+      this.#hold = to === 'open' && !this.#disposed ? setTimeout(noop, this.#options.resetTimeoutMs + 1) : undefined;
+      this.#onChange(this, from, to);
+    };
+    breaker.on('open', move('open'));
+    breaker.on('halfOpen', move('half-open'));
+    breaker.on('close', move('closed'));
   }
 }
 

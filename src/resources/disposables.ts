@@ -13,6 +13,8 @@ export interface Disposable {
 export interface TrackedTimer extends Disposable {
   /** Arms (or re-arms) the timer to fire once after `ms`. */
   arm(ms: number): void;
+  /** Lets the armed timer hold the process open: someone now awaits it. Re-arming drops this again. */
+  hold(): void;
   readonly armed: boolean;
 }
 
@@ -64,6 +66,9 @@ export class Disposables {
           fn();
         }, ms);
         if (!options.keepAlive) handle.unref();
+      },
+      hold: () => {
+        handle?.ref();
       },
       get armed() {
         return handle !== undefined;

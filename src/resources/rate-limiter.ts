@@ -56,7 +56,7 @@ export class RateLimiter {
     this.#requests = options.requests;
     this.#units = options.units;
     this.#updatedAt = clock.now();
-    // Unref'd: a limit holding work back must not hold the process open on its own.
+    // Unref'd while nobody waits; held (see #arm) while tasks or calls wait on it, as a retry backoff would be.
     this.#timer = disposables.timer(() => this.#wake());
   }
 
@@ -92,14 +92,15 @@ export class RateLimiter {
     this.#pausedUntil = until;
     const wasPaused = this.#paused;
     this.#paused = true;
-    this.#timer.arm(Math.max(1, until - now));
+    this.#arm(Math.max(1, until - now));
     if (!wasPaused) this.#hooks.paused(this, ms);
   }
 
   /** Asks for a wake-up (the `ready` hook) when room comes back; the engine calls it when a queued task is held. */
   want(now: number): void {
     this.#wanted = true;
-    if (!this.#timer.armed) this.#timer.arm(this.#msUntilReady(now));
+    if (this.#timer.armed) this.#timer.hold();
+    else this.#arm(this.#msUntilReady(now));
   }
 
   /** Resolves when one request (and `units`) may start, first come first served, and takes them. */
@@ -112,7 +113,8 @@ export class RateLimiter {
     if (this.#closed) return Promise.reject(this.#closed.reason);
     return new Promise<void>((resolve, reject) => {
       this.#waiters.push({ units, resolve, reject });
-      if (!this.#timer.armed) this.#timer.arm(this.#msUntilReady(now));
+      if (this.#timer.armed) this.#timer.hold();
+      else this.#arm(this.#msUntilReady(now));
     });
   }
 
@@ -169,6 +171,12 @@ export class RateLimiter {
     this.#wanted = false;
     if (wanted && this.ready(now)) this.#hooks.ready(this);
     else if (wanted) this.#wanted = true;
-    if (this.#waiters.length > 0 || this.#wanted) this.#timer.arm(this.#msUntilReady(now));
+    if (this.#waiters.length > 0 || this.#wanted) this.#arm(this.#msUntilReady(now));
+  }
+
+  /** Arms the wake-up; it holds the process open only while someone waits on this limiter. */
+  #arm(ms: number): void {
+    this.#timer.arm(ms);
+    if (this.#waiters.length > 0 || this.#wanted) this.#timer.hold();
   }
 }

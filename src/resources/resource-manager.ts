@@ -238,7 +238,7 @@ export class ResourceManager {
   agentBreaker(agentId: string, onChange: (from: BreakerState, to: BreakerState) => void): AgentBreaker | undefined {
     const options = this.#options.agentBreaker;
     if (options === false || this.#stopped) return undefined;
-    const breaker = new AgentBreaker(`agent:${agentId}`, options, this.#rotation(options.windowMs), (b, from, to) => {
+    const breaker = new AgentBreaker(`agent:${agentId}`, options, () => this.#rotation(options.windowMs), (b, from, to) => {
       this.#events.emit('breaker:state', { breaker: b.name, agentId, from, to });
       onChange(from, to);
     });
@@ -251,9 +251,14 @@ export class ResourceManager {
     if (this.#agentBreakers.delete(breaker)) breaker.dispose();
   }
 
-  /** @internal Agent breakers alive, and breakers still listening for bucket rotation: what a leak test reads. */
-  get breakerCounts(): { readonly agents: number; readonly rotationListeners: number } {
-    return { agents: this.#agentBreakers.size, rotationListeners: this.#buckets.listeners };
+  /**
+   * @internal Agent breakers alive, how many of those made their opossum breaker (after a failure), and breakers
+   * still listening for bucket rotation: what a leak test reads.
+   */
+  get breakerCounts(): { readonly agents: number; readonly materialised: number; readonly rotationListeners: number } {
+    let materialised = 0;
+    for (const b of this.#agentBreakers) if (b.materialised) materialised++;
+    return { agents: this.#agentBreakers.size, materialised, rotationListeners: this.#buckets.listeners };
   }
 
   /** @internal The limiters of the capabilities in `requires` (empty when none is limited). */
