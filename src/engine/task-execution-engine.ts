@@ -147,6 +147,8 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#resources = resources;
     this.#limited = resources.limitsCapabilities;
     resources.onLimiterReady(() => this.#kick());
+    // Cleared by stop() already; registered too, so that the shared deadline timer is released whatever happens.
+    resources.disposables.add(() => this.#deadlines.clear());
     this.#strategy = ROUTING_STRATEGIES[options.routing];
     this.#cache = new RoutingCache(this.#index);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);

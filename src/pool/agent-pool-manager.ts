@@ -21,6 +21,7 @@ import {
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import type { BreakerState } from '../resources/circuit-breakers.js';
 import type { PressureLevel } from '../resources/pressure.js';
+import type { TrackedTimer } from '../resources/disposables.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import type { Agent } from './agent.js';
 import { AgentRecord, type AgentRecordHooks } from './agent-record.js';
@@ -95,7 +96,8 @@ export class AgentPoolManager {
   readonly #hooks: AgentRecordHooks;
   #listener: RoutingListener | undefined;
   #state: ManagerState = 'idle';
-  #ticker: NodeJS.Timeout | undefined;
+  /** The one scale ticker of every pool (unref'd, tracked by the ResourceManager). */
+  readonly #ticker: TrackedTimer;
   #externalSeq = 0;
   #generation = 0;
 
@@ -104,6 +106,7 @@ export class AgentPoolManager {
     this.#events = options.events;
     this.#resources = options.resources;
     this.#resources.onPressure((level) => this.#onPressure(level));
+    this.#ticker = this.#resources.disposables.timer(() => this.#tick());
     // Every queued and running creation listens on this one stop signal; that is by design, not a leak.
     setMaxListeners(0, this.#abort.signal);
     for (const p of options.pools) this.#pools.set(p.role, new Pool(p));
@@ -254,8 +257,7 @@ export class AgentPoolManager {
   async stop(timeoutMs: number): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     this.#state = 'stopping';
-    if (this.#ticker) clearTimeout(this.#ticker);
-    this.#ticker = undefined;
+    this.#ticker.dispose();
     // Queued creations reject at once (p-queue removes an item whose signal aborts); running ones see the signal.
     this.#abort.abort(new OrchestratorStoppedError('The orchestrator stopped while creating an agent'));
 
@@ -620,13 +622,11 @@ export class AgentPoolManager {
 
   #scheduleTick(): void {
     if (this.#state !== 'running' || this.#pools.size === 0) return;
-    this.#ticker = setTimeout(() => this.#tick(), this.#options.scaleIntervalMs);
-    this.#ticker.unref();
+    this.#ticker.arm(this.#options.scaleIntervalMs);
   }
 
   /** One pass over the pools: retire idle agents above the minimum, then top pools back up. */
   #tick(): void {
-    this.#ticker = undefined;
     const now = this.#options.clock.now();
     const underPressure = this.#resources.pressure !== 'normal';
     for (const pool of this.#pools.values()) {
