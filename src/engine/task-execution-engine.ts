@@ -558,8 +558,10 @@ export class TaskExecutionEngine implements RoutingListener {
     if (number > 1) this.#retries++;
     task.phase = 'running';
     this.#running++;
+    const probe = agent.probe === 'ready';
     agent.acquire();
     const attempt = new Attempt(task, agent, number, startedAt);
+    if (probe) attempt.probe = true;
     task.current = attempt;
     if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
@@ -588,7 +590,7 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
-      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok, now);
+      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok, now, attempt.probe);
       if (ok) this.#complete(task, attempt, value, now);
       else this.#attemptFailed(task, attempt, value, now);
     }
@@ -602,7 +604,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const now = this.#options.clock.now();
     this.#running--;
     agent.recordOutcome(false, now - attempt.startedAt);
-    agent.breaker?.record(false, now);
+    agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
     attempt.abandon(error);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.

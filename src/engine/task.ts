@@ -158,6 +158,8 @@ export class Attempt implements DeadlineEntry {
   /** Made on first read of `ctx.signal`: most agents never look, and a controller per attempt is not free. */
   controller: AbortController | undefined;
   abandoned = false;
+  /** The one probe task of its agent's half-open breaker: only its outcome decides whether the breaker closes. */
+  probe = false;
   /** Why it was abandoned (timeout or cancel): the reason of a signal first read afterwards. */
   abandonReason: unknown;
   // Deadline-list links, owned by Deadlines.

@@ -380,6 +380,7 @@ export class AgentPoolManager {
 
   async #create(pool: Pool, kind: 'member' | 'spare', placed: () => void): Promise<AgentRecord> {
     const { options } = pool;
+    let attempts = 0;
     try {
       return await this.#resources.retry.run(
         async () => {
@@ -393,6 +394,7 @@ export class AgentPoolManager {
           attempts: options.createAttempts,
           signal: this.#abort.signal,
           onFailure: (error, attempt, willRetry) => {
+            attempts = attempt;
             // Unregistered while initialising: not a failure, so neither reported nor retried.
             if (!(error instanceof AgentWithdrawnError)) this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
           },
@@ -402,7 +404,7 @@ export class AgentPoolManager {
     } catch (error) {
       if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
       if (error instanceof AgentWithdrawnError) throw error;
-      throw new AgentCreationError(pool.role, options.createAttempts, error);
+      throw new AgentCreationError(pool.role, attempts, error);
     }
   }
 

@@ -97,9 +97,15 @@ export class AgentBreaker implements Disposable {
     return this.#breaker !== undefined;
   }
 
-  /** Folds one finished attempt in. Outcomes that arrive while open (attempts started before it opened) are ignored. */
-  record(ok: boolean, now: number): void {
-    if (this.#state === 'open' || this.#disposed) return;
+  /**
+   * Folds one finished attempt in. Outcomes that arrive while open, and while half-open from any attempt but the
+   * probe (`probe`), are ignored: they started before the breaker opened and say nothing about the agent now.
+   *
+   * A failure that crosses the threshold opens the breaker before this returns (opossum would only decide a few
+   * microtasks later), so the engine never hands the agent another task on the very failure that quarantines it.
+   */
+  record(ok: boolean, now: number, probe: boolean): void {
+    if (this.#state === 'open' || this.#disposed || (this.#state === 'half-open' && !probe)) return;
     if (!this.#breaker) {
       if (now - this.#windowStart >= this.#options.windowMs) {
         this.#windowStart = now;
@@ -111,11 +117,23 @@ export class AgentBreaker implements Disposable {
       }
       this.#materialise();
     }
+    const breaker = this.#breaker!;
     if (ok && this.#state === 'closed') {
       this.#status!.increment('fires');
       return;
     }
-    this.#breaker!.fire(ok).catch(noop);
+    const opens = !ok && this.#failureOpens(breaker);
+    breaker.fire(ok).catch(noop);
+    // opossum's own check, run later, then finds it open already and leaves it so.
+    if (opens) breaker.open();
+  }
+
+  /** Whether one more failure opens the breaker, by opossum's rule: half-open, or the rate over the threshold with enough volume. */
+  #failureOpens(breaker: CircuitBreaker<[boolean], boolean>): boolean {
+    if (this.#state === 'half-open') return true;
+    const { fires, failures } = breaker.stats;
+    const f = fires + 1;
+    return f >= this.#options.volumeThreshold && ((failures + 1) / f) * 100 > this.#options.errorThresholdPercentage;
   }
 
   dispose(): void {
