@@ -670,7 +670,8 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.charge(units, now);
     const tenantId = task.spec.tenantId;
     const { budgets } = this.#resources;
-    if (tenantId === undefined || !budgets.active || !budgets.charge(tenantId, units, now)) return;
+    // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
+    if (tenantId === undefined || !budgets.charge(tenantId, units, now)) return;
     const exceeded = new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs);
     let halted = 0;
     if (budgets.haltOnExceeded) {

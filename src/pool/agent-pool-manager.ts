@@ -346,6 +346,7 @@ export class AgentPoolManager {
     return created
       .then((record) => {
         if (kind === 'member') this.#emitScaled(pool, reason);
+        else if (this.#resources.pressure !== 'normal') this.#shedSpare(pool, record); // pressure came while it was made
         return record;
       })
       .finally(uncount);
@@ -610,8 +611,7 @@ export class AgentPoolManager {
   }
 
   #shed(pool: Pool): void {
-    // Out of the spare list first, so nothing promotes a spare that is on its way out.
-    for (const spare of pool.spares.splice(0)) this.#retire(spare).then(() => this.#emitScaled(pool, 'pressure'), noop);
+    for (const spare of [...pool.spares]) this.#shedSpare(pool, spare);
     let surplus = pool.liveMembers - pool.options.minAgents;
     for (const m of pool.members) {
       if (surplus <= 0) break;
@@ -620,6 +620,14 @@ export class AgentPoolManager {
         this.#retire(m).then(() => this.#emitScaled(pool, 'pressure'), noop);
       }
     }
+  }
+
+  /** Retires a warm spare; out of the spare list first, so nothing promotes a spare that is on its way out. */
+  #shedSpare(pool: Pool, spare: AgentRecord): void {
+    const i = pool.spares.indexOf(spare);
+    if (i < 0) return;
+    pool.spares.splice(i, 1);
+    this.#retire(spare).then(() => this.#emitScaled(pool, 'pressure'), noop);
   }
 
   #scheduleTick(): void {

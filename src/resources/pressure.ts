@@ -51,11 +51,14 @@ export class PidusageSampler implements ResourceSampler {
  */
 export function nextPressureLevel(current: PressureLevel, ratio: number, elevatedAt: number, hysteresis: number): PressureLevel {
   if (ratio >= 1) return 'critical';
-  if (current === 'critical' && ratio > 1 - hysteresis) return 'critical';
+  if (current === 'critical' && ratio > 1 - hysteresis + EPSILON) return 'critical';
   if (ratio >= elevatedAt) return 'elevated';
-  if (current !== 'normal' && ratio > elevatedAt - hysteresis) return 'elevated';
+  if (current !== 'normal' && ratio > elevatedAt - hysteresis + EPSILON) return 'elevated';
   return 'normal';
 }
+
+/** So that 0.85 - 0.05 steps down at 0.8 as written, not at 0.7999999999999999. */
+const EPSILON = 1e-9;
 
 export interface PressureChange {
   readonly from: PressureLevel;
