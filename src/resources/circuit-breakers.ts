@@ -16,14 +16,14 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 /** Buckets per rolling window, as opossum counts them. */
 const BUCKETS = 10;
 
-/** The one action of an agent breaker: it replays an outcome that already happened. */
-const FAILED = new Error('attempt failed');
-const replay = (ok: boolean): Promise<boolean> => (ok ? Promise.resolve(true) : Promise.reject(FAILED));
+/** An agent breaker never calls its action (outcomes are recorded, see `record`); opossum requires one. */
+const unused = (): Promise<never> => Promise.reject(new Error('an agent breaker is never fired'));
 const noop = (): void => {};
 
-/** opossum's Status counts per bucket with `increment`; its typings leave the method out. */
+/** opossum's Status: `increment` counts in the newest bucket (its typings leave the method out), `window` lists the buckets. */
 interface CountingStatus {
-  increment(property: 'fires'): void;
+  increment(property: 'fires' | 'failures'): void;
+  readonly window: ReadonlyArray<{ readonly fires: number; readonly failures: number }>;
 }
 
 export function stateOf(breaker: CircuitBreaker): BreakerState {
@@ -55,15 +55,14 @@ export function opossumOptions(options: ResolvedBreakerOptions, rotate: EventEmi
  * Cost: the opossum breaker (about 6.5 KB) is made at the agent's first failure, not at registration: until then a
  * success is one counter increment, so registering 10,000 healthy agents costs no breakers at all. The new breaker
  * is primed with the attempts counted in the current window, so its failure rate (failures / fires) is true.
- * While closed, a success is one increment of opossum's own counter; everything else goes through opossum's
- * `fire`, which weighs the rate and moves the state.
+ * After that, opossum keeps the rolling window, the state, the reset timer and the events; see `record`.
  */
 export class AgentBreaker implements Disposable {
   readonly name: string;
   readonly #options: ResolvedBreakerOptions;
   readonly #rotation: () => EventEmitter;
   readonly #onChange: (breaker: AgentBreaker, from: BreakerState, to: BreakerState) => void;
-  #breaker: CircuitBreaker<[boolean], boolean> | undefined;
+  #breaker: CircuitBreaker<[], never> | undefined;
   #status: CountingStatus | undefined;
   #state: BreakerState = 'closed';
   /** Before the breaker exists: attempts since `#windowStart`, to prime it with. */
@@ -101,8 +100,11 @@ export class AgentBreaker implements Disposable {
    * Folds one finished attempt in. Outcomes that arrive while open, and while half-open from any attempt but the
    * probe (`probe`), are ignored: they started before the breaker opened and say nothing about the agent now.
    *
-   * A failure that crosses the threshold opens the breaker before this returns (opossum would only decide a few
-   * microtasks later), so the engine never hands the agent another task on the very failure that quarantines it.
+   * The outcome is counted in opossum's rolling window and the decision taken here, by opossum's rule (open when
+   * the failure percentage is above the threshold with at least `volumeThreshold` attempts; the probe's outcome
+   * closes or reopens a half-open breaker), then carried out with its public `open()` / `close()`. Nothing goes
+   * through `fire()`: the outcome is already known, `fire` costs a promise chain, and its verdict would come a few
+   * microtasks late, after the engine had handed the failing agent its next task.
    */
   record(ok: boolean, now: number, probe: boolean): void {
     if (this.#state === 'open' || this.#disposed || (this.#state === 'half-open' && !probe)) return;
@@ -118,22 +120,27 @@ export class AgentBreaker implements Disposable {
       this.#materialise();
     }
     const breaker = this.#breaker!;
-    if (ok && this.#state === 'closed') {
-      this.#status!.increment('fires');
+    if (this.#state === 'half-open') {
+      if (ok) breaker.close();
+      else breaker.open();
       return;
     }
-    const opens = !ok && this.#failureOpens(breaker);
-    breaker.fire(ok).catch(noop);
-    // opossum's own check, run later, then finds it open already and leaves it so.
-    if (opens) breaker.open();
+    const status = this.#status!;
+    status.increment('fires');
+    if (ok) return;
+    status.increment('failures');
+    if (this.#crossed(status)) breaker.open();
   }
 
-  /** Whether one more failure opens the breaker, by opossum's rule: half-open, or the rate over the threshold with enough volume. */
-  #failureOpens(breaker: CircuitBreaker<[boolean], boolean>): boolean {
-    if (this.#state === 'half-open') return true;
-    const { fires, failures } = breaker.stats;
-    const f = fires + 1;
-    return f >= this.#options.volumeThreshold && ((failures + 1) / f) * 100 > this.#options.errorThresholdPercentage;
+  /** opossum's rule over its rolling window (summed from the buckets, not its `stats`, which also sorts latencies). */
+  #crossed(status: CountingStatus): boolean {
+    let fires = 0;
+    let failures = 0;
+    for (const bucket of status.window) {
+      fires += bucket.fires;
+      failures += bucket.failures;
+    }
+    return fires >= this.#options.volumeThreshold && (failures / fires) * 100 > this.#options.errorThresholdPercentage;
   }
 
   dispose(): void {
@@ -153,7 +160,7 @@ export class AgentBreaker implements Disposable {
       rollingPercentilesEnabled: false,
       stats: { fires: this.#fires } as CircuitBreaker.Stats,
     } as CircuitBreaker.StatusOptions);
-    const breaker = new CircuitBreaker(replay, { ...options, status });
+    const breaker = new CircuitBreaker(unused, { ...options, status });
     this.#breaker = breaker;
     this.#status = breaker.status as unknown as CountingStatus;
     const move = (to: BreakerState) => () => {
