@@ -73,7 +73,16 @@ const orchestrator = new UnifiedOrchestrator({
   ],
   defaultTimeoutMs: TIMEOUT_MS,
   retry: { baseDelayMs: 10 }, // short backoff so retries show quickly
+  agentBreaker: { resetTimeoutMs: 300 }, // a quarantined agent gets its probe task after 300 ms
 });
+
+/** One agent that is simply broken: its circuit breaker opens and keeps it out of routing. */
+const brokenAgent: Agent = {
+  execute: async () => {
+    await delay(1);
+    throw new Error('broken-scraper cannot reach the web');
+  },
+};
 
 // --- The workload ---------------------------------------------------------------------------------
 
@@ -113,12 +122,20 @@ orchestrator.on('task:completed', ({ role = 'outside a pool' }) => {
 orchestrator.on('task:failed', ({ outcome }) => {
   outcomes[outcome]++;
 });
+// Flaky agents trip their circuit breakers: quarantined, probed after resetTimeoutMs, returned when the probe passes.
+let breakerTrips = 0;
+let probes = 0;
+orchestrator.on('breaker:state', ({ to }) => {
+  if (to === 'open') breakerTrips++;
+  if (to === 'half-open') probes++;
+});
 
 const progress = createProgress(TASKS);
 
 // --- Run ------------------------------------------------------------------------------------------
 
 await orchestrator.start();
+orchestrator.registerAgent(brokenAgent, { id: 'broken-scraper', capabilities: ['search'], role: 'outside a pool' });
 const startedAt = performance.now();
 const settled: Promise<unknown>[] = [];
 
@@ -141,6 +158,7 @@ for (let i = 0; i < TASKS; i++) {
 await Promise.all(settled);
 const elapsedMs = performance.now() - startedAt;
 const stats = orchestrator.stats();
+const brokenBreaker = orchestrator.agent('broken-scraper')?.breaker;
 await orchestrator.stop({ drain: true });
 progress.done();
 
@@ -162,6 +180,10 @@ console.table({
   'latency p99': { value: ms(percentile(latenciesMs, 0.99)) },
   retries: { value: stats.retries },
   'dead letters kept': { value: stats.deadLetters },
+  'agent breakers opened': { value: breakerTrips },
+  'half-open probes': { value: probes },
+  'broken-scraper breaker': { value: brokenBreaker },
+  'memory/CPU pressure': { value: stats.resources.pressure.level },
 });
 console.table(
   Object.fromEntries(
