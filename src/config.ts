@@ -32,6 +32,11 @@ export interface RetryOptions {
   /** @default 10_000 */
   maxDelayMs?: number;
   /**
+   * The longest wait a retry-after hint on an error is honoured for (task retries, rate-limit pauses, dependency
+   * calls); a longer hint is cut to this. @default 300_000
+   */
+  maxRetryAfterMs?: number;
+  /**
    * Whether an error is worth another attempt; `false` ends the retries at once (a task then dead-letters with
    * its history). @default every error except one with an own `retryable: false` property and the library's own
    * ValidationError, TaskCancelledError and BudgetExceededError
@@ -177,6 +182,7 @@ export interface OrchestratorOptions {
 export interface ResolvedRetryOptions {
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  readonly maxRetryAfterMs: number;
   readonly retryable: (error: unknown) => boolean;
 }
 
@@ -269,7 +275,12 @@ export function defaultRetryable(error: unknown): boolean {
   return code !== 'VALIDATION_ERROR' && code !== 'TASK_CANCELLED' && code !== 'BUDGET_EXCEEDED';
 }
 
-export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({ baseDelayMs: 100, maxDelayMs: 10_000, retryable: defaultRetryable });
+export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({
+  baseDelayMs: 100,
+  maxDelayMs: 10_000,
+  maxRetryAfterMs: 300_000,
+  retryable: defaultRetryable,
+});
 
 export const BREAKER_DEFAULTS: ResolvedBreakerOptions = Object.freeze({
   errorThresholdPercentage: 50,
@@ -485,7 +496,7 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
   };
 }
 
-const RETRY_KEYS: ReadonlySet<string> = new Set(['baseDelayMs', 'maxDelayMs', 'retryable']);
+const RETRY_KEYS: ReadonlySet<string> = new Set(['baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs', 'retryable']);
 
 export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRetryOptions {
   if (input === undefined) return RETRY_DEFAULTS;
@@ -499,7 +510,8 @@ export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRe
     throw new ValidationError(`${field}.maxDelayMs`, `Expected \`${field}.maxDelayMs\` (${maxDelayMs}) to be >= baseDelayMs (${baseDelayMs})`);
   }
   const retryable = optional(own(o, 'retryable'), RETRY_DEFAULTS.retryable, (v) => expectFunction<(e: unknown) => boolean>(v, `${field}.retryable`));
-  return { baseDelayMs, maxDelayMs, retryable };
+  const maxRetryAfterMs = optional(own(o, 'maxRetryAfterMs'), RETRY_DEFAULTS.maxRetryAfterMs, (v) => expectDelay(v, `${field}.maxRetryAfterMs`));
+  return { baseDelayMs, maxDelayMs, maxRetryAfterMs, retryable };
 }
 
 /** A number > 0 and at most `max`; `Infinity` too when `allowInfinity`. */
@@ -542,6 +554,13 @@ function resolvePressureOptions(input: unknown): ResolvedPressureOptions | false
     if (v === 0) return 0;
     return expectPositive(v, 'options.pressure.hysteresis', 0.5);
   });
+  if (hysteresis >= elevatedAt) {
+    // The level could then never step back down to normal.
+    throw new ValidationError(
+      'options.pressure.hysteresis',
+      `Expected \`options.pressure.hysteresis\` (${hysteresis}) to be below \`options.pressure.elevatedAt\` (${elevatedAt})`,
+    );
+  }
   const sampler = optional<ResourceSampler | undefined>(own(o, 'sampler'), undefined, (v) => {
     expectFunction(expectObject(v, 'options.pressure.sampler')['sample'], 'options.pressure.sampler.sample');
     return v as ResourceSampler;
@@ -597,7 +616,13 @@ export function resolveRateLimitOptions(input: unknown, field: string): Resolved
   const o = expectObject(input, field);
   rejectUnknownKeys(o, RATE_LIMIT_KEYS, field);
   const d = RATE_LIMIT_DEFAULTS;
-  const requests = optional(own(o, 'requests'), d.requests, (v) => expectPositive(v, `${field}.requests`, Number.MAX_VALUE, true));
+  const requests = optional(own(o, 'requests'), d.requests, (v) => {
+    // A bucket that holds less than one request could never start one.
+    if (typeof v === 'number' && v > 0 && v < 1) {
+      throw new ValidationError(`${field}.requests`, `Expected \`${field}.requests\` to be a number >= 1 (or Infinity), got ${v}`);
+    }
+    return expectPositive(v, `${field}.requests`, Number.MAX_VALUE, true);
+  });
   const units = optional(own(o, 'units'), d.units, (v) => expectPositive(v, `${field}.units`, Number.MAX_VALUE, true));
   return {
     requests,

@@ -541,7 +541,11 @@ export class TaskExecutionEngine implements RoutingListener {
       while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#limitsAllow(klass, now)) {
         const head = klass.queue.peek(now)!;
         const agent = this.#route(head);
-        if (!agent) break; // no free agent: the next one to free pulls the task (late binding)
+        if (!agent) {
+          // No free agent: the next one to free pulls the task (late binding); meanwhile this is real demand.
+          this.#pools.requestCapacity(klass.requires, klass.queue.size);
+          break;
+        }
         const task = klass.queue.take(now)!;
         this.#waiting--;
         this.#dispatch(task, agent, now);
@@ -590,7 +594,10 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
-      if (agent.breaker && (ok || retryAfterMs(value) === undefined)) agent.breaker.record(ok, now, attempt.probe);
+      if (agent.breaker) {
+        if (ok || retryAfterMs(value) === undefined) agent.breaker.record(ok, now, attempt.probe);
+        else this.#probeUndecided(attempt);
+      }
       if (ok) this.#complete(task, attempt, value, now);
       else this.#attemptFailed(task, attempt, value, now);
     }
@@ -647,7 +654,7 @@ export class TaskExecutionEngine implements RoutingListener {
     if (!this.#limited) return false;
     const { limiters } = this.#classFor(task);
     if (limiters.length === 0) return false;
-    const ms = retryAfterMs(error);
+    const ms = this.#resources.retry.retryAfter(error);
     if (ms === undefined) return false;
     let maxDeferrals = Infinity;
     for (const limiter of limiters) {
@@ -660,6 +667,15 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#enqueue(task, now);
     for (const limiter of limiters) limiter.want(now);
     return true;
+  }
+
+  /**
+   * A half-open breaker's probe ended without a verdict (cancelled, or paced by a retry-after): the agent takes
+   * another probe once this attempt has returned, instead of staying half-open with no way forward.
+   */
+  #probeUndecided(attempt: Attempt): void {
+    const { agent } = attempt;
+    if (attempt.probe && agent.probe === 'taken' && agent.breaker?.state === 'half-open') agent.probe = 'ready';
   }
 
   /** Cost reported by an agent: the task's sum, its tenant's budget, and the unit limits of its capabilities. */
@@ -742,6 +758,7 @@ export class TaskExecutionEngine implements RoutingListener {
           this.#deadlines.remove(attempt);
           this.#running--;
           attempt.abandon(error);
+          this.#probeUndecided(attempt);
         }
         break;
       }

@@ -222,7 +222,9 @@ export class AgentPoolManager {
       if (!holdsAll(pool.options.capabilities, requires)) continue;
       if (this.#promoteSpare(pool, 'demand')) return true;
       if (pool.creatingMembers * pool.options.concurrency >= waiting) return true;
-      if (mayCreate && pool.hasRoom) {
+      // Even under pressure a pool keeps one agent for the work it accepted: tasks must not wait forever on none.
+      const last = pool.liveMembers === 0 && pool.creatingMembers === 0;
+      if ((mayCreate || last) && pool.hasRoom) {
         this.#startCreation(pool, 'member', 'demand').catch(() => {}); // reported as pool:create-failed
         return true;
       }

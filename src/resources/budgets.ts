@@ -52,8 +52,9 @@ export class TenantBudgets {
   setLimit(tenantId: string, limit: number | undefined): void {
     if (limit === undefined) this.#limits.delete(tenantId);
     else this.#limits.set(tenantId, limit);
+    // The next charge over the new limit reports the crossing (and halts, with haltOnExceeded).
     const t = this.#tenants.get(tenantId);
-    if (t) t.over = t.total >= this.limitOf(tenantId);
+    if (t) t.over = false;
   }
 
   /** Units spent by `tenantId` in the window ending now. */

@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import type { ResolvedBreakerOptions } from '../config.js';
+import { MAX_TIMER_MS, type ResolvedBreakerOptions } from '../config.js';
 import type { Disposable, Disposables } from './disposables.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -169,7 +169,7 @@ export class AgentBreaker implements Disposable {
       this.#state = to;
       clearTimeout(this.#hold);
       // Fires just after opossum's reset timer; it does nothing but keep the process alive until then.
-      this.#hold = to === 'open' && !this.#disposed ? setTimeout(noop, this.#options.resetTimeoutMs + 1) : undefined;
+      this.#hold = to === 'open' && !this.#disposed ? setTimeout(noop, Math.min(MAX_TIMER_MS, this.#options.resetTimeoutMs + 1)) : undefined;
       this.#onChange(this, from, to);
     };
     breaker.on('open', move('open'));

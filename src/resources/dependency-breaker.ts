@@ -5,7 +5,7 @@
  */
 import CircuitBreaker from 'opossum';
 import type { BreakerOptions, Clock, RateLimitOptions, ResolvedBreakerOptions } from '../config.js';
-import { BreakerOpenError, OrchestratorStoppedError } from '../errors.js';
+import { BreakerOpenError, OrchestratorStoppedError, ValidationError } from '../errors.js';
 import { opossumOptions, stateOf, type BreakerState } from './circuit-breakers.js';
 import type { EventEmitter } from 'node:events';
 import type { RateLimiter } from './rate-limiter.js';
@@ -49,6 +49,7 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
   readonly #clock: Clock;
   readonly #units: ((...args: TArgs) => number) | undefined;
   readonly #fallback: DependencyBreakerOptions<TArgs, TResult>['fallback'];
+  readonly #retryAfter: (error: unknown) => number | undefined;
 
   constructor(
     name: string,
@@ -58,8 +59,10 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
     rotate: EventEmitter,
     limiter: RateLimiter,
     clock: Clock,
+    retryAfter: (error: unknown) => number | undefined,
   ) {
     this.name = name;
+    this.#retryAfter = retryAfter;
     this.limiter = limiter;
     this.#clock = clock;
     this.#units = extra.units;
@@ -86,6 +89,9 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
 
   async call(args: TArgs): Promise<TResult> {
     const units = this.#units ? this.#units(...args) : 0;
+    if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
+      throw new ValidationError('units', `Expected the units() of breaker ${JSON.stringify(this.name)} to return a finite number >= 0, got ${String(units)}`);
+    }
     for (let deferrals = 0; ; deferrals++) {
       await this.limiter.acquire(units);
       try {
@@ -94,7 +100,7 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
         const code = codeOf(error);
         if (code === OPEN) throw new BreakerOpenError(this.name);
         if (code === SHUTDOWN) throw new OrchestratorStoppedError(`The breaker ${JSON.stringify(this.name)} was shut down with the orchestrator`);
-        const wait = retryAfterMs(error);
+        const wait = this.#retryAfter(error);
         if (wait === undefined) throw error;
         if (deferrals < this.limiter.options.maxDeferrals) {
           this.limiter.pause(wait, this.#clock.now());

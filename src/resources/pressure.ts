@@ -131,12 +131,22 @@ export class PressureMonitor {
 
   async #sample(): Promise<void> {
     let sample: ResourceSample;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      sample = await this.#sampler.sample();
+      // A sample that never returns must not stop sampling (and freeze the level) for good.
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`The pressure sampler did not return within ${this.options.sampleIntervalMs} ms`)),
+          this.options.sampleIntervalMs,
+        );
+      });
+      sample = await Promise.race([this.#sampler.sample(), late]);
       if (!isSample(sample)) throw new TypeError('The pressure sampler returned something other than { rssBytes, heapUsedBytes, cpuPercent } numbers');
     } catch (error) {
       this.#onError(error);
       return;
+    } finally {
+      clearTimeout(timer);
     }
     this.#last = sample;
     const { memoryLimitBytes, cpuLimitPercent, elevatedAt, hysteresis, cpuSustainedSamples } = this.options;

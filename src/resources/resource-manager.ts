@@ -171,6 +171,7 @@ export class ResourceManager {
       this.#rotation(resolved.windowMs),
       limiter,
       this.#options.clock,
+      (error) => this.retry.retryAfter(error),
     );
     this.#watch(dependency.breaker, name);
     this.#dependencies.set(name, dependency as unknown as DependencyBreaker<any[], unknown>);
@@ -231,6 +232,8 @@ export class ResourceManager {
     if (this.#stopped) return;
     this.#stopped = true;
     this.disposables.close();
+    // Pools removed every agent (and its breaker) before this; any left over is released here all the same.
+    for (const breaker of this.#agentBreakers) breaker.dispose();
     this.#agentBreakers.clear();
   }
 

@@ -11,6 +11,14 @@ import { MAX_TIMER_MS } from '../config.js';
  */
 export function retryAfterMs(error: unknown, now = Date.now()): number | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
+  try {
+    return read(error, now);
+  } catch {
+    return undefined; // a hostile getter on the error must not break the task's bookkeeping
+  }
+}
+
+function read(error: object, now: number): number | undefined {
   const e = error as Record<string, unknown>;
   const ms = e['retryAfterMs'];
   if (typeof ms === 'number') return clamp(ms);

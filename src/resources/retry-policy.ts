@@ -34,10 +34,16 @@ export class RetryPolicy {
    * Full jitter spreads the retries of many failures over the whole window instead of bunching them at its edges.
    */
   delay(attempt: number, error?: unknown): number {
-    const hinted = error === undefined ? undefined : retryAfterMs(error);
+    const hinted = error === undefined ? undefined : this.retryAfter(error);
     if (hinted !== undefined) return hinted;
     const ceiling = Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** Math.max(0, attempt - 1));
     return Math.floor(unitRandom(this.#random) * ceiling);
+  }
+
+  /** The error's retry-after hint in ms, cut to `maxRetryAfterMs`; `undefined` when it carries none. */
+  retryAfter(error: unknown): number | undefined {
+    const ms = retryAfterMs(error);
+    return ms === undefined ? undefined : Math.min(ms, this.options.maxRetryAfterMs);
   }
 
   /** Whether `error` is worth another attempt, by the configured predicate. A predicate that throws means "no". */

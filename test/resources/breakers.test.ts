@@ -319,6 +319,35 @@ describe('agent breaker: half-open probe', () => {
   });
 });
 
+describe('agent breaker: a probe without a verdict', () => {
+  const fast: BreakerOptions = { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60 };
+
+  it.each([
+    ['cancelled', (call: Call, handle: { cancel(): boolean }) => void (handle.cancel(), call)],
+    ['paced by a retry-after', (call: Call) => call.reject(Object.assign(new Error('429'), { retryAfterMs: 5 }))],
+  ])('a probe %s leaves the agent half-open with a new probe, not stuck', async (_name, end) => {
+    const o = await withBreaker(fast);
+    const events = breakerEvents(o);
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
+    const failing = o.submit({ type: 't', requires: ['x'] });
+    calls[0]!.reject(new Error('boom'));
+    await expect(failing).rejects.toThrow('boom');
+    const probe = o.delegate({ type: 't', requires: ['x'], payload: 'probe' });
+    probe.result.catch(() => {});
+    await until(() => calls.length === 2);
+    expect(o.agent('a')?.breaker).toBe('half-open');
+    const next = o.submit({ type: 't', requires: ['x'], payload: 'next' });
+    end(calls[1]!, probe);
+    // The next task becomes the probe as soon as the first attempt is out of the agent's slot.
+    await until(() => calls.some((c) => c.ctx.payload === 'next'));
+    calls.find((c) => c.ctx.payload === 'next')!.resolve('next ok');
+    await expect(next).resolves.toBe('next ok');
+    await until(() => events.some((e) => e.to === 'closed'));
+    expect(o.agent('a')).toMatchObject({ breaker: 'closed', state: 'IDLE' });
+  });
+});
+
 describe('agent breaker: bookkeeping', () => {
   it('stats count agents by breaker state, and a removed agent leaves the count', async () => {
     const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });

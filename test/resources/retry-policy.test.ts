@@ -107,7 +107,22 @@ describe('RetryPolicy.delay', () => {
   it.each(hints)('reads %s', (_name, error, expected) => {
     expect(retryAfterMs(error, now)).toBe(expected);
     vi.useFakeTimers({ toFake: ['Date'], now });
-    expect(policy({ baseDelayMs: 100, maxDelayMs: 1_000 }, () => 0.5).delay(1, error)).toBe(expected);
+    // The policy honours the hint up to maxRetryAfterMs (300_000 by default).
+    expect(policy({ baseDelayMs: 100, maxDelayMs: 1_000 }, () => 0.5).delay(1, error)).toBe(Math.min(expected, RETRY_DEFAULTS.maxRetryAfterMs));
+  });
+
+  it('cuts a retry-after hint to maxRetryAfterMs, and reports it through retryAfter()', () => {
+    const p = policy({ maxRetryAfterMs: 2_000 });
+    expect(p.delay(1, { retryAfter: 86_400 })).toBe(2_000);
+    expect(p.retryAfter({ retryAfterMs: 1_500 })).toBe(1_500);
+    expect(p.retryAfter({ retryAfterMs: 5_000 })).toBe(2_000);
+    expect(p.retryAfter(new Error('no hint'))).toBeUndefined();
+  });
+
+  it('reads no hint (and does not throw) from an error whose getters throw', () => {
+    const hostile = Object.defineProperty(new Error('x'), 'retryAfterMs', { get: () => { throw new Error('getter'); } });
+    expect(retryAfterMs(hostile)).toBeUndefined();
+    expect(policy({}, () => 0.5).delay(1, hostile)).toBe(50);
   });
 
   const noHints: Array<[string, unknown]> = [
