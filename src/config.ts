@@ -139,6 +139,61 @@ export interface PoolOptions {
   createConcurrency?: number;
 }
 
+/** Latency and error-rate thresholds of one task type (or the default for all). Each is optional. */
+export interface SlaThresholds {
+  /** Median latency (acceptance to end) in ms above which the SLA is breached. */
+  p50Ms?: number;
+  p95Ms?: number;
+  p99Ms?: number;
+  /** Share of tasks (0 to 1) ending in anything but success, cancellations left out. */
+  errorRate?: number;
+}
+
+/** SLA monitoring per task type. */
+export interface SlaOptions {
+  /** The rolling window the figures are taken over. @default 60_000 */
+  windowMs?: number;
+  /** Tasks of a type in the window before it is judged at all. @default 20 */
+  minSamples?: number;
+  /** Thresholds for every type. @default none (no type is judged unless it has thresholds) */
+  default?: SlaThresholds;
+  /** Thresholds per type, over the default's. @default {} */
+  types?: Readonly<Record<string, SlaThresholds>>;
+  /** Task types tracked at most (memory bound); later types are not tracked. @default 100 */
+  maxTypes?: number;
+}
+
+/** Health checks, stuck detection, automatic recovery and SLA windows. */
+export interface HealthOptions {
+  /** How often agents' `healthCheck()` runs (and stuck agents and SLAs are looked at). @default 10_000 */
+  checkIntervalMs?: number;
+  /** A `healthCheck()` that has not settled by then failed. @default 5_000 */
+  checkTimeoutMs?: number;
+  /** An agent whose given-up attempt (timed out or cancelled) has still not returned after this is stuck. @default 30_000 */
+  stuckAfterMs?: number;
+  /**
+   * Replacements per pool (failed or stuck agents, failed creations) allowed per window; beyond that the pool stops
+   * recovering until the window moves on and is reported unhealthy, instead of crash-looping. @default { maxReplacements: 5, windowMs: 60_000 }
+   */
+  recovery?: { maxReplacements?: number; windowMs?: number };
+  sla?: SlaOptions;
+}
+
+/**
+ * Prometheus metrics through prom-client. Give your own `registry` to expose them with your other metrics, or read
+ * them from `orchestrator.metrics()` / the HTTP handler's `/metrics`.
+ */
+export interface MetricsOptions {
+  /** A prom-client Registry. @default a private registry */
+  registry?: import('prom-client').Registry;
+  /** Prepended to every metric name. @default 'unified_orchestrator_' */
+  prefix?: string;
+  /** Also collect prom-client's default process metrics into the registry. @default false */
+  defaultMetrics?: boolean;
+  /** Task types given their own label value; later ones are counted as `other`. @default 100 */
+  maxTaskTypes?: number;
+}
+
 /** Options of {@link UnifiedOrchestrator}. */
 export interface OrchestratorOptions {
   /** The pools to pre-warm at `start()`. @default [] */
@@ -161,6 +216,10 @@ export interface OrchestratorOptions {
   budgets?: BudgetOptions;
   /** Rate limits by capability or dependency name. @default {} */
   rateLimits?: Readonly<Record<string, RateLimitOptions>>;
+  /** Health checks, stuck detection, recovery and SLA windows. */
+  health?: HealthOptions;
+  /** Prometheus metrics; `false` for none. */
+  metrics?: MetricsOptions | false;
   /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
   agingIntervalMs?: number;
   /** How long a finished task's result answers a resubmission with the same idempotency key. @default 300_000 */
@@ -211,6 +270,29 @@ export interface ResolvedBudgetOptions {
   readonly haltOnExceeded: boolean;
 }
 
+export interface ResolvedSlaOptions {
+  readonly windowMs: number;
+  readonly minSamples: number;
+  readonly default: SlaThresholds | undefined;
+  readonly types: ReadonlyMap<string, SlaThresholds>;
+  readonly maxTypes: number;
+}
+
+export interface ResolvedHealthOptions {
+  readonly checkIntervalMs: number;
+  readonly checkTimeoutMs: number;
+  readonly stuckAfterMs: number;
+  readonly recovery: { readonly maxReplacements: number; readonly windowMs: number };
+  readonly sla: ResolvedSlaOptions;
+}
+
+export interface ResolvedMetricsOptions {
+  readonly registry: import('prom-client').Registry | undefined;
+  readonly prefix: string;
+  readonly defaultMetrics: boolean;
+  readonly maxTaskTypes: number;
+}
+
 export interface ResolvedRateLimitOptions {
   readonly requests: number;
   readonly units: number;
@@ -243,6 +325,8 @@ export interface ResolvedOrchestratorOptions {
   readonly pressure: ResolvedPressureOptions | false;
   readonly budgets: ResolvedBudgetOptions;
   readonly rateLimits: ReadonlyMap<string, ResolvedRateLimitOptions>;
+  readonly health: ResolvedHealthOptions;
+  readonly metrics: ResolvedMetricsOptions | false;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -302,6 +386,16 @@ export const PRESSURE_DEFAULTS = Object.freeze({
 export const BUDGET_DEFAULTS = Object.freeze({ windowMs: 3_600_000, defaultLimit: Infinity, haltOnExceeded: false });
 
 export const RATE_LIMIT_DEFAULTS = Object.freeze({ requests: Infinity, units: Infinity, maxDeferrals: 10 });
+
+export const HEALTH_DEFAULTS = Object.freeze({
+  checkIntervalMs: 10_000,
+  checkTimeoutMs: 5_000,
+  stuckAfterMs: 30_000,
+  recovery: Object.freeze({ maxReplacements: 5, windowMs: 60_000 }),
+  sla: Object.freeze({ windowMs: 60_000, minSamples: 20, maxTypes: 100 }),
+});
+
+export const METRICS_DEFAULTS = Object.freeze({ prefix: 'unified_orchestrator_', defaultMetrics: false, maxTaskTypes: 100 });
 
 const performanceClock: Clock = Object.freeze({ now: () => performance.now() });
 
@@ -632,6 +726,92 @@ export function resolveRateLimitOptions(input: unknown, field: string): Resolved
   };
 }
 
+const THRESHOLD_KEYS: ReadonlySet<string> = new Set(['p50Ms', 'p95Ms', 'p99Ms', 'errorRate']);
+
+function resolveThresholds(input: unknown, field: string): SlaThresholds {
+  const o = expectObject(input, field);
+  rejectUnknownKeys(o, THRESHOLD_KEYS, field);
+  const out: SlaThresholds = {};
+  for (const key of ['p50Ms', 'p95Ms', 'p99Ms'] as const) {
+    if (own(o, key) !== undefined) out[key] = expectPositive(own(o, key), `${field}.${key}`);
+  }
+  if (own(o, 'errorRate') !== undefined) {
+    const v = own(o, 'errorRate');
+    if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
+      throw new ValidationError(`${field}.errorRate`, `Expected \`${field}.errorRate\` to be a number from 0 to 1, got ${describe(v)}`);
+    }
+    out.errorRate = v;
+  }
+  return out;
+}
+
+const SLA_KEYS: ReadonlySet<string> = new Set(['windowMs', 'minSamples', 'default', 'types', 'maxTypes']);
+const HEALTH_KEYS: ReadonlySet<string> = new Set(['checkIntervalMs', 'checkTimeoutMs', 'stuckAfterMs', 'recovery', 'sla']);
+const RECOVERY_KEYS: ReadonlySet<string> = new Set(['maxReplacements', 'windowMs']);
+
+function resolveHealthOptions(input: unknown): ResolvedHealthOptions {
+  const d = HEALTH_DEFAULTS;
+  const o = input === undefined ? {} : expectObject(input, 'options.health');
+  rejectUnknownKeys(o, HEALTH_KEYS, 'options.health');
+  const r = own(o, 'recovery') === undefined ? {} : expectObject(own(o, 'recovery'), 'options.health.recovery');
+  rejectUnknownKeys(r, RECOVERY_KEYS, 'options.health.recovery');
+  const s = own(o, 'sla') === undefined ? {} : expectObject(own(o, 'sla'), 'options.health.sla');
+  rejectUnknownKeys(s, SLA_KEYS, 'options.health.sla');
+  const types = new Map<string, SlaThresholds>();
+  if (own(s, 'types') !== undefined) {
+    const t = expectObject(own(s, 'types'), 'options.health.sla.types');
+    for (const type of Object.keys(t)) types.set(type, resolveThresholds(t[type], `options.health.sla.types.${type}`));
+  }
+  return {
+    checkIntervalMs: optional(own(o, 'checkIntervalMs'), d.checkIntervalMs, (v) => expectDuration(v, 'options.health.checkIntervalMs', false, MAX_TIMER_MS)),
+    checkTimeoutMs: optional(own(o, 'checkTimeoutMs'), d.checkTimeoutMs, (v) => expectDuration(v, 'options.health.checkTimeoutMs', false, MAX_TIMER_MS)),
+    stuckAfterMs: optional(own(o, 'stuckAfterMs'), d.stuckAfterMs, (v) => expectDuration(v, 'options.health.stuckAfterMs', true)),
+    recovery: {
+      maxReplacements: optional(own(r, 'maxReplacements'), d.recovery.maxReplacements, (v) => expectInteger(v, 'options.health.recovery.maxReplacements', 0, 1_000_000)),
+      windowMs: optional(own(r, 'windowMs'), d.recovery.windowMs, (v) => expectDuration(v, 'options.health.recovery.windowMs')),
+    },
+    sla: {
+      windowMs: optional(own(s, 'windowMs'), d.sla.windowMs, (v) => expectDuration(v, 'options.health.sla.windowMs')),
+      minSamples: optional(own(s, 'minSamples'), d.sla.minSamples, (v) => expectInteger(v, 'options.health.sla.minSamples', 1)),
+      default: own(s, 'default') === undefined ? undefined : resolveThresholds(own(s, 'default'), 'options.health.sla.default'),
+      types,
+      maxTypes: optional(own(s, 'maxTypes'), d.sla.maxTypes, (v) => expectInteger(v, 'options.health.sla.maxTypes', 1, 100_000)),
+    },
+  };
+}
+
+const METRICS_KEYS: ReadonlySet<string> = new Set(['registry', 'prefix', 'defaultMetrics', 'maxTaskTypes']);
+
+function resolveMetricsOptions(input: unknown): ResolvedMetricsOptions | false {
+  if (input === false) return false;
+  const d = METRICS_DEFAULTS;
+  const o = input === undefined ? {} : expectObject(input, 'options.metrics');
+  rejectUnknownKeys(o, METRICS_KEYS, 'options.metrics');
+  const registry = own(o, 'registry');
+  if (registry !== undefined) {
+    // Duck-typed: the host's prom-client may be another copy than ours, so instanceof would be wrong.
+    const r = expectObject(registry, 'options.metrics.registry');
+    expectFunction(r['registerMetric'], 'options.metrics.registry.registerMetric');
+    expectFunction(r['metrics'], 'options.metrics.registry.metrics');
+  }
+  const prefix = optional(own(o, 'prefix'), d.prefix, (v) => {
+    if (typeof v !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(v)) {
+      throw new ValidationError('options.metrics.prefix', `Expected \`options.metrics.prefix\` to match [a-zA-Z_:][a-zA-Z0-9_:]* (a Prometheus name), got ${describe(v)}`);
+    }
+    return v;
+  });
+  const defaultMetrics = own(o, 'defaultMetrics');
+  if (defaultMetrics !== undefined && typeof defaultMetrics !== 'boolean') {
+    throw new ValidationError('options.metrics.defaultMetrics', `Expected \`options.metrics.defaultMetrics\` to be a boolean, got ${describe(defaultMetrics)}`);
+  }
+  return {
+    registry: registry as ResolvedMetricsOptions['registry'],
+    prefix,
+    defaultMetrics: defaultMetrics ?? d.defaultMetrics,
+    maxTaskTypes: optional(own(o, 'maxTaskTypes'), d.maxTaskTypes, (v) => expectInteger(v, 'options.metrics.maxTaskTypes', 1, 10_000)),
+  };
+}
+
 function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimitOptions> {
   const out = new Map<string, ResolvedRateLimitOptions>();
   if (input === undefined) return out;
@@ -643,7 +823,7 @@ function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimi
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
-  'agentBreaker', 'pressure', 'budgets', 'rateLimits',
+  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics',
 ]);
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
@@ -689,6 +869,8 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     pressure: resolvePressureOptions(own(o, 'pressure')),
     budgets: resolveBudgetOptions(own(o, 'budgets')),
     rateLimits: resolveRateLimits(own(o, 'rateLimits')),
+    health: resolveHealthOptions(own(o, 'health')),
+    metrics: resolveMetricsOptions(own(o, 'metrics')),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),

@@ -66,6 +66,8 @@ export interface OrchestratorEvents {
     /** The agent's pool role, or the `role` label it was registered with. */
     readonly role: string | undefined;
     readonly attempt: number;
+    /** How long it waited for an agent (since acceptance, or since its backoff ended). */
+    readonly waitedMs: number;
   };
   /** An attempt failed and the task will try again after `delayMs`. */
   'task:retrying': {
@@ -82,7 +84,10 @@ export interface OrchestratorEvents {
     readonly agentId: string;
     readonly role: string | undefined;
     readonly attempt: number;
+    /** The successful attempt's duration. */
     readonly durationMs: number;
+    /** From acceptance to now: waiting, every attempt and backoff included. */
+    readonly latencyMs: number;
   };
   /** Terminal: the task ended without a result; `outcome` says how. */
   'task:failed': {
@@ -91,6 +96,8 @@ export interface OrchestratorEvents {
     readonly outcome: TaskFailureOutcome;
     readonly attempts: number;
     readonly error: unknown;
+    /** From acceptance to now. */
+    readonly latencyMs: number;
   };
   /**
    * A circuit breaker changed state. `breaker` is `agent:<id>` for an agent's (then `agentId` is set: open
@@ -127,8 +134,47 @@ export interface OrchestratorEvents {
   'ratelimit:paused': { readonly name: string; readonly ms: number };
   /** The pause is over; held work starts again as the limit allows. */
   'ratelimit:resumed': { readonly name: string };
+  /**
+   * The HealthMonitor found an agent failing its `healthCheck()` or stuck (a given-up attempt that never returned).
+   * A pool's agent is then replaced (`agent:replaced`); an outside agent is quarantined until a check passes again.
+   */
+  'agent:unhealthy': {
+    readonly agentId: string;
+    readonly role: string | undefined;
+    readonly reason: 'health-check' | 'stuck';
+    readonly error: unknown;
+  };
+  /** An outside agent quarantined by a failed health check passed one again and is routable. */
+  'agent:recovered': { readonly agentId: string; readonly role: string | undefined };
+  /** A failed or stuck pool agent was taken out; its pool makes a replacement. */
+  'agent:replaced': { readonly agentId: string; readonly role: string | undefined; readonly reason: 'health-check' | 'stuck' };
+  /**
+   * A pool used its recovery budget (replacements and failed creations per window): it stops recovering until the
+   * window moves on (`resumeInMs`) and reports unhealthy meanwhile, instead of crash-looping.
+   */
+  'pool:recovery-exhausted': { readonly role: string; readonly replacements: number; readonly windowMs: number; readonly resumeInMs: number };
+  /** A task type crossed an SLA threshold over its window; the figures are the window's. */
+  'sla:violation': SlaEvent;
+  /** A task type is back within that threshold (or has too few samples to judge). */
+  'sla:recovered': SlaEvent;
   /** A listener threw. The orchestrator carried on; this reports it. */
   'listener:error': { readonly event: string; readonly error: unknown };
+}
+
+/** The payload of `sla:violation` and `sla:recovered`. */
+export interface SlaEvent {
+  readonly type: string;
+  readonly metric: 'p50' | 'p95' | 'p99' | 'errorRate';
+  readonly value: number;
+  readonly threshold: number;
+  /** Tasks of this type in the window, and how many of them failed (cancellations left out). */
+  readonly count: number;
+  readonly errors: number;
+  readonly errorRate: number;
+  readonly p50Ms: number | undefined;
+  readonly p95Ms: number | undefined;
+  readonly p99Ms: number | undefined;
+  readonly windowMs: number;
 }
 
 export type OrchestratorEventName = keyof OrchestratorEvents;

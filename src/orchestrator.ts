@@ -22,6 +22,10 @@ import type { AgentSnapshot } from './pool/agent-record.js';
 import type { AgentState } from './pool/agent-state.js';
 import type { PoolSnapshot } from './pool/pool.js';
 import { ResourceManager, type ResourceStats } from './resources/resource-manager.js';
+import { HealthMonitor, type HealthReport } from './health/health-monitor.js';
+import { createHttpHandler } from './health/http-handler.js';
+import { OrchestratorMetrics } from './health/metrics.js';
+import type { RequestListener } from 'node:http';
 
 /** Lifecycle of the orchestrator itself. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -57,6 +61,8 @@ export class UnifiedOrchestrator {
   readonly #pools: AgentPoolManager;
   readonly #engine: TaskExecutionEngine;
   readonly #resources: ResourceManager;
+  readonly #health: HealthMonitor;
+  readonly #metrics: OrchestratorMetrics | undefined;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -74,6 +80,17 @@ export class UnifiedOrchestrator {
     });
     this.#engine = new TaskExecutionEngine(this.#options, this.#pools, this.#events, this.#resources);
     this.#pools.setRoutingListener(this.#engine);
+    this.#health = new HealthMonitor(this.#options.health, {
+      pools: this.#pools,
+      resources: this.#resources,
+      events: this.#events,
+      clock: this.#options.clock,
+      source: {
+        state: () => this.#state,
+        queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
+      },
+    });
+    this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
   }
 
   get state(): OrchestratorState {
@@ -111,6 +128,7 @@ export class UnifiedOrchestrator {
     if (this.#state !== 'starting') throw new OrchestratorStoppedError('The orchestrator was stopped while starting');
     this.#state = 'running';
     this.#engine.open();
+    this.#health.start();
     let agents = 0;
     for (const p of this.#pools.pools()) agents += p.members;
     this.#events.emit('started', { pools: this.#pools.roles.length, agents });
@@ -230,6 +248,82 @@ export class UnifiedOrchestrator {
       queues: this.#engine.queueDepths(),
       resources: this.#resources.stats(),
     };
+  }
+
+  /**
+   * `healthy | degraded | unhealthy`, with the detail of each component: pools (below their minimum, quarantined
+   * agents, recovery budget), queue, breakers, resource pressure, SLA breaches, bridge. Unhealthy means it cannot
+   * recover by itself (stopped, or a pool below its minimum with its recovery budget spent).
+   */
+  health(): HealthReport {
+    return this.#health.report();
+  }
+
+  /** Runs the health checks, stuck detection, recovery and SLA evaluation now instead of at the next interval. */
+  checkHealth(): Promise<void> {
+    return this.#health.check();
+  }
+
+  /**
+   * The Prometheus exposition of the orchestrator's metrics (and whatever else is on the registry), or `undefined`
+   * when `metrics: false`. The registry itself is `metricsRegistry`.
+   */
+  metrics(): Promise<{ readonly contentType: string; readonly body: string }> | undefined {
+    const m = this.#metrics;
+    if (!m) return undefined;
+    return m.text().then((body) => ({ contentType: m.contentType, body }));
+  }
+
+  /** The prom-client registry the metrics are on (yours when you passed one). */
+  get metricsRegistry(): import('prom-client').Registry | undefined {
+    return this.#metrics?.registry;
+  }
+
+  /**
+   * An `http.RequestListener` serving `GET /metrics` (Prometheus text), `/healthz` (200 healthy or degraded, 503
+   * unhealthy) and `/readyz` (200 once running and not unhealthy).
+   *
+   * @example
+   * ```ts
+   * import { createServer } from 'node:http';
+   * createServer(orchestrator.httpHandler()).listen(9464);
+   * ```
+   */
+  httpHandler(): RequestListener {
+    return createHttpHandler({ health: () => this.health(), metrics: () => this.metrics() });
+  }
+
+  #newMetrics(options: Exclude<ResolvedOrchestratorOptions['metrics'], false>): OrchestratorMetrics {
+    const engine = this.#engine;
+    const pools = this.#pools;
+    const resources = this.#resources;
+    return new OrchestratorMetrics(
+      options,
+      {
+        counts: () => {
+          const s = engine.stats();
+          return { waiting: s.waiting, running: s.running, retries: s.retries, routingCacheHits: s.routingCache.hits, routingCacheMisses: s.routingCache.misses };
+        },
+        agents: function* () {
+          const counts = new Map<string, number>();
+          for (const a of pools.agents()) {
+            const key = `${a.role ?? 'none'}\u0000${a.state}`;
+            counts.set(key, (counts.get(key) ?? 0) + 1);
+          }
+          for (const [key, count] of counts) {
+            const [role, state] = key.split('\u0000') as [string, string];
+            yield { role, state, count };
+          }
+        },
+        pools: () => Object.entries(this.#health.report().components.pools).map(([role, p]) => ({ role, healthy: p.status === 'healthy' })),
+        agentBreakers: () => resources.stats().breakers.agents,
+        dependencyBreakers: () => resources.stats().breakers.dependencies,
+        pressure: () => resources.pressure,
+        health: () => this.#health.report().status,
+      },
+      this.#events,
+      this.#resources.disposables,
+    );
   }
 
   on<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {

@@ -357,6 +357,8 @@ export class TaskExecutionEngine implements RoutingListener {
         throw new QueueFullError(this.#options.maxQueueSize);
       }
     }
+    task.acceptedAt = now;
+    task.readyAt = now;
     this.#live.set(task.id, task);
     // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
     // the caller awaits something else) must never crash the host with an unhandled rejection.
@@ -570,7 +572,14 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
     if (this.#events.has('task:started')) {
-      this.#events.emit('task:started', { taskId: task.id, type: spec.type, agentId: agent.id, role: agent.role, attempt: number });
+      this.#events.emit('task:started', {
+        taskId: task.id,
+        type: spec.type,
+        agentId: agent.id,
+        role: agent.role,
+        attempt: number,
+        waitedMs: startedAt - task.readyAt,
+      });
     }
     let pending: Promise<unknown>;
     try {
@@ -588,7 +597,8 @@ export class TaskExecutionEngine implements RoutingListener {
   #settle(attempt: Attempt, ok: boolean, value: unknown): void {
     const { agent, task } = attempt;
     const now = this.#options.clock.now();
-    if (!attempt.abandoned) {
+    if (attempt.abandoned) agent.lateReturned(now);
+    else {
       attempt.abandoned = true;
       this.#deadlines.remove(attempt);
       this.#running--;
@@ -614,6 +624,7 @@ export class TaskExecutionEngine implements RoutingListener {
     agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
     attempt.abandon(error);
+    agent.abandoned(now);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
     this.#attemptFailed(task, attempt, error, now);
   }
@@ -727,6 +738,7 @@ export class TaskExecutionEngine implements RoutingListener {
   /** After a backoff: route again (another agent first) or wait. */
   #reschedule(task: TaskRecord): void {
     const now = this.#options.clock.now();
+    task.readyAt = now;
     const held = this.#limited && !this.#limitsAllow(this.#classFor(task), now);
     const agent = held ? undefined : this.#route(task);
     if (agent) this.#dispatch(task, agent, now);
@@ -758,6 +770,7 @@ export class TaskExecutionEngine implements RoutingListener {
           this.#deadlines.remove(attempt);
           this.#running--;
           attempt.abandon(error);
+          attempt.agent.abandoned(this.#options.clock.now());
           this.#probeUndecided(attempt);
         }
         break;
@@ -780,6 +793,7 @@ export class TaskExecutionEngine implements RoutingListener {
         role: attempt.agent.role,
         attempt: attempt.number,
         durationMs: now - attempt.startedAt,
+        latencyMs: now - task.acceptedAt,
       });
     }
     task.resolve(value);
@@ -796,7 +810,14 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
     if (this.#events.has('task:failed')) {
-      this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error });
+      this.#events.emit('task:failed', {
+        taskId: task.id,
+        type: task.spec.type,
+        outcome,
+        attempts: task.attempts,
+        error,
+        latencyMs: this.#options.clock.now() - task.acceptedAt,
+      });
     }
     task.reject(error);
     this.#checkIdle();

@@ -256,6 +256,10 @@ export class TaskRecord {
   onCallerAbort: (() => void) | undefined;
   /** Units reported through `ctx.reportCost`, summed over attempts. */
   cost = 0;
+  /** Clock time of acceptance: a terminal event's `latencyMs` is measured from it. */
+  acceptedAt = 0;
+  /** Clock time it became ready to run (acceptance, or the end of a backoff): `task:started`'s `waitedMs` is from it. */
+  readyAt = 0;
   /** Times put back after a rate limit's retry-after; these attempts do not count against `maxAttempts`. */
   deferrals = 0;
 

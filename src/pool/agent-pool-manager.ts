@@ -171,6 +171,9 @@ export class AgentPoolManager {
     const spare = this.#promoteSpare(pool, 'spawn');
     const pressure = this.#resources.pressure;
     if (!spare && pool.hasRoom && pressure !== 'normal') throw new ResourcePressureError(pressure, 'agent creation');
+    if (!spare && pool.hasRoom && this.#suspended(pool)) {
+      throw new AgentCreationError(role, 0, new Error(`pool ${JSON.stringify(role)} spent its recovery budget; it makes no agents until the window moves on`));
+    }
     const record = spare ?? (pool.hasRoom ? await this.#startCreation(pool, 'member', 'spawn') : undefined);
     if (!record) throw new PoolAtCapacityError(role, pool.options.maxAgents);
     record.pinned = true;
@@ -224,12 +227,70 @@ export class AgentPoolManager {
       if (pool.creatingMembers * pool.options.concurrency >= waiting) return true;
       // Even under pressure a pool keeps one agent for the work it accepted: tasks must not wait forever on none.
       const last = pool.liveMembers === 0 && pool.creatingMembers === 0;
-      if ((mayCreate || last) && pool.hasRoom) {
+      if ((mayCreate || last) && pool.hasRoom && !this.#suspended(pool)) {
         this.#startCreation(pool, 'member', 'demand').catch(() => {}); // reported as pool:create-failed
         return true;
       }
     }
     return false;
+  }
+
+  // --- Used by the HealthMonitor -------------------------------------------------------------------
+
+  /** An agent failed its health check or is stuck: quarantined (UNHEALTHY) at once, whatever its breaker says. */
+  markUnhealthy(record: AgentRecord): void {
+    record.unhealthy = true;
+    record.probe = 'none';
+    if (record.state === 'IDLE' || record.state === 'BUSY') record.transition('UNHEALTHY');
+  }
+
+  /** A quarantined agent passed its health check again: routable unless its breaker is still open. Returns whether it changed. */
+  markHealthy(record: AgentRecord): boolean {
+    if (!record.unhealthy) return false;
+    record.unhealthy = false;
+    if (record.state !== 'UNHEALTHY' || record.breaker?.state === 'open') return true;
+    record.probe = record.breaker?.state === 'half-open' ? 'ready' : 'none';
+    record.transition(record.active > 0 ? 'BUSY' : 'IDLE');
+    return true;
+  }
+
+  /**
+   * Takes an agent out for good; its pool (if any) makes a replacement to keep its minimum. With `force`, running
+   * attempts are not waited for (a stuck agent's never return): the agent is disposed at once.
+   */
+  replace(record: AgentRecord, force: boolean): Promise<void> {
+    if (record.state === 'INITIALIZING' || record.state === 'TERMINATED' || record.state === 'FAILED') return Promise.resolve();
+    if (record.state === 'IDLE' || record.state === 'BUSY') this.markUnhealthy(record);
+    const done = this.#retire(record);
+    if (force) this.#drainWaiters.get(record)?.();
+    return done;
+  }
+
+  /** Stops (or, with 0, resumes) agent creation for a pool until clock time `until`: its recovery budget is spent. */
+  suspend(role: string, until: number): void {
+    const pool = this.#pools.get(role);
+    if (!pool) return;
+    pool.suspendedUntil = until;
+    if (until === 0 && this.#state === 'running') this.#ensureMinimum(pool);
+  }
+
+  /** Members that are routable or could become so (not draining, failed or quarantined by a health check). */
+  healthyMembers(role: string): number {
+    const pool = this.#pools.get(role);
+    if (!pool) return 0;
+    let n = 0;
+    for (const m of pool.members) if (m.routable) n++;
+    return n;
+  }
+
+  /** Whether the agent is a member or spare of a pool (and so can be replaced by its factory). */
+  isPoolAgent(record: AgentRecord): boolean {
+    const pool = record.role === undefined ? undefined : this.#pools.get(record.role);
+    return pool !== undefined && (pool.members.has(record) || pool.spares.includes(record));
+  }
+
+  #suspended(pool: Pool): boolean {
+    return pool.suspendedUntil !== 0 && this.#options.clock.now() < pool.suspendedUntil;
   }
 
   /** Whether a pool is declared, or an agent is registered and not on its way out, that holds every capability of `requires`. */
@@ -357,7 +418,7 @@ export class AgentPoolManager {
   #fillSpares(pool: Pool): Promise<AgentRecord>[] {
     const started: Promise<AgentRecord>[] = [];
     // Spares are a luxury: under pressure they are shed, not refilled.
-    if (this.#resources.pressure !== 'normal') return started;
+    if (this.#resources.pressure !== 'normal' || this.#suspended(pool)) return started;
     while (pool.spares.length + pool.creatingSpares < pool.options.warmSpares && pool.hasRoom) {
       const p = this.#startCreation(pool, 'spare', 'demand');
       p.catch(() => {}); // reported as pool:create-failed; a missing spare only makes spawn slower
@@ -573,6 +634,7 @@ export class AgentPoolManager {
   }
 
   #ensureMinimum(pool: Pool): void {
+    if (this.#suspended(pool)) return;
     let deficit = pool.options.minAgents - pool.liveMembers - pool.creatingMembers;
     while (deficit-- > 0) {
       if (this.#promoteSpare(pool, 'replace')) continue;
@@ -594,6 +656,8 @@ export class AgentPoolManager {
       if (state !== 'UNHEALTHY') record.transition('UNHEALTHY');
       return;
     }
+    // A failed health check quarantines on its own account: the breaker recovering does not lift it.
+    if (record.unhealthy) return;
     record.probe = to === 'half-open' ? 'ready' : 'none';
     if (state === 'UNHEALTHY') {
       record.transition(record.active > 0 ? 'BUSY' : 'IDLE');

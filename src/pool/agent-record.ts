@@ -57,6 +57,14 @@ export class AgentRecord {
    * `none` otherwise: the agent takes up to `concurrency` tasks.
    */
   probe: 'none' | 'ready' | 'taken' = 'none';
+  /**
+   * Attempts whose task moved on (timed out or cancelled) but whose `execute` has not returned: they still hold a
+   * slot. `lateSince` is when the oldest of them was given up on; the HealthMonitor calls the agent stuck from it.
+   */
+  late = 0;
+  lateSince = 0;
+  /** Failed its last health check: quarantined whatever its breaker says, until a check passes (outside agents). */
+  unhealthy = false;
   /** Clock time at which the agent last became idle. */
   idleSince: number;
   completed = 0;
@@ -127,6 +135,17 @@ export class AgentRecord {
       if (this.#state === 'BUSY') this.transition('IDLE');
       else if (this.#state === 'DRAINING') this.#hooks.onDrained(this);
     }
+  }
+
+  /** An attempt was given up on (timeout, cancel) while `execute` still runs. */
+  abandoned(now: number): void {
+    if (this.late++ === 0) this.lateSince = now;
+  }
+
+  /** A given-up attempt's `execute` returned after all. */
+  lateReturned(now: number): void {
+    if (--this.late === 0) this.lateSince = 0;
+    else this.lateSince = now; // the rest are younger than the one that returned; count from now, conservatively
   }
 
   /** Folds one finished attempt into the moving averages. */

@@ -30,6 +30,8 @@ export class Pool {
   /** Creations queued or running; they count against `maxAgents` like made agents do. */
   creatingMembers = 0;
   creatingSpares = 0;
+  /** Clock time until which the pool makes no agents: its recovery budget is spent (HealthMonitor). */
+  suspendedUntil = 0;
   /** `create()` calls run through this queue, `createConcurrency` at a time. */
   readonly createQueue: PQueue;
   #seq = 0;

@@ -1,0 +1,261 @@
+/**
+ * HealthMonitor: runs agents' `healthCheck()` on an interval with its own timeout, finds stuck agents (a given-up
+ * attempt that never returned), replaces failing pool agents within a recovery budget, judges SLA windows, and
+ * answers `health()`. It observes through events and the small surfaces of the pool manager and resources.
+ */
+import type { Clock, ResolvedHealthOptions } from '../config.js';
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
+import type { AgentRecord } from '../pool/agent-record.js';
+import type { TrackedTimer } from '../resources/disposables.js';
+import type { ResourceManager } from '../resources/resource-manager.js';
+import { SlaWindows, type SlaBreach } from './sla.js';
+
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
+
+export interface PoolHealth {
+  readonly status: HealthStatus;
+  readonly minAgents: number;
+  /** Members that can be routed to now (IDLE or BUSY). */
+  readonly routable: number;
+  /** Members quarantined (UNHEALTHY). */
+  readonly quarantined: number;
+  /** Replacements and failed creations in the current recovery window. */
+  readonly recoveries: number;
+  /** Recovery budget spent: the pool makes no agents until then (ms from now); 0 when it may. */
+  readonly suspendedForMs: number;
+}
+
+/** What `orchestrator.health()` returns. */
+export interface HealthReport {
+  readonly status: HealthStatus;
+  readonly components: {
+    readonly orchestrator: { readonly status: HealthStatus; readonly state: string };
+    readonly pools: Readonly<Record<string, PoolHealth>>;
+    readonly queue: { readonly status: HealthStatus; readonly waiting: number; readonly maxQueueSize: number };
+    readonly breakers: { readonly status: HealthStatus; readonly agentsOpen: number; readonly dependenciesOpen: readonly string[] };
+    readonly pressure: { readonly status: HealthStatus; readonly level: string };
+    readonly sla: { readonly status: HealthStatus; readonly breaches: ReadonlyArray<Omit<SlaBreach, 'figures'>> };
+    readonly bridge: { readonly status: HealthStatus; readonly kind: string };
+  };
+}
+
+/** What the monitor reads from the orchestrator itself. */
+export interface HealthSource {
+  state(): string;
+  queue(): { readonly waiting: number; readonly maxQueueSize: number };
+}
+
+const RANK: Record<HealthStatus, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
+const worst = (...s: HealthStatus[]): HealthStatus => s.reduce((a, b) => (RANK[b] > RANK[a] ? b : a), 'healthy');
+
+/** A queue this full is reported degraded: work is about to be refused. */
+const QUEUE_DEGRADED_AT = 0.8;
+
+export class HealthMonitor {
+  readonly #options: ResolvedHealthOptions;
+  readonly #pools: AgentPoolManager;
+  readonly #resources: ResourceManager;
+  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #clock: Clock;
+  readonly #source: HealthSource;
+  readonly #sla: SlaWindows;
+  readonly #timer: TrackedTimer;
+  /** Per pool role, clock times of replacements and failed creations in the recovery window. */
+  readonly #spent = new Map<string, number[]>();
+  readonly #suspendedUntil = new Map<string, number>();
+  #running = false;
+  #pass: Promise<void> | undefined;
+
+  constructor(
+    options: ResolvedHealthOptions,
+    deps: {
+      pools: AgentPoolManager;
+      resources: ResourceManager;
+      events: TypedEmitter<OrchestratorEvents>;
+      clock: Clock;
+      source: HealthSource;
+    },
+  ) {
+    this.#options = options;
+    this.#pools = deps.pools;
+    this.#resources = deps.resources;
+    this.#events = deps.events;
+    this.#clock = deps.clock;
+    this.#source = deps.source;
+    this.#sla = new SlaWindows(options.sla);
+    const { disposables } = deps.resources;
+    this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
+    disposables.add(() => (this.#running = false));
+    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
+      this.#events.on(event, fn);
+      disposables.add(() => this.#events.off(event, fn));
+    };
+    if (options.sla.default !== undefined || options.sla.types.size > 0) {
+      listen('task:completed', (e) => this.#sla.record(e.type, e.latencyMs, true, this.#clock.now()));
+      listen('task:failed', (e) => {
+        if (e.outcome !== 'cancelled') this.#sla.record(e.type, e.latencyMs, false, this.#clock.now());
+      });
+    }
+    // A factory that keeps failing spends the recovery budget too: that is what stops a crash loop.
+    listen('pool:create-failed', (e) => {
+      if (!e.willRetry && this.#running) this.#spend(e.role, this.#clock.now());
+    });
+  }
+
+  /** Starts the periodic checks. */
+  start(): void {
+    this.#running = true;
+    this.#schedule();
+  }
+
+  /**
+   * One pass now: stuck agents, health checks, recovery, SLA windows. Passes never overlap: a call during a pass
+   * returns that pass.
+   */
+  check(): Promise<void> {
+    this.#pass ??= this.#checkAll().finally(() => (this.#pass = undefined));
+    return this.#pass;
+  }
+
+  /** `healthy | degraded | unhealthy`, with the detail of each component. */
+  report(): HealthReport {
+    const now = this.#clock.now();
+    const state = this.#source.state();
+    const orchestrator = { status: state === 'running' ? 'healthy' : state === 'stopping' || state === 'stopped' ? 'unhealthy' : 'degraded', state } as const;
+    const pools: Record<string, PoolHealth> = {};
+    for (const p of this.#pools.pools()) {
+      const routable = this.#pools.healthyMembers(p.role);
+      const quarantined = p.states['UNHEALTHY'] ?? 0;
+      const until = this.#suspendedUntil.get(p.role) ?? 0;
+      const suspendedForMs = until > now ? Math.ceil(until - now) : 0;
+      const below = routable < p.minAgents;
+      const status: HealthStatus = state !== 'running' ? 'degraded' : below && suspendedForMs > 0 ? 'unhealthy' : below || quarantined > 0 ? 'degraded' : 'healthy';
+      pools[p.role] = { status, minAgents: p.minAgents, routable, quarantined, recoveries: this.#recent(p.role, now).length, suspendedForMs };
+    }
+    const q = this.#source.queue();
+    const queue = { status: q.waiting >= q.maxQueueSize * QUEUE_DEGRADED_AT && q.waiting > 0 ? 'degraded' : 'healthy', ...q } as const;
+    const r = this.#resources.stats();
+    const dependenciesOpen = Object.entries(r.breakers.dependencies).filter(([, s]) => s === 'open').map(([n]) => n);
+    const agentsOpen = r.breakers.agents.open;
+    const breakers = { status: agentsOpen > 0 || dependenciesOpen.length > 0 ? 'degraded' : 'healthy', agentsOpen, dependenciesOpen } as const;
+    const pressure = { status: r.pressure.level === 'normal' ? 'healthy' : 'degraded', level: r.pressure.level } as const;
+    const breaches = this.#sla.breaches().map(({ figures: _figures, ...b }) => b);
+    const sla = { status: breaches.length > 0 ? 'degraded' : 'healthy', breaches } as const;
+    const bridge = { status: 'healthy', kind: 'memory' } as const;
+    const status = worst(orchestrator.status, ...Object.values(pools).map((p) => p.status), queue.status, breakers.status, pressure.status, sla.status, bridge.status);
+    return { status, components: { orchestrator, pools, queue, breakers, pressure, sla, bridge } };
+  }
+
+  #schedule(): void {
+    if (this.#running) this.#timer.arm(this.#options.checkIntervalMs);
+  }
+
+  async #checkAll(): Promise<void> {
+    const now = this.#clock.now();
+    this.#resumePools(now);
+    const agents = [...this.#pools.agents()];
+    const checks: Promise<void>[] = [];
+    for (const agent of agents) {
+      const { state } = agent;
+      if (state === 'INITIALIZING' || state === 'DRAINING' || state === 'TERMINATED' || state === 'FAILED') continue;
+      if (agent.late > 0 && now - agent.lateSince >= this.#options.stuckAfterMs) {
+        const error = new Error(`Agent ${agent.id} has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`);
+        this.#failed(agent, 'stuck', error);
+        continue;
+      }
+      checks.push(this.#checkOne(agent));
+    }
+    await Promise.all(checks);
+    if (!this.#running) return;
+    const { violations, recoveries } = this.#sla.evaluate(this.#clock.now());
+    for (const v of violations) this.#events.emit('sla:violation', this.#slaEvent(v));
+    for (const r of recoveries) this.#events.emit('sla:recovered', this.#slaEvent(r));
+  }
+
+  async #checkOne(agent: AgentRecord): Promise<void> {
+    const check = agent.agent.healthCheck;
+    if (typeof check !== 'function') return;
+    let timer: NodeJS.Timeout | undefined;
+    let error: unknown;
+    try {
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${this.#options.checkTimeoutMs} ms`)), this.#options.checkTimeoutMs);
+      });
+      const healthy = await Promise.race([Promise.resolve().then(() => check.call(agent.agent)), timeout]);
+      if (healthy === false) error = new Error(`healthCheck() of agent ${agent.id} returned false`);
+    } catch (e) {
+      error = e;
+    } finally {
+      clearTimeout(timer);
+    }
+    // The agent may have left (or the orchestrator stopped) while its check ran.
+    if (!this.#running || this.#pools.get(agent.id) !== agent) return;
+    if (error !== undefined) this.#failed(agent, 'health-check', error);
+    else if (this.#pools.markHealthy(agent)) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
+  }
+
+  /** A failing or stuck agent: replaced if it belongs to a pool with budget left, quarantined otherwise. */
+  #failed(agent: AgentRecord, reason: 'health-check' | 'stuck', error: unknown): void {
+    const fresh = !agent.unhealthy;
+    if (fresh) this.#events.emit('agent:unhealthy', { agentId: agent.id, role: agent.role, reason, error });
+    const pool = this.#pools.isPoolAgent(agent) ? agent.role : undefined;
+    if (pool === undefined || !this.#spend(pool, this.#clock.now())) {
+      this.#pools.markUnhealthy(agent);
+      return;
+    }
+    this.#events.emit('agent:replaced', { agentId: agent.id, role: agent.role, reason });
+    // Background work: the retirement's own failures (dispose) are reported as agent:error.
+    this.#pools.replace(agent, reason === 'stuck').catch(() => {});
+  }
+
+  /** Spends one unit of a pool's recovery budget; false (and the pool suspended) when it is spent. */
+  #spend(role: string, now: number): boolean {
+    const recent = this.#recent(role, now);
+    const { maxReplacements, windowMs } = this.#options.recovery;
+    if (recent.length >= maxReplacements) {
+      if (!this.#suspendedUntil.has(role)) {
+        const until = (recent[0] ?? now) + windowMs;
+        this.#suspendedUntil.set(role, until);
+        this.#pools.suspend(role, until);
+        this.#events.emit('pool:recovery-exhausted', { role, replacements: recent.length, windowMs, resumeInMs: Math.max(0, Math.ceil(until - now)) });
+      }
+      return false;
+    }
+    recent.push(now);
+    return true;
+  }
+
+  #recent(role: string, now: number): number[] {
+    let list = this.#spent.get(role);
+    if (!list) this.#spent.set(role, (list = []));
+    const from = now - this.#options.recovery.windowMs;
+    while (list.length > 0 && list[0]! <= from) list.shift();
+    return list;
+  }
+
+  #resumePools(now: number): void {
+    for (const [role, until] of this.#suspendedUntil) {
+      if (now < until) continue;
+      this.#suspendedUntil.delete(role);
+      this.#pools.suspend(role, 0);
+    }
+  }
+
+  #slaEvent(b: SlaBreach): OrchestratorEvents['sla:violation'] {
+    const f = b.figures;
+    return {
+      type: b.type,
+      metric: b.metric,
+      value: b.value,
+      threshold: b.threshold,
+      count: f.count,
+      errors: f.errors,
+      errorRate: f.errorRate,
+      p50Ms: f.p50Ms,
+      p95Ms: f.p95Ms,
+      p99Ms: f.p99Ms,
+      windowMs: this.#options.sla.windowMs,
+    };
+  }
+}

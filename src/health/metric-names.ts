@@ -1,0 +1,43 @@
+/**
+ * Every metric the orchestrator exports, in one place: the names dashboards and alert rules are written against.
+ * Each is `prefix + name`; the prefix defaults to `unified_orchestrator_`.
+ * Label values are bounded: task types beyond `maxTaskTypes` are reported as `other`, and no label carries an id.
+ */
+export const METRIC_NAMES = Object.freeze({
+  /** Counter {type, outcome}: tasks that reached a terminal state. */
+  tasks: 'tasks_total',
+  /** Histogram {type, outcome}: seconds from acceptance to the terminal state. */
+  taskDuration: 'task_duration_seconds',
+  /** Histogram {type}: seconds a task waited for an agent before an attempt started. */
+  queueWait: 'queue_wait_seconds',
+  /** Gauge: tasks waiting for an agent. */
+  queueDepth: 'queue_depth',
+  /** Gauge: attempts running. */
+  tasksRunning: 'tasks_running',
+  /** Counter: attempts after the first. */
+  retries: 'retries_total',
+  /** Gauge {role, state}: agents by pool (or `role` label, `none` for unlabelled outside agents) and lifecycle state. */
+  agents: 'agents',
+  /** Gauge {role}: 1 while the pool is healthy, 0 when it is below its minimum or cannot recover. */
+  poolHealthy: 'pool_healthy',
+  /** Gauge {state}: agent circuit breakers by state (closed, open, half-open). */
+  agentBreakers: 'agent_breakers',
+  /** Gauge {breaker}: a dependency breaker's state: 0 closed, 1 half-open, 2 open. */
+  dependencyBreakerState: 'dependency_breaker_state',
+  /** Gauge: resource pressure: 0 normal, 1 elevated, 2 critical. */
+  pressure: 'resource_pressure',
+  /** Counter {role, reason}: agents replaced by the HealthMonitor (`health-check`, `stuck`). */
+  recoveries: 'recoveries_total',
+  /** Counter {type, metric}: SLA thresholds crossed (`p50`, `p95`, `p99`, `error_rate`). */
+  slaViolations: 'sla_violations_total',
+  /** Gauge {type, metric}: 1 while that SLA threshold is crossed. */
+  slaBreached: 'sla_breached',
+  /** Counter: routing decisions answered from the routing cache. */
+  routingCacheHits: 'routing_cache_hits_total',
+  /** Counter: routing decisions that had to build their candidate set. */
+  routingCacheMisses: 'routing_cache_misses_total',
+  /** Gauge: overall health: 0 healthy, 1 degraded, 2 unhealthy. */
+  health: 'health_status',
+});
+
+export const DEFAULT_METRIC_PREFIX = 'unified_orchestrator_';

@@ -1,0 +1,217 @@
+/**
+ * Prometheus metrics through prom-client, on the registry the host passes (or a private one). Counters and
+ * histograms follow the task events; gauges read the orchestrator's state when scraped, so an idle orchestrator
+ * costs nothing between scrapes.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ResolvedMetricsOptions } from '../config.js';
+import { ValidationError } from '../errors.js';
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { Disposables } from '../resources/disposables.js';
+import { METRIC_NAMES } from './metric-names.js';
+
+/** What the metrics read at scrape time. */
+export interface MetricsSource {
+  /** Waiting and running tasks, retries, routing cache counters. */
+  counts(): {
+    readonly waiting: number;
+    readonly running: number;
+    readonly retries: number;
+    readonly routingCacheHits: number;
+    readonly routingCacheMisses: number;
+  };
+  /** Agents by role label and state. */
+  agents(): Iterable<{ readonly role: string; readonly state: string; readonly count: number }>;
+  /** Per pool, whether it is healthy. */
+  pools(): Iterable<{ readonly role: string; readonly healthy: boolean }>;
+  agentBreakers(): Readonly<Record<string, number>>;
+  dependencyBreakers(): Readonly<Record<string, 'closed' | 'half-open' | 'open'>>;
+  pressure(): 'normal' | 'elevated' | 'critical';
+  health(): 'healthy' | 'degraded' | 'unhealthy';
+}
+
+const LEVELS = { normal: 0, elevated: 1, critical: 2 } as const;
+const HEALTH = { healthy: 0, degraded: 1, unhealthy: 2 } as const;
+const BREAKER = { closed: 0, 'half-open': 1, open: 2 } as const;
+
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
+
+type Child = { inc(value?: number): void; observe?(value: number): void };
+
+export class OrchestratorMetrics {
+  readonly registry: Registry;
+  readonly #options: ResolvedMetricsOptions;
+  readonly #types = new Map<string, string>();
+  readonly #byOutcome = new Map<string, { count: Child; duration: { observe(v: number): void } }>();
+  readonly #waitByType = new Map<string, { observe(v: number): void }>();
+  readonly #tasks: Counter<'type' | 'outcome'>;
+  readonly #duration: Histogram<'type' | 'outcome'>;
+  readonly #wait: Histogram<'type'>;
+  readonly #recoveries: Counter<'role' | 'reason'>;
+  readonly #slaViolations: Counter<'type' | 'metric'>;
+  readonly #slaBreached: Gauge<'type' | 'metric'>;
+  readonly #names: string[] = [];
+
+  constructor(options: ResolvedMetricsOptions, source: MetricsSource, events: TypedEmitter<OrchestratorEvents>, disposables: Disposables) {
+    this.#options = options;
+    this.registry = options.registry ?? new Registry();
+    const registers = [this.registry];
+    const name = (key: keyof typeof METRIC_NAMES): string => {
+      const full = options.prefix + METRIC_NAMES[key];
+      if (this.registry.getSingleMetric(full)) {
+        throw new ValidationError(
+          'options.metrics.registry',
+          `The registry already holds a metric named ${full}; give each orchestrator on one registry its own metrics.prefix`,
+        );
+      }
+      this.#names.push(full);
+      return full;
+    };
+    // Each metric is registered once it is built; the names are checked first, so a clash leaves nothing half-registered.
+    for (const key of Object.keys(METRIC_NAMES) as Array<keyof typeof METRIC_NAMES>) name(key);
+    this.#names.length = 0;
+
+    this.#tasks = new Counter({ name: name('tasks'), help: 'Tasks that reached a terminal state, by type and outcome.', labelNames: ['type', 'outcome'], registers });
+    this.#duration = new Histogram({
+      name: name('taskDuration'),
+      help: 'Seconds from acceptance to the terminal state, by type and outcome.',
+      labelNames: ['type', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.#wait = new Histogram({
+      name: name('queueWait'),
+      help: 'Seconds a task waited for an agent before an attempt started, by type.',
+      labelNames: ['type'],
+      buckets: WAIT_BUCKETS,
+      registers,
+    });
+    new Gauge({ name: name('queueDepth'), help: 'Tasks waiting for an agent.', registers, collect() { this.set(source.counts().waiting); } });
+    new Gauge({ name: name('tasksRunning'), help: 'Attempts running.', registers, collect() { this.set(source.counts().running); } });
+    const monotonic = (metric: Counter, read: () => number): void => {
+      let last = 0;
+      // Counters only go up: add what the source counted since the last scrape.
+      (metric as unknown as { collect: () => void }).collect = () => {
+        const now = read();
+        if (now > last) metric.inc(now - last);
+        last = now;
+      };
+    };
+    const retries = new Counter({ name: name('retries'), help: 'Attempts after the first.', registers });
+    monotonic(retries, () => source.counts().retries);
+    new Gauge({
+      name: name('agents'),
+      help: 'Agents by pool role and lifecycle state.',
+      labelNames: ['role', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const a of source.agents()) this.set({ role: a.role, state: a.state }, a.count);
+      },
+    });
+    new Gauge({
+      name: name('poolHealthy'),
+      help: '1 while the pool is healthy; 0 below its minimum or out of recovery budget.',
+      labelNames: ['role'],
+      registers,
+      collect() {
+        for (const p of source.pools()) this.set({ role: p.role }, p.healthy ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: name('agentBreakers'),
+      help: 'Agent circuit breakers by state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        for (const [state, n] of Object.entries(source.agentBreakers())) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: name('dependencyBreakerState'),
+      help: 'A dependency circuit breaker: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['breaker'],
+      registers,
+      collect() {
+        for (const [breaker, state] of Object.entries(source.dependencyBreakers())) this.set({ breaker }, BREAKER[state]);
+      },
+    });
+    new Gauge({ name: name('pressure'), help: 'Resource pressure: 0 normal, 1 elevated, 2 critical.', registers, collect() { this.set(LEVELS[source.pressure()]); } });
+    this.#recoveries = new Counter({ name: name('recoveries'), help: 'Agents replaced by the health monitor, by pool role and reason.', labelNames: ['role', 'reason'], registers });
+    this.#slaViolations = new Counter({ name: name('slaViolations'), help: 'SLA thresholds crossed, by task type and metric.', labelNames: ['type', 'metric'], registers });
+    this.#slaBreached = new Gauge({ name: name('slaBreached'), help: '1 while an SLA threshold is crossed, by task type and metric.', labelNames: ['type', 'metric'], registers });
+    const hits = new Counter({ name: name('routingCacheHits'), help: 'Routing decisions answered from the routing cache.', registers });
+    monotonic(hits, () => source.counts().routingCacheHits);
+    const misses = new Counter({ name: name('routingCacheMisses'), help: 'Routing decisions that built their candidate set.', registers });
+    monotonic(misses, () => source.counts().routingCacheMisses);
+    new Gauge({ name: name('health'), help: 'Overall health: 0 healthy, 1 degraded, 2 unhealthy.', registers, collect() { this.set(HEALTH[source.health()]); } });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: options.prefix });
+
+    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
+      events.on(event, fn);
+      disposables.add(() => events.off(event, fn));
+    };
+    listen('task:completed', (e) => this.#finished(e.type, 'completed', e.latencyMs));
+    listen('task:failed', (e) => this.#finished(e.type, e.outcome, e.latencyMs));
+    listen('task:started', (e) => this.#waitFor(e.type).observe(e.waitedMs / 1_000));
+    listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
+    listen('sla:violation', (e) => {
+      const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };
+      this.#slaViolations.inc(labels);
+      this.#slaBreached.set(labels, 1);
+    });
+    listen('sla:recovered', (e) => this.#slaBreached.set({ type: this.#typeLabel(e.type), metric: metricLabel(e.metric) }, 0));
+    // On stop the metrics leave the registry, so that a new orchestrator can register the same names on it.
+    disposables.add(() => {
+      if (options.registry === undefined) return;
+      for (const n of this.#names) this.registry.removeSingleMetric(n);
+    });
+  }
+
+  /** The exposition in Prometheus text format. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  #finished(type: string, outcome: string, latencyMs: number): void {
+    const key = `${type}\u0000${outcome}`;
+    let c = this.#byOutcome.get(key);
+    if (!c) {
+      const labels = { type: this.#typeLabel(type), outcome };
+      c = { count: this.#tasks.labels(labels), duration: this.#duration.labels(labels) };
+      // Bounded like the label values: past the limit, types share the `other` children without caching new keys.
+      if (this.#byOutcome.size < this.#options.maxTaskTypes * 5) this.#byOutcome.set(key, c);
+    }
+    c.count.inc();
+    c.duration.observe(latencyMs / 1_000);
+  }
+
+  #waitFor(type: string): { observe(v: number): void } {
+    let h = this.#waitByType.get(type);
+    if (!h) {
+      h = this.#wait.labels({ type: this.#typeLabel(type) });
+      if (this.#waitByType.size < this.#options.maxTaskTypes) this.#waitByType.set(type, h);
+    }
+    return h;
+  }
+
+  /** The label value of a task type: itself for the first `maxTaskTypes` types, `other` after. */
+  #typeLabel(type: string): string {
+    let label = this.#types.get(type);
+    if (label === undefined) {
+      if (this.#types.size >= this.#options.maxTaskTypes) return 'other';
+      label = type;
+      this.#types.set(type, label);
+    }
+    return label;
+  }
+}
+
+function metricLabel(metric: 'p50' | 'p95' | 'p99' | 'errorRate'): string {
+  return metric === 'errorRate' ? 'error_rate' : metric;
+}
