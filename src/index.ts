@@ -9,6 +9,8 @@ export type { OrchestratorState, OrchestratorStats } from './orchestrator.js';
 export type { AgentPoolManager, RegisterAgentOptions } from './pool/agent-pool-manager.js';
 export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
+export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
+export { DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';
@@ -22,6 +24,8 @@ export {
   BREAKER_DEFAULTS,
   BUDGET_DEFAULTS,
   defaultRetryable,
+  HEALTH_DEFAULTS,
+  METRICS_DEFAULTS,
   ORCHESTRATOR_DEFAULTS,
   POOL_DEFAULTS,
   PRESSURE_DEFAULTS,
@@ -33,12 +37,16 @@ export type {
   BreakerOptions,
   BudgetOptions,
   Clock,
+  HealthOptions,
+  MetricsOptions,
   OrchestratorOptions,
   PoolOptions,
   PressureOptions,
   RateLimitOptions,
   RetryOptions,
   RoutingStrategyName,
+  SlaOptions,
+  SlaThresholds,
   StopOptions,
 } from './config.js';
 export type { BreakerState } from './resources/circuit-breakers.js';
@@ -71,4 +79,4 @@ export {
 } from './errors.js';
 export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
 
-export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener, TaskFailureOutcome, TaskOutcome } from './events.js';
+export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener, SlaEvent, TaskFailureOutcome, TaskOutcome } from './events.js';
