@@ -8,7 +8,9 @@
  *
  *   npm run demo                  # 3,000 tasks
  *   npm run demo -- --tasks 500   # or any other number
+ *   npm run demo -- --http 9464   # also serve /metrics, /healthz and /readyz on that port, until Ctrl-C
  */
+import { createServer } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import {
@@ -22,10 +24,15 @@ import {
 
 // --- Settings -------------------------------------------------------------------------------------
 
-const { values: args } = parseArgs({ options: { tasks: { type: 'string', default: '3000' } } });
+const { values: args } = parseArgs({ options: { tasks: { type: 'string', default: '3000' }, http: { type: 'string' } } });
 const TASKS = Number(args.tasks);
 if (!Number.isSafeInteger(TASKS) || TASKS < 1) {
   console.error(`Expected --tasks to be a whole number >= 1, got ${JSON.stringify(args.tasks)}`);
+  process.exit(2);
+}
+const HTTP_PORT = args.http === undefined ? undefined : Number(args.http);
+if (HTTP_PORT !== undefined && !(Number.isInteger(HTTP_PORT) && HTTP_PORT >= 0 && HTTP_PORT < 65_536)) {
+  console.error(`Expected --http to be a port number, got ${JSON.stringify(args.http)}`);
   process.exit(2);
 }
 
@@ -135,6 +142,13 @@ const progress = createProgress(TASKS);
 // --- Run ------------------------------------------------------------------------------------------
 
 await orchestrator.start();
+// With --http: the operational endpoints, on node:http with no framework (see also examples/http-server.ts).
+const server = HTTP_PORT === undefined ? undefined : createServer(orchestrator.httpHandler()).listen(HTTP_PORT);
+if (server) {
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as { port: number };
+  console.log(`Serving http://localhost:${port}/metrics, /healthz and /readyz`);
+}
 orchestrator.registerAgent(brokenAgent, { id: 'broken-scraper', capabilities: ['search'], role: 'outside a pool' });
 const startedAt = performance.now();
 const settled: Promise<unknown>[] = [];
@@ -159,7 +173,7 @@ await Promise.all(settled);
 const elapsedMs = performance.now() - startedAt;
 const stats = orchestrator.stats();
 const brokenBreaker = orchestrator.agent('broken-scraper')?.breaker;
-await orchestrator.stop({ drain: true });
+if (!server) await orchestrator.stop({ drain: true });
 progress.done();
 
 // --- Report ---------------------------------------------------------------------------------------
@@ -193,6 +207,13 @@ console.table(
     ]),
   ),
 );
+
+if (server) {
+  console.log('\nStill serving /metrics, /healthz and /readyz; Ctrl-C to stop.');
+  await new Promise((resolve) => process.once('SIGINT', resolve));
+  await orchestrator.stop({ drain: true });
+  server.close();
+}
 
 // --- Helpers --------------------------------------------------------------------------------------
 
