@@ -1,0 +1,23 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+describe('examples run', () => {
+  // Each example is a child process as a user would run it, so that none rots.
+  it('http-server.ts serves /metrics (with the host metric), /healthz and /readyz', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'examples/http-server.ts', '--self-check'], { cwd: root, timeout: 30_000 });
+    expect(stdout).toMatch(/^\/metrics 200/m);
+    expect(stdout).toMatch(/^\/healthz 200/m);
+    expect(stdout).toMatch(/^\/readyz 200/m);
+  }, 40_000);
+
+  it('readme-resources.ts runs to the end', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'examples/readme-resources.ts'], { cwd: root, timeout: 30_000 });
+    expect(stdout).toContain('HELLO');
+    expect(stdout).toContain('result for orchestrators');
+  }, 40_000);
+});
