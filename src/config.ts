@@ -6,6 +6,7 @@
 import { ValidationError } from './errors.js';
 import type { AgentFactory } from './pool/agent.js';
 import type { ResourceSampler } from './resources/pressure.js';
+import type { TracerLike, TracingMode } from './health/tracing.js';
 
 /** The longest delay a Node timer can hold (about 24.8 days); a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -220,6 +221,12 @@ export interface OrchestratorOptions {
   health?: HealthOptions;
   /** Prometheus metrics; `false` for none. */
   metrics?: MetricsOptions | false;
+  /**
+   * OpenTelemetry spans per task, through `@opentelemetry/api` (an optional peer dependency). `'auto'`: when the
+   * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer.
+   * @default 'auto'
+   */
+  tracing?: TracingMode;
   /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
   agingIntervalMs?: number;
   /** How long a finished task's result answers a resubmission with the same idempotency key. @default 300_000 */
@@ -327,6 +334,7 @@ export interface ResolvedOrchestratorOptions {
   readonly rateLimits: ReadonlyMap<string, ResolvedRateLimitOptions>;
   readonly health: ResolvedHealthOptions;
   readonly metrics: ResolvedMetricsOptions | false;
+  readonly tracing: TracingMode;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -823,7 +831,7 @@ function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimi
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
-  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics',
+  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing',
 ]);
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
@@ -871,6 +879,12 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     rateLimits: resolveRateLimits(own(o, 'rateLimits')),
     health: resolveHealthOptions(own(o, 'health')),
     metrics: resolveMetricsOptions(own(o, 'metrics')),
+    tracing: optional<TracingMode>(own(o, 'tracing'), 'auto', (v) => {
+      if (typeof v === 'boolean' || v === 'auto') return v;
+      const t = expectObject(v, 'options.tracing');
+      expectFunction(expectObject(t['tracer'], 'options.tracing.tracer')['startSpan'], 'options.tracing.tracer.startSpan');
+      return { tracer: t['tracer'] as TracerLike };
+    }),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),

@@ -11,6 +11,7 @@ export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-e
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
 export { DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
+export type { SpanLike, TracerLike, TracingMode } from './health/tracing.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';

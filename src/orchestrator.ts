@@ -25,6 +25,7 @@ import { ResourceManager, type ResourceStats } from './resources/resource-manage
 import { HealthMonitor, type HealthReport } from './health/health-monitor.js';
 import { createHttpHandler } from './health/http-handler.js';
 import { OrchestratorMetrics } from './health/metrics.js';
+import { startTracing } from './health/tracing.js';
 import type { RequestListener } from 'node:http';
 
 /** Lifecycle of the orchestrator itself. */
@@ -63,6 +64,7 @@ export class UnifiedOrchestrator {
   readonly #resources: ResourceManager;
   readonly #health: HealthMonitor;
   readonly #metrics: OrchestratorMetrics | undefined;
+  #tracing = false;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -120,6 +122,7 @@ export class UnifiedOrchestrator {
     try {
       // The first pressure sample comes before pre-warming: a host already short of memory should not grow pools.
       await this.#resources.start();
+      this.#tracing = await startTracing(this.#events, this.#resources.disposables, this.#options.tracing);
       await this.#pools.start();
     } catch (error) {
       await this.stop({ drain: false });
@@ -257,6 +260,11 @@ export class UnifiedOrchestrator {
    */
   health(): HealthReport {
     return this.#health.report();
+  }
+
+  /** Whether tasks are traced as OpenTelemetry spans (decided at `start()`; see the `tracing` option). */
+  get tracing(): boolean {
+    return this.#tracing;
   }
 
   /** Runs the health checks, stuck detection, recovery and SLA evaluation now instead of at the next interval. */

@@ -1,0 +1,116 @@
+/**
+ * Optional OpenTelemetry tracing: when `@opentelemetry/api` is installed (an optional peer dependency) every task
+ * is a span, from acceptance to its terminal state, with its routing decisions and attempts as span events.
+ * Without the package nothing is loaded and nothing changes. The span goes to whatever tracer provider the host
+ * registered with its OpenTelemetry SDK (none: the API's no-op).
+ */
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { Disposables } from '../resources/disposables.js';
+
+type Attributes = Record<string, string | number | boolean>;
+
+/** The part of an OpenTelemetry span the tracing uses (structural, so the types need no OpenTelemetry install). */
+export interface SpanLike {
+  addEvent(name: string, attributes?: Attributes): unknown;
+  setAttributes(attributes: Attributes): unknown;
+  setStatus(status: { code: number; message?: string }): unknown;
+  recordException(error: Error): unknown;
+  spanContext(): { traceId: string };
+  end(): void;
+}
+
+/** An OpenTelemetry `Tracer`, structurally. */
+export interface TracerLike {
+  startSpan(name: string, options?: { kind?: number; startTime?: number; attributes?: Attributes }): SpanLike;
+}
+
+/** What the tracing needs of `@opentelemetry/api`. */
+interface OtelApi {
+  trace: { getTracer(name: string, version?: string): TracerLike };
+  SpanStatusCode: { OK: number; ERROR: number };
+  SpanKind: { INTERNAL: number };
+}
+
+/** The trace id of a span from the API's no-op tracer: no SDK is registered. */
+const INVALID_TRACE_ID = '00000000000000000000000000000000';
+
+/** Whether to trace: always (`true`, when the package is installed), never, or `auto`: when an SDK is registered. */
+export type TracingMode = boolean | 'auto' | { readonly tracer: TracerLike };
+
+/** Open spans at most: a task that never ends (it always does) cannot grow memory without bound. */
+const MAX_OPEN_SPANS = 100_000;
+
+/**
+ * Loads `@opentelemetry/api` if it is installed and traces tasks through it. Resolves with whether tracing is on.
+ * With `auto`, only when an SDK is registered (a probe span gets a real trace id): the API's no-op tracer would
+ * cost every task an event payload for nothing.
+ */
+export async function startTracing(events: TypedEmitter<OrchestratorEvents>, disposables: Disposables, mode: TracingMode): Promise<boolean> {
+  if (mode === false) return false;
+  let api: OtelApi;
+  try {
+    api = (await import('@opentelemetry/api')) as unknown as OtelApi;
+  } catch {
+    return false; // not installed: tracing stays off
+  }
+  const t = typeof mode === 'object' ? mode.tracer : api.trace.getTracer('unified-orchestrator');
+  if (mode === 'auto') {
+    const probe = t.startSpan('unified-orchestrator.probe');
+    const registered = probe.spanContext().traceId !== INVALID_TRACE_ID;
+    probe.end();
+    if (!registered) return false;
+  }
+  const spans = new Map<string, SpanLike>();
+  const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
+    events.on(event, fn);
+    disposables.add(() => events.off(event, fn));
+  };
+  const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
+    let span = spans.get(taskId);
+    if (!span) {
+      span = t.startSpan(`task ${type}`, {
+        kind: api.SpanKind.INTERNAL,
+        startTime: Date.now() - startedMsAgo,
+        attributes: { 'task.id': taskId, 'task.type': type },
+      });
+      if (spans.size < MAX_OPEN_SPANS) spans.set(taskId, span);
+    }
+    return span;
+  };
+  listen('task:queued', (e) => {
+    const span = open(e.taskId, e.type, 0);
+    span.addEvent('queued', { 'task.priority': e.priority, 'queue.waiting': e.waiting, ...(e.tenantId ? { 'task.tenant': e.tenantId } : {}) });
+  });
+  listen('task:started', (e) => {
+    const span = open(e.taskId, e.type, e.waitedMs);
+    span.addEvent('attempt', { 'task.attempt': e.attempt, 'agent.id': e.agentId, 'agent.role': e.role ?? '', 'queue.waited_ms': e.waitedMs });
+  });
+  listen('task:retrying', (e) => {
+    spans.get(e.taskId)?.addEvent('retry', {
+      'task.attempt': e.attempt,
+      'retry.delay_ms': e.delayMs,
+      'error.message': e.error instanceof Error ? e.error.message : String(e.error),
+    });
+  });
+  listen('task:completed', (e) => {
+    const span = open(e.taskId, e.type, e.latencyMs);
+    spans.delete(e.taskId);
+    span.setAttributes({ 'task.outcome': 'completed', 'task.attempts': e.attempt, 'agent.id': e.agentId, 'agent.role': e.role ?? '' });
+    span.setStatus({ code: api.SpanStatusCode.OK });
+    span.end();
+  });
+  listen('task:failed', (e) => {
+    const span = open(e.taskId, e.type, e.latencyMs);
+    spans.delete(e.taskId);
+    const message = e.error instanceof Error ? e.error.message : String(e.error);
+    span.setAttributes({ 'task.outcome': e.outcome, 'task.attempts': e.attempts });
+    if (e.error instanceof Error) span.recordException(e.error);
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message });
+    span.end();
+  });
+  disposables.add(() => {
+    for (const span of spans.values()) span.end();
+    spans.clear();
+  });
+  return true;
+}
