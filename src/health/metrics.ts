@@ -3,11 +3,12 @@
  * histograms follow the task events; gauges read the orchestrator's state when scraped, so an idle orchestrator
  * costs nothing between scrapes.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ResolvedMetricsOptions } from '../config.js';
 import { ValidationError } from '../errors.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import type { Disposables } from '../resources/disposables.js';
+import { HotCounter, HotHistogram, type Series } from './hot-metrics.js';
 import { METRIC_NAMES } from './metric-names.js';
 
 /** What the metrics read at scrape time. */
@@ -37,17 +38,16 @@ const BREAKER = { closed: 0, 'half-open': 1, open: 2 } as const;
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
 
-type Child = { inc(value?: number): void; observe?(value: number): void };
-
 export class OrchestratorMetrics {
   readonly registry: Registry;
   readonly #options: ResolvedMetricsOptions;
   readonly #types = new Map<string, string>();
-  readonly #byOutcome = new Map<string, { count: Child; duration: { observe(v: number): void } }>();
-  readonly #waitByType = new Map<string, { observe(v: number): void }>();
-  readonly #tasks: Counter<'type' | 'outcome'>;
-  readonly #duration: Histogram<'type' | 'outcome'>;
-  readonly #wait: Histogram<'type'>;
+  /** Per type and outcome, the series of the two per-task metrics: looked up once per task, labels hashed once. */
+  readonly #byOutcome = new Map<string, { count: Series; duration: Series }>();
+  readonly #waitByType = new Map<string, Series>();
+  readonly #tasks: HotCounter;
+  readonly #duration: HotHistogram;
+  readonly #wait: HotHistogram;
   readonly #recoveries: Counter<'role' | 'reason'>;
   readonly #slaViolations: Counter<'type' | 'metric'>;
   readonly #slaBreached: Gauge<'type' | 'metric'>;
@@ -72,21 +72,11 @@ export class OrchestratorMetrics {
     for (const key of Object.keys(METRIC_NAMES) as Array<keyof typeof METRIC_NAMES>) name(key);
     this.#names.length = 0;
 
-    this.#tasks = new Counter({ name: name('tasks'), help: 'Tasks that reached a terminal state, by type and outcome.', labelNames: ['type', 'outcome'], registers });
-    this.#duration = new Histogram({
-      name: name('taskDuration'),
-      help: 'Seconds from acceptance to the terminal state, by type and outcome.',
-      labelNames: ['type', 'outcome'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.#wait = new Histogram({
-      name: name('queueWait'),
-      help: 'Seconds a task waited for an agent before an attempt started, by type.',
-      labelNames: ['type'],
-      buckets: WAIT_BUCKETS,
-      registers,
-    });
+    // The per-task metrics are hot: see hot-metrics.ts for why they are not prom-client's own classes.
+    this.#tasks = new HotCounter(name('tasks'), 'Tasks that reached a terminal state, by type and outcome.', ['type', 'outcome']);
+    this.#duration = new HotHistogram(name('taskDuration'), 'Seconds from acceptance to the terminal state, by type and outcome.', ['type', 'outcome'], DURATION_BUCKETS);
+    this.#wait = new HotHistogram(name('queueWait'), 'Seconds a task waited for an agent before an attempt started, by type.', ['type'], WAIT_BUCKETS);
+    for (const m of [this.#tasks, this.#duration, this.#wait]) this.registry.registerMetric(m as never);
     new Gauge({ name: name('queueDepth'), help: 'Tasks waiting for an agent.', registers, collect() { this.set(source.counts().waiting); } });
     new Gauge({ name: name('tasksRunning'), help: 'Attempts running.', registers, collect() { this.set(source.counts().running); } });
     const monotonic = (metric: Counter, read: () => number): void => {
@@ -154,7 +144,7 @@ export class OrchestratorMetrics {
     };
     listen('task:completed', (e) => this.#finished(e.type, 'completed', e.latencyMs));
     listen('task:failed', (e) => this.#finished(e.type, e.outcome, e.latencyMs));
-    listen('task:started', (e) => this.#waitFor(e.type).observe(e.waitedMs / 1_000));
+    listen('task:started', (e) => this.#wait.observe(this.#waitFor(e.type), e.waitedMs / 1_000));
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {
       const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };
@@ -182,22 +172,25 @@ export class OrchestratorMetrics {
     const key = `${type}\u0000${outcome}`;
     let c = this.#byOutcome.get(key);
     if (!c) {
-      const labels = { type: this.#typeLabel(type), outcome };
-      c = { count: this.#tasks.labels(labels), duration: this.#duration.labels(labels) };
-      // Bounded like the label values: past the limit, types share the `other` children without caching new keys.
+      const label = this.#typeLabel(type);
+      const labels = { type: label, outcome };
+      const seriesKey = `${label}\u0000${outcome}`;
+      c = { count: this.#tasks.series(seriesKey, labels), duration: this.#duration.series(seriesKey, labels) };
+      // Bounded like the label values: past the limit, types share the `other` series without caching new keys.
       if (this.#byOutcome.size < this.#options.maxTaskTypes * 5) this.#byOutcome.set(key, c);
     }
-    c.count.inc();
-    c.duration.observe(latencyMs / 1_000);
+    this.#tasks.inc(c.count);
+    this.#duration.observe(c.duration, latencyMs / 1_000);
   }
 
-  #waitFor(type: string): { observe(v: number): void } {
-    let h = this.#waitByType.get(type);
-    if (!h) {
-      h = this.#wait.labels({ type: this.#typeLabel(type) });
-      if (this.#waitByType.size < this.#options.maxTaskTypes) this.#waitByType.set(type, h);
+  #waitFor(type: string): Series {
+    let s = this.#waitByType.get(type);
+    if (!s) {
+      const label = this.#typeLabel(type);
+      s = this.#wait.series(label, { type: label });
+      if (this.#waitByType.size < this.#options.maxTaskTypes) this.#waitByType.set(type, s);
     }
-    return h;
+    return s;
   }
 
   /** The label value of a task type: itself for the first `maxTaskTypes` types, `other` after. */

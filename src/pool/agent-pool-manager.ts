@@ -226,8 +226,9 @@ export class AgentPoolManager {
       if (this.#promoteSpare(pool, 'demand')) return true;
       if (pool.creatingMembers * pool.options.concurrency >= waiting) return true;
       // Even under pressure a pool keeps one agent for the work it accepted: tasks must not wait forever on none.
-      const last = pool.liveMembers === 0 && pool.creatingMembers === 0;
-      if ((mayCreate || last) && pool.hasRoom && !this.#suspended(pool)) {
+      // (`liveMembers` walks the pool: only asked under pressure, never on the normal path.)
+      const allowed = mayCreate || (pool.creatingMembers === 0 && pool.liveMembers === 0);
+      if (allowed && pool.hasRoom && !this.#suspended(pool)) {
         this.#startCreation(pool, 'member', 'demand').catch(() => {}); // reported as pool:create-failed
         return true;
       }
