@@ -122,8 +122,10 @@ export class UnifiedOrchestrator {
     try {
       // The first pressure sample comes before pre-warming: a host already short of memory should not grow pools.
       await this.#resources.start();
-      this.#tracing = await startTracing(this.#events, this.#resources.disposables, this.#options.tracing);
-      await this.#pools.start();
+      // Loading @opentelemetry/api (if installed) overlaps pre-warming; tracing is on before the first task.
+      const tracing = startTracing(this.#events, this.#resources.disposables, this.#options.tracing).catch(() => false);
+      await Promise.all([this.#pools.start(), tracing]);
+      this.#tracing = await tracing;
     } catch (error) {
       await this.stop({ drain: false });
       throw error;

@@ -298,7 +298,7 @@ describe('creation races', () => {
       })],
     });
     const starting = o.start().catch((e: unknown) => e);
-    await wait(20);
+    await until(() => o.agents().length === 2); // both made, both stuck in their health check
     const t0 = Date.now();
     await o.stop();
     expect(Date.now() - t0).toBeLessThan(5_000); // not the 60 s health-check timeout

@@ -524,7 +524,8 @@ describe('real pressure', () => {
     const MiB = 1024 * 1024;
     const o = new UnifiedOrchestrator({
       pools: [],
-      pressure: { memoryLimitBytes: process.memoryUsage().rss + 64 * MiB, sampleIntervalMs: 50 },
+      // Headroom for what the worker allocates meanwhile (tests run in parallel); the ballast below is well past it.
+      pressure: { memoryLimitBytes: process.memoryUsage().rss + 128 * MiB, sampleIntervalMs: 50 },
     });
     live.push(o);
     await o.start();
@@ -534,15 +535,15 @@ describe('real pressure', () => {
 
     let ballast: Buffer[] | undefined = [];
     try {
-      // 160 MiB, zero-filled (so every page is touched and counts in RSS), held until the end of the test.
-      for (let i = 0; i < 10; i++) ballast.push(Buffer.alloc(16 * MiB, 1));
+      // 320 MiB, filled (so every page is touched and counts in RSS), held until the end of the test.
+      for (let i = 0; i < 20; i++) ballast.push(Buffer.alloc(16 * MiB, 1));
       await until(() => o.resources.pressure === 'critical', 2_500);
       expect(o.stats().resources.pressure.level).toBe('critical');
       const refused = await rejectionOf(o.submit({ type: 't', requires: ['x'], priority: -1 }));
       expect(refused).toBeInstanceOf(ResourcePressureError);
       expect(refused).toMatchObject({ level: 'critical', priority: -1, priorityFloor: 0 });
       await expect(o.submit({ type: 't', requires: ['x'], payload: 'must' })).resolves.toBe('a:must');
-      expect(ballast.reduce((n, b) => n + b.length, 0)).toBe(160 * MiB);
+      expect(ballast.reduce((n, b) => n + b.length, 0)).toBe(320 * MiB);
     } finally {
       ballast = undefined;
       await o.stop();
