@@ -144,7 +144,10 @@ export interface OrchestratorEvents {
     readonly reason: 'health-check' | 'stuck';
     readonly error: unknown;
   };
-  /** An outside agent quarantined by a failed health check passed one again and is routable. */
+  /**
+   * An outside agent quarantined by a failed health check (or as stuck) passed again and is routable. (If its
+   * breaker is open meanwhile, it returns with the breaker's `closed` or `half-open` instead, without this event.)
+   */
   'agent:recovered': { readonly agentId: string; readonly role: string | undefined };
   /** A failed or stuck pool agent was taken out; its pool makes a replacement. */
   'agent:replaced': { readonly agentId: string; readonly role: string | undefined; readonly reason: 'health-check' | 'stuck' };

@@ -92,9 +92,11 @@ export class HealthMonitor {
       disposables.add(() => this.#events.off(event, fn));
     };
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
-      listen('task:completed', (e) => this.#sla.record(e.type, e.latencyMs, true, this.#clock.now()));
+      listen('task:completed', (e) => {
+        if (this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, true, this.#clock.now());
+      });
       listen('task:failed', (e) => {
-        if (e.outcome !== 'cancelled') this.#sla.record(e.type, e.latencyMs, false, this.#clock.now());
+        if (e.outcome !== 'cancelled' && this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, false, this.#clock.now());
       });
     }
     // A factory that keeps failing spends the recovery budget too: that is what stops a crash loop.
@@ -175,7 +177,11 @@ export class HealthMonitor {
 
   async #checkOne(agent: AgentRecord): Promise<void> {
     const check = agent.agent.healthCheck;
-    if (typeof check !== 'function') return;
+    if (typeof check !== 'function') {
+      // Nothing to ask: an agent quarantined as stuck is healthy again once it is no longer stuck (this pass saw that).
+      if (this.#pools.markHealthy(agent) && agent.routable) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
+      return;
+    }
     let timer: NodeJS.Timeout | undefined;
     let error: unknown;
     try {
@@ -192,7 +198,7 @@ export class HealthMonitor {
     // The agent may have left (or the orchestrator stopped) while its check ran.
     if (!this.#running || this.#pools.get(agent.id) !== agent) return;
     if (error !== undefined) this.#failed(agent, 'health-check', error);
-    else if (this.#pools.markHealthy(agent)) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
+    else if (this.#pools.markHealthy(agent) && agent.routable) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
   }
 
   /** A failing or stuck agent: replaced if it belongs to a pool with budget left, quarantined otherwise. */

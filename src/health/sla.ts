@@ -95,6 +95,8 @@ export class SlaWindows {
   readonly #options: ResolvedSlaOptions;
   readonly #slotMs: number;
   readonly #types = new Map<string, TypeWindow>();
+  /** Whether a type has thresholds, per type asked about (bounded like the windows). */
+  readonly #judges = new Map<string, boolean>();
   /** `${type}\0${metric}` currently breached. */
   readonly #breached = new Map<string, SlaBreach>();
 
@@ -112,6 +114,16 @@ export class SlaWindows {
       this.#types.set(type, w);
     }
     w.record(Math.floor(now / this.#slotMs), latencyMs, ok);
+  }
+
+  /** Whether `type` has thresholds: the monitor records only such types, so others never use up `maxTypes`. */
+  judges(type: string): boolean {
+    let judged = this.#judges.get(type);
+    if (judged === undefined) {
+      judged = this.#thresholdsFor(type) !== undefined;
+      if (this.#judges.size < this.#options.maxTypes * 10) this.#judges.set(type, judged);
+    }
+    return judged;
   }
 
   figures(type: string, now: number): SlaFigures | undefined {
