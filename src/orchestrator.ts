@@ -325,7 +325,12 @@ export class UnifiedOrchestrator {
             yield { role, state, count };
           }
         },
-        pools: () => Object.entries(this.#health.report().components.pools).map(([role, p]) => ({ role, healthy: p.status === 'healthy' })),
+        // Healthy for the metric: at its minimum and able to recover; quarantined agents above the minimum are not an outage.
+        pools: () =>
+          Object.entries(this.#health.report().components.pools).map(([role, p]) => ({
+            role,
+            healthy: p.status !== 'unhealthy' && p.routable >= p.minAgents,
+          })),
         agentBreakers: () => resources.stats().breakers.agents,
         dependencyBreakers: () => resources.stats().breakers.dependencies,
         pressure: () => resources.pressure,

@@ -136,7 +136,22 @@ export class OrchestratorMetrics {
     const misses = new Counter({ name: name('routingCacheMisses'), help: 'Routing decisions that built their candidate set.', registers });
     monotonic(misses, () => source.counts().routingCacheMisses);
     new Gauge({ name: name('health'), help: 'Overall health: 0 healthy, 1 degraded, 2 unhealthy.', registers, collect() { this.set(HEALTH[source.health()]); } });
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: options.prefix });
+    if (options.defaultMetrics) {
+      // Whatever collectDefaultMetrics adds is ours too: it leaves with the orchestrator, and a clash undoes it all.
+      const before = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
+      const added = (): string[] => this.registry.getMetricsAsArray().map((m) => m.name).filter((n) => !before.has(n));
+      try {
+        collectDefaultMetrics({ register: this.registry, prefix: options.prefix });
+      } catch (error) {
+        for (const n of [...this.#names, ...added()]) this.registry.removeSingleMetric(n);
+        throw new ValidationError(
+          'options.metrics.registry',
+          `The registry already holds default process metrics with prefix ${JSON.stringify(options.prefix)} ` +
+            `(${error instanceof Error ? error.message : String(error)}); give each orchestrator its own metrics.prefix, or collect them once yourself`,
+        );
+      }
+      this.#names.push(...added());
+    }
 
     const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
       events.on(event, fn);
