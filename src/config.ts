@@ -803,8 +803,9 @@ function resolveMetricsOptions(input: unknown): ResolvedMetricsOptions | false {
     expectFunction(r['metrics'], 'options.metrics.registry.metrics');
   }
   const prefix = optional(own(o, 'prefix'), d.prefix, (v) => {
-    if (typeof v !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(v)) {
-      throw new ValidationError('options.metrics.prefix', `Expected \`options.metrics.prefix\` to match [a-zA-Z_:][a-zA-Z0-9_:]* (a Prometheus name), got ${describe(v)}`);
+    // Colons are for recording rules, not for what a client exposes (promtool rejects them there).
+    if (typeof v !== 'string' || !/^[a-zA-Z_][a-zA-Z0-9_]*$|^$/.test(v)) {
+      throw new ValidationError('options.metrics.prefix', `Expected \`options.metrics.prefix\` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name), got ${describe(v)}`);
     }
     return v;
   });

@@ -57,8 +57,13 @@ abstract class HotMetric<T extends 'counter' | 'histogram'> {
     return s;
   }
 
+  /** Zeroes every series in place (prom-client's `registry.resetMetrics()`): callers keep their series and go on counting. */
   reset(): void {
-    this.all.clear();
+    for (const s of this.all.values()) {
+      s.count = 0;
+      s.sum = 0;
+      s.buckets?.fill(0);
+    }
   }
 
   protected abstract newBuckets(): Float64Array | undefined;
