@@ -93,6 +93,7 @@ export class UnifiedOrchestrator {
       },
     });
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
+    if (this.#metrics) this.#engine.observe(this.#metrics);
   }
 
   get state(): OrchestratorState {

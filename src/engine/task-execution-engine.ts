@@ -22,7 +22,7 @@ import {
   ValidationError,
   type AttemptRecord,
 } from '../errors.js';
-import type { OrchestratorEvents, TaskFailureOutcome, TypedEmitter } from '../events.js';
+import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { RateLimiter } from '../resources/rate-limiter.js';
@@ -69,6 +69,15 @@ export interface EngineStats {
   readonly deadLetters: number;
 }
 
+/**
+ * Told of every attempt start and terminal state, synchronously and without an event payload: the metrics use it, so
+ * counting a task costs no allocation. Implementations must not throw (they are not isolated like listeners).
+ */
+export interface TaskObserver {
+  attemptStarted(type: string, waitedMs: number): void;
+  taskEnded(type: string, outcome: TaskOutcome, latencyMs: number): void;
+}
+
 /** One requirement class: the tasks waiting for agents that hold the same set of capabilities. */
 class TaskClass {
   readonly signature: string;
@@ -103,6 +112,7 @@ export class TaskExecutionEngine implements RoutingListener {
   /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
   readonly #limited: boolean;
   readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
+  #observer: TaskObserver | undefined;
   readonly #strategy: RoutingStrategy;
   readonly #index = new CapabilityIndex();
   readonly #cache: RoutingCache;
@@ -154,6 +164,11 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
     this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
+  }
+
+  /** Sets the one observer of attempts and outcomes (the metrics). */
+  observe(observer: TaskObserver): void {
+    this.#observer = observer;
   }
 
   /** Opens the engine for work. */
@@ -571,6 +586,7 @@ export class TaskExecutionEngine implements RoutingListener {
     task.current = attempt;
     if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
+    this.#observer?.attemptStarted(spec.type, startedAt - task.readyAt);
     if (this.#events.has('task:started')) {
       this.#events.emit('task:started', {
         taskId: task.id,
@@ -785,6 +801,7 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#conclude(task);
     this.#completed++;
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
+    this.#observer?.taskEnded(task.spec.type, 'completed', now - task.acceptedAt);
     if (this.#events.has('task:completed')) {
       this.#events.emit('task:completed', {
         taskId: task.id,
@@ -809,15 +826,10 @@ export class TaskExecutionEngine implements RoutingListener {
       case 'dead-lettered': this.#deadLettered++; break;
     }
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
+    const latencyMs = this.#options.clock.now() - task.acceptedAt;
+    this.#observer?.taskEnded(task.spec.type, outcome, latencyMs);
     if (this.#events.has('task:failed')) {
-      this.#events.emit('task:failed', {
-        taskId: task.id,
-        type: task.spec.type,
-        outcome,
-        attempts: task.attempts,
-        error,
-        latencyMs: this.#options.clock.now() - task.acceptedAt,
-      });
+      this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error, latencyMs });
     }
     task.reject(error);
     this.#checkIdle();

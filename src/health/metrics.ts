@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ResolvedMetricsOptions } from '../config.js';
 import { ValidationError } from '../errors.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TaskObserver } from '../engine/task-execution-engine.js';
 import type { Disposables } from '../resources/disposables.js';
 import { HotCounter, HotHistogram, type Series } from './hot-metrics.js';
 import { METRIC_NAMES } from './metric-names.js';
@@ -38,12 +39,12 @@ const BREAKER = { closed: 0, 'half-open': 1, open: 2 } as const;
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
 
-export class OrchestratorMetrics {
+export class OrchestratorMetrics implements TaskObserver {
   readonly registry: Registry;
   readonly #options: ResolvedMetricsOptions;
   readonly #types = new Map<string, string>();
-  /** Per type and outcome, the series of the two per-task metrics: looked up once per task, labels hashed once. */
-  readonly #byOutcome = new Map<string, { count: Series; duration: Series }>();
+  /** Per type, then outcome, the series of the two per-task metrics: two map reads per task, no string built. */
+  readonly #byType = new Map<string, Map<string, { count: Series; duration: Series }>>();
   readonly #waitByType = new Map<string, Series>();
   readonly #tasks: HotCounter;
   readonly #duration: HotHistogram;
@@ -157,9 +158,6 @@ export class OrchestratorMetrics {
       events.on(event, fn);
       disposables.add(() => events.off(event, fn));
     };
-    listen('task:completed', (e) => this.#finished(e.type, 'completed', e.latencyMs));
-    listen('task:failed', (e) => this.#finished(e.type, e.outcome, e.latencyMs));
-    listen('task:started', (e) => this.#wait.observe(this.#waitFor(e.type), e.waitedMs / 1_000));
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {
       const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };
@@ -183,19 +181,29 @@ export class OrchestratorMetrics {
     return this.registry.contentType;
   }
 
-  #finished(type: string, outcome: string, latencyMs: number): void {
-    const key = `${type}\u0000${outcome}`;
-    let c = this.#byOutcome.get(key);
+  /** TaskObserver: called by the engine for every terminal state. */
+  taskEnded(type: string, outcome: string, latencyMs: number): void {
+    let outcomes = this.#byType.get(type);
+    if (!outcomes) {
+      outcomes = new Map();
+      // Bounded like the label values: past the limit, types share the `other` series without being cached.
+      if (this.#byType.size < this.#options.maxTaskTypes * 2) this.#byType.set(type, outcomes);
+    }
+    let c = outcomes.get(outcome);
     if (!c) {
       const label = this.#typeLabel(type);
       const labels = { type: label, outcome };
       const seriesKey = `${label}\u0000${outcome}`;
       c = { count: this.#tasks.series(seriesKey, labels), duration: this.#duration.series(seriesKey, labels) };
-      // Bounded like the label values: past the limit, types share the `other` series without caching new keys.
-      if (this.#byOutcome.size < this.#options.maxTaskTypes * 5) this.#byOutcome.set(key, c);
+      outcomes.set(outcome, c);
     }
     this.#tasks.inc(c.count);
     this.#duration.observe(c.duration, latencyMs / 1_000);
+  }
+
+  /** TaskObserver: called by the engine when an attempt starts. */
+  attemptStarted(type: string, waitedMs: number): void {
+    this.#wait.observe(this.#waitFor(type), waitedMs / 1_000);
   }
 
   #waitFor(type: string): Series {
