@@ -221,6 +221,8 @@ export interface OrchestratorOptions {
   health?: HealthOptions;
   /** Prometheus metrics; `false` for none. */
   metrics?: MetricsOptions | false;
+  /** How this node talks to the others: a RedisBridge for many processes. @default a private MemoryBridge (one process) */
+  bridge?: import('./bridge/bridge.js').CommunicationBridge;
   /**
    * OpenTelemetry spans per task, through `@opentelemetry/api` (an optional peer dependency). `'auto'`: when the
    * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer.
@@ -335,6 +337,7 @@ export interface ResolvedOrchestratorOptions {
   readonly health: ResolvedHealthOptions;
   readonly metrics: ResolvedMetricsOptions | false;
   readonly tracing: TracingMode;
+  readonly bridge: import('./bridge/bridge.js').CommunicationBridge | undefined;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -832,7 +835,7 @@ function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimi
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
-  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing',
+  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing', 'bridge',
 ]);
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
@@ -885,6 +888,11 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
       const t = expectObject(v, 'options.tracing');
       expectFunction(expectObject(t['tracer'], 'options.tracing.tracer')['startSpan'], 'options.tracing.tracer.startSpan');
       return { tracer: t['tracer'] as TracerLike };
+    }),
+    bridge: optional(own(o, 'bridge'), undefined, (v) => {
+      const b = expectObject(v, 'options.bridge');
+      for (const m of ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats']) expectFunction(b[m], `options.bridge.${m}`);
+      return v as import('./bridge/bridge.js').CommunicationBridge;
     }),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),

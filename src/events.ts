@@ -160,6 +160,10 @@ export interface OrchestratorEvents {
   'sla:violation': SlaEvent;
   /** A task type is back within that threshold (or has too few samples to judge). */
   'sla:recovered': SlaEvent;
+  /** A control message reached this node through its bridge (its own included). */
+  'bridge:control': import('./bridge/bridge.js').ControlMessage;
+  /** The bridge's connection state changed (degraded while Redis reconnects). */
+  'bridge:state': import('./bridge/bridge.js').BridgeStatus;
   /** A listener threw. The orchestrator carried on; this reports it. */
   'listener:error': { readonly event: string; readonly error: unknown };
 }

@@ -27,6 +27,10 @@ import { createHttpHandler } from './health/http-handler.js';
 import { OrchestratorMetrics } from './health/metrics.js';
 import { startTracing } from './health/tracing.js';
 import type { RequestListener } from 'node:http';
+import type { CommunicationBridge, ControlMessage, NodeInfo } from './bridge/bridge.js';
+import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
+import { MemoryBridge } from './bridge/memory-bridge.js';
+import { NoCapableAgentError } from './errors.js';
 
 /** Lifecycle of the orchestrator itself. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -64,6 +68,9 @@ export class UnifiedOrchestrator {
   readonly #resources: ResourceManager;
   readonly #health: HealthMonitor;
   readonly #metrics: OrchestratorMetrics | undefined;
+  readonly #bridge: CommunicationBridge;
+  #bridgeStarted = false;
+  #handOffSeq = 0;
   #tracing = false;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
@@ -90,8 +97,10 @@ export class UnifiedOrchestrator {
       source: {
         state: () => this.#state,
         queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
+        bridge: () => ({ kind: this.#bridge.kind, ...this.#bridge.status() }),
       },
     });
+    this.#bridge = this.#options.bridge ?? new MemoryBridge();
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
     if (this.#metrics) this.#engine.observe(this.#metrics);
   }
@@ -134,6 +143,21 @@ export class UnifiedOrchestrator {
     if (this.#state !== 'starting') throw new OrchestratorStoppedError('The orchestrator was stopped while starting');
     this.#state = 'running';
     this.#engine.open();
+    try {
+      await this.#bridge.start(
+        bridgeHost({
+          nodeId: this.#bridge.nodeId,
+          engine: this.#engine,
+          pools: this.#pools,
+          control: (message) => this.#events.emit('bridge:control', message),
+          state: (status) => this.#events.emit('bridge:state', status),
+        }),
+      );
+      this.#bridgeStarted = true;
+    } catch (error) {
+      await this.stop({ drain: false });
+      throw error;
+    }
     this.#health.start();
     let agents = 0;
     for (const p of this.#pools.pools()) agents += p.members;
@@ -164,6 +188,8 @@ export class UnifiedOrchestrator {
     const startedAt = clock.now();
     const before = this.#engine.stats().completed;
     const cancelled = await this.#engine.stop(drain, timeoutMs);
+    // Handed-off tasks served here have finished (or been left for another node); leave the cluster.
+    if (this.#bridgeStarted) await this.#bridge.stop().catch(() => {});
     const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();
@@ -182,8 +208,25 @@ export class UnifiedOrchestrator {
     try {
       return this.#engine.submit(task) as Promise<TResult>;
     } catch (error) {
+      const remote = this.#handOff(task, error);
+      if (remote) return remote.result as Promise<TResult>;
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * A task this node cannot serve goes to a node of the cluster that can (through the bridge), when there is one:
+   * its result comes back as if it had run here. Returns `undefined` to keep the local refusal.
+   */
+  #handOff(task: Task, refusal: unknown): TaskHandle | undefined {
+    if (!(refusal instanceof NoCapableAgentError) || !this.#bridgeStarted || this.#state !== 'running') return undefined;
+    const requires = Array.isArray(task.requires) ? task.requires : [];
+    if (!this.#bridge.canAnyServe(requires)) return undefined;
+    const { wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts });
+    const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
+    const result = this.#bridge.handOff(id, wire);
+    result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
+    return { id, result, cancel: () => false };
   }
 
   /**
@@ -198,7 +241,28 @@ export class UnifiedOrchestrator {
    * ```
    */
   delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
-    return this.#engine.delegate(task) as TaskHandle<TResult>;
+    try {
+      return this.#engine.delegate(task) as TaskHandle<TResult>;
+    } catch (error) {
+      const remote = this.#handOff(task, error);
+      if (remote) return remote as TaskHandle<TResult>;
+      throw error;
+    }
+  }
+
+  /** The nodes of the cluster (this one included) with their roles, capabilities and free slots. */
+  cluster(): Promise<NodeInfo[]> {
+    return this.#bridge.nodes();
+  }
+
+  /** Sends a control message (halt, resume, drain, traffic, config) to every node; each gets a `bridge:control` event. */
+  broadcast(message: ControlMessage): Promise<void> {
+    return this.#bridge.control(message);
+  }
+
+  /** The bridge this orchestrator uses (a private MemoryBridge unless `bridge` was given). */
+  get bridge(): CommunicationBridge {
+    return this.#bridge;
   }
 
   /** Cancels a live task by id. Returns false when it already finished or is unknown. */

@@ -186,6 +186,9 @@ export class TaskExecutionEngine implements RoutingListener {
 
   *waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> {
     if (this.#waiting === 0) return;
+    // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
+    // free agents first, so that only tasks with room to run and no agent count as demand.
+    if (this.#limited) this.#kick();
     const now = this.#options.clock.now();
     for (const c of this.#classes.values()) {
       if (c.queue.size > 0 && !this.#heldByLimits(c, now)) yield { requires: c.requires, waiting: c.queue.size };

@@ -36,7 +36,7 @@ export interface HealthReport {
     readonly breakers: { readonly status: HealthStatus; readonly agentsOpen: number; readonly dependenciesOpen: readonly string[] };
     readonly pressure: { readonly status: HealthStatus; readonly level: string };
     readonly sla: { readonly status: HealthStatus; readonly breaches: ReadonlyArray<Omit<SlaBreach, 'figures'>> };
-    readonly bridge: { readonly status: HealthStatus; readonly kind: string };
+    readonly bridge: { readonly status: HealthStatus; readonly kind: string; readonly detail: string };
   };
 }
 
@@ -44,6 +44,7 @@ export interface HealthReport {
 export interface HealthSource {
   state(): string;
   queue(): { readonly waiting: number; readonly maxQueueSize: number };
+  bridge(): { readonly kind: string; readonly status: HealthStatus; readonly detail: string };
 }
 
 const RANK: Record<HealthStatus, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
@@ -144,7 +145,7 @@ export class HealthMonitor {
     const pressure = { status: r.pressure.level === 'normal' ? 'healthy' : 'degraded', level: r.pressure.level } as const;
     const breaches = this.#sla.breaches().map(({ figures: _figures, ...b }) => b);
     const sla = { status: breaches.length > 0 ? 'degraded' : 'healthy', breaches } as const;
-    const bridge = { status: 'healthy', kind: 'memory' } as const;
+    const bridge = this.#source.bridge();
     const status = worst(orchestrator.status, ...Object.values(pools).map((p) => p.status), queue.status, breakers.status, pressure.status, sla.status, bridge.status);
     return { status, components: { orchestrator, pools, queue, breakers, pressure, sla, bridge } };
   }

@@ -788,7 +788,7 @@ describe('health() report', () => {
         breakers: { status: 'healthy', agentsOpen: 0, dependenciesOpen: [] },
         pressure: { status: 'healthy', level: 'normal' },
         sla: { status: 'healthy', breaches: [] },
-        bridge: { status: 'healthy', kind: 'memory' },
+        bridge: { status: 'healthy', kind: 'memory', detail: expect.stringMatching(/^in memory as node-/) },
       },
     });
 

@@ -1,0 +1,94 @@
+/**
+ * The orchestrator's side of its bridge: what it tells the cluster about itself, how it runs a handed-off task,
+ * and how a task of its own becomes a wire task.
+ */
+import { randomBytes } from 'node:crypto';
+import { ValidationError } from '../errors.js';
+import { validateTask, type Task, type TaskSpec } from '../engine/task.js';
+import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
+import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
+import { describeError, type BridgeHost, type BridgeStatus, type ControlMessage, type HandOff, type HandOffResult, type WireTask } from './bridge.js';
+
+/** Refusals that say "not here, not now": the hand-off is left for another node instead of failing. */
+const REFUSALS = new Set(['ORCHESTRATOR_STOPPED', 'ORCHESTRATOR_NOT_STARTED', 'QUEUE_FULL', 'RESOURCE_PRESSURE', 'NO_CAPABLE_AGENT']);
+
+export function bridgeHost(parts: {
+  nodeId: string;
+  engine: TaskExecutionEngine;
+  pools: AgentPoolManager;
+  control(message: ControlMessage): void;
+  state(status: BridgeStatus): void;
+}): BridgeHost {
+  const { engine, pools } = parts;
+  return {
+    info() {
+      const capabilities = new Set<string>();
+      let freeSlots = 0;
+      for (const a of pools.agents()) {
+        for (const c of a.capabilityList) capabilities.add(c);
+        if (a.routable) freeSlots += Math.max(0, a.concurrency - a.active);
+      }
+      for (const p of pools.pools()) for (const c of p.capabilities) capabilities.add(c);
+      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], freeSlots };
+    },
+    canServe: (requires) => pools.canEverServe(requires),
+    async run(handOff: HandOff): Promise<HandOffResult> {
+      const { task } = handOff;
+      let value: unknown;
+      try {
+        value = await engine.submit({
+          type: task.type,
+          requires: task.requires,
+          prefers: task.prefers,
+          priority: task.priority,
+          payload: task.payload,
+          timeoutMs: task.timeoutMs ?? Infinity,
+          maxAttempts: task.maxAttempts,
+          // A redelivery of the same hand-off to this node shares the first run.
+          idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
+          ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
+          ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
+        });
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (typeof code === 'string' && REFUSALS.has(code)) throw error;
+        return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
+      }
+      try {
+        JSON.stringify(value);
+      } catch (error) {
+        return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: { name: 'ValidationError', code: 'VALIDATION_ERROR', message: `The task's result cannot cross the bridge: ${describeError(error).message}` } };
+      }
+      return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
+    },
+    control: parts.control,
+    state: parts.state,
+  };
+}
+
+/** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
+export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: number }): { spec: TaskSpec; wire: WireTask } {
+  const spec = validateTask(task, defaults);
+  const wire: WireTask = {
+    type: spec.type,
+    requires: spec.requires,
+    prefers: spec.prefers,
+    priority: spec.priority,
+    payload: spec.payload,
+    timeoutMs: spec.timeoutMs === Infinity ? null : spec.timeoutMs,
+    maxAttempts: spec.maxAttempts,
+    ...(spec.idempotencyKey !== undefined ? { idempotencyKey: spec.idempotencyKey } : {}),
+    ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
+    ...(spec.affinityKey !== undefined ? { affinityKey: spec.affinityKey } : {}),
+  };
+  try {
+    JSON.stringify(wire);
+  } catch (error) {
+    throw new ValidationError('task.payload', `Expected \`task.payload\` to be JSON-serialisable to hand it to another node: ${describeError(error).message}`);
+  }
+  return { spec, wire };
+}
+
+export function handOffId(nodeId: string, seq: number): string {
+  return `${nodeId}-h${seq.toString(36)}-${randomBytes(3).toString('hex')}`;
+}

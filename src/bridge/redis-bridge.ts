@@ -1,0 +1,539 @@
+/**
+ * RedisBridge: one fleet across processes and machines, on Redis Streams with consumer groups.
+ *
+ * Keys, all under `namespace`:
+ * - `node:<id>` (string, TTL): a node's registry entry, refreshed by its heartbeat; `nodes` (set) lists ids.
+ * - `classes` (set): requirement classes tasks were handed off for; `tasks:<class>` (stream, group `workers`):
+ *   the hand-offs of one class, consumed by every node that can serve it.
+ * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
+ * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
+ * - `dead` (stream): hand-offs dropped after `maxDeliveries` (they kept killing their nodes).
+ * - `control` (pub/sub channel): halt, resume, drain, traffic, configuration.
+ *
+ * Connections, a fixed set per node: commands, a subscriber, and two blocking readers (tasks, results).
+ * Delivery is at least once; a node that dies leaves its entries pending, and a live node claims them with
+ * XAUTOCLAIM once they are idle for `reclaimIdleMs` (live nodes keep their own in-flight entries fresh).
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis, type RedisOptions } from 'ioredis';
+import { OrchestratorStoppedError, ValidationError } from '../errors.js';
+import type { RetryPolicy } from '../resources/retry-policy.js';
+import {
+  classKey,
+  describeError,
+  RemoteTaskError,
+  type BridgeHost,
+  type BridgeStats,
+  type BridgeStatus,
+  type CommunicationBridge,
+  type ControlMessage,
+  type HandOff,
+  type HandOffResult,
+  type NodeInfo,
+  type WireTask,
+} from './bridge.js';
+import { MessageSigner } from './signing.js';
+
+/** Options of {@link RedisBridge}. */
+export interface RedisBridgeOptions {
+  /** A `redis://` or `rediss://` URL (credentials and ACL user in it pass through to ioredis). */
+  url?: string;
+  /** Your own ioredis client: the bridge uses it for commands (and duplicates it for the blocking readers) and never closes it. */
+  redis?: Redis;
+  /** Extra ioredis options (TLS, username, password, ...). */
+  redisOptions?: RedisOptions;
+  /** Shared by every node; signs every message. At least 16 characters. */
+  secret: string;
+  /** Prefix of every key. @default 'uo' */
+  namespace?: string;
+  /** This node's id. @default a random one */
+  nodeId?: string;
+  /** @default 1_000 */
+  heartbeatMs?: number;
+  /** A node whose heartbeat is this old is gone. @default 5_000 */
+  nodeTtlMs?: number;
+  /** Entries pending this long on a node that stopped heart-beating are claimed by a live one. @default 15_000 */
+  reclaimIdleMs?: number;
+  /** Deliveries of one hand-off before it is dead-lettered. @default 5 */
+  maxDeliveries?: number;
+  /** How long a blocking read waits. @default 1_000 */
+  blockMs?: number;
+  /** How long a `done` marker keeps a re-run from happening. @default 3_600_000 */
+  doneTtlMs?: number;
+  /** Control messages older than this are dropped as replays. @default 60_000 */
+  maxMessageAgeMs?: number;
+  /** Retry policy for reconnects (the orchestrator passes its own). */
+  retry?: RetryPolicy;
+}
+
+const GROUP = 'workers';
+type Fields = string[];
+type StreamEntries = Array<[id: string, fields: Fields]>;
+
+function field(fields: Fields, name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+export class RedisBridge implements CommunicationBridge {
+  readonly kind = 'redis';
+  readonly nodeId: string;
+  readonly #options: Required<Omit<RedisBridgeOptions, 'url' | 'redis' | 'redisOptions' | 'secret' | 'nodeId' | 'retry'>>;
+  readonly #signer: MessageSigner;
+  readonly #ns: string;
+  readonly #own: Redis | undefined;
+  readonly #commands: Redis;
+  #subscriber: Redis | undefined;
+  #taskReader: Redis | undefined;
+  #resultReader: Redis | undefined;
+  #host: BridgeHost | undefined;
+  #running = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #loops: Promise<void>[] = [];
+  /** Streams this node consumes (classes it can serve). */
+  readonly #served = new Set<string>();
+  /** Entries this node is running, per stream: their idle time is refreshed so nobody reclaims them. */
+  readonly #inflight = new Map<string, Set<string>>();
+  readonly #running_tasks = new Set<Promise<unknown>>();
+  /** Hand-offs waiting for their result, with their sealed message (resent after Redis lost it). */
+  readonly #pending = new Map<string, { resolve(v: unknown): void; reject(e: unknown): void; stream: string; sealed: { m: string; s: string } }>();
+  #nodes: NodeInfo[] = [];
+  #status: BridgeStatus = { status: 'healthy', detail: 'not started' };
+  #lostConnection = false;
+  #handedOff = 0;
+  #served_count = 0;
+  #reclaimed = 0;
+  #deadLettered = 0;
+  #rejected = 0;
+
+  constructor(options: RedisBridgeOptions) {
+    if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'Expected RedisBridge options with a secret and a url or redis client');
+    if (typeof options.secret !== 'string' || options.secret.length < 16) {
+      throw new ValidationError('options.secret', 'Expected `options.secret` to be a string of at least 16 characters, shared by every node');
+    }
+    if (options.url === undefined && options.redis === undefined) {
+      throw new ValidationError('options.url', 'Expected `options.url` (redis:// or rediss://) or `options.redis` (an ioredis client)');
+    }
+    this.#options = {
+      namespace: options.namespace ?? 'uo',
+      heartbeatMs: options.heartbeatMs ?? 1_000,
+      nodeTtlMs: options.nodeTtlMs ?? 5_000,
+      reclaimIdleMs: options.reclaimIdleMs ?? 15_000,
+      maxDeliveries: options.maxDeliveries ?? 5,
+      blockMs: options.blockMs ?? 1_000,
+      doneTtlMs: options.doneTtlMs ?? 3_600_000,
+      maxMessageAgeMs: options.maxMessageAgeMs ?? 60_000,
+    };
+    this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
+    this.#ns = this.#options.namespace;
+    this.#signer = new MessageSigner(options.secret, this.#ns, this.#options.maxMessageAgeMs);
+    const retry = options.retry;
+    const redisOptions: RedisOptions = {
+      lazyConnect: true,
+      maxRetriesPerRequest: null, // commands wait for the reconnect instead of failing: accepted work is not dropped
+      retryStrategy: (times) => (retry ? Math.max(50, retry.delay(times)) : Math.min(2_000, 50 * 2 ** times)),
+      ...options.redisOptions,
+    };
+    if (options.redis) {
+      this.#commands = options.redis;
+      this.#own = undefined;
+    } else {
+      this.#own = new Redis(options.url!, redisOptions);
+      this.#commands = this.#own;
+    }
+    this.#watch(this.#commands);
+  }
+
+  #key(...parts: string[]): string {
+    return [this.#ns, ...parts].join(':');
+  }
+
+  async start(host: BridgeHost): Promise<void> {
+    this.#host = host;
+    if (this.#own) await this.#own.connect();
+    this.#subscriber = this.#commands.duplicate({ lazyConnect: false });
+    this.#taskReader = this.#commands.duplicate({ lazyConnect: false });
+    this.#resultReader = this.#commands.duplicate({ lazyConnect: false });
+    for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) this.#watch(c);
+    this.#subscriber.on('message', (_channel: string, raw: string) => this.#onControl(raw));
+    await this.#subscriber.subscribe(this.#key('control'));
+    this.#running = true;
+    await this.#beat();
+    this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
+    this.#loops = [this.#readTasks(), this.#readResults()];
+    const tick = (): void => {
+      this.#heartbeat = setTimeout(() => {
+        void this.#beat().finally(() => {
+          if (this.#running) tick();
+        });
+      }, this.#options.heartbeatMs);
+      this.#heartbeat.unref();
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#running) {
+      await this.#close();
+      return;
+    }
+    this.#running = false;
+    clearTimeout(this.#heartbeat);
+    // Served tasks finish and report first; their entries are then acked.
+    await Promise.allSettled([...this.#running_tasks]);
+    for (const [taskId, p] of this.#pending) {
+      p.reject(new OrchestratorStoppedError(`The orchestrator stopped before the handed-off task ${taskId} reported back`));
+    }
+    this.#pending.clear();
+    try {
+      const pipeline = this.#commands.pipeline();
+      pipeline.del(this.#key('node', this.nodeId));
+      pipeline.srem(this.#key('nodes'), this.nodeId);
+      for (const stream of this.#served) pipeline.call('XGROUP', 'DELCONSUMER', stream, GROUP, this.nodeId);
+      await pipeline.exec();
+    } catch {
+      // Redis gone: the entry expires by itself.
+    }
+    await this.#close();
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    await this.#refreshNodes();
+    return this.#nodes;
+  }
+
+  canAnyServe(requires: readonly string[]): boolean {
+    const now = Date.now();
+    return this.#nodes.some((n) => n.nodeId !== this.nodeId && now - n.heartbeatAt < this.#options.nodeTtlMs && requires.every((c) => n.capabilities.includes(c)));
+  }
+
+  handOff(taskId: string, task: WireTask): Promise<unknown> {
+    if (!this.#running) return Promise.reject(new OrchestratorStoppedError());
+    const key = classKey(task.requires);
+    const stream = this.#key('tasks', key);
+    const sealed = this.#signer.seal('task', { taskId, origin: this.nodeId, task } satisfies HandOff);
+    this.#handedOff++;
+    return new Promise<unknown>((resolve, reject) => {
+      this.#pending.set(taskId, { resolve, reject, stream, sealed });
+      const pipeline = this.#commands.pipeline();
+      pipeline.sadd(this.#key('classes'), key);
+      pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
+      pipeline.exec().catch((error: unknown) => {
+        this.#pending.delete(taskId);
+        reject(error);
+      });
+    });
+  }
+
+  async control(message: ControlMessage): Promise<void> {
+    const sealed = this.#signer.seal('control', { ...message, from: this.nodeId });
+    await this.#commands.publish(this.#key('control'), JSON.stringify(sealed));
+  }
+
+  status(): BridgeStatus {
+    return this.#status;
+  }
+
+  stats(): BridgeStats {
+    return { handedOff: this.#handedOff, served: this.#served_count, reclaimed: this.#reclaimed, deadLettered: this.#deadLettered, rejected: this.#rejected };
+  }
+
+  // --- Heartbeat: registry, classes, in-flight freshness, reclaim -----------------------------------
+
+  async #beat(): Promise<void> {
+    const host = this.#host;
+    if (!host || !this.#running) return;
+    try {
+      const info: NodeInfo = { ...host.info(), nodeId: this.nodeId, heartbeatAt: Date.now() };
+      const pipeline = this.#commands.pipeline();
+      pipeline.set(this.#key('node', this.nodeId), JSON.stringify(this.#signer.seal('node', info)), 'PX', this.#options.nodeTtlMs);
+      pipeline.sadd(this.#key('nodes'), this.nodeId);
+      pipeline.smembers(this.#key('classes'));
+      const results = await pipeline.exec();
+      const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
+      for (const key of classes) {
+        const stream = this.#key('tasks', key);
+        if (this.#served.has(stream)) continue;
+        const requires = key === '*' ? [] : key.split('+');
+        if (!host.canServe(requires)) continue;
+        await this.#ensureGroup(stream);
+        this.#served.add(stream);
+      }
+      await this.#keepFresh();
+      await this.#reclaim();
+      await this.#refreshNodes();
+      if (this.#lostConnection) {
+        this.#lostConnection = false;
+        await this.#resend();
+      }
+    } catch {
+      // A failed beat (Redis down) is retried on the next one; the status says degraded meanwhile.
+    }
+  }
+
+  async #ensureGroup(stream: string): Promise<void> {
+    try {
+      await this.#commands.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM');
+    } catch (error) {
+      if (!String(error).includes('BUSYGROUP')) throw error;
+    }
+  }
+
+  /** Resets the idle time of the entries this node is running, so that reclaim only takes a dead node's. */
+  async #keepFresh(): Promise<void> {
+    if (this.#inflight.size === 0) return;
+    const pipeline = this.#commands.pipeline();
+    for (const [stream, ids] of this.#inflight) {
+      if (ids.size > 0) pipeline.call('XCLAIM', stream, GROUP, this.nodeId, '0', ...ids, 'JUSTID');
+    }
+    await pipeline.exec();
+  }
+
+  async #reclaim(): Promise<void> {
+    for (const stream of this.#served) {
+      let claimed: unknown;
+      try {
+        claimed = await this.#commands.call('XAUTOCLAIM', stream, GROUP, this.nodeId, String(this.#options.reclaimIdleMs), '0-0', 'COUNT', '32');
+      } catch (error) {
+        if (String(error).includes('NOGROUP')) await this.#ensureGroup(stream);
+        continue;
+      }
+      const entries = ((claimed as [string, StreamEntries] | undefined)?.[1] ?? []).filter((e) => e[1] !== null);
+      for (const [id, fields] of entries) {
+        const pending = (await this.#commands.call('XPENDING', stream, GROUP, id, id, '1')) as Array<[string, string, number, number]>;
+        const deliveries = pending[0]?.[3] ?? 1;
+        this.#reclaimed++;
+        if (deliveries > this.#options.maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
+        else this.#take(stream, id, fields);
+      }
+    }
+  }
+
+  async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
+    this.#deadLettered++;
+    const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
+    const pipeline = this.#commands.pipeline();
+    pipeline.xadd(this.#key('dead'), '*', 'stream', stream, 'entry', id, 'deliveries', String(deliveries), 'm', field(fields, 'm') ?? '', 's', field(fields, 's') ?? '');
+    pipeline.xack(stream, GROUP, id);
+    pipeline.xdel(stream, id);
+    if (handOff) {
+      const result: HandOffResult = {
+        taskId: handOff.taskId,
+        node: this.nodeId,
+        ok: false,
+        error: { name: 'TaskDeadLetteredError', code: 'TASK_DEAD_LETTERED', message: `Task ${handOff.taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered` },
+      };
+      const sealed = this.#signer.seal('result', result);
+      pipeline.xadd(this.#key('results', handOff.origin), '*', 'm', sealed.m, 's', sealed.s);
+    }
+    await pipeline.exec();
+  }
+
+  async #refreshNodes(): Promise<void> {
+    const ids = await this.#commands.smembers(this.#key('nodes'));
+    if (ids.length === 0) {
+      this.#nodes = [];
+      return;
+    }
+    const raw = await this.#commands.mget(...ids.map((id) => this.#key('node', id)));
+    const live: NodeInfo[] = [];
+    const gone: string[] = [];
+    raw.forEach((value, i) => {
+      if (value === null) {
+        gone.push(ids[i]!);
+        return;
+      }
+      try {
+        const { m, s } = JSON.parse(value) as { m: unknown; s: unknown };
+        const info = this.#signer.open<NodeInfo>('node', m, s);
+        if (info) live.push({ nodeId: info.nodeId, roles: info.roles, capabilities: info.capabilities, freeSlots: info.freeSlots, heartbeatAt: info.heartbeatAt });
+        else this.#rejected++;
+      } catch {
+        this.#rejected++;
+      }
+    });
+    if (gone.length > 0) await this.#commands.srem(this.#key('nodes'), ...gone);
+    this.#nodes = live;
+  }
+
+  /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
+  async #resend(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    const pipeline = this.#commands.pipeline();
+    for (const p of this.#pending.values()) {
+      pipeline.sadd(this.#key('classes'), p.stream.slice(this.#key('tasks').length + 1));
+      pipeline.xadd(p.stream, '*', 'm', p.sealed.m, 's', p.sealed.s);
+    }
+    await pipeline.exec();
+  }
+
+  // --- Serving: the blocking task reader ------------------------------------------------------------
+
+  async #readTasks(): Promise<void> {
+    const reader = this.#taskReader!;
+    while (this.#running) {
+      const streams = [...this.#served];
+      if (streams.length === 0) {
+        await this.#pause(Math.min(this.#options.blockMs, this.#options.heartbeatMs));
+        continue;
+      }
+      const room = Math.max(1, Math.min(64, this.#host?.info().freeSlots ?? 1));
+      let reply: unknown;
+      try {
+        reply = await reader.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', String(room), 'BLOCK', String(this.#options.blockMs), 'STREAMS', ...streams, ...streams.map(() => '>'));
+      } catch (error) {
+        if (!this.#running) return;
+        if (String(error).includes('NOGROUP')) {
+          // Redis lost the group (a restart): make it again and go on.
+          for (const s of streams) await this.#ensureGroup(s).catch(() => {});
+        } else {
+          await this.#pause(100);
+        }
+        continue;
+      }
+      if (!reply) continue;
+      for (const [stream, entries] of reply as Array<[string, StreamEntries]>) {
+        for (const [id, fields] of entries) if (fields) this.#take(stream, id, fields);
+      }
+    }
+  }
+
+  /** Runs one delivered entry: checks its signature and `done` marker, runs it, reports, acks. */
+  #take(stream: string, id: string, fields: Fields): void {
+    const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
+    if (!handOff || typeof handOff.taskId !== 'string' || typeof handOff.origin !== 'string' || typeof handOff.task !== 'object') {
+      this.#rejected++;
+      void this.#ack(stream, id).catch(() => {}); // never executed; not worth redelivering either
+      return;
+    }
+    let ids = this.#inflight.get(stream);
+    if (!ids) this.#inflight.set(stream, (ids = new Set()));
+    if (ids.has(id)) return;
+    ids.add(id);
+    const run = (async () => {
+      try {
+        if ((await this.#commands.exists(this.#key('done', handOff.taskId))) === 1) {
+          // Already has a result (a replay, or a redelivery after its node died between report and ack).
+          this.#rejected++;
+          await this.#ack(stream, id);
+          return;
+        }
+        let result: HandOffResult;
+        try {
+          result = await this.#host!.run(handOff);
+        } catch {
+          // Refused here (stopping, queue full): leave it pending for another node to claim once it goes idle.
+          ids.delete(id);
+          return;
+        }
+        this.#served_count++;
+        const sealed = this.#signer.seal('result', result);
+        const pipeline = this.#commands.pipeline();
+        pipeline.xadd(this.#key('results', handOff.origin), '*', 'm', sealed.m, 's', sealed.s);
+        pipeline.set(this.#key('done', handOff.taskId), '1', 'PX', this.#options.doneTtlMs);
+        pipeline.xack(stream, GROUP, id);
+        pipeline.xdel(stream, id);
+        await pipeline.exec();
+      } finally {
+        ids.delete(id);
+      }
+    })();
+    this.#running_tasks.add(run);
+    run.catch(() => {}).finally(() => this.#running_tasks.delete(run));
+  }
+
+  async #ack(stream: string, id: string): Promise<void> {
+    await this.#commands.pipeline().xack(stream, GROUP, id).xdel(stream, id).exec();
+  }
+
+  // --- Results of this node's hand-offs -------------------------------------------------------------
+
+  async #readResults(): Promise<void> {
+    const reader = this.#resultReader!;
+    const stream = this.#key('results', this.nodeId);
+    let last = '$';
+    while (this.#running) {
+      let reply: unknown;
+      try {
+        reply = await reader.call('XREAD', 'COUNT', '256', 'BLOCK', String(this.#options.blockMs), 'STREAMS', stream, last);
+      } catch {
+        if (!this.#running) return;
+        await this.#pause(100);
+        continue;
+      }
+      if (!reply) continue;
+      const done: string[] = [];
+      for (const [, entries] of reply as Array<[string, StreamEntries]>) {
+        for (const [id, fields] of entries) {
+          last = id;
+          done.push(id);
+          const result = this.#signer.open<HandOffResult>('result', field(fields, 'm'), field(fields, 's'));
+          if (!result) {
+            this.#rejected++;
+            continue;
+          }
+          const pending = this.#pending.get(result.taskId);
+          if (!pending) continue; // a duplicate result: the first one settled it
+          this.#pending.delete(result.taskId);
+          if (result.ok) pending.resolve(result.value);
+          else pending.reject(new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node));
+        }
+      }
+      if (done.length > 0) void this.#commands.xdel(stream, ...done).catch(() => {});
+    }
+  }
+
+  // --- Control -------------------------------------------------------------------------------------
+
+  #onControl(raw: string): void {
+    let parsed: { m?: unknown; s?: unknown };
+    try {
+      parsed = JSON.parse(raw) as { m?: unknown; s?: unknown };
+    } catch {
+      this.#rejected++;
+      return;
+    }
+    const message = this.#signer.open<ControlMessage>('control', parsed.m, parsed.s, true);
+    if (!message) {
+      this.#rejected++;
+      return;
+    }
+    this.#host?.control({ kind: message.kind, reason: message.reason, value: message.value, from: message.from });
+  }
+
+  // --- Connections ---------------------------------------------------------------------------------
+
+  #watch(client: Redis): void {
+    client.on('error', () => {}); // reported through the status; ioredis reconnects by itself
+    client.on('reconnecting', () => {
+      this.#lostConnection = true;
+      if (this.#running) this.#setStatus({ status: 'degraded', detail: 'reconnecting to Redis' });
+    });
+    client.on('ready', () => {
+      if (this.#running) this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
+    });
+  }
+
+  #setStatus(status: BridgeStatus): void {
+    if (status.status === this.#status.status && status.detail === this.#status.detail) return;
+    this.#status = status;
+    this.#host?.state(status);
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  }
+
+  async #close(): Promise<void> {
+    // Blocking readers are cut at once (their loops end with #running false); the host's own client stays open.
+    for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) c?.disconnect();
+    await Promise.allSettled(this.#loops);
+    if (this.#own) {
+      try {
+        await this.#own.quit();
+      } catch {
+        this.#own.disconnect();
+      }
+    }
+  }
+}

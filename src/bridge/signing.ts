@@ -1,0 +1,58 @@
+/**
+ * Signed messages: every message on the bridge is `{ m, s }`, the JSON body and its HMAC-SHA256 under the shared
+ * secret (bound to the namespace and the message kind, so a signature cannot be moved to another channel).
+ * Unsigned, forged, stale or replayed messages are dropped and counted by the caller, never acted on.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** Control message ids remembered against replays. */
+const REPLAY_MEMORY = 10_000;
+
+export class MessageSigner {
+  readonly #key: Buffer;
+  readonly #namespace: string;
+  readonly #maxAgeMs: number;
+  readonly #seen = new Set<string>();
+
+  constructor(secret: string, namespace: string, maxAgeMs: number) {
+    this.#key = Buffer.from(secret, 'utf8');
+    this.#namespace = namespace;
+    this.#maxAgeMs = maxAgeMs;
+  }
+
+  /** Serialises and signs `body` (an `id` and `ts` are added for replay checks). */
+  seal(kind: string, body: object): { m: string; s: string } {
+    const m = JSON.stringify({ ...body, id: randomBytes(12).toString('hex'), ts: Date.now() });
+    return { m, s: this.#mac(kind, m) };
+  }
+
+  /**
+   * Verifies and parses a message; `undefined` when unsigned, forged or unparsable. With `fresh`, also when older
+   * than the max age or seen before (replayed), for messages that must arrive once (control).
+   */
+  open<T>(kind: string, m: unknown, s: unknown, fresh = false): (T & { id: string; ts: number }) | undefined {
+    if (typeof m !== 'string' || typeof s !== 'string' || s.length !== 64) return undefined;
+    const expected = Buffer.from(this.#mac(kind, m), 'hex');
+    const given = Buffer.from(s, 'hex');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    let body: unknown;
+    try {
+      body = JSON.parse(m);
+    } catch {
+      return undefined;
+    }
+    if (typeof body !== 'object' || body === null) return undefined;
+    const { id, ts } = body as { id?: unknown; ts?: unknown };
+    if (typeof id !== 'string' || typeof ts !== 'number') return undefined;
+    if (fresh) {
+      if (Math.abs(Date.now() - ts) > this.#maxAgeMs || this.#seen.has(id)) return undefined;
+      if (this.#seen.size >= REPLAY_MEMORY) this.#seen.delete(this.#seen.values().next().value!);
+      this.#seen.add(id);
+    }
+    return body as T & { id: string; ts: number };
+  }
+
+  #mac(kind: string, m: string): string {
+    return createHmac('sha256', this.#key).update(this.#namespace).update('\n').update(kind).update('\n').update(m).digest('hex');
+  }
+}
