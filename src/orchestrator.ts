@@ -206,12 +206,25 @@ export class UnifiedOrchestrator {
    */
   submit<TResult = unknown>(task: Task): Promise<TResult> {
     try {
+      const remote = this.#remoteOnly(task);
+      if (remote) return remote.result as Promise<TResult>;
       return this.#engine.submit(task) as Promise<TResult>;
     } catch (error) {
       const remote = this.#handOff(task, error);
       if (remote) return remote.result as Promise<TResult>;
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * The fast way to the bridge for a node that cannot serve a task at all (a pure producer, say): straight to a
+   * hand-off, without the engine building a refusal first.
+   */
+  #remoteOnly(task: Task): TaskHandle | undefined {
+    if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null) return undefined;
+    const requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
+    if (this.#pools.canEverServe(requires) || !this.#bridge.canAnyServe(requires)) return undefined;
+    return this.#send(task);
   }
 
   /**
@@ -222,6 +235,11 @@ export class UnifiedOrchestrator {
     if (!(refusal instanceof NoCapableAgentError) || !this.#bridgeStarted || this.#state !== 'running') return undefined;
     const requires = Array.isArray(task.requires) ? task.requires : [];
     if (!this.#bridge.canAnyServe(requires)) return undefined;
+    return this.#send(task);
+  }
+
+  /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
+  #send(task: Task): TaskHandle {
     const { wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     const result = this.#bridge.handOff(id, wire);
@@ -242,6 +260,8 @@ export class UnifiedOrchestrator {
    */
   delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
     try {
+      const remote = this.#remoteOnly(task);
+      if (remote) return remote as TaskHandle<TResult>;
       return this.#engine.delegate(task) as TaskHandle<TResult>;
     } catch (error) {
       const remote = this.#handOff(task, error);

@@ -89,6 +89,9 @@ export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: n
   return { spec, wire };
 }
 
+/** Unique across the cluster: node ids are, and a node restarted under the same id gets a new instance prefix. */
+const INSTANCE = randomBytes(3).toString('hex');
+
 export function handOffId(nodeId: string, seq: number): string {
-  return `${nodeId}-h${seq.toString(36)}-${randomBytes(3).toString('hex')}`;
+  return `${nodeId}-${INSTANCE}-${seq.toString(36)}`;
 }

@@ -70,6 +70,20 @@ const GROUP = 'workers';
 type Fields = string[];
 type StreamEntries = Array<[id: string, fields: Fields]>;
 
+/**
+ * The streams of an XREAD/XREADGROUP reply: RESP2 gives `[[key, entries], ...]`, RESP3 (ioredis 6's default) a map,
+ * which arrives flattened as `[key, entries, key, entries, ...]`. A host's own client may use either.
+ */
+function streamsOf(reply: unknown): Array<[string, StreamEntries]> {
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  if (typeof reply[0] === 'string') {
+    const out: Array<[string, StreamEntries]> = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) out.push([reply[i] as string, reply[i + 1] as StreamEntries]);
+    return out;
+  }
+  return reply as Array<[string, StreamEntries]>;
+}
+
 function field(fields: Fields, name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
@@ -98,6 +112,8 @@ export class RedisBridge implements CommunicationBridge {
   /** Hand-offs waiting for their result, with their sealed message (resent after Redis lost it). */
   readonly #pending = new Map<string, { resolve(v: unknown): void; reject(e: unknown): void; stream: string; sealed: { m: string; s: string } }>();
   #nodes: NodeInfo[] = [];
+  /** Classes this node has announced (the `classes` set and channel). */
+  readonly #knownClasses = new Set<string>();
   #status: BridgeStatus = { status: 'healthy', detail: 'not started' };
   #lostConnection = false;
   #handedOff = 0;
@@ -155,8 +171,12 @@ export class RedisBridge implements CommunicationBridge {
     this.#taskReader = this.#commands.duplicate({ lazyConnect: false });
     this.#resultReader = this.#commands.duplicate({ lazyConnect: false });
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) this.#watch(c);
-    this.#subscriber.on('message', (_channel: string, raw: string) => this.#onControl(raw));
-    await this.#subscriber.subscribe(this.#key('control'));
+    const classes = this.#key('classes');
+    this.#subscriber.on('message', (channel: string, raw: string) => {
+      if (channel === classes) void this.#beat(); // a new class: consume it now if this node can serve it
+      else this.#onControl(raw);
+    });
+    await this.#subscriber.subscribe(this.#key('control'), classes);
     this.#running = true;
     await this.#beat();
     this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
@@ -215,13 +235,32 @@ export class RedisBridge implements CommunicationBridge {
     this.#handedOff++;
     return new Promise<unknown>((resolve, reject) => {
       this.#pending.set(taskId, { resolve, reject, stream, sealed });
-      const pipeline = this.#commands.pipeline();
-      pipeline.sadd(this.#key('classes'), key);
+      this.#sendBox.push({ taskId, key, stream, sealed });
+      if (this.#sendBox.length === 1) setImmediate(() => this.#send());
+    });
+  }
+
+  /** Hand-offs of this turn of the event loop, sent in one pipeline. */
+  readonly #sendBox: Array<{ taskId: string; key: string; stream: string; sealed: { m: string; s: string } }> = [];
+
+  #send(): void {
+    const items = this.#sendBox.splice(0);
+    const pipeline = this.#commands.pipeline();
+    for (const { key, stream, sealed } of items) {
+      if (!this.#knownClasses.has(key)) {
+        // A class no node may consume yet: tell them now instead of at their next heartbeat.
+        this.#knownClasses.add(key);
+        pipeline.sadd(this.#key('classes'), key);
+        pipeline.publish(this.#key('classes'), key);
+      }
       pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
-      pipeline.exec().catch((error: unknown) => {
+    }
+    pipeline.exec().catch((error: unknown) => {
+      for (const { taskId } of items) {
+        const p = this.#pending.get(taskId);
         this.#pending.delete(taskId);
-        reject(error);
-      });
+        p?.reject(error);
+      }
     });
   }
 
@@ -264,6 +303,7 @@ export class RedisBridge implements CommunicationBridge {
       await this.#refreshNodes();
       if (this.#lostConnection) {
         this.#lostConnection = false;
+        this.#knownClasses.clear(); // Redis may have lost them (a restart without persistence)
         await this.#resend();
       }
     } catch {
@@ -304,7 +344,7 @@ export class RedisBridge implements CommunicationBridge {
         const deliveries = pending[0]?.[3] ?? 1;
         this.#reclaimed++;
         if (deliveries > this.#options.maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
-        else this.#take(stream, id, fields);
+        else await this.#takeAll([[stream, id, fields]]);
       }
     }
   }
@@ -377,7 +417,8 @@ export class RedisBridge implements CommunicationBridge {
         await this.#pause(Math.min(this.#options.blockMs, this.#options.heartbeatMs));
         continue;
       }
-      const room = Math.max(1, Math.min(64, this.#host?.info().freeSlots ?? 1));
+      // Read ahead of the free slots (the rest waits in the local queue): one round trip feeds many tasks.
+      const room = Math.min(256, Math.max(16, 2 * (this.#host?.info().freeSlots ?? 1)));
       let reply: unknown;
       try {
         reply = await reader.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', String(room), 'BLOCK', String(this.#options.blockMs), 'STREAMS', ...streams, ...streams.map(() => '>'));
@@ -392,58 +433,109 @@ export class RedisBridge implements CommunicationBridge {
         continue;
       }
       if (!reply) continue;
-      for (const [stream, entries] of reply as Array<[string, StreamEntries]>) {
-        for (const [id, fields] of entries) if (fields) this.#take(stream, id, fields);
+      const batch: Array<[string, string, Fields]> = [];
+      for (const [stream, entries] of streamsOf(reply)) {
+        for (const [id, fields] of entries) if (fields) batch.push([stream, id, fields]);
       }
+      await this.#takeAll(batch);
     }
   }
 
-  /** Runs one delivered entry: checks its signature and `done` marker, runs it, reports, acks. */
-  #take(stream: string, id: string, fields: Fields): void {
-    const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
-    if (!handOff || typeof handOff.taskId !== 'string' || typeof handOff.origin !== 'string' || typeof handOff.task !== 'object') {
-      this.#rejected++;
-      void this.#ack(stream, id).catch(() => {}); // never executed; not worth redelivering either
-      return;
+  /**
+   * Runs delivered entries: checks their signatures and `done` markers (one round trip for the batch), runs them,
+   * and reports each result through the outbox.
+   */
+  async #takeAll(batch: Array<[string, string, Fields]>): Promise<void> {
+    const valid: Array<[string, string, HandOff]> = [];
+    const forged: Array<[string, string]> = [];
+    for (const [stream, id, fields] of batch) {
+      const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
+      if (!handOff || typeof handOff.taskId !== 'string' || typeof handOff.origin !== 'string' || typeof handOff.task !== 'object' || handOff.task === null) {
+        this.#rejected++;
+        forged.push([stream, id]); // never executed; not worth redelivering either
+      } else {
+        valid.push([stream, id, handOff]);
+      }
     }
+    const pipeline = this.#commands.pipeline();
+    for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
+    for (const [, , h] of valid) pipeline.exists(this.#key('done', h.taskId));
+    let replies: Array<[Error | null, unknown]> | null;
+    try {
+      replies = await pipeline.exec();
+    } catch {
+      return; // Redis went away: the entries stay pending and come back by reclaim
+    }
+    const offset = forged.length * 2;
+    valid.forEach(([stream, id, handOff], i) => {
+      if (replies?.[offset + i]?.[1] === 1) {
+        // Already has a result (a replay, or a redelivery after its node died between report and ack).
+        this.#rejected++;
+        this.#outbox.push({ stream, id, result: undefined, origin: handOff.origin, taskId: handOff.taskId });
+        this.#flushSoon();
+        return;
+      }
+      this.#run(stream, id, handOff);
+    });
+  }
+
+  #run(stream: string, id: string, handOff: HandOff): void {
     let ids = this.#inflight.get(stream);
     if (!ids) this.#inflight.set(stream, (ids = new Set()));
     if (ids.has(id)) return;
     ids.add(id);
-    const run = (async () => {
-      try {
-        if ((await this.#commands.exists(this.#key('done', handOff.taskId))) === 1) {
-          // Already has a result (a replay, or a redelivery after its node died between report and ack).
-          this.#rejected++;
-          await this.#ack(stream, id);
-          return;
-        }
-        let result: HandOffResult;
-        try {
-          result = await this.#host!.run(handOff);
-        } catch {
-          // Refused here (stopping, queue full): leave it pending for another node to claim once it goes idle.
-          ids.delete(id);
-          return;
-        }
+    const run = this.#host!.run(handOff).then(
+      (result) => {
         this.#served_count++;
-        const sealed = this.#signer.seal('result', result);
-        const pipeline = this.#commands.pipeline();
-        pipeline.xadd(this.#key('results', handOff.origin), '*', 'm', sealed.m, 's', sealed.s);
-        pipeline.set(this.#key('done', handOff.taskId), '1', 'PX', this.#options.doneTtlMs);
-        pipeline.xack(stream, GROUP, id);
-        pipeline.xdel(stream, id);
-        await pipeline.exec();
-      } finally {
+        this.#outbox.push({ stream, id, result, origin: handOff.origin, taskId: handOff.taskId });
+        this.#flushSoon();
+        return this.#flushed;
+      },
+      () => {
+        // Refused here (stopping, queue full): leave it pending for another node to claim once it goes idle.
         ids.delete(id);
-      }
-    })();
+      },
+    );
     this.#running_tasks.add(run);
     run.catch(() => {}).finally(() => this.#running_tasks.delete(run));
   }
 
-  async #ack(stream: string, id: string): Promise<void> {
-    await this.#commands.pipeline().xack(stream, GROUP, id).xdel(stream, id).exec();
+  /** Results to report and entries to ack, flushed in one pipeline per turn of the event loop. */
+  readonly #outbox: Array<{ stream: string; id: string; result: HandOffResult | undefined; origin: string; taskId: string }> = [];
+  #flushed: Promise<void> = Promise.resolve();
+  #flushScheduled = false;
+
+  #flushSoon(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    this.#flushed = new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        void this.#flush().finally(resolve);
+      });
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const items = this.#outbox.splice(0);
+    if (items.length === 0) return;
+    const pipeline = this.#commands.pipeline();
+    for (const { stream, id, result, origin, taskId } of items) {
+      if (result) {
+        const sealed = this.#signer.seal('result', result);
+        pipeline.xadd(this.#key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
+        pipeline.set(this.#key('done', taskId), '1', 'PX', this.#options.doneTtlMs);
+      }
+      pipeline.xack(stream, GROUP, id);
+      pipeline.xdel(stream, id);
+    }
+    try {
+      await pipeline.exec();
+    } catch {
+      // Redis went away mid-flush: the entries stay pending; the task runs again elsewhere (at least once).
+    } finally {
+      for (const { stream, id } of items) this.#inflight.get(stream)?.delete(id);
+    }
   }
 
   // --- Results of this node's hand-offs -------------------------------------------------------------
@@ -463,7 +555,7 @@ export class RedisBridge implements CommunicationBridge {
       }
       if (!reply) continue;
       const done: string[] = [];
-      for (const [, entries] of reply as Array<[string, StreamEntries]>) {
+      for (const [, entries] of streamsOf(reply)) {
         for (const [id, fields] of entries) {
           last = id;
           done.push(id);

@@ -3,26 +3,29 @@
  * secret (bound to the namespace and the message kind, so a signature cannot be moved to another channel).
  * Unsigned, forged, stale or replayed messages are dropped and counted by the caller, never acted on.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /** Control message ids remembered against replays. */
 const REPLAY_MEMORY = 10_000;
 
 export class MessageSigner {
-  readonly #key: Buffer;
+  readonly #key: KeyObject;
+  /** Message ids: a random prefix per signer and a counter (unique without a random draw per message). */
+  readonly #idPrefix = randomBytes(8).toString('hex');
+  #seq = 0;
   readonly #namespace: string;
   readonly #maxAgeMs: number;
   readonly #seen = new Set<string>();
 
   constructor(secret: string, namespace: string, maxAgeMs: number) {
-    this.#key = Buffer.from(secret, 'utf8');
+    this.#key = createSecretKey(Buffer.from(secret, 'utf8'));
     this.#namespace = namespace;
     this.#maxAgeMs = maxAgeMs;
   }
 
   /** Serialises and signs `body` (an `id` and `ts` are added for replay checks). */
   seal(kind: string, body: object): { m: string; s: string } {
-    const m = JSON.stringify({ ...body, id: randomBytes(12).toString('hex'), ts: Date.now() });
+    const m = JSON.stringify({ ...body, id: `${this.#idPrefix}${(++this.#seq).toString(36)}`, ts: Date.now() });
     return { m, s: this.#mac(kind, m) };
   }
 
