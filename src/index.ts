@@ -11,6 +11,12 @@ export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-e
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
 export { DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
+export { MemoryBridge, MemoryHub } from './bridge/memory-bridge.js';
+export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
+export { RedisBridge } from './bridge/redis-bridge.js';
+export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
+export { RemoteTaskError } from './bridge/bridge.js';
+export type { BridgeStats, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, WireTask } from './bridge/bridge.js';
 export type { SpanLike, TracerLike, TracingMode } from './health/tracing.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';

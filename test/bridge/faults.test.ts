@@ -1,0 +1,129 @@
+/**
+ * Fault tests with real processes and a real redis-server: worker nodes are child processes. A node killed with
+ * SIGKILL mid-run, and redis-server killed and restarted mid-run: every accepted task still completes, and its
+ * submitter sees it settle exactly once with the right result.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
+import { namespace, startRedis, type TestRedis } from '../support/redis.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const SECRET = 'bridge-fault-tests-shared-secret';
+
+let redis: TestRedis;
+beforeAll(async () => {
+  redis = await startRedis();
+}, 30_000);
+afterAll(async () => {
+  if (redis.owned) await redis.stop();
+});
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+/** Starts a worker node; resolves once it serves. `ran` collects the task numbers it ran. */
+async function worker(ns: string, nodeId: string, ran: number[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/bridge-worker.ts', redis.url, ns, nodeId], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    let buffer = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let i: number;
+      while ((i = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, i);
+        buffer = buffer.slice(i + 1);
+        if (line === 'ready') resolve();
+        else if (line.startsWith('ran ')) ran.push(Number(line.slice(4)));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`worker ${nodeId} exited with ${code} before it was ready`)));
+  });
+  return child;
+}
+
+function producer(ns: string): UnifiedOrchestrator {
+  return new UnifiedOrchestrator({
+    pressure: false,
+    bridge: new RedisBridge({ url: redis.url, namespace: ns, nodeId: 'producer', secret: SECRET, heartbeatMs: 50, nodeTtlMs: 400, reclaimIdleMs: 400, blockMs: 100 }),
+  });
+}
+
+async function until(predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Submits `n` jobs and records how each settles; counts any second settlement (there must be none). */
+function submitAll(p: UnifiedOrchestrator, n: number, ms: number): { all: Promise<void[]>; settled: Map<number, unknown>; twice: () => number } {
+  const settled = new Map<number, unknown>();
+  let twice = 0;
+  const record = (k: number, v: unknown): void => {
+    if (settled.has(k)) twice++;
+    settled.set(k, v);
+  };
+  const all = Promise.all(
+    Array.from({ length: n }, (_, k) =>
+      p.submit<string>({ type: 'job', requires: ['work'], payload: { n: k, ms } }).then(
+        (v) => record(k, v),
+        (e: unknown) => record(k, e),
+      ),
+    ),
+  );
+  return { all, settled, twice: () => twice };
+}
+
+describe('RedisBridge under faults', () => {
+  it('a worker node SIGKILLed mid-run: its tasks are reclaimed by the other, every task settles once with its result', async () => {
+    const ns = namespace();
+    const ranA: number[] = [];
+    const ranB: number[] = [];
+    const a = await worker(ns, 'worker-a', ranA);
+    await worker(ns, 'worker-b', ranB);
+    const p = producer(ns);
+    await p.start();
+    await until(() => p.bridge.canAnyServe(['work']), 5_000);
+    const N = 120;
+    const run = submitAll(p, N, 30);
+    // Kill worker A once it has done some work and holds more.
+    await until(() => ranA.length >= 5, 10_000);
+    const ranBeforeKill = ranB.length;
+    a.kill('SIGKILL');
+    await run.all;
+    expect(run.twice()).toBe(0);
+    expect([...run.settled.keys()].sort((x, y) => x - y)).toEqual(Array.from({ length: N }, (_, k) => k));
+    for (const [k, v] of run.settled) expect(v).toBe(`done:${k}`);
+    // Worker B took over what A held.
+    expect(ranB.length).toBeGreaterThan(ranBeforeKill);
+    await p.stop();
+  }, 60_000);
+
+  it('redis-server killed and restarted mid-run: hand-offs are resent and every task settles once with its result', async () => {
+    if (!redis.owned) throw new Error('this test restarts redis-server: run it without REDIS_URL');
+    const ns = namespace();
+    const ran: number[] = [];
+    await worker(ns, 'worker-c', ran);
+    const p = producer(ns);
+    await p.start();
+    await until(() => p.bridge.canAnyServe(['work']), 5_000);
+    const N = 80;
+    const run = submitAll(p, N, 20);
+    await until(() => ran.length >= 5, 10_000);
+    await redis.restart();
+    await run.all;
+    expect(run.twice()).toBe(0);
+    expect(run.settled.size).toBe(N);
+    for (const [k, v] of run.settled) expect(v).toBe(`done:${k}`);
+    await p.stop();
+  }, 60_000);
+});
