@@ -224,6 +224,11 @@ export interface OrchestratorOptions {
   /** How this node talks to the others: a RedisBridge for many processes. @default a private MemoryBridge (one process) */
   bridge?: import('./bridge/bridge.js').CommunicationBridge;
   /**
+   * With this many tasks of a class already waiting here, a new one goes to another node that can serve it (through
+   * the bridge) instead of queueing. Tasks no local agent can serve go to the cluster regardless. @default none
+   */
+  handOffAbove?: number;
+  /**
    * OpenTelemetry spans per task, through `@opentelemetry/api` (an optional peer dependency). `'auto'`: when the
    * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer.
    * @default 'auto'
@@ -338,6 +343,7 @@ export interface ResolvedOrchestratorOptions {
   readonly metrics: ResolvedMetricsOptions | false;
   readonly tracing: TracingMode;
   readonly bridge: import('./bridge/bridge.js').CommunicationBridge | undefined;
+  readonly handOffAbove: number;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -835,7 +841,7 @@ function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimi
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
-  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing', 'bridge',
+  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing', 'bridge', 'handOffAbove',
 ]);
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
@@ -894,6 +900,7 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
       for (const m of ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats']) expectFunction(b[m], `options.bridge.${m}`);
       return v as import('./bridge/bridge.js').CommunicationBridge;
     }),
+    handOffAbove: optional(own(o, 'handOffAbove'), Infinity, (v) => expectInteger(v, 'options.handOffAbove', 0)),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),

@@ -223,7 +223,10 @@ export class UnifiedOrchestrator {
   #remoteOnly(task: Task): TaskHandle | undefined {
     if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null) return undefined;
     const requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
-    if (this.#pools.canEverServe(requires) || !this.#bridge.canAnyServe(requires)) return undefined;
+    // Cheapest first: with no other node that could take it (always so for a lone node), nothing more to ask.
+    if (!this.#bridge.canAnyServe(requires)) return undefined;
+    const overflow = this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
+    if (!overflow && this.#pools.canEverServe(requires)) return undefined;
     return this.#send(task);
   }
 

@@ -318,6 +318,11 @@ export class TaskExecutionEngine implements RoutingListener {
     };
   }
 
+  /** Tasks waiting in the class of `requires` (any order of the capabilities). */
+  waitingFor(requires: readonly string[]): number {
+    return this.#classes.get(requirementSignature(requires))?.queue.size ?? 0;
+  }
+
   /** Waiting tasks per requirement class (signature `''` is "no requirement"). */
   queueDepths(): Record<string, number> {
     const out: Record<string, number> = {};
