@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { startRedis } from '../support/redis.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -20,4 +21,15 @@ describe('examples run', () => {
     expect(stdout).toContain('HELLO');
     expect(stdout).toContain('result for orchestrators');
   }, 40_000);
+
+  it('redis-cluster.ts hands the coder tasks to its second process through Redis', async () => {
+    const redis = await startRedis();
+    try {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'examples/redis-cluster.ts', redis.url], { cwd: root, timeout: 40_000 });
+      expect(stdout).toMatch(/^cluster: .*coders \[code\].*researchers \[search\]|^cluster: .*researchers \[search\].*coders \[code\]/m);
+      expect(stdout).toContain('5 of 10 ran in the other process');
+    } finally {
+      if (redis.owned) await redis.stop();
+    }
+  }, 60_000);
 });
