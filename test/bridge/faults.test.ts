@@ -114,6 +114,12 @@ describe('RedisBridge under faults', () => {
     const ran: number[] = [];
     await worker(ns, 'worker-c', ran);
     const p = producer(ns);
+    const states: string[] = [];
+    const healthDuringOutage: string[] = [];
+    p.on('bridge:state', (s) => {
+      states.push(s.status);
+      if (s.status === 'degraded') healthDuringOutage.push(p.health().components.bridge.status);
+    });
     await p.start();
     await until(() => p.bridge.canAnyServe(['work']), 5_000);
     const N = 80;
@@ -124,6 +130,10 @@ describe('RedisBridge under faults', () => {
     expect(run.twice()).toBe(0);
     expect(run.settled.size).toBe(N);
     for (const [k, v] of run.settled) expect(v).toBe(`done:${k}`);
+    // health() showed the bridge degraded while Redis was away, and healthy again after.
+    expect(healthDuringOutage).toContain('degraded');
+    await until(() => p.health().components.bridge.status === 'healthy', 5_000);
+    expect(states.at(-1)).toBe('healthy');
     await p.stop();
   }, 60_000);
 });
