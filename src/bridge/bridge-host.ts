@@ -23,13 +23,19 @@ export function bridgeHost(parts: {
   return {
     info() {
       const capabilities = new Set<string>();
+      const serves = new Map<string, readonly string[]>();
       let freeSlots = 0;
+      const add = (set: readonly string[]): void => {
+        for (const c of set) capabilities.add(c);
+        const key = [...set].sort().join('\u0000');
+        if (!serves.has(key)) serves.set(key, set);
+      };
       for (const a of pools.agents()) {
-        for (const c of a.capabilityList) capabilities.add(c);
+        if (a.state !== 'DRAINING' && a.state !== 'FAILED' && a.state !== 'TERMINATED') add(a.capabilityList);
         if (a.routable) freeSlots += Math.max(0, a.concurrency - a.active);
       }
-      for (const p of pools.pools()) for (const c of p.capabilities) capabilities.add(c);
-      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], freeSlots };
+      for (const p of pools.pools()) add(p.capabilities);
+      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], serves: [...serves.values()], freeSlots };
     },
     canServe: (requires) => pools.canEverServe(requires),
     async run(handOff: HandOff): Promise<HandOffResult> {

@@ -11,6 +11,11 @@ export interface NodeInfo {
   readonly roles: readonly string[];
   /** Every capability it holds (pools and registered agents). */
   readonly capabilities: readonly string[];
+  /**
+   * The capability sets of its pools and registered agents, each held whole by one agent: a task is servable here
+   * when one set covers its `requires` (the union above could hold `x` and `z` in two pools but no agent with both).
+   */
+  readonly serves: ReadonlyArray<readonly string[]>;
   /** Task slots free now. */
   readonly freeSlots: number;
   /** Epoch ms of its last heartbeat. */

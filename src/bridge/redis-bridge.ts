@@ -75,6 +75,10 @@ type StreamEntries = Array<[id: string, fields: Fields]>;
  * which arrives flattened as `[key, entries, key, entries, ...]`. A host's own client may use either.
  */
 function streamsOf(reply: unknown): Array<[string, StreamEntries]> {
+  if (reply !== null && typeof reply === 'object' && !Array.isArray(reply)) {
+    // A client with `replyMapping: 'resp3'` maps the reply to an object of stream → entries.
+    return Object.entries(reply as Record<string, StreamEntries>);
+  }
   if (!Array.isArray(reply) || reply.length === 0) return [];
   if (typeof reply[0] === 'string') {
     const out: Array<[string, StreamEntries]> = [];
@@ -224,7 +228,12 @@ export class RedisBridge implements CommunicationBridge {
 
   canAnyServe(requires: readonly string[]): boolean {
     const now = Date.now();
-    return this.#nodes.some((n) => n.nodeId !== this.nodeId && now - n.heartbeatAt < this.#options.nodeTtlMs && requires.every((c) => n.capabilities.includes(c)));
+    return this.#nodes.some(
+      (n) =>
+        n.nodeId !== this.nodeId &&
+        now - n.heartbeatAt < this.#options.nodeTtlMs &&
+        n.serves.some((set) => requires.every((c) => set.includes(c))),
+    );
   }
 
   handOff(taskId: string, task: WireTask): Promise<unknown> {
@@ -386,7 +395,16 @@ export class RedisBridge implements CommunicationBridge {
       try {
         const { m, s } = JSON.parse(value) as { m: unknown; s: unknown };
         const info = this.#signer.open<NodeInfo>('node', m, s);
-        if (info) live.push({ nodeId: info.nodeId, roles: info.roles, capabilities: info.capabilities, freeSlots: info.freeSlots, heartbeatAt: info.heartbeatAt });
+        if (info) {
+          live.push({
+            nodeId: info.nodeId,
+            roles: info.roles,
+            capabilities: info.capabilities,
+            serves: Array.isArray(info.serves) ? info.serves : [],
+            freeSlots: info.freeSlots,
+            heartbeatAt: info.heartbeatAt,
+          });
+        }
         else this.#rejected++;
       } catch {
         this.#rejected++;
