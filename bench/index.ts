@@ -10,9 +10,11 @@
  * figures with every detail to bench/results/latest.json (gitignored). Progress goes to stderr.
  * Every case runs no-op agents, so what is measured is the orchestrator's own overhead.
  *
- * Suites, one file each: registration, delegation, throughput (and p-queue), scale, stress, memory (child process).
+ * Suites, one file each: registration, delegation, throughput (and p-queue), scale, stress, memory (child process),
+ * bridge (RedisBridge beside BullMQ across processes, on a redis-server of its own: needs `redis-server` on PATH).
  */
 import { cpus, loadavg } from 'node:os';
+import { benchBridge } from './bridge.js';
 import { benchDelegation } from './delegation.js';
 import { progress } from './harness.js';
 import { benchMemory } from './memory.js';
@@ -45,6 +47,7 @@ const runners: { [S in SuiteName]: (s: BenchSettings) => Promise<NonNullable<Sui
   scale: benchScale,
   stress: benchStress,
   memory: benchMemory,
+  bridge: benchBridge,
 };
 
 process.stderr.write(

@@ -4,6 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { BridgeResult } from './bridge.js';
 import type { DelegationResult } from './delegation.js';
 import type { LatencyStats } from './harness.js';
 import type { MemoryResult } from './memory.js';
@@ -20,6 +21,7 @@ export interface SuiteResults {
   scale?: ScaleResult;
   stress?: StressResult;
   memory?: MemoryResult;
+  bridge?: BridgeResult;
 }
 
 /** One target and whether the figure meets it. `measured` is the number compared, in the target's unit. */
@@ -66,6 +68,8 @@ export const FIGURE_IDS = [
   'stress.tasksPerMinute',
   'memory.baseOverhead',
   'memory.heapGrowth',
+  'bridge.throughput',
+  'bridge.roundTrip',
 ] as const;
 
 // --- Formatting -----------------------------------------------------------------------------------
@@ -167,6 +171,25 @@ export function figureRows(r: SuiteResults): FigureRow[] {
       mb(m.heapGrowthMB),
       null,
       atMost('≤ 5 MB', m.heapGrowthMB, 5),
+    );
+  }
+  if (r.bridge) {
+    const b = r.bridge;
+    const rb = b.redisBridge.roundTrip;
+    const bq = b.bullmq.roundTrip;
+    add(
+      'bridge.throughput',
+      `Bridge throughput, no-op, 1 worker node (${b.concurrency} agents) vs BullMQ (concurrency ${b.concurrency}), ≤ ${int(b.window)} in flight`,
+      `${rate(b.redisBridge.tasksPerSec)} vs ${rate(b.bullmq.tasksPerSec)} = ${times(b.throughputRatio)}`,
+      seedRate(b.redisBridge.tasksPerSec),
+      atLeast('≥ 4× BullMQ', b.throughputRatio, 4),
+    );
+    add(
+      'bridge.roundTrip',
+      'Bridge round trip (submit → result), sequential, RedisBridge vs BullMQ',
+      `p50 ${us(rb.p50Us)} · p99 ${us(rb.p99Us)} vs p50 ${us(bq.p50Us)} · p99 ${us(bq.p99Us)} (BullMQ p50 / RedisBridge p50 = ${times(b.roundTripP50Ratio)})`,
+      seedDelegation(rb),
+      below('p50 < 0.5 ms', rb.p50Us / 1_000, 0.5),
     );
   }
   return rows;

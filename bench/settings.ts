@@ -4,13 +4,14 @@
  *   npm run bench                          # full: a few minutes on 2 cores
  *   npm run bench -- --quick               # short: under a minute
  *   npm run bench -- --only scale,stress   # some suites only (the others show as not run)
+ *   npm run bench -- --only bridge         # RedisBridge vs BullMQ on a redis-server of its own
  *   npm run bench -- --out /tmp/b.json     # write the JSON elsewhere (the test does)
  *   npm run bench -- --build               # measure a tsc build (dist/) instead of src/ under tsx
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory'] as const;
+export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory', 'bridge'] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 /** Agents in the reference fleet, and p-queue's concurrency beside it: the seed's "tested to 75". */
@@ -67,6 +68,21 @@ export interface BenchSettings {
     /** Tasks run (and JIT-compiled) before the first reading. */
     readonly warmupTasks: number;
   };
+  readonly bridge: {
+    /** Throughput rounds per side (RedisBridge, BullMQ), alternating which goes first; figures are medians. */
+    readonly rounds: number;
+    readonly tasksPerRound: number;
+    /** Tasks per side before the first round, not counted (connections, JIT, consumer groups settled). */
+    readonly warmupTasks: number;
+    /** Tasks in flight at most, on both sides. */
+    readonly window: number;
+    /** Tasks run at once on the serving side: agents of the worker node, BullMQ Worker concurrency. */
+    readonly concurrency: number;
+    /** BullMQ jobs per `addBulk` call (at most; never more than the window has room for). */
+    readonly bulkChunk: number;
+    /** Sequential single round trips (submit → result) sampled per side. */
+    readonly roundTripSamples: number;
+  };
 }
 
 export function readSettings(argv: readonly string[] = process.argv.slice(2)): BenchSettings {
@@ -108,5 +124,8 @@ export function readSettings(argv: readonly string[] = process.argv.slice(2)): B
     },
     stress: { tasks: quick ? 50_000 : 1_000_000, window: 20_000, failureRate: 0.2, maxAttempts: 3 },
     memory: { tasks: quick ? 100_000 : 1_000_000, warmupTasks: 20_000 },
+    bridge: quick
+      ? { rounds: 1, tasksPerRound: 5_000, warmupTasks: 2_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 300 }
+      : { rounds: 3, tasksPerRound: 20_000, warmupTasks: 5_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 2_000 },
   };
 }

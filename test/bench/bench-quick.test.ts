@@ -73,7 +73,7 @@ describe('npm run bench -- --quick', () => {
   });
 
   it('reports every suite, with only finite numbers in the details', () => {
-    for (const suite of ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory'] as const) {
+    for (const suite of ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory', 'bridge'] as const) {
       expect(report.results[suite], suite).toBeDefined();
     }
     const bad = numbers(report.results).filter(([, n]) => !Number.isFinite(n));
