@@ -67,6 +67,8 @@ export interface RedisBridgeOptions {
 }
 
 const GROUP = 'workers';
+/** Sets every KEYS[i] to 1 with a TTL of ARGV[1] ms: the `done` markers of a flush in one call. */
+const SET_DONE = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end return #KEYS";
 type Fields = string[];
 type StreamEntries = Array<[id: string, fields: Fields]>;
 
@@ -372,7 +374,7 @@ export class RedisBridge implements CommunicationBridge {
         ok: false,
         error: { name: 'TaskDeadLetteredError', code: 'TASK_DEAD_LETTERED', message: `Task ${handOff.taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered` },
       };
-      const sealed = this.#signer.seal('result', result);
+      const sealed = this.#signer.seal('results', { results: [result] });
       pipeline.xadd(this.#key('results', handOff.origin), '*', 'm', sealed.m, 's', sealed.s);
     }
     await pipeline.exec();
@@ -477,16 +479,17 @@ export class RedisBridge implements CommunicationBridge {
     }
     const pipeline = this.#commands.pipeline();
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
-    for (const [, , h] of valid) pipeline.exists(this.#key('done', h.taskId));
+    // One MGET for the batch: which of these already have a result.
+    if (valid.length > 0) pipeline.mget(...valid.map(([, , h]) => this.#key('done', h.taskId)));
     let replies: Array<[Error | null, unknown]> | null;
     try {
       replies = await pipeline.exec();
     } catch {
       return; // Redis went away: the entries stay pending and come back by reclaim
     }
-    const offset = forged.length * 2;
+    const done = (replies?.[forged.length * 2]?.[1] ?? []) as Array<string | null>;
     valid.forEach(([stream, id, handOff], i) => {
-      if (replies?.[offset + i]?.[1] === 1) {
+      if (done[i] != null) {
         // Already has a result (a replay, or a redelivery after its node died between report and ack).
         this.#rejected++;
         this.#outbox.push({ stream, id, result: undefined, origin: handOff.origin, taskId: handOff.taskId });
@@ -534,18 +537,37 @@ export class RedisBridge implements CommunicationBridge {
     });
   }
 
+  /**
+   * One pipeline per turn: per origin node one signed message carrying all its results, the `done` markers in one
+   * script call, and per stream one XACK and one XDEL for all its entries. The commands (and signatures) per task are
+   * what bounds a serving node, so they are shared by the batch.
+   */
   async #flush(): Promise<void> {
     const items = this.#outbox.splice(0);
     if (items.length === 0) return;
     const pipeline = this.#commands.pipeline();
+    const byOrigin = new Map<string, HandOffResult[]>();
+    const byStream = new Map<string, string[]>();
+    const doneKeys: string[] = [];
     for (const { stream, id, result, origin, taskId } of items) {
       if (result) {
-        const sealed = this.#signer.seal('result', result);
-        pipeline.xadd(this.#key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
-        pipeline.set(this.#key('done', taskId), '1', 'PX', this.#options.doneTtlMs);
+        const list = byOrigin.get(origin);
+        if (list) list.push(result);
+        else byOrigin.set(origin, [result]);
+        doneKeys.push(this.#key('done', taskId));
       }
-      pipeline.xack(stream, GROUP, id);
-      pipeline.xdel(stream, id);
+      const ids = byStream.get(stream);
+      if (ids) ids.push(id);
+      else byStream.set(stream, [id]);
+    }
+    for (const [origin, results] of byOrigin) {
+      const sealed = this.#signer.seal('results', { results });
+      pipeline.xadd(this.#key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
+    }
+    if (doneKeys.length > 0) pipeline.eval(SET_DONE, doneKeys.length, ...doneKeys, String(this.#options.doneTtlMs));
+    for (const [stream, ids] of byStream) {
+      pipeline.xack(stream, GROUP, ...ids);
+      pipeline.xdel(stream, ...ids);
     }
     try {
       await pipeline.exec();
@@ -577,16 +599,18 @@ export class RedisBridge implements CommunicationBridge {
         for (const [id, fields] of entries) {
           last = id;
           done.push(id);
-          const result = this.#signer.open<HandOffResult>('result', field(fields, 'm'), field(fields, 's'));
-          if (!result) {
+          const message = this.#signer.open<{ results: HandOffResult[] }>('results', field(fields, 'm'), field(fields, 's'));
+          if (!message || !Array.isArray(message.results)) {
             this.#rejected++;
             continue;
           }
-          const pending = this.#pending.get(result.taskId);
-          if (!pending) continue; // a duplicate result: the first one settled it
-          this.#pending.delete(result.taskId);
-          if (result.ok) pending.resolve(result.value);
-          else pending.reject(new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node));
+          for (const result of message.results) {
+            const pending = this.#pending.get(result.taskId);
+            if (!pending) continue; // a duplicate result: the first one settled it
+            this.#pending.delete(result.taskId);
+            if (result.ok) pending.resolve(result.value);
+            else pending.reject(new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node));
+          }
         }
       }
       if (done.length > 0) void this.#commands.xdel(stream, ...done).catch(() => {});
