@@ -67,6 +67,32 @@ export interface RedisBridgeOptions {
 }
 
 const GROUP = 'workers';
+/** Tasks per stream entry at most. */
+const BATCH = 16;
+
+/** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
+interface Outgoing {
+  readonly taskId: string;
+  readonly key: string;
+  readonly stream: string;
+  readonly task: WireTask;
+}
+
+/** A delivered stream entry while its tasks run. */
+interface Entry {
+  readonly stream: string;
+  readonly id: string;
+  /** Tasks of the entry that have not reported yet. */
+  open: number;
+  /** One was refused here: the entry is left pending for reclaim instead of acked. */
+  refused: boolean;
+}
+
+/** The body of one stream entry: hand-offs of one origin. */
+interface TaskBatch {
+  readonly origin: string;
+  readonly tasks: ReadonlyArray<{ readonly taskId: string; readonly task: WireTask }>;
+}
 /** Sets every KEYS[i] to 1 with a TTL of ARGV[1] ms: the `done` markers of a flush in one call. */
 const SET_DONE = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end return #KEYS";
 type Fields = string[];
@@ -116,7 +142,7 @@ export class RedisBridge implements CommunicationBridge {
   readonly #inflight = new Map<string, Set<string>>();
   readonly #running_tasks = new Set<Promise<unknown>>();
   /** Hand-offs waiting for their result, with their sealed message (resent after Redis lost it). */
-  readonly #pending = new Map<string, { resolve(v: unknown): void; reject(e: unknown): void; stream: string; sealed: { m: string; s: string } }>();
+  readonly #pending = new Map<string, Outgoing & { resolve(v: unknown): void; reject(e: unknown): void }>();
   #nodes: NodeInfo[] = [];
   /** Classes this node has announced (the `classes` set and channel). */
   readonly #knownClasses = new Set<string>();
@@ -241,38 +267,54 @@ export class RedisBridge implements CommunicationBridge {
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#running) return Promise.reject(new OrchestratorStoppedError());
     const key = classKey(task.requires);
-    const stream = this.#key('tasks', key);
-    const sealed = this.#signer.seal('task', { taskId, origin: this.nodeId, task } satisfies HandOff);
+    const outgoing: Outgoing = { taskId, key, stream: this.#key('tasks', key), task };
     this.#handedOff++;
     return new Promise<unknown>((resolve, reject) => {
-      this.#pending.set(taskId, { resolve, reject, stream, sealed });
-      this.#sendBox.push({ taskId, key, stream, sealed });
-      if (this.#sendBox.length === 1) setImmediate(() => this.#send());
+      this.#pending.set(taskId, { ...outgoing, resolve, reject });
+      this.#sendBox.push(outgoing);
+      if (this.#sendBox.length === 1) setImmediate(() => this.#send(this.#sendBox.splice(0)));
     });
   }
 
   /** Hand-offs of this turn of the event loop, sent in one pipeline. */
-  readonly #sendBox: Array<{ taskId: string; key: string; stream: string; sealed: { m: string; s: string } }> = [];
+  readonly #sendBox: Outgoing[] = [];
 
-  #send(): void {
-    const items = this.#sendBox.splice(0);
+  /**
+   * Sends hand-offs: per class stream, entries of up to BATCH tasks, each entry one signed message. Signatures and
+   * commands per entry, not per task, is what lets a busy producer keep up. An entry is acked once all its tasks
+   * reported; a reclaimed entry re-runs only the tasks without a `done` marker.
+   */
+  #send(items: readonly Outgoing[]): Promise<void> {
     const pipeline = this.#commands.pipeline();
-    for (const { key, stream, sealed } of items) {
-      if (!this.#knownClasses.has(key)) {
+    const byStream = new Map<string, Outgoing[]>();
+    for (const item of items) {
+      if (!this.#knownClasses.has(item.key)) {
         // A class no node may consume yet: tell them now instead of at their next heartbeat.
-        this.#knownClasses.add(key);
-        pipeline.sadd(this.#key('classes'), key);
-        pipeline.publish(this.#key('classes'), key);
+        this.#knownClasses.add(item.key);
+        pipeline.sadd(this.#key('classes'), item.key);
+        pipeline.publish(this.#key('classes'), item.key);
       }
-      pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
+      const list = byStream.get(item.stream);
+      if (list) list.push(item);
+      else byStream.set(item.stream, [item]);
     }
-    pipeline.exec().catch((error: unknown) => {
-      for (const { taskId } of items) {
-        const p = this.#pending.get(taskId);
-        this.#pending.delete(taskId);
-        p?.reject(error);
+    for (const [stream, list] of byStream) {
+      for (let i = 0; i < list.length; i += BATCH) {
+        const tasks = list.slice(i, i + BATCH).map(({ taskId, task }) => ({ taskId, task }));
+        const sealed = this.#signer.seal('tasks', { origin: this.nodeId, tasks } satisfies TaskBatch);
+        pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
       }
-    });
+    }
+    return pipeline.exec().then(
+      () => {},
+      (error: unknown) => {
+        for (const { taskId } of items) {
+          const p = this.#pending.get(taskId);
+          this.#pending.delete(taskId);
+          p?.reject(error);
+        }
+      },
+    );
   }
 
   async control(message: ControlMessage): Promise<void> {
@@ -362,22 +404,32 @@ export class RedisBridge implements CommunicationBridge {
 
   async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
     this.#deadLettered++;
-    const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
+    const batch = this.#openBatch(fields);
     const pipeline = this.#commands.pipeline();
     pipeline.xadd(this.#key('dead'), '*', 'stream', stream, 'entry', id, 'deliveries', String(deliveries), 'm', field(fields, 'm') ?? '', 's', field(fields, 's') ?? '');
     pipeline.xack(stream, GROUP, id);
     pipeline.xdel(stream, id);
-    if (handOff) {
-      const result: HandOffResult = {
-        taskId: handOff.taskId,
+    if (batch) {
+      const results: HandOffResult[] = batch.tasks.map(({ taskId }) => ({
+        taskId,
         node: this.nodeId,
         ok: false,
-        error: { name: 'TaskDeadLetteredError', code: 'TASK_DEAD_LETTERED', message: `Task ${handOff.taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered` },
-      };
-      const sealed = this.#signer.seal('results', { results: [result] });
-      pipeline.xadd(this.#key('results', handOff.origin), '*', 'm', sealed.m, 's', sealed.s);
+        error: { name: 'TaskDeadLetteredError', code: 'TASK_DEAD_LETTERED', message: `Task ${taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered` },
+      }));
+      const sealed = this.#signer.seal('results', { results });
+      pipeline.xadd(this.#key('results', batch.origin), '*', 'm', sealed.m, 's', sealed.s);
     }
     await pipeline.exec();
+  }
+
+  /** A stream entry's hand-offs, or `undefined` when it is unsigned, forged or malformed. */
+  #openBatch(fields: Fields): TaskBatch | undefined {
+    const batch = this.#signer.open<TaskBatch>('tasks', field(fields, 'm'), field(fields, 's'));
+    if (!batch || typeof batch.origin !== 'string' || !Array.isArray(batch.tasks) || batch.tasks.length === 0) return undefined;
+    for (const t of batch.tasks) {
+      if (typeof t !== 'object' || t === null || typeof t.taskId !== 'string' || typeof t.task !== 'object' || t.task === null) return undefined;
+    }
+    return batch;
   }
 
   async #refreshNodes(): Promise<void> {
@@ -419,12 +471,7 @@ export class RedisBridge implements CommunicationBridge {
   /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
   async #resend(): Promise<void> {
     if (this.#pending.size === 0) return;
-    const pipeline = this.#commands.pipeline();
-    for (const p of this.#pending.values()) {
-      pipeline.sadd(this.#key('classes'), p.stream.slice(this.#key('tasks').length + 1));
-      pipeline.xadd(p.stream, '*', 'm', p.sealed.m, 's', p.sealed.s);
-    }
-    await pipeline.exec();
+    await this.#send([...this.#pending.values()].map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })));
   }
 
   // --- Serving: the blocking task reader ------------------------------------------------------------
@@ -437,8 +484,9 @@ export class RedisBridge implements CommunicationBridge {
         await this.#pause(Math.min(this.#options.blockMs, this.#options.heartbeatMs));
         continue;
       }
-      // Read ahead of the free slots (the rest waits in the local queue): one round trip feeds many tasks.
-      const room = Math.min(256, Math.max(16, 2 * (this.#host?.info().freeSlots ?? 1)));
+      // Read about twice the free slots, in entries of up to BATCH tasks: enough to keep the agents busy, not so much
+      // that a node sits on work another node could run now.
+      const room = Math.min(64, Math.max(1, Math.ceil((2 * (this.#host?.info().freeSlots ?? 1)) / BATCH)));
       let reply: unknown;
       try {
         reply = await reader.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', String(room), 'BLOCK', String(this.#options.blockMs), 'STREAMS', ...streams, ...streams.map(() => '>'));
@@ -462,25 +510,25 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   /**
-   * Runs delivered entries: checks their signatures and `done` markers (one round trip for the batch), runs them,
-   * and reports each result through the outbox.
+   * Runs delivered entries: checks their signatures and every task's `done` marker (one round trip for the read),
+   * runs what has no result yet, and reports through the outbox. An entry is acked once all its tasks reported.
    */
   async #takeAll(batch: Array<[string, string, Fields]>): Promise<void> {
-    const valid: Array<[string, string, HandOff]> = [];
+    const valid: Array<{ stream: string; id: string; batch: TaskBatch }> = [];
     const forged: Array<[string, string]> = [];
     for (const [stream, id, fields] of batch) {
-      const handOff = this.#signer.open<HandOff>('task', field(fields, 'm'), field(fields, 's'));
-      if (!handOff || typeof handOff.taskId !== 'string' || typeof handOff.origin !== 'string' || typeof handOff.task !== 'object' || handOff.task === null) {
+      const opened = this.#openBatch(fields);
+      if (!opened) {
         this.#rejected++;
         forged.push([stream, id]); // never executed; not worth redelivering either
-      } else {
-        valid.push([stream, id, handOff]);
+      } else if (!this.#inflight.get(stream)?.has(id)) {
+        valid.push({ stream, id, batch: opened });
       }
     }
     const pipeline = this.#commands.pipeline();
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
-    // One MGET for the batch: which of these already have a result.
-    if (valid.length > 0) pipeline.mget(...valid.map(([, , h]) => this.#key('done', h.taskId)));
+    const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#key('done', t.taskId)));
+    if (keys.length > 0) pipeline.mget(...keys);
     let replies: Array<[Error | null, unknown]> | null;
     try {
       replies = await pipeline.exec();
@@ -488,41 +536,48 @@ export class RedisBridge implements CommunicationBridge {
       return; // Redis went away: the entries stay pending and come back by reclaim
     }
     const done = (replies?.[forged.length * 2]?.[1] ?? []) as Array<string | null>;
-    valid.forEach(([stream, id, handOff], i) => {
-      if (done[i] != null) {
-        // Already has a result (a replay, or a redelivery after its node died between report and ack).
-        this.#rejected++;
-        this.#outbox.push({ stream, id, result: undefined, origin: handOff.origin, taskId: handOff.taskId });
-        this.#flushSoon();
-        return;
+    let k = 0;
+    for (const { stream, id, batch: b } of valid) {
+      let ids = this.#inflight.get(stream);
+      if (!ids) this.#inflight.set(stream, (ids = new Set()));
+      ids.add(id);
+      const entry: Entry = { stream, id, open: b.tasks.length, refused: false };
+      for (const { taskId, task } of b.tasks) {
+        if (done[k++] != null) {
+          // Already has a result (a replay, or a redelivery after its node died between report and ack).
+          this.#rejected++;
+          this.#report(entry, undefined, b.origin, taskId);
+        } else {
+          this.#run(entry, { taskId, origin: b.origin, task });
+        }
       }
-      this.#run(stream, id, handOff);
-    });
+    }
   }
 
-  #run(stream: string, id: string, handOff: HandOff): void {
-    let ids = this.#inflight.get(stream);
-    if (!ids) this.#inflight.set(stream, (ids = new Set()));
-    if (ids.has(id)) return;
-    ids.add(id);
+  #run(entry: Entry, handOff: HandOff): void {
     const run = this.#host!.run(handOff).then(
       (result) => {
         this.#served_count++;
-        this.#outbox.push({ stream, id, result, origin: handOff.origin, taskId: handOff.taskId });
-        this.#flushSoon();
+        this.#report(entry, result, handOff.origin, handOff.taskId);
         return this.#flushed;
       },
       () => {
-        // Refused here (stopping, queue full): leave it pending for another node to claim once it goes idle.
-        ids.delete(id);
+        // Refused here (stopping, queue full): the entry stays pending for another node to claim once idle.
+        entry.refused = true;
+        this.#report(entry, undefined, handOff.origin, handOff.taskId);
       },
     );
     this.#running_tasks.add(run);
     run.catch(() => {}).finally(() => this.#running_tasks.delete(run));
   }
 
+  #report(entry: Entry, result: HandOffResult | undefined, origin: string, taskId: string): void {
+    this.#outbox.push({ entry, result, origin, taskId });
+    this.#flushSoon();
+  }
+
   /** Results to report and entries to ack, flushed in one pipeline per turn of the event loop. */
-  readonly #outbox: Array<{ stream: string; id: string; result: HandOffResult | undefined; origin: string; taskId: string }> = [];
+  readonly #outbox: Array<{ entry: Entry; result: HandOffResult | undefined; origin: string; taskId: string }> = [];
   #flushed: Promise<void> = Promise.resolve();
   #flushScheduled = false;
 
@@ -539,42 +594,48 @@ export class RedisBridge implements CommunicationBridge {
 
   /**
    * One pipeline per turn: per origin node one signed message carrying all its results, the `done` markers in one
-   * script call, and per stream one XACK and one XDEL for all its entries. The commands (and signatures) per task are
-   * what bounds a serving node, so they are shared by the batch.
+   * script call, and per stream one XACK and one XDEL for the entries whose tasks have all reported. The commands
+   * (and signatures) per task are what bounds a serving node, so they are shared by the batch.
    */
   async #flush(): Promise<void> {
     const items = this.#outbox.splice(0);
     if (items.length === 0) return;
     const pipeline = this.#commands.pipeline();
     const byOrigin = new Map<string, HandOffResult[]>();
-    const byStream = new Map<string, string[]>();
+    const finished = new Map<string, Entry[]>();
     const doneKeys: string[] = [];
-    for (const { stream, id, result, origin, taskId } of items) {
+    for (const { entry, result, origin, taskId } of items) {
       if (result) {
         const list = byOrigin.get(origin);
         if (list) list.push(result);
         else byOrigin.set(origin, [result]);
         doneKeys.push(this.#key('done', taskId));
       }
-      const ids = byStream.get(stream);
-      if (ids) ids.push(id);
-      else byStream.set(stream, [id]);
+      if (--entry.open === 0) {
+        const list = finished.get(entry.stream);
+        if (list) list.push(entry);
+        else finished.set(entry.stream, [entry]);
+      }
     }
     for (const [origin, results] of byOrigin) {
       const sealed = this.#signer.seal('results', { results });
       pipeline.xadd(this.#key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
     }
     if (doneKeys.length > 0) pipeline.eval(SET_DONE, doneKeys.length, ...doneKeys, String(this.#options.doneTtlMs));
-    for (const [stream, ids] of byStream) {
-      pipeline.xack(stream, GROUP, ...ids);
-      pipeline.xdel(stream, ...ids);
+    for (const [stream, entries] of finished) {
+      // An entry with a refused task stays pending: reclaim gives it to a node that runs what has no result.
+      const ids = entries.filter((e) => !e.refused).map((e) => e.id);
+      if (ids.length > 0) {
+        pipeline.xack(stream, GROUP, ...ids);
+        pipeline.xdel(stream, ...ids);
+      }
     }
     try {
       await pipeline.exec();
     } catch {
-      // Redis went away mid-flush: the entries stay pending; the task runs again elsewhere (at least once).
+      // Redis went away mid-flush: the entries stay pending; their tasks run again elsewhere (at least once).
     } finally {
-      for (const { stream, id } of items) this.#inflight.get(stream)?.delete(id);
+      for (const [stream, entries] of finished) for (const e of entries) this.#inflight.get(stream)?.delete(e.id);
     }
   }
 

@@ -284,7 +284,7 @@ describe('RedisBridge: reclaim and dead letters', () => {
     const [, f] = dead[0]!;
     expect(f).toMatchObject({ stream, entry: id });
     expect(Number(f['deliveries'])).toBeGreaterThan(3);
-    expect(JSON.parse(f['m']!)).toMatchObject({ origin: 'A', task: { payload: { id: 'ghosted' } } });
+    expect(JSON.parse(f['m']!)).toMatchObject({ origin: 'A', tasks: [{ task: { payload: { id: 'ghosted' } } }] });
     expect(f['s']).toMatch(/^[0-9a-f]{64}$/);
     expect(await pending(r, stream)).toEqual([]);
     expect(await r.xlen(stream)).toBe(0);
