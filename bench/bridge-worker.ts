@@ -13,6 +13,7 @@
  * stdin closes (the bench process went away without killing it).
  */
 import { noop } from './load.js';
+import { loadBullMQ } from './peers.js';
 
 /** The capability the bridge tasks require (the producer in bench/bridge.ts sends `requires: ['work']`). */
 const CAPABILITY = 'work';
@@ -30,7 +31,7 @@ async function serveRedisBridge(url: string, namespace: string, concurrency: num
 }
 
 async function serveBullMQ(url: string, queueName: string, concurrency: number): Promise<() => Promise<void>> {
-  const { Worker } = await import('bullmq');
+  const { Worker } = loadBullMQ();
   const { hostname, port } = new URL(url);
   const worker = new Worker(queueName, noop, { connection: { host: hostname, port: Number(port) }, concurrency });
   worker.on('error', (error) => process.stderr.write(`bullmq worker: ${error.message}\n`));

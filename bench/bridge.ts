@@ -22,9 +22,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Queue, QueueEvents } from 'bullmq';
+import { BULLMQ_VERSION, loadBullMQ, type BullMQ } from './peers.js';
 import pidusage from 'pidusage';
 import { RedisBridge, UnifiedOrchestrator, type BridgeStats, type Task } from 'unified-orchestrator';
 import { median, progress, sampleLatency, summarise, type LatencyStats } from './harness.js';
@@ -160,7 +159,7 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
 
     return {
       redisServerVersion: redis.version,
-      bullmqVersion: (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version,
+      bullmqVersion: BULLMQ_VERSION,
       concurrency: s.concurrency,
       window: s.window,
       tasksPerRound: s.tasksPerRound,
@@ -205,13 +204,14 @@ async function runBridge(producer: UnifiedOrchestrator, n: number, window: numbe
 
 /** The producer side of BullMQ: a Queue to add jobs and a QueueEvents to see them finish. */
 class BullMQProducer {
-  readonly queue: Queue;
-  readonly events: QueueEvents;
+  readonly queue: InstanceType<BullMQ['Queue']>;
+  readonly events: InstanceType<BullMQ['QueueEvents']>;
   /** Who hears job completions now (one phase at a time). */
   #onFinished: ((jobId: string, failedReason: string | undefined) => void) | undefined;
 
   constructor(redis: BenchRedis, name: string) {
     const connection = { host: redis.host, port: redis.port };
+    const { Queue, QueueEvents } = loadBullMQ();
     this.queue = new Queue(name, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
     // From the start of the (fresh) events stream, not from `$`: no completion is missed while it connects.
     this.events = new QueueEvents(name, { connection, lastEventId: '0' });
