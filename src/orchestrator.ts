@@ -32,6 +32,8 @@ import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
 import { MemoryBridge } from './bridge/memory-bridge.js';
 import { NoCapableAgentError } from './errors.js';
 
+const noop = (): void => {};
+
 /** Lifecycle of the orchestrator itself. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -71,6 +73,8 @@ export class UnifiedOrchestrator {
   readonly #bridge: CommunicationBridge;
   #bridgeStarted = false;
   #handOffSeq = 0;
+  /** Results of tasks this node handed to others, not yet settled. */
+  readonly #remote = new Set<Promise<unknown>>();
   #tracing = false;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
@@ -188,6 +192,18 @@ export class UnifiedOrchestrator {
     const startedAt = clock.now();
     const before = this.#engine.stats().completed;
     const cancelled = await this.#engine.stop(drain, timeoutMs);
+    if (drain && this.#remote.size > 0) {
+      // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
+      let timer: NodeJS.Timeout | undefined;
+      const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
+      await Promise.race([
+        Promise.allSettled([...this.#remote]),
+        new Promise<void>((resolve) => {
+          if (Number.isFinite(left)) timer = setTimeout(resolve, left);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     // Handed-off tasks served here have finished (or been left for another node); leave the cluster.
     if (this.#bridgeStarted) await this.#bridge.stop().catch(() => {});
     const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
@@ -247,6 +263,9 @@ export class UnifiedOrchestrator {
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     const result = this.#bridge.handOff(id, wire);
     result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
+    // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
+    this.#remote.add(result);
+    result.then(noop, noop).finally(() => this.#remote.delete(result));
     return { id, result, cancel: () => false };
   }
 

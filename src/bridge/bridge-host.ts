@@ -25,6 +25,7 @@ export function bridgeHost(parts: {
       const capabilities = new Set<string>();
       const serves = new Map<string, readonly string[]>();
       let freeSlots = 0;
+      let slots = 0;
       const add = (set: readonly string[]): void => {
         for (const c of set) capabilities.add(c);
         const key = [...set].sort().join('\u0000');
@@ -32,10 +33,13 @@ export function bridgeHost(parts: {
       };
       for (const a of pools.agents()) {
         if (a.state !== 'DRAINING' && a.state !== 'FAILED' && a.state !== 'TERMINATED') add(a.capabilityList);
-        if (a.routable) freeSlots += Math.max(0, a.concurrency - a.active);
+        if (a.routable) {
+          slots += a.concurrency;
+          freeSlots += Math.max(0, a.concurrency - a.active);
+        }
       }
       for (const p of pools.pools()) add(p.capabilities);
-      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], serves: [...serves.values()], freeSlots };
+      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], serves: [...serves.values()], freeSlots, slots };
     },
     canServe: (requires) => pools.canEverServe(requires),
     async run(handOff: HandOff): Promise<HandOffResult> {

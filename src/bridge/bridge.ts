@@ -18,6 +18,8 @@ export interface NodeInfo {
   readonly serves: ReadonlyArray<readonly string[]>;
   /** Task slots free now. */
   readonly freeSlots: number;
+  /** Task slots of its routable agents in all (free or not). */
+  readonly slots: number;
   /** Epoch ms of its last heartbeat. */
   readonly heartbeatAt: number;
 }

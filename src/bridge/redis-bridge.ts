@@ -456,6 +456,7 @@ export class RedisBridge implements CommunicationBridge {
             capabilities: info.capabilities,
             serves: Array.isArray(info.serves) ? info.serves : [],
             freeSlots: info.freeSlots,
+            slots: typeof info.slots === 'number' ? info.slots : info.freeSlots,
             heartbeatAt: info.heartbeatAt,
           });
         }
@@ -484,9 +485,19 @@ export class RedisBridge implements CommunicationBridge {
         await this.#pause(Math.min(this.#options.blockMs, this.#options.heartbeatMs));
         continue;
       }
-      // Read about twice the free slots, in entries of up to BATCH tasks: enough to keep the agents busy, not so much
-      // that a node sits on work another node could run now.
-      const room = Math.min(64, Math.max(1, Math.ceil((2 * (this.#host?.info().freeSlots ?? 1)) / BATCH)));
+      // Flow control: a node holds at most about twice its slots of bridge tasks (running or queued here); past that
+      // it waits for some to report, so that it never sits on work another node could run now.
+      const info = this.#host?.info();
+      const limit = Math.max(BATCH, 2 * (info?.slots ?? 1));
+      if (this.#backlog >= limit) {
+        await new Promise<void>((resolve) => {
+          this.#onCapacity = resolve;
+          setTimeout(resolve, this.#options.blockMs).unref();
+        });
+        this.#onCapacity = undefined;
+        continue;
+      }
+      const room = Math.min(64, Math.max(1, Math.ceil((limit - this.#backlog) / BATCH)));
       let reply: unknown;
       try {
         reply = await reader.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', String(room), 'BLOCK', String(this.#options.blockMs), 'STREAMS', ...streams, ...streams.map(() => '>'));
@@ -542,6 +553,7 @@ export class RedisBridge implements CommunicationBridge {
       if (!ids) this.#inflight.set(stream, (ids = new Set()));
       ids.add(id);
       const entry: Entry = { stream, id, open: b.tasks.length, refused: false };
+      this.#backlog += b.tasks.length;
       for (const { taskId, task } of b.tasks) {
         if (done[k++] != null) {
           // Already has a result (a replay, or a redelivery after its node died between report and ack).
@@ -572,9 +584,15 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   #report(entry: Entry, result: HandOffResult | undefined, origin: string, taskId: string): void {
+    this.#backlog--;
+    this.#onCapacity?.();
     this.#outbox.push({ entry, result, origin, taskId });
     this.#flushSoon();
   }
+
+  /** Bridge tasks taken and not reported yet, and the read loop's wake-up when that falls. */
+  #backlog = 0;
+  #onCapacity: (() => void) | undefined;
 
   /** Results to report and entries to ack, flushed in one pipeline per turn of the event loop. */
   readonly #outbox: Array<{ entry: Entry; result: HandOffResult | undefined; origin: string; taskId: string }> = [];

@@ -137,3 +137,21 @@ describe('RedisBridge under faults', () => {
     await p.stop();
   }, 60_000);
 });
+
+describe('RedisBridge and stop', () => {
+  it('stop({ drain: true }) on a producer waits for the results of the tasks it handed off', async () => {
+    const ns = namespace();
+    const ran: number[] = [];
+    await worker(ns, 'worker-d', ran);
+    const p = producer(ns);
+    await p.start();
+    await until(() => p.bridge.canAnyServe(['work']), 5_000);
+    const run = submitAll(p, 20, 50);
+    await until(() => ran.length >= 1, 10_000);
+    await p.stop({ drain: true, timeoutMs: 10_000 });
+    // Every result arrived before stop() resolved: none was rejected as "stopped".
+    expect(run.settled.size).toBe(20);
+    for (const [k, v] of run.settled) expect(v).toBe(`done:${k}`);
+    await run.all;
+  }, 60_000);
+});
