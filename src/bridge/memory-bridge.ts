@@ -19,8 +19,13 @@ import {
 /** The shared medium of MemoryBridges in one process. */
 export class MemoryHub {
   readonly nodes = new Map<string, MemoryBridge>();
-  /** Tasks that have a result: a second delivery is not run again. */
+  /** Tasks that have a result (the most recent 100,000): a second delivery is not run again. */
   readonly done = new Set<string>();
+
+  markDone(taskId: string): void {
+    if (this.done.size >= 100_000) this.done.delete(this.done.values().next().value!);
+    this.done.add(taskId);
+  }
 }
 
 export interface MemoryBridgeOptions {
@@ -109,7 +114,7 @@ export class MemoryBridge implements CommunicationBridge {
     try {
       const result = await run;
       this.#served++;
-      this.#hub.done.add(handOff.taskId);
+      this.#hub.markDone(handOff.taskId);
       return JSON.parse(JSON.stringify(result)) as Awaited<ReturnType<BridgeHost['run']>>;
     } finally {
       this.#inflight.delete(run);

@@ -485,10 +485,10 @@ export class RedisBridge implements CommunicationBridge {
         await this.#pause(Math.min(this.#options.blockMs, this.#options.heartbeatMs));
         continue;
       }
-      // Flow control: a node holds at most about twice its slots of bridge tasks (running or queued here); past that
-      // it waits for some to report, so that it never sits on work another node could run now.
+      // Flow control: a node holds at most about four times its slots of bridge tasks (running or queued here); past
+      // that it waits for some to report, so that it never sits on much work another node could run now.
       const info = this.#host?.info();
-      const limit = Math.max(BATCH, 2 * (info?.slots ?? 1));
+      const limit = Math.max(2 * BATCH, 4 * (info?.slots ?? 1));
       if (this.#backlog >= limit) {
         await new Promise<void>((resolve) => {
           this.#onCapacity = resolve;
