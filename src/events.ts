@@ -7,6 +7,7 @@ import { ValidationError } from './errors.js';
 import type { AgentState } from './pool/agent-state.js';
 import type { BreakerState } from './resources/circuit-breakers.js';
 import type { PressureLevel } from './resources/pressure.js';
+import type { SlaFigures, SlaMetric } from './health/sla.js';
 
 /** How a task ended. Every accepted task ends in exactly one of these. */
 export type TaskOutcome = 'completed' | 'failed' | 'cancelled' | 'timed-out' | 'dead-lettered';
@@ -169,18 +170,10 @@ export interface OrchestratorEvents {
 }
 
 /** The payload of `sla:violation` and `sla:recovered`. */
-export interface SlaEvent {
-  readonly type: string;
-  readonly metric: 'p50' | 'p95' | 'p99' | 'errorRate';
+export interface SlaEvent extends SlaFigures {
+  readonly metric: SlaMetric;
   readonly value: number;
   readonly threshold: number;
-  /** Tasks of this type in the window, and how many of them failed (cancellations left out). */
-  readonly count: number;
-  readonly errors: number;
-  readonly errorRate: number;
-  readonly p50Ms: number | undefined;
-  readonly p95Ms: number | undefined;
-  readonly p99Ms: number | undefined;
   readonly windowMs: number;
 }
 

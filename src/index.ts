@@ -18,6 +18,7 @@ export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
 export { RemoteTaskError } from './bridge/bridge.js';
 export type { BridgeStats, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, WireTask } from './bridge/bridge.js';
 export type { SpanLike, TracerLike, TracingMode } from './health/tracing.js';
+export type { SlaFigures, SlaMetric } from './health/sla.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';
