@@ -151,6 +151,7 @@ export class UnifiedOrchestrator {
       await this.#bridge.start(
         bridgeHost({
           nodeId: this.#bridge.nodeId,
+          retry: this.#resources.retry,
           engine: this.#engine,
           pools: this.#pools,
           control: (message) => this.#events.emit('bridge:control', message),

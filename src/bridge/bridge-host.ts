@@ -14,6 +14,7 @@ const REFUSALS = new Set(['ORCHESTRATOR_STOPPED', 'ORCHESTRATOR_NOT_STARTED', 'Q
 
 export function bridgeHost(parts: {
   nodeId: string;
+  retry: import('../resources/retry-policy.js').RetryPolicy;
   engine: TaskExecutionEngine;
   pools: AgentPoolManager;
   control(message: ControlMessage): void;
@@ -21,6 +22,7 @@ export function bridgeHost(parts: {
 }): BridgeHost {
   const { engine, pools } = parts;
   return {
+    retry: parts.retry,
     info() {
       const capabilities = new Set<string>();
       const serves = new Map<string, readonly string[]>();

@@ -69,6 +69,8 @@ export interface ControlMessage {
 
 /** What the orchestrator gives its bridge. */
 export interface BridgeHost {
+  /** The orchestrator's retry policy, for reconnects. */
+  readonly retry?: import('../resources/retry-policy.js').RetryPolicy;
   /** This node's current registry entry (called on every heartbeat). */
   info(): Omit<NodeInfo, 'heartbeatAt'>;
   /** Whether this node can run tasks that require `requires`. */

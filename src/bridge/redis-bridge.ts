@@ -15,7 +15,8 @@
  * XAUTOCLAIM once they are idle for `reclaimIdleMs` (live nodes keep their own in-flight entries fresh).
  */
 import { randomBytes } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+// Types only: ioredis itself is loaded in start(), so a host that never makes a RedisBridge never loads it.
+import type { Redis, RedisOptions } from 'ioredis';
 import { OrchestratorStoppedError, ValidationError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import {
@@ -127,8 +128,12 @@ export class RedisBridge implements CommunicationBridge {
   readonly #options: Required<Omit<RedisBridgeOptions, 'url' | 'redis' | 'redisOptions' | 'secret' | 'nodeId' | 'retry'>>;
   readonly #signer: MessageSigner;
   readonly #ns: string;
-  readonly #own: Redis | undefined;
-  readonly #commands: Redis;
+  #own: Redis | undefined;
+  /** The commands connection: the host's client, or ours (made in start()). */
+  #commands: Redis | undefined;
+  readonly #url: string | undefined;
+  readonly #redisOptions: RedisOptions | undefined;
+  #retry: RetryPolicy | undefined;
   #subscriber: Redis | undefined;
   #taskReader: Redis | undefined;
   #resultReader: Redis | undefined;
@@ -175,21 +180,16 @@ export class RedisBridge implements CommunicationBridge {
     this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
     this.#ns = this.#options.namespace;
     this.#signer = new MessageSigner(options.secret, this.#ns, this.#options.maxMessageAgeMs);
-    const retry = options.retry;
-    const redisOptions: RedisOptions = {
-      lazyConnect: true,
-      maxRetriesPerRequest: null, // commands wait for the reconnect instead of failing: accepted work is not dropped
-      retryStrategy: (times) => (retry ? Math.max(50, retry.delay(times)) : Math.min(2_000, 50 * 2 ** times)),
-      ...options.redisOptions,
-    };
-    if (options.redis) {
-      this.#commands = options.redis;
-      this.#own = undefined;
-    } else {
-      this.#own = new Redis(options.url!, redisOptions);
-      this.#commands = this.#own;
-    }
-    this.#watch(this.#commands);
+    this.#retry = options.retry;
+    this.#url = options.url;
+    this.#redisOptions = options.redisOptions;
+    this.#commands = options.redis;
+  }
+
+  /** The commands connection; only used once started. */
+  get #redis(): Redis {
+    if (!this.#commands) throw new OrchestratorStoppedError('The bridge is not started');
+    return this.#commands;
   }
 
   #key(...parts: string[]): string {
@@ -198,10 +198,23 @@ export class RedisBridge implements CommunicationBridge {
 
   async start(host: BridgeHost): Promise<void> {
     this.#host = host;
-    if (this.#own) await this.#own.connect();
-    this.#subscriber = this.#commands.duplicate({ lazyConnect: false });
-    this.#taskReader = this.#commands.duplicate({ lazyConnect: false });
-    this.#resultReader = this.#commands.duplicate({ lazyConnect: false });
+    // Reconnects follow the orchestrator's retry policy unless the bridge was given its own.
+    this.#retry ??= host.retry;
+    if (!this.#commands) {
+      const { Redis } = await import('ioredis');
+      this.#own = new Redis(this.#url!, {
+        lazyConnect: true,
+        maxRetriesPerRequest: null, // commands wait for the reconnect instead of failing: accepted work is not dropped
+        retryStrategy: (times) => (this.#retry ? Math.max(50, this.#retry.delay(times)) : Math.min(2_000, 50 * 2 ** times)),
+        ...this.#redisOptions,
+      });
+      this.#commands = this.#own;
+      await this.#own.connect();
+    }
+    this.#watch(this.#commands);
+    this.#subscriber = this.#redis.duplicate({ lazyConnect: false });
+    this.#taskReader = this.#redis.duplicate({ lazyConnect: false });
+    this.#resultReader = this.#redis.duplicate({ lazyConnect: false });
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) this.#watch(c);
     const classes = this.#key('classes');
     this.#subscriber.on('message', (channel: string, raw: string) => {
@@ -238,7 +251,7 @@ export class RedisBridge implements CommunicationBridge {
     }
     this.#pending.clear();
     try {
-      const pipeline = this.#commands.pipeline();
+      const pipeline = this.#redis.pipeline();
       pipeline.del(this.#key('node', this.nodeId));
       pipeline.srem(this.#key('nodes'), this.nodeId);
       for (const stream of this.#served) pipeline.call('XGROUP', 'DELCONSUMER', stream, GROUP, this.nodeId);
@@ -285,7 +298,7 @@ export class RedisBridge implements CommunicationBridge {
    * reported; a reclaimed entry re-runs only the tasks without a `done` marker.
    */
   #send(items: readonly Outgoing[]): Promise<void> {
-    const pipeline = this.#commands.pipeline();
+    const pipeline = this.#redis.pipeline();
     const byStream = new Map<string, Outgoing[]>();
     for (const item of items) {
       if (!this.#knownClasses.has(item.key)) {
@@ -319,7 +332,7 @@ export class RedisBridge implements CommunicationBridge {
 
   async control(message: ControlMessage): Promise<void> {
     const sealed = this.#signer.seal('control', { ...message, from: this.nodeId });
-    await this.#commands.publish(this.#key('control'), JSON.stringify(sealed));
+    await this.#redis.publish(this.#key('control'), JSON.stringify(sealed));
   }
 
   status(): BridgeStatus {
@@ -337,7 +350,7 @@ export class RedisBridge implements CommunicationBridge {
     if (!host || !this.#running) return;
     try {
       const info: NodeInfo = { ...host.info(), nodeId: this.nodeId, heartbeatAt: Date.now() };
-      const pipeline = this.#commands.pipeline();
+      const pipeline = this.#redis.pipeline();
       pipeline.set(this.#key('node', this.nodeId), JSON.stringify(this.#signer.seal('node', info)), 'PX', this.#options.nodeTtlMs);
       pipeline.sadd(this.#key('nodes'), this.nodeId);
       pipeline.smembers(this.#key('classes'));
@@ -366,7 +379,7 @@ export class RedisBridge implements CommunicationBridge {
 
   async #ensureGroup(stream: string): Promise<void> {
     try {
-      await this.#commands.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM');
+      await this.#redis.call('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM');
     } catch (error) {
       if (!String(error).includes('BUSYGROUP')) throw error;
     }
@@ -375,7 +388,7 @@ export class RedisBridge implements CommunicationBridge {
   /** Resets the idle time of the entries this node is running, so that reclaim only takes a dead node's. */
   async #keepFresh(): Promise<void> {
     if (this.#inflight.size === 0) return;
-    const pipeline = this.#commands.pipeline();
+    const pipeline = this.#redis.pipeline();
     for (const [stream, ids] of this.#inflight) {
       if (ids.size > 0) pipeline.call('XCLAIM', stream, GROUP, this.nodeId, '0', ...ids, 'JUSTID');
     }
@@ -386,14 +399,14 @@ export class RedisBridge implements CommunicationBridge {
     for (const stream of this.#served) {
       let claimed: unknown;
       try {
-        claimed = await this.#commands.call('XAUTOCLAIM', stream, GROUP, this.nodeId, String(this.#options.reclaimIdleMs), '0-0', 'COUNT', '32');
+        claimed = await this.#redis.call('XAUTOCLAIM', stream, GROUP, this.nodeId, String(this.#options.reclaimIdleMs), '0-0', 'COUNT', '32');
       } catch (error) {
         if (String(error).includes('NOGROUP')) await this.#ensureGroup(stream);
         continue;
       }
       const entries = ((claimed as [string, StreamEntries] | undefined)?.[1] ?? []).filter((e) => e[1] !== null);
       for (const [id, fields] of entries) {
-        const pending = (await this.#commands.call('XPENDING', stream, GROUP, id, id, '1')) as Array<[string, string, number, number]>;
+        const pending = (await this.#redis.call('XPENDING', stream, GROUP, id, id, '1')) as Array<[string, string, number, number]>;
         const deliveries = pending[0]?.[3] ?? 1;
         this.#reclaimed++;
         if (deliveries > this.#options.maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
@@ -405,7 +418,7 @@ export class RedisBridge implements CommunicationBridge {
   async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
     this.#deadLettered++;
     const batch = this.#openBatch(fields);
-    const pipeline = this.#commands.pipeline();
+    const pipeline = this.#redis.pipeline();
     pipeline.xadd(this.#key('dead'), '*', 'stream', stream, 'entry', id, 'deliveries', String(deliveries), 'm', field(fields, 'm') ?? '', 's', field(fields, 's') ?? '');
     pipeline.xack(stream, GROUP, id);
     pipeline.xdel(stream, id);
@@ -433,12 +446,12 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async #refreshNodes(): Promise<void> {
-    const ids = await this.#commands.smembers(this.#key('nodes'));
+    const ids = await this.#redis.smembers(this.#key('nodes'));
     if (ids.length === 0) {
       this.#nodes = [];
       return;
     }
-    const raw = await this.#commands.mget(...ids.map((id) => this.#key('node', id)));
+    const raw = await this.#redis.mget(...ids.map((id) => this.#key('node', id)));
     const live: NodeInfo[] = [];
     const gone: string[] = [];
     raw.forEach((value, i) => {
@@ -465,7 +478,7 @@ export class RedisBridge implements CommunicationBridge {
         this.#rejected++;
       }
     });
-    if (gone.length > 0) await this.#commands.srem(this.#key('nodes'), ...gone);
+    if (gone.length > 0) await this.#redis.srem(this.#key('nodes'), ...gone);
     this.#nodes = live;
   }
 
@@ -536,7 +549,7 @@ export class RedisBridge implements CommunicationBridge {
         valid.push({ stream, id, batch: opened });
       }
     }
-    const pipeline = this.#commands.pipeline();
+    const pipeline = this.#redis.pipeline();
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
     const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#key('done', t.taskId)));
     if (keys.length > 0) pipeline.mget(...keys);
@@ -618,7 +631,7 @@ export class RedisBridge implements CommunicationBridge {
   async #flush(): Promise<void> {
     const items = this.#outbox.splice(0);
     if (items.length === 0) return;
-    const pipeline = this.#commands.pipeline();
+    const pipeline = this.#redis.pipeline();
     const byOrigin = new Map<string, HandOffResult[]>();
     const finished = new Map<string, Entry[]>();
     const doneKeys: string[] = [];
@@ -692,7 +705,7 @@ export class RedisBridge implements CommunicationBridge {
           }
         }
       }
-      if (done.length > 0) void this.#commands.xdel(stream, ...done).catch(() => {});
+      if (done.length > 0) void this.#redis.xdel(stream, ...done).catch(() => {});
     }
   }
 
@@ -716,16 +729,21 @@ export class RedisBridge implements CommunicationBridge {
 
   // --- Connections ---------------------------------------------------------------------------------
 
+  /** Listens to a connection's state; the listeners come off in #close (a host's own client outlives the bridge). */
   #watch(client: Redis): void {
-    client.on('error', () => {}); // reported through the status; ioredis reconnects by itself
-    client.on('reconnecting', () => {
+    const onError = (): void => {}; // reported through the status; ioredis reconnects by itself
+    const onReconnecting = (): void => {
       this.#lostConnection = true;
       if (this.#running) this.#setStatus({ status: 'degraded', detail: 'reconnecting to Redis' });
-    });
-    client.on('ready', () => {
+    };
+    const onReady = (): void => {
       if (this.#running) this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
-    });
+    };
+    client.on('error', onError).on('reconnecting', onReconnecting).on('ready', onReady);
+    this.#unwatch.push(() => client.off('error', onError).off('reconnecting', onReconnecting).off('ready', onReady));
   }
+
+  readonly #unwatch: Array<() => void> = [];
 
   #setStatus(status: BridgeStatus): void {
     if (status.status === this.#status.status && status.detail === this.#status.detail) return;
@@ -738,6 +756,7 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async #close(): Promise<void> {
+    for (const off of this.#unwatch.splice(0)) off();
     // Blocking readers are cut at once (their loops end with #running false); the host's own client stays open.
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) c?.disconnect();
     await Promise.allSettled(this.#loops);

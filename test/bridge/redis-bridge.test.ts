@@ -340,6 +340,7 @@ describe('RedisBridge: stop, connections, options', () => {
       const clientA = raw(options);
       const clientB = raw(options);
       const log = runLog();
+      const listenersBefore = ['error', 'ready', 'reconnecting'].map((e) => clientA.listenerCount(e) + clientB.listenerCount(e));
       const b = fleet.server(new RedisBridge({ redis: clientB, secret: SECRET, namespace: ns, nodeId: 'B', ...FAST }), 'B', log);
       const a = fleet.producer(new RedisBridge({ redis: clientA, secret: SECRET, namespace: ns, nodeId: 'A', ...FAST }));
       await b.start();
@@ -356,6 +357,8 @@ describe('RedisBridge: stop, connections, options', () => {
         expect(client.status).toBe('ready');
         await expect(client.ping()).resolves.toBe('PONG');
       }
+      // The bridge took its listeners off the host's clients: nothing of it stays behind on them.
+      expect(['error', 'ready', 'reconnecting'].map((e) => clientA.listenerCount(e) + clientB.listenerCount(e))).toEqual(listenersBefore);
     });
   }
 
