@@ -21,7 +21,6 @@ import { OrchestratorStoppedError, ValidationError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import {
   classKey,
-  describeError,
   RemoteTaskError,
   type BridgeHost,
   type BridgeStats,

@@ -19,7 +19,6 @@ import {
   TaskDeadLetteredError,
   TaskNotFoundError,
   TaskTimeoutError,
-  ValidationError,
   type AttemptRecord,
 } from '../errors.js';
 import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';

@@ -88,10 +88,8 @@ export class HealthMonitor {
     const { disposables } = deps.resources;
     this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
     disposables.add(() => (this.#running = false));
-    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
-      this.#events.on(event, fn);
-      disposables.add(() => this.#events.off(event, fn));
-    };
+    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
+      void disposables.listen(this.#events, event, fn);
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
       listen('task:completed', (e) => {
         if (this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, true, this.#clock.now());

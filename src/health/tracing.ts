@@ -61,10 +61,8 @@ export async function startTracing(events: TypedEmitter<OrchestratorEvents>, dis
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
-  const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void => {
-    events.on(event, fn);
-    disposables.add(() => events.off(event, fn));
-  };
+  const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
+    void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);
     if (!span) {

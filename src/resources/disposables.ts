@@ -2,7 +2,7 @@
  * Tracked disposables: every long-lived timer, interval, listener, breaker and connection the library opens is
  * registered here by its owner and released with it, or all at once on `stop()`. `size` is what a leak test reads.
  */
-import type { EventEmitter } from 'node:events';
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 
 /** Something that must be released; `dispose` is idempotent. */
 export interface Disposable {
@@ -84,14 +84,14 @@ export class Disposables {
     return this.add(() => clearInterval(handle));
   }
 
-  /** Adds `listener` to an emitter or event target the library does not own; removed on dispose or close. */
-  listen(target: EventEmitter | EventTarget, event: string, listener: (...args: any[]) => void): Disposable {
-    if ('addEventListener' in target) {
-      target.addEventListener(event, listener);
-      return this.add(() => target.removeEventListener(event, listener));
-    }
-    target.on(event, listener);
-    return this.add(() => target.off(event, listener));
+  /** Listens to an orchestrator event; the listener comes off on dispose or close (the parts that observe use this). */
+  listen<E extends keyof OrchestratorEvents & string>(
+    events: TypedEmitter<OrchestratorEvents>,
+    event: E,
+    listener: (payload: OrchestratorEvents[E]) => void,
+  ): Disposable {
+    events.on(event, listener);
+    return this.add(() => events.off(event, listener));
   }
 
   /** Releases everything, newest first; a release that throws does not stop the others. Idempotent. */
