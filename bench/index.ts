@@ -11,10 +11,12 @@
  * Every case runs no-op agents, so what is measured is the orchestrator's own overhead.
  *
  * Suites, one file each: registration, delegation, throughput (and p-queue), scale, stress, memory (child process),
- * bridge (RedisBridge beside BullMQ across processes, on a redis-server of its own: needs `redis-server` on PATH).
+ * bridge (RedisBridge beside BullMQ across processes, on a redis-server of its own: needs `redis-server` on PATH),
+ * compat (the legacy adapter and traffic router beside submit and a direct legacy call).
  */
 import { cpus, loadavg } from 'node:os';
 import { benchBridge } from './bridge.js';
+import { benchCompat } from './compat.js';
 import { benchDelegation } from './delegation.js';
 import { progress } from './harness.js';
 import { benchMemory } from './memory.js';
@@ -48,6 +50,7 @@ const runners: { [S in SuiteName]: (s: BenchSettings) => Promise<NonNullable<Sui
   stress: benchStress,
   memory: benchMemory,
   bridge: benchBridge,
+  compat: benchCompat,
 };
 
 process.stderr.write(

@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BridgeResult } from './bridge.js';
+import type { CompatResult } from './compat.js';
 import type { DelegationResult } from './delegation.js';
 import type { LatencyStats } from './harness.js';
 import type { MemoryResult } from './memory.js';
@@ -22,6 +23,7 @@ export interface SuiteResults {
   stress?: StressResult;
   memory?: MemoryResult;
   bridge?: BridgeResult;
+  compat?: CompatResult;
 }
 
 /** One target and whether the figure meets it. `measured` is the number compared, in the target's unit. */
@@ -70,6 +72,11 @@ export const FIGURE_IDS = [
   'memory.heapGrowth',
   'bridge.throughput',
   'bridge.roundTrip',
+  'compat.adapter.roundTrip',
+  'compat.router.passthrough',
+  'compat.router.passthroughSteady',
+  'compat.router.unifiedRoundTrip',
+  'compat.router.sideOf',
 ] as const;
 
 // --- Formatting -----------------------------------------------------------------------------------
@@ -79,6 +86,8 @@ export const us = (v: number): string => (v >= 1_000 ? `${(v / 1_000).toFixed(2)
 const rate = (perSec: number): string => `${int(perSec)}/s`;
 const times = (r: number): string => `${r.toFixed(2)}×`;
 const mb = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(2)} MB`;
+const signedUs = (v: number): string => `${v >= 0 ? '+' : '−'}${us(Math.abs(v))}`;
+const pcts = (s: LatencyStats): string => `p50 ${us(s.p50Us)} · p99 ${us(s.p99Us)}`;
 const latency = (s: LatencyStats): string => `p50 ${us(s.p50Us)} · p99 ${us(s.p99Us)} · max ${us(s.maxUs)}`;
 
 // --- Targets ---------------------------------------------------------------------------------------
@@ -190,6 +199,45 @@ export function figureRows(r: SuiteResults): FigureRow[] {
       `p50 ${us(rb.p50Us)} · p99 ${us(rb.p99Us)} vs p50 ${us(bq.p50Us)} · p99 ${us(bq.p99Us)} (BullMQ p50 / RedisBridge p50 = ${times(b.roundTripP50Ratio)})`,
       seedDelegation(rb),
       below('p50 < 0.5 ms', rb.p50Us / 1_000, 0.5),
+    );
+  }
+  if (r.compat) {
+    const c = r.compat;
+    add(
+      'compat.adapter.roundTrip',
+      `Compat: adapter \`delegateTaskToAgent\` + \`waitForTask\` vs \`submit\` (no-op, ${c.agents} idle agents; adapter past ${int(c.adapterWindow.maxFinishedTasks)} finished tasks)`,
+      `${pcts(c.adapter.roundTrip)} vs ${pcts(c.submit)} = ${times(c.adapter.ratio)} (p50)`,
+      seedDelegation(c.adapter.roundTrip),
+      atMost('p50 ≤ 2× submit', c.adapter.ratio, 2),
+    );
+    const { direct, fresh, freshNoMetrics, steady } = c.passthrough;
+    add(
+      'compat.router.passthrough',
+      `Compat: router at 0% (flags off) → trivial legacy, vs legacy directly; router < ${int(c.passthrough.freshLimit)} ids handed out`,
+      `${signedUs(fresh.addedUs)}/call p50 (${pcts(fresh.router)} vs ${pcts(direct)} = ${times(fresh.ratio)}; metrics off: ${signedUs(freshNoMetrics.addedUs)})`,
+      null,
+      atMost('p50 overhead ≤ 5 µs', fresh.addedUs, 5),
+    );
+    add(
+      'compat.router.passthroughSteady',
+      `Compat: the same, router past its ${int(c.passthrough.maxOwnedIds)}-id cap (${int(steady.idsBefore)} ids handed out before sampling)`,
+      `${signedUs(steady.addedUs)}/call p50 (${pcts(steady.router)} vs ${pcts(direct)} = ${times(steady.ratio)})`,
+      null,
+      atMost('p50 overhead ≤ 5 µs', steady.addedUs, 5),
+    );
+    add(
+      'compat.router.unifiedRoundTrip',
+      `Compat: router at 100% → adapter (delegate + \`waitForTask\`), vs adapter directly (router < ${int(c.passthrough.freshLimit)} ids)`,
+      `${pcts(c.routed.roundTrip)} vs ${pcts(c.adapter.roundTrip)} = ${times(c.routed.ratio)} (p50 ${signedUs(c.routed.addedUs)})`,
+      seedDelegation(c.routed.roundTrip),
+      atMost('p50 ≤ adapter + 10 µs (2 calls × 5 µs)', c.routed.addedUs, 10),
+    );
+    add(
+      'compat.router.sideOf',
+      `Compat: routing decision \`sideOf(key)\`, ${int(c.routing.keys)} distinct ${c.routing.keyLength}-char keys`,
+      `${c.routing.sideOfNs.toFixed(1)} ns/call (\`bucketOf\` ${c.routing.bucketOfNs.toFixed(1)} ns; ${(c.routing.unifiedShare * 100).toFixed(1)}% unified at 50%)`,
+      null,
+      atMost('≤ 500 ns/call (a tenth of the passthrough budget)', c.routing.sideOfNs, 500),
     );
   }
   return rows;

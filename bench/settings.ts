@@ -5,13 +5,14 @@
  *   npm run bench -- --quick               # short: under a minute
  *   npm run bench -- --only scale,stress   # some suites only (the others show as not run)
  *   npm run bench -- --only bridge         # RedisBridge vs BullMQ on a redis-server of its own
+ *   npm run bench -- --only compat         # the legacy adapter and traffic router beside their baselines
  *   npm run bench -- --out /tmp/b.json     # write the JSON elsewhere (the test does)
  *   npm run bench -- --build               # measure a tsc build (dist/) instead of src/ under tsx
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory', 'bridge'] as const;
+export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory', 'bridge', 'compat'] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 /** Agents in the reference fleet, and p-queue's concurrency beside it: the seed's "tested to 75". */
@@ -83,6 +84,21 @@ export interface BenchSettings {
     /** Sequential single round trips (submit → result) sampled per side. */
     readonly roundTripSamples: number;
   };
+  readonly compat: {
+    /** Interleaved passes over the latency cases (alternating order); each case's samples are pooled. */
+    readonly passes: number;
+    /** Budget per round-trip case (submit, adapter, router at 100%) per pass. */
+    readonly latency: LatencyBudget;
+    /**
+     * Budget per single-call case (legacy directly, router passthrough) per pass: smaller, as sub-µs calls give
+     * hundreds of thousands of samples a second and tinybench's processing of them is not in its time budget.
+     */
+    readonly callLatency: LatencyBudget;
+    /** Distinct keys the routing decision is timed over. */
+    readonly routingKeys: number;
+    /** Timed passes over every key; the figure is the median pass. */
+    readonly routingRounds: number;
+  };
 }
 
 export function readSettings(argv: readonly string[] = process.argv.slice(2)): BenchSettings {
@@ -127,5 +143,8 @@ export function readSettings(argv: readonly string[] = process.argv.slice(2)): B
     bridge: quick
       ? { rounds: 1, tasksPerRound: 5_000, warmupTasks: 2_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 300 }
       : { rounds: 3, tasksPerRound: 20_000, warmupTasks: 5_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 2_000 },
+    compat: quick
+      ? { passes: 2, latency: { timeMs: 120, minSamples: 200, warmupMs: 20 }, callLatency: { timeMs: 40, minSamples: 500, warmupMs: 10 }, routingKeys: 10_000, routingRounds: 50 }
+      : { passes: 2, latency: { timeMs: 800, minSamples: 1_000, warmupMs: 100 }, callLatency: { timeMs: 200, minSamples: 2_000, warmupMs: 50 }, routingKeys: 10_000, routingRounds: 200 },
   };
 }

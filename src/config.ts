@@ -229,6 +229,14 @@ export interface OrchestratorOptions {
    */
   handOffAbove?: number;
   /**
+   * The largest task payload accepted, in bytes of its JSON. A larger one (or, with a limit set, one that cannot be
+   * serialised to be measured) is refused with ValidationError before it is queued or handed to another node. Send a
+   * reference (a URL, a key) for large inputs. @default none
+   */
+  maxPayloadBytes?: number;
+  /** The audit trail of critical operations (`audit` events); see {@link AuditOptions}. */
+  audit?: AuditOptions;
+  /**
    * OpenTelemetry spans per task, through `@opentelemetry/api` (an optional peer dependency). `'auto'`: when the
    * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer.
    * @default 'auto'
@@ -236,7 +244,7 @@ export interface OrchestratorOptions {
   tracing?: TracingMode;
   /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
   agingIntervalMs?: number;
-  /** How long a finished task's result answers a resubmission with the same idempotency key. @default 300_000 */
+  /** How long a succeeded task's result answers a resubmission with the same idempotency key (a failed task's key is forgotten). @default 300_000 */
   idempotencyTtlMs?: number;
   /** Idempotency keys remembered at most (oldest forgotten first). @default 10_000 */
   maxIdempotencyKeys?: number;
@@ -344,6 +352,8 @@ export interface ResolvedOrchestratorOptions {
   readonly tracing: TracingMode;
   readonly bridge: import('./bridge/bridge.js').CommunicationBridge | undefined;
   readonly handOffAbove: number;
+  readonly maxPayloadBytes: number;
+  readonly audit: ResolvedAuditOptions;
   readonly agingIntervalMs: number;
   readonly idempotencyTtlMs: number;
   readonly maxIdempotencyKeys: number;
@@ -437,6 +447,8 @@ export interface StopOptions {
   drain?: boolean;
   /** Longest wait for draining; what is left then is cancelled and its agents disposed anyway. @default 30_000 */
   timeoutMs?: number;
+  /** Who stops it, for the audit trail. @default the `audit.actor` option */
+  actor?: string;
 }
 
 export const STOP_DEFAULTS = Object.freeze({ drain: true, timeoutMs: 30_000 });
@@ -445,10 +457,11 @@ export const STOP_DEFAULTS = Object.freeze({ drain: true, timeoutMs: 30_000 });
 export const STOP_ABORT_GRACE_MS = 1_000;
 
 /** Validates `stop()` options. */
-export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs: number } {
+export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs: number; actor?: string } {
   if (input === undefined) return { ...STOP_DEFAULTS };
   const o = expectObject(input, 'options');
-  rejectUnknownKeys(o, new Set(['drain', 'timeoutMs']), 'options');
+  rejectUnknownKeys(o, new Set(['drain', 'timeoutMs', 'actor']), 'options');
+  const actor = own(o, 'actor');
   const drain = own(o, 'drain');
   if (drain !== undefined && typeof drain !== 'boolean') {
     throw new ValidationError('options.drain', `Expected \`options.drain\` to be a boolean, got ${describe(drain)}`);
@@ -456,6 +469,7 @@ export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs:
   return {
     drain: drain ?? STOP_DEFAULTS.drain,
     timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) => expectDuration(v, 'options.timeoutMs', true, MAX_TIMER_MS)),
+    ...(actor !== undefined ? { actor: expectString(actor, 'options.actor') } : {}),
   };
 }
 
@@ -520,12 +534,16 @@ export function expectStringArray(value: unknown, field: string): string[] {
     throw new ValidationError(field, `Expected \`${field}\` to be an array of strings, got ${describe(value)}`);
   }
   const out: string[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < value.length; i++) {
     const item: unknown = value[i];
     if (typeof item !== 'string' || item.length === 0) {
       throw new ValidationError(`${field}[${i}]`, `Expected \`${field}[${i}]\` to be a non-empty string, got ${describe(item)}`);
     }
-    if (!out.includes(item)) out.push(item);
+    if (!seen.has(item)) {
+      seen.add(item);
+      out.push(item);
+    }
   }
   return out;
 }
@@ -810,6 +828,7 @@ function resolveMetricsOptions(input: unknown): ResolvedMetricsOptions | false {
     const r = expectObject(registry, 'options.metrics.registry');
     expectFunction(r['registerMetric'], 'options.metrics.registry.registerMetric');
     expectFunction(r['metrics'], 'options.metrics.registry.metrics');
+    expectFunction(r['getSingleMetric'], 'options.metrics.registry.getSingleMetric');
   }
   const prefix = optional(own(o, 'prefix'), d.prefix, (v) => {
     // Colons are for recording rules, not for what a client exposes (promtool rejects them there).
@@ -842,7 +861,40 @@ const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
   'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
   'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
   'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing', 'bridge', 'handOffAbove',
+  'maxPayloadBytes', 'audit',
 ]);
+
+/**
+ * The audit trail: every critical operation (agent spawn and terminate, halt, resume, drain, stop, traffic change,
+ * rollback, budget halt, dead-letter retry) is an `audit` event with its time, actor and node, and goes to `sink`.
+ */
+export interface AuditOptions {
+  /**
+   * Receives every entry, in order (append it to a file, a table, a log pipeline): agent spawn, register and
+   * terminate; halt, resume, drain and stop; traffic change and rollback; budget halt; dead-letter retry. A sink that throws or rejects is
+   * reported as an `audit:sink-failed` event; the operation itself is not affected.
+   */
+  sink?: (entry: import('./health/audit.js').AuditEntry) => void | Promise<void>;
+  /** Who acts when a call does not say (`{ actor }` on the call). @default 'local' */
+  actor?: string;
+}
+
+export interface ResolvedAuditOptions {
+  readonly sink: ((entry: import('./health/audit.js').AuditEntry) => void | Promise<void>) | undefined;
+  readonly actor: string;
+}
+
+export const AUDIT_DEFAULTS = Object.freeze({ actor: 'local' });
+
+function resolveAuditOptions(input: unknown): ResolvedAuditOptions {
+  if (input === undefined) return { sink: undefined, actor: AUDIT_DEFAULTS.actor };
+  const o = expectObject(input, 'options.audit');
+  rejectUnknownKeys(o, new Set(['sink', 'actor']), 'options.audit');
+  return {
+    sink: optional(own(o, 'sink'), undefined, (v) => expectFunction<ResolvedAuditOptions['sink']>(v, 'options.audit.sink')),
+    actor: optional(own(o, 'actor'), AUDIT_DEFAULTS.actor, (v) => expectString(v, 'options.audit.actor')),
+  };
+}
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
 export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchestratorOptions {
@@ -854,7 +906,8 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
   if (!Array.isArray(poolsRaw)) {
     throw new ValidationError('options.pools', `Expected \`options.pools\` to be an array of pool options, got ${describe(poolsRaw)}`);
   }
-  const pools = poolsRaw.map((p: unknown, i) => resolvePoolOptions(p, `options.pools[${i}]`));
+  const pools: ResolvedPoolOptions[] = [];
+  for (let i = 0; i < poolsRaw.length; i++) pools.push(resolvePoolOptions((poolsRaw as unknown[])[i], `options.pools[${i}]`));
   const seen = new Set<string>();
   pools.forEach((p, i) => {
     if (seen.has(p.role)) {
@@ -901,6 +954,8 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
       return v as import('./bridge/bridge.js').CommunicationBridge;
     }),
     handOffAbove: optional(own(o, 'handOffAbove'), Infinity, (v) => expectInteger(v, 'options.handOffAbove', 0)),
+    maxPayloadBytes: optional(own(o, 'maxPayloadBytes'), Infinity, (v) => (v === Infinity ? Infinity : expectInteger(v, 'options.maxPayloadBytes', 1))),
+    audit: resolveAuditOptions(own(o, 'audit')),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
     maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),

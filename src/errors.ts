@@ -20,6 +20,7 @@ export type OrchestratorErrorCode =
   | 'QUEUE_FULL'
   | 'ORCHESTRATOR_STOPPED'
   | 'ORCHESTRATOR_NOT_STARTED'
+  | 'ORCHESTRATOR_HALTED'
   | 'TASK_TIMEOUT'
   | 'TASK_CANCELLED'
   | 'TASK_DEAD_LETTERED'
@@ -103,6 +104,20 @@ export class OrchestratorNotStartedError extends OrchestratorError {
   }
 }
 
+/**
+ * The reason an attempt's `ctx.signal` is aborted with when an operator halts the orchestrator (or the cluster). The
+ * task itself is not failed: it waits again, held until `resume()`, and the interrupted attempt does not count
+ * against its `maxAttempts`.
+ */
+export class OrchestratorHaltedError extends OrchestratorError {
+  readonly reason: string;
+
+  constructor(reason: string) {
+    super('ORCHESTRATOR_HALTED', `The orchestrator was halted (${reason}); the task waits until it is resumed`);
+    this.reason = reason;
+  }
+}
+
 /** An attempt ran past its `timeoutMs`; the agent's `ctx.signal` was aborted with this error. */
 export class TaskTimeoutError extends OrchestratorError {
   readonly taskId: string;
@@ -122,7 +137,7 @@ export class TaskCancelledError extends OrchestratorError {
   readonly taskId: string;
 
   constructor(taskId: string, reason?: unknown) {
-    const why = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : undefined;
+    const why = messageOf(reason);
     super('TASK_CANCELLED', `Task ${taskId} was cancelled${why ? `: ${why}` : ''}`, { cause: reason });
     this.taskId = taskId;
   }
@@ -148,8 +163,8 @@ export class TaskDeadLetteredError extends OrchestratorError {
   readonly attempts: readonly AttemptRecord[];
 
   constructor(taskId: string, attempts: readonly AttemptRecord[], reason: unknown = attempts[attempts.length - 1]?.error) {
-    const why = reason instanceof Error ? `: ${reason.message}` : '';
-    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${why}`, { cause: reason });
+    const message = messageOf(reason, false);
+    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${message ? `: ${message}` : ''}`, { cause: reason });
     this.taskId = taskId;
     this.attempts = attempts;
   }
@@ -289,5 +304,27 @@ export class BreakerOpenError extends OrchestratorError {
   constructor(breaker: string) {
     super('BREAKER_OPEN', `The circuit breaker ${JSON.stringify(breaker)} is open after repeated failures; the call was not made. Retry after its reset timeout or pass a fallback`);
     this.breaker = breaker;
+  }
+}
+
+/**
+ * `value instanceof type`, but false instead of a throw for a value that cannot be inspected (a Proxy whose
+ * `getPrototypeOf` trap throws): agents may fail with anything, and the orchestrator must still conclude the task.
+ */
+export function isInstance<T>(value: unknown, type: abstract new (...args: never[]) => T): value is T {
+  try {
+    return value instanceof type;
+  } catch {
+    return false;
+  }
+}
+
+/** The message of an Error (or a string, when `strings`), read defensively; `undefined` when there is none or it throws. */
+export function messageOf(reason: unknown, strings = true): string | undefined {
+  try {
+    if (reason instanceof Error) return String(reason.message);
+    return strings && typeof reason === 'string' ? reason : undefined;
+  } catch {
+    return undefined;
   }
 }

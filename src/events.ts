@@ -23,6 +23,13 @@ export interface OrchestratorEvents {
   stopping: { readonly drain: boolean };
   /** `stop()` finished; nothing of the orchestrator is left running. Emitted last. */
   stopped: { readonly completedWhileDraining: number; readonly cancelled: number };
+  /**
+   * The orchestrator was halted (by `halt()` or a halt from the cluster): waiting work is held and running attempts
+   * were aborted through their signal, their tasks waiting again. `from` is the node that sent a cluster halt.
+   */
+  halted: { readonly reason: string; readonly interrupted: number; readonly held: number; readonly from?: string };
+  /** Held work is released (by `resume()` or a resume from the cluster). */
+  resumed: { readonly released: number; readonly from?: string };
   /** An agent moved between lifecycle states. `from` is `undefined` when the agent first appears. */
   'agent:state': {
     readonly agentId: string;
@@ -161,10 +168,18 @@ export interface OrchestratorEvents {
   'sla:violation': SlaEvent;
   /** A task type is back within that threshold (or has too few samples to judge). */
   'sla:recovered': SlaEvent;
-  /** A control message reached this node through its bridge (its own included). */
+  /**
+   * A control message reached this node through its bridge (its own included), after the orchestrator applied it
+   * (halt and resume hold and release work; traffic and rollback update `controlState().traffic`). `replayed` is set
+   * for the cluster's standing halt and traffic setting, delivered once when the node joins.
+   */
   'bridge:control': import('./bridge/bridge.js').ControlMessage;
   /** The bridge's connection state changed (degraded while Redis reconnects). */
   'bridge:state': import('./bridge/bridge.js').BridgeStatus;
+  /** A critical operation, for the audit trail (also given to the `audit.sink` option). */
+  audit: import('./health/audit.js').AuditEntry;
+  /** The `audit.sink` threw or rejected for an entry; the operation itself went ahead. */
+  'audit:sink-failed': { readonly entry: import('./health/audit.js').AuditEntry; readonly error: unknown };
   /** A listener threw. The orchestrator carried on; this reports it. */
   'listener:error': { readonly event: string; readonly error: unknown };
 }

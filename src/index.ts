@@ -3,20 +3,42 @@
  * @packageDocumentation
  */
 export { UnifiedOrchestrator } from './orchestrator.js';
-export type { OrchestratorState, OrchestratorStats } from './orchestrator.js';
+export type { ControlState, HaltOptions, OrchestratorState, OrchestratorStats, TenantOptions } from './orchestrator.js';
+export type { ActorOptions, AuditAction, AuditEntry } from './health/audit.js';
 
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
 export type { AgentPoolManager, RegisterAgentOptions } from './pool/agent-pool-manager.js';
-export type { EngineStats, TaskExecutionEngine } from './engine/task-execution-engine.js';
+export type { EngineStats, TaskExecutionEngine, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
-export { DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
+export { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
 export { MemoryBridge, MemoryHub } from './bridge/memory-bridge.js';
 export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
 export { RedisBridge } from './bridge/redis-bridge.js';
 export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
 export { RemoteTaskError } from './bridge/bridge.js';
-export type { BridgeStats, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, WireTask } from './bridge/bridge.js';
+export type { BridgeStats, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, NodeStatus, TrafficSetting, WireTask } from './bridge/bridge.js';
+
+// Compat: the legacy API over the unified orchestrator, and the gradual move from a legacy implementation.
+export { OrchestratorsCompatibilityAdapter } from './compat/adapter.js';
+export { bucketOf, TrafficRouter } from './compat/traffic-router.js';
+export type { ShadowComparison, ShadowSide, TrafficRouterEvents, TrafficRouterStats, TrafficSide } from './compat/traffic-router.js';
+export type { CompatibilityAdapterOptions, RoutedCall, TrafficRouterOptions } from './compat/options.js';
+export { isLegacyError, LEGACY_ERROR_CODES, LEGACY_INTERNAL_ERROR, LEGACY_PRIORITIES, LEGACY_TASK_FAILED } from './compat/legacy.js';
+export type {
+  LegacyAgentState,
+  LegacyAgentStatus,
+  LegacyErrorResponse,
+  LegacyImplementation,
+  LegacyOrchestrator,
+  LegacyOrchestratorSnake,
+  LegacyPriority,
+  LegacyResult,
+  LegacyShutdown,
+  LegacyTask,
+  LegacyTaskState,
+  LegacyTaskStatus,
+} from './compat/legacy.js';
 export type { SpanLike, TracerLike, TracingMode } from './health/tracing.js';
 export type { SlaFigures, SlaMetric } from './health/sla.js';
 
@@ -29,6 +51,7 @@ export type { Task, TaskHandle } from './engine/task.js';
 export type { DeadLetter } from './engine/dead-letter.js';
 
 export {
+  AUDIT_DEFAULTS,
   BREAKER_DEFAULTS,
   BUDGET_DEFAULTS,
   defaultRetryable,
@@ -42,6 +65,7 @@ export {
   STOP_DEFAULTS,
 } from './config.js';
 export type {
+  AuditOptions,
   BreakerOptions,
   BudgetOptions,
   Clock,
@@ -73,6 +97,7 @@ export {
   isOrchestratorError,
   NoCapableAgentError,
   OrchestratorError,
+  OrchestratorHaltedError,
   OrchestratorNotStartedError,
   OrchestratorStoppedError,
   PoolAtCapacityError,

@@ -14,7 +14,7 @@ import {
 import type { DeadLetter } from './engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
 import type { Task, TaskHandle } from './engine/task.js';
-import { OrchestratorStoppedError } from './errors.js';
+import { OrchestratorHaltedError, OrchestratorStoppedError, ValidationError } from './errors.js';
 import { TypedEmitter, type OrchestratorEventName, type OrchestratorEvents, type OrchestratorListener } from './events.js';
 import type { Agent } from './pool/agent.js';
 import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-manager.js';
@@ -26,13 +26,18 @@ import { HealthMonitor, type HealthReport } from './health/health-monitor.js';
 import { createHttpHandler } from './health/http-handler.js';
 import { OrchestratorMetrics } from './health/metrics.js';
 import { startTracing } from './health/tracing.js';
+import { AuditLog, type ActorOptions } from './health/audit.js';
+import type { TaskSnapshot } from './engine/task-execution-engine.js';
 import type { RequestListener } from 'node:http';
-import type { CommunicationBridge, ControlMessage, NodeInfo } from './bridge/bridge.js';
+import { parseTraffic, stickySlots, type CommunicationBridge, type ControlMessage, type NodeInfo, type NodeStatus, type TrafficSetting } from './bridge/bridge.js';
 import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
 import { MemoryBridge } from './bridge/memory-bridge.js';
 import { NoCapableAgentError } from './errors.js';
 
 const noop = (): void => {};
+
+/** Control messages an orchestrator applies itself (the others are for the host's listeners). */
+const APPLIED: ReadonlySet<ControlMessage['kind']> = new Set(['halt', 'resume', 'traffic', 'rollback']);
 
 /** Lifecycle of the orchestrator itself. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -40,6 +45,8 @@ export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' 
 /** What `stats()` returns: task counters, queue depths, agents and pools. */
 export interface OrchestratorStats extends EngineStats {
   readonly state: OrchestratorState;
+  /** The reason of the halt holding the work, or `null` while it runs. */
+  readonly halted: string | null;
   /** Agents by lifecycle state (warm spares count as IDLE). */
   readonly agents: Readonly<Record<AgentState, number>>;
   readonly pools: readonly PoolSnapshot[];
@@ -47,6 +54,38 @@ export interface OrchestratorStats extends EngineStats {
   readonly queues: Readonly<Record<string, number>>;
   /** Breakers, pressure, rate limits and tracked handles. */
   readonly resources: ResourceStats;
+}
+
+/** The cluster's control settings as this node applied them (see `halt()` and TrafficRouter). */
+export interface ControlState {
+  /** The reason of the halt holding this node's work, or `null`. */
+  readonly halted: string | null;
+  /** The node that sent the halt (`undefined` for a local one). */
+  readonly haltedBy?: string;
+  /** The traffic split last set for the cluster (by a TrafficRouter, the CLI or a replay), or `null` when never set. */
+  readonly traffic: TrafficSetting | null;
+}
+
+/**
+ * Tenant isolation for calls about a task by id: with `tenantId`, a task of another tenant is treated as unknown
+ * (not cancelled, not reported, not retried), so one tenant cannot reach another's work by guessing ids.
+ */
+export interface TenantOptions {
+  readonly tenantId?: string;
+}
+
+function tenantOf(options: TenantOptions | null | undefined): string | undefined {
+  if (options === undefined || options === null) return undefined;
+  const tenantId = (options as { tenantId?: unknown }).tenantId;
+  return tenantId === undefined ? undefined : expectString(tenantId, 'options.tenantId');
+}
+
+/** Options of `halt()` and `resume()`. */
+export interface HaltOptions {
+  /** Only this node; otherwise every node of the cluster (through the bridge) and this one. @default false */
+  readonly local?: boolean;
+  /** Who acts, for the audit trail. @default the `audit.actor` option */
+  readonly actor?: string;
 }
 
 /**
@@ -71,11 +110,16 @@ export class UnifiedOrchestrator {
   readonly #health: HealthMonitor;
   readonly #metrics: OrchestratorMetrics | undefined;
   readonly #bridge: CommunicationBridge;
+  readonly #audit: AuditLog;
   #bridgeStarted = false;
   #handOffSeq = 0;
   /** Results of tasks this node handed to others, not yet settled. */
   readonly #remote = new Set<Promise<unknown>>();
   #tracing = false;
+  #halt: { readonly reason: string; readonly from?: string } | undefined;
+  /** Own control messages sent and not yet heard back, per standing-state slot. */
+  readonly #ownPending = new Map<string, number>();
+  #traffic: TrafficSetting | undefined;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -100,11 +144,13 @@ export class UnifiedOrchestrator {
       clock: this.#options.clock,
       source: {
         state: () => this.#state,
+        halted: () => this.#halt?.reason ?? null,
         queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
         bridge: () => ({ kind: this.#bridge.kind, ...this.#bridge.status() }),
       },
     });
     this.#bridge = this.#options.bridge ?? new MemoryBridge();
+    this.#audit = new AuditLog(this.#events, this.#options.audit, () => this.#bridge.nodeId);
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
     if (this.#metrics) this.#engine.observe(this.#metrics);
   }
@@ -154,7 +200,8 @@ export class UnifiedOrchestrator {
           retry: this.#resources.retry,
           engine: this.#engine,
           pools: this.#pools,
-          control: (message) => this.#events.emit('bridge:control', message),
+          control: (message) => this.#fromCluster(message),
+          status: () => this.#nodeStatus(),
           state: (status) => this.#events.emit('bridge:state', status),
         }),
       );
@@ -175,13 +222,16 @@ export class UnifiedOrchestrator {
    * options are ignored). Bad options reject with ValidationError.
    */
   stop(options?: StopOptions): Promise<void> {
-    let resolved: { drain: boolean; timeoutMs: number };
+    let resolved: ReturnType<typeof resolveStopOptions>;
     try {
       resolved = resolveStopOptions(options);
     } catch (error) {
       return Promise.reject(error);
     }
     // Only the first call's options count; later calls share its promise.
+    if (!this.#stopPromise && this.#state !== 'created') {
+      this.#audit.record('orchestrator.stop', { drain: resolved.drain, timeoutMs: resolved.timeoutMs }, this.#audit.actorOf(resolved));
+    }
     this.#stopPromise ??= this.#stop(resolved.drain, resolved.timeoutMs);
     return this.#stopPromise;
   }
@@ -217,7 +267,8 @@ export class UnifiedOrchestrator {
   /**
    * Runs a task on an agent holding every capability in `task.requires` and resolves with its result.
    * Rejects with the agent's error, TaskTimeoutError, TaskCancelledError, TaskDeadLetteredError, or — when the
-   * task is refused — ValidationError, NoCapableAgentError, QueueFullError or OrchestratorStoppedError.
+   * task is refused — ValidationError, NoCapableAgentError, QueueFullError, OrchestratorNotStartedError,
+   * OrchestratorStoppedError, ResourcePressureError or BudgetExceededError.
    * An accepted task's promise never raises an unhandled rejection, however late its handler is attached;
    * every failure is also a `task:failed` event.
    */
@@ -239,7 +290,12 @@ export class UnifiedOrchestrator {
    */
   #remoteOnly(task: Task): TaskHandle | undefined {
     if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null) return undefined;
-    const requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
+    let requires: readonly string[];
+    try {
+      requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
+    } catch {
+      return undefined; // a task that cannot be read: the engine's validation refuses it with ValidationError
+    }
     // Cheapest first: with no other node that could take it (always so for a lone node), nothing more to ask.
     if (!this.#bridge.canAnyServe(requires)) return undefined;
     const overflow = this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
@@ -260,7 +316,7 @@ export class UnifiedOrchestrator {
 
   /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
   #send(task: Task): TaskHandle {
-    const { wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts });
+    const { wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts, maxPayloadBytes: this.#options.maxPayloadBytes });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     const result = this.#bridge.handOff(id, wire);
     result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
@@ -298,9 +354,187 @@ export class UnifiedOrchestrator {
     return this.#bridge.nodes();
   }
 
-  /** Sends a control message (halt, resume, drain, traffic, config) to every node; each gets a `bridge:control` event. */
+  /**
+   * Sends a control message to every node; each applies it (`halt`, `resume`, `traffic`, `rollback`) and emits a
+   * `bridge:control` event. This node applies it before the message leaves.
+   */
   broadcast(message: ControlMessage): Promise<void> {
-    return this.#bridge.control(message);
+    if (typeof message !== 'object' || message === null) {
+      return Promise.reject(new ValidationError('message', 'Expected a control message object with a `kind`'));
+    }
+    try {
+      // Own fields, read once: a hostile object (throwing getters) is refused here rather than half-applied.
+      message = { ...message };
+    } catch (error) {
+      return Promise.reject(new ValidationError('message', `Expected a readable control message: ${error instanceof Error ? error.message : 'reading it threw'}`));
+    }
+    if (!APPLIED.has(message.kind)) return this.#bridge.control(message);
+    const slots = stickySlots(message);
+    this.#applyControl({ ...message, from: this.#bridge.nodeId }, true);
+    for (const slot of slots) this.#ownPending.set(slot, (this.#ownPending.get(slot) ?? 0) + 1);
+    return this.#bridge.control(message).catch((error: unknown) => {
+      this.#echoed(slots); // never sent: no echo will come
+      throw error;
+    });
+  }
+
+  /** One own message per slot came back (or never will); whether another own message is still on its way. */
+  #echoed(slots: readonly string[]): boolean {
+    let later = false;
+    for (const slot of slots) {
+      const n = (this.#ownPending.get(slot) ?? 1) - 1;
+      if (n > 0) later = true;
+      if (n <= 0) this.#ownPending.delete(slot);
+      else this.#ownPending.set(slot, n);
+    }
+    return later;
+  }
+
+  /**
+   * Halts work on every node of the cluster (or only here with `{ local: true }`): waiting tasks are held (new ones
+   * are still accepted, and wait), running attempts are aborted through their `ctx.signal` with
+   * OrchestratorHaltedError and their tasks wait again without spending an attempt. Nothing is lost; `resume()`
+   * releases it. This node is halted when the call returns; the promise settles once the others were told. A node
+   * that joins the cluster during a halt starts halted.
+   *
+   * @example
+   * ```ts
+   * await orchestrator.halt('vendor incident: stop spending');
+   * // ... later
+   * await orchestrator.resume();
+   * ```
+   */
+  halt(reason = 'halted by an operator', options: HaltOptions | null = {}): Promise<void> {
+    let actor: string;
+    try {
+      expectString(reason, 'reason');
+      actor = this.#audit.actorOf(options ?? undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (options?.local || !this.#bridgeStarted) {
+      this.#applyHalt(reason, undefined, actor);
+      return Promise.resolve();
+    }
+    return this.broadcast({ kind: 'halt', reason, actor });
+  }
+
+  /** Releases the work a halt holds, on every node (or only here with `{ local: true }`). */
+  resume(options: HaltOptions | null = {}): Promise<void> {
+    let actor: string;
+    try {
+      actor = this.#audit.actorOf(options ?? undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (options?.local || !this.#bridgeStarted) {
+      this.#applyResume(undefined, actor);
+      return Promise.resolve();
+    }
+    return this.broadcast({ kind: 'resume', actor });
+  }
+
+  /** Whether a halt holds this node's work, and the traffic split it last heard of. */
+  controlState(): ControlState {
+    return {
+      halted: this.#halt?.reason ?? null,
+      ...(this.#halt?.from !== undefined ? { haltedBy: this.#halt.from } : {}),
+      traffic: this.#traffic ?? null,
+    };
+  }
+
+  #applyHalt(reason: string, from: string | undefined, actor: string): void {
+    if (this.#halt) return;
+    this.#halt = from === undefined ? { reason } : { reason, from };
+    const { interrupted, held } = this.#engine.halt(new OrchestratorHaltedError(reason));
+    this.#audit.record('orchestrator.halt', { reason, interrupted, held }, actor);
+    this.#events.emit('halted', { reason, interrupted, held, ...(from !== undefined ? { from } : {}) });
+  }
+
+  #applyResume(from: string | undefined, actor: string): void {
+    if (!this.#halt) return;
+    this.#halt = undefined;
+    const released = this.#engine.resume();
+    this.#audit.record('orchestrator.resume', { released }, actor);
+    this.#events.emit('resumed', { released, ...(from !== undefined ? { from } : {}) });
+  }
+
+  /**
+   * A control message through the bridge. This node's own halt, resume and traffic messages were applied when sent:
+   * their echo, which may arrive after a later change made here (a resume right after a halt), is dropped. The
+   * cluster's standing state replayed at start is applied whoever sent it.
+   */
+  #fromCluster(message: ControlMessage): void {
+    if (message.from === this.#bridge.nodeId && !message.replayed && APPLIED.has(message.kind)) {
+      // Applied when sent. Its echo puts it in the cluster's order again (a message from elsewhere may have come in
+      // between), unless a later message of ours for the same setting is on its way: that one will.
+      if (this.#echoed(stickySlots(message))) return;
+      this.#applyControl(message, true, true);
+      return;
+    }
+    this.#applyControl(message, false);
+  }
+
+  /**
+   * Applies a control message (`local`: sent from here), then tells listeners; an echo of this node's own message
+   * is only reported when it changed something (a message from elsewhere had come in between).
+   */
+  #applyControl(message: ControlMessage, local: boolean, echo = false): void {
+    const before = echo ? `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}` : undefined;
+    const from = local ? undefined : message.from;
+    // Who sent it: the actor it names, else (from another node) that node, else this node's default.
+    const actor = typeof message.actor === 'string' && message.actor !== '' ? message.actor : (from ?? this.#audit.actorOf(undefined));
+    switch (message.kind) {
+      case 'halt':
+        this.#applyHalt(typeof message.reason === 'string' && message.reason !== '' ? message.reason : 'halted by the cluster', from, actor);
+        break;
+      case 'resume':
+        this.#applyResume(from, actor);
+        break;
+      case 'traffic': {
+        const traffic = parseTraffic(message.value, this.#traffic);
+        if (!traffic) return; // malformed (a sender of another version): nothing to apply or report
+        // Recorded when it changes something (this node's own message heard back changes nothing).
+        if (traffic.percent !== this.#traffic?.percent || traffic.shadow !== this.#traffic.shadow) {
+          this.#audit.record('traffic.change', { ...traffic, previous: this.#traffic ?? null }, actor);
+        }
+        this.#traffic = traffic;
+        break;
+      }
+      case 'rollback':
+        if (this.#traffic?.percent !== 0 || this.#traffic.shadow) {
+          this.#audit.record('traffic.rollback', { reason: message.reason ?? null, previous: this.#traffic ?? null }, actor);
+        }
+        this.#traffic = { percent: 0, shadow: false };
+        break;
+      case 'drain':
+        // The host acts on it (its bridge:control listener); the trail says who asked.
+        this.#audit.record('orchestrator.drain', { reason: message.reason ?? null }, actor);
+        break;
+    }
+    if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`) return;
+    this.#events.emit('bridge:control', message);
+  }
+
+  /** What this node reports on its heartbeat for operators. */
+  #nodeStatus(): NodeStatus {
+    const engine = this.#engine.stats();
+    const breakers = this.#resources.stats().breakers;
+    return {
+      state: this.#state,
+      health: this.#health.report().status,
+      halted: this.#halt?.reason ?? null,
+      traffic: this.#traffic ?? null,
+      running: engine.running,
+      waiting: engine.waiting,
+      queues: this.#engine.queueDepths(),
+      pools: this.#pools.pools().map((p) => ({ role: p.role, members: p.members, busy: p.states['BUSY'] ?? 0, minAgents: p.minAgents, maxAgents: p.maxAgents })),
+      breakers: {
+        open: breakers.agents.open,
+        halfOpen: breakers.agents['half-open'],
+        dependenciesOpen: Object.entries(breakers.dependencies).filter(([, state]) => state === 'open').map(([name]) => name),
+      },
+    };
   }
 
   /** The bridge this orchestrator uses (a private MemoryBridge unless `bridge` was given). */
@@ -309,18 +543,32 @@ export class UnifiedOrchestrator {
   }
 
   /** Cancels a live task by id. Returns false when it already finished or is unknown. */
-  cancel(taskId: string, reason?: unknown): boolean {
-    return this.#engine.cancel(expectString(taskId, 'taskId'), reason);
+  cancel(taskId: string, reason?: unknown, options?: TenantOptions): boolean {
+    return this.#engine.cancel(expectString(taskId, 'taskId'), reason, tenantOf(options));
+  }
+
+  /**
+   * A live task's state (waiting, running or in backoff, its attempts and agent), or `undefined` once it is finished
+   * or when unknown. With `{ tenantId }`, another tenant's task is `undefined` too.
+   */
+  task(taskId: string, options?: TenantOptions): TaskSnapshot | undefined {
+    return this.#engine.task(expectString(taskId, 'taskId'), tenantOf(options));
   }
 
   /** Adds an agent made outside any pool; routable at once. Returns its id. */
-  registerAgent(agent: Agent, options: RegisterAgentOptions): string {
-    return this.#pools.registerAgent(agent, options);
+  registerAgent(agent: Agent, options: RegisterAgentOptions, audit?: ActorOptions): string {
+    const actor = this.#audit.actorOf(audit);
+    const id = this.#pools.registerAgent(agent, options);
+    this.#audit.record('agent.register', { agentId: id, capabilities: this.#pools.get(id)?.capabilityList ?? [] }, actor);
+    return id;
   }
 
   /** Drains an agent (its running tasks finish), disposes it and removes it from the fleet. */
-  unregisterAgent(agentId: string): Promise<void> {
-    return this.#pools.unregisterAgent(agentId);
+  async unregisterAgent(agentId: string, options?: ActorOptions): Promise<void> {
+    const actor = this.#audit.actorOf(options);
+    const role = this.#pools.get(agentId)?.role;
+    await this.#pools.unregisterAgent(agentId);
+    this.#audit.record('agent.terminate', { agentId, role: role ?? null }, actor);
   }
 
   /**
@@ -328,8 +576,11 @@ export class UnifiedOrchestrator {
    * spare in the background. Without a spare it creates one; at `maxAgents` it rejects with PoolAtCapacityError.
    * A spawned agent is kept (not scaled down when idle) until it is unregistered.
    */
-  spawnAgent(role: string): Promise<string> {
-    return this.#pools.spawnAgent(role);
+  async spawnAgent(role: string, options?: ActorOptions): Promise<string> {
+    const actor = this.#audit.actorOf(options); // read first: a bad one must not cost an agent
+    const agentId = await this.#pools.spawnAgent(role);
+    this.#audit.record('agent.spawn', { agentId, role }, actor);
+    return agentId;
   }
 
   /** A snapshot of one agent, or `undefined` when no such agent is registered. */
@@ -348,13 +599,17 @@ export class UnifiedOrchestrator {
   }
 
   /** Resubmits a dead-lettered task under a new id and returns its handle. */
-  retryDeadLetter<TResult = unknown>(taskId: string): TaskHandle<TResult> {
-    return this.#engine.retryDeadLetter(expectString(taskId, 'taskId')) as TaskHandle<TResult>;
+  retryDeadLetter<TResult = unknown>(taskId: string, options?: TenantOptions & ActorOptions): TaskHandle<TResult> {
+    const actor = this.#audit.actorOf(options ?? undefined);
+    const handle = this.#engine.retryDeadLetter(expectString(taskId, 'taskId'), tenantOf(options)) as TaskHandle<TResult>;
+    this.#audit.record('deadletter.retry', { taskId, newTaskId: handle.id }, actor);
+    return handle;
   }
 
   stats(): OrchestratorStats {
     return {
       state: this.#state,
+      halted: this.#halt?.reason ?? null,
       ...this.#engine.stats(),
       agents: this.#pools.countByState(),
       pools: this.#pools.pools(),
@@ -443,6 +698,7 @@ export class UnifiedOrchestrator {
         dependencyBreakers: () => resources.stats().breakers.dependencies,
         pressure: () => resources.pressure,
         health: () => this.#health.report().status,
+        halted: () => this.#halt !== undefined,
       },
       this.#events,
       this.#resources.disposables,

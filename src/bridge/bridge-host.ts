@@ -7,7 +7,7 @@ import { ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
-import { describeError, type BridgeHost, type BridgeStatus, type ControlMessage, type HandOff, type HandOffResult, type WireTask } from './bridge.js';
+import { describeError, type BridgeHost, type BridgeStatus, type ControlMessage, type HandOff, type HandOffResult, type NodeStatus, type WireTask } from './bridge.js';
 
 /** Refusals that say "not here, not now": the hand-off is left for another node instead of failing. */
 const REFUSALS = new Set(['ORCHESTRATOR_STOPPED', 'ORCHESTRATOR_NOT_STARTED', 'QUEUE_FULL', 'RESOURCE_PRESSURE', 'NO_CAPABLE_AGENT']);
@@ -18,6 +18,7 @@ export function bridgeHost(parts: {
   engine: TaskExecutionEngine;
   pools: AgentPoolManager;
   control(message: ControlMessage): void;
+  status(): NodeStatus;
   state(status: BridgeStatus): void;
 }): BridgeHost {
   const { engine, pools } = parts;
@@ -74,12 +75,13 @@ export function bridgeHost(parts: {
       return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
     },
     control: parts.control,
+    status: parts.status,
     state: parts.state,
   };
 }
 
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
-export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: number }): { spec: TaskSpec; wire: WireTask } {
+export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number }): { spec: TaskSpec; wire: WireTask } {
   const spec = validateTask(task, defaults);
   const wire: WireTask = {
     type: spec.type,

@@ -7,12 +7,15 @@ import { randomBytes } from 'node:crypto';
 import { NoCapableAgentError, OrchestratorStoppedError } from '../errors.js';
 import {
   RemoteTaskError,
+  replayOrder,
+  stickySlots,
   type BridgeHost,
   type BridgeStats,
   type BridgeStatus,
   type CommunicationBridge,
   type ControlMessage,
   type NodeInfo,
+  type StandingEntry,
   type WireTask,
 } from './bridge.js';
 
@@ -21,6 +24,15 @@ export class MemoryHub {
   readonly nodes = new Map<string, MemoryBridge>();
   /** Tasks that have a result (the most recent 100,000): a second delivery is not run again. */
   readonly done = new Set<string>();
+  /** The cluster's standing control state: the latest message per slot (halt, percent, shadow). */
+  readonly standing = new Map<string, StandingEntry>();
+  #controlSeq = 0;
+
+  /** Keeps a control message as standing state where it sets one. */
+  remember(message: ControlMessage): void {
+    const entry: StandingEntry = { message, ts: Date.now(), sender: '', seq: ++this.#controlSeq };
+    for (const slot of stickySlots(message)) this.standing.set(slot, entry);
+  }
 
   markDone(taskId: string): void {
     if (this.done.size >= 100_000) this.done.delete(this.done.values().next().value!);
@@ -54,6 +66,7 @@ export class MemoryBridge implements CommunicationBridge {
     this.#host = host;
     this.#running = true;
     this.#hub.nodes.set(this.nodeId, this);
+    for (const message of replayOrder(this.#hub.standing.values())) host.control(message);
   }
 
   async stop(): Promise<void> {
@@ -65,7 +78,7 @@ export class MemoryBridge implements CommunicationBridge {
 
   async nodes(): Promise<NodeInfo[]> {
     const now = Date.now();
-    return [...this.#hub.nodes.values()].flatMap((b) => (b.#host ? [{ ...b.#host.info(), nodeId: b.nodeId, heartbeatAt: now }] : []));
+    return [...this.#hub.nodes.values()].flatMap((b) => (b.#host ? [{ ...b.#host.info(), nodeId: b.nodeId, heartbeatAt: now, status: b.#host.status() }] : []));
   }
 
   canAnyServe(requires: readonly string[]): boolean {
@@ -96,6 +109,7 @@ export class MemoryBridge implements CommunicationBridge {
   }
 
   async control(message: ControlMessage): Promise<void> {
+    this.#hub.remember({ ...message, from: this.nodeId });
     for (const b of this.#hub.nodes.values()) b.#host?.control({ ...message, from: this.nodeId });
   }
 

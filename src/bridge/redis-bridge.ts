@@ -8,7 +8,8 @@
  * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
  * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
  * - `dead` (stream): hand-offs dropped after `maxDeliveries` (they kept killing their nodes).
- * - `control` (pub/sub channel): halt, resume, drain, traffic, configuration.
+ * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
+ *   the latest halt/resume and traffic setting, replayed to nodes that join later.
  *
  * Connections, a fixed set per node: commands, a subscriber, and two blocking readers (tasks, results).
  * Delivery is at least once; a node that dies leaves its entries pending, and a live node claims them with
@@ -32,6 +33,7 @@ import {
   type NodeInfo,
   type WireTask,
 } from './bridge.js';
+import { publishControl, readNodes, readStanding, removeNode, writeNode } from './redis-control.js';
 import { MessageSigner } from './signing.js';
 
 /** Options of {@link RedisBridge}. */
@@ -222,6 +224,10 @@ export class RedisBridge implements CommunicationBridge {
     });
     await this.#subscriber.subscribe(this.#key('control'), classes);
     this.#running = true;
+    // Subscribed first, so that nothing sent meanwhile is missed; a message both replayed and heard is applied twice, harmlessly.
+    const standing = await readStanding(this.#redis, this.#signer, this.#ns);
+    this.#rejected += standing.rejected;
+    for (const message of standing.messages) host.control(message);
     await this.#beat();
     this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
     this.#loops = [this.#readTasks(), this.#readResults()];
@@ -251,8 +257,7 @@ export class RedisBridge implements CommunicationBridge {
     this.#pending.clear();
     try {
       const pipeline = this.#redis.pipeline();
-      pipeline.del(this.#key('node', this.nodeId));
-      pipeline.srem(this.#key('nodes'), this.nodeId);
+      removeNode(pipeline, this.#ns, this.nodeId);
       for (const stream of this.#served) pipeline.call('XGROUP', 'DELCONSUMER', stream, GROUP, this.nodeId);
       await pipeline.exec();
     } catch {
@@ -330,8 +335,7 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async control(message: ControlMessage): Promise<void> {
-    const sealed = this.#signer.seal('control', { ...message, from: this.nodeId });
-    await this.#redis.publish(this.#key('control'), JSON.stringify(sealed));
+    await publishControl(this.#redis, this.#signer, this.#ns, { ...message, from: this.nodeId });
   }
 
   status(): BridgeStatus {
@@ -348,10 +352,7 @@ export class RedisBridge implements CommunicationBridge {
     const host = this.#host;
     if (!host || !this.#running) return;
     try {
-      const info: NodeInfo = { ...host.info(), nodeId: this.nodeId, heartbeatAt: Date.now() };
-      const pipeline = this.#redis.pipeline();
-      pipeline.set(this.#key('node', this.nodeId), JSON.stringify(this.#signer.seal('node', info)), 'PX', this.#options.nodeTtlMs);
-      pipeline.sadd(this.#key('nodes'), this.nodeId);
+      const pipeline = this.#registryEntry();
       pipeline.smembers(this.#key('classes'));
       const results = await pipeline.exec();
       const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
@@ -374,6 +375,12 @@ export class RedisBridge implements CommunicationBridge {
     } catch {
       // A failed beat (Redis down) is retried on the next one; the status says degraded meanwhile.
     }
+  }
+
+  /** A pipeline that writes this node's registry entry. */
+  #registryEntry(): ReturnType<Redis['pipeline']> {
+    const info: NodeInfo = { ...this.#host!.info(), nodeId: this.nodeId, heartbeatAt: Date.now(), status: this.#host!.status() };
+    return writeNode(this.#redis, this.#signer, this.#ns, info, this.#options.nodeTtlMs);
   }
 
   async #ensureGroup(stream: string): Promise<void> {
@@ -445,40 +452,9 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async #refreshNodes(): Promise<void> {
-    const ids = await this.#redis.smembers(this.#key('nodes'));
-    if (ids.length === 0) {
-      this.#nodes = [];
-      return;
-    }
-    const raw = await this.#redis.mget(...ids.map((id) => this.#key('node', id)));
-    const live: NodeInfo[] = [];
-    const gone: string[] = [];
-    raw.forEach((value, i) => {
-      if (value === null) {
-        gone.push(ids[i]!);
-        return;
-      }
-      try {
-        const { m, s } = JSON.parse(value) as { m: unknown; s: unknown };
-        const info = this.#signer.open<NodeInfo>('node', m, s);
-        if (info) {
-          live.push({
-            nodeId: info.nodeId,
-            roles: info.roles,
-            capabilities: info.capabilities,
-            serves: Array.isArray(info.serves) ? info.serves : [],
-            freeSlots: info.freeSlots,
-            slots: typeof info.slots === 'number' ? info.slots : info.freeSlots,
-            heartbeatAt: info.heartbeatAt,
-          });
-        }
-        else this.#rejected++;
-      } catch {
-        this.#rejected++;
-      }
-    });
-    if (gone.length > 0) await this.#redis.srem(this.#key('nodes'), ...gone);
-    this.#nodes = live;
+    const { nodes, rejected } = await readNodes(this.#redis, this.#signer, this.#ns);
+    this.#rejected += rejected;
+    this.#nodes = nodes;
   }
 
   /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
@@ -696,11 +672,15 @@ export class RedisBridge implements CommunicationBridge {
             continue;
           }
           for (const result of message.results) {
+            if (typeof result !== 'object' || result === null || typeof result.taskId !== 'string') {
+              this.#rejected++;
+              continue;
+            }
             const pending = this.#pending.get(result.taskId);
             if (!pending) continue; // a duplicate result: the first one settled it
             this.#pending.delete(result.taskId);
-            if (result.ok) pending.resolve(result.value);
-            else pending.reject(new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node));
+            if (result.ok === true) pending.resolve(result.value);
+            else pending.reject(new RemoteTaskError(remoteError(result.error), String(result.node)));
           }
         }
       }
@@ -711,19 +691,23 @@ export class RedisBridge implements CommunicationBridge {
   // --- Control -------------------------------------------------------------------------------------
 
   #onControl(raw: string): void {
-    let parsed: { m?: unknown; s?: unknown };
+    let parsed: unknown;
     try {
-      parsed = JSON.parse(raw) as { m?: unknown; s?: unknown };
+      parsed = JSON.parse(raw);
     } catch {
       this.#rejected++;
       return;
     }
-    const message = this.#signer.open<ControlMessage>('control', parsed.m, parsed.s, true);
-    if (!message) {
+    // Anyone who can PUBLISH reaches this: only a signed object with a known kind goes on.
+    const envelope = typeof parsed === 'object' && parsed !== null ? (parsed as { m?: unknown; s?: unknown }) : {};
+    const message = this.#signer.open<ControlMessage>('control', envelope.m, envelope.s, true);
+    if (!message || !CONTROL_KINDS.has(message.kind)) {
       this.#rejected++;
       return;
     }
-    this.#host?.control({ kind: message.kind, reason: message.reason, value: message.value, from: message.from });
+    this.#host?.control({ kind: message.kind, reason: message.reason, value: message.value, from: message.from, ...(typeof message.actor === 'string' ? { actor: message.actor } : {}) });
+    // Operators (the CLI) read what each node applied from its registry entry: publish it now, not at the next beat.
+    if (this.#host && this.#running) void this.#registryEntry().exec().catch(() => {});
   }
 
   // --- Connections ---------------------------------------------------------------------------------
@@ -767,4 +751,17 @@ export class RedisBridge implements CommunicationBridge {
       }
     }
   }
+}
+
+const CONTROL_KINDS: ReadonlySet<unknown> = new Set(['halt', 'resume', 'drain', 'traffic', 'rollback', 'config']);
+
+/** The error of a remote result, as far as it is well-formed. */
+function remoteError(error: unknown): NonNullable<HandOffResult['error']> {
+  if (typeof error !== 'object' || error === null) return { name: 'Error', message: 'remote failure' };
+  const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
+  return {
+    name: typeof name === 'string' ? name : 'Error',
+    message: typeof message === 'string' ? message : 'remote failure',
+    ...(typeof code === 'string' ? { code } : {}),
+  };
 }

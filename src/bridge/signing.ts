@@ -7,11 +7,13 @@ import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObje
 
 /** Control message ids remembered against replays. */
 const REPLAY_MEMORY = 10_000;
+/** Hex characters of a signer's random id prefix. */
+const ID_PREFIX_CHARS = 16;
 
 export class MessageSigner {
   readonly #key: KeyObject;
   /** Message ids: a random prefix per signer and a counter (unique without a random draw per message). */
-  readonly #idPrefix = randomBytes(8).toString('hex');
+  readonly #idPrefix = randomBytes(ID_PREFIX_CHARS / 2).toString('hex');
   #seq = 0;
   readonly #namespace: string;
   readonly #maxAgeMs: number;
@@ -34,7 +36,7 @@ export class MessageSigner {
    * than the max age or seen before (replayed), for messages that must arrive once (control).
    */
   open<T>(kind: string, m: unknown, s: unknown, fresh = false): (T & { id: string; ts: number }) | undefined {
-    if (typeof m !== 'string' || typeof s !== 'string' || s.length !== 64) return undefined;
+    if (typeof m !== 'string' || typeof s !== 'string' || !/^[0-9a-f]{64}$/.test(s)) return undefined;
     const expected = Buffer.from(this.#mac(kind, m), 'hex');
     const given = Buffer.from(s, 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
@@ -53,6 +55,11 @@ export class MessageSigner {
       this.#seen.add(id);
     }
     return body as T & { id: string; ts: number };
+  }
+
+  /** The signer that sealed a message and the message's place in its sequence, from the message's `id`. */
+  static origin(id: string): { sender: string; seq: number } {
+    return { sender: id.slice(0, ID_PREFIX_CHARS), seq: Number.parseInt(id.slice(ID_PREFIX_CHARS), 36) || 0 };
   }
 
   #mac(kind: string, m: string): string {

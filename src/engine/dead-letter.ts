@@ -38,8 +38,10 @@ export class DeadLetterList {
     this.#entries.set(letter.taskId, letter);
   }
 
-  take(taskId: string): DeadLetter | undefined {
+  /** Takes a letter out; with `tenantId`, only that tenant's (another tenant's stays, as if it did not exist). */
+  take(taskId: string, tenantId?: string): DeadLetter | undefined {
     const letter = this.#entries.get(taskId);
+    if (!letter || (tenantId !== undefined && letter.tenantId !== tenantId)) return undefined;
     this.#entries.delete(taskId);
     return letter;
   }

@@ -12,6 +12,7 @@ import {
   BudgetExceededError,
   NoCapableAgentError,
   OrchestratorNotStartedError,
+  type OrchestratorHaltedError,
   OrchestratorStoppedError,
   QueueFullError,
   ResourcePressureError,
@@ -19,6 +20,8 @@ import {
   TaskDeadLetteredError,
   TaskNotFoundError,
   TaskTimeoutError,
+  ValidationError,
+  isInstance,
   type AttemptRecord,
 } from '../errors.js';
 import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';
@@ -47,6 +50,22 @@ import {
 import { WaitQueue } from './wait-queue.js';
 
 /** Counts since start. `submitted` = rejected + deduplicated + the five terminal outcomes + in flight. */
+/** A live task as `orchestrator.task(id)` reports it. */
+export interface TaskSnapshot {
+  readonly id: string;
+  readonly type: string;
+  readonly tenantId: string | undefined;
+  readonly priority: number;
+  /** Waiting for an agent (or held by a halt or a rate limit), running an attempt, or waiting out a retry's backoff. */
+  readonly phase: 'waiting' | 'running' | 'backoff';
+  /** Attempts started so far. */
+  readonly attempts: number;
+  /** The agent running it, while running. */
+  readonly agentId: string | undefined;
+  /** Clock time (the `clock` option's) it was accepted. */
+  readonly acceptedAt: number;
+}
+
 export interface EngineStats {
   readonly submitted: number;
   /** Refused at submit (validation, queue full, no capable agent, stopped): never accepted. */
@@ -129,6 +148,9 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #idPrefix = randomBytes(4).toString('hex');
   #seq = 0;
   #state: EngineState = 'idle';
+  readonly #taskDefaults: { readonly timeoutMs: number; readonly maxAttempts: number; readonly maxPayloadBytes: number };
+  /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
+  #halted: OrchestratorHaltedError | undefined;
   #onIdle: (() => void) | undefined;
   #waiting = 0;
 
@@ -151,6 +173,7 @@ export class TaskExecutionEngine implements RoutingListener {
     resources: ResourceManager,
   ) {
     this.#options = options;
+    this.#taskDefaults = { timeoutMs: options.defaultTimeoutMs, maxAttempts: options.defaultMaxAttempts, maxPayloadBytes: options.maxPayloadBytes };
     this.#pools = pools;
     this.#events = events;
     this.#resources = resources;
@@ -184,7 +207,8 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   *waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> {
-    if (this.#waiting === 0) return;
+    // Held work is not demand: more agents would not start it sooner.
+    if (this.#waiting === 0 || this.#halted) return;
     // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
     // free agents first, so that only tasks with room to run and no agent count as demand.
     if (this.#limited) this.#kick();
@@ -240,7 +264,7 @@ export class TaskExecutionEngine implements RoutingListener {
     try {
       if (this.#state === 'idle') throw new OrchestratorNotStartedError();
       if (this.#state !== 'running') throw new OrchestratorStoppedError();
-      spec = validateTask(input, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts });
+      spec = validateTask(input, this.#taskDefaults);
     } catch (error) {
       this.#rejected++;
       throw error;
@@ -274,12 +298,28 @@ export class TaskExecutionEngine implements RoutingListener {
     return undefined;
   }
 
-  /** Cancels a task by id; returns whether it was still live. */
-  cancel(taskId: string, reason?: unknown): boolean {
+  /** Cancels a task by id; returns whether it was still live (and, with `tenantId`, that tenant's). */
+  cancel(taskId: string, reason?: unknown, tenantId?: string): boolean {
     const task = this.#live.get(taskId);
-    if (!task) return false;
+    if (!task || (tenantId !== undefined && task.spec.tenantId !== tenantId)) return false;
     this.#cancel(task, new TaskCancelledError(task.id, reason));
     return true;
+  }
+
+  /** A live task's state; `undefined` when it is finished, unknown, or (with `tenantId`) another tenant's. */
+  task(taskId: string, tenantId?: string): TaskSnapshot | undefined {
+    const task = this.#live.get(taskId);
+    if (!task || (tenantId !== undefined && task.spec.tenantId !== tenantId)) return undefined;
+    return {
+      id: task.id,
+      type: task.spec.type,
+      tenantId: task.spec.tenantId,
+      priority: task.spec.priority,
+      phase: task.phase as TaskSnapshot['phase'],
+      attempts: task.attempts,
+      agentId: task.current?.agent.id,
+      acceptedAt: task.acceptedAt,
+    };
   }
 
   deadLetters(tenantId?: string): DeadLetter[] {
@@ -287,8 +327,8 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /** Resubmits a dead-lettered task as a new task (new id); it leaves the dead-letter list. */
-  retryDeadLetter(taskId: string): TaskHandle {
-    const letter = this.#deadLetters.take(taskId);
+  retryDeadLetter(taskId: string, tenantId?: string): TaskHandle {
+    const letter = this.#deadLetters.take(taskId, tenantId);
     if (!letter) throw new TaskNotFoundError(taskId);
     try {
       return this.delegate(letter.task);
@@ -336,7 +376,8 @@ export class TaskExecutionEngine implements RoutingListener {
   async stop(drain: boolean, timeoutMs: number): Promise<number> {
     if (this.#state === 'stopped') return 0;
     this.#state = 'draining';
-    if (drain && this.#live.size > 0) {
+    // Held work cannot drain: a halted engine cancels it at once instead of waiting out the timeout.
+    if (drain && this.#live.size > 0 && !this.#halted) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#onIdle = resolve;
@@ -353,6 +394,55 @@ export class TaskExecutionEngine implements RoutingListener {
     return left.length;
   }
 
+  /** Whether `halt()` holds the work. */
+  get halted(): boolean {
+    return this.#halted !== undefined;
+  }
+
+  /**
+   * Holds every waiting task (new ones are still accepted, and wait) and aborts every running attempt through its
+   * signal with `reason`; the interrupted tasks wait again, their attempt not counted. Returns how many attempts it
+   * interrupted and how many tasks are held. A second halt while halted changes nothing.
+   */
+  halt(reason: OrchestratorHaltedError): { interrupted: number; held: number } {
+    if (this.#halted) return { interrupted: 0, held: this.#waiting };
+    this.#halted = reason;
+    const now = this.#options.clock.now();
+    let interrupted = 0;
+    for (const task of [...this.#live.values()]) {
+      const attempt = task.current;
+      if (task.phase !== 'running' || !attempt || attempt.abandoned) continue;
+      this.#deadlines.remove(attempt);
+      this.#running--;
+      // Its slot stays taken until execute() returns, as for a timeout; nothing counts for or against its breaker.
+      attempt.abandon(reason, now);
+      this.#probeUndecided(attempt);
+      task.current = undefined;
+      task.interruptions++;
+      task.readyAt = now;
+      this.#enqueue(task, now);
+      interrupted++;
+    }
+    // A drain in progress cannot finish held work: let stop() go on to cancel it instead of waiting out its timeout.
+    this.#onIdle?.();
+    return { interrupted, held: this.#waiting };
+  }
+
+  /** Releases held work: free agents take the best waiting tasks, and pools scale for the rest. Returns how many waited. */
+  resume(): number {
+    if (!this.#halted) return 0;
+    this.#halted = undefined;
+    const released = this.#waiting;
+    if (this.#state !== 'running' && this.#state !== 'draining') return released;
+    const now = this.#options.clock.now();
+    for (const agent of this.#pools.agents()) if (agent.routable) this.#pull(agent, now);
+    if (this.#limited) this.#kick();
+    for (const klass of this.#classes.values()) {
+      if (klass.queue.size > 0 && !this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
+    }
+    return released;
+  }
+
   // --- Acceptance and routing -------------------------------------------------------------------
 
   #accept(spec: TaskSpec, now: number): TaskRecord {
@@ -365,7 +455,9 @@ export class TaskExecutionEngine implements RoutingListener {
     // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
     // skip the scan, and the newcomer queues behind them instead of overtaking.
     const agent =
-      (this.#classes.get(sig)?.queue.size ?? 0) > 0 || (this.#limited && !this.#limitsAllow(this.#classFor(task), now))
+      this.#halted !== undefined ||
+      (this.#classes.get(sig)?.queue.size ?? 0) > 0 ||
+      (this.#limited && !this.#limitsAllow(this.#classFor(task), now))
         ? undefined
         : this.#route(task);
     if (!agent) {
@@ -379,6 +471,17 @@ export class TaskExecutionEngine implements RoutingListener {
         throw new QueueFullError(this.#options.maxQueueSize);
       }
     }
+    if (spec.signal) {
+      // First, before the task is recorded anywhere: a signal that refuses a listener refuses the task.
+      const signal = spec.signal;
+      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
+      try {
+        signal.addEventListener('abort', task.onCallerAbort, { once: true });
+      } catch {
+        this.#rejected++;
+        throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal that accepts an abort listener');
+      }
+    }
     task.acceptedAt = now;
     task.readyAt = now;
     this.#live.set(task.id, task);
@@ -386,11 +489,6 @@ export class TaskExecutionEngine implements RoutingListener {
     // the caller awaits something else) must never crash the host with an unhandled rejection.
     task.promise.catch(noop);
     if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
-    if (spec.signal) {
-      const signal = spec.signal;
-      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
-      signal.addEventListener('abort', task.onCallerAbort, { once: true });
-    }
     if (agent) this.#dispatch(task, agent, now);
     else this.#enqueue(task, now);
     return task;
@@ -502,12 +600,12 @@ export class TaskExecutionEngine implements RoutingListener {
       });
     }
     // Tasks held back by a rate limit are not waiting for agents: more agents would not start them sooner.
-    if (!this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
+    if (!this.#halted && !this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
   }
 
   /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
   #pull(agent: AgentRecord, now: number): void {
-    while (this.#waiting > 0 && agent.routable && agent.hasFreeSlot) {
+    while (this.#waiting > 0 && this.#halted === undefined && agent.routable && agent.hasFreeSlot) {
       const task = this.#takeFor(agent, now);
       if (!task) return;
       this.#dispatch(task, agent, now);
@@ -559,7 +657,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** A rate limit has room again: start held tasks on free agents, best first, while the limits allow. */
   #kick(): void {
-    if (this.#waiting === 0 || this.#state === 'stopped') return;
+    if (this.#waiting === 0 || this.#state === 'stopped' || this.#halted) return;
     const now = this.#options.clock.now();
     for (const klass of this.#classes.values()) {
       while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#limitsAllow(klass, now)) {
@@ -620,7 +718,7 @@ export class TaskExecutionEngine implements RoutingListener {
   #settle(attempt: Attempt, ok: boolean, value: unknown): void {
     const { agent, task } = attempt;
     const now = this.#options.clock.now();
-    if (attempt.abandoned) agent.lateReturned(now);
+    if (attempt.abandoned) agent.lateReturned(attempt.abandonedAt);
     else {
       attempt.abandoned = true;
       this.#deadlines.remove(attempt);
@@ -646,8 +744,7 @@ export class TaskExecutionEngine implements RoutingListener {
     agent.recordOutcome(false, now - attempt.startedAt);
     agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
-    attempt.abandon(error);
-    agent.abandoned(now);
+    attempt.abandon(error, now);
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
     this.#attemptFailed(task, attempt, error, now);
   }
@@ -665,7 +762,7 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#state === 'stopped') return this.#giveUp(task, error);
     if (this.#defer(task, error, now)) return;
     const { retry } = this.#resources;
-    if (task.attempts - task.deferrals < spec.maxAttempts && retry.retryable(error)) {
+    if (task.attempts - task.deferrals - task.interruptions < spec.maxAttempts && retry.retryable(error)) {
       const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
       this.#backingOff++;
@@ -751,7 +848,7 @@ export class TaskExecutionEngine implements RoutingListener {
         deadLetteredAt: Date.now(),
       });
       this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error));
-    } else if (error instanceof TaskTimeoutError) {
+    } else if (isInstance(error, TaskTimeoutError)) {
       this.#fail(task, 'timed-out', error);
     } else {
       this.#fail(task, 'failed', error);
@@ -762,7 +859,7 @@ export class TaskExecutionEngine implements RoutingListener {
   #reschedule(task: TaskRecord): void {
     const now = this.#options.clock.now();
     task.readyAt = now;
-    const held = this.#limited && !this.#limitsAllow(this.#classFor(task), now);
+    const held = this.#halted !== undefined || (this.#limited && !this.#limitsAllow(this.#classFor(task), now));
     const agent = held ? undefined : this.#route(task);
     if (agent) this.#dispatch(task, agent, now);
     // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
@@ -792,8 +889,7 @@ export class TaskExecutionEngine implements RoutingListener {
         if (attempt && !attempt.abandoned) {
           this.#deadlines.remove(attempt);
           this.#running--;
-          attempt.abandon(error);
-          attempt.agent.abandoned(this.#options.clock.now());
+          attempt.abandon(error, this.#options.clock.now());
           this.#probeUndecided(attempt);
         }
         break;

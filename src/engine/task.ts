@@ -98,12 +98,28 @@ function capabilityList(value: unknown, field: string): readonly string[] {
  * Validates a caller's task. Throws ValidationError naming the first wrong field. One pass over the task's own
  * keys: an unknown key is refused, and a value on a polluted prototype is never read.
  */
-export function validateTask(input: unknown, defaults: { timeoutMs: number; maxAttempts: number }): TaskSpec {
-  const o = expectObject(input, 'task');
+export function validateTask(input: unknown, defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number }): TaskSpec {
+  let o: Record<string, unknown>;
+  try {
+    o = expectObject(input, 'task');
+  } catch (error) {
+    throw error instanceof ValidationError ? error : unreadable('task', error); // a revoked Proxy throws on inspection
+  }
   let type: unknown, requires: unknown, prefers: unknown, priority: unknown, payload: unknown, timeoutMs: unknown;
   let maxAttempts: unknown, idempotencyKey: unknown, tenantId: unknown, affinityKey: unknown, signal: unknown;
-  for (const key of Object.keys(o)) {
-    const v = o[key];
+  let keys: string[];
+  try {
+    keys = Object.keys(o);
+  } catch (error) {
+    throw unreadable('task', error);
+  }
+  for (const key of keys) {
+    let v: unknown;
+    try {
+      v = o[key];
+    } catch (error) {
+      throw unreadable(`task.${key}`, error);
+    }
     switch (key) {
       case 'type': type = v; break;
       case 'requires': requires = v; break;
@@ -119,9 +135,10 @@ export function validateTask(input: unknown, defaults: { timeoutMs: number; maxA
       default: throw unknownKeyError(key, TASK_KEYS, 'task');
     }
   }
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  if (signal !== undefined && !isRealSignal(signal)) {
     throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal');
   }
+  if (defaults.maxPayloadBytes !== undefined && defaults.maxPayloadBytes !== Infinity && payload !== undefined) checkPayloadSize(payload, defaults.maxPayloadBytes);
   return {
     type: expectString(type, 'task.type'),
     requires: capabilityList(requires, 'task.requires'),
@@ -162,6 +179,8 @@ export class Attempt implements DeadlineEntry {
   probe = false;
   /** Why it was abandoned (timeout or cancel): the reason of a signal first read afterwards. */
   abandonReason: unknown;
+  /** Clock time it was abandoned at: how long its agent has held the slot for nothing, if it never returns. */
+  abandonedAt = 0;
   // Deadline-list links, owned by Deadlines.
   dueAt = Infinity;
   deadlinePrev: DeadlineEntry | undefined;
@@ -183,10 +202,15 @@ export class Attempt implements DeadlineEntry {
     return this.controller.signal;
   }
 
-  /** Marks the attempt abandoned and aborts its signal, if anyone asked for it. */
-  abandon(reason: unknown): void {
+  /**
+   * Marks the attempt abandoned (its agent counts it late until `execute` returns) and aborts its signal, if anyone
+   * asked for it.
+   */
+  abandon(reason: unknown, now: number): void {
     this.abandoned = true;
     this.abandonReason = reason;
+    this.abandonedAt = now;
+    this.agent.abandoned(now);
     this.controller?.abort(reason);
   }
 }
@@ -262,6 +286,8 @@ export class TaskRecord {
   readyAt = 0;
   /** Times put back after a rate limit's retry-after; these attempts do not count against `maxAttempts`. */
   deferrals = 0;
+  /** Attempts aborted by a halt (the task waited again); these do not count against `maxAttempts` either. */
+  interruptions = 0;
 
   // Waiting-queue links, owned by WaitQueue.
   queueLevel = 0;
@@ -292,5 +318,43 @@ export class TaskRecord {
 
   triedAgent(agentId: string): boolean {
     return this.history?.some((h) => h.agentId === agentId) ?? false;
+  }
+}
+
+/** Throws ValidationError when the payload's JSON is over `max` bytes (or cannot be serialised to be measured). */
+function checkPayloadSize(payload: unknown, max: number): void {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new ValidationError('task.payload', `Expected \`task.payload\` to be JSON-serialisable, to measure it against maxPayloadBytes (${max}): ${why}`);
+  }
+  if (json === undefined) return;
+  // UTF-8 takes 1 to 3 bytes per UTF-16 unit: count the bytes only when the length alone cannot tell.
+  const bytes = json.length > max ? json.length : json.length * 3 <= max ? 0 : Buffer.byteLength(json, 'utf8');
+  if (bytes > max) {
+    throw new ValidationError('task.payload', `\`task.payload\` is ${bytes} bytes as JSON, over maxPayloadBytes (${max}); pass a reference to the data (a URL, a key) instead, or raise the limit`);
+  }
+}
+
+/** A value that cannot even be read (a throwing getter or proxy trap) is bad input like any other. */
+function unreadable(field: string, error: unknown): ValidationError {
+  let why = 'it threw';
+  try {
+    why = error instanceof Error ? error.message : String(error);
+  } catch {
+    // an error that cannot be described either
+  }
+  return new ValidationError(field, `Expected \`${field}\` to be readable; reading it threw: ${why}`);
+}
+
+/** An AbortSignal that works (`instanceof` alone lets through `Object.create(AbortSignal.prototype)`). */
+function isRealSignal(signal: unknown): signal is AbortSignal {
+  if (!(signal instanceof AbortSignal)) return false;
+  try {
+    return typeof signal.aborted === 'boolean';
+  } catch {
+    return false;
   }
 }

@@ -30,7 +30,8 @@ export interface PoolHealth {
 export interface HealthReport {
   readonly status: HealthStatus;
   readonly components: {
-    readonly orchestrator: { readonly status: HealthStatus; readonly state: string };
+    /** `halted`: the reason of the halt holding its work (degraded meanwhile), or `null`. */
+    readonly orchestrator: { readonly status: HealthStatus; readonly state: string; readonly halted: string | null };
     readonly pools: Readonly<Record<string, PoolHealth>>;
     readonly queue: { readonly status: HealthStatus; readonly waiting: number; readonly maxQueueSize: number };
     readonly breakers: { readonly status: HealthStatus; readonly agentsOpen: number; readonly dependenciesOpen: readonly string[] };
@@ -43,6 +44,8 @@ export interface HealthReport {
 /** What the monitor reads from the orchestrator itself. */
 export interface HealthSource {
   state(): string;
+  /** The reason of the halt holding the work, or `null`. */
+  halted(): string | null;
   queue(): { readonly waiting: number; readonly maxQueueSize: number };
   bridge(): { readonly kind: string; readonly status: HealthStatus; readonly detail: string };
 }
@@ -123,7 +126,12 @@ export class HealthMonitor {
   report(): HealthReport {
     const now = this.#clock.now();
     const state = this.#source.state();
-    const orchestrator = { status: state === 'running' ? 'healthy' : state === 'stopping' || state === 'stopped' ? 'unhealthy' : 'degraded', state } as const;
+    const halted = this.#source.halted();
+    const orchestrator = {
+      status: state === 'stopping' || state === 'stopped' ? 'unhealthy' : state === 'running' && halted === null ? 'healthy' : 'degraded',
+      state,
+      halted,
+    } as const;
     const pools: Record<string, PoolHealth> = {};
     for (const p of this.#pools.pools()) {
       const routable = this.#pools.healthyMembers(p.role);
@@ -159,8 +167,16 @@ export class HealthMonitor {
     const checks: Promise<void>[] = [];
     for (const agent of agents) {
       const { state } = agent;
+      const stuck = agent.late > 0 && now - agent.lateSince >= this.#options.stuckAfterMs;
+      if (state === 'DRAINING' && stuck && this.#pools.isPoolAgent(agent)) {
+        // Draining (already being replaced) and waiting on an attempt that will never return: it would hold its place
+        // in the pool for ever. Its drain ends now; its replacement was paid for when the drain began.
+        if (!agent.unhealthy) this.#events.emit('agent:unhealthy', { agentId: agent.id, role: agent.role, reason: 'stuck', error: new Error(`Agent ${agent.id} is draining and has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`) });
+        this.#pools.replace(agent, true).catch(() => {});
+        continue;
+      }
       if (state === 'INITIALIZING' || state === 'DRAINING' || state === 'TERMINATED' || state === 'FAILED') continue;
-      if (agent.late > 0 && now - agent.lateSince >= this.#options.stuckAfterMs) {
+      if (stuck) {
         const error = new Error(`Agent ${agent.id} has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`);
         this.#failed(agent, 'stuck', error);
         continue;

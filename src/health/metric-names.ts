@@ -38,6 +38,24 @@ export const METRIC_NAMES = Object.freeze({
   routingCacheMisses: 'routing_cache_misses_total',
   /** Gauge: overall health: 0 healthy, 1 degraded, 2 unhealthy. */
   health: 'health_status',
+  /** Gauge: 1 while the orchestrator is halted (its waiting work held), 0 otherwise. */
+  halted: 'halted',
 });
 
 export const DEFAULT_METRIC_PREFIX = 'unified_orchestrator_';
+
+/** The metrics of a TrafficRouter (compat), on the registry and with the prefix it was given. */
+export const COMPAT_METRIC_NAMES = Object.freeze({
+  /** Counter {method, side}: legacy calls a TrafficRouter sent to each side (`legacy`, `unified`). */
+  calls: 'compat_calls_total',
+  /** Histogram {method, side}: seconds a legacy call took on each side (shadow runs included, as side `shadow`). */
+  callDuration: 'compat_call_duration_seconds',
+  /** Counter {method, result}: shadow comparisons (`match`, `mismatch`, `incomplete` when a side did not finish in time, `skipped` past `maxShadowInFlight`). */
+  shadowComparisons: 'compat_shadow_comparisons_total',
+  /** Counter {method, kind}: differences found in shadow mode (`outcome`, `error_code`, `result`, `latency`). */
+  shadowDifferences: 'compat_shadow_differences_total',
+  /** Gauge: the share of legacy calls routed to the unified orchestrator, 0 to 100. */
+  trafficPercent: 'compat_traffic_percent',
+  /** Gauge: 1 while shadow mode runs. */
+  shadow: 'compat_shadow_enabled',
+});

@@ -30,6 +30,7 @@ export interface MetricsSource {
   dependencyBreakers(): Readonly<Record<string, 'closed' | 'half-open' | 'open'>>;
   pressure(): 'normal' | 'elevated' | 'critical';
   health(): 'healthy' | 'degraded' | 'unhealthy';
+  halted(): boolean;
 }
 
 const LEVELS = { normal: 0, elevated: 1, critical: 2 } as const;
@@ -137,6 +138,7 @@ export class OrchestratorMetrics implements TaskObserver {
     const misses = new Counter({ name: name('routingCacheMisses'), help: 'Routing decisions that built their candidate set.', registers });
     monotonic(misses, () => source.counts().routingCacheMisses);
     new Gauge({ name: name('health'), help: 'Overall health: 0 healthy, 1 degraded, 2 unhealthy.', registers, collect() { this.set(HEALTH[source.health()]); } });
+    new Gauge({ name: name('halted'), help: '1 while the orchestrator is halted (waiting work held).', registers, collect() { this.set(source.halted() ? 1 : 0); } });
     if (options.defaultMetrics) {
       // Whatever collectDefaultMetrics adds is ours too: it leaves with the orchestrator, and a clash undoes it all.
       const before = new Set(this.registry.getMetricsAsArray().map((m) => m.name));

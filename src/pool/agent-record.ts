@@ -61,8 +61,15 @@ export class AgentRecord {
    * Attempts whose task moved on (timed out or cancelled) but whose `execute` has not returned: they still hold a
    * slot. `lateSince` is when the oldest of them was given up on; the HealthMonitor calls the agent stuck from it.
    */
-  late = 0;
-  lateSince = 0;
+  get late(): number {
+    return this.#lateSince.length;
+  }
+  /** When the oldest late attempt was given up on (0 with none). */
+  get lateSince(): number {
+    return this.#lateSince[0] ?? 0;
+  }
+  /** When each late attempt was given up on, oldest first (the clock only moves forward). */
+  readonly #lateSince: number[] = [];
   /** Failed its last health check: quarantined whatever its breaker says, until a check passes (outside agents). */
   unhealthy = false;
   /** Clock time at which the agent last became idle. */
@@ -139,13 +146,16 @@ export class AgentRecord {
 
   /** An attempt was given up on (timeout, cancel) while `execute` still runs. */
   abandoned(now: number): void {
-    if (this.late++ === 0) this.lateSince = now;
+    this.#lateSince.push(now);
   }
 
-  /** A given-up attempt's `execute` returned after all. */
-  lateReturned(now: number): void {
-    if (--this.late === 0) this.lateSince = 0;
-    else this.lateSince = now; // the rest are younger than the one that returned; count from now, conservatively
+  /**
+   * A given-up attempt's `execute` returned after all (`abandonedAt`: when it was given up on). The others keep
+   * their own times: one that returns must not make an older one that never will look young.
+   */
+  lateReturned(abandonedAt: number): void {
+    const i = this.#lateSince.indexOf(abandonedAt);
+    this.#lateSince.splice(i >= 0 ? i : 0, 1);
   }
 
   /** Folds one finished attempt into the moving averages. */

@@ -15,8 +15,9 @@ export interface TaskContext<TPayload = unknown> {
   /** Epoch ms by which this attempt must finish (`Infinity` when it has no timeout). */
   readonly deadline: number;
   /**
-   * Aborted when the attempt times out, the task is cancelled or the orchestrator stops without draining;
-   * `signal.reason` is the TaskTimeoutError or TaskCancelledError. Pass it to `fetch` and friends.
+   * Aborted when the attempt times out, the task is cancelled, the orchestrator stops without draining, or an
+   * operator halts it; `signal.reason` is the TaskTimeoutError, TaskCancelledError or OrchestratorHaltedError (after a
+   * halt the task runs again on resume). Pass it to `fetch` and friends.
    * It is made on first read, so it is an accessor: a `{ ...ctx }` copy does not carry it. Read `ctx.signal`
    * from the context itself (or copy it explicitly: `{ ...ctx, signal: ctx.signal }`).
    */

@@ -31,6 +31,8 @@ export class TenantBudgets {
   readonly #defaultLimit: number;
   readonly #bucketMs: number;
   readonly #tenants = new Map<string, TenantSpend>();
+  /** Tracked tenants at which the next sweep runs: doubled past what a sweep leaves, so sweeps stay amortised O(1). */
+  #sweepAt = SWEEP_AT;
 
   constructor(options: ResolvedBudgetOptions) {
     this.windowMs = options.windowMs;
@@ -76,7 +78,7 @@ export class TenantBudgets {
     if (units <= 0) return false;
     let t = this.#tenants.get(tenantId);
     if (!t) {
-      if (this.#tenants.size >= SWEEP_AT) this.#sweep(now);
+      if (this.#tenants.size >= this.#sweepAt) this.#sweep(now);
       t = new TenantSpend(tenantId, Math.floor(now / this.#bucketMs));
       this.#tenants.set(tenantId, t);
     }
@@ -103,10 +105,15 @@ export class TenantBudgets {
     if (t.over && t.total < this.limitOf(t.tenantId)) t.over = false;
   }
 
+  /**
+   * Forgets tenants with nothing left in the window. When most still have spend (many active tenants), the next
+   * sweep waits until the map has doubled: otherwise every new tenant would pay a scan that frees nothing.
+   */
   #sweep(now: number): void {
     for (const [id, t] of this.#tenants) {
       this.#advance(t, now);
       if (t.total === 0) this.#tenants.delete(id);
     }
+    this.#sweepAt = Math.max(SWEEP_AT, this.#tenants.size * 2);
   }
 }

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TaskRecord, type TaskSpec } from '../../src/engine/task.js';
 import { WaitQueue } from '../../src/engine/wait-queue.js';
+import { seededRandom } from '../support/random.js';
 
 let nextId = 0;
 function task(priority: number, tenantId?: string): TaskRecord {
@@ -21,17 +22,6 @@ function task(priority: number, tenantId?: string): TaskRecord {
   return new TaskRecord(`t${++nextId}`, spec, '');
 }
 
-/** A small seeded PRNG, so a failure reproduces. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function drain(q: WaitQueue, now = 0): TaskRecord[] {
   const out: TaskRecord[] = [];
@@ -171,7 +161,7 @@ describe('WaitQueue ordering', () => {
   });
 
   it('matches a stable priority heap over 200,000 random priorities with pushes and takes interleaved', () => {
-    const random = mulberry32(42);
+    const random = seededRandom(42);
     const rng = Array.from({ length: 200_000 }, () => Math.floor(random() * 2_001) - 1_000);
     const q = new WaitQueue(Infinity);
     const ref = new ReferenceHeap();

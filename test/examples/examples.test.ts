@@ -22,6 +22,14 @@ describe('examples run', () => {
     expect(stdout).toContain('result for orchestrators');
   }, 40_000);
 
+  it('readme-compat.ts moves calls from legacy to unified and back', async () => {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'examples/readme-compat.ts'], { cwd: root, timeout: 30_000 });
+    expect(stdout).toContain('answered by legacy: legacy-task-1');
+    expect(stdout).toMatch(/shadow delegateTaskToAgent: match \[\]/);
+    expect(stdout).toContain("result: 'NOW UNIFIED'");
+    expect(stdout).toContain('after rollback: 0 false');
+  }, 40_000);
+
   it('redis-cluster.ts hands the coder tasks to its second process through Redis', async () => {
     const redis = await startRedis();
     try {

@@ -110,7 +110,7 @@ describe('GET /healthz', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     const report = (await res.json()) as HealthReport;
     expect(report.status).toBe('healthy');
-    expect(report.components.orchestrator).toEqual({ status: 'healthy', state: 'running' });
+    expect(report.components.orchestrator).toEqual({ status: 'healthy', state: 'running', halted: null });
     expect(Object.keys(report.components).sort()).toEqual(['breakers', 'bridge', 'orchestrator', 'pools', 'pressure', 'queue', 'sla']);
   });
 
@@ -144,7 +144,7 @@ describe('GET /healthz', () => {
     expect(res.status).toBe(503);
     const report = (await res.json()) as HealthReport;
     expect(report.status).toBe('unhealthy');
-    expect(report.components.orchestrator).toEqual({ status: 'unhealthy', state: 'stopped' });
+    expect(report.components.orchestrator).toEqual({ status: 'unhealthy', state: 'stopped', halted: null });
   });
 
   it('is 503 when a pool is below its minimum with its recovery budget spent', async () => {

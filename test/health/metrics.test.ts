@@ -146,6 +146,7 @@ const SPEC: Readonly<Record<MetricKey, { readonly type: 'counter' | 'gauge' | 'h
   routingCacheHits: { type: 'counter', labels: [] },
   routingCacheMisses: { type: 'counter', labels: [] },
   health: { type: 'gauge', labels: [] },
+  halted: { type: 'gauge', labels: [] },
 };
 
 const HEALTH_VALUE: Record<HealthStatus, number> = { healthy: 0, degraded: 1, unhealthy: 2 };

@@ -194,6 +194,38 @@ describe('stuck agents', () => {
     expect(replaced).toHaveLength(1);
   });
 
+  it('finds an agent stuck on one attempt even while its other given-up attempts keep returning late', async () => {
+    // Concurrency 2: one slot holds an attempt that never returns; through the other, timed-out attempts come back
+    // late all the time. Those must not make the one that never returns look young.
+    let ranHang = false;
+    const o = await started({
+      health: { stuckAfterMs: 150 },
+      agentBreaker: false, // the timeouts would open it and quarantine the agent for another reason
+      pools: [{
+        role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 1, warmSpares: 0, concurrency: 2,
+        create: () => ({
+          async execute(ctx: TaskContext) {
+            if (ctx.payload === 'hang' && !ranHang) {
+              ranHang = true;
+              return new Promise<never>(() => {});
+            }
+            await wait(30); // past its 10 ms timeout, ignoring the signal: returns late
+            return 'late';
+          },
+        }),
+      }],
+    });
+    const unhealthy = record(o, 'agent:unhealthy');
+    const hung = o.delegate({ type: 't', requires: ['x'], payload: 'hang', timeoutMs: 10 });
+    await rejectionOf(hung.result);
+    const deadline = Date.now() + 2_000;
+    while (unhealthy.length === 0 && Date.now() < deadline) {
+      await o.submit({ type: 't', requires: ['x'], payload: 'late', timeoutMs: 10 }).catch(() => {});
+      await o.checkHealth();
+    }
+    expect(unhealthy).toEqual([expect.objectContaining({ reason: 'stuck' })]);
+  });
+
   it('quarantines a stuck outside agent (no replacement) until its attempt returns and a check passes', async () => {
     const o = await started({ health: { stuckAfterMs: 30 } });
     const unhealthy = record(o, 'agent:unhealthy');
@@ -774,7 +806,7 @@ describe('health() report', () => {
     const created = o.health();
     expect(Object.keys(created.components).sort()).toEqual([...COMPONENTS].sort());
     expect(created.status).toBe('degraded');
-    expect(created.components.orchestrator).toEqual({ status: 'degraded', state: 'created' });
+    expect(created.components.orchestrator).toEqual({ status: 'degraded', state: 'created', halted: null });
     expect(created.components.pools['w']).toMatchObject({ status: 'degraded', routable: 0 });
 
     await o.start();
@@ -782,7 +814,7 @@ describe('health() report', () => {
     expect(running).toEqual({
       status: 'healthy',
       components: {
-        orchestrator: { status: 'healthy', state: 'running' },
+        orchestrator: { status: 'healthy', state: 'running', halted: null },
         pools: { w: { status: 'healthy', minAgents: 2, routable: 2, quarantined: 0, recoveries: 0, suspendedForMs: 0 } },
         queue: { status: 'healthy', waiting: 0, maxQueueSize: 100_000 },
         breakers: { status: 'healthy', agentsOpen: 0, dependenciesOpen: [] },
@@ -795,7 +827,7 @@ describe('health() report', () => {
     await o.stop();
     const stopped = o.health();
     expect(stopped.status).toBe('unhealthy');
-    expect(stopped.components.orchestrator).toEqual({ status: 'unhealthy', state: 'stopped' });
+    expect(stopped.components.orchestrator).toEqual({ status: 'unhealthy', state: 'stopped', halted: null });
   });
 
   it('serves /healthz 200 with the report while degraded, and /readyz 503 before start', async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_METRIC_PREFIX, METRIC_NAMES, UnifiedOrchestrator, type TaskContext } from 'unified-orchestrator';
+import { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES, OrchestratorsCompatibilityAdapter, TrafficRouter, UnifiedOrchestrator, type TaskContext } from 'unified-orchestrator';
 import { until, wait } from '../support/agents.js';
 
 const OPERATIONS = fileURLToPath(new URL('../../docs/operations/', import.meta.url));
@@ -49,11 +49,14 @@ function promtool(args: readonly string[], options: { stdin?: string; cwd?: stri
 // --- Metric names the kit may reference ------------------------------------------------------------------------------
 
 const P = DEFAULT_METRIC_PREFIX;
-const HISTOGRAMS = new Set<string>([METRIC_NAMES.taskDuration, METRIC_NAMES.queueWait]);
+const HISTOGRAMS = new Set<string>([METRIC_NAMES.taskDuration, METRIC_NAMES.queueWait, COMPAT_METRIC_NAMES.callDuration]);
 
-/** Every series name the orchestrator exports with the default prefix: histograms as _bucket, _sum and _count. */
+/**
+ * Every series name the orchestrator (and a TrafficRouter on its registry) exports with the default prefix:
+ * histograms as _bucket, _sum and _count.
+ */
 const KNOWN = new Map<string, string>();
-for (const name of Object.values(METRIC_NAMES)) {
+for (const name of [...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)]) {
   if (HISTOGRAMS.has(name)) for (const suffix of ['_bucket', '_sum', '_count']) KNOWN.set(`${P}${name}${suffix}`, name);
   else KNOWN.set(`${P}${name}`, name);
 }
@@ -206,6 +209,17 @@ async function liveExposition(options: { prefix?: string; defaultMetrics?: boole
     await o.submit({ type: 'say "hi" \\ twice\n', requires: ['outside'] });
     const dep = o.resources.breaker('llm', async (): Promise<never> => { throw new Error('down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1 });
     await dep().catch(() => {});
+    // A TrafficRouter on the orchestrator's registry, in shadow mode, with one planted difference.
+    const legacy = {
+      spawnAgent: async () => 'legacy-agent',
+      delegateTaskToAgent: async () => 'legacy-task',
+      getAgentStatus: async () => ({ error: { code: 'AGENT_NOT_FOUND', message: 'none' } }),
+      getTaskStatus: async (id: string) => ({ task_id: id, status: 'completed' as const, agent_id: null, attempts: 1, result: 'legacy answer', created_at: '', updated_at: '' }),
+      shutdownAgent: async (id: string) => ({ agent_id: id, status: 'terminated' as const }),
+    };
+    const router = new TrafficRouter({ legacy, unified: new OrchestratorsCompatibilityAdapter(o), orchestrator: o, shadow: true, pollIntervalMs: 5 });
+    await router.delegateTaskToAgent({ role: 'writer', type: 'shadowed' });
+    await router.close();
     sick = true;
     await o.checkHealth();
     sick = false;
@@ -289,6 +303,7 @@ describe('docs/operations/alert-rules.yml', () => {
         'UnifiedOrchestratorAgentBreakersOpen',
         'UnifiedOrchestratorCriticalPressure',
         'UnifiedOrchestratorDependencyBreakerOpen',
+        'UnifiedOrchestratorHaltedLong',
         'UnifiedOrchestratorHighTaskFailureRatio',
         'UnifiedOrchestratorPoolUnhealthy',
         'UnifiedOrchestratorQueueGrowing',
@@ -309,11 +324,12 @@ describe('docs/operations/alert-rules.yml', () => {
     expect(exprOf('UnifiedOrchestratorDependencyBreakerOpen')).toMatch(/dependency_breaker_state == 2$/);
     expect(exprOf('UnifiedOrchestratorCriticalPressure')).toMatch(/resource_pressure == 2$/);
     expect(exprOf('UnifiedOrchestratorUnhealthy')).toMatch(/health_status\)? == 2$/);
+    expect(exprOf('UnifiedOrchestratorHaltedLong')).toMatch(/halted == 1$/);
   });
 
   it('references only metrics the orchestrator exports', async () => {
     const exprs = ruleExpressions(await readFile(RULES, 'utf8'));
-    expect(exprs.length).toBe(8);
+    expect(exprs.length).toBe(9);
     for (const expr of exprs) {
       const names = metricNamesIn(expr);
       expect(names.length, expr).toBeGreaterThan(0);
@@ -403,9 +419,9 @@ describe('docs/operations/grafana-dashboard.json', () => {
     }
   });
 
-  it('covers every metric the orchestrator exports', () => {
+  it('covers every metric the orchestrator and a TrafficRouter export', () => {
     const used = new Set(exprs.flatMap((e) => metricNamesIn(e.expr)).map((n) => KNOWN.get(n)));
-    expect(Object.values(METRIC_NAMES).filter((n) => !used.has(n))).toEqual([]);
+    expect([...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)].filter((n) => !used.has(n))).toEqual([]);
   });
 
   it('every PromQL expression parses (checked by promtool as recording rules)', async () => {

@@ -295,3 +295,20 @@ describe('budget validation', () => {
     await o.stop();
   });
 });
+
+describe('many tenants', () => {
+  it('keeps every tenant with spend in the window past the sweep threshold, and forgets idle ones once the window moved on', async () => {
+    const { TenantBudgets } = await import('../../src/resources/budgets.js');
+    const budgets = new TenantBudgets({ windowMs: 1_000, limits: new Map([['t-7', 1]]), defaultLimit: Infinity, haltOnExceeded: false } as never);
+    // 25,000 tenants active in one window: none may be forgotten (their spend counts against their limits).
+    for (let i = 0; i < 25_000; i++) budgets.charge(`t-${i}`, 1, 10);
+    expect(budgets.spent('t-0', 20)).toBe(1);
+    expect(budgets.spent('t-24999', 20)).toBe(1);
+    expect(budgets.exhausted('t-7', 20)).toBe(true);
+    // A window later they have nothing left; new tenants arriving sweep them out and start from zero.
+    for (let i = 0; i < 60_000; i++) budgets.charge(`u-${i}`, 2, 2_000);
+    expect(budgets.spent('t-7', 2_000)).toBe(0);
+    expect(budgets.exhausted('t-7', 2_000)).toBe(false);
+    expect(budgets.spent('u-59999', 2_000)).toBe(2);
+  });
+});

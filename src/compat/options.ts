@@ -1,0 +1,218 @@
+/**
+ * Options of the compat layer, their defaults and their validation (the orchestrator's own are in config.ts; these
+ * stay here because nothing below compat may know of it).
+ */
+import { expectDuration, expectFunction, expectInteger, expectObject, expectString, expectStringArray, own, rejectUnknownKeys } from '../config.js';
+import { ValidationError, type OrchestratorErrorCode } from '../errors.js';
+import { isPercent } from '../bridge/bridge.js';
+import type { Registry } from 'prom-client';
+import { SNAKE_CASE, type LegacyImplementation, type LegacyMethod, type LegacyTask } from './legacy.js';
+
+/** Options of {@link OrchestratorsCompatibilityAdapter}. */
+export interface CompatibilityAdapterOptions {
+  /**
+   * Capabilities a legacy `role` stands for. @default each pool's role → that pool's capabilities (a role of yours
+   * that is not a pool needs an entry here)
+   */
+  readonly roles?: Readonly<Record<string, readonly string[]>>;
+  /** Legacy codes that differ from {@link LEGACY_ERROR_CODES}, per unified code. */
+  readonly errorCodes?: Readonly<Partial<Record<OrchestratorErrorCode, string>>>;
+  /** Finished tasks whose status stays readable: at most this many... @default 10_000 */
+  readonly maxFinishedTasks?: number;
+  /** ...for at most this long. @default 3_600_000 (an hour) */
+  readonly finishedTaskTtlMs?: number;
+  /** The unified task `type` of a legacy task without one. @default 'legacy' */
+  readonly defaultType?: string;
+}
+
+export interface ResolvedAdapterOptions {
+  readonly roles: ReadonlyMap<string, readonly string[]> | undefined;
+  readonly errorCodes: Readonly<Partial<Record<string, string>>>;
+  readonly maxFinishedTasks: number;
+  readonly finishedTaskTtlMs: number;
+  readonly defaultType: string;
+}
+
+const ADAPTER_KEYS: ReadonlySet<string> = new Set(['roles', 'errorCodes', 'maxFinishedTasks', 'finishedTaskTtlMs', 'defaultType']);
+
+export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
+  const o = expectObject(input ?? {}, 'options');
+  rejectUnknownKeys(o, ADAPTER_KEYS, 'options');
+  let roles: Map<string, readonly string[]> | undefined;
+  const r = own(o, 'roles');
+  if (r !== undefined) {
+    roles = new Map();
+    for (const [role, caps] of Object.entries(expectObject(r, 'options.roles'))) roles.set(role, expectStringArray(caps, `options.roles.${role}`));
+  }
+  const errorCodes: Record<string, string> = {};
+  const e = own(o, 'errorCodes');
+  if (e !== undefined) {
+    for (const [code, legacy] of Object.entries(expectObject(e, 'options.errorCodes'))) errorCodes[code] = expectString(legacy, `options.errorCodes.${code}`);
+  }
+  const maxFinished = own(o, 'maxFinishedTasks');
+  const ttl = own(o, 'finishedTaskTtlMs');
+  const type = own(o, 'defaultType');
+  return {
+    roles,
+    errorCodes,
+    maxFinishedTasks: maxFinished === undefined ? 10_000 : expectInteger(maxFinished, 'options.maxFinishedTasks', 0),
+    finishedTaskTtlMs: ttl === undefined ? 3_600_000 : expectDuration(ttl, 'options.finishedTaskTtlMs', true),
+    defaultType: type === undefined ? 'legacy' : expectString(type, 'options.defaultType'),
+  };
+}
+
+/** A legacy call as a TrafficRouter's `key` function sees it. */
+export type RoutedCall =
+  | { readonly method: 'spawnAgent'; readonly role: string }
+  | { readonly method: 'delegateTaskToAgent'; readonly task: LegacyTask };
+
+/** Options of {@link TrafficRouter}. */
+export interface TrafficRouterOptions {
+  /** The legacy implementation: any object with the legacy calls (camelCase or snake_case). */
+  readonly legacy: LegacyImplementation;
+  /** The unified side: usually an {@link OrchestratorsCompatibilityAdapter}. */
+  readonly unified: LegacyImplementation;
+  /**
+   * The orchestrator whose bridge carries traffic changes to every node (`setPercent`, `setShadow` and `rollback`
+   * are broadcast, and changes from other nodes or the CLI apply here), and whose metrics registry gets the router's
+   * metrics. The cluster's standing traffic setting, when there is one, wins over `percent` and `shadow` below.
+   */
+  readonly orchestrator?: import('../orchestrator.js').UnifiedOrchestrator;
+  /** Share of calls for the unified side, 0 to 100 (fractions allowed, to 0.01). @default 0 */
+  readonly percent?: number;
+  /** Shadow mode: calls answered by legacy also run on the unified side, and the two are compared. @default false */
+  readonly shadow?: boolean;
+  /**
+   * The key a call is split by: the same key always goes to the same side (for a given percentage). `undefined`
+   * draws the side at random. @default the task's tenant, else its task id; `undefined` for spawnAgent
+   */
+  readonly key?: (call: RoutedCall) => string | undefined;
+  /** Whether two completed results are equal. @default deep strict equality (`util.isDeepStrictEqual`) */
+  readonly compare?: (legacy: unknown, unified: unknown) => boolean;
+  /** A shadow run slower than legacy by more than `ratio` times and `minMs` is recorded as a latency difference. @default { ratio: 2, minMs: 100 } */
+  readonly latencyTolerance?: { readonly ratio?: number; readonly minMs?: number };
+  /** How long a shadow comparison waits for both tasks to finish before it is recorded as incomplete. @default 60_000 */
+  readonly shadowTimeoutMs?: number;
+  /** Shadow comparisons running at once; calls beyond it are not shadowed (counted as `skipped`). @default 1_000 */
+  readonly maxShadowInFlight?: number;
+  /** How often a legacy implementation without `waitForTask` is polled with `getTaskStatus`. @default 200 */
+  readonly pollIntervalMs?: number;
+  /** Legacy error codes that mean "no such agent or task", for ids this router did not hand out. @default ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND'] */
+  readonly notFoundCodes?: readonly string[];
+  /** Ids remembered with the side that handed them out (oldest forgotten first). @default 100_000 */
+  readonly maxOwnedIds?: number;
+  /** Where the metrics go. @default the orchestrator's registry (when given) and the default prefix; `false` for none */
+  readonly metrics?: false | { readonly registry?: Registry; readonly prefix?: string };
+}
+
+export interface ResolvedRouterOptions {
+  readonly legacy: LegacyImplementation;
+  readonly unified: LegacyImplementation;
+  readonly orchestrator: import('../orchestrator.js').UnifiedOrchestrator | undefined;
+  readonly percent: number;
+  readonly shadow: boolean;
+  readonly key: (call: RoutedCall) => string | undefined;
+  readonly compare: (legacy: unknown, unified: unknown) => boolean;
+  readonly latencyRatio: number;
+  readonly latencyMinMs: number;
+  readonly shadowTimeoutMs: number;
+  readonly maxShadowInFlight: number;
+  readonly pollIntervalMs: number;
+  readonly notFoundCodes: ReadonlySet<string>;
+  readonly maxOwnedIds: number;
+  readonly metrics: false | { readonly registry: Registry | undefined; readonly prefix: string | undefined };
+}
+
+const ROUTER_KEYS: ReadonlySet<string> = new Set([
+  'legacy', 'unified', 'orchestrator', 'percent', 'shadow', 'key', 'compare', 'latencyTolerance', 'shadowTimeoutMs',
+  'maxShadowInFlight', 'pollIntervalMs', 'notFoundCodes', 'maxOwnedIds', 'metrics',
+]);
+const REQUIRED_METHODS: readonly LegacyMethod[] = ['spawnAgent', 'delegateTaskToAgent', 'getAgentStatus', 'getTaskStatus', 'shutdownAgent'];
+
+/** The default split key: the tenant, else the caller's task id. */
+export function defaultKey(call: RoutedCall): string | undefined {
+  if (call.method !== 'delegateTaskToAgent') return undefined;
+  const t = call.task as unknown;
+  if (typeof t !== 'object' || t === null) return undefined;
+  try {
+    for (const k of ['tenant_id', 'tenantId', 'task_id', 'taskId']) {
+      const v = Object.hasOwn(t, k) ? (t as Record<string, unknown>)[k] : undefined;
+      if (typeof v === 'string' && v !== '') return v;
+    }
+  } catch {
+    // A task that cannot be read has no key (the side that gets it answers INVALID_REQUEST).
+  }
+  return undefined;
+}
+
+export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: unknown) => boolean): ResolvedRouterOptions {
+  const o = expectObject(input, 'options');
+  rejectUnknownKeys(o, ROUTER_KEYS, 'options');
+  const side = (name: 'legacy' | 'unified'): LegacyImplementation => {
+    const impl = expectObject(own(o, name), `options.${name}`);
+    for (const m of REQUIRED_METHODS) {
+      if (typeof impl[m] !== 'function' && typeof impl[SNAKE_CASE[m]] !== 'function') {
+        throw new ValidationError(`options.${name}.${m}`, `Expected \`options.${name}\` to have a \`${m}\` (or \`${SNAKE_CASE[m]}\`) method: it must implement every legacy call`);
+      }
+    }
+    return impl as unknown as LegacyImplementation;
+  };
+  const percent = own(o, 'percent');
+  if (percent !== undefined && !isPercent(percent)) throw new ValidationError('options.percent', `Expected \`options.percent\` to be a number from 0 to 100, got ${typeof percent === 'number' ? percent : typeof percent}`);
+  const shadow = own(o, 'shadow');
+  if (shadow !== undefined && typeof shadow !== 'boolean') throw new ValidationError('options.shadow', 'Expected `options.shadow` to be a boolean');
+  const orchestrator = own(o, 'orchestrator');
+  if (orchestrator !== undefined && (typeof orchestrator !== 'object' || orchestrator === null || typeof (orchestrator as { broadcast?: unknown }).broadcast !== 'function')) {
+    throw new ValidationError('options.orchestrator', 'Expected `options.orchestrator` to be a UnifiedOrchestrator');
+  }
+  const tolerance = own(o, 'latencyTolerance') === undefined ? {} : expectObject(own(o, 'latencyTolerance'), 'options.latencyTolerance');
+  rejectUnknownKeys(tolerance, new Set(['ratio', 'minMs']), 'options.latencyTolerance');
+  const ratio = own(tolerance, 'ratio');
+  if (ratio !== undefined && (typeof ratio !== 'number' || !(ratio >= 1) || !Number.isFinite(ratio))) {
+    throw new ValidationError('options.latencyTolerance.ratio', 'Expected `options.latencyTolerance.ratio` to be a finite number >= 1');
+  }
+  const minMs = own(tolerance, 'minMs');
+  if (minMs !== undefined && (typeof minMs !== 'number' || !(minMs >= 0) || !Number.isFinite(minMs))) {
+    throw new ValidationError('options.latencyTolerance.minMs', 'Expected `options.latencyTolerance.minMs` to be a finite number of milliseconds >= 0');
+  }
+  const metrics = own(o, 'metrics');
+  let resolvedMetrics: ResolvedRouterOptions['metrics'];
+  if (metrics === false) resolvedMetrics = false;
+  else {
+    const m = metrics === undefined ? {} : expectObject(metrics, 'options.metrics');
+    rejectUnknownKeys(m, new Set(['registry', 'prefix']), 'options.metrics');
+    const registry = own(m, 'registry');
+    if (registry !== undefined && (typeof registry !== 'object' || registry === null || typeof (registry as { registerMetric?: unknown }).registerMetric !== 'function')) {
+      throw new ValidationError('options.metrics.registry', 'Expected `options.metrics.registry` to be a prom-client Registry');
+    }
+    const prefix = own(m, 'prefix');
+    if (prefix !== undefined && (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))) {
+      throw new ValidationError('options.metrics.prefix', 'Expected `options.metrics.prefix` to be a valid Prometheus name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+    }
+    resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
+  }
+  const key = own(o, 'key');
+  const compare = own(o, 'compare');
+  const notFound = own(o, 'notFoundCodes');
+  const timeout = own(o, 'shadowTimeoutMs');
+  const poll = own(o, 'pollIntervalMs');
+  const inFlight = own(o, 'maxShadowInFlight');
+  const owned = own(o, 'maxOwnedIds');
+  return {
+    legacy: side('legacy'),
+    unified: side('unified'),
+    orchestrator: orchestrator as ResolvedRouterOptions['orchestrator'],
+    percent: (percent as number | undefined) ?? 0,
+    shadow: (shadow as boolean | undefined) ?? false,
+    key: key === undefined ? defaultKey : expectFunction(key, 'options.key'),
+    compare: compare === undefined ? deepEqual : expectFunction(compare, 'options.compare'),
+    latencyRatio: (ratio as number | undefined) ?? 2,
+    latencyMinMs: (minMs as number | undefined) ?? 100,
+    shadowTimeoutMs: timeout === undefined ? 60_000 : expectDuration(timeout, 'options.shadowTimeoutMs', false, 2_147_483_647),
+    maxShadowInFlight: inFlight === undefined ? 1_000 : expectInteger(inFlight, 'options.maxShadowInFlight', 0),
+    pollIntervalMs: poll === undefined ? 200 : expectDuration(poll, 'options.pollIntervalMs', false, 2_147_483_647),
+    notFoundCodes: new Set(notFound === undefined ? ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND'] : expectStringArray(notFound, 'options.notFoundCodes')),
+    maxOwnedIds: owned === undefined ? 100_000 : expectInteger(owned, 'options.maxOwnedIds', 1),
+    metrics: resolvedMetrics,
+  };
+}
