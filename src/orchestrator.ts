@@ -239,14 +239,14 @@ export class UnifiedOrchestrator {
   async #stop(drain: boolean, timeoutMs: number): Promise<void> {
     this.#state = 'stopping';
     this.#events.emit('stopping', { drain });
-    const { clock } = this.#options;
-    const startedAt = clock.now();
+    // Real time, like the timers that bound the stop (the injected clock may be fake, or throw).
+    const startedAt = performance.now();
     const before = this.#engine.stats().completed;
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     if (drain && this.#remote.size > 0) {
       // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
       let timer: NodeJS.Timeout | undefined;
-      const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
+      const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
       await Promise.race([
         Promise.allSettled([...this.#remote]),
         new Promise<void>((resolve) => {
@@ -257,7 +257,7 @@ export class UnifiedOrchestrator {
     }
     // Handed-off tasks served here have finished (or been left for another node); leave the cluster.
     if (this.#bridgeStarted) await this.#bridge.stop().catch(() => {});
-    const left = Math.max(0, timeoutMs - (clock.now() - startedAt));
+    const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();
     this.#state = 'stopped';

@@ -141,8 +141,12 @@ describe('known bugs: options (src/config.ts, src/health/metrics.ts, src/orchest
     expect(thrown(() => new UnifiedOrchestrator({ pools: [, ] as never }))).toBeInstanceOf(ValidationError);
   });
 
-  bug('B11 a `pools` array without Array.prototype is refused with ValidationError, not "poolsRaw.map is not a function"', () => {
-    expect(thrown(() => new UnifiedOrchestrator({ pools: Object.setPrototypeOf([], null) as never }))).toBeInstanceOf(ValidationError);
+  it('B11 (fixed) a `pools` array without Array.prototype is read like any array, not "poolsRaw.map is not a function"', async () => {
+    expect(thrown(() => new UnifiedOrchestrator({ pools: Object.setPrototypeOf([], null) as never }))).toBeUndefined();
+    const pools = Object.setPrototypeOf([{ role: 'x', capabilities: ['x'], minAgents: 1, create: () => ({ execute: async () => 1 }) }], null) as never;
+    const o = await orchestrator({ pools });
+    await expect(o.submit({ type: 't', requires: ['x'], payload: 1 })).resolves.toBe(1);
+    expect(thrown(() => new UnifiedOrchestrator({ pools: Object.setPrototypeOf([{ role: '' }], null) as never }))).toBeInstanceOf(ValidationError);
   });
 
   it('B12 a metrics.registry that passes the duck-type check does not make the constructor throw a TypeError (getSingleMetric is not checked)', () => {
@@ -150,7 +154,7 @@ describe('known bugs: options (src/config.ts, src/health/metrics.ts, src/orchest
     expect(error === undefined || error instanceof ValidationError, `got ${String(error)}`).toBe(true);
   });
 
-  bug('B13 (minor) stop() of an unstarted orchestrator resolves even when clock.now throws (orchestrator.ts #stop reads the clock)', async () => {
+  it('B13 (fixed) stop() of an unstarted orchestrator resolves even when clock.now throws (orchestrator.ts #stop reads the clock)', async () => {
     const o = new UnifiedOrchestrator({ pressure: false, clock: { now: () => { throw new Error('clock'); } } });
     await expect(o.stop()).resolves.toBeUndefined();
   });
