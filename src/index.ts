@@ -7,8 +7,8 @@ export type { ControlState, HaltOptions, OrchestratorState, OrchestratorStats, T
 export type { ActorOptions, AuditAction, AuditEntry } from './health/audit.js';
 
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
-export type { AgentPoolManager, RegisterAgentOptions } from './pool/agent-pool-manager.js';
-export type { EngineStats, TaskExecutionEngine, TaskSnapshot } from './engine/task-execution-engine.js';
+export type { AgentPoolManager, RegisterAgentOptions, RoutingListener } from './pool/agent-pool-manager.js';
+export type { EngineStats, TaskExecutionEngine, TaskObserver, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
 export { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
@@ -17,7 +17,7 @@ export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
 export { RedisBridge } from './bridge/redis-bridge.js';
 export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
 export { RemoteTaskError } from './bridge/bridge.js';
-export type { BridgeStats, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, NodeStatus, TrafficSetting, WireTask } from './bridge/bridge.js';
+export type { BridgeHost, BridgeStats, HandOff, HandOffResult, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, NodeStatus, StandingEntry, TrafficSetting, WireTask } from './bridge/bridge.js';
 
 // Compat: the legacy API over the unified orchestrator, and the gradual move from a legacy implementation.
 export { OrchestratorsCompatibilityAdapter } from './compat/adapter.js';
@@ -39,8 +39,8 @@ export type {
   LegacyTaskState,
   LegacyTaskStatus,
 } from './compat/legacy.js';
-export type { SpanLike, TracerLike, TracingMode } from './health/tracing.js';
-export type { SlaFigures, SlaMetric } from './health/sla.js';
+export type { SpanAttributes, SpanLike, TracerLike, TracingMode } from './health/tracing.js';
+export type { SlaBreach, SlaFigures, SlaMetric } from './health/sla.js';
 
 export { AGENT_STATES, canTransition } from './pool/agent-state.js';
 export type { AgentState } from './pool/agent-state.js';
@@ -75,6 +75,8 @@ export type {
   PoolOptions,
   PressureOptions,
   RateLimitOptions,
+  ResolvedBreakerOptions,
+  ResolvedRetryOptions,
   RetryOptions,
   RoutingStrategyName,
   SlaOptions,
@@ -86,6 +88,7 @@ export type { DependencyBreakerOptions, GuardedFunction } from './resources/depe
 export type { PressureLevel, ResourceSample, ResourceSampler } from './resources/pressure.js';
 export type { RateLimiterSnapshot } from './resources/rate-limiter.js';
 export { retryAfterMs } from './resources/retry-after.js';
+export type { RetryPolicy, RetryRunOptions } from './resources/retry-policy.js';
 
 export {
   AgentCreationError,

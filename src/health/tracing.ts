@@ -7,12 +7,13 @@
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import type { Disposables } from '../resources/disposables.js';
 
-type Attributes = Record<string, string | number | boolean>;
+/** Attributes of a span or span event: what OpenTelemetry's `Attributes` accepts, restricted to scalar values. */
+export type SpanAttributes = Record<string, string | number | boolean>;
 
 /** The part of an OpenTelemetry span the tracing uses (structural, so the types need no OpenTelemetry install). */
 export interface SpanLike {
-  addEvent(name: string, attributes?: Attributes): unknown;
-  setAttributes(attributes: Attributes): unknown;
+  addEvent(name: string, attributes?: SpanAttributes): unknown;
+  setAttributes(attributes: SpanAttributes): unknown;
   setStatus(status: { code: number; message?: string }): unknown;
   recordException(error: Error): unknown;
   spanContext(): { traceId: string };
@@ -21,7 +22,7 @@ export interface SpanLike {
 
 /** An OpenTelemetry `Tracer`, structurally. */
 export interface TracerLike {
-  startSpan(name: string, options?: { kind?: number; startTime?: number; attributes?: Attributes }): SpanLike;
+  startSpan(name: string, options?: { kind?: number; startTime?: number; attributes?: SpanAttributes }): SpanLike;
 }
 
 /** What the tracing needs of `@opentelemetry/api`. */
