@@ -650,7 +650,10 @@ export class RedisBridge implements CommunicationBridge {
   async #readResults(): Promise<void> {
     const reader = this.#resultReader!;
     const stream = this.#key('results', this.nodeId);
-    let last = '$';
+    // From the start of the stream, never '$': a '$' read misses what arrives between two reads (or before the first
+    // one reaches Redis), and that task would wait forever. Entries are deleted once read, so the stream stays short;
+    // left-overs of an earlier node with this id match no pending hand-off and are dropped.
+    let last = '0-0';
     while (this.#running) {
       let reply: unknown;
       try {

@@ -305,6 +305,25 @@ describe('RedisBridge: reclaim and dead letters', () => {
   });
 });
 
+describe('RedisBridge: results', () => {
+  it('a result written while the submitter\'s result reader is not blocked in a read (here: its connection was killed) still reaches it', async () => {
+    // The reader once re-read from '$' after every empty or failed read: a result that arrived in between was never
+    // seen and its task waited forever (it showed under CPU load as a hung 500-task test).
+    const { a, log } = await pair(namespace());
+    const result = a.submit(task({ op: 'gate', id: 'gap' }));
+    await eventually(() => log.count('gap') === 1, 5_000, 'B started the task');
+    const admin = raw();
+    const clients = String(await admin.call('CLIENT', 'LIST'))
+      .split('\n')
+      .filter((line) => / cmd=xread /.test(line))
+      .map((line) => /\bid=(\d+)/.exec(line)![1]!);
+    expect(clients.length).toBeGreaterThan(0);
+    for (const id of clients) await admin.call('CLIENT', 'KILL', 'ID', id);
+    log.open(); // B reports now, while A's reader reconnects and waits before reading again
+    await expect(result).resolves.toEqual({ node: 'B', id: 'gap', v: 'gate' });
+  });
+});
+
 describe('RedisBridge: stop, connections, options', () => {
   it('stop removes the node key, the nodes set entry and the group consumer', async () => {
     const ns = namespace();

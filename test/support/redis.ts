@@ -34,18 +34,36 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+/** The pid of the redis-server answering on `port` (INFO server), or undefined when none answers yet. */
+async function serverPid(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (pid: number | undefined): void => {
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.setTimeout(2_000, () => done(undefined));
+    socket.once('connect', () => socket.write('INFO server\r\n'));
+    socket.setEncoding('utf8').on('data', (chunk: string) => {
+      reply += chunk;
+      const m = /process_id:(\d+)/.exec(reply);
+      if (m) done(Number(m[1]));
+    });
+    socket.once('error', () => done(undefined));
+  });
+}
+
+/**
+ * Waits until the server started as `child` answers on `port`. False when another process's server answers there
+ * (two test files drew the same free port: ours failed to bind) or the child exited.
+ */
+async function ownsPort(child: ChildProcess, port: number, timeoutMs = 10_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (child.exitCode !== null || child.signalCode !== null) return false;
+    const pid = await serverPid(port);
+    if (pid !== undefined) return pid === child.pid;
     if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -60,18 +78,25 @@ export async function startRedis(): Promise<TestRedis> {
     };
     return { url: external, port, owned: false, stop: refuse, restart: refuse };
   }
-  const port = await freePort();
+  let port = await freePort();
   let child: ChildProcess | undefined;
-  const launch = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
+  const launch = async (): Promise<boolean> => {
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
       stdio: 'ignore',
     });
-    child.once('error', (error) => {
+    child = c;
+    c.once('error', (error) => {
       throw new Error(`could not start redis-server (${error.message}); install it (apt-get install redis-server) or set REDIS_URL`);
     });
-    await waitForPort(port);
+    if (await ownsPort(c, port)) return true;
+    c.kill('SIGKILL');
+    return false;
   };
-  await launch();
+  // Another test file may take the same free port at the same moment: then draw another one.
+  for (let tries = 1; !(await launch()); tries++) {
+    if (tries === 5) throw new Error('could not start a redis-server of our own on a free port in 5 tries');
+    port = await freePort();
+  }
   const stop = async (hard = false): Promise<void> => {
     const c = child;
     child = undefined;
@@ -87,7 +112,7 @@ export async function startRedis(): Promise<TestRedis> {
     stop,
     async restart() {
       await stop(true);
-      await launch();
+      if (!(await launch())) throw new Error(`redis-server could not take port ${port} again (another process took it)`);
     },
   };
 }
