@@ -1,24 +1,20 @@
 import { UnifiedOrchestrator, isOrchestratorError, type Agent } from 'unified-orchestrator';
 
-// An agent is any object with execute(ctx); honour ctx.signal so that timeouts and cancels stop the work.
+// An agent is any object with execute(ctx): here a stand-in for a model call that honours ctx.signal.
 const createWriter = (): Agent<{ text: string }, string> => ({
   async execute({ payload, signal }) {
-    signal.throwIfAborted();
-    return payload.text.split('.')[0] ?? ''; // stands in for a call to your model
+    signal.throwIfAborted(); // timeouts and cancels abort it
+    return payload.text.split('.')[0] ?? '';
   },
 });
 
-const orchestrator = new UnifiedOrchestrator({
-  pools: [{ role: 'writer', capabilities: ['text', 'summarise'], create: createWriter, minAgents: 2, maxAgents: 10 }],
-});
-await orchestrator.start();
+const orchestrator = new UnifiedOrchestrator({ pools: [{ role: 'writer', capabilities: ['summarise'], create: createWriter, minAgents: 2 }] });
+await orchestrator.start(); // pools are warm before the first task
 
 try {
-  const task = { type: 'summarise', requires: ['summarise'], payload: { text: 'Pools first. Then the rest.' }, maxAttempts: 3 };
-  console.log(await orchestrator.submit<string>(task)); // failed attempts are retried on another agent
+  console.log(await orchestrator.submit<string>({ type: 'summarise', requires: ['summarise'], payload: { text: 'Pools first. Then the rest.' }, maxAttempts: 3 }));
 } catch (err) {
-  if (isOrchestratorError(err)) console.error(err.code, err.message); // e.g. TASK_DEAD_LETTERED after 3 failures
-  else throw err;
+  if (isOrchestratorError(err)) console.error(err.code, err.message); // stable codes: TASK_DEAD_LETTERED, QUEUE_FULL, ...
 } finally {
-  await orchestrator.stop({ drain: true });
+  await orchestrator.stop({ drain: true }); // nothing keeps the process alive after this
 }

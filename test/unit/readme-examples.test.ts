@@ -2,13 +2,22 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const root = new URL('../../', import.meta.url);
-const readme = readFileSync(new URL('README.md', root), 'utf8');
-const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+const blocksOf = (file: string): string[] => [...readFileSync(new URL(file, root), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
 
-describe('README examples', () => {
-  // The README shows these files verbatim; `npm run typecheck` compiles the files, so the README's code compiles too.
-  it.each(['examples/readme-example.ts', 'examples/readme-resources.ts', 'examples/readme-http.ts', 'examples/readme-bridge.ts', 'examples/readme-compat.ts'])('shows %s exactly as it is in the repository', (file) => {
-    const source = readFileSync(new URL(file, root), 'utf8');
-    expect(blocks).toContain(source);
+describe('examples shown in the docs', () => {
+  // The README and docs/usage.md show these files verbatim; `npm run typecheck` compiles the files and test/examples
+  // runs them, so the code on those pages compiles and runs too.
+  it.each([
+    ['README.md', 'examples/readme-example.ts'],
+    ['docs/usage.md', 'examples/readme-resources.ts'],
+    ['docs/usage.md', 'examples/readme-http.ts'],
+    ['docs/usage.md', 'examples/readme-bridge.ts'],
+    ['docs/usage.md', 'examples/readme-compat.ts'],
+  ])('%s shows %s exactly as it is in the repository', (page, file) => {
+    expect(blocksOf(page)).toContain(readFileSync(new URL(file, root), 'utf8'));
+  });
+
+  it('the README example is at most 20 lines', () => {
+    expect(readFileSync(new URL('examples/readme-example.ts', root), 'utf8').trimEnd().split('\n').length).toBeLessThanOrEqual(20);
   });
 });
