@@ -16,6 +16,7 @@ export const MAX_POOL_AGENTS = 10_000;
 
 /** A monotonic clock in milliseconds. Tests swap it; the default is `performance.now()`. */
 export interface Clock {
+  /** The current time in ms. Only differences between readings matter; it must never go backwards. */
   now(): number;
 }
 
@@ -28,9 +29,15 @@ export type RoutingStrategyName = 'score' | 'least-loaded' | 'round-robin';
  * hint when it carries one.
  */
 export interface RetryOptions {
-  /** @default 100 */
+  /**
+   * Ceiling of the wait after the first failed attempt, in ms (0 to 2^31-1); it doubles per attempt.
+   * @default 100
+   */
   baseDelayMs?: number;
-  /** @default 10_000 */
+  /**
+   * The largest ceiling, in ms (from `baseDelayMs` to 2^31-1): no wait without a retry-after hint is longer.
+   * @default 10_000, or `baseDelayMs` when that is larger
+   */
   maxDelayMs?: number;
   /**
    * The longest wait a retry-after hint on an error is honoured for (task retries, rate-limit pauses, dependency
@@ -38,9 +45,11 @@ export interface RetryOptions {
    */
   maxRetryAfterMs?: number;
   /**
-   * Whether an error is worth another attempt; `false` ends the retries at once (a task then dead-letters with
-   * its history). @default every error except one with an own `retryable: false` property and the library's own
-   * ValidationError, TaskCancelledError and BudgetExceededError
+   * Whether an error is worth another attempt; `false` ends the retries at once. A task then gives up as it would
+   * after its last attempt: dead-lettered with its history when its `maxAttempts` is above 1, failed with the error
+   * otherwise. A predicate that throws counts as `false`. @default {@link defaultRetryable}: every error except one
+   * with an own `retryable: false` property and the library's own ValidationError, TaskCancelledError and
+   * BudgetExceededError
    */
   retryable?: (error: unknown) => boolean;
 }
@@ -51,19 +60,20 @@ export interface BreakerOptions {
   errorThresholdPercentage?: number;
   /** Calls in the window before the breaker may open at all, so two early failures do not trip it. @default 5 */
   volumeThreshold?: number;
-  /** Length of the rolling window that the rate is measured over. @default 10_000 */
+  /** Length of the rolling window that the rate is measured over, in ms. @default 10_000 */
   windowMs?: number;
-  /** How long an open breaker waits before letting one probe call through (half-open). @default 10_000 */
+  /** How long an open breaker waits before letting one probe call through (half-open), in ms. @default 10_000 */
   resetTimeoutMs?: number;
 }
 
 /**
  * Memory and CPU pressure. The level is the higher of `rss / memoryLimitBytes` and `cpu / cpuLimitPercent`:
- * from `elevatedAt` it is elevated (no scale-up, idle spares shed), from 1 critical (tasks below `priorityFloor`
- * refused). It only steps down once the ratio is `hysteresis` below the threshold it crossed, so it does not flap.
+ * from `elevatedAt` it is elevated (no scale-up; warm spares and idle agents above the minimum are shed), from 1
+ * critical (tasks below `priorityFloor` refused as well). It only steps down once the ratio is `hysteresis` below
+ * the threshold it crossed, so it does not flap.
  */
 export interface PressureOptions {
-  /** Resident set size at which pressure is critical. @default 2 GiB */
+  /** Resident set size at which pressure is critical, in bytes. @default 2 GiB (2_147_483_648) */
   memoryLimitBytes?: number;
   /** Process CPU, in percent of one core as `top` shows it, at which pressure is critical. @default 80 */
   cpuLimitPercent?: number;
@@ -71,7 +81,7 @@ export interface PressureOptions {
   elevatedAt?: number;
   /** How far below a threshold the ratio must fall before the level steps down. @default 0.05 */
   hysteresis?: number;
-  /** How often the process is sampled. @default 1_000 */
+  /** How often the process is sampled, in ms. @default 1_000 */
   sampleIntervalMs?: number;
   /**
    * CPU counts only when it stayed high for this many samples in a row (memory counts at once): a busy second is
@@ -89,7 +99,7 @@ export interface PressureOptions {
 
 /** Per-tenant cost budgets over a sliding window, fed by `ctx.reportCost(units)`. */
 export interface BudgetOptions {
-  /** The window that spend is summed over. @default 3_600_000 (one hour) */
+  /** The sliding window that spend is summed over, in ms. @default 3_600_000 (one hour) */
   windowMs?: number;
   /** Units each tenant may spend per window, by tenant id. @default {} */
   limits?: Readonly<Record<string, number>>;
@@ -108,7 +118,7 @@ export interface RateLimitOptions {
   requests?: number;
   /** Units (tokens, say) per interval: tasks report them with `ctx.reportCost`, dependencies with their `units` option. @default unlimited */
   units?: number;
-  /** The interval both budgets refill over, continuously. */
+  /** The interval both budgets refill over, continuously, in ms. Required. */
   intervalMs: number;
   /** Times one task or call is put back after a retry-after error before that error is final. @default 10 */
   maxDeferrals?: number;
@@ -130,9 +140,15 @@ export interface PoolOptions {
   concurrency?: number;
   /** Ready agents held outside routing, so `spawnAgent` and scale-up are instant. @default 1 */
   warmSpares?: number;
-  /** An agent above the minimum that stayed idle this long is drained and disposed. @default 60_000 */
+  /**
+   * An agent above the minimum that stayed idle this long (ms; `Infinity` for never) is drained and disposed.
+   * @default 60_000
+   */
   idleTimeoutMs?: number;
-  /** A `create()` call that has not settled by then counts as failed. @default 30_000 */
+  /**
+   * A `create()` call (or the new agent's first `healthCheck()`) that has not settled after this many ms counts as
+   * failed; `Infinity` for no limit. @default 30_000
+   */
   createTimeoutMs?: number;
   /** Attempts per agent creation before the failure is reported. @default 3 */
   createAttempts?: number;
@@ -144,15 +160,17 @@ export interface PoolOptions {
 export interface SlaThresholds {
   /** Median latency (acceptance to end) in ms above which the SLA is breached. */
   p50Ms?: number;
+  /** 95th-percentile latency (acceptance to end) in ms above which the SLA is breached. */
   p95Ms?: number;
+  /** 99th-percentile latency (acceptance to end) in ms above which the SLA is breached. */
   p99Ms?: number;
-  /** Share of tasks (0 to 1) ending in anything but success, cancellations left out. */
+  /** Share of tasks (0 to 1) ending in anything but success, cancellations left out, above which it is breached. */
   errorRate?: number;
 }
 
 /** SLA monitoring per task type. */
 export interface SlaOptions {
-  /** The rolling window the figures are taken over. @default 60_000 */
+  /** The rolling window the figures are taken over, in ms. @default 60_000 */
   windowMs?: number;
   /** Tasks of a type in the window before it is judged at all. @default 20 */
   minSamples?: number;
@@ -166,17 +184,26 @@ export interface SlaOptions {
 
 /** Health checks, stuck detection, automatic recovery and SLA windows. */
 export interface HealthOptions {
-  /** How often agents' `healthCheck()` runs (and stuck agents and SLAs are looked at). @default 10_000 */
+  /** How often agents' `healthCheck()` runs (and stuck agents and SLAs are looked at), in ms. @default 10_000 */
   checkIntervalMs?: number;
-  /** A `healthCheck()` that has not settled by then failed. @default 5_000 */
+  /** A `healthCheck()` that has not settled after this many ms failed. @default 5_000 */
   checkTimeoutMs?: number;
-  /** An agent whose given-up attempt (timed out or cancelled) has still not returned after this is stuck. @default 30_000 */
+  /**
+   * An agent whose given-up attempt (timed out or cancelled) has still not returned after this many ms is stuck;
+   * `Infinity` to never call an agent stuck. @default 30_000
+   */
   stuckAfterMs?: number;
   /**
    * Replacements per pool (failed or stuck agents, failed creations) allowed per window; beyond that the pool stops
    * recovering until the window moves on and is reported unhealthy, instead of crash-looping. @default { maxReplacements: 5, windowMs: 60_000 }
    */
-  recovery?: { maxReplacements?: number; windowMs?: number };
+  recovery?: {
+    /** Replacements and failed creations a pool may have in one window. @default 5 */
+    maxReplacements?: number;
+    /** The sliding window they are counted over, in ms. @default 60_000 */
+    windowMs?: number;
+  };
+  /** SLA thresholds per task type and the window they are judged over; no type is judged unless given thresholds. */
   sla?: SlaOptions;
 }
 
@@ -199,19 +226,31 @@ export interface MetricsOptions {
 export interface OrchestratorOptions {
   /** The pools to pre-warm at `start()`. @default [] */
   pools?: readonly PoolOptions[];
-  /** @default 'score' */
+  /** How a task picks among the free agents that hold its capabilities. @default 'score' */
   routing?: RoutingStrategyName;
   /** Waiting tasks held at most; beyond that `submit` rejects with QueueFullError. @default 100_000 */
   maxQueueSize?: number;
-  /** Per-attempt timeout of a task that sets none; `Infinity` for none. @default 120_000 */
+  /**
+   * Per-attempt timeout in ms of a task that sets none; `Infinity` for none. Any finite value is honoured in full,
+   * even one above the 2^31-1 ms (about 24.8 days) a Node timer holds: the deadline timer re-arms. @default 120_000
+   */
   defaultTimeoutMs?: number;
-  /** Attempts of a task that sets no `maxAttempts`. @default 1 */
+  /** Attempts of a task that sets no `maxAttempts` (1 to 100). @default 1 */
   defaultMaxAttempts?: number;
-  /** Backoff between attempts of a task and of an agent creation, and which errors are retried. */
+  /**
+   * Backoff between attempts of a task and of an agent creation, and which errors are retried.
+   * @default the RetryOptions defaults
+   */
   retry?: RetryOptions;
-  /** The circuit breaker every agent gets; `false` for none. An open breaker quarantines its agent. */
+  /**
+   * The circuit breaker every agent gets; `false` for none. An open breaker quarantines its agent.
+   * @default the BreakerOptions defaults
+   */
   agentBreaker?: BreakerOptions | false;
-  /** Memory and CPU pressure sampling and what it sheds; `false` to turn sampling off. */
+  /**
+   * Memory and CPU pressure sampling and what it sheds; `false` to turn sampling off.
+   * @default on, with the PressureOptions defaults
+   */
   pressure?: PressureOptions | false;
   /** Per-tenant cost budgets. */
   budgets?: BudgetOptions;
@@ -219,7 +258,7 @@ export interface OrchestratorOptions {
   rateLimits?: Readonly<Record<string, RateLimitOptions>>;
   /** Health checks, stuck detection, recovery and SLA windows. */
   health?: HealthOptions;
-  /** Prometheus metrics; `false` for none. */
+  /** Prometheus metrics; `false` for none. @default on, on a private registry */
   metrics?: MetricsOptions | false;
   /** How this node talks to the others: a RedisBridge for many processes. @default a private MemoryBridge (one process) */
   bridge?: import('./bridge/bridge.js').CommunicationBridge;
@@ -238,13 +277,20 @@ export interface OrchestratorOptions {
   audit?: AuditOptions;
   /**
    * OpenTelemetry spans per task, through `@opentelemetry/api` (an optional peer dependency). `'auto'`: when the
-   * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer.
+   * package is installed and an SDK is registered at `start()`; `true`: whenever installed; `{ tracer }`: that tracer
+   * (the package must still be installed); `false`: never.
    * @default 'auto'
    */
   tracing?: TracingMode;
-  /** A waiting task gains one priority level for every `agingIntervalMs` it waits, so nothing starves. @default 5_000 */
+  /**
+   * A waiting task gains one priority level for every `agingIntervalMs` (ms) it waits, so nothing starves; `Infinity`
+   * for no aging. @default 5_000
+   */
   agingIntervalMs?: number;
-  /** How long a succeeded task's result answers a resubmission with the same idempotency key (a failed task's key is forgotten). @default 300_000 */
+  /**
+   * How long (ms) a succeeded task's result answers a resubmission with the same idempotency key (a failed task's
+   * key is forgotten). @default 300_000
+   */
   idempotencyTtlMs?: number;
   /** Idempotency keys remembered at most (oldest forgotten first). @default 10_000 */
   maxIdempotencyKeys?: number;
@@ -252,7 +298,7 @@ export interface OrchestratorOptions {
   maxDeadLetters?: number;
   /** Affinity keys remembered at most (least recently used forgotten first). @default 10_000 */
   maxAffinityKeys?: number;
-  /** How often pools check for idle agents to scale down. @default 1_000 */
+  /** How often (ms) pools check for idle agents to scale down, and top up to their minimum. @default 1_000 */
   scaleIntervalMs?: number;
   /** Monotonic clock in ms. @default performance.now */
   clock?: Clock;
@@ -260,17 +306,27 @@ export interface OrchestratorOptions {
   random?: () => number;
 }
 
+/** {@link RetryOptions} with every default applied: the type of {@link RETRY_DEFAULTS}. */
 export interface ResolvedRetryOptions {
+  /** Ceiling of the wait after the first failed attempt, in ms; it doubles per attempt. */
   readonly baseDelayMs: number;
+  /** The largest ceiling of a wait without a retry-after hint, in ms. */
   readonly maxDelayMs: number;
+  /** The longest retry-after hint honoured, in ms; a longer one is cut to this. */
   readonly maxRetryAfterMs: number;
+  /** Whether an error is worth another attempt. */
   readonly retryable: (error: unknown) => boolean;
 }
 
+/** {@link BreakerOptions} with every default applied: the type of {@link BREAKER_DEFAULTS}. */
 export interface ResolvedBreakerOptions {
+  /** Failure percentage (0 to 100) in the rolling window above which the breaker opens. */
   readonly errorThresholdPercentage: number;
+  /** Calls in the window before the breaker may open at all. */
   readonly volumeThreshold: number;
+  /** Length of the rolling window, in ms. */
   readonly windowMs: number;
+  /** How long an open breaker waits before it goes half-open, in ms. */
   readonly resetTimeoutMs: number;
 }
 
@@ -364,14 +420,23 @@ export interface ResolvedOrchestratorOptions {
   readonly random: () => number;
 }
 
+/** The defaults of {@link PoolOptions}. */
 export const POOL_DEFAULTS = Object.freeze({
+  /** Agents kept routable; a pool whose `maxAgents` is lower gets `maxAgents` instead. */
   minAgents: 5,
+  /** Upper bound on agents, spares included. */
   maxAgents: 75,
+  /** Tasks one agent runs at once (also the default of `registerAgent`). */
   concurrency: 1,
+  /** Ready agents held outside routing. */
   warmSpares: 1,
+  /** Idle time (ms) after which an agent above the minimum is retired. */
   idleTimeoutMs: 60_000,
+  /** Time (ms) a `create()` call may take. */
   createTimeoutMs: 30_000,
+  /** Attempts per agent creation. */
   createAttempts: 3,
+  /** `create()` calls of one pool running at once. */
   createConcurrency: 4,
 });
 
@@ -386,6 +451,11 @@ export function defaultRetryable(error: unknown): boolean {
   return code !== 'VALIDATION_ERROR' && code !== 'TASK_CANCELLED' && code !== 'BUDGET_EXCEEDED';
 }
 
+/**
+ * The defaults of {@link RetryOptions}: a backoff ceiling of 100 ms doubling per attempt up to 10 s (each wait is
+ * random below it), retry-after hints honoured up to 5 minutes, and {@link defaultRetryable}. Given a
+ * `retry.baseDelayMs` above 10 s, `maxDelayMs` defaults to that instead.
+ */
 export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({
   baseDelayMs: 100,
   maxDelayMs: 10_000,
@@ -393,6 +463,7 @@ export const RETRY_DEFAULTS: ResolvedRetryOptions = Object.freeze({
   retryable: defaultRetryable,
 });
 
+/** The defaults of {@link BreakerOptions}, for agent breakers and dependency breakers alike. */
 export const BREAKER_DEFAULTS: ResolvedBreakerOptions = Object.freeze({
   errorThresholdPercentage: 50,
   volumeThreshold: 5,
@@ -400,44 +471,110 @@ export const BREAKER_DEFAULTS: ResolvedBreakerOptions = Object.freeze({
   resetTimeoutMs: 10_000,
 });
 
+/** The defaults of {@link PressureOptions} (sampling itself is on unless `pressure: false`). */
 export const PRESSURE_DEFAULTS = Object.freeze({
+  /** Resident set size at which pressure is critical: 2 GiB, in bytes. */
   memoryLimitBytes: 2 * 1024 ** 3,
+  /** Process CPU, in percent of one core, at which pressure is critical. */
   cpuLimitPercent: 80,
+  /** Fraction (0 to 1) of a limit from which pressure is elevated. */
   elevatedAt: 0.85,
+  /** How far (as a fraction) below a threshold the level steps down. */
   hysteresis: 0.05,
+  /** Sampling interval, in ms. */
   sampleIntervalMs: 1_000,
+  /** Samples in a row that CPU must stay high to count. */
   cpuSustainedSamples: 3,
+  /** Under critical pressure, tasks with a priority below this are refused. */
   priorityFloor: 0,
 });
 
-export const BUDGET_DEFAULTS = Object.freeze({ windowMs: 3_600_000, defaultLimit: Infinity, haltOnExceeded: false });
-
-export const RATE_LIMIT_DEFAULTS = Object.freeze({ requests: Infinity, units: Infinity, maxDeferrals: 10 });
-
-export const HEALTH_DEFAULTS = Object.freeze({
-  checkIntervalMs: 10_000,
-  checkTimeoutMs: 5_000,
-  stuckAfterMs: 30_000,
-  recovery: Object.freeze({ maxReplacements: 5, windowMs: 60_000 }),
-  sla: Object.freeze({ windowMs: 60_000, minSamples: 20, maxTypes: 100 }),
+/** The defaults of {@link BudgetOptions}: no tenant is limited unless given a limit. */
+export const BUDGET_DEFAULTS = Object.freeze({
+  /** The sliding window spend is summed over: one hour, in ms. */
+  windowMs: 3_600_000,
+  /** The limit of a tenant not in `limits`: none. */
+  defaultLimit: Infinity,
+  /** Whether going over also cancels the tenant's waiting tasks. */
+  haltOnExceeded: false,
 });
 
-export const METRICS_DEFAULTS = Object.freeze({ prefix: 'unified_orchestrator_', defaultMetrics: false, maxTaskTypes: 100 });
+/** The defaults of {@link RateLimitOptions} (`intervalMs` has none: it is required). */
+export const RATE_LIMIT_DEFAULTS = Object.freeze({
+  /** Calls or tasks per interval: unlimited. */
+  requests: Infinity,
+  /** Units per interval: unlimited. */
+  units: Infinity,
+  /** Times one task or call is put back after a retry-after error before that error is final. */
+  maxDeferrals: 10,
+});
+
+/** The defaults of {@link HealthOptions}. */
+export const HEALTH_DEFAULTS = Object.freeze({
+  /** Interval of health checks, stuck detection and SLA evaluation, in ms. */
+  checkIntervalMs: 10_000,
+  /** Time a `healthCheck()` may take, in ms. */
+  checkTimeoutMs: 5_000,
+  /** Time after which an agent with a given-up attempt that never returned is stuck, in ms. */
+  stuckAfterMs: 30_000,
+  /** The recovery budget of each pool. */
+  recovery: Object.freeze({
+    /** Replacements and failed creations per window. */
+    maxReplacements: 5,
+    /** The window, in ms. */
+    windowMs: 60_000,
+  }),
+  /** SLA windows (no type is judged unless given thresholds). */
+  sla: Object.freeze({
+    /** The rolling window, in ms. */
+    windowMs: 60_000,
+    /** Tasks of a type in the window before it is judged. */
+    minSamples: 20,
+    /** Task types tracked at most. */
+    maxTypes: 100,
+  }),
+});
+
+/** The defaults of {@link MetricsOptions} (metrics are on, on a private registry, unless `metrics: false`). */
+export const METRICS_DEFAULTS = Object.freeze({
+  /** Prepended to every metric name. */
+  prefix: 'unified_orchestrator_',
+  /** Whether prom-client's default process metrics are collected too. */
+  defaultMetrics: false,
+  /** Task types given their own label value; later ones are `other`. */
+  maxTaskTypes: 100,
+});
 
 const performanceClock: Clock = Object.freeze({ now: () => performance.now() });
 
+/**
+ * The defaults of {@link OrchestratorOptions} that are plain values. The others: no pools, `tracing: 'auto'`, no
+ * `handOffAbove` or `maxPayloadBytes` limit, a private MemoryBridge, and the defaults of each nested option.
+ */
 export const ORCHESTRATOR_DEFAULTS = Object.freeze({
+  /** The routing strategy. */
   routing: 'score' as RoutingStrategyName,
+  /** Waiting tasks held at most. */
   maxQueueSize: 100_000,
+  /** Per-attempt timeout of a task that sets none, in ms. */
   defaultTimeoutMs: 120_000,
+  /** Attempts of a task that sets no `maxAttempts`. */
   defaultMaxAttempts: 1,
+  /** Wait (ms) per priority level gained by a waiting task. */
   agingIntervalMs: 5_000,
+  /** How long (ms) a succeeded task's result answers its idempotency key. */
   idempotencyTtlMs: 300_000,
+  /** Idempotency keys remembered at most. */
   maxIdempotencyKeys: 10_000,
+  /** Dead letters kept at most. */
   maxDeadLetters: 10_000,
+  /** Affinity keys remembered at most. */
   maxAffinityKeys: 10_000,
+  /** Interval (ms) of the pools' scale-down and top-up pass. */
   scaleIntervalMs: 1_000,
+  /** `performance.now()`. */
   clock: performanceClock,
+  /** `Math.random`. */
   random: Math.random,
 });
 
@@ -445,13 +582,22 @@ export const ORCHESTRATOR_DEFAULTS = Object.freeze({
 export interface StopOptions {
   /** Finish waiting and running tasks first (`true`), or cancel them at once (`false`). @default true */
   drain?: boolean;
-  /** Longest wait for draining; what is left then is cancelled and its agents disposed anyway. @default 30_000 */
+  /**
+   * Longest wait for draining, in ms (or `Infinity`); what is left then is cancelled and its agents disposed anyway.
+   * @default 30_000
+   */
   timeoutMs?: number;
   /** Who stops it, for the audit trail. @default the `audit.actor` option */
   actor?: string;
 }
 
-export const STOP_DEFAULTS = Object.freeze({ drain: true, timeoutMs: 30_000 });
+/** The defaults of {@link StopOptions}. */
+export const STOP_DEFAULTS = Object.freeze({
+  /** Finish accepted tasks before stopping. */
+  drain: true,
+  /** Longest wait for draining, in ms. */
+  timeoutMs: 30_000,
+});
 
 /** Without draining, how long stop() still waits for agents to return from their aborted attempts before disposing them anyway. */
 export const STOP_ABORT_GRACE_MS = 1_000;
@@ -884,7 +1030,11 @@ export interface ResolvedAuditOptions {
   readonly actor: string;
 }
 
-export const AUDIT_DEFAULTS = Object.freeze({ actor: 'local' });
+/** The defaults of {@link AuditOptions} (no sink: entries are only `audit` events). */
+export const AUDIT_DEFAULTS = Object.freeze({
+  /** The actor of a call that names none. */
+  actor: 'local',
+});
 
 function resolveAuditOptions(input: unknown): ResolvedAuditOptions {
   if (input === undefined) return { sink: undefined, actor: AUDIT_DEFAULTS.actor };

@@ -47,7 +47,27 @@ export class OrchestratorError extends Error {
   }
 }
 
-/** True when `value` is an error raised by this library. */
+/**
+ * True when `value` is an error raised by this library; narrows it to {@link OrchestratorError}, so `code` can be
+ * switched on. For the fields of one class, test it with `instanceof`.
+ *
+ * @example
+ * ```ts
+ * orchestrator.submit(task).catch((err: unknown) => {
+ *   if (!isOrchestratorError(err)) throw err; // the agent's own error
+ *   switch (err.code) {
+ *     case 'QUEUE_FULL':
+ *     case 'RESOURCE_PRESSURE':
+ *       return retryLater(task);
+ *     case 'BUDGET_EXCEEDED':
+ *       if (err instanceof BudgetExceededError) notifyTenant(err.tenantId, err.spent, err.limit);
+ *       return;
+ *     default:
+ *       throw err;
+ *   }
+ * });
+ * ```
+ */
 export function isOrchestratorError(value: unknown): value is OrchestratorError {
   return value instanceof OrchestratorError;
 }
@@ -65,6 +85,7 @@ export class ValidationError extends OrchestratorError {
 
 /** No registered agent and no declared pool holds every capability the task requires. */
 export class NoCapableAgentError extends OrchestratorError {
+  /** The capabilities the task required. */
   readonly requires: readonly string[];
 
   constructor(requires: readonly string[]) {
@@ -79,6 +100,7 @@ export class NoCapableAgentError extends OrchestratorError {
 
 /** The waiting queue holds `maxQueueSize` tasks already; the task was not accepted. */
 export class QueueFullError extends OrchestratorError {
+  /** The limit that was reached (the `maxQueueSize` option). */
   readonly maxQueueSize: number;
 
   constructor(maxQueueSize: number) {
@@ -110,6 +132,7 @@ export class OrchestratorNotStartedError extends OrchestratorError {
  * against its `maxAttempts`.
  */
 export class OrchestratorHaltedError extends OrchestratorError {
+  /** Why it was halted, as given to `halt()`. */
   readonly reason: string;
 
   constructor(reason: string) {
@@ -120,8 +143,11 @@ export class OrchestratorHaltedError extends OrchestratorError {
 
 /** An attempt ran past its `timeoutMs`; the agent's `ctx.signal` was aborted with this error. */
 export class TaskTimeoutError extends OrchestratorError {
+  /** The task whose attempt timed out. */
   readonly taskId: string;
+  /** The per-attempt timeout it ran past, in ms. */
   readonly timeoutMs: number;
+  /** The number of the attempt that timed out, from 1. */
   readonly attempt: number;
 
   constructor(taskId: string, timeoutMs: number, attempt: number) {
@@ -132,8 +158,13 @@ export class TaskTimeoutError extends OrchestratorError {
   }
 }
 
-/** The task was cancelled: by `handle.cancel()`, the caller's signal, or a stop without drain. */
+/**
+ * The task was cancelled: by `handle.cancel()` or `orchestrator.cancel()`, its `signal`, a stop (without drain, or
+ * with work left when draining ended), or its tenant's budget halt (`budgets.haltOnExceeded`). `cause` is the
+ * reason: the one given, the signal's, an OrchestratorStoppedError, or the BudgetExceededError.
+ */
 export class TaskCancelledError extends OrchestratorError {
+  /** The cancelled task. */
   readonly taskId: string;
 
   constructor(taskId: string, reason?: unknown) {
@@ -145,10 +176,13 @@ export class TaskCancelledError extends OrchestratorError {
 
 /** One attempt of a task, as kept in its history. */
 export interface AttemptRecord {
+  /** The attempt's number, from 1. */
   readonly attempt: number;
   /** The agent that ran the attempt. */
   readonly agentId: string;
+  /** When it started, in ms of the `clock` option (`performance.now()` by default), not epoch ms. */
   readonly startedAt: number;
+  /** How long it ran until it failed or timed out, in ms. */
   readonly durationMs: number;
   /** `undefined` only for the successful attempt, which is never part of a dead letter. */
   readonly error: unknown;
@@ -159,7 +193,9 @@ export interface AttemptRecord {
  * up: the last attempt's error, or NoCapableAgentError when no agent that could retry it was left.
  */
 export class TaskDeadLetteredError extends OrchestratorError {
+  /** The dead-lettered task: pass it to `retryDeadLetter` to run it again. */
   readonly taskId: string;
+  /** Its failed attempts, oldest first. */
   readonly attempts: readonly AttemptRecord[];
 
   constructor(taskId: string, attempts: readonly AttemptRecord[], reason: unknown = attempts[attempts.length - 1]?.error) {
@@ -172,6 +208,7 @@ export class TaskDeadLetteredError extends OrchestratorError {
 
 /** A dead letter, task or handle lookup named an id the orchestrator does not hold. */
 export class TaskNotFoundError extends OrchestratorError {
+  /** The id that was not found. */
   readonly taskId: string;
 
   constructor(taskId: string, where = 'the dead-letter list') {
@@ -182,8 +219,11 @@ export class TaskNotFoundError extends OrchestratorError {
 
 /** An agent lifecycle transition that the state machine does not allow. */
 export class IllegalStateTransitionError extends OrchestratorError {
+  /** The agent concerned. */
   readonly agentId: string;
+  /** Its state (an {@link AgentState}). */
   readonly from: string;
+  /** The state it was asked to move to. */
   readonly to: string;
 
   constructor(agentId: string, from: string, to: string) {
@@ -196,6 +236,7 @@ export class IllegalStateTransitionError extends OrchestratorError {
 
 /** No agent with this id is registered. */
 export class AgentNotFoundError extends OrchestratorError {
+  /** The id that was not found. */
   readonly agentId: string;
 
   constructor(agentId: string, message = `No agent with id ${JSON.stringify(agentId)} is registered`) {
@@ -206,6 +247,7 @@ export class AgentNotFoundError extends OrchestratorError {
 
 /** An agent with this id is already registered. */
 export class DuplicateAgentError extends OrchestratorError {
+  /** The id already taken. */
   readonly agentId: string;
 
   constructor(agentId: string) {
@@ -216,6 +258,7 @@ export class DuplicateAgentError extends OrchestratorError {
 
 /** No pool is declared for this role. */
 export class UnknownRoleError extends OrchestratorError {
+  /** The role asked for. */
   readonly role: string;
 
   constructor(role: string, known: readonly string[]) {
@@ -226,7 +269,9 @@ export class UnknownRoleError extends OrchestratorError {
 
 /** The pool already holds `maxAgents` agents. */
 export class PoolAtCapacityError extends OrchestratorError {
+  /** The pool's role. */
   readonly role: string;
+  /** Its `maxAgents`. */
   readonly maxAgents: number;
 
   constructor(role: string, maxAgents: number) {
@@ -236,9 +281,15 @@ export class PoolAtCapacityError extends OrchestratorError {
   }
 }
 
-/** A pool's `create()` factory failed every attempt (threw, rejected, hung, or returned no `execute`). */
+/**
+ * A pool could not make an agent: its `create()` failed every attempt (threw, rejected, hung, returned no
+ * `execute`, or made an agent that failed its first health check), or the pool makes none while its recovery budget
+ * is spent (`attempts` is then 0).
+ */
 export class AgentCreationError extends OrchestratorError {
+  /** The pool's role. `cause` is the last attempt's error (or why none was made). */
   readonly role: string;
+  /** Attempts made (0 when the pool made none: its recovery budget is spent). */
   readonly attempts: number;
 
   constructor(role: string, attempts: number, cause: unknown) {
@@ -256,9 +307,11 @@ export class AgentCreationError extends OrchestratorError {
  * and under any pressure no agent is created for `spawnAgent` (a warm spare is still handed out).
  */
 export class ResourcePressureError extends OrchestratorError {
+  /** The pressure level at the time. */
   readonly level: 'elevated' | 'critical';
-  /** The refused task's priority and the floor it missed; `undefined` for a refused agent creation. */
+  /** The refused task's priority; `undefined` for a refused agent creation. */
   readonly priority: number | undefined;
+  /** The floor the task's priority was below (`pressure.priorityFloor`); `undefined` for a refused agent creation. */
   readonly priorityFloor: number | undefined;
 
   constructor(level: 'elevated' | 'critical', refused: { priority: number; priorityFloor: number } | 'agent creation') {
@@ -279,9 +332,13 @@ export class ResourcePressureError extends OrchestratorError {
 
 /** The tenant spent its cost budget for the current window; its new tasks are refused until spend falls back under it. */
 export class BudgetExceededError extends OrchestratorError {
+  /** The tenant over budget. */
   readonly tenantId: string;
+  /** Units it spent in the current window. */
   readonly spent: number;
+  /** Its limit per window, in units. */
   readonly limit: number;
+  /** The budget window, in ms. */
   readonly windowMs: number;
 
   constructor(tenantId: string, spent: number, limit: number, windowMs: number) {
@@ -299,6 +356,7 @@ export class BudgetExceededError extends OrchestratorError {
 
 /** A named dependency's circuit breaker is open and the call has no fallback: it failed fast without calling out. */
 export class BreakerOpenError extends OrchestratorError {
+  /** The name the dependency's breaker was given in `resources.breaker(name, …)`. */
   readonly breaker: string;
 
   constructor(breaker: string) {

@@ -18,93 +18,172 @@ export type TaskFailureOutcome = Exclude<TaskOutcome, 'completed'>;
 /** Every event the orchestrator emits, with its payload. */
 export interface OrchestratorEvents {
   /** `start()` finished pre-warming every pool. */
-  started: { readonly pools: number; readonly agents: number };
+  started: {
+    /** Pools declared. */
+    readonly pools: number;
+    /** Pool members made by the pre-warm (warm spares and registered agents not counted). */
+    readonly agents: number;
+  };
   /** `stop()` began; new work is refused from here on. */
-  stopping: { readonly drain: boolean };
+  stopping: {
+    /** Whether accepted tasks are finished first (`true`) or cancelled at once. */
+    readonly drain: boolean;
+  };
   /** `stop()` finished; nothing of the orchestrator is left running. Emitted last. */
-  stopped: { readonly completedWhileDraining: number; readonly cancelled: number };
+  stopped: {
+    /** Tasks that completed between the `stop()` call and now. */
+    readonly completedWhileDraining: number;
+    /** Tasks the stop cancelled: those still live when draining ended (all of them, without drain). */
+    readonly cancelled: number;
+  };
   /**
    * The orchestrator was halted (by `halt()` or a halt from the cluster): waiting work is held and running attempts
    * were aborted through their signal, their tasks waiting again. `from` is the node that sent a cluster halt.
    */
-  halted: { readonly reason: string; readonly interrupted: number; readonly held: number; readonly from?: string };
+  halted: {
+    /** Why, as given to `halt()`. */
+    readonly reason: string;
+    /** Running attempts aborted; their tasks wait again, the attempt not counted. */
+    readonly interrupted: number;
+    /** Tasks waiting (and held) once the halt applied, the interrupted ones included. */
+    readonly held: number;
+    /** The node id of the sender of a cluster halt; absent for a halt made here. */
+    readonly from?: string;
+  };
   /** Held work is released (by `resume()` or a resume from the cluster). */
-  resumed: { readonly released: number; readonly from?: string };
+  resumed: {
+    /** Tasks that were waiting when the halt was lifted. */
+    readonly released: number;
+    /** The node id of the sender of a cluster resume; absent for a resume made here. */
+    readonly from?: string;
+  };
   /** An agent moved between lifecycle states. `from` is `undefined` when the agent first appears. */
   'agent:state': {
+    /** The agent's id. */
     readonly agentId: string;
+    /** Its pool's role, or the `role` label it was registered with; `undefined` for an unlabelled outside agent. */
     readonly role: string | undefined;
+    /** The state it left; `undefined` when it first appears (as INITIALIZING). */
     readonly from: AgentState | undefined;
+    /** The state it entered. */
     readonly to: AgentState;
   };
   /** A pool grew or shrank. */
   'pool:scaled': {
+    /** The pool's role. */
     readonly role: string;
+    /** Members (agents in the fleet, spares excluded) after the change. */
     readonly members: number;
+    /** Warm spares after the change. */
     readonly spares: number;
+    /**
+     * Why: `demand` (waiting tasks, or the pre-warm at start), `spawn` (`spawnAgent`), `idle` (an idle agent above
+     * the minimum retired), `replace` (back to the minimum after an agent left), `pressure` (shed under pressure).
+     */
     readonly reason: 'demand' | 'spawn' | 'idle' | 'replace' | 'pressure';
   };
   /** A pool's `create()` failed one attempt. `willRetry` is false when this was the last attempt. */
   'pool:create-failed': {
+    /** The pool's role. */
     readonly role: string;
+    /** The failed attempt's number, from 1 to the pool's `createAttempts`. */
     readonly attempt: number;
+    /** Whether another attempt follows (after a backoff). */
     readonly willRetry: boolean;
+    /** What `create()` threw or rejected with, its timeout, a value that is not an agent, or a failed health check. */
     readonly error: unknown;
   };
   /** An agent's own code failed outside a task: its health check at creation, or its `dispose()`. */
   'agent:error': {
+    /** The agent's id. */
     readonly agentId: string;
+    /** Its pool's role or registered label; `undefined` for an unlabelled outside agent. */
     readonly role: string | undefined;
+    /** Which call failed: the first `healthCheck()` after creation, or `dispose()`. */
     readonly phase: 'health-check' | 'dispose';
+    /** What it threw or rejected with (or the timeout's error). */
     readonly error: unknown;
   };
   /** No agent was free; the task waits in the queue of its requirement class. */
   'task:queued': {
+    /** The task's id. */
     readonly taskId: string;
+    /** The task's `type`. */
     readonly type: string;
+    /** The task's priority as submitted (aging raises it in the queue, not here). */
     readonly priority: number;
+    /** The task's tenant, if it has one. */
     readonly tenantId: string | undefined;
+    /** Tasks waiting in every queue of this node, this one included. */
     readonly waiting: number;
   };
   /** An attempt began on an agent. */
   'task:started': {
+    /** The task's id. */
     readonly taskId: string;
+    /** The task's `type`. */
     readonly type: string;
+    /** The agent running the attempt. */
     readonly agentId: string;
     /** The agent's pool role, or the `role` label it was registered with. */
     readonly role: string | undefined;
+    /** The attempt's number, from 1; re-runs after a halt or a rate limit's retry-after are counted too. */
     readonly attempt: number;
-    /** How long it waited for an agent (since acceptance, or since its backoff ended). */
+    /** How long it waited for an agent, in ms (since acceptance, or since its backoff ended). */
     readonly waitedMs: number;
   };
-  /** An attempt failed and the task will try again after `delayMs`. */
+  /**
+   * An attempt failed and the task will try again after `delayMs`. Also emitted when a rate limit's retry-after puts
+   * the task back in its queue, without spending one of its attempts.
+   */
   'task:retrying': {
+    /** The task's id. */
     readonly taskId: string;
+    /** The task's `type`. */
     readonly type: string;
+    /** The number of the attempt that failed. */
     readonly attempt: number;
+    /** The wait before the task may run again, in ms: the backoff, or the error's retry-after hint. */
     readonly delayMs: number;
+    /** The failed attempt's error. */
     readonly error: unknown;
   };
   /** Terminal: the task succeeded. */
   'task:completed': {
+    /** The task's id. */
     readonly taskId: string;
+    /** The task's `type`. */
     readonly type: string;
+    /** The agent that ran the successful attempt. */
     readonly agentId: string;
+    /** That agent's pool role or registered label. */
     readonly role: string | undefined;
+    /** The successful attempt's number, from 1. */
     readonly attempt: number;
-    /** The successful attempt's duration. */
+    /** The successful attempt's duration, in ms. */
     readonly durationMs: number;
-    /** From acceptance to now: waiting, every attempt and backoff included. */
+    /** From acceptance to now, in ms: waiting, every attempt and backoff included. */
     readonly latencyMs: number;
   };
   /** Terminal: the task ended without a result; `outcome` says how. */
   'task:failed': {
+    /** The task's id. */
     readonly taskId: string;
+    /** The task's `type`. */
     readonly type: string;
+    /**
+     * How it ended: `dead-lettered` when its `maxAttempts` is above 1 and it gave up after running (attempts
+     * spent, or an error not retryable); otherwise `timed-out` (its attempt timed out) or `failed`; or `cancelled`.
+     */
     readonly outcome: TaskFailureOutcome;
+    /** Attempts started, re-runs after a halt or a rate limit's retry-after included; 0 if it never ran. */
     readonly attempts: number;
+    /**
+     * What the task's promise rejected with: the agent's error, TaskTimeoutError, TaskDeadLetteredError,
+     * TaskCancelledError, or NoCapableAgentError when its last capable agent left while it waited.
+     */
     readonly error: unknown;
-    /** From acceptance to now. */
+    /** From acceptance to now, in ms. */
     readonly latencyMs: number;
   };
   /**
@@ -112,58 +191,112 @@ export interface OrchestratorEvents {
    * quarantines the agent, half-open lets one probe task through, closed returns it) or a dependency's name.
    */
   'breaker:state': {
+    /** The breaker's name: `agent:<id>`, or the dependency's name. */
     readonly breaker: string;
+    /** The agent of an agent breaker; `undefined` for a dependency's. */
     readonly agentId: string | undefined;
+    /** The state it left. */
     readonly from: BreakerState;
+    /** The state it entered. */
     readonly to: BreakerState;
   };
   /** The memory/CPU pressure level changed; the figures are the sample that moved it. */
   'pressure:changed': {
+    /** The level it left. */
     readonly from: PressureLevel;
+    /** The level it entered. */
     readonly to: PressureLevel;
-    /** The higher of rss / memoryLimitBytes and cpu / cpuLimitPercent. */
+    /**
+     * The higher of rss / memoryLimitBytes and the CPU ratio (cpu / cpuLimitPercent, the lowest of the last
+     * `cpuSustainedSamples` samples; 0 until there are that many).
+     */
     readonly ratio: number;
+    /** Resident set size of the process, in bytes. */
     readonly rssBytes: number;
+    /** V8 heap in use, in bytes. */
     readonly heapUsedBytes: number;
+    /** Process CPU in percent of one core since the previous sample; `NaN` when not known yet. */
     readonly cpuPercent: number;
   };
   /** The pressure sampler failed; the level stays as it was until a sample succeeds. */
-  'pressure:sample-failed': { readonly error: unknown };
+  'pressure:sample-failed': {
+    /** What the sampler threw or rejected with. */
+    readonly error: unknown;
+  };
   /** A tenant's reported cost went over its budget; its new tasks are refused (and with `haltOnExceeded` its waiting ones cancelled). */
   'budget:exceeded': {
+    /** The tenant. */
     readonly tenantId: string;
+    /** Units it spent in the current window. */
     readonly spent: number;
+    /** Its limit per window, in units. */
     readonly limit: number;
+    /** The budget window, in ms. */
     readonly windowMs: number;
     /** Waiting tasks cancelled because of `haltOnExceeded`. */
     readonly halted: number;
   };
   /** A rate-limited capability or dependency got a retry-after and holds its work for `ms`. */
-  'ratelimit:paused': { readonly name: string; readonly ms: number };
+  'ratelimit:paused': {
+    /** The capability or dependency name of the limit. */
+    readonly name: string;
+    /** How long its work is held, in ms. */
+    readonly ms: number;
+  };
   /** The pause is over; held work starts again as the limit allows. */
-  'ratelimit:resumed': { readonly name: string };
+  'ratelimit:resumed': {
+    /** The capability or dependency name of the limit. */
+    readonly name: string;
+  };
   /**
    * The HealthMonitor found an agent failing its `healthCheck()` or stuck (a given-up attempt that never returned).
-   * A pool's agent is then replaced (`agent:replaced`); an outside agent is quarantined until a check passes again.
+   * A pool's agent is then replaced (`agent:replaced`) while its pool has recovery budget left; otherwise, and always
+   * for an outside agent, it is quarantined until a check passes again.
    */
   'agent:unhealthy': {
+    /** The agent's id. */
     readonly agentId: string;
+    /** Its pool's role or registered label; `undefined` for an unlabelled outside agent. */
     readonly role: string | undefined;
+    /** A failed (thrown, rejected, `false` or timed-out) `healthCheck()`, or a given-up attempt that never returned. */
     readonly reason: 'health-check' | 'stuck';
+    /** The health check's error, or an Error describing how long the agent has been stuck. */
     readonly error: unknown;
   };
   /**
-   * An outside agent quarantined by a failed health check (or as stuck) passed again and is routable. (If its
-   * breaker is open meanwhile, it returns with the breaker's `closed` or `half-open` instead, without this event.)
+   * An agent quarantined by a failed health check (or as stuck) passed again and is routable: an outside agent, or a
+   * pool's agent that was not replaced because its pool's recovery budget was spent. (If its breaker is open
+   * meanwhile, it returns with the breaker's `closed` or `half-open` instead, without this event.)
    */
-  'agent:recovered': { readonly agentId: string; readonly role: string | undefined };
+  'agent:recovered': {
+    /** The agent's id. */
+    readonly agentId: string;
+    /** Its pool's role or registered label; `undefined` for an unlabelled outside agent. */
+    readonly role: string | undefined;
+  };
   /** A failed or stuck pool agent was taken out; its pool makes a replacement. */
-  'agent:replaced': { readonly agentId: string; readonly role: string | undefined; readonly reason: 'health-check' | 'stuck' };
+  'agent:replaced': {
+    /** The id of the agent taken out. */
+    readonly agentId: string;
+    /** Its pool's role. */
+    readonly role: string | undefined;
+    /** Why, as in the `agent:unhealthy` before it. */
+    readonly reason: 'health-check' | 'stuck';
+  };
   /**
    * A pool used its recovery budget (replacements and failed creations per window): it stops recovering until the
    * window moves on (`resumeInMs`) and reports unhealthy meanwhile, instead of crash-looping.
    */
-  'pool:recovery-exhausted': { readonly role: string; readonly replacements: number; readonly windowMs: number; readonly resumeInMs: number };
+  'pool:recovery-exhausted': {
+    /** The pool's role. */
+    readonly role: string;
+    /** Replacements and failed creations counted in the window. */
+    readonly replacements: number;
+    /** The recovery window, in ms. */
+    readonly windowMs: number;
+    /** In how many ms the pool recovers and makes agents again. */
+    readonly resumeInMs: number;
+  };
   /** A task type crossed an SLA threshold over its window; the figures are the window's. */
   'sla:violation': SlaEvent;
   /** A task type is back within that threshold (or has too few samples to judge). */
@@ -179,20 +312,40 @@ export interface OrchestratorEvents {
   /** A critical operation, for the audit trail (also given to the `audit.sink` option). */
   audit: import('./health/audit.js').AuditEntry;
   /** The `audit.sink` threw or rejected for an entry; the operation itself went ahead. */
-  'audit:sink-failed': { readonly entry: import('./health/audit.js').AuditEntry; readonly error: unknown };
-  /** A listener threw. The orchestrator carried on; this reports it. */
-  'listener:error': { readonly event: string; readonly error: unknown };
+  'audit:sink-failed': {
+    /** The entry the sink was given. */
+    readonly entry: import('./health/audit.js').AuditEntry;
+    /** What the sink threw or rejected with. */
+    readonly error: unknown;
+  };
+  /**
+   * A listener threw. The orchestrator carried on; this reports it. (A `listener:error` listener that throws, or a
+   * throw with nobody listening here, becomes a process warning with code `UNIFIED_ORCHESTRATOR_LISTENER`.)
+   */
+  'listener:error': {
+    /** The name of the event whose listener threw. */
+    readonly event: string;
+    /** What it threw. */
+    readonly error: unknown;
+  };
 }
 
-/** The payload of `sla:violation` and `sla:recovered`. */
+/** The payload of `sla:violation` and `sla:recovered`: the threshold concerned and the type's figures. */
 export interface SlaEvent extends SlaFigures {
+  /** Which threshold: a latency percentile or the error rate. */
   readonly metric: SlaMetric;
+  /** The metric's value over the window: ms for a percentile, 0 to 1 for `errorRate` (0 with no samples left). */
   readonly value: number;
+  /** The threshold it is compared with, in the same unit. */
   readonly threshold: number;
+  /** The SLA window the figures are taken over, in ms. */
   readonly windowMs: number;
 }
 
+/** The name of an orchestrator event: a key of {@link OrchestratorEvents}. */
 export type OrchestratorEventName = keyof OrchestratorEvents;
+
+/** A listener of event `E`: called with its payload; what it throws is reported as `listener:error`. */
 export type OrchestratorListener<E extends OrchestratorEventName> = (payload: OrchestratorEvents[E]) => void;
 
 /**

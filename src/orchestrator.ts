@@ -39,16 +39,18 @@ const noop = (): void => {};
 /** Control messages an orchestrator applies itself (the others are for the host's listeners). */
 const APPLIED: ReadonlySet<ControlMessage['kind']> = new Set(['halt', 'resume', 'traffic', 'rollback']);
 
-/** Lifecycle of the orchestrator itself. */
+/** Lifecycle of the orchestrator itself. It runs once: `stopped` is final. */
 export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /** What `stats()` returns: task counters, queue depths, agents and pools. */
 export interface OrchestratorStats extends EngineStats {
+  /** The orchestrator's lifecycle state. */
   readonly state: OrchestratorState;
   /** The reason of the halt holding the work, or `null` while it runs. */
   readonly halted: string | null;
   /** Agents by lifecycle state (warm spares count as IDLE). */
   readonly agents: Readonly<Record<AgentState, number>>;
+  /** One snapshot per declared pool, in declaration order. */
   readonly pools: readonly PoolSnapshot[];
   /** Waiting tasks per requirement class, keyed by the capabilities joined with `+` (`*` for none). */
   readonly queues: Readonly<Record<string, number>>;
@@ -71,6 +73,7 @@ export interface ControlState {
  * (not cancelled, not reported, not retried), so one tenant cannot reach another's work by guessing ids.
  */
 export interface TenantOptions {
+  /** The caller's tenant: only tasks submitted with this `tenantId` are found. @default none (every task) */
   readonly tenantId?: string;
 }
 
@@ -124,7 +127,19 @@ export class UnifiedOrchestrator {
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
 
-  /** Validates every option at once; throws ValidationError naming the first wrong field. */
+  /**
+   * Validates every option at once; throws ValidationError naming the first wrong field. Nothing runs until
+   * `start()`; agents may be registered before it.
+   *
+   * @example
+   * ```ts
+   * const orchestrator = new UnifiedOrchestrator({
+   *   pools: [{ role: 'researcher', capabilities: ['web', 'text'], maxAgents: 20, create: () => new ResearchAgent() }],
+   *   defaultMaxAttempts: 3,
+   *   rateLimits: { web: { requests: 60, intervalMs: 60_000 } },
+   * });
+   * ```
+   */
   constructor(options: OrchestratorOptions = {}) {
     this.#options = resolveOrchestratorOptions(options);
     this.#resources = new ResourceManager(this.#options, this.#events);
@@ -155,6 +170,7 @@ export class UnifiedOrchestrator {
     if (this.#metrics) this.#engine.observe(this.#metrics);
   }
 
+  /** Where it is in its lifecycle: `created`, `starting`, `running`, `stopping` or `stopped`. */
   get state(): OrchestratorState {
     return this.#state;
   }
@@ -168,10 +184,18 @@ export class UnifiedOrchestrator {
   }
 
   /**
-   * Pre-warms every pool to its minimum (plus its warm spares) and opens for work. Idempotent.
-   * Rejects with AgentCreationError when a pool cannot reach its minimum; the orchestrator is then stopped.
+   * Pre-warms every pool to its minimum (plus its warm spares) and opens for work. Idempotent: later calls return
+   * the first call's promise. Rejects with AgentCreationError when a pool cannot reach its minimum; the orchestrator
+   * is then stopped.
+   *
+   * An orchestrator runs once and cannot be restarted: once `stop()` was called, `start()` rejects with
+   * OrchestratorStoppedError (a start that was already under way settles as it would). Build a new orchestrator
+   * instead.
    */
   start(): Promise<void> {
+    if (this.#startPromise && (this.#state === 'stopping' || this.#state === 'stopped')) {
+      return Promise.reject(new OrchestratorStoppedError('This orchestrator was stopped and cannot start again: make a new one'));
+    }
     this.#startPromise ??= this.#start();
     return this.#startPromise;
   }
@@ -271,6 +295,23 @@ export class UnifiedOrchestrator {
    * OrchestratorStoppedError, ResourcePressureError or BudgetExceededError.
    * An accepted task's promise never raises an unhandled rejection, however late its handler is attached;
    * every failure is also a `task:failed` event.
+   *
+   * @example
+   * ```ts
+   * try {
+   *   const summary = await orchestrator.submit<string>({
+   *     type: 'summarise',
+   *     requires: ['text'],
+   *     payload: { url },
+   *     priority: 5,
+   *     maxAttempts: 3,
+   *     idempotencyKey: `summary:${url}`,
+   *   });
+   * } catch (err) {
+   *   if (err instanceof TaskDeadLetteredError) alertOnCall(err.taskId, err.attempts);
+   *   else throw err;
+   * }
+   * ```
    */
   submit<TResult = unknown>(task: Task): Promise<TResult> {
     try {
@@ -573,8 +614,9 @@ export class UnifiedOrchestrator {
 
   /**
    * Hands back the id of a ready agent of `role` at once (the pool's warm spare, now routable) and refills the
-   * spare in the background. Without a spare it creates one; at `maxAgents` it rejects with PoolAtCapacityError.
-   * A spawned agent is kept (not scaled down when idle) until it is unregistered.
+   * spare in the background. Without a spare it creates one; at `maxAgents` it rejects with PoolAtCapacityError,
+   * under memory/CPU pressure with ResourcePressureError, and while the pool's recovery budget is spent with
+   * AgentCreationError. A spawned agent is kept (not scaled down when idle) until it is unregistered.
    */
   async spawnAgent(role: string, options?: ActorOptions): Promise<string> {
     const actor = this.#audit.actorOf(options); // read first: a bad one must not cost an agent
@@ -606,6 +648,7 @@ export class UnifiedOrchestrator {
     return handle;
   }
 
+  /** Counters since the orchestrator was made, queue depths, agents by state, pools and resources, as of now. */
   stats(): OrchestratorStats {
     return {
       state: this.#state,
@@ -641,7 +684,12 @@ export class UnifiedOrchestrator {
    * The Prometheus exposition of the orchestrator's metrics (and whatever else is on the registry), or `undefined`
    * when `metrics: false`. The registry itself is `metricsRegistry`.
    */
-  metrics(): Promise<{ readonly contentType: string; readonly body: string }> | undefined {
+  metrics(): Promise<{
+    /** The `Content-Type` to serve it with (the registry's Prometheus text format). */
+    readonly contentType: string;
+    /** The exposition text. */
+    readonly body: string;
+  }> | undefined {
     const m = this.#metrics;
     if (!m) return undefined;
     return m.text().then((body) => ({ contentType: m.contentType, body }));
@@ -705,16 +753,34 @@ export class UnifiedOrchestrator {
     );
   }
 
+  /**
+   * Adds a listener for `event`; see {@link OrchestratorEvents} for every event and its payload. Listeners run
+   * synchronously, in the order they were added. One that throws does not break the orchestrator or the other
+   * listeners: its error is emitted as `listener:error` (or, with no listener for that, a process warning).
+   * Throws ValidationError when `listener` is not a function.
+   *
+   * @example
+   * ```ts
+   * orchestrator
+   *   .on('task:failed', ({ taskId, outcome, error }) => log.warn({ taskId, outcome, error }, 'task failed'))
+   *   .on('pool:recovery-exhausted', ({ role, resumeInMs }) => page(`pool ${role} paused for ${resumeInMs} ms`));
+   * ```
+   */
   on<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
     this.#events.on(event, listener);
     return this;
   }
 
+  /** Like {@link UnifiedOrchestrator.on}, but the listener is removed before its first call. */
   once<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
     this.#events.once(event, listener);
     return this;
   }
 
+  /**
+   * Removes a listener added with `on` or `once` (the same function; added twice, one call removes one). Unknown
+   * listeners are ignored.
+   */
   off<E extends OrchestratorEventName>(event: E, listener: OrchestratorListener<E>): this {
     this.#events.off(event, listener);
     return this;

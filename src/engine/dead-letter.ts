@@ -7,13 +7,20 @@ import type { Task } from './task.js';
 
 /** A dead-lettered task: what it was, and what happened on each attempt. */
 export interface DeadLetter {
+  /** The task's id, for `retryDeadLetter`. */
   readonly taskId: string;
+  /** The task's `type`. */
   readonly type: string;
+  /** The task's tenant, if it had one. */
   readonly tenantId: string | undefined;
-  /** The task as submitted (without its signal), ready to resubmit. */
+  /**
+   * The task as accepted, defaults applied (`timeoutMs`, `maxAttempts`, `priority`), without its `signal` and
+   * `idempotencyKey`: what `retryDeadLetter` resubmits.
+   */
   readonly task: Omit<Task, 'signal'>;
+  /** Its failed attempts, oldest first. */
   readonly attempts: readonly AttemptRecord[];
-  /** Epoch ms. */
+  /** When it was dead-lettered, in epoch ms. */
   readonly deadLetteredAt: number;
 }
 

@@ -49,12 +49,15 @@ import {
 } from './task.js';
 import { WaitQueue } from './wait-queue.js';
 
-/** Counts since start. `submitted` = rejected + deduplicated + the five terminal outcomes + in flight. */
 /** A live task as `orchestrator.task(id)` reports it. */
 export interface TaskSnapshot {
+  /** The task's id. */
   readonly id: string;
+  /** The task's `type`. */
   readonly type: string;
+  /** The task's tenant, if it has one. */
   readonly tenantId: string | undefined;
+  /** Its priority as submitted (aging in the queue does not change it). */
   readonly priority: number;
   /** Waiting for an agent (or held by a halt or a rate limit), running an attempt, or waiting out a retry's backoff. */
   readonly phase: 'waiting' | 'running' | 'backoff';
@@ -66,24 +69,48 @@ export interface TaskSnapshot {
   readonly acceptedAt: number;
 }
 
+/**
+ * Task counters since the orchestrator was made, and what is in flight now.
+ * `submitted` = rejected + deduplicated + the five terminal outcomes + in flight.
+ */
 export interface EngineStats {
+  /**
+   * Tasks submitted here (`submit`, `delegate`, `retryDeadLetter`), refused ones included; one handed straight to
+   * another node is not.
+   */
   readonly submitted: number;
   /** Refused at submit (validation, queue full, no capable agent, stopped): never accepted. */
   readonly rejected: number;
   /** Answered from an idempotency key instead of running again. */
   readonly deduplicated: number;
+  /** Tasks that succeeded. */
   readonly completed: number;
+  /** Tasks that ended with outcome `failed` (see the `task:failed` event). */
   readonly failed: number;
+  /** Tasks cancelled after they were accepted. */
   readonly cancelled: number;
+  /** Tasks that ended with outcome `timed-out` (one attempt allowed, and it timed out). */
   readonly timedOut: number;
+  /** Tasks dead-lettered, including ones since dropped from the list or retried. */
   readonly deadLettered: number;
-  /** Attempts after the first. */
+  /** Attempts after a task's first (re-runs after a halt or a rate limit's retry-after included). */
   readonly retries: number;
+  /** Tasks waiting for an agent now (held ones included). */
   readonly waiting: number;
+  /** Attempts running now (given-up attempts whose agent has not returned are not counted). */
   readonly running: number;
   /** Waiting out a backoff delay before the next attempt. */
   readonly backingOff: number;
-  readonly routingCache: { readonly hits: number; readonly misses: number; readonly size: number };
+  /** The routing cache: candidate lists per requirements and preferences, rebuilt when routing changes. */
+  readonly routingCache: {
+    /** Routing decisions that reused a cached candidate list. */
+    readonly hits: number;
+    /** Routing decisions that had to build one. */
+    readonly misses: number;
+    /** Candidate lists cached now. */
+    readonly size: number;
+  };
+  /** Dead letters held now (at most `maxDeadLetters`). */
   readonly deadLetters: number;
 }
 
@@ -92,7 +119,9 @@ export interface EngineStats {
  * counting a task costs no allocation. Implementations must not throw (they are not isolated like listeners).
  */
 export interface TaskObserver {
+  /** An attempt of a task of `type` started after waiting `waitedMs` ms for an agent. */
   attemptStarted(type: string, waitedMs: number): void;
+  /** A task of `type` reached `outcome`, `latencyMs` ms after it was accepted. */
   taskEnded(type: string, outcome: TaskOutcome, latencyMs: number): void;
 }
 
@@ -122,6 +151,10 @@ const identity = <T>(value: T): T => value;
 /** Requirement classes kept before the empty ones are swept. */
 const MAX_IDLE_CLASSES = 1_024;
 
+/**
+ * The engine behind `submit` and `delegate`: routing, waiting queues, attempts, retries and dead letters. The
+ * orchestrator builds it and keeps it private; it is named here for the types of its results.
+ */
 export class TaskExecutionEngine implements RoutingListener {
   readonly #options: ResolvedOrchestratorOptions;
   readonly #pools: AgentPoolManager;
@@ -200,13 +233,23 @@ export class TaskExecutionEngine implements RoutingListener {
 
   // --- RoutingListener --------------------------------------------------------------------------
 
+  /**
+   * An agent joined routing: it takes the best waiting tasks it can serve.
+   * @internal
+   */
   agentRoutable(agent: AgentRecord): void {
     this.#index.add(agent);
     this.#cache.invalidate();
     this.#pull(agent, this.#options.clock.now());
   }
 
-  *waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> {
+  /** Requirement classes with tasks that could start now if an agent were free (held work left out). */
+  *waitingDemand(): Iterable<{
+    /** The capabilities the class requires. */
+    readonly requires: readonly string[];
+    /** Its tasks waiting. */
+    readonly waiting: number;
+  }> {
     // Held work is not demand: more agents would not start it sooner.
     if (this.#waiting === 0 || this.#halted) return;
     // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
@@ -218,6 +261,10 @@ export class TaskExecutionEngine implements RoutingListener {
     }
   }
 
+  /**
+   * An agent left routing: waiting tasks that no agent or pool can serve any more fail.
+   * @internal
+   */
   agentUnroutable(agent: AgentRecord): void {
     this.#index.delete(agent);
     this.#cache.invalidate();
@@ -322,6 +369,7 @@ export class TaskExecutionEngine implements RoutingListener {
     };
   }
 
+  /** Dead letters, oldest first; with `tenantId`, that tenant's only. */
   deadLetters(tenantId?: string): DeadLetter[] {
     return this.#deadLetters.list(tenantId);
   }
@@ -338,6 +386,7 @@ export class TaskExecutionEngine implements RoutingListener {
     }
   }
 
+  /** The task counters and what is in flight now. */
   stats(): EngineStats {
     return {
       submitted: this.#submitted,
@@ -404,7 +453,12 @@ export class TaskExecutionEngine implements RoutingListener {
    * signal with `reason`; the interrupted tasks wait again, their attempt not counted. Returns how many attempts it
    * interrupted and how many tasks are held. A second halt while halted changes nothing.
    */
-  halt(reason: OrchestratorHaltedError): { interrupted: number; held: number } {
+  halt(reason: OrchestratorHaltedError): {
+    /** Running attempts aborted. */
+    interrupted: number;
+    /** Tasks waiting once halted, the interrupted ones included. */
+    held: number;
+  } {
     if (this.#halted) return { interrupted: 0, held: this.#waiting };
     this.#halted = reason;
     const now = this.#options.clock.now();

@@ -30,13 +30,23 @@ export interface Task<TPayload = unknown> {
   requires?: readonly string[];
   /** Capabilities that raise an agent's routing score. @default [] */
   prefers?: readonly string[];
-  /** Higher runs first among waiting tasks; a safe integer. @default 0 */
+  /** Higher runs first among waiting tasks; an integer from -1_000_000 to 1_000_000. @default 0 */
   priority?: number;
   /** Handed to the agent as `ctx.payload`. */
   payload?: TPayload;
-  /** Per-attempt timeout in ms, or `Infinity`. @default the orchestrator's `defaultTimeoutMs` (120_000) */
+  /**
+   * Per-attempt timeout in ms, or `Infinity`; honoured in full even above the 2^31-1 ms (about 24.8 days) a Node
+   * timer holds. On timeout the attempt's `ctx.signal` aborts with TaskTimeoutError.
+   * @default the orchestrator's `defaultTimeoutMs` (120_000)
+   */
   timeoutMs?: number;
-  /** Attempts before the task is dead-lettered. @default the orchestrator's `defaultMaxAttempts` (1) */
+  /**
+   * Attempts the task may have, the first included (1 to 100); re-runs after a halt or a rate limit's retry-after do
+   * not count. When the last one fails (or an error is not retryable), a task with `maxAttempts` above 1 is
+   * dead-lettered: it rejects with TaskDeadLetteredError and is kept in `deadLetters()` with its history. With 1 it
+   * rejects with the agent's error, or TaskTimeoutError, and is not dead-lettered.
+   * @default the orchestrator's `defaultMaxAttempts` (1)
+   */
   maxAttempts?: number;
   /** A second submit with this key while the first runs, or after it succeeded (within the TTL), gets the first's result. */
   idempotencyKey?: string;
@@ -50,6 +60,7 @@ export interface Task<TPayload = unknown> {
 
 /** What `delegate` returns: the task's id, its result, and a way to cancel it. */
 export interface TaskHandle<TResult = unknown> {
+  /** The task's id, for `cancel`, `task()` and events. A duplicate (same `idempotencyKey`) gets the first task's id. */
   readonly id: string;
   /**
    * Settles with the task's outcome. Already handled: not awaiting it never raises an unhandled rejection.
@@ -254,7 +265,15 @@ export class AttemptContext implements TaskContext {
     return this.#attempt.signal;
   }
 
-  reportCost(units: number): void {
+  /**
+   * Made on first read and bound to this attempt, so that `execute({ payload, reportCost })` can destructure it (a
+   * prototype method would lose its `this`); an agent that never reports costs nothing.
+   */
+  get reportCost(): (units: number) => void {
+    return (units) => this.#report(units);
+  }
+
+  #report(units: number): void {
     if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
       throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
     }

@@ -23,6 +23,7 @@ export type AuditAction =
 export interface AuditEntry {
   /** Epoch ms. */
   readonly at: number;
+  /** What was done. */
   readonly action: AuditAction;
   /**
    * Who did it: the `actor` the call was given, else `audit.actor` (`'local'`); for a control message from the

@@ -11,10 +11,21 @@ import type { TrackedTimer } from '../resources/disposables.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { SlaWindows, type SlaBreach } from './sla.js';
 
+/**
+ * `healthy`: all is well. `degraded`: working, with something to look at (a halt, a quarantined agent, an open
+ * breaker, pressure, an SLA breach, a nearly full queue). `unhealthy`: it cannot recover by itself (stopping or
+ * stopped, a pool below its minimum with its recovery budget spent, or a bridge that says so).
+ */
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
 
+/** One pool's part of {@link HealthReport}. */
 export interface PoolHealth {
+  /**
+   * `unhealthy` when below its minimum with its recovery budget spent; `degraded` when below its minimum, with a
+   * quarantined agent, or while the orchestrator is not running; `healthy` otherwise.
+   */
   readonly status: HealthStatus;
+  /** The pool's `minAgents`, which `routable` is compared with. */
   readonly minAgents: number;
   /** Members that can be routed to now (IDLE or BUSY). */
   readonly routable: number;
@@ -28,16 +39,62 @@ export interface PoolHealth {
 
 /** What `orchestrator.health()` returns. */
 export interface HealthReport {
+  /** The worst status of the components. */
   readonly status: HealthStatus;
+  /** Each component's status and the figures it was judged on. */
   readonly components: {
     /** `halted`: the reason of the halt holding its work (degraded meanwhile), or `null`. */
-    readonly orchestrator: { readonly status: HealthStatus; readonly state: string; readonly halted: string | null };
+    readonly orchestrator: {
+      /** `unhealthy` when stopping or stopped, `healthy` when running and not halted, `degraded` otherwise. */
+      readonly status: HealthStatus;
+      /** Its lifecycle state (an {@link OrchestratorState}). */
+      readonly state: string;
+      /** The reason of the halt holding its work, or `null`. */
+      readonly halted: string | null;
+    };
+    /** Each declared pool's health, by role. */
     readonly pools: Readonly<Record<string, PoolHealth>>;
-    readonly queue: { readonly status: HealthStatus; readonly waiting: number; readonly maxQueueSize: number };
-    readonly breakers: { readonly status: HealthStatus; readonly agentsOpen: number; readonly dependenciesOpen: readonly string[] };
-    readonly pressure: { readonly status: HealthStatus; readonly level: string };
-    readonly sla: { readonly status: HealthStatus; readonly breaches: ReadonlyArray<Omit<SlaBreach, 'figures'>> };
-    readonly bridge: { readonly status: HealthStatus; readonly kind: string; readonly detail: string };
+    /** The waiting queue. */
+    readonly queue: {
+      /** `degraded` from 80% of `maxQueueSize` (where work is about to be refused), else `healthy`. */
+      readonly status: HealthStatus;
+      /** Tasks waiting now. */
+      readonly waiting: number;
+      /** The `maxQueueSize` option. */
+      readonly maxQueueSize: number;
+    };
+    /** Circuit breakers of agents and dependencies. */
+    readonly breakers: {
+      /** `degraded` while any breaker is open, else `healthy`. */
+      readonly status: HealthStatus;
+      /** Agent breakers open now. */
+      readonly agentsOpen: number;
+      /** Names of the dependency breakers open now. */
+      readonly dependenciesOpen: readonly string[];
+    };
+    /** Memory and CPU pressure. */
+    readonly pressure: {
+      /** `degraded` unless the level is `normal`. */
+      readonly status: HealthStatus;
+      /** The pressure level (a {@link PressureLevel}). */
+      readonly level: string;
+    };
+    /** SLA windows. */
+    readonly sla: {
+      /** `degraded` while any threshold is breached, else `healthy`. */
+      readonly status: HealthStatus;
+      /** The breaches in force, as of the last evaluation. */
+      readonly breaches: ReadonlyArray<Omit<SlaBreach, 'figures'>>;
+    };
+    /** The bridge to the other nodes. */
+    readonly bridge: {
+      /** The bridge's own status (`degraded` while Redis reconnects, for example). */
+      readonly status: HealthStatus;
+      /** The bridge's kind: `memory` or `redis`. */
+      readonly kind: string;
+      /** What the bridge says about its status. */
+      readonly detail: string;
+    };
   };
 }
 
@@ -56,6 +113,11 @@ const worst = (...s: HealthStatus[]): HealthStatus => s.reduce((a, b) => (RANK[b
 /** A queue this full is reported degraded: work is about to be refused. */
 const QUEUE_DEGRADED_AT = 0.8;
 
+/**
+ * Runs agents' health checks, finds stuck agents, replaces failing pool agents within the recovery budget, judges
+ * SLA windows and builds the health report. The orchestrator builds it and keeps it private; it is reached through
+ * `orchestrator.health()` and `orchestrator.checkHealth()`.
+ */
 export class HealthMonitor {
   readonly #options: ResolvedHealthOptions;
   readonly #pools: AgentPoolManager;

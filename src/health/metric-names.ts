@@ -42,6 +42,7 @@ export const METRIC_NAMES = Object.freeze({
   halted: 'halted',
 });
 
+/** The default prefix of metric names: the orchestrator's (`metrics.prefix`) and a TrafficRouter's. */
 export const DEFAULT_METRIC_PREFIX = 'unified_orchestrator_';
 
 /** The metrics of a TrafficRouter (compat), on the registry and with the prefix it was given. */

@@ -10,22 +10,33 @@ export type SlaMetric = 'p50' | 'p95' | 'p99' | 'errorRate';
 
 /** One type's figures over the window. */
 export interface SlaFigures {
+  /** The task type. */
   readonly type: string;
+  /** Tasks of the type that ended in the window, cancelled ones left out. */
   readonly count: number;
+  /** Those that ended in anything but success. */
   readonly errors: number;
+  /** `errors / count`, from 0 to 1 (0 with no tasks). */
   readonly errorRate: number;
   /** Latency percentiles in ms (accurate to the histogram's ~10% buckets); `undefined` with no samples. */
   readonly p50Ms: number | undefined;
+  /** 95th-percentile latency in ms, acceptance to end; `undefined` with no samples. */
   readonly p95Ms: number | undefined;
+  /** 99th-percentile latency in ms, acceptance to end; `undefined` with no samples. */
   readonly p99Ms: number | undefined;
 }
 
 /** A threshold crossed (or no longer crossed). */
 export interface SlaBreach {
+  /** The task type. */
   readonly type: string;
+  /** Which threshold: a latency percentile or the error rate. */
   readonly metric: SlaMetric;
+  /** The metric's value over the window: ms for a percentile, 0 to 1 for `errorRate`. */
   readonly value: number;
+  /** The threshold, in the same unit. */
   readonly threshold: number;
+  /** All of the type's figures over the window. */
   readonly figures: SlaFigures;
 }
 

@@ -12,16 +12,26 @@ export type SpanAttributes = Record<string, string | number | boolean>;
 
 /** The part of an OpenTelemetry span the tracing uses (structural, so the types need no OpenTelemetry install). */
 export interface SpanLike {
+  /** Adds a timed event (queued, attempt, retry) to the span. */
   addEvent(name: string, attributes?: SpanAttributes): unknown;
+  /** Sets attributes on the span (outcome, attempts, agent). */
   setAttributes(attributes: SpanAttributes): unknown;
+  /** Sets the status: OpenTelemetry's `SpanStatusCode` OK or ERROR, with the error's message. */
   setStatus(status: { code: number; message?: string }): unknown;
+  /** Records the error a task failed with. */
   recordException(error: Error): unknown;
-  spanContext(): { traceId: string };
+  /** The span's context; an all-zero `traceId` means no SDK is registered (the API's no-op tracer). */
+  spanContext(): {
+    /** The trace id, 32 hex digits. */
+    traceId: string;
+  };
+  /** Ends the span. */
   end(): void;
 }
 
 /** An OpenTelemetry `Tracer`, structurally. */
 export interface TracerLike {
+  /** Starts a span: one per task, named `task <type>`, of kind INTERNAL, started when the task was accepted. */
   startSpan(name: string, options?: { kind?: number; startTime?: number; attributes?: SpanAttributes }): SpanLike;
 }
 
@@ -35,8 +45,14 @@ interface OtelApi {
 /** The trace id of a span from the API's no-op tracer: no SDK is registered. */
 const INVALID_TRACE_ID = '00000000000000000000000000000000';
 
-/** Whether to trace: always (`true`, when the package is installed), never, or `auto`: when an SDK is registered. */
-export type TracingMode = boolean | 'auto' | { readonly tracer: TracerLike };
+/**
+ * Whether to trace: `true` always (when `@opentelemetry/api` is installed), `false` never, `'auto'` when an SDK is
+ * registered, or `{ tracer }` through that tracer (the package must still be installed).
+ */
+export type TracingMode = boolean | 'auto' | {
+  /** The tracer to start task spans on, instead of the API's global one. */
+  readonly tracer: TracerLike;
+};
 
 /** Open spans at most: a task that never ends (it always does) cannot grow memory without bound. */
 const MAX_OPEN_SPANS = 100_000;

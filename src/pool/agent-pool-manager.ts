@@ -28,12 +28,25 @@ import { AgentRecord, type AgentRecordHooks } from './agent-record.js';
 import { isRoutableState, type AgentState } from './agent-state.js';
 import { Pool, type PoolSnapshot } from './pool.js';
 
-/** How the engine hears that an agent joined or left routing. */
+/** How the engine hears that an agent joined or left routing, and how the pools ask it for waiting demand. */
 export interface RoutingListener {
+  /**
+   * An agent became routable (IDLE or BUSY, not a parked spare).
+   * @internal
+   */
   agentRoutable(record: AgentRecord): void;
+  /**
+   * An agent stopped being routable (quarantined, draining or gone).
+   * @internal
+   */
   agentUnroutable(record: AgentRecord): void;
   /** Requirement classes with tasks waiting, so a scale tick can ask again after a creation failed. */
-  waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }>;
+  waitingDemand(): Iterable<{
+    /** The capabilities the class requires. */
+    readonly requires: readonly string[];
+    /** Its tasks waiting. */
+    readonly waiting: number;
+  }>;
 }
 
 /** Options of `registerAgent` for an agent made outside any pool. */
@@ -75,6 +88,10 @@ function holdsAll(have: readonly string[], need: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * Owns every agent: the pools' and those registered from outside. The orchestrator builds it and keeps it private;
+ * its calls are reached through UnifiedOrchestrator (`spawnAgent`, `registerAgent`, `agents()`, `stats().pools`).
+ */
 export class AgentPoolManager {
   readonly #pools = new Map<string, Pool>();
   /** Pools ordered by how few capabilities they have: scale the most specialised pool first. */
@@ -128,18 +145,31 @@ export class AgentPoolManager {
     return this.#generation;
   }
 
+  /** The roles of the declared pools, in declaration order. */
   get roles(): readonly string[] {
     return [...this.#pools.keys()];
   }
 
+  /**
+   * Sets the one listener of routing changes (the engine).
+   * @internal
+   */
   setRoutingListener(listener: RoutingListener): void {
     this.#listener = listener;
   }
 
+  /**
+   * The record of an agent not yet TERMINATED, spares included.
+   * @internal
+   */
   get(agentId: string): AgentRecord | undefined {
     return this.#agents.get(agentId);
   }
 
+  /**
+   * Every agent not yet TERMINATED, spares included.
+   * @internal
+   */
   agents(): IterableIterator<AgentRecord> {
     return this.#agents.values();
   }
@@ -238,14 +268,21 @@ export class AgentPoolManager {
 
   // --- Used by the HealthMonitor -------------------------------------------------------------------
 
-  /** An agent failed its health check or is stuck: quarantined (UNHEALTHY) at once, whatever its breaker says. */
+  /**
+   * An agent failed its health check or is stuck: quarantined (UNHEALTHY) at once, whatever its breaker says.
+   * @internal
+   */
   markUnhealthy(record: AgentRecord): void {
     record.unhealthy = true;
     record.probe = 'none';
     if (record.state === 'IDLE' || record.state === 'BUSY') record.transition('UNHEALTHY');
   }
 
-  /** A quarantined agent passed its health check again: routable unless its breaker is still open. Returns whether it changed. */
+  /**
+   * A quarantined agent passed its health check again: routable unless its breaker is still open. Returns whether
+   * it changed.
+   * @internal
+   */
   markHealthy(record: AgentRecord): boolean {
     if (!record.unhealthy) return false;
     record.unhealthy = false;
@@ -258,6 +295,7 @@ export class AgentPoolManager {
   /**
    * Takes an agent out for good; its pool (if any) makes a replacement to keep its minimum. With `force`, running
    * attempts are not waited for (a stuck agent's never return): the agent is disposed at once.
+   * @internal
    */
   replace(record: AgentRecord, force: boolean): Promise<void> {
     if (record.state === 'INITIALIZING' || record.state === 'TERMINATED' || record.state === 'FAILED') return Promise.resolve();
@@ -275,7 +313,7 @@ export class AgentPoolManager {
     if (until === 0 && this.#state === 'running') this.#ensureMinimum(pool);
   }
 
-  /** Members that are routable or could become so (not draining, failed or quarantined by a health check). */
+  /** Members routable now (IDLE or BUSY): what a pool's health compares with its minimum. 0 for an unknown role. */
   healthyMembers(role: string): number {
     const pool = this.#pools.get(role);
     if (!pool) return 0;
@@ -284,7 +322,10 @@ export class AgentPoolManager {
     return n;
   }
 
-  /** Whether the agent is a member or spare of a pool (and so can be replaced by its factory). */
+  /**
+   * Whether the agent is a member or spare of a pool (and so can be replaced by its factory).
+   * @internal
+   */
   isPoolAgent(record: AgentRecord): boolean {
     const pool = record.role === undefined ? undefined : this.#pools.get(record.role);
     return pool !== undefined && (pool.members.has(record) || pool.spares.includes(record));
@@ -303,6 +344,7 @@ export class AgentPoolManager {
     return false;
   }
 
+  /** A snapshot of each declared pool, in declaration order. */
   pools(): PoolSnapshot[] {
     return [...this.#pools.values()].map((p) => p.snapshot());
   }

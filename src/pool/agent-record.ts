@@ -18,13 +18,21 @@ export interface AgentRecordHooks {
 
 /** A point-in-time view of an agent, as `stats()` and status calls return it. */
 export interface AgentSnapshot {
+  /** The agent's id. */
   readonly id: string;
+  /** Its pool's role, or the `role` label it was registered with; `undefined` for an unlabelled outside agent. */
   readonly role: string | undefined;
+  /** Its lifecycle state. */
   readonly state: AgentState;
+  /** What it can do. */
   readonly capabilities: readonly string[];
+  /** Tasks it runs at once. */
   readonly concurrency: number;
+  /** Attempts holding one of its slots now, given-up ones (timed out, cancelled) that have not returned included. */
   readonly running: number;
+  /** Attempts it finished successfully. */
   readonly completed: number;
+  /** Attempts that failed or timed out on it (cancelled or halted ones not counted). */
   readonly failed: number;
   /** Moving average of attempt duration in ms; `undefined` before the first attempt. */
   readonly latencyMs: number | undefined;

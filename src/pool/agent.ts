@@ -9,8 +9,9 @@ export interface TaskContext<TPayload = unknown> {
   readonly taskId: string;
   /** The task's `type`. */
   readonly type: string;
+  /** The task's `payload`, as submitted (not copied: do not change it if the task may run again). */
   readonly payload: TPayload;
-  /** 1 for the first attempt, 2 for the first retry, and so on. */
+  /** 1 for the first attempt, 2 for the next, and so on (a re-run after a halt or a rate limit's retry-after counts). */
   readonly attempt: number;
   /** Epoch ms by which this attempt must finish (`Infinity` when it has no timeout). */
   readonly deadline: number;
@@ -24,13 +25,15 @@ export interface TaskContext<TPayload = unknown> {
   readonly signal: AbortSignal;
   /** The agent running this attempt. */
   readonly agentId: string;
+  /** The task's tenant, if it has one. */
   readonly tenantId: string | undefined;
   /**
    * Reports cost units (tokens, cents) spent on this task. They add to the task's sum, to its tenant's budget
    * (`budgets`; a tenant over budget has new tasks refused) and to the `units` of the rate limits on its required
-   * capabilities. Throws ValidationError unless `units` is a finite number >= 0.
+   * capabilities. Throws ValidationError unless `units` is a finite number >= 0. Bound to the attempt, so it may be
+   * destructured: `execute({ payload, reportCost })`.
    */
-  reportCost(units: number): void;
+  readonly reportCost: (units: number) => void;
 }
 
 /**
@@ -57,6 +60,7 @@ export interface Agent<TPayload = any, TResult = unknown> {
 
 /** What a pool's factory is told about the agent it makes. */
 export interface AgentFactoryContext {
+  /** The pool's role. */
   readonly role: string;
   /** The id the new agent will have. */
   readonly agentId: string;

@@ -8,15 +8,21 @@ import type { AgentRecord } from './agent-record.js';
 
 /** A point-in-time view of a pool. */
 export interface PoolSnapshot {
+  /** The pool's role. */
   readonly role: string;
+  /** What every agent of the pool can do. */
   readonly capabilities: readonly string[];
+  /** Agents it keeps routable. */
   readonly minAgents: number;
+  /** Its upper bound on agents, spares and creations included. */
   readonly maxAgents: number;
   /** Agents in the fleet (routable or not), spares excluded. */
   readonly members: number;
   /** Members that can take a task now (IDLE or BUSY with a free slot). */
   readonly available: number;
+  /** Warm spares: ready agents held outside routing. */
   readonly spares: number;
+  /** Agent creations queued or running, for members and spares. */
   readonly creating: number;
   /** Members by lifecycle state. */
   readonly states: Readonly<Record<string, number>>;

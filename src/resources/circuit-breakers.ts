@@ -11,6 +11,10 @@ import CircuitBreaker from 'opossum';
 import { MAX_TIMER_MS, type ResolvedBreakerOptions } from '../config.js';
 import type { Disposable, Disposables } from './disposables.js';
 
+/**
+ * A circuit breaker's state. `closed`: calls go through. `open`: too many failed in the window, so calls fail fast
+ * (an agent is quarantined). `half-open`: after `resetTimeoutMs`, one probe call (or task) decides between the two.
+ */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** Buckets per rolling window, as opossum counts them. */

@@ -7,12 +7,18 @@ import pidusage from 'pidusage';
 import type { ResolvedPressureOptions } from '../config.js';
 import type { Disposables, TrackedTimer } from './disposables.js';
 
+/**
+ * The host's memory/CPU pressure. `normal`; `elevated` from `pressure.elevatedAt` of a limit (no scale-up; warm
+ * spares and idle agents above the minimum are shed); `critical` at a limit (tasks below `pressure.priorityFloor` are
+ * refused as well).
+ */
 export type PressureLevel = 'normal' | 'elevated' | 'critical';
 
 /** One reading of the process. */
 export interface ResourceSample {
   /** Resident set size in bytes. */
   readonly rssBytes: number;
+  /** V8 heap in use, in bytes (reported, not compared with a limit). */
   readonly heapUsedBytes: number;
   /**
    * CPU in percent of one core since the previous sample (may exceed 100 with worker threads); `NaN` when not known
@@ -23,6 +29,10 @@ export interface ResourceSample {
 
 /** Where samples come from. Swap it to drive pressure in tests or to read a container's cgroup instead. */
 export interface ResourceSampler {
+  /**
+   * Reads the process now. A throw, a rejection or no answer within `sampleIntervalMs` is reported as
+   * `pressure:sample-failed`, and the level stays as it was.
+   */
   sample(): Promise<ResourceSample> | ResourceSample;
   /** Releases what the sampler holds; called on stop. */
   close?(): void;

@@ -16,11 +16,13 @@ export interface RateLimiterHooks {
 
 /** A point-in-time view of a limiter. */
 export interface RateLimiterSnapshot {
+  /** The capability or dependency name of the limit. */
   readonly name: string;
   /** Requests that may start now (rounded down; `Infinity` when unlimited). */
   readonly requestsAvailable: number;
   /** Units left in the bucket; negative while in debt from reported costs. */
   readonly unitsAvailable: number;
+  /** Whether a retry-after pause holds its work now. */
   readonly paused: boolean;
   /** Dependency calls waiting for room. */
   readonly waiting: number;
@@ -92,7 +94,15 @@ export class RateLimiter {
     this.#pausedUntil = until;
     const wasPaused = this.#paused;
     this.#paused = true;
-    this.#arm(Math.max(1, until - now));
+    // The far side said "too many": the requests this bucket still holds are not really there, and letting them all
+    // go at the end of the pause would only earn the next 429. It refills from the pause's end, at the limit's pace.
+    if (this.options.requests !== Infinity) {
+      this.#refill(now);
+      this.#requests = Math.min(this.#requests, 1);
+      this.#updatedAt = Math.max(this.#updatedAt, until);
+    }
+    // Rounded up: a timer rounded down would fire before the pause ends and find the limiter still paused.
+    this.#arm(Math.max(1, Math.ceil(until - now)));
     if (!wasPaused) this.#hooks.paused(this, ms);
   }
 
@@ -171,7 +181,8 @@ export class RateLimiter {
     this.#wanted = false;
     if (wanted && this.ready(now)) this.#hooks.ready(this);
     else if (wanted) this.#wanted = true;
-    if (this.#waiters.length > 0 || this.#wanted) this.#arm(this.#msUntilReady(now));
+    // Also while still paused with nobody waiting (a timer that fired early): the pause must end, and say so.
+    if (this.#waiters.length > 0 || this.#wanted || this.#paused) this.#arm(this.#msUntilReady(now));
   }
 
   /** Arms the wake-up; it holds the process open only while someone waits on this limiter. */

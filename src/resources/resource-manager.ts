@@ -29,19 +29,25 @@ import { TenantBudgets } from './budgets.js';
 
 /** What `stats().resources` and `resources.stats()` return. */
 export interface ResourceStats {
+  /** Memory and CPU pressure. */
   readonly pressure: {
+    /** The level now; always `normal` when sampling is off. */
     readonly level: PressureLevel;
     /** The last sample, when sampling is on and one was taken. */
     readonly rssBytes: number | undefined;
+    /** V8 heap in use at the last sample, in bytes. */
     readonly heapUsedBytes: number | undefined;
+    /** Process CPU at the last sample, in percent of one core; `NaN` when not known yet. */
     readonly cpuPercent: number | undefined;
   };
+  /** Circuit breakers. */
   readonly breakers: {
     /** Agent breakers by state. */
     readonly agents: Readonly<Record<BreakerState, number>>;
     /** Named dependency breakers and their state. */
     readonly dependencies: Readonly<Record<string, BreakerState>>;
   };
+  /** Rate limits by capability or dependency name (a dependency's breaker has one even without a limit). */
   readonly rateLimits: Readonly<Record<string, RateLimiterSnapshot>>;
   /** Timers, listeners, breakers and connections held now; all released by `stop()`. */
   readonly tracked: number;
@@ -55,6 +61,10 @@ const BREAKER_OPTION_KEYS = ['errorThresholdPercentage', 'volumeThreshold', 'win
 /** A dependency with no rate limit still gets a limiter, so a retry-after error can pause it. */
 const UNLIMITED: ResolvedRateLimitOptions = Object.freeze({ ...RATE_LIMIT_DEFAULTS, intervalMs: 1_000 });
 
+/**
+ * Circuit breakers for the host's own dependencies, memory/CPU pressure, tenant budgets and rate limits. The
+ * orchestrator builds it; reach it as `orchestrator.resources`.
+ */
 export class ResourceManager {
   /** @internal Every long-lived timer, listener, breaker and connection, released on stop. */
   readonly disposables = new Disposables();
@@ -199,6 +209,7 @@ export class ResourceManager {
     this.budgets.setLimit(tenantId, limit);
   }
 
+  /** Pressure, breakers, rate limits and tracked resources, as of now (also `orchestrator.stats().resources`). */
   stats(): ResourceStats {
     const agents: Record<BreakerState, number> = { closed: 0, open: 0, 'half-open': 0 };
     for (const b of this.#agentBreakers) agents[b.state]++;

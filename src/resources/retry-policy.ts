@@ -19,7 +19,12 @@ export interface RetryRunOptions {
   readonly retryable?: (error: unknown) => boolean;
 }
 
+/**
+ * The retry policy built from the `retry` option: backoff with full jitter, retry-after hints, and which errors are
+ * retried. Task retries, agent creation and bridge reconnects all use one; a RedisBridge may be given its own.
+ */
 export class RetryPolicy {
+  /** The resolved `retry` option it applies. */
   readonly options: ResolvedRetryOptions;
   readonly #random: () => number;
 

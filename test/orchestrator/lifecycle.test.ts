@@ -101,6 +101,18 @@ describe('UnifiedOrchestrator end to end', () => {
     expect(o.state).toBe('stopped');
   });
 
+  it('start() after stop() rejects with OrchestratorStoppedError instead of resolving into a stopped orchestrator', async () => {
+    const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    await o.start();
+    await expect(o.start()).resolves.toBeUndefined(); // while running: the first start's promise
+    await o.stop();
+    await expect(o.start()).rejects.toBeInstanceOf(OrchestratorStoppedError);
+    expect(o.state).toBe('stopped');
+    const never = new UnifiedOrchestrator({ pools: [] });
+    await never.stop();
+    await expect(never.start()).rejects.toBeInstanceOf(OrchestratorStoppedError);
+  });
+
   it('stop({ drain: true }) finishes running and waiting work, refuses new work meanwhile, and disposes every agent', async () => {
     const disposed: string[] = [];
     const o = new UnifiedOrchestrator({

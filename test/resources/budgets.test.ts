@@ -99,6 +99,21 @@ describe('tenant budgets', () => {
     await o.stop();
   });
 
+  it('reportCost may be destructured from the context (it is bound to its attempt)', async () => {
+    const o = await start({ budgets: { windowMs: 60_000, limits: { acme: 100 } } });
+    const destructuring: Agent<{ units: number }> = {
+      execute({ payload, reportCost }) {
+        reportCost(payload.units);
+        expect(() => reportCost(-1)).toThrow(ValidationError);
+        return 'ok';
+      },
+    };
+    o.registerAgent(destructuring, { id: 'd', capabilities: ['x'] });
+    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 7 } })).resolves.toBe('ok');
+    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 5 } })).resolves.toBe('ok');
+    expect(o.resources.spend('acme')).toBe(12);
+  });
+
   it('spend slides out of the window, the tenant is accepted again, and a new crossing is reported again', async () => {
     const clock = manualClock();
     const o = await start({ budgets: { windowMs: 1_000, limits: { acme: 10 } }, clock });
