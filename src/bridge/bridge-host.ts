@@ -12,6 +12,7 @@ import { describeError, type BridgeHost, type BridgeStatus, type ControlMessage,
 /** Refusals that say "not here, not now": the hand-off is left for another node instead of failing. */
 const REFUSALS = new Set(['ORCHESTRATOR_STOPPED', 'ORCHESTRATOR_NOT_STARTED', 'QUEUE_FULL', 'RESOURCE_PRESSURE', 'NO_CAPABLE_AGENT']);
 
+/** The BridgeHost an orchestrator gives its bridge, over its engine and pools. */
 export function bridgeHost(parts: {
   nodeId: string;
   retry: import('../resources/retry-policy.js').RetryPolicy;
@@ -106,6 +107,7 @@ export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: n
 /** Unique across the cluster: node ids are, and a node restarted under the same id gets a new instance prefix. */
 const INSTANCE = randomBytes(3).toString('hex');
 
+/** The id of this process's `seq`-th hand-off from `nodeId`. */
 export function handOffId(nodeId: string, seq: number): string {
   return `${nodeId}-${INSTANCE}-${seq.toString(36)}`;
 }

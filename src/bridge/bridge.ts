@@ -4,8 +4,13 @@
  * orchestrators in one process; RedisBridge links processes and machines through Redis Streams.
  */
 
-/** What a node tells the cluster about itself. */
+/**
+ * What a node tells the cluster about itself: its registry entry, rewritten on every heartbeat. A bridge builds it from
+ * {@link BridgeHost.info} and {@link BridgeHost.status}, adding `nodeId` and `heartbeatAt`; `nodes()` answers a list
+ * of them, and {@link CommunicationBridge.canAnyServe} reads their `serves`.
+ */
 export interface NodeInfo {
+  /** The node's id: its bridge's `nodeId`, unique in the cluster. */
   readonly nodeId: string;
   /** Pool roles it runs. */
   readonly roles: readonly string[];
@@ -33,23 +38,47 @@ export interface NodeInfo {
 export interface NodeStatus {
   /** The orchestrator's lifecycle state. */
   readonly state: string;
+  /** The orchestrator's overall health, as `health()` reports it. */
   readonly health: 'healthy' | 'degraded' | 'unhealthy';
   /** The reason of the halt holding this node's work, or `null` when it runs. */
   readonly halted: string | null;
   /** The traffic split this node applies (legacy calls sent to the unified orchestrator), or `null` when never set. */
   readonly traffic: TrafficSetting | null;
+  /** Attempts running now. */
   readonly running: number;
+  /** Tasks waiting for an agent. */
   readonly waiting: number;
   /** Waiting tasks per requirement class. */
   readonly queues: Readonly<Record<string, number>>;
-  readonly pools: ReadonlyArray<{ readonly role: string; readonly members: number; readonly busy: number; readonly minAgents: number; readonly maxAgents: number }>;
-  readonly breakers: { readonly open: number; readonly halfOpen: number; readonly dependenciesOpen: readonly string[] };
+  /** One entry per pool. */
+  readonly pools: ReadonlyArray<{
+    /** The pool's role. */
+    readonly role: string;
+    /** Agents in the pool, whatever their state. */
+    readonly members: number;
+    /** Agents of the pool running a task. */
+    readonly busy: number;
+    /** The pool's `minAgents`. */
+    readonly minAgents: number;
+    /** The pool's `maxAgents`. */
+    readonly maxAgents: number;
+  }>;
+  /** Circuit breakers that are not closed. */
+  readonly breakers: {
+    /** Agent breakers open. */
+    readonly open: number;
+    /** Agent breakers half-open (letting a probe through). */
+    readonly halfOpen: number;
+    /** Names of the dependency breakers that are open. */
+    readonly dependenciesOpen: readonly string[];
+  };
 }
 
 /** The share of legacy calls the unified orchestrator takes, and whether shadow mode runs it beside the legacy one. */
 export interface TrafficSetting {
-  /** 0 to 100. */
+  /** Percent of legacy calls routed to the unified orchestrator, 0 to 100. */
   readonly percent: number;
+  /** Whether shadow mode runs (calls answered by legacy also run on the unified side, to compare). */
   readonly shadow: boolean;
 }
 
@@ -81,37 +110,70 @@ export function isPercent(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= 100;
 }
 
-/** A task as it crosses the bridge: the caller's task, JSON-safe, without its signal. */
+/**
+ * A task as it crosses the bridge: the caller's task after validation, with the origin's defaults filled in, JSON-safe
+ * and without its signal (cancelling a handed-off task is not possible). The serving node submits it as its own task.
+ */
 export interface WireTask {
+  /** The task's `type`. */
   readonly type: string;
+  /** Capabilities the agent must all hold. */
   readonly requires: readonly string[];
+  /** Capabilities that raise an agent's routing score. */
   readonly prefers: readonly string[];
+  /** Higher runs first among waiting tasks. */
   readonly priority: number;
+  /** The task's payload; JSON-serialisable (the origin checks it before handing off). */
   readonly payload: unknown;
+  /** Per-attempt timeout in ms; `null` for none (`Infinity` does not survive JSON). */
   readonly timeoutMs: number | null;
+  /** Attempts the task may have on the serving node, the first included. */
   readonly maxAttempts: number;
+  /** The caller's idempotency key; without one, the serving node uses the hand-off's `taskId`. */
   readonly idempotencyKey?: string;
+  /** The task's tenant, for fair queueing on the serving node. */
   readonly tenantId?: string;
+  /** The task's affinity key, for routing on the serving node. */
   readonly affinityKey?: string;
 }
 
-/** A task handed off by `origin`, to be run by a node that can serve `requires`. */
+/**
+ * A task handed off by `origin`, to be run by a node that can serve its `requires`. A bridge passes it to
+ * {@link BridgeHost.run} on the serving node; it may deliver the same hand-off more than once (at least once), so
+ * `taskId` is what tells a redelivery apart from a new task.
+ */
 export interface HandOff {
   /** The id the submitter's handle carries; the same on every delivery. */
   readonly taskId: string;
+  /** The node id of the node that handed it off: where its result goes. */
   readonly origin: string;
+  /** The task to run. */
   readonly task: WireTask;
 }
 
-/** The outcome of a handed-off task, sent back to its origin. */
+/**
+ * The outcome of a handed-off task, as {@link BridgeHost.run} resolves it on the serving node, sent back to its origin.
+ * The origin's bridge settles the `handOff()` promise with the first result for a `taskId` (`value`, or a
+ * {@link RemoteTaskError} built from `error`) and drops any later one.
+ */
 export interface HandOffResult {
+  /** The hand-off's `taskId`. */
   readonly taskId: string;
   /** The node that ran it. */
   readonly node: string;
+  /** Whether the task succeeded: `value` is set when it did, `error` when it did not. */
   readonly ok: boolean;
+  /** The task's result when `ok`; JSON-safe (the serving node checks it). */
   readonly value?: unknown;
   /** When not ok: the error's class name, stable code (if any) and message. */
-  readonly error?: { readonly name: string; readonly code?: string; readonly message: string };
+  readonly error?: {
+    /** The error's `name` (its class name, as `TaskTimeoutError`). */
+    readonly name: string;
+    /** The error's stable `code`, when it had one. */
+    readonly code?: string;
+    /** The error's message. */
+    readonly message: string;
+  };
 }
 
 /**
@@ -125,11 +187,13 @@ export interface HandOffResult {
  * joins later, so a node started during a halt starts halted.
  */
 export interface ControlMessage {
+  /** What to do; see above. A bridge drops messages of any other kind. */
   readonly kind: 'halt' | 'resume' | 'drain' | 'traffic' | 'rollback' | 'config';
+  /** Why, for `halt`, `drain` and `rollback`: shown in events and the audit trail. */
   readonly reason?: string;
   /** `traffic`: `{ percent?, shadow? }` or a percentage; `config`: key/value pairs. */
   readonly value?: unknown;
-  /** The node (or operator tool) that sent it. */
+  /** The node (or operator tool) that sent it. A bridge sets it to its own `nodeId` on sending. */
   readonly from?: string;
   /** Who sent it, for the audit trail (the CLI sends `cli:<user>@<host>`); the sending node's id when absent. */
   readonly actor?: string;
@@ -164,11 +228,20 @@ export function stickySlots(message: ControlMessage): Array<'halt' | 'percent' |
   }
 }
 
-/** A standing control message as a bridge keeps it: who sealed it (`sender`) and its place in that sender's sequence. */
+/**
+ * A standing control message as a bridge keeps it: who sealed it (`sender`) and its place in that sender's sequence.
+ * A bridge keeps the latest entry per slot (halt, percent, shadow) and, on `start()`, replays them to the host oldest
+ * first, each once, with `replayed: true`.
+ */
 export interface StandingEntry {
+  /** The control message as it was sent. */
   readonly message: ControlMessage;
   /** When it was sent (ms since the epoch). */
   readonly ts: number;
+  /**
+   * An opaque id of whoever sealed it (not a node id: RedisBridge uses its message signer's random id, MemoryHub an
+   * empty string); with `seq`, it orders messages sent in the same millisecond.
+   */
   readonly sender: string;
   /** Increases with every message the sender seals: orders two messages sent in the same millisecond. */
   readonly seq: number;
@@ -187,7 +260,10 @@ export function replayOrder(entries: Iterable<StandingEntry>): ControlMessage[] 
     .map((e) => ({ ...e.message, replayed: true }));
 }
 
-/** What the orchestrator gives its bridge. */
+/**
+ * What the orchestrator gives its bridge in {@link CommunicationBridge.start}: the bridge calls it to describe this
+ * node, to run the hand-offs delivered here, to apply control messages and to report its own health.
+ */
 export interface BridgeHost {
   /** The orchestrator's retry policy, for reconnects. */
   readonly retry?: import('../resources/retry-policy.js').RetryPolicy;
@@ -196,8 +272,10 @@ export interface BridgeHost {
   /** Whether this node can run tasks that require `requires`. */
   canServe(requires: readonly string[]): boolean;
   /**
-   * Runs a handed-off task here. Resolves with the result to send back, or rejects with a refusal that another node
-   * should take over instead (stopping, queue full): the bridge then leaves the task for reclaim.
+   * Runs a handed-off task here. Resolves with the result to send back (a failed task resolves too, with `ok: false`),
+   * or rejects with a refusal that another node should take over instead (stopping, queue full): the bridge then
+   * leaves the task for another node (RedisBridge: for reclaim). A redelivery of a hand-off still running here shares
+   * the first run.
    */
   run(handOff: HandOff): Promise<HandOffResult>;
   /** A control message arrived (also the node's own, and standing state replayed on joining). */
@@ -208,42 +286,90 @@ export interface BridgeHost {
   state(status: BridgeStatus): void;
 }
 
-export type BridgeStatus = { readonly status: 'healthy' | 'degraded' | 'unhealthy'; readonly detail: string };
+/** A bridge's health, as `health().components.bridge` and the `bridge:state` event report it. */
+export type BridgeStatus = {
+  /**
+   * Counts in the orchestrator's overall health (the worst component wins). `degraded` while a RedisBridge
+   * reconnects; neither built-in bridge reports `unhealthy`.
+   */
+  readonly status: 'healthy' | 'degraded' | 'unhealthy';
+  /** What is going on, for people (`connected as node-1`, `reconnecting to Redis`). */
+  readonly detail: string;
+};
 
-/** Counts a bridge keeps, for stats and metrics. */
+/** Counts a bridge keeps since it was made, for stats and metrics. */
 export interface BridgeStats {
+  /** Tasks this node handed to the cluster. */
   readonly handedOff: number;
+  /** Handed-off tasks this node ran and reported a result for. */
   readonly served: number;
+  /** Stream entries (up to 16 hand-offs each) this node claimed from another node or after a refusal; 0 in memory. */
   readonly reclaimed: number;
+  /** Stream entries this node dead-lettered after too many deliveries; 0 in memory. */
   readonly deadLettered: number;
-  /** Messages dropped because their signature was missing, wrong, stale or replayed. */
+  /**
+   * Messages dropped unread: unsigned, forged, stale, malformed or replayed, including deliveries of a task that
+   * already has a result; 0 in memory.
+   */
   readonly rejected: number;
 }
 
+/**
+ * How an orchestrator talks to the other nodes of its cluster: the `bridge` option of `UnifiedOrchestrator`
+ * (a private {@link MemoryBridge} by default, a {@link RedisBridge} across processes). Implement it to carry the
+ * cluster over another medium.
+ *
+ * The orchestrator calls `start(host)` once it runs, `stop()` once while it stops (after its own tasks drained or were
+ * cancelled, and only if `start` resolved), and the rest in between. A bridge must:
+ * - deliver every hand-off at least once to a node that can serve it, and redeliver it elsewhere when the node that
+ *   took it dies or refuses it ({@link BridgeHost.run} rejects);
+ * - settle each `handOff()` promise once, with the first result reported for its task id;
+ * - deliver every control message to every node, the sender included, and replay the standing state (the latest
+ *   halt or resume and traffic setting) to a node as it starts, before `start` resolves;
+ * - keep `canAnyServe` synchronous and cheap: it is called on every submit.
+ */
 export interface CommunicationBridge {
+  /** A short name for the medium, reported by `health()` (`memory`, `redis`). */
   readonly kind: string;
+  /** This node's id, unique in the cluster: the `origin` of its hand-offs and the `from` of its control messages. */
   readonly nodeId: string;
-  /** Joins the cluster: registers the node, starts heartbeats and consumers. */
+  /**
+   * Joins the cluster: registers the node, starts heartbeats and consumers, and replays the standing control state to
+   * `host.control`. When it rejects, the orchestrator's `start()` rejects and `stop()` is not called.
+   */
   start(host: BridgeHost): Promise<void>;
-  /** Leaves the cluster: stops consuming (in-flight served tasks finish first), removes the node, closes what it opened. */
+  /**
+   * Leaves the cluster: stops consuming (in-flight served tasks finish first), removes the node, closes what it opened.
+   * Hand-offs of this node still waiting for a result reject with OrchestratorStoppedError (MemoryBridge lets them
+   * finish instead: the node serving them is in the same process).
+   */
   stop(): Promise<void>;
   /** The live nodes, this one included. */
   nodes(): Promise<NodeInfo[]>;
-  /** Hands a task to the cluster; resolves (or rejects) with its result as the serving node reports it. */
+  /**
+   * Hands a task to the cluster; resolves with its result as the serving node reports it, or rejects with a
+   * {@link RemoteTaskError} (the task failed there), OrchestratorStoppedError (this bridge is not running), or the
+   * refusal of every node that could take it. The orchestrator calls it only after `canAnyServe(task.requires)`.
+   */
   handOff(taskId: string, task: WireTask): Promise<unknown>;
-  /** Whether a live node (other than this one) says it can serve `requires`. */
+  /** Whether a live node (other than this one) says it can serve `requires`. Synchronous: called on every submit. */
   canAnyServe(requires: readonly string[]): boolean;
-  /** Sends a control message to every node. */
+  /** Sends a control message to every node, this one included, keeping it as standing state where it sets one. */
   control(message: ControlMessage): Promise<void>;
+  /** The bridge's health now. */
   status(): BridgeStatus;
+  /** The bridge's counts since it was made. */
   stats(): BridgeStats;
 }
 
 /** An error rebuilt from a remote result: same name, code and message as the one thrown on the serving node. */
 export class RemoteTaskError extends Error {
+  /** The error's stable code on the serving node (as `TASK_TIMEOUT`), or `undefined` when it had none. */
   readonly code: string | undefined;
+  /** The node that reported it: the one that ran the task, or that dead-lettered it. */
   readonly node: string;
 
+  /** Rebuilds `error`, as reported by `node`. */
   constructor(error: NonNullable<HandOffResult['error']>, node: string) {
     super(error.message);
     this.name = error.name;
@@ -257,6 +383,7 @@ export function classKey(requires: readonly string[]): string {
   return requires.length === 0 ? '*' : [...requires].sort().join('+');
 }
 
+/** An error as a result carries it across the bridge: its name, code (if a string) and message; never throws. */
 export function describeError(error: unknown): NonNullable<HandOffResult['error']> {
   try {
     if (error instanceof Error) {

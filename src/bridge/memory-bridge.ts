@@ -19,35 +19,87 @@ import {
   type WireTask,
 } from './bridge.js';
 
-/** The shared medium of MemoryBridges in one process. */
+/**
+ * The shared medium of MemoryBridges in one process: bridges made with the same hub are one cluster. It holds the
+ * started nodes, the cluster's standing control state (replayed to a node that starts later) and which hand-offs
+ * already have a result. Make one per cluster and pass it to each {@link MemoryBridge}; it needs no closing.
+ *
+ * @example
+ * ```ts
+ * const hub = new MemoryHub();
+ * const front = new UnifiedOrchestrator({ bridge: new MemoryBridge({ hub, nodeId: 'front' }) });
+ * const back = new UnifiedOrchestrator({ pools, bridge: new MemoryBridge({ hub, nodeId: 'back' }) });
+ * ```
+ */
 export class MemoryHub {
+  /**
+   * The started bridges by node id.
+   * @internal
+   */
   readonly nodes = new Map<string, MemoryBridge>();
-  /** Tasks that have a result (the most recent 100,000): a second delivery is not run again. */
+  /**
+   * Tasks that have a result (the most recent 100,000): a second delivery is not run again.
+   * @internal
+   */
   readonly done = new Set<string>();
-  /** The cluster's standing control state: the latest message per slot (halt, percent, shadow). */
+  /**
+   * The cluster's standing control state: the latest message per slot (halt, percent, shadow).
+   * @internal
+   */
   readonly standing = new Map<string, StandingEntry>();
   #controlSeq = 0;
 
-  /** Keeps a control message as standing state where it sets one. */
+  /**
+   * Keeps a control message as standing state where it sets one.
+   * @internal
+   */
   remember(message: ControlMessage): void {
     const entry: StandingEntry = { message, ts: Date.now(), sender: '', seq: ++this.#controlSeq };
     for (const slot of stickySlots(message)) this.standing.set(slot, entry);
   }
 
+  /**
+   * Records that a task has a result, forgetting the oldest record past 100,000.
+   * @internal
+   */
   markDone(taskId: string): void {
     if (this.done.size >= 100_000) this.done.delete(this.done.values().next().value!);
     this.done.add(taskId);
   }
 }
 
+/** Options of {@link MemoryBridge}. */
 export interface MemoryBridgeOptions {
-  /** Bridges on the same hub are one cluster. @default a private hub */
+  /** Bridges on the same hub are one cluster. @default a private hub (a cluster of one) */
   hub?: MemoryHub;
+  /** This node's id, unique on its hub. @default `node-` and 8 random hex digits */
   nodeId?: string;
 }
 
+/**
+ * The bridge for orchestrators in one process, and the default one (with a private hub, so a cluster of one).
+ * Orchestrators whose bridges share a {@link MemoryHub} hand each other the tasks they cannot serve and hear each
+ * other's control messages. A hand-off goes straight to a node that can serve it (round-robin across them, the next
+ * one when a node refuses), with the task and its result passed through JSON as RedisBridge would send them; nothing
+ * outlives the process.
+ *
+ * @example
+ * ```ts
+ * const hub = new MemoryHub();
+ * const producer = new UnifiedOrchestrator({ bridge: new MemoryBridge({ hub, nodeId: 'producer' }) });
+ * const worker = new UnifiedOrchestrator({
+ *   pools: [{ role: 'writer', capabilities: ['text'], create: () => new WriterAgent() }],
+ *   bridge: new MemoryBridge({ hub, nodeId: 'worker' }),
+ * });
+ * await Promise.all([producer.start(), worker.start()]);
+ * // The producer has no agent with `text`: the task runs on the worker, its result comes back here.
+ * const summary = await producer.submit<string>({ type: 'summarise', requires: ['text'], payload: doc });
+ * ```
+ */
 export class MemoryBridge implements CommunicationBridge {
+  /** Always `'memory'`. */
   readonly kind = 'memory';
+  /** This node's id: the `nodeId` option, or a random one. */
   readonly nodeId: string;
   readonly #hub: MemoryHub;
   #host: BridgeHost | undefined;
@@ -57,11 +109,13 @@ export class MemoryBridge implements CommunicationBridge {
   #served = 0;
   #next = 0;
 
+  /** Makes a bridge; it joins its hub's cluster when the orchestrator starts. */
   constructor(options: MemoryBridgeOptions = {}) {
     this.#hub = options.hub ?? new MemoryHub();
     this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
   }
 
+  /** Joins the hub's cluster and replays its standing control state to `host`. Called by the orchestrator. */
   async start(host: BridgeHost): Promise<void> {
     this.#host = host;
     this.#running = true;
@@ -69,6 +123,7 @@ export class MemoryBridge implements CommunicationBridge {
     for (const message of replayOrder(this.#hub.standing.values())) host.control(message);
   }
 
+  /** Leaves the hub's cluster, then waits for the hand-offs running here to finish. Called by the orchestrator. */
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
@@ -76,16 +131,23 @@ export class MemoryBridge implements CommunicationBridge {
     await Promise.allSettled([...this.#inflight]);
   }
 
+  /** The started nodes of the hub, this one included; `heartbeatAt` is now (a node is live until it stops). */
   async nodes(): Promise<NodeInfo[]> {
     const now = Date.now();
     return [...this.#hub.nodes.values()].flatMap((b) => (b.#host ? [{ ...b.#host.info(), nodeId: b.nodeId, heartbeatAt: now, status: b.#host.status() }] : []));
   }
 
+  /** Whether another started node of the hub can serve `requires`. */
   canAnyServe(requires: readonly string[]): boolean {
     for (const b of this.#hub.nodes.values()) if (b !== this && b.#host?.canServe(requires)) return true;
     return false;
   }
 
+  /**
+   * Runs a task on another node of the hub that can serve it and resolves with its result. Rejects with
+   * {@link RemoteTaskError} when it failed there, NoCapableAgentError when no other node can serve it, the last
+   * refusal when every such node refused it, and OrchestratorStoppedError when this bridge is not started.
+   */
   async handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#running) throw new OrchestratorStoppedError();
     // What crosses a process must survive serialisation; the memory bridge checks it the same way.
@@ -108,15 +170,18 @@ export class MemoryBridge implements CommunicationBridge {
     throw refusal;
   }
 
+  /** Delivers a control message to every started node of the hub, this one included, and keeps its standing state. */
   async control(message: ControlMessage): Promise<void> {
     this.#hub.remember({ ...message, from: this.nodeId });
     for (const b of this.#hub.nodes.values()) b.#host?.control({ ...message, from: this.nodeId });
   }
 
+  /** Always healthy; the detail says whether it is started. */
   status(): BridgeStatus {
     return { status: 'healthy', detail: this.#running ? `in memory as ${this.nodeId}` : 'not started' };
   }
 
+  /** Hand-offs sent and served; the other counts are always 0 in memory. */
   stats(): BridgeStats {
     return { handedOff: this.#handedOff, served: this.#served, reclaimed: 0, deadLettered: 0, rejected: 0 };
   }

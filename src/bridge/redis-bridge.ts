@@ -7,7 +7,7 @@
  *   the hand-offs of one class, consumed by every node that can serve it.
  * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
  * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
- * - `dead` (stream): hand-offs dropped after `maxDeliveries` (they kept killing their nodes).
+ * - `dead` (stream): entries dropped after `maxDeliveries` (they kept killing their nodes, or kept being refused).
  * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
  *   the latest halt/resume and traffic setting, replayed to nodes that join later.
  *
@@ -36,35 +36,86 @@ import {
 import { publishControl, readNodes, readStanding, removeNode, writeNode } from './redis-control.js';
 import { MessageSigner } from './signing.js';
 
-/** Options of {@link RedisBridge}. */
+/**
+ * Options of {@link RedisBridge}. `secret` and one of `url` or `redis` are required.
+ *
+ * The timings depend on each other (the bridge does not check them):
+ * `heartbeatMs` well below `nodeTtlMs` (say a third at most) and well below `reclaimIdleMs`, and `doneTtlMs` above
+ * the time an entry can stay pending (about `maxDeliveries` × `reclaimIdleMs`, plus the tasks' run time).
+ */
 export interface RedisBridgeOptions {
-  /** A `redis://` or `rediss://` URL (credentials and ACL user in it pass through to ioredis). */
+  /**
+   * A `redis://` or `rediss://` URL (credentials and ACL user in it pass through to ioredis). The bridge makes its own
+   * connection from it in `start()` and closes it in `stop()`. Unused when `redis` is given.
+   */
   url?: string;
-  /** Your own ioredis client: the bridge uses it for commands (and duplicates it for the blocking readers) and never closes it. */
+  /**
+   * Your own ioredis client: the bridge uses it for commands (and duplicates it for its subscriber and the two
+   * blocking readers) and never closes it. Wins over `url`.
+   */
   redis?: Redis;
-  /** Extra ioredis options (TLS, username, password, ...). */
+  /**
+   * Extra ioredis options (TLS, username, password, ...) for the connection made from `url`; they override the
+   * bridge's own (`maxRetriesPerRequest: null`, so commands wait out a reconnect, and a `retryStrategy` from `retry`).
+   * Ignored when `redis` is given.
+   */
   redisOptions?: RedisOptions;
   /** Shared by every node; signs every message. At least 16 characters. */
   secret: string;
-  /** Prefix of every key. @default 'uo' */
+  /** Prefix of every key, and part of every signature: nodes of two namespaces are two clusters. @default 'uo' */
   namespace?: string;
-  /** This node's id. @default a random one */
+  /**
+   * This node's id, unique in the cluster: it names its registry entry, its results stream and its consumer in each
+   * task group. @default `node-` and 8 random hex digits
+   */
   nodeId?: string;
-  /** @default 1_000 */
+  /**
+   * Ms between heartbeats. Each beat rewrites this node's registry entry, starts consuming new task classes it can
+   * serve, keeps its running entries from being reclaimed, reclaims idle ones and re-reads the registry (what
+   * `canAnyServe` answers from). Lower: a fresher view of the cluster, for more Redis commands per node.
+   * Keep it well below `nodeTtlMs` (the others read a node's entry on their own beat, so a live node can look two
+   * beats old) and `reclaimIdleMs`. @default 1_000
+   */
   heartbeatMs?: number;
-  /** A node whose heartbeat is this old is gone. @default 5_000 */
+  /**
+   * Ms a node's registry entry lives after its last heartbeat (its TTL in Redis); a node whose heartbeat is this old
+   * is gone, and no longer counts for `canAnyServe` on the others. Lower: a dead node drops out sooner; too close to
+   * `heartbeatMs` and live nodes drop out between beats. @default 5_000
+   */
   nodeTtlMs?: number;
-  /** Entries pending this long on a node that stopped heart-beating are claimed by a live one. @default 15_000 */
+  /**
+   * Ms a delivered entry must sit idle (its node died, or refused its tasks) before a live node claims it and runs
+   * what has no result yet. Live nodes reset the idle time of what they run on every heartbeat, so this must stay
+   * well above `heartbeatMs`, or running tasks are claimed and run twice. Lower: a dead node's tasks resume sooner.
+   * @default 15_000
+   */
   reclaimIdleMs?: number;
-  /** Deliveries of one hand-off before it is dead-lettered. @default 5 */
+  /**
+   * Deliveries of one stream entry (up to 16 hand-offs of one node) before the next claim dead-letters it: its tasks
+   * that have no result yet reject at their origin with TASK_DEAD_LETTERED, and the entry goes to the `dead` stream.
+   * Every claim counts, including after a refusal (queue full, stopping), not only after a node died. @default 5
+   */
   maxDeliveries?: number;
-  /** How long a blocking read waits. @default 1_000 */
+  /**
+   * Ms a blocking read of tasks or results waits for new entries. Lower: tasks of a class this node just started
+   * serving are picked up sooner, for more round trips while idle. `stop()` does not wait for it. @default 1_000
+   */
   blockMs?: number;
-  /** How long a `done` marker keeps a re-run from happening. @default 3_600_000 */
+  /**
+   * Ms a task's `done` marker lives after its result is reported: a redelivery of the task within this time is not
+   * run again. Longer: more keys in Redis (one per handed-off task). @default 3_600_000 (an hour)
+   */
   doneTtlMs?: number;
-  /** Control messages older than this are dropped as replays. @default 60_000 */
+  /**
+   * Ms by which a control message's timestamp may differ from this node's clock (older, or ahead by clock skew)
+   * before it is dropped as a replay. Must exceed the clock skew between nodes. The standing state replayed at start is
+   * not checked against it. @default 60_000
+   */
   maxMessageAgeMs?: number;
-  /** Retry policy for reconnects (the orchestrator passes its own). */
+  /**
+   * Delays between reconnects of the connection made from `url` (at least 50 ms each). @default the orchestrator's
+   * retry policy (outside an orchestrator: 50 ms × 2^attempt, at most 2 s)
+   */
   retry?: RetryPolicy;
 }
 
@@ -123,8 +174,32 @@ function field(fields: Fields, name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The bridge across processes and machines: nodes that share a Redis and a `secret` (and `namespace`) form one
+ * cluster. A node hands the tasks it cannot serve to a Redis stream per requirement class, which every node able to
+ * serve that class consumes; results come back on the origin's own stream. Delivery is at least once: a task whose
+ * node dies is claimed by a live node after `reclaimIdleMs`, and a task that has a result is not run again (for
+ * `doneTtlMs`).
+ * Every message is signed with `secret`; unsigned, forged or replayed ones are dropped and counted in `rejected`.
+ * ioredis is imported by `start()` (unless you pass your own client), so a host that never starts one never loads it.
+ *
+ * @example
+ * ```ts
+ * const orchestrator = new UnifiedOrchestrator({
+ *   pools: [{ role: 'writer', capabilities: ['text'], create: () => new WriterAgent() }],
+ *   bridge: new RedisBridge({
+ *     url: process.env.REDIS_URL, // rediss://user:password@redis.internal:6380
+ *     secret: process.env.BRIDGE_SECRET!, // the same on every node, at least 16 characters
+ *     nodeId: `${os.hostname()}-${process.pid}`,
+ *   }),
+ * });
+ * await orchestrator.start(); // joins the cluster
+ * ```
+ */
 export class RedisBridge implements CommunicationBridge {
+  /** Always `'redis'`. */
   readonly kind = 'redis';
+  /** This node's id: the `nodeId` option, or a random one. */
   readonly nodeId: string;
   readonly #options: Required<Omit<RedisBridgeOptions, 'url' | 'redis' | 'redisOptions' | 'secret' | 'nodeId' | 'retry'>>;
   readonly #signer: MessageSigner;
@@ -160,6 +235,10 @@ export class RedisBridge implements CommunicationBridge {
   #deadLettered = 0;
   #rejected = 0;
 
+  /**
+   * Checks the options and makes the bridge; nothing connects until `start()`. Throws ValidationError without a
+   * `secret` of at least 16 characters, or without `url` or `redis`.
+   */
   constructor(options: RedisBridgeOptions) {
     if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'Expected RedisBridge options with a secret and a url or redis client');
     if (typeof options.secret !== 'string' || options.secret.length < 16) {
@@ -197,6 +276,10 @@ export class RedisBridge implements CommunicationBridge {
     return [this.#ns, ...parts].join(':');
   }
 
+  /**
+   * Connects, subscribes to the control channel, replays the cluster's standing control state to `host`, registers
+   * this node and starts its readers and heartbeat. Called by the orchestrator.
+   */
   async start(host: BridgeHost): Promise<void> {
     this.#host = host;
     // Reconnects follow the orchestrator's retry policy unless the bridge was given its own.
@@ -242,6 +325,11 @@ export class RedisBridge implements CommunicationBridge {
     tick();
   }
 
+  /**
+   * Waits for the hand-offs running here to report, rejects this node's hand-offs still waiting for a result with
+   * OrchestratorStoppedError, removes this node from the registry and closes the connections it made. Called by the
+   * orchestrator.
+   */
   async stop(): Promise<void> {
     if (!this.#running) {
       await this.#close();
@@ -266,11 +354,16 @@ export class RedisBridge implements CommunicationBridge {
     await this.#close();
   }
 
+  /** Reads the registry: the live nodes, this one included. */
   async nodes(): Promise<NodeInfo[]> {
     await this.#refreshNodes();
     return this.#nodes;
   }
 
+  /**
+   * Whether another node, live by its last heartbeat, has an agent (or pool) that holds all of `requires`. Answers
+   * from the registry as of this node's last heartbeat, without a round trip.
+   */
   canAnyServe(requires: readonly string[]): boolean {
     const now = Date.now();
     return this.#nodes.some(
@@ -281,6 +374,12 @@ export class RedisBridge implements CommunicationBridge {
     );
   }
 
+  /**
+   * Adds a task to its class's stream and resolves with its result once a node reports it. Rejects with
+   * {@link RemoteTaskError} when it failed there (TASK_DEAD_LETTERED after `maxDeliveries`), with the Redis error when
+   * it could not be sent, and with OrchestratorStoppedError when this bridge is not started or stops first. No timeout
+   * of its own: the task's `timeoutMs` bounds each attempt on the serving node.
+   */
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#running) return Promise.reject(new OrchestratorStoppedError());
     const key = classKey(task.requires);
@@ -334,14 +433,17 @@ export class RedisBridge implements CommunicationBridge {
     );
   }
 
+  /** Publishes a signed control message to every node, this one included, and keeps its standing state in Redis. */
   async control(message: ControlMessage): Promise<void> {
     await publishControl(this.#redis, this.#signer, this.#ns, { ...message, from: this.nodeId });
   }
 
+  /** Healthy while connected, degraded while reconnecting to Redis. */
   status(): BridgeStatus {
     return this.#status;
   }
 
+  /** This node's counts since it was made. */
   stats(): BridgeStats {
     return { handedOff: this.#handedOff, served: this.#served_count, reclaimed: this.#reclaimed, deadLettered: this.#deadLettered, rejected: this.#rejected };
   }

@@ -84,6 +84,7 @@ export function writeNode(redis: Redis, signer: MessageSigner, ns: string, info:
   return pipeline;
 }
 
+/** Adds to `pipeline` the commands that take a node out of the registry. */
 export function removeNode(pipeline: ReturnType<Redis['pipeline']>, ns: string, id: string): void {
   pipeline.del(nodeKey(ns, id));
   pipeline.srem(nodesKey(ns), id);

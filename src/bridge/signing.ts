@@ -10,6 +10,7 @@ const REPLAY_MEMORY = 10_000;
 /** Hex characters of a signer's random id prefix. */
 const ID_PREFIX_CHARS = 16;
 
+/** Seals and opens the messages of one namespace under one secret, remembering control message ids against replays. */
 export class MessageSigner {
   readonly #key: KeyObject;
   /** Message ids: a random prefix per signer and a counter (unique without a random draw per message). */

@@ -103,7 +103,7 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
   };
   #closed = false;
 
-  /** Throws ValidationError for bad options. */
+  /** Listens to `orchestrator`'s task events until {@link close}. Throws ValidationError for bad options. */
   constructor(orchestrator: UnifiedOrchestrator, options: CompatibilityAdapterOptions = {}) {
     super();
     if (typeof orchestrator !== 'object' || orchestrator === null || typeof (orchestrator as { delegate?: unknown }).delegate !== 'function') {
@@ -155,7 +155,10 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     return callerId ?? handle.id;
   }
 
-  /** The status of a task delegated through this adapter (finished ones for `finishedTaskTtlMs`). */
+  /**
+   * The status of a task delegated through this adapter; TASK_NOT_FOUND for others, and for finished ones past
+   * `finishedTaskTtlMs` or `maxFinishedTasks`.
+   */
   async getTaskStatus(taskId: string): Promise<LegacyResult<LegacyTaskStatus>> {
     if (typeof taskId !== 'string' || taskId === '') return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
     this.#sweep(Date.now());
@@ -184,6 +187,7 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     return statusOf(entry);
   }
 
+  /** Any agent's state and counts (not only those spawned through the adapter); AGENT_NOT_FOUND when unknown. */
   async getAgentStatus(agentId: string): Promise<LegacyResult<LegacyAgentStatus>> {
     if (typeof agentId !== 'string' || agentId === '') return this.#invalid('agent_id', 'Expected `agent_id` to be a non-empty string');
     const a = this.#orchestrator.agent(agentId);

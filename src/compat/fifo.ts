@@ -7,18 +7,22 @@ export class Fifo<T> {
   #items: Array<T | undefined> = [];
   #head = 0;
 
+  /** Items in the list. */
   get size(): number {
     return this.#items.length - this.#head;
   }
 
+  /** Adds an item at the end. */
   push(item: T): void {
     this.#items.push(item);
   }
 
+  /** The first item, left in place; `undefined` when empty. */
   peek(): T | undefined {
     return this.#items[this.#head];
   }
 
+  /** Takes the first item out; `undefined` when empty. */
   shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head];

@@ -13,90 +13,143 @@ export type LegacyPriority = number | 'low' | 'normal' | 'high' | 'critical';
  * snake_case keys are the legacy spelling, camelCase ones are read too.
  */
 export interface LegacyTask {
-  /** The pool role that should run it: the task requires every capability of that pool. */
+  /**
+   * The pool role that should run it: the task requires every capability of that pool (or of the role's entry in the
+   * adapter's `roles`).
+   */
   readonly role?: string;
   /** Capabilities the agent must all hold (added to the role's). */
   readonly capabilities?: readonly string[];
-  /** The task type (metrics and SLA group by it). @default 'legacy' */
+  /** The task type (metrics and SLA group by it). @default the adapter's `defaultType` ('legacy') */
   readonly type?: string;
-  /** @default 'normal' */
+  /** A named level or an integer; higher runs first (see {@link LEGACY_PRIORITIES}). @default 'normal' (0) */
   readonly priority?: LegacyPriority;
+  /** Handed to the agent as `ctx.payload`. */
   readonly payload?: unknown;
-  /** Seconds an attempt may run. @default the orchestrator's `defaultTimeoutMs` */
+  /** Seconds an attempt may run (fractions allowed, at most 2147483). @default the orchestrator's `defaultTimeoutMs` */
   readonly timeout?: number;
-  /** Retries after the first attempt. @default the orchestrator's `defaultMaxAttempts` - 1 */
+  /** Retries after the first attempt, 0 to 99. @default the orchestrator's `defaultMaxAttempts` - 1 */
   readonly max_retries?: number;
+  /** `max_retries` in camelCase; read when `max_retries` is absent. */
   readonly maxRetries?: number;
+  /** Whose task this is (the unified `tenantId`): fair queueing and per-tenant budgets. */
   readonly tenant_id?: string;
+  /** `tenant_id` in camelCase; read when `tenant_id` is absent. */
   readonly tenantId?: string;
-  /** The caller's id for the task: a second delegation with the same id is the same task (idempotency). */
+  /**
+   * The caller's id for the task, at most 256 characters: a second delegation with the same id is the same task
+   * (idempotency), and `delegateTaskToAgent` answers this id.
+   */
   readonly task_id?: string;
+  /** `task_id` in camelCase; read when `task_id` is absent. */
   readonly taskId?: string;
 }
 
-/** A legacy error answer. */
+/** A legacy error answer: legacy calls answer errors instead of throwing them. */
 export interface LegacyErrorResponse {
-  readonly error: { readonly code: string; readonly message: string };
+  /** What went wrong. */
+  readonly error: {
+    /** A legacy error code (see {@link LEGACY_ERROR_CODES}), for callers to branch on. */
+    readonly code: string;
+    /** What went wrong, for people. */
+    readonly message: string;
+  };
 }
 
 /** Either the call's value or a legacy error answer. */
 export type LegacyResult<T> = T | LegacyErrorResponse;
 
+/**
+ * A legacy task's state: `pending` (waiting for an agent, also between attempts), `running`, then one of the terminal
+ * states `completed`, `failed`, `cancelled` or `timeout`. The adapter answers `timeout` and `cancelled` for tasks that
+ * ended with TASK_TIMEOUT or TASK_CANCELLED; a task allowed more than one attempt that fails for good is dead-lettered
+ * instead, and answers `failed`.
+ */
 export type LegacyTaskState = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled' | 'timeout';
 
 /** What `getTaskStatus` answers. */
 export interface LegacyTaskStatus {
+  /** The task's id, as `delegateTaskToAgent` answered it. */
   readonly task_id: string;
+  /** Where the task is. */
   readonly status: LegacyTaskState;
   /** The agent running it or that ran it last; `null` before its first attempt. */
   readonly agent_id: string | null;
+  /** Attempts started so far; 0 before the first. */
   readonly attempts: number;
   /** Set once completed. */
   readonly result?: unknown;
-  /** Set once failed, cancelled or timed out. */
+  /**
+   * Set once failed, cancelled or timed out: its legacy code (`TASK_FAILED` for the agent's own error) and message.
+   */
   readonly error?: LegacyErrorResponse['error'];
-  /** ISO 8601. */
+  /** When it was delegated, ISO 8601. */
   readonly created_at: string;
+  /** When its status last changed, ISO 8601. */
   readonly updated_at: string;
 }
 
+/** A legacy agent's state: the unified agent state in lower case, with `starting` for `INITIALIZING`. */
 export type LegacyAgentState = 'starting' | 'idle' | 'busy' | 'draining' | 'terminated' | 'unhealthy' | 'failed';
 
 /** What `getAgentStatus` answers. */
 export interface LegacyAgentStatus {
+  /** The agent's id. */
   readonly agent_id: string;
+  /** The role of its pool; `null` for an agent registered outside any pool. */
   readonly role: string | null;
+  /** Its lifecycle state. */
   readonly status: LegacyAgentState;
+  /** What it can do. */
   readonly capabilities: readonly string[];
+  /** Tasks it is running now. */
   readonly active_tasks: number;
+  /** Attempts that succeeded on it. */
   readonly completed_tasks: number;
+  /** Attempts that failed or timed out on it. */
   readonly failed_tasks: number;
 }
 
 /** What `shutdownAgent` answers. */
 export interface LegacyShutdown {
+  /** The agent's id. */
   readonly agent_id: string;
+  /** Always `terminated`: the answer comes once the agent is gone. */
   readonly status: 'terminated';
 }
 
 /** The legacy calls, camelCase. Every method answers with its value or a {@link LegacyErrorResponse}. */
 export interface LegacyOrchestrator {
+  /** Makes (or takes) an agent of `role` and answers its id. */
   spawnAgent(role: string): Promise<LegacyResult<string>>;
+  /** Accepts a task and answers its id; the task runs in the background. */
   delegateTaskToAgent(task: LegacyTask): Promise<LegacyResult<string>>;
+  /** An agent's state and counts. */
   getAgentStatus(agentId: string): Promise<LegacyResult<LegacyAgentStatus>>;
+  /** A delegated task's status, with its result or error once it is terminal. */
   getTaskStatus(taskId: string): Promise<LegacyResult<LegacyTaskStatus>>;
+  /** Stops an agent and removes it. */
   shutdownAgent(agentId: string): Promise<LegacyResult<LegacyShutdown>>;
-  /** Optional in legacy implementations: waits until the task is terminal and answers its final status. */
+  /**
+   * Optional in legacy implementations: waits until the task is terminal (or `timeoutSeconds` passed) and answers its
+   * status then.
+   */
   waitForTask?(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>>;
 }
 
 /** The same calls, snake_case, as many legacy implementations spell them. */
 export interface LegacyOrchestratorSnake {
+  /** {@link LegacyOrchestrator.spawnAgent}. */
   spawn_agent(role: string): Promise<LegacyResult<string>>;
+  /** {@link LegacyOrchestrator.delegateTaskToAgent}. */
   delegate_task_to_agent(task: LegacyTask): Promise<LegacyResult<string>>;
+  /** {@link LegacyOrchestrator.getAgentStatus}. */
   get_agent_status(agentId: string): Promise<LegacyResult<LegacyAgentStatus>>;
+  /** {@link LegacyOrchestrator.getTaskStatus}. */
   get_task_status(taskId: string): Promise<LegacyResult<LegacyTaskStatus>>;
+  /** {@link LegacyOrchestrator.shutdownAgent}. */
   shutdown_agent(agentId: string): Promise<LegacyResult<LegacyShutdown>>;
+  /** {@link LegacyOrchestrator.waitForTask} (optional too). */
   wait_for_task?(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>>;
 }
 
@@ -106,6 +159,7 @@ export type LegacyImplementation = LegacyOrchestrator | LegacyOrchestratorSnake;
 /** The legacy call names, camelCase. */
 export type LegacyMethod = 'spawnAgent' | 'delegateTaskToAgent' | 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask';
 
+/** Each legacy call's snake_case name. */
 export const SNAKE_CASE: Readonly<Record<LegacyMethod, keyof LegacyOrchestratorSnake>> = Object.freeze({
   spawnAgent: 'spawn_agent',
   delegateTaskToAgent: 'delegate_task_to_agent',

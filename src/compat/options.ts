@@ -11,20 +11,21 @@ import { SNAKE_CASE, type LegacyImplementation, type LegacyMethod, type LegacyTa
 /** Options of {@link OrchestratorsCompatibilityAdapter}. */
 export interface CompatibilityAdapterOptions {
   /**
-   * Capabilities a legacy `role` stands for. @default each pool's role → that pool's capabilities (a role of yours
-   * that is not a pool needs an entry here)
+   * Capabilities a legacy `role` stands for; an entry here wins over a pool of the same role. @default each pool's
+   * role → that pool's capabilities (a role of yours that is not a pool needs an entry here)
    */
   readonly roles?: Readonly<Record<string, readonly string[]>>;
   /** Legacy codes that differ from {@link LEGACY_ERROR_CODES}, per unified code. */
   readonly errorCodes?: Readonly<Partial<Record<OrchestratorErrorCode, string>>>;
-  /** Finished tasks whose status stays readable: at most this many... @default 10_000 */
+  /** Finished tasks whose status stays readable: at most this many (oldest forgotten first)... @default 10_000 */
   readonly maxFinishedTasks?: number;
-  /** ...for at most this long. @default 3_600_000 (an hour) */
+  /** ...for at most this many ms after they finished (`Infinity` for no limit). @default 3_600_000 (an hour) */
   readonly finishedTaskTtlMs?: number;
   /** The unified task `type` of a legacy task without one. @default 'legacy' */
   readonly defaultType?: string;
 }
 
+/** {@link CompatibilityAdapterOptions} checked, with the defaults filled in. */
 export interface ResolvedAdapterOptions {
   readonly roles: ReadonlyMap<string, readonly string[]> | undefined;
   readonly errorCodes: Readonly<Partial<Record<string, string>>>;
@@ -35,6 +36,7 @@ export interface ResolvedAdapterOptions {
 
 const ADAPTER_KEYS: ReadonlySet<string> = new Set(['roles', 'errorCodes', 'maxFinishedTasks', 'finishedTaskTtlMs', 'defaultType']);
 
+/** Checks an adapter's options and fills in the defaults; throws ValidationError naming the first bad field. */
 export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
   const o = expectObject(input ?? {}, 'options');
   rejectUnknownKeys(o, ADAPTER_KEYS, 'options');
@@ -61,10 +63,20 @@ export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
   };
 }
 
-/** A legacy call as a TrafficRouter's `key` function sees it. */
+/** A legacy call as a TrafficRouter's `key` function sees it: the calls that make something new are split. */
 export type RoutedCall =
-  | { readonly method: 'spawnAgent'; readonly role: string }
-  | { readonly method: 'delegateTaskToAgent'; readonly task: LegacyTask };
+  | {
+      /** A `spawnAgent` call. */
+      readonly method: 'spawnAgent';
+      /** The role asked for. */
+      readonly role: string;
+    }
+  | {
+      /** A `delegateTaskToAgent` call. */
+      readonly method: 'delegateTaskToAgent';
+      /** The caller's task, as given (not validated yet). */
+      readonly task: LegacyTask;
+    };
 
 /** Options of {@link TrafficRouter}. */
 export interface TrafficRouterOptions {
@@ -78,33 +90,57 @@ export interface TrafficRouterOptions {
    * metrics. The cluster's standing traffic setting, when there is one, wins over `percent` and `shadow` below.
    */
   readonly orchestrator?: import('../orchestrator.js').UnifiedOrchestrator;
-  /** Share of calls for the unified side, 0 to 100 (fractions allowed, to 0.01). @default 0 */
+  /**
+   * Percent of calls for the unified side, 0 to 100 (fractions allowed, honoured to 0.01). @default 0 (every call to
+   * legacy)
+   */
   readonly percent?: number;
   /** Shadow mode: calls answered by legacy also run on the unified side, and the two are compared. @default false */
   readonly shadow?: boolean;
   /**
-   * The key a call is split by: the same key always goes to the same side (for a given percentage). `undefined`
-   * draws the side at random. @default the task's tenant, else its task id; `undefined` for spawnAgent
+   * The key a call is split by: the same key always goes to the same side (for a given percentage), and raising the
+   * percentage only moves keys from legacy to unified. `undefined` draws the side at random.
+   * @default the task's `tenant_id` (or `tenantId`), else the caller's `task_id` (or `taskId`); `undefined` for
+   * spawnAgent
    */
   readonly key?: (call: RoutedCall) => string | undefined;
   /** Whether two completed results are equal. @default deep strict equality (`util.isDeepStrictEqual`) */
   readonly compare?: (legacy: unknown, unified: unknown) => boolean;
-  /** A shadow run slower than legacy by more than `ratio` times and `minMs` is recorded as a latency difference. @default { ratio: 2, minMs: 100 } */
-  readonly latencyTolerance?: { readonly ratio?: number; readonly minMs?: number };
-  /** How long a shadow comparison waits for both tasks to finish before it is recorded as incomplete. @default 60_000 */
+  /**
+   * A shadow run slower than legacy by more than `ratio` times and by more than `minMs` is recorded as a latency
+   * difference. @default { ratio: 2, minMs: 100 }
+   */
+  readonly latencyTolerance?: {
+    /** How many times slower than legacy the unified side may be; a finite number >= 1. @default 2 */
+    readonly ratio?: number;
+    /** Ms slower than legacy the unified side may always be, whatever the ratio; >= 0. @default 100 */
+    readonly minMs?: number;
+  };
+  /** Ms a shadow comparison waits for both tasks to finish before it is recorded as incomplete. @default 60_000 */
   readonly shadowTimeoutMs?: number;
   /** Shadow comparisons running at once; calls beyond it are not shadowed (counted as `skipped`). @default 1_000 */
   readonly maxShadowInFlight?: number;
-  /** How often a legacy implementation without `waitForTask` is polled with `getTaskStatus`. @default 200 */
+  /** Ms between polls with `getTaskStatus` when waiting on a side that has no `waitForTask`. @default 200 */
   readonly pollIntervalMs?: number;
   /** Legacy error codes that mean "no such agent or task", for ids this router did not hand out. @default ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND'] */
   readonly notFoundCodes?: readonly string[];
   /** Ids remembered with the side that handed them out (oldest forgotten first). @default 100_000 */
   readonly maxOwnedIds?: number;
-  /** Where the metrics go. @default the orchestrator's registry (when given) and the default prefix; `false` for none */
-  readonly metrics?: false | { readonly registry?: Registry; readonly prefix?: string };
+  /**
+   * Where the metrics go (names in `COMPAT_METRIC_NAMES`); `false` for none. Without a registry, given here or the
+   * orchestrator's, there are none either. @default the orchestrator's registry and the default prefix
+   */
+  readonly metrics?:
+    | false
+    | {
+        /** The prom-client registry to register on. @default the orchestrator's `metricsRegistry` */
+        readonly registry?: Registry;
+        /** Prefix of every metric name. @default `DEFAULT_METRIC_PREFIX` (`unified_orchestrator_`) */
+        readonly prefix?: string;
+      };
 }
 
+/** {@link TrafficRouterOptions} checked, with the defaults filled in. */
 export interface ResolvedRouterOptions {
   readonly legacy: LegacyImplementation;
   readonly unified: LegacyImplementation;
@@ -145,6 +181,7 @@ export function defaultKey(call: RoutedCall): string | undefined {
   return undefined;
 }
 
+/** Checks a router's options and fills in the defaults; throws ValidationError naming the first bad field. */
 export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: unknown) => boolean): ResolvedRouterOptions {
   const o = expectObject(input, 'options');
   rejectUnknownKeys(o, ROUTER_KEYS, 'options');

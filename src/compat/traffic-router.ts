@@ -33,15 +33,19 @@ export interface ShadowSide {
   readonly outcome: string;
   /** The legacy error code, when it failed. */
   readonly code?: string;
+  /** Ms from the call to its answer (for a delegated task: to its final status). */
   readonly latencyMs: number;
 }
 
 /** A shadow comparison: the same call answered by legacy and run on the unified side. */
 export interface ShadowComparison {
+  /** The call that was shadowed. */
   readonly method: 'spawnAgent' | 'delegateTaskToAgent';
   /** The split key of the call, when it had one. */
   readonly key: string | undefined;
+  /** How legacy answered (the answer the caller got). */
   readonly legacy: ShadowSide;
+  /** How the unified side answered the same call. */
   readonly unified: ShadowSide;
   /** What differed; empty when they matched. */
   readonly differences: ReadonlyArray<'outcome' | 'error_code' | 'result' | 'latency'>;
@@ -52,30 +56,83 @@ export interface ShadowComparison {
 /** Events of a TrafficRouter. */
 export interface TrafficRouterEvents {
   /** The split or shadow mode changed (here, or on another node / by the CLI when `source` is `cluster`). */
-  'traffic:changed': { readonly percent: number; readonly shadow: boolean; readonly previous: TrafficSetting; readonly source: 'local' | 'cluster'; readonly from?: string };
-  /** A rollback: every call to legacy at once, shadow mode off. */
-  'traffic:rollback': { readonly reason?: string; readonly source: 'local' | 'cluster'; readonly from?: string };
+  'traffic:changed': {
+    /** The percent of calls for the unified side now, 0 to 100. */
+    readonly percent: number;
+    /** Whether shadow mode runs now. */
+    readonly shadow: boolean;
+    /** The setting before. */
+    readonly previous: TrafficSetting;
+    /** `local`: set on this router; `cluster`: a control message from the cluster. */
+    readonly source: 'local' | 'cluster';
+    /** The node (or operator tool) that sent it, for `cluster`. */
+    readonly from?: string;
+  };
+  /**
+   * A rollback: every call to legacy at once, shadow mode off (after the `traffic:changed` it causes, if any). One from
+   * the cluster that changes nothing here (this router's own, heard back) is not reported.
+   */
+  'traffic:rollback': {
+    /** Why, when the rollback gave a reason. */
+    readonly reason?: string;
+    /** `local`: this router's `rollback()`; `cluster`: a rollback from another node or the CLI. */
+    readonly source: 'local' | 'cluster';
+    /** The node (or operator tool) that sent it, for `cluster`. */
+    readonly from?: string;
+  };
   /** Every finished shadow comparison. */
   'shadow:compared': ShadowComparison;
   /** A shadow comparison that found a difference (also reported as `shadow:compared`). */
   'shadow:difference': ShadowComparison;
-  /** A listener threw. */
-  'listener:error': { readonly event: string; readonly error: unknown };
+  /** A listener threw (without a listener for this event, a process warning says so instead). */
+  'listener:error': {
+    /** The event whose listener threw. */
+    readonly event: string;
+    /** What it threw. */
+    readonly error: unknown;
+  };
 }
 
-/** Counts a router keeps. */
+/** A router's setting and counts since it was made. */
 export interface TrafficRouterStats {
+  /** The percent of calls for the unified side now, 0 to 100. */
   readonly percent: number;
+  /** Whether shadow mode runs now. */
   readonly shadow: boolean;
-  /** Calls answered by each side, and calls run on the unified side in shadow mode. */
+  /**
+   * Calls made to each side (a status call for an id this router did not hand out may ask both), and calls made on
+   * the unified side for shadow runs.
+   */
   readonly calls: Readonly<Record<TrafficSide | 'shadow', number>>;
-  readonly shadowRuns: { readonly match: number; readonly mismatch: number; readonly incomplete: number; readonly skipped: number; readonly inFlight: number };
+  /** Shadow comparisons by result. */
+  readonly shadowRuns: {
+    /** Both sides agreed. */
+    readonly match: number;
+    /** They differed (see `shadow:difference`). */
+    readonly mismatch: number;
+    /** A side did not finish within `shadowTimeoutMs`. */
+    readonly incomplete: number;
+    /** Not run: `maxShadowInFlight` comparisons were already running. */
+    readonly skipped: number;
+    /** Running now. */
+    readonly inFlight: number;
+  };
 }
 
 /** Hash buckets: a percentage is honoured to 0.01. */
 const BUCKETS = 10_000;
 
-/** The bucket of a key, 0 to 9,999: FNV-1a over its UTF-16 units, then a 32-bit avalanche so close keys spread. */
+/**
+ * The bucket of a key, 0 to 9,999: FNV-1a over its UTF-16 units, then a 32-bit avalanche so close keys spread. A
+ * TrafficRouter sends a key to the unified side when its bucket is below `percent` × 100, so the same key lands on the
+ * same side on every node and in every process, and raising the percentage only moves keys to the unified side.
+ *
+ * @example
+ * ```ts
+ * // Which tenants would a 5% split send to the unified orchestrator?
+ * const early = tenants.filter((id) => bucketOf(id) < 5 * 100);
+ * ```
+ */
 export function bucketOf(key: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) {
@@ -198,16 +255,19 @@ export class TrafficRouter extends LegacyCalls {
     return this.#broadcast({ kind: 'rollback', ...(why !== undefined ? { reason: why } : {}) }, options);
   }
 
+  /** Adds a listener for a router event; a listener that throws is reported as `listener:error`, not to the caller. */
   on<E extends keyof TrafficRouterEvents & string>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
     this.#events.on(event, listener);
     return this;
   }
 
+  /** Removes a listener added with `on`. */
   off<E extends keyof TrafficRouterEvents & string>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
     this.#events.off(event, listener);
     return this;
   }
 
+  /** The current split and the counts of calls and shadow comparisons. */
   stats(): TrafficRouterStats {
     return { percent: this.#percent, shadow: this.#shadow, calls: { ...this.#calls }, shadowRuns: { ...this.#runs, inFlight: this.#inFlight.size } };
   }
@@ -226,6 +286,10 @@ export class TrafficRouter extends LegacyCalls {
 
   // --- The legacy calls --------------------------------------------------------------------------
 
+  /**
+   * Spawns an agent on the side the split picks (at random unless `key` gives spawnAgent a key); in shadow mode a call
+   * answered by legacy also spawns one on the unified side, compares, and shuts that one down.
+   */
   async spawnAgent(role: string): Promise<LegacyResult<string>> {
     const key = this.#o.key({ method: 'spawnAgent', role });
     const side = this.#route(key);
@@ -237,6 +301,11 @@ export class TrafficRouter extends LegacyCalls {
     return value;
   }
 
+  /**
+   * Delegates a task to the side its key picks; the id answered is remembered with that side, so status calls about it
+   * go there. In shadow mode a task answered by legacy also runs on the unified side (without the caller's `task_id`)
+   * and their final statuses are compared.
+   */
   async delegateTaskToAgent(task: LegacyTask): Promise<LegacyResult<string>> {
     const key = this.#o.key({ method: 'delegateTaskToAgent', task });
     const side = this.#route(key);
@@ -248,14 +317,21 @@ export class TrafficRouter extends LegacyCalls {
     return value;
   }
 
+  /** Asks the side that handed out `agentId` (see {@link getTaskStatus} for ids this router does not know). */
   getAgentStatus(agentId: string): Promise<LegacyResult<LegacyAgentStatus>> {
     return this.#byId('getAgentStatus', agentId, [agentId]);
   }
 
+  /**
+   * Asks the side that handed out `taskId`. An id this router does not know (handed out before it, or forgotten past
+   * `maxOwnedIds`) goes to legacy, and to the unified side too when legacy answers one of `notFoundCodes` and a call
+   * has gone to the unified side.
+   */
   getTaskStatus(taskId: string): Promise<LegacyResult<LegacyTaskStatus>> {
     return this.#byId('getTaskStatus', taskId, [taskId]);
   }
 
+  /** Asks the side that handed out `agentId` to shut it down (see {@link getTaskStatus} for ids it does not know). */
   shutdownAgent(agentId: string): Promise<LegacyResult<LegacyShutdown>> {
     return this.#byId('shutdownAgent', agentId, [agentId]);
   }
