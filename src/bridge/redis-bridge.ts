@@ -148,6 +148,10 @@ interface TaskBatch {
 }
 /** Sets every KEYS[i] to 1 with a TTL of ARGV[1] ms: the `done` markers of a flush in one call. */
 const SET_DONE = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end return #KEYS";
+/** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
+const DEL_IDLE_CONSUMER =
+  "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end " +
+  "return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])";
 type Fields = string[];
 type StreamEntries = Array<[id: string, fields: Fields]>;
 
@@ -284,6 +288,21 @@ export class RedisBridge implements CommunicationBridge {
     this.#host = host;
     // Reconnects follow the orchestrator's retry policy unless the bridge was given its own.
     this.#retry ??= host.retry;
+    try {
+      await this.#open(host);
+    } catch (error) {
+      // Nothing it opened may outlive a failed start: a client left reconnecting would keep the host process alive.
+      this.#running = false;
+      clearTimeout(this.#heartbeat);
+      for (const off of this.#unwatch.splice(0)) off();
+      for (const c of [this.#subscriber, this.#taskReader, this.#resultReader, this.#own]) c?.disconnect();
+      if (this.#own) this.#commands = this.#own = undefined;
+      this.#subscriber = this.#taskReader = this.#resultReader = undefined;
+      throw error;
+    }
+  }
+
+  async #open(host: BridgeHost): Promise<void> {
     if (!this.#commands) {
       const { Redis } = await import('ioredis');
       this.#own = new Redis(this.#url!, {
@@ -293,9 +312,11 @@ export class RedisBridge implements CommunicationBridge {
         ...this.#redisOptions,
       });
       this.#commands = this.#own;
+      this.#watch(this.#own); // before connecting: a refused connection is not an "Unhandled error event"
       await this.#own.connect();
+    } else {
+      this.#watch(this.#commands);
     }
-    this.#watch(this.#commands);
     this.#subscriber = this.#redis.duplicate({ lazyConnect: false });
     this.#taskReader = this.#redis.duplicate({ lazyConnect: false });
     this.#resultReader = this.#redis.duplicate({ lazyConnect: false });
@@ -346,7 +367,8 @@ export class RedisBridge implements CommunicationBridge {
     try {
       const pipeline = this.#redis.pipeline();
       removeNode(pipeline, this.#ns, this.nodeId);
-      for (const stream of this.#served) pipeline.call('XGROUP', 'DELCONSUMER', stream, GROUP, this.nodeId);
+      // Only a consumer with nothing pending: entries left pending (refused here) must stay claimable by reclaim.
+      for (const stream of this.#served) pipeline.eval(DEL_IDLE_CONSUMER, 1, stream, GROUP, this.nodeId);
       await pipeline.exec();
     } catch {
       // Redis gone: the entry expires by itself.

@@ -257,6 +257,21 @@ describe('RedisBridge: reclaim and dead letters', () => {
     expect(await r.xlen(stream)).toBe(0);
   });
 
+  it('a node that stops with entries still pending under its name leaves them for reclaim, not dropped with its consumer', async () => {
+    // Entries a node refused (stopping, queue full) stay pending under its name for another node to claim; deleting
+    // the group consumer on stop used to drop them for good, and their submitters waited forever.
+    const ns = namespace();
+    const { r, b, log, result, stream } = await ghostTook(ns, 1);
+    const ghost = fleet.server(bridge(ns, 'ghost', { reclaimIdleMs: 60_000 }), 'ghost', runLog());
+    await ghost.start();
+    await eventually(async () => ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[]).length > 0, 5_000, 'ghost consumes x');
+    await ghost.stop();
+    expect((await pending(r, stream)).map((p) => p[1])).toEqual(['ghost']);
+    await b.start();
+    await expect(result).resolves.toEqual({ node: 'B', id: 'ghosted', v: 'reclaimed' });
+    expect(log.count('ghosted')).toBe(1);
+  });
+
   it('an entry at its last allowed delivery (maxDeliveries) still runs', async () => {
     const ns = namespace();
     // Two deliveries to the ghost; B's claim is the third, and maxDeliveries is 3.
