@@ -16,6 +16,7 @@ export { MemoryBridge, MemoryHub } from './bridge/memory-bridge.js';
 export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
 export { RedisBridge } from './bridge/redis-bridge.js';
 export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
+export { REDIS_BRIDGE_DEFAULTS } from './bridge/redis-options.js';
 export { RemoteTaskError } from './bridge/bridge.js';
 export type { BridgeHost, BridgeStats, HandOff, HandOffResult, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, NodeStatus, StandingEntry, TrafficSetting, WireTask } from './bridge/bridge.js';
 

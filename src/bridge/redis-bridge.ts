@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 // Types only: ioredis itself is loaded in start(), so a host that never makes a RedisBridge never loads it.
 import type { Redis, RedisOptions } from 'ioredis';
-import { OrchestratorStoppedError, ValidationError } from '../errors.js';
+import { OrchestratorStoppedError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import {
   classKey,
@@ -34,6 +34,7 @@ import {
   type WireTask,
 } from './bridge.js';
 import { publishControl, readNodes, readStanding, removeNode, writeNode } from './redis-control.js';
+import { resolveRedisBridgeOptions, type ResolvedRedisBridgeOptions } from './redis-options.js';
 import { MessageSigner } from './signing.js';
 
 /**
@@ -80,13 +81,14 @@ export interface RedisBridgeOptions {
   /**
    * Ms a node's registry entry lives after its last heartbeat (its TTL in Redis); a node whose heartbeat is this old
    * is gone, and no longer counts for `canAnyServe` on the others. Lower: a dead node drops out sooner; too close to
-   * `heartbeatMs` and live nodes drop out between beats. @default 5_000
+   * `heartbeatMs` and live nodes drop out between beats (at or below it, the constructor refuses it). @default 5_000
    */
   nodeTtlMs?: number;
   /**
    * Ms a delivered entry must sit idle (its node died, or refused its tasks) before a live node claims it and runs
    * what has no result yet. Live nodes reset the idle time of what they run on every heartbeat, so this must stay
-   * well above `heartbeatMs`, or running tasks are claimed and run twice. Lower: a dead node's tasks resume sooner.
+   * well above `heartbeatMs`, or running tasks are claimed and run twice (at or below it, the constructor refuses
+   * it). Lower: a dead node's tasks resume sooner.
    * @default 15_000
    */
   reclaimIdleMs?: number;
@@ -205,7 +207,7 @@ export class RedisBridge implements CommunicationBridge {
   readonly kind = 'redis';
   /** This node's id: the `nodeId` option, or a random one. */
   readonly nodeId: string;
-  readonly #options: Required<Omit<RedisBridgeOptions, 'url' | 'redis' | 'redisOptions' | 'secret' | 'nodeId' | 'retry'>>;
+  readonly #options: ResolvedRedisBridgeOptions;
   readonly #signer: MessageSigner;
   readonly #ns: string;
   #own: Redis | undefined;
@@ -240,27 +242,13 @@ export class RedisBridge implements CommunicationBridge {
   #rejected = 0;
 
   /**
-   * Checks the options and makes the bridge; nothing connects until `start()`. Throws ValidationError without a
-   * `secret` of at least 16 characters, or without `url` or `redis`.
+   * Checks the options and makes the bridge; nothing connects until `start()`. Throws ValidationError (its `field`
+   * names the option) without a `secret` of at least 16 characters, without a redis:// or rediss:// `url` or a
+   * `redis` client, on an unknown option, on a timing that is not a whole number of ms >= 1, or when `nodeTtlMs` or
+   * `reclaimIdleMs` is not above `heartbeatMs`.
    */
   constructor(options: RedisBridgeOptions) {
-    if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'Expected RedisBridge options with a secret and a url or redis client');
-    if (typeof options.secret !== 'string' || options.secret.length < 16) {
-      throw new ValidationError('options.secret', 'Expected `options.secret` to be a string of at least 16 characters, shared by every node');
-    }
-    if (options.url === undefined && options.redis === undefined) {
-      throw new ValidationError('options.url', 'Expected `options.url` (redis:// or rediss://) or `options.redis` (an ioredis client)');
-    }
-    this.#options = {
-      namespace: options.namespace ?? 'uo',
-      heartbeatMs: options.heartbeatMs ?? 1_000,
-      nodeTtlMs: options.nodeTtlMs ?? 5_000,
-      reclaimIdleMs: options.reclaimIdleMs ?? 15_000,
-      maxDeliveries: options.maxDeliveries ?? 5,
-      blockMs: options.blockMs ?? 1_000,
-      doneTtlMs: options.doneTtlMs ?? 3_600_000,
-      maxMessageAgeMs: options.maxMessageAgeMs ?? 60_000,
-    };
+    this.#options = resolveRedisBridgeOptions(options);
     this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
     this.#ns = this.#options.namespace;
     this.#signer = new MessageSigner(options.secret, this.#ns, this.#options.maxMessageAgeMs);

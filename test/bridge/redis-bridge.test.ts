@@ -423,6 +423,22 @@ describe('RedisBridge: stop, connections, options', () => {
     expect(field(() => new RedisBridge({ url: 'redis://127.0.0.1:1', secret: 42 as unknown as string }))).toBe('options.secret');
     expect(field(() => new RedisBridge({ secret: 'x'.repeat(16) }))).toBe('options.url');
     expect(field(() => new RedisBridge(null as unknown as RedisBridgeOptions))).toBe('options');
+    const ok = { url: 'redis://127.0.0.1:1', secret: 'x'.repeat(16) };
+    expect(field(() => new RedisBridge(ok))).toBeUndefined();
+    expect(field(() => new RedisBridge({ ...ok, url: 'http://127.0.0.1:6379' }))).toBe('options.url');
+    expect(field(() => new RedisBridge({ ...ok, redis: {} as never, url: undefined }))).toBe('options.redis');
+    expect(field(() => new RedisBridge({ ...ok, heartbeatMS: 10 } as never))).toBe('options.heartbeatMS'); // misspelt
+    for (const key of ['heartbeatMs', 'nodeTtlMs', 'reclaimIdleMs', 'blockMs', 'doneTtlMs', 'maxMessageAgeMs', 'maxDeliveries'] as const) {
+      for (const bad of [0, -1, 1.5, NaN, Infinity, '100']) expect(field(() => new RedisBridge({ ...ok, [key]: bad } as never))).toBe(`options.${key}`);
+    }
+    expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 2 ** 31 }))).toBe('options.heartbeatMs'); // past a Node timer
+    // The timings must fit together: a registry entry outlives a beat, and reclaim never takes a live node's work.
+    expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, nodeTtlMs: 1_000 }))).toBe('options.nodeTtlMs');
+    expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, reclaimIdleMs: 900 }))).toBe('options.reclaimIdleMs');
+    expect(field(() => new RedisBridge({ ...ok, nodeId: '' }))).toBe('options.nodeId');
+    expect(field(() => new RedisBridge({ ...ok, namespace: '' }))).toBe('options.namespace');
+    expect(field(() => new RedisBridge({ ...ok, redisOptions: 'x' as never }))).toBe('options.redisOptions');
+    expect(field(() => new RedisBridge({ ...ok, retry: {} as never }))).toBe('options.retry.delay');
     // The orchestrator refuses a bridge that is not one.
     expect(field(() => new UnifiedOrchestrator({ bridge: {} as unknown as RedisBridge }))).toMatch(/^options\.bridge/);
   });
