@@ -165,9 +165,8 @@ app.get('/healthz', async (_request, reply) => {
 
 // Readiness: traffic only while the orchestrator runs (not before start, not while stopping) and is not unhealthy.
 app.get('/readyz', async (_request, reply) => {
-  const { status } = orchestrator.health();
-  const ready = orchestrator.state === 'running' && status !== 'unhealthy';
-  return reply.code(ready ? 200 : 503).send({ ready, status, state: orchestrator.state });
+  const ready = orchestrator.ready();
+  return reply.code(ready ? 200 : 503).send({ ready, state: orchestrator.state });
 });
 
 // Shutdown, in order. app.close() stops accepting (new requests get 503) and waits until every in-flight request is

@@ -22,7 +22,7 @@ import type { AgentSnapshot } from './pool/agent-record.js';
 import type { AgentState } from './pool/agent-state.js';
 import type { PoolSnapshot } from './pool/pool.js';
 import { ResourceManager, type ResourceStats } from './resources/resource-manager.js';
-import { HealthMonitor, type HealthReport } from './health/health-monitor.js';
+import { HealthMonitor, isReady, type HealthReport } from './health/health-monitor.js';
 import { createHttpHandler } from './health/http-handler.js';
 import { OrchestratorMetrics } from './health/metrics.js';
 import { startTracing } from './health/tracing.js';
@@ -668,6 +668,19 @@ export class UnifiedOrchestrator {
    */
   health(): HealthReport {
     return this.#health.report();
+  }
+
+  /**
+   * Whether to send this node traffic: running and not unhealthy (the rule `/readyz` answers by). For a framework's
+   * own readiness route.
+   *
+   * @example
+   * ```ts
+   * app.get('/readyz', (_req, reply) => reply.code(orchestrator.ready() ? 200 : 503).send());
+   * ```
+   */
+  ready(): boolean {
+    return isReady(this.health());
   }
 
   /** Whether tasks are traced as OpenTelemetry spans (decided at `start()`; see the `tracing` option). */

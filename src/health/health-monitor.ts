@@ -5,6 +5,7 @@
  */
 import type { Clock, ResolvedHealthOptions } from '../config.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { OrchestratorState } from '../orchestrator.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { TrackedTimer } from '../resources/disposables.js';
@@ -37,6 +38,14 @@ export interface PoolHealth {
   readonly suspendedForMs: number;
 }
 
+/**
+ * The readiness rule of `/readyz` and `orchestrator.ready()`: traffic only while running (not before `start()`
+ * resolved, not while stopping) and not unhealthy. Degraded (an SLA breach, a halt, a full queue) is still ready.
+ */
+export function isReady(report: HealthReport): boolean {
+  return report.components.orchestrator.state === 'running' && report.status !== 'unhealthy';
+}
+
 /** What `orchestrator.health()` returns. */
 export interface HealthReport {
   /** The worst status of the components. */
@@ -47,8 +56,8 @@ export interface HealthReport {
     readonly orchestrator: {
       /** `unhealthy` when stopping or stopped, `healthy` when running and not halted, `degraded` otherwise. */
       readonly status: HealthStatus;
-      /** Its lifecycle state (an {@link OrchestratorState}). */
-      readonly state: string;
+      /** Its lifecycle state. */
+      readonly state: OrchestratorState;
       /** The reason of the halt holding its work, or `null`. */
       readonly halted: string | null;
     };
@@ -100,7 +109,7 @@ export interface HealthReport {
 
 /** What the monitor reads from the orchestrator itself. */
 export interface HealthSource {
-  state(): string;
+  state(): OrchestratorState;
   /** The reason of the halt holding the work, or `null`. */
   halted(): string | null;
   queue(): { readonly waiting: number; readonly maxQueueSize: number };

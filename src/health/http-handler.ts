@@ -7,7 +7,7 @@
  * - `GET /readyz`: 200 once started and not unhealthy, 503 otherwise (before start, while stopping, or unhealthy).
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { HealthReport } from './health-monitor.js';
+import { isReady, type HealthReport } from './health-monitor.js';
 
 export interface HttpHandlerTarget {
   health(): HealthReport;
@@ -44,7 +44,7 @@ async function respond(target: HttpHandlerTarget, req: IncomingMessage, res: Ser
     }
     case '/readyz': {
       const report = target.health();
-      const ready = report.components.orchestrator.state === 'running' && report.status !== 'unhealthy';
+      const ready = isReady(report);
       return send(res, ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, status: report.status, state: report.components.orchestrator.state })}\n`);
     }
     default:

@@ -101,6 +101,28 @@ describe('UnifiedOrchestrator end to end', () => {
     expect(o.state).toBe('stopped');
   });
 
+  it('ready() follows /readyz: not before start, yes while running (also halted, which is only degraded), not once stopping', async () => {
+    const o = new UnifiedOrchestrator({ pressure: false, pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    expect(o.ready()).toBe(false);
+    const starting = o.start();
+    expect(o.ready()).toBe(false);
+    await starting;
+    expect(o.ready()).toBe(true);
+    await o.halt('maintenance', { local: true });
+    expect(o.health().status).toBe('degraded');
+    expect(o.ready()).toBe(true);
+    const handler = o.httpHandler();
+    const readyz = await new Promise<number>((resolve) => {
+      const res = { statusCode: 0, setHeader() {}, end() { resolve(this.statusCode); }, req: { method: 'GET' } };
+      void handler({ method: 'GET', url: '/readyz' } as never, res as never);
+    });
+    expect(readyz).toBe(200);
+    const stopping = o.stop();
+    expect(o.ready()).toBe(false);
+    await stopping;
+    expect(o.ready()).toBe(false);
+  });
+
   it('start() after stop() rejects with OrchestratorStoppedError instead of resolving into a stopped orchestrator', async () => {
     const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
     await o.start();
