@@ -7,7 +7,8 @@
  *   the hand-offs of one class, consumed by every node that can serve it.
  * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
  * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
- * - `dead` (stream): entries dropped after `maxDeliveries` (they kept killing their nodes, or kept being refused).
+ * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
+ *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry.
  * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
  *   the latest halt/resume and traffic setting, replayed to nodes that join later.
  *
@@ -95,7 +96,8 @@ export interface RedisBridgeOptions {
   /**
    * Deliveries of one stream entry (up to 16 hand-offs of one node) before the next claim dead-letters it: its tasks
    * that have no result yet reject at their origin with TASK_DEAD_LETTERED, and the entry goes to the `dead` stream.
-   * Every claim counts, including after a refusal (queue full, stopping), not only after a node died. @default 5
+   * Only deliveries that ended in silence count (the node died or hung); one that a node refused (queue full,
+   * pressure, stopping) does not, so a busy cluster never dead-letters work. @default 5
    */
   maxDeliveries?: number;
   /**
@@ -266,6 +268,11 @@ export class RedisBridge implements CommunicationBridge {
 
   #key(...parts: string[]): string {
     return [this.#ns, ...parts].join(':');
+  }
+
+  /** How many times the entry `id` of `stream` was refused (a counter that expires with the `done` markers). */
+  #refusalKey(stream: string, id: string): string {
+    return `${stream}:refused:${id}`;
   }
 
   /**
@@ -524,8 +531,12 @@ export class RedisBridge implements CommunicationBridge {
       }
       const entries = ((claimed as [string, StreamEntries] | undefined)?.[1] ?? []).filter((e) => e[1] !== null);
       for (const [id, fields] of entries) {
-        const pending = (await this.#redis.call('XPENDING', stream, GROUP, id, id, '1')) as Array<[string, string, number, number]>;
-        const deliveries = pending[0]?.[3] ?? 1;
+        const [pending, refusals] = await Promise.all([
+          this.#redis.call('XPENDING', stream, GROUP, id, id, '1') as Promise<Array<[string, string, number, number]>>,
+          this.#redis.get(this.#refusalKey(stream, id)),
+        ]);
+        // Deliveries that ended in a refusal (a node busy or stopping) do not count: only those that ended in silence.
+        const deliveries = (pending[0]?.[3] ?? 1) - (Number(refusals) || 0);
         this.#reclaimed++;
         if (deliveries > this.#options.maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
         else await this.#takeAll([[stream, id, fields]]);
@@ -741,8 +752,13 @@ export class RedisBridge implements CommunicationBridge {
     }
     if (doneKeys.length > 0) pipeline.eval(SET_DONE, doneKeys.length, ...doneKeys, String(this.#options.doneTtlMs));
     for (const [stream, entries] of finished) {
-      // An entry with a refused task stays pending: reclaim gives it to a node that runs what has no result.
-      const ids = entries.filter((e) => !e.refused).map((e) => e.id);
+      // An entry with a refused task stays pending: reclaim gives it to a node that runs what has no result. The
+      // refusal is counted apart, so that a busy cluster does not spend the deliveries meant for nodes that die.
+      const ids: string[] = [];
+      for (const e of entries) {
+        if (!e.refused) ids.push(e.id);
+        else pipeline.incr(this.#refusalKey(stream, e.id)).pexpire(this.#refusalKey(stream, e.id), this.#options.doneTtlMs);
+      }
       if (ids.length > 0) {
         pipeline.xack(stream, GROUP, ...ids);
         pipeline.xdel(stream, ...ids);

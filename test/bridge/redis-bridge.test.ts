@@ -6,7 +6,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { RedisBridge, RemoteTaskError, UnifiedOrchestrator, ValidationError, type ControlMessage, type RedisBridgeOptions, type WireTask } from 'unified-orchestrator';
+import { QueueFullError, RedisBridge, RemoteTaskError, UnifiedOrchestrator, ValidationError, type ControlMessage, type NodeStatus, type RedisBridgeOptions, type WireTask } from 'unified-orchestrator';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { wait } from '../support/agents.js';
 import { namespace, startRedis, type TestRedis } from '../support/redis.js';
@@ -270,6 +270,41 @@ describe('RedisBridge: reclaim and dead letters', () => {
     await b.start();
     await expect(result).resolves.toEqual({ node: 'B', id: 'ghosted', v: 'reclaimed' });
     expect(log.count('ghosted')).toBe(1);
+  });
+
+  it('refusals do not count as deliveries: a task every node refuses for a while is not dead-lettered, and runs once a node has room', async () => {
+    const ns = namespace();
+    const { a, b, log } = await pair(ns, { startB: false });
+    // A node that serves x but refuses every task, as a node with a full queue does.
+    const refusals: string[] = [];
+    const refuser = new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId: 'busy', ...FAST, maxDeliveries: 2 });
+    const status = { state: 'running', health: 'healthy', halted: null, traffic: null, running: 0, waiting: 0, queues: {}, pools: [], breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] } } satisfies NodeStatus;
+    await refuser.start({
+      info: () => ({ nodeId: 'busy', roles: ['w'], capabilities: ['x'], serves: [['x']], freeSlots: 1, slots: 1 }),
+      canServe: (requires) => requires.every((c) => c === 'x'),
+      run: async (handOff) => {
+        refusals.push(handOff.taskId);
+        throw new QueueFullError(0);
+      },
+      control: () => {},
+      status: () => status,
+      state: () => {},
+    });
+    try {
+      await eventually(async () => (await a.cluster(), a.bridge.canAnyServe(['x'])), 5_000, 'A sees the busy node');
+      let settled: unknown = 'pending';
+      const result = a.submit(task({ op: 'echo', id: 'patient', v: 'ran' }));
+      result.then((v) => (settled = v), (e: unknown) => (settled = e));
+      // Refused far more often than maxDeliveries (2), a claim every reclaimIdleMs (300).
+      await eventually(() => refusals.length >= 5, 10_000, 'five refusals');
+      expect(settled).toBe('pending');
+      expect(refuser.stats().deadLettered).toBe(0);
+      await b.start();
+      await expect(result).resolves.toEqual({ node: 'B', id: 'patient', v: 'ran' });
+      expect(log.count('patient')).toBe(1);
+    } finally {
+      await refuser.stop();
+    }
   });
 
   it('an entry at its last allowed delivery (maxDeliveries) still runs', async () => {
