@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { NoCapableAgentError, OrchestratorStoppedError } from '../errors.js';
+import { BoundedSet } from '../util/fifo.js';
 import {
   RemoteTaskError,
   replayOrder,
@@ -41,7 +42,7 @@ export class MemoryHub {
    * Tasks that have a result (the most recent 100,000): a second delivery is not run again.
    * @internal
    */
-  readonly done = new Set<string>();
+  readonly done = new BoundedSet<string>(100_000);
   /**
    * The cluster's standing control state: the latest message per slot (halt, percent, shadow).
    * @internal
@@ -63,7 +64,6 @@ export class MemoryHub {
    * @internal
    */
   markDone(taskId: string): void {
-    if (this.done.size >= 100_000) this.done.delete(this.done.values().next().value!);
     this.done.add(taskId);
   }
 }

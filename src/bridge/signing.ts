@@ -4,6 +4,7 @@
  * Unsigned, forged, stale or replayed messages are dropped and counted by the caller, never acted on.
  */
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { BoundedSet } from '../util/fifo.js';
 
 /** Control message ids remembered against replays. */
 const REPLAY_MEMORY = 10_000;
@@ -18,7 +19,7 @@ export class MessageSigner {
   #seq = 0;
   readonly #namespace: string;
   readonly #maxAgeMs: number;
-  readonly #seen = new Set<string>();
+  readonly #seen = new BoundedSet<string>(REPLAY_MEMORY);
 
   constructor(secret: string, namespace: string, maxAgeMs: number) {
     this.#key = createSecretKey(Buffer.from(secret, 'utf8'));
@@ -52,7 +53,6 @@ export class MessageSigner {
     if (typeof id !== 'string' || typeof ts !== 'number') return undefined;
     if (fresh) {
       if (Math.abs(Date.now() - ts) > this.#maxAgeMs || this.#seen.has(id)) return undefined;
-      if (this.#seen.size >= REPLAY_MEMORY) this.#seen.delete(this.#seen.values().next().value!);
       this.#seen.add(id);
     }
     return body as T & { id: string; ts: number };

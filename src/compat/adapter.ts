@@ -23,7 +23,7 @@ import {
   type LegacyTaskState,
   type LegacyTaskStatus,
 } from './legacy.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../util/fifo.js';
 import { resolveAdapterOptions, type CompatibilityAdapterOptions, type ResolvedAdapterOptions } from './options.js';
 
 const AGENT_STATES: Readonly<Record<AgentSnapshot['state'], LegacyAgentState>> = {

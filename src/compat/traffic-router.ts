@@ -21,7 +21,7 @@ import {
   type LegacyTask,
   type LegacyTaskStatus,
 } from './legacy.js';
-import { Fifo } from './fifo.js';
+import { Fifo } from '../util/fifo.js';
 import { resolveRouterOptions, type ResolvedRouterOptions, type RoutedCall, type TrafficRouterOptions } from './options.js';
 
 /** Where a call goes. */

@@ -34,3 +34,33 @@ export class Fifo<T> {
     return item;
   }
 }
+
+/**
+ * A set that keeps at most `max` keys and forgets the oldest first, in O(1) (a Set's own `values().next()` would
+ * walk past the slots of every key already deleted).
+ */
+export class BoundedSet<K> {
+  readonly #keys = new Set<K>();
+  readonly #order = new Fifo<K>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  has(key: K): boolean {
+    return this.#keys.has(key);
+  }
+
+  /** Adds `key` (a key already there keeps its place), forgetting the oldest past `max`. */
+  add(key: K): void {
+    if (this.#keys.has(key)) return;
+    this.#keys.add(key);
+    this.#order.push(key);
+    while (this.#keys.size > this.#max) this.#keys.delete(this.#order.shift()!);
+  }
+}
