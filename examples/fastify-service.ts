@@ -69,7 +69,7 @@ app.setErrorHandler((error: FastifyError, request, reply) => {
 
 /** The one place that decides how a refused or failed task reads over HTTP: by `code`, never by the message. */
 function httpErrorOf(error: unknown, reply: FastifyReply): { status: number; code: string; retryAfterS?: number } {
-  // The hint the error carries (an agent's vendor 429, passed on), else our own guess.
+  // The hint the error carries (a budget's window, an agent's vendor 429 passed on), else our own guess.
   const retryAfter = (guessMs: number): number => Math.ceil((retryAfterMs(error) ?? guessMs) / 1_000);
   // With one attempt an agent's own error arrives as it was thrown.
   if (!isOrchestratorError(error)) return { status: 502, code: 'AGENT_FAILED', retryAfterS: retryAfter(1_000) };

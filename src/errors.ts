@@ -340,17 +340,24 @@ export class BudgetExceededError extends OrchestratorError {
   readonly limit: number;
   /** The budget window, in ms. */
   readonly windowMs: number;
+  /**
+   * Ms until enough of the tenant's spend leaves the window for it to be under its limit again: a Retry-After for
+   * the caller (`retryAfterMs(error)` reads it). `undefined` when that will not happen by itself (a limit of 0).
+   */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(tenantId: string, spent: number, limit: number, windowMs: number) {
+  constructor(tenantId: string, spent: number, limit: number, windowMs: number, retryAfterMs?: number) {
     super(
       'BUDGET_EXCEEDED',
       `Tenant ${JSON.stringify(tenantId)} spent ${spent} of its budget of ${limit} units in the last ${windowMs} ms; ` +
-        'wait for the window to move on or raise its limit with resources.setBudget()',
+        (retryAfterMs === undefined ? 'wait for the window to move on' : `it is under again in ${retryAfterMs} ms`) +
+        ' or raise its limit with resources.setBudget()',
     );
     this.tenantId = tenantId;
     this.spent = spent;
     this.limit = limit;
     this.windowMs = windowMs;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 

@@ -340,7 +340,8 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     const { budgets } = this.#resources;
     if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
-      return new BudgetExceededError(spec.tenantId, budgets.spent(spec.tenantId, now), budgets.limitOf(spec.tenantId), budgets.windowMs);
+      const { tenantId } = spec;
+      return new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs, budgets.msUntilUnder(tenantId, now));
     }
     return undefined;
   }
@@ -840,7 +841,8 @@ export class TaskExecutionEngine implements RoutingListener {
     const { limiters } = this.#classFor(task);
     if (limiters.length === 0) return false;
     const ms = this.#resources.retry.retryAfter(error);
-    if (ms === undefined) return false;
+    // Only a retryable error is a rate limit speaking (a BudgetExceededError an agent passes on carries a hint too).
+    if (ms === undefined || !this.#resources.retry.retryable(error)) return false;
     let maxDeferrals = Infinity;
     for (const limiter of limiters) {
       limiter.pause(ms, now);
@@ -873,7 +875,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const { budgets } = this.#resources;
     // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
     if (tenantId === undefined || !budgets.charge(tenantId, units, now)) return;
-    const exceeded = new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs);
+    const exceeded = new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs, budgets.msUntilUnder(tenantId, now));
     let halted = 0;
     if (budgets.haltOnExceeded) {
       for (const t of [...this.#live.values()]) {

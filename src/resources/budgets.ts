@@ -73,6 +73,26 @@ export class TenantBudgets {
     return limit !== Infinity && this.spent(tenantId, now) >= limit;
   }
 
+  /**
+   * Ms until the tenant's spend in the window falls below its limit again, as its oldest spend leaves the window
+   * (at most `windowMs`); 0 when it is under already, `undefined` when it never will (a limit of 0).
+   */
+  msUntilUnder(tenantId: string, now: number): number | undefined {
+    const limit = this.limitOf(tenantId);
+    if (limit <= 0) return undefined;
+    const t = this.#tenants.get(tenantId);
+    if (!t) return 0;
+    this.#advance(t, now);
+    let total = t.total;
+    if (total < limit) return 0;
+    // Oldest bucket first: the bucket of absolute index i leaves the window when the head reaches i + BUCKETS.
+    for (let i = t.head - BUCKETS + 1; i <= t.head; i++) {
+      total -= t.buckets[((i % BUCKETS) + BUCKETS) % BUCKETS]!;
+      if (total < limit - 1e-9) return Math.max(1, Math.ceil((i + BUCKETS) * this.#bucketMs - now));
+    }
+    return Math.max(1, Math.ceil((t.head + BUCKETS) * this.#bucketMs - now));
+  }
+
   /** Adds spend; returns true when this charge took the tenant over its limit (not on later charges while over). */
   charge(tenantId: string, units: number, now: number): boolean {
     if (units <= 0) return false;

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   BudgetExceededError,
+  retryAfterMs,
   TaskCancelledError,
   UnifiedOrchestrator,
   ValidationError,
@@ -97,6 +98,31 @@ describe('tenant budgets', () => {
     expect(o.resources.spend('nobody')).toBe(0);
     expect(events).toHaveLength(1);
     await o.stop();
+  });
+
+  it('a refusal says when the tenant is under its limit again (retryAfterMs), and it is accepted exactly then', async () => {
+    const clock = manualClock(); // 1_000_000: on a bucket boundary (buckets of windowMs / 20 = 50 ms)
+    const o = await start({ budgets: { windowMs: 1_000, limits: { acme: 10 } }, clock });
+    o.registerAgent(costAgent(), { id: 'a', capabilities: ['x'], concurrency: 4 });
+    await o.submit(spendTask('acme', [4])); // leaves the window at +1_000
+    clock.advance(100);
+    await o.submit(spendTask('acme', [5])); // at +1_100
+    clock.advance(200);
+    await o.submit(spendTask('acme', [2])); // 11 of 10
+    clock.advance(100); // +400
+    const refused = (await o.submit(spendTask('acme', [1])).catch((e: unknown) => e)) as BudgetExceededError;
+    expect(refused).toBeInstanceOf(BudgetExceededError);
+    // Once the first 4 leave, 7 < 10: in 600 ms.
+    expect(refused.retryAfterMs).toBe(600);
+    expect(retryAfterMs(refused)).toBe(600);
+    expect(refused.message).toContain('under again in 600 ms');
+    clock.advance(599);
+    await expect(o.submit(spendTask('acme', [1]))).rejects.toMatchObject({ code: 'BUDGET_EXCEEDED', retryAfterMs: 1 });
+    clock.advance(1);
+    await expect(o.submit(spendTask('acme', [1]))).resolves.toBe('1');
+    // A limit of 0 never clears by itself: no hint.
+    o.resources.setBudget('zero', 0);
+    await expect(o.submit(spendTask('zero', [1]))).rejects.toMatchObject({ code: 'BUDGET_EXCEEDED', retryAfterMs: undefined });
   });
 
   it('reportCost may be destructured from the context (it is bound to its attempt)', async () => {
