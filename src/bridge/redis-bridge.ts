@@ -577,8 +577,19 @@ export class RedisBridge implements CommunicationBridge {
   async #refreshNodes(): Promise<void> {
     const { nodes, rejected } = await readNodes(this.#redis, this.#signer, this.#ns);
     this.#rejected += rejected;
-    this.#nodes = nodes;
+    if (Date.now() < this.#registryGraceUntil) {
+      // Just reconnected: Redis may have lost the registry (a restart without persistence) before the other nodes
+      // wrote theirs again. Nodes known before keep counting until their last heartbeat is nodeTtlMs old, so that
+      // work for them is handed off (it waits in its stream) rather than refused with NO_CAPABLE_AGENT meanwhile.
+      const fresh = new Set(nodes.map((n) => n.nodeId));
+      this.#nodes = [...nodes, ...this.#nodes.filter((n) => !fresh.has(n.nodeId))];
+    } else {
+      this.#nodes = nodes;
+    }
   }
+
+  /** Until when a registry read keeps the nodes known before a reconnect (see #refreshNodes). */
+  #registryGraceUntil = 0;
 
   /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
   async #resend(): Promise<void> {
@@ -848,9 +859,11 @@ export class RedisBridge implements CommunicationBridge {
     const onError = (): void => {}; // reported through the status; ioredis reconnects by itself
     const onReconnecting = (): void => {
       this.#lostConnection = true;
+      this.#registryGraceUntil = Infinity;
       if (this.#running) this.#setStatus({ status: 'degraded', detail: 'reconnecting to Redis' });
     };
     const onReady = (): void => {
+      if (this.#registryGraceUntil === Infinity) this.#registryGraceUntil = Date.now() + this.#options.nodeTtlMs;
       if (this.#running) this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
     };
     client.on('error', onError).on('reconnecting', onReconnecting).on('ready', onReady);

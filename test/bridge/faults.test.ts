@@ -154,4 +154,33 @@ describe('RedisBridge and stop', () => {
     for (const [k, v] of run.settled) expect(v).toBe(`done:${k}`);
     await run.all;
   }, 60_000);
+
+  it('right after a Redis restart, a producer hands work to the nodes it knew instead of refusing it before they register again', async () => {
+    if (!redis.owned) throw new Error('this test restarts redis-server: run it without REDIS_URL');
+    const ns = namespace();
+    const bridge = (nodeId: string, heartbeatMs: number) =>
+      new RedisBridge({ url: redis.url, namespace: ns, nodeId, secret: SECRET, heartbeatMs, nodeTtlMs: 10_000, reclaimIdleMs: 10_000, blockMs: 100 });
+    // The worker beats every 2 s, the producer every 50 ms: after the restart the producer reads an empty registry
+    // long before the worker writes its entry again.
+    const worker = new UnifiedOrchestrator({
+      pressure: false,
+      bridge: bridge('slow-worker', 2_000),
+      pools: [{ role: 'w', capabilities: ['work'], minAgents: 1, create: () => ({ execute: async ({ payload }) => `done:${String(payload)}` }) }],
+    });
+    const p = new UnifiedOrchestrator({ pressure: false, bridge: bridge('fast-producer', 50) });
+    try {
+      await worker.start();
+      await p.start();
+      await until(() => p.bridge.canAnyServe(['work']), 5_000);
+      await expect(p.submit({ type: 't', requires: ['work'], payload: 0 })).resolves.toBe('done:0');
+      let degraded = false;
+      p.on('bridge:state', (s) => (degraded ||= s.status === 'degraded'));
+      await redis.restart();
+      await until(() => degraded && p.health().components.bridge.status === 'healthy', 10_000);
+      await new Promise((r) => setTimeout(r, 200)); // a few producer beats: its registry read is the emptied one
+      await expect(p.submit({ type: 't', requires: ['work'], payload: 1 })).resolves.toBe('done:1');
+    } finally {
+      await Promise.allSettled([p.stop({ timeoutMs: 2_000 }), worker.stop({ timeoutMs: 2_000 })]);
+    }
+  }, 60_000);
 });
