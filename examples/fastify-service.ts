@@ -87,11 +87,10 @@ function httpErrorOf(error: unknown, reply: FastifyReply): { status: number; cod
     // (No ORCHESTRATOR_HALTED: a halt never fails a task, it holds it; the request's own deadline covers that.)
     case 'NO_CAPABLE_AGENT': // no pool serves the capability: a deployment mistake, not load
       return { status: 503, code };
-    case 'TASK_TIMEOUT': // the attempt ran past timeoutMs
+    case 'TASK_TIMEOUT': // the attempt ran past timeoutMs, or the whole task past deadlineMs (error.scope says which)
       return { status: 504, code };
-    case 'TASK_CANCELLED': // the client hung up, the request's deadline passed, or a stop cut the drain short
+    case 'TASK_CANCELLED': // the client hung up, or a stop cut the drain short
       if (reply.raw.destroyed) return { status: 499, code }; // nobody left to answer (nginx's "client closed request")
-      if (error.cause instanceof DOMException && error.cause.name === 'TimeoutError') return { status: 504, code };
       return { status: 503, code, retryAfterS: retryAfter(1_000) };
     case 'TASK_DEAD_LETTERED': // only with maxAttempts > 1: every attempt failed
       return { status: 502, code };
@@ -141,9 +140,9 @@ app.post<SummarizeRoute>('/summarize', {
       payload: { text, delayMs } satisfies SummarizeJob,
       tenantId: request.headers['x-tenant-id'], // budgets, and fair queueing between tenants
       timeoutMs, // bounds the attempt: the agent's ctx.signal aborts and the request gets TASK_TIMEOUT
-      // Aborting it cancels the task, waiting or running. timeoutMs leaves out the wait for a free agent (a burst, an
-      // operator's halt), so the request gets an overall deadline as well.
-      signal: AbortSignal.any([disconnected(reply), AbortSignal.timeout(timeoutMs + MAX_QUEUE_WAIT_MS)]),
+      // Bounds the whole task, the wait for a free agent included (a burst, an operator's halt): also TASK_TIMEOUT.
+      deadlineMs: timeoutMs + MAX_QUEUE_WAIT_MS,
+      signal: disconnected(reply), // aborting it cancels the task, waiting or running
     });
   } catch (error) {
     const { status, code, retryAfterS } = httpErrorOf(error, reply);

@@ -141,20 +141,31 @@ export class OrchestratorHaltedError extends OrchestratorError {
   }
 }
 
-/** An attempt ran past its `timeoutMs`; the agent's `ctx.signal` was aborted with this error. */
+/** An attempt ran past its `timeoutMs`, or the task past its `deadlineMs` (see `scope`); the agent's `ctx.signal` was aborted with this error. */
 export class TaskTimeoutError extends OrchestratorError {
-  /** The task whose attempt timed out. */
+  /** The task that timed out. */
   readonly taskId: string;
-  /** The per-attempt timeout it ran past, in ms. */
+  /** The limit it ran past, in ms: the per-attempt `timeoutMs`, or the task's `deadlineMs` (see `scope`). */
   readonly timeoutMs: number;
-  /** The number of the attempt that timed out, from 1. */
+  /** The attempt that timed out, from 1; with `scope` `'task'`, the attempts started (0 if it never ran). */
   readonly attempt: number;
+  /**
+   * `'attempt'`: one attempt ran past `timeoutMs` (the task may be retried). `'task'`: the whole task ran past its
+   * `deadlineMs`, waiting and backoff included, and ends here.
+   */
+  readonly scope: 'attempt' | 'task';
 
-  constructor(taskId: string, timeoutMs: number, attempt: number) {
-    super('TASK_TIMEOUT', `Task ${taskId} attempt ${attempt} timed out after ${timeoutMs} ms`);
+  constructor(taskId: string, timeoutMs: number, attempt: number, scope: 'attempt' | 'task' = 'attempt') {
+    super(
+      'TASK_TIMEOUT',
+      scope === 'attempt'
+        ? `Task ${taskId} attempt ${attempt} timed out after ${timeoutMs} ms`
+        : `Task ${taskId} ran past its deadline of ${timeoutMs} ms (waiting, ${attempt} attempt(s) and backoff included)`,
+    );
     this.taskId = taskId;
     this.timeoutMs = timeoutMs;
     this.attempt = attempt;
+    this.scope = scope;
   }
 }
 

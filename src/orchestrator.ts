@@ -4,6 +4,7 @@
  */
 import {
   expectString,
+  MAX_TIMER_MS,
   resolveOrchestratorOptions,
   resolveStopOptions,
   STOP_ABORT_GRACE_MS,
@@ -14,7 +15,7 @@ import {
 import type { DeadLetter } from './engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
 import type { Task, TaskHandle } from './engine/task.js';
-import { OrchestratorHaltedError, OrchestratorStoppedError, ValidationError } from './errors.js';
+import { NoCapableAgentError, OrchestratorHaltedError, OrchestratorStoppedError, TaskTimeoutError, ValidationError } from './errors.js';
 import { TypedEmitter, type OrchestratorEventName, type OrchestratorEvents, type OrchestratorListener } from './events.js';
 import type { Agent } from './pool/agent.js';
 import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-manager.js';
@@ -32,7 +33,6 @@ import type { RequestListener } from 'node:http';
 import { parseTraffic, stickySlots, type CommunicationBridge, type ControlMessage, type NodeInfo, type NodeStatus, type TrafficSetting } from './bridge/bridge.js';
 import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
 import { MemoryBridge } from './bridge/memory-bridge.js';
-import { NoCapableAgentError } from './errors.js';
 
 const noop = (): void => {};
 
@@ -357,9 +357,9 @@ export class UnifiedOrchestrator {
 
   /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
   #send(task: Task): TaskHandle {
-    const { wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts, maxPayloadBytes: this.#options.maxPayloadBytes });
+    const { spec, wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts, maxPayloadBytes: this.#options.maxPayloadBytes });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
-    const result = this.#bridge.handOff(id, wire);
+    const result = spec.deadlineMs === Infinity ? this.#bridge.handOff(id, wire) : withDeadline(this.#bridge.handOff(id, wire), id, spec.deadlineMs);
     result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
@@ -798,4 +798,18 @@ export class UnifiedOrchestrator {
     this.#events.off(event, listener);
     return this;
   }
+}
+
+/**
+ * A handed-off task's result, or TaskTimeoutError (`scope: 'task'`) once its `deadlineMs` passed: the deadline is
+ * kept here, where the caller waits (the serving node is not told to stop; a late result is dropped).
+ */
+function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    // A deadline past what one Node timer holds is left to the result (it will have settled long before).
+    if (deadlineMs <= MAX_TIMER_MS) timer = setTimeout(() => reject(new TaskTimeoutError(taskId, deadlineMs, 1, 'task')), deadlineMs);
+  });
+  result.catch(noop);
+  return Promise.race([result, expired]).finally(() => clearTimeout(timer));
 }

@@ -31,7 +31,7 @@ import type { RateLimiter } from '../resources/rate-limiter.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
 import { CapabilityIndex } from './capability-index.js';
-import { Deadlines } from './deadlines.js';
+import { Deadlines, type DeadlineEntry } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
 import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
@@ -178,6 +178,8 @@ export class TaskExecutionEngine implements RoutingListener {
   /** affinityKey → agent id, least recently used first. */
   readonly #affinity = new Map<string, string>();
   readonly #deadlines: Deadlines<Attempt>;
+  /** Whole-task deadlines (`deadlineMs`), apart from the attempts' so that each list stays in time order. */
+  readonly #taskDeadlines: Deadlines<TaskDeadline>;
   readonly #idPrefix = randomBytes(4).toString('hex');
   #seq = 0;
   #state: EngineState = 'idle';
@@ -213,12 +215,17 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#limited = resources.limitsCapabilities;
     resources.onLimiterReady(() => this.#kick());
     // Cleared by stop() already; registered too, so that the shared deadline timer is released whatever happens.
-    resources.disposables.add(() => this.#deadlines.clear());
+    resources.disposables.add(() => {
+      this.#deadlines.clear();
+    this.#taskDeadlines.clear();
+      this.#taskDeadlines.clear();
+    });
     this.#strategy = ROUTING_STRATEGIES[options.routing];
     this.#cache = new RoutingCache(this.#index);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
     this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
+    this.#taskDeadlines = new Deadlines<TaskDeadline>(options.clock, (entry) => this.#expire(entry.task));
   }
 
   /** Sets the one observer of attempts and outcomes (the metrics). */
@@ -540,6 +547,7 @@ export class TaskExecutionEngine implements RoutingListener {
     task.acceptedAt = now;
     task.readyAt = now;
     this.#live.set(task.id, task);
+    if (spec.deadlineMs !== Infinity) this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
     // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
     // the caller awaits something else) must never crash the host with an unhandled rejection.
     task.promise.catch(noop);
@@ -924,6 +932,17 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   #cancel(task: TaskRecord, error: TaskCancelledError): void {
+    this.#end(task, error, 'cancelled');
+  }
+
+  /** The task ran past its `deadlineMs`: it ends timed-out wherever it is, its running attempt aborted. */
+  #expire(task: TaskRecord): void {
+    task.deadlineEntry = undefined; // the scheduler took it out already
+    this.#end(task, new TaskTimeoutError(task.id, task.spec.deadlineMs, task.attempts, 'task'), 'timed-out');
+  }
+
+  /** Ends a live task from outside its attempt (a cancel, its deadline): out of its queue or backoff, attempt aborted. */
+  #end(task: TaskRecord, error: TaskCancelledError | TaskTimeoutError, outcome: 'cancelled' | 'timed-out'): void {
     switch (task.phase) {
       case 'done':
         return;
@@ -951,7 +970,7 @@ export class TaskExecutionEngine implements RoutingListener {
         break;
       }
     }
-    this.#fail(task, 'cancelled', error);
+    this.#fail(task, outcome, error);
   }
 
   // --- Terminal states --------------------------------------------------------------------------
@@ -999,6 +1018,10 @@ export class TaskExecutionEngine implements RoutingListener {
     task.phase = 'done';
     task.current = undefined;
     this.#live.delete(task.id);
+    if (task.deadlineEntry) {
+      this.#taskDeadlines.remove(task.deadlineEntry as TaskDeadline);
+      task.deadlineEntry = undefined;
+    }
     if (task.onCallerAbort) {
       task.spec.signal?.removeEventListener('abort', task.onCallerAbort);
       task.onCallerAbort = undefined;
@@ -1007,6 +1030,19 @@ export class TaskExecutionEngine implements RoutingListener {
 
   #checkIdle(): void {
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
+  }
+}
+
+/** A task's place in the deadline lists (made only for a task with a `deadlineMs`). */
+class TaskDeadline implements DeadlineEntry {
+  readonly task: TaskRecord;
+  dueAt = 0;
+  deadlinePrev: DeadlineEntry | undefined;
+  deadlineNext: DeadlineEntry | undefined;
+  deadlineList: unknown;
+
+  constructor(task: TaskRecord) {
+    this.task = task;
   }
 }
 
@@ -1021,6 +1057,7 @@ function taskInput(spec: TaskSpec): Omit<Task, 'signal'> {
     timeoutMs: spec.timeoutMs,
     maxAttempts: spec.maxAttempts,
   };
+  if (spec.deadlineMs !== Infinity) out.deadlineMs = spec.deadlineMs;
   if (spec.tenantId !== undefined) out.tenantId = spec.tenantId;
   if (spec.affinityKey !== undefined) out.affinityKey = spec.affinityKey;
   return out;

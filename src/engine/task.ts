@@ -41,6 +41,14 @@ export interface Task<TPayload = unknown> {
    */
   timeoutMs?: number;
   /**
+   * The whole task's time limit in ms, from acceptance: waiting for an agent (a burst, a halt), every attempt and
+   * every backoff included. When it passes, the task ends `timed-out` with TaskTimeoutError (`scope: 'task'`), a
+   * running attempt's `ctx.signal` aborts with it, and no retry follows. For a request handler whose caller will
+   * not wait longer than that. A task handed to another node is timed here (the other node is not told to stop).
+   * @default Infinity (none)
+   */
+  deadlineMs?: number;
+  /**
    * Attempts the task may have, the first included (1 to 100); re-runs after a halt or a rate limit's retry-after do
    * not count. When the last one fails (or an error is not retryable), a task with `maxAttempts` above 1 is
    * dead-lettered: it rejects with TaskDeadLetteredError and is kept in `deadLetters()` with its history. With 1 it
@@ -74,7 +82,7 @@ export interface TaskHandle<TResult = unknown> {
 export type TaskPhase = 'waiting' | 'running' | 'backoff' | 'done';
 
 const TASK_KEYS: ReadonlySet<string> = new Set([
-  'type', 'requires', 'prefers', 'priority', 'payload', 'timeoutMs', 'maxAttempts',
+  'type', 'requires', 'prefers', 'priority', 'payload', 'timeoutMs', 'deadlineMs', 'maxAttempts',
   'idempotencyKey', 'tenantId', 'affinityKey', 'signal',
 ]);
 
@@ -88,6 +96,7 @@ export interface TaskSpec {
   readonly priority: number;
   readonly payload: unknown;
   readonly timeoutMs: number;
+  readonly deadlineMs: number;
   readonly maxAttempts: number;
   readonly idempotencyKey: string | undefined;
   readonly tenantId: string | undefined;
@@ -116,7 +125,7 @@ export function validateTask(input: unknown, defaults: { timeoutMs: number; maxA
   } catch (error) {
     throw error instanceof ValidationError ? error : unreadable('task', error); // a revoked Proxy throws on inspection
   }
-  let type: unknown, requires: unknown, prefers: unknown, priority: unknown, payload: unknown, timeoutMs: unknown;
+  let type: unknown, requires: unknown, prefers: unknown, priority: unknown, payload: unknown, timeoutMs: unknown, deadlineMs: unknown;
   let maxAttempts: unknown, idempotencyKey: unknown, tenantId: unknown, affinityKey: unknown, signal: unknown;
   let keys: string[];
   try {
@@ -138,6 +147,7 @@ export function validateTask(input: unknown, defaults: { timeoutMs: number; maxA
       case 'priority': priority = v; break;
       case 'payload': payload = v; break;
       case 'timeoutMs': timeoutMs = v; break;
+      case 'deadlineMs': deadlineMs = v; break;
       case 'maxAttempts': maxAttempts = v; break;
       case 'idempotencyKey': idempotencyKey = v; break;
       case 'tenantId': tenantId = v; break;
@@ -157,6 +167,7 @@ export function validateTask(input: unknown, defaults: { timeoutMs: number; maxA
     priority: priority === undefined ? TASK_DEFAULTS.priority : expectInteger(priority, 'task.priority', -1_000_000, 1_000_000),
     payload,
     timeoutMs: timeoutMs === undefined ? defaults.timeoutMs : expectDuration(timeoutMs, 'task.timeoutMs', true),
+    deadlineMs: deadlineMs === undefined ? Infinity : expectDuration(deadlineMs, 'task.deadlineMs', true),
     maxAttempts: maxAttempts === undefined ? defaults.maxAttempts : expectInteger(maxAttempts, 'task.maxAttempts', 1, 100),
     idempotencyKey: optionalString(idempotencyKey, 'task.idempotencyKey'),
     tenantId: optionalString(tenantId, 'task.tenantId'),
@@ -297,6 +308,8 @@ export class TaskRecord {
   current: Attempt | undefined;
   backoffTimer: NodeJS.Timeout | undefined;
   onCallerAbort: (() => void) | undefined;
+  /** Its place among the task deadlines, while it has a `deadlineMs` and is live. */
+  deadlineEntry: DeadlineEntry | undefined;
   /** Units reported through `ctx.reportCost`, summed over attempts. */
   cost = 0;
   /** Clock time of acceptance: a terminal event's `latencyMs` is measured from it. */

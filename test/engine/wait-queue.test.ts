@@ -13,6 +13,7 @@ function task(priority: number, tenantId?: string): TaskRecord {
     priority,
     payload: undefined,
     timeoutMs: 1_000,
+    deadlineMs: Infinity,
     maxAttempts: 1,
     idempotencyKey: undefined,
     tenantId,

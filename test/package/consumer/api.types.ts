@@ -59,6 +59,7 @@ const full: Task = {
   priority: 10,
   payload: { text: '...' },
   timeoutMs: 5_000,
+  deadlineMs: 30_000,
   maxAttempts: 3,
   idempotencyKey: 'order-17',
   tenantId: 'acme',
@@ -121,6 +122,7 @@ if (isOrchestratorError(caught)) {
 }
 if (caught instanceof TaskTimeoutError) {
   expectType<Equal<typeof caught.timeoutMs, number>>();
+  expectType<Equal<typeof caught.scope, 'attempt' | 'task'>>();
 }
 const codes: OrchestratorErrorCode[] = ['QUEUE_FULL', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'VALIDATION_ERROR'];
 // @ts-expect-error codes are a closed set
