@@ -1121,6 +1121,7 @@ const mixedRandom = scenario(
       if (tenant !== undefined) task.tenantId = tenant;
       if (c.rng.chance(0.06)) task.idempotencyKey = `key-${c.rng.int(0, 20)}`;
       if (c.rng.chance(0.1)) task.affinityKey = `aff-${c.rng.int(0, 5)}`;
+      if (c.rng.chance(0.1)) task.deadlineMs = c.rng.int(20, 200); // the whole task's limit, waiting and retries included
       if (c.rng.chance(0.04)) {
         const controller = new AbortController();
         if (c.rng.chance(0.1)) controller.abort(new ChaosFault('already aborted'));

@@ -391,7 +391,7 @@ export function arrayArb(item: fc.Arbitrary<ValueRecipe>, options: { zone?: Zone
 
 /** Names the library reads somewhere: a prototype with throwing getters for them catches reads of inherited fields. */
 const READ_NAMES = [
-  'type', 'requires', 'prefers', 'priority', 'payload', 'timeoutMs', 'maxAttempts', 'idempotencyKey', 'tenantId', 'affinityKey',
+  'type', 'requires', 'prefers', 'priority', 'payload', 'timeoutMs', 'deadlineMs', 'maxAttempts', 'idempotencyKey', 'tenantId', 'affinityKey',
   'signal', 'role', 'capabilities', 'timeout', 'max_retries', 'maxRetries', 'tenant_id', 'task_id', 'taskId', 'kind', 'reason',
   'value', 'from', 'replayed', 'percent', 'shadow', 'pools', 'retry', 'health', 'metrics', 'create', 'then', 'toJSON', 'code',
   'message', 'name',

@@ -115,6 +115,7 @@ const TASK_FIELDS = {
   priority: valid(json(fc.oneof({ weight: 10, arbitrary: fc.integer({ min: -1_000_000, max: 1_000_000 }) }, { weight: 1, arbitrary: fc.constantFrom(-1_000_001, -1_000_000, 1_000_000, 1_000_001) }))),
   payload: valueArb('payload'),
   timeoutMs: valid(fc.oneof(json(fc.integer({ min: 1, max: 50 })), json(fc.double({ min: 1e-300, max: 5, noNaN: true })), konst('Infinity', '1e308', 'MIN_VALUE'))),
+  deadlineMs: valid(fc.oneof(json(fc.integer({ min: 1, max: 60 })), json(fc.double({ min: 1e-300, max: 5, noNaN: true })), konst('Infinity', '1e308', 'MIN_VALUE'))),
   maxAttempts: valid(json(fc.integer({ min: 1, max: 100 }))),
   idempotencyKey: stringField('k1', 'k2', 'k3'),
   tenantId: stringField(...TENANTS),
@@ -284,7 +285,7 @@ suite('fuzz: delegate / submit with random and hostile tasks', {}, ({ o }) => {
     async () => {
       // The engine reads only a task's own keys: values on the prototype chain (here, Object.prototype itself for the
       // length of one synchronous delegate call) must change nothing.
-      const fields = ['type', 'requires', 'prefers', 'priority', 'timeoutMs', 'maxAttempts', 'idempotencyKey', 'tenantId', 'affinityKey', 'signal'];
+      const fields = ['type', 'requires', 'prefers', 'priority', 'timeoutMs', 'deadlineMs', 'maxAttempts', 'idempotencyKey', 'tenantId', 'affinityKey', 'signal'];
       await fc.assert(
         fc.asyncProperty(fc.subarray(fields, { minLength: 1 }), valueArb('field'), async (polluted, recipe) => {
           const value = build(recipe);
