@@ -147,6 +147,12 @@ export interface OrchestratorEvents {
     readonly delayMs: number;
     /** The failed attempt's error. */
     readonly error: unknown;
+    /**
+     * `backoff`: the attempt failed and the task runs again after a backoff; this counts against `maxAttempts`.
+     * `rate-limit`: the error carried a retry-after for a rate-limited capability; the limit pauses and the task waits
+     * in its queue again without spending an attempt (up to the limit's `maxDeferrals`).
+     */
+    readonly reason: 'backoff' | 'rate-limit';
   };
   /** Terminal: the task succeeded. */
   'task:completed': {

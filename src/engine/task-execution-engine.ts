@@ -829,7 +829,7 @@ export class TaskExecutionEngine implements RoutingListener {
       const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
       this.#backingOff++;
-      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error });
+      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error, reason: 'backoff' });
       task.backoffTimer = setTimeout(() => {
         task.backoffTimer = undefined;
         this.#backingOff--;
@@ -858,7 +858,7 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     if (task.deferrals >= maxDeferrals) return false;
     task.deferrals++;
-    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error });
+    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error, reason: 'rate-limit' });
     this.#enqueue(task, now);
     for (const limiter of limiters) limiter.want(now);
     return true;

@@ -104,6 +104,7 @@ export async function startTracing(events: TypedEmitter<OrchestratorEvents>, dis
     spans.get(e.taskId)?.addEvent('retry', {
       'task.attempt': e.attempt,
       'retry.delay_ms': e.delayMs,
+      'retry.reason': e.reason,
       'error.message': e.error instanceof Error ? e.error.message : String(e.error),
     });
   });

@@ -327,7 +327,7 @@ describe('retries and dead letters', () => {
     await expect(h.result).rejects.toBeInstanceOf(TaskDeadLetteredError);
     const expected = [1, 2, 3, 4].map((n, i) => Math.floor(randoms[i]! * Math.min(300, 100 * 2 ** (n - 1))));
     expect(expected).toEqual([50, 199, 75, 225]);
-    expect(log.retrying.map((e) => [e.attempt, e.delayMs])).toEqual(expected.map((d, i) => [i + 1, d]));
+    expect(log.retrying.map((e) => [e.attempt, e.delayMs, e.reason])).toEqual(expected.map((d, i) => [i + 1, d, 'backoff']));
     // And each next attempt started exactly that long after the previous one failed (attempts fail at once).
     const gaps = starts.slice(1).map((s, i) => s - starts[i]!);
     expect(gaps).toEqual(expected);

@@ -31,7 +31,7 @@ async function start(options: OrchestratorOptions): Promise<UnifiedOrchestrator>
 type Entry =
   | { kind: 'started'; taskId: string; at: number }
   | { kind: 'queued'; taskId: string }
-  | { kind: 'retrying'; taskId: string; delayMs: number }
+  | { kind: 'retrying'; taskId: string; delayMs: number; reason: string }
   | { kind: 'completed'; taskId: string }
   | { kind: 'failed'; taskId: string; outcome: string }
   | { kind: 'paused'; name: string; ms: number }
@@ -41,7 +41,7 @@ function log(o: UnifiedOrchestrator): Entry[] {
   const out: Entry[] = [];
   o.on('task:started', (e) => out.push({ kind: 'started', taskId: e.taskId, at: performance.now() }));
   o.on('task:queued', (e) => out.push({ kind: 'queued', taskId: e.taskId }));
-  o.on('task:retrying', (e) => out.push({ kind: 'retrying', taskId: e.taskId, delayMs: e.delayMs }));
+  o.on('task:retrying', (e) => out.push({ kind: 'retrying', taskId: e.taskId, delayMs: e.delayMs, reason: e.reason }));
   o.on('task:completed', (e) => out.push({ kind: 'completed', taskId: e.taskId }));
   o.on('task:failed', (e) => out.push({ kind: 'failed', taskId: e.taskId, outcome: e.outcome }));
   o.on('ratelimit:paused', (e) => out.push({ kind: 'paused', name: e.name, ms: e.ms }));
@@ -170,7 +170,7 @@ describe('retry-after on a rate-limited capability', () => {
     await until(() => entries.some((e) => e.kind === 'paused'));
     expect(o.stats().resources.rateLimits['llm']).toMatchObject({ paused: true });
     expect(kinds(entries, 'paused')).toEqual([{ kind: 'paused', name: 'llm', ms: 150 }]);
-    expect(kinds(entries, 'retrying')).toEqual([{ kind: 'retrying', taskId: handle.id, delayMs: 150 }]);
+    expect(kinds(entries, 'retrying')).toEqual([{ kind: 'retrying', taskId: handle.id, delayMs: 150, reason: 'rate-limit' }]);
 
     // Work submitted during the pause is held too.
     const during = o.delegate<string>({ type: 't', requires: ['llm'], payload: 'during' });
