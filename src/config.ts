@@ -548,8 +548,8 @@ export const METRICS_DEFAULTS = Object.freeze({
 const performanceClock: Clock = Object.freeze({ now: () => performance.now() });
 
 /**
- * The defaults of {@link OrchestratorOptions} that are plain values. The others: no pools, `tracing: 'auto'`, no
- * `handOffAbove` or `maxPayloadBytes` limit, a private MemoryBridge, and the defaults of each nested option.
+ * The defaults of {@link OrchestratorOptions} that are plain values. The others: no pools, a private MemoryBridge,
+ * and the defaults of each nested option.
  */
 export const ORCHESTRATOR_DEFAULTS = Object.freeze({
   /** The routing strategy. */
@@ -570,6 +570,12 @@ export const ORCHESTRATOR_DEFAULTS = Object.freeze({
   maxDeadLetters: 10_000,
   /** Affinity keys remembered at most. */
   maxAffinityKeys: 10_000,
+  /** OpenTelemetry spans when `@opentelemetry/api` is installed and an SDK is registered. */
+  tracing: 'auto' as TracingMode,
+  /** No hand-off for load: only tasks this node cannot serve go to the cluster. */
+  handOffAbove: Infinity,
+  /** No payload size limit. */
+  maxPayloadBytes: Infinity,
   /** Interval (ms) of the pools' scale-down and top-up pass. */
   scaleIntervalMs: 1_000,
   /** `performance.now()`. */
@@ -1092,7 +1098,7 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     rateLimits: resolveRateLimits(own(o, 'rateLimits')),
     health: resolveHealthOptions(own(o, 'health')),
     metrics: resolveMetricsOptions(own(o, 'metrics')),
-    tracing: optional<TracingMode>(own(o, 'tracing'), 'auto', (v) => {
+    tracing: optional<TracingMode>(own(o, 'tracing'), d.tracing, (v) => {
       if (typeof v === 'boolean' || v === 'auto') return v;
       const t = expectObject(v, 'options.tracing');
       expectFunction(expectObject(t['tracer'], 'options.tracing.tracer')['startSpan'], 'options.tracing.tracer.startSpan');
@@ -1103,8 +1109,8 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
       for (const m of ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats']) expectFunction(b[m], `options.bridge.${m}`);
       return v as import('./bridge/bridge.js').CommunicationBridge;
     }),
-    handOffAbove: optional(own(o, 'handOffAbove'), Infinity, (v) => expectInteger(v, 'options.handOffAbove', 0)),
-    maxPayloadBytes: optional(own(o, 'maxPayloadBytes'), Infinity, (v) => (v === Infinity ? Infinity : expectInteger(v, 'options.maxPayloadBytes', 1))),
+    handOffAbove: optional(own(o, 'handOffAbove'), d.handOffAbove, (v) => expectInteger(v, 'options.handOffAbove', 0)),
+    maxPayloadBytes: optional(own(o, 'maxPayloadBytes'), d.maxPayloadBytes, (v) => (v === Infinity ? Infinity : expectInteger(v, 'options.maxPayloadBytes', 1))),
     audit: resolveAuditOptions(own(o, 'audit')),
     agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
     idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),

@@ -223,8 +223,9 @@ export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: 
       throw new ValidationError('options.metrics.registry', 'Expected `options.metrics.registry` to be a prom-client Registry');
     }
     const prefix = own(m, 'prefix');
-    if (prefix !== undefined && (typeof prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix))) {
-      throw new ValidationError('options.metrics.prefix', 'Expected `options.metrics.prefix` to be a valid Prometheus name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+    // As for the orchestrator's: colons are for recording rules, not for what a client exposes (promtool rejects them).
+    if (prefix !== undefined && (typeof prefix !== 'string' || !/^[a-zA-Z_][a-zA-Z0-9_]*$|^$/.test(prefix))) {
+      throw new ValidationError('options.metrics.prefix', 'Expected `options.metrics.prefix` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name prefix)');
     }
     resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
   }

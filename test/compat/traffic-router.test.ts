@@ -415,6 +415,7 @@ describe('options', () => {
     ['zero maxOwnedIds', { legacy, unified, maxOwnedIds: 0 }, 'options.maxOwnedIds'],
     ['notFoundCodes not strings', { legacy, unified, notFoundCodes: [404] }, 'options.notFoundCodes[0]'],
     ['metrics prefix invalid', { legacy, unified, metrics: { prefix: '1bad' } }, 'options.metrics.prefix'],
+    ['metrics prefix with a colon (recording-rule names only)', { legacy, unified, metrics: { prefix: 'team:compat_' } }, 'options.metrics.prefix'],
   ];
 
   it.each(cases.map(([name, options, field]) => [name, field, options] as const))('%s → ValidationError on %s', (_name, field, options) => {
