@@ -34,7 +34,7 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   maxMessageAgeMs: 60_000,
 });
 
-/** The timings and limits of a bridge, resolved. @internal */
+/** The timings and limits of a bridge, resolved. */
 export type ResolvedRedisBridgeOptions = { -readonly [K in keyof typeof REDIS_BRIDGE_DEFAULTS]: (typeof REDIS_BRIDGE_DEFAULTS)[K] extends string ? string : number };
 
 const KEYS: ReadonlySet<string> = new Set([
