@@ -479,6 +479,7 @@ export class TaskExecutionEngine implements RoutingListener {
       // Its slot stays taken until execute() returns, as for a timeout; nothing counts for or against its breaker.
       attempt.abandon(reason, now);
       this.#probeUndecided(attempt);
+      if (ended(task)) continue; // a listener on its signal cancelled it: it ended there
       task.current = undefined;
       task.interruptions++;
       task.readyAt = now;
@@ -808,6 +809,7 @@ export class TaskExecutionEngine implements RoutingListener {
     agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
     attempt.abandon(error, now);
+    if (ended(task)) return; // a listener on its signal cancelled it: it ended there
     // The slot stays taken until execute() returns: an agent that ignores its signal is still busy.
     this.#attemptFailed(task, attempt, error, now);
   }
@@ -829,12 +831,13 @@ export class TaskExecutionEngine implements RoutingListener {
       const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
       this.#backingOff++;
-      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error, reason: 'backoff' });
       task.backoffTimer = setTimeout(() => {
         task.backoffTimer = undefined;
         this.#backingOff--;
         this.#reschedule(task);
       }, delayMs);
+      // Emitted once the backoff is in place: a listener that cancels the task finds it where it is.
+      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error, reason: 'backoff' });
       return;
     }
     this.#giveUp(task, error);
@@ -858,9 +861,10 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     if (task.deferrals >= maxDeferrals) return false;
     task.deferrals++;
-    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error, reason: 'rate-limit' });
     this.#enqueue(task, now);
     for (const limiter of limiters) limiter.want(now);
+    // Emitted once the task waits again: a listener that cancels it finds it in its queue.
+    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error, reason: 'rate-limit' });
     return true;
   }
 
@@ -970,6 +974,8 @@ export class TaskExecutionEngine implements RoutingListener {
         break;
       }
     }
+    // Aborting the attempt ran the agent's abort listeners, and one of them may have ended the task already.
+    if (ended(task)) return;
     this.#fail(task, outcome, error);
   }
 
@@ -1031,6 +1037,14 @@ export class TaskExecutionEngine implements RoutingListener {
   #checkIdle(): void {
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
   }
+}
+
+/**
+ * Whether the task reached its terminal state. Asked again after user code ran synchronously (an abort listener on
+ * `ctx.signal` may cancel the task), where the type checker still believes the phase it narrowed to before.
+ */
+function ended(task: TaskRecord): boolean {
+  return task.phase === 'done';
 }
 
 /** A task's place in the deadline lists (made only for a task with a `deadlineMs`). */
