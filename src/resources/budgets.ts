@@ -88,7 +88,8 @@ export class TenantBudgets {
     // Oldest bucket first: the bucket of absolute index i leaves the window when the head reaches i + BUCKETS.
     for (let i = t.head - BUCKETS + 1; i <= t.head; i++) {
       total -= t.buckets[((i % BUCKETS) + BUCKETS) % BUCKETS]!;
-      if (total < limit - 1e-9) return Math.max(1, Math.ceil((i + BUCKETS) * this.#bucketMs - now));
+      // The same rule as exhausted(): under means `total < limit`, float drift and all.
+      if (total < limit) return Math.max(1, Math.ceil((i + BUCKETS) * this.#bucketMs - now));
     }
     return Math.max(1, Math.ceil((t.head + BUCKETS) * this.#bucketMs - now));
   }

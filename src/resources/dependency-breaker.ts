@@ -9,7 +9,6 @@ import { BreakerOpenError, OrchestratorStoppedError, ValidationError } from '../
 import { opossumOptions, stateOf, type BreakerState } from './circuit-breakers.js';
 import type { EventEmitter } from 'node:events';
 import type { RateLimiter } from './rate-limiter.js';
-import { retryAfterMs } from './retry-after.js';
 
 /** Options of `resources.breaker(name, fn, options)`. */
 export interface DependencyBreakerOptions<TArgs extends unknown[], TResult> extends BreakerOptions {
@@ -71,7 +70,7 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
       ...opossumOptions(options, rotate, name),
       timeout: options.timeoutMs ?? false,
       // A retry-after is the vendor pacing us, not the dependency failing: it pauses the limiter instead of counting.
-      errorFilter: (error: unknown) => retryAfterMs(error) !== undefined,
+      errorFilter: (error: unknown) => retryAfter(error) !== undefined,
     });
     const fallback = extra.fallback;
     if (fallback) {

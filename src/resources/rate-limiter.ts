@@ -139,7 +139,7 @@ export class RateLimiter {
     this.#refill(this.#clock.now());
     return {
       name: this.name,
-      requestsAvailable: Math.floor(this.#requests),
+      requestsAvailable: this.#paused && this.#clock.now() < this.#pausedUntil ? 0 : Math.floor(this.#requests),
       unitsAvailable: this.#units,
       paused: this.#paused,
       waiting: this.#waiters.length,

@@ -181,7 +181,8 @@ export class ResourceManager {
       this.#rotation(resolved.windowMs),
       limiter,
       this.#options.clock,
-      (error) => this.retry.retryAfter(error),
+      // A retry-after on an error that is not retryable (a BudgetExceededError passed on) is not the vendor pacing us.
+      (error) => (this.retry.retryable(error) ? this.retry.retryAfter(error) : undefined),
     );
     this.#watch(dependency.breaker, name);
     this.#dependencies.set(name, dependency as unknown as DependencyBreaker<any[], unknown>);

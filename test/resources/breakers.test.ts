@@ -5,6 +5,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
   BreakerOpenError,
+  BudgetExceededError,
   OrchestratorStoppedError,
   TaskTimeoutError,
   ValidationError,
@@ -410,6 +411,23 @@ describe('dependency breaker', () => {
     await expect(add(2, 3)).resolves.toBe(5);
     expect(fn).toHaveBeenCalledWith(2, 3);
     expect(o.stats().resources.breakers.dependencies).toEqual({ adder: 'closed' });
+  });
+
+  it('a non-retryable error with a retry-after hint (a BudgetExceededError passed on) fails the call at once and pauses nothing', async () => {
+    const o = await withBreaker(false);
+    const calls: string[] = [];
+    const guarded = o.resources.breaker('model', async (tenant: string): Promise<string> => {
+      calls.push(tenant);
+      if (tenant === 'greedy') throw new BudgetExceededError('greedy', 5, 1, 60_000, 30_000);
+      return 'ok';
+    }, quick);
+    const error = await rejectionOf(guarded('greedy'));
+    expect(error).toBeInstanceOf(BudgetExceededError);
+    expect(calls).toEqual(['greedy']); // not deferred and called again
+    expect(o.stats().resources.rateLimits['model']?.paused ?? false).toBe(false);
+    const t0 = performance.now();
+    await expect(guarded('polite')).resolves.toBe('ok');
+    expect(performance.now() - t0).toBeLessThan(1_000); // not held behind a 30 s pause
   });
 
   it('opens after failures and then fails fast with BreakerOpenError without calling fn', async () => {

@@ -44,6 +44,7 @@ describe('RateLimiter', () => {
     l.pause(50, now); // the far side answered 429: the 5 are not really there
     now = 49;
     expect(l.ready(now)).toBe(false);
+    expect(l.snapshot()).toMatchObject({ paused: true, requestsAvailable: 0 });
     now = 50;
     expect(l.ready(now)).toBe(true);
     l.take(now);
