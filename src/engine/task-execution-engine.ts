@@ -31,7 +31,8 @@ import type { RateLimiter } from '../resources/rate-limiter.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
 import { CapabilityIndex } from './capability-index.js';
-import { Deadlines, type DeadlineEntry } from './deadlines.js';
+import { DeadlineHeap, type HeapEntry } from './deadline-heap.js';
+import { Deadlines } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
 import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
@@ -178,8 +179,8 @@ export class TaskExecutionEngine implements RoutingListener {
   /** affinityKey → agent id, least recently used first. */
   readonly #affinity = new Map<string, string>();
   readonly #deadlines: Deadlines<Attempt>;
-  /** Whole-task deadlines (`deadlineMs`), apart from the attempts' so that each list stays in time order. */
-  readonly #taskDeadlines: Deadlines<TaskDeadline>;
+  /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
+  readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
   readonly #idPrefix = randomBytes(4).toString('hex');
   #seq = 0;
   #state: EngineState = 'idle';
@@ -214,10 +215,9 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#resources = resources;
     this.#limited = resources.limitsCapabilities;
     resources.onLimiterReady(() => this.#kick());
-    // Cleared by stop() already; registered too, so that the shared deadline timer is released whatever happens.
+    // Cleared by stop() already; registered too, so that the shared deadline timers are released whatever happens.
     resources.disposables.add(() => {
       this.#deadlines.clear();
-    this.#taskDeadlines.clear();
       this.#taskDeadlines.clear();
     });
     this.#strategy = ROUTING_STRATEGIES[options.routing];
@@ -225,7 +225,7 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
     this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
-    this.#taskDeadlines = new Deadlines<TaskDeadline>(options.clock, (entry) => this.#expire(entry.task));
+    this.#taskDeadlines = new DeadlineHeap<TaskDeadline>(options.clock, (entry) => this.#expire(entry.task));
   }
 
   /** Sets the one observer of attempts and outcomes (the metrics). */
@@ -448,6 +448,7 @@ export class TaskExecutionEngine implements RoutingListener {
     for (const task of left) this.#cancel(task, new TaskCancelledError(task.id, reason));
     this.#state = 'stopped';
     this.#deadlines.clear();
+    this.#taskDeadlines.clear();
     return left.length;
   }
 
@@ -1047,13 +1048,11 @@ function ended(task: TaskRecord): boolean {
   return task.phase === 'done';
 }
 
-/** A task's place in the deadline lists (made only for a task with a `deadlineMs`). */
-class TaskDeadline implements DeadlineEntry {
+/** A task's place in the deadline heap (made only for a task with a `deadlineMs`). */
+class TaskDeadline implements HeapEntry {
   readonly task: TaskRecord;
   dueAt = 0;
-  deadlinePrev: DeadlineEntry | undefined;
-  deadlineNext: DeadlineEntry | undefined;
-  deadlineList: unknown;
+  heapIndex = -1;
 
   constructor(task: TaskRecord) {
     this.task = task;

@@ -13,6 +13,7 @@ import {
 import { ValidationError, type AttemptRecord } from '../errors.js';
 import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
+import type { HeapEntry } from './deadline-heap.js';
 import type { DeadlineEntry } from './deadlines.js';
 
 /**
@@ -309,7 +310,7 @@ export class TaskRecord {
   backoffTimer: NodeJS.Timeout | undefined;
   onCallerAbort: (() => void) | undefined;
   /** Its place among the task deadlines, while it has a `deadlineMs` and is live. */
-  deadlineEntry: DeadlineEntry | undefined;
+  deadlineEntry: HeapEntry | undefined;
   /** Units reported through `ctx.reportCost`, summed over attempts. */
   cost = 0;
   /** Clock time of acceptance: a terminal event's `latencyMs` is measured from it. */
