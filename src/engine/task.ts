@@ -265,7 +265,11 @@ export class AttemptContext implements TaskContext {
     this.type = spec.type;
     this.payload = spec.payload;
     this.attempt = attempt.number;
-    this.deadline = spec.timeoutMs === Infinity ? Infinity : Date.now() + spec.timeoutMs;
+    const epochNow = Date.now();
+    const attemptDue = spec.timeoutMs === Infinity ? Infinity : epochNow + spec.timeoutMs;
+    // The task's own deadline (clock time) may come first: made at dispatch, so `startedAt` is the clock's now.
+    const taskDue = attempt.task.deadlineEntry?.dueAt;
+    this.deadline = taskDue === undefined ? attemptDue : Math.min(attemptDue, epochNow + (taskDue - attempt.startedAt));
     this.agentId = attempt.agent.id;
     this.tenantId = spec.tenantId;
     this.#attempt = attempt;

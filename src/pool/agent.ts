@@ -13,7 +13,10 @@ export interface TaskContext<TPayload = unknown> {
   readonly payload: TPayload;
   /** 1 for the first attempt, 2 for the next, and so on (a re-run after a halt or a rate limit's retry-after counts). */
   readonly attempt: number;
-  /** Epoch ms by which this attempt must finish (`Infinity` when it has no timeout). */
+  /**
+   * Epoch ms by which this attempt must finish: its `timeoutMs` or the task's `deadlineMs`, whichever comes first
+   * (`Infinity` when it has neither). Pass it on to the calls the agent makes.
+   */
   readonly deadline: number;
   /**
    * Aborted when the attempt times out, the task is cancelled, the orchestrator stops without draining, or an

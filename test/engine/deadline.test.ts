@@ -79,6 +79,23 @@ describe('task deadlineMs', () => {
     expect(calls).toHaveLength(1);
   });
 
+  it('ctx.deadline is the earlier of the attempt timeout and the task deadline, in epoch ms', async () => {
+    const o = await start();
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'], concurrency: 3 });
+    const before = Date.now();
+    o.delegate({ type: 't', requires: ['x'], deadlineMs: 5_000, timeoutMs: 60_000 }).result.catch(() => {});
+    o.delegate({ type: 't', requires: ['x'], deadlineMs: 60_000, timeoutMs: 5_000 }).result.catch(() => {});
+    o.delegate({ type: 't', requires: ['x'] }).result.catch(() => {});
+    await until(() => calls.length === 3);
+    const after = Date.now();
+    for (const call of calls.slice(0, 2)) {
+      expect(call.ctx.deadline).toBeGreaterThanOrEqual(before + 5_000 - 5);
+      expect(call.ctx.deadline).toBeLessThanOrEqual(after + 5_000 + 5);
+    }
+    expect(calls[2]!.ctx.deadline).toBe(Infinity); // no timeout (defaultTimeoutMs: Infinity here), no deadline
+  });
+
   it('a task that finishes in time is not touched by its deadline afterwards', async () => {
     const o = await start();
     const calls: Call[] = [];
