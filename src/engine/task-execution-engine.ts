@@ -7,7 +7,7 @@
  * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
  */
 import { randomBytes } from 'node:crypto';
-import type { ResolvedOrchestratorOptions } from '../config.js';
+import { MAX_TIMER_MS, type ResolvedOrchestratorOptions } from '../config.js';
 import {
   BudgetExceededError,
   NoCapableAgentError,
@@ -296,7 +296,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const accepted = this.#take(input);
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
-      ? this.#followerHandle(accepted.task)
+      ? this.#followerHandle(accepted.task, accepted.spec)
       : { id: accepted.taskId, result: Promise.resolve(accepted.value), cancel: () => false };
   }
 
@@ -306,13 +306,14 @@ export class TaskExecutionEngine implements RoutingListener {
     if (accepted instanceof TaskRecord) return accepted.promise;
     // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
     if (accepted.kind === 'done') return Promise.resolve(accepted.value);
+    if (accepted.spec.deadlineMs !== Infinity || accepted.spec.signal) return this.#followerHandle(accepted.task, accepted.spec).result;
     const follower = accepted.task.promise.then(identity);
     follower.catch(noop);
     return follower;
   }
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
-  #take(input: Task): TaskRecord | IdempotencyHit {
+  #take(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
     this.#submitted++;
     let spec: TaskSpec;
     try {
@@ -328,7 +329,7 @@ export class TaskExecutionEngine implements RoutingListener {
       const hit = this.#idempotency.lookup(spec.idempotencyKey, now);
       if (hit) {
         this.#deduplicated++;
-        return hit;
+        return { ...hit, spec };
       }
     }
     const refusal = this.#admission(spec, now);
@@ -575,24 +576,39 @@ export class TaskExecutionEngine implements RoutingListener {
    * The handle of a duplicate submit: it follows the running task's outcome, and its `cancel` detaches only this
    * caller (its result rejects), leaving the task running for the caller who submitted it first.
    */
-  #followerHandle(task: TaskRecord): TaskHandle {
+  #followerHandle(task: TaskRecord, spec: TaskSpec): TaskHandle {
     let settled = false;
     let rejectOwn!: (error: unknown) => void;
     const result = new Promise<unknown>((resolve, reject) => {
       rejectOwn = reject;
       task.promise.then(resolve, reject);
     });
-    result.then(() => (settled = true), () => (settled = true));
-    return {
-      id: task.id,
-      result,
-      cancel: (reason?: unknown) => {
-        if (settled || task.phase === 'done') return false;
-        settled = true;
-        rejectOwn(new TaskCancelledError(task.id, reason));
-        return true;
-      },
+    result.catch(noop);
+    const detach = (error: unknown): boolean => {
+      if (settled || task.phase === 'done') return false;
+      settled = true;
+      rejectOwn(error);
+      return true;
     };
+    // This caller's own deadline and signal end its wait, not the shared task (the first caller's, still running).
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const { signal } = spec;
+    if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
+      timer = setTimeout(() => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')), spec.deadlineMs);
+      timer.unref(); // the shared task holds the process while it runs
+    }
+    if (signal) {
+      onAbort = () => detach(new TaskCancelledError(task.id, signal.reason));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+    result.then(noop, noop).finally(() => {
+      settled = true;
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    });
+    return { id: task.id, result, cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)) };
   }
 
   /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */

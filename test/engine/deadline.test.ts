@@ -110,6 +110,26 @@ describe('task deadlineMs', () => {
     expect(o.stats()).toMatchObject({ completed: 1, timedOut: 0 });
   });
 
+  it('a duplicate (same idempotencyKey) keeps its own deadline and signal: they end its wait, not the shared task', async () => {
+    const o = await start();
+    const calls: Call[] = [];
+    o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
+    const first = o.delegate({ type: 't', requires: ['x'], idempotencyKey: 'order-1' });
+    await until(() => calls.length === 1);
+    const impatient = o.submit({ type: 't', requires: ['x'], idempotencyKey: 'order-1', deadlineMs: 30 });
+    const controller = new AbortController();
+    const leaving = o.delegate({ type: 't', requires: ['x'], idempotencyKey: 'order-1', signal: controller.signal });
+    const patient = o.submit({ type: 't', requires: ['x'], idempotencyKey: 'order-1' });
+    expect(leaving.id).toBe(first.id);
+    await expect(impatient).rejects.toMatchObject({ code: 'TASK_TIMEOUT', scope: 'task', taskId: first.id });
+    controller.abort(new Error('client left'));
+    await expect(leaving.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+    calls[0]!.resolve('done');
+    await expect(first.result).resolves.toBe('done');
+    await expect(patient).resolves.toBe('done');
+    expect(o.stats()).toMatchObject({ completed: 1, deduplicated: 3, timedOut: 0, cancelled: 0 });
+  });
+
   it('is validated: a number of ms > 0, or Infinity for none', async () => {
     const o = await start();
     o.registerAgent(manualAgent([]), { id: 'a', capabilities: ['x'] });
