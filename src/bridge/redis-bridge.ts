@@ -324,6 +324,7 @@ export class RedisBridge implements CommunicationBridge {
     await this.#subscriber.subscribe(this.#key('control'), classes);
     this.#running = true;
     // Subscribed first, so that nothing sent meanwhile is missed; a message both replayed and heard is applied twice, harmlessly.
+    this.#runId = await this.#serverRunId();
     const standing = await readStanding(this.#redis, this.#signer, this.#ns);
     this.#rejected += standing.rejected;
     for (const message of standing.messages) host.control(message);
@@ -575,12 +576,20 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async #refreshNodes(): Promise<void> {
+    if (this.#checkRestart) {
+      // After a reconnect: a new run id means Redis restarted and may have lost the registry (no persistence).
+      this.#checkRestart = false;
+      const runId = await this.#serverRunId();
+      if (runId === undefined || runId !== this.#runId) this.#registryGraceUntil = Date.now() + this.#options.nodeTtlMs;
+      this.#runId = runId;
+    }
     const { nodes, rejected } = await readNodes(this.#redis, this.#signer, this.#ns);
     this.#rejected += rejected;
     if (Date.now() < this.#registryGraceUntil) {
-      // Just reconnected: Redis may have lost the registry (a restart without persistence) before the other nodes
-      // wrote theirs again. Nodes known before keep counting until their last heartbeat is nodeTtlMs old, so that
-      // work for them is handed off (it waits in its stream) rather than refused with NO_CAPABLE_AGENT meanwhile.
+      // Redis restarted, so the registry may be empty until the other nodes write theirs again. Meanwhile nodes
+      // known before keep counting until their last heartbeat is nodeTtlMs old, so that work for them is handed off
+      // (it waits in its stream) rather than refused with NO_CAPABLE_AGENT. Not after a mere reconnect: there the
+      // registry is intact, and a node that left cleanly must stop getting work at once.
       const fresh = new Set(nodes.map((n) => n.nodeId));
       this.#nodes = [...nodes, ...this.#nodes.filter((n) => !fresh.has(n.nodeId))];
     } else {
@@ -588,8 +597,20 @@ export class RedisBridge implements CommunicationBridge {
     }
   }
 
-  /** Until when a registry read keeps the nodes known before a reconnect (see #refreshNodes). */
+  /** Until when a registry read keeps the nodes known before a Redis restart (see #refreshNodes). */
   #registryGraceUntil = 0;
+  /** The Redis server's run id when last read; another one after a reconnect means it restarted. */
+  #runId: string | undefined;
+  /** A connection was lost: the next registry read first checks whether Redis restarted. */
+  #checkRestart = false;
+
+  async #serverRunId(): Promise<string | undefined> {
+    try {
+      return /run_id:(\w+)/.exec(await this.#redis.info('server'))?.[1];
+    } catch {
+      return undefined; // INFO not allowed (ACL): every reconnect then counts as a possible restart
+    }
+  }
 
   /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
   async #resend(): Promise<void> {
@@ -859,11 +880,10 @@ export class RedisBridge implements CommunicationBridge {
     const onError = (): void => {}; // reported through the status; ioredis reconnects by itself
     const onReconnecting = (): void => {
       this.#lostConnection = true;
-      this.#registryGraceUntil = Infinity;
+      this.#checkRestart = true;
       if (this.#running) this.#setStatus({ status: 'degraded', detail: 'reconnecting to Redis' });
     };
     const onReady = (): void => {
-      if (this.#registryGraceUntil === Infinity) this.#registryGraceUntil = Date.now() + this.#options.nodeTtlMs;
       if (this.#running) this.#setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
     };
     client.on('error', onError).on('reconnecting', onReconnecting).on('ready', onReady);

@@ -6,7 +6,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { QueueFullError, RedisBridge, RemoteTaskError, UnifiedOrchestrator, ValidationError, type ControlMessage, type NodeStatus, type RedisBridgeOptions, type WireTask } from 'unified-orchestrator';
+import { NoCapableAgentError, QueueFullError, RedisBridge, RemoteTaskError, UnifiedOrchestrator, ValidationError, type ControlMessage, type NodeStatus, type RedisBridgeOptions, type WireTask } from 'unified-orchestrator';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { wait } from '../support/agents.js';
 import { namespace, startRedis, type TestRedis } from '../support/redis.js';
@@ -371,6 +371,31 @@ describe('RedisBridge: results', () => {
     for (const id of clients) await admin.call('CLIENT', 'KILL', 'ID', id);
     log.open(); // B reports now, while A's reader reconnects and waits before reading again
     await expect(result).resolves.toEqual({ node: 'B', id: 'gap', v: 'gate' });
+  });
+});
+
+describe('RedisBridge: the registry after a reconnect', () => {
+  it('after a mere reconnect (Redis kept its data), a node that then leaves cleanly gets no more work', async () => {
+    // The grace that keeps known nodes counting applies only when Redis restarted (its run id changed): after a
+    // network blip the registry is intact, and work for a node that left must be refused, not stranded in a stream.
+    const ns = namespace();
+    const timings = { heartbeatMs: 50, blockMs: 100, nodeTtlMs: 3_000, reclaimIdleMs: 1_000 };
+    const b = fleet.server(bridge(ns, 'B', timings), 'B', runLog());
+    const a = fleet.producer(bridge(ns, 'A', { ...timings, redisOptions: { connectionName: `blip-${ns}` } }));
+    await b.start();
+    await a.start();
+    await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
+    let degraded = false;
+    a.on('bridge:state', (st) => (degraded ||= st.status === 'degraded'));
+    const admin = raw();
+    for (const line of String(await admin.call('CLIENT', 'LIST')).split('\n')) {
+      if (line.includes(`name=blip-${ns}`)) await admin.call('CLIENT', 'KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
+    }
+    await eventually(() => degraded && a.health().components.bridge.status === 'healthy', 10_000, 'A reconnected');
+    await b.stop({ drain: true, timeoutMs: 2_000 });
+    await wait(250); // a few of A's beats read the registry without B (B's last heartbeat is still fresh)
+    const outcome = await Promise.race([a.submit(task({ op: 'echo', id: 'orphan' })).catch((e: unknown) => e), wait(1_000).then(() => 'handed off, stranded')]);
+    expect(outcome).toBeInstanceOf(NoCapableAgentError);
   });
 });
 
