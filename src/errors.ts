@@ -147,7 +147,10 @@ export class TaskTimeoutError extends OrchestratorError {
   readonly taskId: string;
   /** The limit it ran past, in ms: the per-attempt `timeoutMs`, or the task's `deadlineMs` (see `scope`). */
   readonly timeoutMs: number;
-  /** The attempt that timed out, from 1; with `scope` `'task'`, the attempts started (0 if it never ran). */
+  /**
+   * The attempt that timed out, from 1; with `scope` `'task'`, the attempts started (0 if it never ran, and for a
+   * task handed to another node, whose attempts this node does not see).
+   */
   readonly attempt: number;
   /**
    * `'attempt'`: one attempt ran past `timeoutMs` (the task may be retried). `'task'`: the whole task ran past its

@@ -178,8 +178,9 @@ export interface OrchestratorEvents {
     /** The task's `type`. */
     readonly type: string;
     /**
-     * How it ended: `dead-lettered` when its `maxAttempts` is above 1 and it gave up after running (attempts
-     * spent, or an error not retryable); otherwise `timed-out` (its attempt timed out) or `failed`; or `cancelled`.
+     * How it ended: `timed-out` when it ran past its `deadlineMs` (whatever its `maxAttempts`); `dead-lettered` when
+     * its `maxAttempts` is above 1 and it gave up after running (attempts spent, or an error not retryable); otherwise
+     * `timed-out` (its attempt timed out) or `failed`; or `cancelled`.
      */
     readonly outcome: TaskFailureOutcome;
     /** Attempts started, re-runs after a halt or a rate limit's retry-after included; 0 if it never ran. */

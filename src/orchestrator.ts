@@ -808,7 +808,10 @@ function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number)
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     // A deadline past what one Node timer holds is left to the result (it will have settled long before).
-    if (deadlineMs <= MAX_TIMER_MS) timer = setTimeout(() => reject(new TaskTimeoutError(taskId, deadlineMs, 1, 'task')), deadlineMs);
+    if (deadlineMs <= MAX_TIMER_MS) {
+      timer = setTimeout(() => reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task')), deadlineMs);
+      timer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
+    }
   });
   result.catch(noop);
   return Promise.race([result, expired]).finally(() => clearTimeout(timer));

@@ -41,7 +41,7 @@ import { MessageSigner } from './signing.js';
 /**
  * Options of {@link RedisBridge}. `secret` and one of `url` or `redis` are required.
  *
- * The timings depend on each other (the bridge does not check them):
+ * The timings depend on each other (the constructor refuses `nodeTtlMs` or `reclaimIdleMs` at or below `heartbeatMs`):
  * `heartbeatMs` well below `nodeTtlMs` (say a third at most) and well below `reclaimIdleMs`, and `doneTtlMs` above
  * the time an entry can stay pending (about `maxDeliveries` × `reclaimIdleMs`, plus the tasks' run time).
  */
@@ -152,6 +152,8 @@ interface TaskBatch {
 }
 /** Sets every KEYS[i] to 1 with a TTL of ARGV[1] ms: the `done` markers of a flush in one call. */
 const SET_DONE = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end return #KEYS";
+/** Reclaim passes (one per heartbeat) between two sweeps of the consumers of nodes gone for good. */
+const CONSUMER_SWEEP_EVERY = 30;
 /** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
 const DEL_IDLE_CONSUMER =
   "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end " +
@@ -175,6 +177,16 @@ function streamsOf(reply: unknown): Array<[string, StreamEntries]> {
     return out;
   }
   return reply as Array<[string, StreamEntries]>;
+}
+
+/** A map-shaped reply (XINFO): a flat `[name, value, ...]` array (RESP2), or an object (RESP3 mapped). */
+function fieldsOf(reply: unknown): Record<string, unknown> {
+  if (Array.isArray(reply)) {
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = reply[i + 1];
+    return out;
+  }
+  return typeof reply === 'object' && reply !== null ? (reply as Record<string, unknown>) : {};
 }
 
 function field(fields: Fields, name: string): string | undefined {
@@ -522,7 +534,10 @@ export class RedisBridge implements CommunicationBridge {
   }
 
   async #reclaim(): Promise<void> {
+    // Now and then, also the consumers that nodes gone for good left in the groups (see #dropGoneConsumers).
+    const sweep = ++this.#reclaims % CONSUMER_SWEEP_EVERY === 0;
     for (const stream of this.#served) {
+      if (sweep) await this.#dropGoneConsumers(stream).catch(() => {});
       let claimed: unknown;
       try {
         claimed = await this.#redis.call('XAUTOCLAIM', stream, GROUP, this.nodeId, String(this.#options.reclaimIdleMs), '0-0', 'COUNT', '32');
@@ -542,6 +557,25 @@ export class RedisBridge implements CommunicationBridge {
         if (deliveries > this.#options.maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
         else await this.#takeAll([[stream, id, fields]]);
       }
+    }
+  }
+
+  #reclaims = 0;
+
+  /**
+   * A node that stopped with entries pending under its name keeps its group consumer (so that they stay claimable);
+   * once they were claimed, the consumer is empty and its node gone. Deletes such consumers: nothing pending, idle
+   * for two node TTLs, and no registry entry. Atomically, so one that took an entry meanwhile stays.
+   */
+  async #dropGoneConsumers(stream: string): Promise<void> {
+    const consumers = (await this.#redis.call('XINFO', 'CONSUMERS', stream, GROUP)) as unknown[];
+    const live = new Set(this.#nodes.map((n) => n.nodeId));
+    live.add(this.nodeId);
+    for (const c of consumers) {
+      const info = fieldsOf(c);
+      const name = String(info['name']);
+      if (live.has(name) || Number(info['pending']) > 0 || Number(info['idle']) < 2 * this.#options.nodeTtlMs) continue;
+      await this.#redis.eval(DEL_IDLE_CONSUMER, 1, stream, GROUP, name);
     }
   }
 

@@ -90,7 +90,7 @@ export interface EngineStats {
   readonly failed: number;
   /** Tasks cancelled after they were accepted. */
   readonly cancelled: number;
-  /** Tasks that ended with outcome `timed-out` (one attempt allowed, and it timed out). */
+  /** Tasks that ended with outcome `timed-out`: their one attempt timed out, or the task ran past its `deadlineMs`. */
   readonly timedOut: number;
   /** Tasks dead-lettered, including ones since dropped from the list or retried. */
   readonly deadLettered: number;

@@ -400,6 +400,21 @@ describe('RedisBridge: the registry after a reconnect', () => {
 });
 
 describe('RedisBridge: stop, connections, options', () => {
+  it('group consumers left by nodes gone for good (nothing pending, idle, not in the registry) are deleted in time', async () => {
+    const ns = namespace();
+    const { a } = await pair(ns);
+    await expect(a.submit(task({ op: 'echo', id: 'first' }))).resolves.toMatchObject({ node: 'B' });
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    // A consumer as a stopped node leaves it once its refused entries were claimed: no pending entries, no node.
+    await r.call('XGROUP', 'CREATECONSUMER', stream, 'workers', 'gone-node');
+    const names = async (): Promise<string[]> => ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[][]).map((c) => String(c[1]));
+    expect(await names()).toContain('gone-node');
+    // Idle past two node TTLs (1 s with these timings), then a sweep (every 30 beats of 50 ms).
+    await eventually(async () => !(await names()).includes('gone-node'), 10_000, 'the gone consumer deleted');
+    expect(await names()).toContain('B'); // a live node's consumer stays
+  });
+
   it('stop removes the node key, the nodes set entry and the group consumer', async () => {
     const ns = namespace();
     const { a, b } = await pair(ns);
