@@ -359,7 +359,8 @@ export class UnifiedOrchestrator {
   #send(task: Task): TaskHandle {
     const { spec, wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts, maxPayloadBytes: this.#options.maxPayloadBytes });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
-    const result = spec.deadlineMs === Infinity ? this.#bridge.handOff(id, wire) : withDeadline(this.#bridge.handOff(id, wire), id, spec.deadlineMs);
+    const handOff = this.#bridge.handOff(id, wire);
+    const result = spec.deadlineMs === Infinity ? handOff : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
     result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
@@ -804,12 +805,15 @@ export class UnifiedOrchestrator {
  * A handed-off task's result, or TaskTimeoutError (`scope: 'task'`) once its `deadlineMs` passed: the deadline is
  * kept here, where the caller waits (the serving node is not told to stop; a late result is dropped).
  */
-function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number): Promise<T> {
+function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number, onExpired: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     // A deadline past what one Node timer holds is left to the result (it will have settled long before).
     if (deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(() => reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task')), deadlineMs);
+      timer = setTimeout(() => {
+        reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task'));
+        onExpired();
+      }, deadlineMs);
       timer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
     }
   });

@@ -352,6 +352,11 @@ export interface CommunicationBridge {
    * refusal of every node that could take it. The orchestrator calls it only after `canAnyServe(task.requires)`.
    */
   handOff(taskId: string, task: WireTask): Promise<unknown>;
+  /**
+   * Optional: the submitter stopped waiting for the hand-off `taskId` (its `deadlineMs` passed). Drop what is kept
+   * for it, so that nothing waits for a result nobody wants (a result that still comes is ignored).
+   */
+  forget?(taskId: string): void;
   /** Whether a live node (other than this one) says it can serve `requires`. Synchronous: called on every submit. */
   canAnyServe(requires: readonly string[]): boolean;
   /** Sends a control message to every node, this one included, keeping it as standing state where it sets one. */

@@ -422,6 +422,11 @@ export class RedisBridge implements CommunicationBridge {
     });
   }
 
+  /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */
+  forget(taskId: string): void {
+    this.#pending.delete(taskId);
+  }
+
   /** Hand-offs of this turn of the event loop, sent in one pipeline. */
   readonly #sendBox: Outgoing[] = [];
 

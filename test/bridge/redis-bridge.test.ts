@@ -399,6 +399,28 @@ describe('RedisBridge: the registry after a reconnect', () => {
   });
 });
 
+describe('RedisBridge: a hand-off past its deadline', () => {
+  it('is forgotten by its submitter: not waited for, and not sent again after a reconnect', async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    const a = fleet.producer(bridge(ns, 'A', { redisOptions: { connectionName: `late-${ns}` } }));
+    await a.start();
+    await phantom(r, ns, 'ghost', ['x']); // a node that serves x on paper and never reads
+    await eventually(async () => (await a.cluster(), a.bridge.canAnyServe(['x'])), 5_000, 'A sees the ghost');
+    await expect(a.submit(task({ op: 'echo', id: 'late' }, { deadlineMs: 100 }))).rejects.toMatchObject({ code: 'TASK_TIMEOUT', scope: 'task' });
+    expect(await r.xlen(stream)).toBe(1);
+    let degraded = false;
+    a.on('bridge:state', (st) => (degraded ||= st.status === 'degraded'));
+    for (const line of String(await r.call('CLIENT', 'LIST')).split('\n')) {
+      if (line.includes(`name=late-${ns}`)) await r.call('CLIENT', 'KILL', 'ID', /\bid=(\d+)/.exec(line)![1]!);
+    }
+    await eventually(() => degraded && a.health().components.bridge.status === 'healthy', 10_000, 'A reconnected');
+    await wait(300); // beats after the reconnect: hand-offs still waiting would be sent again now
+    expect(await r.xlen(stream)).toBe(1);
+  });
+});
+
 describe('RedisBridge: stop, connections, options', () => {
   it('group consumers left by nodes gone for good (nothing pending, idle, not in the registry) are deleted in time', async () => {
     const ns = namespace();
