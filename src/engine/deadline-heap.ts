@@ -5,7 +5,8 @@
  * O(log n). Like those lists, the timer is unref'd while no entry is scheduled, so finished work never keeps the
  * process alive.
  */
-import { MAX_TIMER_MS, type Clock } from '../config.js';
+import type { Clock } from '../config.js';
+import { DueTimer } from './due-timer.js';
 
 /** What the heap needs on an entry. */
 export interface HeapEntry {
@@ -18,12 +19,12 @@ export class DeadlineHeap<E extends HeapEntry> {
   readonly #heap: E[] = [];
   readonly #clock: Clock;
   readonly #onExpire: (entry: E) => void;
-  #timer: NodeJS.Timeout | undefined;
-  #armedFor = Infinity;
+  readonly #timer: DueTimer;
 
   constructor(clock: Clock, onExpire: (entry: E) => void) {
     this.#clock = clock;
     this.#onExpire = onExpire;
+    this.#timer = new DueTimer(clock, (now) => this.#fire(now));
   }
 
   get size(): number {
@@ -36,8 +37,8 @@ export class DeadlineHeap<E extends HeapEntry> {
     entry.heapIndex = this.#heap.length;
     this.#heap.push(entry);
     this.#up(entry.heapIndex);
-    if (this.#heap.length === 1) this.#timer?.ref();
-    if (entry.dueAt < this.#armedFor) this.#arm(entry.dueAt, now);
+    if (this.#heap.length === 1) this.#timer.hold(true);
+    if (this.#timer.earlier(entry.dueAt)) this.#timer.arm(entry.dueAt, now, true);
   }
 
   /** Unschedules `entry`; a no-op when it is not scheduled. */
@@ -53,40 +54,24 @@ export class DeadlineHeap<E extends HeapEntry> {
       this.#up(last.heapIndex);
     }
     // The timer may be armed for an earlier entry than is left: it fires, finds nothing due, and re-arms.
-    if (this.#heap.length === 0) this.#timer?.unref();
+    if (this.#heap.length === 0) this.#timer.hold(false);
   }
 
   /** Drops the timer and every entry (stop: every entry was settled by then). */
   clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+    this.#timer.clear();
     for (const e of this.#heap) e.heapIndex = -1;
     this.#heap.length = 0;
   }
 
-  #arm(dueAt: number, now: number): void {
-    clearTimeout(this.#timer);
-    const delay = Math.max(0, Math.ceil(dueAt - now));
-    // A Node timer holds at most 2^31-1 ms; beyond that arm for the cap and re-arm from there.
-    const capped = Math.min(delay, MAX_TIMER_MS);
-    this.#armedFor = capped < delay ? now + capped : dueAt;
-    this.#timer = setTimeout(() => this.#fire(), capped);
-    if (this.#heap.length === 0) this.#timer.unref();
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    // Trust the timer: whatever was due by the time it was armed for is due now, even if an injected clock lags.
-    const now = Math.max(this.#clock.now(), this.#armedFor);
-    this.#armedFor = Infinity;
+  #fire(now: number): void {
     while (this.#heap.length > 0 && this.#heap[0]!.dueAt <= now) {
       const entry = this.#heap[0]!;
       this.remove(entry);
       this.#onExpire(entry);
     }
     const next = this.#heap[0];
-    if (next && next.dueAt < this.#armedFor) this.#arm(next.dueAt, this.#clock.now());
+    if (next && this.#timer.earlier(next.dueAt)) this.#timer.arm(next.dueAt, this.#clock.now(), true);
   }
 
   #up(i: number): void {

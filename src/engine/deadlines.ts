@@ -5,7 +5,8 @@
  * unref'd rather than cleared (re-arming per task costs more than the whole task), so finished work never keeps
  * the process alive; it is ref'd again by the next entry.
  */
-import { MAX_TIMER_MS, type Clock } from '../config.js';
+import type { Clock } from '../config.js';
+import { DueTimer } from './due-timer.js';
 
 /** What the scheduler needs on an entry; the engine's Attempt carries these fields itself. */
 export interface DeadlineEntry {
@@ -28,12 +29,12 @@ export class Deadlines<E extends DeadlineEntry> {
   readonly #clock: Clock;
   readonly #onExpire: (entry: E) => void;
   #count = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #armedFor = Infinity;
+  readonly #timer: DueTimer;
 
   constructor(clock: Clock, onExpire: (entry: E) => void) {
     this.#clock = clock;
     this.#onExpire = onExpire;
+    this.#timer = new DueTimer(clock, (now) => this.#fire(now));
   }
 
   get size(): number {
@@ -55,8 +56,8 @@ export class Deadlines<E extends DeadlineEntry> {
     if (list.tail) list.tail.deadlineNext = entry;
     else list.head = entry;
     list.tail = entry;
-    if (this.#count++ === 0) this.#timer?.ref();
-    if (entry.dueAt < this.#armedFor) this.#arm(entry.dueAt, now);
+    if (this.#count++ === 0) this.#timer.hold(true);
+    if (this.#timer.earlier(entry.dueAt)) this.#timer.arm(entry.dueAt, now, true);
   }
 
   /** Unschedules `entry` (its work finished first). O(1); a no-op when it is not scheduled. */
@@ -69,33 +70,16 @@ export class Deadlines<E extends DeadlineEntry> {
     else list.tail = entry.deadlinePrev;
     entry.deadlinePrev = entry.deadlineNext = undefined;
     entry.deadlineList = undefined;
-    if (--this.#count === 0) this.#timer?.unref();
+    if (--this.#count === 0) this.#timer.hold(false);
   }
 
   /** Drops the timer (stop: every entry was settled by then). */
   clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+    this.#timer.clear();
     if (this.#count === 0) this.#lists.clear();
   }
 
-  #arm(dueAt: number, now: number): void {
-    clearTimeout(this.#timer);
-    const delay = Math.max(0, Math.ceil(dueAt - now));
-    // A Node timer holds at most 2^31-1 ms (about 24.8 days); beyond that it fires at once. Arm for the cap and
-    // re-arm from there: `#fire` treats only what was due by `#armedFor` as due.
-    const capped = Math.min(delay, MAX_TIMER_MS);
-    this.#armedFor = capped < delay ? now + capped : dueAt;
-    this.#timer = setTimeout(() => this.#fire(), capped);
-    if (this.#count === 0) this.#timer.unref();
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    // Trust the timer: whatever was due by the time it was armed for is due now, even if an injected clock lags.
-    const now = Math.max(this.#clock.now(), this.#armedFor);
-    this.#armedFor = Infinity;
+  #fire(now: number): void {
     let next = Infinity;
     for (const list of this.#lists.values()) {
       while (list.head && list.head.dueAt <= now) {
@@ -105,6 +89,6 @@ export class Deadlines<E extends DeadlineEntry> {
       }
       if (list.head && list.head.dueAt < next) next = list.head.dueAt;
     }
-    if (next !== Infinity && this.#count > 0 && next < this.#armedFor) this.#arm(next, this.#clock.now());
+    if (next !== Infinity && this.#count > 0 && this.#timer.earlier(next)) this.#timer.arm(next, this.#clock.now(), true);
   }
 }
