@@ -89,9 +89,21 @@ export class TenantBudgets {
     for (let i = t.head - BUCKETS + 1; i <= t.head; i++) {
       total -= t.buckets[((i % BUCKETS) + BUCKETS) % BUCKETS]!;
       // The same rule as exhausted(): under means `total < limit`, float drift and all.
-      if (total < limit) return Math.max(1, Math.ceil((i + BUCKETS) * this.#bucketMs - now));
+      if (total < limit) return this.#msUntilHead(i + BUCKETS, now);
     }
-    return Math.max(1, Math.ceil((t.head + BUCKETS) * this.#bucketMs - now));
+    return this.#msUntilHead(t.head + BUCKETS, now);
+  }
+
+  /**
+   * Whole ms from `now` until the head bucket is `head`, by the very division #advance uses (a product of the bucket
+   * length can land a hair either side of it in floating point).
+   */
+  #msUntilHead(head: number, now: number): number {
+    const reached = (ms: number): boolean => Math.floor((now + ms) / this.#bucketMs) >= head;
+    let ms = Math.max(1, Math.ceil(head * this.#bucketMs - now));
+    while (!reached(ms)) ms++;
+    while (ms > 1 && reached(ms - 1)) ms--;
+    return ms;
   }
 
   /** Adds spend; returns true when this charge took the tenant over its limit (not on later charges while over). */
