@@ -23,8 +23,23 @@ type Mode = 'redis-bridge' | 'bullmq';
 async function serveRedisBridge(url: string, namespace: string, concurrency: number): Promise<() => Promise<void>> {
   const { RedisBridge, UnifiedOrchestrator } = await import('unified-orchestrator');
   const orchestrator = new UnifiedOrchestrator({
-    bridge: new RedisBridge({ url, namespace, nodeId: 'bench-worker', secret: process.env['BENCH_BRIDGE_SECRET'] ?? '' }),
-    pools: [{ role: 'worker', capabilities: [CAPABILITY], create: () => ({ execute: noop }), minAgents: concurrency, maxAgents: concurrency, concurrency: 1, warmSpares: 0 }],
+    bridge: new RedisBridge({
+      url,
+      namespace,
+      nodeId: 'bench-worker',
+      secret: process.env['BENCH_BRIDGE_SECRET'] ?? '',
+    }),
+    pools: [
+      {
+        role: 'worker',
+        capabilities: [CAPABILITY],
+        create: () => ({ execute: noop }),
+        minAgents: concurrency,
+        maxAgents: concurrency,
+        concurrency: 1,
+        warmSpares: 0,
+      },
+    ],
   });
   await orchestrator.start();
   return () => orchestrator.stop();
@@ -41,7 +56,13 @@ async function serveBullMQ(url: string, queueName: string, concurrency: number):
 
 const [mode, url, name, concurrencyArg] = process.argv.slice(2) as [Mode, string, string, string];
 const concurrency = Number(concurrencyArg);
-if ((mode !== 'redis-bridge' && mode !== 'bullmq') || !url || !name || !Number.isInteger(concurrency) || concurrency < 1) {
+if (
+  (mode !== 'redis-bridge' && mode !== 'bullmq') ||
+  !url ||
+  !name ||
+  !Number.isInteger(concurrency) ||
+  concurrency < 1
+) {
   process.stderr.write('usage: bridge-worker.ts redis-bridge|bullmq <redis-url> <namespace-or-queue> <concurrency>\n');
   process.exit(2);
 }
@@ -63,6 +84,7 @@ process.once('SIGTERM', shutdown);
 process.once('SIGINT', shutdown);
 process.stdin.on('data', () => {});
 process.stdin.once('end', shutdown);
-close = mode === 'redis-bridge' ? await serveRedisBridge(url, name, concurrency) : await serveBullMQ(url, name, concurrency);
+close =
+  mode === 'redis-bridge' ? await serveRedisBridge(url, name, concurrency) : await serveBullMQ(url, name, concurrency);
 if (closing) await close().finally(() => process.exit(1));
 process.stdout.write('ready\n');

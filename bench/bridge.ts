@@ -103,7 +103,9 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
     ]);
     progress(`bridge: worker processes: RedisBridge node pid ${uoWorker.pid}, BullMQ Worker pid ${bullWorker.pid}`);
 
-    producer = new UnifiedOrchestrator({ bridge: new RedisBridge({ url: redis.url, namespace, nodeId: 'bench-producer', secret: SECRET }) });
+    producer = new UnifiedOrchestrator({
+      bridge: new RedisBridge({ url: redis.url, namespace, nodeId: 'bench-producer', secret: SECRET }),
+    });
     await producer.start();
     await until(() => producer!.bridge.canAnyServe(TASK.requires!), 15_000, 'the producer to see the worker node');
     bull = new BullMQProducer(redis, queueName);
@@ -114,17 +116,22 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
     const workerPid = { redisBridge: uoWorker.pid!, bullmq: bullWorker.pid! };
     const rate = async (side: 'redisBridge' | 'bullmq', n: number): Promise<{ perSec: number; cpu: CpuPerTask }> => {
       const before = await cpuTimes(workerPid[side], redis.pid);
-      const elapsedMs = side === 'redisBridge' ? await runBridge(orch, n, s.window) : await b.run(n, s.window, s.bulkChunk);
+      const elapsedMs =
+        side === 'redisBridge' ? await runBridge(orch, n, s.window) : await b.run(n, s.window, s.bulkChunk);
       const after = await cpuTimes(workerPid[side], redis.pid);
       const perTask = (k: keyof CpuPerTask): number => (after[k] - before[k]) / n;
-      return { perSec: (n * 1_000) / elapsedMs, cpu: { producerUs: perTask('producerUs'), workerUs: perTask('workerUs'), redisUs: perTask('redisUs') } };
+      return {
+        perSec: (n * 1_000) / elapsedMs,
+        cpu: { producerUs: perTask('producerUs'), workerUs: perTask('workerUs'), redisUs: perTask('redisUs') },
+      };
     };
 
     // Warm-up, not counted: the class announced and its consumer group made, connections and code paths warm.
     await rate('redisBridge', s.warmupTasks);
     await rate('bullmq', s.warmupTasks);
     const rounds: Round[] = [];
-    const cpuLine = (c: CpuPerTask): string => `${c.producerUs.toFixed(0)} + ${c.workerUs.toFixed(0)} + ${c.redisUs.toFixed(0)} µs CPU`;
+    const cpuLine = (c: CpuPerTask): string =>
+      `${c.producerUs.toFixed(0)} + ${c.workerUs.toFixed(0)} + ${c.redisUs.toFixed(0)} µs CPU`;
     for (let r = 0; r < s.rounds; r++) {
       const order = r % 2 === 0 ? (['redisBridge', 'bullmq'] as const) : (['bullmq', 'redisBridge'] as const);
       const measured: Partial<Record<'redisBridge' | 'bullmq', { perSec: number; cpu: CpuPerTask }>> = {};
@@ -155,7 +162,9 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
       ),
     );
     const bullRoundTrip = summarise(await sampleLatency('bridge round trip (BullMQ)', () => b.roundTrip(), budget));
-    progress(`bridge: round trip p50 RedisBridge ${(uoRoundTrip.p50Us / 1_000).toFixed(3)} ms, BullMQ ${(bullRoundTrip.p50Us / 1_000).toFixed(3)} ms`);
+    progress(
+      `bridge: round trip p50 RedisBridge ${(uoRoundTrip.p50Us / 1_000).toFixed(3)} ms, BullMQ ${(bullRoundTrip.p50Us / 1_000).toFixed(3)} ms`,
+    );
 
     return {
       redisServerVersion: redis.version,
@@ -165,8 +174,18 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
       tasksPerRound: s.tasksPerRound,
       warmupTasks: s.warmupTasks,
       rounds,
-      redisBridge: { tasksPerSec: median(rounds.map((r) => r.redisBridge)), cpuPerTask: medianCpu('redisBridge'), roundTrip: uoRoundTrip, producerStats: orch.bridge.stats() },
-      bullmq: { tasksPerSec: median(rounds.map((r) => r.bullmq)), cpuPerTask: medianCpu('bullmq'), roundTrip: bullRoundTrip, bulkChunk: s.bulkChunk },
+      redisBridge: {
+        tasksPerSec: median(rounds.map((r) => r.redisBridge)),
+        cpuPerTask: medianCpu('redisBridge'),
+        roundTrip: uoRoundTrip,
+        producerStats: orch.bridge.stats(),
+      },
+      bullmq: {
+        tasksPerSec: median(rounds.map((r) => r.bullmq)),
+        cpuPerTask: medianCpu('bullmq'),
+        roundTrip: bullRoundTrip,
+        bulkChunk: s.bulkChunk,
+      },
       throughputRatio: median(rounds.map((r) => r.redisBridge / r.bullmq)),
       roundTripP50Ratio: bullRoundTrip.p50Us / uoRoundTrip.p50Us,
     };
@@ -184,7 +203,11 @@ export async function benchBridge(settings: BenchSettings): Promise<BridgeResult
 async function cpuTimes(workerPid: number, redisPid: number): Promise<CpuPerTask> {
   const own = process.cpuUsage();
   const stats = await pidusage([workerPid, redisPid]);
-  return { producerUs: own.user + own.system, workerUs: stats[workerPid]!.ctime * 1_000, redisUs: stats[redisPid]!.ctime * 1_000 };
+  return {
+    producerUs: own.user + own.system,
+    workerUs: stats[workerPid]!.ctime * 1_000,
+    redisUs: stats[redisPid]!.ctime * 1_000,
+  };
 }
 
 // --- RedisBridge --------------------------------------------------------------------------------------
@@ -269,7 +292,10 @@ class BullMQProducer {
     let settle!: (failedReason: string | undefined) => void;
     // The time is taken when the completion is seen, so the timeout guard below is not in the sample.
     const finished = new Promise<number>((resolve, reject) => {
-      settle = (failedReason) => (failedReason === undefined ? resolve(performance.now()) : reject(new Error(`BullMQ: a no-op job failed: ${failedReason}`)));
+      settle = (failedReason) =>
+        failedReason === undefined
+          ? resolve(performance.now())
+          : reject(new Error(`BullMQ: a no-op job failed: ${failedReason}`));
     });
     // The completion may be read before `add` resolves (another connection): keep it until the id is known.
     this.#onFinished = (jobId, failedReason) => {
@@ -293,15 +319,25 @@ class BullMQProducer {
 // --- Children, timing -------------------------------------------------------------------------------------
 
 /** Starts bench/bridge-worker.ts in `mode` (added to `children` at once, for clean-up); resolves once it prints "ready". */
-function startWorker(mode: 'redis-bridge' | 'bullmq', url: string, name: string, concurrency: number, children: ChildProcess[]): Promise<ChildProcess> {
+function startWorker(
+  mode: 'redis-bridge' | 'bullmq',
+  url: string,
+  name: string,
+  concurrency: number,
+  children: ChildProcess[],
+): Promise<ChildProcess> {
   const profDir = process.env['BENCH_BRIDGE_CPU_PROF'];
   // Node's default profile names (pid and thread): tsx's loader thread writes one too, and must not overwrite this one.
   const profile = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', workerScript, mode, url, name, String(concurrency)], {
-    cwd: root,
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, BENCH_BRIDGE_SECRET: SECRET },
-  });
+  const child = spawn(
+    process.execPath,
+    [...profile, '--import', 'tsx', workerScript, mode, url, name, String(concurrency)],
+    {
+      cwd: root,
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, BENCH_BRIDGE_SECRET: SECRET },
+    },
+  );
   children.push(child);
   return withTimeout(
     new Promise<ChildProcess>((resolve, reject) => {
@@ -311,7 +347,11 @@ function startWorker(mode: 'redis-bridge' | 'bullmq', url: string, name: string,
         if (out.split('\n').includes('ready')) resolve(child);
       });
       child.once('error', reject);
-      child.once('exit', (code, signal) => reject(new Error(`bench/bridge-worker.ts ${mode} exited (${signal ?? code}) before it was ready: ${out.trim()}`)));
+      child.once('exit', (code, signal) =>
+        reject(
+          new Error(`bench/bridge-worker.ts ${mode} exited (${signal ?? code}) before it was ready: ${out.trim()}`),
+        ),
+      );
     }),
     30_000,
     `the ${mode} worker to start`,

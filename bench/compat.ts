@@ -107,7 +107,16 @@ const LEGACY_TASK: LegacyTask = { capabilities: ['work'], type: 'probe' };
 
 function fleet(): UnifiedOrchestrator {
   return new UnifiedOrchestrator({
-    pools: [{ role: 'worker', capabilities: ['work'], create: () => ({ execute: noop }), minAgents: FLEET, maxAgents: FLEET, warmSpares: 0 }],
+    pools: [
+      {
+        role: 'worker',
+        capabilities: ['work'],
+        create: () => ({ execute: noop }),
+        minAgents: FLEET,
+        maxAgents: FLEET,
+        warmSpares: 0,
+      },
+    ],
   });
 }
 
@@ -115,7 +124,14 @@ function fleet(): UnifiedOrchestrator {
 function trivialLegacy(): LegacyOrchestrator {
   let n = 0;
   const now = new Date(0).toISOString();
-  const status = (taskId: string): LegacyTaskStatus => ({ task_id: taskId, status: 'completed', agent_id: 'legacy-agent', attempts: 1, created_at: now, updated_at: now });
+  const status = (taskId: string): LegacyTaskStatus => ({
+    task_id: taskId,
+    status: 'completed',
+    agent_id: 'legacy-agent',
+    attempts: 1,
+    created_at: now,
+    updated_at: now,
+  });
   return {
     async spawnAgent() {
       return `legacy-agent-${++n}`;
@@ -124,7 +140,15 @@ function trivialLegacy(): LegacyOrchestrator {
       return `legacy-task-${++n}`;
     },
     async getAgentStatus(agentId) {
-      return { agent_id: agentId, role: null, status: 'idle', capabilities: [], active_tasks: 0, completed_tasks: 0, failed_tasks: 0 };
+      return {
+        agent_id: agentId,
+        role: null,
+        status: 'idle',
+        capabilities: [],
+        active_tasks: 0,
+        completed_tasks: 0,
+        failed_tasks: 0,
+      };
     },
     async getTaskStatus(taskId) {
       return status(taskId);
@@ -139,12 +163,14 @@ function trivialLegacy(): LegacyOrchestrator {
 }
 
 function expectId(answer: LegacyResult<string>, label: string): string {
-  if (isLegacyError(answer)) throw new Error(`${label}: delegateTaskToAgent answered ${answer.error.code}: ${answer.error.message}`);
+  if (isLegacyError(answer))
+    throw new Error(`${label}: delegateTaskToAgent answered ${answer.error.code}: ${answer.error.message}`);
   return answer;
 }
 
 function expectCompleted(answer: LegacyResult<LegacyTaskStatus>, label: string): void {
-  if (isLegacyError(answer)) throw new Error(`${label}: waitForTask answered ${answer.error.code}: ${answer.error.message}`);
+  if (isLegacyError(answer))
+    throw new Error(`${label}: waitForTask answered ${answer.error.code}: ${answer.error.message}`);
   if (answer.status !== 'completed') throw new Error(`${label}: task ended ${answer.status}`);
 }
 
@@ -196,17 +222,29 @@ export async function benchCompat(settings: BenchSettings): Promise<CompatResult
   const adapter = new OrchestratorsCompatibilityAdapter(served);
   const legacy = trivialLegacy();
   const fresh = new Renewing(() => new TrafficRouter({ legacy, unified: adapter, orchestrator: served }), FRESH_LIMIT);
-  const freshNoMetrics = new Renewing(() => new TrafficRouter({ legacy, unified: adapter, metrics: false }), FRESH_LIMIT);
-  const full = new Renewing(() => new TrafficRouter({ legacy, unified: adapter, orchestrator: served, percent: 100 }), FRESH_LIMIT);
+  const freshNoMetrics = new Renewing(
+    () => new TrafficRouter({ legacy, unified: adapter, metrics: false }),
+    FRESH_LIMIT,
+  );
+  const full = new Renewing(
+    () => new TrafficRouter({ legacy, unified: adapter, orchestrator: served, percent: 100 }),
+    FRESH_LIMIT,
+  );
   const steady = new TrafficRouter({ legacy, unified: adapter, orchestrator: served });
   try {
     // The steady router hands out STEADY_IDS ids; the adapter finishes more than it keeps. Neither is sampled.
     for (let i = 0; i < STEADY_IDS; i++) await steady.delegateTaskToAgent(LEGACY_TASK);
     const prefill = await runWindowed(ADAPTER_PREFILL, 64, async () => {
-      expectCompleted(await adapter.waitForTask(expectId(await adapter.delegateTaskToAgent(LEGACY_TASK), 'adapter')), 'adapter');
+      expectCompleted(
+        await adapter.waitForTask(expectId(await adapter.delegateTaskToAgent(LEGACY_TASK), 'adapter')),
+        'adapter',
+      );
     });
-    if (prefill.rejected > 0) throw new Error(`compat: ${prefill.rejected} adapter round trips failed while filling its window`);
-    progress(`compat: steady router at ${STEADY_IDS.toLocaleString('en-US')} ids, adapter past ${MAX_FINISHED_TASKS.toLocaleString('en-US')} finished tasks`);
+    if (prefill.rejected > 0)
+      throw new Error(`compat: ${prefill.rejected} adapter round trips failed while filling its window`);
+    progress(
+      `compat: steady router at ${STEADY_IDS.toLocaleString('en-US')} ids, adapter past ${MAX_FINISHED_TASKS.toLocaleString('en-US')} finished tasks`,
+    );
 
     const cases = {
       submit: async () => {
@@ -260,26 +298,45 @@ export async function benchCompat(settings: BenchSettings): Promise<CompatResult
     const samples = Object.fromEntries(names.map((n) => [n, [] as Float64Array[]])) as Record<CaseName, Float64Array[]>;
     for (let pass = 0; pass < passes; pass++) {
       for (const name of pass % 2 === 0 ? names : [...names].reverse()) {
-        samples[name].push(await sampleLatency(`compat: ${name}`, cases[name], singleCalls.has(name) ? callLatency : latency));
+        samples[name].push(
+          await sampleLatency(`compat: ${name}`, cases[name], singleCalls.has(name) ? callLatency : latency),
+        );
       }
       progress(`compat: pass ${pass + 1}/${passes} done`);
     }
-    const stats = Object.fromEntries(names.map((n) => [n, summarise(concat(samples[n]))])) as Record<CaseName, LatencyStats>;
+    const stats = Object.fromEntries(names.map((n) => [n, summarise(concat(samples[n]))])) as Record<
+      CaseName,
+      LatencyStats
+    >;
 
     // Every routed call went where it should.
     await Promise.all([fresh.close(), freshNoMetrics.close(), full.close()]);
     const steadyCalls = steady.stats().calls;
-    const wrong = [fresh.calls, freshNoMetrics.calls, steadyCalls].some((c) => c.unified !== 0 || c.shadow !== 0) || full.calls.legacy !== 0 || full.calls.shadow !== 0;
-    if (wrong) throw new Error(`compat: calls went to the wrong side (${JSON.stringify({ fresh: fresh.calls, freshNoMetrics: freshNoMetrics.calls, steady: steadyCalls, full: full.calls })})`);
+    const wrong =
+      [fresh.calls, freshNoMetrics.calls, steadyCalls].some((c) => c.unified !== 0 || c.shadow !== 0) ||
+      full.calls.legacy !== 0 ||
+      full.calls.shadow !== 0;
+    if (wrong)
+      throw new Error(
+        `compat: calls went to the wrong side (${JSON.stringify({ fresh: fresh.calls, freshNoMetrics: freshNoMetrics.calls, steady: steadyCalls, full: full.calls })})`,
+      );
 
     const routing = await routingCost(settings.compat.routingKeys, settings.compat.routingRounds);
     const p50 = (n: CaseName): number => stats[n].p50Us;
-    const passthrough = (n: CaseName): PassthroughCase => ({ router: stats[n], addedUs: p50(n) - p50('direct'), ratio: p50(n) / p50('direct') });
+    const passthrough = (n: CaseName): PassthroughCase => ({
+      router: stats[n],
+      addedUs: p50(n) - p50('direct'),
+      ratio: p50(n) / p50('direct'),
+    });
     return {
       agents: FLEET,
       passes,
       submit: stats.submit,
-      adapter: { roundTrip: stats.adapter, ratio: p50('adapter') / p50('submit'), addedUs: p50('adapter') - p50('submit') },
+      adapter: {
+        roundTrip: stats.adapter,
+        ratio: p50('adapter') / p50('submit'),
+        addedUs: p50('adapter') - p50('submit'),
+      },
       adapterWindow: { maxFinishedTasks: MAX_FINISHED_TASKS, tasksBefore: ADAPTER_PREFILL },
       passthrough: {
         direct: stats.direct,
@@ -289,7 +346,11 @@ export async function benchCompat(settings: BenchSettings): Promise<CompatResult
         maxOwnedIds: MAX_OWNED_IDS,
         freshLimit: FRESH_LIMIT,
       },
-      routed: { roundTrip: stats.routed, ratio: p50('routed') / p50('adapter'), addedUs: p50('routed') - p50('adapter') },
+      routed: {
+        roundTrip: stats.routed,
+        ratio: p50('routed') / p50('adapter'),
+        addedUs: p50('routed') - p50('adapter'),
+      },
       routing,
     };
   } finally {

@@ -37,7 +37,11 @@ export async function benchDelegation(settings: BenchSettings): Promise<Delegati
 }
 
 /** Agents that stamp the time `execute` was called for probes, and hold load tasks for one event-loop turn. */
-function stampingFleet(size: number): { orchestrator: UnifiedOrchestrator; executedAt: () => number; loadDone: () => number } {
+function stampingFleet(size: number): {
+  orchestrator: UnifiedOrchestrator;
+  executedAt: () => number;
+  loadDone: () => number;
+} {
   let executedAt = Number.NaN;
   let loadDone = 0;
   const agent: Agent = {
@@ -51,13 +55,21 @@ function stampingFleet(size: number): { orchestrator: UnifiedOrchestrator; execu
     },
   };
   const orchestrator = new UnifiedOrchestrator({
-    pools: [{ role: 'worker', capabilities: ['work'], create: () => agent, minAgents: size, maxAgents: size, warmSpares: 0 }],
+    pools: [
+      { role: 'worker', capabilities: ['work'], create: () => agent, minAgents: size, maxAgents: size, warmSpares: 0 },
+    ],
   });
   return { orchestrator, executedAt: () => executedAt, loadDone: () => loadDone };
 }
 
 /** Samples probe tasks: submit → execute, then submit → result. `between` runs before each probe, outside its sample. */
-async function measureProbes(orchestrator: UnifiedOrchestrator, executedAt: () => number, settings: BenchSettings, label: string, between?: () => Promise<void>): Promise<DelegationCase> {
+async function measureProbes(
+  orchestrator: UnifiedOrchestrator,
+  executedAt: () => number,
+  settings: BenchSettings,
+  label: string,
+  between?: () => Promise<void>,
+): Promise<DelegationCase> {
   const toExecute = await sampleLatency(
     `${label}: submit → execute`,
     async () => {

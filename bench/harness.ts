@@ -51,7 +51,11 @@ export interface SampleOptions extends LatencyBudget {
  * Runs `measure` under tinybench and returns its samples in ms. `measure` performs one iteration and returns the
  * interval it measured, in ms; whatever else it does (clean-up, waiting for a refill) is not in the sample.
  */
-export async function sampleLatency(name: string, measure: () => number | Promise<number>, options: SampleOptions): Promise<Float64Array> {
+export async function sampleLatency(
+  name: string,
+  measure: () => number | Promise<number>,
+  options: SampleOptions,
+): Promise<Float64Array> {
   const bench = new Bench({
     name,
     time: options.timeMs,

@@ -21,7 +21,15 @@ import { benchDelegation } from './delegation.js';
 import { progress } from './harness.js';
 import { benchMemory } from './memory.js';
 import { benchRegistration } from './registration.js';
-import { figureRows, renderTable, settingsForReport, summaryLine, writeReport, type BenchReport, type SuiteResults } from './report.js';
+import {
+  figureRows,
+  renderTable,
+  settingsForReport,
+  summaryLine,
+  writeReport,
+  type BenchReport,
+  type SuiteResults,
+} from './report.js';
 import { benchScale } from './scale.js';
 import { readSettings, type BenchSettings, type SuiteName } from './settings.js';
 import { benchStress } from './stress.js';

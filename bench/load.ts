@@ -15,7 +15,11 @@ export interface WindowedRun {
  * tasks never means a million promises alive at once. `start` may throw synchronously (a refused submit); that
  * counts as a rejection.
  */
-export function runWindowed(total: number, window: number, start: (i: number) => Promise<unknown>): Promise<WindowedRun> {
+export function runWindowed(
+  total: number,
+  window: number,
+  start: (i: number) => Promise<unknown>,
+): Promise<WindowedRun> {
   return new Promise((resolve) => {
     let started = 0;
     let fulfilled = 0;

@@ -44,7 +44,9 @@ async function settledReading(): Promise<MemoryReading> {
   return { heapUsedMB: m.heapUsed / MB, rssMB: m.rss / MB, externalMB: m.external / MB };
 }
 
-const { values } = parseArgs({ options: { tasks: { type: 'string', default: '100000' }, warmup: { type: 'string', default: '20000' } } });
+const { values } = parseArgs({
+  options: { tasks: { type: 'string', default: '100000' }, warmup: { type: 'string', default: '20000' } },
+});
 const tasks = Number(values.tasks);
 const warmupTasks = Number(values.warmup);
 const AGENTS = 75;
@@ -55,7 +57,16 @@ const { UnifiedOrchestrator } = await import('unified-orchestrator');
 const libraryLoaded = await settledReading();
 
 const orchestrator = new UnifiedOrchestrator({
-  pools: [{ role: 'worker', capabilities: ['work'], create: () => ({ execute: noop }), minAgents: AGENTS, maxAgents: AGENTS, warmSpares: 0 }],
+  pools: [
+    {
+      role: 'worker',
+      capabilities: ['work'],
+      create: () => ({ execute: noop }),
+      minAgents: AGENTS,
+      maxAgents: AGENTS,
+      warmSpares: 0,
+    },
+  ],
 });
 await orchestrator.start();
 const started = await settledReading();
@@ -68,5 +79,15 @@ const afterTasks = await settledReading();
 await orchestrator.stop();
 
 if (warm.rejected + run.rejected > 0) throw new Error(`${warm.rejected + run.rejected} no-op tasks failed`);
-const report: MemoryChildReport = { bare, libraryLoaded, started, warmedUp, afterTasks, agents: AGENTS, tasks, warmupTasks, tasksElapsedMs: run.elapsedMs };
+const report: MemoryChildReport = {
+  bare,
+  libraryLoaded,
+  started,
+  warmedUp,
+  afterTasks,
+  agents: AGENTS,
+  tasks,
+  warmupTasks,
+  tasksElapsedMs: run.elapsedMs,
+};
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -29,10 +29,14 @@ const child = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
 
 function runChild(tasks: number, warmup: number): Promise<MemoryChildReport> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', child, '--tasks', String(tasks), '--warmup', String(warmup)], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const p = spawn(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', child, '--tasks', String(tasks), '--warmup', String(warmup)],
+      {
+        cwd: root,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));

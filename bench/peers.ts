@@ -18,19 +18,32 @@ type Listener = (...args: any[]) => void;
 
 /** The parts of BullMQ the bridge suite uses. */
 export interface BullMQ {
-  Queue: new (name: string, options: object) => {
+  Queue: new (
+    name: string,
+    options: object,
+  ) => {
     on(event: 'error', listener: (error: Error) => void): unknown;
     waitUntilReady(): Promise<unknown>;
-    add(name: string, data: object): Promise<{ id?: string; waitUntilFinished(events: unknown, ttl?: number): Promise<unknown> }>;
+    add(
+      name: string,
+      data: object,
+    ): Promise<{ id?: string; waitUntilFinished(events: unknown, ttl?: number): Promise<unknown> }>;
     addBulk(jobs: Array<{ name: string; data: object; opts?: object }>): Promise<Array<{ id?: string }>>;
     close(): Promise<void>;
   };
-  QueueEvents: new (name: string, options: object) => {
+  QueueEvents: new (
+    name: string,
+    options: object,
+  ) => {
     on(event: string, listener: Listener): unknown;
     waitUntilReady(): Promise<unknown>;
     close(): Promise<void>;
   };
-  Worker: new (name: string, processor: (job: unknown) => unknown, options: object) => {
+  Worker: new (
+    name: string,
+    processor: (job: unknown) => unknown,
+    options: object,
+  ) => {
     on(event: 'error', listener: (error: Error) => void): unknown;
     waitUntilReady(): Promise<unknown>;
     close(): Promise<void>;
@@ -42,7 +55,11 @@ export function loadBullMQ(): BullMQ {
   if (!existsSync(`${dir}node_modules/bullmq/package.json`)) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(`${dir}package.json`, JSON.stringify({ name: 'bench-peers', private: true }));
-    execFileSync('npm', ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `bullmq@${BULLMQ_VERSION}`], { cwd: dir, stdio: 'ignore' });
+    execFileSync(
+      'npm',
+      ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `bullmq@${BULLMQ_VERSION}`],
+      { cwd: dir, stdio: 'ignore' },
+    );
   }
   return createRequire(`${dir}package.json`)('bullmq') as BullMQ;
 }

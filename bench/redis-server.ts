@@ -55,14 +55,29 @@ export async function startRedisServer(timeoutMs = 10_000): Promise<BenchRedis> 
   const port = await freePort();
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--loglevel', 'warning'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      HOST,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--protected-mode',
+      'no',
+      '--loglevel',
+      'warning',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const failed = new Promise<never>((_, reject) => {
     child.once('error', (error) => reject(new Error(`could not start redis-server: ${error.message}`)));
-    child.once('exit', (code, signal) => reject(new Error(`redis-server exited (${signal ?? code}) before listening on ${port}: ${stderr.trim()}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`redis-server exited (${signal ?? code}) before listening on ${port}: ${stderr.trim()}`)),
+    );
   });
   failed.catch(() => {}); // only raced while starting
   const stop = async (): Promise<void> => {

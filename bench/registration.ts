@@ -28,7 +28,16 @@ export async function benchRegistration(settings: BenchSettings): Promise<Regist
 async function warmSpawn(settings: BenchSettings): Promise<LatencyStats> {
   const orchestrator = new UnifiedOrchestrator({
     // Room for far more agents than the case holds at once, so it never meets PoolAtCapacityError.
-    pools: [{ role: 'worker', capabilities: ['work'], create: () => ({ execute: noop }), minAgents: 1, maxAgents: 1_000, warmSpares: 1 }],
+    pools: [
+      {
+        role: 'worker',
+        capabilities: ['work'],
+        create: () => ({ execute: noop }),
+        minAgents: 1,
+        maxAgents: 1_000,
+        warmSpares: 1,
+      },
+    ],
   });
   await orchestrator.start();
   // Ready means parked and its creation fully settled: a spawn in between can leave the pool without a refill

@@ -82,7 +82,8 @@ export const FIGURE_IDS = [
 // --- Formatting -----------------------------------------------------------------------------------
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
-export const us = (v: number): string => (v >= 1_000 ? `${(v / 1_000).toFixed(2)} ms` : v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`);
+export const us = (v: number): string =>
+  v >= 1_000 ? `${(v / 1_000).toFixed(2)} ms` : v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`;
 const rate = (perSec: number): string => `${int(perSec)}/s`;
 const times = (r: number): string => `${r.toFixed(2)}×`;
 const mb = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(2)} MB`;
@@ -92,9 +93,21 @@ const latency = (s: LatencyStats): string => `p50 ${us(s.p50Us)} · p99 ${us(s.p
 
 // --- Targets ---------------------------------------------------------------------------------------
 
-const below = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured < limit });
-const atMost = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured <= limit });
-const atLeast = (target: string, measured: number, limit: number): Verdict => ({ target, measured, pass: measured >= limit });
+const below = (target: string, measured: number, limit: number): Verdict => ({
+  target,
+  measured,
+  pass: measured < limit,
+});
+const atMost = (target: string, measured: number, limit: number): Verdict => ({
+  target,
+  measured,
+  pass: measured <= limit,
+});
+const atLeast = (target: string, measured: number, limit: number): Verdict => ({
+  target,
+  measured,
+  pass: measured >= limit,
+});
 
 /** The seed promised each registration under 100 ms and each delegation under 500 ms: checked against the max. */
 const seedRegistration = (s: LatencyStats): Verdict => below('< 100 ms (max)', s.maxUs / 1_000, 100);
@@ -103,22 +116,70 @@ const seedRate = (perSec: number): Verdict => atLeast('≥ 1,000 tasks/min', per
 
 export function figureRows(r: SuiteResults): FigureRow[] {
   const rows: FigureRow[] = [];
-  const add = (id: (typeof FIGURE_IDS)[number], figure: string, value: string, seed: Verdict | null, project: Verdict | null): void => {
+  const add = (
+    id: (typeof FIGURE_IDS)[number],
+    figure: string,
+    value: string,
+    seed: Verdict | null,
+    project: Verdict | null,
+  ): void => {
     rows.push({ id, figure, value, seed, project });
   };
 
   if (r.registration) {
     const { spawnAgentWarm: spawn, registerAgentCold: reg } = r.registration;
-    add('registration.spawnAgentWarm', 'Registration: warm `spawnAgent(role)`', latency(spawn), seedRegistration(spawn), atMost('p99 ≤ 50 µs', spawn.p99Us, 50));
-    add('registration.registerAgentCold', 'Registration: cold `registerAgent` (factory excluded)', latency(reg), seedRegistration(reg), null);
+    add(
+      'registration.spawnAgentWarm',
+      'Registration: warm `spawnAgent(role)`',
+      latency(spawn),
+      seedRegistration(spawn),
+      atMost('p99 ≤ 50 µs', spawn.p99Us, 50),
+    );
+    add(
+      'registration.registerAgentCold',
+      'Registration: cold `registerAgent` (factory excluded)',
+      latency(reg),
+      seedRegistration(reg),
+      null,
+    );
   }
   if (r.delegation) {
     const { idle, busy } = r.delegation;
-    add('delegation.idle.submitToExecute', 'Delegation, idle: submit → execute', latency(idle.submitToExecute), seedDelegation(idle.submitToExecute), atMost('p99 ≤ 20 µs', idle.submitToExecute.p99Us, 20));
-    add('delegation.idle.roundTrip', 'Delegation, idle: round trip (no-op)', latency(idle.roundTrip), seedDelegation(idle.roundTrip), null);
-    add('delegation.busy.submitToExecute', 'Delegation, 75 agents busy: submit → execute', latency(busy.submitToExecute), seedDelegation(busy.submitToExecute), atMost('p99 ≤ 50 µs', busy.submitToExecute.p99Us, 50));
-    add('delegation.busy.roundTrip', 'Delegation, 75 agents busy: round trip (no-op)', latency(busy.roundTrip), seedDelegation(busy.roundTrip), null);
-    add('delegation.busy.concurrentAgents', 'Concurrent agents (busy at once, under load)', `${busy.peakBusyAgents} (load ${rate(busy.loadTasksPerSec)})`, atLeast('50+', busy.peakBusyAgents, 50), null);
+    add(
+      'delegation.idle.submitToExecute',
+      'Delegation, idle: submit → execute',
+      latency(idle.submitToExecute),
+      seedDelegation(idle.submitToExecute),
+      atMost('p99 ≤ 20 µs', idle.submitToExecute.p99Us, 20),
+    );
+    add(
+      'delegation.idle.roundTrip',
+      'Delegation, idle: round trip (no-op)',
+      latency(idle.roundTrip),
+      seedDelegation(idle.roundTrip),
+      null,
+    );
+    add(
+      'delegation.busy.submitToExecute',
+      'Delegation, 75 agents busy: submit → execute',
+      latency(busy.submitToExecute),
+      seedDelegation(busy.submitToExecute),
+      atMost('p99 ≤ 50 µs', busy.submitToExecute.p99Us, 50),
+    );
+    add(
+      'delegation.busy.roundTrip',
+      'Delegation, 75 agents busy: round trip (no-op)',
+      latency(busy.roundTrip),
+      seedDelegation(busy.roundTrip),
+      null,
+    );
+    add(
+      'delegation.busy.concurrentAgents',
+      'Concurrent agents (busy at once, under load)',
+      `${busy.peakBusyAgents} (load ${rate(busy.loadTasksPerSec)})`,
+      atLeast('50+', busy.peakBusyAgents, 50),
+      null,
+    );
   }
   if (r.throughput) {
     const { noop, backlog } = r.throughput;
@@ -162,7 +223,11 @@ export function figureRows(r: SuiteResults): FigureRow[] {
       `Stress: ${int(s.tasks)} tasks, ${Math.round(s.failureRate * 100)}% of attempts fail, ≤ ${s.maxAttempts} attempts`,
       `${int(s.tasksPerMinute)} tasks/min (${int(s.outcomes.completed)} completed, ${int(s.outcomes['dead-lettered'])} dead-lettered); terminal once: ${s.everyTaskTerminalOnce ? 'yes' : 'NO'}`,
       seedRate(s.tasksPerSec),
-      { target: 'every task exactly one terminal state', measured: s.everyTaskTerminalOnce ? 1 : 0, pass: s.everyTaskTerminalOnce },
+      {
+        target: 'every task exactly one terminal state',
+        measured: s.everyTaskTerminalOnce ? 1 : 0,
+        pass: s.everyTaskTerminalOnce,
+      },
     );
   }
   if (r.memory) {
@@ -251,7 +316,13 @@ const escapeCell = (s: string): string => s.replaceAll('|', '\\|');
 /** A Markdown table: one row per figure, both targets, and pass/miss for each (seed / project). */
 export function renderTable(rows: readonly FigureRow[]): string {
   const header = ['Figure', 'Measured', 'Seed target', 'Project target', 'Pass/miss (seed / project)'];
-  const lines = rows.map((r) => [r.figure, r.value, r.seed?.target ?? '—', r.project?.target ?? '—', `${verdict(r.seed)} / ${verdict(r.project)}`]);
+  const lines = rows.map((r) => [
+    r.figure,
+    r.value,
+    r.seed?.target ?? '—',
+    r.project?.target ?? '—',
+    `${verdict(r.seed)} / ${verdict(r.project)}`,
+  ]);
   const out = [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.map(escapeCell).join(' | ')} |`);
   return out.join('\n');
 }

@@ -12,7 +12,16 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-export const SUITES = ['registration', 'delegation', 'throughput', 'scale', 'stress', 'memory', 'bridge', 'compat'] as const;
+export const SUITES = [
+  'registration',
+  'delegation',
+  'throughput',
+  'scale',
+  'stress',
+  'memory',
+  'bridge',
+  'compat',
+] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 /** Agents in the reference fleet, and p-queue's concurrency beside it: the seed's "tested to 75". */
@@ -114,7 +123,10 @@ export function readSettings(argv: readonly string[] = process.argv.slice(2)): B
   const quick = values.quick;
   let suites: Set<SuiteName> = new Set(SUITES);
   if (values.only !== undefined) {
-    const names = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const names = values.only
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const unknown = names.filter((n) => !(SUITES as readonly string[]).includes(n));
     if (unknown.length > 0 || names.length === 0) {
       throw new Error(`Expected --only to list suites from ${SUITES.join(', ')}, got ${JSON.stringify(values.only)}`);
@@ -128,23 +140,57 @@ export function readSettings(argv: readonly string[] = process.argv.slice(2)): B
     build: values.build,
     suites,
     outFile,
-    latency: quick ? { timeMs: 300, minSamples: 500, warmupMs: 50 } : { timeMs: 2_000, minSamples: 2_000, warmupMs: 250 },
+    latency: quick
+      ? { timeMs: 300, minSamples: 500, warmupMs: 50 }
+      : { timeMs: 2_000, minSamples: 2_000, warmupMs: 250 },
     registerSamples: quick ? 5_000 : 20_000,
-    throughput: quick ? { rounds: 3, tasksPerRound: 60_000, window: 1_000 } : { rounds: 7, tasksPerRound: 300_000, window: 1_000 },
+    throughput: quick
+      ? { rounds: 3, tasksPerRound: 60_000, window: 1_000 }
+      : { rounds: 7, tasksPerRound: 300_000, window: 1_000 },
     backlog: quick ? { size: 200_000, sustainedTasks: 10_000 } : { size: 200_000, sustainedTasks: 50_000 },
     scale: {
       fleets: [FLEET, 1_000, 10_000],
       classes: 10,
       passes: quick ? 2 : 4,
-      latency: quick ? { timeMs: 150, minSamples: 300, warmupMs: 30 } : { timeMs: 600, minSamples: 1_000, warmupMs: 100 },
+      latency: quick
+        ? { timeMs: 150, minSamples: 300, warmupMs: 30 }
+        : { timeMs: 600, minSamples: 1_000, warmupMs: 100 },
     },
     stress: { tasks: quick ? 50_000 : 1_000_000, window: 20_000, failureRate: 0.2, maxAttempts: 3 },
     memory: { tasks: quick ? 100_000 : 1_000_000, warmupTasks: 20_000 },
     bridge: quick
-      ? { rounds: 1, tasksPerRound: 5_000, warmupTasks: 2_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 300 }
-      : { rounds: 3, tasksPerRound: 20_000, warmupTasks: 5_000, window: 1_000, concurrency: 50, bulkChunk: 100, roundTripSamples: 2_000 },
+      ? {
+          rounds: 1,
+          tasksPerRound: 5_000,
+          warmupTasks: 2_000,
+          window: 1_000,
+          concurrency: 50,
+          bulkChunk: 100,
+          roundTripSamples: 300,
+        }
+      : {
+          rounds: 3,
+          tasksPerRound: 20_000,
+          warmupTasks: 5_000,
+          window: 1_000,
+          concurrency: 50,
+          bulkChunk: 100,
+          roundTripSamples: 2_000,
+        },
     compat: quick
-      ? { passes: 2, latency: { timeMs: 120, minSamples: 200, warmupMs: 20 }, callLatency: { timeMs: 40, minSamples: 500, warmupMs: 10 }, routingKeys: 10_000, routingRounds: 50 }
-      : { passes: 2, latency: { timeMs: 800, minSamples: 1_000, warmupMs: 100 }, callLatency: { timeMs: 200, minSamples: 2_000, warmupMs: 50 }, routingKeys: 10_000, routingRounds: 200 },
+      ? {
+          passes: 2,
+          latency: { timeMs: 120, minSamples: 200, warmupMs: 20 },
+          callLatency: { timeMs: 40, minSamples: 500, warmupMs: 10 },
+          routingKeys: 10_000,
+          routingRounds: 50,
+        }
+      : {
+          passes: 2,
+          latency: { timeMs: 800, minSamples: 1_000, warmupMs: 100 },
+          callLatency: { timeMs: 200, minSamples: 2_000, warmupMs: 50 },
+          routingKeys: 10_000,
+          routingRounds: 200,
+        },
   };
 }

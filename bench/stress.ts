@@ -58,12 +58,27 @@ export async function benchStress(settings: BenchSettings): Promise<StressResult
     },
   };
   const orchestrator = new UnifiedOrchestrator({
-    pools: [{ role: 'worker', capabilities: ['work'], create: () => agent, minAgents: FLEET, maxAgents: FLEET, warmSpares: 0 }],
+    pools: [
+      {
+        role: 'worker',
+        capabilities: ['work'],
+        create: () => agent,
+        minAgents: FLEET,
+        maxAgents: FLEET,
+        warmSpares: 0,
+      },
+    ],
     retry: { baseDelayMs: 0, maxDelayMs: 0 },
   });
 
   const live = new Set<string>();
-  const outcomes: Record<TaskOutcome, number> = { completed: 0, failed: 0, cancelled: 0, 'timed-out': 0, 'dead-lettered': 0 };
+  const outcomes: Record<TaskOutcome, number> = {
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    'timed-out': 0,
+    'dead-lettered': 0,
+  };
   let terminalEvents = 0;
   let strayTerminalEvents = 0;
   const terminal = (taskId: string, outcome: TaskOutcome): void => {
@@ -78,7 +93,12 @@ export async function benchStress(settings: BenchSettings): Promise<StressResult
   let run: WindowedRun;
   try {
     run = await runWindowed(tasks, window, () => {
-      const handle = orchestrator.delegate({ type: 'stress', requires: ['work'], priority: randomInt(random, -1_000, 1_000), maxAttempts });
+      const handle = orchestrator.delegate({
+        type: 'stress',
+        requires: ['work'],
+        priority: randomInt(random, -1_000, 1_000),
+        maxAttempts,
+      });
       live.add(handle.id);
       return handle.result;
     });
@@ -91,7 +111,8 @@ export async function benchStress(settings: BenchSettings): Promise<StressResult
     terminalEvents,
     strayTerminalEvents,
     unfinished: live.size,
-    statsBalanced: s.submitted === s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated,
+    statsBalanced:
+      s.submitted === s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated,
     idleAtEnd: s.waiting === 0 && s.running === 0 && s.backingOff === 0,
     eventsMatchStats:
       outcomes.completed === s.completed &&

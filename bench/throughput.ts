@@ -34,7 +34,11 @@ export interface BacklogSide {
 }
 
 export interface ThroughputResult {
-  readonly noop: Comparison & { readonly rounds: readonly { orchestrator: number; pQueue: number }[]; readonly tasksPerRound: number; readonly window: number };
+  readonly noop: Comparison & {
+    readonly rounds: readonly { orchestrator: number; pQueue: number }[];
+    readonly tasksPerRound: number;
+    readonly window: number;
+  };
   readonly backlog: {
     readonly size: number;
     readonly sustainedTasks: number;
@@ -50,7 +54,16 @@ const NOOP_TASK: Task = { type: 'noop', requires: ['noop'] };
 function fleet(maxQueueSize?: number): UnifiedOrchestrator {
   return new UnifiedOrchestrator({
     ...(maxQueueSize === undefined ? {} : { maxQueueSize }),
-    pools: [{ role: 'noop', capabilities: ['noop'], create: () => ({ execute: noop }), minAgents: FLEET, maxAgents: FLEET, warmSpares: 0 }],
+    pools: [
+      {
+        role: 'noop',
+        capabilities: ['noop'],
+        create: () => ({ execute: noop }),
+        minAgents: FLEET,
+        maxAgents: FLEET,
+        warmSpares: 0,
+      },
+    ],
   });
 }
 
@@ -162,22 +175,34 @@ function runBacklog(submit: Submit, fill: Int32Array, arrivals: Int32Array): Pro
 async function backlogCase(settings: BenchSettings): Promise<ThroughputResult['backlog']> {
   const { size, sustainedTasks } = settings.backlog;
   const random = seededRandom(0xb10c);
-  const fill = Int32Array.from({ length: size }, () => randomInt(random, -1_000_000, 1_000_000)).sort().reverse();
+  const fill = Int32Array.from({ length: size }, () => randomInt(random, -1_000_000, 1_000_000))
+    .sort()
+    .reverse();
   const arrivals = Int32Array.from({ length: sustainedTasks }, () => randomInt(random, -1_000_000, 1_000_000));
 
   const queue = new PQueue({ concurrency: FLEET });
   const pQueue = await runBacklog((priority) => queue.add(noop, { priority }), fill, arrivals);
-  progress(`throughput: p-queue backlog done (${Math.round(pQueue.sustainedTasksPerSec).toLocaleString('en-US')} tasks/s sustained)`);
+  progress(
+    `throughput: p-queue backlog done (${Math.round(pQueue.sustainedTasksPerSec).toLocaleString('en-US')} tasks/s sustained)`,
+  );
 
   const orchestrator = fleet(size + sustainedTasks + 1_000);
   await orchestrator.start();
   let orch: BacklogSide;
   try {
-    orch = await runBacklog((priority) => orchestrator.submit({ type: 'noop', requires: ['noop'], priority }), fill, arrivals);
+    orch = await runBacklog(
+      (priority) => orchestrator.submit({ type: 'noop', requires: ['noop'], priority }),
+      fill,
+      arrivals,
+    );
   } finally {
     await orchestrator.stop();
   }
-  const compare = (o: number, q: number): Comparison => ({ orchestratorTasksPerSec: o, pQueueTasksPerSec: q, ratio: o / q });
+  const compare = (o: number, q: number): Comparison => ({
+    orchestratorTasksPerSec: o,
+    pQueueTasksPerSec: q,
+    ratio: o / q,
+  });
   return {
     size,
     sustainedTasks,

@@ -24,7 +24,9 @@ import {
 
 // --- Settings -------------------------------------------------------------------------------------
 
-const { values: args } = parseArgs({ options: { tasks: { type: 'string', default: '3000' }, http: { type: 'string' } } });
+const { values: args } = parseArgs({
+  options: { tasks: { type: 'string', default: '3000' }, http: { type: 'string' } },
+});
 const TASKS = Number(args.tasks);
 if (!Number.isSafeInteger(TASKS) || TASKS < 1) {
   console.error(`Expected --tasks to be a whole number >= 1, got ${JSON.stringify(args.tasks)}`);
@@ -118,7 +120,13 @@ function randomTask(i: number): Task<Payload> {
 
 // --- What we measure ------------------------------------------------------------------------------
 
-const outcomes: Record<TaskOutcome, number> = { completed: 0, failed: 0, 'dead-lettered': 0, 'timed-out': 0, cancelled: 0 };
+const outcomes: Record<TaskOutcome, number> = {
+  completed: 0,
+  failed: 0,
+  'dead-lettered': 0,
+  'timed-out': 0,
+  cancelled: 0,
+};
 const completedByRole = new Map<string, number>();
 const latenciesMs: number[] = [];
 
@@ -203,7 +211,12 @@ console.table(
   Object.fromEntries(
     stats.pools.map((p) => [
       p.role,
-      { capabilities: p.capabilities.join(', '), 'min–max': `${p.minAgents}–${p.maxAgents}`, agents: p.members, completed: completedByRole.get(p.role) ?? 0 },
+      {
+        capabilities: p.capabilities.join(', '),
+        'min–max': `${p.minAgents}–${p.maxAgents}`,
+        agents: p.members,
+        completed: completedByRole.get(p.role) ?? 0,
+      },
     ]),
   ),
 );

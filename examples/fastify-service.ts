@@ -43,7 +43,16 @@ const responses = new Counter({
 
 const orchestrator = new UnifiedOrchestrator({
   // Each agent takes 2 requests at once; the pool keeps 2 agents warm and grows to 8 under load.
-  pools: [{ role: 'summarizer', capabilities: ['summarize'], create: createSummarizer, minAgents: 2, maxAgents: 8, concurrency: 2 }],
+  pools: [
+    {
+      role: 'summarizer',
+      capabilities: ['summarize'],
+      create: createSummarizer,
+      minAgents: 2,
+      maxAgents: 8,
+      concurrency: 2,
+    },
+  ],
   maxQueueSize: 200, // backpressure: past 200 waiting, QUEUE_FULL (503) instead of an ever longer wait
   budgets: { windowMs: 3_600_000, limits: { trial: 100 } }, // the 'trial' tenant gets 100 words an hour
   health: { sla: { types: { summarize: { p99Ms: 5_000, errorRate: 0.05 } } } },
@@ -117,42 +126,50 @@ interface SummarizeRoute {
   Body: { text: string; timeoutMs: number; delayMs: number }; // the schema fills in the defaults
 }
 
-app.post<SummarizeRoute>('/summarize', {
-  schema: {
-    headers: { type: 'object', required: ['x-tenant-id'], properties: { 'x-tenant-id': { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } } },
-    body: {
-      type: 'object',
-      required: ['text'],
-      properties: {
-        text: { type: 'string', minLength: 1, maxLength: 20_000 },
-        timeoutMs: { type: 'integer', minimum: 50, maximum: 10_000, default: 2_000 }, // the caller's, within limits
-        delayMs: { type: 'integer', minimum: 0, maximum: 10_000, default: 100 },
+app.post<SummarizeRoute>(
+  '/summarize',
+  {
+    schema: {
+      headers: {
+        type: 'object',
+        required: ['x-tenant-id'],
+        properties: { 'x-tenant-id': { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } },
+      },
+      body: {
+        type: 'object',
+        required: ['text'],
+        properties: {
+          text: { type: 'string', minLength: 1, maxLength: 20_000 },
+          timeoutMs: { type: 'integer', minimum: 50, maximum: 10_000, default: 2_000 }, // the caller's, within limits
+          delayMs: { type: 'integer', minimum: 0, maximum: 10_000, default: 100 },
+        },
       },
     },
   },
-}, async (request, reply) => {
-  const { text, timeoutMs, delayMs } = request.body;
-  try {
-    // One task per request, and one attempt (the default): a retry would run past the caller's deadline.
-    return await orchestrator.submit<Summary>({
-      type: 'summarize',
-      requires: ['summarize'],
-      payload: { text, delayMs } satisfies SummarizeJob,
-      tenantId: request.headers['x-tenant-id'], // budgets, and fair queueing between tenants
-      timeoutMs, // bounds the attempt: the agent's ctx.signal aborts and the request gets TASK_TIMEOUT
-      // Bounds the whole task, the wait for a free agent included (a burst, an operator's halt): also TASK_TIMEOUT.
-      deadlineMs: timeoutMs + MAX_QUEUE_WAIT_MS,
-      signal: disconnected(reply), // aborting it cancels the task, waiting or running
-    });
-  } catch (error) {
-    const { status, code, retryAfterS } = httpErrorOf(error, reply);
-    if (status === 500 || code === 'AGENT_FAILED') request.log.error({ err: error }, 'summarize failed');
-    if (retryAfterS !== undefined) reply.header('retry-after', retryAfterS);
-    // An agent's own error may carry its vendor's internals: the client gets the code only.
-    const message = isOrchestratorError(error) ? error.message : 'the summarizer failed';
-    return reply.code(status).send({ error: { code, message } });
-  }
-});
+  async (request, reply) => {
+    const { text, timeoutMs, delayMs } = request.body;
+    try {
+      // One task per request, and one attempt (the default): a retry would run past the caller's deadline.
+      return await orchestrator.submit<Summary>({
+        type: 'summarize',
+        requires: ['summarize'],
+        payload: { text, delayMs } satisfies SummarizeJob,
+        tenantId: request.headers['x-tenant-id'], // budgets, and fair queueing between tenants
+        timeoutMs, // bounds the attempt: the agent's ctx.signal aborts and the request gets TASK_TIMEOUT
+        // Bounds the whole task, the wait for a free agent included (a burst, an operator's halt): also TASK_TIMEOUT.
+        deadlineMs: timeoutMs + MAX_QUEUE_WAIT_MS,
+        signal: disconnected(reply), // aborting it cancels the task, waiting or running
+      });
+    } catch (error) {
+      const { status, code, retryAfterS } = httpErrorOf(error, reply);
+      if (status === 500 || code === 'AGENT_FAILED') request.log.error({ err: error }, 'summarize failed');
+      if (retryAfterS !== undefined) reply.header('retry-after', retryAfterS);
+      // An agent's own error may carry its vendor's internals: the client gets the code only.
+      const message = isOrchestratorError(error) ? error.message : 'the summarizer failed';
+      return reply.code(status).send({ error: { code, message } });
+    }
+  },
+);
 
 app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
 

@@ -10,10 +10,16 @@ import { Counter, Registry } from 'prom-client';
 import { UnifiedOrchestrator } from 'unified-orchestrator';
 
 const registry = new Registry();
-const requests = new Counter({ name: 'my_service_requests_total', help: 'The host service’s own metric.', registers: [registry] });
+const requests = new Counter({
+  name: 'my_service_requests_total',
+  help: 'The host service’s own metric.',
+  registers: [registry],
+});
 
 const orchestrator = new UnifiedOrchestrator({
-  pools: [{ role: 'echo', capabilities: ['echo'], minAgents: 2, create: () => ({ execute: async ({ payload }) => payload }) }],
+  pools: [
+    { role: 'echo', capabilities: ['echo'], minAgents: 2, create: () => ({ execute: async ({ payload }) => payload }) },
+  ],
   metrics: { registry }, // the host's registry: one /metrics for everything
   health: { sla: { default: { p99Ms: 1_000, errorRate: 0.05 } } },
 });
@@ -35,7 +41,8 @@ if (selfCheck) {
     const body = await res.text();
     console.log(`${path} ${res.status} ${body.split('\n').length} lines`);
     ok &&= res.status === 200;
-    if (path === '/metrics') ok &&= body.includes('unified_orchestrator_tasks_total') && body.includes('my_service_requests_total');
+    if (path === '/metrics')
+      ok &&= body.includes('unified_orchestrator_tasks_total') && body.includes('my_service_requests_total');
   }
   server.close();
   await orchestrator.stop();

@@ -14,7 +14,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { UnifiedOrchestrator, isOrchestratorError, type Agent } from 'unified-orchestrator';
 
 type Model = 'large' | 'small';
-interface Answer { model: Model; text: string; tokens: number }
+interface Answer {
+  model: Model;
+  text: string;
+  tokens: number;
+}
 
 const CENTS_PER_TOKEN: Record<Model, number> = { large: 0.03, small: 0.002 };
 const BUDGETS: Record<string, number> = { acme: 35, globex: 500 }; // cents per tenant per hour; acme is on the small plan
@@ -28,7 +32,11 @@ const OUTAGE = { afterAnswers: 6, ms: 1_200 }; // the large model goes down afte
 /** What an HTTP client's error looks like: a status, and on a 429 the retry-after that the library reads. */
 class ProviderError extends Error {
   override readonly name = 'ProviderError';
-  constructor(readonly status: number, message: string, readonly retryAfterMs?: number) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
     super(message);
   }
 }
@@ -83,8 +91,24 @@ const orchestrator = new UnifiedOrchestrator({
   // One agent per model, taking 4 requests at once: breakers are per agent, so the large agent's breaker is the
   // large model's. No spares and no growth: a fresh agent would not make a failing model answer.
   pools: [
-    { role: 'large', capabilities: ['chat', 'large'], create: () => modelAgent('large'), minAgents: 1, maxAgents: 1, concurrency: 4, warmSpares: 0 },
-    { role: 'small', capabilities: ['chat', 'small'], create: () => modelAgent('small'), minAgents: 1, maxAgents: 1, concurrency: 4, warmSpares: 0 },
+    {
+      role: 'large',
+      capabilities: ['chat', 'large'],
+      create: () => modelAgent('large'),
+      minAgents: 1,
+      maxAgents: 1,
+      concurrency: 4,
+      warmSpares: 0,
+    },
+    {
+      role: 'small',
+      capabilities: ['chat', 'small'],
+      create: () => modelAgent('small'),
+      minAgents: 1,
+      maxAgents: 1,
+      concurrency: 4,
+      warmSpares: 0,
+    },
   ],
   defaultTimeoutMs: 5_000, // per attempt; the signal handed to the provider ends a timed-out call at once
   // Every task that requires 'large' waits its turn under this limit; a retry-after error pauses it.
@@ -106,11 +130,19 @@ orchestrator.on('breaker:state', ({ agentId, to }) => {
   if (to === 'open') seen.opened++;
   if (to === 'closed') seen.closed++;
 });
-orchestrator.on('ratelimit:paused', ({ name }) => { if (name === 'large') largePaused = true; });
-orchestrator.on('ratelimit:resumed', ({ name }) => { if (name === 'large') largePaused = false; });
+orchestrator.on('ratelimit:paused', ({ name }) => {
+  if (name === 'large') largePaused = true;
+});
+orchestrator.on('ratelimit:resumed', ({ name }) => {
+  if (name === 'large') largePaused = false;
+});
 // A deferred task is announced as retrying, but it spends no attempt (these tasks have only one).
-orchestrator.on('task:retrying', ({ error }) => { if (is429(error)) seen.deferred429++; });
-orchestrator.on('task:failed', ({ error }) => { if (is429(error)) seen.failed429++; });
+orchestrator.on('task:retrying', ({ error }) => {
+  if (is429(error)) seen.deferred429++;
+});
+orchestrator.on('task:failed', ({ error }) => {
+  if (is429(error)) seen.failed429++;
+});
 
 // Every accepted task must end exactly once: count the terminal events of each id.
 const accepted = new Set<string>();
@@ -125,7 +157,12 @@ orchestrator.on('task:completed', ended).on('task:failed', ended);
 // The price: a task that requires a quarantined model waits for it, hence the explicit fallback in `ask`.
 function runOn(model: Model, tenantId: string, prompt: string): Promise<Answer> {
   // delegate (rather than submit) to learn the task's id; a refusal such as BUDGET_EXCEEDED throws here.
-  const handle = orchestrator.delegate<Answer>({ type: 'chat', requires: ['chat', model], payload: { prompt }, tenantId });
+  const handle = orchestrator.delegate<Answer>({
+    type: 'chat',
+    requires: ['chat', model],
+    payload: { prompt },
+    tenantId,
+  });
   accepted.add(handle.id);
   return handle.result;
 }
@@ -137,7 +174,11 @@ async function ask(tenantId: string, prompt: string): Promise<void> {
   const tenant = tenants.get(tenantId)!;
   try {
     // Don't queue behind a quarantined or paused model: ask the small one.
-    let fallback: keyof typeof fellBack | undefined = largeOpen ? 'breaker open' : largePaused ? 'rate-limited' : undefined;
+    let fallback: keyof typeof fellBack | undefined = largeOpen
+      ? 'breaker open'
+      : largePaused
+        ? 'rate-limited'
+        : undefined;
     if (!fallback) {
       try {
         await runOn('large', tenantId, prompt);
@@ -163,12 +204,14 @@ await orchestrator.start();
 const users = ['acme', 'globex', 'acme', 'globex'];
 const QUESTIONS = 10;
 const reading = seeded(7);
-await Promise.all(users.map(async (tenantId, u) => {
-  for (let i = 0; i < QUESTIONS; i++) {
-    await ask(tenantId, `question ${u}.${i}`);
-    await delay(150 + reading() * 150);
-  }
-}));
+await Promise.all(
+  users.map(async (tenantId, u) => {
+    for (let i = 0; i < QUESTIONS; i++) {
+      await ask(tenantId, `question ${u}.${i}`);
+      await delay(150 + reading() * 150);
+    }
+  }),
+);
 await orchestrator.stop();
 
 // --- Summary -----------------------------------------------------------------------------------------
@@ -176,18 +219,30 @@ await orchestrator.stop();
 const s = orchestrator.stats();
 const failed = s.failed + s.timedOut + s.cancelled + s.deadLettered;
 const once = [...accepted].every((id) => endings.get(id) === 1) && endings.size === accepted.size;
-const reasons = Object.entries(fellBack).map(([why, count]) => `${why} ${count}`).join(', ');
-console.log(`large model: ${calls.large.answered} calls answered, ${calls.large.rateLimited} answered 429, ${calls.large.failed} answered 503`);
+const reasons = Object.entries(fellBack)
+  .map(([why, count]) => `${why} ${count}`)
+  .join(', ');
+console.log(
+  `large model: ${calls.large.answered} calls answered, ${calls.large.rateLimited} answered 429, ${calls.large.failed} answered 503`,
+);
 console.log(`small model: ${calls.small.answered} calls answered`);
 console.log(`large breaker: opened ${seen.opened} times, closed again ${seen.closed} times`);
 console.log(`fell back to small: ${Object.values(fellBack).reduce((a, b) => a + b)} (${reasons})`);
-console.log(`429s absorbed: ${seen.deferred429} of ${calls.large.rateLimited} re-queued without spending an attempt; tasks failed by a 429: ${seen.failed429}`);
+console.log(
+  `429s absorbed: ${seen.deferred429} of ${calls.large.rateLimited} re-queued without spending an attempt; tasks failed by a 429: ${seen.failed429}`,
+);
 // Spend can end a little over the limit: admission is checked at submit, and running tasks still report their cost.
 for (const [id, t] of tenants) {
-  console.log(`tenant ${id}: spent ${orchestrator.resources.spend(id).toFixed(1)} of ${BUDGETS[id]} cents, ${t.answered} answered, ${t.refused} refused (${[...t.codes].join(', ') || 'none'})`);
+  console.log(
+    `tenant ${id}: spent ${orchestrator.resources.spend(id).toFixed(1)} of ${BUDGETS[id]} cents, ${t.answered} answered, ${t.refused} refused (${[...t.codes].join(', ') || 'none'})`,
+  );
 }
 const total = (key: 'answered' | 'refused'): number => [...tenants.values()].reduce((sum, t) => sum + t[key], 0);
-console.log(`requests: ${users.length * QUESTIONS} asked = ${total('answered')} answered + ${total('refused')} refused`);
+console.log(
+  `requests: ${users.length * QUESTIONS} asked = ${total('answered')} answered + ${total('refused')} refused`,
+);
 console.log(`tasks: ${s.submitted} submitted = ${s.completed} completed + ${failed} failed + ${s.rejected} refused`);
-console.log(`every accepted task ended exactly once: ${once ? 'yes' : 'NO'} (${accepted.size} accepted, ${endings.size} ended)`);
+console.log(
+  `every accepted task ended exactly once: ${once ? 'yes' : 'NO'} (${accepted.size} accepted, ${endings.size} ended)`,
+);
 console.log(`orchestrator: ${s.state}, ${s.resources.tracked} timers and listeners left`); // so the process exits

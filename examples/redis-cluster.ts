@@ -36,14 +36,23 @@ if (worker) {
   process.stdout.write('ready\n');
   process.once('SIGTERM', () => void orchestrator.stop().then(() => process.exit(0)));
 } else {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), url, '--worker', `--ns=${namespace}`], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(import.meta.url), url, '--worker', `--ns=${namespace}`],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
   while (!orchestrator.bridge.canAnyServe(['code'])) await new Promise((resolve) => setTimeout(resolve, 50));
-  console.log('cluster:', (await orchestrator.cluster()).map((n) => `${n.nodeId} [${n.capabilities.join(', ')}]`).join(' + '));
+  console.log(
+    'cluster:',
+    (await orchestrator.cluster()).map((n) => `${n.nodeId} [${n.capabilities.join(', ')}]`).join(' + '),
+  );
   const results = await Promise.all(
-    Array.from({ length: 10 }, (_, i) => orchestrator.submit<string>({ type: 'job', requires: [i % 2 ? 'code' : 'search'], payload: i })),
+    Array.from({ length: 10 }, (_, i) =>
+      orchestrator.submit<string>({ type: 'job', requires: [i % 2 ? 'code' : 'search'], payload: i }),
+    ),
   );
   for (const r of results) console.log(r);
   const elsewhere = results.filter((r) => !r.includes(`@${process.pid} `)).length;

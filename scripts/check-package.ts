@@ -24,7 +24,9 @@ function step(name: string, f: () => void): void {
   } catch (error) {
     const e = error as { stdout?: Buffer | string; stderr?: Buffer | string; message: string };
     failures.push(name);
-    console.log(`FAIL ${name}\n${String(e.stdout ?? '')}${String(e.stderr ?? '')}${e.stdout || e.stderr ? '' : e.message}`);
+    console.log(
+      `FAIL ${name}\n${String(e.stdout ?? '')}${String(e.stderr ?? '')}${e.stdout || e.stderr ? '' : e.message}`,
+    );
   }
 }
 
@@ -36,10 +38,14 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 let tarball = '';
 
 step('npm pack', () => {
-  const [packed] = JSON.parse(run(npm, ['pack', '--json', '--pack-destination', work])) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  const [packed] = JSON.parse(run(npm, ['pack', '--json', '--pack-destination', work])) as Array<{
+    filename: string;
+    files: Array<{ path: string }>;
+  }>;
   tarball = join(work, packed!.filename);
   const paths = packed!.files.map((f) => f.path);
-  const allowed = (p: string): boolean => ['package.json', 'README.md', 'LICENSE'].includes(p) || /^dist\/.+\.(js|d\.ts|js\.map)$/.test(p);
+  const allowed = (p: string): boolean =>
+    ['package.json', 'README.md', 'LICENSE'].includes(p) || /^dist\/.+\.(js|d\.ts|js\.map)$/.test(p);
   const stray = paths.filter((p) => !allowed(p));
   if (stray.length > 0) throw new Error(`the tarball holds files a user does not need: ${stray.join(', ')}`);
   for (const needed of ['dist/index.js', 'dist/index.d.ts', 'dist/bin.js', 'README.md', 'LICENSE']) {
@@ -49,31 +55,94 @@ step('npm pack', () => {
 });
 
 step('publint --strict', () => {
-  console.log(run(process.execPath, [join(root, 'node_modules/publint/src/cli.js'), 'run', tarball, '--strict']).trim().replace(/^/gm, '     '));
+  console.log(
+    run(process.execPath, [join(root, 'node_modules/publint/src/cli.js'), 'run', tarball, '--strict'])
+      .trim()
+      .replace(/^/gm, '     '),
+  );
 });
 
 step('attw (Are the Types Wrong), ESM-only profile', () => {
   // The package is ESM only (no `require` condition): CommonJS and node10 resolution are out of scope by design.
-  run(process.execPath, [join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js'), tarball, '--profile', 'esm-only', '--format', 'table-flipped', '--no-color']);
+  run(process.execPath, [
+    join(root, 'node_modules/@arethetypeswrong/cli/dist/index.js'),
+    tarball,
+    '--profile',
+    'esm-only',
+    '--format',
+    'table-flipped',
+    '--no-color',
+  ]);
 });
 
 const app = join(work, 'app');
 step('npm install into an empty project', () => {
   cpSync(join(root, 'test/package/consumer'), app, { recursive: true });
-  const version = (name: string): string => (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  const version = (name: string): string =>
+    (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-  run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, `typescript@${version('typescript')}`, `@types/node@${version('@types/node')}`], { cwd: app });
+  run(
+    npm,
+    [
+      'install',
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+      tarball,
+      `typescript@${version('typescript')}`,
+      `@types/node@${version('@types/node')}`,
+    ],
+    { cwd: app },
+  );
 });
 
 for (const resolution of ['nodenext', 'bundler'] as const) {
   step(`type-level tests against the installed types (moduleResolution ${resolution})`, () => {
     const module = resolution === 'bundler' ? 'esnext' : 'nodenext';
-    run(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '--strict', '--noEmit', '--skipLibCheck', 'false', '--target', 'es2022', '--module', module, '--moduleResolution', resolution, '--types', 'node', 'api.types.ts', 'smoke.ts'], { cwd: app });
+    run(
+      process.execPath,
+      [
+        join(app, 'node_modules/typescript/bin/tsc'),
+        '--strict',
+        '--noEmit',
+        '--skipLibCheck',
+        'false',
+        '--target',
+        'es2022',
+        '--module',
+        module,
+        '--moduleResolution',
+        resolution,
+        '--types',
+        'node',
+        'api.types.ts',
+        'smoke.ts',
+      ],
+      { cwd: app },
+    );
   });
 }
 
 step('smoke test runs from the installed package', () => {
-  run(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--outDir', 'out', 'smoke.ts'], { cwd: app });
+  run(
+    process.execPath,
+    [
+      join(app, 'node_modules/typescript/bin/tsc'),
+      '--strict',
+      '--target',
+      'es2022',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--types',
+      'node',
+      '--outDir',
+      'out',
+      'smoke.ts',
+    ],
+    { cwd: app },
+  );
   const out = run(process.execPath, ['out/smoke.js'], { cwd: app, timeout: 30_000 });
   if (!out.includes('smoke ok')) throw new Error(`unexpected output: ${out}`);
 });

@@ -620,7 +620,9 @@ export function resolveStopOptions(input: unknown): { drain: boolean; timeoutMs:
   }
   return {
     drain: drain ?? STOP_DEFAULTS.drain,
-    timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) => expectDuration(v, 'options.timeoutMs', true, MAX_TIMER_MS)),
+    timeoutMs: optional(own(o, 'timeoutMs'), STOP_DEFAULTS.timeoutMs, (v) =>
+      expectDuration(v, 'options.timeoutMs', true, MAX_TIMER_MS),
+    ),
     ...(actor !== undefined ? { actor: expectString(actor, 'options.actor') } : {}),
   };
 }
@@ -658,7 +660,10 @@ export function rejectUnknownKeys(value: Record<string, unknown>, allowed: Reado
 }
 
 export function unknownKeyError(key: string, allowed: ReadonlySet<string>, field: string): ValidationError {
-  return new ValidationError(`${field}.${key}`, `Unknown field \`${field}.${key}\`; expected one of: ${[...allowed].join(', ')}`);
+  return new ValidationError(
+    `${field}.${key}`,
+    `Unknown field \`${field}.${key}\`; expected one of: ${[...allowed].join(', ')}`,
+  );
 }
 
 /** Reads an own property only, so a polluted prototype can never supply a value. */
@@ -690,7 +695,10 @@ export function expectStringArray(value: unknown, field: string): string[] {
   for (let i = 0; i < value.length; i++) {
     const item: unknown = value[i];
     if (typeof item !== 'string' || item.length === 0) {
-      throw new ValidationError(`${field}[${i}]`, `Expected \`${field}[${i}]\` to be a non-empty string, got ${describe(item)}`);
+      throw new ValidationError(
+        `${field}[${i}]`,
+        `Expected \`${field}[${i}]\` to be a non-empty string, got ${describe(item)}`,
+      );
     }
     if (!seen.has(item)) {
       seen.add(item);
@@ -714,11 +722,16 @@ export function expectInteger(value: unknown, field: string, min: number, max = 
  */
 export function expectDuration(value: unknown, field: string, allowInfinity = false, max = Number.MAX_VALUE): number {
   const ok =
-    typeof value === 'number' && value > 0 && ((Number.isFinite(value) && value <= max) || (allowInfinity && value === Infinity));
+    typeof value === 'number' &&
+    value > 0 &&
+    ((Number.isFinite(value) && value <= max) || (allowInfinity && value === Infinity));
   if (!ok) {
     const range = max === Number.MAX_VALUE ? '> 0' : `from 1 to ${max}`;
     const also = allowInfinity ? ' (or Infinity for none)' : '';
-    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds ${range}${also}, got ${describe(value)}`);
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` to be a number of milliseconds ${range}${also}, got ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -727,7 +740,10 @@ export function expectDuration(value: unknown, field: string, allowInfinity = fa
 function expectDelay(value: unknown, field: string): number {
   // A Node timer holds at most 2^31-1 ms; a longer delay would fire at once.
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
-    throw new ValidationError(field, `Expected \`${field}\` to be a number of milliseconds from 0 to 2147483647, got ${describe(value)}`);
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` to be a number of milliseconds from 0 to 2147483647, got ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -741,8 +757,17 @@ function optional<T>(value: unknown, fallback: T, check: (v: unknown) => T): T {
 // ---------------------------------------------------------------------------------------------
 
 const POOL_KEYS: ReadonlySet<string> = new Set([
-  'role', 'capabilities', 'create', 'minAgents', 'maxAgents', 'concurrency', 'warmSpares',
-  'idleTimeoutMs', 'createTimeoutMs', 'createAttempts', 'createConcurrency',
+  'role',
+  'capabilities',
+  'create',
+  'minAgents',
+  'maxAgents',
+  'concurrency',
+  'warmSpares',
+  'idleTimeoutMs',
+  'createTimeoutMs',
+  'createAttempts',
+  'createConcurrency',
 ]);
 
 /** Validates one pool declaration; `field` is where it sits in the caller's options, for messages. */
@@ -752,10 +777,14 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
   const role = expectString(own(o, 'role'), `${field}.role`);
   const capabilities = expectStringArray(own(o, 'capabilities'), `${field}.capabilities`);
   const create = expectFunction<AgentFactory>(own(o, 'create'), `${field}.create`);
-  const maxAgents = optional(own(o, 'maxAgents'), POOL_DEFAULTS.maxAgents, (v) => expectInteger(v, `${field}.maxAgents`, 1, MAX_POOL_AGENTS));
+  const maxAgents = optional(own(o, 'maxAgents'), POOL_DEFAULTS.maxAgents, (v) =>
+    expectInteger(v, `${field}.maxAgents`, 1, MAX_POOL_AGENTS),
+  );
   const minRaw = own(o, 'minAgents');
   const minAgents =
-    minRaw === undefined ? Math.min(POOL_DEFAULTS.minAgents, maxAgents) : expectInteger(minRaw, `${field}.minAgents`, 0, MAX_POOL_AGENTS);
+    minRaw === undefined
+      ? Math.min(POOL_DEFAULTS.minAgents, maxAgents)
+      : expectInteger(minRaw, `${field}.minAgents`, 0, MAX_POOL_AGENTS);
   if (minAgents > maxAgents) {
     throw new ValidationError(
       `${field}.minAgents`,
@@ -768,12 +797,24 @@ export function resolvePoolOptions(input: unknown, field = 'pool'): ResolvedPool
     create,
     minAgents,
     maxAgents,
-    concurrency: optional(own(o, 'concurrency'), POOL_DEFAULTS.concurrency, (v) => expectInteger(v, `${field}.concurrency`, 1, 10_000)),
-    warmSpares: optional(own(o, 'warmSpares'), POOL_DEFAULTS.warmSpares, (v) => expectInteger(v, `${field}.warmSpares`, 0, 1_000)),
-    idleTimeoutMs: optional(own(o, 'idleTimeoutMs'), POOL_DEFAULTS.idleTimeoutMs, (v) => expectDuration(v, `${field}.idleTimeoutMs`, true)),
-    createTimeoutMs: optional(own(o, 'createTimeoutMs'), POOL_DEFAULTS.createTimeoutMs, (v) => expectDuration(v, `${field}.createTimeoutMs`, true, MAX_TIMER_MS)),
-    createAttempts: optional(own(o, 'createAttempts'), POOL_DEFAULTS.createAttempts, (v) => expectInteger(v, `${field}.createAttempts`, 1, 100)),
-    createConcurrency: optional(own(o, 'createConcurrency'), POOL_DEFAULTS.createConcurrency, (v) => expectInteger(v, `${field}.createConcurrency`, 1, 1_000)),
+    concurrency: optional(own(o, 'concurrency'), POOL_DEFAULTS.concurrency, (v) =>
+      expectInteger(v, `${field}.concurrency`, 1, 10_000),
+    ),
+    warmSpares: optional(own(o, 'warmSpares'), POOL_DEFAULTS.warmSpares, (v) =>
+      expectInteger(v, `${field}.warmSpares`, 0, 1_000),
+    ),
+    idleTimeoutMs: optional(own(o, 'idleTimeoutMs'), POOL_DEFAULTS.idleTimeoutMs, (v) =>
+      expectDuration(v, `${field}.idleTimeoutMs`, true),
+    ),
+    createTimeoutMs: optional(own(o, 'createTimeoutMs'), POOL_DEFAULTS.createTimeoutMs, (v) =>
+      expectDuration(v, `${field}.createTimeoutMs`, true, MAX_TIMER_MS),
+    ),
+    createAttempts: optional(own(o, 'createAttempts'), POOL_DEFAULTS.createAttempts, (v) =>
+      expectInteger(v, `${field}.createAttempts`, 1, 100),
+    ),
+    createConcurrency: optional(own(o, 'createConcurrency'), POOL_DEFAULTS.createConcurrency, (v) =>
+      expectInteger(v, `${field}.createConcurrency`, 1, 1_000),
+    ),
   };
 }
 
@@ -783,15 +824,24 @@ export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRe
   if (input === undefined) return RETRY_DEFAULTS;
   const o = expectObject(input, field);
   rejectUnknownKeys(o, RETRY_KEYS, field);
-  const baseDelayMs = optional(own(o, 'baseDelayMs'), RETRY_DEFAULTS.baseDelayMs, (v) => expectDelay(v, `${field}.baseDelayMs`));
+  const baseDelayMs = optional(own(o, 'baseDelayMs'), RETRY_DEFAULTS.baseDelayMs, (v) =>
+    expectDelay(v, `${field}.baseDelayMs`),
+  );
   const maxDelayMs = optional(own(o, 'maxDelayMs'), Math.max(RETRY_DEFAULTS.maxDelayMs, baseDelayMs), (v) =>
     expectDelay(v, `${field}.maxDelayMs`),
   );
   if (maxDelayMs < baseDelayMs) {
-    throw new ValidationError(`${field}.maxDelayMs`, `Expected \`${field}.maxDelayMs\` (${maxDelayMs}) to be >= baseDelayMs (${baseDelayMs})`);
+    throw new ValidationError(
+      `${field}.maxDelayMs`,
+      `Expected \`${field}.maxDelayMs\` (${maxDelayMs}) to be >= baseDelayMs (${baseDelayMs})`,
+    );
   }
-  const retryable = optional(own(o, 'retryable'), RETRY_DEFAULTS.retryable, (v) => expectFunction<(e: unknown) => boolean>(v, `${field}.retryable`));
-  const maxRetryAfterMs = optional(own(o, 'maxRetryAfterMs'), RETRY_DEFAULTS.maxRetryAfterMs, (v) => expectDelay(v, `${field}.maxRetryAfterMs`));
+  const retryable = optional(own(o, 'retryable'), RETRY_DEFAULTS.retryable, (v) =>
+    expectFunction<(e: unknown) => boolean>(v, `${field}.retryable`),
+  );
+  const maxRetryAfterMs = optional(own(o, 'maxRetryAfterMs'), RETRY_DEFAULTS.maxRetryAfterMs, (v) =>
+    expectDelay(v, `${field}.maxRetryAfterMs`),
+  );
   return { baseDelayMs, maxDelayMs, maxRetryAfterMs, retryable };
 }
 
@@ -799,12 +849,20 @@ export function resolveRetryOptions(input: unknown, field = 'retry'): ResolvedRe
 function expectPositive(value: unknown, field: string, max = Number.MAX_VALUE, allowInfinity = false): number {
   if (typeof value !== 'number' || !(value > 0) || (value > max && !(allowInfinity && value === Infinity))) {
     const range = max === Number.MAX_VALUE ? '> 0' : `> 0 and <= ${max}`;
-    throw new ValidationError(field, `Expected \`${field}\` to be a number ${range}${allowInfinity ? ' (or Infinity)' : ''}, got ${describe(value)}`);
+    throw new ValidationError(
+      field,
+      `Expected \`${field}\` to be a number ${range}${allowInfinity ? ' (or Infinity)' : ''}, got ${describe(value)}`,
+    );
   }
   return value;
 }
 
-const BREAKER_KEYS: ReadonlySet<string> = new Set(['errorThresholdPercentage', 'volumeThreshold', 'windowMs', 'resetTimeoutMs']);
+const BREAKER_KEYS: ReadonlySet<string> = new Set([
+  'errorThresholdPercentage',
+  'volumeThreshold',
+  'windowMs',
+  'resetTimeoutMs',
+]);
 
 export function resolveBreakerOptions(input: unknown, field: string): ResolvedBreakerOptions {
   if (input === undefined) return BREAKER_DEFAULTS;
@@ -815,14 +873,27 @@ export function resolveBreakerOptions(input: unknown, field: string): ResolvedBr
     errorThresholdPercentage: optional(own(o, 'errorThresholdPercentage'), d.errorThresholdPercentage, (v) =>
       expectPositive(v, `${field}.errorThresholdPercentage`, 100),
     ),
-    volumeThreshold: optional(own(o, 'volumeThreshold'), d.volumeThreshold, (v) => expectInteger(v, `${field}.volumeThreshold`, 0, 1_000_000)),
-    windowMs: optional(own(o, 'windowMs'), d.windowMs, (v) => expectDuration(v, `${field}.windowMs`, false, MAX_TIMER_MS)),
-    resetTimeoutMs: optional(own(o, 'resetTimeoutMs'), d.resetTimeoutMs, (v) => expectDuration(v, `${field}.resetTimeoutMs`, false, MAX_TIMER_MS)),
+    volumeThreshold: optional(own(o, 'volumeThreshold'), d.volumeThreshold, (v) =>
+      expectInteger(v, `${field}.volumeThreshold`, 0, 1_000_000),
+    ),
+    windowMs: optional(own(o, 'windowMs'), d.windowMs, (v) =>
+      expectDuration(v, `${field}.windowMs`, false, MAX_TIMER_MS),
+    ),
+    resetTimeoutMs: optional(own(o, 'resetTimeoutMs'), d.resetTimeoutMs, (v) =>
+      expectDuration(v, `${field}.resetTimeoutMs`, false, MAX_TIMER_MS),
+    ),
   };
 }
 
 const PRESSURE_KEYS: ReadonlySet<string> = new Set([
-  'memoryLimitBytes', 'cpuLimitPercent', 'elevatedAt', 'hysteresis', 'sampleIntervalMs', 'cpuSustainedSamples', 'priorityFloor', 'sampler',
+  'memoryLimitBytes',
+  'cpuLimitPercent',
+  'elevatedAt',
+  'hysteresis',
+  'sampleIntervalMs',
+  'cpuSustainedSamples',
+  'priorityFloor',
+  'sampler',
 ]);
 
 function resolvePressureOptions(input: unknown): ResolvedPressureOptions | false {
@@ -830,7 +901,9 @@ function resolvePressureOptions(input: unknown): ResolvedPressureOptions | false
   const d = PRESSURE_DEFAULTS;
   const o = input === undefined ? {} : expectObject(input, 'options.pressure');
   rejectUnknownKeys(o, PRESSURE_KEYS, 'options.pressure');
-  const elevatedAt = optional(own(o, 'elevatedAt'), d.elevatedAt, (v) => expectPositive(v, 'options.pressure.elevatedAt', 1));
+  const elevatedAt = optional(own(o, 'elevatedAt'), d.elevatedAt, (v) =>
+    expectPositive(v, 'options.pressure.elevatedAt', 1),
+  );
   const hysteresis = optional(own(o, 'hysteresis'), d.hysteresis, (v) => {
     if (v === 0) return 0;
     return expectPositive(v, 'options.pressure.hysteresis', 0.5);
@@ -847,13 +920,23 @@ function resolvePressureOptions(input: unknown): ResolvedPressureOptions | false
     return v as ResourceSampler;
   });
   return {
-    memoryLimitBytes: optional(own(o, 'memoryLimitBytes'), d.memoryLimitBytes, (v) => expectPositive(v, 'options.pressure.memoryLimitBytes', Number.MAX_VALUE, true)),
-    cpuLimitPercent: optional(own(o, 'cpuLimitPercent'), d.cpuLimitPercent, (v) => expectPositive(v, 'options.pressure.cpuLimitPercent', Number.MAX_VALUE, true)),
+    memoryLimitBytes: optional(own(o, 'memoryLimitBytes'), d.memoryLimitBytes, (v) =>
+      expectPositive(v, 'options.pressure.memoryLimitBytes', Number.MAX_VALUE, true),
+    ),
+    cpuLimitPercent: optional(own(o, 'cpuLimitPercent'), d.cpuLimitPercent, (v) =>
+      expectPositive(v, 'options.pressure.cpuLimitPercent', Number.MAX_VALUE, true),
+    ),
     elevatedAt,
     hysteresis,
-    sampleIntervalMs: optional(own(o, 'sampleIntervalMs'), d.sampleIntervalMs, (v) => expectDuration(v, 'options.pressure.sampleIntervalMs', false, MAX_TIMER_MS)),
-    cpuSustainedSamples: optional(own(o, 'cpuSustainedSamples'), d.cpuSustainedSamples, (v) => expectInteger(v, 'options.pressure.cpuSustainedSamples', 1, 100)),
-    priorityFloor: optional(own(o, 'priorityFloor'), d.priorityFloor, (v) => expectInteger(v, 'options.pressure.priorityFloor', -1_000_000, 1_000_001)),
+    sampleIntervalMs: optional(own(o, 'sampleIntervalMs'), d.sampleIntervalMs, (v) =>
+      expectDuration(v, 'options.pressure.sampleIntervalMs', false, MAX_TIMER_MS),
+    ),
+    cpuSustainedSamples: optional(own(o, 'cpuSustainedSamples'), d.cpuSustainedSamples, (v) =>
+      expectInteger(v, 'options.pressure.cpuSustainedSamples', 1, 100),
+    ),
+    priorityFloor: optional(own(o, 'priorityFloor'), d.priorityFloor, (v) =>
+      expectInteger(v, 'options.pressure.priorityFloor', -1_000_000, 1_000_001),
+    ),
     sampler,
   };
 }
@@ -876,16 +959,22 @@ function resolveBudgetOptions(input: unknown): ResolvedBudgetOptions {
   const raw = own(o, 'limits');
   if (raw !== undefined) {
     const l = expectObject(raw, 'options.budgets.limits');
-    for (const tenant of Object.keys(l)) limits.set(tenant, expectAmount(l[tenant], `options.budgets.limits.${tenant}`));
+    for (const tenant of Object.keys(l))
+      limits.set(tenant, expectAmount(l[tenant], `options.budgets.limits.${tenant}`));
   }
   const halt = own(o, 'haltOnExceeded');
   if (halt !== undefined && typeof halt !== 'boolean') {
-    throw new ValidationError('options.budgets.haltOnExceeded', `Expected \`options.budgets.haltOnExceeded\` to be a boolean, got ${describe(halt)}`);
+    throw new ValidationError(
+      'options.budgets.haltOnExceeded',
+      `Expected \`options.budgets.haltOnExceeded\` to be a boolean, got ${describe(halt)}`,
+    );
   }
   return {
     windowMs: optional(own(o, 'windowMs'), d.windowMs, (v) => expectDuration(v, 'options.budgets.windowMs')),
     limits,
-    defaultLimit: optional(own(o, 'defaultLimit'), d.defaultLimit, (v) => expectAmount(v, 'options.budgets.defaultLimit')),
+    defaultLimit: optional(own(o, 'defaultLimit'), d.defaultLimit, (v) =>
+      expectAmount(v, 'options.budgets.defaultLimit'),
+    ),
     haltOnExceeded: halt ?? d.haltOnExceeded,
   };
 }
@@ -900,7 +989,10 @@ export function resolveRateLimitOptions(input: unknown, field: string): Resolved
   const requests = optional(own(o, 'requests'), d.requests, (v) => {
     // A bucket that holds less than one request could never start one.
     if (typeof v === 'number' && v > 0 && v < 1) {
-      throw new ValidationError(`${field}.requests`, `Expected \`${field}.requests\` to be a number >= 1 (or Infinity), got ${v}`);
+      throw new ValidationError(
+        `${field}.requests`,
+        `Expected \`${field}.requests\` to be a number >= 1 (or Infinity), got ${v}`,
+      );
     }
     return expectPositive(v, `${field}.requests`, Number.MAX_VALUE, true);
   });
@@ -909,7 +1001,9 @@ export function resolveRateLimitOptions(input: unknown, field: string): Resolved
     requests,
     units,
     intervalMs: expectDuration(own(o, 'intervalMs'), `${field}.intervalMs`, false, MAX_TIMER_MS),
-    maxDeferrals: optional(own(o, 'maxDeferrals'), d.maxDeferrals, (v) => expectInteger(v, `${field}.maxDeferrals`, 0, 1_000)),
+    maxDeferrals: optional(own(o, 'maxDeferrals'), d.maxDeferrals, (v) =>
+      expectInteger(v, `${field}.maxDeferrals`, 0, 1_000),
+    ),
   };
 }
 
@@ -925,7 +1019,10 @@ function resolveThresholds(input: unknown, field: string): SlaThresholds {
   if (own(o, 'errorRate') !== undefined) {
     const v = own(o, 'errorRate');
     if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-      throw new ValidationError(`${field}.errorRate`, `Expected \`${field}.errorRate\` to be a number from 0 to 1, got ${describe(v)}`);
+      throw new ValidationError(
+        `${field}.errorRate`,
+        `Expected \`${field}.errorRate\` to be a number from 0 to 1, got ${describe(v)}`,
+      );
     }
     out.errorRate = v;
   }
@@ -933,7 +1030,13 @@ function resolveThresholds(input: unknown, field: string): SlaThresholds {
 }
 
 const SLA_KEYS: ReadonlySet<string> = new Set(['windowMs', 'minSamples', 'default', 'types', 'maxTypes']);
-const HEALTH_KEYS: ReadonlySet<string> = new Set(['checkIntervalMs', 'checkTimeoutMs', 'stuckAfterMs', 'recovery', 'sla']);
+const HEALTH_KEYS: ReadonlySet<string> = new Set([
+  'checkIntervalMs',
+  'checkTimeoutMs',
+  'stuckAfterMs',
+  'recovery',
+  'sla',
+]);
 const RECOVERY_KEYS: ReadonlySet<string> = new Set(['maxReplacements', 'windowMs']);
 
 function resolveHealthOptions(input: unknown): ResolvedHealthOptions {
@@ -950,19 +1053,36 @@ function resolveHealthOptions(input: unknown): ResolvedHealthOptions {
     for (const type of Object.keys(t)) types.set(type, resolveThresholds(t[type], `options.health.sla.types.${type}`));
   }
   return {
-    checkIntervalMs: optional(own(o, 'checkIntervalMs'), d.checkIntervalMs, (v) => expectDuration(v, 'options.health.checkIntervalMs', false, MAX_TIMER_MS)),
-    checkTimeoutMs: optional(own(o, 'checkTimeoutMs'), d.checkTimeoutMs, (v) => expectDuration(v, 'options.health.checkTimeoutMs', false, MAX_TIMER_MS)),
-    stuckAfterMs: optional(own(o, 'stuckAfterMs'), d.stuckAfterMs, (v) => expectDuration(v, 'options.health.stuckAfterMs', true)),
+    checkIntervalMs: optional(own(o, 'checkIntervalMs'), d.checkIntervalMs, (v) =>
+      expectDuration(v, 'options.health.checkIntervalMs', false, MAX_TIMER_MS),
+    ),
+    checkTimeoutMs: optional(own(o, 'checkTimeoutMs'), d.checkTimeoutMs, (v) =>
+      expectDuration(v, 'options.health.checkTimeoutMs', false, MAX_TIMER_MS),
+    ),
+    stuckAfterMs: optional(own(o, 'stuckAfterMs'), d.stuckAfterMs, (v) =>
+      expectDuration(v, 'options.health.stuckAfterMs', true),
+    ),
     recovery: {
-      maxReplacements: optional(own(r, 'maxReplacements'), d.recovery.maxReplacements, (v) => expectInteger(v, 'options.health.recovery.maxReplacements', 0, 1_000_000)),
-      windowMs: optional(own(r, 'windowMs'), d.recovery.windowMs, (v) => expectDuration(v, 'options.health.recovery.windowMs')),
+      maxReplacements: optional(own(r, 'maxReplacements'), d.recovery.maxReplacements, (v) =>
+        expectInteger(v, 'options.health.recovery.maxReplacements', 0, 1_000_000),
+      ),
+      windowMs: optional(own(r, 'windowMs'), d.recovery.windowMs, (v) =>
+        expectDuration(v, 'options.health.recovery.windowMs'),
+      ),
     },
     sla: {
       windowMs: optional(own(s, 'windowMs'), d.sla.windowMs, (v) => expectDuration(v, 'options.health.sla.windowMs')),
-      minSamples: optional(own(s, 'minSamples'), d.sla.minSamples, (v) => expectInteger(v, 'options.health.sla.minSamples', 1)),
-      default: own(s, 'default') === undefined ? undefined : resolveThresholds(own(s, 'default'), 'options.health.sla.default'),
+      minSamples: optional(own(s, 'minSamples'), d.sla.minSamples, (v) =>
+        expectInteger(v, 'options.health.sla.minSamples', 1),
+      ),
+      default:
+        own(s, 'default') === undefined
+          ? undefined
+          : resolveThresholds(own(s, 'default'), 'options.health.sla.default'),
       types,
-      maxTypes: optional(own(s, 'maxTypes'), d.sla.maxTypes, (v) => expectInteger(v, 'options.health.sla.maxTypes', 1, 100_000)),
+      maxTypes: optional(own(s, 'maxTypes'), d.sla.maxTypes, (v) =>
+        expectInteger(v, 'options.health.sla.maxTypes', 1, 100_000),
+      ),
     },
   };
 }
@@ -985,19 +1105,27 @@ function resolveMetricsOptions(input: unknown): ResolvedMetricsOptions | false {
   const prefix = optional(own(o, 'prefix'), d.prefix, (v) => {
     // Colons are for recording rules, not for what a client exposes (promtool rejects them there).
     if (typeof v !== 'string' || !/^[a-zA-Z_][a-zA-Z0-9_]*$|^$/.test(v)) {
-      throw new ValidationError('options.metrics.prefix', `Expected \`options.metrics.prefix\` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name), got ${describe(v)}`);
+      throw new ValidationError(
+        'options.metrics.prefix',
+        `Expected \`options.metrics.prefix\` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name), got ${describe(v)}`,
+      );
     }
     return v;
   });
   const defaultMetrics = own(o, 'defaultMetrics');
   if (defaultMetrics !== undefined && typeof defaultMetrics !== 'boolean') {
-    throw new ValidationError('options.metrics.defaultMetrics', `Expected \`options.metrics.defaultMetrics\` to be a boolean, got ${describe(defaultMetrics)}`);
+    throw new ValidationError(
+      'options.metrics.defaultMetrics',
+      `Expected \`options.metrics.defaultMetrics\` to be a boolean, got ${describe(defaultMetrics)}`,
+    );
   }
   return {
     registry: registry as ResolvedMetricsOptions['registry'],
     prefix,
     defaultMetrics: defaultMetrics ?? d.defaultMetrics,
-    maxTaskTypes: optional(own(o, 'maxTaskTypes'), d.maxTaskTypes, (v) => expectInteger(v, 'options.metrics.maxTaskTypes', 1, 10_000)),
+    maxTaskTypes: optional(own(o, 'maxTaskTypes'), d.maxTaskTypes, (v) =>
+      expectInteger(v, 'options.metrics.maxTaskTypes', 1, 10_000),
+    ),
   };
 }
 
@@ -1010,10 +1138,31 @@ function resolveRateLimits(input: unknown): ReadonlyMap<string, ResolvedRateLimi
 }
 
 const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
-  'pools', 'routing', 'maxQueueSize', 'defaultTimeoutMs', 'defaultMaxAttempts', 'retry', 'agingIntervalMs',
-  'idempotencyTtlMs', 'maxIdempotencyKeys', 'maxDeadLetters', 'maxAffinityKeys', 'scaleIntervalMs', 'clock', 'random',
-  'agentBreaker', 'pressure', 'budgets', 'rateLimits', 'health', 'metrics', 'tracing', 'bridge', 'handOffAbove',
-  'maxPayloadBytes', 'audit',
+  'pools',
+  'routing',
+  'maxQueueSize',
+  'defaultTimeoutMs',
+  'defaultMaxAttempts',
+  'retry',
+  'agingIntervalMs',
+  'idempotencyTtlMs',
+  'maxIdempotencyKeys',
+  'maxDeadLetters',
+  'maxAffinityKeys',
+  'scaleIntervalMs',
+  'clock',
+  'random',
+  'agentBreaker',
+  'pressure',
+  'budgets',
+  'rateLimits',
+  'health',
+  'metrics',
+  'tracing',
+  'bridge',
+  'handOffAbove',
+  'maxPayloadBytes',
+  'audit',
 ]);
 
 /**
@@ -1047,7 +1196,9 @@ function resolveAuditOptions(input: unknown): ResolvedAuditOptions {
   const o = expectObject(input, 'options.audit');
   rejectUnknownKeys(o, new Set(['sink', 'actor']), 'options.audit');
   return {
-    sink: optional(own(o, 'sink'), undefined, (v) => expectFunction<ResolvedAuditOptions['sink']>(v, 'options.audit.sink')),
+    sink: optional(own(o, 'sink'), undefined, (v) =>
+      expectFunction<ResolvedAuditOptions['sink']>(v, 'options.audit.sink'),
+    ),
     actor: optional(own(o, 'actor'), AUDIT_DEFAULTS.actor, (v) => expectString(v, 'options.audit.actor')),
   };
 }
@@ -1060,21 +1211,31 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
 
   const poolsRaw = own(o, 'pools') ?? [];
   if (!Array.isArray(poolsRaw)) {
-    throw new ValidationError('options.pools', `Expected \`options.pools\` to be an array of pool options, got ${describe(poolsRaw)}`);
+    throw new ValidationError(
+      'options.pools',
+      `Expected \`options.pools\` to be an array of pool options, got ${describe(poolsRaw)}`,
+    );
   }
   const pools: ResolvedPoolOptions[] = [];
-  for (let i = 0; i < poolsRaw.length; i++) pools.push(resolvePoolOptions((poolsRaw as unknown[])[i], `options.pools[${i}]`));
+  for (let i = 0; i < poolsRaw.length; i++)
+    pools.push(resolvePoolOptions((poolsRaw as unknown[])[i], `options.pools[${i}]`));
   const seen = new Set<string>();
   pools.forEach((p, i) => {
     if (seen.has(p.role)) {
-      throw new ValidationError(`options.pools[${i}].role`, `Two pools declare role ${JSON.stringify(p.role)}; roles must be unique`);
+      throw new ValidationError(
+        `options.pools[${i}].role`,
+        `Two pools declare role ${JSON.stringify(p.role)}; roles must be unique`,
+      );
     }
     seen.add(p.role);
   });
 
   const routing = optional(own(o, 'routing'), d.routing, (v) => {
     if (!ROUTING_STRATEGIES.includes(v as RoutingStrategyName)) {
-      throw new ValidationError('options.routing', `Expected \`options.routing\` to be one of ${ROUTING_STRATEGIES.join(', ')}, got ${describe(v)}`);
+      throw new ValidationError(
+        'options.routing',
+        `Expected \`options.routing\` to be one of ${ROUTING_STRATEGIES.join(', ')}, got ${describe(v)}`,
+      );
     }
     return v as RoutingStrategyName;
   });
@@ -1089,10 +1250,15 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     pools,
     routing,
     maxQueueSize: optional(own(o, 'maxQueueSize'), d.maxQueueSize, (v) => expectInteger(v, 'options.maxQueueSize', 0)),
-    defaultTimeoutMs: optional(own(o, 'defaultTimeoutMs'), d.defaultTimeoutMs, (v) => expectDuration(v, 'options.defaultTimeoutMs', true)),
-    defaultMaxAttempts: optional(own(o, 'defaultMaxAttempts'), d.defaultMaxAttempts, (v) => expectInteger(v, 'options.defaultMaxAttempts', 1, 100)),
+    defaultTimeoutMs: optional(own(o, 'defaultTimeoutMs'), d.defaultTimeoutMs, (v) =>
+      expectDuration(v, 'options.defaultTimeoutMs', true),
+    ),
+    defaultMaxAttempts: optional(own(o, 'defaultMaxAttempts'), d.defaultMaxAttempts, (v) =>
+      expectInteger(v, 'options.defaultMaxAttempts', 1, 100),
+    ),
     retry: resolveRetryOptions(own(o, 'retry'), 'options.retry'),
-    agentBreaker: own(o, 'agentBreaker') === false ? false : resolveBreakerOptions(own(o, 'agentBreaker'), 'options.agentBreaker'),
+    agentBreaker:
+      own(o, 'agentBreaker') === false ? false : resolveBreakerOptions(own(o, 'agentBreaker'), 'options.agentBreaker'),
     pressure: resolvePressureOptions(own(o, 'pressure')),
     budgets: resolveBudgetOptions(own(o, 'budgets')),
     rateLimits: resolveRateLimits(own(o, 'rateLimits')),
@@ -1101,23 +1267,41 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     tracing: optional<TracingMode>(own(o, 'tracing'), d.tracing, (v) => {
       if (typeof v === 'boolean' || v === 'auto') return v;
       const t = expectObject(v, 'options.tracing');
-      expectFunction(expectObject(t['tracer'], 'options.tracing.tracer')['startSpan'], 'options.tracing.tracer.startSpan');
+      expectFunction(
+        expectObject(t['tracer'], 'options.tracing.tracer')['startSpan'],
+        'options.tracing.tracer.startSpan',
+      );
       return { tracer: t['tracer'] as TracerLike };
     }),
     bridge: optional(own(o, 'bridge'), undefined, (v) => {
       const b = expectObject(v, 'options.bridge');
-      for (const m of ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats']) expectFunction(b[m], `options.bridge.${m}`);
+      for (const m of ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats'])
+        expectFunction(b[m], `options.bridge.${m}`);
       return v as import('./bridge/bridge.js').CommunicationBridge;
     }),
     handOffAbove: optional(own(o, 'handOffAbove'), d.handOffAbove, (v) => expectInteger(v, 'options.handOffAbove', 0)),
-    maxPayloadBytes: optional(own(o, 'maxPayloadBytes'), d.maxPayloadBytes, (v) => (v === Infinity ? Infinity : expectInteger(v, 'options.maxPayloadBytes', 1))),
+    maxPayloadBytes: optional(own(o, 'maxPayloadBytes'), d.maxPayloadBytes, (v) =>
+      v === Infinity ? Infinity : expectInteger(v, 'options.maxPayloadBytes', 1),
+    ),
     audit: resolveAuditOptions(own(o, 'audit')),
-    agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) => expectDuration(v, 'options.agingIntervalMs', true)),
-    idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) => expectDuration(v, 'options.idempotencyTtlMs')),
-    maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) => expectInteger(v, 'options.maxIdempotencyKeys', 0)),
-    maxDeadLetters: optional(own(o, 'maxDeadLetters'), d.maxDeadLetters, (v) => expectInteger(v, 'options.maxDeadLetters', 0)),
-    maxAffinityKeys: optional(own(o, 'maxAffinityKeys'), d.maxAffinityKeys, (v) => expectInteger(v, 'options.maxAffinityKeys', 0)),
-    scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) => expectDuration(v, 'options.scaleIntervalMs', false, MAX_TIMER_MS)),
+    agingIntervalMs: optional(own(o, 'agingIntervalMs'), d.agingIntervalMs, (v) =>
+      expectDuration(v, 'options.agingIntervalMs', true),
+    ),
+    idempotencyTtlMs: optional(own(o, 'idempotencyTtlMs'), d.idempotencyTtlMs, (v) =>
+      expectDuration(v, 'options.idempotencyTtlMs'),
+    ),
+    maxIdempotencyKeys: optional(own(o, 'maxIdempotencyKeys'), d.maxIdempotencyKeys, (v) =>
+      expectInteger(v, 'options.maxIdempotencyKeys', 0),
+    ),
+    maxDeadLetters: optional(own(o, 'maxDeadLetters'), d.maxDeadLetters, (v) =>
+      expectInteger(v, 'options.maxDeadLetters', 0),
+    ),
+    maxAffinityKeys: optional(own(o, 'maxAffinityKeys'), d.maxAffinityKeys, (v) =>
+      expectInteger(v, 'options.maxAffinityKeys', 0),
+    ),
+    scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) =>
+      expectDuration(v, 'options.scaleIntervalMs', false, MAX_TIMER_MS),
+    ),
     clock,
     random: optional(own(o, 'random'), d.random, (v) => expectFunction<() => number>(v, 'options.random')),
   };

@@ -122,7 +122,10 @@ export class OrchestratorStoppedError extends OrchestratorError {
 /** Work was submitted before `start()` resolved. */
 export class OrchestratorNotStartedError extends OrchestratorError {
   constructor() {
-    super('ORCHESTRATOR_NOT_STARTED', 'The orchestrator is not started; await orchestrator.start() before submitting work');
+    super(
+      'ORCHESTRATOR_NOT_STARTED',
+      'The orchestrator is not started; await orchestrator.start() before submitting work',
+    );
   }
 }
 
@@ -212,9 +215,17 @@ export class TaskDeadLetteredError extends OrchestratorError {
   /** Its failed attempts, oldest first. */
   readonly attempts: readonly AttemptRecord[];
 
-  constructor(taskId: string, attempts: readonly AttemptRecord[], reason: unknown = attempts[attempts.length - 1]?.error) {
+  constructor(
+    taskId: string,
+    attempts: readonly AttemptRecord[],
+    reason: unknown = attempts[attempts.length - 1]?.error,
+  ) {
     const message = messageOf(reason, false);
-    super('TASK_DEAD_LETTERED', `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${message ? `: ${message}` : ''}`, { cause: reason });
+    super(
+      'TASK_DEAD_LETTERED',
+      `Task ${taskId} failed ${attempts.length} attempt(s) and was dead-lettered${message ? `: ${message}` : ''}`,
+      { cause: reason },
+    );
     this.taskId = taskId;
     this.attempts = attempts;
   }
@@ -265,7 +276,10 @@ export class DuplicateAgentError extends OrchestratorError {
   readonly agentId: string;
 
   constructor(agentId: string) {
-    super('DUPLICATE_AGENT', `An agent with id ${JSON.stringify(agentId)} is already registered; pick another id or omit it`);
+    super(
+      'DUPLICATE_AGENT',
+      `An agent with id ${JSON.stringify(agentId)} is already registered; pick another id or omit it`,
+    );
     this.agentId = agentId;
   }
 }
@@ -276,7 +290,10 @@ export class UnknownRoleError extends OrchestratorError {
   readonly role: string;
 
   constructor(role: string, known: readonly string[]) {
-    super('UNKNOWN_ROLE', `No pool is declared for role ${JSON.stringify(role)}; declared roles: [${known.join(', ')}]`);
+    super(
+      'UNKNOWN_ROLE',
+      `No pool is declared for role ${JSON.stringify(role)}; declared roles: [${known.join(', ')}]`,
+    );
     this.role = role;
   }
 }
@@ -289,7 +306,10 @@ export class PoolAtCapacityError extends OrchestratorError {
   readonly maxAgents: number;
 
   constructor(role: string, maxAgents: number) {
-    super('POOL_AT_CAPACITY', `Pool ${JSON.stringify(role)} already holds its maximum of ${maxAgents} agents; raise maxAgents`);
+    super(
+      'POOL_AT_CAPACITY',
+      `Pool ${JSON.stringify(role)} already holds its maximum of ${maxAgents} agents; raise maxAgents`,
+    );
     this.role = role;
     this.maxAgents = maxAgents;
   }
@@ -308,9 +328,13 @@ export class AgentCreationError extends OrchestratorError {
 
   constructor(role: string, attempts: number, cause: unknown) {
     const why = cause instanceof Error ? cause.message : String(cause);
-    super('AGENT_CREATION_FAILED', `Pool ${JSON.stringify(role)} could not create an agent after ${attempts} attempt(s): ${why}`, {
-      cause,
-    });
+    super(
+      'AGENT_CREATION_FAILED',
+      `Pool ${JSON.stringify(role)} could not create an agent after ${attempts} attempt(s): ${why}`,
+      {
+        cause,
+      },
+    );
     this.role = role;
     this.attempts = attempts;
   }
@@ -381,7 +405,10 @@ export class BreakerOpenError extends OrchestratorError {
   readonly breaker: string;
 
   constructor(breaker: string) {
-    super('BREAKER_OPEN', `The circuit breaker ${JSON.stringify(breaker)} is open after repeated failures; the call was not made. Retry after its reset timeout or pass a fallback`);
+    super(
+      'BREAKER_OPEN',
+      `The circuit breaker ${JSON.stringify(breaker)} is open after repeated failures; the call was not made. Retry after its reset timeout or pass a fallback`,
+    );
     this.breaker = breaker;
   }
 }

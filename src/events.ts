@@ -409,7 +409,10 @@ export class TypedEmitter<Events extends object = OrchestratorEvents> {
 
   #wrap(event: string, listener: Function, once: boolean): (payload: unknown) => void {
     if (typeof listener !== 'function') {
-      throw new ValidationError('listener', `Expected the listener for "${event}" to be a function, got ${typeof listener}`);
+      throw new ValidationError(
+        'listener',
+        `Expected the listener for "${event}" to be a function, got ${typeof listener}`,
+      );
     }
     let perEvent = this.#wrappers.get(event);
     if (!perEvent) this.#wrappers.set(event, (perEvent = new Map()));

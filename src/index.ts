@@ -18,14 +18,39 @@ export { RedisBridge } from './bridge/redis-bridge.js';
 export type { RedisBridgeOptions } from './bridge/redis-bridge.js';
 export { REDIS_BRIDGE_DEFAULTS } from './bridge/redis-options.js';
 export { RemoteTaskError } from './bridge/bridge.js';
-export type { BridgeHost, BridgeStats, HandOff, HandOffResult, BridgeStatus, CommunicationBridge, ControlMessage, NodeInfo, NodeStatus, StandingEntry, TrafficSetting, WireTask } from './bridge/bridge.js';
+export type {
+  BridgeHost,
+  BridgeStats,
+  HandOff,
+  HandOffResult,
+  BridgeStatus,
+  CommunicationBridge,
+  ControlMessage,
+  NodeInfo,
+  NodeStatus,
+  StandingEntry,
+  TrafficSetting,
+  WireTask,
+} from './bridge/bridge.js';
 
 // Compat: the legacy API over the unified orchestrator, and the gradual move from a legacy implementation.
 export { OrchestratorsCompatibilityAdapter } from './compat/adapter.js';
 export { bucketOf, TrafficRouter } from './compat/traffic-router.js';
-export type { ShadowComparison, ShadowSide, TrafficRouterEvents, TrafficRouterStats, TrafficSide } from './compat/traffic-router.js';
+export type {
+  ShadowComparison,
+  ShadowSide,
+  TrafficRouterEvents,
+  TrafficRouterStats,
+  TrafficSide,
+} from './compat/traffic-router.js';
 export type { CompatibilityAdapterOptions, RoutedCall, TrafficRouterOptions } from './compat/options.js';
-export { isLegacyError, LEGACY_ERROR_CODES, LEGACY_INTERNAL_ERROR, LEGACY_PRIORITIES, LEGACY_TASK_FAILED } from './compat/legacy.js';
+export {
+  isLegacyError,
+  LEGACY_ERROR_CODES,
+  LEGACY_INTERNAL_ERROR,
+  LEGACY_PRIORITIES,
+  LEGACY_TASK_FAILED,
+} from './compat/legacy.js';
 export type {
   LegacyAgentState,
   LegacyAgentStatus,
@@ -116,4 +141,11 @@ export {
 } from './errors.js';
 export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
 
-export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener, SlaEvent, TaskFailureOutcome, TaskOutcome } from './events.js';
+export type {
+  OrchestratorEventName,
+  OrchestratorEvents,
+  OrchestratorListener,
+  SlaEvent,
+  TaskFailureOutcome,
+  TaskOutcome,
+} from './events.js';

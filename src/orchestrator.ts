@@ -15,8 +15,19 @@ import {
 import type { DeadLetter } from './engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
 import type { Task, TaskHandle } from './engine/task.js';
-import { NoCapableAgentError, OrchestratorHaltedError, OrchestratorStoppedError, TaskTimeoutError, ValidationError } from './errors.js';
-import { TypedEmitter, type OrchestratorEventName, type OrchestratorEvents, type OrchestratorListener } from './events.js';
+import {
+  NoCapableAgentError,
+  OrchestratorHaltedError,
+  OrchestratorStoppedError,
+  TaskTimeoutError,
+  ValidationError,
+} from './errors.js';
+import {
+  TypedEmitter,
+  type OrchestratorEventName,
+  type OrchestratorEvents,
+  type OrchestratorListener,
+} from './events.js';
 import type { Agent } from './pool/agent.js';
 import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-manager.js';
 import type { AgentSnapshot } from './pool/agent-record.js';
@@ -30,7 +41,15 @@ import { startTracing } from './health/tracing.js';
 import { AuditLog, type ActorOptions } from './health/audit.js';
 import type { TaskSnapshot } from './engine/task-execution-engine.js';
 import type { RequestListener } from 'node:http';
-import { parseTraffic, stickySlots, type CommunicationBridge, type ControlMessage, type NodeInfo, type NodeStatus, type TrafficSetting } from './bridge/bridge.js';
+import {
+  parseTraffic,
+  stickySlots,
+  type CommunicationBridge,
+  type ControlMessage,
+  type NodeInfo,
+  type NodeStatus,
+  type TrafficSetting,
+} from './bridge/bridge.js';
 import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
 import { MemoryBridge } from './bridge/memory-bridge.js';
 
@@ -194,7 +213,9 @@ export class UnifiedOrchestrator {
    */
   start(): Promise<void> {
     if (this.#startPromise && (this.#state === 'stopping' || this.#state === 'stopped')) {
-      return Promise.reject(new OrchestratorStoppedError('This orchestrator was stopped and cannot start again: make a new one'));
+      return Promise.reject(
+        new OrchestratorStoppedError('This orchestrator was stopped and cannot start again: make a new one'),
+      );
     }
     this.#startPromise ??= this.#start();
     return this.#startPromise;
@@ -254,7 +275,11 @@ export class UnifiedOrchestrator {
     }
     // Only the first call's options count; later calls share its promise.
     if (!this.#stopPromise && this.#state !== 'created') {
-      this.#audit.record('orchestrator.stop', { drain: resolved.drain, timeoutMs: resolved.timeoutMs }, this.#audit.actorOf(resolved));
+      this.#audit.record(
+        'orchestrator.stop',
+        { drain: resolved.drain, timeoutMs: resolved.timeoutMs },
+        this.#audit.actorOf(resolved),
+      );
     }
     this.#stopPromise ??= this.#stop(resolved.drain, resolved.timeoutMs);
     return this.#stopPromise;
@@ -330,7 +355,8 @@ export class UnifiedOrchestrator {
    * hand-off, without the engine building a refusal first.
    */
   #remoteOnly(task: Task): TaskHandle | undefined {
-    if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null) return undefined;
+    if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null)
+      return undefined;
     let requires: readonly string[];
     try {
       requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
@@ -339,7 +365,8 @@ export class UnifiedOrchestrator {
     }
     // Cheapest first: with no other node that could take it (always so for a lone node), nothing more to ask.
     if (!this.#bridge.canAnyServe(requires)) return undefined;
-    const overflow = this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
+    const overflow =
+      this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
     if (!overflow && this.#pools.canEverServe(requires)) return undefined;
     return this.#send(task);
   }
@@ -349,7 +376,8 @@ export class UnifiedOrchestrator {
    * its result comes back as if it had run here. Returns `undefined` to keep the local refusal.
    */
   #handOff(task: Task, refusal: unknown): TaskHandle | undefined {
-    if (!(refusal instanceof NoCapableAgentError) || !this.#bridgeStarted || this.#state !== 'running') return undefined;
+    if (!(refusal instanceof NoCapableAgentError) || !this.#bridgeStarted || this.#state !== 'running')
+      return undefined;
     const requires = Array.isArray(task.requires) ? task.requires : [];
     if (!this.#bridge.canAnyServe(requires)) return undefined;
     return this.#send(task);
@@ -357,10 +385,17 @@ export class UnifiedOrchestrator {
 
   /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
   #send(task: Task): TaskHandle {
-    const { spec, wire } = toWire(task, { timeoutMs: this.#options.defaultTimeoutMs, maxAttempts: this.#options.defaultMaxAttempts, maxPayloadBytes: this.#options.maxPayloadBytes });
+    const { spec, wire } = toWire(task, {
+      timeoutMs: this.#options.defaultTimeoutMs,
+      maxAttempts: this.#options.defaultMaxAttempts,
+      maxPayloadBytes: this.#options.maxPayloadBytes,
+    });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     const handOff = this.#bridge.handOff(id, wire);
-    const result = spec.deadlineMs === Infinity ? handOff : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
+    const result =
+      spec.deadlineMs === Infinity
+        ? handOff
+        : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
     result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
@@ -408,7 +443,12 @@ export class UnifiedOrchestrator {
       // Own fields, read once: a hostile object (throwing getters) is refused here rather than half-applied.
       message = { ...message };
     } catch (error) {
-      return Promise.reject(new ValidationError('message', `Expected a readable control message: ${error instanceof Error ? error.message : 'reading it threw'}`));
+      return Promise.reject(
+        new ValidationError(
+          'message',
+          `Expected a readable control message: ${error instanceof Error ? error.message : 'reading it threw'}`,
+        ),
+      );
     }
     if (!APPLIED.has(message.kind)) return this.#bridge.control(message);
     const slots = stickySlots(message);
@@ -522,13 +562,22 @@ export class UnifiedOrchestrator {
    * is only reported when it changed something (a message from elsewhere had come in between).
    */
   #applyControl(message: ControlMessage, local: boolean, echo = false): void {
-    const before = echo ? `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}` : undefined;
+    const before = echo
+      ? `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`
+      : undefined;
     const from = local ? undefined : message.from;
     // Who sent it: the actor it names, else (from another node) that node, else this node's default.
-    const actor = typeof message.actor === 'string' && message.actor !== '' ? message.actor : (from ?? this.#audit.actorOf(undefined));
+    const actor =
+      typeof message.actor === 'string' && message.actor !== ''
+        ? message.actor
+        : (from ?? this.#audit.actorOf(undefined));
     switch (message.kind) {
       case 'halt':
-        this.#applyHalt(typeof message.reason === 'string' && message.reason !== '' ? message.reason : 'halted by the cluster', from, actor);
+        this.#applyHalt(
+          typeof message.reason === 'string' && message.reason !== '' ? message.reason : 'halted by the cluster',
+          from,
+          actor,
+        );
         break;
       case 'resume':
         this.#applyResume(from, actor);
@@ -545,7 +594,11 @@ export class UnifiedOrchestrator {
       }
       case 'rollback':
         if (this.#traffic?.percent !== 0 || this.#traffic.shadow) {
-          this.#audit.record('traffic.rollback', { reason: message.reason ?? null, previous: this.#traffic ?? null }, actor);
+          this.#audit.record(
+            'traffic.rollback',
+            { reason: message.reason ?? null, previous: this.#traffic ?? null },
+            actor,
+          );
         }
         this.#traffic = { percent: 0, shadow: false };
         break;
@@ -554,7 +607,8 @@ export class UnifiedOrchestrator {
         this.#audit.record('orchestrator.drain', { reason: message.reason ?? null }, actor);
         break;
     }
-    if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`) return;
+    if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`)
+      return;
     this.#events.emit('bridge:control', message);
   }
 
@@ -570,11 +624,21 @@ export class UnifiedOrchestrator {
       running: engine.running,
       waiting: engine.waiting,
       queues: this.#engine.queueDepths(),
-      pools: this.#pools.pools().map((p) => ({ role: p.role, members: p.members, busy: p.states['BUSY'] ?? 0, minAgents: p.minAgents, maxAgents: p.maxAgents })),
+      pools: this.#pools
+        .pools()
+        .map((p) => ({
+          role: p.role,
+          members: p.members,
+          busy: p.states['BUSY'] ?? 0,
+          minAgents: p.minAgents,
+          maxAgents: p.maxAgents,
+        })),
       breakers: {
         open: breakers.agents.open,
         halfOpen: breakers.agents['half-open'],
-        dependenciesOpen: Object.entries(breakers.dependencies).filter(([, state]) => state === 'open').map(([name]) => name),
+        dependenciesOpen: Object.entries(breakers.dependencies)
+          .filter(([, state]) => state === 'open')
+          .map(([name]) => name),
       },
     };
   }
@@ -601,7 +665,11 @@ export class UnifiedOrchestrator {
   registerAgent(agent: Agent, options: RegisterAgentOptions, audit?: ActorOptions): string {
     const actor = this.#audit.actorOf(audit);
     const id = this.#pools.registerAgent(agent, options);
-    this.#audit.record('agent.register', { agentId: id, capabilities: this.#pools.get(id)?.capabilityList ?? [] }, actor);
+    this.#audit.record(
+      'agent.register',
+      { agentId: id, capabilities: this.#pools.get(id)?.capabilityList ?? [] },
+      actor,
+    );
     return id;
   }
 
@@ -644,7 +712,10 @@ export class UnifiedOrchestrator {
   /** Resubmits a dead-lettered task under a new id and returns its handle. */
   retryDeadLetter<TResult = unknown>(taskId: string, options?: TenantOptions & ActorOptions): TaskHandle<TResult> {
     const actor = this.#audit.actorOf(options ?? undefined);
-    const handle = this.#engine.retryDeadLetter(expectString(taskId, 'taskId'), tenantOf(options)) as TaskHandle<TResult>;
+    const handle = this.#engine.retryDeadLetter(
+      expectString(taskId, 'taskId'),
+      tenantOf(options),
+    ) as TaskHandle<TResult>;
     this.#audit.record('deadletter.retry', { taskId, newTaskId: handle.id }, actor);
     return handle;
   }
@@ -698,12 +769,14 @@ export class UnifiedOrchestrator {
    * The Prometheus exposition of the orchestrator's metrics (and whatever else is on the registry), or `undefined`
    * when `metrics: false`. The registry itself is `metricsRegistry`.
    */
-  metrics(): Promise<{
-    /** The `Content-Type` to serve it with (the registry's Prometheus text format). */
-    readonly contentType: string;
-    /** The exposition text. */
-    readonly body: string;
-  }> | undefined {
+  metrics():
+    | Promise<{
+        /** The `Content-Type` to serve it with (the registry's Prometheus text format). */
+        readonly contentType: string;
+        /** The exposition text. */
+        readonly body: string;
+      }>
+    | undefined {
     const m = this.#metrics;
     if (!m) return undefined;
     return m.text().then((body) => ({ contentType: m.contentType, body }));
@@ -737,7 +810,13 @@ export class UnifiedOrchestrator {
       {
         counts: () => {
           const s = engine.stats();
-          return { waiting: s.waiting, running: s.running, retries: s.retries, routingCacheHits: s.routingCache.hits, routingCacheMisses: s.routingCache.misses };
+          return {
+            waiting: s.waiting,
+            running: s.running,
+            retries: s.retries,
+            routingCacheHits: s.routingCache.hits,
+            routingCacheMisses: s.routingCache.misses,
+          };
         },
         agents: function* () {
           const counts = new Map<string, number>();

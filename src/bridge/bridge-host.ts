@@ -7,10 +7,25 @@ import { ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
-import { describeError, type BridgeHost, type BridgeStatus, type ControlMessage, type HandOff, type HandOffResult, type NodeStatus, type WireTask } from './bridge.js';
+import {
+  describeError,
+  type BridgeHost,
+  type BridgeStatus,
+  type ControlMessage,
+  type HandOff,
+  type HandOffResult,
+  type NodeStatus,
+  type WireTask,
+} from './bridge.js';
 
 /** Refusals that say "not here, not now": the hand-off is left for another node instead of failing. */
-const REFUSALS = new Set(['ORCHESTRATOR_STOPPED', 'ORCHESTRATOR_NOT_STARTED', 'QUEUE_FULL', 'RESOURCE_PRESSURE', 'NO_CAPABLE_AGENT']);
+const REFUSALS = new Set([
+  'ORCHESTRATOR_STOPPED',
+  'ORCHESTRATOR_NOT_STARTED',
+  'QUEUE_FULL',
+  'RESOURCE_PRESSURE',
+  'NO_CAPABLE_AGENT',
+]);
 
 /** The BridgeHost an orchestrator gives its bridge, over its engine and pools. */
 export function bridgeHost(parts: {
@@ -43,7 +58,14 @@ export function bridgeHost(parts: {
         }
       }
       for (const p of pools.pools()) add(p.capabilities);
-      return { nodeId: parts.nodeId, roles: pools.roles, capabilities: [...capabilities], serves: [...serves.values()], freeSlots, slots };
+      return {
+        nodeId: parts.nodeId,
+        roles: pools.roles,
+        capabilities: [...capabilities],
+        serves: [...serves.values()],
+        freeSlots,
+        slots,
+      };
     },
     canServe: (requires) => pools.canEverServe(requires),
     async run(handOff: HandOff): Promise<HandOffResult> {
@@ -71,7 +93,16 @@ export function bridgeHost(parts: {
       try {
         JSON.stringify(value);
       } catch (error) {
-        return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: { name: 'ValidationError', code: 'VALIDATION_ERROR', message: `The task's result cannot cross the bridge: ${describeError(error).message}` } };
+        return {
+          taskId: handOff.taskId,
+          node: parts.nodeId,
+          ok: false,
+          error: {
+            name: 'ValidationError',
+            code: 'VALIDATION_ERROR',
+            message: `The task's result cannot cross the bridge: ${describeError(error).message}`,
+          },
+        };
       }
       return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
     },
@@ -82,7 +113,10 @@ export function bridgeHost(parts: {
 }
 
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
-export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number }): { spec: TaskSpec; wire: WireTask } {
+export function toWire(
+  task: Task,
+  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number },
+): { spec: TaskSpec; wire: WireTask } {
   const spec = validateTask(task, defaults);
   const wire: WireTask = {
     type: spec.type,
@@ -99,7 +133,10 @@ export function toWire(task: Task, defaults: { timeoutMs: number; maxAttempts: n
   try {
     JSON.stringify(wire);
   } catch (error) {
-    throw new ValidationError('task.payload', `Expected \`task.payload\` to be JSON-serialisable to hand it to another node: ${describeError(error).message}`);
+    throw new ValidationError(
+      'task.payload',
+      `Expected \`task.payload\` to be JSON-serialisable to hand it to another node: ${describeError(error).message}`,
+    );
   }
   return { spec, wire };
 }

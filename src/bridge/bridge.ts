@@ -102,7 +102,10 @@ function readTraffic(value: unknown, current: TrafficSetting | undefined): Traff
   if (percent === undefined && shadow === undefined) return undefined;
   if (percent !== undefined && !isPercent(percent)) return undefined;
   if (shadow !== undefined && typeof shadow !== 'boolean') return undefined;
-  return { percent: (percent as number | undefined) ?? base.percent, shadow: (shadow as boolean | undefined) ?? base.shadow };
+  return {
+    percent: (percent as number | undefined) ?? base.percent,
+    shadow: (shadow as boolean | undefined) ?? base.shadow,
+  };
 }
 
 /** A share from 0 to 100. */
@@ -393,7 +396,11 @@ export function describeError(error: unknown): NonNullable<HandOffResult['error'
   try {
     if (error instanceof Error) {
       const code = (error as { code?: unknown }).code;
-      return { name: String(error.name), message: String(error.message), ...(typeof code === 'string' ? { code } : {}) };
+      return {
+        name: String(error.name),
+        message: String(error.message),
+        ...(typeof code === 'string' ? { code } : {}),
+      };
     }
     return { name: 'Error', message: String(error) };
   } catch {

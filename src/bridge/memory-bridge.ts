@@ -134,7 +134,9 @@ export class MemoryBridge implements CommunicationBridge {
   /** The started nodes of the hub, this one included; `heartbeatAt` is now (a node is live until it stops). */
   async nodes(): Promise<NodeInfo[]> {
     const now = Date.now();
-    return [...this.#hub.nodes.values()].flatMap((b) => (b.#host ? [{ ...b.#host.info(), nodeId: b.nodeId, heartbeatAt: now, status: b.#host.status() }] : []));
+    return [...this.#hub.nodes.values()].flatMap((b) =>
+      b.#host ? [{ ...b.#host.info(), nodeId: b.nodeId, heartbeatAt: now, status: b.#host.status() }] : [],
+    );
   }
 
   /** Whether another started node of the hub can serve `requires`. */
@@ -153,7 +155,9 @@ export class MemoryBridge implements CommunicationBridge {
     // What crosses a process must survive serialisation; the memory bridge checks it the same way.
     const wire = JSON.parse(JSON.stringify(task)) as WireTask;
     this.#handedOff++;
-    const candidates = [...this.#hub.nodes.values()].filter((b) => b !== this && b.#running && b.#host?.canServe(wire.requires));
+    const candidates = [...this.#hub.nodes.values()].filter(
+      (b) => b !== this && b.#running && b.#host?.canServe(wire.requires),
+    );
     if (candidates.length === 0) throw new NoCapableAgentError(wire.requires);
     let refusal: unknown;
     for (let i = 0; i < candidates.length; i++) {

@@ -315,7 +315,8 @@ export class RedisBridge implements CommunicationBridge {
       this.#own = new Redis(this.#url!, {
         lazyConnect: true,
         maxRetriesPerRequest: null, // commands wait for the reconnect instead of failing: accepted work is not dropped
-        retryStrategy: (times) => (this.#retry ? Math.max(50, this.#retry.delay(times)) : Math.min(2_000, 50 * 2 ** times)),
+        retryStrategy: (times) =>
+          this.#retry ? Math.max(50, this.#retry.delay(times)) : Math.min(2_000, 50 * 2 ** times),
         ...this.#redisOptions,
       });
       this.#commands = this.#own;
@@ -330,7 +331,8 @@ export class RedisBridge implements CommunicationBridge {
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) this.#watch(c);
     const classes = this.#key('classes');
     this.#subscriber.on('message', (channel: string, raw: string) => {
-      if (channel === classes) void this.#beat(); // a new class: consume it now if this node can serve it
+      if (channel === classes)
+        void this.#beat(); // a new class: consume it now if this node can serve it
       else this.#onControl(raw);
     });
     await this.#subscriber.subscribe(this.#key('control'), classes);
@@ -369,7 +371,9 @@ export class RedisBridge implements CommunicationBridge {
     // Served tasks finish and report first; their entries are then acked.
     await Promise.allSettled([...this.#running_tasks]);
     for (const [taskId, p] of this.#pending) {
-      p.reject(new OrchestratorStoppedError(`The orchestrator stopped before the handed-off task ${taskId} reported back`));
+      p.reject(
+        new OrchestratorStoppedError(`The orchestrator stopped before the handed-off task ${taskId} reported back`),
+      );
     }
     this.#pending.clear();
     try {
@@ -480,7 +484,13 @@ export class RedisBridge implements CommunicationBridge {
 
   /** This node's counts since it was made. */
   stats(): BridgeStats {
-    return { handedOff: this.#handedOff, served: this.#served_count, reclaimed: this.#reclaimed, deadLettered: this.#deadLettered, rejected: this.#rejected };
+    return {
+      handedOff: this.#handedOff,
+      served: this.#served_count,
+      reclaimed: this.#reclaimed,
+      deadLettered: this.#deadLettered,
+      rejected: this.#rejected,
+    };
   }
 
   // --- Heartbeat: registry, classes, in-flight freshness, reclaim -----------------------------------
@@ -516,7 +526,12 @@ export class RedisBridge implements CommunicationBridge {
 
   /** A pipeline that writes this node's registry entry. */
   #registryEntry(): ReturnType<Redis['pipeline']> {
-    const info: NodeInfo = { ...this.#host!.info(), nodeId: this.nodeId, heartbeatAt: Date.now(), status: this.#host!.status() };
+    const info: NodeInfo = {
+      ...this.#host!.info(),
+      nodeId: this.nodeId,
+      heartbeatAt: Date.now(),
+      status: this.#host!.status(),
+    };
     return writeNode(this.#redis, this.#signer, this.#ns, info, this.#options.nodeTtlMs);
   }
 
@@ -545,7 +560,16 @@ export class RedisBridge implements CommunicationBridge {
       if (sweep) await this.#dropGoneConsumers(stream).catch(() => {});
       let claimed: unknown;
       try {
-        claimed = await this.#redis.call('XAUTOCLAIM', stream, GROUP, this.nodeId, String(this.#options.reclaimIdleMs), '0-0', 'COUNT', '32');
+        claimed = await this.#redis.call(
+          'XAUTOCLAIM',
+          stream,
+          GROUP,
+          this.nodeId,
+          String(this.#options.reclaimIdleMs),
+          '0-0',
+          'COUNT',
+          '32',
+        );
       } catch (error) {
         if (String(error).includes('NOGROUP')) await this.#ensureGroup(stream);
         continue;
@@ -588,7 +612,20 @@ export class RedisBridge implements CommunicationBridge {
     this.#deadLettered++;
     const batch = this.#openBatch(fields);
     const pipeline = this.#redis.pipeline();
-    pipeline.xadd(this.#key('dead'), '*', 'stream', stream, 'entry', id, 'deliveries', String(deliveries), 'm', field(fields, 'm') ?? '', 's', field(fields, 's') ?? '');
+    pipeline.xadd(
+      this.#key('dead'),
+      '*',
+      'stream',
+      stream,
+      'entry',
+      id,
+      'deliveries',
+      String(deliveries),
+      'm',
+      field(fields, 'm') ?? '',
+      's',
+      field(fields, 's') ?? '',
+    );
     pipeline.xack(stream, GROUP, id);
     pipeline.xdel(stream, id);
     if (batch) {
@@ -596,7 +633,11 @@ export class RedisBridge implements CommunicationBridge {
         taskId,
         node: this.nodeId,
         ok: false,
-        error: { name: 'TaskDeadLetteredError', code: 'TASK_DEAD_LETTERED', message: `Task ${taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered` },
+        error: {
+          name: 'TaskDeadLetteredError',
+          code: 'TASK_DEAD_LETTERED',
+          message: `Task ${taskId} was delivered ${deliveries} times without a result (it keeps killing its nodes) and was dead-lettered`,
+        },
       }));
       const sealed = this.#signer.seal('results', { results });
       pipeline.xadd(this.#key('results', batch.origin), '*', 'm', sealed.m, 's', sealed.s);
@@ -607,9 +648,17 @@ export class RedisBridge implements CommunicationBridge {
   /** A stream entry's hand-offs, or `undefined` when it is unsigned, forged or malformed. */
   #openBatch(fields: Fields): TaskBatch | undefined {
     const batch = this.#signer.open<TaskBatch>('tasks', field(fields, 'm'), field(fields, 's'));
-    if (!batch || typeof batch.origin !== 'string' || !Array.isArray(batch.tasks) || batch.tasks.length === 0) return undefined;
+    if (!batch || typeof batch.origin !== 'string' || !Array.isArray(batch.tasks) || batch.tasks.length === 0)
+      return undefined;
     for (const t of batch.tasks) {
-      if (typeof t !== 'object' || t === null || typeof t.taskId !== 'string' || typeof t.task !== 'object' || t.task === null) return undefined;
+      if (
+        typeof t !== 'object' ||
+        t === null ||
+        typeof t.taskId !== 'string' ||
+        typeof t.task !== 'object' ||
+        t.task === null
+      )
+        return undefined;
     }
     return batch;
   }
@@ -654,7 +703,9 @@ export class RedisBridge implements CommunicationBridge {
   /** After Redis lost its data (a restart without persistence), hand-offs still waiting are published again. */
   async #resend(): Promise<void> {
     if (this.#pending.size === 0) return;
-    await this.#send([...this.#pending.values()].map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })));
+    await this.#send(
+      [...this.#pending.values()].map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })),
+    );
   }
 
   // --- Serving: the blocking task reader ------------------------------------------------------------
@@ -682,7 +733,19 @@ export class RedisBridge implements CommunicationBridge {
       const room = Math.min(64, Math.max(1, Math.ceil((limit - this.#backlog) / BATCH)));
       let reply: unknown;
       try {
-        reply = await reader.call('XREADGROUP', 'GROUP', GROUP, this.nodeId, 'COUNT', String(room), 'BLOCK', String(this.#options.blockMs), 'STREAMS', ...streams, ...streams.map(() => '>'));
+        reply = await reader.call(
+          'XREADGROUP',
+          'GROUP',
+          GROUP,
+          this.nodeId,
+          'COUNT',
+          String(room),
+          'BLOCK',
+          String(this.#options.blockMs),
+          'STREAMS',
+          ...streams,
+          ...streams.map(() => '>'),
+        );
       } catch (error) {
         if (!this.#running) return;
         if (String(error).includes('NOGROUP')) {
@@ -828,7 +891,10 @@ export class RedisBridge implements CommunicationBridge {
       const ids: string[] = [];
       for (const e of entries) {
         if (!e.refused) ids.push(e.id);
-        else pipeline.incr(this.#refusalKey(stream, e.id)).pexpire(this.#refusalKey(stream, e.id), this.#options.doneTtlMs);
+        else
+          pipeline
+            .incr(this.#refusalKey(stream, e.id))
+            .pexpire(this.#refusalKey(stream, e.id), this.#options.doneTtlMs);
       }
       if (ids.length > 0) {
         pipeline.xack(stream, GROUP, ...ids);
@@ -856,7 +922,16 @@ export class RedisBridge implements CommunicationBridge {
     while (this.#running) {
       let reply: unknown;
       try {
-        reply = await reader.call('XREAD', 'COUNT', '256', 'BLOCK', String(this.#options.blockMs), 'STREAMS', stream, last);
+        reply = await reader.call(
+          'XREAD',
+          'COUNT',
+          '256',
+          'BLOCK',
+          String(this.#options.blockMs),
+          'STREAMS',
+          stream,
+          last,
+        );
       } catch {
         if (!this.#running) return;
         await this.#pause(100);
@@ -868,7 +943,11 @@ export class RedisBridge implements CommunicationBridge {
         for (const [id, fields] of entries) {
           last = id;
           done.push(id);
-          const message = this.#signer.open<{ results: HandOffResult[] }>('results', field(fields, 'm'), field(fields, 's'));
+          const message = this.#signer.open<{ results: HandOffResult[] }>(
+            'results',
+            field(fields, 'm'),
+            field(fields, 's'),
+          );
           if (!message || !Array.isArray(message.results)) {
             this.#rejected++;
             continue;
@@ -907,9 +986,18 @@ export class RedisBridge implements CommunicationBridge {
       this.#rejected++;
       return;
     }
-    this.#host?.control({ kind: message.kind, reason: message.reason, value: message.value, from: message.from, ...(typeof message.actor === 'string' ? { actor: message.actor } : {}) });
+    this.#host?.control({
+      kind: message.kind,
+      reason: message.reason,
+      value: message.value,
+      from: message.from,
+      ...(typeof message.actor === 'string' ? { actor: message.actor } : {}),
+    });
     // Operators (the CLI) read what each node applied from its registry entry: publish it now, not at the next beat.
-    if (this.#host && this.#running) void this.#registryEntry().exec().catch(() => {});
+    if (this.#host && this.#running)
+      void this.#registryEntry()
+        .exec()
+        .catch(() => {});
   }
 
   // --- Connections ---------------------------------------------------------------------------------

@@ -15,7 +15,12 @@ const nodesKey = (ns: string): string => `${ns}:nodes`;
 export const nodeKey = (ns: string, id: string): string => `${ns}:node:${id}`;
 
 /** Sends a control message to every node, keeping it as standing state where it sets one. */
-export async function publishControl(redis: Redis, signer: MessageSigner, ns: string, message: ControlMessage): Promise<void> {
+export async function publishControl(
+  redis: Redis,
+  signer: MessageSigner,
+  ns: string,
+  message: ControlMessage,
+): Promise<void> {
   const raw = JSON.stringify(signer.seal('control', message));
   const pipeline = redis.pipeline();
   for (const slot of stickySlots(message)) pipeline.hset(standingKey(ns), slot, raw);
@@ -26,14 +31,24 @@ export async function publishControl(redis: Redis, signer: MessageSigner, ns: st
 }
 
 /** The cluster's standing control messages (halt or resume, traffic), oldest first; unsigned or forged ones are left out. */
-export async function readStanding(redis: Redis, signer: MessageSigner, ns: string): Promise<{ messages: ControlMessage[]; rejected: number }> {
+export async function readStanding(
+  redis: Redis,
+  signer: MessageSigner,
+  ns: string,
+): Promise<{ messages: ControlMessage[]; rejected: number }> {
   const raw = await redis.hgetall(standingKey(ns));
   const entries: StandingEntry[] = [];
   let rejected = 0;
   for (const value of Object.values(raw)) {
     const opened = openSealed<ControlMessage>(signer, 'control', value);
     if (opened && typeof opened.kind === 'string') {
-      const message: ControlMessage = { kind: opened.kind, ...(opened.reason !== undefined ? { reason: opened.reason } : {}), ...(opened.value !== undefined ? { value: opened.value } : {}), ...(opened.from !== undefined ? { from: opened.from } : {}), ...(typeof opened.actor === 'string' ? { actor: opened.actor } : {}) };
+      const message: ControlMessage = {
+        kind: opened.kind,
+        ...(opened.reason !== undefined ? { reason: opened.reason } : {}),
+        ...(opened.value !== undefined ? { value: opened.value } : {}),
+        ...(opened.from !== undefined ? { from: opened.from } : {}),
+        ...(typeof opened.actor === 'string' ? { actor: opened.actor } : {}),
+      };
       entries.push({ message, ts: opened.ts, ...MessageSigner.origin(opened.id) });
     } else rejected++;
   }
@@ -44,7 +59,11 @@ export async function readStanding(redis: Redis, signer: MessageSigner, ns: stri
  * The live nodes of the registry; entries that expired are taken out of the `nodes` set. `rejected` counts entries
  * whose signature did not check out.
  */
-export async function readNodes(redis: Redis, signer: MessageSigner, ns: string): Promise<{ nodes: NodeInfo[]; rejected: number }> {
+export async function readNodes(
+  redis: Redis,
+  signer: MessageSigner,
+  ns: string,
+): Promise<{ nodes: NodeInfo[]; rejected: number }> {
   const ids = await redis.smembers(nodesKey(ns));
   if (ids.length === 0) return { nodes: [], rejected: 0 };
   const raw = await redis.mget(...ids.map((id) => nodeKey(ns, id)));
@@ -77,7 +96,13 @@ export async function readNodes(redis: Redis, signer: MessageSigner, ns: string)
 }
 
 /** Writes a node's registry entry (expiring after `ttlMs` unless refreshed). Returns the pipeline for more commands. */
-export function writeNode(redis: Redis, signer: MessageSigner, ns: string, info: NodeInfo, ttlMs: number): ReturnType<Redis['pipeline']> {
+export function writeNode(
+  redis: Redis,
+  signer: MessageSigner,
+  ns: string,
+  info: NodeInfo,
+  ttlMs: number,
+): ReturnType<Redis['pipeline']> {
   const pipeline = redis.pipeline();
   pipeline.set(nodeKey(ns, info.nodeId), JSON.stringify(signer.seal('node', info)), 'PX', ttlMs);
   pipeline.sadd(nodesKey(ns), info.nodeId);

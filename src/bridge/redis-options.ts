@@ -35,11 +35,27 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
 });
 
 /** The timings and limits of a bridge, resolved. */
-export type ResolvedRedisBridgeOptions = { -readonly [K in keyof typeof REDIS_BRIDGE_DEFAULTS]: (typeof REDIS_BRIDGE_DEFAULTS)[K] extends string ? string : number };
+export type ResolvedRedisBridgeOptions = {
+  -readonly [K in keyof typeof REDIS_BRIDGE_DEFAULTS]: (typeof REDIS_BRIDGE_DEFAULTS)[K] extends string
+    ? string
+    : number;
+};
 
 const KEYS: ReadonlySet<string> = new Set([
-  'url', 'redis', 'redisOptions', 'secret', 'namespace', 'nodeId', 'heartbeatMs', 'nodeTtlMs', 'reclaimIdleMs',
-  'maxDeliveries', 'blockMs', 'doneTtlMs', 'maxMessageAgeMs', 'retry',
+  'url',
+  'redis',
+  'redisOptions',
+  'secret',
+  'namespace',
+  'nodeId',
+  'heartbeatMs',
+  'nodeTtlMs',
+  'reclaimIdleMs',
+  'maxDeliveries',
+  'blockMs',
+  'doneTtlMs',
+  'maxMessageAgeMs',
+  'retry',
 ]);
 
 /** Checks every option and the relations between the timings; returns the timings and limits with their defaults. */
@@ -51,17 +67,29 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   rejectUnknownKeys(o, KEYS, 'options');
   const secret = own(o, 'secret');
   if (typeof secret !== 'string' || secret.length < 16) {
-    throw new ValidationError('options.secret', 'Expected `options.secret` to be a string of at least 16 characters, shared by every node');
+    throw new ValidationError(
+      'options.secret',
+      'Expected `options.secret` to be a string of at least 16 characters, shared by every node',
+    );
   }
   const url = own(o, 'url');
   const redis = own(o, 'redis');
   if (url === undefined && redis === undefined) {
-    throw new ValidationError('options.url', 'Expected `options.url` (redis:// or rediss://) or `options.redis` (an ioredis client)');
+    throw new ValidationError(
+      'options.url',
+      'Expected `options.url` (redis:// or rediss://) or `options.redis` (an ioredis client)',
+    );
   }
   if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//i.test(url))) {
-    throw new ValidationError('options.url', `Expected \`options.url\` to be a redis:// or rediss:// URL, got ${typeof url === 'string' ? JSON.stringify(url.replace(/\/\/[^@/]*@/, '//…@')) : typeof url}`);
+    throw new ValidationError(
+      'options.url',
+      `Expected \`options.url\` to be a redis:// or rediss:// URL, got ${typeof url === 'string' ? JSON.stringify(url.replace(/\/\/[^@/]*@/, '//…@')) : typeof url}`,
+    );
   }
-  if (redis !== undefined && (typeof redis !== 'object' || redis === null || typeof (redis as { duplicate?: unknown }).duplicate !== 'function')) {
+  if (
+    redis !== undefined &&
+    (typeof redis !== 'object' || redis === null || typeof (redis as { duplicate?: unknown }).duplicate !== 'function')
+  ) {
     throw new ValidationError('options.redis', 'Expected `options.redis` to be an ioredis client (with duplicate())');
   }
   const redisOptions = own(o, 'redisOptions');
@@ -91,10 +119,16 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   // A node beats every heartbeatMs; its registry entry must outlive a beat, and its running entries are kept fresh on
   // each beat, so a reclaim threshold at or below the beat would take work from live nodes and run it twice.
   if (resolved.nodeTtlMs <= resolved.heartbeatMs) {
-    throw new ValidationError('options.nodeTtlMs', `Expected \`options.nodeTtlMs\` (${resolved.nodeTtlMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): a live node would drop out of the registry between beats; keep it at 3 beats or more`);
+    throw new ValidationError(
+      'options.nodeTtlMs',
+      `Expected \`options.nodeTtlMs\` (${resolved.nodeTtlMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): a live node would drop out of the registry between beats; keep it at 3 beats or more`,
+    );
   }
   if (resolved.reclaimIdleMs <= resolved.heartbeatMs) {
-    throw new ValidationError('options.reclaimIdleMs', `Expected \`options.reclaimIdleMs\` (${resolved.reclaimIdleMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): work running on live nodes would be reclaimed and run twice`);
+    throw new ValidationError(
+      'options.reclaimIdleMs',
+      `Expected \`options.reclaimIdleMs\` (${resolved.reclaimIdleMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): work running on live nodes would be reclaimed and run twice`,
+    );
   }
   return resolved;
 }

@@ -64,6 +64,12 @@ export class MessageSigner {
   }
 
   #mac(kind: string, m: string): string {
-    return createHmac('sha256', this.#key).update(this.#namespace).update('\n').update(kind).update('\n').update(m).digest('hex');
+    return createHmac('sha256', this.#key)
+      .update(this.#namespace)
+      .update('\n')
+      .update(kind)
+      .update('\n')
+      .update(m)
+      .digest('hex');
   }
 }

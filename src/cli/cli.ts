@@ -6,7 +6,13 @@ import { hostname, userInfo } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
-import { isPercent, parseTraffic, type ControlMessage, type NodeStatus, type TrafficSetting } from '../bridge/bridge.js';
+import {
+  isPercent,
+  parseTraffic,
+  type ControlMessage,
+  type NodeStatus,
+  type TrafficSetting,
+} from '../bridge/bridge.js';
 import { publishControl, readNodes, readStanding } from '../bridge/redis-control.js';
 import { MessageSigner } from '../bridge/signing.js';
 import { formatStatus, type ClusterView } from './format.js';
@@ -81,7 +87,8 @@ function parse(argv: readonly string[], env: CliIo['env']): Parsed {
     throw new UsageError((error as Error).message);
   }
   const timeout = values['timeout'] === undefined ? 5_000 : Number(values['timeout']);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError(`--timeout must be a number of milliseconds > 0, got ${String(values['timeout'])}`);
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    throw new UsageError(`--timeout must be a number of milliseconds > 0, got ${String(values['timeout'])}`);
   return {
     command: positionals,
     url: (values['redis'] as string | undefined) ?? env['UO_REDIS_URL'] ?? env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
@@ -120,23 +127,38 @@ function order(command: readonly string[], from: string, actor: string): Order |
       return 'status';
     case 'halt': {
       const why = reason || `halted by ${from}`;
-      return { message: { kind: 'halt', reason: why, from, actor }, applied: (s) => s.halted !== null, describe: `halt (${why})` };
+      return {
+        message: { kind: 'halt', reason: why, from, actor },
+        applied: (s) => s.halted !== null,
+        describe: `halt (${why})`,
+      };
     }
     case 'resume':
       if (rest.length > 0) throw new UsageError(`resume takes no arguments, got: ${rest.join(' ')}`);
       return { message: { kind: 'resume', from, actor }, applied: (s) => s.halted === null, describe: 'resume' };
     case 'traffic': {
       if (rest.length === 0 || (rest.length === 1 && rest[0] === 'get')) return 'traffic';
-      if (rest[0] !== 'set' || rest.length !== 2) throw new UsageError('Expected `traffic set <percent>` (or `traffic` to show the split)');
+      if (rest[0] !== 'set' || rest.length !== 2)
+        throw new UsageError('Expected `traffic set <percent>` (or `traffic` to show the split)');
       const text = rest[1]!.replace(/%$/, '');
       const percent = Number(text);
-      if (text === '' || !isPercent(percent)) throw new UsageError(`The percentage must be a number from 0 to 100, got ${rest[1]}`);
-      return { message: { kind: 'traffic', value: { percent }, from, actor }, applied: (s) => s.traffic?.percent === percent, describe: `traffic ${percent}% to unified` };
+      if (text === '' || !isPercent(percent))
+        throw new UsageError(`The percentage must be a number from 0 to 100, got ${rest[1]}`);
+      return {
+        message: { kind: 'traffic', value: { percent }, from, actor },
+        applied: (s) => s.traffic?.percent === percent,
+        describe: `traffic ${percent}% to unified`,
+      };
     }
     case 'shadow': {
-      if (rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off')) throw new UsageError('Expected `shadow on` or `shadow off`');
+      if (rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off'))
+        throw new UsageError('Expected `shadow on` or `shadow off`');
       const on = rest[0] === 'on';
-      return { message: { kind: 'traffic', value: { shadow: on }, from, actor }, applied: (s) => s.traffic?.shadow === on, describe: `shadow ${rest[0]}` };
+      return {
+        message: { kind: 'traffic', value: { shadow: on }, from, actor },
+        applied: (s) => s.traffic?.shadow === on,
+        describe: `shadow ${rest[0]}`,
+      };
     }
     case 'rollback':
       return {
@@ -185,7 +207,9 @@ async function secretOf(parsed: Parsed, env: CliIo['env']): Promise<string> {
     }
   }
   if (secret === undefined || secret.length < 16) {
-    throw new UsageError('The cluster secret is needed to sign and read messages: set UO_SECRET (or pass --secret-file) to the secret the nodes share (at least 16 characters)');
+    throw new UsageError(
+      'The cluster secret is needed to sign and read messages: set UO_SECRET (or pass --secret-file) to the secret the nodes share (at least 16 characters)',
+    );
   }
   return secret;
 }
@@ -232,21 +256,39 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       return fail(`cannot reach Redis at ${redact(parsed.url)}: ${(error as Error).message}`);
     }
     const view = async (): Promise<ClusterView> => {
-      const [{ nodes, rejected }, standing] = await Promise.all([readNodes(redis, signer, parsed.namespace), readStanding(redis, signer, parsed.namespace)]);
-      return { redis: redact(parsed.url), namespace: parsed.namespace, nodes, rejected: rejected + standing.rejected, standing: standingOf(standing.messages) };
+      const [{ nodes, rejected }, standing] = await Promise.all([
+        readNodes(redis, signer, parsed.namespace),
+        readStanding(redis, signer, parsed.namespace),
+      ]);
+      return {
+        redis: redact(parsed.url),
+        namespace: parsed.namespace,
+        nodes,
+        rejected: rejected + standing.rejected,
+        standing: standingOf(standing.messages),
+      };
     };
     if (what === 'status' || what === 'traffic') {
       const cluster = await view();
       const problems = what === 'status' && parsed.strict ? strictProblems(cluster) : [];
-      if (parsed.json) io.write(`${JSON.stringify({ ok: problems.length === 0, ...(what === 'traffic' ? { traffic: cluster.standing.traffic, nodes: cluster.nodes.map((n) => ({ nodeId: n.nodeId, traffic: n.status?.traffic ?? null })) } : cluster), ...(problems.length > 0 ? { problems } : {}) })}\n`);
-      else io.write(formatStatus(cluster, what) + (problems.length > 0 ? `\nProblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` : ''));
+      if (parsed.json)
+        io.write(
+          `${JSON.stringify({ ok: problems.length === 0, ...(what === 'traffic' ? { traffic: cluster.standing.traffic, nodes: cluster.nodes.map((n) => ({ nodeId: n.nodeId, traffic: n.status?.traffic ?? null })) } : cluster), ...(problems.length > 0 ? { problems } : {}) })}\n`,
+        );
+      else
+        io.write(
+          formatStatus(cluster, what) +
+            (problems.length > 0 ? `\nProblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` : ''),
+        );
       return problems.length === 0 ? EXIT.ok : EXIT.failed;
     }
     const before = await view();
     // Entries that do not verify mean another secret (or tampering): the nodes would drop this message, and
     // writing it would replace the cluster's standing state with one they cannot read.
     if (before.rejected > 0) {
-      return fail(`${before.rejected} registry or control entr${before.rejected === 1 ? 'y' : 'ies'} in namespace ${parsed.namespace} failed the signature check: is UO_SECRET the secret the nodes share? Nothing was sent.`);
+      return fail(
+        `${before.rejected} registry or control entr${before.rejected === 1 ? 'y' : 'ies'} in namespace ${parsed.namespace} failed the signature check: is UO_SECRET the secret the nodes share? Nothing was sent.`,
+      );
     }
     const targets = before.nodes;
     await publishControl(redis, signer, parsed.namespace, what.message);
@@ -260,14 +302,25 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       for (const id of pending) if (!live.has(id)) pending.delete(id); // left the cluster meanwhile
     }
     const confirmed = targets.map((n) => n.nodeId).filter((id) => !pending.has(id));
-    const result = { ok: !parsed.wait || pending.size === 0, command: what.describe, sent: what.message, waited: parsed.wait, confirmed, unconfirmed: parsed.wait ? [...pending] : [] };
+    const result = {
+      ok: !parsed.wait || pending.size === 0,
+      command: what.describe,
+      sent: what.message,
+      waited: parsed.wait,
+      confirmed,
+      unconfirmed: parsed.wait ? [...pending] : [],
+    };
     if (parsed.json) io.write(`${JSON.stringify(result)}\n`);
     else {
       const lines = [`Sent ${what.describe} to namespace ${parsed.namespace}.`];
       if (targets.length === 0) lines.push('No live node now: the setting stands, and nodes apply it as they join.');
       else if (!parsed.wait) lines.push(`${targets.length} live node(s); not waiting for them to confirm.`);
-      else lines.push(`Confirmed by ${confirmed.length} of ${targets.length} node(s)${confirmed.length > 0 ? `: ${confirmed.join(', ')}` : ''}.`);
-      if (parsed.wait && pending.size > 0) lines.push(`Not confirmed within ${parsed.timeoutMs} ms: ${[...pending].join(', ')}.`);
+      else
+        lines.push(
+          `Confirmed by ${confirmed.length} of ${targets.length} node(s)${confirmed.length > 0 ? `: ${confirmed.join(', ')}` : ''}.`,
+        );
+      if (parsed.wait && pending.size > 0)
+        lines.push(`Not confirmed within ${parsed.timeoutMs} ms: ${[...pending].join(', ')}.`);
       (result.ok ? io.write : io.error)(`${lines.join('\n')}\n`);
     }
     return result.ok ? EXIT.ok : EXIT.failed;
@@ -289,10 +342,19 @@ function strictProblems(cluster: ClusterView): string[] {
       continue;
     }
     if (s.health === 'unhealthy') problems.push(`${n.nodeId} is unhealthy`);
-    if ((s.halted === null) !== (cluster.standing.halted === null)) problems.push(`${n.nodeId} is ${s.halted === null ? 'running' : 'halted'} but the cluster is ${cluster.standing.halted === null ? 'running' : 'halted'}`);
+    if ((s.halted === null) !== (cluster.standing.halted === null))
+      problems.push(
+        `${n.nodeId} is ${s.halted === null ? 'running' : 'halted'} but the cluster is ${cluster.standing.halted === null ? 'running' : 'halted'}`,
+      );
     const want = cluster.standing.traffic;
-    if (want && (s.traffic?.percent !== want.percent || s.traffic?.shadow !== want.shadow)) problems.push(`${n.nodeId} applies traffic ${s.traffic ? `${s.traffic.percent}%` : 'none'}, the cluster's split is ${want.percent}%`);
+    if (want && (s.traffic?.percent !== want.percent || s.traffic?.shadow !== want.shadow))
+      problems.push(
+        `${n.nodeId} applies traffic ${s.traffic ? `${s.traffic.percent}%` : 'none'}, the cluster's split is ${want.percent}%`,
+      );
   }
-  if (cluster.rejected > 0) problems.push(`${cluster.rejected} registry or control entr${cluster.rejected === 1 ? 'y' : 'ies'} failed the signature check (wrong secret, or tampering)`);
+  if (cluster.rejected > 0)
+    problems.push(
+      `${cluster.rejected} registry or control entr${cluster.rejected === 1 ? 'y' : 'ies'} failed the signature check (wrong secret, or tampering)`,
+    );
   return problems;
 }

@@ -37,7 +37,18 @@ const AGENT_STATES: Readonly<Record<AgentSnapshot['state'], LegacyAgentState>> =
 };
 
 const TASK_KEYS: ReadonlySet<string> = new Set([
-  'role', 'capabilities', 'type', 'priority', 'payload', 'timeout', 'max_retries', 'maxRetries', 'tenant_id', 'tenantId', 'task_id', 'taskId',
+  'role',
+  'capabilities',
+  'type',
+  'priority',
+  'payload',
+  'timeout',
+  'max_retries',
+  'maxRetries',
+  'tenant_id',
+  'tenantId',
+  'task_id',
+  'taskId',
 ]);
 
 /** The adapter's record of a delegated task: what `getTaskStatus` answers. */
@@ -106,17 +117,25 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
   /** Listens to `orchestrator`'s task events until {@link close}. Throws ValidationError for bad options. */
   constructor(orchestrator: UnifiedOrchestrator, options: CompatibilityAdapterOptions = {}) {
     super();
-    if (typeof orchestrator !== 'object' || orchestrator === null || typeof (orchestrator as { delegate?: unknown }).delegate !== 'function') {
+    if (
+      typeof orchestrator !== 'object' ||
+      orchestrator === null ||
+      typeof (orchestrator as { delegate?: unknown }).delegate !== 'function'
+    ) {
       throw new ValidationError('orchestrator', 'Expected a UnifiedOrchestrator as the first argument');
     }
     this.#orchestrator = orchestrator;
     this.#options = resolveAdapterOptions(options);
-    orchestrator.on('task:started', this.#onStarted).on('task:retrying', this.#onWaiting).on('task:queued', this.#onWaiting);
+    orchestrator
+      .on('task:started', this.#onStarted)
+      .on('task:retrying', this.#onWaiting)
+      .on('task:queued', this.#onWaiting);
   }
 
   /** Takes the ready agent of `role`'s pool (see `UnifiedOrchestrator.spawnAgent`) and answers its id. */
   async spawnAgent(role: string): Promise<LegacyResult<string>> {
-    if (typeof role !== 'string' || role === '') return this.#invalid('role', 'Expected `role` to be a non-empty string naming a pool');
+    if (typeof role !== 'string' || role === '')
+      return this.#invalid('role', 'Expected `role` to be a non-empty string naming a pool');
     try {
       return await this.#orchestrator.spawnAgent(role);
     } catch (error) {
@@ -160,10 +179,16 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
    * `finishedTaskTtlMs` or `maxFinishedTasks`.
    */
   async getTaskStatus(taskId: string): Promise<LegacyResult<LegacyTaskStatus>> {
-    if (typeof taskId !== 'string' || taskId === '') return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
+    if (typeof taskId !== 'string' || taskId === '')
+      return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
     this.#sweep(Date.now());
     const entry = this.#tasks.get(taskId);
-    return entry ? statusOf(entry) : this.#notFound('TASK_NOT_FOUND', `No task ${JSON.stringify(taskId)}: it was never delegated here, or finished too long ago to be kept`);
+    return entry
+      ? statusOf(entry)
+      : this.#notFound(
+          'TASK_NOT_FOUND',
+          `No task ${JSON.stringify(taskId)}: it was never delegated here, or finished too long ago to be kept`,
+        );
   }
 
   /**
@@ -171,8 +196,12 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
    * status as it is then.
    */
   async waitForTask(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>> {
-    if (typeof taskId !== 'string' || taskId === '') return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
-    if (timeoutSeconds !== undefined && !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && timeoutSeconds <= 2_147_483)) {
+    if (typeof taskId !== 'string' || taskId === '')
+      return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
+    if (
+      timeoutSeconds !== undefined &&
+      !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && timeoutSeconds <= 2_147_483)
+    ) {
       return this.#invalid('timeout', 'Expected `timeout` to be a number of seconds > 0 (at most 2147483)');
     }
     this.#sweep(Date.now());
@@ -181,7 +210,10 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     if (timeoutSeconds === undefined) await entry.settled;
     else {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([entry.settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutSeconds * 1_000)))]);
+      await Promise.race([
+        entry.settled,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutSeconds * 1_000))),
+      ]);
       clearTimeout(timer);
     }
     return statusOf(entry);
@@ -189,7 +221,8 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
 
   /** Any agent's state and counts (not only those spawned through the adapter); AGENT_NOT_FOUND when unknown. */
   async getAgentStatus(agentId: string): Promise<LegacyResult<LegacyAgentStatus>> {
-    if (typeof agentId !== 'string' || agentId === '') return this.#invalid('agent_id', 'Expected `agent_id` to be a non-empty string');
+    if (typeof agentId !== 'string' || agentId === '')
+      return this.#invalid('agent_id', 'Expected `agent_id` to be a non-empty string');
     const a = this.#orchestrator.agent(agentId);
     if (!a) return this.#notFound('AGENT_NOT_FOUND', `No agent with id ${JSON.stringify(agentId)} is registered`);
     return {
@@ -205,7 +238,8 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
 
   /** Drains the agent (its running tasks finish), disposes it and removes it from the fleet. */
   async shutdownAgent(agentId: string): Promise<LegacyResult<LegacyShutdown>> {
-    if (typeof agentId !== 'string' || agentId === '') return this.#invalid('agent_id', 'Expected `agent_id` to be a non-empty string');
+    if (typeof agentId !== 'string' || agentId === '')
+      return this.#invalid('agent_id', 'Expected `agent_id` to be a non-empty string');
     try {
       await this.#orchestrator.unregisterAgent(agentId);
       return { agent_id: agentId, status: 'terminated' };
@@ -220,7 +254,9 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     let legacy = fallback;
     if (typeof code === 'string') {
       const override = Object.hasOwn(this.#options.errorCodes, code) ? this.#options.errorCodes[code] : undefined;
-      legacy = override ?? (Object.hasOwn(LEGACY_ERROR_CODES, code) ? LEGACY_ERROR_CODES[code as OrchestratorErrorCode] : fallback);
+      legacy =
+        override ??
+        (Object.hasOwn(LEGACY_ERROR_CODES, code) ? LEGACY_ERROR_CODES[code as OrchestratorErrorCode] : fallback);
     }
     const message = error instanceof Error ? error.message : typeof error === 'string' ? error : 'The call failed';
     return { error: { code: legacy, message } };
@@ -230,54 +266,90 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#orchestrator.off('task:started', this.#onStarted).off('task:retrying', this.#onWaiting).off('task:queued', this.#onWaiting);
+    this.#orchestrator
+      .off('task:started', this.#onStarted)
+      .off('task:retrying', this.#onWaiting)
+      .off('task:queued', this.#onWaiting);
   }
 
   // --- Internals -----------------------------------------------------------------------------------
 
   #toUnified(input: LegacyTask): { task: Task; callerId: string | undefined } {
-    if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ValidationError('task', 'Expected the task to be an object with a `role` or `capabilities`');
+    if (typeof input !== 'object' || input === null || Array.isArray(input))
+      throw new ValidationError('task', 'Expected the task to be an object with a `role` or `capabilities`');
     const t = input as Record<string, unknown>;
     for (const key of Object.keys(t)) {
-      if (!TASK_KEYS.has(key)) throw new ValidationError(`task.${key}`, `Unknown field \`task.${key}\`; expected one of: ${[...TASK_KEYS].join(', ')}`);
+      if (!TASK_KEYS.has(key))
+        throw new ValidationError(
+          `task.${key}`,
+          `Unknown field \`task.${key}\`; expected one of: ${[...TASK_KEYS].join(', ')}`,
+        );
     }
     const get = (key: string): unknown => (Object.hasOwn(t, key) ? t[key] : undefined);
     const either = (snake: string, camel: string): unknown => get(snake) ?? get(camel);
     const requires: string[] = [];
     const role = get('role');
     if (role !== undefined) {
-      if (typeof role !== 'string' || role === '') throw new ValidationError('task.role', 'Expected `task.role` to be a non-empty string naming a pool');
+      if (typeof role !== 'string' || role === '')
+        throw new ValidationError('task.role', 'Expected `task.role` to be a non-empty string naming a pool');
       const caps = this.#capabilitiesOf(role);
-      if (!caps) throw new UnknownRoleError(role, [...new Set([...(this.#options.roles?.keys() ?? []), ...this.#pools().keys()])]);
+      if (!caps)
+        throw new UnknownRoleError(role, [
+          ...new Set([...(this.#options.roles?.keys() ?? []), ...this.#pools().keys()]),
+        ]);
       requires.push(...caps);
     }
     const capabilities = get('capabilities');
     if (capabilities !== undefined) {
-      if (!Array.isArray(capabilities)) throw new ValidationError('task.capabilities', 'Expected `task.capabilities` to be an array of capability names');
+      if (!Array.isArray(capabilities))
+        throw new ValidationError(
+          'task.capabilities',
+          'Expected `task.capabilities` to be an array of capability names',
+        );
       for (const c of capabilities as unknown[]) {
-        if (typeof c !== 'string' || c === '') throw new ValidationError('task.capabilities', 'Expected every entry of `task.capabilities` to be a non-empty string');
+        if (typeof c !== 'string' || c === '')
+          throw new ValidationError(
+            'task.capabilities',
+            'Expected every entry of `task.capabilities` to be a non-empty string',
+          );
         if (!requires.includes(c)) requires.push(c);
       }
     }
     if (role === undefined && capabilities === undefined) {
-      throw new ValidationError('task.role', 'Expected `task.role` or `task.capabilities`: which agents may run the task');
+      throw new ValidationError(
+        'task.role',
+        'Expected `task.role` or `task.capabilities`: which agents may run the task',
+      );
     }
-    const task: { -readonly [K in keyof Task]: Task[K] } = { type: this.#options.defaultType, requires, payload: get('payload') };
+    const task: { -readonly [K in keyof Task]: Task[K] } = {
+      type: this.#options.defaultType,
+      requires,
+      payload: get('payload'),
+    };
     const type = get('type');
     if (type !== undefined) {
-      if (typeof type !== 'string' || type === '') throw new ValidationError('task.type', 'Expected `task.type` to be a non-empty string');
+      if (typeof type !== 'string' || type === '')
+        throw new ValidationError('task.type', 'Expected `task.type` to be a non-empty string');
       task.type = type;
     }
     const priority = get('priority');
     if (priority !== undefined) {
-      if (typeof priority === 'string' && Object.hasOwn(LEGACY_PRIORITIES, priority)) task.priority = LEGACY_PRIORITIES[priority as keyof typeof LEGACY_PRIORITIES];
+      if (typeof priority === 'string' && Object.hasOwn(LEGACY_PRIORITIES, priority))
+        task.priority = LEGACY_PRIORITIES[priority as keyof typeof LEGACY_PRIORITIES];
       else if (typeof priority === 'number' && Number.isSafeInteger(priority)) task.priority = priority;
-      else throw new ValidationError('task.priority', `Expected \`task.priority\` to be an integer or one of ${Object.keys(LEGACY_PRIORITIES).join(', ')}`);
+      else
+        throw new ValidationError(
+          'task.priority',
+          `Expected \`task.priority\` to be an integer or one of ${Object.keys(LEGACY_PRIORITIES).join(', ')}`,
+        );
     }
     const timeout = get('timeout');
     if (timeout !== undefined) {
       if (typeof timeout !== 'number' || !(timeout > 0) || timeout > 2_147_483) {
-        throw new ValidationError('task.timeout', 'Expected `task.timeout` to be a number of seconds > 0 (at most 2147483)');
+        throw new ValidationError(
+          'task.timeout',
+          'Expected `task.timeout` to be a number of seconds > 0 (at most 2147483)',
+        );
       }
       task.timeoutMs = Math.max(1, Math.round(timeout * 1_000));
     }
@@ -293,7 +365,10 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     const callerId = either('task_id', 'taskId');
     if (callerId !== undefined) {
       if (typeof callerId !== 'string' || callerId === '' || callerId.length > 256) {
-        throw new ValidationError('task.task_id', 'Expected `task.task_id` to be a non-empty string of at most 256 characters');
+        throw new ValidationError(
+          'task.task_id',
+          'Expected `task.task_id` to be a non-empty string of at most 256 characters',
+        );
       }
       task.idempotencyKey = `legacy:${callerId}`;
     }
@@ -311,7 +386,16 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
 
   #track(handle: TaskHandle, id: string): TaskEntry {
     const now = Date.now();
-    const entry: TaskEntry = { id, unifiedId: handle.id, status: 'pending', agentId: null, attempts: 0, createdAt: now, updatedAt: now, settled: Promise.resolve() };
+    const entry: TaskEntry = {
+      id,
+      unifiedId: handle.id,
+      status: 'pending',
+      agentId: null,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+      settled: Promise.resolve(),
+    };
     this.#tasks.set(id, entry);
     this.#live.set(handle.id, entry);
     entry.settled = handle.result.then(

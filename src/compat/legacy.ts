@@ -157,7 +157,8 @@ export interface LegacyOrchestratorSnake {
 export type LegacyImplementation = LegacyOrchestrator | LegacyOrchestratorSnake;
 
 /** The legacy call names, camelCase. */
-export type LegacyMethod = 'spawnAgent' | 'delegateTaskToAgent' | 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask';
+export type LegacyMethod =
+  'spawnAgent' | 'delegateTaskToAgent' | 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask';
 
 /** Each legacy call's snake_case name. */
 export const SNAKE_CASE: Readonly<Record<LegacyMethod, keyof LegacyOrchestratorSnake>> = Object.freeze({
@@ -213,13 +214,17 @@ export const LEGACY_INTERNAL_ERROR = 'INTERNAL_ERROR';
  * `status`).
  */
 export function isLegacyError(value: unknown): value is LegacyErrorResponse {
-  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'error') || Object.hasOwn(value, 'status')) return false;
+  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, 'error') || Object.hasOwn(value, 'status'))
+    return false;
   const error = (value as { error: unknown }).error;
   return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string';
 }
 
 /** The legacy method `method` of `impl`, in whichever spelling it has, bound to it; `undefined` when it has neither. */
-export function legacyMethod<M extends LegacyMethod>(impl: LegacyImplementation, method: M): LegacyOrchestrator[M] | undefined {
+export function legacyMethod<M extends LegacyMethod>(
+  impl: LegacyImplementation,
+  method: M,
+): LegacyOrchestrator[M] | undefined {
   const camel = (impl as unknown as Record<string, unknown>)[method];
   const fn = typeof camel === 'function' ? camel : (impl as unknown as Record<string, unknown>)[SNAKE_CASE[method]];
   return typeof fn === 'function' ? (fn.bind(impl) as LegacyOrchestrator[M]) : undefined;

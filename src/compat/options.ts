@@ -2,7 +2,16 @@
  * Options of the compat layer, their defaults and their validation (the orchestrator's own are in config.ts; these
  * stay here because nothing below compat may know of it).
  */
-import { expectDuration, expectFunction, expectInteger, expectObject, expectString, expectStringArray, own, rejectUnknownKeys } from '../config.js';
+import {
+  expectDuration,
+  expectFunction,
+  expectInteger,
+  expectObject,
+  expectString,
+  expectStringArray,
+  own,
+  rejectUnknownKeys,
+} from '../config.js';
 import { ValidationError, type OrchestratorErrorCode } from '../errors.js';
 import { isPercent } from '../bridge/bridge.js';
 import type { Registry } from 'prom-client';
@@ -34,7 +43,13 @@ export interface ResolvedAdapterOptions {
   readonly defaultType: string;
 }
 
-const ADAPTER_KEYS: ReadonlySet<string> = new Set(['roles', 'errorCodes', 'maxFinishedTasks', 'finishedTaskTtlMs', 'defaultType']);
+const ADAPTER_KEYS: ReadonlySet<string> = new Set([
+  'roles',
+  'errorCodes',
+  'maxFinishedTasks',
+  'finishedTaskTtlMs',
+  'defaultType',
+]);
 
 /** Checks an adapter's options and fills in the defaults; throws ValidationError naming the first bad field. */
 export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
@@ -44,12 +59,14 @@ export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
   const r = own(o, 'roles');
   if (r !== undefined) {
     roles = new Map();
-    for (const [role, caps] of Object.entries(expectObject(r, 'options.roles'))) roles.set(role, expectStringArray(caps, `options.roles.${role}`));
+    for (const [role, caps] of Object.entries(expectObject(r, 'options.roles')))
+      roles.set(role, expectStringArray(caps, `options.roles.${role}`));
   }
   const errorCodes: Record<string, string> = {};
   const e = own(o, 'errorCodes');
   if (e !== undefined) {
-    for (const [code, legacy] of Object.entries(expectObject(e, 'options.errorCodes'))) errorCodes[code] = expectString(legacy, `options.errorCodes.${code}`);
+    for (const [code, legacy] of Object.entries(expectObject(e, 'options.errorCodes')))
+      errorCodes[code] = expectString(legacy, `options.errorCodes.${code}`);
   }
   const maxFinished = own(o, 'maxFinishedTasks');
   const ttl = own(o, 'finishedTaskTtlMs');
@@ -160,10 +177,28 @@ export interface ResolvedRouterOptions {
 }
 
 const ROUTER_KEYS: ReadonlySet<string> = new Set([
-  'legacy', 'unified', 'orchestrator', 'percent', 'shadow', 'key', 'compare', 'latencyTolerance', 'shadowTimeoutMs',
-  'maxShadowInFlight', 'pollIntervalMs', 'notFoundCodes', 'maxOwnedIds', 'metrics',
+  'legacy',
+  'unified',
+  'orchestrator',
+  'percent',
+  'shadow',
+  'key',
+  'compare',
+  'latencyTolerance',
+  'shadowTimeoutMs',
+  'maxShadowInFlight',
+  'pollIntervalMs',
+  'notFoundCodes',
+  'maxOwnedIds',
+  'metrics',
 ]);
-const REQUIRED_METHODS: readonly LegacyMethod[] = ['spawnAgent', 'delegateTaskToAgent', 'getAgentStatus', 'getTaskStatus', 'shutdownAgent'];
+const REQUIRED_METHODS: readonly LegacyMethod[] = [
+  'spawnAgent',
+  'delegateTaskToAgent',
+  'getAgentStatus',
+  'getTaskStatus',
+  'shutdownAgent',
+];
 
 /** The default split key: the tenant, else the caller's task id. */
 export function defaultKey(call: RoutedCall): string | undefined {
@@ -182,35 +217,60 @@ export function defaultKey(call: RoutedCall): string | undefined {
 }
 
 /** Checks a router's options and fills in the defaults; throws ValidationError naming the first bad field. */
-export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: unknown) => boolean): ResolvedRouterOptions {
+export function resolveRouterOptions(
+  input: unknown,
+  deepEqual: (a: unknown, b: unknown) => boolean,
+): ResolvedRouterOptions {
   const o = expectObject(input, 'options');
   rejectUnknownKeys(o, ROUTER_KEYS, 'options');
   const side = (name: 'legacy' | 'unified'): LegacyImplementation => {
     const impl = expectObject(own(o, name), `options.${name}`);
     for (const m of REQUIRED_METHODS) {
       if (typeof impl[m] !== 'function' && typeof impl[SNAKE_CASE[m]] !== 'function') {
-        throw new ValidationError(`options.${name}.${m}`, `Expected \`options.${name}\` to have a \`${m}\` (or \`${SNAKE_CASE[m]}\`) method: it must implement every legacy call`);
+        throw new ValidationError(
+          `options.${name}.${m}`,
+          `Expected \`options.${name}\` to have a \`${m}\` (or \`${SNAKE_CASE[m]}\`) method: it must implement every legacy call`,
+        );
       }
     }
     return impl as unknown as LegacyImplementation;
   };
   const percent = own(o, 'percent');
-  if (percent !== undefined && !isPercent(percent)) throw new ValidationError('options.percent', `Expected \`options.percent\` to be a number from 0 to 100, got ${typeof percent === 'number' ? percent : typeof percent}`);
+  if (percent !== undefined && !isPercent(percent))
+    throw new ValidationError(
+      'options.percent',
+      `Expected \`options.percent\` to be a number from 0 to 100, got ${typeof percent === 'number' ? percent : typeof percent}`,
+    );
   const shadow = own(o, 'shadow');
-  if (shadow !== undefined && typeof shadow !== 'boolean') throw new ValidationError('options.shadow', 'Expected `options.shadow` to be a boolean');
+  if (shadow !== undefined && typeof shadow !== 'boolean')
+    throw new ValidationError('options.shadow', 'Expected `options.shadow` to be a boolean');
   const orchestrator = own(o, 'orchestrator');
-  if (orchestrator !== undefined && (typeof orchestrator !== 'object' || orchestrator === null || typeof (orchestrator as { broadcast?: unknown }).broadcast !== 'function')) {
+  if (
+    orchestrator !== undefined &&
+    (typeof orchestrator !== 'object' ||
+      orchestrator === null ||
+      typeof (orchestrator as { broadcast?: unknown }).broadcast !== 'function')
+  ) {
     throw new ValidationError('options.orchestrator', 'Expected `options.orchestrator` to be a UnifiedOrchestrator');
   }
-  const tolerance = own(o, 'latencyTolerance') === undefined ? {} : expectObject(own(o, 'latencyTolerance'), 'options.latencyTolerance');
+  const tolerance =
+    own(o, 'latencyTolerance') === undefined
+      ? {}
+      : expectObject(own(o, 'latencyTolerance'), 'options.latencyTolerance');
   rejectUnknownKeys(tolerance, new Set(['ratio', 'minMs']), 'options.latencyTolerance');
   const ratio = own(tolerance, 'ratio');
   if (ratio !== undefined && (typeof ratio !== 'number' || !(ratio >= 1) || !Number.isFinite(ratio))) {
-    throw new ValidationError('options.latencyTolerance.ratio', 'Expected `options.latencyTolerance.ratio` to be a finite number >= 1');
+    throw new ValidationError(
+      'options.latencyTolerance.ratio',
+      'Expected `options.latencyTolerance.ratio` to be a finite number >= 1',
+    );
   }
   const minMs = own(tolerance, 'minMs');
   if (minMs !== undefined && (typeof minMs !== 'number' || !(minMs >= 0) || !Number.isFinite(minMs))) {
-    throw new ValidationError('options.latencyTolerance.minMs', 'Expected `options.latencyTolerance.minMs` to be a finite number of milliseconds >= 0');
+    throw new ValidationError(
+      'options.latencyTolerance.minMs',
+      'Expected `options.latencyTolerance.minMs` to be a finite number of milliseconds >= 0',
+    );
   }
   const metrics = own(o, 'metrics');
   let resolvedMetrics: ResolvedRouterOptions['metrics'];
@@ -219,13 +279,24 @@ export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: 
     const m = metrics === undefined ? {} : expectObject(metrics, 'options.metrics');
     rejectUnknownKeys(m, new Set(['registry', 'prefix']), 'options.metrics');
     const registry = own(m, 'registry');
-    if (registry !== undefined && (typeof registry !== 'object' || registry === null || typeof (registry as { registerMetric?: unknown }).registerMetric !== 'function')) {
-      throw new ValidationError('options.metrics.registry', 'Expected `options.metrics.registry` to be a prom-client Registry');
+    if (
+      registry !== undefined &&
+      (typeof registry !== 'object' ||
+        registry === null ||
+        typeof (registry as { registerMetric?: unknown }).registerMetric !== 'function')
+    ) {
+      throw new ValidationError(
+        'options.metrics.registry',
+        'Expected `options.metrics.registry` to be a prom-client Registry',
+      );
     }
     const prefix = own(m, 'prefix');
     // As for the orchestrator's: colons are for recording rules, not for what a client exposes (promtool rejects them).
     if (prefix !== undefined && (typeof prefix !== 'string' || !/^[a-zA-Z_][a-zA-Z0-9_]*$|^$/.test(prefix))) {
-      throw new ValidationError('options.metrics.prefix', 'Expected `options.metrics.prefix` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name prefix)');
+      throw new ValidationError(
+        'options.metrics.prefix',
+        'Expected `options.metrics.prefix` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name prefix)',
+      );
     }
     resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
   }
@@ -246,10 +317,15 @@ export function resolveRouterOptions(input: unknown, deepEqual: (a: unknown, b: 
     compare: compare === undefined ? deepEqual : expectFunction(compare, 'options.compare'),
     latencyRatio: (ratio as number | undefined) ?? 2,
     latencyMinMs: (minMs as number | undefined) ?? 100,
-    shadowTimeoutMs: timeout === undefined ? 60_000 : expectDuration(timeout, 'options.shadowTimeoutMs', false, 2_147_483_647),
+    shadowTimeoutMs:
+      timeout === undefined ? 60_000 : expectDuration(timeout, 'options.shadowTimeoutMs', false, 2_147_483_647),
     maxShadowInFlight: inFlight === undefined ? 1_000 : expectInteger(inFlight, 'options.maxShadowInFlight', 0),
     pollIntervalMs: poll === undefined ? 200 : expectDuration(poll, 'options.pollIntervalMs', false, 2_147_483_647),
-    notFoundCodes: new Set(notFound === undefined ? ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND'] : expectStringArray(notFound, 'options.notFoundCodes')),
+    notFoundCodes: new Set(
+      notFound === undefined
+        ? ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND']
+        : expectStringArray(notFound, 'options.notFoundCodes'),
+    ),
     maxOwnedIds: owned === undefined ? 100_000 : expectInteger(owned, 'options.maxOwnedIds', 1),
     metrics: resolvedMetrics,
   };

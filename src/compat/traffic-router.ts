@@ -22,7 +22,12 @@ import {
   type LegacyTaskStatus,
 } from './legacy.js';
 import { Fifo } from '../util/fifo.js';
-import { resolveRouterOptions, type ResolvedRouterOptions, type RoutedCall, type TrafficRouterOptions } from './options.js';
+import {
+  resolveRouterOptions,
+  type ResolvedRouterOptions,
+  type RoutedCall,
+  type TrafficRouterOptions,
+} from './options.js';
 
 /** Where a call goes. */
 export type TrafficSide = 'legacy' | 'unified';
@@ -173,7 +178,9 @@ export class TrafficRouter extends LegacyCalls {
   readonly #o: ResolvedRouterOptions;
   readonly #events = new TypedEmitter<TrafficRouterEvents>();
   /** Each side's legacy methods, found once in whichever spelling it has. */
-  readonly #methods: Readonly<Record<TrafficSide, Partial<Record<LegacyMethod, (...args: unknown[]) => Promise<unknown>>>>>;
+  readonly #methods: Readonly<
+    Record<TrafficSide, Partial<Record<LegacyMethod, (...args: unknown[]) => Promise<unknown>>>>
+  >;
   #percent: number;
   #shadow: boolean;
   /** Ids handed out by each side, so that status and shutdown calls go back to that side. */
@@ -194,9 +201,18 @@ export class TrafficRouter extends LegacyCalls {
   constructor(options: TrafficRouterOptions) {
     super();
     this.#o = resolveRouterOptions(options, isDeepStrictEqual);
-    const methods = (impl: LegacyImplementation): Partial<Record<LegacyMethod, (...args: unknown[]) => Promise<unknown>>> => {
+    const methods = (
+      impl: LegacyImplementation,
+    ): Partial<Record<LegacyMethod, (...args: unknown[]) => Promise<unknown>>> => {
       const out: Partial<Record<LegacyMethod, (...args: unknown[]) => Promise<unknown>>> = {};
-      for (const m of ['spawnAgent', 'delegateTaskToAgent', 'getAgentStatus', 'getTaskStatus', 'shutdownAgent', 'waitForTask'] as const) {
+      for (const m of [
+        'spawnAgent',
+        'delegateTaskToAgent',
+        'getAgentStatus',
+        'getTaskStatus',
+        'shutdownAgent',
+        'waitForTask',
+      ] as const) {
         const fn = legacyMethod(impl, m);
         if (fn) out[m] = fn as (...args: unknown[]) => Promise<unknown>;
       }
@@ -231,14 +247,19 @@ export class TrafficRouter extends LegacyCalls {
    * for a value outside 0–100.
    */
   setPercent(percent: number, options?: ActorOptions): Promise<void> {
-    if (!isPercent(percent)) throw new ValidationError('percent', `Expected \`percent\` to be a number from 0 to 100, got ${typeof percent === 'number' ? percent : typeof percent}`);
+    if (!isPercent(percent))
+      throw new ValidationError(
+        'percent',
+        `Expected \`percent\` to be a number from 0 to 100, got ${typeof percent === 'number' ? percent : typeof percent}`,
+      );
     this.#set({ percent, shadow: this.#shadow }, 'local');
     return this.#broadcast({ kind: 'traffic', value: { percent } }, options);
   }
 
   /** Turns shadow mode on or off (here and, with an orchestrator, on every node). */
   setShadow(on: boolean, options?: ActorOptions): Promise<void> {
-    if (typeof on !== 'boolean') throw new ValidationError('shadow', `Expected \`shadow\` to be a boolean, got ${typeof on}`);
+    if (typeof on !== 'boolean')
+      throw new ValidationError('shadow', `Expected \`shadow\` to be a boolean, got ${typeof on}`);
     this.#set({ percent: this.#percent, shadow: on }, 'local');
     return this.#broadcast({ kind: 'traffic', value: { shadow: on } }, options);
   }
@@ -256,20 +277,31 @@ export class TrafficRouter extends LegacyCalls {
   }
 
   /** Adds a listener for a router event; a listener that throws is reported as `listener:error`, not to the caller. */
-  on<E extends keyof TrafficRouterEvents & string>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
+  on<E extends keyof TrafficRouterEvents & string>(
+    event: E,
+    listener: (payload: TrafficRouterEvents[E]) => void,
+  ): this {
     this.#events.on(event, listener);
     return this;
   }
 
   /** Removes a listener added with `on`. */
-  off<E extends keyof TrafficRouterEvents & string>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
+  off<E extends keyof TrafficRouterEvents & string>(
+    event: E,
+    listener: (payload: TrafficRouterEvents[E]) => void,
+  ): this {
     this.#events.off(event, listener);
     return this;
   }
 
   /** The current split and the counts of calls and shadow comparisons. */
   stats(): TrafficRouterStats {
-    return { percent: this.#percent, shadow: this.#shadow, calls: { ...this.#calls }, shadowRuns: { ...this.#runs, inFlight: this.#inFlight.size } };
+    return {
+      percent: this.#percent,
+      shadow: this.#shadow,
+      calls: { ...this.#calls },
+      shadowRuns: { ...this.#runs, inFlight: this.#inFlight.size },
+    };
   }
 
   /**
@@ -354,13 +386,19 @@ export class TrafficRouter extends LegacyCalls {
    * Calls `method` on a side, counted and timed (as `shadow` for a shadow run). A side that throws rethrows here:
    * legacy's errors pass untouched.
    */
-  async #call<M extends LegacyMethod>(side: TrafficSide, method: M, args: unknown[], shadow = false): Promise<Awaited<ReturnType<NonNullable<import('./legacy.js').LegacyOrchestrator[M]>>>> {
+  async #call<M extends LegacyMethod>(
+    side: TrafficSide,
+    method: M,
+    args: unknown[],
+    shadow = false,
+  ): Promise<Awaited<ReturnType<NonNullable<import('./legacy.js').LegacyOrchestrator[M]>>>> {
     const metricSide = shadow ? 'shadow' : side;
     this.#calls[metricSide]++;
     if (side === 'unified' && !shadow) this.#usedUnified = true;
     const started = performance.now();
     try {
-      if (method === 'waitForTask') return (await this.#wait(side, args[0] as string, args[1] as number | undefined)) as never;
+      if (method === 'waitForTask')
+        return (await this.#wait(side, args[0] as string, args[1] as number | undefined)) as never;
       return (await this.#methods[side][method]!(...args)) as never;
     } finally {
       if (this.#metrics) {
@@ -382,21 +420,36 @@ export class TrafficRouter extends LegacyCalls {
    * A call about an id goes to the side that handed it out. An id this router does not know goes to legacy; when
    * legacy does not know it either and the unified side has been used, the unified side is asked too.
    */
-  async #byId<M extends 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask'>(method: M, id: string, args: unknown[]): Promise<never> {
+  async #byId<M extends 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask'>(
+    method: M,
+    id: string,
+    args: unknown[],
+  ): Promise<never> {
     const owner = typeof id === 'string' ? this.#owner.get(id) : undefined;
     if (owner) return (await this.#call(owner, method, args)) as never;
     const answer = await this.#call('legacy', method, args);
-    if (!this.#usedUnified || !isLegacyError(answer) || !this.#o.notFoundCodes.has(answer.error.code)) return answer as never;
+    if (!this.#usedUnified || !isLegacyError(answer) || !this.#o.notFoundCodes.has(answer.error.code))
+      return answer as never;
     const unified = await this.#call('unified', method, args);
     return (isLegacyError(unified) ? answer : unified) as never;
   }
 
   /** `waitForTask` on a side, or a poll of its `getTaskStatus` until the task is terminal (or the timeout). */
-  async #wait(side: TrafficSide, taskId: string, timeoutSeconds: number | undefined): Promise<LegacyResult<LegacyTaskStatus>> {
-    const { waitForTask: wait, getTaskStatus: get } = this.#methods[side] as Pick<import('./legacy.js').LegacyOrchestrator, 'waitForTask' | 'getTaskStatus'>;
+  async #wait(
+    side: TrafficSide,
+    taskId: string,
+    timeoutSeconds: number | undefined,
+  ): Promise<LegacyResult<LegacyTaskStatus>> {
+    const { waitForTask: wait, getTaskStatus: get } = this.#methods[side] as Pick<
+      import('./legacy.js').LegacyOrchestrator,
+      'waitForTask' | 'getTaskStatus'
+    >;
     if (wait) return timeoutSeconds === undefined ? wait(taskId) : wait(taskId, timeoutSeconds);
     // The router's own wait (polling): it checks what the side's own waitForTask would have.
-    if (timeoutSeconds !== undefined && !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))) {
+    if (
+      timeoutSeconds !== undefined &&
+      !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))
+    ) {
       return { error: { code: 'INVALID_REQUEST', message: 'Expected `timeout` to be a number of seconds > 0' } };
     }
     const deadline = timeoutSeconds === undefined ? Infinity : performance.now() + timeoutSeconds * 1_000;
@@ -409,40 +462,65 @@ export class TrafficRouter extends LegacyCalls {
 
   // --- Shadow mode -------------------------------------------------------------------------------
 
-  #shadowSpawn(role: string, key: string | undefined, legacyAnswer: Promise<LegacyResult<string>>, started: number): void {
+  #shadowSpawn(
+    role: string,
+    key: string | undefined,
+    legacyAnswer: Promise<LegacyResult<string>>,
+    started: number,
+  ): void {
     this.#shadowRun('spawnAgent', key, async () => {
       const unifiedStarted = performance.now();
-      const [legacy, unified] = await Promise.allSettled([legacyAnswer, this.#call('unified', 'spawnAgent', [role], true)]);
+      const [legacy, unified] = await Promise.allSettled([
+        legacyAnswer,
+        this.#call('unified', 'spawnAgent', [role], true),
+      ]);
       const legacyMs = performance.now() - started;
       const unifiedMs = performance.now() - unifiedStarted;
       // The shadow agent served nobody: give it back (part of the run, so that close() waits for it).
-      if (unified.status === 'fulfilled' && typeof unified.value === 'string') await this.#call('unified', 'shutdownAgent', [unified.value], true).catch(() => {});
+      if (unified.status === 'fulfilled' && typeof unified.value === 'string')
+        await this.#call('unified', 'shutdownAgent', [unified.value], true).catch(() => {});
       return [callSide(legacy, legacyMs), callSide(unified, unifiedMs), undefined];
     });
   }
 
-  #shadowDelegate(task: LegacyTask, key: string | undefined, legacyAnswer: Promise<LegacyResult<string>>, started: number): void {
+  #shadowDelegate(
+    task: LegacyTask,
+    key: string | undefined,
+    legacyAnswer: Promise<LegacyResult<string>>,
+    started: number,
+  ): void {
     // The shadow copy goes without the caller's task id: it is not the caller's task on the unified side.
     const copy = typeof task === 'object' && task !== null ? withoutCallerId(task) : task;
     this.#shadowRun('delegateTaskToAgent', key, async (deadline) => {
       const unifiedStarted = performance.now();
       const [legacy, unified] = await Promise.all([
         this.#finalStatus('legacy', legacyAnswer, started, deadline),
-        this.#finalStatus('unified', this.#call('unified', 'delegateTaskToAgent', [copy], true), unifiedStarted, deadline),
+        this.#finalStatus(
+          'unified',
+          this.#call('unified', 'delegateTaskToAgent', [copy], true),
+          unifiedStarted,
+          deadline,
+        ),
       ]);
       return [legacy.side, unified.side, [legacy.result, unified.result]];
     });
   }
 
   /** Follows a delegation to its final status (or until the deadline). */
-  async #finalStatus(side: TrafficSide, answer: Promise<LegacyResult<string>>, started: number, deadline: number): Promise<{ side: ShadowSide; result?: unknown }> {
+  async #finalStatus(
+    side: TrafficSide,
+    answer: Promise<LegacyResult<string>>,
+    started: number,
+    deadline: number,
+  ): Promise<{ side: ShadowSide; result?: unknown }> {
     let id: LegacyResult<string>;
     try {
       id = await answer;
     } catch {
       return { side: { outcome: 'threw', latencyMs: performance.now() - started } };
     }
-    if (isLegacyError(id)) return { side: { outcome: 'error', code: id.error.code, latencyMs: performance.now() - started } };
+    if (isLegacyError(id))
+      return { side: { outcome: 'error', code: id.error.code, latencyMs: performance.now() - started } };
     const seconds = Math.max(0.001, (deadline - performance.now()) / 1_000);
     let status: LegacyResult<LegacyTaskStatus>;
     try {
@@ -453,7 +531,10 @@ export class TrafficRouter extends LegacyCalls {
     const latencyMs = performance.now() - started;
     if (isLegacyError(status)) return { side: { outcome: 'error', code: status.error.code, latencyMs } };
     if (!TERMINAL.has(status.status)) return { side: { outcome: 'unfinished', latencyMs } };
-    return { side: { outcome: status.status, ...(status.error ? { code: status.error.code } : {}), latencyMs }, result: status.result };
+    return {
+      side: { outcome: status.status, ...(status.error ? { code: status.error.code } : {}), latencyMs },
+      result: status.result,
+    };
   }
 
   /** Runs one bounded shadow comparison in the background and records it. */
@@ -475,7 +556,13 @@ export class TrafficRouter extends LegacyCalls {
     this.#inFlight.add(done);
   }
 
-  #record(method: ShadowComparison['method'], key: string | undefined, legacy: ShadowSide, unified: ShadowSide, results: [unknown, unknown] | undefined): void {
+  #record(
+    method: ShadowComparison['method'],
+    key: string | undefined,
+    legacy: ShadowSide,
+    unified: ShadowSide,
+    results: [unknown, unknown] | undefined,
+  ): void {
     const differences: Array<ShadowComparison['differences'][number]> = [];
     const incomplete = legacy.outcome === 'unfinished' || unified.outcome === 'unfinished';
     if (!incomplete) {
@@ -490,7 +577,11 @@ export class TrafficRouter extends LegacyCalls {
         }
         if (!equal) differences.push('result');
       }
-      if (unified.latencyMs > legacy.latencyMs * this.#o.latencyRatio && unified.latencyMs - legacy.latencyMs > this.#o.latencyMinMs) differences.push('latency');
+      if (
+        unified.latencyMs > legacy.latencyMs * this.#o.latencyRatio &&
+        unified.latencyMs - legacy.latencyMs > this.#o.latencyMinMs
+      )
+        differences.push('latency');
     }
     const result = incomplete ? 'incomplete' : differences.length > 0 ? 'mismatch' : 'match';
     this.#runs[result]++;
@@ -528,7 +619,12 @@ export class TrafficRouter extends LegacyCalls {
     const changed = this.#percent !== 0 || this.#shadow;
     this.#set({ percent: 0, shadow: false }, source, from);
     // A rollback from the cluster that finds nothing to undo (this router's own, heard back) is not news.
-    if (changed || source === 'local') this.#events.emit('traffic:rollback', { ...(reason !== undefined ? { reason } : {}), source, ...(from !== undefined ? { from } : {}) });
+    if (changed || source === 'local')
+      this.#events.emit('traffic:rollback', {
+        ...(reason !== undefined ? { reason } : {}),
+        source,
+        ...(from !== undefined ? { from } : {}),
+      });
   }
 
   #applyControl(message: ControlMessage): void {
@@ -560,15 +656,59 @@ export class TrafficRouter extends LegacyCalls {
     const gauge = (key: 'trafficPercent' | 'shadow', help: string, read: () => number): void => {
       const n = name(key);
       if (registry.getSingleMetric(n)) registry.removeSingleMetric(n); // the newest router reports the split
-      new Gauge({ name: n, help, registers, collect() { this.set(read()); } });
+      new Gauge({
+        name: n,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
     };
     gauge('trafficPercent', 'Share of legacy calls routed to the unified orchestrator, 0 to 100.', () => this.#percent);
     gauge('shadow', '1 while shadow mode runs.', () => (this.#shadow ? 1 : 0));
     return {
-      calls: existing(name('calls'), () => new Counter({ name: name('calls'), help: 'Legacy calls by method and the side that answered them (shadow runs as side shadow).', labelNames: ['method', 'side'], registers })),
-      duration: existing(name('callDuration'), () => new Histogram({ name: name('callDuration'), help: 'Seconds a legacy call took, by method and side.', labelNames: ['method', 'side'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers })),
-      comparisons: existing(name('shadowComparisons'), () => new Counter({ name: name('shadowComparisons'), help: 'Shadow comparisons by method and result (match, mismatch, incomplete, skipped).', labelNames: ['method', 'result'], registers })),
-      differences: existing(name('shadowDifferences'), () => new Counter({ name: name('shadowDifferences'), help: 'Differences found in shadow mode, by method and kind (outcome, error_code, result, latency).', labelNames: ['method', 'kind'], registers })),
+      calls: existing(
+        name('calls'),
+        () =>
+          new Counter({
+            name: name('calls'),
+            help: 'Legacy calls by method and the side that answered them (shadow runs as side shadow).',
+            labelNames: ['method', 'side'],
+            registers,
+          }),
+      ),
+      duration: existing(
+        name('callDuration'),
+        () =>
+          new Histogram({
+            name: name('callDuration'),
+            help: 'Seconds a legacy call took, by method and side.',
+            labelNames: ['method', 'side'],
+            buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+            registers,
+          }),
+      ),
+      comparisons: existing(
+        name('shadowComparisons'),
+        () =>
+          new Counter({
+            name: name('shadowComparisons'),
+            help: 'Shadow comparisons by method and result (match, mismatch, incomplete, skipped).',
+            labelNames: ['method', 'result'],
+            registers,
+          }),
+      ),
+      differences: existing(
+        name('shadowDifferences'),
+        () =>
+          new Counter({
+            name: name('shadowDifferences'),
+            help: 'Differences found in shadow mode, by method and kind (outcome, error_code, result, latency).',
+            labelNames: ['method', 'kind'],
+            registers,
+          }),
+      ),
     };
   }
 }
@@ -585,12 +725,16 @@ function withoutCallerId(task: LegacyTask): LegacyTask {
   try {
     for (const key of Object.keys(task)) {
       // Defined, not assigned: an own `__proto__` key stays a plain field of the copy.
-      if (key !== 'task_id' && key !== 'taskId') Object.defineProperty(copy, key, { value: (task as Record<string, unknown>)[key], enumerable: true, writable: true, configurable: true });
+      if (key !== 'task_id' && key !== 'taskId')
+        Object.defineProperty(copy, key, {
+          value: (task as Record<string, unknown>)[key],
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
     }
   } catch {
     return {}; // unreadable: the unified side refuses it as INVALID_REQUEST
   }
   return copy as LegacyTask;
 }
-
-

@@ -89,6 +89,7 @@ export class Deadlines<E extends DeadlineEntry> {
       }
       if (list.head && list.head.dueAt < next) next = list.head.dueAt;
     }
-    if (next !== Infinity && this.#count > 0 && this.#timer.earlier(next)) this.#timer.arm(next, this.#clock.now(), true);
+    if (next !== Infinity && this.#count > 0 && this.#timer.earlier(next))
+      this.#timer.arm(next, this.#clock.now(), true);
   }
 }

@@ -77,13 +77,22 @@ function pickByScore(
 const score: Scorer = (agent, staticScore, fastest) => {
   const load = 1 - agent.active / agent.concurrency;
   // Unknown latency (no attempt yet) counts as fastest: new agents get tried.
-  const latency = Number.isNaN(agent.latencyEwma) || fastest === Infinity ? 1 : fastest / Math.max(agent.latencyEwma, 1e-6);
-  return staticScore + SCORE_WEIGHTS.load * load + SCORE_WEIGHTS.success * agent.successEwma + SCORE_WEIGHTS.latency * Math.min(1, latency);
+  const latency =
+    Number.isNaN(agent.latencyEwma) || fastest === Infinity ? 1 : fastest / Math.max(agent.latencyEwma, 1e-6);
+  return (
+    staticScore +
+    SCORE_WEIGHTS.load * load +
+    SCORE_WEIGHTS.success * agent.successEwma +
+    SCORE_WEIGHTS.latency * Math.min(1, latency)
+  );
 };
 
 const leastLoaded: Scorer = (agent) => -agent.active / agent.concurrency;
 
-function roundRobin(candidates: CandidateSet, avoid: ((agent: AgentRecord) => boolean) | undefined): AgentRecord | undefined {
+function roundRobin(
+  candidates: CandidateSet,
+  avoid: ((agent: AgentRecord) => boolean) | undefined,
+): AgentRecord | undefined {
   const { agents } = candidates;
   const n = agents.length;
   let fallback: number | undefined;

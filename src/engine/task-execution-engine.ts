@@ -136,7 +136,12 @@ class TaskClass {
   servableAt = -1;
   servable = false;
 
-  constructor(signature: string, requires: readonly string[], agingIntervalMs: number, limiters: readonly RateLimiter[]) {
+  constructor(
+    signature: string,
+    requires: readonly string[],
+    agingIntervalMs: number,
+    limiters: readonly RateLimiter[],
+  ) {
     this.signature = signature;
     this.requires = requires;
     this.queue = new WaitQueue(agingIntervalMs);
@@ -184,7 +189,11 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #idPrefix = randomBytes(4).toString('hex');
   #seq = 0;
   #state: EngineState = 'idle';
-  readonly #taskDefaults: { readonly timeoutMs: number; readonly maxAttempts: number; readonly maxPayloadBytes: number };
+  readonly #taskDefaults: {
+    readonly timeoutMs: number;
+    readonly maxAttempts: number;
+    readonly maxPayloadBytes: number;
+  };
   /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
   #halted: OrchestratorHaltedError | undefined;
   #onIdle: (() => void) | undefined;
@@ -209,7 +218,11 @@ export class TaskExecutionEngine implements RoutingListener {
     resources: ResourceManager,
   ) {
     this.#options = options;
-    this.#taskDefaults = { timeoutMs: options.defaultTimeoutMs, maxAttempts: options.defaultMaxAttempts, maxPayloadBytes: options.maxPayloadBytes };
+    this.#taskDefaults = {
+      timeoutMs: options.defaultTimeoutMs,
+      maxAttempts: options.defaultMaxAttempts,
+      maxPayloadBytes: options.maxPayloadBytes,
+    };
     this.#pools = pools;
     this.#events = events;
     this.#resources = resources;
@@ -306,7 +319,8 @@ export class TaskExecutionEngine implements RoutingListener {
     if (accepted instanceof TaskRecord) return accepted.promise;
     // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
     if (accepted.kind === 'done') return Promise.resolve(accepted.value);
-    if (accepted.spec.deadlineMs !== Infinity || accepted.spec.signal) return this.#followerHandle(accepted.task, accepted.spec).result;
+    if (accepted.spec.deadlineMs !== Infinity || accepted.spec.signal)
+      return this.#followerHandle(accepted.task, accepted.spec).result;
     const follower = accepted.task.promise.then(identity);
     follower.catch(noop);
     return follower;
@@ -344,12 +358,21 @@ export class TaskExecutionEngine implements RoutingListener {
   #admission(spec: TaskSpec, now: number): Error | undefined {
     const pressure = this.#resources.pressureMonitor;
     if (pressure !== undefined && pressure.level === 'critical' && spec.priority < pressure.options.priorityFloor) {
-      return new ResourcePressureError('critical', { priority: spec.priority, priorityFloor: pressure.options.priorityFloor });
+      return new ResourcePressureError('critical', {
+        priority: spec.priority,
+        priorityFloor: pressure.options.priorityFloor,
+      });
     }
     const { budgets } = this.#resources;
     if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
       const { tenantId } = spec;
-      return new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs, budgets.msUntilUnder(tenantId, now));
+      return new BudgetExceededError(
+        tenantId,
+        budgets.spent(tenantId, now),
+        budgets.limitOf(tenantId),
+        budgets.windowMs,
+        budgets.msUntilUnder(tenantId, now),
+      );
     }
     return undefined;
   }
@@ -445,7 +468,11 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#onIdle = undefined;
     }
     const left = [...this.#live.values()];
-    const reason = new OrchestratorStoppedError(drain ? 'The orchestrator stopped before the task finished draining' : 'The orchestrator stopped without draining');
+    const reason = new OrchestratorStoppedError(
+      drain
+        ? 'The orchestrator stopped before the task finished draining'
+        : 'The orchestrator stopped without draining',
+    );
     for (const task of left) this.#cancel(task, new TaskCancelledError(task.id, reason));
     this.#state = 'stopped';
     this.#deadlines.clear();
@@ -503,7 +530,8 @@ export class TaskExecutionEngine implements RoutingListener {
     for (const agent of this.#pools.agents()) if (agent.routable) this.#pull(agent, now);
     if (this.#limited) this.#kick();
     for (const klass of this.#classes.values()) {
-      if (klass.queue.size > 0 && !this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
+      if (klass.queue.size > 0 && !this.#heldByLimits(klass, now))
+        this.#pools.requestCapacity(klass.requires, klass.queue.size);
     }
     return released;
   }
@@ -544,13 +572,17 @@ export class TaskExecutionEngine implements RoutingListener {
         signal.addEventListener('abort', task.onCallerAbort, { once: true });
       } catch {
         this.#rejected++;
-        throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal that accepts an abort listener');
+        throw new ValidationError(
+          'task.signal',
+          'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
+        );
       }
     }
     task.acceptedAt = now;
     task.readyAt = now;
     this.#live.set(task.id, task);
-    if (spec.deadlineMs !== Infinity) this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
+    if (spec.deadlineMs !== Infinity)
+      this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
     // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
     // the caller awaits something else) must never crash the host with an unhandled rejection.
     task.promise.catch(noop);
@@ -595,7 +627,10 @@ export class TaskExecutionEngine implements RoutingListener {
     let onAbort: (() => void) | undefined;
     const { signal } = spec;
     if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(() => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')), spec.deadlineMs);
+      timer = setTimeout(
+        () => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')),
+        spec.deadlineMs,
+      );
       timer.unref(); // the shared task holds the process while it runs
     }
     if (signal) {
@@ -650,7 +685,12 @@ export class TaskExecutionEngine implements RoutingListener {
         // Ad-hoc requirement sets must not grow memory without end: forget the classes nobody waits in.
         for (const [sig, c] of this.#classes) if (c.queue.size === 0) this.#classes.delete(sig);
       }
-      klass = new TaskClass(task.requireSig, task.spec.requires, this.#options.agingIntervalMs, this.#resources.limitersFor(task.spec.requires));
+      klass = new TaskClass(
+        task.requireSig,
+        task.spec.requires,
+        this.#options.agingIntervalMs,
+        this.#resources.limitersFor(task.spec.requires),
+      );
       this.#classes.set(task.requireSig, klass);
       this.#classesVersion++;
     }
@@ -708,7 +748,11 @@ export class TaskExecutionEngine implements RoutingListener {
       if (!head) continue;
       if (c.limiters.length > 0 && !this.#limitsAllow(c, now)) continue;
       // Highest effective level first; on a tie, the task that has waited longest in that level.
-      if (!bestTask || head.queueLevel > bestTask.queueLevel || (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)) {
+      if (
+        !bestTask ||
+        head.queueLevel > bestTask.queueLevel ||
+        (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)
+      ) {
         bestTask = head;
         bestClass = c;
       }
@@ -854,7 +898,14 @@ export class TaskExecutionEngine implements RoutingListener {
         this.#reschedule(task);
       }, delayMs);
       // Emitted once the backoff is in place: a listener that cancels the task finds it where it is.
-      this.#events.emit('task:retrying', { taskId: task.id, type: spec.type, attempt: task.attempts, delayMs, error, reason: 'backoff' });
+      this.#events.emit('task:retrying', {
+        taskId: task.id,
+        type: spec.type,
+        attempt: task.attempts,
+        delayMs,
+        error,
+        reason: 'backoff',
+      });
       return;
     }
     this.#giveUp(task, error);
@@ -881,7 +932,14 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#enqueue(task, now);
     for (const limiter of limiters) limiter.want(now);
     // Emitted once the task waits again: a listener that cancels it finds it in its queue.
-    this.#events.emit('task:retrying', { taskId: task.id, type: task.spec.type, attempt: task.attempts, delayMs: ms, error, reason: 'rate-limit' });
+    this.#events.emit('task:retrying', {
+      taskId: task.id,
+      type: task.spec.type,
+      attempt: task.attempts,
+      delayMs: ms,
+      error,
+      reason: 'rate-limit',
+    });
     return true;
   }
 
@@ -904,7 +962,13 @@ export class TaskExecutionEngine implements RoutingListener {
     const { budgets } = this.#resources;
     // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
     if (tenantId === undefined || !budgets.charge(tenantId, units, now)) return;
-    const exceeded = new BudgetExceededError(tenantId, budgets.spent(tenantId, now), budgets.limitOf(tenantId), budgets.windowMs, budgets.msUntilUnder(tenantId, now));
+    const exceeded = new BudgetExceededError(
+      tenantId,
+      budgets.spent(tenantId, now),
+      budgets.limitOf(tenantId),
+      budgets.windowMs,
+      budgets.msUntilUnder(tenantId, now),
+    );
     let halted = 0;
     if (budgets.haltOnExceeded) {
       for (const t of [...this.#live.values()]) {
@@ -914,7 +978,13 @@ export class TaskExecutionEngine implements RoutingListener {
         }
       }
     }
-    this.#events.emit('budget:exceeded', { tenantId, spent: exceeded.spent, limit: exceeded.limit, windowMs: exceeded.windowMs, halted });
+    this.#events.emit('budget:exceeded', {
+      tenantId,
+      spent: exceeded.spent,
+      limit: exceeded.limit,
+      windowMs: exceeded.windowMs,
+      halted,
+    });
   }
 
   /**
@@ -1021,16 +1091,31 @@ export class TaskExecutionEngine implements RoutingListener {
   #fail(task: TaskRecord, outcome: TaskFailureOutcome, error: unknown): void {
     this.#conclude(task);
     switch (outcome) {
-      case 'failed': this.#failed++; break;
-      case 'cancelled': this.#cancelled++; break;
-      case 'timed-out': this.#timedOut++; break;
-      case 'dead-lettered': this.#deadLettered++; break;
+      case 'failed':
+        this.#failed++;
+        break;
+      case 'cancelled':
+        this.#cancelled++;
+        break;
+      case 'timed-out':
+        this.#timedOut++;
+        break;
+      case 'dead-lettered':
+        this.#deadLettered++;
+        break;
     }
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
     const latencyMs = this.#options.clock.now() - task.acceptedAt;
     this.#observer?.taskEnded(task.spec.type, outcome, latencyMs);
     if (this.#events.has('task:failed')) {
-      this.#events.emit('task:failed', { taskId: task.id, type: task.spec.type, outcome, attempts: task.attempts, error, latencyMs });
+      this.#events.emit('task:failed', {
+        taskId: task.id,
+        type: task.spec.type,
+        outcome,
+        attempts: task.attempts,
+        error,
+        latencyMs,
+      });
     }
     task.reject(error);
     this.#checkIdle();

@@ -83,8 +83,18 @@ export interface TaskHandle<TResult = unknown> {
 export type TaskPhase = 'waiting' | 'running' | 'backoff' | 'done';
 
 const TASK_KEYS: ReadonlySet<string> = new Set([
-  'type', 'requires', 'prefers', 'priority', 'payload', 'timeoutMs', 'deadlineMs', 'maxAttempts',
-  'idempotencyKey', 'tenantId', 'affinityKey', 'signal',
+  'type',
+  'requires',
+  'prefers',
+  'priority',
+  'payload',
+  'timeoutMs',
+  'deadlineMs',
+  'maxAttempts',
+  'idempotencyKey',
+  'tenantId',
+  'affinityKey',
+  'signal',
 ]);
 
 const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
@@ -119,14 +129,23 @@ function capabilityList(value: unknown, field: string): readonly string[] {
  * Validates a caller's task. Throws ValidationError naming the first wrong field. One pass over the task's own
  * keys: an unknown key is refused, and a value on a polluted prototype is never read.
  */
-export function validateTask(input: unknown, defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number }): TaskSpec {
+export function validateTask(
+  input: unknown,
+  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number },
+): TaskSpec {
   let o: Record<string, unknown>;
   try {
     o = expectObject(input, 'task');
   } catch (error) {
     throw error instanceof ValidationError ? error : unreadable('task', error); // a revoked Proxy throws on inspection
   }
-  let type: unknown, requires: unknown, prefers: unknown, priority: unknown, payload: unknown, timeoutMs: unknown, deadlineMs: unknown;
+  let type: unknown,
+    requires: unknown,
+    prefers: unknown,
+    priority: unknown,
+    payload: unknown,
+    timeoutMs: unknown,
+    deadlineMs: unknown;
   let maxAttempts: unknown, idempotencyKey: unknown, tenantId: unknown, affinityKey: unknown, signal: unknown;
   let keys: string[];
   try {
@@ -142,34 +161,62 @@ export function validateTask(input: unknown, defaults: { timeoutMs: number; maxA
       throw unreadable(`task.${key}`, error);
     }
     switch (key) {
-      case 'type': type = v; break;
-      case 'requires': requires = v; break;
-      case 'prefers': prefers = v; break;
-      case 'priority': priority = v; break;
-      case 'payload': payload = v; break;
-      case 'timeoutMs': timeoutMs = v; break;
-      case 'deadlineMs': deadlineMs = v; break;
-      case 'maxAttempts': maxAttempts = v; break;
-      case 'idempotencyKey': idempotencyKey = v; break;
-      case 'tenantId': tenantId = v; break;
-      case 'affinityKey': affinityKey = v; break;
-      case 'signal': signal = v; break;
-      default: throw unknownKeyError(key, TASK_KEYS, 'task');
+      case 'type':
+        type = v;
+        break;
+      case 'requires':
+        requires = v;
+        break;
+      case 'prefers':
+        prefers = v;
+        break;
+      case 'priority':
+        priority = v;
+        break;
+      case 'payload':
+        payload = v;
+        break;
+      case 'timeoutMs':
+        timeoutMs = v;
+        break;
+      case 'deadlineMs':
+        deadlineMs = v;
+        break;
+      case 'maxAttempts':
+        maxAttempts = v;
+        break;
+      case 'idempotencyKey':
+        idempotencyKey = v;
+        break;
+      case 'tenantId':
+        tenantId = v;
+        break;
+      case 'affinityKey':
+        affinityKey = v;
+        break;
+      case 'signal':
+        signal = v;
+        break;
+      default:
+        throw unknownKeyError(key, TASK_KEYS, 'task');
     }
   }
   if (signal !== undefined && !isRealSignal(signal)) {
     throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal');
   }
-  if (defaults.maxPayloadBytes !== undefined && defaults.maxPayloadBytes !== Infinity && payload !== undefined) checkPayloadSize(payload, defaults.maxPayloadBytes);
+  if (defaults.maxPayloadBytes !== undefined && defaults.maxPayloadBytes !== Infinity && payload !== undefined)
+    checkPayloadSize(payload, defaults.maxPayloadBytes);
   return {
     type: expectString(type, 'task.type'),
     requires: capabilityList(requires, 'task.requires'),
     prefers: capabilityList(prefers, 'task.prefers'),
-    priority: priority === undefined ? TASK_DEFAULTS.priority : expectInteger(priority, 'task.priority', -1_000_000, 1_000_000),
+    priority:
+      priority === undefined ? TASK_DEFAULTS.priority : expectInteger(priority, 'task.priority', -1_000_000, 1_000_000),
     payload,
     timeoutMs: timeoutMs === undefined ? defaults.timeoutMs : expectDuration(timeoutMs, 'task.timeoutMs', true),
     deadlineMs: deadlineMs === undefined ? Infinity : expectDuration(deadlineMs, 'task.deadlineMs', true),
-    maxAttempts: maxAttempts === undefined ? defaults.maxAttempts : expectInteger(maxAttempts, 'task.maxAttempts', 1, 100),
+    maxAttempts:
+      maxAttempts === undefined ? defaults.maxAttempts : expectInteger(maxAttempts, 'task.maxAttempts', 1, 100),
     idempotencyKey: optionalString(idempotencyKey, 'task.idempotencyKey'),
     tenantId: optionalString(tenantId, 'task.tenantId'),
     affinityKey: optionalString(affinityKey, 'task.affinityKey'),
@@ -291,7 +338,10 @@ export class AttemptContext implements TaskContext {
 
   #report(units: number): void {
     if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
-      throw new ValidationError('units', `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`);
+      throw new ValidationError(
+        'units',
+        `Expected reportCost(units) to get a finite number >= 0, got ${String(units)}`,
+      );
     }
     this.#sink.reportCost(this.#attempt.task, units);
   }
@@ -365,13 +415,19 @@ function checkPayloadSize(payload: unknown, max: number): void {
     json = JSON.stringify(payload);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
-    throw new ValidationError('task.payload', `Expected \`task.payload\` to be JSON-serialisable, to measure it against maxPayloadBytes (${max}): ${why}`);
+    throw new ValidationError(
+      'task.payload',
+      `Expected \`task.payload\` to be JSON-serialisable, to measure it against maxPayloadBytes (${max}): ${why}`,
+    );
   }
   if (json === undefined) return;
   // UTF-8 takes 1 to 3 bytes per UTF-16 unit: count the bytes only when the length alone cannot tell.
   const bytes = json.length > max ? json.length : json.length * 3 <= max ? 0 : Buffer.byteLength(json, 'utf8');
   if (bytes > max) {
-    throw new ValidationError('task.payload', `\`task.payload\` is ${bytes} bytes as JSON, over maxPayloadBytes (${max}); pass a reference to the data (a URL, a key) instead, or raise the limit`);
+    throw new ValidationError(
+      'task.payload',
+      `\`task.payload\` is ${bytes} bytes as JSON, over maxPayloadBytes (${max}); pass a reference to the data (a URL, a key) instead, or raise the limit`,
+    );
   }
 }
 

@@ -239,7 +239,8 @@ export class WaitQueue {
     }
     let oldest = Infinity;
     for (const level of this.#levels.values()) {
-      for (const lane of level.lanes.values()) if (lane.head && lane.head.queuedAt < oldest) oldest = lane.head.queuedAt;
+      for (const lane of level.lanes.values())
+        if (lane.head && lane.head.queuedAt < oldest) oldest = lane.head.queuedAt;
     }
     this.#nextAgingAt = oldest === Infinity ? Infinity : oldest + interval;
   }

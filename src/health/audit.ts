@@ -54,7 +54,12 @@ export class AuditLog {
     this.#node = node;
     // The orchestrator's own decisions that an operator must be able to trace.
     events.on('budget:exceeded', (e) => {
-      if (e.halted > 0) this.record('budget.halt', { tenantId: e.tenantId, spent: e.spent, limit: e.limit, halted: e.halted }, 'system');
+      if (e.halted > 0)
+        this.record(
+          'budget.halt',
+          { tenantId: e.tenantId, spent: e.spent, limit: e.limit, halted: e.halted },
+          'system',
+        );
     });
   }
 
@@ -71,7 +76,8 @@ export class AuditLog {
     if (!sink) return;
     try {
       const done = sink(entry);
-      if (done && typeof (done as Promise<void>).then === 'function') (done as Promise<void>).then(undefined, (error: unknown) => this.#failed(entry, error));
+      if (done && typeof (done as Promise<void>).then === 'function')
+        (done as Promise<void>).then(undefined, (error: unknown) => this.#failed(entry, error));
     } catch (error) {
       this.#failed(entry, error);
     }

@@ -162,14 +162,17 @@ export class HealthMonitor {
     const { disposables } = deps.resources;
     this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
     disposables.add(() => (this.#running = false));
-    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
-      void disposables.listen(this.#events, event, fn);
+    const listen = <E extends keyof OrchestratorEvents & string>(
+      event: E,
+      fn: (p: OrchestratorEvents[E]) => void,
+    ): void => void disposables.listen(this.#events, event, fn);
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
       listen('task:completed', (e) => {
         if (this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, true, this.#clock.now());
       });
       listen('task:failed', (e) => {
-        if (e.outcome !== 'cancelled' && this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, false, this.#clock.now());
+        if (e.outcome !== 'cancelled' && this.#sla.judges(e.type))
+          this.#sla.record(e.type, e.latencyMs, false, this.#clock.now());
       });
     }
     // A factory that keeps failing spends the recovery budget too: that is what stops a crash loop.
@@ -199,7 +202,12 @@ export class HealthMonitor {
     const state = this.#source.state();
     const halted = this.#source.halted();
     const orchestrator = {
-      status: state === 'stopping' || state === 'stopped' ? 'unhealthy' : state === 'running' && halted === null ? 'healthy' : 'degraded',
+      status:
+        state === 'stopping' || state === 'stopped'
+          ? 'unhealthy'
+          : state === 'running' && halted === null
+            ? 'healthy'
+            : 'degraded',
       state,
       halted,
     } as const;
@@ -210,20 +218,54 @@ export class HealthMonitor {
       const until = this.#suspendedUntil.get(p.role) ?? 0;
       const suspendedForMs = until > now ? Math.ceil(until - now) : 0;
       const below = routable < p.minAgents;
-      const status: HealthStatus = state !== 'running' ? 'degraded' : below && suspendedForMs > 0 ? 'unhealthy' : below || quarantined > 0 ? 'degraded' : 'healthy';
-      pools[p.role] = { status, minAgents: p.minAgents, routable, quarantined, recoveries: this.#recent(p.role, now).length, suspendedForMs };
+      const status: HealthStatus =
+        state !== 'running'
+          ? 'degraded'
+          : below && suspendedForMs > 0
+            ? 'unhealthy'
+            : below || quarantined > 0
+              ? 'degraded'
+              : 'healthy';
+      pools[p.role] = {
+        status,
+        minAgents: p.minAgents,
+        routable,
+        quarantined,
+        recoveries: this.#recent(p.role, now).length,
+        suspendedForMs,
+      };
     }
     const q = this.#source.queue();
-    const queue = { status: q.waiting >= q.maxQueueSize * QUEUE_DEGRADED_AT && q.waiting > 0 ? 'degraded' : 'healthy', ...q } as const;
+    const queue = {
+      status: q.waiting >= q.maxQueueSize * QUEUE_DEGRADED_AT && q.waiting > 0 ? 'degraded' : 'healthy',
+      ...q,
+    } as const;
     const r = this.#resources.stats();
-    const dependenciesOpen = Object.entries(r.breakers.dependencies).filter(([, s]) => s === 'open').map(([n]) => n);
+    const dependenciesOpen = Object.entries(r.breakers.dependencies)
+      .filter(([, s]) => s === 'open')
+      .map(([n]) => n);
     const agentsOpen = r.breakers.agents.open;
-    const breakers = { status: agentsOpen > 0 || dependenciesOpen.length > 0 ? 'degraded' : 'healthy', agentsOpen, dependenciesOpen } as const;
-    const pressure = { status: r.pressure.level === 'normal' ? 'healthy' : 'degraded', level: r.pressure.level } as const;
+    const breakers = {
+      status: agentsOpen > 0 || dependenciesOpen.length > 0 ? 'degraded' : 'healthy',
+      agentsOpen,
+      dependenciesOpen,
+    } as const;
+    const pressure = {
+      status: r.pressure.level === 'normal' ? 'healthy' : 'degraded',
+      level: r.pressure.level,
+    } as const;
     const breaches = this.#sla.breaches().map(({ figures: _figures, ...b }) => b);
     const sla = { status: breaches.length > 0 ? 'degraded' : 'healthy', breaches } as const;
     const bridge = this.#source.bridge();
-    const status = worst(orchestrator.status, ...Object.values(pools).map((p) => p.status), queue.status, breakers.status, pressure.status, sla.status, bridge.status);
+    const status = worst(
+      orchestrator.status,
+      ...Object.values(pools).map((p) => p.status),
+      queue.status,
+      breakers.status,
+      pressure.status,
+      sla.status,
+      bridge.status,
+    );
     return { status, components: { orchestrator, pools, queue, breakers, pressure, sla, bridge } };
   }
 
@@ -242,13 +284,23 @@ export class HealthMonitor {
       if (state === 'DRAINING' && stuck && this.#pools.isPoolAgent(agent)) {
         // Draining (already being replaced) and waiting on an attempt that will never return: it would hold its place
         // in the pool for ever. Its drain ends now; its replacement was paid for when the drain began.
-        if (!agent.unhealthy) this.#events.emit('agent:unhealthy', { agentId: agent.id, role: agent.role, reason: 'stuck', error: new Error(`Agent ${agent.id} is draining and has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`) });
+        if (!agent.unhealthy)
+          this.#events.emit('agent:unhealthy', {
+            agentId: agent.id,
+            role: agent.role,
+            reason: 'stuck',
+            error: new Error(
+              `Agent ${agent.id} is draining and has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`,
+            ),
+          });
         this.#pools.replace(agent, true).catch(() => {});
         continue;
       }
       if (state === 'INITIALIZING' || state === 'DRAINING' || state === 'TERMINATED' || state === 'FAILED') continue;
       if (stuck) {
-        const error = new Error(`Agent ${agent.id} has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`);
+        const error = new Error(
+          `Agent ${agent.id} has had an attempt given up on for ${Math.round(now - agent.lateSince)} ms that never returned`,
+        );
         this.#failed(agent, 'stuck', error);
         continue;
       }
@@ -265,14 +317,18 @@ export class HealthMonitor {
     const check = agent.agent.healthCheck;
     if (typeof check !== 'function') {
       // Nothing to ask: an agent quarantined as stuck is healthy again once it is no longer stuck (this pass saw that).
-      if (this.#pools.markHealthy(agent) && agent.routable) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
+      if (this.#pools.markHealthy(agent) && agent.routable)
+        this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
       return;
     }
     let timer: NodeJS.Timeout | undefined;
     let error: unknown;
     try {
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${this.#options.checkTimeoutMs} ms`)), this.#options.checkTimeoutMs);
+        timer = setTimeout(
+          () => reject(new Error(`healthCheck() did not settle within ${this.#options.checkTimeoutMs} ms`)),
+          this.#options.checkTimeoutMs,
+        );
       });
       const healthy = await Promise.race([Promise.resolve().then(() => check.call(agent.agent)), timeout]);
       if (healthy === false) error = new Error(`healthCheck() of agent ${agent.id} returned false`);
@@ -284,7 +340,8 @@ export class HealthMonitor {
     // The agent may have left (or the orchestrator stopped) while its check ran.
     if (!this.#running || this.#pools.get(agent.id) !== agent) return;
     if (error !== undefined) this.#failed(agent, 'health-check', error);
-    else if (this.#pools.markHealthy(agent) && agent.routable) this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
+    else if (this.#pools.markHealthy(agent) && agent.routable)
+      this.#events.emit('agent:recovered', { agentId: agent.id, role: agent.role });
   }
 
   /** A failing or stuck agent: replaced if it belongs to a pool with budget left, quarantined otherwise. */
@@ -310,7 +367,12 @@ export class HealthMonitor {
         const until = (recent[0] ?? now) + windowMs;
         this.#suspendedUntil.set(role, until);
         this.#pools.suspend(role, until);
-        this.#events.emit('pool:recovery-exhausted', { role, replacements: recent.length, windowMs, resumeInMs: Math.max(0, Math.ceil(until - now)) });
+        this.#events.emit('pool:recovery-exhausted', {
+          role,
+          replacements: recent.length,
+          windowMs,
+          resumeInMs: Math.max(0, Math.ceil(until - now)),
+        });
       }
       return false;
     }

@@ -19,7 +19,13 @@ export function createHttpHandler(target: HttpHandlerTarget): RequestListener {
   return (req: IncomingMessage, res: ServerResponse): void => {
     void respond(target, req, res).catch((error: unknown) => {
       // Never let a scrape crash the host: answer 500 (if nothing was sent yet) and carry on.
-      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+      if (!res.headersSent)
+        send(
+          res,
+          500,
+          'text/plain; charset=utf-8',
+          `internal error: ${error instanceof Error ? error.message : String(error)}\n`,
+        );
       else res.destroy();
     });
   };
@@ -45,7 +51,12 @@ async function respond(target: HttpHandlerTarget, req: IncomingMessage, res: Ser
     case '/readyz': {
       const report = target.health();
       const ready = isReady(report);
-      return send(res, ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, status: report.status, state: report.components.orchestrator.state })}\n`);
+      return send(
+        res,
+        ready ? 200 : 503,
+        'application/json',
+        `${JSON.stringify({ ready, status: report.status, state: report.components.orchestrator.state })}\n`,
+      );
     }
     default:
       return send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz or /readyz\n');

@@ -55,7 +55,12 @@ export class OrchestratorMetrics implements TaskObserver {
   readonly #slaBreached: Gauge<'type' | 'metric'>;
   readonly #names: string[] = [];
 
-  constructor(options: ResolvedMetricsOptions, source: MetricsSource, events: TypedEmitter<OrchestratorEvents>, disposables: Disposables) {
+  constructor(
+    options: ResolvedMetricsOptions,
+    source: MetricsSource,
+    events: TypedEmitter<OrchestratorEvents>,
+    disposables: Disposables,
+  ) {
     this.#options = options;
     this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
@@ -75,12 +80,39 @@ export class OrchestratorMetrics implements TaskObserver {
     this.#names.length = 0;
 
     // The per-task metrics are hot: see hot-metrics.ts for why they are not prom-client's own classes.
-    this.#tasks = new HotCounter(name('tasks'), 'Tasks that reached a terminal state, by type and outcome.', ['type', 'outcome']);
-    this.#duration = new HotHistogram(name('taskDuration'), 'Seconds from acceptance to the terminal state, by type and outcome.', ['type', 'outcome'], DURATION_BUCKETS);
-    this.#wait = new HotHistogram(name('queueWait'), 'Seconds a task waited for an agent before an attempt started, by type.', ['type'], WAIT_BUCKETS);
+    this.#tasks = new HotCounter(name('tasks'), 'Tasks that reached a terminal state, by type and outcome.', [
+      'type',
+      'outcome',
+    ]);
+    this.#duration = new HotHistogram(
+      name('taskDuration'),
+      'Seconds from acceptance to the terminal state, by type and outcome.',
+      ['type', 'outcome'],
+      DURATION_BUCKETS,
+    );
+    this.#wait = new HotHistogram(
+      name('queueWait'),
+      'Seconds a task waited for an agent before an attempt started, by type.',
+      ['type'],
+      WAIT_BUCKETS,
+    );
     for (const m of [this.#tasks, this.#duration, this.#wait]) this.registry.registerMetric(m as never);
-    new Gauge({ name: name('queueDepth'), help: 'Tasks waiting for an agent.', registers, collect() { this.set(source.counts().waiting); } });
-    new Gauge({ name: name('tasksRunning'), help: 'Attempts running.', registers, collect() { this.set(source.counts().running); } });
+    new Gauge({
+      name: name('queueDepth'),
+      help: 'Tasks waiting for an agent.',
+      registers,
+      collect() {
+        this.set(source.counts().waiting);
+      },
+    });
+    new Gauge({
+      name: name('tasksRunning'),
+      help: 'Attempts running.',
+      registers,
+      collect() {
+        this.set(source.counts().running);
+      },
+    });
     const monotonic = (metric: Counter, read: () => number): void => {
       let last = 0;
       // Counters only go up: add what the source counted since the last scrape.
@@ -126,23 +158,72 @@ export class OrchestratorMetrics implements TaskObserver {
       labelNames: ['breaker'],
       registers,
       collect() {
-        for (const [breaker, state] of Object.entries(source.dependencyBreakers())) this.set({ breaker }, BREAKER[state]);
+        for (const [breaker, state] of Object.entries(source.dependencyBreakers()))
+          this.set({ breaker }, BREAKER[state]);
       },
     });
-    new Gauge({ name: name('pressure'), help: 'Resource pressure: 0 normal, 1 elevated, 2 critical.', registers, collect() { this.set(LEVELS[source.pressure()]); } });
-    this.#recoveries = new Counter({ name: name('recoveries'), help: 'Agents replaced by the health monitor, by pool role and reason.', labelNames: ['role', 'reason'], registers });
-    this.#slaViolations = new Counter({ name: name('slaViolations'), help: 'SLA thresholds crossed, by task type and metric.', labelNames: ['type', 'metric'], registers });
-    this.#slaBreached = new Gauge({ name: name('slaBreached'), help: '1 while an SLA threshold is crossed, by task type and metric.', labelNames: ['type', 'metric'], registers });
-    const hits = new Counter({ name: name('routingCacheHits'), help: 'Routing decisions answered from the routing cache.', registers });
+    new Gauge({
+      name: name('pressure'),
+      help: 'Resource pressure: 0 normal, 1 elevated, 2 critical.',
+      registers,
+      collect() {
+        this.set(LEVELS[source.pressure()]);
+      },
+    });
+    this.#recoveries = new Counter({
+      name: name('recoveries'),
+      help: 'Agents replaced by the health monitor, by pool role and reason.',
+      labelNames: ['role', 'reason'],
+      registers,
+    });
+    this.#slaViolations = new Counter({
+      name: name('slaViolations'),
+      help: 'SLA thresholds crossed, by task type and metric.',
+      labelNames: ['type', 'metric'],
+      registers,
+    });
+    this.#slaBreached = new Gauge({
+      name: name('slaBreached'),
+      help: '1 while an SLA threshold is crossed, by task type and metric.',
+      labelNames: ['type', 'metric'],
+      registers,
+    });
+    const hits = new Counter({
+      name: name('routingCacheHits'),
+      help: 'Routing decisions answered from the routing cache.',
+      registers,
+    });
     monotonic(hits, () => source.counts().routingCacheHits);
-    const misses = new Counter({ name: name('routingCacheMisses'), help: 'Routing decisions that built their candidate set.', registers });
+    const misses = new Counter({
+      name: name('routingCacheMisses'),
+      help: 'Routing decisions that built their candidate set.',
+      registers,
+    });
     monotonic(misses, () => source.counts().routingCacheMisses);
-    new Gauge({ name: name('health'), help: 'Overall health: 0 healthy, 1 degraded, 2 unhealthy.', registers, collect() { this.set(HEALTH[source.health()]); } });
-    new Gauge({ name: name('halted'), help: '1 while the orchestrator is halted (waiting work held).', registers, collect() { this.set(source.halted() ? 1 : 0); } });
+    new Gauge({
+      name: name('health'),
+      help: 'Overall health: 0 healthy, 1 degraded, 2 unhealthy.',
+      registers,
+      collect() {
+        this.set(HEALTH[source.health()]);
+      },
+    });
+    new Gauge({
+      name: name('halted'),
+      help: '1 while the orchestrator is halted (waiting work held).',
+      registers,
+      collect() {
+        this.set(source.halted() ? 1 : 0);
+      },
+    });
     if (options.defaultMetrics) {
       // Whatever collectDefaultMetrics adds is ours too: it leaves with the orchestrator, and a clash undoes it all.
       const before = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
-      const added = (): string[] => this.registry.getMetricsAsArray().map((m) => m.name).filter((n) => !before.has(n));
+      const added = (): string[] =>
+        this.registry
+          .getMetricsAsArray()
+          .map((m) => m.name)
+          .filter((n) => !before.has(n));
       try {
         collectDefaultMetrics({ register: this.registry, prefix: options.prefix });
       } catch (error) {
@@ -156,15 +237,19 @@ export class OrchestratorMetrics implements TaskObserver {
       this.#names.push(...added());
     }
 
-    const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
-      void disposables.listen(events, event, fn);
+    const listen = <E extends keyof OrchestratorEvents & string>(
+      event: E,
+      fn: (p: OrchestratorEvents[E]) => void,
+    ): void => void disposables.listen(events, event, fn);
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {
       const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };
       this.#slaViolations.inc(labels);
       this.#slaBreached.set(labels, 1);
     });
-    listen('sla:recovered', (e) => this.#slaBreached.set({ type: this.#typeLabel(e.type), metric: metricLabel(e.metric) }, 0));
+    listen('sla:recovered', (e) =>
+      this.#slaBreached.set({ type: this.#typeLabel(e.type), metric: metricLabel(e.metric) }, 0),
+    );
     // On stop the metrics leave the registry, so that a new orchestrator can register the same names on it.
     disposables.add(() => {
       if (options.registry === undefined) return;

@@ -98,7 +98,15 @@ class TypeWindow {
       }
       return valueOf(BUCKETS - 1);
     };
-    return { type, count, errors, errorRate: count === 0 ? 0 : errors / count, p50Ms: at(0.5), p95Ms: at(0.95), p99Ms: at(0.99) };
+    return {
+      type,
+      count,
+      errors,
+      errorRate: count === 0 ? 0 : errors / count,
+      p50Ms: at(0.5),
+      p95Ms: at(0.95),
+      p99Ms: at(0.99),
+    };
   }
 }
 

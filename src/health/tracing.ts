@@ -49,10 +49,13 @@ const INVALID_TRACE_ID = '00000000000000000000000000000000';
  * Whether to trace: `true` always (when `@opentelemetry/api` is installed), `false` never, `'auto'` when an SDK is
  * registered, or `{ tracer }` through that tracer (the package must still be installed).
  */
-export type TracingMode = boolean | 'auto' | {
-  /** The tracer to start task spans on, instead of the API's global one. */
-  readonly tracer: TracerLike;
-};
+export type TracingMode =
+  | boolean
+  | 'auto'
+  | {
+      /** The tracer to start task spans on, instead of the API's global one. */
+      readonly tracer: TracerLike;
+    };
 
 /** Open spans at most: a task that never ends (it always does) cannot grow memory without bound. */
 const MAX_OPEN_SPANS = 100_000;
@@ -62,7 +65,11 @@ const MAX_OPEN_SPANS = 100_000;
  * With `auto`, only when an SDK is registered (a probe span gets a real trace id): the API's no-op tracer would
  * cost every task an event payload for nothing.
  */
-export async function startTracing(events: TypedEmitter<OrchestratorEvents>, disposables: Disposables, mode: TracingMode): Promise<boolean> {
+export async function startTracing(
+  events: TypedEmitter<OrchestratorEvents>,
+  disposables: Disposables,
+  mode: TracingMode,
+): Promise<boolean> {
   if (mode === false) return false;
   let api: OtelApi;
   try {
@@ -78,8 +85,10 @@ export async function startTracing(events: TypedEmitter<OrchestratorEvents>, dis
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
-  const listen = <E extends keyof OrchestratorEvents & string>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
-    void disposables.listen(events, event, fn);
+  const listen = <E extends keyof OrchestratorEvents & string>(
+    event: E,
+    fn: (p: OrchestratorEvents[E]) => void,
+  ): void => void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);
     if (!span) {
@@ -94,11 +103,20 @@ export async function startTracing(events: TypedEmitter<OrchestratorEvents>, dis
   };
   listen('task:queued', (e) => {
     const span = open(e.taskId, e.type, 0);
-    span.addEvent('queued', { 'task.priority': e.priority, 'queue.waiting': e.waiting, ...(e.tenantId ? { 'task.tenant': e.tenantId } : {}) });
+    span.addEvent('queued', {
+      'task.priority': e.priority,
+      'queue.waiting': e.waiting,
+      ...(e.tenantId ? { 'task.tenant': e.tenantId } : {}),
+    });
   });
   listen('task:started', (e) => {
     const span = open(e.taskId, e.type, e.waitedMs);
-    span.addEvent('attempt', { 'task.attempt': e.attempt, 'agent.id': e.agentId, 'agent.role': e.role ?? '', 'queue.waited_ms': e.waitedMs });
+    span.addEvent('attempt', {
+      'task.attempt': e.attempt,
+      'agent.id': e.agentId,
+      'agent.role': e.role ?? '',
+      'queue.waited_ms': e.waitedMs,
+    });
   });
   listen('task:retrying', (e) => {
     spans.get(e.taskId)?.addEvent('retry', {
@@ -111,7 +129,12 @@ export async function startTracing(events: TypedEmitter<OrchestratorEvents>, dis
   listen('task:completed', (e) => {
     const span = open(e.taskId, e.type, e.latencyMs);
     spans.delete(e.taskId);
-    span.setAttributes({ 'task.outcome': 'completed', 'task.attempts': e.attempt, 'agent.id': e.agentId, 'agent.role': e.role ?? '' });
+    span.setAttributes({
+      'task.outcome': 'completed',
+      'task.attempts': e.attempt,
+      'agent.id': e.agentId,
+      'agent.role': e.role ?? '',
+    });
     span.setStatus({ code: api.SpanStatusCode.OK });
     span.end();
   });

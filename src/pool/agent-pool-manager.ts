@@ -6,7 +6,15 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { Clock, ResolvedPoolOptions } from '../config.js';
-import { expectInteger, expectObject, expectString, expectStringArray, own, POOL_DEFAULTS, rejectUnknownKeys } from '../config.js';
+import {
+  expectInteger,
+  expectObject,
+  expectString,
+  expectStringArray,
+  own,
+  POOL_DEFAULTS,
+  rejectUnknownKeys,
+} from '../config.js';
 import {
   AgentCreationError,
   AgentNotFoundError,
@@ -179,7 +187,9 @@ export class AgentPoolManager {
     if (this.#state !== 'idle') throw new OrchestratorStoppedError('The pool manager was already started');
     this.#state = 'starting';
     const warmups = [...this.#pools.values()].map(async (pool) => {
-      const members = Array.from({ length: pool.options.minAgents }, () => this.#startCreation(pool, 'member', 'demand'));
+      const members = Array.from({ length: pool.options.minAgents }, () =>
+        this.#startCreation(pool, 'member', 'demand'),
+      );
       const spares = this.#fillSpares(pool);
       await Promise.all(members);
       await Promise.allSettled(spares);
@@ -202,7 +212,13 @@ export class AgentPoolManager {
     const pressure = this.#resources.pressure;
     if (!spare && pool.hasRoom && pressure !== 'normal') throw new ResourcePressureError(pressure, 'agent creation');
     if (!spare && pool.hasRoom && this.#suspended(pool)) {
-      throw new AgentCreationError(role, 0, new Error(`pool ${JSON.stringify(role)} spent its recovery budget; it makes no agents until the window moves on`));
+      throw new AgentCreationError(
+        role,
+        0,
+        new Error(
+          `pool ${JSON.stringify(role)} spent its recovery budget; it makes no agents until the window moves on`,
+        ),
+      );
     }
     const record = spare ?? (pool.hasRoom ? await this.#startCreation(pool, 'member', 'spawn') : undefined);
     if (!record) throw new PoolAtCapacityError(role, pool.options.maxAgents);
@@ -221,7 +237,9 @@ export class AgentPoolManager {
     rejectUnknownKeys(o, REGISTER_KEYS, 'options');
     const capabilities = expectStringArray(own(o, 'capabilities'), 'options.capabilities');
     const concurrency =
-      own(o, 'concurrency') === undefined ? POOL_DEFAULTS.concurrency : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
+      own(o, 'concurrency') === undefined
+        ? POOL_DEFAULTS.concurrency
+        : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
     const role = own(o, 'role') === undefined ? undefined : expectString(own(o, 'role'), 'options.role');
     let id: string;
     if (own(o, 'id') === undefined) {
@@ -298,7 +316,8 @@ export class AgentPoolManager {
    * @internal
    */
   replace(record: AgentRecord, force: boolean): Promise<void> {
-    if (record.state === 'INITIALIZING' || record.state === 'TERMINATED' || record.state === 'FAILED') return Promise.resolve();
+    if (record.state === 'INITIALIZING' || record.state === 'TERMINATED' || record.state === 'FAILED')
+      return Promise.resolve();
     if (record.state === 'IDLE' || record.state === 'BUSY') this.markUnhealthy(record);
     const done = this.#retire(record);
     if (force) this.#drainWaiters.get(record)?.();
@@ -351,7 +370,15 @@ export class AgentPoolManager {
 
   /** Agents by lifecycle state, spares counted as IDLE. */
   countByState(): Record<AgentState, number> {
-    const counts: Record<AgentState, number> = { INITIALIZING: 0, IDLE: 0, BUSY: 0, DRAINING: 0, TERMINATED: 0, UNHEALTHY: 0, FAILED: 0 };
+    const counts: Record<AgentState, number> = {
+      INITIALIZING: 0,
+      IDLE: 0,
+      BUSY: 0,
+      DRAINING: 0,
+      TERMINATED: 0,
+      UNHEALTHY: 0,
+      FAILED: 0,
+    };
     for (const r of this.#agents.values()) counts[r.state]++;
     return counts;
   }
@@ -395,7 +422,15 @@ export class AgentPoolManager {
   ): AgentRecord {
     // registerAgent may have taken a pool-chosen id while its factory ran: refuse (that creation retries with a new id).
     if (this.#agents.has(id)) throw new DuplicateAgentError(id);
-    const record = new AgentRecord({ id, role, agent, capabilities, concurrency, hooks: this.#hooks, now: this.#options.clock.now() });
+    const record = new AgentRecord({
+      id,
+      role,
+      agent,
+      capabilities,
+      concurrency,
+      hooks: this.#hooks,
+      now: this.#options.clock.now(),
+    });
     record.breaker = this.#resources.agentBreaker(id, (from, to) => this.#onBreaker(record, from, to));
     this.#agents.set(id, record);
     if (role !== undefined && this.#pools.has(role) && owned) {
@@ -482,7 +517,12 @@ export class AgentPoolManager {
   }
 
   #emitScaled(pool: Pool, reason: OrchestratorEvents['pool:scaled']['reason']): void {
-    this.#events.emit('pool:scaled', { role: pool.role, members: pool.members.size, spares: pool.spares.length, reason });
+    this.#events.emit('pool:scaled', {
+      role: pool.role,
+      members: pool.members.size,
+      spares: pool.spares.length,
+      reason,
+    });
   }
 
   async #create(pool: Pool, kind: 'member' | 'spare', placed: () => void): Promise<AgentRecord> {
@@ -503,7 +543,8 @@ export class AgentPoolManager {
           onFailure: (error, attempt, willRetry) => {
             attempts = attempt;
             // Unregistered while initialising: not a failure, so neither reported nor retried.
-            if (!(error instanceof AgentWithdrawnError)) this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
+            if (!(error instanceof AgentWithdrawnError))
+              this.#events.emit('pool:create-failed', { role: pool.role, attempt, willRetry, error });
           },
           retryable: (error) => !(error instanceof AgentWithdrawnError),
         },
@@ -519,7 +560,12 @@ export class AgentPoolManager {
    * INITIALIZING → IDLE for a freshly made agent: its first health check, then placement. Until it is placed this
    * creation owns the record: a stop or an unregisterAgent meanwhile is honoured here, with one dispose.
    */
-  async #initialize(pool: Pool, kind: 'member' | 'spare', placed: () => void, record: AgentRecord): Promise<AgentRecord> {
+  async #initialize(
+    pool: Pool,
+    kind: 'member' | 'spare',
+    placed: () => void,
+    record: AgentRecord,
+  ): Promise<AgentRecord> {
     try {
       const healthy = await this.#initialCheck(record, pool.options.createTimeoutMs);
       const withdrawn = this.#withdrawn.has(record);
@@ -572,25 +618,31 @@ export class AgentPoolManager {
         reject(error);
       };
       if (Number.isFinite(createTimeoutMs)) {
-        timer = setTimeout(() => fail(new Error(`create() for role ${JSON.stringify(role)} did not settle within ${createTimeoutMs} ms`)), createTimeoutMs);
+        timer = setTimeout(
+          () =>
+            fail(new Error(`create() for role ${JSON.stringify(role)} did not settle within ${createTimeoutMs} ms`)),
+          createTimeoutMs,
+        );
       }
       stop.addEventListener('abort', onStop, { once: true });
       Promise.resolve()
         .then(() => create({ role, agentId, signal: controller.signal }))
-        .then(
-          (agent) => {
-            if (settled) {
-              void this.#disposeAgent(agent, agentId, role);
-              return;
-            }
-            if (typeof agent !== 'object' || agent === null || typeof (agent as Partial<Agent>).execute !== 'function') {
-              fail(new ValidationError(`pools[${role}].create`, `Expected create() of role ${JSON.stringify(role)} to return an agent with an execute(ctx) function`));
-              return;
-            }
-            if (finish()) resolve(agent);
-          },
-          fail,
-        );
+        .then((agent) => {
+          if (settled) {
+            void this.#disposeAgent(agent, agentId, role);
+            return;
+          }
+          if (typeof agent !== 'object' || agent === null || typeof (agent as Partial<Agent>).execute !== 'function') {
+            fail(
+              new ValidationError(
+                `pools[${role}].create`,
+                `Expected create() of role ${JSON.stringify(role)} to return an agent with an execute(ctx) function`,
+              ),
+            );
+            return;
+          }
+          if (finish()) resolve(agent);
+        }, fail);
     });
   }
 
@@ -603,7 +655,8 @@ export class AgentPoolManager {
     try {
       // Settles on the check, its timeout, or stop(): a check that never returns cannot hold stop() or the process.
       const bounded = new Promise<never>((_, reject) => {
-        if (Number.isFinite(timeoutMs)) timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${timeoutMs} ms`)), timeoutMs);
+        if (Number.isFinite(timeoutMs))
+          timer = setTimeout(() => reject(new Error(`healthCheck() did not settle within ${timeoutMs} ms`)), timeoutMs);
         onStop = () => reject(stop.reason);
         stop.addEventListener('abort', onStop, { once: true });
       });
@@ -635,7 +688,8 @@ export class AgentPoolManager {
     const ownPool = pool && (pool.members.has(record) || pool.spares.includes(record)) ? pool : undefined;
     const done = (async () => {
       try {
-        if (record.state === 'IDLE' || record.state === 'BUSY' || record.state === 'UNHEALTHY') record.transition('DRAINING');
+        if (record.state === 'IDLE' || record.state === 'BUSY' || record.state === 'UNHEALTHY')
+          record.transition('DRAINING');
         if (record.active > 0 && record.state === 'DRAINING') {
           await new Promise<void>((resolve) => this.#drainWaiters.set(record, resolve));
         }

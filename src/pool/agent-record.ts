@@ -171,7 +171,9 @@ export class AgentRecord {
     if (ok) this.completed++;
     else this.failed++;
     this.successEwma += EWMA_ALPHA * ((ok ? 1 : 0) - this.successEwma);
-    this.latencyEwma = Number.isNaN(this.latencyEwma) ? durationMs : this.latencyEwma + EWMA_ALPHA * (durationMs - this.latencyEwma);
+    this.latencyEwma = Number.isNaN(this.latencyEwma)
+      ? durationMs
+      : this.latencyEwma + EWMA_ALPHA * (durationMs - this.latencyEwma);
   }
 
   snapshot(): AgentSnapshot {

@@ -26,7 +26,15 @@ import { IllegalStateTransitionError } from '../errors.js';
 export type AgentState = 'INITIALIZING' | 'IDLE' | 'BUSY' | 'DRAINING' | 'TERMINATED' | 'UNHEALTHY' | 'FAILED';
 
 /** Every agent state, in lifecycle order (for iterating, such as a count per state). */
-export const AGENT_STATES: readonly AgentState[] = ['INITIALIZING', 'IDLE', 'BUSY', 'DRAINING', 'TERMINATED', 'UNHEALTHY', 'FAILED'];
+export const AGENT_STATES: readonly AgentState[] = [
+  'INITIALIZING',
+  'IDLE',
+  'BUSY',
+  'DRAINING',
+  'TERMINATED',
+  'UNHEALTHY',
+  'FAILED',
+];
 
 const TRANSITIONS: Readonly<Record<AgentState, ReadonlySet<AgentState>>> = {
   INITIALIZING: new Set(['IDLE', 'FAILED', 'TERMINATED']),

@@ -37,7 +37,11 @@ export function stateOf(breaker: CircuitBreaker): BreakerState {
 }
 
 /** Options that map onto opossum's, with our names. */
-export function opossumOptions(options: ResolvedBreakerOptions, rotate: EventEmitter, name: string): CircuitBreaker.Options {
+export function opossumOptions(
+  options: ResolvedBreakerOptions,
+  rotate: EventEmitter,
+  name: string,
+): CircuitBreaker.Options {
   return {
     name,
     errorThresholdPercentage: options.errorThresholdPercentage,
@@ -173,7 +177,10 @@ export class AgentBreaker implements Disposable {
       this.#state = to;
       clearTimeout(this.#hold);
       // Fires just after opossum's reset timer; it does nothing but keep the process alive until then.
-      this.#hold = to === 'open' && !this.#disposed ? setTimeout(noop, Math.min(MAX_TIMER_MS, this.#options.resetTimeoutMs + 1)) : undefined;
+      this.#hold =
+        to === 'open' && !this.#disposed
+          ? setTimeout(noop, Math.min(MAX_TIMER_MS, this.#options.resetTimeoutMs + 1))
+          : undefined;
       this.#onChange(this, from, to);
     };
     breaker.on('open', move('open'));
@@ -197,7 +204,10 @@ export class BucketClock implements Disposable {
     if (!r) {
       const emitter = new EventEmitter();
       emitter.setMaxListeners(0); // one listener per breaker, by design
-      const timer = this.#disposables.interval(() => emitter.emit('rotate'), Math.max(1, Math.floor(windowMs / BUCKETS)));
+      const timer = this.#disposables.interval(
+        () => emitter.emit('rotate'),
+        Math.max(1, Math.floor(windowMs / BUCKETS)),
+      );
       r = { emitter, timer };
       this.#rotators.set(windowMs, r);
     }

@@ -89,7 +89,10 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
   async call(args: TArgs): Promise<TResult> {
     const units = this.#units ? this.#units(...args) : 0;
     if (typeof units !== 'number' || !Number.isFinite(units) || units < 0) {
-      throw new ValidationError('units', `Expected the units() of breaker ${JSON.stringify(this.name)} to return a finite number >= 0, got ${String(units)}`);
+      throw new ValidationError(
+        'units',
+        `Expected the units() of breaker ${JSON.stringify(this.name)} to return a finite number >= 0, got ${String(units)}`,
+      );
     }
     for (let deferrals = 0; ; deferrals++) {
       await this.limiter.acquire(units);
@@ -98,7 +101,10 @@ export class DependencyBreaker<TArgs extends unknown[], TResult> {
       } catch (error) {
         const code = codeOf(error);
         if (code === OPEN) throw new BreakerOpenError(this.name);
-        if (code === SHUTDOWN) throw new OrchestratorStoppedError(`The breaker ${JSON.stringify(this.name)} was shut down with the orchestrator`);
+        if (code === SHUTDOWN)
+          throw new OrchestratorStoppedError(
+            `The breaker ${JSON.stringify(this.name)} was shut down with the orchestrator`,
+          );
         const wait = this.#retryAfter(error);
         if (wait === undefined) throw error;
         if (deferrals < this.limiter.options.maxDeferrals) {

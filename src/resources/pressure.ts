@@ -59,7 +59,12 @@ export class PidusageSampler implements ResourceSampler {
  * The level after `current` given the load `ratio` (the higher of memory/limit and cpu/limit). Going up takes
  * crossing a threshold; coming down takes falling `hysteresis` below it.
  */
-export function nextPressureLevel(current: PressureLevel, ratio: number, elevatedAt: number, hysteresis: number): PressureLevel {
+export function nextPressureLevel(
+  current: PressureLevel,
+  ratio: number,
+  elevatedAt: number,
+  hysteresis: number,
+): PressureLevel {
   if (ratio >= 1) return 'critical';
   if (current === 'critical' && ratio > 1 - hysteresis + EPSILON) return 'critical';
   if (ratio >= elevatedAt) return 'elevated';
@@ -151,7 +156,10 @@ export class PressureMonitor {
         );
       });
       sample = await Promise.race([this.#sampler.sample(), late]);
-      if (!isSample(sample)) throw new TypeError('The pressure sampler returned something other than { rssBytes, heapUsedBytes, cpuPercent } numbers');
+      if (!isSample(sample))
+        throw new TypeError(
+          'The pressure sampler returned something other than { rssBytes, heapUsedBytes, cpuPercent } numbers',
+        );
     } catch (error) {
       this.#onError(error);
       return;

@@ -50,7 +50,13 @@ export class RateLimiter {
   readonly #waiters: Waiter[] = [];
   #closed: { reason: unknown } | undefined;
 
-  constructor(name: string, options: ResolvedRateLimitOptions, clock: Clock, disposables: Disposables, hooks: RateLimiterHooks) {
+  constructor(
+    name: string,
+    options: ResolvedRateLimitOptions,
+    clock: Clock,
+    disposables: Disposables,
+    hooks: RateLimiterHooks,
+  ) {
     this.name = name;
     this.options = options;
     this.#clock = clock;

@@ -54,7 +54,14 @@ export interface ResourceStats {
 }
 
 const DEPENDENCY_KEYS: ReadonlySet<string> = new Set([
-  'errorThresholdPercentage', 'volumeThreshold', 'windowMs', 'resetTimeoutMs', 'fallback', 'timeoutMs', 'rateLimit', 'units',
+  'errorThresholdPercentage',
+  'volumeThreshold',
+  'windowMs',
+  'resetTimeoutMs',
+  'fallback',
+  'timeoutMs',
+  'rateLimit',
+  'units',
 ]);
 const BREAKER_OPTION_KEYS = ['errorThresholdPercentage', 'volumeThreshold', 'windowMs', 'resetTimeoutMs'] as const;
 
@@ -151,18 +158,34 @@ export class ResourceManager {
     expectFunction(fn, 'fn');
     if (this.#stopped) throw new OrchestratorStoppedError();
     if (this.#dependencies.has(name)) {
-      throw new ValidationError('name', `A breaker named ${JSON.stringify(name)} exists already; give each dependency its own name`);
+      throw new ValidationError(
+        'name',
+        `A breaker named ${JSON.stringify(name)} exists already; give each dependency its own name`,
+      );
     }
     const o = expectObject(options, 'options');
     for (const key of Object.keys(o)) {
-      if (!DEPENDENCY_KEYS.has(key)) throw new ValidationError(`options.${key}`, `Unknown field \`options.${key}\`; expected one of: ${[...DEPENDENCY_KEYS].join(', ')}`);
+      if (!DEPENDENCY_KEYS.has(key))
+        throw new ValidationError(
+          `options.${key}`,
+          `Unknown field \`options.${key}\`; expected one of: ${[...DEPENDENCY_KEYS].join(', ')}`,
+        );
     }
     const thresholds: Record<string, unknown> = {};
     for (const key of BREAKER_OPTION_KEYS) if (own(o, key) !== undefined) thresholds[key] = own(o, key);
     const resolved = resolveBreakerOptions(thresholds, 'options');
-    const timeoutMs = own(o, 'timeoutMs') === undefined ? undefined : expectDuration(own(o, 'timeoutMs'), 'options.timeoutMs', false, MAX_TIMER_MS);
-    const fallback = own(o, 'fallback') === undefined ? undefined : expectFunction<NonNullable<typeof options.fallback>>(own(o, 'fallback'), 'options.fallback');
-    const units = own(o, 'units') === undefined ? undefined : expectFunction<NonNullable<typeof options.units>>(own(o, 'units'), 'options.units');
+    const timeoutMs =
+      own(o, 'timeoutMs') === undefined
+        ? undefined
+        : expectDuration(own(o, 'timeoutMs'), 'options.timeoutMs', false, MAX_TIMER_MS);
+    const fallback =
+      own(o, 'fallback') === undefined
+        ? undefined
+        : expectFunction<NonNullable<typeof options.fallback>>(own(o, 'fallback'), 'options.fallback');
+    const units =
+      own(o, 'units') === undefined
+        ? undefined
+        : expectFunction<NonNullable<typeof options.units>>(own(o, 'units'), 'options.units');
     if (own(o, 'rateLimit') !== undefined && this.#options.rateLimits.has(name)) {
       throw new ValidationError(
         'options.rateLimit',
@@ -187,7 +210,11 @@ export class ResourceManager {
     this.#watch(dependency.breaker, name);
     this.#dependencies.set(name, dependency as unknown as DependencyBreaker<any[], unknown>);
     this.disposables.add(() => {
-      limiter.close(new OrchestratorStoppedError(`The orchestrator stopped while a call to ${JSON.stringify(name)} waited for its rate limit`));
+      limiter.close(
+        new OrchestratorStoppedError(
+          `The orchestrator stopped while a call to ${JSON.stringify(name)} waited for its rate limit`,
+        ),
+      );
       dependency.dispose();
     });
     const guarded = ((...args: TArgs) => dependency.call(args)) as GuardedFunction<TArgs, Awaited<TResult>>;
@@ -205,7 +232,10 @@ export class ResourceManager {
   setBudget(tenantId: string, limit: number | undefined): void {
     expectString(tenantId, 'tenantId');
     if (limit !== undefined && (typeof limit !== 'number' || Number.isNaN(limit) || limit < 0)) {
-      throw new ValidationError('limit', `Expected \`limit\` to be a number >= 0 (or Infinity, or undefined to remove it), got ${String(limit)}`);
+      throw new ValidationError(
+        'limit',
+        `Expected \`limit\` to be a number >= 0 (or Infinity, or undefined to remove it), got ${String(limit)}`,
+      );
     }
     this.budgets.setLimit(tenantId, limit);
   }
@@ -253,10 +283,15 @@ export class ResourceManager {
   agentBreaker(agentId: string, onChange: (from: BreakerState, to: BreakerState) => void): AgentBreaker | undefined {
     const options = this.#options.agentBreaker;
     if (options === false || this.#stopped) return undefined;
-    const breaker = new AgentBreaker(`agent:${agentId}`, options, () => this.#rotation(options.windowMs), (b, from, to) => {
-      this.#events.emit('breaker:state', { breaker: b.name, agentId, from, to });
-      onChange(from, to);
-    });
+    const breaker = new AgentBreaker(
+      `agent:${agentId}`,
+      options,
+      () => this.#rotation(options.windowMs),
+      (b, from, to) => {
+        this.#events.emit('breaker:state', { breaker: b.name, agentId, from, to });
+        onChange(from, to);
+      },
+    );
     this.#agentBreakers.add(breaker);
     return breaker;
   }

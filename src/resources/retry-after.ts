@@ -25,7 +25,11 @@ function read(error: object, now: number): number | undefined {
   const own = e['retryAfter'];
   if (own !== undefined) return parse(own, now);
   const response = e['response'];
-  const header = headerOf(e['headers']) ?? (typeof response === 'object' && response !== null ? headerOf((response as Record<string, unknown>)['headers']) : undefined);
+  const header =
+    headerOf(e['headers']) ??
+    (typeof response === 'object' && response !== null
+      ? headerOf((response as Record<string, unknown>)['headers'])
+      : undefined);
   return header === undefined ? undefined : parse(header, now);
 }
 

@@ -20,7 +20,10 @@ let report: BenchReport;
 /** Runs the quick suite in its own Node process, writing the JSON into a temporary directory (not bench/results). */
 function runQuick(out: string): Promise<typeof run> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', entry, '--quick', '--out', out], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', entry, '--quick', '--out', out], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -34,7 +37,8 @@ function runQuick(out: string): Promise<typeof run> {
 function numbers(value: unknown, path = '$'): Array<[string, number]> {
   if (typeof value === 'number') return [[path, value]];
   if (Array.isArray(value)) return value.flatMap((v, i) => numbers(v, `${path}[${i}]`));
-  if (typeof value === 'object' && value !== null) return Object.entries(value).flatMap(([k, v]) => numbers(v, `${path}.${k}`));
+  if (typeof value === 'object' && value !== null)
+    return Object.entries(value).flatMap(([k, v]) => numbers(v, `${path}.${k}`));
   return [];
 }
 

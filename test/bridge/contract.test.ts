@@ -40,9 +40,14 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       return { a, b, log };
     }
 
-    const task = (payload: Op, extra: Record<string, unknown> = {}) => ({ type: 't', requires: ['x'], payload, ...extra });
+    const task = (payload: Op, extra: Record<string, unknown> = {}) => ({
+      type: 't',
+      requires: ['x'],
+      payload,
+      ...extra,
+    });
 
-    it('submit at A runs on B and resolves with B\'s result', async () => {
+    it("submit at A runs on B and resolves with B's result", async () => {
       const { a, b, log } = await pair();
       await expect(a.submit(task({ op: 'echo', id: 'one', v: 42 }))).resolves.toEqual({ node: 'B', id: 'one', v: 42 });
       expect(log.count('one')).toBe(1);
@@ -51,10 +56,14 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       // A ran nothing itself.
       expect(a.stats()).toMatchObject({ completed: 0, failed: 0 });
       // A task with no requirements goes to B too (A has no agent at all).
-      await expect(a.submit({ type: 't', payload: { op: 'echo', id: 'any', v: 1 } })).resolves.toEqual({ node: 'B', id: 'any', v: 1 });
+      await expect(a.submit({ type: 't', payload: { op: 'echo', id: 'any', v: 1 } })).resolves.toEqual({
+        node: 'B',
+        id: 'any',
+        v: 1,
+      });
     });
 
-    it('delegate at A returns a handle whose result resolves with B\'s result', async () => {
+    it("delegate at A returns a handle whose result resolves with B's result", async () => {
       const { a } = await pair();
       const handle = a.delegate<{ v: unknown }>(task({ op: 'echo', id: 'd', v: 'via handle' }));
       expect(typeof handle.id).toBe('string');
@@ -92,7 +101,11 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
 
     it('an agent error on B rejects A with a RemoteTaskError carrying its name, code and message', async () => {
       const { a, b } = await pair();
-      const error = await rejection(a.submit(task({ op: 'fail', id: 'f', name: 'PaymentError', code: 'E_CARD_DECLINED', message: 'card declined (4051)' })));
+      const error = await rejection(
+        a.submit(
+          task({ op: 'fail', id: 'f', name: 'PaymentError', code: 'E_CARD_DECLINED', message: 'card declined (4051)' }),
+        ),
+      );
       expect(error).toBeInstanceOf(RemoteTaskError);
       expect(error).toBeInstanceOf(Error);
       const remote = error as RemoteTaskError;
@@ -101,7 +114,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(remote.message).toBe('card declined (4051)');
       expect(remote.node).toBe(b.bridge.nodeId);
       // Without a code: code stays undefined.
-      const plain = (await rejection(a.submit(task({ op: 'fail', id: 'g', name: 'TypeError', message: 'x is not a function' })))) as RemoteTaskError;
+      const plain = (await rejection(
+        a.submit(task({ op: 'fail', id: 'g', name: 'TypeError', message: 'x is not a function' })),
+      )) as RemoteTaskError;
       expect(plain).toBeInstanceOf(RemoteTaskError);
       expect(plain).toMatchObject({ name: 'TypeError', message: 'x is not a function' });
       expect(plain.code).toBeUndefined();
@@ -111,7 +126,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       const { a, b } = await pair();
       const local = await rejection(b.submit(task({ op: 'slow', id: 'local-slow', ms: 5_000 }, { timeoutMs: 40 })));
       expect(local).toBeInstanceOf(TaskTimeoutError);
-      const remote = (await rejection(a.submit(task({ op: 'slow', id: 'remote-slow', ms: 5_000 }, { timeoutMs: 40 })))) as RemoteTaskError;
+      const remote = (await rejection(
+        a.submit(task({ op: 'slow', id: 'remote-slow', ms: 5_000 }, { timeoutMs: 40 })),
+      )) as RemoteTaskError;
       expect(remote).toBeInstanceOf(RemoteTaskError);
       expect(remote.code).toBe('TASK_TIMEOUT');
       expect(remote.name).toBe((local as TaskTimeoutError).name);
@@ -189,7 +206,10 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(refused).toBeInstanceOf(NoCapableAgentError);
       expect(a.bridge.canAnyServe(['x', 'z'])).toBe(false);
       // Each on its own still runs on B.
-      await expect(a.submit({ type: 't', requires: ['z'], payload: { op: 'echo', id: 'z' } })).resolves.toMatchObject({ node: 'B', id: 'z' });
+      await expect(a.submit({ type: 't', requires: ['z'], payload: { op: 'echo', id: 'z' } })).resolves.toMatchObject({
+        node: 'B',
+        id: 'z',
+      });
     });
 
     it('a payload that is not JSON-serialisable is refused at A with ValidationError on task.payload', async () => {
@@ -217,7 +237,7 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(log.runs).toEqual([]);
     });
 
-    it('cluster() lists both nodes with B\'s capabilities; B leaves the list once stopped', async () => {
+    it("cluster() lists both nodes with B's capabilities; B leaves the list once stopped", async () => {
       const { a, b } = await pair();
       const nodes = await a.cluster();
       expect(nodes.map((n) => n.nodeId).sort()).toEqual([a.bridge.nodeId, b.bridge.nodeId].sort());
@@ -246,7 +266,7 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       await expect(p).resolves.toEqual({ node: 'B', id: 'in-flight', v: 'slow' });
     });
 
-    it('broadcast reaches every node as bridge:control with from = the sender\'s node id', async () => {
+    it("broadcast reaches every node as bridge:control with from = the sender's node id", async () => {
       const { a, b } = await pair();
       const seenA: ControlMessage[] = [];
       const seenB: ControlMessage[] = [];
@@ -254,11 +274,13 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       b.on('bridge:control', (m) => seenB.push(m));
       await a.broadcast({ kind: 'halt', reason: 'maintenance' });
       await eventually(() => seenA.length === 1 && seenB.length === 1, 5_000, 'both nodes got the halt');
-      for (const m of [seenA[0]!, seenB[0]!]) expect(m).toMatchObject({ kind: 'halt', reason: 'maintenance', from: a.bridge.nodeId });
+      for (const m of [seenA[0]!, seenB[0]!])
+        expect(m).toMatchObject({ kind: 'halt', reason: 'maintenance', from: a.bridge.nodeId });
       // The other way round, with a value.
       await b.broadcast({ kind: 'traffic', value: 25 });
       await eventually(() => seenA.length === 2 && seenB.length === 2, 5_000, 'both nodes got the traffic split');
-      for (const m of [seenA[1]!, seenB[1]!]) expect(m).toMatchObject({ kind: 'traffic', value: 25, from: b.bridge.nodeId });
+      for (const m of [seenA[1]!, seenB[1]!])
+        expect(m).toMatchObject({ kind: 'traffic', value: 25, from: b.bridge.nodeId });
       // A forged `from` is replaced by the sender's id.
       await b.broadcast({ kind: 'resume', from: 'someone-else' });
       await eventually(() => seenA.length === 3 && seenB.length === 3, 5_000, 'both nodes got the resume');
@@ -287,7 +309,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(r2).toEqual(r1);
       expect(log.count('idem')).toBe(1);
       // Later: the first succeeded, a third submit with the key gets its result without a run.
-      await expect(a.submit(task({ op: 'slow', id: 'idem', ms: 100 }, { idempotencyKey: 'order-17' }))).resolves.toEqual(r1);
+      await expect(
+        a.submit(task({ op: 'slow', id: 'idem', ms: 100 }, { idempotencyKey: 'order-17' })),
+      ).resolves.toEqual(r1);
       expect(log.count('idem')).toBe(1);
     });
   });
@@ -309,6 +333,9 @@ describe('on a real redis-server', () => {
 
   contract('RedisBridge', 'redis', (n) => {
     const ns = namespace();
-    return Array.from({ length: n }, (_, i) => new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId: `redis-${i}`, ...FAST }));
+    return Array.from(
+      { length: n },
+      (_, i) => new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId: `redis-${i}`, ...FAST }),
+    );
   });
 });

@@ -52,7 +52,16 @@ async function worker(ns: string, nodeId: string, ran: number[]): Promise<ChildP
 function producer(ns: string): UnifiedOrchestrator {
   return new UnifiedOrchestrator({
     pressure: false,
-    bridge: new RedisBridge({ url: redis.url, namespace: ns, nodeId: 'producer', secret: SECRET, heartbeatMs: 50, nodeTtlMs: 400, reclaimIdleMs: 400, blockMs: 100 }),
+    bridge: new RedisBridge({
+      url: redis.url,
+      namespace: ns,
+      nodeId: 'producer',
+      secret: SECRET,
+      heartbeatMs: 50,
+      nodeTtlMs: 400,
+      reclaimIdleMs: 400,
+      blockMs: 100,
+    }),
   });
 }
 
@@ -65,7 +74,11 @@ async function until(predicate: () => boolean, timeoutMs: number): Promise<void>
 }
 
 /** Submits `n` jobs and records how each settles; counts any second settlement (there must be none). */
-function submitAll(p: UnifiedOrchestrator, n: number, ms: number): { all: Promise<void[]>; settled: Map<number, unknown>; twice: () => number } {
+function submitAll(
+  p: UnifiedOrchestrator,
+  n: number,
+  ms: number,
+): { all: Promise<void[]>; settled: Map<number, unknown>; twice: () => number } {
   const settled = new Map<number, unknown>();
   let twice = 0;
   const record = (k: number, v: unknown): void => {
@@ -159,13 +172,29 @@ describe('RedisBridge and stop', () => {
     if (!redis.owned) throw new Error('this test restarts redis-server: run it without REDIS_URL');
     const ns = namespace();
     const bridge = (nodeId: string, heartbeatMs: number) =>
-      new RedisBridge({ url: redis.url, namespace: ns, nodeId, secret: SECRET, heartbeatMs, nodeTtlMs: 10_000, reclaimIdleMs: 10_000, blockMs: 100 });
+      new RedisBridge({
+        url: redis.url,
+        namespace: ns,
+        nodeId,
+        secret: SECRET,
+        heartbeatMs,
+        nodeTtlMs: 10_000,
+        reclaimIdleMs: 10_000,
+        blockMs: 100,
+      });
     // The worker beats every 2 s, the producer every 50 ms: after the restart the producer reads an empty registry
     // long before the worker writes its entry again.
     const worker = new UnifiedOrchestrator({
       pressure: false,
       bridge: bridge('slow-worker', 2_000),
-      pools: [{ role: 'w', capabilities: ['work'], minAgents: 1, create: () => ({ execute: async ({ payload }) => `done:${String(payload)}` }) }],
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['work'],
+          minAgents: 1,
+          create: () => ({ execute: async ({ payload }) => `done:${String(payload)}` }),
+        },
+      ],
     });
     const p = new UnifiedOrchestrator({ pressure: false, bridge: bridge('fast-producer', 50) });
     try {

@@ -1,5 +1,10 @@
 /** Shared pieces of the bridge tests: the serving agent, its run log, a gate, and orchestrator bookkeeping. */
-import { UnifiedOrchestrator, type Agent, type CommunicationBridge, type OrchestratorOptions } from 'unified-orchestrator';
+import {
+  UnifiedOrchestrator,
+  type Agent,
+  type CommunicationBridge,
+  type OrchestratorOptions,
+} from 'unified-orchestrator';
 import { wait } from '../support/agents.js';
 
 export const SECRET = 'bridge-contract-tests-shared-secret';
@@ -71,14 +76,28 @@ export class Fleet {
   }
 
   /** A node with a pool holding capability `x` whose agents run {@link servingAgent}. */
-  server(bridge: CommunicationBridge, node: string, log: RunLog & { gate: Promise<void> }, extra: OrchestratorOptions = {}): UnifiedOrchestrator {
+  server(
+    bridge: CommunicationBridge,
+    node: string,
+    log: RunLog & { gate: Promise<void> },
+    extra: OrchestratorOptions = {},
+  ): UnifiedOrchestrator {
     return this.#add(
       new UnifiedOrchestrator({
         pressure: false,
         retry: { baseDelayMs: 5, maxDelayMs: 10 },
         ...extra,
         bridge,
-        pools: [{ role: 'w', capabilities: ['x'], minAgents: 4, maxAgents: 8, concurrency: 16, create: () => servingAgent(node, log) }],
+        pools: [
+          {
+            role: 'w',
+            capabilities: ['x'],
+            minAgents: 4,
+            maxAgents: 8,
+            concurrency: 16,
+            create: () => servingAgent(node, log),
+          },
+        ],
       }),
     );
   }
@@ -100,7 +119,11 @@ export class Fleet {
 }
 
 /** Polls `predicate` (sync or async) until it holds or `timeoutMs` passes. */
-export async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+export async function eventually(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);

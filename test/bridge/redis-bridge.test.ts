@@ -6,7 +6,18 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { NoCapableAgentError, QueueFullError, RedisBridge, RemoteTaskError, UnifiedOrchestrator, ValidationError, type ControlMessage, type NodeStatus, type RedisBridgeOptions, type WireTask } from 'unified-orchestrator';
+import {
+  NoCapableAgentError,
+  QueueFullError,
+  RedisBridge,
+  RemoteTaskError,
+  UnifiedOrchestrator,
+  ValidationError,
+  type ControlMessage,
+  type NodeStatus,
+  type RedisBridgeOptions,
+  type WireTask,
+} from 'unified-orchestrator';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { wait } from '../support/agents.js';
 import { namespace, startRedis, type TestRedis } from '../support/redis.js';
@@ -76,7 +87,14 @@ async function pending(r: Redis, stream: string): Promise<Array<[string, string,
  */
 async function phantom(r: Redis, ns: string, id: string, capabilities: string[]): Promise<void> {
   const signer = new MessageSigner(SECRET, ns, 60_000);
-  const info = { nodeId: id, roles: ['ghost'], capabilities, serves: [capabilities], freeSlots: 1, heartbeatAt: Date.now() };
+  const info = {
+    nodeId: id,
+    roles: ['ghost'],
+    capabilities,
+    serves: [capabilities],
+    freeSlots: 1,
+    heartbeatAt: Date.now(),
+  };
   await r.set(`${ns}:node:${id}`, JSON.stringify(signer.seal('node', info)), 'PX', 2_000);
   await r.sadd(`${ns}:nodes`, id);
 }
@@ -95,7 +113,17 @@ async function ghostTook(ns: string, deliveries: number, bExtra: Partial<RedisBr
   const result = a.submit(task({ op: 'echo', id: 'ghosted', v: 'reclaimed' }));
   result.catch(() => {});
   await eventually(async () => (await r.xlen(stream)) === 1, 5_000, 'the hand-off is in the stream');
-  const read = (await r.call('XREADGROUP', 'GROUP', 'workers', 'ghost', 'COUNT', '10', 'STREAMS', stream, '>')) as unknown[];
+  const read = (await r.call(
+    'XREADGROUP',
+    'GROUP',
+    'workers',
+    'ghost',
+    'COUNT',
+    '10',
+    'STREAMS',
+    stream,
+    '>',
+  )) as unknown[];
   expect(read).not.toBeNull();
   const id = (await r.xrange(stream, '-', '+'))[0]![0];
   for (let i = 1; i < deliveries; i++) await r.call('XCLAIM', stream, 'workers', 'ghost', '0', id);
@@ -124,7 +152,10 @@ describe('RedisBridge: signed messages', () => {
     // No signature at all.
     await r.xadd(stream, '*', 'm', good.seal('task', body('unsigned')).m);
     // Signed with another secret.
-    const other = new MessageSigner('another-secret-not-the-cluster-one', ns, 60_000).seal('task', body('other-secret'));
+    const other = new MessageSigner('another-secret-not-the-cluster-one', ns, 60_000).seal(
+      'task',
+      body('other-secret'),
+    );
     await r.xadd(stream, '*', 'm', other.m, 's', other.s);
     // The right secret, but another namespace (signatures are bound to it).
     const foreign = new MessageSigner(SECRET, `${ns}-elsewhere`, 60_000).seal('task', body('other-ns'));
@@ -177,7 +208,9 @@ describe('RedisBridge: signed messages', () => {
     const sealed = good.seal('control', { ...evil, reason: 'original' });
     forgedBodies.push(JSON.stringify({ m: sealed.m.replace('original', 'tampered'), s: sealed.s }));
     // Another secret.
-    forgedBodies.push(JSON.stringify(new MessageSigner('another-secret-not-the-cluster-one', ns, 60_000).seal('control', evil)));
+    forgedBodies.push(
+      JSON.stringify(new MessageSigner('another-secret-not-the-cluster-one', ns, 60_000).seal('control', evil)),
+    );
     // Signed as another kind (a task signature moved to the control channel).
     forgedBodies.push(JSON.stringify(good.seal('task', evil)));
     // Stale: correctly signed two minutes ago (maxMessageAgeMs is 60 s).
@@ -264,7 +297,11 @@ describe('RedisBridge: reclaim and dead letters', () => {
     const { r, b, log, result, stream } = await ghostTook(ns, 1);
     const ghost = fleet.server(bridge(ns, 'ghost', { reclaimIdleMs: 60_000 }), 'ghost', runLog());
     await ghost.start();
-    await eventually(async () => ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[]).length > 0, 5_000, 'ghost consumes x');
+    await eventually(
+      async () => ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[]).length > 0,
+      5_000,
+      'ghost consumes x',
+    );
     await ghost.stop();
     expect((await pending(r, stream)).map((p) => p[1])).toEqual(['ghost']);
     await b.start();
@@ -277,8 +314,25 @@ describe('RedisBridge: reclaim and dead letters', () => {
     const { a, b, log } = await pair(ns, { startB: false });
     // A node that serves x but refuses every task, as a node with a full queue does.
     const refusals: string[] = [];
-    const refuser = new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId: 'busy', ...FAST, maxDeliveries: 2 });
-    const status = { state: 'running', health: 'healthy', halted: null, traffic: null, running: 0, waiting: 0, queues: {}, pools: [], breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] } } satisfies NodeStatus;
+    const refuser = new RedisBridge({
+      url: redis.url,
+      secret: SECRET,
+      namespace: ns,
+      nodeId: 'busy',
+      ...FAST,
+      maxDeliveries: 2,
+    });
+    const status = {
+      state: 'running',
+      health: 'healthy',
+      halted: null,
+      traffic: null,
+      running: 0,
+      waiting: 0,
+      queues: {},
+      pools: [],
+      breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] },
+    } satisfies NodeStatus;
     await refuser.start({
       info: () => ({ nodeId: 'busy', roles: ['w'], capabilities: ['x'], serves: [['x']], freeSlots: 1, slots: 1 }),
       canServe: (requires) => requires.every((c) => c === 'x'),
@@ -294,7 +348,10 @@ describe('RedisBridge: reclaim and dead letters', () => {
       await eventually(async () => (await a.cluster(), a.bridge.canAnyServe(['x'])), 5_000, 'A sees the busy node');
       let settled: unknown = 'pending';
       const result = a.submit(task({ op: 'echo', id: 'patient', v: 'ran' }));
-      result.then((v) => (settled = v), (e: unknown) => (settled = e));
+      result.then(
+        (v) => (settled = v),
+        (e: unknown) => (settled = e),
+      );
       // Refused far more often than maxDeliveries (2), a claim every reclaimIdleMs (300).
       await eventually(() => refusals.length >= 5, 10_000, 'five refusals');
       expect(settled).toBe('pending');
@@ -340,7 +397,7 @@ describe('RedisBridge: reclaim and dead letters', () => {
     expect(await r.xlen(stream)).toBe(0);
   });
 
-  it('a live node\'s long-running entry is kept fresh: another serving node never reclaims it, it runs once', async () => {
+  it("a live node's long-running entry is kept fresh: another serving node never reclaims it, it runs once", async () => {
     const ns = namespace();
     const { a, b, log } = await pair(ns);
     const logC = runLog();
@@ -348,7 +405,9 @@ describe('RedisBridge: reclaim and dead letters', () => {
     await c.start();
     await eventually(async () => (await a.cluster()).length === 3, 5_000, 'three nodes');
     // Runs three times reclaimIdleMs.
-    const results = await Promise.all([0, 1, 2, 3].map((i) => a.submit(task({ op: 'slow', id: `long-${i}`, ms: 3 * FAST.reclaimIdleMs }))));
+    const results = await Promise.all(
+      [0, 1, 2, 3].map((i) => a.submit(task({ op: 'slow', id: `long-${i}`, ms: 3 * FAST.reclaimIdleMs }))),
+    );
     expect(results.map((r) => (r as { id: string }).id)).toEqual(['long-0', 'long-1', 'long-2', 'long-3']);
     for (let i = 0; i < 4; i++) expect(log.count(`long-${i}`) + logC.count(`long-${i}`)).toBe(1);
     expect(b.bridge.stats().reclaimed + c.bridge.stats().reclaimed).toBe(0);
@@ -356,7 +415,7 @@ describe('RedisBridge: reclaim and dead letters', () => {
 });
 
 describe('RedisBridge: results', () => {
-  it('a result written while the submitter\'s result reader is not blocked in a read (here: its connection was killed) still reaches it', async () => {
+  it("a result written while the submitter's result reader is not blocked in a read (here: its connection was killed) still reaches it", async () => {
     // The reader once re-read from '$' after every empty or failed read: a result that arrived in between was never
     // seen and its task waited forever (it showed under CPU load as a hung 500-task test).
     const { a, log } = await pair(namespace());
@@ -394,7 +453,10 @@ describe('RedisBridge: the registry after a reconnect', () => {
     await eventually(() => degraded && a.health().components.bridge.status === 'healthy', 10_000, 'A reconnected');
     await b.stop({ drain: true, timeoutMs: 2_000 });
     await wait(250); // a few of A's beats read the registry without B (B's last heartbeat is still fresh)
-    const outcome = await Promise.race([a.submit(task({ op: 'echo', id: 'orphan' })).catch((e: unknown) => e), wait(1_000).then(() => 'handed off, stranded')]);
+    const outcome = await Promise.race([
+      a.submit(task({ op: 'echo', id: 'orphan' })).catch((e: unknown) => e),
+      wait(1_000).then(() => 'handed off, stranded'),
+    ]);
     expect(outcome).toBeInstanceOf(NoCapableAgentError);
   });
 });
@@ -408,7 +470,10 @@ describe('RedisBridge: a hand-off past its deadline', () => {
     await a.start();
     await phantom(r, ns, 'ghost', ['x']); // a node that serves x on paper and never reads
     await eventually(async () => (await a.cluster(), a.bridge.canAnyServe(['x'])), 5_000, 'A sees the ghost');
-    await expect(a.submit(task({ op: 'echo', id: 'late' }, { deadlineMs: 100 }))).rejects.toMatchObject({ code: 'TASK_TIMEOUT', scope: 'task' });
+    await expect(a.submit(task({ op: 'echo', id: 'late' }, { deadlineMs: 100 }))).rejects.toMatchObject({
+      code: 'TASK_TIMEOUT',
+      scope: 'task',
+    });
     expect(await r.xlen(stream)).toBe(1);
     let degraded = false;
     a.on('bridge:state', (st) => (degraded ||= st.status === 'degraded'));
@@ -430,7 +495,8 @@ describe('RedisBridge: stop, connections, options', () => {
     const stream = `${ns}:tasks:x`;
     // A consumer as a stopped node leaves it once its refused entries were claimed: no pending entries, no node.
     await r.call('XGROUP', 'CREATECONSUMER', stream, 'workers', 'gone-node');
-    const names = async (): Promise<string[]> => ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[][]).map((c) => String(c[1]));
+    const names = async (): Promise<string[]> =>
+      ((await r.call('XINFO', 'CONSUMERS', stream, 'workers')) as unknown[][]).map((c) => String(c[1]));
     expect(await names()).toContain('gone-node');
     // Idle past two node TTLs (1 s with these timings), then a sweep (every 30 beats of 50 ms).
     await eventually(async () => !(await names()).includes('gone-node'), 20_000, 'the gone consumer deleted');
@@ -471,9 +537,17 @@ describe('RedisBridge: stop, connections, options', () => {
       const clientA = raw(options);
       const clientB = raw(options);
       const log = runLog();
-      const listenersBefore = ['error', 'ready', 'reconnecting'].map((e) => clientA.listenerCount(e) + clientB.listenerCount(e));
-      const b = fleet.server(new RedisBridge({ redis: clientB, secret: SECRET, namespace: ns, nodeId: 'B', ...FAST }), 'B', log);
-      const a = fleet.producer(new RedisBridge({ redis: clientA, secret: SECRET, namespace: ns, nodeId: 'A', ...FAST }));
+      const listenersBefore = ['error', 'ready', 'reconnecting'].map(
+        (e) => clientA.listenerCount(e) + clientB.listenerCount(e),
+      );
+      const b = fleet.server(
+        new RedisBridge({ redis: clientB, secret: SECRET, namespace: ns, nodeId: 'B', ...FAST }),
+        'B',
+        log,
+      );
+      const a = fleet.producer(
+        new RedisBridge({ redis: clientA, secret: SECRET, namespace: ns, nodeId: 'A', ...FAST }),
+      );
       await b.start();
       await a.start();
       await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
@@ -489,7 +563,9 @@ describe('RedisBridge: stop, connections, options', () => {
         await expect(client.ping()).resolves.toBe('PONG');
       }
       // The bridge took its listeners off the host's clients: nothing of it stays behind on them.
-      expect(['error', 'ready', 'reconnecting'].map((e) => clientA.listenerCount(e) + clientB.listenerCount(e))).toEqual(listenersBefore);
+      expect(
+        ['error', 'ready', 'reconnecting'].map((e) => clientA.listenerCount(e) + clientB.listenerCount(e)),
+      ).toEqual(listenersBefore);
     });
   }
 
@@ -517,7 +593,9 @@ describe('RedisBridge: stop, connections, options', () => {
     };
     expect(field(() => new RedisBridge({ url: 'redis://127.0.0.1:1', secret: 'short' }))).toBe('options.secret');
     expect(field(() => new RedisBridge({ url: 'redis://127.0.0.1:1', secret: 'x'.repeat(15) }))).toBe('options.secret');
-    expect(field(() => new RedisBridge({ url: 'redis://127.0.0.1:1', secret: 42 as unknown as string }))).toBe('options.secret');
+    expect(field(() => new RedisBridge({ url: 'redis://127.0.0.1:1', secret: 42 as unknown as string }))).toBe(
+      'options.secret',
+    );
     expect(field(() => new RedisBridge({ secret: 'x'.repeat(16) }))).toBe('options.url');
     expect(field(() => new RedisBridge(null as unknown as RedisBridgeOptions))).toBe('options');
     const ok = { url: 'redis://127.0.0.1:1', secret: 'x'.repeat(16) };
@@ -525,13 +603,24 @@ describe('RedisBridge: stop, connections, options', () => {
     expect(field(() => new RedisBridge({ ...ok, url: 'http://127.0.0.1:6379' }))).toBe('options.url');
     expect(field(() => new RedisBridge({ ...ok, redis: {} as never, url: undefined }))).toBe('options.redis');
     expect(field(() => new RedisBridge({ ...ok, heartbeatMS: 10 } as never))).toBe('options.heartbeatMS'); // misspelt
-    for (const key of ['heartbeatMs', 'nodeTtlMs', 'reclaimIdleMs', 'blockMs', 'doneTtlMs', 'maxMessageAgeMs', 'maxDeliveries'] as const) {
-      for (const bad of [0, -1, 1.5, NaN, Infinity, '100']) expect(field(() => new RedisBridge({ ...ok, [key]: bad } as never))).toBe(`options.${key}`);
+    for (const key of [
+      'heartbeatMs',
+      'nodeTtlMs',
+      'reclaimIdleMs',
+      'blockMs',
+      'doneTtlMs',
+      'maxMessageAgeMs',
+      'maxDeliveries',
+    ] as const) {
+      for (const bad of [0, -1, 1.5, NaN, Infinity, '100'])
+        expect(field(() => new RedisBridge({ ...ok, [key]: bad } as never))).toBe(`options.${key}`);
     }
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 2 ** 31 }))).toBe('options.heartbeatMs'); // past a Node timer
     // The timings must fit together: a registry entry outlives a beat, and reclaim never takes a live node's work.
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, nodeTtlMs: 1_000 }))).toBe('options.nodeTtlMs');
-    expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, reclaimIdleMs: 900 }))).toBe('options.reclaimIdleMs');
+    expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, reclaimIdleMs: 900 }))).toBe(
+      'options.reclaimIdleMs',
+    );
     expect(field(() => new RedisBridge({ ...ok, nodeId: '' }))).toBe('options.nodeId');
     expect(field(() => new RedisBridge({ ...ok, namespace: '' }))).toBe('options.namespace');
     expect(field(() => new RedisBridge({ ...ok, redisOptions: 'x' as never }))).toBe('options.redisOptions');

@@ -27,7 +27,12 @@ export interface WorkerProcess {
 }
 
 /** Starts a worker node; resolves once it prints "ready" (it serves from then on). */
-export async function startWorker(redisUrl: string, ns: string, nodeId: string, readyWithinMs = 30_000): Promise<WorkerProcess> {
+export async function startWorker(
+  redisUrl: string,
+  ns: string,
+  nodeId: string,
+  readyWithinMs = 30_000,
+): Promise<WorkerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/bridge-worker.ts', redisUrl, ns, nodeId], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -48,7 +53,10 @@ export async function startWorker(redisUrl: string, ns: string, nodeId: string, 
   );
   await new Promise<void>((resolve, reject) => {
     let buffer = '';
-    const timer = setTimeout(() => reject(new Error(`worker ${nodeId} not ready within ${readyWithinMs} ms; stderr: ${stderr}`)), readyWithinMs);
+    const timer = setTimeout(
+      () => reject(new Error(`worker ${nodeId} not ready within ${readyWithinMs} ms; stderr: ${stderr}`)),
+      readyWithinMs,
+    );
     child.stdout!.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
       let i: number;
@@ -82,7 +90,10 @@ export async function startWorker(redisUrl: string, ns: string, nodeId: string, 
       if (!alive()) return exited;
       child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
-      const result = await Promise.race([exited, new Promise<string>((resolve) => (timer = setTimeout(() => resolve('hung'), ms)))]);
+      const result = await Promise.race([
+        exited,
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('hung'), ms))),
+      ]);
       clearTimeout(timer);
       if (result === 'hung') await kill();
       return result;

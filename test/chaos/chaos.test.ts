@@ -21,7 +21,10 @@ describe('chaos (CI scale)', () => {
       expect(r.duplicates, 'tasks ended twice').toBe(0);
       expect(r.unhandled, `unhandled rejections / exceptions (${String(r.figures['unhandled sample'] ?? '')})`).toBe(0);
       expect(r.violations, 'invariant violations').toEqual([]);
-      expect(r.expectations.filter((e) => !e.ok), 'unmet expectations').toEqual([]);
+      expect(
+        r.expectations.filter((e) => !e.ok),
+        'unmet expectations',
+      ).toEqual([]);
       expect(r.accepted).toBeGreaterThan(0);
     }, 120_000);
   }

@@ -135,7 +135,8 @@ export function baseSeed(): number {
   const env = process.env['CHAOS_SEED'];
   if (env !== undefined && env !== '') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`CHAOS_SEED must be a non-negative integer, got ${JSON.stringify(env)}`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new Error(`CHAOS_SEED must be a non-negative integer, got ${JSON.stringify(env)}`);
     runSeed = n >>> 0;
   } else {
     runSeed = (Math.random() * 2 ** 32) >>> 0;
@@ -252,7 +253,13 @@ export class Ledger {
   /** Primary handle per accepted task id. */
   readonly tasks = new Map<string, HandleEntry>();
   readonly terminal = new Map<string, TerminalRecord>();
-  readonly outcomes: Record<TaskOutcome, number> = { completed: 0, failed: 0, cancelled: 0, 'timed-out': 0, 'dead-lettered': 0 };
+  readonly outcomes: Record<TaskOutcome, number> = {
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    'timed-out': 0,
+    'dead-lettered': 0,
+  };
   /** Primary handles not settled yet. */
   inflight = 0;
   /** performance.now() of the last settlement of a primary handle. */
@@ -344,7 +351,8 @@ export class Ledger {
         (error: unknown) => settle({ ok: false, error }),
       );
     // Some callers look at their result late, after it settled: that must never raise an unhandled rejection.
-    if (this.lateHandlerEvery > 0 && this.handles.length % this.lateHandlerEvery === 0) setTimeout(attach, this.lateHandlerMs);
+    if (this.lateHandlerEvery > 0 && this.handles.length % this.lateHandlerEvery === 0)
+      setTimeout(attach, this.lateHandlerMs);
     else attach();
     return entry;
   }
@@ -401,7 +409,9 @@ export class Ledger {
         sinceYield = 0;
         if (this.inflight >= opts.window) {
           if (performance.now() - this.lastSettledAt > stallMs) {
-            this.stalls.push(`the load stalled after ${i} of ${opts.total} submissions: ${this.inflight} tasks in flight, none settled for ${stallMs} ms`);
+            this.stalls.push(
+              `the load stalled after ${i} of ${opts.total} submissions: ${this.inflight} tasks in flight, none settled for ${stallMs} ms`,
+            );
             break;
           }
           await this.nextSettlement(5);
@@ -455,20 +465,30 @@ export class Ledger {
     const s = this.o.stats();
     if (s.submitted !== this.calls) v.push(`stats.submitted ${s.submitted} != delegate calls ${this.calls}`);
     if (s.rejected !== this.refused) v.push(`stats.rejected ${s.rejected} != refusals seen ${this.refused}`);
-    if (s.deduplicated !== this.deduplicated) v.push(`stats.deduplicated ${s.deduplicated} != follower handles ${this.deduplicated}`);
+    if (s.deduplicated !== this.deduplicated)
+      v.push(`stats.deduplicated ${s.deduplicated} != follower handles ${this.deduplicated}`);
     const terminal = s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered;
     const inFlight = s.waiting + s.running + s.backingOff;
     if (s.submitted !== s.rejected + s.deduplicated + terminal + inFlight) {
-      v.push(`stats do not balance: submitted ${s.submitted} != rejected ${s.rejected} + deduplicated ${s.deduplicated} + terminal ${terminal} + in flight ${inFlight}`);
+      v.push(
+        `stats do not balance: submitted ${s.submitted} != rejected ${s.rejected} + deduplicated ${s.deduplicated} + terminal ${terminal} + in flight ${inFlight}`,
+      );
     }
     if (idle) {
-      if (inFlight !== 0) v.push(`not idle at the end: waiting ${s.waiting}, running ${s.running}, backingOff ${s.backingOff}`);
-      if (terminal !== this.tasks.size) v.push(`terminal outcomes in stats ${terminal} != accepted tasks ${this.tasks.size}`);
+      if (inFlight !== 0)
+        v.push(`not idle at the end: waiting ${s.waiting}, running ${s.running}, backingOff ${s.backingOff}`);
+      if (terminal !== this.tasks.size)
+        v.push(`terminal outcomes in stats ${terminal} != accepted tasks ${this.tasks.size}`);
     }
     const pairs: Array<[TaskOutcome, number]> = [
-      ['completed', s.completed], ['failed', s.failed], ['cancelled', s.cancelled], ['timed-out', s.timedOut], ['dead-lettered', s.deadLettered],
+      ['completed', s.completed],
+      ['failed', s.failed],
+      ['cancelled', s.cancelled],
+      ['timed-out', s.timedOut],
+      ['dead-lettered', s.deadLettered],
     ];
-    for (const [outcome, n] of pairs) if (this.outcomes[outcome] !== n) v.push(`${outcome}: ${this.outcomes[outcome]} events but stats says ${n}`);
+    for (const [outcome, n] of pairs)
+      if (this.outcomes[outcome] !== n) v.push(`${outcome}: ${this.outcomes[outcome]} events but stats says ${n}`);
     // Each primary handle against its terminal event: the same outcome, and a rejection with the event's own error.
     let mismatched = 0;
     const examples: string[] = [];
@@ -507,7 +527,8 @@ const FAILURE_CODES: Partial<Record<TaskOutcome, string>> = {
 };
 
 function disagreement(t: TerminalRecord, s: Settlement): string | undefined {
-  if (t.outcome === 'completed') return s.ok ? undefined : `completed event but the result rejected (${describe(s.error)})`;
+  if (t.outcome === 'completed')
+    return s.ok ? undefined : `completed event but the result rejected (${describe(s.error)})`;
   if (s.ok) return `${t.outcome} event but the result resolved`;
   if (s.error !== t.error) return `${t.outcome}: the result rejected with another error than the event's`;
   const code = FAILURE_CODES[t.outcome];
@@ -525,10 +546,17 @@ function disagreement(t: TerminalRecord, s: Settlement): string | undefined {
 export function snapshot(o: UnifiedOrchestrator): string {
   try {
     const s = o.stats();
-    const agents = Object.entries(s.agents).filter(([, n]) => n > 0).map(([k, n]) => `${k}:${n}`).join(' ');
+    const agents = Object.entries(s.agents)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k}:${n}`)
+      .join(' ');
     const running = o.agents().reduce((a, x) => a + x.running, 0);
-    const pools = s.pools.map((p) => `${p.role} members ${p.members} spares ${p.spares} creating ${p.creating}`).join('; ');
-    const health = Object.entries(o.health().components.pools).map(([r, p]) => `${r} ${p.status} routable ${p.routable} suspended ${p.suspendedForMs} ms`).join('; ');
+    const pools = s.pools
+      .map((p) => `${p.role} members ${p.members} spares ${p.spares} creating ${p.creating}`)
+      .join('; ');
+    const health = Object.entries(o.health().components.pools)
+      .map(([r, p]) => `${r} ${p.status} routable ${p.routable} suspended ${p.suspendedForMs} ms`)
+      .join('; ');
     return `waiting ${s.waiting} running ${s.running} backingOff ${s.backingOff}; agents ${agents}; slots held ${running}; ${pools}; ${health}; breakers ${JSON.stringify(s.resources.breakers.agents)}`;
   } catch (error) {
     return `snapshot failed: ${describe(error)}`;
@@ -545,7 +573,10 @@ export interface StopReport {
 }
 
 /** Stops `o` (drain) and checks it stopped cleanly. */
-export async function stopAndCheck(o: UnifiedOrchestrator, opts: { drain?: boolean; timeoutMs?: number; limitMs?: number } = {}): Promise<StopReport> {
+export async function stopAndCheck(
+  o: UnifiedOrchestrator,
+  opts: { drain?: boolean; timeoutMs?: number; limitMs?: number } = {},
+): Promise<StopReport> {
   const v: string[] = [];
   const stopped: Array<OrchestratorEvents['stopped']> = [];
   o.on('stopped', (e) => stopped.push(e));
@@ -558,7 +589,9 @@ export async function stopAndCheck(o: UnifiedOrchestrator, opts: { drain?: boole
       () => 'ok' as const,
       (error: unknown) => `stop() rejected: ${describe(error)}`,
     ),
-    new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`stop() did not return within ${limitMs} ms`), limitMs))),
+    new Promise<string>(
+      (resolve) => (timer = setTimeout(() => resolve(`stop() did not return within ${limitMs} ms`), limitMs)),
+    ),
   ]);
   clearTimeout(timer);
   const stopMs = performance.now() - t0;
@@ -626,7 +659,11 @@ export interface Tally {
 }
 
 /** Runs `body` as scenario `name` at `scale`; never throws. */
-export async function chaos(name: string, scale: Scale, body: (ctx: ChaosContext) => Promise<void>): Promise<ScenarioResult> {
+export async function chaos(
+  name: string,
+  scale: Scale,
+  body: (ctx: ChaosContext) => Promise<void>,
+): Promise<ScenarioResult> {
   const seed = baseSeed();
   const guard = processGuard();
   const figures: Record<string, number | string> = {};
@@ -710,7 +747,20 @@ export async function chaos(name: string, scale: Scale, body: (ctx: ChaosContext
         lost: Math.max(lostAtSettle ?? 0, ledger.lostIds().length),
         duplicates: ledger.duplicates(),
       }
-    : { submitted: 0, accepted: 0, completed: 0, failed: 0, timedOut: 0, cancelled: 0, deadLettered: 0, rejected: 0, rejectedBy: {}, deduplicated: 0, lost: 0, duplicates: 0 };
+    : {
+        submitted: 0,
+        accepted: 0,
+        completed: 0,
+        failed: 0,
+        timedOut: 0,
+        cancelled: 0,
+        deadLettered: 0,
+        rejected: 0,
+        rejectedBy: {},
+        deduplicated: 0,
+        lost: 0,
+        duplicates: 0,
+      };
   if (ledger) violations.push(...ledger.stalls);
   const t = { ...base, ...tally };
   return {
@@ -730,7 +780,14 @@ export async function chaos(name: string, scale: Scale, body: (ctx: ChaosContext
 
 /** Whether a result passes: nothing lost or duplicated, nothing unhandled, no crash, no violation, every expectation met. */
 export function passed(r: ScenarioResult): boolean {
-  return r.lost === 0 && r.duplicates === 0 && r.unhandled === 0 && r.crash === undefined && r.violations.length === 0 && r.expectations.every((e) => e.ok);
+  return (
+    r.lost === 0 &&
+    r.duplicates === 0 &&
+    r.unhandled === 0 &&
+    r.crash === undefined &&
+    r.violations.length === 0 &&
+    r.expectations.every((e) => e.ok)
+  );
 }
 
 // --- Reporting -----------------------------------------------------------------------------------
@@ -744,30 +801,47 @@ function figuresText(r: ScenarioResult): string {
 
 /** One line of figures per scenario. */
 export function oneLine(r: ScenarioResult): string {
-  const rej = Object.entries(r.rejectedBy).map(([k, v]) => `${k}:${v}`).join(' ');
+  const rej = Object.entries(r.rejectedBy)
+    .map(([k, v]) => `${k}:${v}`)
+    .join(' ');
   return (
     `[chaos] ${r.name} (${r.scale}, seed ${r.seed}) ${passed(r) ? 'PASS' : 'FAIL'}: accepted ${r.accepted}/${r.submitted}, completed ${r.completed}, ` +
     `failed ${r.failed}, timed-out ${r.timedOut}, cancelled ${r.cancelled}, dead-lettered ${r.deadLettered}, rejected ${r.rejected}${rej ? ` (${rej})` : ''}, ` +
     `dedup ${r.deduplicated}, lost ${r.lost}, dup ${r.duplicates}, unhandled ${r.unhandled}, ${r.durationMs} ms, ${r.tasksPerSec} tasks/s` +
     (Object.keys(r.figures).length > 0 ? ` | ${figuresText(r)}` : '') +
     (r.violations.length > 0 ? ` | VIOLATIONS: ${r.violations.join(' / ')}` : '') +
-    (r.expectations.some((e) => !e.ok) ? ` | UNMET: ${r.expectations.filter((e) => !e.ok).map((e) => `${e.what}${e.detail ? ` (${e.detail})` : ''}`).join(' / ')}` : '') +
+    (r.expectations.some((e) => !e.ok)
+      ? ` | UNMET: ${r.expectations
+          .filter((e) => !e.ok)
+          .map((e) => `${e.what}${e.detail ? ` (${e.detail})` : ''}`)
+          .join(' / ')}`
+      : '') +
     (r.crash ? ` | CRASH: ${r.crash.split('\n')[0]}` : '')
   );
 }
 
 /** The Markdown table of a run. */
 export function table(results: readonly ScenarioResult[]): string {
-  const head = '| Scenario | Tasks (accepted / submitted) | Completed | Failed / timed-out / cancelled / dead-lettered / rejected | Lost | Dup | Unhandled | Tasks/s | Notes |';
+  const head =
+    '| Scenario | Tasks (accepted / submitted) | Completed | Failed / timed-out / cancelled / dead-lettered / rejected | Lost | Dup | Unhandled | Tasks/s | Notes |';
   const sep = '| --- | --- | --- | --- | --- | --- | --- | --- | --- |';
   const rows = results.map((r) => {
     const notes = [
       passed(r) ? '' : '**FAIL**',
-      Object.keys(r.rejectedBy).length > 0 ? `rejected ${Object.entries(r.rejectedBy).map(([k, v]) => `${k} ${v}`).join(', ')}` : '',
+      Object.keys(r.rejectedBy).length > 0
+        ? `rejected ${Object.entries(r.rejectedBy)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`
+        : '',
       figuresText(r),
       r.deduplicated > 0 ? `deduplicated ${r.deduplicated}` : '',
       r.violations.length > 0 ? `violations: ${r.violations.join('; ')}` : '',
-      r.expectations.some((e) => !e.ok) ? `unmet: ${r.expectations.filter((e) => !e.ok).map((e) => e.what).join('; ')}` : '',
+      r.expectations.some((e) => !e.ok)
+        ? `unmet: ${r.expectations
+            .filter((e) => !e.ok)
+            .map((e) => e.what)
+            .join('; ')}`
+        : '',
       r.crash ? `crash: ${r.crash.split('\n')[0]}` : '',
     ]
       .filter((x) => x !== '')

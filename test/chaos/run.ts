@@ -16,7 +16,9 @@ import { baseSeed, oneLine, passed, table, type ScenarioResult } from './harness
 import { scenarios } from './scenarios.js';
 
 function usage(message: string): never {
-  console.error(`chaos: ${message}\nusage: tsx test/chaos/run.ts [--ci] [--only name,name] [--seed n]\nscenarios: ${scenarios.map((s) => s.name).join(', ')}`);
+  console.error(
+    `chaos: ${message}\nusage: tsx test/chaos/run.ts [--ci] [--only name,name] [--seed n]\nscenarios: ${scenarios.map((s) => s.name).join(', ')}`,
+  );
   process.exit(2);
 }
 
@@ -30,7 +32,10 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--only' || a.startsWith('--only=')) {
     const v = a.startsWith('--only=') ? a.slice(7) : args[++i];
     if (!v) usage('--only needs a comma-separated list of scenario names');
-    only = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    only = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   } else if (a === '--seed' || a.startsWith('--seed=')) {
     const v = a.startsWith('--seed=') ? a.slice(7) : args[++i];
     if (!v || !/^\d+$/.test(v)) usage('--seed needs a non-negative integer');
@@ -44,7 +49,9 @@ const chosen = only ? scenarios.filter((s) => only!.includes(s.name)) : scenario
 
 const seed = baseSeed();
 const started = Date.now();
-console.error(`chaos: ${chosen.length} scenario(s) at ${scale} scale, seed ${seed} (replay: CHAOS_SEED=${seed}), Node ${process.version}, ${cpus().length} cores`);
+console.error(
+  `chaos: ${chosen.length} scenario(s) at ${scale} scale, seed ${seed} (replay: CHAOS_SEED=${seed}), Node ${process.version}, ${cpus().length} cores`,
+);
 const results: ScenarioResult[] = [];
 for (const s of chosen) {
   console.error(`chaos: running ${s.name} ...`);
@@ -58,11 +65,14 @@ console.log(table(results));
 console.log('');
 console.log(
   `${results.length} scenario(s), ${scale} scale, seed ${seed}, ${seconds} s: ` +
-    (failed.length === 0 ? 'every accepted task ended exactly once; nothing lost, duplicated or unhandled.' : `FAILED: ${failed.map((r) => r.name).join(', ')}`),
+    (failed.length === 0
+      ? 'every accepted task ended exactly once; nothing lost, duplicated or unhandled.'
+      : `FAILED: ${failed.map((r) => r.name).join(', ')}`),
 );
 for (const r of failed) {
   for (const v of r.violations) console.log(`- ${r.name}: violation: ${v}`);
-  for (const e of r.expectations.filter((x) => !x.ok)) console.log(`- ${r.name}: unmet: ${e.what}${e.detail ? ` (${e.detail})` : ''}`);
+  for (const e of r.expectations.filter((x) => !x.ok))
+    console.log(`- ${r.name}: unmet: ${e.what}${e.detail ? ` (${e.detail})` : ''}`);
   if (r.crash) console.log(`- ${r.name}: crash: ${r.crash}`);
   if (r.figures['unhandled sample']) console.log(`- ${r.name}: ${r.figures['unhandled sample']}`);
 }
@@ -70,7 +80,9 @@ process.exitCode = failed.length === 0 ? 0 : 1;
 
 // Everything was stopped: the process should now exit by itself. If something still holds it, say what and fail.
 const watchdog = setTimeout(() => {
-  console.error(`chaos: the process did not exit on its own 15 s after the run; still active: ${process.getActiveResourcesInfo().join(', ')}`);
+  console.error(
+    `chaos: the process did not exit on its own 15 s after the run; still active: ${process.getActiveResourcesInfo().join(', ')}`,
+  );
   process.exit(process.exitCode === 0 ? 3 : (process.exitCode ?? 3));
 }, 15_000);
 watchdog.unref();

@@ -77,7 +77,12 @@ function terminalErrors(l: Ledger): Array<{ id: string; outcome: string; error: 
   const out: Array<{ id: string; outcome: string; error: unknown; cause: unknown }> = [];
   for (const [id, t] of l.terminal) {
     if (t.outcome === 'completed') continue;
-    out.push({ id, outcome: t.outcome, error: t.error, cause: isA(t.error, TaskDeadLetteredError) ? (t.error as TaskDeadLetteredError).cause : undefined });
+    out.push({
+      id,
+      outcome: t.outcome,
+      error: t.error,
+      cause: isA(t.error, TaskDeadLetteredError) ? (t.error as TaskDeadLetteredError).cause : undefined,
+    });
   }
   return out;
 }
@@ -96,7 +101,12 @@ function outcomeChecks(c: ChaosContext, l: Ledger): void {
   if (wrongClass > 0) c.violations.push(`${wrongClass} terminal error(s) of the wrong class for their outcome`);
 }
 
-function poolOpts(role: string, capabilities: string[], create: () => Agent | Promise<Agent>, extra: Omit<PoolOptions, 'role' | 'capabilities' | 'create'> = {}): PoolOptions {
+function poolOpts(
+  role: string,
+  capabilities: string[],
+  create: () => Agent | Promise<Agent>,
+  extra: Omit<PoolOptions, 'role' | 'capabilities' | 'create'> = {},
+): PoolOptions {
   return { role, capabilities, create, ...extra };
 }
 
@@ -131,12 +141,14 @@ const throwSync = scenario(
         return c.rng.chance(0.5) ? own(ctx) : sleep(c.rng.int(0, 2)).then(() => own(ctx));
       },
     });
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 4 },
-      agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 20, windowMs: 1_000, resetTimeoutMs: 50 },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 4 },
+        agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 20, windowMs: 1_000, resetTimeoutMs: 50 },
+      }),
+    );
     await o.start();
     const l = c.ledger(o);
     l.lateHandlerEvery = 7; // these callers attach their handler 30 ms late
@@ -187,16 +199,22 @@ const rejectAsync = scenario(
         return (c.rng.chance(0.5) ? Promise.resolve() : sleep(c.rng.int(0, 3))).then(() => own(ctx));
       },
     });
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 4, maxRetryAfterMs: 10 },
-      agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 20, windowMs: 1_000, resetTimeoutMs: 50 },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 4, maxRetryAfterMs: 10 },
+        agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 20, windowMs: 1_000, resetTimeoutMs: 50 },
+      }),
+    );
     await o.start();
     const l = c.ledger(o);
     l.lateHandlerEvery = 7; // these callers attach their handler 30 ms late
-    await l.flow({ total, window: 300, make: (i) => ({ type: 'async', requires: ['work'], maxAttempts: 1 + (i % 3) }) });
+    await l.flow({
+      total,
+      window: 300,
+      make: (i) => ({ type: 'async', requires: ['work'], maxAttempts: 1 + (i % 3) }),
+    });
     await c.conclude(l);
     outcomeChecks(c, l);
     // A non-retryable error ends the task at once: it may only be the last attempt of a dead letter.
@@ -252,18 +270,24 @@ const hangPastTimeout = scenario(
       },
     });
     const replaced: Record<string, number> = {};
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 8, maxAgents: 32, concurrency: 1, warmSpares: 2 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 5 },
-      agentBreaker: { errorThresholdPercentage: 80, volumeThreshold: 10, windowMs: 500, resetTimeoutMs: 40 },
-      health: { checkIntervalMs: 40, stuckAfterMs: 150, recovery: { maxReplacements: 100_000, windowMs: 1_000 } },
-      scaleIntervalMs: 30,
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 8, maxAgents: 32, concurrency: 1, warmSpares: 2 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 5 },
+        agentBreaker: { errorThresholdPercentage: 80, volumeThreshold: 10, windowMs: 500, resetTimeoutMs: 40 },
+        health: { checkIntervalMs: 40, stuckAfterMs: 150, recovery: { maxReplacements: 100_000, windowMs: 1_000 } },
+        scaleIntervalMs: 30,
+      }),
+    );
     o.on('agent:replaced', (e) => (replaced[e.reason] = (replaced[e.reason] ?? 0) + 1));
     await o.start();
     const l = c.ledger(o);
-    await l.flow({ total, window: by(c.scale, 48, 96), make: (i) => ({ type: 'hang', requires: ['work'], timeoutMs, maxAttempts: 1 + (i % 2) }) });
+    await l.flow({
+      total,
+      window: by(c.scale, 48, 96),
+      make: (i) => ({ type: 'hang', requires: ['work'], timeoutMs, maxAttempts: 1 + (i % 2) }),
+    });
     const settled = await l.settled(30_000);
     // Every stuck agent is replaced: none holds a running attempt once the tasks are over.
     const cleared = settled && (await until(() => o.agents().every((a) => a.running === 0), 5_000));
@@ -327,19 +351,26 @@ const lateResults = scenario(
       },
     });
     const completedAttempts: number[] = [];
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 8, maxAgents: 24, concurrency: 2 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 5 },
-      agentBreaker: { errorThresholdPercentage: 75, volumeThreshold: 10, windowMs: 500, resetTimeoutMs: 40 },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 8, maxAgents: 24, concurrency: 2 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 5 },
+        agentBreaker: { errorThresholdPercentage: 75, volumeThreshold: 10, windowMs: 500, resetTimeoutMs: 40 },
+      }),
+    );
     o.on('task:completed', (e) => completedAttempts.push(e.attempt));
     await o.start();
     const l = c.ledger(o);
-    await l.flow({ total, window: by(c.scale, 64, 128), make: (i) => ({ type: 'late', requires: ['work'], timeoutMs, maxAttempts: 1 + (i % 3) }) });
+    await l.flow({
+      total,
+      window: by(c.scale, 64, 128),
+      make: (i) => ({ type: 'late', requires: ['work'], timeoutMs, maxAttempts: 1 + (i % 3) }),
+    });
     await c.conclude(l);
     outcomeChecks(c, l);
-    const isLate = (v: unknown): boolean => typeof v === 'object' && v !== null && (v as { late?: unknown }).late === true;
+    const isLate = (v: unknown): boolean =>
+      typeof v === 'object' && v !== null && (v as { late?: unknown }).late === true;
     let leakedValues = 0;
     let leakedErrors = 0;
     for (const h of l.tasks.values()) {
@@ -348,7 +379,8 @@ const lateResults = scenario(
     }
     for (const e of terminalErrors(l)) {
       if (isLate(e.error) || isLate(e.cause)) leakedErrors++;
-      if (isA(e.error, TaskDeadLetteredError)) for (const a of (e.error as TaskDeadLetteredError).attempts) if (isLate(a.error)) leakedErrors++;
+      if (isA(e.error, TaskDeadLetteredError))
+        for (const a of (e.error as TaskDeadLetteredError).attempts) if (isLate(a.error)) leakedErrors++;
     }
     c.figures['late values'] = lateValues;
     c.figures['late errors'] = lateErrors;
@@ -358,7 +390,10 @@ const lateResults = scenario(
     c.expect('no late value reached a handle', leakedValues === 0, `${leakedValues} leaked`);
     c.expect('no late error reached a task', leakedErrors === 0, `${leakedErrors} leaked`);
     c.expect('some tasks timed out', l.outcomes['timed-out'] > 0);
-    c.expect('some tasks completed on a retry after a timeout', completedAttempts.some((a) => a > 1));
+    c.expect(
+      'some tasks completed on a retry after a timeout',
+      completedAttempts.some((a) => a > 1),
+    );
   },
 );
 
@@ -398,12 +433,18 @@ function proxyError(): unknown {
   const trap = (): never => {
     throw new ChaosFault('proxy trap');
   };
-  return new Proxy(new ChaosFault('proxied'), { get: trap, getPrototypeOf: trap, has: trap, ownKeys: trap, getOwnPropertyDescriptor: trap });
+  return new Proxy(new ChaosFault('proxied'), {
+    get: trap,
+    getPrototypeOf: trap,
+    has: trap,
+    ownKeys: trap,
+    getOwnPropertyDescriptor: trap,
+  });
 }
 
 const corruptState = scenario(
   'corrupt-state',
-  "Agents behave for 3-15 calls, then corrupt themselves: garbage results, hostile proxies as results, thenables that settle twice or never, results whose getters (then, toJSON, ...) throw, null-prototype throws, mutated ctx and payload, bad reportCost, execute replaced by a non-function, healthCheck and dispose that throw. Each task must still end once. (Errors whose own getters throw are the hostile-errors scenario.)",
+  'Agents behave for 3-15 calls, then corrupt themselves: garbage results, hostile proxies as results, thenables that settle twice or never, results whose getters (then, toJSON, ...) throw, null-prototype throws, mutated ctx and payload, bad reportCost, execute replaced by a non-function, healthCheck and dispose that throw. Each task must still end once. (Errors whose own getters throw are the hostile-errors scenario.)',
   async (c) => {
     const total = by(c.scale, 1_500, 15_000);
     const timeoutMs = 40;
@@ -427,7 +468,16 @@ const corruptState = scenario(
             case 'garbage-value': {
               const circular: Record<string, unknown> = {};
               circular['self'] = circular;
-              return c.rng.pick<unknown>([undefined, null, Symbol('garbage'), 10n, () => 1, circular, Object.create(null), Number.NaN]);
+              return c.rng.pick<unknown>([
+                undefined,
+                null,
+                Symbol('garbage'),
+                10n,
+                () => 1,
+                circular,
+                Object.create(null),
+                Number.NaN,
+              ]);
             }
             case 'hostile-proxy-value': {
               const trap = (): never => {
@@ -523,13 +573,20 @@ const corruptState = scenario(
     };
     const replaced: Record<string, number> = {};
     let agentErrors = 0;
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], make, { minAgents: 6, maxAgents: 16, concurrency: 2, warmSpares: 1 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 5 },
-      agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 8, windowMs: 500, resetTimeoutMs: 40 },
-      health: { checkIntervalMs: 40, checkTimeoutMs: 50, stuckAfterMs: 200, recovery: { maxReplacements: 100_000, windowMs: 1_000 } },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], make, { minAgents: 6, maxAgents: 16, concurrency: 2, warmSpares: 1 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 5 },
+        agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 8, windowMs: 500, resetTimeoutMs: 40 },
+        health: {
+          checkIntervalMs: 40,
+          checkTimeoutMs: 50,
+          stuckAfterMs: 200,
+          recovery: { maxReplacements: 100_000, windowMs: 1_000 },
+        },
+      }),
+    );
     o.on('agent:replaced', (e) => (replaced[e.reason] = (replaced[e.reason] ?? 0) + 1));
     o.on('agent:error', () => agentErrors++);
     await o.start();
@@ -549,7 +606,10 @@ const corruptState = scenario(
       stopTimeoutMs: 2_000,
       beforeStop: async () => {
         cleared = await until(() => o.agents().every((a) => a.running === 0), 3_000);
-        holding = o.agents().filter((a) => a.running > 0).map((a) => `${a.id} ${a.state}`);
+        holding = o
+          .agents()
+          .filter((a) => a.running > 0)
+          .map((a) => `${a.id} ${a.state}`);
       },
     });
     outcomeChecks(c, l);
@@ -573,7 +633,7 @@ const corruptState = scenario(
 
 const hostileErrors = scenario(
   'hostile-errors',
-  "Errors and reasons that fight back: agents reject with errors whose getters (message, name, stack, code, cause) throw and with Proxies whose traps throw (instanceof included); callers cancel with, and abort their signals with, such values. The orchestrator reads these values (messages for its own errors, instanceof checks); it must still end every task once, never throw from cancel(), and raise nothing uncaught.",
+  'Errors and reasons that fight back: agents reject with errors whose getters (message, name, stack, code, cause) throw and with Proxies whose traps throw (instanceof included); callers cancel with, and abort their signals with, such values. The orchestrator reads these values (messages for its own errors, instanceof checks); it must still end every task once, never throw from cancel(), and raise nothing uncaught.',
   async (c) => {
     const total = by(c.scale, 1_500, 15_000);
     const kinds: Record<string, number> = {};
@@ -591,12 +651,14 @@ const hostileErrors = scenario(
         return own(ctx);
       },
     });
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 4 },
-      agentBreaker: false,
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 12, concurrency: 4 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 4 },
+        agentBreaker: false,
+      }),
+    );
     await o.start();
     const l = c.ledger(o);
     const timers = new Set<NodeJS.Timeout>();
@@ -626,11 +688,14 @@ const hostileErrors = scenario(
           const p = { controller: new AbortController() } as { controller: AbortController; id?: string };
           pending = p;
           task.signal = p.controller.signal;
-          const t = setTimeout(() => {
-            timers.delete(t);
-            if (p.id !== undefined) aborted.push({ id: p.id, liveAtAbort: !l.terminal.has(p.id) });
-            p.controller.abort(c.rng.chance(0.5) ? hostileError() : proxyError());
-          }, c.rng.int(0, 10));
+          const t = setTimeout(
+            () => {
+              timers.delete(t);
+              if (p.id !== undefined) aborted.push({ id: p.id, liveAtAbort: !l.terminal.has(p.id) });
+              p.controller.abort(c.rng.chance(0.5) ? hostileError() : proxyError());
+            },
+            c.rng.int(0, 10),
+          );
           timers.add(t);
         }
         return task;
@@ -646,11 +711,20 @@ const hostileErrors = scenario(
     for (const id of lostIds) lostKinds.add(lastKind.get(id) ?? 'not started');
     if (lostKinds.size > 0) c.figures['last attempt of lost tasks'] = [...lostKinds].join(', ');
     const notCancelled = aborted.filter((a) => a.liveAtAbort && l.terminal.get(a.id)?.outcome !== 'cancelled').length;
-    c.figures['hostile rejections'] = (kinds['throwing getters'] ?? 0) + (kinds['proxy'] ?? 0) + (kinds['null prototype'] ?? 0);
+    c.figures['hostile rejections'] =
+      (kinds['throwing getters'] ?? 0) + (kinds['proxy'] ?? 0) + (kinds['null prototype'] ?? 0);
     c.figures['hostile cancels / aborts'] = `${hostileCancels}/${aborted.length}`;
     c.expect('some tasks completed', l.outcomes.completed > 0);
-    c.expect('cancel() never throws, whatever the reason', cancelThrew === 0, `${cancelThrew} of ${hostileCancels} threw`);
-    c.expect('a live task whose signal aborted ended cancelled', notCancelled === 0, `${notCancelled} of ${aborted.length} not cancelled`);
+    c.expect(
+      'cancel() never throws, whatever the reason',
+      cancelThrew === 0,
+      `${cancelThrew} of ${hostileCancels} threw`,
+    );
+    c.expect(
+      'a live task whose signal aborted ended cancelled',
+      notCancelled === 0,
+      `${notCancelled} of ${aborted.length} not cancelled`,
+    );
   },
 );
 
@@ -689,7 +763,21 @@ const factoryFaults = scenario(
       const kind =
         calls <= warm
           ? 'good'
-          : c.rng.pick(['good', 'good', 'good', 'good', 'good', 'throw', 'throw', 'reject', 'hang', 'late', 'non-agent', 'health-false', 'health-throws'] as const);
+          : c.rng.pick([
+              'good',
+              'good',
+              'good',
+              'good',
+              'good',
+              'throw',
+              'throw',
+              'reject',
+              'hang',
+              'late',
+              'non-agent',
+              'health-false',
+              'health-throws',
+            ] as const);
       kinds[kind] = (kinds[kind] ?? 0) + 1;
       switch (kind) {
         case 'good':
@@ -715,24 +803,26 @@ const factoryFaults = scenario(
       }
     };
     const events = { createFailed: 0, exhausted: 0, scaledUp: 0, scaledIdle: 0, maxMembers: 0 };
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [
-        poolOpts('w', ['work'], create, {
-          minAgents: 2,
-          maxAgents: 12,
-          warmSpares: 1,
-          concurrency: 1,
-          idleTimeoutMs: 60,
-          createTimeoutMs: 60,
-          createAttempts: 2,
-          createConcurrency: 3,
-        }),
-      ],
-      retry: { baseDelayMs: 2, maxDelayMs: 10 },
-      scaleIntervalMs: 25,
-      health: { checkIntervalMs: 50, recovery: { maxReplacements: 4, windowMs: 300 } },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [
+          poolOpts('w', ['work'], create, {
+            minAgents: 2,
+            maxAgents: 12,
+            warmSpares: 1,
+            concurrency: 1,
+            idleTimeoutMs: 60,
+            createTimeoutMs: 60,
+            createAttempts: 2,
+            createConcurrency: 3,
+          }),
+        ],
+        retry: { baseDelayMs: 2, maxDelayMs: 10 },
+        scaleIntervalMs: 25,
+        health: { checkIntervalMs: 50, recovery: { maxReplacements: 4, windowMs: 300 } },
+      }),
+    );
     o.on('pool:create-failed', () => events.createFailed++);
     o.on('pool:recovery-exhausted', () => events.exhausted++);
     o.on('pool:scaled', (e) => {
@@ -743,7 +833,11 @@ const factoryFaults = scenario(
     await o.start();
     const l = c.ledger(o);
     for (let w = 0; w < waves; w++) {
-      await l.flow({ total: perWave, window: 80, make: () => ({ type: 'wave', requires: ['work'], timeoutMs: 2_000, maxAttempts: 2 }) });
+      await l.flow({
+        total: perWave,
+        window: 80,
+        make: () => ({ type: 'wave', requires: ['work'], timeoutMs: 2_000, maxAttempts: 2 }),
+      });
       await l.settled(20_000);
       await sleep(150); // quiet: idle agents above the minimum go
     }
@@ -764,7 +858,11 @@ const factoryFaults = scenario(
     c.figures['scaled down idle'] = events.scaledIdle;
     c.figures['agents made'] = made.size;
     c.figures['late agents'] = kinds['late'] ?? 0;
-    c.expect('every accepted task completed (agents are reliable once made)', l.outcomes.completed === l.tasks.size, `${l.outcomes.completed}/${l.tasks.size}`);
+    c.expect(
+      'every accepted task completed (agents are reliable once made)',
+      l.outcomes.completed === l.tasks.size,
+      `${l.outcomes.completed}/${l.tasks.size}`,
+    );
     c.expect('creations failed', events.createFailed > 0);
     c.expect('the pool scaled up past its minimum', events.maxMembers > 2);
     c.expect('the pool scaled down when idle', events.scaledIdle > 0);
@@ -792,12 +890,14 @@ const breakerStorm = scenario(
         return own(ctx);
       },
     });
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 10, maxAgents: 10, concurrency: 2, warmSpares: 0 })],
-      retry: { baseDelayMs: 2, maxDelayMs: 15 },
-      agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 400, resetTimeoutMs: 50 },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 10, maxAgents: 10, concurrency: 2, warmSpares: 0 })],
+        retry: { baseDelayMs: 2, maxDelayMs: 15 },
+        agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 400, resetTimeoutMs: 50 },
+      }),
+    );
     const transitions = { open: 0, halfOpen: 0, closedAfterProbe: 0 };
     // Probe tracking: per agent, whether it is half-open and the task of its running probe.
     const halfOpen = new Map<string, { probe: string | undefined }>();
@@ -869,7 +969,10 @@ const breakerStorm = scenario(
     c.expect('breakers closed again after a successful probe', transitions.closedAfterProbe > 0);
     c.expect('a half-open agent never ran two probes at once', probeOverlap === 0, `${probeOverlap} overlaps`);
     c.expect('no task started on an agent whose breaker was open', startsWhileOpen === 0, startsWhileOpen);
-    c.expect('some tasks completed and some were dead-lettered', l.outcomes.completed > 0 && l.outcomes['dead-lettered'] > 0);
+    c.expect(
+      'some tasks completed and some were dead-lettered',
+      l.outcomes.completed > 0 && l.outcomes['dead-lettered'] > 0,
+    );
   },
 );
 
@@ -894,7 +997,8 @@ class SwingingSampler implements ResourceSampler {
     // The 5th sample always fails: at CI scale a run is ~70 samples, and 3% alone left one run in ten without a failure.
     if (this.#failures && (this.samples === 5 || this.#rng.chance(0.03))) throw new ChaosFault('sampler broke');
     if (this.#failures && this.#rng.chance(0.02)) return { rssBytes: 'junk' } as unknown as ResourceSample;
-    if (!this.frozen && this.#rng.chance(this.#swing)) this.target = this.#rng.pick(['normal', 'normal', 'elevated', 'critical'] as const);
+    if (!this.frozen && this.#rng.chance(this.#swing))
+      this.target = this.#rng.pick(['normal', 'normal', 'elevated', 'critical'] as const);
     const rssBytes = { normal: 500, elevated: 900, critical: 1_200 }[this.target];
     const reading = { rssBytes, heapUsedBytes: 1, cpuPercent: Number.NaN };
     return this.#rng.chance(0.5) ? reading : Promise.resolve(reading);
@@ -907,23 +1011,25 @@ const pressureSwings = scenario(
   async (c) => {
     const total = by(c.scale, 4_000, 50_000);
     const sampler = new SwingingSampler(c.rng, 0.3);
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: { sampler, memoryLimitBytes: 1_000, sampleIntervalMs: 10, priorityFloor: 0 },
-      pools: [
-        poolOpts(
-          'w',
-          ['work'],
-          (): Agent => ({
-            async execute(ctx) {
-              await sleepOr(c.rng.int(0, 4), ctx.signal);
-              return own(ctx);
-            },
-          }),
-          { minAgents: 2, maxAgents: 10, warmSpares: 2, concurrency: 2, idleTimeoutMs: 100 },
-        ),
-      ],
-      scaleIntervalMs: 20,
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: { sampler, memoryLimitBytes: 1_000, sampleIntervalMs: 10, priorityFloor: 0 },
+        pools: [
+          poolOpts(
+            'w',
+            ['work'],
+            (): Agent => ({
+              async execute(ctx) {
+                await sleepOr(c.rng.int(0, 4), ctx.signal);
+                return own(ctx);
+              },
+            }),
+            { minAgents: 2, maxAgents: 10, warmSpares: 2, concurrency: 2, idleTimeoutMs: 100 },
+          ),
+        ],
+        scaleIntervalMs: 20,
+      }),
+    );
     const levels: Record<string, number> = { normal: 0, elevated: 0, critical: 0 };
     let transitions = 0;
     let sheds = 0;
@@ -989,7 +1095,11 @@ const pressureSwings = scenario(
     c.expect('every priority < 0 task at critical was refused', missedRefusals === 0, `${missedRefusals} missed`);
     c.expect('no other refusal', otherRefusals === 0, `${otherRefusals} other`);
     c.expect('tasks of priority >= 0 were accepted at critical', acceptedAtCritical > 0);
-    c.expect('every accepted task completed', l.outcomes.completed === l.tasks.size, `${l.outcomes.completed}/${l.tasks.size}`);
+    c.expect(
+      'every accepted task completed',
+      l.outcomes.completed === l.tasks.size,
+      `${l.outcomes.completed}/${l.tasks.size}`,
+    );
     c.expect('pools shed under pressure', sheds > 0);
     c.expect('sampler failures were survived', sampleFailures > 0);
   },
@@ -1060,24 +1170,59 @@ const mixedRandom = scenario(
       return poolAgent();
     };
     const sampler = new SwingingSampler(c.rng, 0.04, false);
-    const o = c.own(new UnifiedOrchestrator({
-      pools: [
-        poolOpts('writer', ['text'], flakyFactory, { minAgents: 3, maxAgents: 10, concurrency: 2, idleTimeoutMs: 150, createTimeoutMs: 100, createAttempts: 2 }),
-        poolOpts('coder', ['code', 'text'], flakyFactory, { minAgents: 2, maxAgents: 8, concurrency: 1, idleTimeoutMs: 150, createTimeoutMs: 100, createAttempts: 2 }),
-        poolOpts('researcher', ['search'], flakyFactory, { minAgents: 2, maxAgents: 6, concurrency: 3, idleTimeoutMs: 150, createTimeoutMs: 100, createAttempts: 2 }),
-      ],
-      pressure: { sampler, memoryLimitBytes: 1_000, sampleIntervalMs: 25, priorityFloor: 0 },
-      retry: { baseDelayMs: 2, maxDelayMs: 20, maxRetryAfterMs: 20 },
-      agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 8, windowMs: 500, resetTimeoutMs: 60 },
-      budgets: { windowMs: 300, limits: { 'tenant-b': 150 } },
-      rateLimits: { search: { requests: 300, intervalMs: 100 } },
-      health: { checkIntervalMs: 50, stuckAfterMs: 200, recovery: { maxReplacements: 1_000, windowMs: 500 } },
-      maxQueueSize: by(c.scale, 140, 280), // a little under the load's window: full only when nearly all of it waits
-      idempotencyTtlMs: 200,
-      scaleIntervalMs: 30,
-      defaultTimeoutMs: 60,
-    }));
-    const counts = { halts: 0, interrupted: 0, registered: 0, unregistered: 0, cancels: 0, idCancels: 0, resubmitted: 0, spawned: 0, replaced: 0, paused: 0, budgetExceeded: 0 };
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pools: [
+          poolOpts('writer', ['text'], flakyFactory, {
+            minAgents: 3,
+            maxAgents: 10,
+            concurrency: 2,
+            idleTimeoutMs: 150,
+            createTimeoutMs: 100,
+            createAttempts: 2,
+          }),
+          poolOpts('coder', ['code', 'text'], flakyFactory, {
+            minAgents: 2,
+            maxAgents: 8,
+            concurrency: 1,
+            idleTimeoutMs: 150,
+            createTimeoutMs: 100,
+            createAttempts: 2,
+          }),
+          poolOpts('researcher', ['search'], flakyFactory, {
+            minAgents: 2,
+            maxAgents: 6,
+            concurrency: 3,
+            idleTimeoutMs: 150,
+            createTimeoutMs: 100,
+            createAttempts: 2,
+          }),
+        ],
+        pressure: { sampler, memoryLimitBytes: 1_000, sampleIntervalMs: 25, priorityFloor: 0 },
+        retry: { baseDelayMs: 2, maxDelayMs: 20, maxRetryAfterMs: 20 },
+        agentBreaker: { errorThresholdPercentage: 60, volumeThreshold: 8, windowMs: 500, resetTimeoutMs: 60 },
+        budgets: { windowMs: 300, limits: { 'tenant-b': 150 } },
+        rateLimits: { search: { requests: 300, intervalMs: 100 } },
+        health: { checkIntervalMs: 50, stuckAfterMs: 200, recovery: { maxReplacements: 1_000, windowMs: 500 } },
+        maxQueueSize: by(c.scale, 140, 280), // a little under the load's window: full only when nearly all of it waits
+        idempotencyTtlMs: 200,
+        scaleIntervalMs: 30,
+        defaultTimeoutMs: 60,
+      }),
+    );
+    const counts = {
+      halts: 0,
+      interrupted: 0,
+      registered: 0,
+      unregistered: 0,
+      cancels: 0,
+      idCancels: 0,
+      resubmitted: 0,
+      spawned: 0,
+      replaced: 0,
+      paused: 0,
+      budgetExceeded: 0,
+    };
     o.on('halted', (e) => (counts.interrupted += e.interrupted));
     o.on('agent:replaced', () => counts.replaced++);
     o.on('ratelimit:paused', () => counts.paused++);
@@ -1150,7 +1295,10 @@ const mixedRandom = scenario(
       }
       if (i % 100 === 50) {
         if (outside.length < 3 && c.rng.chance(0.6)) {
-          const id = o.registerAgent({ execute: (ctx) => behave(ctx, false) }, { capabilities: ['search', 'text'], concurrency: 2, role: 'outside' });
+          const id = o.registerAgent(
+            { execute: (ctx) => behave(ctx, false) },
+            { capabilities: ['search', 'text'], concurrency: 2, role: 'outside' },
+          );
           outside.push(id);
           counts.registered++;
         } else if (outside.length > 0) {
@@ -1211,7 +1359,11 @@ const mixedRandom = scenario(
     c.expect('tasks were refused (validation, capability, queue, budget, pressure)', l.refused > 0);
     c.expect('invalid tasks were refused with VALIDATION_ERROR', (l.refusedBy['VALIDATION_ERROR'] ?? 0) > 0);
     c.expect('duplicates were answered from idempotency keys', l.deduplicated > 0);
-    c.expect('only the tenant with a budget was refused for budget', budgetRefusalsOfUnlimitedTenants === 0, budgetRefusalsOfUnlimitedTenants);
+    c.expect(
+      'only the tenant with a budget was refused for budget',
+      budgetRefusalsOfUnlimitedTenants === 0,
+      budgetRefusalsOfUnlimitedTenants,
+    );
     c.expect('halts interrupted running attempts', counts.halts > 0);
     c.expect('no agent still holds an attempt once the tasks are over (stuck ones replaced)', cleared);
   },
@@ -1227,16 +1379,19 @@ const cancelHaltStorm = scenario(
     const create = (): Agent => ({
       async execute(ctx) {
         const ms = c.rng.int(3, 25);
-        if (c.rng.chance(0.2)) await sleep(ms); // ignores its signal: an interrupted attempt that returns late
+        if (c.rng.chance(0.2))
+          await sleep(ms); // ignores its signal: an interrupted attempt that returns late
         else await sleepOr(ms, ctx.signal);
         return own(ctx);
       },
     });
-    const o = c.own(new UnifiedOrchestrator({
-      pressure: false,
-      pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 10, concurrency: 2 })],
-      retry: { baseDelayMs: 1, maxDelayMs: 5 },
-    }));
+    const o = c.own(
+      new UnifiedOrchestrator({
+        pressure: false,
+        pools: [poolOpts('w', ['work'], create, { minAgents: 6, maxAgents: 10, concurrency: 2 })],
+        retry: { baseDelayMs: 1, maxDelayMs: 5 },
+      }),
+    );
     let halted = false;
     let startsWhileHalted = 0;
     let interrupted = 0;
@@ -1274,11 +1429,20 @@ const cancelHaltStorm = scenario(
         if (c.rng.chance(0.1)) {
           const controller = new AbortController();
           // Callers abort with reasons of any shape (hostile ones are the hostile-errors scenario).
-          const reason = c.rng.pick<unknown>([new ChaosFault('caller gave up'), 'timeout', undefined, 7, { why: 'object' }]);
-          const t = setTimeout(() => {
-            timers.delete(t);
-            controller.abort(reason);
-          }, c.rng.int(0, 60));
+          const reason = c.rng.pick<unknown>([
+            new ChaosFault('caller gave up'),
+            'timeout',
+            undefined,
+            7,
+            { why: 'object' },
+          ]);
+          const t = setTimeout(
+            () => {
+              timers.delete(t);
+              controller.abort(reason);
+            },
+            c.rng.int(0, 60),
+          );
           timers.add(t);
           task.signal = controller.signal;
         }
@@ -1289,13 +1453,18 @@ const cancelHaltStorm = scenario(
           const h = c.rng.pick(l.handles);
           const terminalBefore = l.terminal.has(h.id);
           try {
-            cancels.push({ id: h.id, returned: h.handle.cancel(c.rng.pick<unknown>(['storm cancel', undefined, new ChaosFault('storm'), 42])), terminalBefore });
+            cancels.push({
+              id: h.id,
+              returned: h.handle.cancel(c.rng.pick<unknown>(['storm cancel', undefined, new ChaosFault('storm'), 42])),
+              terminalBefore,
+            });
           } catch {
             cancelThrew++;
           }
         }
         if (c.rng.chance(0.02)) {
-          const id = l.handles.length > 0 && c.rng.chance(0.8) ? c.rng.pick(l.handles).id : `no-such-task-${c.rng.int(0, 99)}`;
+          const id =
+            l.handles.length > 0 && c.rng.chance(0.8) ? c.rng.pick(l.handles).id : `no-such-task-${c.rng.int(0, 99)}`;
           const terminalBefore = l.terminal.has(id) || !l.tasks.has(id);
           cancels.push({ id, returned: o.cancel(id, 'storm cancel by id'), terminalBefore });
         }
@@ -1341,7 +1510,11 @@ const cancelHaltStorm = scenario(
     c.figures['cancel calls'] = cancels.length;
     c.figures['cancels that took'] = cancelledByCall;
     c.expect('cancel() never throws', cancelThrew === 0, `${cancelThrew} threw`);
-    c.expect('halts happened and interrupted running attempts', halts > 0 && interrupted > 0, `${halts} halts, ${interrupted} interrupted`);
+    c.expect(
+      'halts happened and interrupted running attempts',
+      halts > 0 && interrupted > 0,
+      `${halts} halts, ${interrupted} interrupted`,
+    );
     c.expect('nothing started while halted', startsWhileHalted === 0, startsWhileHalted);
     c.expect('cancel() true means the task ended cancelled', trueButNotCancelled === 0, trueButNotCancelled);
     c.expect('cancel() false only for finished or unknown tasks', falseButLive === 0, falseButLive);
@@ -1351,7 +1524,11 @@ const cancelHaltStorm = scenario(
       `${l.outcomes.failed}/${l.outcomes['timed-out']}/${l.outcomes['dead-lettered']}`,
     );
     c.expect('tasks held at stop were cancelled by it', heldCancelled === held, `${heldCancelled}/${held}`);
-    c.expect('stop while halted did not wait out its timeout', Number(c.figures['stop ms']) < 2_000, c.figures['stop ms']);
+    c.expect(
+      'stop while halted did not wait out its timeout',
+      Number(c.figures['stop ms']) < 2_000,
+      c.figures['stop ms'],
+    );
   },
 );
 
@@ -1392,7 +1569,12 @@ function handOffAll(p: UnifiedOrchestrator, n: number, window: number, ms: (k: n
       while (!handle) {
         run.submitted++;
         try {
-          handle = p.delegate<string>({ type: 'job', requires: ['work'], payload: { n: k, ms: ms(k) }, timeoutMs: 30_000 });
+          handle = p.delegate<string>({
+            type: 'job',
+            requires: ['work'],
+            payload: { n: k, ms: ms(k) },
+            timeoutMs: 30_000,
+          });
         } catch (error) {
           const code = codeOf(error) ?? describe(error);
           run.refusedBy[code] = (run.refusedBy[code] ?? 0) + 1;
@@ -1402,7 +1584,12 @@ function handOffAll(p: UnifiedOrchestrator, n: number, window: number, ms: (k: n
       }
       run.handedOff++;
       inflight++;
-      results.push(handle.result.then((v) => record(k, true, v), (e: unknown) => record(k, false, e)));
+      results.push(
+        handle.result.then(
+          (v) => record(k, true, v),
+          (e: unknown) => record(k, false, e),
+        ),
+      );
     }
     await Promise.all(results);
   })();
@@ -1426,7 +1613,10 @@ function remoteChecks(c: ChaosContext, run: RemoteRun, n: number): void {
     else wrong++;
   }
   if (wrong > 0) c.violations.push(`${wrong} task(s) settled with another task's result`);
-  if (failed > 0) c.figures['failures'] = Object.entries(failures).map(([k, v]) => `${k}:${v}`).join(' ');
+  if (failed > 0)
+    c.figures['failures'] = Object.entries(failures)
+      .map(([k, v]) => `${k}:${v}`)
+      .join(' ');
   const rejected = Object.values(run.refusedBy).reduce((a, b) => a + b, 0);
   c.tally({
     submitted: run.submitted,
@@ -1438,7 +1628,8 @@ function remoteChecks(c: ChaosContext, run: RemoteRun, n: number): void {
     lost: run.handedOff - run.settled.size,
     duplicates: twice,
   });
-  if (run.submitted !== run.handedOff + rejected) c.violations.push(`submitted ${run.submitted} != handed off ${run.handedOff} + refused ${rejected}`);
+  if (run.submitted !== run.handedOff + rejected)
+    c.violations.push(`submitted ${run.submitted} != handed off ${run.handedOff} + refused ${rejected}`);
   c.expect('every task completed with its own result', completed === n, `${completed}/${n}`);
 }
 
@@ -1460,12 +1651,21 @@ const bridgeWorkerKill = scenario(
         return w;
       };
       await Promise.all([spawnOne(), spawnOne()]);
-      p = c.own(new UnifiedOrchestrator({
-        pressure: false,
-        bridge: new RedisBridge({ url: redis.url, namespace: ns, nodeId: 'producer', secret: WORKER_SECRET, ...WORKER_TIMINGS }),
-      }));
+      p = c.own(
+        new UnifiedOrchestrator({
+          pressure: false,
+          bridge: new RedisBridge({
+            url: redis.url,
+            namespace: ns,
+            nodeId: 'producer',
+            secret: WORKER_SECRET,
+            ...WORKER_TIMINGS,
+          }),
+        }),
+      );
       await p.start();
-      if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000))) throw new Error('the producer never saw a worker');
+      if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000)))
+        throw new Error('the producer never saw a worker');
       const ranTotal = (): number => workers.reduce((a, w) => a + w.ran.length, 0);
       const run = handOffAll(p, n, by(c.scale, 100, 300), () => c.rng.int(10, 40));
       let killed = 0;
@@ -1535,38 +1735,55 @@ const bridgeRedisRestart = scenario(
       const ns = namespace('uo-chaos');
       workers.push(await startWorker(redis.url, ns, 'worker-child'));
       const ranHere: number[] = [];
-      local = c.own(new UnifiedOrchestrator({
-        pressure: false,
-        bridge: new RedisBridge({ url: redis.url, namespace: ns, nodeId: 'worker-local', secret: WORKER_SECRET, ...WORKER_TIMINGS }),
-        pools: [
-          poolOpts(
-            'worker',
-            ['work'],
-            (): Agent => ({
-              async execute(ctx) {
-                const { n: k, ms } = ctx.payload as { n: number; ms: number };
-                await sleep(ms);
-                ranHere.push(k);
-                return `done:${k}`;
-              },
-            }),
-            { minAgents: 4, maxAgents: 4 },
-          ),
-        ],
-      }));
+      local = c.own(
+        new UnifiedOrchestrator({
+          pressure: false,
+          bridge: new RedisBridge({
+            url: redis.url,
+            namespace: ns,
+            nodeId: 'worker-local',
+            secret: WORKER_SECRET,
+            ...WORKER_TIMINGS,
+          }),
+          pools: [
+            poolOpts(
+              'worker',
+              ['work'],
+              (): Agent => ({
+                async execute(ctx) {
+                  const { n: k, ms } = ctx.payload as { n: number; ms: number };
+                  await sleep(ms);
+                  ranHere.push(k);
+                  return `done:${k}`;
+                },
+              }),
+              { minAgents: 4, maxAgents: 4 },
+            ),
+          ],
+        }),
+      );
       // The local worker's own books: every task its engine accepted ends once.
       const localTerminal = new Map<string, number>();
       local.on('task:completed', (e) => localTerminal.set(e.taskId, (localTerminal.get(e.taskId) ?? 0) + 1));
       local.on('task:failed', (e) => localTerminal.set(e.taskId, (localTerminal.get(e.taskId) ?? 0) + 1));
       await local.start();
-      p = c.own(new UnifiedOrchestrator({
-        pressure: false,
-        bridge: new RedisBridge({ url: redis.url, namespace: ns, nodeId: 'producer', secret: WORKER_SECRET, ...WORKER_TIMINGS }),
-      }));
+      p = c.own(
+        new UnifiedOrchestrator({
+          pressure: false,
+          bridge: new RedisBridge({
+            url: redis.url,
+            namespace: ns,
+            nodeId: 'producer',
+            secret: WORKER_SECRET,
+            ...WORKER_TIMINGS,
+          }),
+        }),
+      );
       const states: string[] = [];
       p.on('bridge:state', (s) => states.push(s.status));
       await p.start();
-      if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000))) throw new Error('the producer never saw a worker');
+      if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000)))
+        throw new Error('the producer never saw a worker');
       const ranTotal = (): number => workers[0]!.ran.length + ranHere.length;
       const run = handOffAll(p, n, by(c.scale, 100, 300), () => c.rng.int(5, 25));
       let done = 0;
@@ -1583,14 +1800,22 @@ const bridgeRedisRestart = scenario(
       const s = local.stats();
       const terminal = s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered;
       if (s.submitted !== s.rejected + s.deduplicated + terminal || s.waiting + s.running + s.backingOff !== 0) {
-        c.violations.push(`the in-process worker's stats do not balance: ${JSON.stringify({ submitted: s.submitted, rejected: s.rejected, deduplicated: s.deduplicated, terminal, waiting: s.waiting, running: s.running, backingOff: s.backingOff })}`);
+        c.violations.push(
+          `the in-process worker's stats do not balance: ${JSON.stringify({ submitted: s.submitted, rejected: s.rejected, deduplicated: s.deduplicated, terminal, waiting: s.waiting, running: s.running, backingOff: s.backingOff })}`,
+        );
       }
       const twiceHere = [...localTerminal.values()].filter((x) => x > 1).length;
       if (twiceHere > 0) c.violations.push(`${twiceHere} task(s) on the in-process worker ended twice`);
-      if (terminal !== localTerminal.size) c.violations.push(`in-process worker: ${terminal} terminal in stats, ${localTerminal.size} tasks with terminal events`);
+      if (terminal !== localTerminal.size)
+        c.violations.push(
+          `in-process worker: ${terminal} terminal in stats, ${localTerminal.size} tasks with terminal events`,
+        );
       const stopP = await stopAndCheck(p);
       const stopL = await stopAndCheck(local);
-      c.violations.push(...stopP.violations.map((v) => `producer: ${v}`), ...stopL.violations.map((v) => `in-process worker: ${v}`));
+      c.violations.push(
+        ...stopP.violations.map((v) => `producer: ${v}`),
+        ...stopL.violations.map((v) => `in-process worker: ${v}`),
+      );
       const code = await workers[0]!.terminate();
       const ran = [...workers[0]!.ran, ...ranHere];
       c.figures['redis restarts'] = done;
@@ -1628,4 +1853,3 @@ export const scenarios: readonly Scenario[] = [
   bridgeWorkerKill,
   bridgeRedisRestart,
 ];
-

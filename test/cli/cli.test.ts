@@ -154,8 +154,23 @@ class Cluster {
 
   /** Builds a node (router made before start, so it also hears the standing state replayed on joining). */
   node(id: string): TestNode {
-    const bridge = new RedisBridge({ url: this.redis.url, secret: SECRET, namespace: this.ns, nodeId: id, heartbeatMs: 200 });
-    const node = { id, bridge, executions: 0, aborts: [], halted: [], resumed: [], rollbacks: [], audit: [] } as unknown as { -readonly [K in keyof TestNode]: TestNode[K] };
+    const bridge = new RedisBridge({
+      url: this.redis.url,
+      secret: SECRET,
+      namespace: this.ns,
+      nodeId: id,
+      heartbeatMs: 200,
+    });
+    const node = {
+      id,
+      bridge,
+      executions: 0,
+      aborts: [],
+      halted: [],
+      resumed: [],
+      rollbacks: [],
+      audit: [],
+    } as unknown as { -readonly [K in keyof TestNode]: TestNode[K] };
     node.orchestrator = new UnifiedOrchestrator({
       pressure: false,
       bridge,
@@ -196,7 +211,10 @@ class Cluster {
     const nodes = ids.map((id) => this.node(id));
     for (const n of nodes) await n.orchestrator.start();
     // Every node sees the others in the registry.
-    await eventually(async () => (await nodes[0]!.orchestrator.cluster()).length >= this.nodes.length, 'nodes registered');
+    await eventually(
+      async () => (await nodes[0]!.orchestrator.cluster()).length >= this.nodes.length,
+      'nodes registered',
+    );
     return nodes;
   }
 
@@ -270,7 +288,12 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
 
     expect(machine.code, machine.stderr).toBe(0);
     const out = json(machine);
-    expect(out).toMatchObject({ ok: true, namespace: cluster.ns, rejected: 0, standing: { halted: null, traffic: null } });
+    expect(out).toMatchObject({
+      ok: true,
+      namespace: cluster.ns,
+      rejected: 0,
+      standing: { halted: null, traffic: null },
+    });
     expect(out['nodes']).toHaveLength(2);
     expect(out['nodes'].map((n: NodeInfo) => n.nodeId).sort()).toEqual(['node-a', 'node-b']);
     for (const n of out['nodes'] as NodeInfo[]) {
@@ -309,14 +332,22 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     expect(haltRun.stdout).toMatch(/Confirmed by 2 of 2 node\(s\): node-[ab], node-[ab]\./);
 
     for (const n of [a, b]) {
-      expect(n.orchestrator.controlState()).toEqual({ halted: 'incident 42', haltedBy: cliFrom(haltRun), traffic: null });
+      expect(n.orchestrator.controlState()).toEqual({
+        halted: 'incident 42',
+        haltedBy: cliFrom(haltRun),
+        traffic: null,
+      });
       expect(n.halted).toHaveLength(1);
       expect(n.halted[0]!.reason).toBe('incident 42');
       expect(n.halted[0]!.from).toMatch(/^cli@/);
       expect(n.halted[0]!.from).toBe(cliFrom(haltRun));
       // The audit trail names the operator and the node.
       expect(n.audit.filter((e) => e.action === 'orchestrator.halt')).toEqual([
-        expect.objectContaining({ actor: `cli:${userInfo().username}@${hostname()}`, node: n.id, detail: expect.objectContaining({ reason: 'incident 42' }) }),
+        expect.objectContaining({
+          actor: `cli:${userInfo().username}@${hostname()}`,
+          node: n.id,
+          detail: expect.objectContaining({ reason: 'incident 42' }),
+        }),
       ]);
     }
     // A's running attempts were cut short with the halt; its other tasks are held.
@@ -354,7 +385,11 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     expect(r.code, r.stderr).toBe(0);
     const out = json(r);
     expect(out).toMatchObject({ ok: true, command: 'resume', waited: true, unconfirmed: [] });
-    expect(out['sent']).toEqual({ kind: 'resume', from: cliFrom(r), actor: `cli:${userInfo().username}@${hostname()}` });
+    expect(out['sent']).toEqual({
+      kind: 'resume',
+      from: cliFrom(r),
+      actor: `cli:${userInfo().username}@${hostname()}`,
+    });
     expect([...out['confirmed']].sort()).toEqual(ids());
     for (const n of [a, b]) {
       expect(n.orchestrator.controlState().halted).toBeNull();
@@ -376,7 +411,12 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     const set = await run(['--json', 'traffic', 'set', '50']);
     expect(set.code, set.stderr).toBe(0);
     const out = json(set);
-    expect(out).toMatchObject({ ok: true, command: 'traffic 50% to unified', sent: { kind: 'traffic', value: { percent: 50 } }, unconfirmed: [] });
+    expect(out).toMatchObject({
+      ok: true,
+      command: 'traffic 50% to unified',
+      sent: { kind: 'traffic', value: { percent: 50 } },
+      unconfirmed: [],
+    });
     expect([...out['confirmed']].sort()).toEqual(ids());
     for (const n of [a, b]) {
       expect(n.router.percent).toBe(50);
@@ -397,7 +437,8 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     const [human, machine] = await Promise.all([run(['traffic']), run(['--json', 'traffic'])]);
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toContain('Cluster setting: running; traffic 50% unified, shadow on');
-    for (const id of ['node-a', 'node-b']) expect(row(human.stdout, id)).toMatch(new RegExp(`^${id}\\s+50% unified, shadow on$`));
+    for (const id of ['node-a', 'node-b'])
+      expect(row(human.stdout, id)).toMatch(new RegExp(`^${id}\\s+50% unified, shadow on$`));
     expect(machine.code, machine.stderr).toBe(0);
     const t = json(machine);
     expect(t['ok']).toBe(true);
@@ -412,7 +453,11 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     const r = await run(['--json', 'rollback', 'bad', 'p95']);
     expect(r.code, r.stderr).toBe(0);
     const out = json(r);
-    expect(out).toMatchObject({ ok: true, sent: { kind: 'rollback', reason: 'bad p95', from: cliFrom(r) }, unconfirmed: [] });
+    expect(out).toMatchObject({
+      ok: true,
+      sent: { kind: 'rollback', reason: 'bad p95', from: cliFrom(r) },
+      unconfirmed: [],
+    });
     expect([...out['confirmed']].sort()).toEqual(ids());
     for (const n of [a, b]) {
       expect(n.router.percent).toBe(0);
@@ -432,12 +477,23 @@ describe('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
     const halt = await run(['--json', 'halt', 'late', 'joiner']);
     expect(halt.code, halt.stderr).toBe(0);
     const out = json(halt);
-    expect(out).toMatchObject({ ok: true, command: 'halt (late joiner)', sent: { kind: 'halt', reason: 'late joiner', from: cliFrom(halt) }, unconfirmed: [] });
+    expect(out).toMatchObject({
+      ok: true,
+      command: 'halt (late joiner)',
+      sent: { kind: 'halt', reason: 'late joiner', from: cliFrom(halt) },
+      unconfirmed: [],
+    });
     expect([...out['confirmed']].sort()).toEqual(['node-a', 'node-b']);
 
     const [c] = (await cluster.start('node-c')) as [TestNode];
-    expect(c.orchestrator.controlState()).toEqual({ halted: 'late joiner', haltedBy: cliFrom(halt), traffic: { percent: 30, shadow: true } });
-    expect(c.halted.map((e) => ({ reason: e.reason, from: e.from }))).toEqual([{ reason: 'late joiner', from: cliFrom(halt) }]);
+    expect(c.orchestrator.controlState()).toEqual({
+      halted: 'late joiner',
+      haltedBy: cliFrom(halt),
+      traffic: { percent: 30, shadow: true },
+    });
+    expect(c.halted.map((e) => ({ reason: e.reason, from: e.from }))).toEqual([
+      { reason: 'late joiner', from: cliFrom(halt) },
+    ]);
     // Its router (made before start) heard the replay; one made after start reads the standing split too.
     expect([c.router.percent, c.router.shadow]).toEqual([30, true]);
     const later = new TrafficRouter({ legacy: fakeLegacy, unified: c.adapter, orchestrator: c.orchestrator });
@@ -476,11 +532,18 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
     // What a CLI with the wrong secret would publish if it did not refuse to (see the next test).
     const forger = new Redis(redis.url);
     try {
-      await publishControl(forger, new MessageSigner(WRONG_SECRET, cluster.ns, 60_000), cluster.ns, { kind: 'halt', reason: 'forged', from: 'cli@forger' });
+      await publishControl(forger, new MessageSigner(WRONG_SECRET, cluster.ns, 60_000), cluster.ns, {
+        kind: 'halt',
+        reason: 'forged',
+        from: 'cli@forger',
+      });
     } finally {
       forger.disconnect();
     }
-    await eventually(() => nodes.every((n, i) => n.bridge.stats().rejected > before[i]!), 'both nodes rejected the message');
+    await eventually(
+      () => nodes.every((n, i) => n.bridge.stats().rejected > before[i]!),
+      'both nodes rejected the message',
+    );
     await wait(300);
     for (const n of nodes) {
       expect(n.orchestrator.controlState().halted).toBeNull();
@@ -503,7 +566,10 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
   it('wrong secret: a refused resume leaves the standing halt alone, so a node joining later starts halted', async () => {
     const [a] = await twoNodes();
     await a.orchestrator.halt('real incident');
-    await eventually(async () => (await cluster.registry()).every((n) => n.status?.halted === 'real incident'), 'both nodes halted');
+    await eventually(
+      async () => (await cluster.registry()).every((n) => n.status?.halted === 'real incident'),
+      'both nodes halted',
+    );
     const refused = await run(['--timeout', '1000', 'resume'], { UO_SECRET: WRONG_SECRET });
     expect(refused.code).toBe(1);
     for (const n of cluster.nodes) expect(n.orchestrator.controlState().halted).toBe('real incident');
@@ -525,8 +591,27 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
     const ghost = new Redis(redis.url);
     try {
       const signer = new MessageSigner(SECRET, cluster.ns, 60_000);
-      const status = { state: 'running', health: 'healthy', halted: null, traffic: null, running: 0, waiting: 0, queues: {}, pools: [], breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] } } as const;
-      const info: NodeInfo = { nodeId: 'ghost', roles: [], capabilities: [], serves: [], freeSlots: 0, slots: 0, heartbeatAt: Date.now(), status };
+      const status = {
+        state: 'running',
+        health: 'healthy',
+        halted: null,
+        traffic: null,
+        running: 0,
+        waiting: 0,
+        queues: {},
+        pools: [],
+        breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] },
+      } as const;
+      const info: NodeInfo = {
+        nodeId: 'ghost',
+        roles: [],
+        capabilities: [],
+        serves: [],
+        freeSlots: 0,
+        slots: 0,
+        heartbeatAt: Date.now(),
+        status,
+      };
       await writeNode(ghost, signer, cluster.ns, info, 30_000).exec();
 
       const halt = await run(['--timeout', '1500', 'halt', 'ghost', 'test']);
@@ -537,7 +622,12 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
 
       const noWait = await run(['--json', '--no-wait', '--timeout', '8000', 'traffic', 'set', '10']);
       expect(noWait.code, noWait.stderr).toBe(0);
-      expect(json(noWait)).toMatchObject({ ok: true, waited: false, unconfirmed: [], sent: { kind: 'traffic', value: { percent: 10 } } });
+      expect(json(noWait)).toMatchObject({
+        ok: true,
+        waited: false,
+        unconfirmed: [],
+        sent: { kind: 'traffic', value: { percent: 10 } },
+      });
       // Waiting would have taken the whole timeout: the ghost never applies 10%.
       expect(noWait.ms).toBeLessThan(8_000);
       // The nodes apply it all the same.
@@ -563,7 +653,11 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
       expect(healthy.stdout).not.toContain('Problems');
 
       await b.orchestrator.halt('local maintenance', { local: true });
-      await eventually(async () => (await cluster.registry()).find((n) => n.nodeId === 'node-b')?.status?.halted === 'local maintenance', 'node-b reports its halt');
+      await eventually(
+        async () =>
+          (await cluster.registry()).find((n) => n.nodeId === 'node-b')?.status?.halted === 'local maintenance',
+        'node-b reports its halt',
+      );
       const split = await run(['--json', 'status', '--strict']);
       expect(split.code).toBe(1);
       const out = json(split);
@@ -594,7 +688,10 @@ describe('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, 
       [['status'], 'The cluster secret is needed', { UO_SECRET: undefined }],
       [['status', '--secret-file', '/nonexistent/uo-secret'], 'Cannot read the secret file /nonexistent/uo-secret'],
     ];
-    const [help, ...results] = await Promise.all([cli(['--help']), ...cases.map(([args, , env]) => cli(['--redis', url, ...args], env))]);
+    const [help, ...results] = await Promise.all([
+      cli(['--help']),
+      ...cases.map(([args, , env]) => cli(['--redis', url, ...args], env)),
+    ]);
     results.forEach((r, i) => {
       const [args, message] = cases[i]!;
       expect({ args, code: r.code }).toEqual({ args, code: 2 });

@@ -22,7 +22,12 @@ async function setup(
   options: ConstructorParameters<typeof OrchestratorsCompatibilityAdapter>[1] = {},
   orchestrator: Parameters<typeof started>[0] = {},
 ): Promise<{ o: UnifiedOrchestrator; adapter: OrchestratorsCompatibilityAdapter }> {
-  const o = await started({ pools: [lab.pool('writer', ['text'])], retry: { baseDelayMs: 1, maxDelayMs: 2 }, agentBreaker: false, ...orchestrator });
+  const o = await started({
+    pools: [lab.pool('writer', ['text'])],
+    retry: { baseDelayMs: 1, maxDelayMs: 2 },
+    agentBreaker: false,
+    ...orchestrator,
+  });
   return { o, adapter: new OrchestratorsCompatibilityAdapter(o, options) };
 }
 
@@ -40,7 +45,12 @@ describe('delegateTaskToAgent and getTaskStatus', () => {
     const first = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true } }));
     expect(typeof first).toBe('string');
     // The free agent took it at once (inside delegate): running already.
-    expect(await status(adapter, first)).toMatchObject({ task_id: first, status: 'running', agent_id: 'writer-1', attempts: 1 });
+    expect(await status(adapter, first)).toMatchObject({
+      task_id: first,
+      status: 'running',
+      agent_id: 'writer-1',
+      attempts: 1,
+    });
 
     const second = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'second' }));
     expect(second).not.toBe(first);
@@ -53,11 +63,22 @@ describe('delegateTaskToAgent and getTaskStatus', () => {
 
     lab.held[0]!.release('first done');
     const done = ok(await adapter.waitForTask(first));
-    expect(done).toMatchObject({ task_id: first, status: 'completed', agent_id: 'writer-1', attempts: 1, result: 'first done' });
+    expect(done).toMatchObject({
+      task_id: first,
+      status: 'completed',
+      agent_id: 'writer-1',
+      attempts: 1,
+      result: 'first done',
+    });
     expect(done).not.toHaveProperty('error');
     expect(Date.parse(done.updated_at)).toBeGreaterThanOrEqual(Date.parse(done.created_at));
 
-    expect(ok(await adapter.waitForTask(second))).toMatchObject({ status: 'completed', agent_id: 'writer-1', attempts: 1, result: { echo: 'second' } });
+    expect(ok(await adapter.waitForTask(second))).toMatchObject({
+      status: 'completed',
+      agent_id: 'writer-1',
+      attempts: 1,
+      result: { echo: 'second' },
+    });
     // Reading a status again answers the same thing: the adapter keeps finished tasks.
     expect(await status(adapter, first)).toEqual(done);
   });
@@ -71,7 +92,11 @@ describe('delegateTaskToAgent and getTaskStatus', () => {
     expect(agentId).toMatch(/^writer-\d+$/);
     expect(o.agent(agentId)).toBeDefined();
     expect(ok(await adapter.get_agent_status(agentId))).toEqual(ok(await adapter.getAgentStatus(agentId)));
-    expect(ok(await adapter.get_agent_status(agentId))).toMatchObject({ agent_id: agentId, role: 'writer', status: 'idle' });
+    expect(ok(await adapter.get_agent_status(agentId))).toMatchObject({
+      agent_id: agentId,
+      role: 'writer',
+      status: 'idle',
+    });
 
     const taskId = ok(await adapter.delegate_task_to_agent({ role: 'writer', payload: 'via alias' }));
     const final = ok(await adapter.wait_for_task(taskId));
@@ -118,13 +143,24 @@ describe('waitForTask', () => {
     const running = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true } }));
     const pending = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'behind' }));
 
-    expect(ok(await adapter.waitForTask(running, 0.03))).toMatchObject({ task_id: running, status: 'running', attempts: 1 });
-    expect(ok(await adapter.waitForTask(pending, 0.01))).toMatchObject({ task_id: pending, status: 'pending', attempts: 0 });
+    expect(ok(await adapter.waitForTask(running, 0.03))).toMatchObject({
+      task_id: running,
+      status: 'running',
+      attempts: 1,
+    });
+    expect(ok(await adapter.waitForTask(pending, 0.01))).toMatchObject({
+      task_id: pending,
+      status: 'pending',
+      attempts: 0,
+    });
 
     lab.releaseAll();
     // A long timeout does not hold the answer back once the task is terminal.
     expect(ok(await adapter.waitForTask(running, 1_000))).toMatchObject({ status: 'completed' });
-    expect(ok(await adapter.waitForTask(pending, 1_000))).toMatchObject({ status: 'completed', result: { echo: 'behind' } });
+    expect(ok(await adapter.waitForTask(pending, 1_000))).toMatchObject({
+      status: 'completed',
+      result: { echo: 'behind' },
+    });
   });
 
   it('answers TASK_NOT_FOUND for an unknown id and INVALID_REQUEST for a bad timeout', async () => {
@@ -154,7 +190,11 @@ describe('the caller task_id', () => {
     expect(await status(adapter, 'order-42')).toMatchObject({ task_id: 'order-42', status: 'running' });
 
     lab.releaseAll();
-    expect(ok(await adapter.waitForTask('order-42'))).toMatchObject({ task_id: 'order-42', status: 'completed', result: { released: { hold: true } } });
+    expect(ok(await adapter.waitForTask('order-42'))).toMatchObject({
+      task_id: 'order-42',
+      status: 'completed',
+      result: { released: { hold: true } },
+    });
     // After it finished.
     expect(await adapter.delegateTaskToAgent(task)).toBe('order-42');
 
@@ -194,7 +234,13 @@ describe('terminal states', () => {
     const { adapter } = await setup(lab);
     const id = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { fail: 'kaput' } }));
     const s = ok(await adapter.waitForTask(id));
-    expect(s).toMatchObject({ task_id: id, status: 'failed', agent_id: 'writer-1', attempts: 1, error: { code: 'TASK_FAILED', message: 'kaput' } });
+    expect(s).toMatchObject({
+      task_id: id,
+      status: 'failed',
+      agent_id: 'writer-1',
+      attempts: 1,
+      error: { code: 'TASK_FAILED', message: 'kaput' },
+    });
     expect(s).not.toHaveProperty('result');
   });
 
@@ -217,7 +263,10 @@ describe('terminal states', () => {
     const lab = new Lab();
     const { adapter } = await setup(lab, {}, { defaultTimeoutMs: 40 });
     const byDefault = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true } }));
-    expect(ok(await adapter.waitForTask(byDefault))).toMatchObject({ status: 'timeout', error: { code: 'TASK_TIMEOUT' } });
+    expect(ok(await adapter.waitForTask(byDefault))).toMatchObject({
+      status: 'timeout',
+      error: { code: 'TASK_TIMEOUT' },
+    });
     expect(err(await adapter.delegateTaskToAgent({ role: 'writer', timeout: 0 })).code).toBe('INVALID_REQUEST');
     const tiny = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true }, timeout: 0.0001 }));
     const s = ok(await adapter.waitForTask(tiny));
@@ -232,19 +281,35 @@ describe('terminal states', () => {
     const startedEvents = record(o, 'task:started');
 
     // A running one.
-    expect(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true }, task_id: 'c-run' })).toBe('c-run');
+    expect(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true }, task_id: 'c-run' })).toBe(
+      'c-run',
+    );
     const runningId = startedEvents[0]!.taskId;
     expect(runningId).not.toBe('c-run');
     // A waiting one.
-    expect(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'never runs', task_id: 'c-wait' })).toBe('c-wait');
+    expect(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'never runs', task_id: 'c-wait' })).toBe(
+      'c-wait',
+    );
     const waitingId = queued[0]!.taskId;
 
     expect(o.cancel(waitingId, 'operator said so')).toBe(true);
     expect(o.cancel(runningId)).toBe(true);
     const w = ok(await adapter.waitForTask('c-wait'));
-    expect(w).toMatchObject({ task_id: 'c-wait', status: 'cancelled', agent_id: null, attempts: 0, error: { code: 'TASK_CANCELLED' } });
+    expect(w).toMatchObject({
+      task_id: 'c-wait',
+      status: 'cancelled',
+      agent_id: null,
+      attempts: 0,
+      error: { code: 'TASK_CANCELLED' },
+    });
     expect(w.error!.message).toContain('operator said so');
-    expect(ok(await adapter.waitForTask('c-run'))).toMatchObject({ task_id: 'c-run', status: 'cancelled', agent_id: 'writer-1', attempts: 1, error: { code: 'TASK_CANCELLED' } });
+    expect(ok(await adapter.waitForTask('c-run'))).toMatchObject({
+      task_id: 'c-run',
+      status: 'cancelled',
+      agent_id: 'writer-1',
+      attempts: 1,
+      error: { code: 'TASK_CANCELLED' },
+    });
     expect(lab.runsOf('never runs')).toHaveLength(0);
   });
 });
@@ -258,8 +323,15 @@ describe('legacy task fields', () => {
     await until(() => lab.held.length === 1);
     const priorities = ['low', 'critical', 'normal', 'high', 50] as const;
     const ids: string[] = [];
-    for (const priority of priorities) ids.push(ok(await adapter.delegateTaskToAgent({ role: 'writer', priority, payload: `p:${priority}` })));
-    expect(queued.map((e) => e.priority)).toEqual([LEGACY_PRIORITIES.low, LEGACY_PRIORITIES.critical, LEGACY_PRIORITIES.normal, LEGACY_PRIORITIES.high, 50]);
+    for (const priority of priorities)
+      ids.push(ok(await adapter.delegateTaskToAgent({ role: 'writer', priority, payload: `p:${priority}` })));
+    expect(queued.map((e) => e.priority)).toEqual([
+      LEGACY_PRIORITIES.low,
+      LEGACY_PRIORITIES.critical,
+      LEGACY_PRIORITIES.normal,
+      LEGACY_PRIORITIES.high,
+      50,
+    ]);
     expect(LEGACY_PRIORITIES).toEqual({ low: -10, normal: 0, high: 10, critical: 100 });
 
     lab.releaseAll();
@@ -275,13 +347,26 @@ describe('legacy task fields', () => {
     // getTaskStatus reads the status synchronously, before its promise settles.
     o.on('task:retrying', () => void adapter.getTaskStatus('r-1').then((s) => duringBackoff.push(ok(s).status)));
 
-    ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 2, key: 'a' }, max_retries: 2, task_id: 'r-1' }));
-    expect(ok(await adapter.waitForTask('r-1'))).toMatchObject({ status: 'completed', attempts: 3, result: { attempt: 3 } });
+    ok(
+      await adapter.delegateTaskToAgent({
+        role: 'writer',
+        payload: { failTimes: 2, key: 'a' },
+        max_retries: 2,
+        task_id: 'r-1',
+      }),
+    );
+    expect(ok(await adapter.waitForTask('r-1'))).toMatchObject({
+      status: 'completed',
+      attempts: 3,
+      result: { attempt: 3 },
+    });
     await until(() => duringBackoff.length === 2);
     expect(duringBackoff).toEqual(['pending', 'pending']);
 
     // One retry is not enough for two failures: the task gives up (dead-lettered) as failed / TASK_FAILED.
-    const gaveUp = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 2, key: 'b' }, maxRetries: 1 }));
+    const gaveUp = ok(
+      await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 2, key: 'b' }, maxRetries: 1 }),
+    );
     const s = ok(await adapter.waitForTask(gaveUp));
     expect(s).toMatchObject({ status: 'failed', attempts: 2, error: { code: 'TASK_FAILED' } });
     expect(s.error!.message).toMatch(/dead-lettered/);
@@ -289,7 +374,11 @@ describe('legacy task fields', () => {
 
     // Without max_retries: the orchestrator's default (one attempt).
     const once = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 1, key: 'c' } }));
-    expect(ok(await adapter.waitForTask(once))).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'TASK_FAILED', message: 'failure 1 of c' } });
+    expect(ok(await adapter.waitForTask(once))).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: { code: 'TASK_FAILED', message: 'failure 1 of c' },
+    });
     expect(lab.runs.filter((r) => (r.payload as { key?: string }).key === 'a')).toHaveLength(3);
     expect(lab.runs.filter((r) => (r.payload as { key?: string }).key === 'b')).toHaveLength(2);
   });
@@ -297,7 +386,9 @@ describe('legacy task fields', () => {
   it('max_retries 0 means a single attempt even when the orchestrator default retries', async () => {
     const lab = new Lab();
     const { adapter } = await setup(lab, {}, { defaultMaxAttempts: 3 });
-    const id = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 5, key: 'z' }, max_retries: 0 }));
+    const id = ok(
+      await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 5, key: 'z' }, max_retries: 0 }),
+    );
     expect(ok(await adapter.waitForTask(id))).toMatchObject({ status: 'failed', attempts: 1 });
     const byDefault = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { failTimes: 2, key: 'y' } }));
     expect(ok(await adapter.waitForTask(byDefault))).toMatchObject({ status: 'completed', attempts: 3 });
@@ -335,7 +426,8 @@ describe('legacy task fields', () => {
     const lab = new Lab();
     const o = await started({ pools: [lab.pool('writer', ['text']), lab.pool('artist', ['text', 'images'])] });
     const adapter = new OrchestratorsCompatibilityAdapter(o, { roles: { editor: ['text'], illustrator: ['images'] } });
-    const run = async (task: LegacyTask): Promise<string | null> => ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent(task)))).agent_id;
+    const run = async (task: LegacyTask): Promise<string | null> =>
+      ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent(task)))).agent_id;
 
     expect(await run({ role: 'writer', payload: 1, capabilities: ['images'] })).toBe('artist-1');
     expect(await run({ capabilities: ['images'], payload: 2 })).toBe('artist-1');
@@ -389,7 +481,12 @@ describe('spawnAgent, getAgentStatus, shutdownAgent', () => {
     lab.releaseAll();
     await adapter.waitForTask(held);
     await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { fail: 'x' } })));
-    expect(ok(await adapter.getAgentStatus(agentId))).toMatchObject({ status: 'idle', active_tasks: 0, completed_tasks: 1, failed_tasks: 1 });
+    expect(ok(await adapter.getAgentStatus(agentId))).toMatchObject({
+      status: 'idle',
+      active_tasks: 0,
+      completed_tasks: 1,
+      failed_tasks: 1,
+    });
 
     expect(ok(await adapter.shutdownAgent(agentId))).toEqual({ agent_id: agentId, status: 'terminated' });
     expect(o.agent(agentId)).toBeUndefined();
@@ -404,7 +501,12 @@ describe('spawnAgent, getAgentStatus, shutdownAgent', () => {
     const o = await started();
     const adapter = new OrchestratorsCompatibilityAdapter(o);
     const id = o.registerAgent(lab.agent(), { capabilities: ['x'] });
-    expect(ok(await adapter.getAgentStatus(id))).toMatchObject({ agent_id: id, role: null, status: 'idle', capabilities: ['x'] });
+    expect(ok(await adapter.getAgentStatus(id))).toMatchObject({
+      agent_id: id,
+      role: null,
+      status: 'idle',
+      capabilities: ['x'],
+    });
   });
 });
 
@@ -507,14 +609,17 @@ describe('invalid input', () => {
     ['bad taskId', { role: 'writer', taskId: '' }, field('task.task_id')],
   ];
 
-  it.each(cases)('%s → INVALID_REQUEST naming the field, and nothing reaches the orchestrator', async (_name, task, message) => {
-    const lab = new Lab();
-    const { o, adapter } = await setup(lab);
-    const e = err(await adapter.delegateTaskToAgent(task as LegacyTask));
-    expect(e.code).toBe('INVALID_REQUEST');
-    expect(e.message).toMatch(message);
-    expect(o.stats().submitted).toBe(0);
-  });
+  it.each(cases)(
+    '%s → INVALID_REQUEST naming the field, and nothing reaches the orchestrator',
+    async (_name, task, message) => {
+      const lab = new Lab();
+      const { o, adapter } = await setup(lab);
+      const e = err(await adapter.delegateTaskToAgent(task as LegacyTask));
+      expect(e.code).toBe('INVALID_REQUEST');
+      expect(e.message).toMatch(message);
+      expect(o.stats().submitted).toBe(0);
+    },
+  );
 
   it('a task_id of 256 characters is fine', async () => {
     const { adapter } = await setup(new Lab());
@@ -586,17 +691,20 @@ describe('options', () => {
     ['empty defaultType', { defaultType: '' }, 'options.defaultType'],
   ];
 
-  it.each(cases.map(([name, options, fieldName]) => [name, fieldName, options] as const))('%s → ValidationError on field %s', async (_name, fieldName, options) => {
-    const o = await started();
-    let thrown: unknown;
-    try {
-      new OrchestratorsCompatibilityAdapter(o, options as never);
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBeInstanceOf(ValidationError);
-    expect((thrown as ValidationError).field).toBe(fieldName);
-  });
+  it.each(cases.map(([name, options, fieldName]) => [name, fieldName, options] as const))(
+    '%s → ValidationError on field %s',
+    async (_name, fieldName, options) => {
+      const o = await started();
+      let thrown: unknown;
+      try {
+        new OrchestratorsCompatibilityAdapter(o, options as never);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ValidationError);
+      expect((thrown as ValidationError).field).toBe(fieldName);
+    },
+  );
 
   it('the first argument must be an orchestrator', () => {
     for (const bad of [undefined, null, {}, { delegate: 1 }]) {
@@ -614,7 +722,14 @@ describe('options', () => {
   it('accepts every option at its bounds', async () => {
     const o = await started();
     expect(
-      () => new OrchestratorsCompatibilityAdapter(o, { maxFinishedTasks: 0, finishedTaskTtlMs: Infinity, roles: {}, errorCodes: {}, defaultType: 't' }),
+      () =>
+        new OrchestratorsCompatibilityAdapter(o, {
+          maxFinishedTasks: 0,
+          finishedTaskTtlMs: Infinity,
+          roles: {},
+          errorCodes: {},
+          defaultType: 't',
+        }),
     ).not.toThrow();
   });
 });
@@ -630,6 +745,9 @@ describe('close', () => {
     // The start is no longer heard of.
     expect(ok(await adapter.getTaskStatus(id))).toMatchObject({ status: 'pending', agent_id: null });
     lab.releaseAll();
-    expect(ok(await adapter.waitForTask(id))).toMatchObject({ status: 'completed', result: { released: { hold: true } } });
+    expect(ok(await adapter.waitForTask(id))).toMatchObject({
+      status: 'completed',
+      result: { released: { hold: true } },
+    });
   });
 });

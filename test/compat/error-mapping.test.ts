@@ -43,7 +43,12 @@ async function setup(
   orchestrator: Parameters<typeof started>[0] = {},
   options: ConstructorParameters<typeof OrchestratorsCompatibilityAdapter>[1] = {},
 ): Promise<{ o: UnifiedOrchestrator; adapter: OrchestratorsCompatibilityAdapter }> {
-  const o = await started({ pools: [lab.pool('writer', ['text'])], agentBreaker: false, retry: { baseDelayMs: 1, maxDelayMs: 2 }, ...orchestrator });
+  const o = await started({
+    pools: [lab.pool('writer', ['text'])],
+    agentBreaker: false,
+    retry: { baseDelayMs: 1, maxDelayMs: 2 },
+    ...orchestrator,
+  });
   return { o, adapter: new OrchestratorsCompatibilityAdapter(o, options) };
 }
 
@@ -111,7 +116,9 @@ describe('every legacy code, produced through the adapter', () => {
     expect(e.code).toBe('NO_AGENT_AVAILABLE');
     expect(e.message).toContain('quantum');
     // The role's capabilities plus one nobody has: the same.
-    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', capabilities: ['quantum'] })).code).toBe('NO_AGENT_AVAILABLE');
+    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', capabilities: ['quantum'] })).code).toBe(
+      'NO_AGENT_AVAILABLE',
+    );
   });
 
   it('CAPACITY_EXCEEDED from POOL_AT_CAPACITY: spawnAgent on a pool at maxAgents', async () => {
@@ -140,16 +147,24 @@ describe('every legacy code, produced through the adapter', () => {
     const lab = new Lab();
     const o = make({ pools: [lab.pool('writer', ['text'])] });
     const adapter = new OrchestratorsCompatibilityAdapter(o);
-    for (const answer of [await adapter.delegateTaskToAgent({ role: 'writer', payload: 1 }), await adapter.spawnAgent('writer')]) {
+    for (const answer of [
+      await adapter.delegateTaskToAgent({ role: 'writer', payload: 1 }),
+      await adapter.spawnAgent('writer'),
+    ]) {
       const e = err(answer);
       expect(e.code).toBe('SERVICE_UNAVAILABLE');
       expect(e.message).toMatch(/not started/);
     }
     await o.start();
     // Running: accepted.
-    expect(ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 1 }))))).toMatchObject({ status: 'completed' });
+    expect(
+      ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 1 })))),
+    ).toMatchObject({ status: 'completed' });
     await o.stop();
-    for (const answer of [await adapter.delegateTaskToAgent({ role: 'writer', payload: 2 }), await adapter.spawnAgent('writer')]) {
+    for (const answer of [
+      await adapter.delegateTaskToAgent({ role: 'writer', payload: 2 }),
+      await adapter.spawnAgent('writer'),
+    ]) {
       const e = err(answer);
       expect(e.code).toBe('SERVICE_UNAVAILABLE');
       expect(e.message).toMatch(/stopped/);
@@ -164,8 +179,12 @@ describe('every legacy code, produced through the adapter', () => {
     const e = err(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'more', tenant_id: 'acme' }));
     expect(e.code).toBe('BUDGET_EXCEEDED');
     expect(e.message).toContain('"acme"');
-    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'more', tenantId: 'acme' })).code).toBe('BUDGET_EXCEEDED');
-    expect(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'fine', tenant_id: 'globex' }))).toEqual(expect.any(String));
+    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'more', tenantId: 'acme' })).code).toBe(
+      'BUDGET_EXCEEDED',
+    );
+    expect(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'fine', tenant_id: 'globex' }))).toEqual(
+      expect.any(String),
+    );
     expect(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'no tenant' }))).toEqual(expect.any(String));
   });
 
@@ -191,9 +210,13 @@ describe('every legacy code, produced through the adapter', () => {
     const low = err(await adapter.delegateTaskToAgent({ role: 'writer', priority: 'low', payload: 1 }));
     expect(low.code).toBe('SERVICE_OVERLOADED');
     expect(low.message).toMatch(/priority -10 is below the floor of 0/);
-    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', priority: -1, payload: 1 })).code).toBe('SERVICE_OVERLOADED');
+    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', priority: -1, payload: 1 })).code).toBe(
+      'SERVICE_OVERLOADED',
+    );
     // Normal work still runs.
-    expect(ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'normal' }))))).toMatchObject({ status: 'completed' });
+    expect(
+      ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'normal' })))),
+    ).toMatchObject({ status: 'completed' });
     // No spare and room in the pool: no agent is created under pressure.
     const spawn = err(await adapter.spawnAgent('writer'));
     expect(spawn.code).toBe('SERVICE_OVERLOADED');
@@ -201,7 +224,9 @@ describe('every legacy code, produced through the adapter', () => {
 
     sampler.rssBytes = 100;
     await monitor.sampleNow();
-    expect(ok(await adapter.delegateTaskToAgent({ role: 'writer', priority: 'low', payload: 2 }))).toEqual(expect.any(String));
+    expect(ok(await adapter.delegateTaskToAgent({ role: 'writer', priority: 'low', payload: 2 }))).toEqual(
+      expect.any(String),
+    );
   });
 
   it('TASK_TIMEOUT, TASK_CANCELLED and TASK_FAILED (agent error, and a dead-lettered task) in the task status', async () => {
@@ -210,7 +235,10 @@ describe('every legacy code, produced through the adapter', () => {
     const startedEvents = record(o, 'task:started');
 
     const timedOut = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true }, timeout: 0.02 }));
-    expect(ok(await adapter.waitForTask(timedOut))).toMatchObject({ status: 'timeout', error: { code: 'TASK_TIMEOUT' } });
+    expect(ok(await adapter.waitForTask(timedOut))).toMatchObject({
+      status: 'timeout',
+      error: { code: 'TASK_TIMEOUT' },
+    });
 
     const cancelled = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true } }));
     await until(() => lab.held.length === 1);
@@ -220,9 +248,14 @@ describe('every legacy code, produced through the adapter', () => {
     expect(c.error!.message).toMatch(/no longer needed/);
 
     const failed = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { fail: 'the model refused' } }));
-    expect(ok(await adapter.waitForTask(failed))).toMatchObject({ status: 'failed', error: { code: 'TASK_FAILED', message: 'the model refused' } });
+    expect(ok(await adapter.waitForTask(failed))).toMatchObject({
+      status: 'failed',
+      error: { code: 'TASK_FAILED', message: 'the model refused' },
+    });
 
-    const deadLettered = ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { fail: 'again and again' }, max_retries: 2 }));
+    const deadLettered = ok(
+      await adapter.delegateTaskToAgent({ role: 'writer', payload: { fail: 'again and again' }, max_retries: 2 }),
+    );
     const d = ok(await adapter.waitForTask(deadLettered));
     expect(d).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'TASK_FAILED' } });
     expect(d.error!.message).toMatch(/failed 3 attempt\(s\) and was dead-lettered: again and again/);
@@ -231,13 +264,19 @@ describe('every legacy code, produced through the adapter', () => {
 
   it('an agent error that carries an orchestrator code is mapped by the table (a dependency breaker that is open)', async () => {
     const o = await started({ agentBreaker: false });
-    const vendor = o.resources.breaker('vendor', async (): Promise<string> => {
-      throw new Error('vendor down');
-    }, { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 60_000 });
+    const vendor = o.resources.breaker(
+      'vendor',
+      async (): Promise<string> => {
+        throw new Error('vendor down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 60_000 },
+    );
     await vendor().catch(() => {});
     o.registerAgent({ execute: () => vendor() }, { capabilities: ['llm'] });
     const adapter = new OrchestratorsCompatibilityAdapter(o);
-    const s = ok(await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ capabilities: ['llm'], payload: 'x' }))));
+    const s = ok(
+      await adapter.waitForTask(ok(await adapter.delegateTaskToAgent({ capabilities: ['llm'], payload: 'x' }))),
+    );
     expect(s.status).toBe('failed');
     expect(s.error).toEqual({ code: 'SERVICE_UNAVAILABLE', message: new BreakerOpenError('vendor').message });
   });
@@ -272,7 +311,9 @@ describe('every legacy code, produced through the adapter', () => {
     for (const answer of [await adapter.getTaskStatus('t-99'), await adapter.waitForTask('t-99')]) {
       expect(err(answer)).toMatchObject({ code: 'TASK_NOT_FOUND', message: expect.stringContaining('t-99') });
     }
-    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', priority: 'asap' as never })).code).toBe('INVALID_REQUEST');
+    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', priority: 'asap' as never })).code).toBe(
+      'INVALID_REQUEST',
+    );
   });
 });
 
@@ -299,19 +340,27 @@ describe('toLegacyError', () => {
 
   it('errors without a known code are INTERNAL_ERROR (or the fallback given)', () => {
     const adapter = new OrchestratorsCompatibilityAdapter(make());
-    expect(adapter.toLegacyError(new TypeError('x is not a function'))).toEqual({ error: { code: LEGACY_INTERNAL_ERROR, message: 'x is not a function' } });
+    expect(adapter.toLegacyError(new TypeError('x is not a function'))).toEqual({
+      error: { code: LEGACY_INTERNAL_ERROR, message: 'x is not a function' },
+    });
     expect(LEGACY_INTERNAL_ERROR).toBe('INTERNAL_ERROR');
-    expect(adapter.toLegacyError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'socket hang up' } });
+    expect(adapter.toLegacyError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'socket hang up' },
+    });
     expect(adapter.toLegacyError(Object.assign(new Error('numeric'), { code: 42 })).error.code).toBe('INTERNAL_ERROR');
     // Keys of Object.prototype are not codes of the table.
     for (const code of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
       expect(adapter.toLegacyError(Object.assign(new Error('proto'), { code })).error.code).toBe('INTERNAL_ERROR');
     }
-    expect(adapter.toLegacyError('plain string')).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'plain string' } });
+    expect(adapter.toLegacyError('plain string')).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'plain string' },
+    });
     for (const value of [undefined, null, 42, { message: 'not an Error' }]) {
       expect(adapter.toLegacyError(value)).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'The call failed' } });
     }
-    expect(adapter.toLegacyError(new Error('agent broke'), LEGACY_TASK_FAILED)).toEqual({ error: { code: 'TASK_FAILED', message: 'agent broke' } });
+    expect(adapter.toLegacyError(new Error('agent broke'), LEGACY_TASK_FAILED)).toEqual({
+      error: { code: 'TASK_FAILED', message: 'agent broke' },
+    });
   });
 
   it('an unexpected error from a call answers INTERNAL_ERROR instead of throwing', async () => {
@@ -332,7 +381,9 @@ describe('toLegacyError', () => {
       stats: () => ({ pools: [{ role: 'writer', capabilities: ['text'] }] }),
     };
     const adapter = new OrchestratorsCompatibilityAdapter(broken as unknown as UnifiedOrchestrator);
-    expect(await adapter.delegateTaskToAgent({ role: 'writer' })).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'engine exploded' } });
+    expect(await adapter.delegateTaskToAgent({ role: 'writer' })).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'engine exploded' },
+    });
     expect(await adapter.spawnAgent('writer')).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'pool exploded' } });
     expect(await adapter.shutdownAgent('writer-1')).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'cannot' } });
   });
@@ -341,9 +392,18 @@ describe('toLegacyError', () => {
 describe('errorCodes overrides', () => {
   it('replace the legacy code of the unified codes they name, for call answers and task statuses alike', async () => {
     const lab = new Lab();
-    const { o, adapter } = await setup(lab, { maxQueueSize: 1 }, {
-      errorCodes: { UNKNOWN_ROLE: 'NO_SUCH_ROLE', QUEUE_FULL: 'QUEUE_IS_FULL', TASK_TIMEOUT: 'TIMED_OUT', VALIDATION_ERROR: 'BAD_INPUT' },
-    });
+    const { o, adapter } = await setup(
+      lab,
+      { maxQueueSize: 1 },
+      {
+        errorCodes: {
+          UNKNOWN_ROLE: 'NO_SUCH_ROLE',
+          QUEUE_FULL: 'QUEUE_IS_FULL',
+          TASK_TIMEOUT: 'TIMED_OUT',
+          VALIDATION_ERROR: 'BAD_INPUT',
+        },
+      },
+    );
     expect(err(await adapter.delegateTaskToAgent({ role: 'ghost' })).code).toBe('NO_SUCH_ROLE');
     expect(err(await adapter.spawnAgent('ghost')).code).toBe('NO_SUCH_ROLE');
     expect(err(await adapter.delegateTaskToAgent({ payload: 1 })).code).toBe('BAD_INPUT');
@@ -356,17 +416,23 @@ describe('errorCodes overrides', () => {
 
     ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: { hold: true } }));
     ok(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'waits' }));
-    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'one too many' })).code).toBe('QUEUE_IS_FULL');
+    expect(err(await adapter.delegateTaskToAgent({ role: 'writer', payload: 'one too many' })).code).toBe(
+      'QUEUE_IS_FULL',
+    );
     // Codes not overridden keep the table's.
     expect(err(await adapter.spawnAgent('writer')).code).toBe('CAPACITY_EXCEEDED');
     expect(err(await adapter.getTaskStatus('nope')).code).toBe('TASK_NOT_FOUND');
     // Another adapter over the same orchestrator is not affected.
-    expect(err(await new OrchestratorsCompatibilityAdapter(o).delegateTaskToAgent({ role: 'ghost' })).code).toBe('UNKNOWN_ROLE');
+    expect(err(await new OrchestratorsCompatibilityAdapter(o).delegateTaskToAgent({ role: 'ghost' })).code).toBe(
+      'UNKNOWN_ROLE',
+    );
     lab.releaseAll();
   });
 
   it('an override for a code outside the table maps errors with that code too', () => {
     const adapter = new OrchestratorsCompatibilityAdapter(make(), { errorCodes: { ECONNRESET: 'NETWORK' } as never });
-    expect(adapter.toLegacyError(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toEqual({ error: { code: 'NETWORK', message: 'reset' } });
+    expect(adapter.toLegacyError(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toEqual({
+      error: { code: 'NETWORK', message: 'reset' },
+    });
   });
 });

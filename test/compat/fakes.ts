@@ -36,7 +36,10 @@ export class FakeLegacy implements LegacyOrchestrator {
   behave: (task: LegacyTask) => FakeTaskBehaviour;
   #n = 0;
 
-  constructor(prefix: string, behave: (task: LegacyTask) => FakeTaskBehaviour = (t) => ({ result: { echo: t.payload } })) {
+  constructor(
+    prefix: string,
+    behave: (task: LegacyTask) => FakeTaskBehaviour = (t) => ({ result: { echo: t.payload } }),
+  ) {
     this.prefix = prefix;
     this.behave = behave;
   }
@@ -73,18 +76,31 @@ export class FakeLegacy implements LegacyOrchestrator {
 
   async shutdownAgent(agentId: string): Promise<LegacyResult<LegacyShutdown>> {
     this.calls.push({ method: 'shutdownAgent', args: [agentId] });
-    if (!this.agents.delete(agentId)) return { error: { code: 'AGENT_NOT_FOUND', message: `${this.prefix}: no agent ${agentId}` } };
+    if (!this.agents.delete(agentId))
+      return { error: { code: 'AGENT_NOT_FOUND', message: `${this.prefix}: no agent ${agentId}` } };
     return { agent_id: agentId, status: 'terminated' };
   }
 
   async waitForTask(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>> {
-    this.calls.push({ method: 'waitForTask', args: timeoutSeconds === undefined ? [taskId] : [taskId, timeoutSeconds] });
+    this.calls.push({
+      method: 'waitForTask',
+      args: timeoutSeconds === undefined ? [taskId] : [taskId, timeoutSeconds],
+    });
     return this.#status(taskId);
   }
 
   #agent(agentId: string): LegacyResult<LegacyAgentStatus> {
-    if (!this.agents.has(agentId)) return { error: { code: 'AGENT_NOT_FOUND', message: `${this.prefix}: no agent ${agentId}` } };
-    return { agent_id: agentId, role: 'writer', status: 'idle', capabilities: ['text'], active_tasks: 0, completed_tasks: 0, failed_tasks: 0 };
+    if (!this.agents.has(agentId))
+      return { error: { code: 'AGENT_NOT_FOUND', message: `${this.prefix}: no agent ${agentId}` } };
+    return {
+      agent_id: agentId,
+      role: 'writer',
+      status: 'idle',
+      capabilities: ['text'],
+      active_tasks: 0,
+      completed_tasks: 0,
+      failed_tasks: 0,
+    };
   }
 
   #status(taskId: string): LegacyResult<LegacyTaskStatus> {
@@ -114,7 +130,11 @@ export function snakeCase(fake: FakeLegacy, withWait = true): LegacyOrchestrator
     get_agent_status: (id) => fake.getAgentStatus(id),
     get_task_status: (id) => fake.getTaskStatus(id),
     shutdown_agent: (id) => fake.shutdownAgent(id),
-    ...(withWait ? { wait_for_task: (id: string, t?: number) => (t === undefined ? fake.waitForTask(id) : fake.waitForTask(id, t)) } : {}),
+    ...(withWait
+      ? {
+          wait_for_task: (id: string, t?: number) => (t === undefined ? fake.waitForTask(id) : fake.waitForTask(id, t)),
+        }
+      : {}),
   };
 }
 

@@ -171,7 +171,10 @@ export async function until(predicate: () => boolean, timeoutMs = 3_000): Promis
 }
 
 /** Records every payload of one orchestrator event. */
-export function record<E extends OrchestratorEventName>(o: UnifiedOrchestrator, event: E): Array<OrchestratorEvents[E]> {
+export function record<E extends OrchestratorEventName>(
+  o: UnifiedOrchestrator,
+  event: E,
+): Array<OrchestratorEvents[E]> {
   const seen: Array<OrchestratorEvents[E]> = [];
   o.on(event, (e) => seen.push(e));
   return seen;

@@ -40,7 +40,8 @@ class DeterministicLegacy implements LegacyOrchestrator {
     this.log.push({ method: 'spawnAgent', args });
     const [role] = args;
     if (typeof role !== 'string') throw new TypeError(`role must be a string, got ${typeof role}`); // thrown synchronously
-    if (!this.#roles.has(role)) return Promise.resolve({ error: { code: 'UNKNOWN_ROLE', message: `unknown role ${role}` } });
+    if (!this.#roles.has(role))
+      return Promise.resolve({ error: { code: 'UNKNOWN_ROLE', message: `unknown role ${role}` } });
     const id = `agent-${role}-${++this.#seq}`;
     this.#agents.set(id, { role, completed: 0 });
     return Promise.resolve(id);
@@ -51,13 +52,19 @@ class DeterministicLegacy implements LegacyOrchestrator {
     const [task] = args;
     const role = task.role; // a null task throws a TypeError here, as a sloppy legacy implementation would
     if (task.payload === 'explode') throw LEGACY_OUTAGE;
-    if (role !== undefined && !this.#roles.has(role)) return { error: { code: 'UNKNOWN_ROLE', message: `unknown role ${role}` } };
-    if (task.priority !== undefined && !['low', 'normal', 'high', 'critical'].includes(String(task.priority)) && typeof task.priority !== 'number') {
+    if (role !== undefined && !this.#roles.has(role))
+      return { error: { code: 'UNKNOWN_ROLE', message: `unknown role ${role}` } };
+    if (
+      task.priority !== undefined &&
+      !['low', 'normal', 'high', 'critical'].includes(String(task.priority)) &&
+      typeof task.priority !== 'number'
+    ) {
       return { error: { code: 'INVALID_REQUEST', message: `bad priority ${String(task.priority)}` } };
     }
     if (task.task_id !== undefined && this.#callerIds.has(task.task_id)) return this.#callerIds.get(task.task_id)!;
     const id = task.task_id ?? `task-${++this.#seq}`;
-    const agent = [...this.#agents.entries()].find(([, a]) => role === undefined || a.role === role)?.[0] ?? 'agent-pool';
+    const agent =
+      [...this.#agents.entries()].find(([, a]) => role === undefined || a.role === role)?.[0] ?? 'agent-pool';
     this.#tasks.set(id, { task, agent, seq: this.#seq });
     if (task.task_id !== undefined) this.#callerIds.set(task.task_id, id);
     const a = this.#agents.get(agent);
@@ -97,12 +104,14 @@ class DeterministicLegacy implements LegacyOrchestrator {
   async waitForTask(...args: [string, number?]): Promise<LegacyResult<LegacyTaskStatus>> {
     this.log.push({ method: 'waitForTask', args });
     const [id, timeout] = args;
-    if (timeout !== undefined && !(timeout > 0)) return { error: { code: 'INVALID_REQUEST', message: 'timeout must be > 0' } };
+    if (timeout !== undefined && !(timeout > 0))
+      return { error: { code: 'INVALID_REQUEST', message: 'timeout must be > 0' } };
     return this.#status(id);
   }
 
   #status(id: string): LegacyResult<LegacyTaskStatus> {
-    if (typeof id !== 'string' || id === '') return { error: { code: 'INVALID_REQUEST', message: 'task_id must be a non-empty string' } };
+    if (typeof id !== 'string' || id === '')
+      return { error: { code: 'INVALID_REQUEST', message: 'task_id must be a non-empty string' } };
     const t = this.#tasks.get(id);
     if (!t) return { error: { code: 'TASK_NOT_FOUND', message: `no task ${id}` } };
     const at = new Date(Date.UTC(2024, 0, 1, 0, 0, t.seq)).toISOString();
@@ -113,7 +122,8 @@ class DeterministicLegacy implements LegacyOrchestrator {
   }
 }
 
-type Method = 'spawnAgent' | 'delegateTaskToAgent' | 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask';
+type Method =
+  'spawnAgent' | 'delegateTaskToAgent' | 'getAgentStatus' | 'getTaskStatus' | 'shutdownAgent' | 'waitForTask';
 interface Step {
   readonly method: Method;
   /** The arguments, from the answers of the steps before (by index). */
@@ -130,7 +140,9 @@ const SEQUENCE: readonly Step[] = [
   /* 2 */ step('spawnAgent', () => ['ghost']),
   /* 3 */ step('spawnAgent', () => [42]),
   /* 4 */ step('getAgentStatus', (a) => [at(0)(a)]),
-  /* 5 */ step('delegateTaskToAgent', () => [{ role: 'writer', payload: 'draft', priority: 'high', tenant_id: 'acme' }]),
+  /* 5 */ step('delegateTaskToAgent', () => [
+    { role: 'writer', payload: 'draft', priority: 'high', tenant_id: 'acme' },
+  ]),
   /* 6 */ step('delegateTaskToAgent', () => [{ role: 'writer', payload: 'fail', task_id: 'caller-7' }]),
   /* 7 */ step('delegateTaskToAgent', () => [{ role: 'ghost', payload: 1 }]),
   /* 8 */ step('delegateTaskToAgent', () => [{ role: 'writer', priority: 'urgent' }]),
@@ -148,7 +160,9 @@ const SEQUENCE: readonly Step[] = [
   /* 20 */ step('shutdownAgent', (a) => [at(1)(a)]),
   /* 21 */ step('getAgentStatus', (a) => [at(1)(a)]),
   /* 22 */ step('shutdownAgent', (a) => [at(1)(a)]),
-  /* 23 */ step('delegateTaskToAgent', () => [{ capabilities: ['text'], payload: { nested: [1, 2, { deep: true }] }, timeout: 30, max_retries: 2 }]),
+  /* 23 */ step('delegateTaskToAgent', () => [
+    { capabilities: ['text'], payload: { nested: [1, 2, { deep: true }] }, timeout: 30, max_retries: 2 },
+  ]),
   /* 24 */ step('getTaskStatus', (a) => [at(23)(a)]),
   /* 25 */ step('getAgentStatus', (a) => [at(0)(a)]),
   /* 26 */ step('shutdownAgent', (a) => [at(0)(a)]),
@@ -208,9 +222,18 @@ function expectSameOutcomes(direct: Outcome[], routed: Outcome[]): void {
 }
 
 /** A started orchestrator with pools the sequence's roles would match, and the adapter over it. */
-async function unifiedSide(): Promise<{ o: UnifiedOrchestrator; adapter: OrchestratorsCompatibilityAdapter; lab: Lab }> {
+async function unifiedSide(): Promise<{
+  o: UnifiedOrchestrator;
+  adapter: OrchestratorsCompatibilityAdapter;
+  lab: Lab;
+}> {
   const lab = new Lab();
-  const o = await started({ pools: [lab.pool('writer', ['text'], { maxAgents: 3, warmSpares: 1 }), lab.pool('reviewer', ['text', 'review'], { maxAgents: 3 })] });
+  const o = await started({
+    pools: [
+      lab.pool('writer', ['text'], { maxAgents: 3, warmSpares: 1 }),
+      lab.pool('reviewer', ['text', 'review'], { maxAgents: 3 }),
+    ],
+  });
   return { o, adapter: new OrchestratorsCompatibilityAdapter(o), lab };
 }
 
@@ -219,7 +242,13 @@ describe('flags-off parity', () => {
     expect(SEQUENCE.length).toBeGreaterThanOrEqual(25);
     expect(new Set(SEQUENCE.map((s) => s.method))).toEqual(new Set(Object.keys(SNAKE)));
     const outcomes = await play(new DeterministicLegacy(), (m) => m);
-    const kinds = outcomes.map((o) => (o.threw ? 'threw' : typeof o.value === 'object' && o.value !== null && 'error' in o.value && !('status' in o.value) ? 'error' : 'value'));
+    const kinds = outcomes.map((o) =>
+      o.threw
+        ? 'threw'
+        : typeof o.value === 'object' && o.value !== null && 'error' in o.value && !('status' in o.value)
+          ? 'error'
+          : 'value',
+    );
     expect(kinds.filter((k) => k === 'threw')).toHaveLength(4);
     expect(kinds.filter((k) => k === 'error').length).toBeGreaterThanOrEqual(10);
     expect(kinds.filter((k) => k === 'value').length).toBeGreaterThanOrEqual(15);
@@ -231,38 +260,49 @@ describe('flags-off parity', () => {
     ['camelCase calls, default options', false, false],
     ['snake_case calls on every other step, default options', true, false],
     ['with the orchestrator given (still 0% and no shadow)', true, true],
-  ] as const)('%s: the same answers, errors and legacy calls, and nothing reaches the orchestrator', async (_name, alternate, withOrchestrator) => {
-    const direct = new DeterministicLegacy();
-    const directOutcomes = await play(direct, (m) => m);
+  ] as const)(
+    '%s: the same answers, errors and legacy calls, and nothing reaches the orchestrator',
+    async (_name, alternate, withOrchestrator) => {
+      const direct = new DeterministicLegacy();
+      const directOutcomes = await play(direct, (m) => m);
 
-    const { o, adapter, lab } = await unifiedSide();
-    const agentsBefore = o.agents().map((a) => a.id).sort();
-    const scaled = record(o, 'pool:scaled');
-    const queued = record(o, 'task:queued');
-    const startedTasks = record(o, 'task:started');
-    const legacy = new DeterministicLegacy();
-    const r = new TrafficRouter({ legacy, unified: adapter, ...(withOrchestrator ? { orchestrator: o } : {}) });
-    expect(r.stats()).toMatchObject({ percent: 0, shadow: false });
-    const routedOutcomes = await play(r, (m, i) => (alternate && i % 2 === 1 ? SNAKE[m] : m));
-    await r.close();
+      const { o, adapter, lab } = await unifiedSide();
+      const agentsBefore = o
+        .agents()
+        .map((a) => a.id)
+        .sort();
+      const scaled = record(o, 'pool:scaled');
+      const queued = record(o, 'task:queued');
+      const startedTasks = record(o, 'task:started');
+      const legacy = new DeterministicLegacy();
+      const r = new TrafficRouter({ legacy, unified: adapter, ...(withOrchestrator ? { orchestrator: o } : {}) });
+      expect(r.stats()).toMatchObject({ percent: 0, shadow: false });
+      const routedOutcomes = await play(r, (m, i) => (alternate && i % 2 === 1 ? SNAKE[m] : m));
+      await r.close();
 
-    expectSameOutcomes(directOutcomes, routedOutcomes);
-    expect(legacy.log).toStrictEqual(direct.log);
-    expect(legacy.log.length).toBe(SEQUENCE.length);
+      expectSameOutcomes(directOutcomes, routedOutcomes);
+      expect(legacy.log).toStrictEqual(direct.log);
+      expect(legacy.log.length).toBe(SEQUENCE.length);
 
-    // Nothing reached the unified side.
-    expect(o.stats().submitted).toBe(0);
-    expect(o.stats().completed + o.stats().failed + o.stats().rejected).toBe(0);
-    expect(o.agents().map((a) => a.id).sort()).toEqual(agentsBefore);
-    expect(scaled.filter((e) => e.reason === 'spawn')).toHaveLength(0);
-    expect(queued).toHaveLength(0);
-    expect(startedTasks).toHaveLength(0);
-    expect(lab.runs).toHaveLength(0);
-    expect(r.stats()).toMatchObject({
-      calls: { legacy: SEQUENCE.length, unified: 0, shadow: 0 },
-      shadowRuns: { match: 0, mismatch: 0, incomplete: 0, skipped: 0, inFlight: 0 },
-    });
-  });
+      // Nothing reached the unified side.
+      expect(o.stats().submitted).toBe(0);
+      expect(o.stats().completed + o.stats().failed + o.stats().rejected).toBe(0);
+      expect(
+        o
+          .agents()
+          .map((a) => a.id)
+          .sort(),
+      ).toEqual(agentsBefore);
+      expect(scaled.filter((e) => e.reason === 'spawn')).toHaveLength(0);
+      expect(queued).toHaveLength(0);
+      expect(startedTasks).toHaveLength(0);
+      expect(lab.runs).toHaveLength(0);
+      expect(r.stats()).toMatchObject({
+        calls: { legacy: SEQUENCE.length, unified: 0, shadow: 0 },
+        shadowRuns: { match: 0, mismatch: 0, incomplete: 0, skipped: 0, inFlight: 0 },
+      });
+    },
+  );
 
   it('the comparison itself notices a difference (a router at 100% is not at parity)', async () => {
     const direct = new DeterministicLegacy();

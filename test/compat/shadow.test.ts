@@ -40,10 +40,18 @@ interface Setup {
  * `behave` says (by default completed with `{ echo: payload }`, like the Lab's agents), and a router in shadow mode.
  */
 async function setup(
-  options: { behave?: (task: LegacyTask) => FakeTaskBehaviour; router?: Partial<TrafficRouterOptions>; unified?: (adapter: OrchestratorsCompatibilityAdapter) => LegacyOrchestrator; maxAgents?: number } = {},
+  options: {
+    behave?: (task: LegacyTask) => FakeTaskBehaviour;
+    router?: Partial<TrafficRouterOptions>;
+    unified?: (adapter: OrchestratorsCompatibilityAdapter) => LegacyOrchestrator;
+    maxAgents?: number;
+  } = {},
 ): Promise<Setup> {
   const lab = new Lab();
-  const o = await started({ pools: [lab.pool('writer', ['text'], { maxAgents: options.maxAgents ?? 2 })], agentBreaker: false });
+  const o = await started({
+    pools: [lab.pool('writer', ['text'], { maxAgents: options.maxAgents ?? 2 })],
+    agentBreaker: false,
+  });
   const adapter = new OrchestratorsCompatibilityAdapter(o);
   const fake = new FakeLegacy('L', options.behave);
   const r = new TrafficRouter({
@@ -66,7 +74,11 @@ describe('shadow mode', () => {
     const { o, lab, fake, r, compared, differences } = await setup();
     const id = ok(await r.delegate_task_to_agent({ role: 'writer', payload: 'hello', tenant_id: 'acme' }));
     expect(id).toBe('L-task-1');
-    expect(ok(await r.getTaskStatus(id))).toMatchObject({ task_id: 'L-task-1', agent_id: 'L-agent-0', result: { echo: 'hello' } });
+    expect(ok(await r.getTaskStatus(id))).toMatchObject({
+      task_id: 'L-task-1',
+      agent_id: 'L-agent-0',
+      result: { echo: 'hello' },
+    });
     await r.close();
 
     expect(lab.runsOf('hello')).toHaveLength(1);
@@ -95,7 +107,9 @@ describe('shadow mode', () => {
     expect(sample(body, `${M}calls_total`, { method: 'delegateTaskToAgent', side: 'shadow' })).toBe(1);
     expect(sample(body, `${M}calls_total`, { method: 'getTaskStatus', side: 'legacy' })).toBe(1);
     expect(sample(body, `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'match' })).toBe(1);
-    expect(sample(body, `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'mismatch' })).toBeUndefined();
+    expect(
+      sample(body, `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'mismatch' }),
+    ).toBeUndefined();
     expect(sample(body, `${M}shadow_enabled`)).toBe(1);
     expect(sample(body, `${M}call_duration_seconds_count`, { method: 'delegateTaskToAgent', side: 'shadow' })).toBe(1);
   });
@@ -115,7 +129,9 @@ describe('shadow mode', () => {
 
   it('a planted result difference is reported as shadow:difference ["result"] and counted in the metrics', async () => {
     const { o, lab, r, compared, differences } = await setup({
-      behave: (task) => ({ result: task.payload === 'plant' ? { echo: 'legacy says otherwise' } : { echo: task.payload } }),
+      behave: (task) => ({
+        result: task.payload === 'plant' ? { echo: 'legacy says otherwise' } : { echo: task.payload },
+      }),
     });
     ok(await r.delegateTaskToAgent({ role: 'writer', payload: 'same' }));
     ok(await r.delegateTaskToAgent({ role: 'writer', payload: 'plant' }));
@@ -137,7 +153,9 @@ describe('shadow mode', () => {
     const body = await metricsText(o);
     expect(body).toContain(`${M}shadow_differences_total{method="delegateTaskToAgent",kind="result"} 1`);
     expect(sample(body, `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'result' })).toBe(1);
-    expect(sample(body, `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'outcome' })).toBeUndefined();
+    expect(
+      sample(body, `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'outcome' }),
+    ).toBeUndefined();
     expect(sample(body, `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'mismatch' })).toBe(1);
     expect(sample(body, `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'match' })).toBe(2);
   });
@@ -152,7 +170,9 @@ describe('shadow mode', () => {
     expect(differences[0]!.legacy.code).toBeUndefined();
     expect(differences[0]!.unified.outcome).not.toBe('completed');
     expect(differences[0]!.unified.code).toBe('TASK_FAILED');
-    expect(sample(await metricsText(o), `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'outcome' })).toBe(1);
+    expect(
+      sample(await metricsText(o), `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'outcome' }),
+    ).toBe(1);
   });
 
   it('an outcome difference: the unified side refuses a task legacy accepts', async () => {
@@ -160,7 +180,11 @@ describe('shadow mode', () => {
     ok(await r.delegateTaskToAgent({ role: 'ghost', payload: 1 }));
     await r.close();
     expect(differences).toHaveLength(1);
-    expect(differences[0]).toMatchObject({ differences: ['outcome'], legacy: { outcome: 'completed' }, unified: { outcome: 'error', code: 'UNKNOWN_ROLE' } });
+    expect(differences[0]).toMatchObject({
+      differences: ['outcome'],
+      legacy: { outcome: 'completed' },
+      unified: { outcome: 'error', code: 'UNKNOWN_ROLE' },
+    });
   });
 
   it('an error-code difference: both fail, with different codes', async () => {
@@ -175,22 +199,39 @@ describe('shadow mode', () => {
     await r.close();
     expect(compared).toHaveLength(2);
     expect(differences).toHaveLength(1);
-    expect(differences[0]).toMatchObject({ differences: ['error_code'], legacy: { code: 'LEGACY_CRASH' }, unified: { code: 'TASK_FAILED' } });
+    expect(differences[0]).toMatchObject({
+      differences: ['error_code'],
+      legacy: { code: 'LEGACY_CRASH' },
+      unified: { code: 'TASK_FAILED' },
+    });
     // Two failures with the same code match (their messages are not compared).
     expect(compared.filter((c) => c.result === 'match')).toHaveLength(1);
-    expect(sample(await metricsText(o), `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'error_code' })).toBe(1);
+    expect(
+      sample(await metricsText(o), `${M}shadow_differences_total`, {
+        method: 'delegateTaskToAgent',
+        kind: 'error_code',
+      }),
+    ).toBe(1);
   });
 
   it('failed, cancelled and timed-out statuses compare by their state: legacy timeout against unified failed is an outcome difference', async () => {
-    const { r, differences } = await setup({ behave: () => ({ status: 'timeout', error: { code: 'TASK_TIMEOUT', message: 'slow' } }) });
+    const { r, differences } = await setup({
+      behave: () => ({ status: 'timeout', error: { code: 'TASK_TIMEOUT', message: 'slow' } }),
+    });
     ok(await r.delegateTaskToAgent({ role: 'writer', payload: { fail: 'boom' } }));
     await r.close();
     expect(differences).toHaveLength(1);
-    expect(differences[0]).toMatchObject({ differences: ['outcome'], legacy: { outcome: 'timeout', code: 'TASK_TIMEOUT' }, unified: { outcome: 'failed', code: 'TASK_FAILED' } });
+    expect(differences[0]).toMatchObject({
+      differences: ['outcome'],
+      legacy: { outcome: 'timeout', code: 'TASK_TIMEOUT' },
+      unified: { outcome: 'failed', code: 'TASK_FAILED' },
+    });
   });
 
   it('a latency difference: the unified side slower than the tolerance allows', async () => {
-    const behave = (task: LegacyTask): FakeTaskBehaviour => ({ result: { slept: (task.payload as { sleep: number }).sleep } });
+    const behave = (task: LegacyTask): FakeTaskBehaviour => ({
+      result: { slept: (task.payload as { sleep: number }).sleep },
+    });
     const strict = await setup({ behave, router: { latencyTolerance: { ratio: 2, minMs: 20 } } });
     ok(await strict.r.delegateTaskToAgent({ role: 'writer', payload: { sleep: 80 } }));
     await strict.r.close();
@@ -199,7 +240,12 @@ describe('shadow mode', () => {
     expect(c.differences).toEqual(['latency']);
     expect(c.unified.latencyMs).toBeGreaterThanOrEqual(79);
     expect(c.unified.latencyMs).toBeGreaterThan(c.legacy.latencyMs * 2);
-    expect(sample(await metricsText(strict.o), `${M}shadow_differences_total`, { method: 'delegateTaskToAgent', kind: 'latency' })).toBe(1);
+    expect(
+      sample(await metricsText(strict.o), `${M}shadow_differences_total`, {
+        method: 'delegateTaskToAgent',
+        kind: 'latency',
+      }),
+    ).toBe(1);
 
     // The same run within the default tolerance (100 ms over legacy) is a match.
     const lenient = await setup({ behave });
@@ -209,7 +255,9 @@ describe('shadow mode', () => {
   });
 
   it('a pluggable comparator decides whether results are equal (ignoring a timestamp here)', async () => {
-    const behave = (task: LegacyTask): FakeTaskBehaviour => ({ result: { echo: task.payload, at: '2024-01-01T00:00:00Z' } });
+    const behave = (task: LegacyTask): FakeTaskBehaviour => ({
+      result: { echo: task.payload, at: '2024-01-01T00:00:00Z' },
+    });
     const seen: Array<[unknown, unknown]> = [];
     const withoutAt = (v: unknown): unknown => {
       if (typeof v !== 'object' || v === null) return v;
@@ -272,11 +320,21 @@ describe('shadow mode', () => {
     await r.close();
     expect(lab.runs).toHaveLength(1);
     expect(compared).toHaveLength(1);
-    expect(compared[0]).toMatchObject({ result: 'incomplete', differences: [], legacy: { outcome: 'unfinished' }, unified: { outcome: 'completed' } });
+    expect(compared[0]).toMatchObject({
+      result: 'incomplete',
+      differences: [],
+      legacy: { outcome: 'unfinished' },
+      unified: { outcome: 'completed' },
+    });
     expect(compared[0]!.legacy.latencyMs).toBeGreaterThanOrEqual(55);
     expect(differences).toHaveLength(0);
     expect(r.stats().shadowRuns).toMatchObject({ match: 0, mismatch: 0, incomplete: 1 });
-    expect(sample(await metricsText(o), `${M}shadow_comparisons_total`, { method: 'delegateTaskToAgent', result: 'incomplete' })).toBe(1);
+    expect(
+      sample(await metricsText(o), `${M}shadow_comparisons_total`, {
+        method: 'delegateTaskToAgent',
+        result: 'incomplete',
+      }),
+    ).toBe(1);
   });
 
   it('maxShadowInFlight 0: calls are not shadowed, only counted as skipped', async () => {
@@ -333,7 +391,15 @@ describe('shadow mode', () => {
     const terminated = states.filter((s) => s.to === 'TERMINATED').map((s) => s.agentId);
     expect(terminated).toHaveLength(1);
     expect(before).not.toContain(terminated[0]);
-    expect(compared).toEqual([expect.objectContaining({ method: 'spawnAgent', key: undefined, legacy: expect.objectContaining({ outcome: 'ok' }), unified: expect.objectContaining({ outcome: 'ok' }), result: 'match' })]);
+    expect(compared).toEqual([
+      expect.objectContaining({
+        method: 'spawnAgent',
+        key: undefined,
+        legacy: expect.objectContaining({ outcome: 'ok' }),
+        unified: expect.objectContaining({ outcome: 'ok' }),
+        result: 'match',
+      }),
+    ]);
     // Spawn and shutdown on the unified side, both as shadow calls.
     expect(r.stats().calls).toMatchObject({ legacy: 1, unified: 0, shadow: 2 });
   });
@@ -344,8 +410,18 @@ describe('shadow mode', () => {
     expect(err(await r.spawnAgent('ghost')).code).toBe('UNKNOWN_ROLE');
     await r.close();
     expect(compared).toHaveLength(2);
-    expect(compared[0]).toMatchObject({ differences: ['outcome'], legacy: { outcome: 'ok' }, unified: { outcome: 'error', code: 'CAPACITY_EXCEEDED' }, result: 'mismatch' });
-    expect(compared[1]).toMatchObject({ differences: [], legacy: { outcome: 'error', code: 'UNKNOWN_ROLE' }, unified: { outcome: 'error', code: 'UNKNOWN_ROLE' }, result: 'match' });
+    expect(compared[0]).toMatchObject({
+      differences: ['outcome'],
+      legacy: { outcome: 'ok' },
+      unified: { outcome: 'error', code: 'CAPACITY_EXCEEDED' },
+      result: 'mismatch',
+    });
+    expect(compared[1]).toMatchObject({
+      differences: [],
+      legacy: { outcome: 'error', code: 'UNKNOWN_ROLE' },
+      unified: { outcome: 'error', code: 'UNKNOWN_ROLE' },
+      result: 'match',
+    });
     expect(o.agents()).toHaveLength(1);
   });
 
@@ -364,12 +440,21 @@ describe('shadow mode', () => {
         waitForTask: (id, s) => a.waitForTask(id, s),
       }),
     });
-    const task: LegacyTask = { role: 'writer', payload: 'mine', task_id: 'order-1', priority: 'high', tenant_id: 'acme' };
+    const task: LegacyTask = {
+      role: 'writer',
+      payload: 'mine',
+      task_id: 'order-1',
+      priority: 'high',
+      tenant_id: 'acme',
+    };
     ok(await r.delegateTaskToAgent(task));
     ok(await r.delegateTaskToAgent({ role: 'writer', payload: 'camel', taskId: 'order-2' }));
     await r.close();
 
-    expect(fake.callsOf('delegateTaskToAgent').map((c) => c.args[0])).toEqual([task, { role: 'writer', payload: 'camel', taskId: 'order-2' }]);
+    expect(fake.callsOf('delegateTaskToAgent').map((c) => c.args[0])).toEqual([
+      task,
+      { role: 'writer', payload: 'camel', taskId: 'order-2' },
+    ]);
     expect(seen).toEqual([
       { role: 'writer', payload: 'mine', priority: 'high', tenant_id: 'acme' },
       { role: 'writer', payload: 'camel' },
@@ -396,7 +481,11 @@ describe('shadow mode', () => {
     expect(ok(await r.delegateTaskToAgent({ role: 'writer', payload: 1 }))).toBe('L-task-1');
     await r.close();
     expect(differences).toHaveLength(1);
-    expect(differences[0]).toMatchObject({ differences: ['outcome'], legacy: { outcome: 'completed' }, unified: { outcome: 'threw' } });
+    expect(differences[0]).toMatchObject({
+      differences: ['outcome'],
+      legacy: { outcome: 'completed' },
+      unified: { outcome: 'threw' },
+    });
   });
 
   it('close() waits for the comparisons in flight', async () => {

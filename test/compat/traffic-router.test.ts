@@ -33,7 +33,11 @@ function router(options: TrafficRouterOptions): TrafficRouter {
 }
 
 /** A router over two fakes, `L` (legacy) and `U` (unified). */
-function pair(options: Partial<TrafficRouterOptions> = {}): { r: TrafficRouter; legacy: FakeLegacy; unified: FakeLegacy } {
+function pair(options: Partial<TrafficRouterOptions> = {}): {
+  r: TrafficRouter;
+  legacy: FakeLegacy;
+  unified: FakeLegacy;
+} {
   const legacy = new FakeLegacy('L');
   const unified = new FakeLegacy('U');
   return { r: router({ legacy, unified, ...options }), legacy, unified };
@@ -47,7 +51,10 @@ function sideOfId(id: unknown): 'legacy' | 'unified' {
   throw new Error(`an id of neither side: ${id}`);
 }
 
-function record<E extends keyof TrafficRouterEvents & string>(r: TrafficRouter, event: E): Array<TrafficRouterEvents[E]> {
+function record<E extends keyof TrafficRouterEvents & string>(
+  r: TrafficRouter,
+  event: E,
+): Array<TrafficRouterEvents[E]> {
   const seen: Array<TrafficRouterEvents[E]> = [];
   r.on(event, (e) => seen.push(e));
   return seen;
@@ -56,15 +63,18 @@ function record<E extends keyof TrafficRouterEvents & string>(r: TrafficRouter, 
 const KEYS = Array.from({ length: 10_000 }, (_, i) => `tenant-${i}`);
 
 describe('the split', () => {
-  it.each([10, 50, 90])('at %i percent, that share of 10,000 keys goes to the unified side, within 2 points', async (percent) => {
-    const { r, legacy, unified } = pair({ percent });
-    for (const key of KEYS) await r.delegateTaskToAgent({ role: 'writer', tenant_id: key });
-    const toUnified = unified.callsOf('delegateTaskToAgent').length;
-    const toLegacy = legacy.callsOf('delegateTaskToAgent').length;
-    expect(toUnified + toLegacy).toBe(KEYS.length);
-    expect(Math.abs((toUnified / KEYS.length) * 100 - percent)).toBeLessThanOrEqual(2);
-    expect(r.stats().calls).toEqual({ legacy: toLegacy, unified: toUnified, shadow: 0 });
-  });
+  it.each([10, 50, 90])(
+    'at %i percent, that share of 10,000 keys goes to the unified side, within 2 points',
+    async (percent) => {
+      const { r, legacy, unified } = pair({ percent });
+      for (const key of KEYS) await r.delegateTaskToAgent({ role: 'writer', tenant_id: key });
+      const toUnified = unified.callsOf('delegateTaskToAgent').length;
+      const toLegacy = legacy.callsOf('delegateTaskToAgent').length;
+      expect(toUnified + toLegacy).toBe(KEYS.length);
+      expect(Math.abs((toUnified / KEYS.length) * 100 - percent)).toBeLessThanOrEqual(2);
+      expect(r.stats().calls).toEqual({ legacy: toLegacy, unified: toUnified, shadow: 0 });
+    },
+  );
 
   it('0% sends every call to legacy and 100% every call to unified, keyed or not', async () => {
     const { r, legacy, unified } = pair();
@@ -91,7 +101,9 @@ describe('the split', () => {
     for (const key of keys) first.set(key, sideOfId(await r.delegateTaskToAgent({ role: 'writer', tenant_id: key })));
     for (const key of keys) {
       // By tenant, by task id when there is no tenant, and through the snake_case alias: the same key, the same side.
-      expect(sideOfId(await r.delegateTaskToAgent({ role: 'writer', tenant_id: key, payload: 'again' }))).toBe(first.get(key));
+      expect(sideOfId(await r.delegateTaskToAgent({ role: 'writer', tenant_id: key, payload: 'again' }))).toBe(
+        first.get(key),
+      );
       expect(sideOfId(await r.delegate_task_to_agent({ role: 'writer', task_id: key }))).toBe(first.get(key));
       expect(r.sideOf(key)).toBe(first.get(key));
     }
@@ -115,7 +127,10 @@ describe('the split', () => {
   });
 
   it('a custom key function decides the split (spawnAgent by role here)', async () => {
-    const { r, unified } = pair({ percent: 50, key: (call) => (call.method === 'spawnAgent' ? `role:${call.role}` : undefined) });
+    const { r, unified } = pair({
+      percent: 50,
+      key: (call) => (call.method === 'spawnAgent' ? `role:${call.role}` : undefined),
+    });
     const roles = Array.from({ length: 40 }, (_, i) => `role-${i}`);
     for (const role of roles) {
       const expected = bucketOf(`role:${role}`) < 5_000 ? 'unified' : 'legacy';
@@ -139,15 +154,20 @@ describe('bucketOf', () => {
   it('decides the side: unified exactly when the bucket is below percent × 100, monotonic in the percentage', () => {
     const r = router({ legacy: new FakeLegacy('L'), unified: new FakeLegacy('U') });
     fc.assert(
-      fc.property(fc.string({ maxLength: 32 }), fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 10_000 }), (key, a, b) => {
-        const [low, high] = a <= b ? [a / 100, b / 100] : [b / 100, a / 100];
-        void r.setPercent(low);
-        const atLow = r.sideOf(key);
-        void r.setPercent(high);
-        const atHigh = r.sideOf(key);
-        expect(atLow).toBe(bucketOf(key) < low * 100 ? 'unified' : 'legacy');
-        if (atLow === 'unified') expect(atHigh).toBe('unified');
-      }),
+      fc.property(
+        fc.string({ maxLength: 32 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        (key, a, b) => {
+          const [low, high] = a <= b ? [a / 100, b / 100] : [b / 100, a / 100];
+          void r.setPercent(low);
+          const atLow = r.sideOf(key);
+          void r.setPercent(high);
+          const atHigh = r.sideOf(key);
+          expect(atLow).toBe(bucketOf(key) < low * 100 ? 'unified' : 'legacy');
+          if (atLow === 'unified') expect(atHigh).toBe('unified');
+        },
+      ),
       { numRuns: 1_000 },
     );
   });
@@ -155,7 +175,16 @@ describe('bucketOf', () => {
   it('is stable across versions and nodes: known keys keep their buckets (FNV-1a over UTF-16 units, then fmix32)', () => {
     // Computed independently (a Python port of the documented hash). A change here moves keys between sides on a
     // rolling deploy, where nodes of two versions would disagree about the same key.
-    const golden: Record<string, number> = { '': 8923, a: 1715, acme: 3394, 'tenant-0': 3661, 'tenant-1': 9711, 'order-42': 9703, 'ünïcödé': 9435, '🙂': 3841 };
+    const golden: Record<string, number> = {
+      '': 8923,
+      a: 1715,
+      acme: 3394,
+      'tenant-0': 3661,
+      'tenant-1': 9711,
+      'order-42': 9703,
+      ünïcödé: 9435,
+      '🙂': 3841,
+    };
     for (const [key, bucket] of Object.entries(golden)) expect(bucketOf(key), key).toBe(bucket);
   });
 
@@ -292,15 +321,22 @@ describe('calls about ids', () => {
     expect(unified.calls).toHaveLength(0);
   });
 
-  it('an unknown id of a failed unified task answers its failed status, not legacy\'s not-found', async () => {
+  it("an unknown id of a failed unified task answers its failed status, not legacy's not-found", async () => {
     const legacy = new FakeLegacy('L');
-    const unified = new FakeLegacy('U', () => ({ status: 'failed', error: { code: 'TASK_FAILED', message: 'agent said no' } }));
+    const unified = new FakeLegacy('U', () => ({
+      status: 'failed',
+      error: { code: 'TASK_FAILED', message: 'agent said no' },
+    }));
     const r = router({ legacy, unified, percent: 100 });
     await r.delegateTaskToAgent({ role: 'writer', payload: 'makes the unified side used' });
     await r.setPercent(0);
     // A task of the unified side this router never handed out (another node's): its status carries an `error`.
     const foreign = (await unified.delegateTaskToAgent({ role: 'writer', payload: 'fails' })) as string;
-    expect(ok(await r.getTaskStatus(foreign))).toMatchObject({ task_id: foreign, status: 'failed', error: { code: 'TASK_FAILED' } });
+    expect(ok(await r.getTaskStatus(foreign))).toMatchObject({
+      task_id: foreign,
+      status: 'failed',
+      error: { code: 'TASK_FAILED' },
+    });
   });
 
   it('only the notFoundCodes fall through to the unified side', async () => {
@@ -308,7 +344,8 @@ describe('calls about ids', () => {
     const unified = new FakeLegacy('U');
     const picky: LegacyImplementation = {
       ...withoutWait(legacy),
-      getTaskStatus: async (id: string) => (id.startsWith('U-') ? { error: { code: 'MISSING', message: 'gone' } } : legacy.getTaskStatus(id)),
+      getTaskStatus: async (id: string) =>
+        id.startsWith('U-') ? { error: { code: 'MISSING', message: 'gone' } } : legacy.getTaskStatus(id),
       getAgentStatus: async () => ({ error: { code: 'INVALID_REQUEST', message: 'bad id' } }),
     };
     const r = router({ legacy: picky, unified, notFoundCodes: ['MISSING'], percent: 100 });
@@ -346,7 +383,15 @@ describe('legacy implementations', () => {
     expect(ok(await r.get_agent_status(agent))).toMatchObject({ agent_id: agent });
     expect(ok(await r.shutdown_agent(agent))).toEqual({ agent_id: agent, status: 'terminated' });
     expect(err(await r.spawnAgent('ghost')).code).toBe('UNKNOWN_ROLE');
-    expect(fake.calls.map((c) => c.method)).toEqual(['delegateTaskToAgent', 'getTaskStatus', 'waitForTask', 'spawnAgent', 'getAgentStatus', 'shutdownAgent', 'spawnAgent']);
+    expect(fake.calls.map((c) => c.method)).toEqual([
+      'delegateTaskToAgent',
+      'getTaskStatus',
+      'waitForTask',
+      'spawnAgent',
+      'getAgentStatus',
+      'shutdownAgent',
+      'spawnAgent',
+    ]);
     expect(fake.callsOf('waitForTask')[0]!.args).toEqual([id, 2]);
   });
 
@@ -398,7 +443,11 @@ describe('options', () => {
     ['not an object', 42, 'options'],
     ['no legacy', { unified }, 'options.legacy'],
     ['legacy without getTaskStatus', { legacy: noStatus, unified }, 'options.legacy.getTaskStatus'],
-    ['unified without spawnAgent', { legacy, unified: { ...snakeCase(unified), spawn_agent: undefined } }, 'options.unified.spawnAgent'],
+    [
+      'unified without spawnAgent',
+      { legacy, unified: { ...snakeCase(unified), spawn_agent: undefined } },
+      'options.unified.spawnAgent',
+    ],
     ['percent 150', { legacy, unified, percent: 150 }, 'options.percent'],
     ['percent -1', { legacy, unified, percent: -1 }, 'options.percent'],
     ['percent NaN', { legacy, unified, percent: Number.NaN }, 'options.percent'],
@@ -415,12 +464,19 @@ describe('options', () => {
     ['zero maxOwnedIds', { legacy, unified, maxOwnedIds: 0 }, 'options.maxOwnedIds'],
     ['notFoundCodes not strings', { legacy, unified, notFoundCodes: [404] }, 'options.notFoundCodes[0]'],
     ['metrics prefix invalid', { legacy, unified, metrics: { prefix: '1bad' } }, 'options.metrics.prefix'],
-    ['metrics prefix with a colon (recording-rule names only)', { legacy, unified, metrics: { prefix: 'team:compat_' } }, 'options.metrics.prefix'],
+    [
+      'metrics prefix with a colon (recording-rule names only)',
+      { legacy, unified, metrics: { prefix: 'team:compat_' } },
+      'options.metrics.prefix',
+    ],
   ];
 
-  it.each(cases.map(([name, options, field]) => [name, field, options] as const))('%s → ValidationError on %s', (_name, field, options) => {
-    expect(thrown(() => new TrafficRouter(options as TrafficRouterOptions)).field).toBe(field);
-  });
+  it.each(cases.map(([name, options, field]) => [name, field, options] as const))(
+    '%s → ValidationError on %s',
+    (_name, field, options) => {
+      expect(thrown(() => new TrafficRouter(options as TrafficRouterOptions)).field).toBe(field);
+    },
+  );
 
   it('setPercent and setShadow throw at once for bad values, and change nothing', () => {
     const r = router({ legacy, unified, percent: 5 });
@@ -438,9 +494,15 @@ describe('across a cluster (MemoryHub)', () => {
     const nodes: Array<{ o: UnifiedOrchestrator; r: TrafficRouter }> = [];
     for (const name of ['a', 'b']) {
       const lab = new Lab();
-      const o = make({ pools: [lab.pool('writer', ['text'])], bridge: new MemoryBridge({ hub, nodeId: `node-${name}` }) });
+      const o = make({
+        pools: [lab.pool('writer', ['text'])],
+        bridge: new MemoryBridge({ hub, nodeId: `node-${name}` }),
+      });
       await o.start();
-      nodes.push({ o, r: router({ legacy: new FakeLegacy('L'), unified: new OrchestratorsCompatibilityAdapter(o), orchestrator: o }) });
+      nodes.push({
+        o,
+        r: router({ legacy: new FakeLegacy('L'), unified: new OrchestratorsCompatibilityAdapter(o), orchestrator: o }),
+      });
     }
     return { hub, nodes };
   }
@@ -455,7 +517,9 @@ describe('across a cluster (MemoryHub)', () => {
     await a.r.setPercent(50);
     await sleep(0);
     expect(b.r.percent).toBe(50);
-    expect(bChanges).toEqual([{ percent: 50, shadow: false, previous: { percent: 0, shadow: false }, source: 'cluster', from: 'node-a' }]);
+    expect(bChanges).toEqual([
+      { percent: 50, shadow: false, previous: { percent: 0, shadow: false }, source: 'cluster', from: 'node-a' },
+    ]);
     expect(b.o.controlState().traffic).toEqual({ percent: 50, shadow: false });
     expect(sample(await metricsText(b.o), 'unified_orchestrator_compat_traffic_percent')).toBe(50);
 
@@ -485,19 +549,35 @@ describe('across a cluster (MemoryHub)', () => {
     await nodes[0]!.r.setPercent(40);
     await nodes[0]!.r.setShadow(true);
 
-    const late = router({ legacy: new FakeLegacy('L'), unified: new FakeLegacy('U'), orchestrator: nodes[1]!.o, percent: 0 });
+    const late = router({
+      legacy: new FakeLegacy('L'),
+      unified: new FakeLegacy('U'),
+      orchestrator: nodes[1]!.o,
+      percent: 0,
+    });
     expect(late.stats()).toMatchObject({ percent: 40, shadow: true });
 
     const lab = new Lab();
     const joiner = make({ pools: [lab.pool('writer', ['text'])], bridge: new MemoryBridge({ hub, nodeId: 'node-c' }) });
     await joiner.start();
     expect(joiner.controlState().traffic).toEqual({ percent: 40, shadow: true });
-    const c = router({ legacy: new FakeLegacy('L'), unified: new OrchestratorsCompatibilityAdapter(joiner), orchestrator: joiner, percent: 90, shadow: false });
+    const c = router({
+      legacy: new FakeLegacy('L'),
+      unified: new OrchestratorsCompatibilityAdapter(joiner),
+      orchestrator: joiner,
+      percent: 90,
+      shadow: false,
+    });
     expect(c.stats()).toMatchObject({ percent: 40, shadow: true });
 
     // A router made before its orchestrator joins follows the replay of the standing setting.
     const early = make({ pools: [lab.pool('writer', ['text'])], bridge: new MemoryBridge({ hub, nodeId: 'node-d' }) });
-    const d = router({ legacy: new FakeLegacy('L'), unified: new OrchestratorsCompatibilityAdapter(early), orchestrator: early, percent: 5 });
+    const d = router({
+      legacy: new FakeLegacy('L'),
+      unified: new OrchestratorsCompatibilityAdapter(early),
+      orchestrator: early,
+      percent: 5,
+    });
     expect(d.percent).toBe(5);
     await early.start();
     expect(d.stats()).toMatchObject({ percent: 40, shadow: true });
@@ -511,7 +591,9 @@ describe('across a cluster (MemoryHub)', () => {
     await sleep(0);
     expect(a.r.percent).toBe(30);
     expect(b.r.percent).toBe(30);
-    expect(aChanges).toEqual([{ percent: 30, shadow: false, previous: { percent: 0, shadow: false }, source: 'cluster', from: 'node-a' }]);
+    expect(aChanges).toEqual([
+      { percent: 30, shadow: false, previous: { percent: 0, shadow: false }, source: 'cluster', from: 'node-a' },
+    ]);
     expect(a.o.controlState().traffic).toEqual({ percent: 30, shadow: false });
     expect(b.o.controlState().traffic).toEqual({ percent: 30, shadow: false });
     // The next call on A follows it at once.
@@ -523,7 +605,10 @@ describe('across a cluster (MemoryHub)', () => {
     expect([a.r.percent, b.r.percent]).toEqual([60, 60]);
     await b.o.broadcast({ kind: 'traffic', value: { shadow: true } });
     await sleep(0);
-    expect([a.r.stats(), b.r.stats()]).toMatchObject([{ percent: 60, shadow: true }, { percent: 60, shadow: true }]);
+    expect([a.r.stats(), b.r.stats()]).toMatchObject([
+      { percent: 60, shadow: true },
+      { percent: 60, shadow: true },
+    ]);
     await a.o.broadcast({ kind: 'rollback', reason: 'cli' });
     await sleep(0);
     for (const { r } of nodes) expect(r.stats()).toMatchObject({ percent: 0, shadow: false });

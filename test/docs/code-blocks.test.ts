@@ -21,7 +21,12 @@ export function codeBlocks(markdown: string): Array<{ name: string; code: string
   return blocks;
 }
 
-const pages = ['README.md', ...readdirSync(join(root, 'docs')).filter((n) => n.endsWith('.md')).map((n) => `docs/${n}`)];
+const pages = [
+  'README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((n) => n.endsWith('.md'))
+    .map((n) => `docs/${n}`),
+];
 
 /** Writes each page's blocks (and its context) into a directory of its own; returns the files. */
 function writePage(id: string, markdown: string): string[] {
@@ -75,16 +80,21 @@ const resultsFor = (): Map<string, string[]> =>
     new Map([
       ...pages.map((p) => [idOf(p), readFileSync(join(root, p), 'utf8')] as [string, string]),
       // A planted mistake, so that a pass means the blocks were really compiled.
-      ['_planted', "```ts\nimport { UnifiedOrchestrator } from 'unified-orchestrator';\nnew UnifiedOrchestrator().submit({ priority: 1 });\n```\n"],
+      [
+        '_planted',
+        "```ts\nimport { UnifiedOrchestrator } from 'unified-orchestrator';\nnew UnifiedOrchestrator().submit({ priority: 1 });\n```\n",
+      ],
     ]),
   ));
 
 describe('code blocks in the README and the guides compile', () => {
   it('codeBlocks names blocks and numbers the rest', () => {
-    expect(codeBlocks('<!-- file: a.ts -->\n```ts\nconst a = 1;\n```\n\n```ts\nb;\n```\n```sh\nnpm test\n```')).toEqual([
-      { name: 'a.ts', code: 'const a = 1;\n' },
-      { name: 'block-2.ts', code: 'b;\n' },
-    ]);
+    expect(codeBlocks('<!-- file: a.ts -->\n```ts\nconst a = 1;\n```\n\n```ts\nb;\n```\n```sh\nnpm test\n```')).toEqual(
+      [
+        { name: 'a.ts', code: 'const a = 1;\n' },
+        { name: 'block-2.ts', code: 'b;\n' },
+      ],
+    );
   });
 
   it('a block that does not compile is reported (a task without its type)', () => {

@@ -39,7 +39,11 @@ const pages = [join(root, 'README.md'), join(root, 'CHANGELOG.md'), ...markdownF
 
 describe('links in the README and the guides', () => {
   it('headingIds follows GitHub', () => {
-    expect([...headingIds('## Resources: breakers, pressure, budgets, rate limits\n## `new UnifiedOrchestrator(options)`: top level\n## Notes\n## Notes')]).toEqual([
+    expect([
+      ...headingIds(
+        '## Resources: breakers, pressure, budgets, rate limits\n## `new UnifiedOrchestrator(options)`: top level\n## Notes\n## Notes',
+      ),
+    ]).toEqual([
       'resources-breakers-pressure-budgets-rate-limits',
       'new-unifiedorchestratoroptions-top-level',
       'notes',

@@ -27,7 +27,9 @@ describe('DeadlineHeap', () => {
           vi.useFakeTimers();
           const clock = { now: () => Date.now() };
           const expired: Array<{ id: number; at: number; dueAt: number }> = [];
-          const heap = new DeadlineHeap<Entry>(clock, (e) => expired.push({ id: e.id, at: clock.now(), dueAt: e.dueAt }));
+          const heap = new DeadlineHeap<Entry>(clock, (e) =>
+            expired.push({ id: e.id, at: clock.now(), dueAt: e.dueAt }),
+          );
           const live = new Map<number, Entry>();
           const removed = new Set<number>();
           let next = 0;
@@ -58,7 +60,8 @@ describe('DeadlineHeap', () => {
             expect(removed.has(x.id)).toBe(false);
             expect(x.at).toBeGreaterThanOrEqual(x.dueAt);
           }
-          for (let i = 1; i < expired.length; i++) expect(expired[i]!.dueAt).toBeGreaterThanOrEqual(expired[i - 1]!.dueAt);
+          for (let i = 1; i < expired.length; i++)
+            expect(expired[i]!.dueAt).toBeGreaterThanOrEqual(expired[i - 1]!.dueAt);
           expect(heap.size).toBe(0);
           vi.useRealTimers();
         },
@@ -67,7 +70,7 @@ describe('DeadlineHeap', () => {
     );
   });
 
-  it('holds the process only while an entry is scheduled (its timer is unref\'d when empty)', () => {
+  it("holds the process only while an entry is scheduled (its timer is unref'd when empty)", () => {
     const heap = new DeadlineHeap<Entry>({ now: () => performance.now() }, () => {});
     const e: Entry = { id: 1, dueAt: 0, heapIndex: -1 };
     heap.add(e, 60_000, performance.now());

@@ -147,7 +147,10 @@ describe('task deadlineMs', () => {
   it('a task handed to another node is timed where it was submitted', async () => {
     const hub = new MemoryHub();
     const calls: Call[] = [];
-    const b = await start({ bridge: new MemoryBridge({ hub, nodeId: 'B' }), pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, create: () => manualAgent(calls) }] });
+    const b = await start({
+      bridge: new MemoryBridge({ hub, nodeId: 'B' }),
+      pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, create: () => manualAgent(calls) }],
+    });
     const a = await start({ bridge: new MemoryBridge({ hub, nodeId: 'A' }) });
     const result = a.submit({ type: 't', requires: ['x'], deadlineMs: 60 });
     await until(() => calls.length === 1);

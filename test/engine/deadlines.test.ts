@@ -45,7 +45,7 @@ describe('Deadlines (shared attempt timer)', () => {
     expect(expired).toEqual(['x', 'z']);
   });
 
-  it('leaves no ref\'d timer behind once every entry is removed', () => {
+  it("leaves no ref'd timer behind once every entry is removed", () => {
     const d = new Deadlines<ReturnType<typeof entry>>({ now: () => performance.now() }, () => {});
     const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const e = entry('e');

@@ -1,6 +1,12 @@
 /** Agents and helpers for the engine tests: agents the test settles by hand, and an event log. */
 import { afterEach, vi } from 'vitest';
-import { UnifiedOrchestrator, type Agent, type OrchestratorEvents, type OrchestratorOptions, type TaskContext } from 'unified-orchestrator';
+import {
+  UnifiedOrchestrator,
+  type Agent,
+  type OrchestratorEvents,
+  type OrchestratorOptions,
+  type TaskContext,
+} from 'unified-orchestrator';
 
 /** One `execute` call that the test settles by hand. */
 export interface Call {
@@ -107,10 +113,29 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 
 /** The sum that must equal `submitted` at every quiet point. */
 export function accounted(s: {
-  completed: number; failed: number; cancelled: number; timedOut: number; deadLettered: number;
-  rejected: number; deduplicated: number; waiting: number; running: number; backingOff: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  timedOut: number;
+  deadLettered: number;
+  rejected: number;
+  deduplicated: number;
+  waiting: number;
+  running: number;
+  backingOff: number;
 }): number {
-  return s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated + s.waiting + s.running + s.backingOff;
+  return (
+    s.completed +
+    s.failed +
+    s.cancelled +
+    s.timedOut +
+    s.deadLettered +
+    s.rejected +
+    s.deduplicated +
+    s.waiting +
+    s.running +
+    s.backingOff
+  );
 }
 
 /**

@@ -47,14 +47,31 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       withSignal: fc.boolean(),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('cancel' as const), pick: fc.nat(), via: fc.constantFrom('handle' as const, 'signal' as const, 'id' as const) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('cancel' as const),
+      pick: fc.nat(),
+      via: fc.constantFrom('handle' as const, 'signal' as const, 'id' as const),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('toggleBroken' as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('register' as const), caps: capsArb, concurrency: fc.integer({ min: 1, max: 2 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('register' as const),
+      caps: capsArb,
+      concurrency: fc.integer({ min: 1, max: 2 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('unregister' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 6 }) }) },
 );
 
-const fleetArb = fc.array(fc.record({ caps: capsArb, concurrency: fc.integer({ min: 1, max: 2 }) }), { minLength: 1, maxLength: 3 });
+const fleetArb = fc.array(fc.record({ caps: capsArb, concurrency: fc.integer({ min: 1, max: 2 }) }), {
+  minLength: 1,
+  maxLength: 3,
+});
 
 interface Payload {
   readonly mode: Mode;
@@ -92,7 +109,11 @@ function holdsAll(caps: readonly string[], requires: readonly string[]): boolean
   return requires.every((c) => caps.includes(c));
 }
 
-async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>, ops: Op[], checkStranded = false): Promise<void> {
+async function runScenario(
+  fleet: Array<{ caps: string[]; concurrency: number }>,
+  ops: Op[],
+  checkStranded = false,
+): Promise<void> {
   const o = new UnifiedOrchestrator({ retry: { baseDelayMs: 1, maxDelayMs: 4 }, agingIntervalMs: 20 });
   await o.start();
   const capsOf = new Map<string, readonly string[]>();
@@ -144,12 +165,21 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
     expect(accounted(s), `counters add up (${where})`).toBe(s.submitted);
     for (const key of Object.keys(s.queues)) {
       const requires = key === '*' ? [] : key.split('+');
-      if (checkStranded && !o.agents().some((a) => a.state !== 'DRAINING' && a.state !== 'FAILED' && holdsAll(a.capabilities, requires))) {
+      if (
+        checkStranded &&
+        !o.agents().some((a) => a.state !== 'DRAINING' && a.state !== 'FAILED' && holdsAll(a.capabilities, requires))
+      ) {
         violations.push(`${where}: class [${requires.join()}] waits though no agent that could serve it is left`);
       }
       for (const a of o.agents()) {
-        if ((a.state === 'IDLE' || a.state === 'BUSY') && a.running < a.concurrency && holdsAll(a.capabilities, requires)) {
-          violations.push(`${where}: class [${requires.join()}] waits while ${a.id} [${a.capabilities.join()}] has a free slot`);
+        if (
+          (a.state === 'IDLE' || a.state === 'BUSY') &&
+          a.running < a.concurrency &&
+          holdsAll(a.capabilities, requires)
+        ) {
+          violations.push(
+            `${where}: class [${requires.join()}] waits while ${a.id} [${a.capabilities.join()}] has a free slot`,
+          );
         }
       }
     }
@@ -185,7 +215,12 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
             acceptedIds.add(handle.id);
             requiresOf.set(handle.id, op.requires);
             const id = handle.id;
-            allResults.push(handle.result.then(() => settledHow.set(id, 'resolved'), () => settledHow.set(id, 'rejected')));
+            allResults.push(
+              handle.result.then(
+                () => settledHow.set(id, 'resolved'),
+                () => settledHow.set(id, 'rejected'),
+              ),
+            );
           }
           handles.push({ handle, controller });
           break;
@@ -225,7 +260,10 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
     expect(outcome).toBe('stopped');
   }
 
-  const settled = await Promise.race([Promise.all(allResults).then(() => 'all settled'), tick(1_000).then(() => 'some never settled')]);
+  const settled = await Promise.race([
+    Promise.all(allResults).then(() => 'all settled'),
+    tick(1_000).then(() => 'some never settled'),
+  ]);
   expect(settled).toBe('all settled');
   await Promise.allSettled(leaving);
 
@@ -233,7 +271,8 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
     const requires = requiresOf.get(e.taskId);
     const caps = capsOf.get(e.agentId);
     if (!requires || !caps) violations.push(`started unknown task ${e.taskId} or agent ${e.agentId}`);
-    else if (!holdsAll(caps, requires)) violations.push(`task ${e.taskId} needing [${requires.join()}] ran on ${e.agentId} [${caps.join()}]`);
+    else if (!holdsAll(caps, requires))
+      violations.push(`task ${e.taskId} needing [${requires.join()}] ran on ${e.agentId} [${caps.join()}]`);
   }
   expect(violations).toEqual([]);
   // Exactly one terminal event per accepted task, and none for anything else.
@@ -246,28 +285,38 @@ async function runScenario(fleet: Array<{ caps: string[]; concurrency: number }>
   expect(s.submitted).toBe(calls);
   expect(s.rejected).toBe(thrown);
   expect(s.deduplicated).toBe(duplicates);
-  expect({ waiting: s.waiting, running: s.running, backingOff: s.backingOff }).toEqual({ waiting: 0, running: 0, backingOff: 0 });
+  expect({ waiting: s.waiting, running: s.running, backingOff: s.backingOff }).toEqual({
+    waiting: 0,
+    running: 0,
+    backingOff: 0,
+  });
   expect(s.queues).toEqual({});
   expect(s.completed).toBe(outcomes.completed);
   expect(s.failed).toBe(outcomes.failed);
   expect(s.cancelled).toBe(outcomes.cancelled);
   expect(s.timedOut).toBe(outcomes['timed-out']);
   expect(s.deadLettered).toBe(outcomes['dead-lettered']);
-  expect(s.submitted).toBe(s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated);
+  expect(s.submitted).toBe(
+    s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.rejected + s.deduplicated,
+  );
   expect(s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered).toBe(acceptedIds.size);
 }
 
 describe('engine invariants under random operation sequences', () => {
   it('settles every accepted task exactly once and keeps the counters consistent', async () => {
     await fc.assert(
-      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) => runScenario(fleet, ops)),
+      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) =>
+        runScenario(fleet, ops),
+      ),
       { numRuns: 50, endOnFailure: true, interruptAfterTimeLimit: 25_000 },
     );
   }, 30_000);
 
   it('never leaves tasks waiting for a capability no remaining agent holds (they fail instead)', async () => {
     await fc.assert(
-      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) => runScenario(fleet, ops, true)),
+      fc.asyncProperty(fleetArb, fc.array(opArb, { minLength: 8, maxLength: 40, size: 'max' }), (fleet, ops) =>
+        runScenario(fleet, ops, true),
+      ),
       { numRuns: 60, endOnFailure: true, interruptAfterTimeLimit: 20_000 },
     );
   }, 30_000);

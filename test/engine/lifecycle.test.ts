@@ -9,7 +9,17 @@ import {
   type OrchestratorOptions,
   type TaskContext,
 } from 'unified-orchestrator';
-import { accounted, echoAgent, flush, manualAgent, recordEvents, rejectionOf, until, type Call , startEach } from './helpers.js';
+import {
+  accounted,
+  echoAgent,
+  flush,
+  manualAgent,
+  recordEvents,
+  rejectionOf,
+  until,
+  type Call,
+  startEach,
+} from './helpers.js';
 
 const start = startEach();
 
@@ -24,7 +34,11 @@ function timedAgent(ms: number, mode: () => 'fail' | 'ok', label: string): Agent
   return {
     execute: (ctx: TaskContext) =>
       new Promise((resolve, reject) => {
-        setTimeout(() => (mode() === 'fail' ? reject(new Error(`${label} failed attempt ${ctx.attempt}`)) : resolve(`${label}:ok`)), ms);
+        setTimeout(
+          () =>
+            mode() === 'fail' ? reject(new Error(`${label} failed attempt ${ctx.attempt}`)) : resolve(`${label}:ok`),
+          ms,
+        );
       }),
   };
 }
@@ -59,7 +73,15 @@ describe('timeouts', () => {
     const seen: TaskContext[] = [];
     let release!: () => void;
     // Never looks at its signal while running; returns only when the test lets it.
-    o.registerAgent({ execute: (ctx) => { seen.push(ctx); return new Promise<void>((r) => (release = r)); } }, { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      {
+        execute: (ctx) => {
+          seen.push(ctx);
+          return new Promise<void>((r) => (release = r));
+        },
+      },
+      { id: 'a', capabilities: ['x'] },
+    );
     const h = o.delegate({ type: 't', requires: ['x'], timeoutMs: 20 });
     await vi.advanceTimersByTimeAsync(20);
     await expect(h.result).rejects.toBeInstanceOf(TaskTimeoutError);
@@ -151,7 +173,10 @@ describe('timeouts', () => {
       o.submit({ type: 't', requires: ['x'], timeoutMs: 2 ** 31 }), // about 24.9 days
       o.submit({ type: 't', requires: ['x'] }),
     ]);
-    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : String(r.reason)))).toEqual(['finished', 'finished']);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : String(r.reason)))).toEqual([
+      'finished',
+      'finished',
+    ]);
     expect(o.stats().timedOut).toBe(0);
   });
 
@@ -225,7 +250,7 @@ describe('cancellation', () => {
     expect(o.stats().cancelled).toBe(1);
   });
 
-  it('aborts a running task\'s ctx.signal with TaskCancelledError carrying the task id (handle.cancel)', async () => {
+  it("aborts a running task's ctx.signal with TaskCancelledError carrying the task id (handle.cancel)", async () => {
     const o = await start();
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
@@ -245,7 +270,7 @@ describe('cancellation', () => {
     expect(accounted(s)).toBe(s.submitted);
   });
 
-  it('aborts a running task\'s ctx.signal when task.signal aborts, and by id through orchestrator.cancel', async () => {
+  it("aborts a running task's ctx.signal when task.signal aborts, and by id through orchestrator.cancel", async () => {
     const o = await start();
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'], concurrency: 2 });
@@ -276,7 +301,15 @@ describe('cancellation', () => {
   it('cancels a task waiting out its backoff, and it never runs again', async () => {
     const o = await startFake({ retry: { baseDelayMs: 1_000, maxDelayMs: 1_000 }, random: () => 0.5 });
     let runs = 0;
-    o.registerAgent({ execute: () => { runs++; return Promise.reject(new Error('no')); } }, { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      {
+        execute: () => {
+          runs++;
+          return Promise.reject(new Error('no'));
+        },
+      },
+      { id: 'a', capabilities: ['x'] },
+    );
     const h = o.delegate({ type: 't', requires: ['x'], maxAttempts: 3 });
     await vi.advanceTimersByTimeAsync(0);
     expect(o.stats().backingOff).toBe(1);
@@ -297,10 +330,29 @@ describe('retries and dead letters', () => {
     const attempts: Array<[string, number]> = [];
     // The specialist is the first choice and keeps scoring higher even after failing once; only the
     // "another agent" rule sends the retry to the generalist.
-    o.registerAgent({ execute: (ctx) => { attempts.push([ctx.agentId, ctx.attempt]); return Promise.reject(new Error('flaky')); } }, { id: 'specialist', capabilities: ['x'] });
-    o.registerAgent({ execute: (ctx) => { attempts.push([ctx.agentId, ctx.attempt]); return 'ok'; } }, { id: 'generalist', capabilities: ['x', 'y', 'z'] });
+    o.registerAgent(
+      {
+        execute: (ctx) => {
+          attempts.push([ctx.agentId, ctx.attempt]);
+          return Promise.reject(new Error('flaky'));
+        },
+      },
+      { id: 'specialist', capabilities: ['x'] },
+    );
+    o.registerAgent(
+      {
+        execute: (ctx) => {
+          attempts.push([ctx.agentId, ctx.attempt]);
+          return 'ok';
+        },
+      },
+      { id: 'generalist', capabilities: ['x', 'y', 'z'] },
+    );
     await expect(o.submit({ type: 't', requires: ['x'], maxAttempts: 2 })).resolves.toBe('ok');
-    expect(attempts).toEqual([['specialist', 1], ['generalist', 2]]);
+    expect(attempts).toEqual([
+      ['specialist', 1],
+      ['generalist', 2],
+    ]);
     expect(o.stats()).toMatchObject({ completed: 1, retries: 1, deadLettered: 0 });
   });
 
@@ -309,7 +361,10 @@ describe('retries and dead letters', () => {
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'other', capabilities: ['x', 'y'] });
     let n = 0;
-    o.registerAgent({ execute: () => (++n === 1 ? Promise.reject(new Error('once')) : `second try ${n}`) }, { id: 'solo', capabilities: ['x'] });
+    o.registerAgent(
+      { execute: () => (++n === 1 ? Promise.reject(new Error('once')) : `second try ${n}`) },
+      { id: 'solo', capabilities: ['x'] },
+    );
     o.delegate({ type: 't', requires: ['x', 'y'] }); // keeps 'other' busy
     await expect(o.submit({ type: 't', requires: ['x'], maxAttempts: 2 })).resolves.toBe('second try 2');
   });
@@ -317,9 +372,20 @@ describe('retries and dead letters', () => {
   it('waits a full-jitter backoff: floor(random * min(maxDelayMs, baseDelayMs * 2^(n-1)))', async () => {
     const randoms = [0.5, 0.999, 0.25, 0.75, 0.1];
     let r = 0;
-    const o = await startFake({ retry: { baseDelayMs: 100, maxDelayMs: 300 }, random: () => randoms[r++ % randoms.length]! });
+    const o = await startFake({
+      retry: { baseDelayMs: 100, maxDelayMs: 300 },
+      random: () => randoms[r++ % randoms.length]!,
+    });
     const starts: number[] = [];
-    o.registerAgent({ execute: () => { starts.push(Date.now()); return Promise.reject(new Error('down')); } }, { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      {
+        execute: () => {
+          starts.push(Date.now());
+          return Promise.reject(new Error('down'));
+        },
+      },
+      { id: 'a', capabilities: ['x'] },
+    );
     const log = recordEvents(o);
     const t0 = Date.now();
     const h = o.delegate({ type: 't', requires: ['x'], maxAttempts: 5 });
@@ -327,18 +393,26 @@ describe('retries and dead letters', () => {
     await expect(h.result).rejects.toBeInstanceOf(TaskDeadLetteredError);
     const expected = [1, 2, 3, 4].map((n, i) => Math.floor(randoms[i]! * Math.min(300, 100 * 2 ** (n - 1))));
     expect(expected).toEqual([50, 199, 75, 225]);
-    expect(log.retrying.map((e) => [e.attempt, e.delayMs, e.reason])).toEqual(expected.map((d, i) => [i + 1, d, 'backoff']));
+    expect(log.retrying.map((e) => [e.attempt, e.delayMs, e.reason])).toEqual(
+      expected.map((d, i) => [i + 1, d, 'backoff']),
+    );
     // And each next attempt started exactly that long after the previous one failed (attempts fail at once).
     const gaps = starts.slice(1).map((s, i) => s - starts[i]!);
     expect(gaps).toEqual(expected);
     expect(starts[0]).toBe(t0);
   });
 
-  it('dead-letters a task after maxAttempts with every attempt\'s agent, error and duration; retryDeadLetter resubmits it', async () => {
+  it("dead-letters a task after maxAttempts with every attempt's agent, error and duration; retryDeadLetter resubmits it", async () => {
     let mode: 'fail' | 'ok' = 'fail';
     const o = await startFake({ retry: { baseDelayMs: 0, maxDelayMs: 0 } });
-    o.registerAgent(timedAgent(30, () => mode, 'A'), { id: 'A', capabilities: ['x'] });
-    o.registerAgent(timedAgent(20, () => mode, 'B'), { id: 'B', capabilities: ['x', 'y'] });
+    o.registerAgent(
+      timedAgent(30, () => mode, 'A'),
+      { id: 'A', capabilities: ['x'] },
+    );
+    o.registerAgent(
+      timedAgent(20, () => mode, 'B'),
+      { id: 'B', capabilities: ['x', 'y'] },
+    );
     const log = recordEvents(o);
     const h = o.delegate({ type: 'report', requires: ['x'], maxAttempts: 3, tenantId: 'acme', payload: { n: 1 } });
     await vi.advanceTimersByTimeAsync(1_000);
@@ -356,7 +430,13 @@ describe('retries and dead letters', () => {
     expect(letter.taskId).toBe(h.id);
     expect(letter.type).toBe('report');
     expect(letter.tenantId).toBe('acme');
-    expect(letter.task).toMatchObject({ type: 'report', requires: ['x'], maxAttempts: 3, tenantId: 'acme', payload: { n: 1 } });
+    expect(letter.task).toMatchObject({
+      type: 'report',
+      requires: ['x'],
+      maxAttempts: 3,
+      tenantId: 'acme',
+      payload: { n: 1 },
+    });
     expect(letter.attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     expect(letter.attempts[0]!.agentId).toBe('A');
     expect(letter.attempts[1]!.agentId).toBe('B'); // a retry goes to an agent not yet tried
@@ -395,7 +475,7 @@ describe('retries and dead letters', () => {
     expect(o.stats()).toMatchObject({ deadLettered: 1, timedOut: 0 });
   });
 
-  it('fails (not dead-letters) a single-attempt task with the agent\'s own error', async () => {
+  it("fails (not dead-letters) a single-attempt task with the agent's own error", async () => {
     const o = await start();
     const boom = new Error('boom');
     o.registerAgent({ execute: () => Promise.reject(boom) }, { id: 'a', capabilities: ['x'] });
@@ -460,7 +540,10 @@ describe('idempotency', () => {
   it('forgets the key after a failure, so a resubmission runs again', async () => {
     const o = await start();
     let runs = 0;
-    o.registerAgent({ execute: () => (++runs === 1 ? Promise.reject(new Error('first fails')) : 'second works') }, { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      { execute: () => (++runs === 1 ? Promise.reject(new Error('first fails')) : 'second works') },
+      { id: 'a', capabilities: ['x'] },
+    );
     await expect(o.submit({ type: 't', requires: ['x'], idempotencyKey: 'k' })).rejects.toThrow('first fails');
     await expect(o.submit({ type: 't', requires: ['x'], idempotencyKey: 'k' })).resolves.toBe('second works');
     expect(runs).toBe(2);
@@ -485,7 +568,7 @@ describe('idempotency', () => {
     expect(o.stats()).toMatchObject({ deduplicated: 1, failed: 1, completed: 1, submitted: 3 });
   });
 
-  it('cancelling a duplicate\'s handle detaches only that caller; the task keeps running for the first', async () => {
+  it("cancelling a duplicate's handle detaches only that caller; the task keeps running for the first", async () => {
     const o = await start();
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
@@ -530,8 +613,17 @@ describe('stats add up', () => {
     await Promise.allSettled(hs.map((h) => h.result));
     const s = o.stats();
     expect(s).toMatchObject({
-      submitted: 8, rejected: 1, deduplicated: 1, completed: 2, timedOut: 1, cancelled: 1, deadLettered: 1, failed: 1,
-      waiting: 0, running: 0, backingOff: 0,
+      submitted: 8,
+      rejected: 1,
+      deduplicated: 1,
+      completed: 2,
+      timedOut: 1,
+      cancelled: 1,
+      deadLettered: 1,
+      failed: 1,
+      waiting: 0,
+      running: 0,
+      backingOff: 0,
     });
   });
 });

@@ -6,7 +6,17 @@ import {
   UnifiedOrchestrator,
   type TaskHandle,
 } from 'unified-orchestrator';
-import { accounted, echoAgent, manualAgent, recordEvents, rejectionOf, tick, until, type Call , startEach } from './helpers.js';
+import {
+  accounted,
+  echoAgent,
+  manualAgent,
+  recordEvents,
+  rejectionOf,
+  tick,
+  until,
+  type Call,
+  startEach,
+} from './helpers.js';
 
 const start = startEach();
 
@@ -149,7 +159,9 @@ describe('bounded queue', () => {
 
 describe('no capable agent', () => {
   it('rejects at once when neither a registered agent nor a declared pool could serve the task', async () => {
-    const o = await start({ pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 2, warmSpares: 0, create: () => echoAgent() }] });
+    const o = await start({
+      pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 2, warmSpares: 0, create: () => echoAgent() }],
+    });
     const log = recordEvents(o);
     expect(() => o.delegate({ type: 't', requires: ['x', 'gpu'] })).toThrow(NoCapableAgentError);
     expect(log.queued).toHaveLength(0);
@@ -157,7 +169,9 @@ describe('no capable agent', () => {
   });
 
   it('lets a task wait (not reject) while a pool can still scale up to serve it', async () => {
-    const o = await start({ pools: [{ role: 'w', capabilities: ['x'], minAgents: 0, maxAgents: 2, warmSpares: 0, create: () => echoAgent() }] });
+    const o = await start({
+      pools: [{ role: 'w', capabilities: ['x'], minAgents: 0, maxAgents: 2, warmSpares: 0, create: () => echoAgent() }],
+    });
     const log = recordEvents(o);
     expect(o.agents()).toHaveLength(0);
     const result = o.submit<string>({ type: 't', requires: ['x'], payload: 'p' });

@@ -14,7 +14,11 @@ afterEach(async () => {
 });
 
 type Fate = 'ok' | 'fail' | 'hang' | 'rate-limited';
-const CANCELLING_EVENTS = ['task:queued', 'task:started', 'task:retrying'] as const satisfies readonly OrchestratorEventName[];
+const CANCELLING_EVENTS = [
+  'task:queued',
+  'task:started',
+  'task:retrying',
+] as const satisfies readonly OrchestratorEventName[];
 
 describe('re-entrant cancels', () => {
   it('a cancel from any listener, at any step, still ends every task exactly once', async () => {
@@ -55,7 +59,8 @@ describe('re-entrant cancels', () => {
             execute(ctx) {
               const { fate, cancelOnAbort } = ctx.payload;
               // Synchronously cancels its own task when its attempt is aborted (a timeout, a deadline, a halt).
-              if (cancelOnAbort) ctx.signal.addEventListener('abort', () => o.cancel(ctx.taskId, 'from the abort listener'));
+              if (cancelOnAbort)
+                ctx.signal.addEventListener('abort', () => o.cancel(ctx.taskId, 'from the abort listener'));
               if (fate === 'ok') return 'ok';
               if (fate === 'fail') throw new Error('fail');
               if (fate === 'rate-limited') throw Object.assign(new Error('429'), { retryAfterMs: 3 });
@@ -76,10 +81,14 @@ describe('re-entrant cancels', () => {
             plan.set(handle.id, spec);
           }
           // Hanging tasks without a timeout or a deadline end at stop (cancelled).
-          await Promise.race([Promise.allSettled([...handles.values()].map((h) => h.result)), new Promise((r) => setTimeout(r, 150))]);
+          await Promise.race([
+            Promise.allSettled([...handles.values()].map((h) => h.result)),
+            new Promise((r) => setTimeout(r, 150)),
+          ]);
           await o.stop({ drain: false, timeoutMs: 1_000 });
           await until(() => terminal.size === handles.size, 2_000).catch(() => {});
-          for (const id of handles.keys()) expect(terminal.get(id), `task ${id} (${JSON.stringify(plan.get(id))})`).toBe(1);
+          for (const id of handles.keys())
+            expect(terminal.get(id), `task ${id} (${JSON.stringify(plan.get(id))})`).toBe(1);
           const s = o.stats();
           expect(s).toMatchObject({ waiting: 0, running: 0, backingOff: 0 });
           expect(accounted(s)).toBe(s.submitted);

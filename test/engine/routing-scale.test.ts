@@ -31,7 +31,8 @@ describe('routing over large fleets (sampled tiers)', () => {
 
   it('spreads equal agents round-robin, and prefers a better tier even when it holds one agent among thousands', async () => {
     o = new UnifiedOrchestrator();
-    for (let i = 0; i < 2_000; i++) o.registerAgent({ execute: (ctx) => ctx.agentId }, { capabilities: ['x', 'a', 'b', 'c'], id: `gen-${i}` });
+    for (let i = 0; i < 2_000; i++)
+      o.registerAgent({ execute: (ctx) => ctx.agentId }, { capabilities: ['x', 'a', 'b', 'c'], id: `gen-${i}` });
     o.registerAgent({ execute: (ctx) => ctx.agentId }, { capabilities: ['x'], id: 'specialist' });
     await o.start();
     const ids: string[] = [];

@@ -19,7 +19,11 @@ async function start(options: OrchestratorOptions = {}): Promise<UnifiedOrchestr
 }
 
 /** Runs tasks one after another and returns the agent that ran each (echo agents answer `${agentId}:…`). */
-async function sequential(o: UnifiedOrchestrator, n: number, task: Parameters<UnifiedOrchestrator['submit']>[0]): Promise<string[]> {
+async function sequential(
+  o: UnifiedOrchestrator,
+  n: number,
+  task: Parameters<UnifiedOrchestrator['submit']>[0],
+): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const result = await o.submit<string>({ ...task, payload: i });
@@ -45,11 +49,17 @@ describe('capability filter', () => {
       handles.push(h.result);
     }
     await Promise.all(handles);
-    const caps: Record<string, readonly string[]> = { 'x-only': ['x'], 'y-only': ['y'], xy: ['x', 'y'], xyz: ['x', 'y', 'z'] };
+    const caps: Record<string, readonly string[]> = {
+      'x-only': ['x'],
+      'y-only': ['y'],
+      xy: ['x', 'y'],
+      xyz: ['x', 'y', 'z'],
+    };
     expect(log.started).toHaveLength(40);
     for (const s of log.started) {
       const requires = byTask.get(s.taskId)!;
-      for (const c of requires) expect(caps[s.agentId], `${s.agentId} ran a task needing [${requires.join(',')}]`).toContain(c);
+      for (const c of requires)
+        expect(caps[s.agentId], `${s.agentId} ran a task needing [${requires.join(',')}]`).toContain(c);
     }
     // The [x, z] tasks could only go to xyz, and they did not wait for the other agents either.
     const xz = log.started.filter((s) => byTask.get(s.taskId)!.includes('z'));
@@ -107,7 +117,9 @@ describe('scoring', () => {
     const o = await start();
     o.registerAgent(echoAgent(), { id: 'specialist', capabilities: ['x'] });
     o.registerAgent(echoAgent(), { id: 'preferred-generalist', capabilities: ['x', 'p', 'a', 'b', 'c'] });
-    expect(await sequential(o, 6, { type: 't', requires: ['x'], prefers: ['p'] })).toEqual(Array(6).fill('preferred-generalist'));
+    expect(await sequential(o, 6, { type: 't', requires: ['x'], prefers: ['p'] })).toEqual(
+      Array(6).fill('preferred-generalist'),
+    );
   });
 
   it('sends work to the specialist and keeps the generalist free', async () => {

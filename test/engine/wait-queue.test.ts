@@ -23,7 +23,6 @@ function task(priority: number, tenantId?: string): TaskRecord {
   return new TaskRecord(`t${++nextId}`, spec, '');
 }
 
-
 function drain(q: WaitQueue, now = 0): TaskRecord[] {
   const out: TaskRecord[] = [];
   for (let t = q.take(now); t; t = q.take(now)) out.push(t);
@@ -193,7 +192,11 @@ describe('WaitQueue ordering', () => {
   it('serves highest level first, FIFO per tenant, and never lets a tenant overtake another that waited (random op sequences)', () => {
     type Op = { kind: 'push'; priority: number; tenant: string } | { kind: 'take' } | { kind: 'remove'; pick: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ kind: fc.constant('push' as const), priority: fc.integer({ min: 0, max: 2 }), tenant: fc.constantFrom('a', 'b', 'c') }),
+      fc.record({
+        kind: fc.constant('push' as const),
+        priority: fc.integer({ min: 0, max: 2 }),
+        tenant: fc.constantFrom('a', 'b', 'c'),
+      }),
       fc.record({ kind: fc.constant('take' as const) }),
       fc.record({ kind: fc.constant('remove' as const), pick: fc.nat() }),
     );
@@ -240,7 +243,10 @@ describe('WaitQueue ordering', () => {
                 const k = `${t.spec.priority}/${other}`;
                 const w = waitingSince.get(k);
                 if (w !== undefined && w < since) {
-                  expect(lastServed.get(k) ?? -1, `tenant ${t.tenant} served twice while ${other} waited`).toBeGreaterThan(since);
+                  expect(
+                    lastServed.get(k) ?? -1,
+                    `tenant ${t.tenant} served twice while ${other} waited`,
+                  ).toBeGreaterThan(since);
                 }
               }
             }
@@ -282,7 +288,10 @@ describe('WaitQueue aging', () => {
     const readOften = new WaitQueue(100);
     const readOnce = new WaitQueue(100);
     const orders: string[][] = [];
-    for (const [q, reads] of [[readOften, [100, 200]], [readOnce, []]] as const) {
+    for (const [q, reads] of [
+      [readOften, [100, 200]],
+      [readOnce, []],
+    ] as const) {
       const old = task(0);
       const fresh = task(2);
       q.push(old, 0);

@@ -32,7 +32,12 @@ describe('examples/fastify-service.ts', () => {
   const summarize = async (body: unknown, tenant: string | null = 'acme', signal?: AbortSignal): Promise<Response> => {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (tenant !== null) headers['x-tenant-id'] = tenant;
-    const res = await fetch(`${base}/summarize`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body), signal });
+    const res = await fetch(`${base}/summarize`, {
+      method: 'POST',
+      headers,
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      signal,
+    });
     seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
     return res;
   };
@@ -61,7 +66,10 @@ describe('examples/fastify-service.ts', () => {
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     base = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line after 45 s\nstdout: ${stdout}\nstderr: ${stderr}`)), 45_000);
+      const timer = setTimeout(
+        () => reject(new Error(`no listening line after 45 s\nstdout: ${stdout}\nstderr: ${stderr}`)),
+        45_000,
+      );
       const check = (): void => {
         // PORT=0 asks for a free port: the line must name the real one.
         const m = /^listening on (http:\/\/127\.0\.0\.1:[1-9]\d*)$/m.exec(stdout);
@@ -83,7 +91,9 @@ describe('examples/fastify-service.ts', () => {
 
   it('answers good requests with 200 and the summary, one task per request', async () => {
     const texts = ['Pools first. Then the rest.', 'Queues wait! Agents work.', 'One sentence only'];
-    const responses = await Promise.all(texts.map((text, i) => summarize({ text, timeoutMs: 10_000 }, i === 1 ? 'globex' : 'acme')));
+    const responses = await Promise.all(
+      texts.map((text, i) => summarize({ text, timeoutMs: 10_000 }, i === 1 ? 'globex' : 'acme')),
+    );
     for (const [i, res] of responses.entries()) {
       expect(res.status).toBe(200);
       const body = (await res.json()) as { summary: string; words: number; agentId: string };
@@ -129,7 +139,11 @@ describe('examples/fastify-service.ts', () => {
     const before = await metrics();
     expect(tasks(before, 'cancelled')).toBe(0);
     const client = new AbortController();
-    const request = summarize({ text: 'Nobody waits for this.', delayMs: 10_000, timeoutMs: 10_000 }, 'acme', client.signal).catch((e: unknown) => e);
+    const request = summarize(
+      { text: 'Nobody waits for this.', delayMs: 10_000, timeoutMs: 10_000 },
+      'acme',
+      client.signal,
+    ).catch((e: unknown) => e);
     await metricsUntil((text) => running(text) === 1); // accepted and running on an agent
     client.abort();
     expect(await request).toMatchObject({ name: 'AbortError' });
@@ -149,14 +163,19 @@ describe('examples/fastify-service.ts', () => {
     expect(sample(text, 'unified_orchestrator_pool_healthy', { role: 'summarizer' })).toBe(1);
     expect(text).toContain('# TYPE summarizer_http_responses_total counter');
     for (const status of [200, 400, 429, 504]) {
-      expect(sample(text, 'summarizer_http_responses_total', { route: '/summarize', status: String(status) })).toBe(seen.get(status));
+      expect(sample(text, 'summarizer_http_responses_total', { route: '/summarize', status: String(status) })).toBe(
+        seen.get(status),
+      );
     }
   }, 30_000);
 
   it('answers /healthz and /readyz with 200 from the orchestrator health', async () => {
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
-    const report = (await health.json()) as { status: string; components: { pools: Record<string, { minAgents: number }> } };
+    const report = (await health.json()) as {
+      status: string;
+      components: { pools: Record<string, { minAgents: number }> };
+    };
     expect(['healthy', 'degraded']).toContain(report.status); // degraded is still alive (e.g. pressure on a busy machine)
     expect(report.components.pools['summarizer']?.minAgents).toBe(2);
     const ready = await fetch(`${base}/readyz`);
@@ -173,7 +192,10 @@ describe('examples/fastify-service.ts', () => {
     expect(await res.json()).toMatchObject({ summary: 'Draining works.' });
     expect(res.headers.get('connection')).toBe('close'); // answered during the drain, not before the SIGTERM landed
     let timer: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 20_000, 'still running after 20 s')))]);
+    const exit = await Promise.race([
+      exited,
+      new Promise((resolve) => (timer = setTimeout(resolve, 20_000, 'still running after 20 s'))),
+    ]);
     clearTimeout(timer);
     expect(exit).toEqual({ code: 0, signal: null }); // by itself: nothing left holding its event loop
     expect(stdout).toMatch(/^SIGTERM: no longer accepting/m);

@@ -14,9 +14,14 @@ interface Run {
 /** Runs the example as a user would, in its own process, and resolves however it ends. */
 function runExample(): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'examples/llm-agent.ts'], { cwd: root, timeout: 45_000 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'examples/llm-agent.ts'],
+      { cwd: root, timeout: 45_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : null, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -32,17 +37,35 @@ describe('examples/llm-agent.ts', () => {
 
   /** A tenant's summary line: spend, limit, answered and refused requests, and the codes of the refusals. */
   function tenant(id: string): Record<'spent' | 'limit' | 'answered' | 'refused', number> & { codes: string } {
-    const pattern = new RegExp(`^tenant ${id}: spent ([\\d.]+) of (\\d+) cents, (\\d+) answered, (\\d+) refused \\(([^)]*)\\)$`, 'm');
-    return { ...figures(pattern, ['spent', 'limit', 'answered', 'refused']), codes: pattern.exec(run.stdout)?.[5] ?? '' };
+    const pattern = new RegExp(
+      `^tenant ${id}: spent ([\\d.]+) of (\\d+) cents, (\\d+) answered, (\\d+) refused \\(([^)]*)\\)$`,
+      'm',
+    );
+    return {
+      ...figures(pattern, ['spent', 'limit', 'answered', 'refused']),
+      codes: pattern.exec(run.stdout)?.[5] ?? '',
+    };
   }
 
-  const large = () => figures(/^large model: (\d+) calls answered, (\d+) answered 429, (\d+) answered 503$/m, ['answered', 'answered429', 'answered503']);
+  const large = () =>
+    figures(/^large model: (\d+) calls answered, (\d+) answered 429, (\d+) answered 503$/m, [
+      'answered',
+      'answered429',
+      'answered503',
+    ]);
   const small = () => figures(/^small model: (\d+) calls answered$/m, ['answered']);
   const fellBack = () =>
-    figures(/^fell back to small: (\d+) \(breaker open (\d+), rate-limited (\d+), after a 5xx (\d+), after a 429 (\d+)\)$/m, [
-      'total', 'breakerOpen', 'rateLimited', 'after5xx', 'after429',
+    figures(
+      /^fell back to small: (\d+) \(breaker open (\d+), rate-limited (\d+), after a 5xx (\d+), after a 429 (\d+)\)$/m,
+      ['total', 'breakerOpen', 'rateLimited', 'after5xx', 'after429'],
+    );
+  const tasks = () =>
+    figures(/^tasks: (\d+) submitted = (\d+) completed \+ (\d+) failed \+ (\d+) refused$/m, [
+      'submitted',
+      'completed',
+      'failed',
+      'refused',
     ]);
-  const tasks = () => figures(/^tasks: (\d+) submitted = (\d+) completed \+ (\d+) failed \+ (\d+) refused$/m, ['submitted', 'completed', 'failed', 'refused']);
 
   beforeAll(async () => {
     run = await runExample();
@@ -72,7 +95,10 @@ describe('examples/llm-agent.ts', () => {
   });
 
   it('absorbs the 429s: each is re-queued without spending an attempt, and no task fails because of one', () => {
-    const absorbed = figures(/^429s absorbed: (\d+) of \d+ re-queued without spending an attempt; tasks failed by a 429: (\d+)$/m, ['deferred', 'failedBy429']);
+    const absorbed = figures(
+      /^429s absorbed: (\d+) of \d+ re-queued without spending an attempt; tasks failed by a 429: (\d+)$/m,
+      ['deferred', 'failedBy429'],
+    );
     expect(large().answered429).toBeGreaterThan(0);
     expect(absorbed.deferred).toBe(large().answered429);
     expect(absorbed.failedBy429).toBe(0);
@@ -93,9 +119,16 @@ describe('examples/llm-agent.ts', () => {
   });
 
   it('accounts for every request and every task: each accepted task ended exactly once', () => {
-    const requests = figures(/^requests: (\d+) asked = (\d+) answered \+ (\d+) refused$/m, ['asked', 'answered', 'refused']);
+    const requests = figures(/^requests: (\d+) asked = (\d+) answered \+ (\d+) refused$/m, [
+      'asked',
+      'answered',
+      'refused',
+    ]);
     const { submitted, completed, failed, refused } = tasks();
-    const once = figures(/^every accepted task ended exactly once: yes \((\d+) accepted, (\d+) ended\)$/m, ['accepted', 'ended']);
+    const once = figures(/^every accepted task ended exactly once: yes \((\d+) accepted, (\d+) ended\)$/m, [
+      'accepted',
+      'ended',
+    ]);
     expect(requests.asked).toBeGreaterThan(0);
     expect(requests.answered + requests.refused).toBe(requests.asked);
     expect(completed + failed + refused).toBe(submitted);

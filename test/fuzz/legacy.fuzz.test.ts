@@ -46,9 +46,21 @@ import {
   type ValueRecipe,
 } from './arbitraries.js';
 
-const CODES: ReadonlySet<string> = new Set([...Object.values(LEGACY_ERROR_CODES), LEGACY_TASK_FAILED, LEGACY_INTERNAL_ERROR]);
+const CODES: ReadonlySet<string> = new Set([
+  ...Object.values(LEGACY_ERROR_CODES),
+  LEGACY_TASK_FAILED,
+  LEGACY_INTERNAL_ERROR,
+]);
 const TASK_STATES: ReadonlySet<string> = new Set(['pending', 'running', 'completed', 'failed', 'cancelled', 'timeout']);
-const AGENT_STATES: ReadonlySet<string> = new Set(['starting', 'idle', 'busy', 'draining', 'terminated', 'unhealthy', 'failed']);
+const AGENT_STATES: ReadonlySet<string> = new Set([
+  'starting',
+  'idle',
+  'busy',
+  'draining',
+  'terminated',
+  'unhealthy',
+  'failed',
+]);
 
 const legacyError = (code: string, message: string) => ({ error: { code, message } });
 
@@ -73,12 +85,28 @@ class TrivialLegacy implements LegacyOrchestrator {
 
   async getAgentStatus(id: string) {
     if (typeof id !== 'string' || !this.#agents.has(id)) return legacyError('AGENT_NOT_FOUND', 'no such agent');
-    return { agent_id: id, role: 'w', status: 'idle' as const, capabilities: ['a'], active_tasks: 0, completed_tasks: 0, failed_tasks: 0 };
+    return {
+      agent_id: id,
+      role: 'w',
+      status: 'idle' as const,
+      capabilities: ['a'],
+      active_tasks: 0,
+      completed_tasks: 0,
+      failed_tasks: 0,
+    };
   }
 
   async getTaskStatus(id: string) {
     if (typeof id !== 'string' || !this.#tasks.has(id)) return legacyError('TASK_NOT_FOUND', 'no such task');
-    return { task_id: id, status: 'completed' as const, agent_id: null, attempts: 1, result: 'legacy', created_at: '2024-01-01T00:00:00.000Z', updated_at: '2024-01-01T00:00:00.000Z' };
+    return {
+      task_id: id,
+      status: 'completed' as const,
+      agent_id: null,
+      attempts: 1,
+      result: 'legacy',
+      created_at: '2024-01-01T00:00:00.000Z',
+      updated_at: '2024-01-01T00:00:00.000Z',
+    };
   }
 
   async shutdownAgent(id: string) {
@@ -98,12 +126,21 @@ const agent = (): Agent => ({
 // --- Call recipes -------------------------------------------------------------------------------------------------------
 
 /** An argument: an id one of the sides handed out (or of a live agent), or any value. */
-type Arg = { readonly known: 'task' | 'agent'; readonly pick: number } | { readonly value: ValueRecipe } | { readonly missing: true };
+type Arg =
+  | { readonly known: 'task' | 'agent'; readonly pick: number }
+  | { readonly value: ValueRecipe }
+  | { readonly missing: true };
 
 const idArg = (kind: 'task' | 'agent'): fc.Arbitrary<Arg> =>
   fc.oneof(
     { weight: 4, arbitrary: fc.record({ known: fc.constant(kind), pick: fc.nat() }) },
-    { weight: 1, arbitrary: fc.record({ known: fc.constant(kind === 'task' ? ('agent' as const) : ('task' as const)), pick: fc.nat() }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        known: fc.constant(kind === 'task' ? ('agent' as const) : ('task' as const)),
+        pick: fc.nat(),
+      }),
+    },
     { weight: 2, arbitrary: valueArb('field').map((value) => ({ value })) },
     { weight: 1, arbitrary: fc.constant({ missing: true } as const) },
   );
@@ -112,34 +149,51 @@ const idArg = (kind: 'task' | 'agent'): fc.Arbitrary<Arg> =>
  * A legacy task. In shadow mode the router copies a task without its caller id by destructuring, which reads inherited
  * `task_id` / `taskId` too: a task whose prototype throws there is a known bug, so the router gets those in strict mode only.
  */
-const legacyTask = (on: 'adapter' | 'router'): fc.Arbitrary<ValueRecipe> => objectArb(
-  {
-    role: validOr(json(fc.constantFrom('w', 'r', 'ghost'))),
-    capabilities: validOr(json(fc.subarray(['a', 'b', 'c', 'z'])), 'container'),
-    type: validOr(json(fc.constantFrom('legacy', 'boom', 'slow', 'x'))),
-    priority: validOr(json(fc.oneof(fc.constantFrom('low', 'normal', 'high', 'critical', 'urgent'), fc.integer({ min: -100, max: 100 })))),
-    payload: valueArb('payload'),
-    timeout: validOr(json(fc.double({ min: 1e-4, max: 60, noNaN: true }))),
-    max_retries: validOr(json(fc.integer({ min: 0, max: 3 }))),
-    maxRetries: validOr(json(fc.integer({ min: 0, max: 3 }))),
-    tenant_id: validOr(json(fc.constantFrom('acme', 'globex', 'initech'))),
-    tenantId: validOr(json(fc.constantFrom('acme', 'globex'))),
-    task_id: validOr(json(fc.constantFrom('caller-1', 'caller-2', 'caller-3'))),
-    taskId: validOr(json(fc.constantFrom('caller-1', 'caller-4'))),
-  },
-  {
-    extra: 1,
-    presence: [1, 2],
-    wrap: fc.oneof({ weight: 6, arbitrary: fc.constant('plain' as const) }, { weight: 2, arbitrary: wrapArb('container').filter((w) => on === 'adapter' || STRICT || w !== 'inheritsHostile') }),
-  },
-);
+const legacyTask = (on: 'adapter' | 'router'): fc.Arbitrary<ValueRecipe> =>
+  objectArb(
+    {
+      role: validOr(json(fc.constantFrom('w', 'r', 'ghost'))),
+      capabilities: validOr(json(fc.subarray(['a', 'b', 'c', 'z'])), 'container'),
+      type: validOr(json(fc.constantFrom('legacy', 'boom', 'slow', 'x'))),
+      priority: validOr(
+        json(
+          fc.oneof(fc.constantFrom('low', 'normal', 'high', 'critical', 'urgent'), fc.integer({ min: -100, max: 100 })),
+        ),
+      ),
+      payload: valueArb('payload'),
+      timeout: validOr(json(fc.double({ min: 1e-4, max: 60, noNaN: true }))),
+      max_retries: validOr(json(fc.integer({ min: 0, max: 3 }))),
+      maxRetries: validOr(json(fc.integer({ min: 0, max: 3 }))),
+      tenant_id: validOr(json(fc.constantFrom('acme', 'globex', 'initech'))),
+      tenantId: validOr(json(fc.constantFrom('acme', 'globex'))),
+      task_id: validOr(json(fc.constantFrom('caller-1', 'caller-2', 'caller-3'))),
+      taskId: validOr(json(fc.constantFrom('caller-1', 'caller-4'))),
+    },
+    {
+      extra: 1,
+      presence: [1, 2],
+      wrap: fc.oneof(
+        { weight: 6, arbitrary: fc.constant('plain' as const) },
+        {
+          weight: 2,
+          arbitrary: wrapArb('container').filter((w) => on === 'adapter' || STRICT || w !== 'inheritsHostile'),
+        },
+      ),
+    },
+  );
 
-const taskArg = (on: 'adapter' | 'router'): fc.Arbitrary<Arg> => fc.oneof(
-  { weight: 8, arbitrary: legacyTask(on).map((value) => ({ value })) },
-  { weight: 1, arbitrary: arrayArb(valueArb('field')).map((value) => ({ value })) },
-  { weight: 1, arbitrary: valueArb('container').filter((r) => on === 'adapter' || readable(r)).map((value) => ({ value })) },
-  { weight: 1, arbitrary: fc.constant({ missing: true } as const) },
-);
+const taskArg = (on: 'adapter' | 'router'): fc.Arbitrary<Arg> =>
+  fc.oneof(
+    { weight: 8, arbitrary: legacyTask(on).map((value) => ({ value })) },
+    { weight: 1, arbitrary: arrayArb(valueArb('field')).map((value) => ({ value })) },
+    {
+      weight: 1,
+      arbitrary: valueArb('container')
+        .filter((r) => on === 'adapter' || readable(r))
+        .map((value) => ({ value })),
+    },
+    { weight: 1, arbitrary: fc.constant({ missing: true } as const) },
+  );
 
 /**
  * waitForTask's timeout in seconds: small valid ones (a wait never holds a run for long), or anything else. The router
@@ -150,10 +204,25 @@ const timeoutArg = (on: 'adapter' | 'router'): fc.Arbitrary<Arg> =>
   fc.oneof(
     { weight: 3, arbitrary: json(fc.double({ min: 1e-4, max: 0.01, noNaN: true })).map((value) => ({ value })) },
     { weight: 1, arbitrary: fc.constant({ missing: true } as const) },
-    { weight: 1, arbitrary: konst('NaN', '-1', '0', 'Infinity', '1e308', '2^31', 'MAX_SAFE+1', 'emptyString', 'null', ...(on === 'adapter' || STRICT ? (['bigint', 'symbol'] as const) : [])).map((value) => ({ value })) },
+    {
+      weight: 1,
+      arbitrary: konst(
+        'NaN',
+        '-1',
+        '0',
+        'Infinity',
+        '1e308',
+        '2^31',
+        'MAX_SAFE+1',
+        'emptyString',
+        'null',
+        ...(on === 'adapter' || STRICT ? (['bigint', 'symbol'] as const) : []),
+      ).map((value) => ({ value })),
+    },
   );
 
-type Method = 'spawnAgent' | 'delegateTaskToAgent' | 'getTaskStatus' | 'getAgentStatus' | 'shutdownAgent' | 'waitForTask';
+type Method =
+  'spawnAgent' | 'delegateTaskToAgent' | 'getTaskStatus' | 'getAgentStatus' | 'shutdownAgent' | 'waitForTask';
 const SNAKE: Record<Method, string> = {
   spawnAgent: 'spawn_agent',
   delegateTaskToAgent: 'delegate_task_to_agent',
@@ -164,11 +233,25 @@ const SNAKE: Record<Method, string> = {
 };
 
 type Call =
-  | { readonly on: 'adapter' | 'router'; readonly method: Method; readonly snake: boolean; readonly args: readonly Arg[] }
-  | { readonly on: 'control'; readonly op: 'setPercent' | 'setShadow' | 'rollback'; readonly value: ValueRecipe | undefined };
+  | {
+      readonly on: 'adapter' | 'router';
+      readonly method: Method;
+      readonly snake: boolean;
+      readonly args: readonly Arg[];
+    }
+  | {
+      readonly on: 'control';
+      readonly op: 'setPercent' | 'setShadow' | 'rollback';
+      readonly value: ValueRecipe | undefined;
+    };
 
 const argsOf = (on: 'adapter' | 'router'): Record<Method, fc.Arbitrary<readonly Arg[]>> => ({
-  spawnAgent: fc.tuple(fc.oneof({ weight: 4, arbitrary: json(fc.constantFrom('w', 'r', 'ghost')).map((value) => ({ value }) as Arg) }, { weight: 1, arbitrary: valueArb('field').map((value) => ({ value }) as Arg) })),
+  spawnAgent: fc.tuple(
+    fc.oneof(
+      { weight: 4, arbitrary: json(fc.constantFrom('w', 'r', 'ghost')).map((value) => ({ value }) as Arg) },
+      { weight: 1, arbitrary: valueArb('field').map((value) => ({ value }) as Arg) },
+    ),
+  ),
   delegateTaskToAgent: fc.tuple(taskArg(on)),
   getTaskStatus: fc.tuple(idArg('task')),
   getAgentStatus: fc.tuple(idArg('agent')),
@@ -180,7 +263,11 @@ const argsOf = (on: 'adapter' | 'router'): Record<Method, fc.Arbitrary<readonly 
 const ARGS = { adapter: argsOf('adapter'), router: argsOf('router') };
 
 const legacyCall: fc.Arbitrary<Call> = fc
-  .record({ on: fc.constantFrom('adapter' as const, 'router' as const), method: fc.constantFrom(...(Object.keys(SNAKE) as Method[])), snake: fc.boolean() })
+  .record({
+    on: fc.constantFrom('adapter' as const, 'router' as const),
+    method: fc.constantFrom(...(Object.keys(SNAKE) as Method[])),
+    snake: fc.boolean(),
+  })
   .chain((c) => ARGS[c.on][c.method].map((args) => ({ ...c, args })));
 
 /** Whether `String(value)` works: setPercent builds its error message with it (so a value it throws on is a known bug). */
@@ -197,23 +284,40 @@ const controlCall: fc.Arbitrary<Call> = fc.oneof(
   fc.record({
     on: fc.constant('control' as const),
     op: fc.constant('setPercent' as const),
-    value: validOr(json(fc.oneof(fc.integer({ min: 0, max: 100 }), fc.double({ min: -10, max: 110, noNaN: true })))).filter((r) => STRICT || printable(r)),
+    value: validOr(
+      json(fc.oneof(fc.integer({ min: 0, max: 100 }), fc.double({ min: -10, max: 110, noNaN: true }))),
+    ).filter((r) => STRICT || printable(r)),
   }),
-  fc.record({ on: fc.constant('control' as const), op: fc.constant('setShadow' as const), value: validOr(json(fc.boolean())) }),
-  fc.record({ on: fc.constant('control' as const), op: fc.constant('rollback' as const), value: fc.option(json(fc.string({ maxLength: 20 })), { nil: undefined }) }),
+  fc.record({
+    on: fc.constant('control' as const),
+    op: fc.constant('setShadow' as const),
+    value: validOr(json(fc.boolean())),
+  }),
+  fc.record({
+    on: fc.constant('control' as const),
+    op: fc.constant('rollback' as const),
+    value: fc.option(json(fc.string({ maxLength: 20 })), { nil: undefined }),
+  }),
 );
 
-const callsArb = fc.array(fc.oneof({ weight: 8, arbitrary: legacyCall }, { weight: 1, arbitrary: controlCall }), { minLength: 1, maxLength: 4 });
+const callsArb = fc.array(fc.oneof({ weight: 8, arbitrary: legacyCall }, { weight: 1, arbitrary: controlCall }), {
+  minLength: 1,
+  maxLength: 4,
+});
 
 /** The router's split at the start of a run (so that a counterexample does not depend on the runs before it). */
-const startArb = fc.record({ percent: fc.oneof(fc.constantFrom(0, 50, 100), fc.double({ min: 0, max: 100, noNaN: true })), shadow: fc.boolean() });
+const startArb = fc.record({
+  percent: fc.oneof(fc.constantFrom(0, 50, 100), fc.double({ min: 0, max: 100, noNaN: true })),
+  shadow: fc.boolean(),
+});
 
 // --- Answers ------------------------------------------------------------------------------------------------------------
 
 function expectLegacyError(value: unknown, where: string): void {
   expect(isLegacyError(value), `${where}: an error answer`).toBe(true);
   const { code, message } = (value as { error: { code: unknown; message: unknown } }).error;
-  if (typeof code !== 'string' || !CODES.has(code)) throw new Error(`${where}: error code ${String(code)} is not a legacy code`);
+  if (typeof code !== 'string' || !CODES.has(code))
+    throw new Error(`${where}: error code ${String(code)} is not a legacy code`);
   expect(typeof message, `${where}: error message`).toBe('string');
 }
 
@@ -229,7 +333,9 @@ function checkAnswer(method: Method, value: unknown, where: string): void {
     case 'getTaskStatus':
     case 'waitForTask': {
       const s = value as Record<string, unknown>;
-      expect(typeof s.task_id === 'string' && TASK_STATES.has(s.status as string), `${where}: a task status`).toBe(true);
+      expect(typeof s.task_id === 'string' && TASK_STATES.has(s.status as string), `${where}: a task status`).toBe(
+        true,
+      );
       expect(s.agent_id === null || typeof s.agent_id === 'string', `${where}: agent_id`).toBe(true);
       expect(Number.isSafeInteger(s.attempts) && (s.attempts as number) >= 0, `${where}: attempts`).toBe(true);
       expect(isIso(s.created_at) && isIso(s.updated_at), `${where}: timestamps`).toBe(true);
@@ -238,12 +344,22 @@ function checkAnswer(method: Method, value: unknown, where: string): void {
     }
     case 'getAgentStatus': {
       const s = value as Record<string, unknown>;
-      expect(typeof s.agent_id === 'string' && AGENT_STATES.has(s.status as string) && Array.isArray(s.capabilities), `${where}: an agent status`).toBe(true);
-      expect([s.active_tasks, s.completed_tasks, s.failed_tasks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0), `${where}: counts`).toBe(true);
+      expect(
+        typeof s.agent_id === 'string' && AGENT_STATES.has(s.status as string) && Array.isArray(s.capabilities),
+        `${where}: an agent status`,
+      ).toBe(true);
+      expect(
+        [s.active_tasks, s.completed_tasks, s.failed_tasks].every((n) => Number.isSafeInteger(n) && (n as number) >= 0),
+        `${where}: counts`,
+      ).toBe(true);
       return;
     }
     case 'shutdownAgent':
-      expect(typeof (value as { agent_id?: unknown }).agent_id === 'string' && (value as { status?: unknown }).status === 'terminated', `${where}: a shutdown`).toBe(true);
+      expect(
+        typeof (value as { agent_id?: unknown }).agent_id === 'string' &&
+          (value as { status?: unknown }).status === 'terminated',
+        `${where}: a shutdown`,
+      ).toBe(true);
   }
 }
 
@@ -270,7 +386,13 @@ describe('fuzz: legacy calls through the adapter and the traffic router', () => 
     });
     await o.start();
     adapter = new OrchestratorsCompatibilityAdapter(o);
-    router = new TrafficRouter({ legacy: new TrivialLegacy(), unified: adapter, orchestrator: o, shadowTimeoutMs: 50, pollIntervalMs: 1 });
+    router = new TrafficRouter({
+      legacy: new TrivialLegacy(),
+      unified: adapter,
+      orchestrator: o,
+      shadowTimeoutMs: 50,
+      pollIntervalMs: 1,
+    });
   });
 
   afterAll(async () => {
@@ -295,22 +417,37 @@ describe('fuzz: legacy calls through the adapter and the traffic router', () => 
       const value = call.value === undefined ? undefined : build(call.value, call.op);
       let sent: Promise<void>;
       try {
-        sent = call.op === 'setPercent' ? router.setPercent(value as number) : call.op === 'setShadow' ? router.setShadow(value as boolean) : router.rollback(value as string | undefined);
+        sent =
+          call.op === 'setPercent'
+            ? router.setPercent(value as number)
+            : call.op === 'setShadow'
+              ? router.setShadow(value as boolean)
+              : router.rollback(value as string | undefined);
       } catch (error) {
-        if (call.op === 'rollback' || !(error instanceof ValidationError)) throw new Error(`${where}: ${call.op} threw ${describeError(error)}`, { cause: error });
+        if (call.op === 'rollback' || !(error instanceof ValidationError))
+          throw new Error(`${where}: ${call.op} threw ${describeError(error)}`, { cause: error });
         expect(error.field).toBe(call.op === 'setPercent' ? 'percent' : 'shadow');
         return;
       }
       const settled = await settleWithin(sent, 2_000, `${where}: ${call.op}`);
-      if (settled.status === 'rejected') throw new Error(`${where}: ${call.op} rejected ${describeError(settled.reason)}`);
-      if (call.op === 'setPercent') expect(router.percent === value, `${where}: percent ${router.percent} applied (${String(value)})`).toBe(true); // -0 is 0
+      if (settled.status === 'rejected')
+        throw new Error(`${where}: ${call.op} rejected ${describeError(settled.reason)}`);
+      if (call.op === 'setPercent')
+        expect(router.percent === value, `${where}: percent ${router.percent} applied (${String(value)})`).toBe(true); // -0 is 0
       if (call.op === 'setShadow') expect(router.shadow).toBe(value);
-      if (call.op === 'rollback') expect(router.percent === 0 && router.shadow === false, `${where}: rolled back`).toBe(true);
+      if (call.op === 'rollback')
+        expect(router.percent === 0 && router.shadow === false, `${where}: rolled back`).toBe(true);
       const traffic = o.controlState().traffic;
-      expect(traffic !== null && traffic.percent === router.percent && traffic.shadow === router.shadow, `${where}: the orchestrator applied the same split (${JSON.stringify(traffic)} vs ${router.percent}/${router.shadow})`).toBe(true);
+      expect(
+        traffic !== null && traffic.percent === router.percent && traffic.shadow === router.shadow,
+        `${where}: the orchestrator applied the same split (${JSON.stringify(traffic)} vs ${router.percent}/${router.shadow})`,
+      ).toBe(true);
       return;
     }
-    const target = (call.on === 'adapter' ? adapter : router) as unknown as Record<string, (...args: unknown[]) => Promise<LegacyResult<unknown>>>;
+    const target = (call.on === 'adapter' ? adapter : router) as unknown as Record<
+      string,
+      (...args: unknown[]) => Promise<LegacyResult<unknown>>
+    >;
     const name = call.snake ? SNAKE[call.method] : call.method;
     const args = call.args.map(resolveArg);
     let answer: Promise<unknown>;
@@ -320,7 +457,10 @@ describe('fuzz: legacy calls through the adapter and the traffic router', () => 
       throw new Error(`${where}: ${call.on}.${name} threw synchronously: ${describeError(error)}`, { cause: error });
     }
     const settled = await settleWithin(answer, 3_000, `${where}: ${call.on}.${name}`);
-    if (settled.status === 'rejected') throw new Error(`${where}: ${call.on}.${name} rejected: ${describeError(settled.reason)}`, { cause: settled.reason });
+    if (settled.status === 'rejected')
+      throw new Error(`${where}: ${call.on}.${name} rejected: ${describeError(settled.reason)}`, {
+        cause: settled.reason,
+      });
     checkAnswer(call.method, settled.value, `${where}: ${call.on}.${name}`);
     if (typeof settled.value === 'string') {
       const list = call.method === 'spawnAgent' ? ids.agent : ids.task;
@@ -352,12 +492,24 @@ describe('fuzz: legacy calls through the adapter and the traffic router', () => 
   it('afterwards a normal legacy task completes through the adapter and through the router; close() settles', async () => {
     const id = await adapter.delegateTaskToAgent({ role: 'w', payload: 'normal', type: 'normal' });
     expect(typeof id).toBe('string');
-    expect(await adapter.waitForTask(id as string, 5)).toMatchObject({ task_id: id, status: 'completed', result: { done: 'normal' } });
+    expect(await adapter.waitForTask(id as string, 5)).toMatchObject({
+      task_id: id,
+      status: 'completed',
+      result: { done: 'normal' },
+    });
     await router.setShadow(false);
     await router.setPercent(100);
-    const viaRouter = await router.delegate_task_to_agent({ role: 'w', payload: 'normal', type: 'normal', tenant_id: 'acme' });
+    const viaRouter = await router.delegate_task_to_agent({
+      role: 'w',
+      payload: 'normal',
+      type: 'normal',
+      tenant_id: 'acme',
+    });
     expect(typeof viaRouter).toBe('string');
-    expect(await router.wait_for_task(viaRouter as string, 5)).toMatchObject({ status: 'completed', result: { done: 'normal' } });
+    expect(await router.wait_for_task(viaRouter as string, 5)).toMatchObject({
+      status: 'completed',
+      result: { done: 'normal' },
+    });
     await settleWithin(router.close(), 5_000, 'router.close()');
     expect(router.stats().shadowRuns.inFlight).toBe(0);
     checkStats(o.stats(), 'at the end');

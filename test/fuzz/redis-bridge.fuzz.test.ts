@@ -22,7 +22,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBridge, UnifiedOrchestrator, type RedisBridgeOptions } from 'unified-orchestrator';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { namespace, startRedis, type TestRedis } from '../support/redis.js';
-import { describeError, keyArb, params, processGuard, prototypeGuard, settleWithin, STRICT, TARGET_TIMEOUT_MS } from './arbitraries.js';
+import {
+  describeError,
+  keyArb,
+  params,
+  processGuard,
+  prototypeGuard,
+  settleWithin,
+  STRICT,
+  TARGET_TIMEOUT_MS,
+} from './arbitraries.js';
 
 const SECRET = 'redis-fuzz-shared-secret-0123456789';
 const FAST = { heartbeatMs: 50, blockMs: 100, nodeTtlMs: 500, reclaimIdleMs: 300 } as const;
@@ -43,30 +52,119 @@ type Junk =
   | { readonly k: 'node'; readonly id: string; readonly entry: Body }
   | { readonly k: 'standing'; readonly slot: string; readonly entry: Body };
 
-const text = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ maxLength: 20, unit: 'binary' }), fc.json({ maxDepth: 2 }), fc.constantFrom('{}', '[]', '{"m":1,"s":2}', '{"m":"x","s":"' + 'a'.repeat(64) + '"}', '"null"', 'true', '5'));
+const text = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ maxLength: 20, unit: 'binary' }),
+  fc.json({ maxDepth: 2 }),
+  fc.constantFrom('{}', '[]', '{"m":1,"s":2}', '{"m":"x","s":"' + 'a'.repeat(64) + '"}', '"null"', 'true', '5'),
+);
 /** Raw text, without what parses to `null` in default mode (`PUBLISH <ns>:control null` crashes a node: a known bug). */
-const publishText = STRICT ? fc.oneof(text, fc.constantFrom('null', ' null ')) : text.filter((t) => { try { return JSON.parse(t) !== null; } catch { return true; } });
+const publishText = STRICT
+  ? fc.oneof(text, fc.constantFrom('null', ' null '))
+  : text.filter((t) => {
+      try {
+        return JSON.parse(t) !== null;
+      } catch {
+        return true;
+      }
+    });
 
 const json = fc.jsonValue({ maxDepth: 3 });
-const hostileTask = fc.record({ type: fc.oneof(fc.constant('t'), json), requires: fc.oneof(fc.constant(['x']), fc.constant(['zzz']), json), payload: json, timeoutMs: fc.oneof(fc.constant(null), json), maxAttempts: fc.oneof(fc.constant(1), json), priority: json }, { requiredKeys: [] });
+const hostileTask = fc.record(
+  {
+    type: fc.oneof(fc.constant('t'), json),
+    requires: fc.oneof(fc.constant(['x']), fc.constant(['zzz']), json),
+    payload: json,
+    timeoutMs: fc.oneof(fc.constant(null), json),
+    maxAttempts: fc.oneof(fc.constant(1), json),
+    priority: json,
+  },
+  { requiredKeys: [] },
+);
 const batchBody = fc.oneof(
   json,
-  fc.record({ origin: fc.oneof(fc.constantFrom('A', 'B', 'nobody', '__proto__'), json), tasks: fc.oneof(json, fc.array(fc.record({ taskId: fc.oneof(fc.string({ minLength: 1 }), json), task: fc.oneof(hostileTask, json) }), { maxLength: 3 })) }, { requiredKeys: [] }),
+  fc.record(
+    {
+      origin: fc.oneof(fc.constantFrom('A', 'B', 'nobody', '__proto__'), json),
+      tasks: fc.oneof(
+        json,
+        fc.array(
+          fc.record({ taskId: fc.oneof(fc.string({ minLength: 1 }), json), task: fc.oneof(hostileTask, json) }),
+          { maxLength: 3 },
+        ),
+      ),
+    },
+    { requiredKeys: [] },
+  ),
 );
 /** Result bodies. A `results` array holding `null` kills A's result reader (a known bug): strict mode only. */
 const resultsJson = STRICT ? json : json.filter((v) => !(Array.isArray(v) && v.includes(null)));
 const resultEntry = STRICT ? json : json.filter((v) => v !== null);
-const resultBody = fc.oneof(json, fc.record({ results: fc.oneof(resultsJson, fc.array(fc.oneof(resultEntry, fc.record({ taskId: fc.string(), ok: fc.boolean(), value: json, error: json, node: json }, { requiredKeys: [] })), { maxLength: 3 })) }, { requiredKeys: [] }));
-const controlBody = fc.record({ kind: fc.oneof(fc.constantFrom('halt', 'resume', 'drain', 'traffic', 'rollback', 'config'), json), reason: json, value: json, from: json }, { requiredKeys: [] });
+const resultBody = fc.oneof(
+  json,
+  fc.record(
+    {
+      results: fc.oneof(
+        resultsJson,
+        fc.array(
+          fc.oneof(
+            resultEntry,
+            fc.record(
+              { taskId: fc.string(), ok: fc.boolean(), value: json, error: json, node: json },
+              { requiredKeys: [] },
+            ),
+          ),
+          { maxLength: 3 },
+        ),
+      ),
+    },
+    { requiredKeys: [] },
+  ),
+);
+const controlBody = fc.record(
+  {
+    kind: fc.oneof(fc.constantFrom('halt', 'resume', 'drain', 'traffic', 'rollback', 'config'), json),
+    reason: json,
+    value: json,
+    from: json,
+  },
+  { requiredKeys: [] },
+);
 /** A node entry. `serves` holding a number (or null) makes every later hand-off throw a TypeError (a known bug): strict only. */
-const servesArb = STRICT ? json : fc.oneof(fc.constant(undefined), fc.string(), fc.array(fc.oneof(fc.array(fc.string(), { maxLength: 3 }), fc.string()), { maxLength: 3 }));
+const servesArb = STRICT
+  ? json
+  : fc.oneof(
+      fc.constant(undefined),
+      fc.string(),
+      fc.array(fc.oneof(fc.array(fc.string(), { maxLength: 3 }), fc.string()), { maxLength: 3 }),
+    );
 const nodeBody = fc.oneof(
-  fc.record({ nodeId: fc.oneof(fc.string(), json), roles: json, capabilities: json, freeSlots: json, slots: json, heartbeatAt: fc.oneof(fc.constant(Date.now()), json), status: json }, { requiredKeys: [] }),
+  fc.record(
+    {
+      nodeId: fc.oneof(fc.string(), json),
+      roles: json,
+      capabilities: json,
+      freeSlots: json,
+      slots: json,
+      heartbeatAt: fc.oneof(fc.constant(Date.now()), json),
+      status: json,
+    },
+    { requiredKeys: [] },
+  ),
   fc.record({ nodeId: fc.string(), serves: servesArb, heartbeatAt: fc.constant(Date.now()) }, { requiredKeys: [] }),
 );
 
-const pairs = fc.array(fc.tuple(fc.oneof(fc.constantFrom('m', 's'), fc.string({ maxLength: 6 })), fc.string({ maxLength: 40 })), { minLength: 1, maxLength: 3 });
-const sealed = (as: fc.Arbitrary<string>, body: fc.Arbitrary<unknown>): fc.Arbitrary<Body> => fc.record({ k: fc.constant('sealed' as const), secret: fc.constantFrom('right' as const, 'wrong' as const), as, body });
+const pairs = fc.array(
+  fc.tuple(fc.oneof(fc.constantFrom('m', 's'), fc.string({ maxLength: 6 })), fc.string({ maxLength: 40 })),
+  { minLength: 1, maxLength: 3 },
+);
+const sealed = (as: fc.Arbitrary<string>, body: fc.Arbitrary<unknown>): fc.Arbitrary<Body> =>
+  fc.record({
+    k: fc.constant('sealed' as const),
+    secret: fc.constantFrom('right' as const, 'wrong' as const),
+    as,
+    body,
+  });
 const anyKind = fc.constantFrom('tasks', 'results', 'control', 'node');
 
 const entryOf = (kind: string, body: fc.Arbitrary<unknown>): fc.Arbitrary<Body> =>
@@ -76,17 +174,48 @@ const entryOf = (kind: string, body: fc.Arbitrary<unknown>): fc.Arbitrary<Body> 
     { weight: 1, arbitrary: sealed(anyKind, body) },
   );
 const rawOrSealed = (kind: string, body: fc.Arbitrary<unknown>, raw = text): fc.Arbitrary<Body> =>
-  fc.oneof({ weight: 2, arbitrary: raw.map((t) => ({ k: 'raw', text: t }) as const) }, { weight: 2, arbitrary: sealed(fc.constant(kind), body) }, { weight: 1, arbitrary: sealed(anyKind, body) });
+  fc.oneof(
+    { weight: 2, arbitrary: raw.map((t) => ({ k: 'raw', text: t }) as const) },
+    { weight: 2, arbitrary: sealed(fc.constant(kind), body) },
+    { weight: 1, arbitrary: sealed(anyKind, body) },
+  );
 
-const clsArb = fc.oneof({ weight: 6, arbitrary: fc.constant('x') }, { weight: 1, arbitrary: fc.constantFrom('*', 'x+x', 'zzz', '') }, { weight: 1, arbitrary: keyArb });
+const clsArb = fc.oneof(
+  { weight: 6, arbitrary: fc.constant('x') },
+  { weight: 1, arbitrary: fc.constantFrom('*', 'x+x', 'zzz', '') },
+  { weight: 1, arbitrary: keyArb },
+);
 
 const junkArb: fc.Arbitrary<Junk> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('task' as const), cls: clsArb, entry: entryOf('tasks', batchBody) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ k: fc.constant('task' as const), cls: clsArb, entry: entryOf('tasks', batchBody) }),
+  },
   { weight: 3, arbitrary: fc.record({ k: fc.constant('result' as const), entry: entryOf('results', resultBody) }) },
-  { weight: 4, arbitrary: fc.record({ k: fc.constant('publish' as const), message: fc.oneof(rawOrSealed('control', controlBody, publishText), fc.constant({ k: 'replay' } as const)) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      k: fc.constant('publish' as const),
+      message: fc.oneof(rawOrSealed('control', controlBody, publishText), fc.constant({ k: 'replay' } as const)),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('classes' as const), cls: clsArb }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('node' as const), id: fc.oneof(fc.constantFrom('B', 'J', '*', ''), keyArb), entry: rawOrSealed('node', nodeBody) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('standing' as const), slot: fc.oneof(fc.constantFrom('halt', 'percent', 'shadow'), keyArb), entry: rawOrSealed('control', controlBody) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('node' as const),
+      id: fc.oneof(fc.constantFrom('B', 'J', '*', ''), keyArb),
+      entry: rawOrSealed('node', nodeBody),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant('standing' as const),
+      slot: fc.oneof(fc.constantFrom('halt', 'percent', 'shadow'), keyArb),
+      entry: rawOrSealed('control', controlBody),
+    }),
+  },
 );
 
 // --- The target -----------------------------------------------------------------------------------------------------------
@@ -104,7 +233,8 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
   let lastControl: string | undefined;
   const extra: UnifiedOrchestrator[] = [];
 
-  const bridge = (nodeId: string, more: Partial<RedisBridgeOptions> = {}): RedisBridge => new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId, ...FAST, ...more });
+  const bridge = (nodeId: string, more: Partial<RedisBridgeOptions> = {}): RedisBridge =>
+    new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId, ...FAST, ...more });
   const rejected = (): number => a.bridge.stats().rejected + b.bridge.stats().rejected;
 
   beforeAll(async () => {
@@ -119,7 +249,16 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
       health: { checkIntervalMs: 60_000 },
       retry: { baseDelayMs: 1, maxDelayMs: 5 },
       bridge: bridge('B'),
-      pools: [{ role: 'w', capabilities: ['x'], minAgents: 2, maxAgents: 4, concurrency: 8, create: () => ({ execute: async (ctx) => ctx.payload }) }],
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['x'],
+          minAgents: 2,
+          maxAgents: 4,
+          concurrency: 8,
+          create: () => ({ execute: async (ctx) => ctx.payload }),
+        },
+      ],
     });
     a = new UnifiedOrchestrator({ pressure: false, health: { checkIntervalMs: 60_000 }, bridge: bridge('A') });
     await b.start();
@@ -160,15 +299,27 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
 
   /** What the nodes must refuse (and count): a lower bound, since some junk is counted again on every heartbeat. */
   function mustReject(j: Junk): number {
-    const forged = (body: Body, kind: string): boolean => body.k !== 'sealed' || body.secret === 'wrong' || body.as !== kind;
+    const forged = (body: Body, kind: string): boolean =>
+      body.k !== 'sealed' || body.secret === 'wrong' || body.as !== kind;
     switch (j.k) {
       case 'task': {
         if (!['x', '*', 'x+x'].includes(j.cls)) return 0; // a class nobody serves is never read
         if (forged(j.entry, 'tasks')) return 1;
         const batch = (j.entry as { body: unknown }).body as { origin?: unknown; tasks?: unknown } | null;
         const wellFormed =
-          typeof batch === 'object' && batch !== null && typeof batch.origin === 'string' && Array.isArray(batch.tasks) && batch.tasks.length > 0 &&
-          batch.tasks.every((t: unknown) => typeof t === 'object' && t !== null && typeof (t as { taskId?: unknown }).taskId === 'string' && typeof (t as { task?: unknown }).task === 'object' && (t as { task?: unknown }).task !== null);
+          typeof batch === 'object' &&
+          batch !== null &&
+          typeof batch.origin === 'string' &&
+          Array.isArray(batch.tasks) &&
+          batch.tasks.length > 0 &&
+          batch.tasks.every(
+            (t: unknown) =>
+              typeof t === 'object' &&
+              t !== null &&
+              typeof (t as { taskId?: unknown }).taskId === 'string' &&
+              typeof (t as { task?: unknown }).task === 'object' &&
+              (t as { task?: unknown }).task !== null,
+          );
         return wellFormed ? 0 : 1;
       }
       case 'result': {
@@ -205,7 +356,8 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
             break;
           }
           const text = message(j.message);
-          if (j.message.k === 'sealed' && j.message.secret === 'right' && j.message.as === 'control') lastControl = text;
+          if (j.message.k === 'sealed' && j.message.secret === 'right' && j.message.as === 'control')
+            lastControl = text;
           p.publish(`${ns}:control`, text);
           break;
         }
@@ -236,15 +388,30 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
           const before = rejected();
           const expected = junks.reduce((sum, j) => sum + mustReject(j), 0);
           await write(junks);
-          await until(() => rejected() - before >= expected, 5_000, () => `rejected to grow by ${expected} (grew by ${rejected() - before})`);
-          for (const [who, o] of [['A', a], ['B', b]] as const) {
+          await until(
+            () => rejected() - before >= expected,
+            5_000,
+            () => `rejected to grow by ${expected} (grew by ${rejected() - before})`,
+          );
+          for (const [who, o] of [
+            ['A', a],
+            ['B', b],
+          ] as const) {
             expect(o.state, `${who} keeps running`).toBe('running');
             expect(o.bridge.status().status, `${who}'s bridge`).not.toBe('unhealthy');
           }
           // Valid control messages among the junk may have halted the cluster: release it, then hand off a task.
           await a.resume();
-          await until(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B again (its registry entry may have been overwritten)');
-          const done = await settleWithin(a.submit<number>({ type: 't', requires: ['x'], payload: n }), 10_000, 'a normal hand-off');
+          await until(
+            () => a.bridge.canAnyServe(['x']),
+            5_000,
+            'A sees B again (its registry entry may have been overwritten)',
+          );
+          const done = await settleWithin(
+            a.submit<number>({ type: 't', requires: ['x'], payload: n }),
+            10_000,
+            'a normal hand-off',
+          );
           if (done.status === 'rejected') throw new Error(`a normal hand-off failed: ${describeError(done.reason)}`);
           expect(done.value).toBe(n);
           protos.check(`after run ${n}`);
@@ -259,12 +426,15 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
   it('a node joining over the junk standing state starts, counts the forged entries, and serves', async () => {
     const standing = await raw.hgetall(`${ns}:control:standing`);
     await raw.hset(`${ns}:control:standing`, 'junk-slot', 'not json at all'); // at least one forged entry
-    const forged = Object.keys(standing).filter((slot) => slot !== 'junk-slot' && !opensAsControl(standing[slot]!)).length + 1;
+    const forged =
+      Object.keys(standing).filter((slot) => slot !== 'junk-slot' && !opensAsControl(standing[slot]!)).length + 1;
     const c = new UnifiedOrchestrator({
       pressure: false,
       health: { checkIntervalMs: 60_000 },
       bridge: bridge('C'),
-      pools: [{ role: 'w', capabilities: ['y'], minAgents: 1, create: () => ({ execute: async (ctx) => ctx.payload }) }],
+      pools: [
+        { role: 'w', capabilities: ['y'], minAgents: 1, create: () => ({ execute: async (ctx) => ctx.payload }) },
+      ],
     });
     extra.push(c);
     await c.start();
@@ -289,7 +459,8 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
 async function until(predicate: () => boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }

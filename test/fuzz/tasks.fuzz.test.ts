@@ -17,7 +17,14 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isOrchestratorError, UnifiedOrchestrator, ValidationError, type Agent, type OrchestratorOptions, type TaskHandle } from 'unified-orchestrator';
+import {
+  isOrchestratorError,
+  UnifiedOrchestrator,
+  ValidationError,
+  type Agent,
+  type OrchestratorOptions,
+  type TaskHandle,
+} from 'unified-orchestrator';
 import {
   arrayArb,
   build,
@@ -85,7 +92,8 @@ function orchestratorOptions(extra: OrchestratorOptions = {}): OrchestratorOptio
 // --- Task recipes ------------------------------------------------------------------------------------------------------
 
 /** Task fields are valid 6 times in 7, so that about half the tasks are accepted and reach the engine. */
-const valid = (arb: fc.Arbitrary<ValueRecipe>, zone: 'field' | 'container' = 'field'): fc.Arbitrary<ValueRecipe> => validOr(arb, zone, 1, 6);
+const valid = (arb: fc.Arbitrary<ValueRecipe>, zone: 'field' | 'container' = 'field'): fc.Arbitrary<ValueRecipe> =>
+  validOr(arb, zone, 1, 6);
 const stringField = (...common: string[]): fc.Arbitrary<ValueRecipe> =>
   valid(json(fc.oneof(fc.constantFrom(...common), fc.string({ minLength: 1, maxLength: 12 }))));
 
@@ -94,7 +102,10 @@ const capabilityList = (): fc.Arbitrary<ValueRecipe> =>
     { weight: 16, arbitrary: json(fc.subarray(CAPS)) },
     { weight: 2, arbitrary: json(fc.array(fc.constantFrom(...CAPS, 'z'), { maxLength: 12 })) }, // duplicates, unknown capability
     { weight: 1, arbitrary: konst('hugeArray') }, // 100,000 copies of 'a'
-    { weight: 1, arbitrary: json(fc.array(fc.string({ minLength: 1, maxLength: 3 }), { minLength: 100, maxLength: 400 })) },
+    {
+      weight: 1,
+      arbitrary: json(fc.array(fc.string({ minLength: 1, maxLength: 3 }), { minLength: 100, maxLength: 400 })),
+    },
     { weight: 1, arbitrary: arrayArb(valueArb('field')) }, // items of every type, under container wrappers
     { weight: 1, arbitrary: valueArb('container') }, // not a list: Array.isArray, then reads of length and items
   );
@@ -112,10 +123,29 @@ const TASK_FIELDS = {
   type: stringField('t', 't', 'slow', 'boom', 'flaky', 'x'.repeat(300)),
   requires: capabilityList(),
   prefers: capabilityList(),
-  priority: valid(json(fc.oneof({ weight: 10, arbitrary: fc.integer({ min: -1_000_000, max: 1_000_000 }) }, { weight: 1, arbitrary: fc.constantFrom(-1_000_001, -1_000_000, 1_000_000, 1_000_001) }))),
+  priority: valid(
+    json(
+      fc.oneof(
+        { weight: 10, arbitrary: fc.integer({ min: -1_000_000, max: 1_000_000 }) },
+        { weight: 1, arbitrary: fc.constantFrom(-1_000_001, -1_000_000, 1_000_000, 1_000_001) },
+      ),
+    ),
+  ),
   payload: valueArb('payload'),
-  timeoutMs: valid(fc.oneof(json(fc.integer({ min: 1, max: 50 })), json(fc.double({ min: 1e-300, max: 5, noNaN: true })), konst('Infinity', '1e308', 'MIN_VALUE'))),
-  deadlineMs: valid(fc.oneof(json(fc.integer({ min: 1, max: 60 })), json(fc.double({ min: 1e-300, max: 5, noNaN: true })), konst('Infinity', '1e308', 'MIN_VALUE'))),
+  timeoutMs: valid(
+    fc.oneof(
+      json(fc.integer({ min: 1, max: 50 })),
+      json(fc.double({ min: 1e-300, max: 5, noNaN: true })),
+      konst('Infinity', '1e308', 'MIN_VALUE'),
+    ),
+  ),
+  deadlineMs: valid(
+    fc.oneof(
+      json(fc.integer({ min: 1, max: 60 })),
+      json(fc.double({ min: 1e-300, max: 5, noNaN: true })),
+      konst('Infinity', '1e308', 'MIN_VALUE'),
+    ),
+  ),
   maxAttempts: valid(json(fc.integer({ min: 1, max: 100 }))),
   idempotencyKey: stringField('k1', 'k2', 'k3'),
   tenantId: stringField(...TENANTS),
@@ -126,14 +156,23 @@ const TASK_FIELDS = {
 /** A task recipe: an object over the task fields (maybe with extra keys), or something that is not a task at all. */
 const taskArb: fc.Arbitrary<ValueRecipe> = fc.oneof(
   { weight: 12, arbitrary: objectArb(TASK_FIELDS, { extra: 1, required: ['type'] }) },
-  { weight: 1, arbitrary: konst('protoJson', 'constructorPrototype', 'nullProtoObject', 'objectPrototype', 'map', 'thenable') },
+  {
+    weight: 1,
+    arbitrary: konst('protoJson', 'constructorPrototype', 'nullProtoObject', 'objectPrototype', 'map', 'thenable'),
+  },
   { weight: 1, arbitrary: valueArb('container') },
 );
 
 /** A cancel right after delegate: by the handle or by id, with any reason. */
 const cancelArb = fc.oneof(
   { weight: 3, arbitrary: fc.constant(undefined) },
-  { weight: 1, arbitrary: fc.record({ via: fc.constantFrom('handle' as const, 'id' as const), reason: valueArb(STRICT ? 'payload' : 'container') }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      via: fc.constantFrom('handle' as const, 'id' as const),
+      reason: valueArb(STRICT ? 'payload' : 'container'),
+    }),
+  },
 );
 
 /**
@@ -142,18 +181,38 @@ const cancelArb = fc.oneof(
  */
 const tenantOptions: fc.Arbitrary<ValueRecipe> = fc.oneof(
   { weight: 2, arbitrary: konst('undefined') },
-  { weight: 6, arbitrary: objectArb({ tenantId: validOr(json(fc.constantFrom(...TENANTS)), 'field', 1, 4), actor: validOr(json(fc.string({ maxLength: 8 }))) }, { extra: 1, wrap: fc.constant('plain' as const) }) },
+  {
+    weight: 6,
+    arbitrary: objectArb(
+      {
+        tenantId: validOr(json(fc.constantFrom(...TENANTS)), 'field', 1, 4),
+        actor: validOr(json(fc.string({ maxLength: 8 }))),
+      },
+      { extra: 1, wrap: fc.constant('plain' as const) },
+    ),
+  },
   { weight: 1, arbitrary: valueArb(STRICT ? 'payload' : 'container').filter((r) => readable(r) && notNull(r)) },
 );
-type IdOp = { readonly op: 'cancel' | 'task' | 'retryDeadLetter'; readonly id: 'current' | 'deadLetter' | ValueRecipe; readonly reason: ValueRecipe; readonly options: ValueRecipe };
+type IdOp = {
+  readonly op: 'cancel' | 'task' | 'retryDeadLetter';
+  readonly id: 'current' | 'deadLetter' | ValueRecipe;
+  readonly reason: ValueRecipe;
+  readonly options: ValueRecipe;
+};
 const idOpArb: fc.Arbitrary<IdOp | undefined> = fc.oneof(
   { weight: 1, arbitrary: fc.constant(undefined) },
-  { weight: 1, arbitrary: fc.record({
-    op: fc.constantFrom('cancel' as const, 'task' as const, 'retryDeadLetter' as const),
-    id: fc.oneof({ weight: 4, arbitrary: fc.constantFrom('current' as const, 'deadLetter' as const) }, { weight: 1, arbitrary: valueArb('field') }),
-    reason: valueArb(STRICT ? 'payload' : 'container'),
-    options: tenantOptions,
-  }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constantFrom('cancel' as const, 'task' as const, 'retryDeadLetter' as const),
+      id: fc.oneof(
+        { weight: 4, arbitrary: fc.constantFrom('current' as const, 'deadLetter' as const) },
+        { weight: 1, arbitrary: valueArb('field') },
+      ),
+      reason: valueArb(STRICT ? 'payload' : 'container'),
+      options: tenantOptions,
+    }),
+  },
 );
 
 // --- The property -------------------------------------------------------------------------------------------------------
@@ -203,7 +262,10 @@ async function runIdOp(o: UnifiedOrchestrator, op: IdOp, current: string | undef
   const letter = o.deadLetters().at(-1);
   const id = op.id === 'current' ? current : op.id === 'deadLetter' ? letter?.taskId : build(op.id, 'taskId');
   const options = build(op.options, 'options') as { tenantId?: unknown } | undefined;
-  const tenant = typeof options === 'object' && options !== null && typeof options.tenantId === 'string' && options.tenantId !== '' ? options.tenantId : undefined;
+  const tenant =
+    typeof options === 'object' && options !== null && typeof options.tenantId === 'string' && options.tenantId !== ''
+      ? options.tenantId
+      : undefined;
   const before = typeof id === 'string' && id !== '' ? o.task(id) : undefined;
   let answer: unknown;
   try {
@@ -217,19 +279,29 @@ async function runIdOp(o: UnifiedOrchestrator, op: IdOp, current: string | undef
     }
   } catch (error) {
     expectTyped(error, ['taskId', 'options', 'task']);
-    if (op.op === 'retryDeadLetter' && op.id === 'deadLetter' && letter && tenant !== undefined && letter.tenantId !== tenant) {
+    if (
+      op.op === 'retryDeadLetter' &&
+      op.id === 'deadLetter' &&
+      letter &&
+      tenant !== undefined &&
+      letter.tenantId !== tenant
+    ) {
       // Another tenant's dead letter is not found, and stays where it is.
       expect((error as { code?: unknown }).code).toBe('TASK_NOT_FOUND');
-      expect(o.deadLetters().some((l) => l.taskId === letter.taskId), 'the other tenant\'s dead letter is kept').toBe(true);
+      expect(
+        o.deadLetters().some((l) => l.taskId === letter.taskId),
+        "the other tenant's dead letter is kept",
+      ).toBe(true);
     }
     return;
   }
   if (op.op === 'cancel') expect(typeof answer).toBe('boolean');
-  if (op.op === 'task') expect(answer === undefined || (typeof answer === 'object' && (answer as { id?: unknown }).id === id)).toBe(true);
+  if (op.op === 'task')
+    expect(answer === undefined || (typeof answer === 'object' && (answer as { id?: unknown }).id === id)).toBe(true);
   if (before && tenant !== undefined && before.tenantId !== tenant) {
     // Another tenant's task: not cancelled, not reported.
-    if (op.op === 'cancel') expect(answer, 'cancel of another tenant\'s task').toBe(false);
-    if (op.op === 'task') expect(answer, 'task() of another tenant\'s task').toBeUndefined();
+    if (op.op === 'cancel') expect(answer, "cancel of another tenant's task").toBe(false);
+    if (op.op === 'task') expect(answer, "task() of another tenant's task").toBeUndefined();
   }
   if (op.op === 'retryDeadLetter' && op.id === 'deadLetter' && letter && tenant !== undefined) {
     expect(letter.tenantId, 'a dead letter retried only by its own tenant').toBe(tenant);
@@ -268,12 +340,18 @@ suite('fuzz: delegate / submit with random and hostile tasks', {}, ({ o }) => {
       const protos = prototypeGuard();
       let n = 0;
       await fc.assert(
-        fc.asyncProperty(taskArb, fc.constantFrom('delegate' as const, 'submit' as const), cancelArb, idOpArb, async (recipe, via, cancel, idOp) => {
-          await runTask(o(), build(recipe, 'task'), via, cancel, idOp);
-          protos.check(`after run ${++n}`);
-          checkStats(o().stats(), `after run ${n}`);
-          expect(await o().submit({ type: 'normal', requires: ['a'] }), 'a normal task still runs').toBe('normal');
-        }),
+        fc.asyncProperty(
+          taskArb,
+          fc.constantFrom('delegate' as const, 'submit' as const),
+          cancelArb,
+          idOpArb,
+          async (recipe, via, cancel, idOp) => {
+            await runTask(o(), build(recipe, 'task'), via, cancel, idOp);
+            protos.check(`after run ${++n}`);
+            checkStats(o().stats(), `after run ${n}`);
+            expect(await o().submit({ type: 'normal', requires: ['a'] }), 'a normal task still runs').toBe('normal');
+          },
+        ),
         params(10_000),
       );
     },
@@ -285,13 +363,31 @@ suite('fuzz: delegate / submit with random and hostile tasks', {}, ({ o }) => {
     async () => {
       // The engine reads only a task's own keys: values on the prototype chain (here, Object.prototype itself for the
       // length of one synchronous delegate call) must change nothing.
-      const fields = ['type', 'requires', 'prefers', 'priority', 'timeoutMs', 'deadlineMs', 'maxAttempts', 'idempotencyKey', 'tenantId', 'affinityKey', 'signal'];
+      const fields = [
+        'type',
+        'requires',
+        'prefers',
+        'priority',
+        'timeoutMs',
+        'deadlineMs',
+        'maxAttempts',
+        'idempotencyKey',
+        'tenantId',
+        'affinityKey',
+        'signal',
+      ];
       await fc.assert(
         fc.asyncProperty(fc.subarray(fields, { minLength: 1 }), valueArb('field'), async (polluted, recipe) => {
           const value = build(recipe);
           let handle: TaskHandle;
           try {
-            for (const f of polluted) Object.defineProperty(Object.prototype, f, { value, configurable: true, enumerable: false, writable: true });
+            for (const f of polluted)
+              Object.defineProperty(Object.prototype, f, {
+                value,
+                configurable: true,
+                enumerable: false,
+                writable: true,
+              });
             handle = o().delegate({ type: 'p', payload: 1 });
           } finally {
             for (const f of polluted) delete (Object.prototype as Record<string, unknown>)[f];
@@ -326,10 +422,26 @@ const payloadArb = fc.oneof(
   {
     weight: 6,
     arbitrary: fc
-      .record({ ascii: fc.integer({ min: LIMIT - 24, max: LIMIT + 4 }), wide: fc.constantFrom('é', '€', '😀'), count: fc.integer({ min: 0, max: 8 }) })
+      .record({
+        ascii: fc.integer({ min: LIMIT - 24, max: LIMIT + 4 }),
+        wide: fc.constantFrom('é', '€', '😀'),
+        count: fc.integer({ min: 0, max: 8 }),
+      })
       .map(({ ascii, wide, count }) => ({ k: 'json' as const, v: 'a'.repeat(ascii) + wide.repeat(count) })),
   },
-  { weight: 1, arbitrary: konst('cyclic', 'bigint', 'toJSONThrows', 'revoked', 'proxyThrowsAll', 'thenableThrows', 'symbol', 'function') },
+  {
+    weight: 1,
+    arbitrary: konst(
+      'cyclic',
+      'bigint',
+      'toJSONThrows',
+      'revoked',
+      'proxyThrowsAll',
+      'thenableThrows',
+      'symbol',
+      'function',
+    ),
+  },
   { weight: 1, arbitrary: konst('hugeString', 'veryDeepObject', 'deepObject') }, // a few ms each: kept rare
 );
 
@@ -354,7 +466,10 @@ suite(`fuzz: payloads against maxPayloadBytes (${LIMIT})`, { maxPayloadBytes: LI
             if (refused !== undefined) throw new Error(`a payload that fits was refused: ${describeError(refused)}`);
             expect(await result).toBe('t');
           } else {
-            if (!(refused instanceof ValidationError) || refused.field !== 'task.payload') throw new Error(`expected ValidationError(task.payload), got ${refused === undefined ? 'acceptance' : describeError(refused)}`);
+            if (!(refused instanceof ValidationError) || refused.field !== 'task.payload')
+              throw new Error(
+                `expected ValidationError(task.payload), got ${refused === undefined ? 'acceptance' : describeError(refused)}`,
+              );
             expect(isOrchestratorError(refused)).toBe(true);
           }
           protos.check();

@@ -1,6 +1,14 @@
 /** The audit trail: each critical operation is an `audit` event (and a sink entry) with its time, actor and node. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryBridge, MemoryHub, OrchestratorsCompatibilityAdapter, TrafficRouter, UnifiedOrchestrator, type AuditEntry, type OrchestratorOptions } from 'unified-orchestrator';
+import {
+  MemoryBridge,
+  MemoryHub,
+  OrchestratorsCompatibilityAdapter,
+  TrafficRouter,
+  UnifiedOrchestrator,
+  type AuditEntry,
+  type OrchestratorOptions,
+} from 'unified-orchestrator';
 import { until } from '../support/agents.js';
 
 const live: UnifiedOrchestrator[] = [];
@@ -16,7 +24,19 @@ function make(options: OrchestratorOptions = {}): { o: UnifiedOrchestrator; trai
     agentBreaker: false,
     retry: { baseDelayMs: 1, maxDelayMs: 1 },
     audit: { sink: (e) => void sunk.push(e), actor: 'svc-billing' },
-    pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, create: () => ({ execute: async (ctx) => { if (ctx.payload === 'fail') throw new Error('no'); return 'ok'; } }) }],
+    pools: [
+      {
+        role: 'w',
+        capabilities: ['x'],
+        minAgents: 1,
+        create: () => ({
+          execute: async (ctx) => {
+            if (ctx.payload === 'fail') throw new Error('no');
+            return 'ok';
+          },
+        }),
+      },
+    ],
     ...options,
   });
   o.on('audit', (e) => trail.push(e));
@@ -41,7 +61,15 @@ describe('audit trail', () => {
     const retried = o.retryDeadLetter(dead.id, { actor: 'dave' });
     await retried.result.catch(() => {});
     await o.stop({ actor: 'erin' });
-    expect(actions(trail)).toEqual(['agent.spawn', 'agent.register', 'agent.terminate', 'orchestrator.halt', 'orchestrator.resume', 'deadletter.retry', 'orchestrator.stop']);
+    expect(actions(trail)).toEqual([
+      'agent.spawn',
+      'agent.register',
+      'agent.terminate',
+      'orchestrator.halt',
+      'orchestrator.resume',
+      'deadletter.retry',
+      'orchestrator.stop',
+    ]);
     expect(trail.map((e) => e.actor)).toEqual(['alice', 'svc-billing', 'bob', 'carol', 'svc-billing', 'dave', 'erin']);
     expect(trail[0]!.detail).toEqual({ agentId: spawned, role: 'w' });
     expect(trail[1]!.detail).toEqual({ agentId: outside, capabilities: ['y'] });
@@ -63,7 +91,21 @@ describe('audit trail', () => {
     await o.start();
     // One task reports the cost that crosses the budget while another of the tenant waits.
     let spend!: (units: number) => void;
-    const gate = new Promise<void>((resolve) => o.registerAgent({ execute: async (ctx) => { spend = (u) => { ctx.reportCost(u); resolve(); }; await gate; return 'ok'; } }, { capabilities: ['cost'] }));
+    const gate = new Promise<void>((resolve) =>
+      o.registerAgent(
+        {
+          execute: async (ctx) => {
+            spend = (u) => {
+              ctx.reportCost(u);
+              resolve();
+            };
+            await gate;
+            return 'ok';
+          },
+        },
+        { capabilities: ['cost'] },
+      ),
+    );
     const first = o.delegate({ type: 't', requires: ['cost'], tenantId: 'acme' });
     const waiting = o.delegate({ type: 't', requires: ['cost'], tenantId: 'acme' });
     await until(() => spend !== undefined);
@@ -80,8 +122,18 @@ describe('audit trail', () => {
     const b = make({ bridge: new MemoryBridge({ hub, nodeId: 'node-b' }) });
     await a.o.start();
     await b.o.start();
-    const legacy = { spawnAgent: async () => 'l', delegateTaskToAgent: async () => 'l', getAgentStatus: async () => 'l', getTaskStatus: async () => 'l', shutdownAgent: async () => 'l' } as never;
-    const router = new TrafficRouter({ legacy, unified: new OrchestratorsCompatibilityAdapter(a.o), orchestrator: a.o });
+    const legacy = {
+      spawnAgent: async () => 'l',
+      delegateTaskToAgent: async () => 'l',
+      getAgentStatus: async () => 'l',
+      getTaskStatus: async () => 'l',
+      shutdownAgent: async () => 'l',
+    } as never;
+    const router = new TrafficRouter({
+      legacy,
+      unified: new OrchestratorsCompatibilityAdapter(a.o),
+      orchestrator: a.o,
+    });
     await router.setPercent(10, { actor: 'frank' });
     await router.rollback('p95', { actor: 'grace' });
     await b.o.broadcast({ kind: 'drain', reason: 'deploy', actor: 'heidi' });
@@ -109,7 +161,15 @@ describe('audit trail', () => {
 
   it('a sink that throws or rejects is reported as audit:sink-failed and the operation goes ahead', async () => {
     let calls = 0;
-    const { o } = make({ audit: { sink: () => { calls++; if (calls === 1) throw new Error('disk full'); return Promise.reject(new Error('network')); } } });
+    const { o } = make({
+      audit: {
+        sink: () => {
+          calls++;
+          if (calls === 1) throw new Error('disk full');
+          return Promise.reject(new Error('network'));
+        },
+      },
+    });
     const failures: unknown[] = [];
     o.on('audit:sink-failed', (e) => failures.push((e.error as Error).message));
     await o.start();
@@ -122,8 +182,14 @@ describe('audit trail', () => {
   });
 
   it('validates its options', () => {
-    expect(() => new UnifiedOrchestrator({ audit: { sink: 'file.log' as never } })).toThrow(expect.objectContaining({ field: 'options.audit.sink' }));
-    expect(() => new UnifiedOrchestrator({ audit: { actor: '' } })).toThrow(expect.objectContaining({ field: 'options.audit.actor' }));
-    expect(() => new UnifiedOrchestrator({ audit: { level: 'all' } as never })).toThrow(expect.objectContaining({ field: 'options.audit.level' }));
+    expect(() => new UnifiedOrchestrator({ audit: { sink: 'file.log' as never } })).toThrow(
+      expect.objectContaining({ field: 'options.audit.sink' }),
+    );
+    expect(() => new UnifiedOrchestrator({ audit: { actor: '' } })).toThrow(
+      expect.objectContaining({ field: 'options.audit.actor' }),
+    );
+    expect(() => new UnifiedOrchestrator({ audit: { level: 'all' } as never })).toThrow(
+      expect.objectContaining({ field: 'options.audit.level' }),
+    );
   });
 });

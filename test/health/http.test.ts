@@ -111,13 +111,27 @@ describe('GET /healthz', () => {
     const report = (await res.json()) as HealthReport;
     expect(report.status).toBe('healthy');
     expect(report.components.orchestrator).toEqual({ status: 'healthy', state: 'running', halted: null });
-    expect(Object.keys(report.components).sort()).toEqual(['breakers', 'bridge', 'orchestrator', 'pools', 'pressure', 'queue', 'sla']);
+    expect(Object.keys(report.components).sort()).toEqual([
+      'breakers',
+      'bridge',
+      'orchestrator',
+      'pools',
+      'pressure',
+      'queue',
+      'sla',
+    ]);
   });
 
   it('is 200 while degraded (an open dependency breaker)', async () => {
     const o = orchestrator();
     await o.start();
-    const dep = o.resources.breaker('llm', async (): Promise<never> => { throw new Error('down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1 });
+    const dep = o.resources.breaker(
+      'llm',
+      async (): Promise<never> => {
+        throw new Error('down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    );
     await dep().catch(() => {});
     expect(dep.state).toBe('open');
     const base = await mount(o);
@@ -151,7 +165,15 @@ describe('GET /healthz', () => {
     let sick = false;
     const o = orchestrator({
       health: { checkIntervalMs: 60_000, recovery: { maxReplacements: 0 } },
-      pools: [{ role: 'p', capabilities: ['p'], minAgents: 1, warmSpares: 0, create: () => ({ execute: () => 'ok', healthCheck: () => !sick }) }],
+      pools: [
+        {
+          role: 'p',
+          capabilities: ['p'],
+          minAgents: 1,
+          warmSpares: 0,
+          create: () => ({ execute: () => 'ok', healthCheck: () => !sick }),
+        },
+      ],
     });
     await o.start();
     const base = await mount(o);
@@ -188,7 +210,13 @@ describe('GET /readyz', () => {
   it('is 200 while running degraded', async () => {
     const o = orchestrator();
     await o.start();
-    const dep = o.resources.breaker('db', async (): Promise<never> => { throw new Error('down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1 });
+    const dep = o.resources.breaker(
+      'db',
+      async (): Promise<never> => {
+        throw new Error('down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    );
     await dep().catch(() => {});
     const base = await mount(o);
     const res = await fetch(`${base}/readyz`);
@@ -210,7 +238,10 @@ describe('paths and methods', () => {
   it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('answers %s with 405 and an Allow header', async (method) => {
     const base = await mount(orchestrator());
     for (const path of ['/metrics', '/healthz', '/readyz', '/nope']) {
-      const res = await fetch(`${base}${path}`, { method, body: method === 'POST' || method === 'PUT' || method === 'PATCH' ? 'x' : undefined });
+      const res = await fetch(`${base}${path}`, {
+        method,
+        body: method === 'POST' || method === 'PUT' || method === 'PATCH' ? 'x' : undefined,
+      });
       expect(res.status, `${method} ${path}`).toBe(405);
       expect(res.headers.get('allow')).toBe('GET, HEAD');
       await res.text();
@@ -238,7 +269,9 @@ describe('paths and methods', () => {
     const o = orchestrator();
     await o.start();
     const base = await mount(o);
-    const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`${base}/${['metrics', 'healthz', 'readyz'][i % 3]}`)));
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => fetch(`${base}/${['metrics', 'healthz', 'readyz'][i % 3]}`)),
+    );
     expect(responses.map((r) => r.status)).toEqual(Array.from({ length: 20 }, () => 200));
     await Promise.all(responses.map((r) => r.text()));
   });

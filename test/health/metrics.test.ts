@@ -128,7 +128,9 @@ const full = (key: MetricKey, prefix = P): string => prefix + METRIC_NAMES[key];
  * The type and label names of every metric. Typed over every key of METRIC_NAMES, so a metric added there without
  * being described here fails the typecheck.
  */
-const SPEC: Readonly<Record<MetricKey, { readonly type: 'counter' | 'gauge' | 'histogram'; readonly labels: readonly string[] }>> = {
+const SPEC: Readonly<
+  Record<MetricKey, { readonly type: 'counter' | 'gauge' | 'histogram'; readonly labels: readonly string[] }>
+> = {
   tasks: { type: 'counter', labels: ['type', 'outcome'] },
   taskDuration: { type: 'histogram', labels: ['type', 'outcome'] },
   queueWait: { type: 'histogram', labels: ['type'] },
@@ -166,21 +168,42 @@ function family(x: Exposition, name: string): Family {
 }
 
 /** Samples named `sampleName` (the family name by default) whose labels include `match`. */
-function samples(x: Exposition, familyName: string, match: Record<string, string> = {}, sampleName = familyName): Sample[] {
-  return family(x, familyName).samples.filter((s) => s.name === sampleName && Object.entries(match).every(([k, v]) => s.labels[k] === v));
+function samples(
+  x: Exposition,
+  familyName: string,
+  match: Record<string, string> = {},
+  sampleName = familyName,
+): Sample[] {
+  return family(x, familyName).samples.filter(
+    (s) => s.name === sampleName && Object.entries(match).every(([k, v]) => s.labels[k] === v),
+  );
 }
 
 /** The value of the one series with exactly these labels (besides none), or undefined. */
-function valueOf(x: Exposition, familyName: string, labels: Record<string, string> = {}, sampleName = familyName): number | undefined {
+function valueOf(
+  x: Exposition,
+  familyName: string,
+  labels: Record<string, string> = {},
+  sampleName = familyName,
+): number | undefined {
   const want = JSON.stringify(Object.entries(labels).sort());
-  const s = family(x, familyName).samples.find((s) => s.name === sampleName && JSON.stringify(Object.entries(s.labels).sort()) === want);
+  const s = family(x, familyName).samples.find(
+    (s) => s.name === sampleName && JSON.stringify(Object.entries(s.labels).sort()) === want,
+  );
   return s?.value;
 }
 
 /** `{ labelValue: value }` of a counter or gauge by one label. */
-function byLabel(x: Exposition, familyName: string, label: string, match: Record<string, string> = {}, sampleName = familyName): Record<string, number> {
+function byLabel(
+  x: Exposition,
+  familyName: string,
+  label: string,
+  match: Record<string, string> = {},
+  sampleName = familyName,
+): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const s of samples(x, familyName, match, sampleName)) out[s.labels[label]!] = (out[s.labels[label]!] ?? 0) + s.value;
+  for (const s of samples(x, familyName, match, sampleName))
+    out[s.labels[label]!] = (out[s.labels[label]!] ?? 0) + s.value;
   return out;
 }
 
@@ -192,7 +215,13 @@ function byTypeOutcome(x: Exposition, familyName: string, sampleName = familyNam
 }
 
 function labelValues(x: Exposition, familyName: string, label: string): string[] {
-  return [...new Set(family(x, familyName).samples.map((s) => s.labels[label]).filter((v): v is string => v !== undefined))].sort();
+  return [
+    ...new Set(
+      family(x, familyName)
+        .samples.map((s) => s.labels[label])
+        .filter((v): v is string => v !== undefined),
+    ),
+  ].sort();
 }
 
 /** Waits (on real timers) until `fn` resolves without throwing. */
@@ -280,8 +309,13 @@ describe('metrics after a workload with every outcome', () => {
       // Breakers that never open on this handful of failures, so routing stays simple.
       agentBreaker: { volumeThreshold: 1_000 },
       retry: { baseDelayMs: 1, maxDelayMs: 1 },
-      health: { checkIntervalMs: 60_000, sla: { minSamples: 1, types: { slow: { p95Ms: 5 }, fail: { errorRate: 0.5 } } } },
-      pools: [{ role: 'worker', capabilities: ['work'], minAgents: 2, warmSpares: 0, create: (ctx) => worker(ctx.agentId) }],
+      health: {
+        checkIntervalMs: 60_000,
+        sla: { minSamples: 1, types: { slow: { p95Ms: 5 }, fail: { errorRate: 0.5 } } },
+      },
+      pools: [
+        { role: 'worker', capabilities: ['work'], minAgents: 2, warmSpares: 0, create: (ctx) => worker(ctx.agentId) },
+      ],
     });
     o.registerAgent({ execute: () => 'outside' }, { capabilities: ['outside'] });
     o.registerAgent({ execute: () => 'scouted' }, { capabilities: ['scout'], role: 'scout' });
@@ -311,9 +345,21 @@ describe('metrics after a workload with every outcome', () => {
     // Dependency breakers in each state: db closed, llm open, search half-open.
     const db = o.resources.breaker('db', async () => 'row');
     await db();
-    llm = o.resources.breaker('llm', async (): Promise<never> => { throw new Error('llm down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1 });
+    llm = o.resources.breaker(
+      'llm',
+      async (): Promise<never> => {
+        throw new Error('llm down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    );
     await llm().catch(() => {});
-    search = o.resources.breaker('search', async (): Promise<never> => { throw new Error('search down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 20 });
+    search = o.resources.breaker(
+      'search',
+      async (): Promise<never> => {
+        throw new Error('search down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 20 },
+    );
     await search().catch(() => {});
     await until(() => search.state === 'half-open');
 
@@ -439,7 +485,9 @@ describe('metrics after a workload with every outcome', () => {
   });
 
   it('recoveries_total{role,reason} counts the health replacement', () => {
-    expect(samples(x, full('recoveries'))).toEqual([{ name: full('recoveries'), labels: { role: 'worker', reason: 'health-check' }, value: 1 }]);
+    expect(samples(x, full('recoveries'))).toEqual([
+      { name: full('recoveries'), labels: { role: 'worker', reason: 'health-check' }, value: 1 },
+    ]);
   });
 
   it('sla_violations_total and sla_breached {type,metric} name the crossed thresholds as p95 and error_rate', () => {
@@ -541,8 +589,15 @@ describe('gauges and counters read at scrape time', () => {
   });
 
   it('retries_total equals stats().retries at every scrape and never decreases', async () => {
-    const o = new UnifiedOrchestrator({ pressure: false, agentBreaker: false, retry: { baseDelayMs: 1, maxDelayMs: 1 } });
-    o.registerAgent({ execute: (ctx) => (ctx.attempt < 3 ? Promise.reject(new Error('again')) : 'ok') }, { capabilities: [] });
+    const o = new UnifiedOrchestrator({
+      pressure: false,
+      agentBreaker: false,
+      retry: { baseDelayMs: 1, maxDelayMs: 1 },
+    });
+    o.registerAgent(
+      { execute: (ctx) => (ctx.attempt < 3 ? Promise.reject(new Error('again')) : 'ok') },
+      { capabilities: [] },
+    );
     await o.start();
     try {
       const seen: number[] = [];
@@ -561,7 +616,10 @@ describe('gauges and counters read at scrape time', () => {
   });
 
   it('agent_breakers counts an open agent breaker', async () => {
-    const o = new UnifiedOrchestrator({ pressure: false, agentBreaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 60_000 } });
+    const o = new UnifiedOrchestrator({
+      pressure: false,
+      agentBreaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 60_000 },
+    });
     o.registerAgent({ execute: () => Promise.reject(new Error('broken')) }, { capabilities: ['broken'] });
     o.registerAgent({ execute: () => 'ok' }, { capabilities: ['fine'] });
     await o.start();
@@ -583,7 +641,11 @@ describe('gauges and counters read at scrape time', () => {
     ['critical', 5_000, 2],
   ] as const)('resource_pressure is %s (%#) under a sampler reading rss %d of 1000', async (level, rssBytes, value) => {
     const o = new UnifiedOrchestrator({
-      pressure: { memoryLimitBytes: 1_000, sampleIntervalMs: 60_000, sampler: { sample: () => ({ rssBytes, heapUsedBytes: 1, cpuPercent: 0 }) } },
+      pressure: {
+        memoryLimitBytes: 1_000,
+        sampleIntervalMs: 60_000,
+        sampler: { sample: () => ({ rssBytes, heapUsedBytes: 1, cpuPercent: 0 }) },
+      },
     });
     await o.start();
     try {
@@ -601,7 +663,15 @@ describe('gauges and counters read at scrape time', () => {
     const o = new UnifiedOrchestrator({
       pressure: false,
       health: { checkIntervalMs: 60_000, recovery: { maxReplacements: 0 } },
-      pools: [{ role: 'fragile', capabilities: ['f'], minAgents: 1, warmSpares: 0, create: () => ({ execute: () => 'ok', healthCheck: () => !sick }) }],
+      pools: [
+        {
+          role: 'fragile',
+          capabilities: ['f'],
+          minAgents: 1,
+          warmSpares: 0,
+          create: () => ({ execute: () => 'ok', healthCheck: () => !sick }),
+        },
+      ],
     });
     await o.start();
     try {
@@ -629,7 +699,9 @@ describe('gauges and counters read at scrape time', () => {
           capabilities: ['w'],
           minAgents: 1,
           warmSpares: 0,
-          create: () => ({ execute: (ctx: TaskContext) => (ctx.payload === 'bad' ? Promise.reject(new Error('bad')) : 'ok') }),
+          create: () => ({
+            execute: (ctx: TaskContext) => (ctx.payload === 'bad' ? Promise.reject(new Error('bad')) : 'ok'),
+          }),
         },
       ],
     });
@@ -703,7 +775,10 @@ describe('label values are bounded', () => {
       metrics: { maxTaskTypes: 2 },
       health: { checkIntervalMs: 60_000, sla: { minSamples: 1, types: { t4: { p95Ms: 1 } } } },
     });
-    o.registerAgent({ execute: (ctx) => (ctx.type === 't3' ? Promise.reject(new Error('no')) : wait(3).then(() => 'ok')) }, { capabilities: [] });
+    o.registerAgent(
+      { execute: (ctx) => (ctx.type === 't3' ? Promise.reject(new Error('no')) : wait(3).then(() => 'ok')) },
+      { capabilities: [] },
+    );
     await o.start();
     try {
       for (const type of ['t0', 't1', 't2', 't3', 't4', 't0', 't4']) await o.submit({ type }).catch(() => {});
@@ -712,7 +787,12 @@ describe('label values are bounded', () => {
       expect(labelValues(x, full('tasks'), 'type')).toEqual(['other', 't0', 't1']);
       expect(labelValues(x, full('taskDuration'), 'type')).toEqual(['other', 't0', 't1']);
       expect(labelValues(x, full('queueWait'), 'type')).toEqual(['other', 't0', 't1']);
-      expect(byTypeOutcome(x, full('tasks'))).toEqual({ 't0/completed': 2, 't1/completed': 1, 'other/completed': 3, 'other/failed': 1 });
+      expect(byTypeOutcome(x, full('tasks'))).toEqual({
+        't0/completed': 2,
+        't1/completed': 1,
+        'other/completed': 3,
+        'other/failed': 1,
+      });
       const wait_ = full('queueWait');
       expect(byLabel(x, wait_, 'type', {}, `${wait_}_count`)).toEqual({ t0: 2, t1: 1, other: 4 });
       expect(samples(x, full('slaViolations')).map((s) => s.labels)).toEqual([{ type: 'other', metric: 'p95' }]);
@@ -740,7 +820,7 @@ describe('label values are bounded', () => {
 // --- Registries, prefixes, on and off -------------------------------------------------------------------------------
 
 describe('registries and options', () => {
-  it('registers on a host registry, alongside the host\'s own metrics', async () => {
+  it("registers on a host registry, alongside the host's own metrics", async () => {
     const registry = new Registry();
     const host = new Counter({ name: 'host_requests_total', help: 'Host requests.', registers: [registry] });
     host.inc(7);
@@ -752,7 +832,8 @@ describe('registries and options', () => {
       await o.submit({ type: 'a' });
       const x = parseExposition(await registry.metrics());
       expect(valueOf(x, 'host_requests_total')).toBe(7);
-      for (const key of Object.keys(METRIC_NAMES) as MetricKey[]) expect(registry.getSingleMetric(full(key)), key).toBeDefined();
+      for (const key of Object.keys(METRIC_NAMES) as MetricKey[])
+        expect(registry.getSingleMetric(full(key)), key).toBeDefined();
       expect(valueOf(x, full('tasks'), { type: 'a', outcome: 'completed' })).toBe(1);
       // orchestrator.metrics() reads the same registry, host metric included.
       const mine = await scrape(o);
@@ -768,7 +849,8 @@ describe('registries and options', () => {
     const o = new UnifiedOrchestrator({ pressure: false, metrics: { prefix: 'svc_agents_' } });
     try {
       const x = await scrape(o);
-      for (const key of Object.keys(METRIC_NAMES) as MetricKey[]) expect(family(x, full(key, 'svc_agents_')).type).toBe(SPEC[key].type);
+      for (const key of Object.keys(METRIC_NAMES) as MetricKey[])
+        expect(family(x, full(key, 'svc_agents_')).type).toBe(SPEC[key].type);
       expect([...x.keys()].filter((n) => n.startsWith(P))).toEqual([]);
       expect([...x.keys()].every((n) => n.startsWith('svc_agents_'))).toBe(true);
     } finally {
@@ -813,7 +895,8 @@ describe('registries and options', () => {
     const first = new UnifiedOrchestrator({ pressure: false, metrics: { registry } });
     await first.start();
     await first.stop();
-    for (const key of Object.keys(METRIC_NAMES) as MetricKey[]) expect(registry.getSingleMetric(full(key)), key).toBeUndefined();
+    for (const key of Object.keys(METRIC_NAMES) as MetricKey[])
+      expect(registry.getSingleMetric(full(key)), key).toBeUndefined();
     expect(registry.getSingleMetric('host_requests_total')).toBeDefined();
     const second = new UnifiedOrchestrator({ pressure: false, metrics: { registry } });
     second.registerAgent({ execute: () => 'ok' }, { capabilities: [] });
@@ -848,7 +931,10 @@ describe('registries and options', () => {
       const x = await scrape(o);
       // Like prom-client's own counters after a reset: the type seen before the reset counts again from 0.
       expect(byTypeOutcome(x, full('tasks'))).toEqual({ 'seen/completed': 1, 'new/completed': 1 });
-      expect(byTypeOutcome(x, full('taskDuration'), `${full('taskDuration')}_count`)).toEqual({ 'seen/completed': 1, 'new/completed': 1 });
+      expect(byTypeOutcome(x, full('taskDuration'), `${full('taskDuration')}_count`)).toEqual({
+        'seen/completed': 1,
+        'new/completed': 1,
+      });
       expect(byLabel(x, full('queueWait'), 'type', {}, `${full('queueWait')}_count`)).toEqual({ seen: 1, new: 1 });
     } finally {
       await o.stop();
@@ -879,7 +965,7 @@ describe('registries and options', () => {
     await o.stop();
   });
 
-  it('defaultMetrics: true adds prom-client\'s process metrics under the prefix', async () => {
+  it("defaultMetrics: true adds prom-client's process metrics under the prefix", async () => {
     const o = new UnifiedOrchestrator({ pressure: false, metrics: { defaultMetrics: true, prefix: 'dm_' } });
     try {
       const x = await scrape(o);
@@ -902,11 +988,13 @@ describe('registries and options', () => {
     await first.stop();
     expect.soft((await registry.getMetricsAsJSON()).map((m) => m.name)).toEqual([]);
     let second: UnifiedOrchestrator | undefined;
-    expect(() => (second = new UnifiedOrchestrator({ pressure: false, metrics: { registry, defaultMetrics: true } }))).not.toThrow();
+    expect(
+      () => (second = new UnifiedOrchestrator({ pressure: false, metrics: { registry, defaultMetrics: true } })),
+    ).not.toThrow();
     await second?.stop();
   });
 
-  it('a clash on the default metrics\' names is a ValidationError that leaves nothing half-registered', async () => {
+  it("a clash on the default metrics' names is a ValidationError that leaves nothing half-registered", async () => {
     const registry = new Registry();
     // The host already collects the default metrics under the same prefix.
     collectDefaultMetrics({ register: registry, prefix: P });
@@ -925,7 +1013,11 @@ describe('registries and options', () => {
   it.each([
     ['a prefix starting with a digit', { prefix: '9x' }, 'options.metrics.prefix'],
     ['a prefix with a dash', { prefix: 'a-b' }, 'options.metrics.prefix'],
-    ['a prefix with a colon (promtool rejects it in an exposition)', { prefix: 'svc:agents_' }, 'options.metrics.prefix'],
+    [
+      'a prefix with a colon (promtool rejects it in an exposition)',
+      { prefix: 'svc:agents_' },
+      'options.metrics.prefix',
+    ],
     ['a prefix that is not a string', { prefix: 5 }, 'options.metrics.prefix'],
     ['a registry that is not an object', { registry: 42 }, 'options.metrics.registry'],
     ['an object that is not a registry', { registry: {} }, 'options.metrics.registry.registerMetric'],

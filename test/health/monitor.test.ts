@@ -126,7 +126,9 @@ function trackedPool(
 }
 
 /** Mounts the orchestrator's HTTP handler on an ephemeral port. */
-async function serve(o: UnifiedOrchestrator): Promise<{ get(path: string): Promise<{ status: number; body: string }>; close(): Promise<void> }> {
+async function serve(
+  o: UnifiedOrchestrator,
+): Promise<{ get(path: string): Promise<{ status: number; body: string }>; close(): Promise<void> }> {
   const server: Server = createServer(o.httpHandler());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -179,10 +181,17 @@ describe('stuck agents', () => {
     const fresh = made[2]!.id;
     expect(o.agent(fresh)).toMatchObject({ role: 'w', running: 0 });
     expect(o.stats().pools[0]).toMatchObject({ members: 2, available: 2 });
-    expect(o.health().components.pools['w']).toMatchObject({ status: 'healthy', routable: 2, quarantined: 0, recoveries: 1 });
+    expect(o.health().components.pools['w']).toMatchObject({
+      status: 'healthy',
+      routable: 2,
+      quarantined: 0,
+      recoveries: 1,
+    });
 
     // New work runs, never on the stuck agent.
-    const results = await Promise.all([1, 2, 3, 4].map((payload) => o.submit<string>({ type: 't', requires: ['x'], payload })));
+    const results = await Promise.all(
+      [1, 2, 3, 4].map((payload) => o.submit<string>({ type: 't', requires: ['x'], payload })),
+    );
     expect(results.map((r) => r.split(':')[1])).toEqual(['1', '2', '3', '4']);
     const ranOn = results.map((r) => r.split(':')[0]!);
     expect(ranOn).not.toContain(stuckId);
@@ -201,19 +210,26 @@ describe('stuck agents', () => {
     const o = await started({
       health: { stuckAfterMs: 150 },
       agentBreaker: false, // the timeouts would open it and quarantine the agent for another reason
-      pools: [{
-        role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 1, warmSpares: 0, concurrency: 2,
-        create: () => ({
-          async execute(ctx: TaskContext) {
-            if (ctx.payload === 'hang' && !ranHang) {
-              ranHang = true;
-              return new Promise<never>(() => {});
-            }
-            await wait(30); // past its 10 ms timeout, ignoring the signal: returns late
-            return 'late';
-          },
-        }),
-      }],
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['x'],
+          minAgents: 1,
+          maxAgents: 1,
+          warmSpares: 0,
+          concurrency: 2,
+          create: () => ({
+            async execute(ctx: TaskContext) {
+              if (ctx.payload === 'hang' && !ranHang) {
+                ranHang = true;
+                return new Promise<never>(() => {});
+              }
+              await wait(30); // past its 10 ms timeout, ignoring the signal: returns late
+              return 'late';
+            },
+          }),
+        },
+      ],
     });
     const unhealthy = record(o, 'agent:unhealthy');
     const hung = o.delegate({ type: 't', requires: ['x'], payload: 'hang', timeoutMs: 10 });
@@ -303,49 +319,52 @@ describe('stuck agents', () => {
 // --- Failing health checks of pool agents ---------------------------------------------------------------
 
 describe('failing health checks of pool agents', () => {
-  it.each(['false', 'throws', 'hangs'] as const)('replaces an agent whose healthCheck %s, after its running task finished', async (mode) => {
-    const calls: Call[] = [];
-    const { pool, made, byId } = trackedPool('w', { minAgents: 2, calls });
-    const o = await started({ pools: [pool], health: { checkTimeoutMs: 30 } });
-    const unhealthy = record(o, 'agent:unhealthy');
-    const replaced = record(o, 'agent:replaced');
-    const on = startedOn(o);
-    expect(made).toHaveLength(2);
+  it.each(['false', 'throws', 'hangs'] as const)(
+    'replaces an agent whose healthCheck %s, after its running task finished',
+    async (mode) => {
+      const calls: Call[] = [];
+      const { pool, made, byId } = trackedPool('w', { minAgents: 2, calls });
+      const o = await started({ pools: [pool], health: { checkTimeoutMs: 30 } });
+      const unhealthy = record(o, 'agent:unhealthy');
+      const replaced = record(o, 'agent:replaced');
+      const on = startedOn(o);
+      expect(made).toHaveLength(2);
 
-    // A task is running on the agent that is about to fail its check.
-    const handle = o.delegate<string>({ type: 't', requires: ['x'], payload: 'manual' });
-    await until(() => calls.length === 1);
-    const badId = on.get(handle.id)!;
-    const other = made.find((m) => m.id !== badId)!.id;
-    byId(badId).health = mode;
+      // A task is running on the agent that is about to fail its check.
+      const handle = o.delegate<string>({ type: 't', requires: ['x'], payload: 'manual' });
+      await until(() => calls.length === 1);
+      const badId = on.get(handle.id)!;
+      const other = made.find((m) => m.id !== badId)!.id;
+      byId(badId).health = mode;
 
-    await o.checkHealth();
-    expect(unhealthy).toEqual([{ agentId: badId, role: 'w', reason: 'health-check', error: expect.any(Error) }]);
-    if (mode === 'hangs') expect((unhealthy[0]!.error as Error).message).toMatch(/did not settle within 30 ms/);
-    if (mode === 'throws') expect((unhealthy[0]!.error as Error).message).toBe('health check exploded');
-    expect(replaced).toEqual([{ agentId: badId, role: 'w', reason: 'health-check' }]);
+      await o.checkHealth();
+      expect(unhealthy).toEqual([{ agentId: badId, role: 'w', reason: 'health-check', error: expect.any(Error) }]);
+      if (mode === 'hangs') expect((unhealthy[0]!.error as Error).message).toMatch(/did not settle within 30 ms/);
+      if (mode === 'throws') expect((unhealthy[0]!.error as Error).message).toBe('health check exploded');
+      expect(replaced).toEqual([{ agentId: badId, role: 'w', reason: 'health-check' }]);
 
-    // Not stuck: it drains. Its task carries on, it takes no new work, it is not disposed yet.
-    expect(o.agent(badId)).toMatchObject({ state: 'DRAINING', running: 1 });
-    expect(byId(badId).disposed).toBe(0);
-    await expect(o.submit<string>({ type: 't', requires: ['x'], payload: 'n' })).resolves.toMatch(/^w-\d+:n$/);
-    expect(on.get(handle.id)).toBe(badId);
-    expect([...on.values()].filter((id) => id === badId)).toHaveLength(1);
+      // Not stuck: it drains. Its task carries on, it takes no new work, it is not disposed yet.
+      expect(o.agent(badId)).toMatchObject({ state: 'DRAINING', running: 1 });
+      expect(byId(badId).disposed).toBe(0);
+      await expect(o.submit<string>({ type: 't', requires: ['x'], payload: 'n' })).resolves.toMatch(/^w-\d+:n$/);
+      expect(on.get(handle.id)).toBe(badId);
+      expect([...on.values()].filter((id) => id === badId)).toHaveLength(1);
 
-    calls[0]!.resolve('finished');
-    await expect(handle.result).resolves.toBe('finished');
-    await until(() => o.agent(badId) === undefined);
-    expect(byId(badId).disposed).toBe(1);
+      calls[0]!.resolve('finished');
+      await expect(handle.result).resolves.toBe('finished');
+      await until(() => o.agent(badId) === undefined);
+      expect(byId(badId).disposed).toBe(1);
 
-    // Back to size with a new agent from the factory.
-    await until(() => o.health().components.pools['w']!.routable === 2);
-    expect(made).toHaveLength(3);
-    const fresh = made[2]!.id;
-    expect([badId, other]).not.toContain(fresh);
-    expect(o.agent(fresh)).toMatchObject({ role: 'w' });
-    expect(o.agent(other)).toMatchObject({ state: 'IDLE' });
-    expect(o.health().components.pools['w']).toMatchObject({ status: 'healthy', routable: 2, quarantined: 0 });
-  });
+      // Back to size with a new agent from the factory.
+      await until(() => o.health().components.pools['w']!.routable === 2);
+      expect(made).toHaveLength(3);
+      const fresh = made[2]!.id;
+      expect([badId, other]).not.toContain(fresh);
+      expect(o.agent(fresh)).toMatchObject({ role: 'w' });
+      expect(o.agent(other)).toMatchObject({ state: 'IDLE' });
+      expect(o.health().components.pools['w']).toMatchObject({ status: 'healthy', routable: 2, quarantined: 0 });
+    },
+  );
 
   it('checks agents on the interval by itself', async () => {
     const { pool, made } = trackedPool('w', { minAgents: 1 });
@@ -421,14 +440,18 @@ describe('outside agents', () => {
     o.registerAgent({ execute: (ctx) => `b:${String(ctx.payload)}` }, { id: 'b', capabilities: ['x'] });
     a.setHealthy(false);
     await o.checkHealth();
-    const results = await Promise.all([1, 2, 3, 4, 5].map((payload) => o.submit({ type: 't', requires: ['x'], payload })));
+    const results = await Promise.all(
+      [1, 2, 3, 4, 5].map((payload) => o.submit({ type: 't', requires: ['x'], payload })),
+    );
     expect(results).toEqual(['b:1', 'b:2', 'b:3', 'b:4', 'b:5']);
     expect([...on.values()]).not.toContain('sick');
     expect(calls).toHaveLength(0);
   });
 
   it('a breaker that half-opens does not lift a health quarantine; a passing check does', async () => {
-    const o = await started({ agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60 } });
+    const o = await started({
+      agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60 },
+    });
     const breaker = record(o, 'breaker:state');
     const recovered = record(o, 'agent:recovered');
     const calls: Call[] = [];
@@ -465,7 +488,9 @@ describe('outside agents', () => {
   });
 
   it('a passing check does not lift the quarantine of a breaker that is still open', async () => {
-    const o = await started({ agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60_000 } });
+    const o = await started({
+      agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60_000 },
+    });
     const calls: Call[] = [];
     const a = flagged(calls);
     o.registerAgent(a.agent, { id: 'out', capabilities: ['x'] });
@@ -505,7 +530,11 @@ describe('recovery budget', () => {
 
   it('stops a crash-looping pool after maxReplacements, reports it unhealthy, and /healthz flips to 503', async () => {
     const { pool, made } = crashLooping();
-    const o = await started({ pools: [pool], health: { recovery: { maxReplacements: 2, windowMs: 60_000 } }, scaleIntervalMs: 10 });
+    const o = await started({
+      pools: [pool],
+      health: { recovery: { maxReplacements: 2, windowMs: 60_000 } },
+      scaleIntervalMs: 10,
+    });
     const replaced = record(o, 'agent:replaced');
     const unhealthy = record(o, 'agent:unhealthy');
     const exhausted = record(o, 'pool:recovery-exhausted');
@@ -548,12 +577,21 @@ describe('recovery budget', () => {
 
       const report = o.health();
       expect(report.status).toBe('unhealthy');
-      expect(report.components.pools['w']).toMatchObject({ status: 'unhealthy', minAgents: 1, routable: 0, quarantined: 1, recoveries: 2 });
+      expect(report.components.pools['w']).toMatchObject({
+        status: 'unhealthy',
+        minAgents: 1,
+        routable: 0,
+        quarantined: 1,
+        recoveries: 2,
+      });
       expect(report.components.pools['w']!.suspendedForMs).toBeGreaterThan(0);
 
       const after = await http.get('/healthz');
       expect(after.status).toBe(503);
-      expect(JSON.parse(after.body)).toMatchObject({ status: 'unhealthy', components: { pools: { w: { status: 'unhealthy' } } } });
+      expect(JSON.parse(after.body)).toMatchObject({
+        status: 'unhealthy',
+        components: { pools: { w: { status: 'unhealthy' } } },
+      });
       expect((await http.get('/readyz')).status).toBe(503);
     } finally {
       await http.close();
@@ -575,7 +613,11 @@ describe('recovery budget', () => {
         return { execute: () => 'ok', healthCheck: () => ++checks === 1 };
       },
     };
-    const o = await started({ pools: [pool], health: { recovery: { maxReplacements: 2, windowMs: 60_000 } }, scaleIntervalMs: 10 });
+    const o = await started({
+      pools: [pool],
+      health: { recovery: { maxReplacements: 2, windowMs: 60_000 } },
+      scaleIntervalMs: 10,
+    });
     const exhausted = record(o, 'pool:recovery-exhausted');
     const createFailed = record(o, 'pool:create-failed');
     await o.checkHealth(); // replaced (1 of 2); its replacement fails (2 of 2); the next try finds the budget spent
@@ -589,7 +631,10 @@ describe('recovery budget', () => {
     expect(calls).toBe(seen);
     expect(createFailed.length).toBe(seen - 1);
     expect(exhausted).toHaveLength(1);
-    expect(o.health()).toMatchObject({ status: 'unhealthy', components: { pools: { w: { status: 'unhealthy', routable: 0 } } } });
+    expect(o.health()).toMatchObject({
+      status: 'unhealthy',
+      components: { pools: { w: { status: 'unhealthy', routable: 0 } } },
+    });
   });
 
   it('resumes replacing once the window moves on (injected clock)', async () => {
@@ -674,7 +719,15 @@ describe('SLA windows', () => {
     await o.checkHealth();
     expect(violations).toHaveLength(1);
     const v = violations[0]!;
-    expect(v).toMatchObject({ type: 'slow', metric: 'p95', threshold: 20, count: 5, errors: 0, errorRate: 0, windowMs: 60_000 });
+    expect(v).toMatchObject({
+      type: 'slow',
+      metric: 'p95',
+      threshold: 20,
+      count: 5,
+      errors: 0,
+      errorRate: 0,
+      windowMs: 60_000,
+    });
     expect(v.value).toBeGreaterThan(20);
     expect(v.value).toBeGreaterThanOrEqual(40 / 1.1);
     expect(v.p95Ms).toBe(v.value);
@@ -735,13 +788,17 @@ describe('SLA windows', () => {
     const violations = record(o, 'sla:violation');
     worker(o);
     await run(o, 'flaky', [0, 0, 0, 'fail']);
-    await expect(o.submit({ type: 'flaky', requires: ['x'], payload: 200, timeoutMs: 10 })).rejects.toBeInstanceOf(TaskTimeoutError);
+    await expect(o.submit({ type: 'flaky', requires: ['x'], payload: 200, timeoutMs: 10 })).rejects.toBeInstanceOf(
+      TaskTimeoutError,
+    );
     await o.checkHealth();
     expect(violations).toHaveLength(1);
     expect(violations[0]).toMatchObject({ type: 'flaky', metric: 'errorRate', count: 5, errors: 2, threshold: 0.2 });
     expect(violations[0]!.value).toBeCloseTo(0.4);
     expect(violations[0]!.errorRate).toBeCloseTo(0.4);
-    expect(o.health().components.sla.breaches).toEqual([{ type: 'flaky', metric: 'errorRate', value: violations[0]!.value, threshold: 0.2 }]);
+    expect(o.health().components.sla.breaches).toEqual([
+      { type: 'flaky', metric: 'errorRate', value: violations[0]!.value, threshold: 0.2 },
+    ]);
   });
 
   it('leaves cancelled tasks out of the figures', async () => {
@@ -815,7 +872,9 @@ describe('health() report', () => {
       status: 'healthy',
       components: {
         orchestrator: { status: 'healthy', state: 'running', halted: null },
-        pools: { w: { status: 'healthy', minAgents: 2, routable: 2, quarantined: 0, recoveries: 0, suspendedForMs: 0 } },
+        pools: {
+          w: { status: 'healthy', minAgents: 2, routable: 2, quarantined: 0, recoveries: 0, suspendedForMs: 0 },
+        },
         queue: { status: 'healthy', waiting: 0, maxQueueSize: 100_000 },
         breakers: { status: 'healthy', agentsOpen: 0, dependenciesOpen: [] },
         pressure: { status: 'healthy', level: 'normal' },
@@ -836,7 +895,10 @@ describe('health() report', () => {
     try {
       const healthz = await http.get('/healthz');
       expect(healthz.status).toBe(200);
-      expect(JSON.parse(healthz.body)).toMatchObject({ status: 'degraded', components: { orchestrator: { state: 'created' } } });
+      expect(JSON.parse(healthz.body)).toMatchObject({
+        status: 'degraded',
+        components: { orchestrator: { state: 'created' } },
+      });
       expect((await http.get('/readyz')).status).toBe(503);
       await o.start();
       expect((await http.get('/readyz')).status).toBe(200);
@@ -867,7 +929,9 @@ describe('health() report', () => {
   });
 
   it('reports breakers degraded while an agent breaker or a dependency breaker is open', async () => {
-    const o = await started({ agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60_000 } });
+    const o = await started({
+      agentBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60_000 },
+    });
     o.registerAgent({ execute: () => Promise.reject(new Error('boom')) }, { id: 'a', capabilities: ['x'] });
     expect(o.health().components.breakers.status).toBe('healthy');
     await expect(o.submit({ type: 't', requires: ['x'] })).rejects.toThrow('boom');
@@ -877,7 +941,11 @@ describe('health() report', () => {
     await o.unregisterAgent('a');
     expect(o.health().components.breakers).toEqual({ status: 'healthy', agentsOpen: 0, dependenciesOpen: [] });
 
-    const db = o.resources.breaker('db', () => Promise.reject(new Error('down')), { errorThresholdPercentage: 50, volumeThreshold: 1, resetTimeoutMs: 60_000 });
+    const db = o.resources.breaker('db', () => Promise.reject(new Error('down')), {
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      resetTimeoutMs: 60_000,
+    });
     for (let i = 0; i < 5 && db.state !== 'open'; i++) await db().catch(() => {});
     expect(db.state).toBe('open');
     expect(o.health().components.breakers).toEqual({ status: 'degraded', agentsOpen: 0, dependenciesOpen: ['db'] });

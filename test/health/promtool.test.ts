@@ -11,7 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES, OrchestratorsCompatibilityAdapter, TrafficRouter, UnifiedOrchestrator, type TaskContext } from 'unified-orchestrator';
+import {
+  COMPAT_METRIC_NAMES,
+  DEFAULT_METRIC_PREFIX,
+  METRIC_NAMES,
+  OrchestratorsCompatibilityAdapter,
+  TrafficRouter,
+  UnifiedOrchestrator,
+  type TaskContext,
+} from 'unified-orchestrator';
 import { until, wait } from '../support/agents.js';
 
 const OPERATIONS = fileURLToPath(new URL('../../docs/operations/', import.meta.url));
@@ -49,7 +57,11 @@ function promtool(args: readonly string[], options: { stdin?: string; cwd?: stri
 // --- Metric names the kit may reference ------------------------------------------------------------------------------
 
 const P = DEFAULT_METRIC_PREFIX;
-const HISTOGRAMS = new Set<string>([METRIC_NAMES.taskDuration, METRIC_NAMES.queueWait, COMPAT_METRIC_NAMES.callDuration]);
+const HISTOGRAMS = new Set<string>([
+  METRIC_NAMES.taskDuration,
+  METRIC_NAMES.queueWait,
+  COMPAT_METRIC_NAMES.callDuration,
+]);
 
 /**
  * Every series name the orchestrator (and a TrafficRouter on its registry) exports with the default prefix:
@@ -61,7 +73,22 @@ for (const name of [...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METR
   else KNOWN.set(`${P}${name}`, name);
 }
 
-const PROMQL_WORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan', 'atan2']);
+const PROMQL_WORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'inf',
+  'nan',
+  'atan2',
+]);
 
 /**
  * The metric names a PromQL expression selects: strings, label matchers, ranges, grouping label lists and Grafana
@@ -103,7 +130,8 @@ function ruleExpressions(yaml: string): string[] {
     const value = m[2]!.trim();
     if (/^[|>][-+]?$/.test(value)) {
       const block: string[] = [];
-      while (i + 1 < lines.length && (lines[i + 1]!.trim() === '' || lines[i + 1]!.search(/\S/) > m[1]!.length)) block.push(lines[++i]!.trim());
+      while (i + 1 < lines.length && (lines[i + 1]!.trim() === '' || lines[i + 1]!.search(/\S/) > m[1]!.length))
+        block.push(lines[++i]!.trim());
       out.push(block.join(' ').trim());
     } else {
       out.push(value.replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1'));
@@ -146,7 +174,14 @@ interface Dashboard {
   readonly uid: string;
   readonly schemaVersion: number;
   readonly panels: readonly Panel[];
-  readonly templating: { readonly list: ReadonlyArray<{ readonly name: string; readonly type: string; readonly query?: unknown; readonly definition?: string }> };
+  readonly templating: {
+    readonly list: ReadonlyArray<{
+      readonly name: string;
+      readonly type: string;
+      readonly query?: unknown;
+      readonly definition?: string;
+    }>;
+  };
 }
 
 function allPanels(panels: readonly Panel[]): Panel[] {
@@ -156,7 +191,9 @@ function allPanels(panels: readonly Panel[]): Panel[] {
 /** Every PromQL expression of the dashboard: panel targets and query variables. */
 function dashboardExpressions(d: Dashboard): Array<{ where: string; expr: string }> {
   const out: Array<{ where: string; expr: string }> = [];
-  for (const p of allPanels(d.panels)) for (const t of p.targets ?? []) if (t.expr !== undefined) out.push({ where: `panel "${p.title}" ${t.refId ?? ''}`, expr: t.expr });
+  for (const p of allPanels(d.panels))
+    for (const t of p.targets ?? [])
+      if (t.expr !== undefined) out.push({ where: `panel "${p.title}" ${t.refId ?? ''}`, expr: t.expr });
   for (const v of d.templating.list) {
     if (v.type !== 'query') continue;
     const q = typeof v.query === 'string' ? v.query : (v.query as { query?: string } | undefined)?.query;
@@ -164,7 +201,8 @@ function dashboardExpressions(d: Dashboard): Array<{ where: string; expr: string
     for (const text of [q, v.definition]) {
       const m = text === undefined ? null : /^label_values\((.*),\s*[a-zA-Z_][a-zA-Z0-9_]*\)$/.exec(text);
       if (m) out.push({ where: `variable $${v.name}`, expr: m[1]! });
-      else if (text !== undefined) throw new Error(`variable $${v.name}: expected label_values(selector, label), got ${text}`);
+      else if (text !== undefined)
+        throw new Error(`variable $${v.name}: expected label_values(selector, label), got ${text}`);
     }
   }
   return out;
@@ -207,17 +245,37 @@ async function liveExposition(options: { prefix?: string; defaultMetrics?: boole
     await o.submit({ type: 'outside', requires: ['outside'] });
     // A type that needs escaping in a label value.
     await o.submit({ type: 'say "hi" \\ twice\n', requires: ['outside'] });
-    const dep = o.resources.breaker('llm', async (): Promise<never> => { throw new Error('down'); }, { volumeThreshold: 1, errorThresholdPercentage: 1 });
+    const dep = o.resources.breaker(
+      'llm',
+      async (): Promise<never> => {
+        throw new Error('down');
+      },
+      { volumeThreshold: 1, errorThresholdPercentage: 1 },
+    );
     await dep().catch(() => {});
     // A TrafficRouter on the orchestrator's registry, in shadow mode, with one planted difference.
     const legacy = {
       spawnAgent: async () => 'legacy-agent',
       delegateTaskToAgent: async () => 'legacy-task',
       getAgentStatus: async () => ({ error: { code: 'AGENT_NOT_FOUND', message: 'none' } }),
-      getTaskStatus: async (id: string) => ({ task_id: id, status: 'completed' as const, agent_id: null, attempts: 1, result: 'legacy answer', created_at: '', updated_at: '' }),
+      getTaskStatus: async (id: string) => ({
+        task_id: id,
+        status: 'completed' as const,
+        agent_id: null,
+        attempts: 1,
+        result: 'legacy answer',
+        created_at: '',
+        updated_at: '',
+      }),
       shutdownAgent: async (id: string) => ({ agent_id: id, status: 'terminated' as const }),
     };
-    const router = new TrafficRouter({ legacy, unified: new OrchestratorsCompatibilityAdapter(o), orchestrator: o, shadow: true, pollIntervalMs: 5 });
+    const router = new TrafficRouter({
+      legacy,
+      unified: new OrchestratorsCompatibilityAdapter(o),
+      orchestrator: o,
+      shadow: true,
+      pollIntervalMs: 5,
+    });
     await router.delegateTaskToAgent({ role: 'writer', type: 'shadowed' });
     await router.close();
     sick = true;
@@ -254,7 +312,8 @@ describe('promtool', () => {
 describe('the exposition', () => {
   it('passes `promtool check metrics` (read from a temp file on stdin)', async () => {
     const body = await liveExposition();
-    for (const name of Object.values(METRIC_NAMES)) expect(body).toMatch(new RegExp(`^${P}${name}(_bucket|_count|_sum)?[{ ]`, 'm'));
+    for (const name of Object.values(METRIC_NAMES))
+      expect(body).toMatch(new RegExp(`^${P}${name}(_bucket|_count|_sum)?[{ ]`, 'm'));
     const file = join(dir, 'exposition.txt');
     await writeFile(file, body);
     const run = await promtool(['check', 'metrics'], { stdin: await readFile(file, 'utf8') });
@@ -290,7 +349,13 @@ describe('docs/operations/alert-rules.yml', () => {
 
   it('has the unit tests that prove the SLA, pool, breaker and pressure alerts fire', async () => {
     const tests = await readFile(RULE_TESTS, 'utf8');
-    for (const alert of ['UnifiedOrchestratorSlaBreached', 'UnifiedOrchestratorPoolUnhealthy', 'UnifiedOrchestratorAgentBreakersOpen', 'UnifiedOrchestratorDependencyBreakerOpen', 'UnifiedOrchestratorCriticalPressure']) {
+    for (const alert of [
+      'UnifiedOrchestratorSlaBreached',
+      'UnifiedOrchestratorPoolUnhealthy',
+      'UnifiedOrchestratorAgentBreakersOpen',
+      'UnifiedOrchestratorDependencyBreakerOpen',
+      'UnifiedOrchestratorCriticalPressure',
+    ]) {
       // Each is evaluated at a time where it fires (a non-empty exp_alerts list after its alertname).
       expect(tests, alert).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels:`));
     }
@@ -403,11 +468,22 @@ describe('docs/operations/grafana-dashboard.json', () => {
       /sla breaches/i,
       /routing cache hit ratio/i,
     ]) {
-      expect(titles.some((t) => wanted.test(t)), String(wanted)).toBe(true);
+      expect(
+        titles.some((t) => wanted.test(t)),
+        String(wanted),
+      ).toBe(true);
     }
     const duration = exprs.filter((e) => e.expr.includes(`${P}task_duration_seconds_bucket`)).map((e) => e.expr);
-    for (const q of ['0.5', '0.95', '0.99']) expect(duration.some((e) => e.startsWith(`histogram_quantile(${q},`)), q).toBe(true);
-    expect(exprs.some((e) => e.expr.startsWith('histogram_quantile(0.95,') && e.expr.includes(`${P}queue_wait_seconds_bucket`))).toBe(true);
+    for (const q of ['0.5', '0.95', '0.99'])
+      expect(
+        duration.some((e) => e.startsWith(`histogram_quantile(${q},`)),
+        q,
+      ).toBe(true);
+    expect(
+      exprs.some(
+        (e) => e.expr.startsWith('histogram_quantile(0.95,') && e.expr.includes(`${P}queue_wait_seconds_bucket`),
+      ),
+    ).toBe(true);
   });
 
   it('every PromQL expression references only metric names of METRIC_NAMES (default prefix)', () => {
@@ -421,7 +497,9 @@ describe('docs/operations/grafana-dashboard.json', () => {
 
   it('covers every metric the orchestrator and a TrafficRouter export', () => {
     const used = new Set(exprs.flatMap((e) => metricNamesIn(e.expr)).map((n) => KNOWN.get(n)));
-    expect([...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)].filter((n) => !used.has(n))).toEqual([]);
+    expect([...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)].filter((n) => !used.has(n))).toEqual(
+      [],
+    );
   });
 
   it('every PromQL expression parses (checked by promtool as recording rules)', async () => {
@@ -429,7 +507,10 @@ describe('docs/operations/grafana-dashboard.json', () => {
       'groups:',
       '  - name: dashboard',
       '    rules:',
-      ...exprs.flatMap(({ expr }, i) => [`      - record: dashboard:expr_${i}`, `        expr: ${JSON.stringify(asPromQL(expr))}`]),
+      ...exprs.flatMap(({ expr }, i) => [
+        `      - record: dashboard:expr_${i}`,
+        `        expr: ${JSON.stringify(asPromQL(expr))}`,
+      ]),
       '',
     ].join('\n');
     const file = join(dir, 'dashboard-rules.yml');

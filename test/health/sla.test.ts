@@ -3,9 +3,18 @@ import { describe, expect, it } from 'vitest';
 import type { ResolvedSlaOptions, SlaThresholds } from '../../src/config.js';
 import { SlaWindows } from '../../src/health/sla.js';
 
-function windows(options: Partial<Omit<ResolvedSlaOptions, 'types'>> & { types?: Record<string, SlaThresholds> } = {}): SlaWindows {
+function windows(
+  options: Partial<Omit<ResolvedSlaOptions, 'types'>> & { types?: Record<string, SlaThresholds> } = {},
+): SlaWindows {
   const { types = {}, ...rest } = options;
-  return new SlaWindows({ windowMs: 1_200, minSamples: 1, default: undefined, maxTypes: 100, ...rest, types: new Map(Object.entries(types)) });
+  return new SlaWindows({
+    windowMs: 1_200,
+    minSamples: 1,
+    default: undefined,
+    maxTypes: 100,
+    ...rest,
+    types: new Map(Object.entries(types)),
+  });
 }
 
 const within10 = (actual: number | undefined, expected: number): void => {
@@ -71,7 +80,14 @@ describe('SlaWindows figures', () => {
     expect(w.figures('t', 1_200)).toMatchObject({ count: 1, errors: 1 }); // slot 12: slot 0 is out
     within10(w.figures('t', 1_200)!.p50Ms, 20);
     expect(w.figures('t', 1_699)).toMatchObject({ count: 1 });
-    expect(w.figures('t', 1_700)).toMatchObject({ count: 0, errors: 0, errorRate: 0, p50Ms: undefined, p95Ms: undefined, p99Ms: undefined });
+    expect(w.figures('t', 1_700)).toMatchObject({
+      count: 0,
+      errors: 0,
+      errorRate: 0,
+      p50Ms: undefined,
+      p95Ms: undefined,
+      p99Ms: undefined,
+    });
 
     // Slot 12 lands on slot 0's ring position: its old counts are gone, not added.
     w.record('t', 300, true, 1_250);
@@ -97,7 +113,10 @@ describe('SlaWindows figures', () => {
 
 describe('SlaWindows evaluation', () => {
   it('merges the default thresholds under each type’s own', () => {
-    const w = windows({ default: { p95Ms: 100, errorRate: 0.5 }, types: { strict: { p95Ms: 10 }, lenient: { errorRate: 0.9 } } });
+    const w = windows({
+      default: { p95Ms: 100, errorRate: 0.5 },
+      types: { strict: { p95Ms: 10 }, lenient: { errorRate: 0.9 } },
+    });
     for (const type of ['strict', 'plain', 'lenient']) {
       for (let i = 0; i < 5; i++) w.record(type, 50, i >= 3, 0); // 50 ms, 3 of 5 failed
     }

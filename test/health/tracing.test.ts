@@ -20,7 +20,15 @@ function recordingTracer(): { tracer: TracerLike; spans: RecordedSpan[] } {
   const spans: RecordedSpan[] = [];
   const tracer: TracerLike = {
     startSpan(name, options) {
-      const rec: RecordedSpan = { name, startTime: options?.startTime, attributes: { ...options?.attributes }, events: [], status: undefined, exceptions: [], ended: false };
+      const rec: RecordedSpan = {
+        name,
+        startTime: options?.startTime,
+        attributes: { ...options?.attributes },
+        events: [],
+        status: undefined,
+        exceptions: [],
+        ended: false,
+      };
       spans.push(rec);
       const span: SpanLike = {
         addEvent: (n, a) => rec.events.push({ name: n, attributes: a }),
@@ -47,7 +55,10 @@ describe('tracing', () => {
     const o = await start({ pools: [], tracing: { tracer }, retry: { baseDelayMs: 1, maxDelayMs: 1 } });
     expect(o.tracing).toBe(true);
     let calls = 0;
-    o.registerAgent({ execute: async () => (++calls === 1 ? Promise.reject(new Error('first fails')) : 'ok') }, { id: 'a', role: 'r', capabilities: ['x'] });
+    o.registerAgent(
+      { execute: async () => (++calls === 1 ? Promise.reject(new Error('first fails')) : 'ok') },
+      { id: 'a', role: 'r', capabilities: ['x'] },
+    );
     await expect(o.submit({ type: 'job', requires: ['x'], maxAttempts: 2 })).resolves.toBe('ok');
     const job = spans.find((s) => s.attributes['task.type'] === 'job')!;
     expect(job.name).toBe('task job');
@@ -62,7 +73,13 @@ describe('tracing', () => {
   it('ends the span of a task that never ran, with an error status', async () => {
     const { tracer, spans } = recordingTracer();
     const o = await start({ pools: [], tracing: { tracer } });
-    o.registerAgent({ execute: (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))) }, { id: 'busy', capabilities: ['x'] });
+    o.registerAgent(
+      {
+        execute: (ctx) =>
+          new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+      },
+      { id: 'busy', capabilities: ['x'] },
+    );
     void o.submit({ type: 'hold', requires: ['x'] }).catch(() => {});
     const waiting = o.delegate({ type: 'waits', requires: ['x'] });
     waiting.result.catch(() => {});

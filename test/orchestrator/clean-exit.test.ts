@@ -8,7 +8,10 @@ const child = fileURLToPath(new URL('../fixtures/exit-child.ts', import.meta.url
 /** Runs the fixture in a real Node process; resolves with its exit code and output, or 'hung' if it does not exit. */
 function run(mode: string, limitMs = 20_000, script = child): Promise<{ code: number | null | 'hung'; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', script, mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', script, mode], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -24,14 +27,22 @@ function run(mode: string, limitMs = 20_000, script = child): Promise<{ code: nu
 }
 
 describe('clean shutdown', () => {
-  it.each(['drain', 'cancel'])('a process that runs tasks and stops (%s) exits on its own', async (mode) => {
-    const { code, out } = await run(mode);
-    expect(out).toMatch(/stopped ok=300 state=stopped/);
-    expect(code).toBe(0);
-  }, 30_000);
+  it.each(['drain', 'cancel'])(
+    'a process that runs tasks and stops (%s) exits on its own',
+    async (mode) => {
+      const { code, out } = await run(mode);
+      expect(out).toMatch(/stopped ok=300 state=stopped/);
+      expect(code).toBe(0);
+    },
+    30_000,
+  );
 
   it('a process whose RedisBridge cannot reach Redis: start() rejects, and the process still exits on its own', async () => {
-    const { code, out } = await run('', 20_000, fileURLToPath(new URL('../fixtures/bridge-unreachable-child.ts', import.meta.url)));
+    const { code, out } = await run(
+      '',
+      20_000,
+      fileURLToPath(new URL('../fixtures/bridge-unreachable-child.ts', import.meta.url)),
+    );
     expect(out).toMatch(/start rejected: .*; state=stopped/);
     expect(out).not.toMatch(/Unhandled error event/);
     expect(code).toBe(0);

@@ -79,7 +79,18 @@ function node(
   const o = new UnifiedOrchestrator({
     pressure: false,
     ...options,
-    pools: [{ role: 'w', capabilities: ['x'], minAgents: 2, maxAgents: 2, concurrency: 1, warmSpares: 0, ...pool, create: () => agentOf(runs, behave) }],
+    pools: [
+      {
+        role: 'w',
+        capabilities: ['x'],
+        minAgents: 2,
+        maxAgents: 2,
+        concurrency: 1,
+        warmSpares: 0,
+        ...pool,
+        create: () => agentOf(runs, behave),
+      },
+    ],
   });
   live.push(o);
   return o;
@@ -103,7 +114,9 @@ function record(o: UnifiedOrchestrator) {
     scaled: [] as Array<OrchestratorEvents['pool:scaled']>,
     /** Terminal events for one task id (must be exactly 1 once it ended). */
     terminal(taskId: string): number {
-      return ev.completed.filter((e) => e.taskId === taskId).length + ev.failed.filter((e) => e.taskId === taskId).length;
+      return (
+        ev.completed.filter((e) => e.taskId === taskId).length + ev.failed.filter((e) => e.taskId === taskId).length
+      );
     },
   };
   o.on('halted', (e) => ev.halted.push(e));
@@ -117,7 +130,12 @@ function record(o: UnifiedOrchestrator) {
   return ev;
 }
 
-const task = (id: string, extra: Record<string, unknown> = {}) => ({ type: 't', requires: ['x'], payload: { id }, ...extra });
+const task = (id: string, extra: Record<string, unknown> = {}) => ({
+  type: 't',
+  requires: ['x'],
+  payload: { id },
+  ...extra,
+});
 
 /** Settles to the rejection reason; fails the test when the promise resolves. */
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -130,7 +148,11 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 /** Polls a sync or async predicate. */
-async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs = 2_000, what = 'condition'): Promise<void> {
+async function eventually(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 2_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
@@ -141,7 +163,13 @@ async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs
 /** Whether a promise is still pending after the current turns of the event loop. */
 async function pending(p: Promise<unknown>): Promise<boolean> {
   const marker = Symbol('pending');
-  const winner = await Promise.race([p.then(() => 'settled', () => 'settled'), new Promise((r) => setTimeout(() => r(marker), 0))]);
+  const winner = await Promise.race([
+    p.then(
+      () => 'settled',
+      () => 'settled',
+    ),
+    new Promise((r) => setTimeout(() => r(marker), 0)),
+  ]);
   return winner === marker;
 }
 
@@ -207,10 +235,14 @@ describe('halt and resume on one node', () => {
 
   it('an interrupted attempt does not count against maxAttempts: a task with maxAttempts 1 still completes after resume', async () => {
     const runs = new Runs();
-    const o = node(runs, async (ctx, run) => {
-      if (run.nth === 1) await wait(5_000, ctx.signal);
-      return `ok#${run.nth}`;
-    }, { minAgents: 1, maxAgents: 1 });
+    const o = node(
+      runs,
+      async (ctx, run) => {
+        if (run.nth === 1) await wait(5_000, ctx.signal);
+        return `ok#${run.nth}`;
+      },
+      { minAgents: 1, maxAgents: 1 },
+    );
     const ev = record(o);
     await o.start();
     const h = o.delegate<string>(task('once', { maxAttempts: 1 }));
@@ -293,7 +325,11 @@ describe('halt and resume on one node', () => {
     expect(o.controlState()).toEqual({ halted: 'incident 42', traffic: null });
     const health = o.health();
     expect(health.status).toBe('degraded');
-    expect(health.components.orchestrator).toMatchObject({ status: 'degraded', state: 'running', halted: 'incident 42' });
+    expect(health.components.orchestrator).toMatchObject({
+      status: 'degraded',
+      state: 'running',
+      halted: 'incident 42',
+    });
     expect(await gauge()).toBe('1');
 
     await o.resume();
@@ -556,8 +592,11 @@ describe('halt and resume across a MemoryHub cluster', () => {
     expect(b.o.controlState().haltedBy).toBe(a.bridge.nodeId);
     expect(a.ev.halted).toEqual([{ reason: 'cluster maintenance', interrupted: 0, held: 0 }]);
     expect(b.ev.halted).toEqual([{ reason: 'cluster maintenance', interrupted: 2, held: 3, from: a.bridge.nodeId }]);
-    for (const r of interruptedOnB) expect((r.signal.reason as OrchestratorHaltedError).code).toBe('ORCHESTRATOR_HALTED');
-    expect(b.ev.control).toEqual([expect.objectContaining({ kind: 'halt', reason: 'cluster maintenance', from: a.bridge.nodeId })]);
+    for (const r of interruptedOnB)
+      expect((r.signal.reason as OrchestratorHaltedError).code).toBe('ORCHESTRATOR_HALTED');
+    expect(b.ev.control).toEqual([
+      expect.objectContaining({ kind: 'halt', reason: 'cluster maintenance', from: a.bridge.nodeId }),
+    ]);
     expect(b.ev.control[0]!.replayed).toBeUndefined();
 
     // C joins during the halt: it starts halted, through a replayed control message.
@@ -565,7 +604,9 @@ describe('halt and resume across a MemoryHub cluster', () => {
     await c.o.start();
     expect(c.o.controlState()).toMatchObject({ halted: 'cluster maintenance', haltedBy: a.bridge.nodeId });
     expect(c.ev.halted).toEqual([expect.objectContaining({ reason: 'cluster maintenance', from: a.bridge.nodeId })]);
-    expect(c.ev.control).toEqual([expect.objectContaining({ kind: 'halt', reason: 'cluster maintenance', replayed: true })]);
+    expect(c.ev.control).toEqual([
+      expect.objectContaining({ kind: 'halt', reason: 'cluster maintenance', replayed: true }),
+    ]);
     const onC = c.o.delegate(task('c1'));
     const onA = a.o.delegate(task('a1'));
     await wait(80);
@@ -580,7 +621,12 @@ describe('halt and resume across a MemoryHub cluster', () => {
     expect(a.ev.resumed[0]).toEqual({ released: 1, from: b.bridge.nodeId });
     expect(c.ev.resumed[0]).toEqual({ released: 1, from: b.bridge.nodeId });
     await Promise.all([...onB, onC, onA].map((h) => h.result));
-    for (const [x, hs] of [[b, onB], [c, [onC]], [a, [onA]]] as const) for (const h of hs) expect(x.ev.terminal(h.id)).toBe(1);
+    for (const [x, hs] of [
+      [b, onB],
+      [c, [onC]],
+      [a, [onA]],
+    ] as const)
+      for (const h of hs) expect(x.ev.terminal(h.id)).toBe(1);
 
     // A node joining after the resume starts running.
     const d = make('d');
@@ -590,7 +636,7 @@ describe('halt and resume across a MemoryHub cluster', () => {
     await expect(d.o.submit(task('d1'))).resolves.toBe('done:d1#1');
   });
 
-  it('cluster() reports each node\'s status: state, halted reason, pools, queues, breakers', async () => {
+  it("cluster() reports each node's status: state, halted reason, pools, queues, breakers", async () => {
     const { make } = cluster();
     const a = make('a');
     const b = make('b');
@@ -680,7 +726,13 @@ describe('halt and resume across a RedisBridge cluster', () => {
     const ns = namespace('uo-halt');
     const runs = new Runs();
     const make = (name: string, behave: Behaviour = respectful(30)) => {
-      const bridge = new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId: `redis-${name}`, ...FAST });
+      const bridge = new RedisBridge({
+        url: redis.url,
+        secret: SECRET,
+        namespace: ns,
+        nodeId: `redis-${name}`,
+        ...FAST,
+      });
       const o = node(runs, behave, {}, { bridge });
       return { o, ev: record(o), bridge };
     };
@@ -700,13 +752,19 @@ describe('halt and resume across a RedisBridge cluster', () => {
     await eventually(() => b.ev.halted.length === 1, 2_000, 'B halted');
     expect(b.ev.halted[0]).toEqual({ reason: 'redis incident', interrupted: 2, held: 3, from: a.bridge.nodeId });
     expect(b.o.controlState()).toMatchObject({ halted: 'redis incident', haltedBy: a.bridge.nodeId });
-    expect(runs.all.every((r) => r.signal.aborted && (r.signal.reason as OrchestratorHaltedError).code === 'ORCHESTRATOR_HALTED')).toBe(true);
+    expect(
+      runs.all.every(
+        (r) => r.signal.aborted && (r.signal.reason as OrchestratorHaltedError).code === 'ORCHESTRATOR_HALTED',
+      ),
+    ).toBe(true);
 
     const c = make('c', respectful(20));
     await c.o.start();
     expect(c.o.controlState()).toMatchObject({ halted: 'redis incident', haltedBy: a.bridge.nodeId });
     expect(c.ev.halted).toEqual([expect.objectContaining({ reason: 'redis incident', from: a.bridge.nodeId })]);
-    expect(c.ev.control).toContainEqual(expect.objectContaining({ kind: 'halt', reason: 'redis incident', replayed: true }));
+    expect(c.ev.control).toContainEqual(
+      expect.objectContaining({ kind: 'halt', reason: 'redis incident', replayed: true }),
+    );
     const onC = c.o.delegate(task('c1'));
     const onA = a.o.delegate(task('a1'));
     await wait(100);
@@ -718,7 +776,12 @@ describe('halt and resume across a RedisBridge cluster', () => {
     expect(a.ev.resumed[0]).toEqual({ released: 1, from: b.bridge.nodeId });
     expect(c.ev.resumed[0]).toEqual({ released: 1, from: b.bridge.nodeId });
     await Promise.all([...onB, onC, onA].map((h) => h.result));
-    for (const [x, hs] of [[b, onB], [c, [onC]], [a, [onA]]] as const) for (const h of hs) expect(x.ev.terminal(h.id)).toBe(1);
+    for (const [x, hs] of [
+      [b, onB],
+      [c, [onC]],
+      [a, [onA]],
+    ] as const)
+      for (const h of hs) expect(x.ev.terminal(h.id)).toBe(1);
     // Each node applied the halt and the resume once.
     await wait(100);
     for (const x of [a, b, c]) {
@@ -776,7 +839,11 @@ describe('halt and resume across a RedisBridge cluster', () => {
     await a.o.broadcast({ kind: 'traffic', value: { percent: 40 } });
     await a.o.broadcast({ kind: 'traffic', value: { shadow: true } });
     const want = { percent: 40, shadow: true };
-    await eventually(() => [a, b].every((x) => JSON.stringify(x.o.controlState().traffic) === JSON.stringify(want)), 2_000, 'traffic applied');
+    await eventually(
+      () => [a, b].every((x) => JSON.stringify(x.o.controlState().traffic) === JSON.stringify(want)),
+      2_000,
+      'traffic applied',
+    );
     const c = make('c');
     await c.o.start();
     expect(c.o.controlState().traffic).toEqual(want);
@@ -784,7 +851,11 @@ describe('halt and resume across a RedisBridge cluster', () => {
 
     await b.o.broadcast({ kind: 'rollback' });
     const off = { percent: 0, shadow: false };
-    await eventually(() => [a, b, c].every((x) => JSON.stringify(x.o.controlState().traffic) === JSON.stringify(off)), 2_000, 'rollback applied');
+    await eventually(
+      () => [a, b, c].every((x) => JSON.stringify(x.o.controlState().traffic) === JSON.stringify(off)),
+      2_000,
+      'rollback applied',
+    );
     const d = make('d');
     await d.o.start();
     expect(d.o.controlState().traffic).toEqual(off);
@@ -801,7 +872,11 @@ describe('halt and resume across a RedisBridge cluster', () => {
     await a.o.broadcast({ kind: 'traffic', value: { shadow: 'yes' } });
     // A message sent after them arrives after them: once it is seen, the malformed ones were handled.
     await a.o.broadcast({ kind: 'config', value: { marker: 1 } });
-    await eventually(() => b.ev.control.some((m) => m.kind === 'config') && a.ev.control.some((m) => m.kind === 'config'), 2_000, 'marker delivered');
+    await eventually(
+      () => b.ev.control.some((m) => m.kind === 'config') && a.ev.control.some((m) => m.kind === 'config'),
+      2_000,
+      'marker delivered',
+    );
     for (const x of [a, b]) {
       expect(x.o.controlState().traffic).toEqual({ percent: 40, shadow: true });
       expect(x.ev.control.map((m) => m.kind)).toEqual(['traffic', 'config']);
@@ -816,19 +891,23 @@ describe('halt and resume across a RedisBridge cluster', () => {
     await a.o.broadcast({ kind: 'traffic', value: { shadow: true } });
     await a.o.broadcast({ kind: 'traffic', value: { percent: 150 } });
     await a.o.broadcast({ kind: 'traffic', value: { shadow: 'yes' } });
-    await eventually(() => JSON.stringify(a.o.controlState().traffic) === JSON.stringify({ percent: 40, shadow: true }), 2_000, 'A applied');
+    await eventually(
+      () => JSON.stringify(a.o.controlState().traffic) === JSON.stringify({ percent: 40, shadow: true }),
+      2_000,
+      'A applied',
+    );
     const late = make('late');
     await late.o.start();
     expect(late.o.controlState().traffic).toEqual({ percent: 40, shadow: true });
   });
 
-  it('cluster() returns each node\'s status after a heartbeat; a halt shows in the other node\'s view within 2 s', async () => {
+  it("cluster() returns each node's status after a heartbeat; a halt shows in the other node's view within 2 s", async () => {
     const { make } = cluster();
     const a = make('a');
     const b = make('b');
     await Promise.all([a.o.start(), b.o.start()]);
     const viewOfA = async () => (await b.o.cluster()).find((n) => n.nodeId === a.bridge.nodeId);
-    await eventually(async () => (await viewOfA())?.status !== undefined, 2_000, 'A in B\'s registry view');
+    await eventually(async () => (await viewOfA())?.status !== undefined, 2_000, "A in B's registry view");
     expect((await viewOfA())!.status).toMatchObject({
       state: 'running',
       halted: null,
@@ -842,15 +921,24 @@ describe('halt and resume across a RedisBridge cluster', () => {
 
     await a.o.halt('visible to operators');
     a.o.delegate(task('held-on-a'));
-    await eventually(async () => {
-      const s = (await viewOfA())?.status;
-      return s?.halted === 'visible to operators' && s.waiting === 1;
-    }, 2_000, 'the halt in B\'s view of A');
+    await eventually(
+      async () => {
+        const s = (await viewOfA())?.status;
+        return s?.halted === 'visible to operators' && s.waiting === 1;
+      },
+      2_000,
+      "the halt in B's view of A",
+    );
     expect((await viewOfA())!.status).toMatchObject({ state: 'running', health: 'degraded', queues: { x: 1 } });
     // B's own entry too (B was halted by the cluster halt).
-    await eventually(async () => (await a.o.cluster()).find((n) => n.nodeId === b.bridge.nodeId)?.status?.halted === 'visible to operators', 2_000, 'the halt in A\'s view of B');
+    await eventually(
+      async () =>
+        (await a.o.cluster()).find((n) => n.nodeId === b.bridge.nodeId)?.status?.halted === 'visible to operators',
+      2_000,
+      "the halt in A's view of B",
+    );
 
     await a.o.resume();
-    await eventually(async () => (await viewOfA())?.status?.halted === null, 2_000, 'the resume in B\'s view of A');
+    await eventually(async () => (await viewOfA())?.status?.halted === null, 2_000, "the resume in B's view of A");
   });
 });

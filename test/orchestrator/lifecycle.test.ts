@@ -21,7 +21,9 @@ describe('UnifiedOrchestrator end to end', () => {
     await o.start();
     const requirements = [['code'], ['code', 'python'], ['typescript'], ['text'], []];
     const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => o.submit<string>({ type: 't', requires: requirements[i % 5]!, payload: i, priority: i % 4 })),
+      Array.from({ length: 200 }, (_, i) =>
+        o.submit<string>({ type: 't', requires: requirements[i % 5]!, payload: i, priority: i % 4 }),
+      ),
     );
     expect(results).toHaveLength(200);
     results.forEach((r, i) => expect(r.endsWith(`:${i}`)).toBe(true));
@@ -37,11 +39,18 @@ describe('UnifiedOrchestrator end to end', () => {
     await o.stop();
   });
 
-  it('rejects with the agent\'s own error', async () => {
+  it("rejects with the agent's own error", async () => {
     const o = new UnifiedOrchestrator();
     const boom = new Error('agent exploded');
     o.registerAgent({ execute: () => Promise.reject(boom) }, { capabilities: [] });
-    o.registerAgent({ execute: () => { throw boom; } }, { capabilities: ['sync'] });
+    o.registerAgent(
+      {
+        execute: () => {
+          throw boom;
+        },
+      },
+      { capabilities: ['sync'] },
+    );
     await o.start();
     await expect(o.submit({ type: 't', requires: [] })).rejects.toBe(boom);
     await expect(o.submit({ type: 't', requires: ['sync'] })).rejects.toBe(boom);
@@ -57,7 +66,9 @@ describe('UnifiedOrchestrator end to end', () => {
   });
 
   it('spawnAgent before start rejects with OrchestratorNotStartedError', async () => {
-    const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    const o = new UnifiedOrchestrator({
+      pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }],
+    });
     await expect(o.spawnAgent('a')).rejects.toBeInstanceOf(OrchestratorNotStartedError);
     await o.stop();
   });
@@ -81,7 +92,16 @@ describe('UnifiedOrchestrator end to end', () => {
   it('hands agents a signal only when they read it, already aborted if their attempt was abandoned before', async () => {
     const o = new UnifiedOrchestrator();
     let late: AbortSignal | undefined;
-    o.registerAgent({ execute: async (ctx) => { await wait(30); late = ctx.signal; return 1; } }, { capabilities: [] });
+    o.registerAgent(
+      {
+        execute: async (ctx) => {
+          await wait(30);
+          late = ctx.signal;
+          return 1;
+        },
+      },
+      { capabilities: [] },
+    );
     await o.start();
     await expect(o.submit({ type: 't', timeoutMs: 5 })).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
     await until(() => late !== undefined);
@@ -91,7 +111,9 @@ describe('UnifiedOrchestrator end to end', () => {
   });
 
   it('refuses work after stop with OrchestratorStoppedError', async () => {
-    const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    const o = new UnifiedOrchestrator({
+      pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }],
+    });
     await o.start();
     await o.stop();
     await expect(o.submit({ type: 't', requires: ['a'] })).rejects.toBeInstanceOf(OrchestratorStoppedError);
@@ -102,7 +124,10 @@ describe('UnifiedOrchestrator end to end', () => {
   });
 
   it('ready() follows /readyz: not before start, yes while running (also halted, which is only degraded), not once stopping', async () => {
-    const o = new UnifiedOrchestrator({ pressure: false, pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    const o = new UnifiedOrchestrator({
+      pressure: false,
+      pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }],
+    });
     expect(o.ready()).toBe(false);
     const starting = o.start();
     expect(o.ready()).toBe(false);
@@ -113,7 +138,14 @@ describe('UnifiedOrchestrator end to end', () => {
     expect(o.ready()).toBe(true);
     const handler = o.httpHandler();
     const readyz = await new Promise<number>((resolve) => {
-      const res = { statusCode: 0, setHeader() {}, end() { resolve(this.statusCode); }, req: { method: 'GET' } };
+      const res = {
+        statusCode: 0,
+        setHeader() {},
+        end() {
+          resolve(this.statusCode);
+        },
+        req: { method: 'GET' },
+      };
       void handler({ method: 'GET', url: '/readyz' } as never, res as never);
     });
     expect(readyz).toBe(200);
@@ -124,7 +156,9 @@ describe('UnifiedOrchestrator end to end', () => {
   });
 
   it('start() after stop() rejects with OrchestratorStoppedError instead of resolving into a stopped orchestrator', async () => {
-    const o = new UnifiedOrchestrator({ pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }] });
+    const o = new UnifiedOrchestrator({
+      pools: [{ role: 'a', capabilities: ['a'], minAgents: 1, create: () => recordingAgent() }],
+    });
     await o.start();
     await expect(o.start()).resolves.toBeUndefined(); // while running: the first start's promise
     await o.stop();
@@ -138,10 +172,16 @@ describe('UnifiedOrchestrator end to end', () => {
   it('stop({ drain: true }) finishes running and waiting work, refuses new work meanwhile, and disposes every agent', async () => {
     const disposed: string[] = [];
     const o = new UnifiedOrchestrator({
-      pools: [{
-        role: 'a', capabilities: ['a'], minAgents: 2, maxAgents: 2, warmSpares: 0,
-        create: ({ agentId }) => ({ ...recordingAgent(15), dispose: () => void disposed.push(agentId) }),
-      }],
+      pools: [
+        {
+          role: 'a',
+          capabilities: ['a'],
+          minAgents: 2,
+          maxAgents: 2,
+          warmSpares: 0,
+          create: ({ agentId }) => ({ ...recordingAgent(15), dispose: () => void disposed.push(agentId) }),
+        },
+      ],
     });
     await o.start();
     const results = Array.from({ length: 6 }, (_, i) => o.submit({ type: 't', requires: ['a'], payload: i }));
@@ -156,13 +196,15 @@ describe('UnifiedOrchestrator end to end', () => {
     expect(o.agents()).toEqual([]);
   });
 
-  it('stop({ drain: false }) cancels waiting and running tasks, aborting the running ones\' signals', async () => {
+  it("stop({ drain: false }) cancels waiting and running tasks, aborting the running ones' signals", async () => {
     const o = new UnifiedOrchestrator();
     const reasons: unknown[] = [];
     o.registerAgent(
       {
         execute: (ctx) =>
-          new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (reasons.push(ctx.signal.reason), reject(ctx.signal.reason)))),
+          new Promise((_, reject) =>
+            ctx.signal.addEventListener('abort', () => (reasons.push(ctx.signal.reason), reject(ctx.signal.reason))),
+          ),
       },
       { capabilities: [] },
     );
@@ -180,7 +222,10 @@ describe('UnifiedOrchestrator end to end', () => {
   it('stop with a drain timeout cancels what did not finish and still disposes the agent', async () => {
     const o = new UnifiedOrchestrator();
     let disposed = false;
-    o.registerAgent({ execute: () => new Promise(() => {}), dispose: () => void (disposed = true) }, { capabilities: [] });
+    o.registerAgent(
+      { execute: () => new Promise(() => {}), dispose: () => void (disposed = true) },
+      { capabilities: [] },
+    );
     await o.start();
     const hung = o.submit({ type: 't', timeoutMs: Infinity });
     await o.stop({ drain: true, timeoutMs: 30 });
@@ -231,14 +276,18 @@ describe('UnifiedOrchestrator end to end', () => {
     const o = new UnifiedOrchestrator();
     const reported: unknown[] = [];
     const after: string[] = [];
-    o.on('task:completed', () => { throw new Error('listener bug'); });
+    o.on('task:completed', () => {
+      throw new Error('listener bug');
+    });
     o.on('task:completed', (e) => after.push(e.taskId));
     o.on('listener:error', (e) => reported.push(e));
     o.registerAgent(recordingAgent(), { capabilities: [] });
     await o.start();
     await expect(o.submit({ type: 't', payload: 1 })).resolves.toMatch(/:1$/);
     expect(after).toHaveLength(1);
-    expect(reported).toEqual([{ event: 'task:completed', error: expect.objectContaining({ message: 'listener bug' }) }]);
+    expect(reported).toEqual([
+      { event: 'task:completed', error: expect.objectContaining({ message: 'listener bug' }) },
+    ]);
     await o.stop();
   });
 
@@ -270,7 +319,11 @@ describe('UnifiedOrchestrator end to end', () => {
     const second = o.delegate({ type: 't' });
     await Promise.all([first.result, second.result]);
     expect(log).toEqual([
-      `started:${first.id}`, `queued:${second.id}`, `completed:${first.id}`, `started:${second.id}`, `completed:${second.id}`,
+      `started:${first.id}`,
+      `queued:${second.id}`,
+      `completed:${first.id}`,
+      `started:${second.id}`,
+      `completed:${second.id}`,
     ]);
     await o.stop();
   });
@@ -304,9 +357,17 @@ describe('UnifiedOrchestrator end to end', () => {
 
 describe('injected strategies that misbehave', () => {
   it('a random source that throws does not break a retry', async () => {
-    const o = new UnifiedOrchestrator({ random: () => { throw new Error('bad rng'); }, retry: { baseDelayMs: 1, maxDelayMs: 2 } });
+    const o = new UnifiedOrchestrator({
+      random: () => {
+        throw new Error('bad rng');
+      },
+      retry: { baseDelayMs: 1, maxDelayMs: 2 },
+    });
     let n = 0;
-    o.registerAgent({ execute: () => (++n === 1 ? Promise.reject(new Error('first')) : 'second') }, { capabilities: [] });
+    o.registerAgent(
+      { execute: () => (++n === 1 ? Promise.reject(new Error('first')) : 'second') },
+      { capabilities: [] },
+    );
     await o.start();
     await expect(o.submit({ type: 't', maxAttempts: 2 })).resolves.toBe('second');
     expect(o.stats()).toMatchObject({ completed: 1, retries: 1, backingOff: 0, running: 0 });

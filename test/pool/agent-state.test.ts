@@ -3,11 +3,21 @@ import { AGENT_STATES, canTransition, IllegalStateTransitionError, type AgentSta
 import { assertTransition } from '../../src/pool/agent-state.js';
 
 const LEGAL: ReadonlyArray<[AgentState, AgentState]> = [
-  ['INITIALIZING', 'IDLE'], ['INITIALIZING', 'FAILED'], ['INITIALIZING', 'TERMINATED'],
-  ['IDLE', 'BUSY'], ['IDLE', 'DRAINING'], ['IDLE', 'UNHEALTHY'],
-  ['BUSY', 'IDLE'], ['BUSY', 'DRAINING'], ['BUSY', 'UNHEALTHY'],
-  ['DRAINING', 'TERMINATED'], ['DRAINING', 'FAILED'],
-  ['UNHEALTHY', 'IDLE'], ['UNHEALTHY', 'BUSY'], ['UNHEALTHY', 'DRAINING'], ['UNHEALTHY', 'FAILED'],
+  ['INITIALIZING', 'IDLE'],
+  ['INITIALIZING', 'FAILED'],
+  ['INITIALIZING', 'TERMINATED'],
+  ['IDLE', 'BUSY'],
+  ['IDLE', 'DRAINING'],
+  ['IDLE', 'UNHEALTHY'],
+  ['BUSY', 'IDLE'],
+  ['BUSY', 'DRAINING'],
+  ['BUSY', 'UNHEALTHY'],
+  ['DRAINING', 'TERMINATED'],
+  ['DRAINING', 'FAILED'],
+  ['UNHEALTHY', 'IDLE'],
+  ['UNHEALTHY', 'BUSY'],
+  ['UNHEALTHY', 'DRAINING'],
+  ['UNHEALTHY', 'FAILED'],
   ['FAILED', 'TERMINATED'],
 ];
 
@@ -23,7 +33,12 @@ describe('agent lifecycle state machine', () => {
   });
 
   it('throws IllegalStateTransitionError with both states on an illegal transition', () => {
-    for (const [from, to] of [['TERMINATED', 'IDLE'], ['IDLE', 'TERMINATED'], ['BUSY', 'INITIALIZING'], ['FAILED', 'IDLE']] as const) {
+    for (const [from, to] of [
+      ['TERMINATED', 'IDLE'],
+      ['IDLE', 'TERMINATED'],
+      ['BUSY', 'INITIALIZING'],
+      ['FAILED', 'IDLE'],
+    ] as const) {
       let caught: unknown;
       try {
         assertTransition('a-1', from, to);

@@ -83,7 +83,10 @@ describe('AgentPoolManager', () => {
     o.on('pool:create-failed', (e) => failures.push(e));
     await o.start();
     expect(calls).toBe(3);
-    expect(failures.map((f) => [f.attempt, f.willRetry])).toEqual([[1, true], [2, true]]);
+    expect(failures.map((f) => [f.attempt, f.willRetry])).toEqual([
+      [1, true],
+      [2, true],
+    ]);
     expect(o.stats().pools[0]).toMatchObject({ members: 1 });
   });
 
@@ -193,7 +196,10 @@ describe('AgentPoolManager', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const disposed = vi.fn();
-    const id = o.registerAgent({ execute: async () => (await gate, 'done'), dispose: disposed }, { capabilities: ['x'], id: 'ext-1' });
+    const id = o.registerAgent(
+      { execute: async () => (await gate, 'done'), dispose: disposed },
+      { capabilities: ['x'], id: 'ext-1' },
+    );
     expect(id).toBe('ext-1');
     const result = o.submit({ type: 't', requires: ['x'] });
     await until(() => o.agent('ext-1')?.state === 'BUSY');
@@ -219,7 +225,12 @@ describe('AgentPoolManager', () => {
 
   it('a terminated agent record refuses to come back', () => {
     const record = new AgentRecord({
-      id: 'r-1', role: undefined, agent: recordingAgent(), capabilities: [], concurrency: 1, now: 0,
+      id: 'r-1',
+      role: undefined,
+      agent: recordingAgent(),
+      capabilities: [],
+      concurrency: 1,
+      now: 0,
       hooks: { onTransition: () => {}, onDrained: () => {} },
     });
     record.transition('IDLE');
@@ -263,14 +274,18 @@ describe('creation races', () => {
   it('unregistering an agent while it initialises withdraws it: disposed once, never routable, stop unaffected', async () => {
     const disposed: string[] = [];
     const o = new UnifiedOrchestrator({
-      pools: [pool('a', {
-        minAgents: 0, maxAgents: 2, warmSpares: 0,
-        create: ({ agentId }) => ({
-          execute: () => 'ran',
-          healthCheck: slowCheck(20),
-          dispose: () => new Promise<void>((r) => setTimeout(() => (disposed.push(agentId), r()), 40)),
+      pools: [
+        pool('a', {
+          minAgents: 0,
+          maxAgents: 2,
+          warmSpares: 0,
+          create: ({ agentId }) => ({
+            execute: () => 'ran',
+            healthCheck: slowCheck(20),
+            dispose: () => new Promise<void>((r) => setTimeout(() => (disposed.push(agentId), r()), 40)),
+          }),
         }),
-      })],
+      ],
     });
     running.push(o);
     await o.start();
@@ -292,10 +307,18 @@ describe('creation races', () => {
   it('stop during start disposes each made agent once and does not wait for a hung health check', async () => {
     let disposes = 0;
     const o = new UnifiedOrchestrator({
-      pools: [pool('a', {
-        minAgents: 2, warmSpares: 0, createTimeoutMs: 60_000,
-        create: () => ({ execute: () => 1, healthCheck: () => new Promise<boolean>(() => {}), dispose: () => void disposes++ }),
-      })],
+      pools: [
+        pool('a', {
+          minAgents: 2,
+          warmSpares: 0,
+          createTimeoutMs: 60_000,
+          create: () => ({
+            execute: () => 1,
+            healthCheck: () => new Promise<boolean>(() => {}),
+            dispose: () => void disposes++,
+          }),
+        }),
+      ],
     });
     const starting = o.start().catch((e: unknown) => e);
     await until(() => o.agents().length === 2); // both made, both stuck in their health check
@@ -313,7 +336,12 @@ describe('creation races', () => {
     o.registerAgent(recordingAgent(), { capabilities: ['outside'], id: 'a-1' });
     const id = await o.spawnAgent('a');
     expect(id).not.toBe('a-1');
-    expect(o.agents().map((a) => a.id).sort()).toEqual(['a-1', id].sort());
+    expect(
+      o
+        .agents()
+        .map((a) => a.id)
+        .sort(),
+    ).toEqual(['a-1', id].sort());
     expect(o.agent('a-1')?.capabilities).toEqual(['outside']);
   });
 });
@@ -322,13 +350,17 @@ describe('demand after a failed creation', () => {
   it('asks again on the scale tick, so a waiting task is not stranded by one failed factory call', async () => {
     let calls = 0;
     const o = new UnifiedOrchestrator({
-      pools: [pool('a', {
-        minAgents: 0, warmSpares: 0, createAttempts: 1,
-        create: () => {
-          if (++calls === 1) throw new Error('transient');
-          return recordingAgent();
-        },
-      })],
+      pools: [
+        pool('a', {
+          minAgents: 0,
+          warmSpares: 0,
+          createAttempts: 1,
+          create: () => {
+            if (++calls === 1) throw new Error('transient');
+            return recordingAgent();
+          },
+        }),
+      ],
       scaleIntervalMs: 10,
     });
     running.push(o);

@@ -23,7 +23,10 @@ type BreakerEvent = OrchestratorEvents['breaker:state'];
 const start = startEach();
 
 /** An orchestrator with no pools and no pressure sampling, whose agents get the given breaker. */
-function withBreaker(agentBreaker: BreakerOptions | false, extra: OrchestratorOptions = {}): Promise<UnifiedOrchestrator> {
+function withBreaker(
+  agentBreaker: BreakerOptions | false,
+  extra: OrchestratorOptions = {},
+): Promise<UnifiedOrchestrator> {
   return start({ pools: [], pressure: false, agentBreaker, ...extra });
 }
 
@@ -52,12 +55,21 @@ function countingFailer(calls: { n: number }, error: () => unknown = () => new E
 }
 
 /** Submits a task that must fail, and returns its error. */
-function failOnce(o: UnifiedOrchestrator, requires: readonly string[] = ['x'], extra: { timeoutMs?: number } = {}): Promise<unknown> {
+function failOnce(
+  o: UnifiedOrchestrator,
+  requires: readonly string[] = ['x'],
+  extra: { timeoutMs?: number } = {},
+): Promise<unknown> {
   return rejectionOf(o.submit({ type: 't', requires, ...extra }));
 }
 
 /** Fails tasks on the (only) capable agent until its breaker is open. */
-async function trip(o: UnifiedOrchestrator, events: BreakerEvent[], agentId: string, requires: readonly string[] = ['x']): Promise<void> {
+async function trip(
+  o: UnifiedOrchestrator,
+  events: BreakerEvent[],
+  agentId: string,
+  requires: readonly string[] = ['x'],
+): Promise<void> {
   for (let i = 0; i < 20 && !events.some((e) => e.agentId === agentId && e.to === 'open'); i++) {
     await failOnce(o, requires);
     await flush();
@@ -67,7 +79,12 @@ async function trip(o: UnifiedOrchestrator, events: BreakerEvent[], agentId: str
 
 describe('agent breaker: opening', () => {
   it('opens once the failure rate crosses the threshold with enough volume, and quarantines the agent', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 2, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 2,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls = { n: 0 };
     o.registerAgent(countingFailer(calls), { id: 'a', capabilities: ['x'] });
@@ -90,10 +107,18 @@ describe('agent breaker: opening', () => {
   });
 
   it('weighs successes too: a failure rate at the threshold keeps it closed, one above it opens it', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 4,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const script = [true, true, false, false, false];
-    o.registerAgent({ execute: () => (script.shift() ? 'ok' : Promise.reject(new Error('boom'))) }, { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      { execute: () => (script.shift() ? 'ok' : Promise.reject(new Error('boom'))) },
+      { id: 'a', capabilities: ['x'] },
+    );
     await expect(o.submit({ type: 't', requires: ['x'] })).resolves.toBe('ok');
     await expect(o.submit({ type: 't', requires: ['x'] })).resolves.toBe('ok');
     await failOnce(o);
@@ -109,7 +134,12 @@ describe('agent breaker: opening', () => {
   });
 
   it('counts an engine timeout as a failure', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
@@ -121,7 +151,12 @@ describe('agent breaker: opening', () => {
   });
 
   it('counts a cancellation as nothing', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
@@ -149,11 +184,19 @@ describe('agent breaker: opening', () => {
   ];
 
   it.each(hinted)('does not count an error carrying a retry-after hint (%s)', async (_name, error) => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     let plain = false;
     const calls = { n: 0 };
-    o.registerAgent(countingFailer(calls, () => (plain ? new Error('boom') : error())), { id: 'a', capabilities: ['x'] });
+    o.registerAgent(
+      countingFailer(calls, () => (plain ? new Error('boom') : error())),
+      { id: 'a', capabilities: ['x'] },
+    );
     for (let i = 0; i < 3; i++) expect(await failOnce(o)).toMatchObject({ message: '429' });
     await flush();
     expect(events).toEqual([]);
@@ -168,7 +211,12 @@ describe('agent breaker: opening', () => {
 
 describe('agent breaker: routing while open', () => {
   it('sends tasks that need the capability to another capable agent', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls = { n: 0 };
     o.registerAgent(countingFailer(calls), { id: 'a', capabilities: ['x'] });
@@ -176,7 +224,9 @@ describe('agent breaker: routing while open', () => {
     const failedCalls = calls.n;
     o.registerAgent(recordingAgent(), { id: 'b', capabilities: ['x'] });
     const started = startedOn(o);
-    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => o.submit<string>({ type: 't', requires: ['x'], payload: i })));
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => o.submit<string>({ type: 't', requires: ['x'], payload: i })),
+    );
     expect(results).toEqual([0, 1, 2, 3, 4, 5].map((i) => `b:${i}`));
     expect(new Set(started)).toEqual(new Set(['b']));
     expect(calls.n).toBe(failedCalls);
@@ -185,7 +235,12 @@ describe('agent breaker: routing while open', () => {
   });
 
   it('makes tasks wait when the open agent is the only one that could run them', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls = { n: 0 };
     o.registerAgent(countingFailer(calls), { id: 'a', capabilities: ['x'] });
@@ -203,7 +258,12 @@ describe('agent breaker: routing while open', () => {
   });
 
   it('does not hand the agent a waiting task on the very failure that opens its breaker', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     const calls: Call[] = [];
     o.registerAgent(manualAgent(calls), { id: 'a', capabilities: ['x'] });
@@ -225,10 +285,20 @@ describe('agent breaker: routing while open', () => {
 });
 
 describe('agent breaker: half-open probe', () => {
-  const fast: BreakerOptions = { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 80 };
+  const fast: BreakerOptions = {
+    errorThresholdPercentage: 50,
+    volumeThreshold: 1,
+    windowMs: 10_000,
+    resetTimeoutMs: 80,
+  };
 
   /** One agent of concurrency 3 whose breaker is open, with three tasks waiting for it. */
-  async function openWithWaiting(): Promise<{ o: UnifiedOrchestrator; events: BreakerEvent[]; calls: Call[]; results: Promise<unknown>[] }> {
+  async function openWithWaiting(): Promise<{
+    o: UnifiedOrchestrator;
+    events: BreakerEvent[];
+    calls: Call[];
+    results: Promise<unknown>[];
+  }> {
     const o = await withBreaker(fast);
     const events = breakerEvents(o);
     const calls: Call[] = [];
@@ -321,7 +391,12 @@ describe('agent breaker: half-open probe', () => {
 });
 
 describe('agent breaker: a probe without a verdict', () => {
-  const fast: BreakerOptions = { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 60 };
+  const fast: BreakerOptions = {
+    errorThresholdPercentage: 50,
+    volumeThreshold: 1,
+    windowMs: 10_000,
+    resetTimeoutMs: 60,
+  };
 
   it.each([
     ['cancelled', (call: Call, handle: { cancel(): boolean }) => void (handle.cancel(), call)],
@@ -351,7 +426,12 @@ describe('agent breaker: a probe without a verdict', () => {
 
 describe('agent breaker: bookkeeping', () => {
   it('stats count agents by breaker state, and a removed agent leaves the count', async () => {
-    const o = await withBreaker({ errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs: 10_000 });
+    const o = await withBreaker({
+      errorThresholdPercentage: 50,
+      volumeThreshold: 1,
+      windowMs: 10_000,
+      resetTimeoutMs: 10_000,
+    });
     const events = breakerEvents(o);
     o.registerAgent(countingFailer({ n: 0 }), { id: 'a', capabilities: ['x'] });
     o.registerAgent(recordingAgent(), { id: 'b', capabilities: ['y'] });
@@ -416,11 +496,15 @@ describe('dependency breaker', () => {
   it('a non-retryable error with a retry-after hint (a BudgetExceededError passed on) fails the call at once and pauses nothing', async () => {
     const o = await withBreaker(false);
     const calls: string[] = [];
-    const guarded = o.resources.breaker('model', async (tenant: string): Promise<string> => {
-      calls.push(tenant);
-      if (tenant === 'greedy') throw new BudgetExceededError('greedy', 5, 1, 60_000, 30_000);
-      return 'ok';
-    }, quick);
+    const guarded = o.resources.breaker(
+      'model',
+      async (tenant: string): Promise<string> => {
+        calls.push(tenant);
+        if (tenant === 'greedy') throw new BudgetExceededError('greedy', 5, 1, 60_000, 30_000);
+        return 'ok';
+      },
+      quick,
+    );
     const error = await rejectionOf(guarded('greedy'));
     expect(error).toBeInstanceOf(BudgetExceededError);
     expect(calls).toEqual(['greedy']); // not deferred and called again

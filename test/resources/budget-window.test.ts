@@ -14,9 +14,17 @@ describe('budget window', () => {
         fc.constantFrom(0.5, 1, 3, 10, 100),
         // Whole-ms times (a fractional clock makes `now + m - 1` itself round across a bucket edge); costs fractional.
         fc.oneof(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 1_000_000 })),
-        fc.array(fc.record({ units: fc.constantFrom(0.1, 0.3, 1, 2, 5), after: fc.double({ min: 0, max: 0.3, noNaN: true }) }), { minLength: 1, maxLength: 12 }),
+        fc.array(
+          fc.record({ units: fc.constantFrom(0.1, 0.3, 1, 2, 5), after: fc.double({ min: 0, max: 0.3, noNaN: true }) }),
+          { minLength: 1, maxLength: 12 },
+        ),
         (windowMs, limit, start, charges) => {
-          const budgets = new TenantBudgets({ windowMs, haltOnExceeded: false, limits: new Map([['t', limit]]), defaultLimit: Infinity });
+          const budgets = new TenantBudgets({
+            windowMs,
+            haltOnExceeded: false,
+            limits: new Map([['t', limit]]),
+            defaultLimit: Infinity,
+          });
           let now = start;
           for (const c of charges) {
             budgets.charge('t', c.units, now);
@@ -39,7 +47,12 @@ describe('budget window', () => {
   });
 
   it('a limit of 0 never clears by itself', () => {
-    const budgets = new TenantBudgets({ windowMs: 1_000, haltOnExceeded: false, limits: new Map([['t', 0]]), defaultLimit: Infinity });
+    const budgets = new TenantBudgets({
+      windowMs: 1_000,
+      haltOnExceeded: false,
+      limits: new Map([['t', 0]]),
+      defaultLimit: Infinity,
+    });
     expect(budgets.exhausted('t', 0)).toBe(true);
     expect(budgets.msUntilUnder('t', 0)).toBeUndefined();
   });

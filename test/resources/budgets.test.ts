@@ -122,7 +122,10 @@ describe('tenant budgets', () => {
     await expect(o.submit(spendTask('acme', [1]))).resolves.toBe('1');
     // A limit of 0 never clears by itself: no hint.
     o.resources.setBudget('zero', 0);
-    await expect(o.submit(spendTask('zero', [1]))).rejects.toMatchObject({ code: 'BUDGET_EXCEEDED', retryAfterMs: undefined });
+    await expect(o.submit(spendTask('zero', [1]))).rejects.toMatchObject({
+      code: 'BUDGET_EXCEEDED',
+      retryAfterMs: undefined,
+    });
   });
 
   it('reportCost may be destructured from the context (it is bound to its attempt)', async () => {
@@ -135,8 +138,12 @@ describe('tenant budgets', () => {
       },
     };
     o.registerAgent(destructuring, { id: 'd', capabilities: ['x'] });
-    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 7 } })).resolves.toBe('ok');
-    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 5 } })).resolves.toBe('ok');
+    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 7 } })).resolves.toBe(
+      'ok',
+    );
+    await expect(o.submit({ type: 'spend', requires: ['x'], tenantId: 'acme', payload: { units: 5 } })).resolves.toBe(
+      'ok',
+    );
     expect(o.resources.spend('acme')).toBe(12);
   });
 
@@ -186,7 +193,11 @@ describe('tenant budgets', () => {
     await o.submit(spendTask('small', [3]));
     await o.submit(spendTask('big', [50]));
     await o.submit(spendTask(undefined, [1_000]));
-    expect(await rejectionOf(o.submit(spendTask('small', [0])))).toMatchObject({ code: 'BUDGET_EXCEEDED', tenantId: 'small', limit: 3 });
+    expect(await rejectionOf(o.submit(spendTask('small', [0])))).toMatchObject({
+      code: 'BUDGET_EXCEEDED',
+      tenantId: 'small',
+      limit: 3,
+    });
     await expect(o.submit(spendTask('big', [0], 'big ok'))).resolves.toBe('big ok');
     await expect(o.submit(spendTask(undefined, [0], 'free'))).resolves.toBe('free');
     await o.stop();
@@ -217,7 +228,11 @@ describe('tenant budgets', () => {
     // Lowering a tenant that has not spent its limit yet refuses it at once; Infinity lifts every limit.
     await o.submit(spendTask('other', [5]));
     o.resources.setBudget('other', 5);
-    expect(await rejectionOf(o.submit(spendTask('other', [0])))).toMatchObject({ tenantId: 'other', limit: 5, spent: 5 });
+    expect(await rejectionOf(o.submit(spendTask('other', [0])))).toMatchObject({
+      tenantId: 'other',
+      limit: 5,
+      spent: 5,
+    });
     o.resources.setBudget('other', Infinity);
     await expect(o.submit(spendTask('other', [100], 'unlimited'))).resolves.toBe('unlimited');
     await o.stop();
@@ -229,11 +244,15 @@ describe('tenant budgets', () => {
     await o.submit(spendTask('acme', [7]));
     expect(o.resources.spend('acme')).toBe(7);
     o.resources.setBudget('acme', 5);
-    expect(await rejectionOf(o.submit(spendTask('acme', [0])))).toMatchObject({ code: 'BUDGET_EXCEEDED', spent: 7, limit: 5 });
+    expect(await rejectionOf(o.submit(spendTask('acme', [0])))).toMatchObject({
+      code: 'BUDGET_EXCEEDED',
+      spent: 7,
+      limit: 5,
+    });
     await o.stop();
   });
 
-  it('with haltOnExceeded the tenant\'s waiting tasks are cancelled; its running ones and other tenants\' finish', async () => {
+  it("with haltOnExceeded the tenant's waiting tasks are cancelled; its running ones and other tenants' finish", async () => {
     const o = await start({ budgets: { limits: { acme: 10 }, haltOnExceeded: true }, clock: manualClock() });
     const events = exceededEvents(o);
     const failed: Array<OrchestratorEvents['task:failed']> = [];
@@ -278,11 +297,13 @@ describe('tenant budgets', () => {
     await expect(Promise.all([other, untenanted])).resolves.toEqual(['g', 'u']);
     expect(events).toHaveLength(1);
     expect(o.resources.spend('acme')).toBe(11);
-    expect(await rejectionOf(o.submit({ type: 't', requires: ['x'], tenantId: 'acme' }))).toBeInstanceOf(BudgetExceededError);
+    expect(await rejectionOf(o.submit({ type: 't', requires: ['x'], tenantId: 'acme' }))).toBeInstanceOf(
+      BudgetExceededError,
+    );
     await o.stop();
   });
 
-  it('without haltOnExceeded the tenant\'s tasks accepted before the crossing still run', async () => {
+  it("without haltOnExceeded the tenant's tasks accepted before the crossing still run", async () => {
     const o = await start({ budgets: { limits: { acme: 10 } }, clock: manualClock() });
     const events = exceededEvents(o);
     const calls: Call[] = [];
@@ -295,7 +316,9 @@ describe('tenant budgets', () => {
     await until(() => calls.length === 2);
     calls[1]!.resolve(2);
     await expect(Promise.all([first, queued])).resolves.toEqual([1, 2]);
-    expect(await rejectionOf(o.submit({ type: 't', requires: ['x'], tenantId: 'acme' }))).toBeInstanceOf(BudgetExceededError);
+    expect(await rejectionOf(o.submit({ type: 't', requires: ['x'], tenantId: 'acme' }))).toBeInstanceOf(
+      BudgetExceededError,
+    );
     await o.stop();
   });
 });
@@ -340,7 +363,12 @@ describe('budget validation', () => {
 describe('many tenants', () => {
   it('keeps every tenant with spend in the window past the sweep threshold, and forgets idle ones once the window moved on', async () => {
     const { TenantBudgets } = await import('../../src/resources/budgets.js');
-    const budgets = new TenantBudgets({ windowMs: 1_000, limits: new Map([['t-7', 1]]), defaultLimit: Infinity, haltOnExceeded: false } as never);
+    const budgets = new TenantBudgets({
+      windowMs: 1_000,
+      limits: new Map([['t-7', 1]]),
+      defaultLimit: Infinity,
+      haltOnExceeded: false,
+    } as never);
     // 25,000 tenants active in one window: none may be forgotten (their spend counts against their limits).
     for (let i = 0; i < 25_000; i++) budgets.charge(`t-${i}`, 1, 10);
     expect(budgets.spent('t-0', 20)).toBe(1);

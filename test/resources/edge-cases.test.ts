@@ -3,7 +3,12 @@
  * that are not numbers, hung samplers, a pool with no agent under pressure, and options that could never work.
  */
 import { describe, expect, it } from 'vitest';
-import { UnifiedOrchestrator, ValidationError, type OrchestratorOptions, type ResourceSample } from 'unified-orchestrator';
+import {
+  UnifiedOrchestrator,
+  ValidationError,
+  type OrchestratorOptions,
+  type ResourceSample,
+} from 'unified-orchestrator';
 import { echoAgent, rejectionOf, startEach, until } from '../engine/helpers.js';
 
 const start = startEach();
@@ -13,31 +18,40 @@ describe('hostile errors', () => {
     const o = await start({ pools: [] });
     const hostile = new Error('hostile');
     for (const key of ['retryAfterMs', 'retryAfter', 'headers', 'response', 'retryable', 'code']) {
-      Object.defineProperty(hostile, key, { get: () => { throw new Error(`getter ${key}`); } });
+      Object.defineProperty(hostile, key, {
+        get: () => {
+          throw new Error(`getter ${key}`);
+        },
+      });
     }
     o.registerAgent({ execute: () => Promise.reject(hostile) }, { id: 'a', capabilities: ['x'] });
-    await expect(o.submit({ type: 't', requires: ['x'], maxAttempts: 2 })).rejects.toMatchObject({ code: 'TASK_DEAD_LETTERED' });
+    await expect(o.submit({ type: 't', requires: ['x'], maxAttempts: 2 })).rejects.toMatchObject({
+      code: 'TASK_DEAD_LETTERED',
+    });
     expect(o.agent('a')).toMatchObject({ state: 'IDLE', running: 0 });
     expect(o.stats()).toMatchObject({ running: 0, waiting: 0, backingOff: 0, deadLettered: 1 });
   });
 });
 
 describe('dependency units()', () => {
-  it.each([Number.NaN, -1, Infinity, '3' as unknown as number])('a units() result of %s rejects the call and leaves the limit usable', async (bad) => {
-    const o = await start({ pools: [] });
-    let good = true;
-    const guarded = o.resources.breaker('vendor', async (n: number) => n * 2, {
-      rateLimit: { requests: 100, units: 1_000, intervalMs: 1_000 },
-      units: () => (good ? 1 : bad),
-    });
-    good = false;
-    const err = await rejectionOf(guarded(1));
-    expect(err).toBeInstanceOf(ValidationError);
-    expect((err as ValidationError).message).toMatch(/units\(\) of breaker "vendor" to return a finite number >= 0/);
-    good = true;
-    await expect(guarded(2)).resolves.toBe(4);
-    expect(o.stats().resources.rateLimits['vendor']).toMatchObject({ paused: false, waiting: 0 });
-  });
+  it.each([Number.NaN, -1, Infinity, '3' as unknown as number])(
+    'a units() result of %s rejects the call and leaves the limit usable',
+    async (bad) => {
+      const o = await start({ pools: [] });
+      let good = true;
+      const guarded = o.resources.breaker('vendor', async (n: number) => n * 2, {
+        rateLimit: { requests: 100, units: 1_000, intervalMs: 1_000 },
+        units: () => (good ? 1 : bad),
+      });
+      good = false;
+      const err = await rejectionOf(guarded(1));
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).message).toMatch(/units\(\) of breaker "vendor" to return a finite number >= 0/);
+      good = true;
+      await expect(guarded(2)).resolves.toBe(4);
+      expect(o.stats().resources.rateLimits['vendor']).toMatchObject({ paused: false, waiting: 0 });
+    },
+  );
 });
 
 describe('pressure sampling', () => {
@@ -69,7 +83,9 @@ describe('pressure sampling', () => {
       pressure: { memoryLimitBytes: 1_000, sampleIntervalMs: 60_000, sampler },
     });
     expect(o.resources.pressure).toBe('elevated');
-    await expect(Promise.all([1, 2, 3].map((payload) => o.submit({ type: 't', requires: ['w'], payload })))).resolves.toEqual(['w-1:1', 'w-1:2', 'w-1:3']);
+    await expect(
+      Promise.all([1, 2, 3].map((payload) => o.submit({ type: 't', requires: ['w'], payload }))),
+    ).resolves.toEqual(['w-1:1', 'w-1:2', 'w-1:3']);
     // One agent for the pool, not one per task: pressure still stops growth beyond that.
     expect(o.stats().pools[0]).toMatchObject({ members: 1, spares: 0 });
     rss = 100;

@@ -21,7 +21,10 @@ interface Run {
 /** Runs the fixture in a real Node process; 'hung' when it has not exited `limitMs` after it printed "stopped" (or at all). */
 function run(mode: string, limitMs = 15_000, afterStopLimitMs = 4_000): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', child, mode], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', child, mode], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let stoppedAt: number | undefined;
     let afterStop: NodeJS.Timeout | undefined;
@@ -53,31 +56,35 @@ function summaryOf(out: string): Record<string, unknown> {
 }
 
 describe('a process using the resource features exits on its own after stop()', () => {
-  it.each(['drain', 'cancel'])('%s', async (mode) => {
-    const { code, out, exitAfterStopMs } = await run(mode);
-    expect(code, out).toBe(0);
-    expect(exitAfterStopMs).toBeDefined();
-    const summary = summaryOf(out);
-    expect(summary).toMatchObject({
-      ok: 73, // every task, including those held by the rate limit and those paced by a retry-after
-      vendorOk: 5,
-      openError: 'BREAKER_OPEN',
-      paced: 'paced',
-      pacerCalls: 2,
-      paused: true,
-      fragileFailed: 3,
-      agentBreakerOpened: true,
-      vendorBreakerOpened: true,
-      sampled: true,
-      trackedAfter: 0,
-      state: 'stopped',
-    });
-    expect(summary['trackedBefore']).toBeGreaterThan(0);
-    if (mode === 'cancel') {
-      // Tasks held by the rate limit are cancelled, dependency calls waiting for their turn rejected.
-      expect(summary).toMatchObject({ leftover: 12, leftoverCodes: ['ORCHESTRATOR_STOPPED', 'TASK_CANCELLED'] });
-    }
-  }, 20_000);
+  it.each(['drain', 'cancel'])(
+    '%s',
+    async (mode) => {
+      const { code, out, exitAfterStopMs } = await run(mode);
+      expect(code, out).toBe(0);
+      expect(exitAfterStopMs).toBeDefined();
+      const summary = summaryOf(out);
+      expect(summary).toMatchObject({
+        ok: 73, // every task, including those held by the rate limit and those paced by a retry-after
+        vendorOk: 5,
+        openError: 'BREAKER_OPEN',
+        paced: 'paced',
+        pacerCalls: 2,
+        paused: true,
+        fragileFailed: 3,
+        agentBreakerOpened: true,
+        vendorBreakerOpened: true,
+        sampled: true,
+        trackedAfter: 0,
+        state: 'stopped',
+      });
+      expect(summary['trackedBefore']).toBeGreaterThan(0);
+      if (mode === 'cancel') {
+        // Tasks held by the rate limit are cancelled, dependency calls waiting for their turn rejected.
+        expect(summary).toMatchObject({ leftover: 12, leftoverCodes: ['ORCHESTRATOR_STOPPED', 'TASK_CANCELLED'] });
+      }
+    },
+    20_000,
+  );
 });
 
 /** The internals a leak test reads. */
@@ -136,7 +143,9 @@ describe('agent churn', () => {
         const agent: Agent = failing ? failingAgent() : echoAgent();
         ids.push(o.registerAgent(agent, { id: `agent-${n}`, capabilities: failing ? [`fails-${n}`] : ['x'] }));
       }
-      const failures = ids.filter((_, i) => (batch * BATCH + i) % 50 === 0).map((id) => rejectionOf(o.submit({ type: 't', requires: [`fails-${id.slice(6)}`] })));
+      const failures = ids
+        .filter((_, i) => (batch * BATCH + i) % 50 === 0)
+        .map((id) => rejectionOf(o.submit({ type: 't', requires: [`fails-${id.slice(6)}`] })));
       await Promise.all(failures);
       await o.submit({ type: 't', requires: ['x'], payload: batch });
       const counts = internals(o).breakerCounts;
@@ -166,7 +175,9 @@ describe('stop() releases what it tracked', () => {
   it('after stop(), stats().resources.tracked is 0 and no breaker is left', async () => {
     const sampler = new QuietSampler();
     const o = new UnifiedOrchestrator({
-      pools: [{ role: 'w', capabilities: ['x'], minAgents: 2, maxAgents: 3, warmSpares: 1, create: () => failingAgent() }],
+      pools: [
+        { role: 'w', capabilities: ['x'], minAgents: 2, maxAgents: 3, warmSpares: 1, create: () => failingAgent() },
+      ],
       pressure: { sampler, sampleIntervalMs: 20 },
       rateLimits: { llm: { requests: 1, intervalMs: 60_000 } },
       agentBreaker: { volumeThreshold: 1 },
@@ -193,7 +204,9 @@ describe('stop() releases what it tracked', () => {
     expect(await rejectionOf(waitingCall)).toMatchObject({ code: 'ORCHESTRATOR_STOPPED' });
     expect(await rejectionOf(heldTask)).toMatchObject({ code: 'TASK_CANCELLED' });
     // Nothing is tracked again after stop: no new breaker can be made.
-    expect(() => o.resources.breaker('late', async () => 3)).toThrow(expect.objectContaining({ code: 'ORCHESTRATOR_STOPPED' }));
+    expect(() => o.resources.breaker('late', async () => 3)).toThrow(
+      expect.objectContaining({ code: 'ORCHESTRATOR_STOPPED' }),
+    );
     expect(o.stats().resources.tracked).toBe(0);
   });
 });

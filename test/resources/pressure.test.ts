@@ -58,7 +58,11 @@ afterEach(async () => {
 });
 
 /** An orchestrator (not started) sampling `sampler`; samples are taken when the test asks (the interval is long). */
-function make(sampler: ResourceSampler, pressure: PressureOptions = {}, extra: OrchestratorOptions = {}): UnifiedOrchestrator {
+function make(
+  sampler: ResourceSampler,
+  pressure: PressureOptions = {},
+  extra: OrchestratorOptions = {},
+): UnifiedOrchestrator {
   const o = new UnifiedOrchestrator({
     pools: [],
     pressure: { memoryLimitBytes: LIMIT, sampleIntervalMs: 60_000, sampler, ...pressure },
@@ -76,7 +80,12 @@ function monitor(o: UnifiedOrchestrator): { sampleNow(): Promise<void> } {
 }
 
 /** Sets the fake's reading and applies one sample. */
-async function load(o: UnifiedOrchestrator, sampler: FakeSampler, rssBytes: number, cpuPercent = Number.NaN): Promise<void> {
+async function load(
+  o: UnifiedOrchestrator,
+  sampler: FakeSampler,
+  rssBytes: number,
+  cpuPercent = Number.NaN,
+): Promise<void> {
   sampler.rssBytes = rssBytes;
   sampler.cpuPercent = cpuPercent;
   await monitor(o).sampleNow();
@@ -138,7 +147,12 @@ describe('pressure levels', () => {
     await o.start();
     expect(sampler.samples).toBe(1); // the first sample comes with start()
     expect(o.resources.pressure).toBe('normal');
-    expect(o.stats().resources.pressure).toEqual({ level: 'normal', rssBytes: 100, heapUsedBytes: 50, cpuPercent: Number.NaN });
+    expect(o.stats().resources.pressure).toEqual({
+      level: 'normal',
+      rssBytes: 100,
+      heapUsedBytes: 50,
+      cpuPercent: Number.NaN,
+    });
 
     sampler.heapUsedBytes = 77;
     await load(o, sampler, 900);
@@ -146,7 +160,12 @@ describe('pressure levels', () => {
     expect(events).toEqual([
       { from: 'normal', to: 'elevated', ratio: 0.9, rssBytes: 900, heapUsedBytes: 77, cpuPercent: Number.NaN },
     ]);
-    expect(o.stats().resources.pressure).toEqual({ level: 'elevated', rssBytes: 900, heapUsedBytes: 77, cpuPercent: Number.NaN });
+    expect(o.stats().resources.pressure).toEqual({
+      level: 'elevated',
+      rssBytes: 900,
+      heapUsedBytes: 77,
+      cpuPercent: Number.NaN,
+    });
 
     await load(o, sampler, 1_200);
     expect(o.resources.pressure).toBe('critical');
@@ -187,7 +206,12 @@ describe('pressure levels', () => {
     }
     await load(o, sampler, 949);
     expect(o.resources.pressure).toBe('elevated');
-    expect(events.map((e) => `${e.from}>${e.to}`)).toEqual(['normal>elevated', 'elevated>normal', 'normal>critical', 'critical>elevated']);
+    expect(events.map((e) => `${e.from}>${e.to}`)).toEqual([
+      'normal>elevated',
+      'elevated>normal',
+      'normal>critical',
+      'critical>elevated',
+    ]);
     await o.stop();
   });
 
@@ -302,7 +326,12 @@ describe('pressure levels', () => {
     await o.start();
     expect(o.resources.pressure).toBe('normal');
     expect((o.resources as unknown as { pressureMonitor: unknown }).pressureMonitor).toBeUndefined();
-    expect(o.stats().resources.pressure).toEqual({ level: 'normal', rssBytes: undefined, heapUsedBytes: undefined, cpuPercent: undefined });
+    expect(o.stats().resources.pressure).toEqual({
+      level: 'normal',
+      rssBytes: undefined,
+      heapUsedBytes: undefined,
+      cpuPercent: undefined,
+    });
     o.registerAgent(echoAgent(), { id: 'a', capabilities: ['x'] });
     await expect(o.submit({ type: 't', requires: ['x'], priority: -1_000, payload: 'low' })).resolves.toBe('a:low');
     await wait(20);
@@ -347,7 +376,12 @@ describe('critical pressure sheds low-priority work', () => {
     expect(o.stats()).toMatchObject({ running: 1, waiting: 3 });
 
     await settleAll(calls, 4);
-    await expect(Promise.all([running, waiting, atFloor, above])).resolves.toEqual(['running', 'waiting', 'at-floor', 'above']);
+    await expect(Promise.all([running, waiting, atFloor, above])).resolves.toEqual([
+      'running',
+      'waiting',
+      'at-floor',
+      'above',
+    ]);
     expect(o.stats()).toMatchObject({ completed: 4, rejected: 2, failed: 0, cancelled: 0 });
 
     // Back under the limit: background work is accepted again.
@@ -443,7 +477,12 @@ describe('pools under pressure', () => {
     // No spare to hand out: spawnAgent refuses to create one.
     const refused = await rejectionOf(o.spawnAgent('w'));
     expect(refused).toBeInstanceOf(ResourcePressureError);
-    expect(refused).toMatchObject({ code: 'RESOURCE_PRESSURE', level: 'elevated', priority: undefined, priorityFloor: undefined });
+    expect(refused).toMatchObject({
+      code: 'RESOURCE_PRESSURE',
+      level: 'elevated',
+      priority: undefined,
+      priorityFloor: undefined,
+    });
     expect(created).toBe(createdBefore);
 
     // Back to normal: the spare is refilled and the waiting task gets an agent without the busy one finishing.
@@ -504,7 +543,18 @@ describe('pools under pressure', () => {
     const o = make(
       sampler,
       {},
-      { pools: [{ role: 'w', capabilities: ['w'], minAgents: 2, maxAgents: 4, warmSpares: 2, create: () => (created++, echoAgent()) }] },
+      {
+        pools: [
+          {
+            role: 'w',
+            capabilities: ['w'],
+            minAgents: 2,
+            maxAgents: 4,
+            warmSpares: 2,
+            create: () => (created++, echoAgent()),
+          },
+        ],
+      },
     );
     await o.start();
     expect(o.resources.pressure).toBe('elevated');

@@ -16,16 +16,22 @@ function limiter(options: { requests?: number; intervalMs: number }, clock: { no
   const disposables = new Disposables();
   owned.push(disposables);
   const events: string[] = [];
-  const l = new RateLimiter('llm', { requests: Infinity, units: Infinity, maxDeferrals: 10, ...options }, clock, disposables, {
-    paused: (_l, ms) => events.push(`paused ${ms}`),
-    resumed: () => events.push('resumed'),
-    ready: () => events.push('ready'),
-  });
+  const l = new RateLimiter(
+    'llm',
+    { requests: Infinity, units: Infinity, maxDeferrals: 10, ...options },
+    clock,
+    disposables,
+    {
+      paused: (_l, ms) => events.push(`paused ${ms}`),
+      resumed: () => events.push('resumed'),
+      ready: () => events.push('ready'),
+    },
+  );
   return { l, events };
 }
 
 describe('RateLimiter', () => {
-  it('a pause with nobody waiting ends and reports resumed, even when its timer fires before the pause ends by the limiter\'s clock', async () => {
+  it("a pause with nobody waiting ends and reports resumed, even when its timer fires before the pause ends by the limiter's clock", async () => {
     // A clock 5 ms behind the timers: the first wake-up comes "early". It used to leave the limiter paused for good.
     const lagging = { now: () => performance.now() - 5 };
     const { l, events } = limiter({ intervalMs: 1_000 }, lagging);
@@ -36,7 +42,7 @@ describe('RateLimiter', () => {
     expect(events).toEqual(['paused 20.4', 'resumed']);
   });
 
-  it('after a pause, work starts again at the limit\'s pace: one request at once, then one per interval / requests', () => {
+  it("after a pause, work starts again at the limit's pace: one request at once, then one per interval / requests", () => {
     let now = 0;
     const clock = { now: () => now };
     const { l } = limiter({ requests: 5, intervalMs: 100 }, clock); // one request per 20 ms, bursts of 5

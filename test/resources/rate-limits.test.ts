@@ -96,14 +96,25 @@ describe('capability rate limits: requests', () => {
   it('tasks held only by a rate limit do not make a pool create agents', async () => {
     let created = 0;
     const o = await start({
-      pools: [{ role: 'w', capabilities: ['llm'], minAgents: 2, maxAgents: 10, warmSpares: 0, create: () => (created++, echoAgent()) }],
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['llm'],
+          minAgents: 2,
+          maxAgents: 10,
+          warmSpares: 0,
+          create: () => (created++, echoAgent()),
+        },
+      ],
       rateLimits: { llm: { requests: 1, intervalMs: 60 } },
       scaleIntervalMs: 10,
     });
     const scaled: Array<OrchestratorEvents['pool:scaled']> = [];
     o.on('pool:scaled', (e) => scaled.push(e));
     expect(created).toBe(2);
-    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => o.submit({ type: 't', requires: ['llm'], payload: i })));
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => o.submit({ type: 't', requires: ['llm'], payload: i })),
+    );
     expect(results).toHaveLength(4);
     expect(created).toBe(2);
     expect(scaled).toEqual([]);
@@ -170,7 +181,9 @@ describe('retry-after on a rate-limited capability', () => {
     await until(() => entries.some((e) => e.kind === 'paused'));
     expect(o.stats().resources.rateLimits['llm']).toMatchObject({ paused: true });
     expect(kinds(entries, 'paused')).toEqual([{ kind: 'paused', name: 'llm', ms: 150 }]);
-    expect(kinds(entries, 'retrying')).toEqual([{ kind: 'retrying', taskId: handle.id, delayMs: 150, reason: 'rate-limit' }]);
+    expect(kinds(entries, 'retrying')).toEqual([
+      { kind: 'retrying', taskId: handle.id, delayMs: 150, reason: 'rate-limit' },
+    ]);
 
     // Work submitted during the pause is held too.
     const during = o.delegate<string>({ type: 't', requires: ['llm'], payload: 'during' });
@@ -182,7 +195,9 @@ describe('retry-after on a rate-limited capability', () => {
     expect(calls.get(handle.id)).toBe(2);
     expect(calls.get(during.id)).toBe(2);
 
-    const order = entries.map((e) => (e.kind === 'started' || e.kind === 'completed' ? `${e.kind}:${e.taskId === handle.id ? 'h' : 'd'}` : e.kind));
+    const order = entries.map((e) =>
+      e.kind === 'started' || e.kind === 'completed' ? `${e.kind}:${e.taskId === handle.id ? 'h' : 'd'}` : e.kind,
+    );
     const resumed = order.indexOf('resumed');
     expect(order.indexOf('paused')).toBeLessThan(resumed);
     // After the first attempt, nothing started before the pause ended.
@@ -202,11 +217,19 @@ describe('retry-after on a rate-limited capability', () => {
     o.registerAgent(pacedAgent(1, 30, calls), { id: 'b', capabilities: ['llm'], concurrency: 3 });
     const results = Array.from({ length: 12 }, (_, i) => o.submit({ type: 't', requires: ['llm'], payload: i }));
     await expect(Promise.all(results)).resolves.toEqual(Array.from({ length: 12 }, (_, i) => i));
-    expect(o.stats()).toMatchObject({ submitted: 12, completed: 12, failed: 0, cancelled: 0, deadLettered: 0, waiting: 0, running: 0 });
+    expect(o.stats()).toMatchObject({
+      submitted: 12,
+      completed: 12,
+      failed: 0,
+      cancelled: 0,
+      deadLettered: 0,
+      waiting: 0,
+      running: 0,
+    });
     await o.stop();
   });
 
-  it('a retry-after does not count against the agent\'s breaker', async () => {
+  it("a retry-after does not count against the agent's breaker", async () => {
     const o = await start({
       rateLimits: { llm: { requests: 100, intervalMs: 1_000 } },
       agentBreaker: { volumeThreshold: 1, errorThresholdPercentage: 1 },
@@ -222,7 +245,9 @@ describe('retry-after on a rate-limited capability', () => {
   });
 
   it('after maxDeferrals the retry-after error is final', async () => {
-    const o = await start({ rateLimits: { llm: { intervalMs: 1_000, maxDeferrals: 2 }, strict: { intervalMs: 1_000, maxDeferrals: 0 } } });
+    const o = await start({
+      rateLimits: { llm: { intervalMs: 1_000, maxDeferrals: 2 }, strict: { intervalMs: 1_000, maxDeferrals: 0 } },
+    });
     const entries = log(o);
     const calls = new Map<string, number>();
     o.registerAgent(pacedAgent(Infinity, 5, calls), { id: 'a', capabilities: ['llm', 'strict'] });
@@ -244,7 +269,9 @@ describe('retry-after on a rate-limited capability', () => {
 
 describe('rate limit stats', () => {
   it('stats().resources.rateLimits has a snapshot per limit', async () => {
-    const o = await start({ rateLimits: { llm: { requests: 3, units: 100, intervalMs: 1_000 }, search: { requests: 5, intervalMs: 1_000 } } });
+    const o = await start({
+      rateLimits: { llm: { requests: 3, units: 100, intervalMs: 1_000 }, search: { requests: 5, intervalMs: 1_000 } },
+    });
     expect(o.stats().resources.rateLimits).toEqual({
       llm: { name: 'llm', requestsAvailable: 3, unitsAvailable: 100, paused: false, waiting: 0 },
       search: { name: 'search', requestsAvailable: 5, unitsAvailable: Infinity, paused: false, waiting: 0 },
@@ -281,11 +308,19 @@ describe('dependency rate limits', () => {
   it('concurrent calls wait their turn and all resolve, in order', async () => {
     const o = await start({});
     const calledAt: Array<{ arg: number; at: number }> = [];
-    const vendor = o.resources.breaker('vendor', async (n: number) => (calledAt.push({ arg: n, at: performance.now() }), n * 10), {
-      rateLimit: { requests: 1, intervalMs: 100 },
-    });
+    const vendor = o.resources.breaker(
+      'vendor',
+      async (n: number) => (calledAt.push({ arg: n, at: performance.now() }), n * 10),
+      {
+        rateLimit: { requests: 1, intervalMs: 100 },
+      },
+    );
     const results = [vendor(1), vendor(2), vendor(3)];
-    expect(o.stats().resources.rateLimits['vendor']).toMatchObject({ name: 'vendor', requestsAvailable: 0, waiting: 2 });
+    expect(o.stats().resources.rateLimits['vendor']).toMatchObject({
+      name: 'vendor',
+      requestsAvailable: 0,
+      waiting: 2,
+    });
     await expect(Promise.all(results)).resolves.toEqual([10, 20, 30]);
     expect(calledAt.map((c) => c.arg)).toEqual([1, 2, 3]);
     // One request per 100 ms: the third call came well after the first (loose bound).
@@ -351,7 +386,9 @@ describe('dependency rate limits', () => {
   it('a capability limit and a dependency of the same name share one budget', async () => {
     const o = await start({ rateLimits: { llm: { requests: 1, intervalMs: 150 } } });
     o.registerAgent(echoAgent(), { id: 'a', capabilities: ['llm'] });
-    expect(() => o.resources.breaker('llm', async () => 1, { rateLimit: { requests: 5, intervalMs: 100 } })).toThrow(ValidationError);
+    expect(() => o.resources.breaker('llm', async () => 1, { rateLimit: { requests: 5, intervalMs: 100 } })).toThrow(
+      ValidationError,
+    );
     const client = o.resources.breaker('llm', async () => 'called');
     await o.submit({ type: 't', requires: ['llm'] });
     const call = client();

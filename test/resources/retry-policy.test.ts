@@ -70,7 +70,15 @@ describe('RetryPolicy.delay', () => {
   });
 
   it('stays within the window when the injected random throws or returns junk', () => {
-    for (const random of [() => 1, () => -0.5, () => Number.NaN, () => 7, (): number => { throw new Error('no entropy'); }]) {
+    for (const random of [
+      () => 1,
+      () => -0.5,
+      () => Number.NaN,
+      () => 7,
+      (): number => {
+        throw new Error('no entropy');
+      },
+    ]) {
       const p = policy({ baseDelayMs: 100, maxDelayMs: 1_000 }, random);
       for (const attempt of [1, 3, 10]) {
         const d = p.delay(attempt);
@@ -98,8 +106,16 @@ describe('RetryPolicy.delay', () => {
     ['headers["retry-after"]', { headers: { 'retry-after': '7' } }, 7_000],
     ['headers["Retry-After"]', { headers: { 'Retry-After': '8' } }, 8_000],
     ['response.headers.get("retry-after")', { response: { headers: new Headers({ 'Retry-After': '4' }) } }, 4_000],
-    ['response.headers as a plain object', { response: { headers: { 'retry-after': 'Sat, 01 Mar 2025 12:00:09 GMT' } } }, 9_000],
-    ['retryAfterMs before retryAfter before headers', { retryAfterMs: 10, retryAfter: 20, headers: { 'retry-after': '30' } }, 10],
+    [
+      'response.headers as a plain object',
+      { response: { headers: { 'retry-after': 'Sat, 01 Mar 2025 12:00:09 GMT' } } },
+      9_000,
+    ],
+    [
+      'retryAfterMs before retryAfter before headers',
+      { retryAfterMs: 10, retryAfter: 20, headers: { 'retry-after': '30' } },
+      10,
+    ],
     ['retryAfter before headers', { retryAfter: 20, headers: { 'retry-after': '30' } }, 20_000],
     ['a hint longer than a timer can hold, capped', { retryAfterMs: 2 ** 40 }, MAX_TIMER_MS],
   ];
@@ -108,7 +124,9 @@ describe('RetryPolicy.delay', () => {
     expect(retryAfterMs(error, now)).toBe(expected);
     vi.useFakeTimers({ toFake: ['Date'], now });
     // The policy honours the hint up to maxRetryAfterMs (300_000 by default).
-    expect(policy({ baseDelayMs: 100, maxDelayMs: 1_000 }, () => 0.5).delay(1, error)).toBe(Math.min(expected, RETRY_DEFAULTS.maxRetryAfterMs));
+    expect(policy({ baseDelayMs: 100, maxDelayMs: 1_000 }, () => 0.5).delay(1, error)).toBe(
+      Math.min(expected, RETRY_DEFAULTS.maxRetryAfterMs),
+    );
   });
 
   it('cuts a retry-after hint to maxRetryAfterMs, and reports it through retryAfter()', () => {
@@ -120,7 +138,11 @@ describe('RetryPolicy.delay', () => {
   });
 
   it('reads no hint (and does not throw) from an error whose getters throw', () => {
-    const hostile = Object.defineProperty(new Error('x'), 'retryAfterMs', { get: () => { throw new Error('getter'); } });
+    const hostile = Object.defineProperty(new Error('x'), 'retryAfterMs', {
+      get: () => {
+        throw new Error('getter');
+      },
+    });
     expect(retryAfterMs(hostile)).toBeUndefined();
     expect(policy({}, () => 0.5).delay(1, hostile)).toBe(50);
   });
@@ -130,7 +152,16 @@ describe('RetryPolicy.delay', () => {
     ['a non-object', 'boom'],
     ['a garbage retryAfter', { retryAfter: 'soon' }],
     ['an empty header', { headers: { 'retry-after': ' ' } }],
-    ['a headers.get that throws', { headers: { get: () => { throw new Error('nope'); } } }],
+    [
+      'a headers.get that throws',
+      {
+        headers: {
+          get: () => {
+            throw new Error('nope');
+          },
+        },
+      },
+    ],
     ['a non-finite retryAfterMs', { retryAfterMs: Infinity }],
   ];
 
@@ -182,7 +213,9 @@ describe('RetryPolicy.run', () => {
     const errors = [new Error('one'), new Error('two')];
     const fn = script([...errors]);
     const onFailure = vi.fn();
-    await expect(policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 5, signal: never, onFailure })).resolves.toBe('done');
+    await expect(
+      policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 5, signal: never, onFailure }),
+    ).resolves.toBe('done');
     expect(fn.mock.calls.map(([attempt]) => attempt)).toEqual([1, 2, 3]);
     expect(onFailure.mock.calls).toEqual([
       [errors[0], 1, true],
@@ -202,7 +235,9 @@ describe('RetryPolicy.run', () => {
     const fatal = Object.assign(new Error('bad request'), { retryable: false });
     const fn = script([fatal]);
     const onFailure = vi.fn();
-    await expect(policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 5, signal: never, onFailure })).rejects.toBe(fatal);
+    await expect(
+      policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 5, signal: never, onFailure }),
+    ).rejects.toBe(fatal);
     expect(fn).toHaveBeenCalledTimes(1);
     expect(onFailure.mock.calls).toEqual([[fatal, 1, false]]);
     expect(timers.waits).toEqual([]);
@@ -225,7 +260,9 @@ describe('RetryPolicy.run', () => {
     const errors = [new Error('one'), new Error('two'), new Error('three'), new Error('four')];
     const fn = script([...errors]);
     const onFailure = vi.fn();
-    await expect(policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 3, signal: never, onFailure })).rejects.toBe(errors[2]);
+    await expect(
+      policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 3, signal: never, onFailure }),
+    ).rejects.toBe(errors[2]);
     expect(fn).toHaveBeenCalledTimes(3);
     expect(onFailure.mock.calls.map(([, attempt, willRetry]) => [attempt, willRetry])).toEqual([
       [1, true],
@@ -267,7 +304,9 @@ describe('RetryPolicy.run', () => {
       controller.abort(reason);
       throw new Error('aborted mid-flight');
     });
-    await expect(policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 3, signal: controller.signal, onFailure })).rejects.toBe(reason);
+    await expect(
+      policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 3, signal: controller.signal, onFailure }),
+    ).rejects.toBe(reason);
     expect(fn).toHaveBeenCalledTimes(1);
     expect(onFailure).not.toHaveBeenCalled();
   });
@@ -330,7 +369,10 @@ describe('task retries through the policy', () => {
     expect(fatalCalls.n).toBe(1);
 
     const flakyCalls = { n: 0 };
-    o.registerAgent(scriptedAgent([new Error('flaky'), new Error('flaky')], flakyCalls), { id: 'flaky', capabilities: ['flaky'] });
+    o.registerAgent(scriptedAgent([new Error('flaky'), new Error('flaky')], flakyCalls), {
+      id: 'flaky',
+      capabilities: ['flaky'],
+    });
     await expect(o.submit({ type: 't', requires: ['flaky'], maxAttempts: 3 })).resolves.toBe('ok');
     expect(flakyCalls.n).toBe(3);
   });
@@ -378,7 +420,9 @@ describe('task retries through the policy', () => {
     const o = await startWith({ retry: { baseDelayMs: 5_000, maxDelayMs: 5_000 }, random: () => 0.9 });
     const log = recordEvents(o);
     const calls = { n: 0 };
-    const throttled = Object.assign(new Error('503'), { response: { headers: new Headers({ 'retry-after': '0.03' }) } });
+    const throttled = Object.assign(new Error('503'), {
+      response: { headers: new Headers({ 'retry-after': '0.03' }) },
+    });
     o.registerAgent(scriptedAgent([throttled], calls), { id: 'a', capabilities: [] });
     await expect(o.submit({ type: 't', maxAttempts: 2 })).resolves.toBe('ok');
     expect(log.retrying).toMatchObject([{ attempt: 1, delayMs: 30 }]);
@@ -389,12 +433,25 @@ describe('task retries through the policy', () => {
 describe('pool creation retries through the policy', () => {
   type CreateFailed = OrchestratorEvents['pool:create-failed'];
 
-  async function startPool(create: () => never, extra: OrchestratorOptions = {}): Promise<{ error: unknown; events: CreateFailed[] }> {
+  async function startPool(
+    create: () => never,
+    extra: OrchestratorOptions = {},
+  ): Promise<{ error: unknown; events: CreateFailed[] }> {
     const o = new UnifiedOrchestrator({
       pressure: false,
       retry: { baseDelayMs: 1, maxDelayMs: 1 },
       ...extra,
-      pools: [{ role: 'worker', capabilities: ['work'], create, createAttempts: 3, minAgents: 1, maxAgents: 1, warmSpares: 0 }],
+      pools: [
+        {
+          role: 'worker',
+          capabilities: ['work'],
+          create,
+          createAttempts: 3,
+          minAgents: 1,
+          maxAgents: 1,
+          warmSpares: 0,
+        },
+      ],
     });
     const events: CreateFailed[] = [];
     o.on('pool:create-failed', (e) => events.push(e));
@@ -449,7 +506,9 @@ describe('pool creation retries through the policy', () => {
     const create = vi.fn((): never => {
       throw new Error('flaky');
     });
-    const { error, events } = await startPool(create, { retry: { baseDelayMs: 1, maxDelayMs: 1, retryable: () => false } });
+    const { error, events } = await startPool(create, {
+      retry: { baseDelayMs: 1, maxDelayMs: 1, retryable: () => false },
+    });
     expect(error).toBeInstanceOf(AgentCreationError);
     expect(create).toHaveBeenCalledTimes(1);
     expect(events.map((e) => e.willRetry)).toEqual([false]);

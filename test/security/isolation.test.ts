@@ -23,7 +23,12 @@ async function setup(): Promise<{ o: UnifiedOrchestrator; release: () => void }>
       return 'done';
     },
   };
-  const o = new UnifiedOrchestrator({ pressure: false, agentBreaker: false, retry: { baseDelayMs: 1, maxDelayMs: 1 }, pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 1, warmSpares: 0, create: () => agent }] });
+  const o = new UnifiedOrchestrator({
+    pressure: false,
+    agentBreaker: false,
+    retry: { baseDelayMs: 1, maxDelayMs: 1 },
+    pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, maxAgents: 1, warmSpares: 0, create: () => agent }],
+  });
   live.push(o);
   await o.start();
   return {
@@ -52,13 +57,20 @@ describe('tenant isolation', () => {
     await expect(running.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
   });
 
-  it("task() reports a live task to its own tenant and to a caller stating none, and nothing to another tenant", async () => {
+  it('task() reports a live task to its own tenant and to a caller stating none, and nothing to another tenant', async () => {
     const { o, release } = await setup();
     const h = o.delegate({ type: 'report', requires: ['x'], tenantId: 'acme', priority: 3 });
     await until(() => o.stats().running === 1);
     expect(o.task(h.id, { tenantId: 'globex' })).toBeUndefined();
     const own = o.task(h.id, { tenantId: 'acme' });
-    expect(own).toMatchObject({ id: h.id, type: 'report', tenantId: 'acme', priority: 3, phase: 'running', attempts: 1 });
+    expect(own).toMatchObject({
+      id: h.id,
+      type: 'report',
+      tenantId: 'acme',
+      priority: 3,
+      phase: 'running',
+      attempts: 1,
+    });
     expect(own?.agentId).toMatch(/^w-/);
     expect(o.task(h.id)).toEqual(own);
     release();
@@ -76,7 +88,12 @@ describe('tenant isolation', () => {
     expect(o.deadLetters('acme').map((l) => l.taskId)).toEqual([acme.id]);
     expect(o.deadLetters('globex').map((l) => l.taskId)).toEqual([globex.id]);
     expect(() => o.retryDeadLetter(acme.id, { tenantId: 'globex' })).toThrow(TaskNotFoundError);
-    expect(o.deadLetters().map((l) => l.taskId).sort()).toEqual([acme.id, globex.id].sort());
+    expect(
+      o
+        .deadLetters()
+        .map((l) => l.taskId)
+        .sort(),
+    ).toEqual([acme.id, globex.id].sort());
     const again = o.retryDeadLetter(acme.id, { tenantId: 'acme' });
     expect(again.id).not.toBe(acme.id);
     await expect(again.result).rejects.toMatchObject({ code: 'TASK_DEAD_LETTERED' });
@@ -87,7 +104,9 @@ describe('tenant isolation', () => {
     const h = o.delegate({ type: 't', requires: ['x'], tenantId: 'acme' });
     for (const bad of [42, '', null]) {
       expect(() => o.cancel(h.id, undefined, { tenantId: bad as never })).toThrow(ValidationError);
-      expect(() => o.task(h.id, { tenantId: bad as never })).toThrow(expect.objectContaining({ field: 'options.tenantId' }));
+      expect(() => o.task(h.id, { tenantId: bad as never })).toThrow(
+        expect.objectContaining({ field: 'options.tenantId' }),
+      );
     }
     expect(o.task(h.id)).toBeDefined();
   });

@@ -1,6 +1,13 @@
 /** `maxPayloadBytes`: an oversized payload is refused with ValidationError before it is queued or handed off. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryBridge, MemoryHub, OrchestratorsCompatibilityAdapter, UnifiedOrchestrator, ValidationError, type OrchestratorOptions } from 'unified-orchestrator';
+import {
+  MemoryBridge,
+  MemoryHub,
+  OrchestratorsCompatibilityAdapter,
+  UnifiedOrchestrator,
+  ValidationError,
+  type OrchestratorOptions,
+} from 'unified-orchestrator';
 
 const live: UnifiedOrchestrator[] = [];
 afterEach(async () => {
@@ -11,7 +18,14 @@ async function start(options: OrchestratorOptions): Promise<{ o: UnifiedOrchestr
   const ran: unknown[] = [];
   const o = new UnifiedOrchestrator({
     pressure: false,
-    pools: [{ role: 'w', capabilities: ['x'], minAgents: 1, create: () => ({ execute: async (ctx) => void ran.push(ctx.payload) }) }],
+    pools: [
+      {
+        role: 'w',
+        capabilities: ['x'],
+        minAgents: 1,
+        create: () => ({ execute: async (ctx) => void ran.push(ctx.payload) }),
+      },
+    ],
     ...options,
   });
   live.push(o);
@@ -33,7 +47,9 @@ describe('maxPayloadBytes', () => {
     expect(error).toBeInstanceOf(ValidationError);
     expect(error).toMatchObject({ code: 'VALIDATION_ERROR', field: 'task.payload' });
     expect((error as Error).message).toMatch(/101 bytes as JSON, over maxPayloadBytes \(100\).*reference/);
-    await expect(o.submit({ type: 't', requires: ['x'], payload: { big: 'b'.repeat(200) } })).rejects.toMatchObject({ field: 'task.payload' });
+    await expect(o.submit({ type: 't', requires: ['x'], payload: { big: 'b'.repeat(200) } })).rejects.toMatchObject({
+      field: 'task.payload',
+    });
     // Nothing refused was queued or run, and the refusals are counted.
     expect(ran).toEqual([fits]);
     expect(o.stats()).toMatchObject({ completed: 1, rejected: 2, waiting: 0 });
@@ -50,7 +66,9 @@ describe('maxPayloadBytes', () => {
     const cyclic: Record<string, unknown> = {};
     cyclic['self'] = cyclic;
     const limited = await start({ maxPayloadBytes: 1_000 });
-    expect(() => limited.o.delegate({ type: 't', requires: ['x'], payload: cyclic })).toThrow(/JSON-serialisable, to measure it against maxPayloadBytes/);
+    expect(() => limited.o.delegate({ type: 't', requires: ['x'], payload: cyclic })).toThrow(
+      /JSON-serialisable, to measure it against maxPayloadBytes/,
+    );
     expect(() => limited.o.delegate({ type: 't', requires: ['x'], payload: 10n })).toThrow(ValidationError);
     const open = await start({});
     await open.o.submit({ type: 't', requires: ['x'], payload: cyclic });
@@ -60,12 +78,19 @@ describe('maxPayloadBytes', () => {
 
   it('is checked before a task is handed to another node', async () => {
     const hub = new MemoryHub();
-    const producer = new UnifiedOrchestrator({ pressure: false, maxPayloadBytes: 50, bridge: new MemoryBridge({ hub }) });
+    const producer = new UnifiedOrchestrator({
+      pressure: false,
+      maxPayloadBytes: 50,
+      bridge: new MemoryBridge({ hub }),
+    });
     live.push(producer);
     const { ran } = await start({ bridge: new MemoryBridge({ hub }) });
     await producer.start();
     await producer.submit({ type: 't', requires: ['x'], payload: 'small' });
-    await expect(producer.submit({ type: 't', requires: ['x'], payload: 'L'.repeat(60) })).rejects.toMatchObject({ code: 'VALIDATION_ERROR', field: 'task.payload' });
+    await expect(producer.submit({ type: 't', requires: ['x'], payload: 'L'.repeat(60) })).rejects.toMatchObject({
+      code: 'VALIDATION_ERROR',
+      field: 'task.payload',
+    });
     expect(producer.bridge.stats().handedOff).toBe(1);
     expect(ran).toEqual(['small']);
   });
@@ -74,13 +99,18 @@ describe('maxPayloadBytes', () => {
     const { o } = await start({ maxPayloadBytes: 20 });
     const adapter = new OrchestratorsCompatibilityAdapter(o);
     expect(await adapter.delegateTaskToAgent({ role: 'w', payload: 'p'.repeat(40) })).toEqual({
-      error: { code: 'INVALID_REQUEST', message: expect.stringMatching(/42 bytes as JSON, over maxPayloadBytes \(20\)/) },
+      error: {
+        code: 'INVALID_REQUEST',
+        message: expect.stringMatching(/42 bytes as JSON, over maxPayloadBytes \(20\)/),
+      },
     });
   });
 
   it('is validated as an option: a positive integer or Infinity', () => {
     for (const bad of [0, -1, 1.5, '10', null]) {
-      expect(() => new UnifiedOrchestrator({ maxPayloadBytes: bad as never })).toThrow(expect.objectContaining({ field: 'options.maxPayloadBytes' }));
+      expect(() => new UnifiedOrchestrator({ maxPayloadBytes: bad as never })).toThrow(
+        expect.objectContaining({ field: 'options.maxPayloadBytes' }),
+      );
     }
     expect(() => new UnifiedOrchestrator({ maxPayloadBytes: Infinity, pressure: false })).not.toThrow();
   });

@@ -93,7 +93,12 @@ export interface VerdictRule {
   readonly minSamples: number;
 }
 
-export const DEFAULT_RULE: VerdictRule = { maxSlopeMBPerMin: 0.5, maxThirdsDriftShare: 0.05, maxThirdsDriftMB: 2, minSamples: 6 };
+export const DEFAULT_RULE: VerdictRule = {
+  maxSlopeMBPerMin: 0.5,
+  maxThirdsDriftShare: 0.05,
+  maxThirdsDriftMB: 2,
+  minSamples: 6,
+};
 
 export function describeRule(rule: VerdictRule): string {
   return (
@@ -168,16 +173,32 @@ export function analyseHeap(all: readonly Sample[], rule: VerdictRule = DEFAULT_
     lastThirdMeanMB: last,
     thirdsDriftMB: drift,
     allowedDriftMB: allowed,
-    rssSlopeMBPerMin: linearFit(minutes, s.map((x) => x.rss / MB)).slope,
-    externalSlopeMBPerMin: linearFit(minutes, s.map((x) => x.external / MB)).slope,
+    rssSlopeMBPerMin: linearFit(
+      minutes,
+      s.map((x) => x.rss / MB),
+    ).slope,
+    externalSlopeMBPerMin: linearFit(
+      minutes,
+      s.map((x) => x.external / MB),
+    ).slope,
     verdict,
     reasons,
   };
 }
 
 /** Slope per minute of any sampled series after the warm-up (for attributing growth: tracked, dead letters...). */
-export function seriesSlopePerMin(all: readonly Sample[], pick: (s: Sample) => number): { slope: number; first: number; last: number } {
+export function seriesSlopePerMin(
+  all: readonly Sample[],
+  pick: (s: Sample) => number,
+): { slope: number; first: number; last: number } {
   const s = all.filter((x) => !x.warmup);
-  const fit = linearFit(s.map((x) => x.t / 60), s.map(pick));
-  return { slope: fit.slope, first: s.length ? pick(s[0]!) : Number.NaN, last: s.length ? pick(s[s.length - 1]!) : Number.NaN };
+  const fit = linearFit(
+    s.map((x) => x.t / 60),
+    s.map(pick),
+  );
+  return {
+    slope: fit.slope,
+    first: s.length ? pick(s[0]!) : Number.NaN,
+    last: s.length ? pick(s[s.length - 1]!) : Number.NaN,
+  };
 }

@@ -13,7 +13,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 interface Snapshot {
-  readonly snapshot: { readonly meta: { readonly node_fields: string[]; readonly node_types: [string[], ...unknown[]] } };
+  readonly snapshot: {
+    readonly meta: { readonly node_fields: string[]; readonly node_types: [string[], ...unknown[]] };
+  };
   readonly nodes: number[];
   readonly strings: string[];
 }
@@ -47,9 +49,14 @@ function summarise(file: string): Map<string, Row> {
 }
 
 function main(): number {
-  const { values, positionals } = parseArgs({ options: { top: { type: 'string', default: '30' }, match: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    options: { top: { type: 'string', default: '30' }, match: { type: 'string' } },
+    allowPositionals: true,
+  });
   if (positionals.length !== 2) {
-    process.stderr.write('usage: node --import tsx test/soak/heap-diff.ts before.heapsnapshot after.heapsnapshot [--top 30]\n');
+    process.stderr.write(
+      'usage: node --import tsx test/soak/heap-diff.ts before.heapsnapshot after.heapsnapshot [--top 30]\n',
+    );
     return 2;
   }
   const top = Number(values.top) || 30;
@@ -58,18 +65,33 @@ function main(): number {
   const rows = [...keys].map((key) => {
     const x = a.get(key) ?? { count: 0, size: 0 };
     const y = b.get(key) ?? { count: 0, size: 0 };
-    return { key, countA: x.count, countB: y.count, dCount: y.count - x.count, sizeA: x.size, sizeB: y.size, dSize: y.size - x.size };
+    return {
+      key,
+      countA: x.count,
+      countB: y.count,
+      dCount: y.count - x.count,
+      sizeA: x.size,
+      sizeB: y.size,
+      dSize: y.size - x.size,
+    };
   });
-  const total = (m: Map<string, Row>): Row => [...m.values()].reduce((s, r) => ({ count: s.count + r.count, size: s.size + r.size }), { count: 0, size: 0 });
+  const total = (m: Map<string, Row>): Row =>
+    [...m.values()].reduce((s, r) => ({ count: s.count + r.count, size: s.size + r.size }), { count: 0, size: 0 });
   const ta = total(a);
   const tb = total(b);
   const n = (v: number): string => v.toLocaleString('en-US');
   const signed = (v: number): string => (v > 0 ? `+${n(v)}` : n(v));
-  process.stdout.write(`total: ${n(ta.count)} → ${n(tb.count)} objects (${signed(tb.count - ta.count)}), ${n(ta.size)} → ${n(tb.size)} bytes (${signed(tb.size - ta.size)})\n\n`);
+  process.stdout.write(
+    `total: ${n(ta.count)} → ${n(tb.count)} objects (${signed(tb.count - ta.count)}), ${n(ta.size)} → ${n(tb.size)} bytes (${signed(tb.size - ta.size)})\n\n`,
+  );
   const print = (title: string, list: typeof rows): void => {
-    process.stdout.write(`${title}\n${'kind'.padEnd(60)} ${'count'.padStart(21)} ${'Δcount'.padStart(9)} ${'Δbytes'.padStart(11)}\n`);
+    process.stdout.write(
+      `${title}\n${'kind'.padEnd(60)} ${'count'.padStart(21)} ${'Δcount'.padStart(9)} ${'Δbytes'.padStart(11)}\n`,
+    );
     for (const r of list) {
-      process.stdout.write(`${r.key.slice(0, 60).padEnd(60)} ${`${n(r.countA)} → ${n(r.countB)}`.padStart(21)} ${signed(r.dCount).padStart(9)} ${signed(r.dSize).padStart(11)}\n`);
+      process.stdout.write(
+        `${r.key.slice(0, 60).padEnd(60)} ${`${n(r.countA)} → ${n(r.countB)}`.padStart(21)} ${signed(r.dCount).padStart(9)} ${signed(r.dSize).padStart(11)}\n`,
+      );
     }
     process.stdout.write('\n');
   };
@@ -77,7 +99,10 @@ function main(): number {
   print(`Top ${top} by growth in count`, [...rows].sort((x, y) => y.dCount - x.dCount).slice(0, top));
   if (values.match !== undefined) {
     const re = new RegExp(values.match);
-    print(`Kinds matching /${values.match}/`, rows.filter((r) => re.test(r.key)).sort((x, y) => x.key.localeCompare(y.key)));
+    print(
+      `Kinds matching /${values.match}/`,
+      rows.filter((r) => re.test(r.key)).sort((x, y) => x.key.localeCompare(y.key)),
+    );
   }
   return 0;
 }

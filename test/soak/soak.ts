@@ -47,7 +47,15 @@ import {
   type TaskHandle,
   type TaskOutcome,
 } from 'unified-orchestrator';
-import { analyseHeap, DEFAULT_RULE, describeRule, MB, seriesSlopePerMin, type HeapAnalysis, type Sample } from './analysis.js';
+import {
+  analyseHeap,
+  DEFAULT_RULE,
+  describeRule,
+  MB,
+  seriesSlopePerMin,
+  type HeapAnalysis,
+  type Sample,
+} from './analysis.js';
 
 // Resources Node itself holds before anything of ours runs (stdio pipes, say): not counted as leftovers after stop.
 const BASELINE_RESOURCES = process.getActiveResourcesInfo();
@@ -87,7 +95,9 @@ function parseOptions(): Options | string {
   }
   const num = (name: string, raw: string | undefined, min: number): number | string => {
     const v = Number(raw);
-    return raw !== undefined && Number.isFinite(v) && v >= min ? v : `Expected --${name} to be a number >= ${min}, got ${JSON.stringify(raw)}`;
+    return raw !== undefined && Number.isFinite(v) && v >= min
+      ? v
+      : `Expected --${name} to be a number >= ${min}, got ${JSON.stringify(raw)}`;
   };
   const minutes = num('minutes', values.minutes, 0.1);
   if (typeof minutes === 'string') return minutes;
@@ -99,7 +109,8 @@ function parseOptions(): Options | string {
     if (typeof w === 'string') return w;
     warmupSeconds = w * 60;
   }
-  if (warmupSeconds >= minutes * 60) return `--warmup (${warmupSeconds / 60} min) must be shorter than --minutes (${minutes})`;
+  if (warmupSeconds >= minutes * 60)
+    return `--warmup (${warmupSeconds / 60} min) must be shorter than --minutes (${minutes})`;
   let rate: number | undefined;
   if (values.rate !== undefined) {
     const r = num('rate', values.rate, 1);
@@ -114,15 +125,24 @@ function parseOptions(): Options | string {
     if (typeof s === 'string') return s;
     seed = Math.floor(s) >>> 0;
   }
-  return { minutes, warmupSeconds, sampleSeconds, rate, window: Math.floor(window), seed, json: values.json ?? false, snapshots: values.snapshots };
+  return {
+    minutes,
+    warmupSeconds,
+    sampleSeconds,
+    rate,
+    window: Math.floor(window),
+    seed,
+    json: values.json ?? false,
+    snapshots: values.snapshots,
+  };
 }
 
 // --- Small helpers ------------------------------------------------------------------------------
 
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (n: number, digits = 0): string =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mb = (bytes: number, digits = 2): string => `${(bytes / MB).toFixed(digits)} MB`;
 const codeOf = (error: unknown): string => {
   if (isOrchestratorError(error)) return error.code;
@@ -273,7 +293,8 @@ class SimAgent implements Agent<Payload, string> {
     if (p.dep === 1 && deps.search) await deps.search(p.n);
     if (p.dep === 2 && deps.vector) await deps.vector(p.n);
     if (p.cost > 0) ctx.reportCost(p.cost);
-    if (this.#kind === 'flaky' && this.#random() < FLAKY_FAILURE) throw new Error(`${ctx.agentId}: flaky outside agent failed`);
+    if (this.#kind === 'flaky' && this.#random() < FLAKY_FAILURE)
+      throw new Error(`${ctx.agentId}: flaky outside agent failed`);
     switch (p.mode) {
       case 'throw':
         throw new Error(`${ctx.agentId}: simulated failure of task ${p.n}`);
@@ -283,7 +304,8 @@ class SimAgent implements Agent<Payload, string> {
         if (this.#random() < FLAKY_FAILURE) throw new Error(`${ctx.agentId}: flaky task ${p.n} failed`);
         break;
       case 'retry-after':
-        if (ctx.attempt === 1) throw Object.assign(new Error('429 Too Many Requests'), { retryAfterMs: 20 + (p.n % 60) });
+        if (ctx.attempt === 1)
+          throw Object.assign(new Error('429 Too Many Requests'), { retryAfterMs: 20 + (p.n % 60) });
         break;
       default:
         break;
@@ -433,7 +455,8 @@ async function main(): Promise<number> {
     c.terminalEvents[outcome]++;
     const entry = pending.get(taskId);
     if (!entry) {
-      if (orphans.has(taskId)) violation(`task ${taskId}: a second terminal event (${orphans.get(taskId)} then ${outcome})`);
+      if (orphans.has(taskId))
+        violation(`task ${taskId}: a second terminal event (${orphans.get(taskId)} then ${outcome})`);
       orphans.set(taskId, outcome);
       return;
     }
@@ -446,9 +469,22 @@ async function main(): Promise<number> {
   orchestrator.on('task:completed', (e) => onTerminal(e.taskId, 'completed'));
   orchestrator.on('task:failed', (e) => onTerminal(e.taskId, e.outcome));
   for (const name of [
-    'task:retrying', 'halted', 'resumed', 'pool:scaled', 'pool:create-failed', 'agent:error', 'pressure:changed', 'pressure:sample-failed',
-    'budget:exceeded', 'ratelimit:paused', 'ratelimit:resumed', 'agent:recovered',
-    'pool:recovery-exhausted', 'sla:violation', 'sla:recovered', 'listener:error',
+    'task:retrying',
+    'halted',
+    'resumed',
+    'pool:scaled',
+    'pool:create-failed',
+    'agent:error',
+    'pressure:changed',
+    'pressure:sample-failed',
+    'budget:exceeded',
+    'ratelimit:paused',
+    'ratelimit:resumed',
+    'agent:recovered',
+    'pool:recovery-exhausted',
+    'sla:violation',
+    'sla:recovered',
+    'listener:error',
   ] as const) {
     orchestrator.on(name, () => bump(c.events, name));
   }
@@ -460,7 +496,9 @@ async function main(): Promise<number> {
     const message = e.error instanceof Error ? e.error.message : String(e.error);
     if (sampleFailures.size < 5 || sampleFailures.has(message)) bump(sampleFailures, message);
   });
-  orchestrator.on('breaker:state', (e) => bump(c.events, `breaker:${e.agentId === undefined ? e.breaker : 'agent'}->${e.to}`));
+  orchestrator.on('breaker:state', (e) =>
+    bump(c.events, `breaker:${e.agentId === undefined ? e.breaker : 'agent'}->${e.to}`),
+  );
 
   /** Registers an accepted task; a terminal event that came first is matched here. */
   const register = (id: string, kind: EntryKind): Entry => {
@@ -480,7 +518,10 @@ async function main(): Promise<number> {
     }
     pending.delete(id);
     if (entry.outcome === undefined) violation(`task ${id} (${entry.kind}): result settled before any terminal event`);
-    else if ((entry.outcome === 'completed') !== ok) violation(`task ${id} (${entry.kind}): result ${ok ? 'fulfilled' : 'rejected'} but the event said ${entry.outcome}${detail ? ` (${detail})` : ''}`);
+    else if ((entry.outcome === 'completed') !== ok)
+      violation(
+        `task ${id} (${entry.kind}): result ${ok ? 'fulfilled' : 'rejected'} but the event said ${entry.outcome}${detail ? ` (${detail})` : ''}`,
+      );
   };
 
   // --- In-flight window and launching -------------------------------------------------------------
@@ -499,7 +540,7 @@ async function main(): Promise<number> {
   const opDone = (): void => {
     inFlight--;
     if (opt.rate === undefined) schedulePump();
-  };  /** Registers a direct task and checks its result against its terminal event when it settles. */
+  }; /** Registers a direct task and checks its result against its terminal event when it settles. */
   const follow = (handle: TaskHandle<unknown>, kind: EntryKind): void => {
     const id = handle.id;
     register(id, kind);
@@ -516,7 +557,6 @@ async function main(): Promise<number> {
       },
     );
   };
-
 
   /** Recent idempotency keys with the id of the task first accepted under each: resubmissions must get that id. */
   const recentKeys: Array<{ readonly key: string; id: string } | undefined> = new Array(256);
@@ -637,7 +677,8 @@ async function main(): Promise<number> {
   const launchAdapter = (): boolean => {
     const role = LEGACY_ROLES[randInt(0, LEGACY_ROLES.length - 1)]!;
     const timeoutMs = randInt(100, 300);
-    const kind = role === 'writer' ? KINDS.find((k) => k.type === 'complete')! : role === 'coder' ? KINDS[2]! : KINDS[0]!;
+    const kind =
+      role === 'writer' ? KINDS.find((k) => k.type === 'complete')! : role === 'coder' ? KINDS[2]! : KINDS[0]!;
     const { payload, maxAttempts } = payloadFor(kind, timeoutMs);
     const tenant = pickTenant();
     c.launched++;
@@ -795,7 +836,13 @@ async function main(): Promise<number> {
     // Outside agents with new ids come and go.
     if (second % 3 === 0) {
       op('registerAgent', () => {
-        temps.push(orchestrator.registerAgent(new SimAgent('outside', agentRnd), { id: `temp-${++tempSeq}`, capabilities: ['search', 'scrape'], concurrency: 2 }));
+        temps.push(
+          orchestrator.registerAgent(new SimAgent('outside', agentRnd), {
+            id: `temp-${++tempSeq}`,
+            capabilities: ['search', 'scrape'],
+            concurrency: 2,
+          }),
+        );
       });
       while (temps.length > 2) {
         const id = temps.shift()!;
@@ -812,8 +859,10 @@ async function main(): Promise<number> {
         bump(healthStatuses, h.status);
         for (const [name, component] of Object.entries(h.components)) {
           if (name === 'pools') {
-            for (const [role, p] of Object.entries(component as Record<string, { status: string }>)) if (p.status !== 'healthy') bump(healthStatuses, `pool ${role} ${p.status}`);
-          } else if ((component as { status: string }).status !== 'healthy') bump(healthStatuses, `${name} ${(component as { status: string }).status}`);
+            for (const [role, p] of Object.entries(component as Record<string, { status: string }>))
+              if (p.status !== 'healthy') bump(healthStatuses, `pool ${role} ${p.status}`);
+          } else if ((component as { status: string }).status !== 'healthy')
+            bump(healthStatuses, `${name} ${(component as { status: string }).status}`);
         }
       });
       const agents = orchestrator.agents();
@@ -855,7 +904,9 @@ async function main(): Promise<number> {
     control.scraperSick = second % EVERY.scraperSick >= EVERY.scraperSick - EVERY.scraperSickFor;
     if (second % EVERY.hang === 20 && remaining > HANG_MS / 1_000 + 10) control.hangArmed = true;
     if (second % EVERY.budgetToggle === 0) {
-      op('setBudget', () => orchestrator.resources.setBudget('umbrella', (second / EVERY.budgetToggle) % 2 === 0 ? 50_000 : undefined));
+      op('setBudget', () =>
+        orchestrator.resources.setBudget('umbrella', (second / EVERY.budgetToggle) % 2 === 0 ? 50_000 : undefined),
+      );
       op('spend', () => orchestrator.resources.spend('globex'));
     }
   };
@@ -867,9 +918,20 @@ async function main(): Promise<number> {
   let statsChecks = 0;
   const checkStats = (where: string): void => {
     const s = orchestrator.stats();
-    const accounted = s.rejected + s.deduplicated + s.completed + s.failed + s.cancelled + s.timedOut + s.deadLettered + s.waiting + s.running + s.backingOff;
+    const accounted =
+      s.rejected +
+      s.deduplicated +
+      s.completed +
+      s.failed +
+      s.cancelled +
+      s.timedOut +
+      s.deadLettered +
+      s.waiting +
+      s.running +
+      s.backingOff;
     statsChecks++;
-    if (accounted !== s.submitted) violation(`${where}: stats() does not add up: submitted ${s.submitted} vs ${accounted} accounted for`);
+    if (accounted !== s.submitted)
+      violation(`${where}: stats() does not add up: submitted ${s.submitted} vs ${accounted} accounted for`);
   };
   const snapshots: string[] = [];
   const snapshot = (label: string): void => {
@@ -943,7 +1005,14 @@ async function main(): Promise<number> {
       if (control.searchOutage || agentRnd() < 0.01) throw new Error('search-api unavailable');
       return [q];
     },
-    { fallback: () => [], timeoutMs: 100, errorThresholdPercentage: 50, volumeThreshold: 10, resetTimeoutMs: 2_000, windowMs: 5_000 },
+    {
+      fallback: () => [],
+      timeoutMs: 100,
+      errorThresholdPercentage: 50,
+      volumeThreshold: 10,
+      resetTimeoutMs: 2_000,
+      windowMs: 5_000,
+    },
   );
   deps.vector = orchestrator.resources.breaker(
     'vector-db',
@@ -954,8 +1023,18 @@ async function main(): Promise<number> {
     },
     { timeoutMs: 100, errorThresholdPercentage: 50, volumeThreshold: 10, resetTimeoutMs: 3_000 },
   );
-  orchestrator.registerAgent(new SimAgent('outside', agentRnd), { id: 'scraper-1', capabilities: ['scrape', 'search'], concurrency: 8, role: 'outside' });
-  orchestrator.registerAgent(new SimAgent('flaky', agentRnd), { id: 'scraper-flaky', capabilities: ['scrape'], concurrency: 2, role: 'outside' });
+  orchestrator.registerAgent(new SimAgent('outside', agentRnd), {
+    id: 'scraper-1',
+    capabilities: ['scrape', 'search'],
+    concurrency: 8,
+    role: 'outside',
+  });
+  orchestrator.registerAgent(new SimAgent('flaky', agentRnd), {
+    id: 'scraper-flaky',
+    capabilities: ['scrape'],
+    concurrency: 2,
+    role: 'outside',
+  });
 
   const durationMs = opt.minutes * 60_000;
   const sampleMs = opt.sampleSeconds * 1_000;
@@ -997,7 +1076,8 @@ async function main(): Promise<number> {
   const stopMs = performance.now() - stopStart;
   // Harness operations still settling (adapter waits, churn calls refused by the stop).
   const settleDeadline = performance.now() + 10_000;
-  while ((inFlight > 0 || ops.size > 0) && performance.now() < settleDeadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  while ((inFlight > 0 || ops.size > 0) && performance.now() < settleDeadline)
+    await new Promise((resolve) => setTimeout(resolve, 10));
   for (const timer of cancelTimers) clearTimeout(timer);
   cancelTimers.clear();
   adapter.close();
@@ -1008,20 +1088,34 @@ async function main(): Promise<number> {
 
   const s = orchestrator.stats();
   checkStats('after stop');
-  if (s.waiting !== 0 || s.running !== 0 || s.backingOff !== 0) violation(`after stop: waiting ${s.waiting}, running ${s.running}, backing off ${s.backingOff}`);
+  if (s.waiting !== 0 || s.running !== 0 || s.backingOff !== 0)
+    violation(`after stop: waiting ${s.waiting}, running ${s.running}, backing off ${s.backingOff}`);
   const engineAccepted = s.submitted - s.rejected - s.deduplicated;
   const harnessAccepted = c.accepted.direct + c.accepted.adapter + c.accepted['dlq-retry'];
   const harnessRefused = [...c.refused.values()].reduce((a, b) => a + b, 0);
   const terminal = terminalSoFar();
   if (inFlight !== 0) violation(`${inFlight} harness operations never settled`);
-  if (pending.size > 0) violation(`${pending.size} accepted tasks never settled (e.g. ${[...pending.keys()].slice(0, 3).join(', ')})`);
-  if (orphans.size > 0) violation(`${orphans.size} terminal events for tasks never accepted or already ended (e.g. ${[...orphans.keys()].slice(0, 3).join(', ')})`);
-  if (engineAccepted !== harnessAccepted) violation(`accepted: stats() says ${engineAccepted}, the harness counted ${harnessAccepted}`);
+  if (pending.size > 0)
+    violation(`${pending.size} accepted tasks never settled (e.g. ${[...pending.keys()].slice(0, 3).join(', ')})`);
+  if (orphans.size > 0)
+    violation(
+      `${orphans.size} terminal events for tasks never accepted or already ended (e.g. ${[...orphans.keys()].slice(0, 3).join(', ')})`,
+    );
+  if (engineAccepted !== harnessAccepted)
+    violation(`accepted: stats() says ${engineAccepted}, the harness counted ${harnessAccepted}`);
   if (terminal !== engineAccepted) violation(`${terminal} terminal events for ${engineAccepted} accepted tasks`);
-  if (s.deduplicated !== c.deduplicated) violation(`deduplicated: stats() ${s.deduplicated}, harness ${c.deduplicated}`);
+  if (s.deduplicated !== c.deduplicated)
+    violation(`deduplicated: stats() ${s.deduplicated}, harness ${c.deduplicated}`);
   if (s.rejected !== harnessRefused) violation(`refused: stats() ${s.rejected}, harness ${harnessRefused}`);
-  const byStats: Record<TaskOutcome, number> = { completed: s.completed, failed: s.failed, 'timed-out': s.timedOut, cancelled: s.cancelled, 'dead-lettered': s.deadLettered };
-  for (const o of OUTCOMES) if (byStats[o] !== c.terminalEvents[o]) violation(`${o}: stats() ${byStats[o]}, events ${c.terminalEvents[o]}`);
+  const byStats: Record<TaskOutcome, number> = {
+    completed: s.completed,
+    failed: s.failed,
+    'timed-out': s.timedOut,
+    cancelled: s.cancelled,
+    'dead-lettered': s.deadLettered,
+  };
+  for (const o of OUTCOMES)
+    if (byStats[o] !== c.terminalEvents[o]) violation(`${o}: stats() ${byStats[o]}, events ${c.terminalEvents[o]}`);
 
   // --- Does anything keep the loop alive? ------------------------------------------------------------
 
@@ -1038,7 +1132,10 @@ async function main(): Promise<number> {
   const post = samples.filter((x) => !x.warmup);
   const firstPost = post[0];
   const lastPost = post[post.length - 1];
-  const postThroughput = firstPost && lastPost && lastPost.t > firstPost.t ? (lastPost.terminal - firstPost.terminal) / (lastPost.t - firstPost.t) : Number.NaN;
+  const postThroughput =
+    firstPost && lastPost && lastPost.t > firstPost.t
+      ? (lastPost.terminal - firstPost.terminal) / (lastPost.t - firstPost.t)
+      : Number.NaN;
   const attribution = {
     tracked: seriesSlopePerMin(samples, (x) => x.tracked),
     deadLetters: seriesSlopePerMin(samples, (x) => x.deadLetters),
@@ -1122,10 +1219,16 @@ function leftoverResources(): string[] {
 function armExitWatchdog(json: boolean): void {
   const startedAt = performance.now();
   process.on('exit', (code) => {
-    if (!json) writeSync(1, `\nprocess exited on its own ${((performance.now() - startedAt) / 1_000).toFixed(2)} s after the report, exit code ${code}\n`);
+    if (!json)
+      writeSync(
+        1,
+        `\nprocess exited on its own ${((performance.now() - startedAt) / 1_000).toFixed(2)} s after the report, exit code ${code}\n`,
+      );
   });
   setTimeout(() => {
-    const handles = ((process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? []).map(describeHandle);
+    const handles = ((process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? []).map(
+      describeHandle,
+    );
     writeSync(
       2,
       `\nBUG: the process is still alive 10 s after stop(): ${JSON.stringify(process.getActiveResourcesInfo())}\n` +
@@ -1138,8 +1241,13 @@ function armExitWatchdog(json: boolean): void {
 
 function describeHandle(h: unknown): string {
   if (typeof h !== 'object' || h === null) return String(h);
-  const o = h as { constructor?: { name?: string }; _onTimeout?: { name?: string; toString(): string }; _idleTimeout?: number };
-  if (o._onTimeout) return `Timeout(${o._idleTimeout} ms, ${o._onTimeout.name || o._onTimeout.toString().slice(0, 120)})`;
+  const o = h as {
+    constructor?: { name?: string };
+    _onTimeout?: { name?: string; toString(): string };
+    _idleTimeout?: number;
+  };
+  if (o._onTimeout)
+    return `Timeout(${o._idleTimeout} ms, ${o._onTimeout.name || o._onTimeout.toString().slice(0, 120)})`;
   return o.constructor?.name ?? 'object';
 }
 
@@ -1187,32 +1295,77 @@ function printSummary(r: ReportShape, heap: HeapAnalysis): void {
       .map(([k, v]) => `${k} ${fmt(v)}`)
       .join(', ') || 'none';
   const t = r.tasks;
-  process.stdout.write(`\n=== Soak summary: seed ${r.seed}, ${(r.runSeconds / 60).toFixed(1)} min, warm-up ${r.options.warmupSeconds} s ===\n`);
-  line('machine', `${r.machine.cores} cores, load ${r.machine.loadAtStart.map((l) => l.toFixed(2)).join(' ')} at start, ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' ')} at end`);
-  line('tasks accepted', `${fmt(t.accepted.total)} (direct ${fmt(t.accepted.direct)}, adapter ${fmt(t.accepted.adapter)}, dead-letter retries ${fmt(t.accepted['dlq-retry'])}); deduplicated ${fmt(t.deduplicated)}`);
+  process.stdout.write(
+    `\n=== Soak summary: seed ${r.seed}, ${(r.runSeconds / 60).toFixed(1)} min, warm-up ${r.options.warmupSeconds} s ===\n`,
+  );
+  line(
+    'machine',
+    `${r.machine.cores} cores, load ${r.machine.loadAtStart.map((l) => l.toFixed(2)).join(' ')} at start, ${r.machine.loadAtEnd.map((l) => l.toFixed(2)).join(' ')} at end`,
+  );
+  line(
+    'tasks accepted',
+    `${fmt(t.accepted.total)} (direct ${fmt(t.accepted.direct)}, adapter ${fmt(t.accepted.adapter)}, dead-letter retries ${fmt(t.accepted['dlq-retry'])}); deduplicated ${fmt(t.deduplicated)}`,
+  );
   line('outcomes', kv(t.outcomes));
   line('refused', kv(t.refused));
-  line('retries', `${fmt(t.retries)}; cancel requests ${fmt(t.cancelRequests)}; legacy statuses: ${kv(t.legacyStatuses)}`);
-  line('throughput', `${fmt(t.throughputAvg)} tasks/s overall, ${fmt(t.throughputAfterWarmup)} tasks/s after the warm-up${t.skippedByWindow ? `; ${fmt(t.skippedByWindow)} arrivals skipped (window full)` : ''}`);
+  line(
+    'retries',
+    `${fmt(t.retries)}; cancel requests ${fmt(t.cancelRequests)}; legacy statuses: ${kv(t.legacyStatuses)}`,
+  );
+  line(
+    'throughput',
+    `${fmt(t.throughputAvg)} tasks/s overall, ${fmt(t.throughputAfterWarmup)} tasks/s after the warm-up${t.skippedByWindow ? `; ${fmt(t.skippedByWindow)} arrivals skipped (window full)` : ''}`,
+  );
   line('events', kv(r.events));
   line('operations', kv(r.ops));
   line('operation errors', kv(r.opErrors));
   line('health() answers', kv(r.health));
-  line('agents', `pool agents made ${fmt(r.poolAgentsMade)}; hung attempts provoked ${r.hangs} (each ignores its signal for ${HANG_MS / 1_000} s), agents found stuck ${r.events['agent:unhealthy(stuck)'] ?? 0}`);
+  line(
+    'agents',
+    `pool agents made ${fmt(r.poolAgentsMade)}; hung attempts provoked ${r.hangs} (each ignores its signal for ${HANG_MS / 1_000} s), agents found stuck ${r.events['agent:unhealthy(stuck)'] ?? 0}`,
+  );
   if (Object.keys(r.pressureSampleFailures).length) line('pressure sample failed', kv(r.pressureSampleFailures));
-  line('at the end', `dead letters ${r.stats.deadLetters} (bound ${fmt(MAX_DEAD_LETTERS)}), tracked ${r.stats.resources.tracked}, routing cache ${r.stats.routingCache.size}, metrics exposition ${fmt(r.metricsExpositionBytes)} bytes`);
+  line(
+    'at the end',
+    `dead letters ${r.stats.deadLetters} (bound ${fmt(MAX_DEAD_LETTERS)}), tracked ${r.stats.resources.tracked}, routing cache ${r.stats.routingCache.size}, metrics exposition ${fmt(r.metricsExpositionBytes)} bytes`,
+  );
   process.stdout.write('\n');
-  line('heapUsed after warm-up', `${heap.samples} samples over ${heap.windowSeconds.toFixed(0)} s: min ${heap.minMB.toFixed(2)} MB, max ${heap.maxMB.toFixed(2)} MB`);
-  line('thirds', `first-third mean ${heap.firstThirdMeanMB.toFixed(2)} MB, last-third mean ${heap.lastThirdMeanMB.toFixed(2)} MB (drift ${heap.thirdsDriftMB >= 0 ? '+' : ''}${heap.thirdsDriftMB.toFixed(2)} MB, allowed ${heap.allowedDriftMB.toFixed(2)} MB)`);
-  line('slope', `${heap.slopeMBPerMin >= 0 ? '+' : ''}${heap.slopeMBPerMin.toFixed(3)} MB/min (R² ${heap.r2.toFixed(3)}); ${heap.bytesPer1000Tasks >= 0 ? '+' : ''}${fmt(heap.bytesPer1000Tasks)} bytes per 1,000 tasks (R² ${heap.r2PerTask.toFixed(3)})`);
-  line('rss / external slope', `${heap.rssSlopeMBPerMin.toFixed(3)} / ${heap.externalSlopeMBPerMin.toFixed(3)} MB/min (information only)`);
+  line(
+    'heapUsed after warm-up',
+    `${heap.samples} samples over ${heap.windowSeconds.toFixed(0)} s: min ${heap.minMB.toFixed(2)} MB, max ${heap.maxMB.toFixed(2)} MB`,
+  );
+  line(
+    'thirds',
+    `first-third mean ${heap.firstThirdMeanMB.toFixed(2)} MB, last-third mean ${heap.lastThirdMeanMB.toFixed(2)} MB (drift ${heap.thirdsDriftMB >= 0 ? '+' : ''}${heap.thirdsDriftMB.toFixed(2)} MB, allowed ${heap.allowedDriftMB.toFixed(2)} MB)`,
+  );
+  line(
+    'slope',
+    `${heap.slopeMBPerMin >= 0 ? '+' : ''}${heap.slopeMBPerMin.toFixed(3)} MB/min (R² ${heap.r2.toFixed(3)}); ${heap.bytesPer1000Tasks >= 0 ? '+' : ''}${fmt(heap.bytesPer1000Tasks)} bytes per 1,000 tasks (R² ${heap.r2PerTask.toFixed(3)})`,
+  );
+  line(
+    'rss / external slope',
+    `${heap.rssSlopeMBPerMin.toFixed(3)} / ${heap.externalSlopeMBPerMin.toFixed(3)} MB/min (information only)`,
+  );
   const a = r.attribution;
-  line('series after warm-up', Object.entries(a).map(([k, v]) => `${k} ${fmt(v.first)}→${fmt(v.last)} (${v.slope >= 0 ? '+' : ''}${v.slope.toFixed(2)}/min)`).join(', '));
+  line(
+    'series after warm-up',
+    Object.entries(a)
+      .map(([k, v]) => `${k} ${fmt(v.first)}→${fmt(v.last)} (${v.slope >= 0 ? '+' : ''}${v.slope.toFixed(2)}/min)`)
+      .join(', '),
+  );
   line('rule', r.rule);
   line('verdict', `${heap.verdict.toUpperCase()}${heap.reasons.length ? ` (${heap.reasons.join('; ')})` : ''}`);
-  line('invariant', r.invariant.consistent ? `ok: every accepted task ended exactly once, results and legacy statuses agree with the events, stats() adds up (${r.invariant.statsChecks} checks)` : `VIOLATED ${r.invariant.violations} times`);
+  line(
+    'invariant',
+    r.invariant.consistent
+      ? `ok: every accepted task ended exactly once, results and legacy statuses agree with the events, stats() adds up (${r.invariant.statsChecks} checks)`
+      : `VIOLATED ${r.invariant.violations} times`,
+  );
   for (const v of r.invariant.examples) line('', v);
-  line('stop()', `${fmt(r.stop.ms)} ms; resources left after stop: ${r.stop.leftovers.length ? r.stop.leftovers.join(', ') + ' (BUG: keeps the process alive)' : 'none'}`);
+  line(
+    'stop()',
+    `${fmt(r.stop.ms)} ms; resources left after stop: ${r.stop.leftovers.length ? r.stop.leftovers.join(', ') + ' (BUG: keeps the process alive)' : 'none'}`,
+  );
   if (r.snapshots.length) line('heap snapshots', r.snapshots.join(' '));
   line('result', r.pass ? 'PASS (exit code 0)' : 'FAIL (exit code 1)');
 }

@@ -81,12 +81,18 @@ export async function startRedis(): Promise<TestRedis> {
   let port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async (): Promise<boolean> => {
-    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
-      stdio: 'ignore',
-    });
+    const c = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    );
     child = c;
     c.once('error', (error) => {
-      throw new Error(`could not start redis-server (${error.message}); install it (apt-get install redis-server) or set REDIS_URL`);
+      throw new Error(
+        `could not start redis-server (${error.message}); install it (apt-get install redis-server) or set REDIS_URL`,
+      );
     });
     if (await ownsPort(c, port)) return true;
     c.kill('SIGKILL');
@@ -112,7 +118,8 @@ export async function startRedis(): Promise<TestRedis> {
     stop,
     async restart() {
       await stop(true);
-      if (!(await launch())) throw new Error(`redis-server could not take port ${port} again (another process took it)`);
+      if (!(await launch()))
+        throw new Error(`redis-server could not take port ${port} again (another process took it)`);
     },
   };
 }

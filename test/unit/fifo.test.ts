@@ -37,19 +37,23 @@ describe('Fifo', () => {
 describe('BoundedSet', () => {
   it('holds the most recent `max` distinct keys, like a model that forgets the oldest first', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 50 }), fc.array(fc.integer({ min: 0, max: 100 }), { maxLength: 2_000 }), (max, keys) => {
-        const set = new BoundedSet<number>(max);
-        const model: number[] = [];
-        for (const k of keys) {
-          set.add(k);
-          if (!model.includes(k)) {
-            model.push(k);
-            if (model.length > max) model.shift();
+      fc.property(
+        fc.integer({ min: 1, max: 50 }),
+        fc.array(fc.integer({ min: 0, max: 100 }), { maxLength: 2_000 }),
+        (max, keys) => {
+          const set = new BoundedSet<number>(max);
+          const model: number[] = [];
+          for (const k of keys) {
+            set.add(k);
+            if (!model.includes(k)) {
+              model.push(k);
+              if (model.length > max) model.shift();
+            }
+            expect(set.size).toBe(model.length);
           }
-          expect(set.size).toBe(model.length);
-        }
-        for (let k = 0; k <= 100; k++) expect(set.has(k)).toBe(model.includes(k));
-      }),
+          for (let k = 0; k <= 100; k++) expect(set.has(k)).toBe(model.includes(k));
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const root = new URL('../../', import.meta.url);
-const blocksOf = (file: string): string[] => [...readFileSync(new URL(file, root), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+const blocksOf = (file: string): string[] =>
+  [...readFileSync(new URL(file, root), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
 
 describe('examples shown in the docs', () => {
   // The README and docs/usage.md show these files verbatim; `npm run typecheck` compiles the files and test/examples
@@ -18,6 +19,8 @@ describe('examples shown in the docs', () => {
   });
 
   it('the README example is at most 20 lines', () => {
-    expect(readFileSync(new URL('examples/readme-example.ts', root), 'utf8').trimEnd().split('\n').length).toBeLessThanOrEqual(20);
+    expect(
+      readFileSync(new URL('examples/readme-example.ts', root), 'utf8').trimEnd().split('\n').length,
+    ).toBeLessThanOrEqual(20);
   });
 });

@@ -47,7 +47,9 @@ describe('TypedEmitter', () => {
 describe('TypedEmitter input', () => {
   it('refuses a listener that is not a function, up front', () => {
     const e = new TypedEmitter<Events>();
-    expect(() => e.on('ping', 'nope' as never)).toThrow(expect.objectContaining({ code: 'VALIDATION_ERROR', field: 'listener' }));
+    expect(() => e.on('ping', 'nope' as never)).toThrow(
+      expect.objectContaining({ code: 'VALIDATION_ERROR', field: 'listener' }),
+    );
     expect(e.has('ping')).toBe(false);
   });
 });

@@ -74,7 +74,7 @@ const untyped: Task = { requires: ['llm'] };
 const wordy: Task = { type: 't', priority: 'high' };
 // @ts-expect-error requirements are a list of capabilities
 const single: Task = { type: 't', requires: 'llm' };
-void untyped, wordy, single;
+(void untyped, wordy, single);
 
 // --- Agents and pools ----------------------------------------------------------------------------------------------
 
@@ -88,12 +88,22 @@ const summarizer: Agent<{ text: string }, string> = {
   },
 };
 
-const pool: PoolOptions = { role: 'summarizer', capabilities: ['llm'], minAgents: 1, maxAgents: 4, create: () => summarizer };
+const pool: PoolOptions = {
+  role: 'summarizer',
+  capabilities: ['llm'],
+  minAgents: 1,
+  maxAgents: 4,
+  create: () => summarizer,
+};
 // @ts-expect-error a pool needs a factory
 const noFactory: PoolOptions = { role: 'summarizer', capabilities: ['llm'] };
 void noFactory;
 
-const options: OrchestratorOptions = { pools: [pool], maxQueueSize: 1_000, bridge: new MemoryBridge({ hub: new MemoryHub() }) };
+const options: OrchestratorOptions = {
+  pools: [pool],
+  maxQueueSize: 1_000,
+  bridge: new MemoryBridge({ hub: new MemoryHub() }),
+};
 void new UnifiedOrchestrator(options);
 // @ts-expect-error an unknown option is a compile error (and a ValidationError at run time)
 void new UnifiedOrchestrator({ pools: [pool], poolz: [] });
@@ -127,8 +137,10 @@ if (caught instanceof TaskTimeoutError) {
 const codes: OrchestratorErrorCode[] = ['QUEUE_FULL', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'VALIDATION_ERROR'];
 // @ts-expect-error codes are a closed set
 const wrongCode: OrchestratorErrorCode = 'QUEUE_OVERFLOW';
-void codes, wrongCode;
-const classes: Array<typeof OrchestratorError> = [QueueFullError, ValidationError, BudgetExceededError] as Array<typeof OrchestratorError>;
+(void codes, wrongCode);
+const classes: Array<typeof OrchestratorError> = [QueueFullError, ValidationError, BudgetExceededError] as Array<
+  typeof OrchestratorError
+>;
 void classes;
 
 // Defaults are read-only.
@@ -137,7 +149,10 @@ ORCHESTRATOR_DEFAULTS.maxQueueSize = 1;
 
 // --- Bridges ---------------------------------------------------------------------------------------------------------
 
-const bridges: CommunicationBridge[] = [new MemoryBridge({ hub: new MemoryHub() }), new RedisBridge({ url: 'redis://127.0.0.1:6379', secret: 'at-least-sixteen-chars' })];
+const bridges: CommunicationBridge[] = [
+  new MemoryBridge({ hub: new MemoryHub() }),
+  new RedisBridge({ url: 'redis://127.0.0.1:6379', secret: 'at-least-sixteen-chars' }),
+];
 void bridges;
 // @ts-expect-error a RedisBridge needs the cluster's secret
 void new RedisBridge({ url: 'redis://127.0.0.1:6379' });
