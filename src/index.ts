@@ -7,7 +7,8 @@ export type { ControlState, HaltOptions, OrchestratorState, OrchestratorStats, T
 export type { ActorOptions, AuditAction, AuditEntry } from './health/audit.js';
 
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
-export type { AgentPoolManager, RegisterAgentOptions, RoutingListener } from './pool/agent-pool-manager.js';
+export type { AgentPoolManager, RoutingListener } from './pool/agent-pool-manager.js';
+export type { RegisterAgentOptions } from './pool/options.js';
 export type { EngineStats, TaskExecutionEngine, TaskObserver, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
@@ -76,39 +77,33 @@ export type { PoolSnapshot } from './pool/pool.js';
 export type { Task, TaskHandle } from './engine/task.js';
 export type { DeadLetter } from './engine/dead-letter.js';
 
+export { AUDIT_DEFAULTS, HEALTH_DEFAULTS, METRICS_DEFAULTS } from './health/options.js';
 export {
-  AUDIT_DEFAULTS,
   BREAKER_DEFAULTS,
   BUDGET_DEFAULTS,
   defaultRetryable,
-  HEALTH_DEFAULTS,
-  METRICS_DEFAULTS,
-  ORCHESTRATOR_DEFAULTS,
-  POOL_DEFAULTS,
   PRESSURE_DEFAULTS,
   RATE_LIMIT_DEFAULTS,
   RETRY_DEFAULTS,
-  STOP_DEFAULTS,
-} from './config.js';
+} from './resources/options.js';
+export { ORCHESTRATOR_DEFAULTS } from './config.js';
+export { POOL_DEFAULTS } from './pool/options.js';
+export { STOP_DEFAULTS } from './orchestrator/stop-options.js';
+export type { AuditOptions, HealthOptions, MetricsOptions, SlaOptions, SlaThresholds } from './health/options.js';
 export type {
-  AuditOptions,
   BreakerOptions,
   BudgetOptions,
-  Clock,
-  HealthOptions,
-  MetricsOptions,
-  OrchestratorOptions,
-  PoolOptions,
   PressureOptions,
   RateLimitOptions,
   ResolvedBreakerOptions,
   ResolvedRetryOptions,
   RetryOptions,
-  RoutingStrategyName,
-  SlaOptions,
-  SlaThresholds,
-  StopOptions,
-} from './config.js';
+} from './resources/options.js';
+export type { Clock } from './util/timers.js';
+export type { OrchestratorOptions } from './config.js';
+export type { PoolOptions } from './pool/options.js';
+export type { RoutingStrategyName } from './engine/routing-strategy.js';
+export type { StopOptions } from './orchestrator/stop-options.js';
 export type { BreakerState } from './resources/circuit-breakers.js';
 export type { DependencyBreakerOptions, GuardedFunction } from './resources/dependency-breaker.js';
 export type { PressureLevel, ResourceSample, ResourceSampler } from './resources/pressure.js';

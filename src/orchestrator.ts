@@ -2,16 +2,10 @@
  * UnifiedOrchestrator: the public entry point. It checks its inputs, builds and wires the parts
  * (pools → engine), and runs start and stop in order. The machinery lives in private fields.
  */
-import {
-  expectString,
-  MAX_TIMER_MS,
-  resolveOrchestratorOptions,
-  resolveStopOptions,
-  STOP_ABORT_GRACE_MS,
-  type OrchestratorOptions,
-  type ResolvedOrchestratorOptions,
-  type StopOptions,
-} from './config.js';
+import { expectString } from './util/validate.js';
+import { MAX_TIMER_MS } from './util/timers.js';
+import { resolveOrchestratorOptions, type OrchestratorOptions, type ResolvedOrchestratorOptions } from './config.js';
+import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './orchestrator/stop-options.js';
 import type { DeadLetter } from './engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
 import type { Task, TaskHandle } from './engine/task.js';
@@ -29,7 +23,8 @@ import {
   type OrchestratorListener,
 } from './events.js';
 import type { Agent } from './pool/agent.js';
-import { AgentPoolManager, type RegisterAgentOptions } from './pool/agent-pool-manager.js';
+import { AgentPoolManager } from './pool/agent-pool-manager.js';
+import type { RegisterAgentOptions } from './pool/options.js';
 import type { AgentSnapshot } from './pool/agent-record.js';
 import type { AgentState } from './pool/agent-state.js';
 import type { PoolSnapshot } from './pool/pool.js';
@@ -624,15 +619,13 @@ export class UnifiedOrchestrator {
       running: engine.running,
       waiting: engine.waiting,
       queues: this.#engine.queueDepths(),
-      pools: this.#pools
-        .pools()
-        .map((p) => ({
-          role: p.role,
-          members: p.members,
-          busy: p.states['BUSY'] ?? 0,
-          minAgents: p.minAgents,
-          maxAgents: p.maxAgents,
-        })),
+      pools: this.#pools.pools().map((p) => ({
+        role: p.role,
+        members: p.members,
+        busy: p.states['BUSY'] ?? 0,
+        minAgents: p.minAgents,
+        maxAgents: p.maxAgents,
+      })),
       breakers: {
         open: breakers.agents.open,
         halfOpen: breakers.agents['half-open'],

@@ -2,15 +2,8 @@
  * RedisBridge options: validated when the bridge is made, like the orchestrator's own (a misspelt or out-of-range
  * option is a ValidationError naming it, never a silent default or a failure at the first heartbeat).
  */
-import {
-  expectFunction,
-  expectInteger,
-  expectObject,
-  expectString,
-  MAX_TIMER_MS,
-  own,
-  rejectUnknownKeys,
-} from '../config.js';
+import { expectFunction, expectInteger, expectObject, expectString, own, rejectUnknownKeys } from '../util/validate.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
 import { ValidationError } from '../errors.js';
 import type { RedisBridgeOptions } from './redis-bridge.js';
 

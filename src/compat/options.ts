@@ -11,7 +11,7 @@ import {
   expectStringArray,
   own,
   rejectUnknownKeys,
-} from '../config.js';
+} from '../util/validate.js';
 import { ValidationError, type OrchestratorErrorCode } from '../errors.js';
 import { isPercent } from '../bridge/bridge.js';
 import type { Registry } from 'prom-client';

@@ -5,7 +5,7 @@
  * O(log n). Like those lists, the timer is unref'd while no entry is scheduled, so finished work never keeps the
  * process alive.
  */
-import type { Clock } from '../config.js';
+import type { Clock } from '../util/timers.js';
 import { DueTimer } from './due-timer.js';
 
 /** What the heap needs on an entry. */

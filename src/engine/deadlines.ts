@@ -5,7 +5,7 @@
  * unref'd rather than cleared (re-arming per task costs more than the whole task), so finished work never keeps
  * the process alive; it is ref'd again by the next entry.
  */
-import type { Clock } from '../config.js';
+import type { Clock } from '../util/timers.js';
 import { DueTimer } from './due-timer.js';
 
 /** What the scheduler needs on an entry; the engine's Attempt carries these fields itself. */

@@ -3,7 +3,7 @@
  * (about 24.8 days), beyond which it fires at once: a later due time is armed for the cap and re-armed from there.
  * Held (ref'd) only while the scheduler has entries, so finished work never keeps the process alive.
  */
-import { MAX_TIMER_MS, type Clock } from '../config.js';
+import { MAX_TIMER_MS, type Clock } from '../util/timers.js';
 
 export class DueTimer {
   readonly #clock: Clock;

@@ -7,9 +7,11 @@
  * best agent found. `least-loaded` compares every free candidate, as its name promises (O(candidates)).
  * The rotating cursor makes equal agents take turns (round-robin tie-break).
  */
-import type { RoutingStrategyName } from '../config.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import { MAX_DYNAMIC_SCORE, SCORE_WEIGHTS, type CandidateSet, type Tier } from './routing-cache.js';
+
+/** The routing strategies. `score` weighs capability fit, specialisation, load, success rate and latency. */
+export type RoutingStrategyName = 'score' | 'least-loaded' | 'round-robin';
 
 /** Free agents compared per tier and route. */
 export const SAMPLE_SIZE = 8;

@@ -7,7 +7,8 @@
  * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_TIMER_MS, type ResolvedOrchestratorOptions } from '../config.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
+import { type ResolvedOrchestratorOptions } from '../config.js';
 import {
   BudgetExceededError,
   NoCapableAgentError,

@@ -7,9 +7,9 @@ import {
   expectObject,
   expectString,
   expectStringArray,
-  TASK_DEFAULTS,
   unknownKeyError,
-} from '../config.js';
+} from '../util/validate.js';
+import { TASK_DEFAULTS } from './options.js';
 import { ValidationError, type AttemptRecord } from '../errors.js';
 import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';

@@ -2,7 +2,7 @@
  * The audit trail: critical operations as `audit` events (and entries for the configured sink), each with its time,
  * its actor and the node it happened on.
  */
-import type { ResolvedAuditOptions } from '../config.js';
+import type { ResolvedAuditOptions } from './options.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 
 /** The operations the audit trail records. */

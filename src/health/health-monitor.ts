@@ -3,7 +3,8 @@
  * attempt that never returned), replaces failing pool agents within a recovery budget, judges SLA windows, and
  * answers `health()`. It observes through events and the small surfaces of the pool manager and resources.
  */
-import type { Clock, ResolvedHealthOptions } from '../config.js';
+import type { Clock } from '../util/timers.js';
+import type { ResolvedHealthOptions } from './options.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import type { OrchestratorState } from '../orchestrator.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';

@@ -4,7 +4,7 @@
  * costs nothing between scrapes.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ResolvedMetricsOptions } from '../config.js';
+import type { ResolvedMetricsOptions } from './options.js';
 import { ValidationError } from '../errors.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import type { TaskObserver } from '../engine/task-execution-engine.js';

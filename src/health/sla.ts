@@ -3,7 +3,7 @@
  * Each type keeps a ring of time slots, each slot a log-scale latency histogram, so memory per type is fixed and
  * recording a task is a few array writes; percentiles are read from the merged slots when the monitor evaluates.
  */
-import type { ResolvedSlaOptions, SlaThresholds } from '../config.js';
+import type { ResolvedSlaOptions, SlaThresholds } from './options.js';
 
 /** The SLA metrics that can be given a threshold. */
 export type SlaMetric = 'p50' | 'p95' | 'p99' | 'errorRate';

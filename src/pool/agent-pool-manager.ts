@@ -5,16 +5,9 @@
  * It never imports the engine: the engine listens through {@link RoutingListener}.
  */
 import { setMaxListeners } from 'node:events';
-import type { Clock, ResolvedPoolOptions } from '../config.js';
-import {
-  expectInteger,
-  expectObject,
-  expectString,
-  expectStringArray,
-  own,
-  POOL_DEFAULTS,
-  rejectUnknownKeys,
-} from '../config.js';
+import type { Clock } from '../util/timers.js';
+import { resolveRegisterAgentOptions, type RegisterAgentOptions, type ResolvedPoolOptions } from './options.js';
+import { expectString } from '../util/validate.js';
 import {
   AgentCreationError,
   AgentNotFoundError,
@@ -58,17 +51,6 @@ export interface RoutingListener {
 }
 
 /** Options of `registerAgent` for an agent made outside any pool. */
-export interface RegisterAgentOptions {
-  /** What the agent can do. */
-  capabilities: readonly string[];
-  /** Its id; generated (`agent-<n>`) when omitted. Must be unique. */
-  id?: string;
-  /** A label shown in stats and events; such an agent is never a member of a pool. */
-  role?: string;
-  /** Tasks it runs at once. @default 1 */
-  concurrency?: number;
-}
-
 export interface AgentPoolManagerOptions {
   readonly pools: readonly ResolvedPoolOptions[];
   readonly scaleIntervalMs: number;
@@ -88,8 +70,6 @@ class AgentWithdrawnError extends AgentNotFoundError {
     super(agentId, `Agent ${JSON.stringify(agentId)} was unregistered while it was being created`);
   }
 }
-
-const REGISTER_KEYS: ReadonlySet<string> = new Set(['capabilities', 'id', 'role', 'concurrency']);
 
 function holdsAll(have: readonly string[], need: readonly string[]): boolean {
   for (const c of need) if (!have.includes(c)) return false;
@@ -229,24 +209,13 @@ export class AgentPoolManager {
   /** Adds an agent made outside any pool; it is routable at once. Returns its id. */
   registerAgent(agent: Agent, options: RegisterAgentOptions): string {
     if (this.#state === 'stopping' || this.#state === 'stopped') throw new OrchestratorStoppedError();
-    expectObject(agent, 'agent');
-    if (typeof (agent as Partial<Agent>).execute !== 'function') {
-      throw new ValidationError('agent.execute', 'Expected `agent.execute` to be a function (ctx) => Promise<result>');
-    }
-    const o = expectObject(options, 'options');
-    rejectUnknownKeys(o, REGISTER_KEYS, 'options');
-    const capabilities = expectStringArray(own(o, 'capabilities'), 'options.capabilities');
-    const concurrency =
-      own(o, 'concurrency') === undefined
-        ? POOL_DEFAULTS.concurrency
-        : expectInteger(own(o, 'concurrency'), 'options.concurrency', 1, 10_000);
-    const role = own(o, 'role') === undefined ? undefined : expectString(own(o, 'role'), 'options.role');
+    const { capabilities, concurrency, role, id: givenId } = resolveRegisterAgentOptions(agent, options);
     let id: string;
-    if (own(o, 'id') === undefined) {
+    if (givenId === undefined) {
       do id = `agent-${++this.#externalSeq}`;
       while (this.#agents.has(id));
     } else {
-      id = expectString(own(o, 'id'), 'options.id');
+      id = givenId;
       if (this.#agents.has(id)) throw new DuplicateAgentError(id);
     }
     const record = this.#newRecord(id, role, agent, capabilities, concurrency);

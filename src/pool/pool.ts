@@ -3,7 +3,7 @@
  * AgentPoolManager decides when to create, promote and retire.
  */
 import PQueue from 'p-queue';
-import type { ResolvedPoolOptions } from '../config.js';
+import type { ResolvedPoolOptions } from './options.js';
 import type { AgentRecord } from './agent-record.js';
 
 /** A point-in-time view of a pool. */

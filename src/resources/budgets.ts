@@ -2,7 +2,7 @@
  * Per-tenant cost budgets: units reported by agents (`ctx.reportCost`) summed per tenant over a sliding window,
  * kept as a ring of buckets so memory per tenant is fixed and old spend falls out on its own.
  */
-import type { ResolvedBudgetOptions } from '../config.js';
+import type { ResolvedBudgetOptions } from './options.js';
 
 /** Buckets per window: the window slides in steps of windowMs / BUCKETS. */
 const BUCKETS = 20;

@@ -8,7 +8,8 @@
  */
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import { MAX_TIMER_MS, type ResolvedBreakerOptions } from '../config.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
+import { type ResolvedBreakerOptions } from './options.js';
 import type { Disposable, Disposables } from './disposables.js';
 
 /**

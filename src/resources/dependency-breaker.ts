@@ -4,7 +4,8 @@
  * dependency for that long and tries again.
  */
 import CircuitBreaker from 'opossum';
-import type { BreakerOptions, Clock, RateLimitOptions, ResolvedBreakerOptions } from '../config.js';
+import type { BreakerOptions, RateLimitOptions, ResolvedBreakerOptions } from './options.js';
+import type { Clock } from '../util/timers.js';
 import { BreakerOpenError, OrchestratorStoppedError, ValidationError } from '../errors.js';
 import { opossumOptions, stateOf, type BreakerState } from './circuit-breakers.js';
 import type { EventEmitter } from 'node:events';

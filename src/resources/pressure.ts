@@ -4,7 +4,7 @@
  * The sampler is a small interface: pidusage by default, a test double in tests.
  */
 import pidusage from 'pidusage';
-import type { ResolvedPressureOptions } from '../config.js';
+import type { ResolvedPressureOptions } from './options.js';
 import type { Disposables, TrackedTimer } from './disposables.js';
 
 /**

@@ -3,7 +3,8 @@
  * interval, refilled continuously, plus a pause that a retry-after error sets. Work over the limit waits: the
  * engine keeps such tasks queued, and a dependency call awaits {@link RateLimiter.acquire}.
  */
-import type { Clock, ResolvedRateLimitOptions } from '../config.js';
+import type { Clock } from '../util/timers.js';
+import type { ResolvedRateLimitOptions } from './options.js';
 import type { Disposables, TrackedTimer } from './disposables.js';
 
 /** What a limiter tells its owner. */

@@ -4,19 +4,15 @@
  * The orchestrator builds it; hosts reach it as `orchestrator.resources`.
  */
 import type { EventEmitter } from 'node:events';
+import { expectFunction, expectString, expectDuration, expectObject, own } from '../util/validate.js';
 import {
-  expectFunction,
-  expectString,
   resolveBreakerOptions,
   resolveRateLimitOptions,
-  expectDuration,
-  expectObject,
-  own,
-  MAX_TIMER_MS,
   RATE_LIMIT_DEFAULTS,
-  type ResolvedOrchestratorOptions,
   type ResolvedRateLimitOptions,
-} from '../config.js';
+} from './options.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
+import { type ResolvedOrchestratorOptions } from '../config.js';
 import { OrchestratorStoppedError, ValidationError } from '../errors.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
 import { AgentBreaker, BucketClock, type BreakerState } from './circuit-breakers.js';

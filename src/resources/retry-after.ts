@@ -1,7 +1,7 @@
 /**
  * Reading a "retry after" hint off an error: the one place that knows the shapes vendors and HTTP clients use.
  */
-import { MAX_TIMER_MS } from '../config.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
 
 /**
  * How long an error asks the caller to wait before trying again, in ms, or `undefined` when it says nothing.

@@ -4,7 +4,7 @@
  * (bridge) all go through it, so there is one definition of when and how long to wait.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ResolvedRetryOptions } from '../config.js';
+import type { ResolvedRetryOptions } from './options.js';
 import { retryAfterMs } from './retry-after.js';
 
 /** Options of one {@link RetryPolicy.run}. */

@@ -1,6 +1,6 @@
 /** SlaWindows: rolling per-type latency percentiles and error rates over a ring of time slots, judged against thresholds. */
 import { describe, expect, it } from 'vitest';
-import type { ResolvedSlaOptions, SlaThresholds } from '../../src/config.js';
+import type { ResolvedSlaOptions, SlaThresholds } from '../../src/health/options.js';
 import { SlaWindows } from '../../src/health/sla.js';
 
 function windows(

@@ -14,7 +14,8 @@ import {
   type OrchestratorEvents,
   type OrchestratorOptions,
 } from 'unified-orchestrator';
-import { MAX_TIMER_MS, type ResolvedRetryOptions } from '../../src/config.js';
+import { MAX_TIMER_MS } from '../../src/util/timers.js';
+import { type ResolvedRetryOptions } from '../../src/resources/options.js';
 import { RetryPolicy, sleep } from '../../src/resources/retry-policy.js';
 import { manualAgent, recordEvents, rejectionOf, startEach, type Call } from '../engine/helpers.js';
 
