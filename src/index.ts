@@ -2,8 +2,11 @@
  * unified-orchestrator: run fleets of AI agents (or any async workers) in-process.
  * @packageDocumentation
  */
-export { UnifiedOrchestrator } from './orchestrator.js';
-export type { ControlState, HaltOptions, OrchestratorState, OrchestratorStats, TenantOptions } from './orchestrator.js';
+export { UnifiedOrchestrator } from './orchestrator/orchestrator.js';
+export type { HaltOptions, OrchestratorStats, TenantOptions } from './orchestrator/orchestrator.js';
+export type { ControlState } from './orchestrator/cluster-link.js';
+export type { OrchestratorState } from './health/health-monitor.js';
+export type { EngineOptions } from './engine/options.js';
 export type { ActorOptions, AuditAction, AuditEntry } from './health/audit.js';
 
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.

@@ -6,7 +6,7 @@
 import { UnknownRoleError, ValidationError, type OrchestratorErrorCode } from '../errors.js';
 import type { OrchestratorEvents } from '../events.js';
 import type { Task, TaskHandle } from '../engine/task.js';
-import type { UnifiedOrchestrator } from '../orchestrator.js';
+import type { UnifiedOrchestrator } from '../orchestrator/orchestrator.js';
 import type { AgentSnapshot } from '../pool/agent-record.js';
 import {
   LEGACY_ERROR_CODES,

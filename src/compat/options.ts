@@ -2,6 +2,7 @@
  * Options of the compat layer, their defaults and their validation (the orchestrator's own are in config.ts; these
  * stay here because nothing below compat may know of it).
  */
+import type { UnifiedOrchestrator } from '../orchestrator/orchestrator.js';
 import {
   expectDuration,
   expectFunction,
@@ -106,7 +107,7 @@ export interface TrafficRouterOptions {
    * are broadcast, and changes from other nodes or the CLI apply here), and whose metrics registry gets the router's
    * metrics. The cluster's standing traffic setting, when there is one, wins over `percent` and `shadow` below.
    */
-  readonly orchestrator?: import('../orchestrator.js').UnifiedOrchestrator;
+  readonly orchestrator?: UnifiedOrchestrator;
   /**
    * Percent of calls for the unified side, 0 to 100 (fractions allowed, honoured to 0.01). @default 0 (every call to
    * legacy)
@@ -161,7 +162,7 @@ export interface TrafficRouterOptions {
 export interface ResolvedRouterOptions {
   readonly legacy: LegacyImplementation;
   readonly unified: LegacyImplementation;
-  readonly orchestrator: import('../orchestrator.js').UnifiedOrchestrator | undefined;
+  readonly orchestrator: UnifiedOrchestrator | undefined;
   readonly percent: number;
   readonly shadow: boolean;
   readonly key: (call: RoutedCall) => string | undefined;

@@ -16,6 +16,7 @@ import {
   type LegacyAgentStatus,
   type LegacyImplementation,
   type LegacyMethod,
+  type LegacyOrchestrator,
   type LegacyResult,
   type LegacyShutdown,
   type LegacyTask,
@@ -391,7 +392,7 @@ export class TrafficRouter extends LegacyCalls {
     method: M,
     args: unknown[],
     shadow = false,
-  ): Promise<Awaited<ReturnType<NonNullable<import('./legacy.js').LegacyOrchestrator[M]>>>> {
+  ): Promise<Awaited<ReturnType<NonNullable<LegacyOrchestrator[M]>>>> {
     const metricSide = shadow ? 'shadow' : side;
     this.#calls[metricSide]++;
     if (side === 'unified' && !shadow) this.#usedUnified = true;
@@ -441,7 +442,7 @@ export class TrafficRouter extends LegacyCalls {
     timeoutSeconds: number | undefined,
   ): Promise<LegacyResult<LegacyTaskStatus>> {
     const { waitForTask: wait, getTaskStatus: get } = this.#methods[side] as Pick<
-      import('./legacy.js').LegacyOrchestrator,
+      LegacyOrchestrator,
       'waitForTask' | 'getTaskStatus'
     >;
     if (wait) return timeoutSeconds === undefined ? wait(taskId) : wait(taskId, timeoutSeconds);

@@ -6,12 +6,14 @@
 import type { Clock } from '../util/timers.js';
 import type { ResolvedHealthOptions } from './options.js';
 import type { OrchestratorEvents, TypedEmitter } from '../events.js';
-import type { OrchestratorState } from '../orchestrator.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { TrackedTimer } from '../resources/disposables.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { SlaWindows, type SlaBreach } from './sla.js';
+
+/** Lifecycle of the orchestrator itself. It runs once: `stopped` is final. */
+export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /**
  * `healthy`: all is well. `degraded`: working, with something to look at (a halt, a quarantined agent, an open

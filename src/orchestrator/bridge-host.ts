@@ -2,6 +2,7 @@
  * The orchestrator's side of its bridge: what it tells the cluster about itself, how it runs a handed-off task,
  * and how a task of its own becomes a wire task.
  */
+import type { RetryPolicy } from '../resources/retry-policy.js';
 import { randomBytes } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskSpec } from '../engine/task.js';
@@ -16,7 +17,7 @@ import {
   type HandOffResult,
   type NodeStatus,
   type WireTask,
-} from './bridge.js';
+} from '../bridge/bridge.js';
 
 /** Refusals that say "not here, not now": the hand-off is left for another node instead of failing. */
 const REFUSALS = new Set([
@@ -30,7 +31,7 @@ const REFUSALS = new Set([
 /** The BridgeHost an orchestrator gives its bridge, over its engine and pools. */
 export function bridgeHost(parts: {
   nodeId: string;
-  retry: import('../resources/retry-policy.js').RetryPolicy;
+  retry: RetryPolicy;
   engine: TaskExecutionEngine;
   pools: AgentPoolManager;
   control(message: ControlMessage): void;

@@ -2,59 +2,36 @@
  * UnifiedOrchestrator: the public entry point. It checks its inputs, builds and wires the parts
  * (pools → engine), and runs start and stop in order. The machinery lives in private fields.
  */
-import { expectString } from './util/validate.js';
-import { MAX_TIMER_MS } from './util/timers.js';
-import { resolveOrchestratorOptions, type OrchestratorOptions, type ResolvedOrchestratorOptions } from './config.js';
-import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './orchestrator/stop-options.js';
-import type { DeadLetter } from './engine/dead-letter.js';
-import { TaskExecutionEngine, type EngineStats } from './engine/task-execution-engine.js';
-import type { Task, TaskHandle } from './engine/task.js';
-import {
-  NoCapableAgentError,
-  OrchestratorHaltedError,
-  OrchestratorStoppedError,
-  TaskTimeoutError,
-  ValidationError,
-} from './errors.js';
+import type { RequestListener } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { CommunicationBridge, ControlMessage, NodeInfo } from '../bridge/bridge.js';
+import { MemoryBridge } from '../bridge/memory-bridge.js';
+import { resolveOrchestratorOptions, type OrchestratorOptions, type ResolvedOrchestratorOptions } from '../config.js';
+import type { DeadLetter } from '../engine/dead-letter.js';
+import { TaskExecutionEngine, type EngineStats, type TaskSnapshot } from '../engine/task-execution-engine.js';
+import type { Task, TaskHandle } from '../engine/task.js';
+import { OrchestratorStoppedError } from '../errors.js';
 import {
   TypedEmitter,
   type OrchestratorEventName,
   type OrchestratorEvents,
   type OrchestratorListener,
-} from './events.js';
-import type { Agent } from './pool/agent.js';
-import { AgentPoolManager } from './pool/agent-pool-manager.js';
-import type { RegisterAgentOptions } from './pool/options.js';
-import type { AgentSnapshot } from './pool/agent-record.js';
-import type { AgentState } from './pool/agent-state.js';
-import type { PoolSnapshot } from './pool/pool.js';
-import { ResourceManager, type ResourceStats } from './resources/resource-manager.js';
-import { HealthMonitor, isReady, type HealthReport } from './health/health-monitor.js';
-import { createHttpHandler } from './health/http-handler.js';
-import { OrchestratorMetrics } from './health/metrics.js';
-import { startTracing } from './health/tracing.js';
-import { AuditLog, type ActorOptions } from './health/audit.js';
-import type { TaskSnapshot } from './engine/task-execution-engine.js';
-import type { RequestListener } from 'node:http';
-import {
-  parseTraffic,
-  stickySlots,
-  type CommunicationBridge,
-  type ControlMessage,
-  type NodeInfo,
-  type NodeStatus,
-  type TrafficSetting,
-} from './bridge/bridge.js';
-import { bridgeHost, handOffId, toWire } from './bridge/bridge-host.js';
-import { MemoryBridge } from './bridge/memory-bridge.js';
-
-const noop = (): void => {};
-
-/** Control messages an orchestrator applies itself (the others are for the host's listeners). */
-const APPLIED: ReadonlySet<ControlMessage['kind']> = new Set(['halt', 'resume', 'traffic', 'rollback']);
-
-/** Lifecycle of the orchestrator itself. It runs once: `stopped` is final. */
-export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+} from '../events.js';
+import { AuditLog, type ActorOptions } from '../health/audit.js';
+import { HealthMonitor, isReady, type HealthReport, type OrchestratorState } from '../health/health-monitor.js';
+import { createHttpHandler } from '../health/http-handler.js';
+import { OrchestratorMetrics } from '../health/metrics.js';
+import { startTracing } from '../health/tracing.js';
+import type { Agent } from '../pool/agent.js';
+import { AgentPoolManager } from '../pool/agent-pool-manager.js';
+import type { AgentSnapshot } from '../pool/agent-record.js';
+import type { AgentState } from '../pool/agent-state.js';
+import type { RegisterAgentOptions } from '../pool/options.js';
+import type { PoolSnapshot } from '../pool/pool.js';
+import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
+import { expectString } from '../util/validate.js';
+import { ClusterLink, type ControlState } from './cluster-link.js';
+import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './stop-options.js';
 
 /** What `stats()` returns: task counters, queue depths, agents and pools. */
 export interface OrchestratorStats extends EngineStats {
@@ -70,16 +47,6 @@ export interface OrchestratorStats extends EngineStats {
   readonly queues: Readonly<Record<string, number>>;
   /** Breakers, pressure, rate limits and tracked handles. */
   readonly resources: ResourceStats;
-}
-
-/** The cluster's control settings as this node applied them (see `halt()` and TrafficRouter). */
-export interface ControlState {
-  /** The reason of the halt holding this node's work, or `null`. */
-  readonly halted: string | null;
-  /** The node that sent the halt (`undefined` for a local one). */
-  readonly haltedBy?: string;
-  /** The traffic split last set for the cluster (by a TrafficRouter, the CLI or a replay), or `null` when never set. */
-  readonly traffic: TrafficSetting | null;
 }
 
 /**
@@ -128,15 +95,8 @@ export class UnifiedOrchestrator {
   readonly #metrics: OrchestratorMetrics | undefined;
   readonly #bridge: CommunicationBridge;
   readonly #audit: AuditLog;
-  #bridgeStarted = false;
-  #handOffSeq = 0;
-  /** Results of tasks this node handed to others, not yet settled. */
-  readonly #remote = new Set<Promise<unknown>>();
+  readonly #cluster: ClusterLink;
   #tracing = false;
-  #halt: { readonly reason: string; readonly from?: string } | undefined;
-  /** Own control messages sent and not yet heard back, per standing-state slot. */
-  readonly #ownPending = new Map<string, number>();
-  #traffic: TrafficSetting | undefined;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -173,13 +133,24 @@ export class UnifiedOrchestrator {
       clock: this.#options.clock,
       source: {
         state: () => this.#state,
-        halted: () => this.#halt?.reason ?? null,
+        halted: () => this.#cluster.halted,
         queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
         bridge: () => ({ kind: this.#bridge.kind, ...this.#bridge.status() }),
       },
     });
     this.#bridge = this.#options.bridge ?? new MemoryBridge();
     this.#audit = new AuditLog(this.#events, this.#options.audit, () => this.#bridge.nodeId);
+    this.#cluster = new ClusterLink({
+      options: this.#options,
+      bridge: this.#bridge,
+      engine: this.#engine,
+      pools: this.#pools,
+      resources: this.#resources,
+      health: this.#health,
+      audit: this.#audit,
+      events: this.#events,
+      state: () => this.#state,
+    });
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
     if (this.#metrics) this.#engine.observe(this.#metrics);
   }
@@ -234,18 +205,7 @@ export class UnifiedOrchestrator {
     this.#state = 'running';
     this.#engine.open();
     try {
-      await this.#bridge.start(
-        bridgeHost({
-          nodeId: this.#bridge.nodeId,
-          retry: this.#resources.retry,
-          engine: this.#engine,
-          pools: this.#pools,
-          control: (message) => this.#fromCluster(message),
-          status: () => this.#nodeStatus(),
-          state: (status) => this.#events.emit('bridge:state', status),
-        }),
-      );
-      this.#bridgeStarted = true;
+      await this.#cluster.start();
     } catch (error) {
       await this.stop({ drain: false });
       throw error;
@@ -287,20 +247,10 @@ export class UnifiedOrchestrator {
     const startedAt = performance.now();
     const before = this.#engine.stats().completed;
     const cancelled = await this.#engine.stop(drain, timeoutMs);
-    if (drain && this.#remote.size > 0) {
-      // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
-      let timer: NodeJS.Timeout | undefined;
-      const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
-      await Promise.race([
-        Promise.allSettled([...this.#remote]),
-        new Promise<void>((resolve) => {
-          if (Number.isFinite(left)) timer = setTimeout(resolve, left);
-        }),
-      ]);
-      clearTimeout(timer);
-    }
+    // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
+    if (drain) await this.#cluster.settleHandOffs(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     // Handed-off tasks served here have finished (or been left for another node); leave the cluster.
-    if (this.#bridgeStarted) await this.#bridge.stop().catch(() => {});
+    await this.#cluster.leave();
     const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();
@@ -335,67 +285,14 @@ export class UnifiedOrchestrator {
    */
   submit<TResult = unknown>(task: Task): Promise<TResult> {
     try {
-      const remote = this.#remoteOnly(task);
+      const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote.result as Promise<TResult>;
       return this.#engine.submit(task) as Promise<TResult>;
     } catch (error) {
-      const remote = this.#handOff(task, error);
+      const remote = this.#cluster.handOff(task, error);
       if (remote) return remote.result as Promise<TResult>;
       return Promise.reject(error);
     }
-  }
-
-  /**
-   * The fast way to the bridge for a node that cannot serve a task at all (a pure producer, say): straight to a
-   * hand-off, without the engine building a refusal first.
-   */
-  #remoteOnly(task: Task): TaskHandle | undefined {
-    if (!this.#bridgeStarted || this.#state !== 'running' || typeof task !== 'object' || task === null)
-      return undefined;
-    let requires: readonly string[];
-    try {
-      requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
-    } catch {
-      return undefined; // a task that cannot be read: the engine's validation refuses it with ValidationError
-    }
-    // Cheapest first: with no other node that could take it (always so for a lone node), nothing more to ask.
-    if (!this.#bridge.canAnyServe(requires)) return undefined;
-    const overflow =
-      this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
-    if (!overflow && this.#pools.canEverServe(requires)) return undefined;
-    return this.#send(task);
-  }
-
-  /**
-   * A task this node cannot serve goes to a node of the cluster that can (through the bridge), when there is one:
-   * its result comes back as if it had run here. Returns `undefined` to keep the local refusal.
-   */
-  #handOff(task: Task, refusal: unknown): TaskHandle | undefined {
-    if (!(refusal instanceof NoCapableAgentError) || !this.#bridgeStarted || this.#state !== 'running')
-      return undefined;
-    const requires = Array.isArray(task.requires) ? task.requires : [];
-    if (!this.#bridge.canAnyServe(requires)) return undefined;
-    return this.#send(task);
-  }
-
-  /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
-  #send(task: Task): TaskHandle {
-    const { spec, wire } = toWire(task, {
-      timeoutMs: this.#options.defaultTimeoutMs,
-      maxAttempts: this.#options.defaultMaxAttempts,
-      maxPayloadBytes: this.#options.maxPayloadBytes,
-    });
-    const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
-    const handOff = this.#bridge.handOff(id, wire);
-    const result =
-      spec.deadlineMs === Infinity
-        ? handOff
-        : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
-    result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
-    // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
-    this.#remote.add(result);
-    result.then(noop, noop).finally(() => this.#remote.delete(result));
-    return { id, result, cancel: () => false };
   }
 
   /**
@@ -411,11 +308,11 @@ export class UnifiedOrchestrator {
    */
   delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
     try {
-      const remote = this.#remoteOnly(task);
+      const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote as TaskHandle<TResult>;
       return this.#engine.delegate(task) as TaskHandle<TResult>;
     } catch (error) {
-      const remote = this.#handOff(task, error);
+      const remote = this.#cluster.handOff(task, error);
       if (remote) return remote as TaskHandle<TResult>;
       throw error;
     }
@@ -431,40 +328,7 @@ export class UnifiedOrchestrator {
    * `bridge:control` event. This node applies it before the message leaves.
    */
   broadcast(message: ControlMessage): Promise<void> {
-    if (typeof message !== 'object' || message === null) {
-      return Promise.reject(new ValidationError('message', 'Expected a control message object with a `kind`'));
-    }
-    try {
-      // Own fields, read once: a hostile object (throwing getters) is refused here rather than half-applied.
-      message = { ...message };
-    } catch (error) {
-      return Promise.reject(
-        new ValidationError(
-          'message',
-          `Expected a readable control message: ${error instanceof Error ? error.message : 'reading it threw'}`,
-        ),
-      );
-    }
-    if (!APPLIED.has(message.kind)) return this.#bridge.control(message);
-    const slots = stickySlots(message);
-    this.#applyControl({ ...message, from: this.#bridge.nodeId }, true);
-    for (const slot of slots) this.#ownPending.set(slot, (this.#ownPending.get(slot) ?? 0) + 1);
-    return this.#bridge.control(message).catch((error: unknown) => {
-      this.#echoed(slots); // never sent: no echo will come
-      throw error;
-    });
-  }
-
-  /** One own message per slot came back (or never will); whether another own message is still on its way. */
-  #echoed(slots: readonly string[]): boolean {
-    let later = false;
-    for (const slot of slots) {
-      const n = (this.#ownPending.get(slot) ?? 1) - 1;
-      if (n > 0) later = true;
-      if (n <= 0) this.#ownPending.delete(slot);
-      else this.#ownPending.set(slot, n);
-    }
-    return later;
+    return this.#cluster.broadcast(message);
   }
 
   /**
@@ -489,11 +353,11 @@ export class UnifiedOrchestrator {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (options?.local || !this.#bridgeStarted) {
-      this.#applyHalt(reason, undefined, actor);
+    if (options?.local || !this.#cluster.started) {
+      this.#cluster.applyHalt(reason, undefined, actor);
       return Promise.resolve();
     }
-    return this.broadcast({ kind: 'halt', reason, actor });
+    return this.#cluster.broadcast({ kind: 'halt', reason, actor });
   }
 
   /** Releases the work a halt holds, on every node (or only here with `{ local: true }`). */
@@ -504,136 +368,16 @@ export class UnifiedOrchestrator {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (options?.local || !this.#bridgeStarted) {
-      this.#applyResume(undefined, actor);
+    if (options?.local || !this.#cluster.started) {
+      this.#cluster.applyResume(undefined, actor);
       return Promise.resolve();
     }
-    return this.broadcast({ kind: 'resume', actor });
+    return this.#cluster.broadcast({ kind: 'resume', actor });
   }
 
   /** Whether a halt holds this node's work, and the traffic split it last heard of. */
   controlState(): ControlState {
-    return {
-      halted: this.#halt?.reason ?? null,
-      ...(this.#halt?.from !== undefined ? { haltedBy: this.#halt.from } : {}),
-      traffic: this.#traffic ?? null,
-    };
-  }
-
-  #applyHalt(reason: string, from: string | undefined, actor: string): void {
-    if (this.#halt) return;
-    this.#halt = from === undefined ? { reason } : { reason, from };
-    const { interrupted, held } = this.#engine.halt(new OrchestratorHaltedError(reason));
-    this.#audit.record('orchestrator.halt', { reason, interrupted, held }, actor);
-    this.#events.emit('halted', { reason, interrupted, held, ...(from !== undefined ? { from } : {}) });
-  }
-
-  #applyResume(from: string | undefined, actor: string): void {
-    if (!this.#halt) return;
-    this.#halt = undefined;
-    const released = this.#engine.resume();
-    this.#audit.record('orchestrator.resume', { released }, actor);
-    this.#events.emit('resumed', { released, ...(from !== undefined ? { from } : {}) });
-  }
-
-  /**
-   * A control message through the bridge. This node's own halt, resume and traffic messages were applied when sent:
-   * their echo, which may arrive after a later change made here (a resume right after a halt), is dropped. The
-   * cluster's standing state replayed at start is applied whoever sent it.
-   */
-  #fromCluster(message: ControlMessage): void {
-    if (message.from === this.#bridge.nodeId && !message.replayed && APPLIED.has(message.kind)) {
-      // Applied when sent. Its echo puts it in the cluster's order again (a message from elsewhere may have come in
-      // between), unless a later message of ours for the same setting is on its way: that one will.
-      if (this.#echoed(stickySlots(message))) return;
-      this.#applyControl(message, true, true);
-      return;
-    }
-    this.#applyControl(message, false);
-  }
-
-  /**
-   * Applies a control message (`local`: sent from here), then tells listeners; an echo of this node's own message
-   * is only reported when it changed something (a message from elsewhere had come in between).
-   */
-  #applyControl(message: ControlMessage, local: boolean, echo = false): void {
-    const before = echo
-      ? `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`
-      : undefined;
-    const from = local ? undefined : message.from;
-    // Who sent it: the actor it names, else (from another node) that node, else this node's default.
-    const actor =
-      typeof message.actor === 'string' && message.actor !== ''
-        ? message.actor
-        : (from ?? this.#audit.actorOf(undefined));
-    switch (message.kind) {
-      case 'halt':
-        this.#applyHalt(
-          typeof message.reason === 'string' && message.reason !== '' ? message.reason : 'halted by the cluster',
-          from,
-          actor,
-        );
-        break;
-      case 'resume':
-        this.#applyResume(from, actor);
-        break;
-      case 'traffic': {
-        const traffic = parseTraffic(message.value, this.#traffic);
-        if (!traffic) return; // malformed (a sender of another version): nothing to apply or report
-        // Recorded when it changes something (this node's own message heard back changes nothing).
-        if (traffic.percent !== this.#traffic?.percent || traffic.shadow !== this.#traffic.shadow) {
-          this.#audit.record('traffic.change', { ...traffic, previous: this.#traffic ?? null }, actor);
-        }
-        this.#traffic = traffic;
-        break;
-      }
-      case 'rollback':
-        if (this.#traffic?.percent !== 0 || this.#traffic.shadow) {
-          this.#audit.record(
-            'traffic.rollback',
-            { reason: message.reason ?? null, previous: this.#traffic ?? null },
-            actor,
-          );
-        }
-        this.#traffic = { percent: 0, shadow: false };
-        break;
-      case 'drain':
-        // The host acts on it (its bridge:control listener); the trail says who asked.
-        this.#audit.record('orchestrator.drain', { reason: message.reason ?? null }, actor);
-        break;
-    }
-    if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`)
-      return;
-    this.#events.emit('bridge:control', message);
-  }
-
-  /** What this node reports on its heartbeat for operators. */
-  #nodeStatus(): NodeStatus {
-    const engine = this.#engine.stats();
-    const breakers = this.#resources.stats().breakers;
-    return {
-      state: this.#state,
-      health: this.#health.report().status,
-      halted: this.#halt?.reason ?? null,
-      traffic: this.#traffic ?? null,
-      running: engine.running,
-      waiting: engine.waiting,
-      queues: this.#engine.queueDepths(),
-      pools: this.#pools.pools().map((p) => ({
-        role: p.role,
-        members: p.members,
-        busy: p.states['BUSY'] ?? 0,
-        minAgents: p.minAgents,
-        maxAgents: p.maxAgents,
-      })),
-      breakers: {
-        open: breakers.agents.open,
-        halfOpen: breakers.agents['half-open'],
-        dependenciesOpen: Object.entries(breakers.dependencies)
-          .filter(([, state]) => state === 'open')
-          .map(([name]) => name),
-      },
-    };
+    return this.#cluster.controlState();
   }
 
   /** The bridge this orchestrator uses (a private MemoryBridge unless `bridge` was given). */
@@ -717,7 +461,7 @@ export class UnifiedOrchestrator {
   stats(): OrchestratorStats {
     return {
       state: this.#state,
-      halted: this.#halt?.reason ?? null,
+      halted: this.#cluster.halted,
       ...this.#engine.stats(),
       agents: this.#pools.countByState(),
       pools: this.#pools.pools(),
@@ -776,7 +520,7 @@ export class UnifiedOrchestrator {
   }
 
   /** The prom-client registry the metrics are on (yours when you passed one). */
-  get metricsRegistry(): import('prom-client').Registry | undefined {
+  get metricsRegistry(): Registry | undefined {
     return this.#metrics?.registry;
   }
 
@@ -832,7 +576,7 @@ export class UnifiedOrchestrator {
         dependencyBreakers: () => resources.stats().breakers.dependencies,
         pressure: () => resources.pressure,
         health: () => this.#health.report().status,
-        halted: () => this.#halt !== undefined,
+        halted: () => this.#cluster.halted !== null,
       },
       this.#events,
       this.#resources.disposables,
@@ -871,24 +615,4 @@ export class UnifiedOrchestrator {
     this.#events.off(event, listener);
     return this;
   }
-}
-
-/**
- * A handed-off task's result, or TaskTimeoutError (`scope: 'task'`) once its `deadlineMs` passed: the deadline is
- * kept here, where the caller waits (the serving node is not told to stop; a late result is dropped).
- */
-function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number, onExpired: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    // A deadline past what one Node timer holds is left to the result (it will have settled long before).
-    if (deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(() => {
-        reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task'));
-        onExpired();
-      }, deadlineMs);
-      timer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
-    }
-  });
-  result.catch(noop);
-  return Promise.race([result, expired]).finally(() => clearTimeout(timer));
 }

@@ -1,0 +1,357 @@
+/**
+ * The cluster link: this node's side of the cluster. It hands tasks this node cannot (or should not) serve to another
+ * node through the bridge and tracks their results; it runs the control plane (halt, resume, traffic and rollback
+ * sent to and heard from every node, with this node's own messages applied at once and their echoes reconciled);
+ * and it tells the cluster this node's status on each heartbeat.
+ */
+import type { CommunicationBridge, ControlMessage, NodeStatus, TrafficSetting } from '../bridge/bridge.js';
+import { parseTraffic, stickySlots } from '../bridge/bridge.js';
+import type { ResolvedOrchestratorOptions } from '../config.js';
+import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
+import type { Task, TaskHandle } from '../engine/task.js';
+import { NoCapableAgentError, OrchestratorHaltedError, TaskTimeoutError, ValidationError } from '../errors.js';
+import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { AuditLog } from '../health/audit.js';
+import type { HealthMonitor, OrchestratorState } from '../health/health-monitor.js';
+import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
+import type { ResourceManager } from '../resources/resource-manager.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
+import { bridgeHost, handOffId, toWire } from './bridge-host.js';
+
+const noop = (): void => {};
+
+/** Control messages an orchestrator applies itself (the others are for the host's listeners). */
+const APPLIED: ReadonlySet<ControlMessage['kind']> = new Set(['halt', 'resume', 'traffic', 'rollback']);
+
+/** The cluster's control settings as this node applied them (see `halt()` and TrafficRouter). */
+export interface ControlState {
+  /** The reason of the halt holding this node's work, or `null`. */
+  readonly halted: string | null;
+  /** The node that sent the halt (`undefined` for a local one). */
+  readonly haltedBy?: string;
+  /** The traffic split last set for the cluster (by a TrafficRouter, the CLI or a replay), or `null` when never set. */
+  readonly traffic: TrafficSetting | null;
+}
+
+/** What the link works with: the orchestrator's parts and its lifecycle state. */
+export interface ClusterLinkParts {
+  readonly options: ResolvedOrchestratorOptions;
+  readonly bridge: CommunicationBridge;
+  readonly engine: TaskExecutionEngine;
+  readonly pools: AgentPoolManager;
+  readonly resources: ResourceManager;
+  readonly health: HealthMonitor;
+  readonly audit: AuditLog;
+  readonly events: TypedEmitter<OrchestratorEvents>;
+  readonly state: () => OrchestratorState;
+}
+
+/** This node's side of the cluster: hand-off, the control plane and node status (see the file header). */
+export class ClusterLink {
+  readonly #parts: ClusterLinkParts;
+  readonly #options: ResolvedOrchestratorOptions;
+  readonly #bridge: CommunicationBridge;
+  readonly #engine: TaskExecutionEngine;
+  readonly #pools: AgentPoolManager;
+  readonly #audit: AuditLog;
+  readonly #events: TypedEmitter<OrchestratorEvents>;
+  /** Whether the bridge started (and so is to be stopped, and can take hand-offs and control messages). */
+  #started = false;
+  #handOffSeq = 0;
+  /** Results of tasks this node handed to others, not yet settled. */
+  readonly #remote = new Set<Promise<unknown>>();
+  #halt: { readonly reason: string; readonly from?: string } | undefined;
+  /** Own control messages sent and not yet heard back, per standing-state slot. */
+  readonly #ownPending = new Map<string, number>();
+  #traffic: TrafficSetting | undefined;
+
+  constructor(parts: ClusterLinkParts) {
+    this.#parts = parts;
+    this.#options = parts.options;
+    this.#bridge = parts.bridge;
+    this.#engine = parts.engine;
+    this.#pools = parts.pools;
+    this.#audit = parts.audit;
+    this.#events = parts.events;
+  }
+
+  /** Whether the bridge is up: hand-offs and cluster-wide control go through it. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** The reason of the halt holding this node's work, or `null` while it runs. */
+  get halted(): string | null {
+    return this.#halt?.reason ?? null;
+  }
+
+  /** Joins the cluster: starts the bridge with this node as its host. */
+  async start(): Promise<void> {
+    await this.#bridge.start(
+      bridgeHost({
+        nodeId: this.#bridge.nodeId,
+        retry: this.#parts.resources.retry,
+        engine: this.#engine,
+        pools: this.#pools,
+        control: (message) => this.#fromCluster(message),
+        status: () => this.#nodeStatus(),
+        state: (status) => this.#events.emit('bridge:state', status),
+      }),
+    );
+    this.#started = true;
+  }
+
+  /** Waits, at most `ms` (real time), for the results of the tasks this node handed to others. */
+  async settleHandOffs(ms: number): Promise<void> {
+    if (this.#remote.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#remote]),
+      new Promise<void>((resolve) => {
+        if (Number.isFinite(ms)) timer = setTimeout(resolve, ms);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Leaves the cluster: stops the bridge if it started (its failure to stop cleanly is not this node's to report). */
+  async leave(): Promise<void> {
+    if (this.#started) await this.#bridge.stop().catch(noop);
+  }
+
+  /**
+   * The fast way to the bridge for a node that cannot serve a task at all (a pure producer, say): straight to a
+   * hand-off, without the engine building a refusal first.
+   */
+  remoteOnly(task: Task): TaskHandle | undefined {
+    if (!this.#started || this.#parts.state() !== 'running' || typeof task !== 'object' || task === null)
+      return undefined;
+    let requires: readonly string[];
+    try {
+      requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
+    } catch {
+      return undefined; // a task that cannot be read: the engine's validation refuses it with ValidationError
+    }
+    // Cheapest first: with no other node that could take it (always so for a lone node), nothing more to ask.
+    if (!this.#bridge.canAnyServe(requires)) return undefined;
+    const overflow =
+      this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
+    if (!overflow && this.#pools.canEverServe(requires)) return undefined;
+    return this.#send(task);
+  }
+
+  /**
+   * A task this node cannot serve goes to a node of the cluster that can (through the bridge), when there is one:
+   * its result comes back as if it had run here. Returns `undefined` to keep the local refusal.
+   */
+  handOff(task: Task, refusal: unknown): TaskHandle | undefined {
+    if (!(refusal instanceof NoCapableAgentError) || !this.#started || this.#parts.state() !== 'running')
+      return undefined;
+    const requires = Array.isArray(task.requires) ? task.requires : [];
+    if (!this.#bridge.canAnyServe(requires)) return undefined;
+    return this.#send(task);
+  }
+
+  /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
+  #send(task: Task): TaskHandle {
+    const { spec, wire } = toWire(task, {
+      timeoutMs: this.#options.defaultTimeoutMs,
+      maxAttempts: this.#options.defaultMaxAttempts,
+      maxPayloadBytes: this.#options.maxPayloadBytes,
+    });
+    const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
+    const handOff = this.#bridge.handOff(id, wire);
+    const result =
+      spec.deadlineMs === Infinity
+        ? handOff
+        : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
+    result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
+    // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
+    this.#remote.add(result);
+    result.then(noop, noop).finally(() => this.#remote.delete(result));
+    return { id, result, cancel: () => false };
+  }
+
+  /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */
+  broadcast(message: ControlMessage): Promise<void> {
+    if (typeof message !== 'object' || message === null) {
+      return Promise.reject(new ValidationError('message', 'Expected a control message object with a `kind`'));
+    }
+    try {
+      // Own fields, read once: a hostile object (throwing getters) is refused here rather than half-applied.
+      message = { ...message };
+    } catch (error) {
+      return Promise.reject(
+        new ValidationError(
+          'message',
+          `Expected a readable control message: ${error instanceof Error ? error.message : 'reading it threw'}`,
+        ),
+      );
+    }
+    if (!APPLIED.has(message.kind)) return this.#bridge.control(message);
+    const slots = stickySlots(message);
+    this.#applyControl({ ...message, from: this.#bridge.nodeId }, true);
+    for (const slot of slots) this.#ownPending.set(slot, (this.#ownPending.get(slot) ?? 0) + 1);
+    return this.#bridge.control(message).catch((error: unknown) => {
+      this.#echoed(slots); // never sent: no echo will come
+      throw error;
+    });
+  }
+
+  /** One own message per slot came back (or never will); whether another own message is still on its way. */
+  #echoed(slots: readonly string[]): boolean {
+    let later = false;
+    for (const slot of slots) {
+      const n = (this.#ownPending.get(slot) ?? 1) - 1;
+      if (n > 0) later = true;
+      if (n <= 0) this.#ownPending.delete(slot);
+      else this.#ownPending.set(slot, n);
+    }
+    return later;
+  }
+
+  /** Whether a halt holds this node's work, and the traffic split it last heard of. */
+  controlState(): ControlState {
+    return {
+      halted: this.#halt?.reason ?? null,
+      ...(this.#halt?.from !== undefined ? { haltedBy: this.#halt.from } : {}),
+      traffic: this.#traffic ?? null,
+    };
+  }
+
+  applyHalt(reason: string, from: string | undefined, actor: string): void {
+    if (this.#halt) return;
+    this.#halt = from === undefined ? { reason } : { reason, from };
+    const { interrupted, held } = this.#engine.halt(new OrchestratorHaltedError(reason));
+    this.#audit.record('orchestrator.halt', { reason, interrupted, held }, actor);
+    this.#events.emit('halted', { reason, interrupted, held, ...(from !== undefined ? { from } : {}) });
+  }
+
+  applyResume(from: string | undefined, actor: string): void {
+    if (!this.#halt) return;
+    this.#halt = undefined;
+    const released = this.#engine.resume();
+    this.#audit.record('orchestrator.resume', { released }, actor);
+    this.#events.emit('resumed', { released, ...(from !== undefined ? { from } : {}) });
+  }
+
+  /**
+   * A control message through the bridge. This node's own halt, resume and traffic messages were applied when sent:
+   * their echo, which may arrive after a later change made here (a resume right after a halt), is dropped. The
+   * cluster's standing state replayed at start is applied whoever sent it.
+   */
+  #fromCluster(message: ControlMessage): void {
+    if (message.from === this.#bridge.nodeId && !message.replayed && APPLIED.has(message.kind)) {
+      // Applied when sent. Its echo puts it in the cluster's order again (a message from elsewhere may have come in
+      // between), unless a later message of ours for the same setting is on its way: that one will.
+      if (this.#echoed(stickySlots(message))) return;
+      this.#applyControl(message, true, true);
+      return;
+    }
+    this.#applyControl(message, false);
+  }
+
+  /**
+   * Applies a control message (`local`: sent from here), then tells listeners; an echo of this node's own message
+   * is only reported when it changed something (a message from elsewhere had come in between).
+   */
+  #applyControl(message: ControlMessage, local: boolean, echo = false): void {
+    const before = echo
+      ? `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`
+      : undefined;
+    const from = local ? undefined : message.from;
+    // Who sent it: the actor it names, else (from another node) that node, else this node's default.
+    const actor =
+      typeof message.actor === 'string' && message.actor !== ''
+        ? message.actor
+        : (from ?? this.#audit.actorOf(undefined));
+    switch (message.kind) {
+      case 'halt':
+        this.applyHalt(
+          typeof message.reason === 'string' && message.reason !== '' ? message.reason : 'halted by the cluster',
+          from,
+          actor,
+        );
+        break;
+      case 'resume':
+        this.applyResume(from, actor);
+        break;
+      case 'traffic': {
+        const traffic = parseTraffic(message.value, this.#traffic);
+        if (!traffic) return; // malformed (a sender of another version): nothing to apply or report
+        // Recorded when it changes something (this node's own message heard back changes nothing).
+        if (traffic.percent !== this.#traffic?.percent || traffic.shadow !== this.#traffic.shadow) {
+          this.#audit.record('traffic.change', { ...traffic, previous: this.#traffic ?? null }, actor);
+        }
+        this.#traffic = traffic;
+        break;
+      }
+      case 'rollback':
+        if (this.#traffic?.percent !== 0 || this.#traffic.shadow) {
+          this.#audit.record(
+            'traffic.rollback',
+            { reason: message.reason ?? null, previous: this.#traffic ?? null },
+            actor,
+          );
+        }
+        this.#traffic = { percent: 0, shadow: false };
+        break;
+      case 'drain':
+        // The host acts on it (its bridge:control listener); the trail says who asked.
+        this.#audit.record('orchestrator.drain', { reason: message.reason ?? null }, actor);
+        break;
+    }
+    if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`)
+      return;
+    this.#events.emit('bridge:control', message);
+  }
+
+  /** What this node reports on its heartbeat for operators. */
+  #nodeStatus(): NodeStatus {
+    const engine = this.#engine.stats();
+    const breakers = this.#parts.resources.stats().breakers;
+    return {
+      state: this.#parts.state(),
+      health: this.#parts.health.report().status,
+      halted: this.#halt?.reason ?? null,
+      traffic: this.#traffic ?? null,
+      running: engine.running,
+      waiting: engine.waiting,
+      queues: this.#engine.queueDepths(),
+      pools: this.#pools.pools().map((p) => ({
+        role: p.role,
+        members: p.members,
+        busy: p.states['BUSY'] ?? 0,
+        minAgents: p.minAgents,
+        maxAgents: p.maxAgents,
+      })),
+      breakers: {
+        open: breakers.agents.open,
+        halfOpen: breakers.agents['half-open'],
+        dependenciesOpen: Object.entries(breakers.dependencies)
+          .filter(([, state]) => state === 'open')
+          .map(([name]) => name),
+      },
+    };
+  }
+}
+
+/**
+ * A handed-off task's result, or TaskTimeoutError (`scope: 'task'`) once its `deadlineMs` passed: the deadline is
+ * kept here, where the caller waits (the serving node is not told to stop; a late result is dropped).
+ */
+function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number, onExpired: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    // A deadline past what one Node timer holds is left to the result (it will have settled long before).
+    if (deadlineMs <= MAX_TIMER_MS) {
+      timer = setTimeout(() => {
+        reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task'));
+        onExpired();
+      }, deadlineMs);
+      timer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
+    }
+  });
+  result.catch(noop);
+  return Promise.race([result, expired]).finally(() => clearTimeout(timer));
+}
