@@ -49,7 +49,7 @@ export interface RoutingListener {
   }>;
 }
 
-/** Options of `registerAgent` for an agent made outside any pool. */
+/** What the orchestrator builds an AgentPoolManager with. */
 export interface AgentPoolManagerOptions {
   readonly pools: readonly ResolvedPoolOptions[];
   readonly scaleIntervalMs: number;
@@ -71,15 +71,17 @@ export class AgentPoolManager {
   readonly #poolsBySpecificity: Pool[];
   /** Every agent not yet TERMINATED, spares included. */
   readonly #agents = new Map<string, AgentRecord>();
+  /** Retirements under way, so that retiring an agent twice waits for the one retirement. */
   readonly #retiring = new Map<AgentRecord, Promise<void>>();
+  /** DRAINING agents with attempts still running: woken when the last one settles (or by stop/force). */
   readonly #drainWaiters = new Map<AgentRecord, () => void>();
   readonly #options: AgentPoolManagerOptions;
   readonly #events: TypedEmitter<OrchestratorEvents>;
   readonly #resources: ResourceManager;
   readonly #hooks: AgentRecordHooks;
-  /** Makes one agent at a time per call: factory, timeout, retries, first health check, withdrawal. */
+  /** Makes the pools' agents: factory with its timeout, retries, first health check, withdrawal while INITIALIZING. */
   readonly #creator: AgentCreator;
-  /** Scale up and down, warm spares, the scale ticker. */
+  /** Scale-up from demand, idle scale-down, top-up to the minimum, warm spares, the scale ticker. */
   readonly #scaler: Autoscaler;
   #listener: RoutingListener | undefined;
   #state: ManagerState = 'idle';

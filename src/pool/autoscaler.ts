@@ -44,6 +44,7 @@ type ScaledReason = OrchestratorEvents['pool:scaled']['reason'];
 
 const noop = (): void => {};
 
+/** Decides when the pools grow and shrink; the AgentCreator makes the agents, the manager retires them. */
 export class Autoscaler {
   readonly #pools: ReadonlyMap<string, Pool>;
   readonly #poolsBySpecificity: readonly Pool[];
