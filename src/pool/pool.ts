@@ -56,6 +56,12 @@ export class Pool {
     return id;
   }
 
+  /** Whether the pool's agents hold every capability of `requires`. */
+  holdsAll(requires: readonly string[]): boolean {
+    for (const c of requires) if (!this.options.capabilities.includes(c)) return false;
+    return true;
+  }
+
   /** Everything that counts against `maxAgents`. */
   get total(): number {
     return this.members.size + this.spares.length + this.creatingMembers + this.creatingSpares;
