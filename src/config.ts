@@ -13,17 +13,15 @@ import {
   type ResolvedEngineOptions,
 } from './engine/options.js';
 import {
-  resolveAuditOptions,
   resolveHealthOptions,
   resolveMetricsOptions,
   resolveTracingMode,
-  type AuditOptions,
   type HealthOptions,
   type MetricsOptions,
-  type ResolvedAuditOptions,
   type ResolvedHealthOptions,
   type ResolvedMetricsOptions,
 } from './health/options.js';
+import { resolveAuditOptions, type AuditOptions, type ResolvedAuditOptions } from './health/audit.js';
 import type { TracingMode } from './health/tracing.js';
 import { resolvePools, type PoolOptions, type ResolvedPoolOptions } from './pool/options.js';
 import {

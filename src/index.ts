@@ -80,7 +80,8 @@ export type { PoolSnapshot } from './pool/pool.js';
 export type { Task, TaskHandle } from './engine/task.js';
 export type { DeadLetter } from './engine/dead-letter.js';
 
-export { AUDIT_DEFAULTS, HEALTH_DEFAULTS, METRICS_DEFAULTS } from './health/options.js';
+export { HEALTH_DEFAULTS, METRICS_DEFAULTS } from './health/options.js';
+export { AUDIT_DEFAULTS } from './health/audit.js';
 export {
   BREAKER_DEFAULTS,
   BUDGET_DEFAULTS,
@@ -92,7 +93,8 @@ export {
 export { ORCHESTRATOR_DEFAULTS } from './config.js';
 export { POOL_DEFAULTS } from './pool/options.js';
 export { STOP_DEFAULTS } from './orchestrator/stop-options.js';
-export type { AuditOptions, HealthOptions, MetricsOptions, SlaOptions, SlaThresholds } from './health/options.js';
+export type { HealthOptions, MetricsOptions, SlaOptions, SlaThresholds } from './health/options.js';
+export type { AuditOptions } from './health/audit.js';
 export type {
   BreakerOptions,
   BudgetOptions,
@@ -109,7 +111,8 @@ export type { RoutingStrategyName } from './engine/routing-strategy.js';
 export type { StopOptions } from './orchestrator/stop-options.js';
 export type { BreakerState } from './resources/circuit-breakers.js';
 export type { DependencyBreakerOptions, GuardedFunction } from './resources/dependency-breaker.js';
-export type { PressureLevel, ResourceSample, ResourceSampler } from './resources/pressure.js';
+export type { PressureLevel } from './resources/pressure.js';
+export type { ResourceSample, ResourceSampler } from './resources/options.js';
 export type { RateLimiterSnapshot } from './resources/rate-limiter.js';
 export { retryAfterMs } from './resources/retry-after.js';
 export type { RetryPolicy, RetryRunOptions } from './resources/retry-policy.js';
@@ -139,11 +142,6 @@ export {
 } from './errors.js';
 export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
 
-export type {
-  OrchestratorEventName,
-  OrchestratorEvents,
-  OrchestratorListener,
-  SlaEvent,
-  TaskFailureOutcome,
-  TaskOutcome,
-} from './events.js';
+export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener } from './events.js';
+export type { SlaEvent } from './health/events.js';
+export type { TaskFailureOutcome, TaskOutcome } from './engine/events.js';

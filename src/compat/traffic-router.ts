@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { isPercent, parseTraffic, type ControlMessage, type TrafficSetting } from '../bridge/bridge.js';
 import { ValidationError } from '../errors.js';
 import type { ActorOptions } from '../health/audit.js';
-import { TypedEmitter } from '../events.js';
+import { TypedEmitter } from '../util/typed-emitter.js';
 import { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX } from '../health/metric-names.js';
 import {
   isLegacyError,

@@ -25,7 +25,9 @@ import {
   isInstance,
   type AttemptRecord,
 } from '../errors.js';
-import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';
+import type { ResourceEvents } from '../resources/events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { EngineEvents, TaskFailureOutcome, TaskOutcome } from './events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { RateLimiter } from '../resources/rate-limiter.js';
@@ -165,7 +167,7 @@ const MAX_IDLE_CLASSES = 1_024;
 export class TaskExecutionEngine implements RoutingListener {
   readonly #options: ResolvedOrchestratorOptions;
   readonly #pools: AgentPoolManager;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<EngineEvents & ResourceEvents>;
   readonly #resources: ResourceManager;
   /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
   readonly #limited: boolean;
@@ -215,7 +217,7 @@ export class TaskExecutionEngine implements RoutingListener {
   constructor(
     options: ResolvedOrchestratorOptions,
     pools: AgentPoolManager,
-    events: TypedEmitter<OrchestratorEvents>,
+    events: TypedEmitter<EngineEvents & ResourceEvents>,
     resources: ResourceManager,
   ) {
     this.#options = options;

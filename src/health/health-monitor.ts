@@ -5,7 +5,13 @@
  */
 import type { Clock } from '../util/timers.js';
 import type { ResolvedHealthOptions } from './options.js';
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { EngineEvents } from '../engine/events.js';
+import type { PoolEvents } from '../pool/events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { HealthEvents } from './events.js';
+
+/** The events the health part hears and emits. */
+type Events = EngineEvents & PoolEvents & HealthEvents;
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { TrackedTimer } from '../resources/disposables.js';
@@ -134,7 +140,7 @@ export class HealthMonitor {
   readonly #options: ResolvedHealthOptions;
   readonly #pools: AgentPoolManager;
   readonly #resources: ResourceManager;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<Events>;
   readonly #clock: Clock;
   readonly #source: HealthSource;
   readonly #sla: SlaWindows;
@@ -150,7 +156,7 @@ export class HealthMonitor {
     deps: {
       pools: AgentPoolManager;
       resources: ResourceManager;
-      events: TypedEmitter<OrchestratorEvents>;
+      events: TypedEmitter<Events>;
       clock: Clock;
       source: HealthSource;
     },
@@ -165,10 +171,8 @@ export class HealthMonitor {
     const { disposables } = deps.resources;
     this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
     disposables.add(() => (this.#running = false));
-    const listen = <E extends keyof OrchestratorEvents & string>(
-      event: E,
-      fn: (p: OrchestratorEvents[E]) => void,
-    ): void => void disposables.listen(this.#events, event, fn);
+    const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+      void disposables.listen(this.#events, event, fn);
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
       listen('task:completed', (e) => {
         if (this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, true, this.#clock.now());
@@ -399,7 +403,7 @@ export class HealthMonitor {
     }
   }
 
-  #slaEvent(b: SlaBreach): OrchestratorEvents['sla:violation'] {
+  #slaEvent(b: SlaBreach): Events['sla:violation'] {
     const f = b.figures;
     return {
       type: b.type,

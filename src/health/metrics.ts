@@ -6,7 +6,13 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ResolvedMetricsOptions } from './options.js';
 import { ValidationError } from '../errors.js';
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { EngineEvents } from '../engine/events.js';
+import type { PoolEvents } from '../pool/events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { HealthEvents } from './events.js';
+
+/** The events the health part hears and emits. */
+type Events = EngineEvents & PoolEvents & HealthEvents;
 import type { TaskObserver } from '../engine/task-execution-engine.js';
 import type { Disposables } from '../resources/disposables.js';
 import { HotCounter, HotHistogram, type Series } from './hot-metrics.js';
@@ -58,7 +64,7 @@ export class OrchestratorMetrics implements TaskObserver {
   constructor(
     options: ResolvedMetricsOptions,
     source: MetricsSource,
-    events: TypedEmitter<OrchestratorEvents>,
+    events: TypedEmitter<Events>,
     disposables: Disposables,
   ) {
     this.#options = options;
@@ -237,10 +243,8 @@ export class OrchestratorMetrics implements TaskObserver {
       this.#names.push(...added());
     }
 
-    const listen = <E extends keyof OrchestratorEvents & string>(
-      event: E,
-      fn: (p: OrchestratorEvents[E]) => void,
-    ): void => void disposables.listen(events, event, fn);
+    const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+      void disposables.listen(events, event, fn);
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {
       const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };

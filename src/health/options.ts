@@ -20,7 +20,6 @@ import {
   own,
   rejectUnknownKeys,
 } from '../util/validate.js';
-import type { AuditEntry } from './audit.js';
 import type { TracerLike, TracingMode } from './tracing.js';
 
 /** Latency and error-rate thresholds of one task type (or the default for all). Each is optional. */
@@ -88,32 +87,6 @@ export interface MetricsOptions {
   /** Task types given their own label value; later ones are counted as `other`. @default 100 */
   maxTaskTypes?: number;
 }
-
-/**
- * The audit trail: every critical operation (agent spawn and terminate, halt, resume, drain, stop, traffic change,
- * rollback, budget halt, dead-letter retry) is an `audit` event with its time, actor and node, and goes to `sink`.
- */
-export interface AuditOptions {
-  /**
-   * Receives every entry, in order (append it to a file, a table, a log pipeline): agent spawn, register and
-   * terminate; halt, resume, drain and stop; traffic change and rollback; budget halt; dead-letter retry. A sink that throws or rejects is
-   * reported as an `audit:sink-failed` event; the operation itself is not affected.
-   */
-  sink?: (entry: AuditEntry) => void | Promise<void>;
-  /** Who acts when a call does not say (`{ actor }` on the call). @default 'local' */
-  actor?: string;
-}
-
-export interface ResolvedAuditOptions {
-  readonly sink: ((entry: AuditEntry) => void | Promise<void>) | undefined;
-  readonly actor: string;
-}
-
-/** The defaults of {@link AuditOptions} (no sink: entries are only `audit` events). */
-export const AUDIT_DEFAULTS = Object.freeze({
-  /** The actor of a call that names none. */
-  actor: 'local',
-});
 
 export interface ResolvedSlaOptions {
   readonly windowMs: number;
@@ -288,21 +261,6 @@ export function resolveMetricsOptions(input: unknown): ResolvedMetricsOptions | 
     maxTaskTypes: optional(own(o, 'maxTaskTypes'), d.maxTaskTypes, (v) =>
       expectInteger(v, 'options.metrics.maxTaskTypes', 1, 10_000),
     ),
-  };
-}
-
-const AUDIT_KEYS = keysOf<AuditOptions>({ sink: true, actor: true });
-
-/** Validates the audit options. */
-export function resolveAuditOptions(input: unknown): ResolvedAuditOptions {
-  if (input === undefined) return { sink: undefined, actor: AUDIT_DEFAULTS.actor };
-  const o = expectObject(input, 'options.audit');
-  rejectUnknownKeys(o, AUDIT_KEYS, 'options.audit');
-  return {
-    sink: optional(own(o, 'sink'), undefined, (v) =>
-      expectFunction<ResolvedAuditOptions['sink']>(v, 'options.audit.sink'),
-    ),
-    actor: optional(own(o, 'actor'), AUDIT_DEFAULTS.actor, (v) => expectString(v, 'options.audit.actor')),
   };
 }
 

@@ -4,7 +4,11 @@
  * Without the package nothing is loaded and nothing changes. The span goes to whatever tracer provider the host
  * registered with its OpenTelemetry SDK (none: the API's no-op).
  */
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { EngineEvents } from '../engine/events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+
+/** The events tracing hears: a task's. */
+type Events = EngineEvents;
 import type { Disposables } from '../resources/disposables.js';
 
 /** Attributes of a span or span event: what OpenTelemetry's `Attributes` accepts, restricted to scalar values. */
@@ -66,7 +70,7 @@ const MAX_OPEN_SPANS = 100_000;
  * cost every task an event payload for nothing.
  */
 export async function startTracing(
-  events: TypedEmitter<OrchestratorEvents>,
+  events: TypedEmitter<Events>,
   disposables: Disposables,
   mode: TracingMode,
 ): Promise<boolean> {
@@ -85,10 +89,8 @@ export async function startTracing(
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
-  const listen = <E extends keyof OrchestratorEvents & string>(
-    event: E,
-    fn: (p: OrchestratorEvents[E]) => void,
-  ): void => void disposables.listen(events, event, fn);
+  const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+    void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);
     if (!span) {

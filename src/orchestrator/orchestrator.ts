@@ -11,12 +11,8 @@ import type { DeadLetter } from '../engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats, type TaskSnapshot } from '../engine/task-execution-engine.js';
 import type { Task, TaskHandle } from '../engine/task.js';
 import { OrchestratorStoppedError } from '../errors.js';
-import {
-  TypedEmitter,
-  type OrchestratorEventName,
-  type OrchestratorEvents,
-  type OrchestratorListener,
-} from '../events.js';
+import type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener } from '../events.js';
+import { TypedEmitter } from '../util/typed-emitter.js';
 import { AuditLog, type ActorOptions } from '../health/audit.js';
 import { HealthMonitor, isReady, type HealthReport, type OrchestratorState } from '../health/health-monitor.js';
 import { createHttpHandler } from '../health/http-handler.js';

@@ -18,7 +18,8 @@ import {
   ResourcePressureError,
   UnknownRoleError,
 } from '../errors.js';
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { PoolEvents } from './events.js';
 import type { BreakerState } from '../resources/circuit-breakers.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import type { Agent } from './agent.js';
@@ -54,7 +55,7 @@ export interface AgentPoolManagerOptions {
   readonly pools: readonly ResolvedPoolOptions[];
   readonly scaleIntervalMs: number;
   readonly clock: Clock;
-  readonly events: TypedEmitter<OrchestratorEvents>;
+  readonly events: TypedEmitter<PoolEvents>;
   /** Retry policy, agent breakers and pressure. */
   readonly resources: ResourceManager;
 }
@@ -76,7 +77,7 @@ export class AgentPoolManager {
   /** DRAINING agents with attempts still running: woken when the last one settles (or by stop/force). */
   readonly #drainWaiters = new Map<AgentRecord, () => void>();
   readonly #options: AgentPoolManagerOptions;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<PoolEvents>;
   readonly #resources: ResourceManager;
   readonly #hooks: AgentRecordHooks;
   /** Makes the pools' agents: factory with its timeout, retries, first health check, withdrawal while INITIALIZING. */

@@ -5,7 +5,8 @@
  * under pressure. One ticker runs every pool's scale pass.
  * The AgentPoolManager owns the agents; it reaches retirement and routing through {@link AutoscalerHost}.
  */
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { PoolEvents } from './events.js';
 import type { PressureLevel } from '../resources/pressure.js';
 import type { TrackedTimer } from '../resources/disposables.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
@@ -33,14 +34,14 @@ export interface AutoscalerOptions {
   readonly poolsBySpecificity: readonly Pool[];
   readonly scaleIntervalMs: number;
   readonly clock: Clock;
-  readonly events: TypedEmitter<OrchestratorEvents>;
+  readonly events: TypedEmitter<PoolEvents>;
   /** Pressure and the scale ticker. */
   readonly resources: ResourceManager;
   readonly creator: AgentCreator;
   readonly host: AutoscalerHost;
 }
 
-type ScaledReason = OrchestratorEvents['pool:scaled']['reason'];
+type ScaledReason = PoolEvents['pool:scaled']['reason'];
 
 const noop = (): void => {};
 
@@ -50,7 +51,7 @@ export class Autoscaler {
   readonly #poolsBySpecificity: readonly Pool[];
   readonly #scaleIntervalMs: number;
   readonly #clock: Clock;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<PoolEvents>;
   readonly #resources: ResourceManager;
   readonly #creator: AgentCreator;
   readonly #host: AutoscalerHost;

@@ -7,7 +7,8 @@
  */
 import { setMaxListeners } from 'node:events';
 import { AgentCreationError, AgentNotFoundError, ValidationError } from '../errors.js';
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { PoolEvents } from './events.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import type { Agent } from './agent.js';
 import type { AgentRecord } from './agent-record.js';
@@ -52,10 +53,10 @@ export class AgentCreator {
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #abort = new AbortController();
   readonly #host: CreationHost;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<PoolEvents>;
   readonly #resources: ResourceManager;
 
-  constructor(host: CreationHost, events: TypedEmitter<OrchestratorEvents>, resources: ResourceManager) {
+  constructor(host: CreationHost, events: TypedEmitter<PoolEvents>, resources: ResourceManager) {
     this.#host = host;
     this.#events = events;
     this.#resources = resources;

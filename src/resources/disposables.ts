@@ -2,7 +2,7 @@
  * Tracked disposables: every long-lived timer, interval, listener, breaker and connection the library opens is
  * registered here by its owner and released with it, or all at once on `stop()`. `size` is what a leak test reads.
  */
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
 
 /** Something that must be released; `dispose` is idempotent. */
 export interface Disposable {
@@ -85,10 +85,10 @@ export class Disposables {
   }
 
   /** Listens to an orchestrator event; the listener comes off on dispose or close (the parts that observe use this). */
-  listen<E extends keyof OrchestratorEvents & string>(
-    events: TypedEmitter<OrchestratorEvents>,
+  listen<Events extends object, E extends keyof Events & string>(
+    events: TypedEmitter<Events>,
     event: E,
-    listener: (payload: OrchestratorEvents[E]) => void,
+    listener: (payload: Events[E]) => void,
   ): Disposable {
     events.on(event, listener);
     return this.add(() => events.off(event, listener));

@@ -19,7 +19,6 @@ import {
   own,
   rejectUnknownKeys,
 } from '../util/validate.js';
-import type { ResourceSampler } from './pressure.js';
 
 /**
  * The retry policy of task attempts, agent creation and bridge reconnects: exponential backoff with full jitter
@@ -62,6 +61,30 @@ export interface BreakerOptions {
   windowMs?: number;
   /** How long an open breaker waits before letting one probe call through (half-open), in ms. @default 10_000 */
   resetTimeoutMs?: number;
+}
+
+/** One reading of the process. */
+export interface ResourceSample {
+  /** Resident set size in bytes. */
+  readonly rssBytes: number;
+  /** V8 heap in use, in bytes (reported, not compared with a limit). */
+  readonly heapUsedBytes: number;
+  /**
+   * CPU in percent of one core since the previous sample (may exceed 100 with worker threads); `NaN` when not known
+   * yet (pidusage's first reading averages over the whole life of the process, so it is left out).
+   */
+  readonly cpuPercent: number;
+}
+
+/** Where samples come from. Swap it to drive pressure in tests or to read a container's cgroup instead. */
+export interface ResourceSampler {
+  /**
+   * Reads the process now. A throw, a rejection or no answer within `sampleIntervalMs` is reported as
+   * `pressure:sample-failed`, and the level stays as it was.
+   */
+  sample(): Promise<ResourceSample> | ResourceSample;
+  /** Releases what the sampler holds; called on stop. */
+  close?(): void;
 }
 
 /**

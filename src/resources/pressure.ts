@@ -4,7 +4,7 @@
  * The sampler is a small interface: pidusage by default, a test double in tests.
  */
 import pidusage from 'pidusage';
-import type { ResolvedPressureOptions } from './options.js';
+import type { ResolvedPressureOptions, ResourceSample, ResourceSampler } from './options.js';
 import type { Disposables, TrackedTimer } from './disposables.js';
 
 /**
@@ -13,30 +13,6 @@ import type { Disposables, TrackedTimer } from './disposables.js';
  * refused as well).
  */
 export type PressureLevel = 'normal' | 'elevated' | 'critical';
-
-/** One reading of the process. */
-export interface ResourceSample {
-  /** Resident set size in bytes. */
-  readonly rssBytes: number;
-  /** V8 heap in use, in bytes (reported, not compared with a limit). */
-  readonly heapUsedBytes: number;
-  /**
-   * CPU in percent of one core since the previous sample (may exceed 100 with worker threads); `NaN` when not known
-   * yet (pidusage's first reading averages over the whole life of the process, so it is left out).
-   */
-  readonly cpuPercent: number;
-}
-
-/** Where samples come from. Swap it to drive pressure in tests or to read a container's cgroup instead. */
-export interface ResourceSampler {
-  /**
-   * Reads the process now. A throw, a rejection or no answer within `sampleIntervalMs` is reported as
-   * `pressure:sample-failed`, and the level stays as it was.
-   */
-  sample(): Promise<ResourceSample> | ResourceSample;
-  /** Releases what the sampler holds; called on stop. */
-  close?(): void;
-}
 
 /** pidusage for RSS and CPU (what `ps` and `top` show), `process.memoryUsage()` for the heap. */
 export class PidusageSampler implements ResourceSampler {

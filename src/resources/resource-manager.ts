@@ -14,7 +14,8 @@ import {
 import { MAX_TIMER_MS } from '../util/timers.js';
 import { type ResolvedOrchestratorOptions } from '../config.js';
 import { OrchestratorStoppedError, ValidationError } from '../errors.js';
-import type { OrchestratorEvents, TypedEmitter } from '../events.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { ResourceEvents } from './events.js';
 import { AgentBreaker, BucketClock, type BreakerState } from './circuit-breakers.js';
 import { DependencyBreaker, type DependencyBreakerOptions, type GuardedFunction } from './dependency-breaker.js';
 import { Disposables } from './disposables.js';
@@ -78,7 +79,7 @@ export class ResourceManager {
   /** @internal `undefined` when pressure sampling is off. */
   readonly pressureMonitor: PressureMonitor | undefined;
   readonly #options: ResolvedOrchestratorOptions;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #events: TypedEmitter<ResourceEvents>;
   readonly #buckets: BucketClock;
   readonly #agentBreakers = new Set<AgentBreaker>();
   readonly #dependencies = new Map<string, DependencyBreaker<any[], unknown>>();
@@ -90,7 +91,7 @@ export class ResourceManager {
   #stopped = false;
 
   /** @internal Built by the orchestrator. */
-  constructor(options: ResolvedOrchestratorOptions, events: TypedEmitter<OrchestratorEvents>) {
+  constructor(options: ResolvedOrchestratorOptions, events: TypedEmitter<ResourceEvents>) {
     this.#options = options;
     this.#events = events;
     this.retry = new RetryPolicy(options.retry, options.random);

@@ -14,6 +14,7 @@ import { resolveAdapterOptions, resolveRouterOptions } from '../../src/compat/op
 import * as config from '../../src/config.js';
 import * as engineOptions from '../../src/engine/options.js';
 import { validateTask } from '../../src/engine/task.js';
+import * as audit from '../../src/health/audit.js';
 import * as healthOptions from '../../src/health/options.js';
 import * as stopOptions from '../../src/orchestrator/stop-options.js';
 import * as poolOptions from '../../src/pool/options.js';
@@ -158,7 +159,7 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
   // With its subsection "SLA (`health.sla`)", whose rows are `health.sla.*`.
   health: { heading: 'Health', prefix: 'health.', defaults: { HEALTH_DEFAULTS: healthOptions.HEALTH_DEFAULTS } },
   metrics: { heading: 'Metrics', prefix: 'metrics.', defaults: { METRICS_DEFAULTS: healthOptions.METRICS_DEFAULTS } },
-  audit: { heading: 'Audit', prefix: 'audit.', defaults: { AUDIT_DEFAULTS: healthOptions.AUDIT_DEFAULTS } },
+  audit: { heading: 'Audit', prefix: 'audit.', defaults: { AUDIT_DEFAULTS: audit.AUDIT_DEFAULTS } },
   task: {
     heading: 'Task fields with defaults',
     prefix: '',
@@ -267,7 +268,7 @@ describe('docs/configuration.md states the defaults of the code', () => {
 
   it('every *_DEFAULTS object of the options modules is mapped to a section', () => {
     const mapped = new Set(Object.values(SECTIONS).flatMap((s) => Object.values(s.defaults)));
-    const modules = [engineOptions, poolOptions, resourceOptions, healthOptions, stopOptions, config];
+    const modules = [engineOptions, poolOptions, resourceOptions, healthOptions, audit, stopOptions, config];
     const exported = [api, bridgeOptions, compatOptions, ...modules].flatMap((m) =>
       Object.entries(m).filter(([name]) => name.endsWith('_DEFAULTS')),
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TypedEmitter } from '../../src/events.js';
+import { TypedEmitter } from '../../src/util/typed-emitter.js';
 
 interface Events {
   ping: { n: number };
