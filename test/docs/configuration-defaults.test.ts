@@ -13,7 +13,6 @@ import * as compatOptions from '../../src/compat/options.js';
 import { resolveAdapterOptions, resolveRouterOptions } from '../../src/compat/options.js';
 import * as config from '../../src/config.js';
 import * as engineOptions from '../../src/engine/options.js';
-import { validateTask } from '../../src/engine/task.js';
 import * as healthOptions from '../../src/health/options.js';
 import * as stopOptions from '../../src/orchestrator/stop-options.js';
 import * as poolOptions from '../../src/pool/options.js';
@@ -162,13 +161,7 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
   task: {
     heading: 'Task fields with defaults',
     prefix: '',
-    defaults: {
-      TASK_DEFAULTS: engineOptions.TASK_DEFAULTS,
-      // Not in TASK_DEFAULTS: validateTask fills it in itself.
-      'validateTask().deadlineMs': {
-        deadlineMs: validateTask({ type: 't' }, { timeoutMs: 1, maxAttempts: 1 }).deadlineMs,
-      },
-    },
+    defaults: { TASK_DEFAULTS: engineOptions.TASK_DEFAULTS },
   },
   stop: { heading: '`stop(options)`', prefix: '', defaults: { STOP_DEFAULTS: stopOptions.STOP_DEFAULTS } },
   bridge: {
