@@ -6,11 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as bridgeOptions from '../../src/bridge/redis-options.js';
 import * as compatOptions from '../../src/compat/options.js';
-import { resolveAdapterOptions, resolveRouterOptions } from '../../src/compat/options.js';
 import * as config from '../../src/config.js';
 import * as engineOptions from '../../src/engine/options.js';
 import * as healthOptions from '../../src/health/options.js';
@@ -110,19 +108,6 @@ function plainValues(defaults: object, prefix = '', out = new Map<string, Plain>
   return out;
 }
 
-const legacyStub = {
-  spawnAgent: () => undefined,
-  delegateTaskToAgent: () => undefined,
-  getAgentStatus: () => undefined,
-  getTaskStatus: () => undefined,
-  shutdownAgent: () => undefined,
-};
-/** The compat layer has no `*_DEFAULTS` object: its defaults are what its resolvers fill in. */
-const { latencyRatio, latencyMinMs, ...router } = resolveRouterOptions(
-  { legacy: legacyStub, unified: legacyStub },
-  isDeepStrictEqual,
-);
-
 /**
  * Each `##` section of the page with an option table, the defaults it documents, and how its rows name them: a row
  * is `prefix` + the key's dotted path (`health.` + `sla.windowMs`).
@@ -172,14 +157,12 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
   adapter: {
     heading: 'OrchestratorsCompatibilityAdapter options',
     prefix: '',
-    defaults: { 'resolveAdapterOptions()': resolveAdapterOptions(undefined) },
+    defaults: { ADAPTER_DEFAULTS: compatOptions.ADAPTER_DEFAULTS },
   },
   router: {
     heading: 'TrafficRouter options',
     prefix: '',
-    defaults: {
-      'resolveRouterOptions()': { ...router, latencyTolerance: { ratio: latencyRatio, minMs: latencyMinMs } },
-    },
+    defaults: { TRAFFIC_ROUTER_DEFAULTS: compatOptions.TRAFFIC_ROUTER_DEFAULTS },
   },
 };
 
