@@ -90,6 +90,7 @@ export {
   RATE_LIMIT_DEFAULTS,
   RETRY_DEFAULTS,
 } from './resources/options.js';
+export { ADAPTER_DEFAULTS, TRAFFIC_ROUTER_DEFAULTS } from './compat/options.js';
 export { ORCHESTRATOR_DEFAULTS } from './config.js';
 export { POOL_DEFAULTS } from './pool/options.js';
 export { STOP_DEFAULTS } from './orchestrator/stop-options.js';

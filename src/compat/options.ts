@@ -1,6 +1,8 @@
 /**
- * Options of the compat layer, their defaults and their validation (the orchestrator's own are in config.ts; these
- * stay here because nothing below compat may know of it).
+ * The compat layer's options: for the adapter and for the traffic router, each a documented options type, one frozen
+ * `*_DEFAULTS` object, a resolved type and a resolver that validates the caller's value and returns a new object. The
+ * orchestrator's own options are in each part's `options.ts`, composed by `src/config.ts`; these stay in compat
+ * because nothing below it may know of compat.
  */
 import type { UnifiedOrchestrator } from '../orchestrator/orchestrator.js';
 import {
@@ -10,6 +12,8 @@ import {
   expectObject,
   expectString,
   expectStringArray,
+  keysOf,
+  optional,
   own,
   rejectUnknownKeys,
 } from '../util/validate.js';
@@ -44,13 +48,26 @@ export interface ResolvedAdapterOptions {
   readonly defaultType: string;
 }
 
-const ADAPTER_KEYS: ReadonlySet<string> = new Set([
-  'roles',
-  'errorCodes',
-  'maxFinishedTasks',
-  'finishedTaskTtlMs',
-  'defaultType',
-]);
+/**
+ * The defaults of {@link CompatibilityAdapterOptions}. `roles` (each pool's role → its capabilities) and `errorCodes`
+ * (none: {@link LEGACY_ERROR_CODES} as they are) have no value here.
+ */
+export const ADAPTER_DEFAULTS = Object.freeze({
+  /** Finished tasks whose status stays readable, at most. */
+  maxFinishedTasks: 10_000,
+  /** How long (ms) a finished task's status stays readable: an hour. */
+  finishedTaskTtlMs: 3_600_000,
+  /** The unified task `type` of a legacy task without one. */
+  defaultType: 'legacy',
+}) satisfies Partial<CompatibilityAdapterOptions>;
+
+const ADAPTER_KEYS = keysOf<CompatibilityAdapterOptions>({
+  roles: true,
+  errorCodes: true,
+  maxFinishedTasks: true,
+  finishedTaskTtlMs: true,
+  defaultType: true,
+});
 
 /** Checks an adapter's options and fills in the defaults; throws ValidationError naming the first bad field. */
 export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
@@ -69,15 +86,17 @@ export function resolveAdapterOptions(input: unknown): ResolvedAdapterOptions {
     for (const [code, legacy] of Object.entries(expectObject(e, 'options.errorCodes')))
       errorCodes[code] = expectString(legacy, `options.errorCodes.${code}`);
   }
-  const maxFinished = own(o, 'maxFinishedTasks');
-  const ttl = own(o, 'finishedTaskTtlMs');
-  const type = own(o, 'defaultType');
+  const d = ADAPTER_DEFAULTS;
   return {
     roles,
     errorCodes,
-    maxFinishedTasks: maxFinished === undefined ? 10_000 : expectInteger(maxFinished, 'options.maxFinishedTasks', 0),
-    finishedTaskTtlMs: ttl === undefined ? 3_600_000 : expectDuration(ttl, 'options.finishedTaskTtlMs', true),
-    defaultType: type === undefined ? 'legacy' : expectString(type, 'options.defaultType'),
+    maxFinishedTasks: optional(own(o, 'maxFinishedTasks'), d.maxFinishedTasks, (v) =>
+      expectInteger(v, 'options.maxFinishedTasks', 0),
+    ),
+    finishedTaskTtlMs: optional(own(o, 'finishedTaskTtlMs'), d.finishedTaskTtlMs, (v) =>
+      expectDuration(v, 'options.finishedTaskTtlMs', true),
+    ),
+    defaultType: optional(own(o, 'defaultType'), d.defaultType, (v) => expectString(v, 'options.defaultType')),
   };
 }
 
@@ -177,22 +196,30 @@ export interface ResolvedRouterOptions {
   readonly metrics: false | { readonly registry: Registry | undefined; readonly prefix: string | undefined };
 }
 
-const ROUTER_KEYS: ReadonlySet<string> = new Set([
-  'legacy',
-  'unified',
-  'orchestrator',
-  'percent',
-  'shadow',
-  'key',
-  'compare',
-  'latencyTolerance',
-  'shadowTimeoutMs',
-  'maxShadowInFlight',
-  'pollIntervalMs',
-  'notFoundCodes',
-  'maxOwnedIds',
-  'metrics',
-]);
+const ROUTER_KEYS = keysOf<TrafficRouterOptions>({
+  legacy: true,
+  unified: true,
+  orchestrator: true,
+  percent: true,
+  shadow: true,
+  key: true,
+  compare: true,
+  latencyTolerance: true,
+  shadowTimeoutMs: true,
+  maxShadowInFlight: true,
+  pollIntervalMs: true,
+  notFoundCodes: true,
+  maxOwnedIds: true,
+  metrics: true,
+});
+const LATENCY_TOLERANCE_KEYS = keysOf<NonNullable<TrafficRouterOptions['latencyTolerance']>>({
+  ratio: true,
+  minMs: true,
+});
+const METRICS_KEYS = keysOf<Exclude<NonNullable<TrafficRouterOptions['metrics']>, false>>({
+  registry: true,
+  prefix: true,
+});
 const REQUIRED_METHODS: readonly LegacyMethod[] = [
   'spawnAgent',
   'delegateTaskToAgent',
@@ -216,6 +243,36 @@ export function defaultKey(call: RoutedCall): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The defaults of {@link TrafficRouterOptions}. `compare` (deep strict equality) and `metrics` (the orchestrator's
+ * registry and the default prefix) have no value here.
+ */
+export const TRAFFIC_ROUTER_DEFAULTS = Object.freeze({
+  /** Percent of calls for the unified side: none, every call goes to legacy. */
+  percent: 0,
+  /** Shadow mode: off. */
+  shadow: false,
+  /** The split key: the task's tenant, else the caller's task id; `undefined` for spawnAgent. */
+  key: defaultKey,
+  /** How much slower than legacy a shadow run may be before it is recorded as a latency difference. */
+  latencyTolerance: Object.freeze({
+    /** Times slower than legacy. */
+    ratio: 2,
+    /** Ms slower than legacy, whatever the ratio. */
+    minMs: 100,
+  }),
+  /** Ms a shadow comparison waits for both tasks to finish. */
+  shadowTimeoutMs: 60_000,
+  /** Shadow comparisons running at once. */
+  maxShadowInFlight: 1_000,
+  /** Ms between polls of a side that has no `waitForTask`. */
+  pollIntervalMs: 200,
+  /** Legacy error codes that mean "no such agent or task". */
+  notFoundCodes: Object.freeze(['AGENT_NOT_FOUND', 'TASK_NOT_FOUND']) as readonly string[],
+  /** Ids remembered with the side that handed them out, at most. */
+  maxOwnedIds: 100_000,
+}) satisfies Partial<TrafficRouterOptions>;
 
 /** Checks a router's options and fills in the defaults; throws ValidationError naming the first bad field. */
 export function resolveRouterOptions(
@@ -258,7 +315,7 @@ export function resolveRouterOptions(
     own(o, 'latencyTolerance') === undefined
       ? {}
       : expectObject(own(o, 'latencyTolerance'), 'options.latencyTolerance');
-  rejectUnknownKeys(tolerance, new Set(['ratio', 'minMs']), 'options.latencyTolerance');
+  rejectUnknownKeys(tolerance, LATENCY_TOLERANCE_KEYS, 'options.latencyTolerance');
   const ratio = own(tolerance, 'ratio');
   if (ratio !== undefined && (typeof ratio !== 'number' || !(ratio >= 1) || !Number.isFinite(ratio))) {
     throw new ValidationError(
@@ -278,7 +335,7 @@ export function resolveRouterOptions(
   if (metrics === false) resolvedMetrics = false;
   else {
     const m = metrics === undefined ? {} : expectObject(metrics, 'options.metrics');
-    rejectUnknownKeys(m, new Set(['registry', 'prefix']), 'options.metrics');
+    rejectUnknownKeys(m, METRICS_KEYS, 'options.metrics');
     const registry = own(m, 'registry');
     if (
       registry !== undefined &&
@@ -301,33 +358,30 @@ export function resolveRouterOptions(
     }
     resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
   }
-  const key = own(o, 'key');
-  const compare = own(o, 'compare');
-  const notFound = own(o, 'notFoundCodes');
-  const timeout = own(o, 'shadowTimeoutMs');
-  const poll = own(o, 'pollIntervalMs');
-  const inFlight = own(o, 'maxShadowInFlight');
-  const owned = own(o, 'maxOwnedIds');
+  const d = TRAFFIC_ROUTER_DEFAULTS;
   return {
     legacy: side('legacy'),
     unified: side('unified'),
     orchestrator: orchestrator as ResolvedRouterOptions['orchestrator'],
-    percent: (percent as number | undefined) ?? 0,
-    shadow: (shadow as boolean | undefined) ?? false,
-    key: key === undefined ? defaultKey : expectFunction(key, 'options.key'),
-    compare: compare === undefined ? deepEqual : expectFunction(compare, 'options.compare'),
-    latencyRatio: (ratio as number | undefined) ?? 2,
-    latencyMinMs: (minMs as number | undefined) ?? 100,
-    shadowTimeoutMs:
-      timeout === undefined ? 60_000 : expectDuration(timeout, 'options.shadowTimeoutMs', false, 2_147_483_647),
-    maxShadowInFlight: inFlight === undefined ? 1_000 : expectInteger(inFlight, 'options.maxShadowInFlight', 0),
-    pollIntervalMs: poll === undefined ? 200 : expectDuration(poll, 'options.pollIntervalMs', false, 2_147_483_647),
-    notFoundCodes: new Set(
-      notFound === undefined
-        ? ['AGENT_NOT_FOUND', 'TASK_NOT_FOUND']
-        : expectStringArray(notFound, 'options.notFoundCodes'),
+    percent: (percent as number | undefined) ?? d.percent,
+    shadow: (shadow as boolean | undefined) ?? d.shadow,
+    key: optional(own(o, 'key'), d.key, (v) => expectFunction(v, 'options.key')),
+    compare: optional(own(o, 'compare'), deepEqual, (v) => expectFunction(v, 'options.compare')),
+    latencyRatio: (ratio as number | undefined) ?? d.latencyTolerance.ratio,
+    latencyMinMs: (minMs as number | undefined) ?? d.latencyTolerance.minMs,
+    shadowTimeoutMs: optional(own(o, 'shadowTimeoutMs'), d.shadowTimeoutMs, (v) =>
+      expectDuration(v, 'options.shadowTimeoutMs', false, 2_147_483_647),
     ),
-    maxOwnedIds: owned === undefined ? 100_000 : expectInteger(owned, 'options.maxOwnedIds', 1),
+    maxShadowInFlight: optional(own(o, 'maxShadowInFlight'), d.maxShadowInFlight, (v) =>
+      expectInteger(v, 'options.maxShadowInFlight', 0),
+    ),
+    pollIntervalMs: optional(own(o, 'pollIntervalMs'), d.pollIntervalMs, (v) =>
+      expectDuration(v, 'options.pollIntervalMs', false, 2_147_483_647),
+    ),
+    notFoundCodes: new Set(
+      optional(own(o, 'notFoundCodes'), d.notFoundCodes, (v) => expectStringArray(v, 'options.notFoundCodes')),
+    ),
+    maxOwnedIds: optional(own(o, 'maxOwnedIds'), d.maxOwnedIds, (v) => expectInteger(v, 'options.maxOwnedIds', 1)),
     metrics: resolvedMetrics,
   };
 }

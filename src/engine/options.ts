@@ -71,7 +71,12 @@ export const ENGINE_DEFAULTS = Object.freeze({
 }) satisfies ResolvedEngineOptions;
 
 /** Task fields' defaults that are not options. */
-export const TASK_DEFAULTS = Object.freeze({ priority: 0 });
+export const TASK_DEFAULTS = Object.freeze({
+  /** The priority of a task that sets none; higher runs first. */
+  priority: 0,
+  /** The whole-task limit (ms from acceptance) of a task that sets none: none. */
+  deadlineMs: Infinity,
+});
 
 /** The top-level option names the engine owns. */
 export const ENGINE_KEYS = keysOf<EngineOptions>({

@@ -214,7 +214,8 @@ export function validateTask(
       priority === undefined ? TASK_DEFAULTS.priority : expectInteger(priority, 'task.priority', -1_000_000, 1_000_000),
     payload,
     timeoutMs: timeoutMs === undefined ? defaults.timeoutMs : expectDuration(timeoutMs, 'task.timeoutMs', true),
-    deadlineMs: deadlineMs === undefined ? Infinity : expectDuration(deadlineMs, 'task.deadlineMs', true),
+    deadlineMs:
+      deadlineMs === undefined ? TASK_DEFAULTS.deadlineMs : expectDuration(deadlineMs, 'task.deadlineMs', true),
     maxAttempts:
       maxAttempts === undefined ? defaults.maxAttempts : expectInteger(maxAttempts, 'task.maxAttempts', 1, 100),
     idempotencyKey: optionalString(idempotencyKey, 'task.idempotencyKey'),

@@ -6,14 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as bridgeOptions from '../../src/bridge/redis-options.js';
 import * as compatOptions from '../../src/compat/options.js';
-import { resolveAdapterOptions, resolveRouterOptions } from '../../src/compat/options.js';
 import * as config from '../../src/config.js';
 import * as engineOptions from '../../src/engine/options.js';
-import { validateTask } from '../../src/engine/task.js';
 import * as audit from '../../src/health/audit.js';
 import * as healthOptions from '../../src/health/options.js';
 import * as stopOptions from '../../src/orchestrator/stop-options.js';
@@ -112,19 +109,6 @@ function plainValues(defaults: object, prefix = '', out = new Map<string, Plain>
   return out;
 }
 
-const legacyStub = {
-  spawnAgent: () => undefined,
-  delegateTaskToAgent: () => undefined,
-  getAgentStatus: () => undefined,
-  getTaskStatus: () => undefined,
-  shutdownAgent: () => undefined,
-};
-/** The compat layer has no `*_DEFAULTS` object: its defaults are what its resolvers fill in. */
-const { latencyRatio, latencyMinMs, ...router } = resolveRouterOptions(
-  { legacy: legacyStub, unified: legacyStub },
-  isDeepStrictEqual,
-);
-
 /**
  * Each `##` section of the page with an option table, the defaults it documents, and how its rows name them: a row
  * is `prefix` + the key's dotted path (`health.` + `sla.windowMs`).
@@ -163,13 +147,7 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
   task: {
     heading: 'Task fields with defaults',
     prefix: '',
-    defaults: {
-      TASK_DEFAULTS: engineOptions.TASK_DEFAULTS,
-      // Not in TASK_DEFAULTS: validateTask fills it in itself.
-      'validateTask().deadlineMs': {
-        deadlineMs: validateTask({ type: 't' }, { timeoutMs: 1, maxAttempts: 1 }).deadlineMs,
-      },
-    },
+    defaults: { TASK_DEFAULTS: engineOptions.TASK_DEFAULTS },
   },
   stop: { heading: '`stop(options)`', prefix: '', defaults: { STOP_DEFAULTS: stopOptions.STOP_DEFAULTS } },
   bridge: {
@@ -180,14 +158,12 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
   adapter: {
     heading: 'OrchestratorsCompatibilityAdapter options',
     prefix: '',
-    defaults: { 'resolveAdapterOptions()': resolveAdapterOptions(undefined) },
+    defaults: { ADAPTER_DEFAULTS: compatOptions.ADAPTER_DEFAULTS },
   },
   router: {
     heading: 'TrafficRouter options',
     prefix: '',
-    defaults: {
-      'resolveRouterOptions()': { ...router, latencyTolerance: { ratio: latencyRatio, minMs: latencyMinMs } },
-    },
+    defaults: { TRAFFIC_ROUTER_DEFAULTS: compatOptions.TRAFFIC_ROUTER_DEFAULTS },
   },
 };
 

@@ -13,6 +13,7 @@ import {
   OrchestratorsCompatibilityAdapter,
   ORCHESTRATOR_DEFAULTS,
   QueueFullError,
+  TRAFFIC_ROUTER_DEFAULTS,
   RedisBridge,
   TaskTimeoutError,
   TrafficRouter,
@@ -146,6 +147,8 @@ void classes;
 // Defaults are read-only.
 // @ts-expect-error ORCHESTRATOR_DEFAULTS is frozen
 ORCHESTRATOR_DEFAULTS.maxQueueSize = 1;
+// @ts-expect-error TRAFFIC_ROUTER_DEFAULTS is frozen, its nested objects too
+TRAFFIC_ROUTER_DEFAULTS.latencyTolerance.ratio = 1;
 
 // --- Bridges ---------------------------------------------------------------------------------------------------------
 
