@@ -27,7 +27,6 @@ import {
 import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
-import type { RateLimiter } from '../resources/rate-limiter.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
 import { CapabilityIndex } from './capability-index.js';
@@ -48,7 +47,7 @@ import {
   type TaskHandle,
   type TaskSpec,
 } from './task.js';
-import { WaitQueue } from './wait-queue.js';
+import { WaitingRoom } from './waiting-room.js';
 
 /** A live task as `orchestrator.task(id)` reports it. */
 export interface TaskSnapshot {
@@ -126,36 +125,10 @@ export interface TaskObserver {
   taskEnded(type: string, outcome: TaskOutcome, latencyMs: number): void;
 }
 
-/** One requirement class: the tasks waiting for agents that hold the same set of capabilities. */
-class TaskClass {
-  readonly signature: string;
-  readonly requires: readonly string[];
-  readonly queue: WaitQueue;
-  /** Rate limits on its capabilities: a task of this class starts only when every one has room. */
-  readonly limiters: readonly RateLimiter[];
-  servableAt = -1;
-  servable = false;
-
-  constructor(
-    signature: string,
-    requires: readonly string[],
-    agingIntervalMs: number,
-    limiters: readonly RateLimiter[],
-  ) {
-    this.signature = signature;
-    this.requires = requires;
-    this.queue = new WaitQueue(agingIntervalMs);
-    this.limiters = limiters;
-  }
-}
-
 type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
 const noop = (): void => {};
 const identity = <T>(value: T): T => value;
-
-/** Requirement classes kept before the empty ones are swept. */
-const MAX_IDLE_CLASSES = 1_024;
 
 /**
  * The engine behind `submit` and `delegate`: routing, waiting queues, attempts, retries and dead letters. The
@@ -173,10 +146,7 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #strategy: RoutingStrategy;
   readonly #index = new CapabilityIndex();
   readonly #cache: RoutingCache;
-  readonly #classes = new Map<string, TaskClass>();
-  #classesVersion = 0;
-  /** Per agent, the classes it can serve, as of `#classesVersion`. */
-  readonly #servable = new WeakMap<AgentRecord, { version: number; classes: TaskClass[] }>();
+  readonly #room: WaitingRoom;
   /** Every accepted task not yet terminal. */
   readonly #live = new Map<string, TaskRecord>();
   readonly #idempotency: IdempotencyCache;
@@ -197,7 +167,6 @@ export class TaskExecutionEngine implements RoutingListener {
   /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
   #halted: OrchestratorHaltedError | undefined;
   #onIdle: (() => void) | undefined;
-  #waiting = 0;
 
   #submitted = 0;
   #rejected = 0;
@@ -235,6 +204,7 @@ export class TaskExecutionEngine implements RoutingListener {
     });
     this.#strategy = ROUTING_STRATEGIES[options.routing];
     this.#cache = new RoutingCache(this.#index);
+    this.#room = new WaitingRoom(options.agingIntervalMs, pools, resources);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
     this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
@@ -271,14 +241,11 @@ export class TaskExecutionEngine implements RoutingListener {
     readonly waiting: number;
   }> {
     // Held work is not demand: more agents would not start it sooner.
-    if (this.#waiting === 0 || this.#halted) return;
+    if (this.#room.waiting === 0 || this.#halted) return;
     // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
     // free agents first, so that only tasks with room to run and no agent count as demand.
     if (this.#limited) this.#kick();
-    const now = this.#options.clock.now();
-    for (const c of this.#classes.values()) {
-      if (c.queue.size > 0 && !this.#heldByLimits(c, now)) yield { requires: c.requires, waiting: c.queue.size };
-    }
+    yield* this.#room.demand(this.#options.clock.now());
   }
 
   /**
@@ -288,17 +255,14 @@ export class TaskExecutionEngine implements RoutingListener {
   agentUnroutable(agent: AgentRecord): void {
     this.#index.delete(agent);
     this.#cache.invalidate();
-    if (this.#waiting > 0) this.#failStranded();
+    if (this.#room.waiting > 0) this.#failStranded();
   }
 
   /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
   #failStranded(): void {
-    for (const klass of this.#classes.values()) {
-      if (klass.queue.size === 0 || this.#canEverServe(klass)) continue;
-      for (const task of klass.queue.drain()) {
-        this.#waiting--;
-        this.#giveUp(task, new NoCapableAgentError(klass.requires));
-      }
+    for (const klass of this.#room.classes()) {
+      if (klass.queue.size === 0 || this.#room.canEverServe(klass)) continue;
+      for (const task of this.#room.drain(klass)) this.#giveUp(task, new NoCapableAgentError(klass.requires));
     }
   }
 
@@ -430,7 +394,7 @@ export class TaskExecutionEngine implements RoutingListener {
       timedOut: this.#timedOut,
       deadLettered: this.#deadLettered,
       retries: this.#retries,
-      waiting: this.#waiting,
+      waiting: this.#room.waiting,
       running: this.#running,
       backingOff: this.#backingOff,
       routingCache: { hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size },
@@ -440,14 +404,12 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** Tasks waiting in the class of `requires` (any order of the capabilities). */
   waitingFor(requires: readonly string[]): number {
-    return this.#classes.get(requirementSignature(requires))?.queue.size ?? 0;
+    return this.#room.waitingFor(requires);
   }
 
   /** Waiting tasks per requirement class (signature `''` is "no requirement"). */
   queueDepths(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const c of this.#classes.values()) if (c.queue.size > 0) out[c.requires.join('+') || '*'] = c.queue.size;
-    return out;
+    return this.#room.depths();
   }
 
   /**
@@ -496,7 +458,7 @@ export class TaskExecutionEngine implements RoutingListener {
     /** Tasks waiting once halted, the interrupted ones included. */
     held: number;
   } {
-    if (this.#halted) return { interrupted: 0, held: this.#waiting };
+    if (this.#halted) return { interrupted: 0, held: this.#room.waiting };
     this.#halted = reason;
     const now = this.#options.clock.now();
     let interrupted = 0;
@@ -517,22 +479,19 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     // A drain in progress cannot finish held work: let stop() go on to cancel it instead of waiting out its timeout.
     this.#onIdle?.();
-    return { interrupted, held: this.#waiting };
+    return { interrupted, held: this.#room.waiting };
   }
 
   /** Releases held work: free agents take the best waiting tasks, and pools scale for the rest. Returns how many waited. */
   resume(): number {
     if (!this.#halted) return 0;
     this.#halted = undefined;
-    const released = this.#waiting;
+    const released = this.#room.waiting;
     if (this.#state !== 'running' && this.#state !== 'draining') return released;
     const now = this.#options.clock.now();
     for (const agent of this.#pools.agents()) if (agent.routable) this.#pull(agent, now);
     if (this.#limited) this.#kick();
-    for (const klass of this.#classes.values()) {
-      if (klass.queue.size > 0 && !this.#heldByLimits(klass, now))
-        this.#pools.requestCapacity(klass.requires, klass.queue.size);
-    }
+    for (const demand of this.#room.demand(now)) this.#pools.requestCapacity(demand.requires, demand.waiting);
     return released;
   }
 
@@ -549,17 +508,16 @@ export class TaskExecutionEngine implements RoutingListener {
     // skip the scan, and the newcomer queues behind them instead of overtaking.
     const agent =
       this.#halted !== undefined ||
-      (this.#classes.get(sig)?.queue.size ?? 0) > 0 ||
-      (this.#limited && !this.#limitsAllow(this.#classFor(task), now))
+      this.#room.waitingIn(sig) > 0 ||
+      (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now))
         ? undefined
         : this.#route(task);
     if (!agent) {
-      const klass = this.#classFor(task);
-      if (!this.#canEverServe(klass)) {
+      if (!this.#room.canEverServe(this.#room.classFor(task))) {
         this.#rejected++;
         throw new NoCapableAgentError(spec.requires);
       }
-      if (this.#waiting >= this.#options.maxQueueSize) {
+      if (this.#room.waiting >= this.#options.maxQueueSize) {
         this.#rejected++;
         throw new QueueFullError(this.#options.maxQueueSize);
       }
@@ -678,114 +636,38 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#affinity.set(key, agent.id);
   }
 
-  #classFor(task: TaskRecord): TaskClass {
-    let klass = this.#classes.get(task.requireSig);
-    if (!klass) {
-      if (this.#classes.size >= MAX_IDLE_CLASSES) {
-        // Ad-hoc requirement sets must not grow memory without end: forget the classes nobody waits in.
-        for (const [sig, c] of this.#classes) if (c.queue.size === 0) this.#classes.delete(sig);
-      }
-      klass = new TaskClass(
-        task.requireSig,
-        task.spec.requires,
-        this.#options.agingIntervalMs,
-        this.#resources.limitersFor(task.spec.requires),
-      );
-      this.#classes.set(task.requireSig, klass);
-      this.#classesVersion++;
-    }
-    return klass;
-  }
-
-  #canEverServe(klass: TaskClass): boolean {
-    const generation = this.#pools.generation;
-    if (klass.servableAt !== generation) {
-      klass.servable = this.#pools.canEverServe(klass.requires);
-      klass.servableAt = generation;
-    }
-    return klass.servable;
-  }
-
   #enqueue(task: TaskRecord, now: number): void {
-    const klass = this.#classFor(task);
     task.phase = 'waiting';
-    klass.queue.push(task, now);
-    this.#waiting++;
+    const klass = this.#room.add(task, now);
     if (this.#events.has('task:queued')) {
       this.#events.emit('task:queued', {
         taskId: task.id,
         type: task.spec.type,
         priority: task.spec.priority,
         tenantId: task.spec.tenantId,
-        waiting: this.#waiting,
+        waiting: this.#room.waiting,
       });
     }
     // Tasks held back by a rate limit are not waiting for agents: more agents would not start them sooner.
-    if (!this.#halted && !this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
+    if (!this.#halted && !this.#room.heldByLimits(klass, now))
+      this.#pools.requestCapacity(klass.requires, klass.queue.size);
   }
 
   /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
   #pull(agent: AgentRecord, now: number): void {
-    while (this.#waiting > 0 && this.#halted === undefined && agent.routable && agent.hasFreeSlot) {
-      const task = this.#takeFor(agent, now);
+    while (this.#room.waiting > 0 && this.#halted === undefined && agent.routable && agent.hasFreeSlot) {
+      const task = this.#room.takeFor(agent, now);
       if (!task) return;
       this.#dispatch(task, agent, now);
     }
   }
 
-  #takeFor(agent: AgentRecord, now: number): TaskRecord | undefined {
-    let cached = this.#servable.get(agent);
-    if (!cached || cached.version !== this.#classesVersion) {
-      const classes: TaskClass[] = [];
-      for (const c of this.#classes.values()) if (agent.holdsAll(c.requires)) classes.push(c);
-      cached = { version: this.#classesVersion, classes };
-      this.#servable.set(agent, cached);
-    }
-    let bestClass: TaskClass | undefined;
-    let bestTask: TaskRecord | undefined;
-    for (const c of cached.classes) {
-      const head = c.queue.peek(now);
-      if (!head) continue;
-      if (c.limiters.length > 0 && !this.#limitsAllow(c, now)) continue;
-      // Highest effective level first; on a tie, the task that has waited longest in that level.
-      if (
-        !bestTask ||
-        head.queueLevel > bestTask.queueLevel ||
-        (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)
-      ) {
-        bestTask = head;
-        bestClass = c;
-      }
-    }
-    if (!bestClass) return undefined;
-    const task = bestClass.queue.take(now)!;
-    this.#waiting--;
-    return task;
-  }
-
-  /** Whether every rate limit of the class has room now; if not, asks the blocking limiter for a wake-up. */
-  #limitsAllow(klass: TaskClass, now: number): boolean {
-    for (const limiter of klass.limiters) {
-      if (!limiter.ready(now)) {
-        limiter.want(now);
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /** Whether a rate limit of the class has no room now (without asking for a wake-up). */
-  #heldByLimits(klass: TaskClass, now: number): boolean {
-    for (const limiter of klass.limiters) if (!limiter.ready(now)) return true;
-    return false;
-  }
-
   /** A rate limit has room again: start held tasks on free agents, best first, while the limits allow. */
   #kick(): void {
-    if (this.#waiting === 0 || this.#state === 'stopped' || this.#halted) return;
+    if (this.#room.waiting === 0 || this.#state === 'stopped' || this.#halted) return;
     const now = this.#options.clock.now();
-    for (const klass of this.#classes.values()) {
-      while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#limitsAllow(klass, now)) {
+    for (const klass of this.#room.classes()) {
+      while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#room.limitsAllow(klass, now)) {
         const head = klass.queue.peek(now)!;
         const agent = this.#route(head);
         if (!agent) {
@@ -793,9 +675,7 @@ export class TaskExecutionEngine implements RoutingListener {
           this.#pools.requestCapacity(klass.requires, klass.queue.size);
           break;
         }
-        const task = klass.queue.take(now)!;
-        this.#waiting--;
-        this.#dispatch(task, agent, now);
+        this.#dispatch(this.#room.take(klass, now), agent, now);
       }
     }
   }
@@ -814,7 +694,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const attempt = new Attempt(task, agent, number, startedAt);
     if (probe) attempt.probe = true;
     task.current = attempt;
-    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
+    if (this.#limited) for (const limiter of this.#room.classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
     this.#observer?.attemptStarted(spec.type, startedAt - task.readyAt);
     if (this.#events.has('task:started')) {
@@ -917,7 +797,7 @@ export class TaskExecutionEngine implements RoutingListener {
    */
   #defer(task: TaskRecord, error: unknown, now: number): boolean {
     if (!this.#limited) return false;
-    const { limiters } = this.#classFor(task);
+    const { limiters } = this.#room.classFor(task);
     if (limiters.length === 0) return false;
     const ms = this.#resources.retry.retryAfter(error);
     // Only a retryable error is a rate limit speaking (a BudgetExceededError an agent passes on carries a hint too).
@@ -957,7 +837,7 @@ export class TaskExecutionEngine implements RoutingListener {
     task.cost += units;
     if (units === 0) return;
     const now = this.#options.clock.now();
-    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.charge(units, now);
+    if (this.#limited) for (const limiter of this.#room.classFor(task).limiters) limiter.charge(units, now);
     const tenantId = task.spec.tenantId;
     const { budgets } = this.#resources;
     // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
@@ -1014,11 +894,13 @@ export class TaskExecutionEngine implements RoutingListener {
   #reschedule(task: TaskRecord): void {
     const now = this.#options.clock.now();
     task.readyAt = now;
-    const held = this.#halted !== undefined || (this.#limited && !this.#limitsAllow(this.#classFor(task), now));
+    const held =
+      this.#halted !== undefined || (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now));
     const agent = held ? undefined : this.#route(task);
     if (agent) this.#dispatch(task, agent, now);
     // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
-    else if (!this.#canEverServe(this.#classFor(task))) this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
+    else if (!this.#room.canEverServe(this.#room.classFor(task)))
+      this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
     else this.#enqueue(task, now);
   }
 
@@ -1037,14 +919,9 @@ export class TaskExecutionEngine implements RoutingListener {
     switch (task.phase) {
       case 'done':
         return;
-      case 'waiting': {
-        const klass = this.#classes.get(task.requireSig);
-        if (klass && task.lane !== undefined) {
-          klass.queue.remove(task);
-          this.#waiting--;
-        }
+      case 'waiting':
+        this.#room.remove(task);
         break;
-      }
       case 'backoff':
         clearTimeout(task.backoffTimer);
         task.backoffTimer = undefined;
