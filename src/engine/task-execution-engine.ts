@@ -29,6 +29,7 @@ import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manag
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
+import { AffinityTable } from './affinity.js';
 import { CapabilityIndex } from './capability-index.js';
 import { DeadlineHeap, type HeapEntry } from './deadline-heap.js';
 import { Deadlines } from './deadlines.js';
@@ -151,8 +152,7 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #live = new Map<string, TaskRecord>();
   readonly #idempotency: IdempotencyCache;
   readonly #deadLetters: DeadLetterList;
-  /** affinityKey → agent id, least recently used first. */
-  readonly #affinity = new Map<string, string>();
+  readonly #affinity: AffinityTable;
   readonly #deadlines: Deadlines<Attempt>;
   /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
   readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
@@ -205,6 +205,7 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#strategy = ROUTING_STRATEGIES[options.routing];
     this.#cache = new RoutingCache(this.#index);
     this.#room = new WaitingRoom(options.agingIntervalMs, pools, resources);
+    this.#affinity = new AffinityTable(options.maxAffinityKeys, pools);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
     this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
@@ -608,32 +609,14 @@ export class TaskExecutionEngine implements RoutingListener {
   #route(task: TaskRecord): AgentRecord | undefined {
     const { affinityKey, requires, prefers } = task.spec;
     if (affinityKey !== undefined) {
-      const id = this.#affinity.get(affinityKey);
-      const agent = id === undefined ? undefined : this.#pools.get(id);
-      if (agent && agent.routable && agent.hasFreeSlot && agent.holdsAll(requires)) {
-        this.#affinity.delete(affinityKey);
-        this.#affinity.set(affinityKey, id!);
-        return agent;
-      }
+      const sticky = this.#affinity.agentFor(affinityKey, requires);
+      if (sticky) return sticky;
     }
     const candidates = this.#cache.get(task.routeSig, requires, prefers);
     const avoid = task.history === undefined ? undefined : (a: AgentRecord) => task.triedAgent(a.id);
     const agent = this.#strategy.pick(candidates, avoid);
-    if (agent && affinityKey !== undefined) this.#bindAffinity(affinityKey, agent);
+    if (agent && affinityKey !== undefined) this.#affinity.bind(affinityKey, agent);
     return agent;
-  }
-
-  /** Binds a key to an agent unless it is still bound to one that is routable (the key moves only when its agent leaves). */
-  #bindAffinity(key: string, agent: AgentRecord): void {
-    const current = this.#affinity.get(key);
-    if (current !== undefined && current !== agent.id && this.#pools.get(current)?.routable) return;
-    this.#affinity.delete(key);
-    if (this.#options.maxAffinityKeys === 0) return;
-    if (this.#affinity.size >= this.#options.maxAffinityKeys) {
-      const oldest = this.#affinity.keys().next().value;
-      if (oldest !== undefined) this.#affinity.delete(oldest);
-    }
-    this.#affinity.set(key, agent.id);
   }
 
   #enqueue(task: TaskRecord, now: number): void {
