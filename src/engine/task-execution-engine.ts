@@ -34,6 +34,7 @@ import { CapabilityIndex } from './capability-index.js';
 import { DeadlineHeap, type HeapEntry } from './deadline-heap.js';
 import { Deadlines } from './deadlines.js';
 import { DeadLetterList, type DeadLetter } from './dead-letter.js';
+import { EngineCounters, type EngineStats } from './engine-stats.js';
 import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
@@ -49,6 +50,9 @@ import {
   type TaskSpec,
 } from './task.js';
 import { WaitingRoom } from './waiting-room.js';
+
+// The counters' type moved beside them; the orchestrator and the public API still take it from here.
+export type { EngineStats } from './engine-stats.js';
 
 /** A live task as `orchestrator.task(id)` reports it. */
 export interface TaskSnapshot {
@@ -68,51 +72,6 @@ export interface TaskSnapshot {
   readonly agentId: string | undefined;
   /** Clock time (the `clock` option's) it was accepted. */
   readonly acceptedAt: number;
-}
-
-/**
- * Task counters since the orchestrator was made, and what is in flight now.
- * `submitted` = rejected + deduplicated + the five terminal outcomes + in flight.
- */
-export interface EngineStats {
-  /**
-   * Tasks submitted here (`submit`, `delegate`, `retryDeadLetter`), refused ones included; one handed straight to
-   * another node is not.
-   */
-  readonly submitted: number;
-  /** Refused at submit (validation, queue full, no capable agent, stopped): never accepted. */
-  readonly rejected: number;
-  /** Answered from an idempotency key instead of running again. */
-  readonly deduplicated: number;
-  /** Tasks that succeeded. */
-  readonly completed: number;
-  /** Tasks that ended with outcome `failed` (see the `task:failed` event). */
-  readonly failed: number;
-  /** Tasks cancelled after they were accepted. */
-  readonly cancelled: number;
-  /** Tasks that ended with outcome `timed-out`: their one attempt timed out, or the task ran past its `deadlineMs`. */
-  readonly timedOut: number;
-  /** Tasks dead-lettered, including ones since dropped from the list or retried. */
-  readonly deadLettered: number;
-  /** Attempts after a task's first (re-runs after a halt or a rate limit's retry-after included). */
-  readonly retries: number;
-  /** Tasks waiting for an agent now (held ones included). */
-  readonly waiting: number;
-  /** Attempts running now (given-up attempts whose agent has not returned are not counted). */
-  readonly running: number;
-  /** Waiting out a backoff delay before the next attempt. */
-  readonly backingOff: number;
-  /** The routing cache: candidate lists per requirements and preferences, rebuilt when routing changes. */
-  readonly routingCache: {
-    /** Routing decisions that reused a cached candidate list. */
-    readonly hits: number;
-    /** Routing decisions that had to build one. */
-    readonly misses: number;
-    /** Candidate lists cached now. */
-    readonly size: number;
-  };
-  /** Dead letters held now (at most `maxDeadLetters`). */
-  readonly deadLetters: number;
 }
 
 /**
@@ -167,18 +126,7 @@ export class TaskExecutionEngine implements RoutingListener {
   /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
   #halted: OrchestratorHaltedError | undefined;
   #onIdle: (() => void) | undefined;
-
-  #submitted = 0;
-  #rejected = 0;
-  #deduplicated = 0;
-  #completed = 0;
-  #failed = 0;
-  #cancelled = 0;
-  #timedOut = 0;
-  #deadLettered = 0;
-  #retries = 0;
-  #running = 0;
-  #backingOff = 0;
+  readonly #counters = new EngineCounters();
 
   constructor(
     options: ResolvedOrchestratorOptions,
@@ -293,27 +241,27 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
   #take(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
-    this.#submitted++;
+    this.#counters.submitted++;
     let spec: TaskSpec;
     try {
       if (this.#state === 'idle') throw new OrchestratorNotStartedError();
       if (this.#state !== 'running') throw new OrchestratorStoppedError();
       spec = validateTask(input, this.#taskDefaults);
     } catch (error) {
-      this.#rejected++;
+      this.#counters.rejected++;
       throw error;
     }
     const now = this.#options.clock.now();
     if (spec.idempotencyKey !== undefined) {
       const hit = this.#idempotency.lookup(spec.idempotencyKey, now);
       if (hit) {
-        this.#deduplicated++;
+        this.#counters.deduplicated++;
         return { ...hit, spec };
       }
     }
     const refusal = this.#admission(spec, now);
     if (refusal) {
-      this.#rejected++;
+      this.#counters.rejected++;
       throw refusal;
     }
     return this.#accept(spec, now);
@@ -385,22 +333,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** The task counters and what is in flight now. */
   stats(): EngineStats {
-    return {
-      submitted: this.#submitted,
-      rejected: this.#rejected,
-      deduplicated: this.#deduplicated,
-      completed: this.#completed,
-      failed: this.#failed,
-      cancelled: this.#cancelled,
-      timedOut: this.#timedOut,
-      deadLettered: this.#deadLettered,
-      retries: this.#retries,
-      waiting: this.#room.waiting,
-      running: this.#running,
-      backingOff: this.#backingOff,
-      routingCache: { hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size },
-      deadLetters: this.#deadLetters.size,
-    };
+    return this.#counters.snapshot(this.#room.waiting, this.#cache, this.#deadLetters.size);
   }
 
   /** Tasks waiting in the class of `requires` (any order of the capabilities). */
@@ -467,7 +400,7 @@ export class TaskExecutionEngine implements RoutingListener {
       const attempt = task.current;
       if (task.phase !== 'running' || !attempt || attempt.abandoned) continue;
       this.#deadlines.remove(attempt);
-      this.#running--;
+      this.#counters.running--;
       // Its slot stays taken until execute() returns, as for a timeout; nothing counts for or against its breaker.
       attempt.abandon(reason, now);
       this.#probeUndecided(attempt);
@@ -502,7 +435,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const sig = requirementSignature(spec.requires);
     const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
     if (spec.signal?.aborted) {
-      this.#rejected++;
+      this.#counters.rejected++;
       throw new TaskCancelledError(task.id, spec.signal.reason);
     }
     // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
@@ -515,11 +448,11 @@ export class TaskExecutionEngine implements RoutingListener {
         : this.#route(task);
     if (!agent) {
       if (!this.#room.canEverServe(this.#room.classFor(task))) {
-        this.#rejected++;
+        this.#counters.rejected++;
         throw new NoCapableAgentError(spec.requires);
       }
       if (this.#room.waiting >= this.#options.maxQueueSize) {
-        this.#rejected++;
+        this.#counters.rejected++;
         throw new QueueFullError(this.#options.maxQueueSize);
       }
     }
@@ -530,7 +463,7 @@ export class TaskExecutionEngine implements RoutingListener {
       try {
         signal.addEventListener('abort', task.onCallerAbort, { once: true });
       } catch {
-        this.#rejected++;
+        this.#counters.rejected++;
         throw new ValidationError(
           'task.signal',
           'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
@@ -669,9 +602,9 @@ export class TaskExecutionEngine implements RoutingListener {
   #dispatch(task: TaskRecord, agent: AgentRecord, startedAt: number): void {
     const { spec } = task;
     const number = ++task.attempts;
-    if (number > 1) this.#retries++;
+    if (number > 1) this.#counters.retries++;
     task.phase = 'running';
-    this.#running++;
+    this.#counters.running++;
     const probe = agent.probe === 'ready';
     agent.acquire();
     const attempt = new Attempt(task, agent, number, startedAt);
@@ -710,7 +643,7 @@ export class TaskExecutionEngine implements RoutingListener {
     else {
       attempt.abandoned = true;
       this.#deadlines.remove(attempt);
-      this.#running--;
+      this.#counters.running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
       if (agent.breaker) {
@@ -728,7 +661,7 @@ export class TaskExecutionEngine implements RoutingListener {
     if (attempt.abandoned) return;
     const { task, agent } = attempt;
     const now = this.#options.clock.now();
-    this.#running--;
+    this.#counters.running--;
     agent.recordOutcome(false, now - attempt.startedAt);
     agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
@@ -754,10 +687,10 @@ export class TaskExecutionEngine implements RoutingListener {
     if (task.attempts - task.deferrals - task.interruptions < spec.maxAttempts && retry.retryable(error)) {
       const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
-      this.#backingOff++;
+      this.#counters.backingOff++;
       task.backoffTimer = setTimeout(() => {
         task.backoffTimer = undefined;
-        this.#backingOff--;
+        this.#counters.backingOff--;
         this.#reschedule(task);
       }, delayMs);
       // Emitted once the backoff is in place: a listener that cancels the task finds it where it is.
@@ -908,13 +841,13 @@ export class TaskExecutionEngine implements RoutingListener {
       case 'backoff':
         clearTimeout(task.backoffTimer);
         task.backoffTimer = undefined;
-        this.#backingOff--;
+        this.#counters.backingOff--;
         break;
       case 'running': {
         const attempt = task.current;
         if (attempt && !attempt.abandoned) {
           this.#deadlines.remove(attempt);
-          this.#running--;
+          this.#counters.running--;
           attempt.abandon(error, this.#options.clock.now());
           this.#probeUndecided(attempt);
         }
@@ -930,7 +863,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   #complete(task: TaskRecord, attempt: Attempt, value: unknown, now: number): void {
     this.#conclude(task);
-    this.#completed++;
+    this.#counters.ended('completed');
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
     this.#observer?.taskEnded(task.spec.type, 'completed', now - task.acceptedAt);
     if (this.#events.has('task:completed')) {
@@ -950,20 +883,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   #fail(task: TaskRecord, outcome: TaskFailureOutcome, error: unknown): void {
     this.#conclude(task);
-    switch (outcome) {
-      case 'failed':
-        this.#failed++;
-        break;
-      case 'cancelled':
-        this.#cancelled++;
-        break;
-      case 'timed-out':
-        this.#timedOut++;
-        break;
-      case 'dead-lettered':
-        this.#deadLettered++;
-        break;
-    }
+    this.#counters.ended(outcome);
     if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
     const latencyMs = this.#options.clock.now() - task.acceptedAt;
     this.#observer?.taskEnded(task.spec.type, outcome, latencyMs);
