@@ -7,15 +7,13 @@
  * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_TIMER_MS, type ResolvedOrchestratorOptions } from '../config.js';
+import type { ResolvedOrchestratorOptions } from '../config.js';
 import {
-  BudgetExceededError,
   NoCapableAgentError,
   OrchestratorNotStartedError,
   type OrchestratorHaltedError,
   OrchestratorStoppedError,
   QueueFullError,
-  ResourcePressureError,
   TaskCancelledError,
   TaskDeadLetteredError,
   TaskNotFoundError,
@@ -29,13 +27,14 @@ import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manag
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
+import { admissionRefusal, budgetExceededError } from './admission.js';
 import { AffinityTable } from './affinity.js';
 import { CapabilityIndex } from './capability-index.js';
 import { DeadlineHeap, type HeapEntry } from './deadline-heap.js';
 import { Deadlines } from './deadlines.js';
-import { DeadLetterList, type DeadLetter } from './dead-letter.js';
+import { DeadLetterList, deadLetterOf, type DeadLetter } from './dead-letter.js';
 import { EngineCounters, type EngineStats } from './engine-stats.js';
-import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
+import { followerHandle, IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
 import {
@@ -222,7 +221,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const accepted = this.#take(input);
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
-      ? this.#followerHandle(accepted.task, accepted.spec)
+      ? followerHandle(accepted.task, accepted.spec)
       : { id: accepted.taskId, result: Promise.resolve(accepted.value), cancel: () => false };
   }
 
@@ -233,7 +232,7 @@ export class TaskExecutionEngine implements RoutingListener {
     // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
     if (accepted.kind === 'done') return Promise.resolve(accepted.value);
     if (accepted.spec.deadlineMs !== Infinity || accepted.spec.signal)
-      return this.#followerHandle(accepted.task, accepted.spec).result;
+      return followerHandle(accepted.task, accepted.spec).result;
     const follower = accepted.task.promise.then(identity);
     follower.catch(noop);
     return follower;
@@ -259,35 +258,12 @@ export class TaskExecutionEngine implements RoutingListener {
         return { ...hit, spec };
       }
     }
-    const refusal = this.#admission(spec, now);
+    const refusal = admissionRefusal(this.#resources, spec, now);
     if (refusal) {
       this.#counters.rejected++;
       throw refusal;
     }
     return this.#accept(spec, now);
-  }
-
-  /** Graceful degradation and guardrails: critical pressure sheds low-priority work, a spent budget its tenant's. */
-  #admission(spec: TaskSpec, now: number): Error | undefined {
-    const pressure = this.#resources.pressureMonitor;
-    if (pressure !== undefined && pressure.level === 'critical' && spec.priority < pressure.options.priorityFloor) {
-      return new ResourcePressureError('critical', {
-        priority: spec.priority,
-        priorityFloor: pressure.options.priorityFloor,
-      });
-    }
-    const { budgets } = this.#resources;
-    if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
-      const { tenantId } = spec;
-      return new BudgetExceededError(
-        tenantId,
-        budgets.spent(tenantId, now),
-        budgets.limitOf(tenantId),
-        budgets.windowMs,
-        budgets.msUntilUnder(tenantId, now),
-      );
-    }
-    return undefined;
   }
 
   /** Cancels a task by id; returns whether it was still live (and, with `tenantId`, that tenant's). */
@@ -494,48 +470,6 @@ export class TaskExecutionEngine implements RoutingListener {
         return true;
       },
     };
-  }
-
-  /**
-   * The handle of a duplicate submit: it follows the running task's outcome, and its `cancel` detaches only this
-   * caller (its result rejects), leaving the task running for the caller who submitted it first.
-   */
-  #followerHandle(task: TaskRecord, spec: TaskSpec): TaskHandle {
-    let settled = false;
-    let rejectOwn!: (error: unknown) => void;
-    const result = new Promise<unknown>((resolve, reject) => {
-      rejectOwn = reject;
-      task.promise.then(resolve, reject);
-    });
-    result.catch(noop);
-    const detach = (error: unknown): boolean => {
-      if (settled || task.phase === 'done') return false;
-      settled = true;
-      rejectOwn(error);
-      return true;
-    };
-    // This caller's own deadline and signal end its wait, not the shared task (the first caller's, still running).
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const { signal } = spec;
-    if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(
-        () => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')),
-        spec.deadlineMs,
-      );
-      timer.unref(); // the shared task holds the process while it runs
-    }
-    if (signal) {
-      onAbort = () => detach(new TaskCancelledError(task.id, signal.reason));
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    }
-    result.then(noop, noop).finally(() => {
-      settled = true;
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
-    });
-    return { id: task.id, result, cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)) };
   }
 
   /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */
@@ -758,13 +692,7 @@ export class TaskExecutionEngine implements RoutingListener {
     const { budgets } = this.#resources;
     // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
     if (tenantId === undefined || !budgets.charge(tenantId, units, now)) return;
-    const exceeded = new BudgetExceededError(
-      tenantId,
-      budgets.spent(tenantId, now),
-      budgets.limitOf(tenantId),
-      budgets.windowMs,
-      budgets.msUntilUnder(tenantId, now),
-    );
+    const exceeded = budgetExceededError(budgets, tenantId, now);
     let halted = 0;
     if (budgets.haltOnExceeded) {
       for (const t of [...this.#live.values()]) {
@@ -790,14 +718,7 @@ export class TaskExecutionEngine implements RoutingListener {
   #giveUp(task: TaskRecord, error: unknown): void {
     const { spec } = task;
     if (spec.maxAttempts > 1 && task.history !== undefined) {
-      this.#deadLetters.add({
-        taskId: task.id,
-        type: spec.type,
-        tenantId: spec.tenantId,
-        task: taskInput(spec),
-        attempts: task.history,
-        deadLetteredAt: Date.now(),
-      });
+      this.#deadLetters.add(deadLetterOf(task, task.history));
       this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error));
     } else if (isInstance(error, TaskTimeoutError)) {
       this.#fail(task, 'timed-out', error);
@@ -938,21 +859,4 @@ class TaskDeadline implements HeapEntry {
   constructor(task: TaskRecord) {
     this.task = task;
   }
-}
-
-/** The caller-facing task that a spec came from, without its signal: what a dead letter resubmits. */
-function taskInput(spec: TaskSpec): Omit<Task, 'signal'> {
-  const out: Omit<Task, 'signal'> = {
-    type: spec.type,
-    requires: spec.requires,
-    prefers: spec.prefers,
-    priority: spec.priority,
-    payload: spec.payload,
-    timeoutMs: spec.timeoutMs,
-    maxAttempts: spec.maxAttempts,
-  };
-  if (spec.deadlineMs !== Infinity) out.deadlineMs = spec.deadlineMs;
-  if (spec.tenantId !== undefined) out.tenantId = spec.tenantId;
-  if (spec.affinityKey !== undefined) out.affinityKey = spec.affinityKey;
-  return out;
 }
