@@ -59,15 +59,15 @@ export class DeadLetterList {
   }
 }
 
-/** The dead letter of a task that failed its last attempt (it has a history by then). */
-export function deadLetterOf(task: TaskRecord, attempts: readonly AttemptRecord[]): DeadLetter {
+/** The dead letter of a task that failed its last attempt, with its history. */
+export function deadLetterOf(task: TaskRecord): DeadLetter {
   const { spec } = task;
   return {
     taskId: task.id,
     type: spec.type,
     tenantId: spec.tenantId,
     task: taskInput(spec),
-    attempts,
+    attempts: task.history ?? [],
     deadLetteredAt: Date.now(),
   };
 }

@@ -22,7 +22,7 @@ import {
   isInstance,
   type AttemptRecord,
 } from '../errors.js';
-import type { OrchestratorEvents, TaskFailureOutcome, TaskOutcome, TypedEmitter } from '../events.js';
+import type { OrchestratorEvents, TaskOutcome, TypedEmitter } from '../events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
@@ -584,7 +584,7 @@ export class TaskExecutionEngine implements RoutingListener {
         if (ok || retryAfterMs(value) === undefined) agent.breaker.record(ok, now, attempt.probe);
         else this.#probeUndecided(attempt);
       }
-      if (ok) this.#complete(task, attempt, value, now);
+      if (ok) this.#finish(task, 'completed', value, now, attempt);
       else this.#attemptFailed(task, attempt, value, now);
     }
     agent.release(now);
@@ -712,18 +712,17 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /**
-   * Terminal failure: with retries configured the task is dead-lettered with its history; with one attempt it
-   * fails with the agent's error (or times out).
+   * No attempt is left (or none can run): with retries configured the task is dead-lettered with its history; with
+   * one attempt it fails with the agent's error (or times out).
    */
   #giveUp(task: TaskRecord, error: unknown): void {
-    const { spec } = task;
-    if (spec.maxAttempts > 1 && task.history !== undefined) {
-      this.#deadLetters.add(deadLetterOf(task, task.history));
-      this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error));
+    const now = this.#options.clock.now();
+    if (task.spec.maxAttempts > 1 && task.history !== undefined) {
+      this.#finish(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error), now);
     } else if (isInstance(error, TaskTimeoutError)) {
-      this.#fail(task, 'timed-out', error);
+      this.#finish(task, 'timed-out', error, now);
     } else {
-      this.#fail(task, 'failed', error);
+      this.#finish(task, 'failed', error, now);
     }
   }
 
@@ -777,53 +776,24 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     // Aborting the attempt ran the agent's abort listeners, and one of them may have ended the task already.
     if (ended(task)) return;
-    this.#fail(task, outcome, error);
+    this.#finish(task, outcome, error, this.#options.clock.now());
   }
 
-  // --- Terminal states --------------------------------------------------------------------------
+  // --- The terminal state ----------------------------------------------------------------------
 
-  #complete(task: TaskRecord, attempt: Attempt, value: unknown, now: number): void {
-    this.#conclude(task);
-    this.#counters.ended('completed');
-    if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
-    this.#observer?.taskEnded(task.spec.type, 'completed', now - task.acceptedAt);
-    if (this.#events.has('task:completed')) {
-      this.#events.emit('task:completed', {
-        taskId: task.id,
-        type: task.spec.type,
-        agentId: attempt.agent.id,
-        role: attempt.agent.role,
-        attempt: attempt.number,
-        durationMs: now - attempt.startedAt,
-        latencyMs: now - task.acceptedAt,
-      });
-    }
-    task.resolve(value);
-    this.#checkIdle();
-  }
-
-  #fail(task: TaskRecord, outcome: TaskFailureOutcome, error: unknown): void {
-    this.#conclude(task);
-    this.#counters.ended(outcome);
-    if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
-    const latencyMs = this.#options.clock.now() - task.acceptedAt;
-    this.#observer?.taskEnded(task.spec.type, outcome, latencyMs);
-    if (this.#events.has('task:failed')) {
-      this.#events.emit('task:failed', {
-        taskId: task.id,
-        type: task.spec.type,
-        outcome,
-        attempts: task.attempts,
-        error,
-        latencyMs,
-      });
-    }
-    task.reject(error);
-    this.#checkIdle();
-  }
-
-  /** Common to every terminal state: leave the live set, drop the caller's abort listener. */
-  #conclude(task: TaskRecord): void {
+  /**
+   * The one way a task ends, whatever its outcome, exactly once: it leaves the live set and the task deadlines,
+   * drops the caller's abort listener and is counted; its idempotency key answers duplicates with the result for the
+   * TTL when it completed, and is forgotten otherwise (so a retry can run); a dead-lettered task joins the
+   * dead-letter list; the observer is told, the one terminal event (`task:completed` or `task:failed`) is emitted,
+   * and its promise settles. Last, a drain waiting for the live set to empty is woken.
+   *
+   * The caller has already taken the task out of its phase (queue, backoff, attempt). `result` is the value (for
+   * `completed`) or the error; `attempt` is the attempt that completed it (for `completed` only); `now` is the
+   * clock read for the end.
+   */
+  #finish(task: TaskRecord, outcome: TaskOutcome, result: unknown, now: number, attempt?: Attempt): void {
+    const { spec } = task;
     task.phase = 'done';
     task.current = undefined;
     this.#live.delete(task.id);
@@ -832,12 +802,43 @@ export class TaskExecutionEngine implements RoutingListener {
       task.deadlineEntry = undefined;
     }
     if (task.onCallerAbort) {
-      task.spec.signal?.removeEventListener('abort', task.onCallerAbort);
+      spec.signal?.removeEventListener('abort', task.onCallerAbort);
       task.onCallerAbort = undefined;
     }
-  }
-
-  #checkIdle(): void {
+    this.#counters.ended(outcome);
+    const latencyMs = now - task.acceptedAt;
+    if (outcome === 'completed') {
+      if (spec.idempotencyKey !== undefined) this.#idempotency.succeeded(spec.idempotencyKey, task, result, now);
+      this.#observer?.taskEnded(spec.type, outcome, latencyMs);
+      if (this.#events.has('task:completed')) {
+        const { agent, number, startedAt } = attempt!;
+        this.#events.emit('task:completed', {
+          taskId: task.id,
+          type: spec.type,
+          agentId: agent.id,
+          role: agent.role,
+          attempt: number,
+          durationMs: now - startedAt,
+          latencyMs,
+        });
+      }
+      task.resolve(result);
+    } else {
+      if (outcome === 'dead-lettered') this.#deadLetters.add(deadLetterOf(task));
+      if (spec.idempotencyKey !== undefined) this.#idempotency.forget(spec.idempotencyKey, task);
+      this.#observer?.taskEnded(spec.type, outcome, latencyMs);
+      if (this.#events.has('task:failed')) {
+        this.#events.emit('task:failed', {
+          taskId: task.id,
+          type: spec.type,
+          outcome,
+          attempts: task.attempts,
+          error: result,
+          latencyMs,
+        });
+      }
+      task.reject(result);
+    }
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
   }
 }
