@@ -32,7 +32,7 @@ export class AffinityTable {
     return undefined;
   }
 
-  /** Binds a key to an agent unless it is still bound to one that is routable (the key moves only when its agent leaves). */
+  /** Binds a key to the agent a task got, unless it is still bound to another that is routable. */
   bind(key: string, agent: AgentRecord): void {
     const current = this.#agentIds.get(key);
     if (current !== undefined && current !== agent.id && this.#pools.get(current)?.routable) return;

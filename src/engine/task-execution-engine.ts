@@ -1,10 +1,25 @@
 /**
- * TaskExecutionEngine: accepts tasks, routes them (filter by capability, then score), runs attempts with
- * timeouts and cancellation, retries on another agent with backoff, dead-letters what keeps failing, and
- * holds tasks that find no free agent in per-class waiting queues with late binding: whichever matching agent
- * frees first takes the best waiting task it can serve.
+ * TaskExecutionEngine: the state machine of an accepted task, from submit to its one terminal state.
  *
- * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
+ * ```
+ * submit ─ admission ─┬─ a free agent ───────────────────────────────────────→ running
+ *                     └─ none free, or held (halt, rate limit) ──────────────→ waiting
+ * waiting ─ a matching agent frees (late binding), a limit refills, resume ──→ running
+ * running ─ execute resolves ────────────────────────────────────────────────→ done: completed
+ * running ─ fails or times out, a retry left ────────────────────────────────→ backoff ─ delay ─→ running | waiting
+ * running ─ a rate limit's retry-after, a halt (attempt not counted) ────────→ waiting
+ * running ─ fails or times out, no retry left ───────────────────────────────→ done: failed | timed-out | dead-lettered
+ * waiting | backoff ─ no agent or pool can serve it any more ────────────────→ done: failed | dead-lettered
+ * waiting | running | backoff ─ cancel, stop, its deadlineMs ────────────────→ done: cancelled | timed-out
+ * ```
+ *
+ * The engine owns the phase of each task (`TaskRecord.phase`) and every move between phases; its parts hold the
+ * rest: the waiting room (where waiting tasks sit, and which one a freed agent takes), the capability index, routing
+ * cache and strategy, affinity, attempt and task deadlines, admission, idempotency, dead letters and counters.
+ *
+ * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event. Every way
+ * out (`#giveUp` when no attempt is left, `#abort` for a cancel or a deadline, a completed attempt) goes through
+ * `#finish`, which does everything an ending does, once.
  */
 import { randomBytes } from 'node:crypto';
 import type { ResolvedOrchestratorOptions } from '../config.js';
@@ -48,7 +63,7 @@ import {
   type TaskHandle,
   type TaskSpec,
 } from './task.js';
-import { WaitingRoom } from './waiting-room.js';
+import { WaitingRoom, type WaitingDemand } from './waiting-room.js';
 
 // The counters' type moved beside them; the orchestrator and the public API still take it from here.
 export type { EngineStats } from './engine-stats.js';
@@ -90,42 +105,52 @@ const noop = (): void => {};
 const identity = <T>(value: T): T => value;
 
 /**
- * The engine behind `submit` and `delegate`: routing, waiting queues, attempts, retries and dead letters. The
- * orchestrator builds it and keeps it private; it is named here for the types of its results.
+ * The engine behind `submit` and `delegate`: admission, routing, waiting, attempts, retries, dead letters and the
+ * one terminal path. The orchestrator builds it and keeps it private; it is named here for the types of its results.
  */
 export class TaskExecutionEngine implements RoutingListener {
+  // What it was built with.
   readonly #options: ResolvedOrchestratorOptions;
-  readonly #pools: AgentPoolManager;
-  readonly #events: TypedEmitter<OrchestratorEvents>;
-  readonly #resources: ResourceManager;
-  /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
-  readonly #limited: boolean;
-  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
-  #observer: TaskObserver | undefined;
-  readonly #strategy: RoutingStrategy;
-  readonly #index = new CapabilityIndex();
-  readonly #cache: RoutingCache;
-  readonly #room: WaitingRoom;
-  /** Every accepted task not yet terminal. */
-  readonly #live = new Map<string, TaskRecord>();
-  readonly #idempotency: IdempotencyCache;
-  readonly #deadLetters: DeadLetterList;
-  readonly #affinity: AffinityTable;
-  readonly #deadlines: Deadlines<Attempt>;
-  /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
-  readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
-  readonly #idPrefix = randomBytes(4).toString('hex');
-  #seq = 0;
-  #state: EngineState = 'idle';
   readonly #taskDefaults: {
     readonly timeoutMs: number;
     readonly maxAttempts: number;
     readonly maxPayloadBytes: number;
   };
+  readonly #pools: AgentPoolManager;
+  readonly #events: TypedEmitter<OrchestratorEvents>;
+  readonly #resources: ResourceManager;
+  /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
+  readonly #limited: boolean;
+  /** The one observer of attempts and outcomes (the metrics). */
+  #observer: TaskObserver | undefined;
+
+  // Its parts: routing, waiting, deadlines, and what outlives a task.
+  readonly #capabilityIndex = new CapabilityIndex();
+  readonly #routingCache: RoutingCache;
+  readonly #routingStrategy: RoutingStrategy;
+  readonly #affinity: AffinityTable;
+  /** Where tasks with no free agent wait, by requirement class. */
+  readonly #room: WaitingRoom;
+  /** Attempt timeouts (`timeoutMs`). */
+  readonly #deadlines: Deadlines<Attempt>;
+  /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
+  readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
+  readonly #idempotency: IdempotencyCache;
+  readonly #deadLetters: DeadLetterList;
+  readonly #counters = new EngineCounters();
+  /** Where `ctx.reportCost` goes: one sink for every attempt. */
+  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
+
+  // Its state.
+  #state: EngineState = 'idle';
   /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
   #halted: OrchestratorHaltedError | undefined;
+  /** Set while `stop()` drains: called when the last live task ends, or by a halt (held work cannot drain). */
   #onIdle: (() => void) | undefined;
-  readonly #counters = new EngineCounters();
+  /** Every accepted task not yet terminal, by id. */
+  readonly #live = new Map<string, TaskRecord>();
+  readonly #idPrefix = randomBytes(4).toString('hex');
+  #seq = 0;
 
   constructor(
     options: ResolvedOrchestratorOptions,
@@ -149,13 +174,13 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#deadlines.clear();
       this.#taskDeadlines.clear();
     });
-    this.#strategy = ROUTING_STRATEGIES[options.routing];
-    this.#cache = new RoutingCache(this.#index);
+    this.#routingStrategy = ROUTING_STRATEGIES[options.routing];
+    this.#routingCache = new RoutingCache(this.#capabilityIndex);
     this.#room = new WaitingRoom(options.agingIntervalMs, pools, resources);
     this.#affinity = new AffinityTable(options.maxAffinityKeys, pools);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
-    this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
+    this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#attemptTimedOut(attempt));
     this.#taskDeadlines = new DeadlineHeap<TaskDeadline>(options.clock, (entry) => this.#expire(entry.task));
   }
 
@@ -169,56 +194,11 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#state === 'idle') this.#state = 'running';
   }
 
-  // --- RoutingListener --------------------------------------------------------------------------
-
-  /**
-   * An agent joined routing: it takes the best waiting tasks it can serve.
-   * @internal
-   */
-  agentRoutable(agent: AgentRecord): void {
-    this.#index.add(agent);
-    this.#cache.invalidate();
-    this.#pull(agent, this.#options.clock.now());
-  }
-
-  /** Requirement classes with tasks that could start now if an agent were free (held work left out). */
-  *waitingDemand(): Iterable<{
-    /** The capabilities the class requires. */
-    readonly requires: readonly string[];
-    /** Its tasks waiting. */
-    readonly waiting: number;
-  }> {
-    // Held work is not demand: more agents would not start it sooner.
-    if (this.#room.waiting === 0 || this.#halted) return;
-    // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
-    // free agents first, so that only tasks with room to run and no agent count as demand.
-    if (this.#limited) this.#kick();
-    yield* this.#room.demand(this.#options.clock.now());
-  }
-
-  /**
-   * An agent left routing: waiting tasks that no agent or pool can serve any more fail.
-   * @internal
-   */
-  agentUnroutable(agent: AgentRecord): void {
-    this.#index.delete(agent);
-    this.#cache.invalidate();
-    if (this.#room.waiting > 0) this.#failStranded();
-  }
-
-  /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
-  #failStranded(): void {
-    for (const klass of this.#room.classes()) {
-      if (klass.queue.size === 0 || this.#room.canEverServe(klass)) continue;
-      for (const task of this.#room.drain(klass)) this.#giveUp(task, new NoCapableAgentError(klass.requires));
-    }
-  }
-
   // --- Submission -------------------------------------------------------------------------------
 
   /** Accepts a task and returns its handle; throws (synchronously) when the task is refused. */
   delegate(input: Task): TaskHandle {
-    const accepted = this.#take(input);
+    const accepted = this.#admit(input);
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
       ? followerHandle(accepted.task, accepted.spec)
@@ -227,7 +207,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** Like `delegate(input).result`, without building a handle: the result promise itself. Throws when refused. */
   submit(input: Task): Promise<unknown> {
-    const accepted = this.#take(input);
+    const accepted = this.#admit(input);
     if (accepted instanceof TaskRecord) return accepted.promise;
     // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
     if (accepted.kind === 'done') return Promise.resolve(accepted.value);
@@ -239,7 +219,7 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
-  #take(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
+  #admit(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
     this.#counters.submitted++;
     let spec: TaskSpec;
     try {
@@ -265,6 +245,78 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     return this.#accept(spec, now);
   }
+
+  /**
+   * Accepts an admitted task: it starts on a free agent, or (none free, or work held) waits, once it is sure that an
+   * agent could ever serve it and the waiting room has space. Throws when refused.
+   */
+  #accept(spec: TaskSpec, now: number): TaskRecord {
+    const sig = requirementSignature(spec.requires);
+    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
+    if (spec.signal?.aborted) {
+      this.#counters.rejected++;
+      throw new TaskCancelledError(task.id, spec.signal.reason);
+    }
+    // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
+    // skip the scan, and the newcomer queues behind them instead of overtaking.
+    const agent =
+      this.#halted !== undefined ||
+      this.#room.waitingIn(sig) > 0 ||
+      (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now))
+        ? undefined
+        : this.#route(task);
+    if (!agent) {
+      if (!this.#room.canEverServe(this.#room.classFor(task))) {
+        this.#counters.rejected++;
+        throw new NoCapableAgentError(spec.requires);
+      }
+      if (this.#room.waiting >= this.#options.maxQueueSize) {
+        this.#counters.rejected++;
+        throw new QueueFullError(this.#options.maxQueueSize);
+      }
+    }
+    if (spec.signal) {
+      // First, before the task is recorded anywhere: a signal that refuses a listener refuses the task.
+      const signal = spec.signal;
+      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
+      try {
+        signal.addEventListener('abort', task.onCallerAbort, { once: true });
+      } catch {
+        this.#counters.rejected++;
+        throw new ValidationError(
+          'task.signal',
+          'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
+        );
+      }
+    }
+    task.acceptedAt = now;
+    task.readyAt = now;
+    this.#live.set(task.id, task);
+    if (spec.deadlineMs !== Infinity)
+      this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
+    // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
+    // the caller awaits something else) must never crash the host with an unhandled rejection.
+    task.promise.catch(noop);
+    if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
+    if (agent) this.#dispatch(task, agent, now);
+    else this.#enqueue(task, now);
+    return task;
+  }
+
+  /** The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended). */
+  #handle(task: TaskRecord): TaskHandle {
+    return {
+      id: task.id,
+      result: task.promise,
+      cancel: (reason?: unknown) => {
+        if (task.phase === 'done') return false;
+        this.#cancel(task, new TaskCancelledError(task.id, reason));
+        return true;
+      },
+    };
+  }
+
+  // --- Queries and control ----------------------------------------------------------------------
 
   /** Cancels a task by id; returns whether it was still live (and, with `tenantId`, that tenant's). */
   cancel(taskId: string, reason?: unknown, tenantId?: string): boolean {
@@ -309,7 +361,7 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** The task counters and what is in flight now. */
   stats(): EngineStats {
-    return this.#counters.snapshot(this.#room.waiting, this.#cache, this.#deadLetters.size);
+    return this.#counters.snapshot(this.#room.waiting, this.#routingCache, this.#deadLetters.size);
   }
 
   /** Tasks waiting in the class of `requires` (any order of the capabilities). */
@@ -321,6 +373,8 @@ export class TaskExecutionEngine implements RoutingListener {
   queueDepths(): Record<string, number> {
     return this.#room.depths();
   }
+
+  // --- Lifecycle: stop, halt, resume ------------------------------------------------------------
 
   /**
    * Refuses new work. With `drain`, waits until every accepted task is terminal or `timeoutMs` passed; then (or
@@ -375,11 +429,7 @@ export class TaskExecutionEngine implements RoutingListener {
     for (const task of [...this.#live.values()]) {
       const attempt = task.current;
       if (task.phase !== 'running' || !attempt || attempt.abandoned) continue;
-      this.#deadlines.remove(attempt);
-      this.#counters.running--;
-      // Its slot stays taken until execute() returns, as for a timeout; nothing counts for or against its breaker.
-      attempt.abandon(reason, now);
-      this.#probeUndecided(attempt);
+      this.#withdraw(attempt, reason, now);
       if (ended(task)) continue; // a listener on its signal cancelled it: it ended there
       task.current = undefined;
       task.interruptions++;
@@ -405,72 +455,47 @@ export class TaskExecutionEngine implements RoutingListener {
     return released;
   }
 
-  // --- Acceptance and routing -------------------------------------------------------------------
+  // --- RoutingListener --------------------------------------------------------------------------
 
-  #accept(spec: TaskSpec, now: number): TaskRecord {
-    const sig = requirementSignature(spec.requires);
-    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
-    if (spec.signal?.aborted) {
-      this.#counters.rejected++;
-      throw new TaskCancelledError(task.id, spec.signal.reason);
-    }
-    // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
-    // skip the scan, and the newcomer queues behind them instead of overtaking.
-    const agent =
-      this.#halted !== undefined ||
-      this.#room.waitingIn(sig) > 0 ||
-      (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now))
-        ? undefined
-        : this.#route(task);
-    if (!agent) {
-      if (!this.#room.canEverServe(this.#room.classFor(task))) {
-        this.#counters.rejected++;
-        throw new NoCapableAgentError(spec.requires);
-      }
-      if (this.#room.waiting >= this.#options.maxQueueSize) {
-        this.#counters.rejected++;
-        throw new QueueFullError(this.#options.maxQueueSize);
-      }
-    }
-    if (spec.signal) {
-      // First, before the task is recorded anywhere: a signal that refuses a listener refuses the task.
-      const signal = spec.signal;
-      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
-      try {
-        signal.addEventListener('abort', task.onCallerAbort, { once: true });
-      } catch {
-        this.#counters.rejected++;
-        throw new ValidationError(
-          'task.signal',
-          'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
-        );
-      }
-    }
-    task.acceptedAt = now;
-    task.readyAt = now;
-    this.#live.set(task.id, task);
-    if (spec.deadlineMs !== Infinity)
-      this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
-    // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
-    // the caller awaits something else) must never crash the host with an unhandled rejection.
-    task.promise.catch(noop);
-    if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
-    if (agent) this.#dispatch(task, agent, now);
-    else this.#enqueue(task, now);
-    return task;
+  /**
+   * An agent joined routing: it takes the best waiting tasks it can serve.
+   * @internal
+   */
+  agentRoutable(agent: AgentRecord): void {
+    this.#capabilityIndex.add(agent);
+    this.#routingCache.invalidate();
+    this.#pull(agent, this.#options.clock.now());
   }
 
-  #handle(task: TaskRecord): TaskHandle {
-    return {
-      id: task.id,
-      result: task.promise,
-      cancel: (reason?: unknown) => {
-        if (task.phase === 'done') return false;
-        this.#cancel(task, new TaskCancelledError(task.id, reason));
-        return true;
-      },
-    };
+  /** Requirement classes with tasks that could start now if an agent were free (held work left out). */
+  *waitingDemand(): Iterable<WaitingDemand> {
+    // Held work is not demand: more agents would not start it sooner.
+    if (this.#room.waiting === 0 || this.#halted) return;
+    // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
+    // free agents first, so that only tasks with room to run and no agent count as demand.
+    if (this.#limited) this.#kick();
+    yield* this.#room.demand(this.#options.clock.now());
   }
+
+  /**
+   * An agent left routing: waiting tasks that no agent or pool can serve any more fail.
+   * @internal
+   */
+  agentUnroutable(agent: AgentRecord): void {
+    this.#capabilityIndex.delete(agent);
+    this.#routingCache.invalidate();
+    if (this.#room.waiting > 0) this.#failStranded();
+  }
+
+  /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
+  #failStranded(): void {
+    for (const klass of this.#room.classes()) {
+      if (klass.queue.size === 0 || this.#room.canEverServe(klass)) continue;
+      for (const task of this.#room.drain(klass)) this.#giveUp(task, new NoCapableAgentError(klass.requires));
+    }
+  }
+
+  // --- Routing and waiting ----------------------------------------------------------------------
 
   /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */
   #route(task: TaskRecord): AgentRecord | undefined {
@@ -479,13 +504,14 @@ export class TaskExecutionEngine implements RoutingListener {
       const sticky = this.#affinity.agentFor(affinityKey, requires);
       if (sticky) return sticky;
     }
-    const candidates = this.#cache.get(task.routeSig, requires, prefers);
+    const candidates = this.#routingCache.get(task.routeSig, requires, prefers);
     const avoid = task.history === undefined ? undefined : (a: AgentRecord) => task.triedAgent(a.id);
-    const agent = this.#strategy.pick(candidates, avoid);
+    const agent = this.#routingStrategy.pick(candidates, avoid);
     if (agent && affinityKey !== undefined) this.#affinity.bind(affinityKey, agent);
     return agent;
   }
 
+  /** The task waits in its class: `task:queued`, and the pools are asked for an agent unless its work is held. */
   #enqueue(task: TaskRecord, now: number): void {
     task.phase = 'waiting';
     const klass = this.#room.add(task, now);
@@ -564,13 +590,16 @@ export class TaskExecutionEngine implements RoutingListener {
       pending = Promise.reject(error);
     }
     pending.then(
-      (value) => this.#settle(attempt, true, value),
-      (error: unknown) => this.#settle(attempt, false, error),
+      (value) => this.#attemptReturned(attempt, true, value),
+      (error: unknown) => this.#attemptReturned(attempt, false, error),
     );
   }
 
-  /** `execute` settled: give the slot back, and if the task still waited on this attempt, conclude it. */
-  #settle(attempt: Attempt, ok: boolean, value: unknown): void {
+  /**
+   * `execute` settled: the slot goes back and the agent pulls its next task; if the task still waited on this attempt,
+   * it completes, or its failure is handled.
+   */
+  #attemptReturned(attempt: Attempt, ok: boolean, value: unknown): void {
     const { agent, task } = attempt;
     const now = this.#options.clock.now();
     if (attempt.abandoned) agent.lateReturned(attempt.abandonedAt);
@@ -591,7 +620,8 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#pull(agent, now);
   }
 
-  #timeout(attempt: Attempt): void {
+  /** An attempt ran past its `timeoutMs`: it counts as failed (agent stats, breaker), its signal aborts. */
+  #attemptTimedOut(attempt: Attempt): void {
     if (attempt.abandoned) return;
     const { task, agent } = attempt;
     const now = this.#options.clock.now();
@@ -605,6 +635,10 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#attemptFailed(task, attempt, error, now);
   }
 
+  /**
+   * A failed attempt joins the task's history; then the task waits again (a rate limit's retry-after), backs off
+   * (a retry left), or gives up (none left, or the engine stopped).
+   */
   #attemptFailed(task: TaskRecord, attempt: Attempt, error: unknown, now: number): void {
     (task.history ??= []).push({
       attempt: attempt.number,
@@ -641,6 +675,20 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#giveUp(task, error);
   }
 
+  /** After a backoff: route again (another agent first) or wait. */
+  #reschedule(task: TaskRecord): void {
+    const now = this.#options.clock.now();
+    task.readyAt = now;
+    const held =
+      this.#halted !== undefined || (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now));
+    const agent = held ? undefined : this.#route(task);
+    if (agent) this.#dispatch(task, agent, now);
+    // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
+    else if (!this.#room.canEverServe(this.#room.classFor(task)))
+      this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
+    else this.#enqueue(task, now);
+  }
+
   /**
    * A retry-after from a rate-limited capability: pause its limits for that long and put the task back in its queue
    * without spending one of its attempts (at most `maxDeferrals` times). Returns whether it did.
@@ -671,6 +719,18 @@ export class TaskExecutionEngine implements RoutingListener {
       reason: 'rate-limit',
     });
     return true;
+  }
+
+  /**
+   * Takes a running attempt away from its task (halt, cancel, deadline): its timeout unscheduled, no longer counted
+   * as running, its signal aborted with `reason`. Its slot stays taken until execute() returns, as for a timeout, and
+   * nothing counts for or against its agent's breaker.
+   */
+  #withdraw(attempt: Attempt, reason: unknown, now: number): void {
+    this.#deadlines.remove(attempt);
+    this.#counters.running--;
+    attempt.abandon(reason, now);
+    this.#probeUndecided(attempt);
   }
 
   /**
@@ -711,6 +771,8 @@ export class TaskExecutionEngine implements RoutingListener {
     });
   }
 
+  // --- Ending: every way out leads to #finish ---------------------------------------------------
+
   /**
    * No attempt is left (or none can run): with retries configured the task is dead-lettered with its history; with
    * one attempt it fails with the agent's error (or times out).
@@ -726,32 +788,19 @@ export class TaskExecutionEngine implements RoutingListener {
     }
   }
 
-  /** After a backoff: route again (another agent first) or wait. */
-  #reschedule(task: TaskRecord): void {
-    const now = this.#options.clock.now();
-    task.readyAt = now;
-    const held =
-      this.#halted !== undefined || (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now));
-    const agent = held ? undefined : this.#route(task);
-    if (agent) this.#dispatch(task, agent, now);
-    // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
-    else if (!this.#room.canEverServe(this.#room.classFor(task)))
-      this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
-    else this.#enqueue(task, now);
-  }
-
+  /** Cancelled (its caller, `cancel`, stop, a spent budget): it ends wherever it is, its running attempt aborted. */
   #cancel(task: TaskRecord, error: TaskCancelledError): void {
-    this.#end(task, error, 'cancelled');
+    this.#abort(task, error, 'cancelled');
   }
 
   /** The task ran past its `deadlineMs`: it ends timed-out wherever it is, its running attempt aborted. */
   #expire(task: TaskRecord): void {
     task.deadlineEntry = undefined; // the scheduler took it out already
-    this.#end(task, new TaskTimeoutError(task.id, task.spec.deadlineMs, task.attempts, 'task'), 'timed-out');
+    this.#abort(task, new TaskTimeoutError(task.id, task.spec.deadlineMs, task.attempts, 'task'), 'timed-out');
   }
 
   /** Ends a live task from outside its attempt (a cancel, its deadline): out of its queue or backoff, attempt aborted. */
-  #end(task: TaskRecord, error: TaskCancelledError | TaskTimeoutError, outcome: 'cancelled' | 'timed-out'): void {
+  #abort(task: TaskRecord, error: TaskCancelledError | TaskTimeoutError, outcome: 'cancelled' | 'timed-out'): void {
     switch (task.phase) {
       case 'done':
         return;
@@ -765,12 +814,7 @@ export class TaskExecutionEngine implements RoutingListener {
         break;
       case 'running': {
         const attempt = task.current;
-        if (attempt && !attempt.abandoned) {
-          this.#deadlines.remove(attempt);
-          this.#counters.running--;
-          attempt.abandon(error, this.#options.clock.now());
-          this.#probeUndecided(attempt);
-        }
+        if (attempt && !attempt.abandoned) this.#withdraw(attempt, error, this.#options.clock.now());
         break;
       }
     }
@@ -778,8 +822,6 @@ export class TaskExecutionEngine implements RoutingListener {
     if (ended(task)) return;
     this.#finish(task, outcome, error, this.#options.clock.now());
   }
-
-  // --- The terminal state ----------------------------------------------------------------------
 
   /**
    * The one way a task ends, whatever its outcome, exactly once: it leaves the live set and the task deadlines,
