@@ -3,7 +3,7 @@
  * Bounded: the oldest is dropped when `maxEntries` is reached.
  */
 import type { AttemptRecord } from '../errors.js';
-import type { Task } from './task.js';
+import type { Task, TaskRecord, TaskSpec } from './task.js';
 
 /** A dead-lettered task: what it was, and what happened on each attempt. */
 export interface DeadLetter {
@@ -57,4 +57,34 @@ export class DeadLetterList {
     const all = [...this.#entries.values()];
     return tenantId === undefined ? all : all.filter((l) => l.tenantId === tenantId);
   }
+}
+
+/** The dead letter of a task that failed its last attempt, with its history. */
+export function deadLetterOf(task: TaskRecord): DeadLetter {
+  const { spec } = task;
+  return {
+    taskId: task.id,
+    type: spec.type,
+    tenantId: spec.tenantId,
+    task: taskInput(spec),
+    attempts: task.history ?? [],
+    deadLetteredAt: Date.now(),
+  };
+}
+
+/** The caller-facing task that a spec came from, without its signal: what a dead letter resubmits. */
+function taskInput(spec: TaskSpec): Omit<Task, 'signal'> {
+  const out: Omit<Task, 'signal'> = {
+    type: spec.type,
+    requires: spec.requires,
+    prefers: spec.prefers,
+    priority: spec.priority,
+    payload: spec.payload,
+    timeoutMs: spec.timeoutMs,
+    maxAttempts: spec.maxAttempts,
+  };
+  if (spec.deadlineMs !== Infinity) out.deadlineMs = spec.deadlineMs;
+  if (spec.tenantId !== undefined) out.tenantId = spec.tenantId;
+  if (spec.affinityKey !== undefined) out.affinityKey = spec.affinityKey;
+  return out;
 }

@@ -1,9 +1,12 @@
 /**
  * Idempotency keys: a task in flight answers a second submit with the same key, and a succeeded task's
  * result does so for `ttlMs` after it finished. Failed tasks forget their key so that a retry can run.
- * Bounded: beyond `maxEntries` the oldest finished entries are dropped first.
+ * Bounded: beyond `maxEntries` the oldest finished entries are dropped first. A duplicate submit of a task in
+ * flight gets a follower handle ({@link followerHandle}): the first task's outcome, with its own deadline and cancel.
  */
-import type { TaskRecord } from './task.js';
+import { MAX_TIMER_MS } from '../util/timers.js';
+import { TaskCancelledError, TaskTimeoutError } from '../errors.js';
+import type { TaskHandle, TaskRecord, TaskSpec } from './task.js';
 
 type Entry =
   | { readonly kind: 'running'; readonly task: TaskRecord }
@@ -63,4 +66,48 @@ export class IdempotencyCache {
       toDrop--;
     }
   }
+}
+
+const noop = (): void => {};
+
+/**
+ * The handle of a duplicate submit: it follows the running task's outcome, and its `cancel` detaches only this
+ * caller (its result rejects), leaving the task running for the caller who submitted it first.
+ */
+export function followerHandle(task: TaskRecord, spec: TaskSpec): TaskHandle {
+  let settled = false;
+  let rejectOwn!: (error: unknown) => void;
+  const result = new Promise<unknown>((resolve, reject) => {
+    rejectOwn = reject;
+    task.promise.then(resolve, reject);
+  });
+  result.catch(noop);
+  const detach = (error: unknown): boolean => {
+    if (settled || task.phase === 'done') return false;
+    settled = true;
+    rejectOwn(error);
+    return true;
+  };
+  // This caller's own deadline and signal end its wait, not the shared task (the first caller's, still running).
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const { signal } = spec;
+  if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
+    timer = setTimeout(
+      () => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')),
+      spec.deadlineMs,
+    );
+    timer.unref(); // the shared task holds the process while it runs
+  }
+  if (signal) {
+    onAbort = () => detach(new TaskCancelledError(task.id, signal.reason));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  }
+  result.then(noop, noop).finally(() => {
+    settled = true;
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  });
+  return { id: task.id, result, cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)) };
 }

@@ -1,22 +1,34 @@
 /**
- * TaskExecutionEngine: accepts tasks, routes them (filter by capability, then score), runs attempts with
- * timeouts and cancellation, retries on another agent with backoff, dead-letters what keeps failing, and
- * holds tasks that find no free agent in per-class waiting queues with late binding: whichever matching agent
- * frees first takes the best waiting task it can serve.
+ * TaskExecutionEngine: the state machine of an accepted task, from submit to its one terminal state.
  *
- * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event.
+ * ```
+ * submit ─ admission ─┬─ a free agent ───────────────────────────────────────→ running
+ *                     └─ none free, or held (halt, rate limit) ──────────────→ waiting
+ * waiting ─ a matching agent frees (late binding), a limit refills, resume ──→ running
+ * running ─ execute resolves ────────────────────────────────────────────────→ done: completed
+ * running ─ fails or times out, a retry left ────────────────────────────────→ backoff ─ delay ─→ running | waiting
+ * running ─ a rate limit's retry-after, a halt (attempt not counted) ────────→ waiting
+ * running ─ fails or times out, no retry left ───────────────────────────────→ done: failed | timed-out | dead-lettered
+ * waiting | backoff ─ no agent or pool can serve it any more ────────────────→ done: failed | dead-lettered
+ * waiting | running | backoff ─ cancel, stop, its deadlineMs ────────────────→ done: cancelled | timed-out
+ * ```
+ *
+ * The engine owns the phase of each task (`TaskRecord.phase`) and every move between phases; its parts hold the
+ * rest: the waiting room (where waiting tasks sit, and which one a freed agent takes), the capability index, routing
+ * cache and strategy, affinity, attempt and task deadlines, admission, idempotency, dead letters and counters.
+ *
+ * Invariant: every accepted task ends in exactly one terminal state and emits exactly one terminal event. Every way
+ * out (`#giveUp` when no attempt is left, `#abort` for a cancel or a deadline, a completed attempt) goes through
+ * `#finish`, which does everything an ending does, once.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_TIMER_MS } from '../util/timers.js';
-import { type ResolvedOrchestratorOptions } from '../config.js';
+import type { Clock } from '../util/timers.js';
 import {
-  BudgetExceededError,
   NoCapableAgentError,
   OrchestratorNotStartedError,
   type OrchestratorHaltedError,
   OrchestratorStoppedError,
   QueueFullError,
-  ResourcePressureError,
   TaskCancelledError,
   TaskDeadLetteredError,
   TaskNotFoundError,
@@ -27,17 +39,19 @@ import {
 } from '../errors.js';
 import type { ResourceEvents } from '../resources/events.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
-import type { EngineEvents, TaskFailureOutcome, TaskOutcome } from './events.js';
+import type { EngineEvents, TaskOutcome } from './events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
 import type { AgentRecord } from '../pool/agent-record.js';
-import type { RateLimiter } from '../resources/rate-limiter.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
+import { admissionRefusal, budgetExceededError } from './admission.js';
+import { AffinityTable } from './affinity.js';
 import { CapabilityIndex } from './capability-index.js';
 import { DeadlineHeap, type HeapEntry } from './deadline-heap.js';
 import { Deadlines } from './deadlines.js';
-import { DeadLetterList, type DeadLetter } from './dead-letter.js';
-import { IdempotencyCache, type IdempotencyHit } from './idempotency.js';
+import { DeadLetterList, deadLetterOf, type DeadLetter } from './dead-letter.js';
+import { EngineCounters, type EngineStats } from './engine-stats.js';
+import { followerHandle, IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
 import {
@@ -51,7 +65,14 @@ import {
   type TaskHandle,
   type TaskSpec,
 } from './task.js';
-import { WaitQueue } from './wait-queue.js';
+import { WaitingRoom, type WaitingDemand } from './waiting-room.js';
+import type { ResolvedEngineOptions } from './options.js';
+
+/** What the engine reads of the orchestrator's options: its own, and the clock. */
+type EngineSettings = ResolvedEngineOptions & { readonly clock: Clock };
+
+// The counters' type moved beside them; the orchestrator and the public API still take it from here.
+export type { EngineStats } from './engine-stats.js';
 
 /** A live task as `orchestrator.task(id)` reports it. */
 export interface TaskSnapshot {
@@ -74,51 +95,6 @@ export interface TaskSnapshot {
 }
 
 /**
- * Task counters since the orchestrator was made, and what is in flight now.
- * `submitted` = rejected + deduplicated + the five terminal outcomes + in flight.
- */
-export interface EngineStats {
-  /**
-   * Tasks submitted here (`submit`, `delegate`, `retryDeadLetter`), refused ones included; one handed straight to
-   * another node is not.
-   */
-  readonly submitted: number;
-  /** Refused at submit (validation, queue full, no capable agent, stopped): never accepted. */
-  readonly rejected: number;
-  /** Answered from an idempotency key instead of running again. */
-  readonly deduplicated: number;
-  /** Tasks that succeeded. */
-  readonly completed: number;
-  /** Tasks that ended with outcome `failed` (see the `task:failed` event). */
-  readonly failed: number;
-  /** Tasks cancelled after they were accepted. */
-  readonly cancelled: number;
-  /** Tasks that ended with outcome `timed-out`: their one attempt timed out, or the task ran past its `deadlineMs`. */
-  readonly timedOut: number;
-  /** Tasks dead-lettered, including ones since dropped from the list or retried. */
-  readonly deadLettered: number;
-  /** Attempts after a task's first (re-runs after a halt or a rate limit's retry-after included). */
-  readonly retries: number;
-  /** Tasks waiting for an agent now (held ones included). */
-  readonly waiting: number;
-  /** Attempts running now (given-up attempts whose agent has not returned are not counted). */
-  readonly running: number;
-  /** Waiting out a backoff delay before the next attempt. */
-  readonly backingOff: number;
-  /** The routing cache: candidate lists per requirements and preferences, rebuilt when routing changes. */
-  readonly routingCache: {
-    /** Routing decisions that reused a cached candidate list. */
-    readonly hits: number;
-    /** Routing decisions that had to build one. */
-    readonly misses: number;
-    /** Candidate lists cached now. */
-    readonly size: number;
-  };
-  /** Dead letters held now (at most `maxDeadLetters`). */
-  readonly deadLetters: number;
-}
-
-/**
  * Told of every attempt start and terminal state, synchronously and without an event payload: the metrics use it, so
  * counting a task costs no allocation. Implementations must not throw (they are not isolated like listeners).
  */
@@ -129,93 +105,61 @@ export interface TaskObserver {
   taskEnded(type: string, outcome: TaskOutcome, latencyMs: number): void;
 }
 
-/** One requirement class: the tasks waiting for agents that hold the same set of capabilities. */
-class TaskClass {
-  readonly signature: string;
-  readonly requires: readonly string[];
-  readonly queue: WaitQueue;
-  /** Rate limits on its capabilities: a task of this class starts only when every one has room. */
-  readonly limiters: readonly RateLimiter[];
-  servableAt = -1;
-  servable = false;
-
-  constructor(
-    signature: string,
-    requires: readonly string[],
-    agingIntervalMs: number,
-    limiters: readonly RateLimiter[],
-  ) {
-    this.signature = signature;
-    this.requires = requires;
-    this.queue = new WaitQueue(agingIntervalMs);
-    this.limiters = limiters;
-  }
-}
-
 type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
 const noop = (): void => {};
 const identity = <T>(value: T): T => value;
 
-/** Requirement classes kept before the empty ones are swept. */
-const MAX_IDLE_CLASSES = 1_024;
-
 /**
- * The engine behind `submit` and `delegate`: routing, waiting queues, attempts, retries and dead letters. The
- * orchestrator builds it and keeps it private; it is named here for the types of its results.
+ * The engine behind `submit` and `delegate`: admission, routing, waiting, attempts, retries, dead letters and the
+ * one terminal path. The orchestrator builds it and keeps it private; it is named here for the types of its results.
  */
 export class TaskExecutionEngine implements RoutingListener {
-  readonly #options: ResolvedOrchestratorOptions;
-  readonly #pools: AgentPoolManager;
-  readonly #events: TypedEmitter<EngineEvents & ResourceEvents>;
-  readonly #resources: ResourceManager;
-  /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
-  readonly #limited: boolean;
-  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
-  #observer: TaskObserver | undefined;
-  readonly #strategy: RoutingStrategy;
-  readonly #index = new CapabilityIndex();
-  readonly #cache: RoutingCache;
-  readonly #classes = new Map<string, TaskClass>();
-  #classesVersion = 0;
-  /** Per agent, the classes it can serve, as of `#classesVersion`. */
-  readonly #servable = new WeakMap<AgentRecord, { version: number; classes: TaskClass[] }>();
-  /** Every accepted task not yet terminal. */
-  readonly #live = new Map<string, TaskRecord>();
-  readonly #idempotency: IdempotencyCache;
-  readonly #deadLetters: DeadLetterList;
-  /** affinityKey → agent id, least recently used first. */
-  readonly #affinity = new Map<string, string>();
-  readonly #deadlines: Deadlines<Attempt>;
-  /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
-  readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
-  readonly #idPrefix = randomBytes(4).toString('hex');
-  #seq = 0;
-  #state: EngineState = 'idle';
+  // What it was built with.
+  readonly #options: EngineSettings;
   readonly #taskDefaults: {
     readonly timeoutMs: number;
     readonly maxAttempts: number;
     readonly maxPayloadBytes: number;
   };
+  readonly #pools: AgentPoolManager;
+  readonly #events: TypedEmitter<EngineEvents & ResourceEvents>;
+  readonly #resources: ResourceManager;
+  /** Whether any capability carries a rate limit: without, the limit checks are skipped entirely. */
+  readonly #limited: boolean;
+  /** The one observer of attempts and outcomes (the metrics). */
+  #observer: TaskObserver | undefined;
+
+  // Its parts: routing, waiting, deadlines, and what outlives a task.
+  readonly #capabilityIndex = new CapabilityIndex();
+  readonly #routingCache: RoutingCache;
+  readonly #routingStrategy: RoutingStrategy;
+  readonly #affinity: AffinityTable;
+  /** Where tasks with no free agent wait, by requirement class. */
+  readonly #room: WaitingRoom;
+  /** Attempt timeouts (`timeoutMs`). */
+  readonly #deadlines: Deadlines<Attempt>;
+  /** Whole-task deadlines (`deadlineMs`): nearly all different, so a heap rather than the attempts' duration lists. */
+  readonly #taskDeadlines: DeadlineHeap<TaskDeadline>;
+  readonly #idempotency: IdempotencyCache;
+  readonly #deadLetters: DeadLetterList;
+  readonly #counters = new EngineCounters();
+  /** Where `ctx.reportCost` goes: one sink for every attempt. */
+  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
+
+  // Its state.
+  #state: EngineState = 'idle';
   /** Set by `halt()`: waiting work is held (nothing starts) until `resume()`. */
   #halted: OrchestratorHaltedError | undefined;
+  /** Set while `stop()` drains: called when the last live task ends, or by a halt (held work cannot drain). */
   #onIdle: (() => void) | undefined;
-  #waiting = 0;
-
-  #submitted = 0;
-  #rejected = 0;
-  #deduplicated = 0;
-  #completed = 0;
-  #failed = 0;
-  #cancelled = 0;
-  #timedOut = 0;
-  #deadLettered = 0;
-  #retries = 0;
-  #running = 0;
-  #backingOff = 0;
+  /** Every accepted task not yet terminal, by id. */
+  readonly #live = new Map<string, TaskRecord>();
+  readonly #idPrefix = randomBytes(4).toString('hex');
+  #seq = 0;
 
   constructor(
-    options: ResolvedOrchestratorOptions,
+    options: EngineSettings,
     pools: AgentPoolManager,
     events: TypedEmitter<EngineEvents & ResourceEvents>,
     resources: ResourceManager,
@@ -236,11 +180,13 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#deadlines.clear();
       this.#taskDeadlines.clear();
     });
-    this.#strategy = ROUTING_STRATEGIES[options.routing];
-    this.#cache = new RoutingCache(this.#index);
+    this.#routingStrategy = ROUTING_STRATEGIES[options.routing];
+    this.#routingCache = new RoutingCache(this.#capabilityIndex);
+    this.#room = new WaitingRoom(options.agingIntervalMs, pools, resources);
+    this.#affinity = new AffinityTable(options.maxAffinityKeys, pools);
     this.#idempotency = new IdempotencyCache(options.idempotencyTtlMs, options.maxIdempotencyKeys);
     this.#deadLetters = new DeadLetterList(options.maxDeadLetters);
-    this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#timeout(attempt));
+    this.#deadlines = new Deadlines<Attempt>(options.clock, (attempt) => this.#attemptTimedOut(attempt));
     this.#taskDeadlines = new DeadlineHeap<TaskDeadline>(options.clock, (entry) => this.#expire(entry.task));
   }
 
@@ -254,131 +200,129 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#state === 'idle') this.#state = 'running';
   }
 
-  // --- RoutingListener --------------------------------------------------------------------------
-
-  /**
-   * An agent joined routing: it takes the best waiting tasks it can serve.
-   * @internal
-   */
-  agentRoutable(agent: AgentRecord): void {
-    this.#index.add(agent);
-    this.#cache.invalidate();
-    this.#pull(agent, this.#options.clock.now());
-  }
-
-  /** Requirement classes with tasks that could start now if an agent were free (held work left out). */
-  *waitingDemand(): Iterable<{
-    /** The capabilities the class requires. */
-    readonly requires: readonly string[];
-    /** Its tasks waiting. */
-    readonly waiting: number;
-  }> {
-    // Held work is not demand: more agents would not start it sooner.
-    if (this.#waiting === 0 || this.#halted) return;
-    // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
-    // free agents first, so that only tasks with room to run and no agent count as demand.
-    if (this.#limited) this.#kick();
-    const now = this.#options.clock.now();
-    for (const c of this.#classes.values()) {
-      if (c.queue.size > 0 && !this.#heldByLimits(c, now)) yield { requires: c.requires, waiting: c.queue.size };
-    }
-  }
-
-  /**
-   * An agent left routing: waiting tasks that no agent or pool can serve any more fail.
-   * @internal
-   */
-  agentUnroutable(agent: AgentRecord): void {
-    this.#index.delete(agent);
-    this.#cache.invalidate();
-    if (this.#waiting > 0) this.#failStranded();
-  }
-
-  /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
-  #failStranded(): void {
-    for (const klass of this.#classes.values()) {
-      if (klass.queue.size === 0 || this.#canEverServe(klass)) continue;
-      for (const task of klass.queue.drain()) {
-        this.#waiting--;
-        this.#giveUp(task, new NoCapableAgentError(klass.requires));
-      }
-    }
-  }
-
   // --- Submission -------------------------------------------------------------------------------
 
   /** Accepts a task and returns its handle; throws (synchronously) when the task is refused. */
   delegate(input: Task): TaskHandle {
-    const accepted = this.#take(input);
+    const accepted = this.#admit(input);
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
-      ? this.#followerHandle(accepted.task, accepted.spec)
+      ? followerHandle(accepted.task, accepted.spec)
       : { id: accepted.taskId, result: Promise.resolve(accepted.value), cancel: () => false };
   }
 
   /** Like `delegate(input).result`, without building a handle: the result promise itself. Throws when refused. */
   submit(input: Task): Promise<unknown> {
-    const accepted = this.#take(input);
+    const accepted = this.#admit(input);
     if (accepted instanceof TaskRecord) return accepted.promise;
     // A duplicate: follow the first task's outcome (a promise of our own, so nothing handled twice).
     if (accepted.kind === 'done') return Promise.resolve(accepted.value);
     if (accepted.spec.deadlineMs !== Infinity || accepted.spec.signal)
-      return this.#followerHandle(accepted.task, accepted.spec).result;
+      return followerHandle(accepted.task, accepted.spec).result;
     const follower = accepted.task.promise.then(identity);
     follower.catch(noop);
     return follower;
   }
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
-  #take(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
-    this.#submitted++;
+  #admit(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
+    this.#counters.submitted++;
     let spec: TaskSpec;
     try {
       if (this.#state === 'idle') throw new OrchestratorNotStartedError();
       if (this.#state !== 'running') throw new OrchestratorStoppedError();
       spec = validateTask(input, this.#taskDefaults);
     } catch (error) {
-      this.#rejected++;
+      this.#counters.rejected++;
       throw error;
     }
     const now = this.#options.clock.now();
     if (spec.idempotencyKey !== undefined) {
       const hit = this.#idempotency.lookup(spec.idempotencyKey, now);
       if (hit) {
-        this.#deduplicated++;
+        this.#counters.deduplicated++;
         return { ...hit, spec };
       }
     }
-    const refusal = this.#admission(spec, now);
+    const refusal = admissionRefusal(this.#resources, spec, now);
     if (refusal) {
-      this.#rejected++;
+      this.#counters.rejected++;
       throw refusal;
     }
     return this.#accept(spec, now);
   }
 
-  /** Graceful degradation and guardrails: critical pressure sheds low-priority work, a spent budget its tenant's. */
-  #admission(spec: TaskSpec, now: number): Error | undefined {
-    const pressure = this.#resources.pressureMonitor;
-    if (pressure !== undefined && pressure.level === 'critical' && spec.priority < pressure.options.priorityFloor) {
-      return new ResourcePressureError('critical', {
-        priority: spec.priority,
-        priorityFloor: pressure.options.priorityFloor,
-      });
+  /**
+   * Accepts an admitted task: it starts on a free agent, or (none free, or work held) waits, once it is sure that an
+   * agent could ever serve it and the waiting room has space. Throws when refused.
+   */
+  #accept(spec: TaskSpec, now: number): TaskRecord {
+    const sig = requirementSignature(spec.requires);
+    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
+    if (spec.signal?.aborted) {
+      this.#counters.rejected++;
+      throw new TaskCancelledError(task.id, spec.signal.reason);
     }
-    const { budgets } = this.#resources;
-    if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
-      const { tenantId } = spec;
-      return new BudgetExceededError(
-        tenantId,
-        budgets.spent(tenantId, now),
-        budgets.limitOf(tenantId),
-        budgets.windowMs,
-        budgets.msUntilUnder(tenantId, now),
-      );
+    // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
+    // skip the scan, and the newcomer queues behind them instead of overtaking.
+    const agent =
+      this.#halted !== undefined ||
+      this.#room.waitingIn(sig) > 0 ||
+      (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now))
+        ? undefined
+        : this.#route(task);
+    if (!agent) {
+      if (!this.#room.canEverServe(this.#room.classFor(task))) {
+        this.#counters.rejected++;
+        throw new NoCapableAgentError(spec.requires);
+      }
+      if (this.#room.waiting >= this.#options.maxQueueSize) {
+        this.#counters.rejected++;
+        throw new QueueFullError(this.#options.maxQueueSize);
+      }
     }
-    return undefined;
+    if (spec.signal) {
+      // First, before the task is recorded anywhere: a signal that refuses a listener refuses the task.
+      const signal = spec.signal;
+      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
+      try {
+        signal.addEventListener('abort', task.onCallerAbort, { once: true });
+      } catch {
+        this.#counters.rejected++;
+        throw new ValidationError(
+          'task.signal',
+          'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
+        );
+      }
+    }
+    task.acceptedAt = now;
+    task.readyAt = now;
+    this.#live.set(task.id, task);
+    if (spec.deadlineMs !== Infinity)
+      this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
+    // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
+    // the caller awaits something else) must never crash the host with an unhandled rejection.
+    task.promise.catch(noop);
+    if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
+    if (agent) this.#dispatch(task, agent, now);
+    else this.#enqueue(task, now);
+    return task;
   }
+
+  /** The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended). */
+  #handle(task: TaskRecord): TaskHandle {
+    return {
+      id: task.id,
+      result: task.promise,
+      cancel: (reason?: unknown) => {
+        if (task.phase === 'done') return false;
+        this.#cancel(task, new TaskCancelledError(task.id, reason));
+        return true;
+      },
+    };
+  }
+
+  // --- Queries and control ----------------------------------------------------------------------
 
   /** Cancels a task by id; returns whether it was still live (and, with `tenantId`, that tenant's). */
   cancel(taskId: string, reason?: unknown, tenantId?: string): boolean {
@@ -423,35 +367,20 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** The task counters and what is in flight now. */
   stats(): EngineStats {
-    return {
-      submitted: this.#submitted,
-      rejected: this.#rejected,
-      deduplicated: this.#deduplicated,
-      completed: this.#completed,
-      failed: this.#failed,
-      cancelled: this.#cancelled,
-      timedOut: this.#timedOut,
-      deadLettered: this.#deadLettered,
-      retries: this.#retries,
-      waiting: this.#waiting,
-      running: this.#running,
-      backingOff: this.#backingOff,
-      routingCache: { hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size },
-      deadLetters: this.#deadLetters.size,
-    };
+    return this.#counters.snapshot(this.#room.waiting, this.#routingCache, this.#deadLetters.size);
   }
 
   /** Tasks waiting in the class of `requires` (any order of the capabilities). */
   waitingFor(requires: readonly string[]): number {
-    return this.#classes.get(requirementSignature(requires))?.queue.size ?? 0;
+    return this.#room.waitingFor(requires);
   }
 
   /** Waiting tasks per requirement class (signature `''` is "no requirement"). */
   queueDepths(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const c of this.#classes.values()) if (c.queue.size > 0) out[c.requires.join('+') || '*'] = c.queue.size;
-    return out;
+    return this.#room.depths();
   }
+
+  // --- Lifecycle: stop, halt, resume ------------------------------------------------------------
 
   /**
    * Refuses new work. With `drain`, waits until every accepted task is terminal or `timeoutMs` passed; then (or
@@ -499,18 +428,14 @@ export class TaskExecutionEngine implements RoutingListener {
     /** Tasks waiting once halted, the interrupted ones included. */
     held: number;
   } {
-    if (this.#halted) return { interrupted: 0, held: this.#waiting };
+    if (this.#halted) return { interrupted: 0, held: this.#room.waiting };
     this.#halted = reason;
     const now = this.#options.clock.now();
     let interrupted = 0;
     for (const task of [...this.#live.values()]) {
       const attempt = task.current;
       if (task.phase !== 'running' || !attempt || attempt.abandoned) continue;
-      this.#deadlines.remove(attempt);
-      this.#running--;
-      // Its slot stays taken until execute() returns, as for a timeout; nothing counts for or against its breaker.
-      attempt.abandon(reason, now);
-      this.#probeUndecided(attempt);
+      this.#withdraw(attempt, reason, now);
       if (ended(task)) continue; // a listener on its signal cancelled it: it ended there
       task.current = undefined;
       task.interruptions++;
@@ -520,275 +445,111 @@ export class TaskExecutionEngine implements RoutingListener {
     }
     // A drain in progress cannot finish held work: let stop() go on to cancel it instead of waiting out its timeout.
     this.#onIdle?.();
-    return { interrupted, held: this.#waiting };
+    return { interrupted, held: this.#room.waiting };
   }
 
   /** Releases held work: free agents take the best waiting tasks, and pools scale for the rest. Returns how many waited. */
   resume(): number {
     if (!this.#halted) return 0;
     this.#halted = undefined;
-    const released = this.#waiting;
+    const released = this.#room.waiting;
     if (this.#state !== 'running' && this.#state !== 'draining') return released;
     const now = this.#options.clock.now();
     for (const agent of this.#pools.agents()) if (agent.routable) this.#pull(agent, now);
     if (this.#limited) this.#kick();
-    for (const klass of this.#classes.values()) {
-      if (klass.queue.size > 0 && !this.#heldByLimits(klass, now))
-        this.#pools.requestCapacity(klass.requires, klass.queue.size);
-    }
+    for (const demand of this.#room.demand(now)) this.#pools.requestCapacity(demand.requires, demand.waiting);
     return released;
   }
 
-  // --- Acceptance and routing -------------------------------------------------------------------
+  // --- RoutingListener --------------------------------------------------------------------------
 
-  #accept(spec: TaskSpec, now: number): TaskRecord {
-    const sig = requirementSignature(spec.requires);
-    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
-    if (spec.signal?.aborted) {
-      this.#rejected++;
-      throw new TaskCancelledError(task.id, spec.signal.reason);
-    }
-    // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
-    // skip the scan, and the newcomer queues behind them instead of overtaking.
-    const agent =
-      this.#halted !== undefined ||
-      (this.#classes.get(sig)?.queue.size ?? 0) > 0 ||
-      (this.#limited && !this.#limitsAllow(this.#classFor(task), now))
-        ? undefined
-        : this.#route(task);
-    if (!agent) {
-      const klass = this.#classFor(task);
-      if (!this.#canEverServe(klass)) {
-        this.#rejected++;
-        throw new NoCapableAgentError(spec.requires);
-      }
-      if (this.#waiting >= this.#options.maxQueueSize) {
-        this.#rejected++;
-        throw new QueueFullError(this.#options.maxQueueSize);
-      }
-    }
-    if (spec.signal) {
-      // First, before the task is recorded anywhere: a signal that refuses a listener refuses the task.
-      const signal = spec.signal;
-      task.onCallerAbort = () => this.#cancel(task, new TaskCancelledError(task.id, signal.reason));
-      try {
-        signal.addEventListener('abort', task.onCallerAbort, { once: true });
-      } catch {
-        this.#rejected++;
-        throw new ValidationError(
-          'task.signal',
-          'Expected `task.signal` to be an AbortSignal that accepts an abort listener',
-        );
-      }
-    }
-    task.acceptedAt = now;
-    task.readyAt = now;
-    this.#live.set(task.id, task);
-    if (spec.deadlineMs !== Infinity)
-      this.#taskDeadlines.add((task.deadlineEntry = new TaskDeadline(task)), spec.deadlineMs, now);
-    // Handled from the start: a caller who attaches their handler later (or a task cancelled by stop() while
-    // the caller awaits something else) must never crash the host with an unhandled rejection.
-    task.promise.catch(noop);
-    if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
-    if (agent) this.#dispatch(task, agent, now);
-    else this.#enqueue(task, now);
-    return task;
+  /**
+   * An agent joined routing: it takes the best waiting tasks it can serve.
+   * @internal
+   */
+  agentRoutable(agent: AgentRecord): void {
+    this.#capabilityIndex.add(agent);
+    this.#routingCache.invalidate();
+    this.#pull(agent, this.#options.clock.now());
   }
 
-  #handle(task: TaskRecord): TaskHandle {
-    return {
-      id: task.id,
-      result: task.promise,
-      cancel: (reason?: unknown) => {
-        if (task.phase === 'done') return false;
-        this.#cancel(task, new TaskCancelledError(task.id, reason));
-        return true;
-      },
-    };
+  /** Requirement classes with tasks that could start now if an agent were free (held work left out). */
+  *waitingDemand(): Iterable<WaitingDemand> {
+    // Held work is not demand: more agents would not start it sooner.
+    if (this.#room.waiting === 0 || this.#halted) return;
+    // A limit may have refilled before its wake-up timer ran (timers run late under load): start what it allows on
+    // free agents first, so that only tasks with room to run and no agent count as demand.
+    if (this.#limited) this.#kick();
+    yield* this.#room.demand(this.#options.clock.now());
   }
 
   /**
-   * The handle of a duplicate submit: it follows the running task's outcome, and its `cancel` detaches only this
-   * caller (its result rejects), leaving the task running for the caller who submitted it first.
+   * An agent left routing: waiting tasks that no agent or pool can serve any more fail.
+   * @internal
    */
-  #followerHandle(task: TaskRecord, spec: TaskSpec): TaskHandle {
-    let settled = false;
-    let rejectOwn!: (error: unknown) => void;
-    const result = new Promise<unknown>((resolve, reject) => {
-      rejectOwn = reject;
-      task.promise.then(resolve, reject);
-    });
-    result.catch(noop);
-    const detach = (error: unknown): boolean => {
-      if (settled || task.phase === 'done') return false;
-      settled = true;
-      rejectOwn(error);
-      return true;
-    };
-    // This caller's own deadline and signal end its wait, not the shared task (the first caller's, still running).
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const { signal } = spec;
-    if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(
-        () => detach(new TaskTimeoutError(task.id, spec.deadlineMs, task.attempts, 'task')),
-        spec.deadlineMs,
-      );
-      timer.unref(); // the shared task holds the process while it runs
-    }
-    if (signal) {
-      onAbort = () => detach(new TaskCancelledError(task.id, signal.reason));
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    }
-    result.then(noop, noop).finally(() => {
-      settled = true;
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
-    });
-    return { id: task.id, result, cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)) };
+  agentUnroutable(agent: AgentRecord): void {
+    this.#capabilityIndex.delete(agent);
+    this.#routingCache.invalidate();
+    if (this.#room.waiting > 0) this.#failStranded();
   }
+
+  /** Waiting tasks that no agent or pool can serve any more (their last capable agent left) fail now rather than wait forever. */
+  #failStranded(): void {
+    for (const klass of this.#room.classes()) {
+      if (klass.queue.size === 0 || this.#room.canEverServe(klass)) continue;
+      for (const task of this.#room.drain(klass)) this.#giveUp(task, new NoCapableAgentError(klass.requires));
+    }
+  }
+
+  // --- Routing and waiting ----------------------------------------------------------------------
 
   /** Filter-then-score over the cached candidates; affinity first when its agent can take the task now. */
   #route(task: TaskRecord): AgentRecord | undefined {
     const { affinityKey, requires, prefers } = task.spec;
     if (affinityKey !== undefined) {
-      const id = this.#affinity.get(affinityKey);
-      const agent = id === undefined ? undefined : this.#pools.get(id);
-      if (agent && agent.routable && agent.hasFreeSlot && agent.holdsAll(requires)) {
-        this.#affinity.delete(affinityKey);
-        this.#affinity.set(affinityKey, id!);
-        return agent;
-      }
+      const sticky = this.#affinity.agentFor(affinityKey, requires);
+      if (sticky) return sticky;
     }
-    const candidates = this.#cache.get(task.routeSig, requires, prefers);
+    const candidates = this.#routingCache.get(task.routeSig, requires, prefers);
     const avoid = task.history === undefined ? undefined : (a: AgentRecord) => task.triedAgent(a.id);
-    const agent = this.#strategy.pick(candidates, avoid);
-    if (agent && affinityKey !== undefined) this.#bindAffinity(affinityKey, agent);
+    const agent = this.#routingStrategy.pick(candidates, avoid);
+    if (agent && affinityKey !== undefined) this.#affinity.bind(affinityKey, agent);
     return agent;
   }
 
-  /** Binds a key to an agent unless it is still bound to one that is routable (the key moves only when its agent leaves). */
-  #bindAffinity(key: string, agent: AgentRecord): void {
-    const current = this.#affinity.get(key);
-    if (current !== undefined && current !== agent.id && this.#pools.get(current)?.routable) return;
-    this.#affinity.delete(key);
-    if (this.#options.maxAffinityKeys === 0) return;
-    if (this.#affinity.size >= this.#options.maxAffinityKeys) {
-      const oldest = this.#affinity.keys().next().value;
-      if (oldest !== undefined) this.#affinity.delete(oldest);
-    }
-    this.#affinity.set(key, agent.id);
-  }
-
-  #classFor(task: TaskRecord): TaskClass {
-    let klass = this.#classes.get(task.requireSig);
-    if (!klass) {
-      if (this.#classes.size >= MAX_IDLE_CLASSES) {
-        // Ad-hoc requirement sets must not grow memory without end: forget the classes nobody waits in.
-        for (const [sig, c] of this.#classes) if (c.queue.size === 0) this.#classes.delete(sig);
-      }
-      klass = new TaskClass(
-        task.requireSig,
-        task.spec.requires,
-        this.#options.agingIntervalMs,
-        this.#resources.limitersFor(task.spec.requires),
-      );
-      this.#classes.set(task.requireSig, klass);
-      this.#classesVersion++;
-    }
-    return klass;
-  }
-
-  #canEverServe(klass: TaskClass): boolean {
-    const generation = this.#pools.generation;
-    if (klass.servableAt !== generation) {
-      klass.servable = this.#pools.canEverServe(klass.requires);
-      klass.servableAt = generation;
-    }
-    return klass.servable;
-  }
-
+  /** The task waits in its class: `task:queued`, and the pools are asked for an agent unless its work is held. */
   #enqueue(task: TaskRecord, now: number): void {
-    const klass = this.#classFor(task);
     task.phase = 'waiting';
-    klass.queue.push(task, now);
-    this.#waiting++;
+    const klass = this.#room.add(task, now);
     if (this.#events.has('task:queued')) {
       this.#events.emit('task:queued', {
         taskId: task.id,
         type: task.spec.type,
         priority: task.spec.priority,
         tenantId: task.spec.tenantId,
-        waiting: this.#waiting,
+        waiting: this.#room.waiting,
       });
     }
     // Tasks held back by a rate limit are not waiting for agents: more agents would not start them sooner.
-    if (!this.#halted && !this.#heldByLimits(klass, now)) this.#pools.requestCapacity(klass.requires, klass.queue.size);
+    if (!this.#halted && !this.#room.heldByLimits(klass, now))
+      this.#pools.requestCapacity(klass.requires, klass.queue.size);
   }
 
   /** Late binding: gives a freed agent the best waiting tasks it can serve, while it has free slots. */
   #pull(agent: AgentRecord, now: number): void {
-    while (this.#waiting > 0 && this.#halted === undefined && agent.routable && agent.hasFreeSlot) {
-      const task = this.#takeFor(agent, now);
+    while (this.#room.waiting > 0 && this.#halted === undefined && agent.routable && agent.hasFreeSlot) {
+      const task = this.#room.takeFor(agent, now);
       if (!task) return;
       this.#dispatch(task, agent, now);
     }
   }
 
-  #takeFor(agent: AgentRecord, now: number): TaskRecord | undefined {
-    let cached = this.#servable.get(agent);
-    if (!cached || cached.version !== this.#classesVersion) {
-      const classes: TaskClass[] = [];
-      for (const c of this.#classes.values()) if (agent.holdsAll(c.requires)) classes.push(c);
-      cached = { version: this.#classesVersion, classes };
-      this.#servable.set(agent, cached);
-    }
-    let bestClass: TaskClass | undefined;
-    let bestTask: TaskRecord | undefined;
-    for (const c of cached.classes) {
-      const head = c.queue.peek(now);
-      if (!head) continue;
-      if (c.limiters.length > 0 && !this.#limitsAllow(c, now)) continue;
-      // Highest effective level first; on a tie, the task that has waited longest in that level.
-      if (
-        !bestTask ||
-        head.queueLevel > bestTask.queueLevel ||
-        (head.queueLevel === bestTask.queueLevel && head.queuedAt < bestTask.queuedAt)
-      ) {
-        bestTask = head;
-        bestClass = c;
-      }
-    }
-    if (!bestClass) return undefined;
-    const task = bestClass.queue.take(now)!;
-    this.#waiting--;
-    return task;
-  }
-
-  /** Whether every rate limit of the class has room now; if not, asks the blocking limiter for a wake-up. */
-  #limitsAllow(klass: TaskClass, now: number): boolean {
-    for (const limiter of klass.limiters) {
-      if (!limiter.ready(now)) {
-        limiter.want(now);
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /** Whether a rate limit of the class has no room now (without asking for a wake-up). */
-  #heldByLimits(klass: TaskClass, now: number): boolean {
-    for (const limiter of klass.limiters) if (!limiter.ready(now)) return true;
-    return false;
-  }
-
   /** A rate limit has room again: start held tasks on free agents, best first, while the limits allow. */
   #kick(): void {
-    if (this.#waiting === 0 || this.#state === 'stopped' || this.#halted) return;
+    if (this.#room.waiting === 0 || this.#state === 'stopped' || this.#halted) return;
     const now = this.#options.clock.now();
-    for (const klass of this.#classes.values()) {
-      while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#limitsAllow(klass, now)) {
+    for (const klass of this.#room.classes()) {
+      while (klass.queue.size > 0 && klass.limiters.length > 0 && this.#room.limitsAllow(klass, now)) {
         const head = klass.queue.peek(now)!;
         const agent = this.#route(head);
         if (!agent) {
@@ -796,9 +557,7 @@ export class TaskExecutionEngine implements RoutingListener {
           this.#pools.requestCapacity(klass.requires, klass.queue.size);
           break;
         }
-        const task = klass.queue.take(now)!;
-        this.#waiting--;
-        this.#dispatch(task, agent, now);
+        this.#dispatch(this.#room.take(klass, now), agent, now);
       }
     }
   }
@@ -809,15 +568,15 @@ export class TaskExecutionEngine implements RoutingListener {
   #dispatch(task: TaskRecord, agent: AgentRecord, startedAt: number): void {
     const { spec } = task;
     const number = ++task.attempts;
-    if (number > 1) this.#retries++;
+    if (number > 1) this.#counters.retries++;
     task.phase = 'running';
-    this.#running++;
+    this.#counters.running++;
     const probe = agent.probe === 'ready';
     agent.acquire();
     const attempt = new Attempt(task, agent, number, startedAt);
     if (probe) attempt.probe = true;
     task.current = attempt;
-    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.take(startedAt);
+    if (this.#limited) for (const limiter of this.#room.classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
     this.#observer?.attemptStarted(spec.type, startedAt - task.readyAt);
     if (this.#events.has('task:started')) {
@@ -837,38 +596,42 @@ export class TaskExecutionEngine implements RoutingListener {
       pending = Promise.reject(error);
     }
     pending.then(
-      (value) => this.#settle(attempt, true, value),
-      (error: unknown) => this.#settle(attempt, false, error),
+      (value) => this.#attemptReturned(attempt, true, value),
+      (error: unknown) => this.#attemptReturned(attempt, false, error),
     );
   }
 
-  /** `execute` settled: give the slot back, and if the task still waited on this attempt, conclude it. */
-  #settle(attempt: Attempt, ok: boolean, value: unknown): void {
+  /**
+   * `execute` settled: the slot goes back and the agent pulls its next task; if the task still waited on this attempt,
+   * it completes, or its failure is handled.
+   */
+  #attemptReturned(attempt: Attempt, ok: boolean, value: unknown): void {
     const { agent, task } = attempt;
     const now = this.#options.clock.now();
     if (attempt.abandoned) agent.lateReturned(attempt.abandonedAt);
     else {
       attempt.abandoned = true;
       this.#deadlines.remove(attempt);
-      this.#running--;
+      this.#counters.running--;
       agent.recordOutcome(ok, now - attempt.startedAt);
       // A retry-after is the vendor pacing us, not the agent failing: it does not count against its breaker.
       if (agent.breaker) {
         if (ok || retryAfterMs(value) === undefined) agent.breaker.record(ok, now, attempt.probe);
         else this.#probeUndecided(attempt);
       }
-      if (ok) this.#complete(task, attempt, value, now);
+      if (ok) this.#finish(task, 'completed', value, now, attempt);
       else this.#attemptFailed(task, attempt, value, now);
     }
     agent.release(now);
     this.#pull(agent, now);
   }
 
-  #timeout(attempt: Attempt): void {
+  /** An attempt ran past its `timeoutMs`: it counts as failed (agent stats, breaker), its signal aborts. */
+  #attemptTimedOut(attempt: Attempt): void {
     if (attempt.abandoned) return;
     const { task, agent } = attempt;
     const now = this.#options.clock.now();
-    this.#running--;
+    this.#counters.running--;
     agent.recordOutcome(false, now - attempt.startedAt);
     agent.breaker?.record(false, now, attempt.probe);
     const error = new TaskTimeoutError(task.id, task.spec.timeoutMs, attempt.number);
@@ -878,6 +641,10 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#attemptFailed(task, attempt, error, now);
   }
 
+  /**
+   * A failed attempt joins the task's history; then the task waits again (a rate limit's retry-after), backs off
+   * (a retry left), or gives up (none left, or the engine stopped).
+   */
   #attemptFailed(task: TaskRecord, attempt: Attempt, error: unknown, now: number): void {
     (task.history ??= []).push({
       attempt: attempt.number,
@@ -894,10 +661,10 @@ export class TaskExecutionEngine implements RoutingListener {
     if (task.attempts - task.deferrals - task.interruptions < spec.maxAttempts && retry.retryable(error)) {
       const delayMs = retry.delay(task.attempts, error);
       task.phase = 'backoff';
-      this.#backingOff++;
+      this.#counters.backingOff++;
       task.backoffTimer = setTimeout(() => {
         task.backoffTimer = undefined;
-        this.#backingOff--;
+        this.#counters.backingOff--;
         this.#reschedule(task);
       }, delayMs);
       // Emitted once the backoff is in place: a listener that cancels the task finds it where it is.
@@ -914,13 +681,27 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#giveUp(task, error);
   }
 
+  /** After a backoff: route again (another agent first) or wait. */
+  #reschedule(task: TaskRecord): void {
+    const now = this.#options.clock.now();
+    task.readyAt = now;
+    const held =
+      this.#halted !== undefined || (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now));
+    const agent = held ? undefined : this.#route(task);
+    if (agent) this.#dispatch(task, agent, now);
+    // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
+    else if (!this.#room.canEverServe(this.#room.classFor(task)))
+      this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
+    else this.#enqueue(task, now);
+  }
+
   /**
    * A retry-after from a rate-limited capability: pause its limits for that long and put the task back in its queue
    * without spending one of its attempts (at most `maxDeferrals` times). Returns whether it did.
    */
   #defer(task: TaskRecord, error: unknown, now: number): boolean {
     if (!this.#limited) return false;
-    const { limiters } = this.#classFor(task);
+    const { limiters } = this.#room.classFor(task);
     if (limiters.length === 0) return false;
     const ms = this.#resources.retry.retryAfter(error);
     // Only a retryable error is a rate limit speaking (a BudgetExceededError an agent passes on carries a hint too).
@@ -947,6 +728,18 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /**
+   * Takes a running attempt away from its task (halt, cancel, deadline): its timeout unscheduled, no longer counted
+   * as running, its signal aborted with `reason`. Its slot stays taken until execute() returns, as for a timeout, and
+   * nothing counts for or against its agent's breaker.
+   */
+  #withdraw(attempt: Attempt, reason: unknown, now: number): void {
+    this.#deadlines.remove(attempt);
+    this.#counters.running--;
+    attempt.abandon(reason, now);
+    this.#probeUndecided(attempt);
+  }
+
+  /**
    * A half-open breaker's probe ended without a verdict (cancelled, or paced by a retry-after): the agent takes
    * another probe once this attempt has returned, instead of staying half-open with no way forward.
    */
@@ -960,18 +753,12 @@ export class TaskExecutionEngine implements RoutingListener {
     task.cost += units;
     if (units === 0) return;
     const now = this.#options.clock.now();
-    if (this.#limited) for (const limiter of this.#classFor(task).limiters) limiter.charge(units, now);
+    if (this.#limited) for (const limiter of this.#room.classFor(task).limiters) limiter.charge(units, now);
     const tenantId = task.spec.tenantId;
     const { budgets } = this.#resources;
     // Spend is kept even for a tenant with no limit (yet): a limit set later with setBudget() counts it.
     if (tenantId === undefined || !budgets.charge(tenantId, units, now)) return;
-    const exceeded = new BudgetExceededError(
-      tenantId,
-      budgets.spent(tenantId, now),
-      budgets.limitOf(tenantId),
-      budgets.windowMs,
-      budgets.msUntilUnder(tenantId, now),
-    );
+    const exceeded = budgetExceededError(budgets, tenantId, now);
     let halted = 0;
     if (budgets.haltOnExceeded) {
       for (const t of [...this.#live.values()]) {
@@ -990,142 +777,71 @@ export class TaskExecutionEngine implements RoutingListener {
     });
   }
 
+  // --- Ending: every way out leads to #finish ---------------------------------------------------
+
   /**
-   * Terminal failure: with retries configured the task is dead-lettered with its history; with one attempt it
-   * fails with the agent's error (or times out).
+   * No attempt is left (or none can run): with retries configured the task is dead-lettered with its history; with
+   * one attempt it fails with the agent's error (or times out).
    */
   #giveUp(task: TaskRecord, error: unknown): void {
-    const { spec } = task;
-    if (spec.maxAttempts > 1 && task.history !== undefined) {
-      this.#deadLetters.add({
-        taskId: task.id,
-        type: spec.type,
-        tenantId: spec.tenantId,
-        task: taskInput(spec),
-        attempts: task.history,
-        deadLetteredAt: Date.now(),
-      });
-      this.#fail(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error));
+    const now = this.#options.clock.now();
+    if (task.spec.maxAttempts > 1 && task.history !== undefined) {
+      this.#finish(task, 'dead-lettered', new TaskDeadLetteredError(task.id, task.history, error), now);
     } else if (isInstance(error, TaskTimeoutError)) {
-      this.#fail(task, 'timed-out', error);
+      this.#finish(task, 'timed-out', error, now);
     } else {
-      this.#fail(task, 'failed', error);
+      this.#finish(task, 'failed', error, now);
     }
   }
 
-  /** After a backoff: route again (another agent first) or wait. */
-  #reschedule(task: TaskRecord): void {
-    const now = this.#options.clock.now();
-    task.readyAt = now;
-    const held = this.#halted !== undefined || (this.#limited && !this.#limitsAllow(this.#classFor(task), now));
-    const agent = held ? undefined : this.#route(task);
-    if (agent) this.#dispatch(task, agent, now);
-    // Its last capable agent may have left during the backoff: give up now (dead letter, with its history) rather than wait forever.
-    else if (!this.#canEverServe(this.#classFor(task))) this.#giveUp(task, new NoCapableAgentError(task.spec.requires));
-    else this.#enqueue(task, now);
-  }
-
+  /** Cancelled (its caller, `cancel`, stop, a spent budget): it ends wherever it is, its running attempt aborted. */
   #cancel(task: TaskRecord, error: TaskCancelledError): void {
-    this.#end(task, error, 'cancelled');
+    this.#abort(task, error, 'cancelled');
   }
 
   /** The task ran past its `deadlineMs`: it ends timed-out wherever it is, its running attempt aborted. */
   #expire(task: TaskRecord): void {
     task.deadlineEntry = undefined; // the scheduler took it out already
-    this.#end(task, new TaskTimeoutError(task.id, task.spec.deadlineMs, task.attempts, 'task'), 'timed-out');
+    this.#abort(task, new TaskTimeoutError(task.id, task.spec.deadlineMs, task.attempts, 'task'), 'timed-out');
   }
 
   /** Ends a live task from outside its attempt (a cancel, its deadline): out of its queue or backoff, attempt aborted. */
-  #end(task: TaskRecord, error: TaskCancelledError | TaskTimeoutError, outcome: 'cancelled' | 'timed-out'): void {
+  #abort(task: TaskRecord, error: TaskCancelledError | TaskTimeoutError, outcome: 'cancelled' | 'timed-out'): void {
     switch (task.phase) {
       case 'done':
         return;
-      case 'waiting': {
-        const klass = this.#classes.get(task.requireSig);
-        if (klass && task.lane !== undefined) {
-          klass.queue.remove(task);
-          this.#waiting--;
-        }
+      case 'waiting':
+        this.#room.remove(task);
         break;
-      }
       case 'backoff':
         clearTimeout(task.backoffTimer);
         task.backoffTimer = undefined;
-        this.#backingOff--;
+        this.#counters.backingOff--;
         break;
       case 'running': {
         const attempt = task.current;
-        if (attempt && !attempt.abandoned) {
-          this.#deadlines.remove(attempt);
-          this.#running--;
-          attempt.abandon(error, this.#options.clock.now());
-          this.#probeUndecided(attempt);
-        }
+        if (attempt && !attempt.abandoned) this.#withdraw(attempt, error, this.#options.clock.now());
         break;
       }
     }
     // Aborting the attempt ran the agent's abort listeners, and one of them may have ended the task already.
     if (ended(task)) return;
-    this.#fail(task, outcome, error);
+    this.#finish(task, outcome, error, this.#options.clock.now());
   }
 
-  // --- Terminal states --------------------------------------------------------------------------
-
-  #complete(task: TaskRecord, attempt: Attempt, value: unknown, now: number): void {
-    this.#conclude(task);
-    this.#completed++;
-    if (task.spec.idempotencyKey !== undefined) this.#idempotency.succeeded(task.spec.idempotencyKey, task, value, now);
-    this.#observer?.taskEnded(task.spec.type, 'completed', now - task.acceptedAt);
-    if (this.#events.has('task:completed')) {
-      this.#events.emit('task:completed', {
-        taskId: task.id,
-        type: task.spec.type,
-        agentId: attempt.agent.id,
-        role: attempt.agent.role,
-        attempt: attempt.number,
-        durationMs: now - attempt.startedAt,
-        latencyMs: now - task.acceptedAt,
-      });
-    }
-    task.resolve(value);
-    this.#checkIdle();
-  }
-
-  #fail(task: TaskRecord, outcome: TaskFailureOutcome, error: unknown): void {
-    this.#conclude(task);
-    switch (outcome) {
-      case 'failed':
-        this.#failed++;
-        break;
-      case 'cancelled':
-        this.#cancelled++;
-        break;
-      case 'timed-out':
-        this.#timedOut++;
-        break;
-      case 'dead-lettered':
-        this.#deadLettered++;
-        break;
-    }
-    if (task.spec.idempotencyKey !== undefined) this.#idempotency.forget(task.spec.idempotencyKey, task);
-    const latencyMs = this.#options.clock.now() - task.acceptedAt;
-    this.#observer?.taskEnded(task.spec.type, outcome, latencyMs);
-    if (this.#events.has('task:failed')) {
-      this.#events.emit('task:failed', {
-        taskId: task.id,
-        type: task.spec.type,
-        outcome,
-        attempts: task.attempts,
-        error,
-        latencyMs,
-      });
-    }
-    task.reject(error);
-    this.#checkIdle();
-  }
-
-  /** Common to every terminal state: leave the live set, drop the caller's abort listener. */
-  #conclude(task: TaskRecord): void {
+  /**
+   * The one way a task ends, whatever its outcome, exactly once: it leaves the live set and the task deadlines,
+   * drops the caller's abort listener and is counted; its idempotency key answers duplicates with the result for the
+   * TTL when it completed, and is forgotten otherwise (so a retry can run); a dead-lettered task joins the
+   * dead-letter list; the observer is told, the one terminal event (`task:completed` or `task:failed`) is emitted,
+   * and its promise settles. Last, a drain waiting for the live set to empty is woken.
+   *
+   * The caller has already taken the task out of its phase (queue, backoff, attempt). `result` is the value (for
+   * `completed`) or the error; `attempt` is the attempt that completed it (for `completed` only); `now` is the
+   * clock read for the end.
+   */
+  #finish(task: TaskRecord, outcome: TaskOutcome, result: unknown, now: number, attempt?: Attempt): void {
+    const { spec } = task;
     task.phase = 'done';
     task.current = undefined;
     this.#live.delete(task.id);
@@ -1134,12 +850,43 @@ export class TaskExecutionEngine implements RoutingListener {
       task.deadlineEntry = undefined;
     }
     if (task.onCallerAbort) {
-      task.spec.signal?.removeEventListener('abort', task.onCallerAbort);
+      spec.signal?.removeEventListener('abort', task.onCallerAbort);
       task.onCallerAbort = undefined;
     }
-  }
-
-  #checkIdle(): void {
+    this.#counters.ended(outcome);
+    const latencyMs = now - task.acceptedAt;
+    if (outcome === 'completed') {
+      if (spec.idempotencyKey !== undefined) this.#idempotency.succeeded(spec.idempotencyKey, task, result, now);
+      this.#observer?.taskEnded(spec.type, outcome, latencyMs);
+      if (this.#events.has('task:completed')) {
+        const { agent, number, startedAt } = attempt!;
+        this.#events.emit('task:completed', {
+          taskId: task.id,
+          type: spec.type,
+          agentId: agent.id,
+          role: agent.role,
+          attempt: number,
+          durationMs: now - startedAt,
+          latencyMs,
+        });
+      }
+      task.resolve(result);
+    } else {
+      if (outcome === 'dead-lettered') this.#deadLetters.add(deadLetterOf(task));
+      if (spec.idempotencyKey !== undefined) this.#idempotency.forget(spec.idempotencyKey, task);
+      this.#observer?.taskEnded(spec.type, outcome, latencyMs);
+      if (this.#events.has('task:failed')) {
+        this.#events.emit('task:failed', {
+          taskId: task.id,
+          type: spec.type,
+          outcome,
+          attempts: task.attempts,
+          error: result,
+          latencyMs,
+        });
+      }
+      task.reject(result);
+    }
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
   }
 }
@@ -1161,21 +908,4 @@ class TaskDeadline implements HeapEntry {
   constructor(task: TaskRecord) {
     this.task = task;
   }
-}
-
-/** The caller-facing task that a spec came from, without its signal: what a dead letter resubmits. */
-function taskInput(spec: TaskSpec): Omit<Task, 'signal'> {
-  const out: Omit<Task, 'signal'> = {
-    type: spec.type,
-    requires: spec.requires,
-    prefers: spec.prefers,
-    priority: spec.priority,
-    payload: spec.payload,
-    timeoutMs: spec.timeoutMs,
-    maxAttempts: spec.maxAttempts,
-  };
-  if (spec.deadlineMs !== Infinity) out.deadlineMs = spec.deadlineMs;
-  if (spec.tenantId !== undefined) out.tenantId = spec.tenantId;
-  if (spec.affinityKey !== undefined) out.affinityKey = spec.affinityKey;
-  return out;
 }
