@@ -9,10 +9,13 @@ import {
   resolveBreakerOptions,
   resolveRateLimitOptions,
   RATE_LIMIT_DEFAULTS,
+  type ResolvedBreakerOptions,
+  type ResolvedBudgetOptions,
+  type ResolvedPressureOptions,
   type ResolvedRateLimitOptions,
+  type ResolvedRetryOptions,
 } from './options.js';
-import { MAX_TIMER_MS } from '../util/timers.js';
-import { type ResolvedOrchestratorOptions } from '../config.js';
+import { MAX_TIMER_MS, type Clock } from '../util/timers.js';
 import { OrchestratorStoppedError, ValidationError } from '../errors.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
 import type { ResourceEvents } from './events.js';
@@ -23,6 +26,17 @@ import { PressureMonitor, type PressureLevel } from './pressure.js';
 import { RateLimiter, type RateLimiterHooks, type RateLimiterSnapshot } from './rate-limiter.js';
 import { RetryPolicy } from './retry-policy.js';
 import { TenantBudgets } from './budgets.js';
+
+/** What the resource manager reads of the orchestrator's options: the resources part's own, the clock and jitter. */
+export interface ResourceSettings {
+  readonly retry: ResolvedRetryOptions;
+  readonly agentBreaker: ResolvedBreakerOptions | false;
+  readonly pressure: ResolvedPressureOptions | false;
+  readonly budgets: ResolvedBudgetOptions;
+  readonly rateLimits: ReadonlyMap<string, ResolvedRateLimitOptions>;
+  readonly clock: Clock;
+  readonly random: () => number;
+}
 
 /** What `stats().resources` and `resources.stats()` return. */
 export interface ResourceStats {
@@ -78,7 +92,7 @@ export class ResourceManager {
   readonly budgets: TenantBudgets;
   /** @internal `undefined` when pressure sampling is off. */
   readonly pressureMonitor: PressureMonitor | undefined;
-  readonly #options: ResolvedOrchestratorOptions;
+  readonly #options: ResourceSettings;
   readonly #events: TypedEmitter<ResourceEvents>;
   readonly #buckets: BucketClock;
   readonly #agentBreakers = new Set<AgentBreaker>();
@@ -91,7 +105,7 @@ export class ResourceManager {
   #stopped = false;
 
   /** @internal Built by the orchestrator. */
-  constructor(options: ResolvedOrchestratorOptions, events: TypedEmitter<ResourceEvents>) {
+  constructor(options: ResourceSettings, events: TypedEmitter<ResourceEvents>) {
     this.#options = options;
     this.#events = events;
     this.retry = new RetryPolicy(options.retry, options.random);
