@@ -3,6 +3,7 @@
  * cannot serve to the nodes that can, gets their results back, and hears control messages. MemoryBridge links
  * orchestrators in one process; RedisBridge links processes and machines through Redis Streams.
  */
+import type { RetryPolicy } from '../resources/retry-policy.js';
 
 /**
  * What a node tells the cluster about itself: its registry entry, rewritten on every heartbeat. A bridge builds it from
@@ -269,7 +270,7 @@ export function replayOrder(entries: Iterable<StandingEntry>): ControlMessage[] 
  */
 export interface BridgeHost {
   /** The orchestrator's retry policy, for reconnects. */
-  readonly retry?: import('../resources/retry-policy.js').RetryPolicy;
+  readonly retry?: RetryPolicy;
   /** This node's current registry entry (called on every heartbeat). */
   info(): Omit<NodeInfo, 'heartbeatAt'>;
   /** Whether this node can run tasks that require `requires`. */

@@ -1,6 +1,7 @@
 /**
  * The parts of the Redis layout that both a RedisBridge and the operator CLI read and write: the node registry and
- * the control channel with its standing state. Every message is signed (see signing.ts).
+ * the control channel with its standing state, and the check of a message heard on that channel. Every message is
+ * signed (see signing.ts).
  *
  * Keys, under the namespace: `nodes` (set of ids) and `node:<id>` (a sealed NodeInfo with a TTL); `control`
  * (pub/sub channel); `control:standing` (hash: slot → the latest sealed message that set it, see `stickySlots`).
@@ -13,6 +14,8 @@ export const controlChannel = (ns: string): string => `${ns}:control`;
 const standingKey = (ns: string): string => `${ns}:control:standing`;
 const nodesKey = (ns: string): string => `${ns}:nodes`;
 export const nodeKey = (ns: string, id: string): string => `${ns}:node:${id}`;
+
+const CONTROL_KINDS: ReadonlySet<unknown> = new Set(['halt', 'resume', 'drain', 'traffic', 'rollback', 'config']);
 
 /** Sends a control message to every node, keeping it as standing state where it sets one. */
 export async function publishControl(
@@ -28,6 +31,29 @@ export async function publishControl(
   const results = await pipeline.exec();
   const failed = results?.find(([error]) => error);
   if (failed) throw failed[0];
+}
+
+/**
+ * A message heard on the control channel, to apply; `undefined` (to count as rejected) unless it is a signed object of
+ * a known kind, fresh and not seen before. Anyone who can PUBLISH reaches this.
+ */
+export function openControl(signer: MessageSigner, raw: string): ControlMessage | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const envelope = typeof parsed === 'object' && parsed !== null ? (parsed as { m?: unknown; s?: unknown }) : {};
+  const message = signer.open<ControlMessage>('control', envelope.m, envelope.s, true);
+  if (!message || !CONTROL_KINDS.has(message.kind)) return undefined;
+  return {
+    kind: message.kind,
+    reason: message.reason,
+    value: message.value,
+    from: message.from,
+    ...(typeof message.actor === 'string' ? { actor: message.actor } : {}),
+  };
 }
 
 /** The cluster's standing control messages (halt or resume, traffic), oldest first; unsigned or forged ones are left out. */

@@ -1,11 +1,106 @@
 /**
- * RedisBridge options: validated when the bridge is made, like the orchestrator's own (a misspelt or out-of-range
- * option is a ValidationError naming it, never a silent default or a failure at the first heartbeat).
+ * RedisBridge options: the documented type, the frozen defaults, the resolved type and the resolver. They are
+ * validated when the bridge is made, like the orchestrator's own (a misspelt or out-of-range option is a
+ * ValidationError naming it, never a silent default or a failure at the first heartbeat).
  */
-import { expectFunction, expectInteger, expectObject, expectString, own, rejectUnknownKeys } from '../util/validate.js';
+import type { Redis, RedisOptions } from 'ioredis';
 import { MAX_TIMER_MS } from '../util/timers.js';
+import {
+  expectFunction,
+  expectInteger,
+  expectObject,
+  expectString,
+  own,
+  rejectUnknownKeys,
+  keysOf,
+} from '../util/validate.js';
 import { ValidationError } from '../errors.js';
-import type { RedisBridgeOptions } from './redis-bridge.js';
+import type { RetryPolicy } from '../resources/retry-policy.js';
+
+/**
+ * Options of {@link RedisBridge}. `secret` and one of `url` or `redis` are required.
+ *
+ * The timings depend on each other (the constructor refuses `nodeTtlMs` or `reclaimIdleMs` at or below `heartbeatMs`):
+ * `heartbeatMs` well below `nodeTtlMs` (say a third at most) and well below `reclaimIdleMs`, and `doneTtlMs` above
+ * the time an entry can stay pending (about `maxDeliveries` × `reclaimIdleMs`, plus the tasks' run time).
+ */
+export interface RedisBridgeOptions {
+  /**
+   * A `redis://` or `rediss://` URL (credentials and ACL user in it pass through to ioredis). The bridge makes its own
+   * connection from it in `start()` and closes it in `stop()`. Unused when `redis` is given.
+   */
+  url?: string;
+  /**
+   * Your own ioredis client: the bridge uses it for commands (and duplicates it for its subscriber and the two
+   * blocking readers) and never closes it. Wins over `url`.
+   */
+  redis?: Redis;
+  /**
+   * Extra ioredis options (TLS, username, password, ...) for the connection made from `url`; they override the
+   * bridge's own (`maxRetriesPerRequest: null`, so commands wait out a reconnect, and a `retryStrategy` from `retry`).
+   * Ignored when `redis` is given.
+   */
+  redisOptions?: RedisOptions;
+  /** Shared by every node; signs every message. At least 16 characters. */
+  secret: string;
+  /** Prefix of every key, and part of every signature: nodes of two namespaces are two clusters. @default 'uo' */
+  namespace?: string;
+  /**
+   * This node's id, unique in the cluster: it names its registry entry, its results stream and its consumer in each
+   * task group. @default `node-` and 8 random hex digits
+   */
+  nodeId?: string;
+  /**
+   * Ms between heartbeats. Each beat rewrites this node's registry entry, starts consuming new task classes it can
+   * serve, keeps its running entries from being reclaimed, reclaims idle ones and re-reads the registry (what
+   * `canAnyServe` answers from). Lower: a fresher view of the cluster, for more Redis commands per node.
+   * Keep it well below `nodeTtlMs` (the others read a node's entry on their own beat, so a live node can look two
+   * beats old) and `reclaimIdleMs`. @default 1_000
+   */
+  heartbeatMs?: number;
+  /**
+   * Ms a node's registry entry lives after its last heartbeat (its TTL in Redis); a node whose heartbeat is this old
+   * is gone, and no longer counts for `canAnyServe` on the others. Lower: a dead node drops out sooner; too close to
+   * `heartbeatMs` and live nodes drop out between beats (at or below it, the constructor refuses it). @default 5_000
+   */
+  nodeTtlMs?: number;
+  /**
+   * Ms a delivered entry must sit idle (its node died, or refused its tasks) before a live node claims it and runs
+   * what has no result yet. Live nodes reset the idle time of what they run on every heartbeat, so this must stay
+   * well above `heartbeatMs`, or running tasks are claimed and run twice (at or below it, the constructor refuses
+   * it). Lower: a dead node's tasks resume sooner.
+   * @default 15_000
+   */
+  reclaimIdleMs?: number;
+  /**
+   * Deliveries of one stream entry (up to 16 hand-offs of one node) before the next claim dead-letters it: its tasks
+   * that have no result yet reject at their origin with TASK_DEAD_LETTERED, and the entry goes to the `dead` stream.
+   * Only deliveries that ended in silence count (the node died or hung); one that a node refused (queue full,
+   * pressure, stopping) does not, so a busy cluster never dead-letters work. @default 5
+   */
+  maxDeliveries?: number;
+  /**
+   * Ms a blocking read of tasks or results waits for new entries. Lower: tasks of a class this node just started
+   * serving are picked up sooner, for more round trips while idle. `stop()` does not wait for it. @default 1_000
+   */
+  blockMs?: number;
+  /**
+   * Ms a task's `done` marker lives after its result is reported: a redelivery of the task within this time is not
+   * run again. Longer: more keys in Redis (one per handed-off task). @default 3_600_000 (an hour)
+   */
+  doneTtlMs?: number;
+  /**
+   * Ms by which a control message's timestamp may differ from this node's clock (older, or ahead by clock skew)
+   * before it is dropped as a replay. Must exceed the clock skew between nodes. The standing state replayed at start is
+   * not checked against it. @default 60_000
+   */
+  maxMessageAgeMs?: number;
+  /**
+   * Delays between reconnects of the connection made from `url` (at least 50 ms each). @default the orchestrator's
+   * retry policy (outside an orchestrator: 50 ms × 2^attempt, at most 2 s)
+   */
+  retry?: RetryPolicy;
+}
 
 /** The defaults of {@link RedisBridgeOptions}' timings and limits (see each option). */
 export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
@@ -34,22 +129,22 @@ export type ResolvedRedisBridgeOptions = {
     : number;
 };
 
-const KEYS: ReadonlySet<string> = new Set([
-  'url',
-  'redis',
-  'redisOptions',
-  'secret',
-  'namespace',
-  'nodeId',
-  'heartbeatMs',
-  'nodeTtlMs',
-  'reclaimIdleMs',
-  'maxDeliveries',
-  'blockMs',
-  'doneTtlMs',
-  'maxMessageAgeMs',
-  'retry',
-]);
+const KEYS = keysOf<RedisBridgeOptions>({
+  url: true,
+  redis: true,
+  redisOptions: true,
+  secret: true,
+  namespace: true,
+  nodeId: true,
+  heartbeatMs: true,
+  nodeTtlMs: true,
+  reclaimIdleMs: true,
+  maxDeliveries: true,
+  blockMs: true,
+  doneTtlMs: true,
+  maxMessageAgeMs: true,
+  retry: true,
+});
 
 /** Checks every option and the relations between the timings; returns the timings and limits with their defaults. */
 export function resolveRedisBridgeOptions(options: RedisBridgeOptions): ResolvedRedisBridgeOptions {

@@ -1,0 +1,140 @@
+/**
+ * This node's hand-offs to the cluster. The hand-offs of one turn of the event loop go out in one pipeline: into the
+ * stream of their requirement class, entries of up to BATCH tasks, each one signed message; a class no node consumes
+ * yet is announced first. Each waits for its result (read by readResults in redis-results.ts) and is kept until then,
+ * to be sent again should Redis lose it (a restart without persistence).
+ */
+import { OrchestratorStoppedError } from '../errors.js';
+import { classKey, RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
+import type { RedisConnections } from './redis-connections.js';
+import type { RedisNode } from './redis-node.js';
+import { BATCH, type TaskBatch } from './redis-streams.js';
+
+/** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
+interface Outgoing {
+  readonly taskId: string;
+  /** Its requirement class. */
+  readonly key: string;
+  readonly stream: string;
+  readonly task: WireTask;
+}
+
+/** A hand-off waiting for its result. */
+interface Waiting extends Outgoing {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** The hand-offs of one node: sent in batches, settled by their results. */
+export class RedisHandOffs {
+  readonly #node: RedisNode;
+  readonly #connections: RedisConnections;
+  /** Hand-offs waiting for their result, with their sealed message (resent after Redis lost it). */
+  readonly #waiting = new Map<string, Waiting>();
+  /** Hand-offs of this turn of the event loop, sent in one pipeline. */
+  readonly #sendBox: Outgoing[] = [];
+  /** Classes this node has announced (the `classes` set and channel). */
+  readonly #knownClasses = new Set<string>();
+
+  constructor(node: RedisNode, connections: RedisConnections) {
+    this.#node = node;
+    this.#connections = connections;
+  }
+
+  /** Queues a hand-off for this turn's pipeline; resolves or rejects with its result. */
+  handOff(taskId: string, task: WireTask): Promise<unknown> {
+    const key = classKey(task.requires);
+    const outgoing: Outgoing = { taskId, key, stream: this.#node.key('tasks', key), task };
+    this.#node.counts.handedOff++;
+    return new Promise<unknown>((resolve, reject) => {
+      this.#waiting.set(taskId, { ...outgoing, resolve, reject });
+      this.#sendBox.push(outgoing);
+      if (this.#sendBox.length === 1) setImmediate(() => this.#send(this.#sendBox.splice(0)));
+    });
+  }
+
+  /** Stops waiting for a hand-off: it is neither settled nor sent again. */
+  forget(taskId: string): void {
+    this.#waiting.delete(taskId);
+  }
+
+  /** Settles the hand-off a result is for; a duplicate (the first one settled it) is dropped. */
+  settle(result: HandOffResult): void {
+    const waiting = this.#waiting.get(result.taskId);
+    if (!waiting) return;
+    this.#waiting.delete(result.taskId);
+    if (result.ok === true) waiting.resolve(result.value);
+    else waiting.reject(new RemoteTaskError(remoteError(result.error), String(result.node)));
+  }
+
+  /** Rejects every hand-off still waiting with OrchestratorStoppedError (the bridge stops). */
+  rejectWaiting(): void {
+    for (const [taskId, waiting] of this.#waiting) {
+      waiting.reject(
+        new OrchestratorStoppedError(`The orchestrator stopped before the handed-off task ${taskId} reported back`),
+      );
+    }
+    this.#waiting.clear();
+  }
+
+  /**
+   * After a lost connection (Redis may have lost its data: a restart without persistence), announces the classes
+   * again as they are used and publishes the hand-offs still waiting again.
+   */
+  async resend(): Promise<void> {
+    this.#knownClasses.clear();
+    if (this.#waiting.size === 0) return;
+    await this.#send(
+      [...this.#waiting.values()].map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })),
+    );
+  }
+
+  /**
+   * Sends hand-offs: per class stream, entries of up to BATCH tasks, each entry one signed message. Signatures and
+   * commands per entry, not per task, is what lets a busy producer keep up. An entry is acked once all its tasks
+   * reported; a reclaimed entry re-runs only the tasks without a `done` marker.
+   */
+  #send(items: readonly Outgoing[]): Promise<void> {
+    const pipeline = this.#connections.redis.pipeline();
+    const byStream = new Map<string, Outgoing[]>();
+    for (const item of items) {
+      if (!this.#knownClasses.has(item.key)) {
+        // A class no node may consume yet: tell them now instead of at their next heartbeat.
+        this.#knownClasses.add(item.key);
+        pipeline.sadd(this.#node.key('classes'), item.key);
+        pipeline.publish(this.#node.key('classes'), item.key);
+      }
+      const list = byStream.get(item.stream);
+      if (list) list.push(item);
+      else byStream.set(item.stream, [item]);
+    }
+    for (const [stream, list] of byStream) {
+      for (let i = 0; i < list.length; i += BATCH) {
+        const tasks = list.slice(i, i + BATCH).map(({ taskId, task }) => ({ taskId, task }));
+        const sealed = this.#node.signer.seal('tasks', { origin: this.#node.nodeId, tasks } satisfies TaskBatch);
+        pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
+      }
+    }
+    return pipeline.exec().then(
+      () => {},
+      (error: unknown) => {
+        for (const { taskId } of items) {
+          const waiting = this.#waiting.get(taskId);
+          this.#waiting.delete(taskId);
+          waiting?.reject(error);
+        }
+      },
+    );
+  }
+}
+
+/** The error of a remote result, as far as it is well-formed. */
+function remoteError(error: unknown): NonNullable<HandOffResult['error']> {
+  if (typeof error !== 'object' || error === null) return { name: 'Error', message: 'remote failure' };
+  const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
+  return {
+    name: typeof name === 'string' ? name : 'Error',
+    message: typeof message === 'string' ? message : 'remote failure',
+    ...(typeof code === 'string' ? { code } : {}),
+  };
+}
