@@ -26,8 +26,8 @@ export async function publishControl(
   for (const slot of stickySlots(message)) pipeline.hset(standingKey(ns), slot, raw);
   pipeline.publish(controlChannel(ns), raw);
   const results = await pipeline.exec();
-  const failed = results?.find(([error]) => error);
-  if (failed) throw failed[0];
+  const failed = results?.find(([error]) => error)?.[0];
+  if (failed) throw failed;
 }
 
 /** The cluster's standing control messages (halt or resume, traffic), oldest first; unsigned or forged ones are left out. */

@@ -298,7 +298,7 @@ export function resolveRouterOptions(
         'Expected `options.metrics.prefix` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name prefix)',
       );
     }
-    resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
+    resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix };
   }
   const key = own(o, 'key');
   const compare = own(o, 'compare');
@@ -311,12 +311,12 @@ export function resolveRouterOptions(
     legacy: side('legacy'),
     unified: side('unified'),
     orchestrator: orchestrator as ResolvedRouterOptions['orchestrator'],
-    percent: (percent as number | undefined) ?? 0,
-    shadow: (shadow as boolean | undefined) ?? false,
+    percent: percent ?? 0,
+    shadow: shadow ?? false,
     key: key === undefined ? defaultKey : expectFunction(key, 'options.key'),
     compare: compare === undefined ? deepEqual : expectFunction(compare, 'options.compare'),
-    latencyRatio: (ratio as number | undefined) ?? 2,
-    latencyMinMs: (minMs as number | undefined) ?? 100,
+    latencyRatio: ratio ?? 2,
+    latencyMinMs: minMs ?? 100,
     shadowTimeoutMs:
       timeout === undefined ? 60_000 : expectDuration(timeout, 'options.shadowTimeoutMs', false, 2_147_483_647),
     maxShadowInFlight: inFlight === undefined ? 1_000 : expectInteger(inFlight, 'options.maxShadowInFlight', 0),

@@ -162,10 +162,8 @@ export class HealthMonitor {
     const { disposables } = deps.resources;
     this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
     disposables.add(() => (this.#running = false));
-    const listen = <E extends keyof OrchestratorEvents & string>(
-      event: E,
-      fn: (p: OrchestratorEvents[E]) => void,
-    ): void => void disposables.listen(this.#events, event, fn);
+    const listen = <E extends keyof OrchestratorEvents>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
+      void disposables.listen(this.#events, event, fn);
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
       listen('task:completed', (e) => {
         if (this.#sla.judges(e.type)) this.#sla.record(e.type, e.latencyMs, true, this.#clock.now());
@@ -314,6 +312,7 @@ export class HealthMonitor {
   }
 
   async #checkOne(agent: AgentRecord): Promise<void> {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- read once, called below as check.call(agent.agent)
     const check = agent.agent.healthCheck;
     if (typeof check !== 'function') {
       // Nothing to ask: an agent quarantined as stuck is healthy again once it is no longer stuck (this pass saw that).

@@ -237,10 +237,8 @@ export class OrchestratorMetrics implements TaskObserver {
       this.#names.push(...added());
     }
 
-    const listen = <E extends keyof OrchestratorEvents & string>(
-      event: E,
-      fn: (p: OrchestratorEvents[E]) => void,
-    ): void => void disposables.listen(events, event, fn);
+    const listen = <E extends keyof OrchestratorEvents>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
+      void disposables.listen(events, event, fn);
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {
       const labels = { type: this.#typeLabel(e.type), metric: metricLabel(e.metric) };

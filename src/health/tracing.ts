@@ -73,7 +73,7 @@ export async function startTracing(
   if (mode === false) return false;
   let api: OtelApi;
   try {
-    api = (await import('@opentelemetry/api')) as unknown as OtelApi;
+    api = await import('@opentelemetry/api');
   } catch {
     return false; // not installed: tracing stays off
   }
@@ -85,10 +85,8 @@ export async function startTracing(
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
-  const listen = <E extends keyof OrchestratorEvents & string>(
-    event: E,
-    fn: (p: OrchestratorEvents[E]) => void,
-  ): void => void disposables.listen(events, event, fn);
+  const listen = <E extends keyof OrchestratorEvents>(event: E, fn: (p: OrchestratorEvents[E]) => void): void =>
+    void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);
     if (!span) {

@@ -85,7 +85,7 @@ export class Disposables {
   }
 
   /** Listens to an orchestrator event; the listener comes off on dispose or close (the parts that observe use this). */
-  listen<E extends keyof OrchestratorEvents & string>(
+  listen<E extends keyof OrchestratorEvents>(
     events: TypedEmitter<OrchestratorEvents>,
     event: E,
     listener: (payload: OrchestratorEvents[E]) => void,

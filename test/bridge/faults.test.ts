@@ -34,7 +34,7 @@ async function worker(ns: string, nodeId: string, ran: number[]): Promise<ChildP
   children.push(child);
   await new Promise<void>((resolve, reject) => {
     let buffer = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
       let i: number;
       while ((i = buffer.indexOf('\n')) >= 0) {

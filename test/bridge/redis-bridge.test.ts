@@ -613,7 +613,7 @@ describe('RedisBridge: stop, connections, options', () => {
       'maxDeliveries',
     ] as const) {
       for (const bad of [0, -1, 1.5, NaN, Infinity, '100'])
-        expect(field(() => new RedisBridge({ ...ok, [key]: bad } as never))).toBe(`options.${key}`);
+        expect(field(() => new RedisBridge({ ...ok, [key]: bad }))).toBe(`options.${key}`);
     }
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 2 ** 31 }))).toBe('options.heartbeatMs'); // past a Node timer
     // The timings must fit together: a registry entry outlives a beat, and reclaim never takes a live node's work.

@@ -256,7 +256,7 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
           minAgents: 2,
           maxAgents: 4,
           concurrency: 8,
-          create: () => ({ execute: async (ctx) => ctx.payload }),
+          create: () => ({ execute: async (ctx): Promise<unknown> => ctx.payload }),
         },
       ],
     });
@@ -433,7 +433,12 @@ describe('fuzz: junk in the RedisBridge keys while two nodes run', () => {
       health: { checkIntervalMs: 60_000 },
       bridge: bridge('C'),
       pools: [
-        { role: 'w', capabilities: ['y'], minAgents: 1, create: () => ({ execute: async (ctx) => ctx.payload }) },
+        {
+          role: 'w',
+          capabilities: ['y'],
+          minAgents: 1,
+          create: () => ({ execute: async (ctx): Promise<unknown> => ctx.payload }),
+        },
       ],
     });
     extra.push(c);

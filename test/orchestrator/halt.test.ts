@@ -13,7 +13,6 @@ import {
   TaskCancelledError,
   UnifiedOrchestrator,
   type Agent,
-  type CommunicationBridge,
   type ControlMessage,
   type OrchestratorEvents,
   type OrchestratorOptions,
