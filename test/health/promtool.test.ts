@@ -376,11 +376,13 @@ describe('docs/operations/alert-rules.yml', () => {
         'UnifiedOrchestratorUnhealthy',
       ].sort(),
     );
+    // A non-empty quoted string, in either YAML quoting (Prettier picks the one that needs fewer escapes).
+    const quoted = `(?:"[^"]+"|'(?:[^']|'')+')`;
     for (const [name, block] of blocks) {
       expect(block, name).toMatch(/^\s+for: \d+[smh]$/m);
       expect(block, name).toMatch(/^\s+severity: (critical|warning)$/m);
-      expect(block, name).toMatch(/^\s+summary: "[^"]+"$/m);
-      expect(block, name).toMatch(/^\s+description: "[^"]+"$/m);
+      expect(block, name).toMatch(new RegExp(`^\\s+summary: ${quoted}$`, 'm'));
+      expect(block, name).toMatch(new RegExp(`^\\s+description: ${quoted}$`, 'm'));
     }
     const exprOf = (name: string) => ruleExpressions(blocks.get(name)!)[0];
     expect(exprOf('UnifiedOrchestratorSlaBreached')).toMatch(/sla_breached\)? == 1$/);
