@@ -42,7 +42,7 @@ function namingConvention(...extra) {
     },
     { selector: 'typeLike', format: ['PascalCase'] },
     { selector: 'enumMember', format: ['PascalCase', 'UPPER_CASE'] },
-    // Static readonly class members are constants too. Every other class member (`#private` ones included) is camelCase.
+    // Static readonly class members are constants too; every other class member (`#private` ones too) is camelCase.
     { selector: 'classProperty', modifiers: ['static', 'readonly'], format: ['camelCase', 'UPPER_CASE'] },
     // Keys of plain data may mirror what they name: error codes and agent states (UPPER_CASE), environment
     // variables, classes or enums of another library (PascalCase: `SpanKind`, `Worker`).
@@ -110,7 +110,7 @@ export default defineConfig(
           ignoreRestSiblings: true,
         },
       ],
-      // Passing an abort signal's `reason` (typed `any`) on as the rejection is right: it is what the caller aborted with.
+      // Passing an abort signal's `reason` (typed `any`) on as the rejection is right: the caller aborted with it.
       '@typescript-eslint/prefer-promise-reject-errors': [
         'error',
         { allowThrowingAny: true, allowThrowingUnknown: true },

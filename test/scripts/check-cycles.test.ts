@@ -129,7 +129,8 @@ describe('scripts/check-cycles.ts', () => {
       'self.ts': "export type S = import('./self.js').T;\nexport type T = 1;\n",
       'p.ts': "import { q } from './q.js';\nexport const p = q;\n",
       'q.ts':
-        "import { r } from './r.js';\nimport { p } from './p.js';\nexport const q = 1;\nexport const f = () => [p, r];\n",
+        "import { r } from './r.js';\nimport { p } from './p.js';\n" +
+        'export const q = 1;\nexport const f = () => [p, r];\n',
       'r.ts': "import { q } from './q.js';\nexport const r = () => q;\n",
       'free.ts': "import { p } from './p.js';\nexport const free = p;\n",
     });
