@@ -8,20 +8,11 @@ const createWriter = (): Agent<{ text: string }, string> => ({
   },
 });
 
-const orchestrator = new UnifiedOrchestrator({
-  pools: [{ role: 'writer', capabilities: ['summarise'], create: createWriter, minAgents: 2 }],
-});
+const orchestrator = new UnifiedOrchestrator({ pools: [{ role: 'writer', capabilities: ['summarise'], create: createWriter, minAgents: 2 }] });
 await orchestrator.start(); // pools are warm before the first task
 
 try {
-  console.log(
-    await orchestrator.submit<string>({
-      type: 'summarise',
-      requires: ['summarise'],
-      payload: { text: 'Pools first. Then the rest.' },
-      maxAttempts: 3,
-    }),
-  );
+  console.log(await orchestrator.submit<string>({ type: 'summarise', requires: ['summarise'], payload: { text: 'Pools first. Then the rest.' }, maxAttempts: 3 }));
 } catch (err) {
   if (isOrchestratorError(err)) console.error(err.code, err.message); // stable codes: TASK_DEAD_LETTERED, QUEUE_FULL, ...
 } finally {
