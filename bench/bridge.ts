@@ -342,7 +342,7 @@ function startWorker(
   return withTimeout(
     new Promise<ChildProcess>((resolve, reject) => {
       let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         if (out.split('\n').includes('ready')) resolve(child);
       });

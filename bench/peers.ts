@@ -14,8 +14,6 @@ export const BULLMQ_VERSION = '5.81.5';
 
 const dir = fileURLToPath(new URL('./.peers/', import.meta.url));
 
-type Listener = (...args: any[]) => void;
-
 /** The parts of BullMQ the bridge suite uses. */
 export interface BullMQ {
   Queue: new (
@@ -35,7 +33,9 @@ export interface BullMQ {
     name: string,
     options: object,
   ) => {
-    on(event: string, listener: Listener): unknown;
+    on(event: 'error', listener: (error: Error) => void): unknown;
+    on(event: 'completed', listener: (args: { jobId: string }) => void): unknown;
+    on(event: 'failed', listener: (args: { jobId: string; failedReason: string }) => void): unknown;
     waitUntilReady(): Promise<unknown>;
     close(): Promise<void>;
   };

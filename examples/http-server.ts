@@ -18,7 +18,12 @@ const requests = new Counter({
 
 const orchestrator = new UnifiedOrchestrator({
   pools: [
-    { role: 'echo', capabilities: ['echo'], minAgents: 2, create: () => ({ execute: async ({ payload }) => payload }) },
+    {
+      role: 'echo',
+      capabilities: ['echo'],
+      minAgents: 2,
+      create: () => ({ execute: async ({ payload }): Promise<unknown> => payload }),
+    },
   ],
   metrics: { registry }, // the host's registry: one /metrics for everything
   health: { sla: { default: { p99Ms: 1_000, errorRate: 0.05 } } },

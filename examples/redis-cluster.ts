@@ -43,7 +43,7 @@ if (worker) {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
-  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
   while (!orchestrator.bridge.canAnyServe(['code'])) await new Promise((resolve) => setTimeout(resolve, 50));
   console.log(
     'cluster:',

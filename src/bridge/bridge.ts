@@ -104,8 +104,8 @@ function readTraffic(value: unknown, current: TrafficSetting | undefined): Traff
   if (percent !== undefined && !isPercent(percent)) return undefined;
   if (shadow !== undefined && typeof shadow !== 'boolean') return undefined;
   return {
-    percent: (percent as number | undefined) ?? base.percent,
-    shadow: (shadow as boolean | undefined) ?? base.shadow,
+    percent: percent ?? base.percent,
+    shadow: shadow ?? base.shadow,
   };
 }
 

@@ -29,8 +29,8 @@ export async function publishControl(
   for (const slot of stickySlots(message)) pipeline.hset(standingKey(ns), slot, raw);
   pipeline.publish(controlChannel(ns), raw);
   const results = await pipeline.exec();
-  const failed = results?.find(([error]) => error);
-  if (failed) throw failed[0];
+  const failed = results?.find(([error]) => error)?.[0];
+  if (failed) throw failed;
 }
 
 /**

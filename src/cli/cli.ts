@@ -321,7 +321,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         );
       if (parsed.wait && pending.size > 0)
         lines.push(`Not confirmed within ${parsed.timeoutMs} ms: ${[...pending].join(', ')}.`);
-      (result.ok ? io.write : io.error)(`${lines.join('\n')}\n`);
+      if (result.ok) io.write(`${lines.join('\n')}\n`);
+      else io.error(`${lines.join('\n')}\n`);
     }
     return result.ok ? EXIT.ok : EXIT.failed;
   } catch (error) {

@@ -372,7 +372,7 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
       }
       task.idempotencyKey = `legacy:${callerId}`;
     }
-    return { task, callerId: callerId as string | undefined };
+    return { task, callerId: callerId };
   }
 
   #pools(): ReadonlyMap<string, readonly string[]> {

@@ -356,7 +356,7 @@ export function resolveRouterOptions(
         'Expected `options.metrics.prefix` to match [a-zA-Z_][a-zA-Z0-9_]* (a Prometheus metric name prefix)',
       );
     }
-    resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix as string | undefined };
+    resolvedMetrics = { registry: registry as Registry | undefined, prefix: prefix };
   }
   const d = TRAFFIC_ROUTER_DEFAULTS;
   return {

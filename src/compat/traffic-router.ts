@@ -3,7 +3,7 @@
  * same key always on the same side; shadow mode; rollback; traffic changes across the cluster through the bridge.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { isPercent, parseTraffic, type ControlMessage, type TrafficSetting } from '../bridge/bridge.js';
 import { ValidationError } from '../errors.js';
 import type { ActorOptions } from '../health/audit.js';
@@ -23,12 +23,7 @@ import {
   type LegacyTaskStatus,
 } from './legacy.js';
 import { Fifo } from '../util/fifo.js';
-import {
-  resolveRouterOptions,
-  type ResolvedRouterOptions,
-  type RoutedCall,
-  type TrafficRouterOptions,
-} from './options.js';
+import { resolveRouterOptions, type ResolvedRouterOptions, type TrafficRouterOptions } from './options.js';
 
 /** Where a call goes. */
 export type TrafficSide = 'legacy' | 'unified';
@@ -278,19 +273,13 @@ export class TrafficRouter extends LegacyCalls {
   }
 
   /** Adds a listener for a router event; a listener that throws is reported as `listener:error`, not to the caller. */
-  on<E extends keyof TrafficRouterEvents & string>(
-    event: E,
-    listener: (payload: TrafficRouterEvents[E]) => void,
-  ): this {
+  on<E extends keyof TrafficRouterEvents>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
     this.#events.on(event, listener);
     return this;
   }
 
   /** Removes a listener added with `on`. */
-  off<E extends keyof TrafficRouterEvents & string>(
-    event: E,
-    listener: (payload: TrafficRouterEvents[E]) => void,
-  ): this {
+  off<E extends keyof TrafficRouterEvents>(event: E, listener: (payload: TrafficRouterEvents[E]) => void): this {
     this.#events.off(event, listener);
     return this;
   }
@@ -737,5 +726,5 @@ function withoutCallerId(task: LegacyTask): LegacyTask {
   } catch {
     return {}; // unreadable: the unified side refuses it as INVALID_REQUEST
   }
-  return copy as LegacyTask;
+  return copy;
 }

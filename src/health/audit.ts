@@ -140,8 +140,7 @@ export class AuditLog {
     if (!sink) return;
     try {
       const done = sink(entry);
-      if (done && typeof (done as Promise<void>).then === 'function')
-        (done as Promise<void>).then(undefined, (error: unknown) => this.#failed(entry, error));
+      if (done && typeof done.then === 'function') done.then(undefined, (error: unknown) => this.#failed(entry, error));
     } catch (error) {
       this.#failed(entry, error);
     }

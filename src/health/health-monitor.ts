@@ -321,6 +321,7 @@ export class HealthMonitor {
   }
 
   async #checkOne(agent: AgentRecord): Promise<void> {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- read once, called below as check.call(agent.agent)
     const check = agent.agent.healthCheck;
     if (typeof check !== 'function') {
       // Nothing to ask: an agent quarantined as stuck is healthy again once it is no longer stuck (this pass saw that).

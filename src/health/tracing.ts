@@ -77,7 +77,7 @@ export async function startTracing(
   if (mode === false) return false;
   let api: OtelApi;
   try {
-    api = (await import('@opentelemetry/api')) as unknown as OtelApi;
+    api = await import('@opentelemetry/api');
   } catch {
     return false; // not installed: tracing stays off
   }

@@ -52,6 +52,7 @@ export interface TaskContext<TPayload = unknown> {
  * };
  * ```
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- public API: an untyped agent reads its payload without a cast
 export interface Agent<TPayload = any, TResult = unknown> {
   /** Does one attempt of a task. Reject (or throw) to fail it; honour `ctx.signal` to stop early. */
   execute(ctx: TaskContext<TPayload>): Promise<TResult> | TResult;

@@ -168,7 +168,7 @@ export class AgentBreaker implements Disposable {
       enableSnapshots: false,
       rollingPercentilesEnabled: false,
       stats: { fires: this.#fires } as CircuitBreaker.Stats,
-    } as CircuitBreaker.StatusOptions);
+    });
     const breaker = new CircuitBreaker(unused, { ...options, status });
     this.#breaker = breaker;
     this.#status = breaker.status as unknown as CountingStatus;

@@ -96,7 +96,8 @@ export class ResourceManager {
   readonly #events: TypedEmitter<ResourceEvents>;
   readonly #buckets: BucketClock;
   readonly #agentBreakers = new Set<AgentBreaker>();
-  readonly #dependencies = new Map<string, DependencyBreaker<any[], unknown>>();
+  /** Named breakers, each kept for its state (never called through here, hence `never[]` for its arguments). */
+  readonly #dependencies = new Map<string, DependencyBreaker<never[], unknown>>();
   /** Capability and dependency limiters by name. */
   readonly #limiters = new Map<string, RateLimiter>();
   readonly #limiterHooks: RateLimiterHooks;
@@ -219,7 +220,7 @@ export class ResourceManager {
       (error) => (this.retry.retryable(error) ? this.retry.retryAfter(error) : undefined),
     );
     this.#watch(dependency.breaker, name);
-    this.#dependencies.set(name, dependency as unknown as DependencyBreaker<any[], unknown>);
+    this.#dependencies.set(name, dependency as unknown as DependencyBreaker<never[], unknown>);
     this.disposables.add(() => {
       limiter.close(
         new OrchestratorStoppedError(

@@ -40,7 +40,7 @@ export async function startWorker(
   });
   const ran: number[] = [];
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     if (stderr.length < 4_000) stderr += chunk.toString();
   });
   const exited = new Promise<number | string>((resolve) =>
@@ -57,7 +57,7 @@ export async function startWorker(
       () => reject(new Error(`worker ${nodeId} not ready within ${readyWithinMs} ms; stderr: ${stderr}`)),
       readyWithinMs,
     );
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
       let i: number;
       while ((i = buffer.indexOf('\n')) >= 0) {

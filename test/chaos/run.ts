@@ -45,7 +45,7 @@ for (let i = 0; i < args.length; i++) {
 }
 const unknown = only?.filter((n) => !scenarios.some((s) => s.name === n)) ?? [];
 if (unknown.length > 0) usage(`unknown scenario(s): ${unknown.join(', ')}`);
-const chosen = only ? scenarios.filter((s) => only!.includes(s.name)) : scenarios;
+const chosen = only ? scenarios.filter((s) => only.includes(s.name)) : scenarios;
 
 const seed = baseSeed();
 const started = Date.now();

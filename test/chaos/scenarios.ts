@@ -1578,7 +1578,7 @@ function handOffAll(p: UnifiedOrchestrator, n: number, window: number, ms: (k: n
         } catch (error) {
           const code = codeOf(error) ?? describe(error);
           run.refusedBy[code] = (run.refusedBy[code] ?? 0) + 1;
-          if (Date.now() > giveUpAt) throw new Error(`job ${k} refused for 120 s (${code})`);
+          if (Date.now() > giveUpAt) throw new Error(`job ${k} refused for 120 s (${code})`, { cause: error });
           await sleep(10);
         }
       }

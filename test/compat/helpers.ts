@@ -193,7 +193,7 @@ export function isErrorAnswer(answer: unknown): answer is LegacyErrorResponse {
 /** The value of a legacy answer; fails the test when it is an error answer. */
 export function ok<T>(answer: LegacyResult<T>): T {
   if (isErrorAnswer(answer)) throw new Error(`expected a value, got the error ${JSON.stringify(answer)}`);
-  return answer as T;
+  return answer;
 }
 
 /** The error of a legacy answer; fails the test when it is a value. */

@@ -1,11 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import {
-  NoCapableAgentError,
-  QueueFullError,
-  TaskDeadLetteredError,
-  UnifiedOrchestrator,
-  type TaskHandle,
-} from 'unified-orchestrator';
+import { NoCapableAgentError, QueueFullError, TaskDeadLetteredError, type TaskHandle } from 'unified-orchestrator';
 import {
   accounted,
   echoAgent,

@@ -325,7 +325,7 @@ describe('WaitQueue aging', () => {
 
   it('keeps a tenant in arrival order while aging', () => {
     const q = new WaitQueue(50);
-    const tasks = Array.from({ length: 6 }, (_, i) => task(0, 'a'));
+    const tasks = Array.from({ length: 6 }, () => task(0, 'a'));
     tasks.forEach((t, i) => q.push(t, i * 20));
     expect(drain(q, 1_000)).toEqual(tasks);
   });

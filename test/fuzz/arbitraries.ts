@@ -172,7 +172,8 @@ export const ERROR_CODES: ReadonlySet<string> = new Set(Object.keys(LEGACY_ERROR
 export function describeError(e: unknown): string {
   try {
     if (e instanceof Error)
-      return `${e.constructor.name}(${(e as { code?: unknown }).code ?? ''}): ${e.message.slice(0, 200)}`;
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a fuzzed `code` may be anything; String() it is
+      return `${e.constructor.name}(${String((e as { code?: unknown }).code ?? '')}): ${e.message.slice(0, 200)}`;
     return `${typeof e}: ${String(e).slice(0, 200)}`;
   } catch {
     return `${typeof e} (unprintable)`;
@@ -841,10 +842,8 @@ export function makeConst(name: ConstName): unknown {
     }
     case 'error':
       return new Error('fuzz error');
-    // eslint-disable-next-line no-new-wrappers
     case 'boxedString':
       return new String('t');
-    // eslint-disable-next-line no-new-wrappers
     case 'boxedNumber':
       return new Number(5);
     case 'emptyString':
@@ -860,7 +859,7 @@ export function makeConst(name: ConstName): unknown {
     case 'hugeArray':
       return cached(name, () => Object.freeze(new Array<string>(100_000).fill('a')));
     case 'sparseArray':
-      return [, , 'a'];
+      return [, , 'a']; // eslint-disable-line no-sparse-arrays -- the holes are the point
     case 'typedArray':
       return new Uint8Array([1, 2, 3]);
     case 'arrayBuffer':

@@ -435,7 +435,7 @@ describe('fuzz: broadcast on a two-node MemoryBridge cluster', () => {
               minAgents: 2,
               maxAgents: 4,
               concurrency: 4,
-              create: () => ({ execute: async (ctx) => ctx.payload }),
+              create: () => ({ execute: async (ctx): Promise<unknown> => ctx.payload }),
             },
           ]
         : [],

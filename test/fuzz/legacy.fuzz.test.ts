@@ -248,8 +248,8 @@ type Call =
 const argsOf = (on: 'adapter' | 'router'): Record<Method, fc.Arbitrary<readonly Arg[]>> => ({
   spawnAgent: fc.tuple(
     fc.oneof(
-      { weight: 4, arbitrary: json(fc.constantFrom('w', 'r', 'ghost')).map((value) => ({ value }) as Arg) },
-      { weight: 1, arbitrary: valueArb('field').map((value) => ({ value }) as Arg) },
+      { weight: 4, arbitrary: json(fc.constantFrom('w', 'r', 'ghost')).map((value) => ({ value })) },
+      { weight: 1, arbitrary: valueArb('field').map((value) => ({ value })) },
     ),
   ),
   delegateTaskToAgent: fc.tuple(taskArg(on)),

@@ -224,19 +224,6 @@ function labelValues(x: Exposition, familyName: string, label: string): string[]
   ].sort();
 }
 
-/** Waits (on real timers) until `fn` resolves without throwing. */
-async function eventually(fn: () => Promise<void>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await wait(5);
-    }
-  }
-}
-
 // --- The parser itself ----------------------------------------------------------------------------------------------
 
 describe('the test parser of the text format', () => {
@@ -793,8 +780,8 @@ describe('label values are bounded', () => {
         'other/completed': 3,
         'other/failed': 1,
       });
-      const wait_ = full('queueWait');
-      expect(byLabel(x, wait_, 'type', {}, `${wait_}_count`)).toEqual({ t0: 2, t1: 1, other: 4 });
+      const queueWait = full('queueWait');
+      expect(byLabel(x, queueWait, 'type', {}, `${queueWait}_count`)).toEqual({ t0: 2, t1: 1, other: 4 });
       expect(samples(x, full('slaViolations')).map((s) => s.labels)).toEqual([{ type: 'other', metric: 'p95' }]);
       expect(samples(x, full('slaBreached')).map((s) => s.labels)).toEqual([{ type: 'other', metric: 'p95' }]);
     } finally {

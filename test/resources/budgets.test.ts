@@ -368,7 +368,7 @@ describe('many tenants', () => {
       limits: new Map([['t-7', 1]]),
       defaultLimit: Infinity,
       haltOnExceeded: false,
-    } as never);
+    });
     // 25,000 tenants active in one window: none may be forgotten (their spend counts against their limits).
     for (let i = 0; i < 25_000; i++) budgets.charge(`t-${i}`, 1, 10);
     expect(budgets.spent('t-0', 20)).toBe(1);

@@ -92,7 +92,7 @@ interface Internals {
   readonly breakerCounts: { readonly agents: number; readonly rotationListeners: number };
 }
 function internals(o: UnifiedOrchestrator): Internals {
-  return o.resources as unknown as Internals;
+  return o.resources;
 }
 
 const live: UnifiedOrchestrator[] = [];

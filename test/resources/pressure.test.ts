@@ -17,16 +17,13 @@ import { nextPressureLevel } from '../../src/resources/pressure.js';
 import { echoAgent, manualAgent, rejectionOf, until, type Call } from '../engine/helpers.js';
 import { wait } from '../support/agents.js';
 
-type PressureEvent = OrchestratorEvents['pressure:changed'];
-type ScaledEvent = OrchestratorEvents['pool:scaled'];
-
 /** A sampler whose readings the test sets. */
 class FakeSampler implements ResourceSampler {
   rssBytes = 100;
   heapUsedBytes = 50;
   cpuPercent = Number.NaN;
   /** When set, `sample()` fails with it (thrown, or as a rejection when `async`). */
-  failWith: unknown = undefined;
+  failWith: Error | undefined = undefined;
   async = false;
   /** When set, `sample()` returns it instead of a reading. */
   junk: unknown = undefined;

@@ -61,7 +61,7 @@ function tooMany(retryAfterMs: number, message = '429'): Error {
 /** Throws a retry-after error on the first `failures` calls of each task (by task id), then answers its payload. */
 function pacedAgent(failures: number, retryAfterMs: number, calls: Map<string, number>): Agent {
   return {
-    execute(ctx) {
+    execute(ctx): unknown {
       const n = (calls.get(ctx.taskId) ?? 0) + 1;
       calls.set(ctx.taskId, n);
       if (n <= failures) throw tooMany(retryAfterMs);

@@ -260,7 +260,7 @@ describe('RetryPolicy.run', () => {
   it('stops when the attempts are spent, rejecting with the last error', async () => {
     const errors = [new Error('one'), new Error('two'), new Error('three'), new Error('four')];
     const fn = script([...errors]);
-    const onFailure = vi.fn();
+    const onFailure = vi.fn<(error: unknown, attempt: number, willRetry: boolean) => void>();
     await expect(
       policy({ baseDelayMs: 0, maxDelayMs: 0 }).run(fn, { attempts: 3, signal: never, onFailure }),
     ).rejects.toBe(errors[2]);

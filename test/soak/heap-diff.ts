@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 
 interface Snapshot {
   readonly snapshot: {
+    // eslint-disable-next-line @typescript-eslint/naming-convention -- the V8 heap snapshot's own field names
     readonly meta: { readonly node_fields: string[]; readonly node_types: [string[], ...unknown[]] };
   };
   readonly nodes: number[];

@@ -781,7 +781,7 @@ async function main(): Promise<number> {
   // --- Background operations: churn, scrapes, halts, outages -----------------------------------------
 
   const ops = new Set<Promise<unknown>>();
-  const op = (name: string, run: () => Promise<unknown> | unknown): void => {
+  const op = (name: string, run: () => unknown): void => {
     bump(c.ops, name);
     let p: Promise<unknown>;
     try {

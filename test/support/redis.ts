@@ -1,10 +1,16 @@
 /**
  * A real redis-server for the tests: started on a free port (the `redis-server` on PATH) and stopped after, or the
  * one at REDIS_URL when set. No Redis mocks. Each test takes its own key namespace, so tests never share state.
+ *
+ * Suites on Redis are declared `describe.skipIf(REDIS_SERVER.skip)`: without redis-server (and without REDIS_URL) they
+ * skip, unless `CI` is set (test/support/binaries.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect } from 'node:net';
+import { REDIS_SERVER } from './binaries.js';
+
+export { REDIS_SERVER };
 
 export interface TestRedis {
   readonly url: string;
@@ -78,6 +84,7 @@ export async function startRedis(): Promise<TestRedis> {
     };
     return { url: external, port, owned: false, stop: refuse, restart: refuse };
   }
+  if (!REDIS_SERVER.present) throw new Error(REDIS_SERVER.message);
   let port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async (): Promise<boolean> => {

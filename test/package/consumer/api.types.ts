@@ -75,7 +75,7 @@ const untyped: Task = { requires: ['llm'] };
 const wordy: Task = { type: 't', priority: 'high' };
 // @ts-expect-error requirements are a list of capabilities
 const single: Task = { type: 't', requires: 'llm' };
-(void untyped, wordy, single);
+void [untyped, wordy, single];
 
 // --- Agents and pools ----------------------------------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ orchestrator.once('task:failed', (e) => {
 // @ts-expect-error no such event
 orchestrator.on('task:finished', () => {});
 // @ts-expect-error the payload of task:completed has no `outcome`
-orchestrator.on('task:completed', (e) => e.outcome);
+orchestrator.on('task:completed', (e) => e.outcome); // eslint-disable-line @typescript-eslint/no-unsafe-return -- the error is the test
 
 // --- Errors ------------------------------------------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ if (caught instanceof TaskTimeoutError) {
 const codes: OrchestratorErrorCode[] = ['QUEUE_FULL', 'TASK_TIMEOUT', 'BUDGET_EXCEEDED', 'VALIDATION_ERROR'];
 // @ts-expect-error codes are a closed set
 const wrongCode: OrchestratorErrorCode = 'QUEUE_OVERFLOW';
-(void codes, wrongCode);
+void [codes, wrongCode];
 const classes: Array<typeof OrchestratorError> = [QueueFullError, ValidationError, BudgetExceededError] as Array<
   typeof OrchestratorError
 >;
