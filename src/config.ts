@@ -132,7 +132,7 @@ export const ORCHESTRATOR_DEFAULTS = Object.freeze({
   /** Interval (ms) of the pools' scale-down and top-up pass. */
   scaleIntervalMs: 1_000,
   /** OpenTelemetry spans when `@opentelemetry/api` is installed and an SDK is registered. */
-  tracing: 'auto' as TracingMode,
+  tracing: 'auto',
   /** No hand-off for load: only tasks this node cannot serve go to the cluster. */
   handOffAbove: Infinity,
   /** `performance.now()`. */

@@ -49,7 +49,8 @@ export class RedisHandOffs {
     return new Promise<unknown>((resolve, reject) => {
       this.#waiting.set(taskId, { ...outgoing, resolve, reject });
       this.#sendBox.push(outgoing);
-      if (this.#sendBox.length === 1) setImmediate(() => this.#send(this.#sendBox.splice(0)));
+      // #send settles every hand-off it takes, failures included: nothing is left to await here.
+      if (this.#sendBox.length === 1) setImmediate(() => void this.#send(this.#sendBox.splice(0)));
     });
   }
 

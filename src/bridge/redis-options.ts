@@ -189,7 +189,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
 
   const D = REDIS_BRIDGE_DEFAULTS;
   // Integers: every one of them goes to Redis as a millisecond argument (PX, BLOCK, min-idle), which must be whole.
-  const int = (key: keyof typeof D & string, max: number): number => {
+  const int = (key: keyof typeof D, max: number): number => {
     const v = own(o, key);
     return v === undefined ? (D[key] as number) : expectInteger(v, `options.${key}`, 1, max);
   };

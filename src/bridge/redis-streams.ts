@@ -68,15 +68,10 @@ export function openBatch(signer: MessageSigner, fields: Fields): TaskBatch | un
   const batch = signer.open<TaskBatch>('tasks', field(fields, 'm'), field(fields, 's'));
   if (!batch || typeof batch.origin !== 'string' || !Array.isArray(batch.tasks) || batch.tasks.length === 0)
     return undefined;
-  for (const t of batch.tasks) {
-    if (
-      typeof t !== 'object' ||
-      t === null ||
-      typeof t.taskId !== 'string' ||
-      typeof t.task !== 'object' ||
-      t.task === null
-    )
-      return undefined;
+  for (const t of batch.tasks as readonly unknown[]) {
+    if (typeof t !== 'object' || t === null) return undefined;
+    const { taskId, task } = t as { taskId?: unknown; task?: unknown };
+    if (typeof taskId !== 'string' || typeof task !== 'object' || task === null) return undefined;
   }
   return batch;
 }

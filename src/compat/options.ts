@@ -269,7 +269,7 @@ export const TRAFFIC_ROUTER_DEFAULTS = Object.freeze({
   /** Ms between polls of a side that has no `waitForTask`. */
   pollIntervalMs: 200,
   /** Legacy error codes that mean "no such agent or task". */
-  notFoundCodes: Object.freeze(['AGENT_NOT_FOUND', 'TASK_NOT_FOUND']) as readonly string[],
+  notFoundCodes: Object.freeze<string[]>(['AGENT_NOT_FOUND', 'TASK_NOT_FOUND']),
   /** Ids remembered with the side that handed them out, at most. */
   maxOwnedIds: 100_000,
 }) satisfies Partial<TrafficRouterOptions>;
@@ -363,12 +363,12 @@ export function resolveRouterOptions(
     legacy: side('legacy'),
     unified: side('unified'),
     orchestrator: orchestrator as ResolvedRouterOptions['orchestrator'],
-    percent: (percent as number | undefined) ?? d.percent,
-    shadow: (shadow as boolean | undefined) ?? d.shadow,
+    percent: percent ?? d.percent,
+    shadow: shadow ?? d.shadow,
     key: optional(own(o, 'key'), d.key, (v) => expectFunction(v, 'options.key')),
     compare: optional(own(o, 'compare'), deepEqual, (v) => expectFunction(v, 'options.compare')),
-    latencyRatio: (ratio as number | undefined) ?? d.latencyTolerance.ratio,
-    latencyMinMs: (minMs as number | undefined) ?? d.latencyTolerance.minMs,
+    latencyRatio: ratio ?? d.latencyTolerance.ratio,
+    latencyMinMs: minMs ?? d.latencyTolerance.minMs,
     shadowTimeoutMs: optional(own(o, 'shadowTimeoutMs'), d.shadowTimeoutMs, (v) =>
       expectDuration(v, 'options.shadowTimeoutMs', false, 2_147_483_647),
     ),

@@ -171,7 +171,7 @@ export class HealthMonitor {
     const { disposables } = deps.resources;
     this.#timer = disposables.timer(() => void this.check().finally(() => this.#schedule()));
     disposables.add(() => (this.#running = false));
-    const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+    const listen = <E extends keyof Events>(event: E, fn: (p: Events[E]) => void): void =>
       void disposables.listen(this.#events, event, fn);
     if (options.sla.default !== undefined || options.sla.types.size > 0) {
       listen('task:completed', (e) => {

@@ -243,7 +243,7 @@ export class OrchestratorMetrics implements TaskObserver {
       this.#names.push(...added());
     }
 
-    const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+    const listen = <E extends keyof Events>(event: E, fn: (p: Events[E]) => void): void =>
       void disposables.listen(events, event, fn);
     listen('agent:replaced', (e) => this.#recoveries.inc({ role: e.role ?? 'none', reason: e.reason }));
     listen('sla:violation', (e) => {

@@ -14,7 +14,6 @@ import {
   expectInteger,
   expectObject,
   expectPositive,
-  expectString,
   keysOf,
   optional,
   own,

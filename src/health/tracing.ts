@@ -89,7 +89,7 @@ export async function startTracing(
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
-  const listen = <E extends keyof Events & string>(event: E, fn: (p: Events[E]) => void): void =>
+  const listen = <E extends keyof Events>(event: E, fn: (p: Events[E]) => void): void =>
     void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);

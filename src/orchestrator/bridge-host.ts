@@ -107,9 +107,9 @@ export function bridgeHost(parts: {
       }
       return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
     },
-    control: parts.control,
-    status: parts.status,
-    state: parts.state,
+    control: (message) => parts.control(message),
+    status: () => parts.status(),
+    state: (status) => parts.state(status),
   };
 }
 

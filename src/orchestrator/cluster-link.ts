@@ -301,6 +301,8 @@ export class ClusterLink {
         // The host acts on it (its bridge:control listener); the trail says who asked.
         this.#audit.record('orchestrator.drain', { reason: message.reason ?? null }, actor);
         break;
+      case 'config':
+        break; // for the host's listeners only: nothing here applies it
     }
     if (echo && before === `${this.#halt?.reason ?? ''}|${this.#traffic?.percent ?? ''}|${this.#traffic?.shadow ?? ''}`)
       return;

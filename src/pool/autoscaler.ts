@@ -118,7 +118,7 @@ export class Autoscaler {
     record.parked = false;
     if (record.routable) this.#host.agentRoutable(record);
     this.#emitScaled(pool, reason);
-    if (this.#host.isRunning()) this.fillSpares(pool);
+    if (this.#host.isRunning()) void this.fillSpares(pool); // each creation reports its own failure
     return record;
   }
 
@@ -144,7 +144,7 @@ export class Autoscaler {
       if (!pool.hasRoom) break;
       this.#creator.start(pool, 'member', 'replace').catch(() => {}); // reported as pool:create-failed
     }
-    this.fillSpares(pool);
+    void this.fillSpares(pool); // each creation reports its own failure
   }
 
   /** A creation placed its agent: a member is reported; a spare made while pressure came is shed at once. */

@@ -249,6 +249,7 @@ export class AgentCreator {
   }
 
   async #initialCheck(record: AgentRecord, timeoutMs: number): Promise<boolean> {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- read once, called below as check.call(record.agent)
     const check = record.agent.healthCheck;
     if (typeof check !== 'function') return true;
     let timer: NodeJS.Timeout | undefined;

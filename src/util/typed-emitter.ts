@@ -23,30 +23,33 @@ export interface EmitterEvents {
  * eventemitter3 with typed names and payloads, where a throwing listener is isolated: the error is reported
  * as `listener:error` (or a process warning when nobody listens for that) and the other listeners still run.
  */
+/** A listener as the emitter stores it: any payload in, nothing out. */
+type Listener = (payload: unknown) => void;
+
 export class TypedEmitter<Events extends object> {
   readonly #ee = new EventEmitter();
   // listener → its guarded wrapper, per event, so `off` can find what `on` registered.
-  readonly #wrappers = new Map<PropertyKey, Map<Function, Function[]>>();
+  readonly #wrappers = new Map<PropertyKey, Map<Listener, Listener[]>>();
   /** Listeners per event, kept alongside eventemitter3's so that `has` is one property read. */
   #counts: Record<string, number> = Object.create(null) as Record<string, number>;
 
   on<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
-    this.#ee.on(event, this.#wrap(event, listener, false));
+    this.#ee.on(event, this.#wrap(event, listener as Listener, false));
     return this;
   }
 
   once<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
-    this.#ee.once(event, this.#wrap(event, listener, true));
+    this.#ee.once(event, this.#wrap(event, listener as Listener, true));
     return this;
   }
 
   off<E extends keyof Events & string>(event: E, listener: (payload: Events[E]) => void): this {
-    const wrappers = this.#wrappers.get(event)?.get(listener);
+    const wrappers = this.#wrappers.get(event)?.get(listener as Listener);
     const wrapper = wrappers?.pop();
     if (wrapper) {
       this.#counts[event] = (this.#counts[event] ?? 1) - 1;
-      this.#ee.off(event, wrapper as (...args: unknown[]) => void);
-      if (wrappers!.length === 0) this.#wrappers.get(event)!.delete(listener);
+      this.#ee.off(event, wrapper);
+      if (wrappers!.length === 0) this.#wrappers.get(event)!.delete(listener as Listener);
     }
     return this;
   }
@@ -71,7 +74,7 @@ export class TypedEmitter<Events extends object> {
     this.#counts = Object.create(null) as Record<string, number>;
   }
 
-  #wrap(event: string, listener: Function, once: boolean): (payload: unknown) => void {
+  #wrap(event: string, listener: Listener, once: boolean): Listener {
     if (typeof listener !== 'function') {
       throw new ValidationError(
         'listener',
@@ -79,9 +82,9 @@ export class TypedEmitter<Events extends object> {
       );
     }
     let perEvent = this.#wrappers.get(event);
-    if (!perEvent) this.#wrappers.set(event, (perEvent = new Map()));
+    if (!perEvent) this.#wrappers.set(event, (perEvent = new Map<Listener, Listener[]>()));
     this.#counts[event] = (this.#counts[event] ?? 0) + 1;
-    const wrapper = (payload: unknown): void => {
+    const wrapper: Listener = (payload) => {
       if (once) this.#forget(event, listener, wrapper);
       try {
         listener(payload);
@@ -95,7 +98,7 @@ export class TypedEmitter<Events extends object> {
     return wrapper;
   }
 
-  #forget(event: string, listener: Function, wrapper: Function): void {
+  #forget(event: string, listener: Listener, wrapper: Listener): void {
     const list = this.#wrappers.get(event)?.get(listener);
     if (!list) return;
     const i = list.indexOf(wrapper);

@@ -103,7 +103,7 @@ function plainValues(defaults: object, prefix = '', out = new Map<string, Plain>
     if (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean') {
       out.set(prefix + key, value);
     } else if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
-      plainValues(value, `${prefix}${key}.`, out);
+      plainValues(value as object, `${prefix}${key}.`, out);
     }
   }
   return out;
