@@ -11,6 +11,7 @@ export type { ActorOptions, AuditAction, AuditEntry } from './health/audit.js';
 
 // The parts the orchestrator builds and wires: named for types and docs; users reach them through UnifiedOrchestrator.
 export type { AgentPoolManager, RoutingListener } from './pool/agent-pool-manager.js';
+export type { WaitingDemand } from './pool/pool.js';
 export type { RegisterAgentOptions } from './pool/options.js';
 export type { EngineStats, TaskExecutionEngine, TaskObserver, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';

@@ -41,6 +41,7 @@ import type { ResourceEvents } from '../resources/events.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
 import type { EngineEvents, TaskOutcome } from './events.js';
 import type { AgentPoolManager, RoutingListener } from '../pool/agent-pool-manager.js';
+import type { WaitingDemand } from '../pool/pool.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
@@ -65,7 +66,7 @@ import {
   type TaskHandle,
   type TaskSpec,
 } from './task.js';
-import { WaitingRoom, type WaitingDemand } from './waiting-room.js';
+import { WaitingRoom } from './waiting-room.js';
 import type { ResolvedEngineOptions } from './options.js';
 
 /** What the engine reads of the orchestrator's options: its own, and the clock. */

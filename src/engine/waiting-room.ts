@@ -16,6 +16,7 @@ import type { RateLimiter } from '../resources/rate-limiter.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { requirementSignature, type TaskRecord } from './task.js';
 import { WaitQueue } from './wait-queue.js';
+import type { WaitingDemand } from '../pool/pool.js';
 
 /** Requirement classes kept before the empty ones are swept. */
 const MAX_IDLE_CLASSES = 1_024;
@@ -49,14 +50,6 @@ export class TaskClass {
 interface ServableClasses {
   readonly version: number;
   readonly classes: TaskClass[];
-}
-
-/** What a class of waiting tasks asks of the pools: more agents that hold `requires`. */
-export interface WaitingDemand {
-  /** The capabilities the class requires. */
-  readonly requires: readonly string[];
-  /** Its tasks waiting. */
-  readonly waiting: number;
 }
 
 export class WaitingRoom {

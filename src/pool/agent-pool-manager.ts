@@ -27,7 +27,7 @@ import { AgentRecord, type AgentRecordHooks } from './agent-record.js';
 import { isRoutableState, type AgentState } from './agent-state.js';
 import { Autoscaler } from './autoscaler.js';
 import { AgentCreator } from './creation.js';
-import { Pool, type PoolSnapshot } from './pool.js';
+import { Pool, type PoolSnapshot, type WaitingDemand } from './pool.js';
 
 /** How the engine hears that an agent joined or left routing, and how the pools ask it for waiting demand. */
 export interface RoutingListener {
@@ -42,12 +42,7 @@ export interface RoutingListener {
    */
   agentUnroutable(record: AgentRecord): void;
   /** Requirement classes with tasks waiting, so a scale tick can ask again after a creation failed. */
-  waitingDemand(): Iterable<{
-    /** The capabilities the class requires. */
-    readonly requires: readonly string[];
-    /** Its tasks waiting. */
-    readonly waiting: number;
-  }>;
+  waitingDemand(): Iterable<WaitingDemand>;
 }
 
 /** What the orchestrator builds an AgentPoolManager with. */

@@ -13,7 +13,7 @@ import type { ResourceManager } from '../resources/resource-manager.js';
 import type { Clock } from '../util/timers.js';
 import type { AgentRecord } from './agent-record.js';
 import type { AgentCreator, CreationKind, CreationReason } from './creation.js';
-import type { Pool } from './pool.js';
+import type { Pool, WaitingDemand } from './pool.js';
 
 /** What the autoscaler needs of the AgentPoolManager. */
 export interface AutoscalerHost {
@@ -24,7 +24,7 @@ export interface AutoscalerHost {
   /** A promoted spare became routable: tell the routing listener. */
   agentRoutable(record: AgentRecord): void;
   /** The routing listener's waiting demand, or `undefined` with no listener. */
-  waitingDemand(): Iterable<{ readonly requires: readonly string[]; readonly waiting: number }> | undefined;
+  waitingDemand(): Iterable<WaitingDemand> | undefined;
 }
 
 export interface AutoscalerOptions {

@@ -98,3 +98,11 @@ export class Pool {
     };
   }
 }
+
+/** What a class of waiting tasks asks of the pools: more agents that hold `requires`. */
+export interface WaitingDemand {
+  /** The capabilities the class requires. */
+  readonly requires: readonly string[];
+  /** Its tasks waiting. */
+  readonly waiting: number;
+}
