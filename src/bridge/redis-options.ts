@@ -146,6 +146,14 @@ const KEYS = keysOf<RedisBridgeOptions>({
   retry: true,
 });
 
+/**
+ * A Redis URL fit for a message or a log: everything between the scheme and the last `@` (user and password) is
+ * hidden, also in a URL that does not parse.
+ */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, '$1…@');
+}
+
 /** Checks every option and the relations between the timings; returns the timings and limits with their defaults. */
 export function resolveRedisBridgeOptions(options: RedisBridgeOptions): ResolvedRedisBridgeOptions {
   if (typeof options !== 'object' || options === null) {
@@ -171,7 +179,14 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//i.test(url))) {
     throw new ValidationError(
       'options.url',
-      `Expected \`options.url\` to be a redis:// or rediss:// URL, got ${typeof url === 'string' ? JSON.stringify(url.replace(/\/\/[^@/]*@/, '//…@')) : typeof url}`,
+      `Expected \`options.url\` to be a redis:// or rediss:// URL, got ${typeof url === 'string' ? JSON.stringify(redactRedisUrl(url)) : typeof url}`,
+    );
+  }
+  if (typeof url === 'string' && !URL.canParse(url)) {
+    // ioredis would throw a TypeError whose `input` holds the whole URL, password included.
+    throw new ValidationError(
+      'options.url',
+      `Expected \`options.url\` to be a valid redis:// or rediss:// URL, got ${JSON.stringify(redactRedisUrl(url))}: check the host and port, and percent-encode reserved characters in the user and password`,
     );
   }
   if (

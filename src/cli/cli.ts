@@ -14,6 +14,7 @@ import {
   type TrafficSetting,
 } from '../bridge/bridge.js';
 import { publishControl, readNodes, readStanding } from '../bridge/redis-control.js';
+import { redactRedisUrl } from '../bridge/redis-options.js';
 import { MessageSigner } from '../bridge/signing.js';
 import { formatStatus, type ClusterView } from './format.js';
 
@@ -89,9 +90,17 @@ function parse(argv: readonly string[], env: CliIo['env']): Parsed {
   const timeout = values['timeout'] === undefined ? 5_000 : Number(values['timeout']);
   if (!Number.isFinite(timeout) || timeout <= 0)
     throw new UsageError(`--timeout must be a number of milliseconds > 0, got ${String(values['timeout'])}`);
+  const url =
+    (values['redis'] as string | undefined) ?? env['UO_REDIS_URL'] ?? env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+  if (!/^rediss?:\/\//i.test(url) || !URL.canParse(url)) {
+    // Shown without its password: ioredis's own error would print the URL whole.
+    throw new UsageError(
+      `Expected a redis:// or rediss:// URL (--redis, UO_REDIS_URL or REDIS_URL), got ${JSON.stringify(redactRedisUrl(url))}`,
+    );
+  }
   return {
     command: positionals,
-    url: (values['redis'] as string | undefined) ?? env['UO_REDIS_URL'] ?? env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
+    url,
     namespace: (values['namespace'] as string | undefined) ?? env['UO_NAMESPACE'] ?? 'uo',
     secretFile: values['secret-file'] as string | undefined,
     timeoutMs: timeout,
@@ -193,7 +202,7 @@ function redact(url: string): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return url;
+    return redactRedisUrl(url);
   }
 }
 
