@@ -203,8 +203,12 @@ app.addHook('onClose', async () => {
 
 let closing: Promise<void> | undefined;
 const shutdown = (signal: NodeJS.Signals): void => {
+  if (closing) {
+    console.log(`${signal}: already draining`);
+    return;
+  }
   console.log(`${signal}: no longer accepting; draining in-flight requests`);
-  closing ??= app.close().then(
+  closing = app.close().then(
     () => console.log('stopped'),
     (error: unknown) => {
       console.error('shutdown failed', error);
@@ -212,7 +216,8 @@ const shutdown = (signal: NodeJS.Signals): void => {
     },
   );
 };
-process.once('SIGTERM', shutdown);
+// A supervisor may send SIGTERM again while the drain runs: it must not cut the drain short.
+process.on('SIGTERM', shutdown);
 process.once('SIGINT', shutdown); // a second Ctrl-C kills at once: the handler is gone
 
 await orchestrator.start(); // warm the pools before taking traffic: the first request finds agents ready

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as wait } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -187,6 +188,8 @@ describe('examples/fastify-service.ts', () => {
     const slow = summarize({ text: 'Draining works. Really.', delayMs: 2_000, timeoutMs: 10_000 });
     await metricsUntil((text) => running(text) === 1); // in flight: accepted and running
     expect(child.kill('SIGTERM')).toBe(true);
+    await wait(100);
+    expect(child.kill('SIGTERM')).toBe(true); // a supervisor's second SIGTERM does not cut the drain short
     const res = await slow;
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ summary: 'Draining works.' });
@@ -199,6 +202,7 @@ describe('examples/fastify-service.ts', () => {
     clearTimeout(timer);
     expect(exit).toEqual({ code: 0, signal: null }); // by itself: nothing left holding its event loop
     expect(stdout).toMatch(/^SIGTERM: no longer accepting/m);
+    expect(stdout).toMatch(/^SIGTERM: already draining$/m);
     expect(stdout).toMatch(/^stopped$/m);
   }, 40_000);
 });
