@@ -302,22 +302,30 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     const targets = before.nodes;
     await publishControl(redis, signer, parsed.namespace, what.message);
     const pending = new Set(targets.map((n) => n.nodeId));
+    // Nodes whose registry entry went away before they confirmed: gone, or alive but no longer heard (a lost
+    // connection). Either way nobody saw them apply it, so they are not counted as confirmed.
+    const left = new Set<string>();
     const deadline = Date.now() + parsed.timeoutMs;
     while (parsed.wait && pending.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       const latest = (await readNodes(redis, signer, parsed.namespace)).nodes;
       const live = new Set(latest.map((n) => n.nodeId));
       for (const n of latest) if (n.status && what.applied(n.status)) pending.delete(n.nodeId);
-      for (const id of pending) if (!live.has(id)) pending.delete(id); // left the cluster meanwhile
+      for (const id of pending) {
+        if (live.has(id)) continue;
+        pending.delete(id);
+        left.add(id);
+      }
     }
-    const confirmed = targets.map((n) => n.nodeId).filter((id) => !pending.has(id));
+    const confirmed = targets.map((n) => n.nodeId).filter((id) => !pending.has(id) && !left.has(id));
     const result = {
-      ok: !parsed.wait || pending.size === 0,
+      ok: !parsed.wait || (pending.size === 0 && left.size === 0),
       command: what.describe,
       sent: what.message,
       waited: parsed.wait,
       confirmed,
       unconfirmed: parsed.wait ? [...pending] : [],
+      left: [...left],
     };
     if (parsed.json) io.write(`${JSON.stringify(result)}\n`);
     else {
@@ -330,6 +338,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
         );
       if (parsed.wait && pending.size > 0)
         lines.push(`Not confirmed within ${parsed.timeoutMs} ms: ${[...pending].join(', ')}.`);
+      if (left.size > 0)
+        lines.push(
+          `Left the registry before confirming: ${[...left].join(', ')}. The setting stands and a node applies it when it joins again; check that these nodes are really gone.`,
+        );
       if (result.ok) io.write(`${lines.join('\n')}\n`);
       else io.error(`${lines.join('\n')}\n`);
     }

@@ -22,7 +22,7 @@ import {
   type NodeInfo,
   type TrafficRouterEvents,
 } from 'unified-orchestrator';
-import { publishControl, writeNode } from '../../src/bridge/redis-control.js';
+import { nodeKey, publishControl, readStanding, writeNode } from '../../src/bridge/redis-control.js';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { wait } from '../support/agents.js';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
@@ -526,6 +526,32 @@ describeRedis('operator CLI: a two-node cluster', { timeout: 30_000 }, () => {
 
 // --- Failures and usage ------------------------------------------------------------------------------
 
+/** Registers `ghost`, a node signed with the cluster's secret whose status never changes: it never confirms. */
+async function writeGhost(connection: Redis, ns: string): Promise<void> {
+  const status = {
+    state: 'running',
+    health: 'healthy',
+    halted: null,
+    traffic: null,
+    running: 0,
+    waiting: 0,
+    queues: {},
+    pools: [],
+    breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] },
+  } as const;
+  const info: NodeInfo = {
+    nodeId: 'ghost',
+    roles: [],
+    capabilities: [],
+    serves: [],
+    freeSlots: 0,
+    slots: 0,
+    heartbeatAt: Date.now(),
+    status,
+  };
+  await writeNode(connection, new MessageSigner(SECRET, ns, 60_000), ns, info, 30_000).exec();
+}
+
 describeRedis('operator CLI: failures, --strict and --no-wait', { timeout: 30_000 }, () => {
   let cluster: Cluster;
   let run: ReturnType<typeof cliFor>;
@@ -602,29 +628,7 @@ describeRedis('operator CLI: failures, --strict and --no-wait', { timeout: 30_00
     // A registry entry signed with the cluster's secret whose status never changes: a node that hears nothing.
     const ghost = new Redis(redis.url);
     try {
-      const signer = new MessageSigner(SECRET, cluster.ns, 60_000);
-      const status = {
-        state: 'running',
-        health: 'healthy',
-        halted: null,
-        traffic: null,
-        running: 0,
-        waiting: 0,
-        queues: {},
-        pools: [],
-        breakers: { open: 0, halfOpen: 0, dependenciesOpen: [] },
-      } as const;
-      const info: NodeInfo = {
-        nodeId: 'ghost',
-        roles: [],
-        capabilities: [],
-        serves: [],
-        freeSlots: 0,
-        slots: 0,
-        heartbeatAt: Date.now(),
-        status,
-      };
-      await writeNode(ghost, signer, cluster.ns, info, 30_000).exec();
+      await writeGhost(ghost, cluster.ns);
 
       const halt = await run(['--timeout', '1500', 'halt', 'ghost', 'test']);
       expect(halt.code).toBe(1);
@@ -648,6 +652,30 @@ describeRedis('operator CLI: failures, --strict and --no-wait', { timeout: 30_00
       expect(human.code, human.stderr).toBe(0);
       expect(human.stdout).toContain('3 live node(s); not waiting for them to confirm.');
       await eventually(() => [a, b].every((n) => n.orchestrator.controlState().halted === null), 'nodes resumed');
+    } finally {
+      ghost.disconnect();
+    }
+  });
+
+  it('a node that leaves the registry before confirming is not counted as confirmed: exit 1 naming it', async () => {
+    const [a, b] = await twoNodes();
+    const ghost = new Redis(redis.url);
+    try {
+      await writeGhost(ghost, cluster.ns);
+      const halt = run(['--timeout', '8000', 'halt', 'gone', 'test']);
+      // Once the halt stands (the CLI read its targets, the ghost among them, and sent it), the ghost's entry goes.
+      const signer = new MessageSigner(SECRET, cluster.ns, 60_000);
+      await eventually(
+        async () => (await readStanding(ghost, signer, cluster.ns)).messages.some((m) => m.kind === 'halt'),
+        'the halt stands',
+        15_000,
+      );
+      await ghost.del(nodeKey(cluster.ns, 'ghost'));
+      const out = await halt;
+      expect(out.code).toBe(1);
+      expect(out.stderr).toMatch(/Confirmed by 2 of 3 node\(s\): node-[ab], node-[ab]\./);
+      expect(out.stderr).toContain('Left the registry before confirming: ghost.');
+      for (const n of [a, b]) expect(n.orchestrator.controlState().halted).toBe('gone test');
     } finally {
       ghost.disconnect();
     }
