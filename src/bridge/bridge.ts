@@ -387,11 +387,6 @@ export class RemoteTaskError extends Error {
   }
 }
 
-/** The requirement class key of a task: its capabilities sorted and joined (`*` for none). */
-export function classKey(requires: readonly string[]): string {
-  return requires.length === 0 ? '*' : [...requires].sort().join('+');
-}
-
 /** An error as a result carries it across the bridge: its name, code (if a string) and message; never throws. */
 export function describeError(error: unknown): NonNullable<HandOffResult['error']> {
   try {

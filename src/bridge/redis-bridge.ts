@@ -9,12 +9,13 @@
  * - redis-results.ts: writing results back to their origins, and reading this node's own;
  * - redis-handoffs.ts: this node's hand-offs, waiting for their results;
  * - redis-control.ts: the control channel and its standing state (shared with the CLI);
- * - redis-streams.ts: the stream format and replies; redis-options.ts: the options.
+ * - redis-streams.ts: the stream format and replies; redis-keys.ts: key names; redis-options.ts: the options.
  *
- * Keys, all under `namespace`:
+ * Keys, all under `namespace` (`%` and `:` in it percent-encoded), names encoded as redis-keys.ts says:
  * - `node:<id>` (string, TTL): a node's registry entry, refreshed by its heartbeat; `nodes` (set) lists ids.
- * - `classes` (set): requirement classes tasks were handed off for; `tasks:<class>` (stream, group `workers`):
- *   the hand-offs of one class, consumed by every node that can serve it.
+ * - `classes` (set): requirement classes tasks were handed off for (capabilities sorted, each percent-encoded, joined
+ *   with `+`; `*` for none); `tasks:<class>` (stream, group `workers`): the hand-offs of one class, consumed by every
+ *   node that can serve it.
  * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
  * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they

@@ -3,17 +3,18 @@
  * the control channel with its standing state, and the check of a message heard on that channel. Every message is
  * signed (see signing.ts).
  *
- * Keys, under the namespace: `nodes` (set of ids) and `node:<id>` (a sealed NodeInfo with a TTL); `control`
+ * Keys, under the namespace (encoded as redis-keys.ts says): `nodes` (set of ids) and `node:<id>` (a sealed NodeInfo with a TTL); `control`
  * (pub/sub channel); `control:standing` (hash: slot → the latest sealed message that set it, see `stickySlots`).
  */
 import type { Redis } from 'ioredis';
 import { replayOrder, stickySlots, type ControlMessage, type NodeInfo, type StandingEntry } from './bridge.js';
+import { keyOf } from './redis-keys.js';
 import { MessageSigner } from './signing.js';
 
-export const controlChannel = (ns: string): string => `${ns}:control`;
-const standingKey = (ns: string): string => `${ns}:control:standing`;
-const nodesKey = (ns: string): string => `${ns}:nodes`;
-export const nodeKey = (ns: string, id: string): string => `${ns}:node:${id}`;
+export const controlChannel = (ns: string): string => keyOf(ns, 'control');
+const standingKey = (ns: string): string => keyOf(ns, 'control', 'standing');
+const nodesKey = (ns: string): string => keyOf(ns, 'nodes');
+export const nodeKey = (ns: string, id: string): string => keyOf(ns, 'node', id);
 
 const CONTROL_KINDS: ReadonlySet<unknown> = new Set(['halt', 'resume', 'drain', 'traffic', 'rollback', 'config']);
 

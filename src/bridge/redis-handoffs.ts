@@ -5,8 +5,9 @@
  * to be sent again should Redis lose it (a restart without persistence).
  */
 import { OrchestratorStoppedError } from '../errors.js';
-import { classKey, RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
+import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
+import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
 import { BATCH, type TaskBatch } from './redis-streams.js';
 

@@ -4,6 +4,7 @@
  * sets the host and the running flag.
  */
 import type { BridgeHost, BridgeStats, BridgeStatus } from './bridge.js';
+import { keyOf } from './redis-keys.js';
 import type { ResolvedRedisBridgeOptions } from './redis-options.js';
 import type { MessageSigner } from './signing.js';
 
@@ -14,7 +15,7 @@ export type BridgeCounts = { -readonly [K in keyof BridgeStats]: number };
 export class RedisNode {
   /** This node's id: names its registry entry, its results stream and its consumer in each task group. */
   readonly nodeId: string;
-  /** Prefix of every key. */
+  /** The namespace, as configured (redis-keys.ts encodes it into keys). */
   readonly ns: string;
   readonly options: ResolvedRedisBridgeOptions;
   /** Seals and opens every message of the namespace. */
@@ -46,8 +47,8 @@ export class RedisNode {
     this.host?.state(status);
   }
 
-  /** The key `parts` under the namespace (joined with `:`). */
+  /** The key `parts` under the namespace (joined with `:`; see redis-keys.ts). */
   key(...parts: string[]): string {
-    return [this.ns, ...parts].join(':');
+    return keyOf(this.ns, ...parts);
   }
 }

@@ -43,7 +43,11 @@ export interface RedisBridgeOptions {
   redisOptions?: RedisOptions;
   /** Shared by every node; signs every message. At least 16 characters. */
   secret: string;
-  /** Prefix of every key, and part of every signature: nodes of two namespaces are two clusters. @default 'uo' */
+  /**
+   * Prefix of every key, and part of every signature: nodes of two namespaces are two clusters. Any string: `%` and `:`
+   * in it are percent-encoded where it opens a key, so no namespace reaches another's keys (a `{...}` hash tag is
+   * kept). @default 'uo'
+   */
   namespace?: string;
   /**
    * This node's id, unique in the cluster: it names its registry entry, its results stream and its consumer in each

@@ -8,6 +8,7 @@
 import type { Redis } from 'ioredis';
 import type { BridgeHost, HandOff, HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
+import { requiresOf } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
 import { ResultWriter, type Entry } from './redis-results.js';
 import {
@@ -54,8 +55,8 @@ export class RedisServing {
     for (const key of classes) {
       const stream = this.#node.key('tasks', key);
       if (this.#served.has(stream)) continue;
-      const requires = key === '*' ? [] : key.split('+');
-      if (!host.canServe(requires)) continue;
+      const requires = requiresOf(key);
+      if (!requires || !host.canServe(requires)) continue;
       await ensureGroup(this.#connections.redis, stream);
       this.#served.add(stream);
     }

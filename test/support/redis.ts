@@ -23,9 +23,12 @@ export interface TestRedis {
   restart(): Promise<void>;
 }
 
-/** A key namespace no other test uses. */
+/**
+ * A key namespace no other test uses. No `:` in it, so that its keys are `${ns}:<kind>` as written (RedisBridge
+ * percent-encodes `:` and `%` in a namespace: see src/bridge/redis-keys.ts).
+ */
 export function namespace(prefix = 'uo-test'): string {
-  return `${prefix}:${randomBytes(6).toString('hex')}`;
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
 async function freePort(): Promise<number> {
