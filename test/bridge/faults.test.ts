@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorStoppedError, RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
@@ -237,56 +238,71 @@ describeRedis('RedisBridge and stop while Redis is down', () => {
     if (redis.owned) await redis.restart(); // the next test gets a Redis again
   }, 30_000);
 
-  it('a serving node with tasks in flight: stop({ drain: true, timeoutMs: 2000 }) settles when Redis was killed', async () => {
-    if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
-    const ns = namespace();
-    let running = 0;
-    const serving = new UnifiedOrchestrator({
-      pressure: false,
-      bridge: new RedisBridge({
-        url: redis.url,
-        namespace: ns,
-        nodeId: 'serving',
-        secret: SECRET,
-        heartbeatMs: 50,
-        nodeTtlMs: 400,
-        reclaimIdleMs: 400,
-        blockMs: 100,
-      }),
-      pools: [
-        {
-          role: 'w',
-          capabilities: ['work'],
-          minAgents: 2,
-          maxAgents: 2,
-          create: () => ({
-            async execute() {
-              running++;
-              await new Promise((r) => setTimeout(r, 300));
-              return 'done';
-            },
-          }),
-        },
-      ],
-    });
-    const p = producer(ns);
-    await serving.start();
-    await p.start();
+  /** Takes Redis away: killed (SIGKILL), or paused for longer than any test (every client's commands wait). */
+  async function fault(kind: 'killed' | 'paused'): Promise<void> {
+    if (kind === 'killed') return redis.stop(true);
+    const admin = new Redis(redis.url);
     try {
-      await until(() => p.bridge.canAnyServe(['work']), 5_000);
-      const run = submitAll(p, 10, 0);
-      await until(() => running >= 1, 10_000);
-      await redis.stop(true);
-      // Their results can no longer be written: the stop must still come back within its bound.
-      expect(await settlesWithin(serving.stop({ drain: true, timeoutMs: 2_000 }), 10_000)).toBe('settled');
-      expect(serving.state).toBe('stopped');
-      expect(await settlesWithin(p.stop({ drain: false, timeoutMs: 2_000 }), 10_000)).toBe('settled');
-      expect(await settlesWithin(run.all, 1_000)).toBe('settled');
+      await admin.call('CLIENT', 'PAUSE', '60000', 'ALL');
     } finally {
-      void serving.stop({ timeoutMs: 1 }).catch(() => {});
-      void p.stop({ timeoutMs: 1 }).catch(() => {});
+      admin.disconnect();
     }
-  }, 30_000);
+  }
+
+  it.each(['killed', 'paused'] as const)(
+    'a serving node with tasks in flight: stop({ drain: true, timeoutMs: 2000 }) settles when Redis was %s',
+    async (kind) => {
+      if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
+      const ns = namespace();
+      let running = 0;
+      const serving = new UnifiedOrchestrator({
+        pressure: false,
+        bridge: new RedisBridge({
+          url: redis.url,
+          namespace: ns,
+          nodeId: 'serving',
+          secret: SECRET,
+          heartbeatMs: 50,
+          nodeTtlMs: 400,
+          reclaimIdleMs: 400,
+          blockMs: 100,
+        }),
+        pools: [
+          {
+            role: 'w',
+            capabilities: ['work'],
+            minAgents: 2,
+            maxAgents: 2,
+            create: () => ({
+              async execute() {
+                running++;
+                await new Promise((r) => setTimeout(r, 300));
+                return 'done';
+              },
+            }),
+          },
+        ],
+      });
+      const p = producer(ns);
+      await serving.start();
+      await p.start();
+      try {
+        await until(() => p.bridge.canAnyServe(['work']), 5_000);
+        const run = submitAll(p, 10, 0);
+        await until(() => running >= 1, 10_000);
+        await fault(kind);
+        // Their results can no longer be written: the stop must still come back within its bound.
+        expect(await settlesWithin(serving.stop({ drain: true, timeoutMs: 2_000 }), 10_000)).toBe('settled');
+        expect(serving.state).toBe('stopped');
+        expect(await settlesWithin(p.stop({ drain: false, timeoutMs: 2_000 }), 10_000)).toBe('settled');
+        expect(await settlesWithin(run.all, 1_000)).toBe('settled');
+      } finally {
+        void serving.stop({ timeoutMs: 1 }).catch(() => {});
+        void p.stop({ timeoutMs: 1 }).catch(() => {});
+      }
+    },
+    30_000,
+  );
 
   it('a producer with hand-offs outstanding: stop() settles when Redis was killed, and every submit rejects with OrchestratorStoppedError', async () => {
     if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
