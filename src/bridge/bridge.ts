@@ -345,9 +345,10 @@ export interface CommunicationBridge {
   /**
    * Leaves the cluster: stops consuming (in-flight served tasks finish first), removes the node, closes what it opened.
    * Hand-offs of this node still waiting for a result reject with OrchestratorStoppedError (MemoryBridge lets them
-   * finish instead: the node serving them is in the same process).
+   * finish instead: the node serving them is in the same process). `timeoutMs`, when given, is how long it may take
+   * (what is left of the orchestrator's stop timeout): past it, it gives up on what it waits for and closes anyway.
    */
-  stop(): Promise<void>;
+  stop(timeoutMs?: number): Promise<void>;
   /** The live nodes, this one included. */
   nodes(): Promise<NodeInfo[]>;
   /**

@@ -48,6 +48,7 @@ import { RedisRegistry } from './redis-registry.js';
 import { readResults } from './redis-results.js';
 import { RedisServing } from './redis-serving.js';
 import { MessageSigner } from './signing.js';
+import { settleWithin } from '../util/timers.js';
 
 export type { RedisBridgeOptions } from './redis-options.js';
 
@@ -86,6 +87,8 @@ export class RedisBridge implements CommunicationBridge {
   readonly #heartbeat: RedisHeartbeat;
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
+  /** The stop under way or done, since the last start. */
+  #stopping: Promise<void> | undefined;
 
   /**
    * Checks the options and makes the bridge; nothing connects until `start()`. Throws ValidationError (its `field`
@@ -114,6 +117,7 @@ export class RedisBridge implements CommunicationBridge {
    * this node and starts its readers and heartbeat. Called by the orchestrator.
    */
   async start(host: BridgeHost): Promise<void> {
+    this.#stopping = undefined;
     this.#node.host = host;
     try {
       await this.#open(host);
@@ -156,16 +160,35 @@ export class RedisBridge implements CommunicationBridge {
   /**
    * Waits for the hand-offs running here to report, rejects this node's hand-offs still waiting for a result with
    * OrchestratorStoppedError, removes this node from the registry and closes the connections it made. Called by the
-   * orchestrator.
+   * orchestrator, with what is left of its stop timeout as `timeoutMs`.
+   *
+   * Bounded whatever Redis does (down, paused, slow): after `timeoutMs` or `stopTimeoutMs`, whichever is shorter, it
+   * stops waiting, rejects what still waits with OrchestratorStoppedError and cuts the connections it made (entries
+   * still running here stay pending, for another node to reclaim). Idempotent: later calls share the first one's
+   * promise.
    */
-  async stop(): Promise<void> {
-    if (!this.#node.running) {
-      await this.#connections.close(this.#loops);
-      return;
+  stop(timeoutMs?: number): Promise<void> {
+    this.#stopping ??= this.#stop(timeoutMs);
+    return this.#stopping;
+  }
+
+  async #stop(timeoutMs: number | undefined): Promise<void> {
+    // A caller's bound that is not a number of ms >= 0 (NaN, say) leaves the bridge's own.
+    const given = typeof timeoutMs === 'number' && timeoutMs >= 0 ? timeoutMs : Infinity;
+    const bound = Math.min(given, this.#node.options.stopTimeoutMs);
+    const deadline = performance.now() + bound;
+    if (this.#node.running) {
+      this.#node.running = false;
+      this.#heartbeat.stop();
+      // Commands wait out a reconnect (maxRetriesPerRequest: null): with Redis away, these wait for ever.
+      await settleWithin(this.#leave(), bound);
+      this.#handOffs.rejectWaiting(); // past the bound, those #leave() did not get to
     }
-    this.#node.running = false;
-    this.#heartbeat.stop();
-    // Served tasks finish and report first; their entries are then acked.
+    await this.#connections.close(this.#loops, Math.max(0, deadline - performance.now()));
+  }
+
+  /** The graceful part of stop(): served tasks report (and their entries are acked), then the node leaves. */
+  async #leave(): Promise<void> {
     await this.#serving.settled();
     this.#handOffs.rejectWaiting();
     try {
@@ -176,7 +199,6 @@ export class RedisBridge implements CommunicationBridge {
     } catch {
       // Redis gone: the entry expires by itself.
     }
-    await this.#connections.close(this.#loops);
   }
 
   /** Reads the registry: the live nodes, this one included. */

@@ -8,6 +8,7 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { OrchestratorStoppedError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
+import { settleWithin } from '../util/timers.js';
 import type { RedisBridgeOptions } from './redis-options.js';
 import type { RedisNode } from './redis-node.js';
 
@@ -123,20 +124,28 @@ export class RedisConnections {
   }
 
   /**
-   * Cuts the blocking readers at once, waits for `loops` (the read loops, which end with the node no longer running)
-   * and quits the client made from `url`; the host's own client stays open.
+   * Cuts the blocking readers at once, quits the client made from `url` (cut instead when Redis is not there, or
+   * when the quit does not come back within `timeoutMs`: QUIT waits behind the commands queued for a reconnect), and
+   * waits for `loops` (the read loops, which end with the node no longer running) at most what is left of
+   * `timeoutMs`. The host's own client stays open.
    */
-  async close(loops: ReadonlyArray<Promise<void>>): Promise<void> {
-    for (const off of this.#unwatch.splice(0)) off();
+  async close(loops: ReadonlyArray<Promise<void>>, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) c?.disconnect();
-    await Promise.allSettled(loops);
-    if (this.#own) {
-      try {
-        await this.#own.quit();
-      } catch {
-        this.#own.disconnect();
-      }
+    const own = this.#own;
+    if (own) {
+      let quit = false;
+      if (own.status === 'ready')
+        await settleWithin(
+          own.quit().then(() => (quit = true)),
+          timeoutMs,
+        );
+      // Not quit (Redis away, or slow): cut. The commands still queued then reject, and no reconnect stays scheduled.
+      if (!quit) own.disconnect();
     }
+    await settleWithin(Promise.allSettled(loops), Math.max(0, deadline - performance.now()));
+    // Last: a connection cut above may still report an error, which must not go unheard.
+    for (const off of this.#unwatch.splice(0)) off();
   }
 
   #opened(client: Redis | undefined): Redis {

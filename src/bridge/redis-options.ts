@@ -100,6 +100,14 @@ export interface RedisBridgeOptions {
    */
   maxMessageAgeMs?: number;
   /**
+   * Longest wait of `stop()`, in ms, for what it finishes gracefully: the hand-offs running here reporting their
+   * results, the node leaving the registry, the connection made from `url` quitting. Past it (Redis down, paused or
+   * slow), the hand-offs still waiting reject with OrchestratorStoppedError and every connection the bridge made is cut,
+   * so that nothing keeps the process alive. An orchestrator's `stop()` bounds it further by what is left of its own
+   * `timeoutMs`. @default 5_000
+   */
+  stopTimeoutMs?: number;
+  /**
    * Delays between reconnects of the connection made from `url` (at least 50 ms each). @default the orchestrator's
    * retry policy (outside an orchestrator: 50 ms × 2^attempt, at most 2 s)
    */
@@ -124,6 +132,8 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   doneTtlMs: 3_600_000,
   /** Ms after which a control message is dropped as a replay. */
   maxMessageAgeMs: 60_000,
+  /** Longest wait of `stop()`, in ms, before it cuts the connections. */
+  stopTimeoutMs: 5_000,
 });
 
 /** The timings and limits of a bridge, resolved. */
@@ -147,6 +157,7 @@ const KEYS = keysOf<RedisBridgeOptions>({
   blockMs: true,
   doneTtlMs: true,
   maxMessageAgeMs: true,
+  stopTimeoutMs: true,
   retry: true,
 });
 
@@ -222,6 +233,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     blockMs: int('blockMs', MAX_TIMER_MS),
     doneTtlMs: int('doneTtlMs', Number.MAX_SAFE_INTEGER),
     maxMessageAgeMs: int('maxMessageAgeMs', Number.MAX_SAFE_INTEGER),
+    stopTimeoutMs: int('stopTimeoutMs', MAX_TIMER_MS),
   };
   // A node beats every heartbeatMs; its registry entry must outlive a beat, and its running entries are kept fresh on
   // each beat, so a reclaim threshold at or below the beat would take work from live nodes and run it twice.

@@ -16,7 +16,7 @@ import type { AuditLog } from '../health/audit.js';
 import type { HealthMonitor, OrchestratorState } from '../health/health-monitor.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
-import { MAX_TIMER_MS } from '../util/timers.js';
+import { MAX_TIMER_MS, settleWithin } from '../util/timers.js';
 import { bridgeHost, handOffId, toWire } from './bridge-host.js';
 
 const noop = (): void => {};
@@ -115,9 +115,15 @@ export class ClusterLink {
     clearTimeout(timer);
   }
 
-  /** Leaves the cluster: stops the bridge if it started (its failure to stop cleanly is not this node's to report). */
-  async leave(): Promise<void> {
-    if (this.#started) await this.#bridge.stop().catch(noop);
+  /**
+   * Leaves the cluster: stops the bridge if it started, giving it `ms` (its failure to stop cleanly is not this node's
+   * to report). A bridge that is not done by then is not waited for any longer: the stop stays bounded.
+   */
+  async leave(ms: number): Promise<void> {
+    if (!this.#started) return;
+    const stopped = this.#bridge.stop(ms).catch(noop);
+    if (Number.isFinite(ms)) await settleWithin(stopped, ms);
+    else await stopped;
   }
 
   /**

@@ -245,8 +245,9 @@ export class UnifiedOrchestrator {
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
     if (drain) await this.#cluster.settleHandOffs(Math.max(0, timeoutMs - (performance.now() - startedAt)));
-    // Handed-off tasks served here have finished (or been left for another node); leave the cluster.
-    await this.#cluster.leave();
+    // Handed-off tasks served here have finished (or been left for another node); leave the cluster, within what is
+    // left of the timeout whatever the bridge's medium does (a Redis that is down must not hold the stop).
+    await this.#cluster.leave(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();

@@ -5,8 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
+import { OrchestratorStoppedError, RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -215,4 +216,146 @@ describeRedis('RedisBridge and stop', () => {
       await Promise.allSettled([p.stop({ timeoutMs: 2_000 }), worker.stop({ timeoutMs: 2_000 })]);
     }
   }, 60_000);
+});
+
+/** Settles with 'settled' once `promise` does, or 'pending' after `ms` (a net against a hang, not a timing check). */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<'settled' | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const pending = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
+  const settled = promise.then(
+    () => 'settled' as const,
+    () => 'settled' as const,
+  );
+  try {
+    return await Promise.race([settled, pending]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describeRedis('RedisBridge and stop while Redis is down', () => {
+  afterEach(async () => {
+    if (redis.owned) await redis.restart(); // the next test gets a Redis again
+  }, 30_000);
+
+  /** Takes Redis away: killed (SIGKILL), or paused for longer than any test (every client's commands wait). */
+  async function fault(kind: 'killed' | 'paused'): Promise<void> {
+    if (kind === 'killed') return redis.stop(true);
+    const admin = new Redis(redis.url);
+    try {
+      await admin.call('CLIENT', 'PAUSE', '60000', 'ALL');
+    } finally {
+      admin.disconnect();
+    }
+  }
+
+  it.each(['killed', 'paused'] as const)(
+    'a serving node with tasks in flight: stop({ drain: true, timeoutMs: 2000 }) settles when Redis was %s',
+    async (kind) => {
+      if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
+      const ns = namespace();
+      let running = 0;
+      const serving = new UnifiedOrchestrator({
+        pressure: false,
+        bridge: new RedisBridge({
+          url: redis.url,
+          namespace: ns,
+          nodeId: 'serving',
+          secret: SECRET,
+          heartbeatMs: 50,
+          nodeTtlMs: 400,
+          reclaimIdleMs: 400,
+          blockMs: 100,
+        }),
+        pools: [
+          {
+            role: 'w',
+            capabilities: ['work'],
+            minAgents: 2,
+            maxAgents: 2,
+            create: () => ({
+              async execute() {
+                running++;
+                await new Promise((r) => setTimeout(r, 300));
+                return 'done';
+              },
+            }),
+          },
+        ],
+      });
+      const p = producer(ns);
+      await serving.start();
+      await p.start();
+      try {
+        await until(() => p.bridge.canAnyServe(['work']), 5_000);
+        const run = submitAll(p, 10, 0);
+        await until(() => running >= 1, 10_000);
+        await fault(kind);
+        // Their results can no longer be written: the stop must still come back within its bound.
+        expect(await settlesWithin(serving.stop({ drain: true, timeoutMs: 2_000 }), 10_000)).toBe('settled');
+        expect(serving.state).toBe('stopped');
+        expect(await settlesWithin(p.stop({ drain: false, timeoutMs: 2_000 }), 10_000)).toBe('settled');
+        expect(await settlesWithin(run.all, 1_000)).toBe('settled');
+      } finally {
+        void serving.stop({ timeoutMs: 1 }).catch(() => {});
+        void p.stop({ timeoutMs: 1 }).catch(() => {});
+      }
+    },
+    30_000,
+  );
+
+  it('a producer with hand-offs outstanding: stop() settles when Redis was killed, and every submit rejects with OrchestratorStoppedError', async () => {
+    if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
+    const ns = namespace();
+    const ran: number[] = [];
+    await worker(ns, 'worker-slow', ran);
+    const p = producer(ns);
+    await p.start();
+    try {
+      await until(() => p.bridge.canAnyServe(['work']), 5_000);
+      const run = submitAll(p, 20, 20_000); // far longer than the stop's bound: all still out when it runs out
+      await until(() => p.bridge.stats().handedOff === 20, 5_000);
+      await new Promise((r) => setTimeout(r, 100)); // sent, and some taken by the worker
+      await redis.stop(true);
+      expect(await settlesWithin(p.stop({ drain: true, timeoutMs: 2_000 }), 10_000)).toBe('settled');
+      expect(p.state).toBe('stopped');
+      // None left pending, each rejected with the typed error.
+      expect(await settlesWithin(run.all, 1_000)).toBe('settled');
+      expect(run.settled.size).toBe(20);
+      expect(run.twice()).toBe(0);
+      for (const v of run.settled.values()) expect(v).toBeInstanceOf(OrchestratorStoppedError);
+    } finally {
+      void p.stop({ timeoutMs: 1 }).catch(() => {});
+    }
+  }, 30_000);
+
+  it('a serving node stopped while Redis is down: its process exits on its own', async () => {
+    if (!redis.owned) throw new Error('this test kills redis-server: run it without REDIS_URL');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/fixtures/bridge-stop-child.ts', redis.url, namespace()],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    let out = '';
+    const ready = new Promise<void>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      });
+    });
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null | 'hung'>((resolve) => {
+      const timer = setTimeout(() => resolve('hung'), 15_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    await ready;
+    await redis.stop(true);
+    const code = await exited;
+    expect(out).toMatch(/stopped in \d+ ms; state=stopped/);
+    expect(code).toBe(0);
+  }, 30_000);
 });

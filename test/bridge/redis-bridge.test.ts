@@ -613,12 +613,14 @@ describeRedis('RedisBridge: stop, connections, options', () => {
       'blockMs',
       'doneTtlMs',
       'maxMessageAgeMs',
+      'stopTimeoutMs',
       'maxDeliveries',
     ] as const) {
       for (const bad of [0, -1, 1.5, NaN, Infinity, '100'])
         expect(field(() => new RedisBridge({ ...ok, [key]: bad }))).toBe(`options.${key}`);
     }
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 2 ** 31 }))).toBe('options.heartbeatMs'); // past a Node timer
+    expect(field(() => new RedisBridge({ ...ok, stopTimeoutMs: 2 ** 31 }))).toBe('options.stopTimeoutMs');
     // The timings must fit together: a registry entry outlives a beat, and reclaim never takes a live node's work.
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, nodeTtlMs: 1_000 }))).toBe('options.nodeTtlMs');
     expect(field(() => new RedisBridge({ ...ok, heartbeatMs: 1_000, reclaimIdleMs: 900 }))).toBe(
