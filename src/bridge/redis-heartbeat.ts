@@ -160,6 +160,9 @@ export class RedisHeartbeat {
     const pipeline = this.#connections.redis.pipeline();
     pipeline.xadd(
       this.#node.key('dead'),
+      // Exact, not `~`: dead letters are rare, and the cap is a promise about Redis memory.
+      'MAXLEN',
+      String(this.#node.options.maxDeadEntries),
       '*',
       'stream',
       stream,

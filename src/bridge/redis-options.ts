@@ -84,6 +84,11 @@ export interface RedisBridgeOptions {
    */
   maxDeliveries?: number;
   /**
+   * Entries the `dead` stream keeps at most; adding one past it drops the oldest, so a poison-task storm cannot fill
+   * Redis. Each entry keeps its sealed batch for inspection (`XRANGE <namespace>:dead - +`). @default 10_000
+   */
+  maxDeadEntries?: number;
+  /**
    * Ms a blocking read of tasks or results waits for new entries. Lower: tasks of a class this node just started
    * serving are picked up sooner, for more round trips while idle. `stop()` does not wait for it. @default 1_000
    */
@@ -126,6 +131,8 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   reclaimIdleMs: 15_000,
   /** Deliveries of a stream entry before it is dead-lettered. */
   maxDeliveries: 5,
+  /** Entries the `dead` stream keeps at most. */
+  maxDeadEntries: 10_000,
   /** Ms a blocking stream read waits. */
   blockMs: 1_000,
   /** Ms a `done` marker keeps a task from running again. */
@@ -154,6 +161,7 @@ const KEYS = keysOf<RedisBridgeOptions>({
   nodeTtlMs: true,
   reclaimIdleMs: true,
   maxDeliveries: true,
+  maxDeadEntries: true,
   blockMs: true,
   doneTtlMs: true,
   maxMessageAgeMs: true,
@@ -230,6 +238,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     nodeTtlMs: int('nodeTtlMs', Number.MAX_SAFE_INTEGER),
     reclaimIdleMs: int('reclaimIdleMs', Number.MAX_SAFE_INTEGER),
     maxDeliveries: int('maxDeliveries', Number.MAX_SAFE_INTEGER),
+    maxDeadEntries: int('maxDeadEntries', Number.MAX_SAFE_INTEGER),
     blockMs: int('blockMs', MAX_TIMER_MS),
     doneTtlMs: int('doneTtlMs', Number.MAX_SAFE_INTEGER),
     maxMessageAgeMs: int('maxMessageAgeMs', Number.MAX_SAFE_INTEGER),

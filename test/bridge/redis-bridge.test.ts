@@ -400,6 +400,18 @@ describeRedis('RedisBridge: reclaim and dead letters', () => {
     expect(await r.xlen(stream)).toBe(0);
   });
 
+  it('the dead stream keeps at most maxDeadEntries entries, dropping the oldest', async () => {
+    const ns = namespace();
+    const earlier = raw();
+    for (let i = 0; i < 5; i++) await earlier.xadd(`${ns}:dead`, '*', 'entry', `earlier-${i}`);
+    const { r, b, result, id } = await ghostTook(ns, 4, { maxDeliveries: 3, maxDeadEntries: 3 });
+    await b.start();
+    await rejection(result);
+    expect(b.bridge.stats().deadLettered).toBe(1);
+    const dead = await entries(r, `${ns}:dead`);
+    expect(dead.map(([, f]) => f['entry'])).toEqual(['earlier-3', 'earlier-4', id]);
+  });
+
   it("a live node's long-running entry is kept fresh: another serving node never reclaims it, it runs once", async () => {
     const ns = namespace();
     const { a, b, log } = await pair(ns);
@@ -615,6 +627,7 @@ describeRedis('RedisBridge: stop, connections, options', () => {
       'maxMessageAgeMs',
       'stopTimeoutMs',
       'maxDeliveries',
+      'maxDeadEntries',
     ] as const) {
       for (const bad of [0, -1, 1.5, NaN, Infinity, '100'])
         expect(field(() => new RedisBridge({ ...ok, [key]: bad }))).toBe(`options.${key}`);
