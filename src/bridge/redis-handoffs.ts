@@ -1,15 +1,16 @@
 /**
  * This node's hand-offs to the cluster. The hand-offs of one turn of the event loop go out in one pipeline: into the
- * stream of their requirement class, entries of up to BATCH tasks, each one signed message; a class no node consumes
- * yet is announced first. Each waits for its result (read by readResults in redis-results.ts) and is kept until then,
- * to be sent again should Redis lose it (a restart without persistence).
+ * stream of their requirement class, entries of up to BATCH tasks and BATCH_CHARS of JSON, each one signed message (a
+ * task that cannot be sent fails alone); a class no node consumes yet is announced first. Each waits for its result
+ * (read by readResults in redis-results.ts) and is kept until then, to be sent again should Redis lose it (a restart
+ * without persistence).
  */
-import { OrchestratorStoppedError } from '../errors.js';
+import { OrchestratorStoppedError, ValidationError } from '../errors.js';
 import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
-import { BATCH, type TaskBatch } from './redis-streams.js';
+import { cutBatches, itemJson } from './redis-streams.js';
 
 /** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
 interface Outgoing {
@@ -92,14 +93,37 @@ export class RedisHandOffs {
   }
 
   /**
-   * Sends hand-offs: per class stream, entries of up to BATCH tasks, each entry one signed message. Signatures and
-   * commands per entry, not per task, is what lets a busy producer keep up. An entry is acked once all its tasks
-   * reported; a reclaimed entry re-runs only the tasks without a `done` marker.
+   * Sends hand-offs: per class stream, entries of up to BATCH tasks and BATCH_CHARS of JSON, each entry one signed
+   * message. Signatures and commands per entry, not per task, is what lets a busy producer keep up. An entry is acked
+   * once all its tasks reported; a reclaimed entry re-runs only the tasks without a `done` marker. Never throws and
+   * never rejects: every hand-off it takes is sent, or rejected (alone when only it cannot be sent).
    */
   #send(items: readonly Outgoing[]): Promise<void> {
+    try {
+      return this.#pipeline(items);
+    } catch (error) {
+      // Building the pipeline threw (a bug, or the client's own check): fail this turn's hand-offs, not the process.
+      this.#reject(items, error);
+      return Promise.resolve();
+    }
+  }
+
+  #pipeline(items: readonly Outgoing[]): Promise<void> {
     const pipeline = this.#connections.redis.pipeline();
-    const byStream = new Map<string, Outgoing[]>();
+    const byStream = new Map<string, Array<Outgoing & { json: string }>>();
     for (const item of items) {
+      // Each task is serialised on its own: the entry is joined from these, so its size is known before it is built.
+      const serialised = itemJson({ taskId: item.taskId, task: item.task });
+      if ('error' in serialised) {
+        this.#reject(
+          [item],
+          new ValidationError(
+            'task.payload',
+            `The handed-off task ${item.taskId} cannot be sent to another node: ${serialised.error}; pass a reference to the data (a URL, a key) instead of the data`,
+          ),
+        );
+        continue;
+      }
       if (!this.#knownClasses.has(item.key)) {
         // A class no node may consume yet: tell them now instead of at their next heartbeat.
         this.#knownClasses.add(item.key);
@@ -107,26 +131,40 @@ export class RedisHandOffs {
         pipeline.publish(this.#node.key('classes'), item.key);
       }
       const list = byStream.get(item.stream);
-      if (list) list.push(item);
-      else byStream.set(item.stream, [item]);
+      const entry = { ...item, json: serialised.json };
+      if (list) list.push(entry);
+      else byStream.set(item.stream, [entry]);
     }
+    /** The hand-offs of each XADD, by its place in the pipeline: a failed XADD fails them. */
+    const sent = new Map<number, Outgoing[]>();
+    const origin = JSON.stringify(this.#node.nodeId);
     for (const [stream, list] of byStream) {
-      for (let i = 0; i < list.length; i += BATCH) {
-        const tasks = list.slice(i, i + BATCH).map(({ taskId, task }) => ({ taskId, task }));
-        const sealed = this.#node.signer.seal('tasks', { origin: this.#node.nodeId, tasks } satisfies TaskBatch);
+      for (const batch of cutBatches(list)) {
+        const body = `{"origin":${origin},"tasks":[${batch.map((t) => t.json).join(',')}]}`;
+        const sealed = this.#node.signer.sealJson('tasks', body);
+        sent.set(pipeline.length, batch);
         pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
       }
     }
+    if (pipeline.length === 0) return Promise.resolve();
     return pipeline.exec().then(
-      () => {},
-      (error: unknown) => {
-        for (const { taskId } of items) {
-          const waiting = this.#waiting.get(taskId);
-          this.#waiting.delete(taskId);
-          waiting?.reject(error);
+      (replies) => {
+        for (const [index, batch] of sent) {
+          const error = replies?.[index]?.[0];
+          if (error) this.#reject(batch, error);
         }
       },
+      (error: unknown) => this.#reject(items, error),
     );
+  }
+
+  /** Rejects the hand-offs of `items` still waiting with `error`. */
+  #reject(items: readonly Outgoing[], error: unknown): void {
+    for (const { taskId } of items) {
+      const waiting = this.#waiting.get(taskId);
+      this.#waiting.delete(taskId);
+      waiting?.reject(error);
+    }
   }
 }
 

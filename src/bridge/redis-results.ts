@@ -2,14 +2,15 @@
  * The results streams, `results:<node>`: one per origin node, read by that node only.
  *
  * - {@link ResultWriter}, on a serving node: reports what it ran, one pipeline per turn of the event loop with a
- *   signed message per origin, the `done` markers, and the acks of the entries whose tasks all reported.
+ *   signed message per origin (more when its results are over BATCH_CHARS of JSON), the `done` markers, and the acks
+ *   of the entries whose tasks all reported.
  * - {@link readResults}, on an origin node: the blocking loop that reads its own stream and hands each well-formed
  *   result on to the hand-off waiting for it.
  */
 import type { HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import type { RedisNode } from './redis-node.js';
-import { field, GROUP, pause, refusalKey, streamsOf } from './redis-streams.js';
+import { cutBatches, field, GROUP, itemJson, pause, refusalKey, streamsOf } from './redis-streams.js';
 
 /** Sets every KEYS[i] to 1 with a TTL of ARGV[1] ms: the `done` markers of a flush in one call. */
 const SET_DONE = "for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[1]) end return #KEYS";
@@ -66,39 +67,59 @@ export class ResultWriter {
     this.#flushed = new Promise<void>((resolve) => {
       setImmediate(() => {
         this.#flushScheduled = false;
-        void this.#flush().finally(resolve);
+        // #flush handles its own failures; the catch only keeps a bug there from becoming an unhandled rejection.
+        this.#flush()
+          .catch(() => {})
+          .finally(resolve);
       });
     });
   }
 
   /**
-   * One pipeline per turn: per origin node one signed message carrying all its results, the `done` markers in one
-   * script call, and per stream one XACK and one XDEL for the entries whose tasks have all reported. The commands
-   * (and signatures) per task are what bounds a serving node, so they are shared by the batch.
+   * One pipeline per turn: per origin node signed messages carrying its results (any number, up to BATCH_CHARS of JSON
+   * each, so most often one), the `done` markers in one script call, and per stream one XACK and one XDEL for the entries whose
+   * tasks have all reported. The commands (and signatures) per task are what bounds a serving node, so they are shared
+   * by the batch. A result that cannot be sent is replaced by a ValidationError result for its task alone.
    */
   async #flush(): Promise<void> {
     const items = this.#outbox.splice(0);
     if (items.length === 0) return;
-    const pipeline = this.#connections.redis.pipeline();
-    const byOrigin = new Map<string, HandOffResult[]>();
+    // The entries this flush finishes, counted first: whatever happens next, each is released exactly once.
     const finished = new Map<string, Entry[]>();
-    const doneKeys: string[] = [];
-    for (const { entry, result, origin, taskId } of items) {
-      if (result) {
-        const list = byOrigin.get(origin);
-        if (list) list.push(result);
-        else byOrigin.set(origin, [result]);
-        doneKeys.push(this.#node.key('done', taskId));
-      }
+    for (const { entry } of items) {
       if (--entry.open === 0) {
         const list = finished.get(entry.stream);
         if (list) list.push(entry);
         else finished.set(entry.stream, [entry]);
       }
     }
+    try {
+      await this.#send(items, finished);
+    } catch {
+      // Redis went away mid-flush (or building the pipeline threw): the entries stay pending; their tasks run again
+      // elsewhere (at least once).
+    } finally {
+      for (const entries of finished.values()) for (const e of entries) this.#release(e);
+    }
+  }
+
+  async #send(items: readonly Report[], finished: ReadonlyMap<string, Entry[]>): Promise<void> {
+    const pipeline = this.#connections.redis.pipeline();
+    const byOrigin = new Map<string, Array<{ json: string }>>();
+    const doneKeys: string[] = [];
+    for (const { result, origin, taskId } of items) {
+      if (!result) continue;
+      const list = byOrigin.get(origin);
+      const serialised = serialiseResult(result, this.#node.nodeId);
+      if (list) list.push(serialised);
+      else byOrigin.set(origin, [serialised]);
+      doneKeys.push(this.#node.key('done', taskId));
+    }
     for (const [origin, results] of byOrigin) {
-      const sealed = this.#node.signer.seal('results', { results });
-      pipeline.xadd(this.#node.key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
+      for (const batch of cutBatches(results, Infinity)) {
+        const sealed = this.#node.signer.sealJson('results', `{"results":[${batch.map((r) => r.json).join(',')}]}`);
+        pipeline.xadd(this.#node.key('results', origin), '*', 'm', sealed.m, 's', sealed.s);
+      }
     }
     const { doneTtlMs } = this.#node.options;
     if (doneKeys.length > 0) pipeline.eval(SET_DONE, doneKeys.length, ...doneKeys, String(doneTtlMs));
@@ -115,14 +136,28 @@ export class ResultWriter {
         pipeline.xdel(stream, ...ids);
       }
     }
-    try {
-      await pipeline.exec();
-    } catch {
-      // Redis went away mid-flush: the entries stay pending; their tasks run again elsewhere (at least once).
-    } finally {
-      for (const entries of finished.values()) for (const e of entries) this.#release(e);
-    }
+    await pipeline.exec();
   }
+}
+
+/**
+ * A result serialised on its own for a results message; one that cannot be (it does not serialise, or alone is
+ * longer than a message holds) becomes a ValidationError result for its task, so that the origin hears of it.
+ */
+function serialiseResult(result: HandOffResult, node: string): { json: string } {
+  const serialised = itemJson(result);
+  if ('json' in serialised) return serialised;
+  const failed: HandOffResult = {
+    taskId: result.taskId,
+    node,
+    ok: false,
+    error: {
+      name: 'ValidationError',
+      code: 'VALIDATION_ERROR',
+      message: `The result of the handed-off task ${result.taskId} cannot be sent back: ${serialised.error}; return a reference to the data (a URL, a key) instead of the data`,
+    },
+  };
+  return { json: JSON.stringify(failed) };
 }
 
 /**

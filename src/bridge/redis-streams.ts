@@ -3,6 +3,7 @@
  * hand-offs of one origin), readers for the reply shapes of XREAD/XREADGROUP and XINFO (RESP2 or RESP3), and the
  * group and consumer commands that serving, reclaim and stop all use.
  */
+import { constants } from 'node:buffer';
 import type { Redis } from 'ioredis';
 import type { WireTask } from './bridge.js';
 import type { MessageSigner } from './signing.js';
@@ -11,11 +12,70 @@ import type { MessageSigner } from './signing.js';
 export const GROUP = 'workers';
 /** Tasks per stream entry at most. */
 export const BATCH = 16;
+/**
+ * Characters of JSON (UTF-16 units, what V8 bounds a string by) that the items of one message hold at most, unless a
+ * single item is larger: it then goes alone. V8's longest string is about 512 Mi units on 64-bit (`MAX_STRING_LENGTH`),
+ * so sixteen tasks each under a large `maxPayloadBytes` could not be joined into one; 32 Mi is a sixteenth of it, so
+ * the joined message, its signature stamp and the copies the client makes stay far from that limit and from Redis's
+ * 512 MB bulk limit, while the batches of ordinary tasks (kilobytes) are only ever cut by count.
+ */
+export const BATCH_CHARS = 32 * 1024 * 1024;
+/** The longest item one message can carry: V8's longest string less room for the message around it. */
+export const MAX_ITEM_CHARS = constants.MAX_STRING_LENGTH - 64 * 1024;
 
 /** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
 export const DEL_IDLE_CONSUMER =
   "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end " +
   "return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])";
+
+/** An item serialised on its own for a message, or why it cannot go in one. */
+export type ItemJson = { readonly json: string } | { readonly error: string };
+
+/**
+ * Serialises one item of a message (a task or a result) on its own, so that a batch is measured once and joined as
+ * strings, never stringified whole. Never throws: an item that does not serialise, or alone is longer than one
+ * message holds, comes back as an `error` for its own hand-off or result.
+ */
+export function itemJson(item: unknown): ItemJson {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(item);
+  } catch (error) {
+    let why = 'serialising it threw';
+    try {
+      why = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    } catch {
+      // an error that cannot even be described: keep the generic reason
+    }
+    return { error: `it cannot be serialised as JSON (${why})` };
+  }
+  if (json === undefined) return { error: 'it serialises to nothing' };
+  if (json.length > MAX_ITEM_CHARS) {
+    return { error: `it is ${json.length} characters as JSON, more than one message holds (${MAX_ITEM_CHARS})` };
+  }
+  return { json };
+}
+
+/**
+ * Cuts serialised items, in order, into the batches of one message each: at most `maxItems` items and BATCH_CHARS
+ * characters, except that an item longer than that goes alone.
+ */
+export function cutBatches<T extends { readonly json: string }>(items: readonly T[], maxItems = BATCH): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let chars = 0;
+  for (const item of items) {
+    if (batch.length > 0 && (batch.length >= maxItems || chars + item.json.length > BATCH_CHARS)) {
+      batches.push(batch);
+      batch = [];
+      chars = 0;
+    }
+    batch.push(item);
+    chars += item.json.length + 1;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
 
 /** A stream entry's fields, flat: `[name, value, name, value, ...]`. */
 export type Fields = string[];

@@ -29,7 +29,17 @@ export class MessageSigner {
 
   /** Serialises and signs `body` (an `id` and `ts` are added for replay checks). */
   seal(kind: string, body: object): { m: string; s: string } {
-    const m = JSON.stringify({ ...body, id: `${this.#idPrefix}${(++this.#seq).toString(36)}`, ts: Date.now() });
+    const m = JSON.stringify({ ...body, id: this.#nextId(), ts: Date.now() });
+    return { m, s: this.#mac(kind, m) };
+  }
+
+  /**
+   * Signs a body already serialised: `json` is the JSON text of an object without `id` or `ts` members, which are
+   * added as {@link seal} adds them. For large messages joined from items serialised one by one.
+   */
+  sealJson(kind: string, json: string): { m: string; s: string } {
+    const stamp = `"id":${JSON.stringify(this.#nextId())},"ts":${Date.now()}}`;
+    const m = json === '{}' ? `{${stamp}` : `${json.slice(0, -1)},${stamp}`;
     return { m, s: this.#mac(kind, m) };
   }
 
@@ -61,6 +71,10 @@ export class MessageSigner {
   /** The signer that sealed a message and the message's place in its sequence, from the message's `id`. */
   static origin(id: string): { sender: string; seq: number } {
     return { sender: id.slice(0, ID_PREFIX_CHARS), seq: Number.parseInt(id.slice(ID_PREFIX_CHARS), 36) || 0 };
+  }
+
+  #nextId(): string {
+    return `${this.#idPrefix}${(++this.#seq).toString(36)}`;
   }
 
   #mac(kind: string, m: string): string {
