@@ -93,7 +93,20 @@ export async function startRedis(): Promise<TestRedis> {
   const launch = async (): Promise<boolean> => {
     const c = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+        '--enable-debug-command',
+        'local',
+      ],
       {
         stdio: 'ignore',
       },
