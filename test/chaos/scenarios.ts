@@ -23,6 +23,7 @@ import {
   type TaskContext,
   type TaskHandle,
 } from 'unified-orchestrator';
+import { Redis } from 'ioredis';
 import { namespace, startRedis } from '../support/redis.js';
 import { startWorker, WORKER_SECRET, WORKER_TIMINGS, type WorkerProcess } from './bridge.js';
 import {
@@ -1837,6 +1838,189 @@ const bridgeRedisRestart = scenario(
   },
 );
 
+/** A Redis fault the bridge-fault-mix scenario injects. */
+type BridgeFault = 'kill-producer' | 'kill-all' | 'pause' | 'sleep' | 'oom' | 'worker-kill' | 'restart';
+
+/** Faults that can still run a task twice (docs/cluster.md): a node that died mid-run, Redis losing its data. */
+const LOSSY: ReadonlySet<BridgeFault> = new Set(['worker-kill', 'restart']);
+
+/** `items` in a random order. */
+function shuffled<T>(rng: Rng, items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** The CLIENT IDs of the connections named `name` (CLIENT LIST). */
+async function clientIds(admin: Redis, name: string): Promise<string[]> {
+  const list = (await admin.call('CLIENT', 'LIST')) as string;
+  return list
+    .split('\n')
+    .filter((line) => line.includes(` name=${name} `))
+    .map((line) => /(?:^|\s)id=(\d+)/.exec(line)?.[1])
+    .filter((id): id is string => id !== undefined);
+}
+
+const bridgeFaultMix = scenario(
+  'bridge-fault-mix',
+  "A producer and two worker nodes in child processes share RedisBridge while Redis misbehaves in every way at once, one fault after another: the producer's connections killed, every connection killed, CLIENT PAUSE and DEBUG SLEEP longer than a node TTL, Redis out of memory, a worker SIGKILLed (and replaced), a Redis restart without persistence. Every job settles once on the producer (completed, or refused by a full Redis with BRIDGE_WRITE_FAILED), and a job runs twice only when it was in flight at a worker kill or a Redis restart, the two cases docs/cluster.md names.",
+  async (c) => {
+    const n = by(c.scale, 1_500, 8_000);
+    const kinds: BridgeFault[] = ['kill-producer', 'kill-all', 'pause', 'sleep', 'oom', 'worker-kill', 'restart'];
+    // CI: each fault once, in a random order; full: 40 drawn at random.
+    const plan: BridgeFault[] =
+      c.scale === 'ci' ? shuffled(c.rng, kinds) : Array.from({ length: 40 }, () => c.rng.pick(kinds));
+    const redis = await startRedis();
+    if (!redis.owned) throw new Error('bridge-fault-mix restarts redis-server: run it without REDIS_URL');
+    const workers: WorkerProcess[] = [];
+    let p: UnifiedOrchestrator | undefined;
+    let admin: Redis | undefined;
+    try {
+      const ns = namespace('uo-chaos');
+      let seq = 0;
+      const spawnOne = async (): Promise<WorkerProcess> => {
+        const w = await startWorker(redis.url, ns, `worker-${++seq}`);
+        workers.push(w);
+        return w;
+      };
+      await Promise.all([spawnOne(), spawnOne()]);
+      admin = new Redis(redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
+      admin.on('error', () => {});
+      await admin.connect();
+      p = c.own(
+        new UnifiedOrchestrator({
+          pressure: false,
+          bridge: new RedisBridge({
+            url: redis.url,
+            namespace: ns,
+            nodeId: 'producer',
+            secret: WORKER_SECRET,
+            redisOptions: { connectionName: 'chaos-producer' },
+            ...WORKER_TIMINGS,
+          }),
+        }),
+      );
+      const states: string[] = [];
+      p.on('bridge:state', (s) => states.push(`${s.status}: ${s.detail}`));
+      await p.start();
+      if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000)))
+        throw new Error('the producer never saw a worker');
+      const run = handOffAll(p, n, 80, () => c.rng.int(5, 40));
+      /** Jobs handed off and not settled at a lossy fault: the only ones allowed to run twice. */
+      const exposed = new Set<number>();
+      const expose = (): void => {
+        for (let k = 0; k < run.handedOff; k++) if (!run.settled.has(k)) exposed.add(k);
+      };
+      const applied: string[] = [];
+      const ranTotal = (): number => workers.reduce((a, w) => a + w.ran.length, 0);
+      for (const [i, fault] of plan.entries()) {
+        if (!(await until(() => ranTotal() >= Math.floor((n * (i + 1)) / (plan.length + 2)), 30_000))) break;
+        if (LOSSY.has(fault)) expose();
+        switch (fault) {
+          case 'kill-producer':
+            for (const id of await clientIds(admin, 'chaos-producer')) await admin.call('CLIENT', 'KILL', 'ID', id);
+            break;
+          case 'kill-all':
+            await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+            await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+            break;
+          case 'pause':
+            // Longer than a node TTL (400 ms): stalled nodes must not be taken for gone.
+            await admin.call('CLIENT', 'PAUSE', String(c.rng.int(500, 900)));
+            break;
+          case 'sleep':
+            await admin.call('DEBUG', 'SLEEP', (c.rng.int(500, 900) / 1000).toFixed(3));
+            break;
+          case 'oom':
+            await admin.config('SET', 'maxmemory', '1');
+            await sleep(c.rng.int(300, 700));
+            await admin.config('SET', 'maxmemory', '0');
+            break;
+          case 'worker-kill': {
+            const live = workers.filter((w) => w.alive());
+            if (live.length > 0) await c.rng.pick(live).kill();
+            await spawnOne();
+            break;
+          }
+          case 'restart':
+            await redis.restart();
+            break;
+        }
+        if (LOSSY.has(fault)) expose();
+        applied.push(fault);
+      }
+      const finished = await within(run.all, by(c.scale, 60_000, 180_000));
+      if (!finished) c.violations.push('jobs still unsettled when the wait ran out');
+      let completed = 0;
+      let twice = 0;
+      const failures: Record<string, number> = {};
+      for (const [k, s] of run.settled) {
+        if (s.times > 1) twice += s.times - 1;
+        if (s.ok && s.value === `done:${k}`) completed++;
+        else if (s.ok) c.violations.push(`job ${k} settled with another job's result`);
+        else {
+          const code = codeOf(s.value) ?? describe(s.value);
+          failures[code] = (failures[code] ?? 0) + 1;
+        }
+      }
+      const refused = Object.values(run.refusedBy).reduce((a, b) => a + b, 0);
+      const failed = run.settled.size - completed;
+      c.tally({
+        submitted: run.submitted,
+        accepted: run.handedOff,
+        completed,
+        failed,
+        rejected: refused,
+        rejectedBy: { ...run.refusedBy },
+        lost: run.handedOff - run.settled.size,
+        duplicates: twice,
+      });
+      const unexpected = Object.entries(failures).filter(([code]) => code !== 'BRIDGE_WRITE_FAILED');
+      c.expect('jobs failed only where Redis refused the write', unexpected.length === 0, JSON.stringify(failures));
+      const stop = await stopAndCheck(p);
+      c.violations.push(...stop.violations);
+      const runs = new Map<number, number>();
+      for (const w of workers) for (const k of w.ran) runs.set(k, (runs.get(k) ?? 0) + 1);
+      const ranTwice = [...runs].filter(([, times]) => times > 1).map(([k]) => k);
+      const unexplained = ranTwice.filter((k) => !exposed.has(k));
+      let unclean = 0;
+      for (const w of workers) if (w.alive() && (await w.terminate()) !== 0) unclean++;
+      c.figures['faults'] = applied.join(' ');
+      c.figures['runs'] = [...runs.values()].reduce((a, b) => a + b, 0);
+      c.figures['ran twice (in flight at a kill or restart)'] = ranTwice.length - unexplained.length;
+      c.figures['bridge states'] = states.length;
+      if (Object.keys(failures).length > 0)
+        c.figures['failures'] = Object.entries(failures)
+          .map(([k, v]) => `${k}:${v}`)
+          .join(' ');
+      c.expect('every planned fault was applied', applied.length === plan.length, `${applied.length}/${plan.length}`);
+      c.expect(
+        'no job ran twice unless it was in flight at a worker kill or a Redis restart',
+        unexplained.length === 0,
+        unexplained.slice(0, 10).join(','),
+      );
+      c.expect(
+        'every completed job ran',
+        [...run.settled].every(([k, s]) => !s.ok || runs.has(k)),
+      );
+      c.expect(
+        'the producer reported its bridge degraded while Redis misbehaved, and healthy again',
+        states.some((s) => s.startsWith('degraded')) && p.health().components.bridge.status !== 'unhealthy',
+        states.slice(-3).join(' | '),
+      );
+      c.expect('surviving workers stopped cleanly on SIGTERM', unclean === 0, unclean);
+    } finally {
+      await p?.stop({ drain: false }).catch(() => {});
+      for (const w of workers) await w.kill();
+      admin?.disconnect();
+      await redis.stop();
+    }
+  },
+);
+
 /** Every scenario, in the order they run. */
 export const scenarios: readonly Scenario[] = [
   throwSync,
@@ -1852,4 +2036,5 @@ export const scenarios: readonly Scenario[] = [
   cancelHaltStorm,
   bridgeWorkerKill,
   bridgeRedisRestart,
+  bridgeFaultMix,
 ];
