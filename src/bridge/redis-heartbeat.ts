@@ -209,8 +209,8 @@ export class RedisHeartbeat {
       }
     }
     this.#node.writeTaken();
+    this.#node.counts.deadLettered++;
     // Acks are not refused at maxmemory; one that fails anyway leaves the entry pending, dead-lettered again later.
-    const acked = await redis.pipeline().xack(stream, GROUP, id).xdel(stream, id).exec();
-    if (!replyError(acked, 0)) this.#node.counts.deadLettered++;
+    await redis.pipeline().xack(stream, GROUP, id).xdel(stream, id).exec();
   }
 }
