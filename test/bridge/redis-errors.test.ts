@@ -1,0 +1,300 @@
+/**
+ * Every Redis reply checked (issue 16): a producer A and a serving node B on a real redis-server whose writes fail,
+ * at maxmemory under `noeviction` (OOM refuses XADD, SET and scripts, and still allows XACK and XDEL) and on keys of
+ * the wrong type (WRONGTYPE). Every submit settles, none is acked without its result, each task runs once, a refused
+ * hand-off rejects with BridgeWriteError at once, and the nodes report degraded with Redis's reason while their writes
+ * fail and healthy once they are taken again.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BridgeWriteError,
+  RedisBridge,
+  type BridgeStatus,
+  type RedisBridgeOptions,
+  type UnifiedOrchestrator,
+} from 'unified-orchestrator';
+import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
+import { eventually, FAST, Fleet, rejection, runLog, SECRET, type Op } from './helpers.js';
+
+let redis: TestRedis;
+const raws: Redis[] = [];
+const fleet = new Fleet();
+
+beforeAll(async () => {
+  redis = await startRedis();
+}, 30_000);
+afterEach(async () => {
+  await fleet.stopAll();
+  // Whatever a test left, the next one starts with a Redis that takes writes.
+  const r = raw();
+  await r.config('SET', 'maxmemory', '0');
+  await r.del('filler');
+  for (const c of raws.splice(0)) c.disconnect();
+});
+afterAll(async () => {
+  if (redis?.owned) await redis.stop();
+});
+
+/** A raw client, disconnected after the test. */
+function raw(): Redis {
+  const r = new Redis(redis.url);
+  raws.push(r);
+  return r;
+}
+
+/**
+ * Timings for these tests: fast beats, and registry entries that outlive a few seconds of refused writes (a node whose
+ * entry expired is no longer handed work, which is not what these tests are about).
+ */
+const TIMINGS = { ...FAST, nodeTtlMs: 15_000, reclaimIdleMs: 1_000 } as const;
+
+function bridge(ns: string, nodeId: string, extra: Partial<RedisBridgeOptions> = {}): RedisBridge {
+  return new RedisBridge({
+    url: redis.url,
+    secret: SECRET,
+    namespace: ns,
+    nodeId,
+    ...TIMINGS,
+    // Named, so that a test can find (and kill) this node's connections in CLIENT LIST.
+    redisOptions: { connectionName: `${ns}-${nodeId}` },
+    ...extra,
+  });
+}
+
+/** The states a node's bridge went through, in order, each with the phase of the test it came in. */
+function states(o: UnifiedOrchestrator, phase: () => string): Array<BridgeStatus & { phase: string }> {
+  const seen: Array<BridgeStatus & { phase: string }> = [];
+  o.on('bridge:state', (s) => seen.push({ ...s, phase: phase() }));
+  return seen;
+}
+
+/** A (producer) and B (serving `x`), both started, A seeing B. */
+async function pair(ns: string) {
+  const log = runLog();
+  const b = fleet.server(bridge(ns, 'B'), 'B', log);
+  const a = fleet.producer(bridge(ns, 'A'));
+  await b.start();
+  await a.start();
+  await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
+  return { a, b, log };
+}
+
+const task = (payload: Op) => ({ type: 't', requires: ['x'], payload });
+
+/** Each submit's outcome, recorded as it settles; `count` counts settlements (a second one would be a bug). */
+function track<T>(promises: ReadonlyArray<Promise<T>>) {
+  const outcomes: Array<{ ok: true; value: T } | { ok: false; error: unknown } | undefined> = promises.map(
+    () => undefined,
+  );
+  let count = 0;
+  promises.forEach((p, i) =>
+    p.then(
+      (value) => {
+        count++;
+        outcomes[i] = { ok: true, value };
+      },
+      (error: unknown) => {
+        count++;
+        outcomes[i] = { ok: false, error };
+      },
+    ),
+  );
+  return { outcomes, settled: () => count };
+}
+
+/** Redis's count of the errors it replied with a given prefix (INFO errorstats), e.g. `OOM`. */
+async function errorCount(r: Redis, prefix: string): Promise<number> {
+  const info = await r.info('errorstats');
+  return Number(new RegExp(`errorstat_${prefix}:count=(\\d+)`).exec(info)?.[1] ?? 0);
+}
+
+/** Pending entries of the `workers` group of `stream` (XPENDING summary). */
+async function pendingCount(r: Redis, stream: string): Promise<number> {
+  const summary = (await r.call('XPENDING', stream, 'workers')) as [number, ...unknown[]];
+  return Number(summary[0]);
+}
+
+/**
+ * Puts Redis at its maxmemory under noeviction: a filler of 8 MB, then maxmemory 4 MB below what is used, so that
+ * the bridge's own small writes and frees cannot bring it back under. Checked: a SET is refused with OOM.
+ */
+async function fillUp(r: Redis): Promise<void> {
+  await r.config('SET', 'maxmemory-policy', 'noeviction');
+  await r.set('filler', 'f'.repeat(8 * 1024 * 1024));
+  const used = Number(/used_memory:(\d+)/.exec(await r.info('memory'))?.[1]);
+  await r.config('SET', 'maxmemory', String(used - 4 * 1024 * 1024));
+  await expect(r.set('probe', '1')).rejects.toThrow(/^OOM/);
+}
+
+/** Raises maxmemory again (no limit): Redis takes writes again. */
+async function freeUp(r: Redis): Promise<void> {
+  await r.config('SET', 'maxmemory', '0');
+  await r.del('filler');
+}
+
+/** Kills the connections of the node whose connections are named `name` (see `bridge`), not the test's. */
+async function killConnections(r: Redis, name: string): Promise<number> {
+  const list = (await r.client('LIST')) as string;
+  let killed = 0;
+  for (const line of list.split('\n')) {
+    const id = /\bid=(\d+)/.exec(line)?.[1];
+    if (id && line.includes(` name=${name} `)) {
+      await r.client('KILL', 'ID', id);
+      killed++;
+    }
+  }
+  return killed;
+}
+
+const describeRedis = describe.skipIf(REDIS_SERVER.skip);
+
+describeRedis('RedisBridge: Redis refuses writes', () => {
+  it('at maxmemory (noeviction): results are kept and retried, never acked without them; new hand-offs reject with BRIDGE_WRITE_FAILED; degraded with the reason, healthy after; each task runs once', async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    const { a, b, log } = await pair(ns);
+    let phase = 'before';
+    const statesA = states(a, () => phase);
+    const statesB = states(b, () => phase);
+
+    // N tasks running on B (held at the gate), handed off while Redis took writes.
+    const N = 40;
+    const ids = Array.from({ length: N }, (_, i) => `g${i}`);
+    const running = track(ids.map((id) => a.submit(task({ op: 'gate', id }))));
+    await eventually(() => log.runs.length === N, 10_000, 'all N running on B');
+    const pendingBefore = await pendingCount(r, stream);
+    expect(pendingBefore).toBeGreaterThan(0);
+
+    phase = 'oom';
+    await fillUp(r);
+    // Hand-offs refused by Redis reject at once with the typed error, and never run.
+    const M = 10;
+    const refusedIds = Array.from({ length: M }, (_, i) => `refused${i}`);
+    const refused = track(refusedIds.map((id) => a.submit(task({ op: 'echo', id }))));
+    await eventually(() => refused.settled() === M, 5_000, 'every hand-off refused by Redis settles');
+    for (const outcome of refused.outcomes) {
+      expect(outcome?.ok).toBe(false);
+      const error = (outcome as { error: unknown }).error as BridgeWriteError;
+      expect(error).toBeInstanceOf(BridgeWriteError);
+      expect(error.code).toBe('BRIDGE_WRITE_FAILED');
+      expect(error.command).toBe('XADD');
+      expect(error.reply).toMatch(/^OOM/);
+      expect(error.message).toMatch(/maxmemory/);
+    }
+    await eventually(
+      () => /Redis refuses writes: OOM/.test(a.bridge.status().detail ?? ''),
+      5_000,
+      'A degraded with the reason',
+    );
+    expect(a.bridge.status().status).toBe('degraded');
+
+    // The tasks finish while Redis refuses their results: B keeps them and retries, and acks nothing.
+    const oomBefore = await errorCount(r, 'OOM');
+    log.open();
+    await eventually(() => b.bridge.stats().served === N, 10_000, 'B ran the N tasks');
+    await eventually(
+      async () => (await errorCount(r, 'OOM')) >= oomBefore + 5,
+      10_000,
+      'B retried its refused results',
+    );
+    expect(b.bridge.status()).toEqual({ status: 'degraded', detail: expect.stringMatching(/Redis refuses writes: OOM/) });
+    // A reconnect while writes still fail does not make B healthy.
+    expect(await killConnections(r, `${ns}-B`)).toBeGreaterThan(0);
+    const oomAfterKill = await errorCount(r, 'OOM');
+    await eventually(
+      async () => (await errorCount(r, 'OOM')) >= oomAfterKill + 3,
+      10_000,
+      'B retried after its reconnect',
+    );
+    expect(b.bridge.status().status).toBe('degraded');
+    expect(running.settled()).toBe(0);
+    expect(await pendingCount(r, stream)).toBe(pendingBefore);
+    expect(await r.xlen(`${ns}:results:A`)).toBe(0);
+
+    // Memory back: the retries go through, every submit resolves with its result, and the entries are acked.
+    phase = 'freed';
+    await freeUp(r);
+    await eventually(() => running.settled() === N, 10_000, 'every running submit settles once Redis takes writes');
+    expect(running.outcomes).toEqual(ids.map((id) => ({ ok: true, value: { node: 'B', id, v: 'gate' } })));
+    await eventually(async () => (await pendingCount(r, stream)) === 0, 5_000, 'every entry acked');
+    expect(await r.xlen(stream)).toBe(0);
+    await eventually(() => b.bridge.status().status === 'healthy', 5_000, 'B healthy again');
+    await eventually(() => a.bridge.status().status === 'healthy', 5_000, 'A healthy again');
+
+    for (const id of ids) expect(log.count(id)).toBe(1);
+    for (const id of refusedIds) expect(log.count(id)).toBe(0);
+    expect(refused.settled() + running.settled()).toBe(N + M);
+    // Degraded with the reason during OOM, never healthy then; healthy only once memory was back.
+    for (const seen of [statesA, statesB]) {
+      expect(seen.filter((s) => s.phase === 'oom' && s.status === 'healthy')).toEqual([]);
+      expect(seen.some((s) => s.phase === 'oom' && /Redis refuses writes: OOM/.test(s.detail ?? ''))).toBe(true);
+      expect(seen.at(-1)).toMatchObject({ status: 'healthy', phase: 'freed' });
+    }
+  }, 60_000);
+
+  it('WRONGTYPE on the class stream: the hand-off rejects at once with BRIDGE_WRITE_FAILED naming the key, and never runs', async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    await r.set(stream, 'not a stream');
+    const { a, log } = await pair(ns);
+    const seen = states(a, () => 'after');
+    const error = (await rejection(a.submit(task({ op: 'echo', id: 'wrong' })))) as BridgeWriteError;
+    expect(error).toBeInstanceOf(BridgeWriteError);
+    expect(error.code).toBe('BRIDGE_WRITE_FAILED');
+    expect(error.command).toBe('XADD');
+    expect(error.key).toBe(stream);
+    expect(error.reply).toMatch(/^WRONGTYPE/);
+    expect(error.message).toMatch(/namespace/);
+    expect(seen.some((s) => s.status === 'degraded' && /WRONGTYPE/.test(s.detail ?? ''))).toBe(true);
+    expect(log.count('wrong')).toBe(0);
+    // Fixed (the key deleted): hand-offs go through again.
+    await r.del(stream);
+    await expect(a.submit(task({ op: 'echo', id: 'right' }))).resolves.toEqual({ node: 'B', id: 'right' });
+  });
+
+  it('WRONGTYPE on the classes set: the class is not announced and its hand-off rejects with BRIDGE_WRITE_FAILED', async () => {
+    const ns = namespace();
+    const r = raw();
+    const { a, log } = await pair(ns);
+    await r.set(`${ns}:classes`, 'not a set');
+    const error = (await rejection(a.submit(task({ op: 'echo', id: 'unannounced' })))) as BridgeWriteError;
+    expect(error).toBeInstanceOf(BridgeWriteError);
+    expect(error.command).toBe('SADD');
+    expect(error.reply).toMatch(/^WRONGTYPE/);
+    expect(await r.exists(`${ns}:tasks:x`)).toBe(0);
+    // Not marked known: once the key is fixed, the class is announced and its hand-offs run.
+    await r.del(`${ns}:classes`);
+    await expect(a.submit(task({ op: 'echo', id: 'announced' }))).resolves.toEqual({ node: 'B', id: 'announced' });
+    expect(await r.sismember(`${ns}:classes`, 'x')).toBe(1);
+    expect(log.count('unannounced')).toBe(0);
+  });
+
+  it("WRONGTYPE on the origin's results stream: the result is retried and the entry stays pending until the key is fixed; then it arrives once", async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    const results = `${ns}:results:A`;
+    const { a, b, log } = await pair(ns);
+    await r.set(results, 'not a stream');
+    const submitted = track([a.submit(task({ op: 'echo', id: 'kept', v: 1 }))]);
+    await eventually(() => log.count('kept') === 1, 5_000, 'B ran it');
+    const before = await errorCount(r, 'WRONGTYPE');
+    await eventually(
+      async () => (await errorCount(r, 'WRONGTYPE')) >= before + 3,
+      5_000,
+      'B retried its refused result',
+    );
+    expect(b.bridge.status()).toEqual({ status: 'degraded', detail: expect.stringMatching(/WRONGTYPE/) });
+    expect(await pendingCount(r, stream)).toBe(1);
+    expect(submitted.settled()).toBe(0);
+    await r.del(results);
+    await eventually(() => submitted.settled() === 1, 5_000, 'the submit settles once the key is fixed');
+    expect(submitted.outcomes).toEqual([{ ok: true, value: { node: 'B', id: 'kept', v: 1 } }]);
+    await eventually(async () => (await pendingCount(r, stream)) === 0, 5_000, 'the entry acked');
+    await eventually(() => b.bridge.status().status === 'healthy', 5_000, 'B healthy again');
+    expect(log.count('kept')).toBe(1);
+  });
+});
