@@ -4,9 +4,10 @@
  * sets the host and the running flag.
  *
  * The status is derived from a small set of troubles, each set and cleared by the part that sees it: `connection`
- * (a connection is reconnecting: redis-connections.ts) and `writes` (Redis refuses the node's writes, OOM or
- * WRONGTYPE say: the parts that write). Degraded while any is set, with its reason; healthy once none is. So a
- * reconnect does not hide refused writes, nor a successful write a reconnect.
+ * (a connection is reconnecting: redis-connections.ts), `writes` (Redis refused the node's last write, OOM or
+ * WRONGTYPE say: cleared by its next write Redis takes) and `results` (results Redis refused wait to be written
+ * again: cleared by the ResultWriter once none waits). Degraded while any is set, with its reason; healthy once none
+ * is. So a reconnect does not hide refused writes, nor a successful write a reconnect or results still waiting.
  */
 import type { BridgeHost, BridgeStats, BridgeStatus } from './bridge.js';
 import { keyOf } from './redis-keys.js';
@@ -16,8 +17,8 @@ import type { MessageSigner } from './signing.js';
 /** The counts of {@link BridgeStats}, as the parts add to them. */
 export type BridgeCounts = { -readonly [K in keyof BridgeStats]: number };
 
-/** What can make a started node degraded: a connection reconnecting, or Redis refusing its writes. */
-export type NodeTrouble = 'connection' | 'writes';
+/** What can make a started node degraded: a connection reconnecting, Redis refusing its writes, or its results. */
+export type NodeTrouble = 'connection' | 'writes' | 'results';
 
 /** The identity, lifecycle, status and counts of one RedisBridge node. */
 export class RedisNode {
@@ -58,8 +59,7 @@ export class RedisNode {
 
   /** Clears one trouble: healthy again unless another is still set. */
   clear(trouble: NodeTrouble): void {
-    this.#troubles.delete(trouble);
-    this.deriveStatus();
+    if (this.#troubles.delete(trouble)) this.deriveStatus();
   }
 
   /** Clears every trouble (a new start) without changing the status. */
@@ -67,14 +67,17 @@ export class RedisNode {
     this.#troubles.clear();
   }
 
-  /** A write Redis refused (`reply`, its error): degraded with the reason until a write succeeds. */
-  writeRefused(reply: string): void {
-    this.trouble('writes', `Redis refuses writes: ${reply}`);
+  /**
+   * A write Redis refused (`reply`, its error): degraded with the reason, until a write succeeds (`writes`) or until
+   * the part that keeps what was refused clears it (`results`).
+   */
+  writeRefused(reply: string, trouble: 'writes' | 'results' = 'writes'): void {
+    this.trouble(trouble, `Redis refuses writes: ${reply}`);
   }
 
   /** A write Redis took: clears the `writes` trouble. */
   writeTaken(): void {
-    if (this.#troubles.has('writes')) this.clear('writes');
+    this.clear('writes');
   }
 
   /** Sets the status from the troubles now, once started (before that, nothing is reported). */
@@ -84,7 +87,7 @@ export class RedisNode {
       this.setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
       return;
     }
-    this.setStatus({ status: 'degraded', detail: [...this.#troubles.values()].join('; ') });
+    this.setStatus({ status: 'degraded', detail: [...new Set(this.#troubles.values())].join('; ') });
   }
 
   /** Sets the status and tells the host, when it changed. */

@@ -93,6 +93,8 @@ export class ResultWriter {
   /** Reports whose write Redis refused, waiting for the retry timer. */
   readonly #retrying: Report[] = [];
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Reports with a result not written yet (nor given up): the node's `results` trouble lasts until none is left. */
+  #unwritten = 0;
   /** Flushes in a row whose writes Redis refused: the retry's backoff. */
   #failures = 0;
   /** The round this turn's reports join, until the flush takes them. */
@@ -125,6 +127,7 @@ export class ResultWriter {
       this.#flushed = done;
     }
     round.open++;
+    if (result) this.#unwritten++;
     this.#outbox.push({ entry, result, origin, taskId, round, json: undefined, written: result === undefined });
     this.#flushSoon();
   }
@@ -159,11 +162,13 @@ export class ResultWriter {
         }
         item.entry.lost = true; // stopping: given up; the entry stays pending and runs again elsewhere
       }
+      if (item.result) this.#unwritten--;
       over.push(item);
       this.#hooks.reported();
       if (--item.entry.open === 0) finished.push(item.entry);
     }
     if (refused.length > 0) this.#retryLater(refused);
+    else if (this.#unwritten === 0) this.#node.clear('results');
     if (finished.length > 0) await this.#ack(finished);
     for (const { round } of over) if (--round.open === 0) round.resolve();
   }
@@ -212,11 +217,13 @@ export class ResultWriter {
       if (error) refusal ??= error;
       else for (const report of reports) report.written = true;
     }
-    if (refusal) this.#node.writeRefused(replyText(refusal));
-    else {
-      this.#failures = 0;
-      this.#node.writeTaken();
+    if (refusal) {
+      // Degraded until every result this node keeps is written (see #flush), whatever other writes Redis takes.
+      this.#node.writeRefused(replyText(refusal), 'results');
+      return;
     }
+    this.#failures = 0;
+    this.#node.writeTaken();
   }
 
   /**
