@@ -88,8 +88,8 @@ function track<T>(promises: ReadonlyArray<Promise<T>>) {
     () => undefined,
   );
   let count = 0;
-  promises.forEach((p, i) =>
-    p.then(
+  for (const [i, p] of promises.entries()) {
+    void p.then(
       (value) => {
         count++;
         outcomes[i] = { ok: true, value };
@@ -98,8 +98,8 @@ function track<T>(promises: ReadonlyArray<Promise<T>>) {
         count++;
         outcomes[i] = { ok: false, error };
       },
-    ),
-  );
+    );
+  }
   return { outcomes, settled: () => count };
 }
 
