@@ -13,7 +13,9 @@ import {
   type BridgeStatus,
   type RedisBridgeOptions,
   type UnifiedOrchestrator,
+  type WireTask,
 } from 'unified-orchestrator';
+import { MessageSigner } from '../../src/bridge/signing.js';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
 import { eventually, FAST, Fleet, rejection, runLog, SECRET, type Op } from './helpers.js';
 
@@ -112,10 +114,15 @@ async function failedEvals(r: Redis): Promise<number> {
   return Number(/cmdstat_eval:.*\bfailed_calls=(\d+)/.exec(info)?.[1] ?? 0);
 }
 
-/** Pending entries of the `workers` group of `stream` (XPENDING summary). */
+/** Pending entries of the `workers` group of `stream` (XPENDING summary); 0 before the group exists. */
 async function pendingCount(r: Redis, stream: string): Promise<number> {
-  const summary = (await r.call('XPENDING', stream, 'workers')) as [number, ...unknown[]];
-  return Number(summary[0]);
+  try {
+    const summary = (await r.call('XPENDING', stream, 'workers')) as [number, ...unknown[]];
+    return Number(summary[0]);
+  } catch (error) {
+    if (String(error).includes('NOGROUP')) return 0;
+    throw error;
+  }
 }
 
 /**
@@ -136,6 +143,27 @@ async function fillUp(r: Redis): Promise<void> {
 async function freeUp(r: Redis): Promise<void> {
   await r.config('SET', 'maxmemory', '0');
   await r.del('filler');
+}
+
+/** How many XADD calls Redis rejected so far (INFO commandstats: refused before running, as at maxmemory). */
+async function rejectedXadds(r: Redis): Promise<number> {
+  const info = await r.info('commandstats');
+  return Number(/cmdstat_xadd:.*\brejected_calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+/** A signed task entry from origin `A` for class `x`, as A would have written it; returns its id. */
+async function handOffEntry(r: Redis, ns: string, taskId: string, payload: Op): Promise<string> {
+  const task: WireTask = {
+    type: 't',
+    requires: ['x'],
+    prefers: [],
+    priority: 0,
+    payload,
+    timeoutMs: null,
+    maxAttempts: 1,
+  };
+  const sealed = new MessageSigner(SECRET, ns, 60_000).seal('tasks', { origin: 'A', tasks: [{ taskId, task }] });
+  return (await r.xadd(`${ns}:tasks:x`, '*', 'm', sealed.m, 's', sealed.s))!;
 }
 
 /** Kills the connections of the node whose connections are named `name` (see `bridge`), not the test's. */
@@ -346,4 +374,92 @@ describeRedis('RedisBridge: Redis refuses writes', () => {
     }
     await eventually(() => b.bridge.status().status === 'healthy', 5_000, 'B healthy once it reconnected');
   });
+
+  it('a dead letter at maxmemory: the entry is neither acked nor deleted until the dead stream and the results take it, then dead-lettered once', async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    // An entry a dead node ("ghost") took four times; B allows three deliveries, so B's claim dead-letters it.
+    await r.call('XGROUP', 'CREATE', stream, 'workers', '0', 'MKSTREAM');
+    const id = await handOffEntry(r, ns, 'A-doomed', { op: 'echo', id: 'doomed' });
+    await r.call('XREADGROUP', 'GROUP', 'workers', 'ghost', 'COUNT', '1', 'STREAMS', stream, '>');
+    for (let i = 1; i < 4; i++) await r.call('XCLAIM', stream, 'workers', 'ghost', '0', id);
+    await r.sadd(`${ns}:classes`, 'x');
+    const log = runLog();
+    const b = fleet.server(bridge(ns, 'B', { maxDeliveries: 3 }), 'B', log);
+    await b.start();
+    await fillUp(r);
+    const rejectedBefore = await rejectedXadds(r);
+    // B claims it once idle (reclaimIdleMs) and tries to dead-letter it: Redis refuses the XADDs.
+    await eventually(async () => (await rejectedXadds(r)) >= rejectedBefore + 2, 10_000, 'B tried to dead-letter it');
+    expect(await r.xlen(stream)).toBe(1);
+    expect(await pendingCount(r, stream)).toBe(1);
+    expect(await r.exists(`${ns}:dead`, `${ns}:results:A`)).toBe(0);
+    expect(b.bridge.stats().deadLettered).toBe(0);
+    await eventually(() => /Redis refuses writes: OOM/.test(b.bridge.status().detail ?? ''), 5_000, 'B degraded');
+
+    await freeUp(r);
+    await eventually(() => b.bridge.stats().deadLettered === 1, 10_000, 'dead-lettered once Redis takes writes');
+    await eventually(async () => (await r.xlen(stream)) === 0, 5_000, 'the entry deleted');
+    expect(await pendingCount(r, stream)).toBe(0);
+    const dead = await r.xrange(`${ns}:dead`, '-', '+');
+    expect(dead).toHaveLength(1);
+    expect(dead[0]![1]).toEqual(expect.arrayContaining(['entry', id]));
+    const results = await r.xrange(`${ns}:results:A`, '-', '+');
+    expect(results).toHaveLength(1);
+    expect(results[0]![1][1]).toContain('TASK_DEAD_LETTERED');
+    expect(log.runs).toEqual([]);
+    await eventually(() => b.bridge.status().status === 'healthy', 5_000, 'B healthy again');
+    expect(b.bridge.stats().deadLettered).toBe(1);
+  });
+
+  it('a done-marker read that fails (NOPERM) is not taken for "not done": the node leaves the entries pending and runs nothing; another node runs each once', async () => {
+    const ns = namespace();
+    const admin = raw();
+    // B's user may write the `done` markers but not read them: its MGET fails; everything else it may do.
+    const user = `${ns}-blind`;
+    await admin.call(
+      'ACL',
+      'SETUSER',
+      user,
+      'on',
+      '>blind-password',
+      'allcommands',
+      'allchannels',
+      `~${ns}:[^d]*`,
+      `~${ns}:dead`,
+      `%W~${ns}:done:*`,
+    );
+    try {
+      const url = new URL(redis.url);
+      url.username = user;
+      url.password = 'blind-password';
+      const logB = runLog();
+      const b = fleet.server(bridge(ns, 'B', { url: url.href, maxDeliveries: 100 }), 'B', logB);
+      const a = fleet.producer(bridge(ns, 'A'));
+      await b.start();
+      await a.start();
+      await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
+      const K = 5;
+      const ids = Array.from({ length: K }, (_, i) => `blind${i}`);
+      const submitted = track(ids.map((id) => a.submit(task({ op: 'echo', id }))));
+      await eventually(async () => (await admin.xlen(`${ns}:tasks:x`)) > 0, 5_000, 'handed off');
+      await eventually(
+        async () => (await pendingCount(admin, `${ns}:tasks:x`)) === (await admin.xlen(`${ns}:tasks:x`)),
+        5_000,
+        'B took the entries',
+      );
+      // C, which can read the markers, reclaims them once idle and runs each once; B never runs one.
+      const logC = runLog();
+      const c = fleet.server(bridge(ns, 'C', { maxDeliveries: 100 }), 'C', logC);
+      await c.start();
+      await eventually(() => submitted.settled() === K, 15_000, 'every submit settles');
+      expect(submitted.outcomes).toEqual(ids.map((id) => ({ ok: true, value: { node: 'C', id } })));
+      expect(logB.runs).toEqual([]);
+      for (const id of ids) expect(logC.count(id)).toBe(1);
+    } finally {
+      await fleet.stopAll();
+      await admin.call('ACL', 'DELUSER', user);
+    }
+  }, 30_000);
 });
