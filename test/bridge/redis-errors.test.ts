@@ -1,9 +1,11 @@
 /**
- * Every Redis reply checked (issue 16): a producer A and a serving node B on a real redis-server whose writes fail,
- * at maxmemory under `noeviction` (OOM refuses XADD, SET and scripts, and still allows XACK and XDEL) and on keys of
- * the wrong type (WRONGTYPE). Every submit settles, none is acked without its result, each task runs once, a refused
- * hand-off rejects with BridgeWriteError at once, and the nodes report degraded with Redis's reason while their writes
- * fail and healthy once they are taken again.
+ * Every Redis reply checked (issue 16): nodes on a real redis-server whose writes fail, at maxmemory under
+ * `noeviction` (OOM refuses XADD, SET and scripts, and still allows XACK and XDEL), on keys of the wrong type
+ * (WRONGTYPE) and for an ACL user that may not read the `done` markers (NOPERM). Every submit settles, no entry is
+ * acked without its result (nor a dead letter without its writes), each task runs once (twice only when its serving
+ * node stops while Redis refuses its result), a refused hand-off rejects at once with BridgeWriteError, and the nodes
+ * report degraded with Redis's reason while their writes fail and healthy once they are taken again (not before: a
+ * reconnect does not hide refused writes, and a write taken does not hide a reconnect).
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -462,4 +464,35 @@ describeRedis('RedisBridge: Redis refuses writes', () => {
       await admin.call('ACL', 'DELUSER', user);
     }
   }, 30_000);
+
+  it('a serving node that stops while Redis refuses its results gives them up: its stop returns, the entries stay pending, and another node runs them', async () => {
+    const ns = namespace();
+    const r = raw();
+    const stream = `${ns}:tasks:x`;
+    const { a, b, log } = await pair(ns);
+    const K = 5;
+    const ids = Array.from({ length: K }, (_, i) => `given-up${i}`);
+    const submitted = track(ids.map((id) => a.submit(task({ op: 'gate', id }))));
+    await eventually(() => log.runs.length === K, 5_000, 'all running on B');
+    const entries = await r.xlen(stream);
+    await fillUp(r);
+    const failedBefore = await failedEvals(r);
+    log.open();
+    await eventually(async () => (await failedEvals(r)) >= failedBefore + 2, 5_000, 'B retries its results');
+    await within(b.stop({ timeoutMs: 5_000 }), 8_000, "B's stop");
+    expect(await pendingCount(r, stream)).toBe(entries);
+    expect(await r.xlen(stream)).toBe(entries);
+    expect(submitted.settled()).toBe(0);
+
+    await freeUp(r);
+    const logC = runLog();
+    const c = fleet.server(bridge(ns, 'C'), 'C', logC);
+    await c.start();
+    logC.open();
+    await eventually(() => submitted.settled() === K, 10_000, 'every submit settles');
+    expect(submitted.outcomes).toEqual(ids.map((id) => ({ ok: true, value: { node: 'C', id, v: 'gate' } })));
+    // Run twice, as documented: once on B, whose results Redis refused, and once on C.
+    for (const id of ids) expect([log.count(id), logC.count(id)]).toEqual([1, 1]);
+    await eventually(async () => (await pendingCount(r, stream)) === 0, 5_000, 'every entry acked');
+  });
 });
