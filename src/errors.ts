@@ -33,7 +33,8 @@ export type OrchestratorErrorCode =
   | 'AGENT_CREATION_FAILED'
   | 'RESOURCE_PRESSURE'
   | 'BUDGET_EXCEEDED'
-  | 'BREAKER_OPEN';
+  | 'BREAKER_OPEN'
+  | 'BRIDGE_WRITE_FAILED';
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {
@@ -410,6 +411,52 @@ export class BreakerOpenError extends OrchestratorError {
       `The circuit breaker ${JSON.stringify(breaker)} is open after repeated failures; the call was not made. Retry after its reset timeout or pass a fallback`,
     );
     this.breaker = breaker;
+  }
+}
+
+/**
+ * Redis refused a write of the RedisBridge, or the write could not reach it: the hand-off it carried was not sent
+ * (results, whose writes are retried, never end in it). `reply` is Redis's own error text, for example
+ * `OOM command not allowed when used memory > 'maxmemory'` or `WRONGTYPE Operation against a key holding the wrong
+ * kind of value`; the message says what to do about it.
+ */
+export class BridgeWriteError extends OrchestratorError {
+  /** The Redis command that failed, for example `XADD`. */
+  readonly command: string;
+  /** The key it wrote. */
+  readonly key: string;
+  /** The error Redis replied with (or why the command did not reach Redis). */
+  readonly reply: string;
+
+  constructor(command: string, key: string, reply: string, cause?: unknown) {
+    super(
+      'BRIDGE_WRITE_FAILED',
+      `Redis refused the bridge's ${command} to ${JSON.stringify(key)} (${reply}); ${writeAdvice(reply)}`,
+      { cause },
+    );
+    this.command = command;
+    this.key = key;
+    this.reply = reply;
+  }
+}
+
+/** What to do about a refused write, by the prefix of Redis's reply. */
+function writeAdvice(reply: string): string {
+  const kind = /^[A-Z]+/.exec(reply)?.[0];
+  switch (kind) {
+    case 'OOM':
+      return 'Redis is at its maxmemory: raise maxmemory, free memory in Redis, or lower the load; the task was not handed off, retry it later';
+    case 'WRONGTYPE':
+      return "another application wrote a key of another type under the bridge's namespace: give the bridge its own `namespace` (or Redis database), or delete the key";
+    case 'READONLY':
+      return 'the bridge is connected to a read-only replica: point its `url` at the primary';
+    case 'NOPERM':
+    case 'NOAUTH':
+      return "the bridge's Redis user may not run this command or write this key: grant it the namespace's keys and the stream commands";
+    case 'MISCONF':
+      return 'Redis refuses writes because it cannot persist (stop-writes-on-bgsave-error): fix its disk or persistence settings';
+    default:
+      return 'check the Redis server (its log, INFO memory, INFO persistence) and retry the task once it accepts writes';
   }
 }
 

@@ -123,6 +123,7 @@ export {
   AgentCreationError,
   AgentNotFoundError,
   BreakerOpenError,
+  BridgeWriteError,
   BudgetExceededError,
   DuplicateAgentError,
   IllegalStateTransitionError,

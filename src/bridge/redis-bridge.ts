@@ -119,6 +119,7 @@ export class RedisBridge implements CommunicationBridge {
   async start(host: BridgeHost): Promise<void> {
     this.#stopping = undefined;
     this.#node.host = host;
+    this.#node.clearAll();
     try {
       await this.#open(host);
     } catch (error) {
@@ -149,7 +150,8 @@ export class RedisBridge implements CommunicationBridge {
     node.counts.rejected += standing.rejected;
     for (const message of standing.messages) host.control(message);
     await this.#heartbeat.beat();
-    node.setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
+    // Healthy, unless the first beat found that Redis refuses writes (or a connection is already reconnecting).
+    node.deriveStatus();
     this.#loops = [
       this.#serving.read(),
       readResults(node, this.#connections, (result) => this.#handOffs.settle(result)),
@@ -237,7 +239,7 @@ export class RedisBridge implements CommunicationBridge {
     await publishControl(this.#connections.redis, signer, ns, { ...message, from: this.nodeId });
   }
 
-  /** Healthy while connected, degraded while reconnecting to Redis. */
+  /** Healthy while connected, degraded (with the reason) while reconnecting to Redis or while Redis refuses writes. */
   status(): BridgeStatus {
     return this.#node.status;
   }

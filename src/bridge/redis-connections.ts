@@ -159,10 +159,11 @@ export class RedisConnections {
     const onReconnecting = (): void => {
       this.#lostConnection = true;
       this.#checkRestart = true;
-      if (this.#node.running) this.#node.setStatus({ status: 'degraded', detail: 'reconnecting to Redis' });
+      if (this.#node.running) this.#node.trouble('connection', 'reconnecting to Redis');
     };
     const onReady = (): void => {
-      if (this.#node.running) this.#node.setStatus({ status: 'healthy', detail: `connected as ${this.#node.nodeId}` });
+      // Healthy again unless Redis still refuses writes (see RedisNode).
+      if (this.#node.running) this.#node.clear('connection');
     };
     client.on('error', onError).on('reconnecting', onReconnecting).on('ready', onReady);
     this.#unwatch.push(() => client.off('error', onError).off('reconnecting', onReconnecting).off('ready', onReady));

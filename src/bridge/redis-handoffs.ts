@@ -1,16 +1,18 @@
 /**
  * This node's hand-offs to the cluster. The hand-offs of one turn of the event loop go out in one pipeline: into the
  * stream of their requirement class, entries of up to BATCH tasks and BATCH_CHARS of JSON, each one signed message (a
- * task that cannot be sent fails alone); a class no node consumes yet is announced first. Each waits for its result
+ * task that cannot be sent fails alone); a class no node consumes yet is announced first, in a pipeline of its own.
+ * Every reply is checked: a hand-off whose class or entry Redis refused to write (OOM at maxmemory, a key of the wrong
+ * type) rejects with BridgeWriteError, and the node is degraded while writes fail. Each waits for its result
  * (read by readResults in redis-results.ts) and is kept until then, to be sent again should Redis lose it (a restart
  * without persistence).
  */
-import { OrchestratorStoppedError, ValidationError } from '../errors.js';
+import { BridgeWriteError, OrchestratorStoppedError, ValidationError } from '../errors.js';
 import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
-import { cutBatches, itemJson } from './redis-streams.js';
+import { cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
 
 /** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
 interface Outgoing {
@@ -109,8 +111,9 @@ export class RedisHandOffs {
   }
 
   #pipeline(items: readonly Outgoing[]): Promise<void> {
-    const pipeline = this.#connections.redis.pipeline();
     const byStream = new Map<string, Array<Outgoing & { json: string }>>();
+    /** Classes no node may consume yet, announced before their hand-offs go out. */
+    const unknown = new Set<string>();
     for (const item of items) {
       // Each task is serialised on its own: the entry is joined from these, so its size is known before it is built.
       const serialised = itemJson({ taskId: item.taskId, task: item.task });
@@ -124,38 +127,97 @@ export class RedisHandOffs {
         );
         continue;
       }
-      if (!this.#knownClasses.has(item.key)) {
-        // A class no node may consume yet: tell them now instead of at their next heartbeat.
-        this.#knownClasses.add(item.key);
-        pipeline.sadd(this.#node.key('classes'), item.key);
-        pipeline.publish(this.#node.key('classes'), item.key);
-      }
+      if (!this.#knownClasses.has(item.key)) unknown.add(item.key);
       const list = byStream.get(item.stream);
       const entry = { ...item, json: serialised.json };
       if (list) list.push(entry);
       else byStream.set(item.stream, [entry]);
     }
-    /** The hand-offs of each XADD, by its place in the pipeline: a failed XADD fails them. */
-    const sent = new Map<number, Outgoing[]>();
+    if (byStream.size === 0) return Promise.resolve();
+    if (unknown.size === 0) return this.#add(byStream);
+    return this.#announce(unknown).then((refused) => {
+      // A class that could not be announced is not known to the nodes that could serve it: its hand-offs would wait
+      // for ever in their stream. They are not sent, and reject with the reason.
+      for (const [stream, list] of byStream) {
+        const error = refused.get(list[0]!.key);
+        if (!error) continue;
+        byStream.delete(stream);
+        this.#reject(list, error);
+      }
+      return this.#add(byStream);
+    });
+  }
+
+  /**
+   * Announces classes no node may consume yet: added to the `classes` set (read by every heartbeat) and published
+   * (heard at once). A class is known once the set took it; a failed PUBLISH only delays the nodes until their next
+   * heartbeat. Resolves with the error of each class that could not be announced; never rejects.
+   */
+  async #announce(classes: ReadonlySet<string>): Promise<Map<string, BridgeWriteError>> {
+    const key = this.#node.key('classes');
+    const refused = new Map<string, BridgeWriteError>();
+    let replies: Replies;
+    try {
+      const pipeline = this.#connections.redis.pipeline();
+      for (const c of classes) pipeline.sadd(key, c).publish(key, c);
+      replies = await pipeline.exec();
+    } catch (error) {
+      for (const c of classes) refused.set(c, new BridgeWriteError('SADD', key, replyText(error), error));
+      return refused;
+    }
+    let i = 0;
+    for (const c of classes) {
+      const error = replyError(replies, i);
+      i += 2;
+      if (error) refused.set(c, new BridgeWriteError('SADD', key, replyText(error), error));
+      else this.#knownClasses.add(c);
+    }
+    this.#noteWrites(refused.values().next().value);
+    return refused;
+  }
+
+  /**
+   * Adds the hand-offs to their class streams: per stream, entries of up to BATCH tasks and BATCH_CHARS of JSON, each
+   * one signed message. A hand-off whose XADD Redis refused (or that did not reach Redis) rejects with
+   * BridgeWriteError; never rejects itself.
+   */
+  #add(byStream: ReadonlyMap<string, ReadonlyArray<Outgoing & { json: string }>>): Promise<void> {
+    if (byStream.size === 0) return Promise.resolve();
+    const pipeline = this.#connections.redis.pipeline();
+    /** The hand-offs of each XADD and its stream, by its place in the pipeline. */
+    const sent: Array<{ stream: string; batch: Outgoing[] }> = [];
     const origin = JSON.stringify(this.#node.nodeId);
     for (const [stream, list] of byStream) {
       for (const batch of cutBatches(list)) {
         const body = `{"origin":${origin},"tasks":[${batch.map((t) => t.json).join(',')}]}`;
         const sealed = this.#node.signer.sealJson('tasks', body);
-        sent.set(pipeline.length, batch);
+        sent.push({ stream, batch });
         pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
       }
     }
-    if (pipeline.length === 0) return Promise.resolve();
     return pipeline.exec().then(
       (replies) => {
-        for (const [index, batch] of sent) {
-          const error = replies?.[index]?.[0];
-          if (error) this.#reject(batch, error);
+        let refusal: BridgeWriteError | undefined;
+        for (const [index, { stream, batch }] of sent.entries()) {
+          const error = replyError(replies, index);
+          if (!error) continue;
+          const failure = new BridgeWriteError('XADD', stream, replyText(error), error);
+          refusal ??= failure;
+          this.#reject(batch, failure);
         }
+        this.#noteWrites(refusal);
       },
-      (error: unknown) => this.#reject(items, error),
+      (error: unknown) => {
+        for (const { stream, batch } of sent)
+          this.#reject(batch, new BridgeWriteError('XADD', stream, replyText(error), error));
+      },
     );
+  }
+
+  /** The node's `writes` trouble after writes that Redis answered: set with the first refusal, or cleared. */
+  #noteWrites(refusal: BridgeWriteError | undefined): void {
+    if (refusal) this.#node.writeRefused(refusal.reply);
+    else this.#node.writeTaken();
   }
 
   /** Rejects the hand-offs of `items` still waiting with `error`. */

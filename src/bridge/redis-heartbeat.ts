@@ -22,6 +22,8 @@ import {
   GROUP,
   openBatch,
   refusalKey,
+  replyError,
+  replyText,
   type Fields,
   type StreamEntries,
 } from './redis-streams.js';
@@ -84,6 +86,10 @@ export class RedisHeartbeat {
       const pipeline = this.#registry.write(host);
       pipeline.smembers(this.#node.key('classes'));
       const results = await pipeline.exec();
+      // The registry write (SET, SADD) is also the node's probe of whether Redis takes writes again.
+      const refused = replyError(results, 0) ?? replyError(results, 1);
+      if (refused) this.#node.writeRefused(replyText(refused));
+      else this.#node.writeTaken();
       const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
       await this.#serving.serveClasses(classes, host);
       await this.#serving.keepFresh();
@@ -153,11 +159,16 @@ export class RedisHeartbeat {
     }
   }
 
-  /** Moves an entry to the `dead` stream and rejects its tasks at their origin with TASK_DEAD_LETTERED. */
+  /**
+   * Moves an entry to the `dead` stream and rejects its tasks at their origin with TASK_DEAD_LETTERED, in two steps:
+   * the entry is acked and deleted only once Redis took both the dead letter and the results. Should it refuse either
+   * (OOM at maxmemory, WRONGTYPE), the entry stays pending and a later reclaim pass tries again (the dead letter may
+   * then be written twice; the origin drops the second result). Never rejects on a refusal: the beat goes on.
+   */
   async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
-    this.#node.counts.deadLettered++;
     const batch = openBatch(this.#node.signer, fields);
-    const pipeline = this.#connections.redis.pipeline();
+    const redis = this.#connections.redis;
+    const pipeline = redis.pipeline();
     pipeline.xadd(
       this.#node.key('dead'),
       // Exact, not `~`: dead letters are rare, and the cap is a promise about Redis memory.
@@ -175,8 +186,6 @@ export class RedisHeartbeat {
       's',
       field(fields, 's') ?? '',
     );
-    pipeline.xack(stream, GROUP, id);
-    pipeline.xdel(stream, id);
     if (batch) {
       const results: HandOffResult[] = batch.tasks.map(({ taskId }) => ({
         taskId,
@@ -191,6 +200,17 @@ export class RedisHeartbeat {
       const sealed = this.#node.signer.seal('results', { results });
       pipeline.xadd(this.#node.key('results', batch.origin), '*', 'm', sealed.m, 's', sealed.s);
     }
-    await pipeline.exec();
+    const written = await pipeline.exec();
+    for (let i = 0; i < pipeline.length; i++) {
+      const error = replyError(written, i);
+      if (error) {
+        this.#node.writeRefused(replyText(error));
+        return;
+      }
+    }
+    this.#node.writeTaken();
+    this.#node.counts.deadLettered++;
+    // Acks are not refused at maxmemory; one that fails anyway leaves the entry pending, dead-lettered again later.
+    await redis.pipeline().xack(stream, GROUP, id).xdel(stream, id).exec();
   }
 }

@@ -18,8 +18,10 @@ import {
   GROUP,
   openBatch,
   pause,
+  replyError,
   streamsOf,
   type Delivered,
+  type Replies,
   type TaskBatch,
 } from './redis-streams.js';
 
@@ -42,7 +44,14 @@ export class RedisServing {
   constructor(node: RedisNode, connections: RedisConnections) {
     this.#node = node;
     this.#connections = connections;
-    this.#writer = new ResultWriter(node, connections, (entry) => this.#inflight.get(entry.stream)?.delete(entry.id));
+    this.#writer = new ResultWriter(node, connections, {
+      // Flow control counts a task until its result is written: while Redis refuses results, no more are taken.
+      reported: () => {
+        this.#backlog--;
+        this.#onCapacity?.();
+      },
+      release: (entry) => this.#inflight.get(entry.stream)?.delete(entry.id),
+    });
   }
 
   /** The streams this node consumes (live: a class it starts serving is added). */
@@ -163,19 +172,27 @@ export class RedisServing {
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
     const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#node.key('done', t.taskId)));
     if (keys.length > 0) pipeline.mget(...keys);
-    let replies: Array<[Error | null, unknown]> | null;
+    let replies: Replies;
     try {
       replies = await pipeline.exec();
     } catch {
       return; // Redis went away: the entries stay pending and come back by reclaim
     }
-    const done = (replies?.[forged.length * 2]?.[1] ?? []) as Array<string | null>;
+    // A forged entry whose ack failed is delivered again, and dropped again: nothing to do about it here.
+    if (keys.length === 0) return;
+    const mget = forged.length * 2;
+    const done = replies?.[mget]?.[1] as Array<string | null> | undefined;
+    if (replyError(replies, mget) || !Array.isArray(done) || done.length !== keys.length) {
+      // Whether these tasks have a result is unknown, which is not "no result": none runs. The entries stay pending
+      // (not marked in flight here), and reclaim delivers them again once they are idle.
+      return;
+    }
     let k = 0;
     for (const { stream, id, batch: b } of valid) {
       let ids = this.#inflight.get(stream);
       if (!ids) this.#inflight.set(stream, (ids = new Set()));
       ids.add(id);
-      const entry: Entry = { stream, id, open: b.tasks.length, refused: false };
+      const entry: Entry = { stream, id, open: b.tasks.length, refused: false, lost: false };
       this.#backlog += b.tasks.length;
       for (const { taskId, task } of b.tasks) {
         if (done[k++] != null) {
@@ -207,8 +224,6 @@ export class RedisServing {
   }
 
   #report(entry: Entry, result: HandOffResult | undefined, origin: string, taskId: string): void {
-    this.#backlog--;
-    this.#onCapacity?.();
     this.#writer.report(entry, result, origin, taskId);
   }
 }

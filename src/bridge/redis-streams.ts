@@ -150,6 +150,25 @@ export async function ensureGroup(redis: Redis, stream: string): Promise<void> {
   }
 }
 
+/** What a pipeline's `exec()` resolves with: per command, in order, `[error, reply]` (ioredis). */
+export type Replies = ReadonlyArray<[Error | null, unknown]> | null;
+
+/**
+ * The error of the command at `index` of a pipeline's replies, or `undefined` when it succeeded. A reply that is
+ * missing counts as an error: a pipeline's replies are never taken on trust.
+ */
+export function replyError(replies: Replies, index: number): Error | undefined {
+  const reply = replies?.[index];
+  if (!reply) return new Error(`no reply to command ${index} of the pipeline`);
+  return reply[0] ?? undefined;
+}
+
+/** The text of a Redis error reply (`OOM command not allowed ...`, `WRONGTYPE ...`), or of any other error. */
+export function replyText(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
 /** Waits `ms` without keeping the process alive: a read loop's back-off after a failed read. */
 export function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
