@@ -99,7 +99,9 @@ export class RedisBridge implements CommunicationBridge {
   constructor(options: RedisBridgeOptions) {
     const resolved = resolveRedisBridgeOptions(options);
     this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
-    const signer = new MessageSigner(options.secret, resolved.namespace, resolved.maxMessageAgeMs);
+    const signer = new MessageSigner(options.secret, resolved.namespace, resolved.maxMessageAgeMs, {
+      encrypt: resolved.encrypt,
+    });
     this.#node = new RedisNode(this.nodeId, resolved, signer);
     this.#connections = new RedisConnections(this.#node, options);
     this.#registry = new RedisRegistry(this.#node, this.#connections);
@@ -237,9 +239,20 @@ export class RedisBridge implements CommunicationBridge {
     await publishControl(this.#connections.redis, signer, ns, { ...message, from: this.nodeId });
   }
 
-  /** Healthy while connected, degraded while reconnecting to Redis. */
+  /**
+   * Healthy while connected, degraded while reconnecting to Redis, and for `maxMessageAgeMs` after refusing a genuine
+   * message sealed by a node that does not agree on `encrypt` (the detail says which way).
+   */
   status(): BridgeStatus {
-    return this.#node.status;
+    const status = this.#node.status;
+    const mismatch = this.#node.signer.mismatch;
+    if (status.status !== 'healthy' || !mismatch || Date.now() - mismatch.at > this.#node.options.maxMessageAgeMs)
+      return status;
+    const theirs = mismatch.encrypted ? 'encrypted' : 'unencrypted';
+    return {
+      status: 'degraded',
+      detail: `${status.detail}; refused an ${theirs} ${mismatch.kind} message: every node (and the CLI, with --encrypt) must set the same \`encrypt\` option as this one (${String(this.#node.options.encrypt)})`,
+    };
   }
 
   /** This node's counts since it was made. */

@@ -14,6 +14,7 @@ import type { RedisHandOffs } from './redis-handoffs.js';
 import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
+import { addDoneMarkers } from './redis-terminal.js';
 import {
   DEL_IDLE_CONSUMER,
   ensureGroup,
@@ -156,7 +157,7 @@ export class RedisHeartbeat {
   /** Moves an entry to the `dead` stream and rejects its tasks at their origin with TASK_DEAD_LETTERED. */
   async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
     this.#node.counts.deadLettered++;
-    const batch = openBatch(this.#node.signer, fields);
+    const batch = openBatch(this.#node.signer, fields, id, this.#node.options)?.batch;
     const pipeline = this.#connections.redis.pipeline();
     pipeline.xadd(
       this.#node.key('dead'),
@@ -178,6 +179,12 @@ export class RedisHeartbeat {
     pipeline.xack(stream, GROUP, id);
     pipeline.xdel(stream, id);
     if (batch) {
+      // Its tasks end here: the entry written back into a task stream is not run (see redis-terminal.ts).
+      addDoneMarkers(
+        this.#node,
+        pipeline,
+        batch.tasks.map((t) => t.taskId),
+      );
       const results: HandOffResult[] = batch.tasks.map(({ taskId }) => ({
         taskId,
         node: this.#node.nodeId,

@@ -6,6 +6,7 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { MAX_TIMER_MS } from '../util/timers.js';
 import {
+  expectBoolean,
   expectFunction,
   expectInteger,
   expectObject,
@@ -105,6 +106,14 @@ export interface RedisBridgeOptions {
    */
   maxMessageAgeMs?: number;
   /**
+   * Seal every message (tasks, results, control, registry entries) as AES-256-GCM ciphertext under a key derived from
+   * `secret` (HKDF), as well as signing it, so that whoever reads Redis without the secret sees no payload, result or
+   * status. Costs CPU on every message (see docs/cluster.md for a measurement). Every node of a fleet, and the CLI
+   * (`--encrypt`), must agree: a node refuses the messages of one that does not (counted in `rejected`, and its status
+   * turns degraded saying so). @default false
+   */
+  encrypt?: boolean;
+  /**
    * Longest wait of `stop()`, in ms, for what it finishes gracefully: the hand-offs running here reporting their
    * results, the node leaving the registry, the connection made from `url` quitting. Past it (Redis down, paused or
    * slow), the hand-offs still waiting reject with OrchestratorStoppedError and every connection the bridge made is cut,
@@ -141,13 +150,17 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   maxMessageAgeMs: 60_000,
   /** Longest wait of `stop()`, in ms, before it cuts the connections. */
   stopTimeoutMs: 5_000,
+  /** Messages are signed, not encrypted. */
+  encrypt: false,
 });
 
 /** The timings and limits of a bridge, resolved. */
 export type ResolvedRedisBridgeOptions = {
   -readonly [K in keyof typeof REDIS_BRIDGE_DEFAULTS]: (typeof REDIS_BRIDGE_DEFAULTS)[K] extends string
     ? string
-    : number;
+    : (typeof REDIS_BRIDGE_DEFAULTS)[K] extends boolean
+      ? boolean
+      : number;
 };
 
 const KEYS = keysOf<RedisBridgeOptions>({
@@ -166,6 +179,7 @@ const KEYS = keysOf<RedisBridgeOptions>({
   doneTtlMs: true,
   maxMessageAgeMs: true,
   stopTimeoutMs: true,
+  encrypt: true,
   retry: true,
 });
 
@@ -232,6 +246,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     return v === undefined ? (D[key] as number) : expectInteger(v, `options.${key}`, 1, max);
   };
   const namespaceValue = own(o, 'namespace');
+  const encrypt = own(o, 'encrypt');
   const resolved: ResolvedRedisBridgeOptions = {
     namespace: namespaceValue === undefined ? D.namespace : expectString(namespaceValue, 'options.namespace'),
     heartbeatMs: int('heartbeatMs', MAX_TIMER_MS),
@@ -243,6 +258,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     doneTtlMs: int('doneTtlMs', Number.MAX_SAFE_INTEGER),
     maxMessageAgeMs: int('maxMessageAgeMs', Number.MAX_SAFE_INTEGER),
     stopTimeoutMs: int('stopTimeoutMs', MAX_TIMER_MS),
+    encrypt: encrypt === undefined ? D.encrypt : expectBoolean(encrypt, 'options.encrypt'),
   };
   // A node beats every heartbeatMs; its registry entry must outlive a beat, and its running entries are kept fresh on
   // each beat, so a reclaim threshold at or below the beat would take work from live nodes and run it twice.

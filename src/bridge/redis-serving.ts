@@ -11,6 +11,7 @@ import type { RedisConnections } from './redis-connections.js';
 import { requiresOf } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
 import { ResultWriter, type Entry } from './redis-results.js';
+import { refuseEntries } from './redis-terminal.js';
 import {
   BATCH,
   DEL_IDLE_CONSUMER,
@@ -20,6 +21,7 @@ import {
   pause,
   streamsOf,
   type Delivered,
+  type OpenedEntry,
   type TaskBatch,
 } from './redis-streams.js';
 
@@ -150,19 +152,22 @@ export class RedisServing {
   async take(batch: readonly Delivered[]): Promise<void> {
     const valid: Array<{ stream: string; id: string; batch: TaskBatch }> = [];
     const forged: Array<[string, string]> = [];
+    const refused: OpenedEntry[] = [];
     for (const [stream, id, fields] of batch) {
-      const opened = openBatch(this.#node.signer, fields);
-      if (!opened) {
+      const opened = openBatch(this.#node.signer, fields, id, this.#node.options);
+      if (!opened || opened.refusal) {
         this.#node.counts.rejected++;
         forged.push([stream, id]); // never executed; not worth redelivering either
+        if (opened) refused.push(opened); // genuine but written back, or too old to trust: its tasks end here
       } else if (!this.#inflight.get(stream)?.has(id)) {
-        valid.push({ stream, id, batch: opened });
+        valid.push({ stream, id, batch: opened.batch });
       }
     }
     const pipeline = this.#connections.redis.pipeline();
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
     const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#node.key('done', t.taskId)));
     if (keys.length > 0) pipeline.mget(...keys);
+    refuseEntries(this.#node, pipeline, refused);
     let replies: Array<[Error | null, unknown]> | null;
     try {
       replies = await pipeline.exec();
