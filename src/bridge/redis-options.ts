@@ -95,20 +95,24 @@ export interface RedisBridgeOptions {
    */
   blockMs?: number;
   /**
-   * Ms a task's `done` marker lives after its result is reported: a redelivery of the task within this time is not
-   * run again. Longer: more keys in Redis (one per handed-off task). @default 3_600_000 (an hour)
+   * Ms a task's `done` marker lives after its result is reported (or it is dead-lettered): a redelivery of the task
+   * within this time is not run again. A task entry sealed longer ago than this is not run at all (its marker may be
+   * gone): its submitter gets TASK_DELIVERY_STALE. Longer: more keys in Redis (one per handed-off task).
+   * @default 3_600_000 (an hour)
    */
   doneTtlMs?: number;
   /**
    * Ms by which a control message's timestamp may differ from this node's clock (older, or ahead by clock skew)
    * before it is dropped as a replay. Must exceed the clock skew between nodes. The standing state replayed at start is
-   * not checked against it. @default 60_000
+   * not checked against it. A task entry added to Redis more than this before or after its message was sealed (an old
+   * entry written back, or clocks of nodes and Redis that disagree by more) is refused, and its submitter, if still
+   * waiting, gets TASK_DELIVERY_STALE. @default 60_000
    */
   maxMessageAgeMs?: number;
   /**
    * Seal every message (tasks, results, control, registry entries) as AES-256-GCM ciphertext under a key derived from
    * `secret` (HKDF), as well as signing it, so that whoever reads Redis without the secret sees no payload, result or
-   * status. Costs CPU on every message (see docs/cluster.md for a measurement). Every node of a fleet, and the CLI
+   * status. Costs CPU on every message (docs/usage.md has a measurement). Every node of a fleet, and the CLI
    * (`--encrypt`), must agree: a node refuses the messages of one that does not (counted in `rejected`, and its status
    * turns degraded saying so). @default false
    */
