@@ -114,7 +114,7 @@ describeRedis('RedisBridge: old task entries written back are not run', () => {
   it('a dead-lettered entry copied back from the dead stream is refused: its done marker, and later its age, stop it', async () => {
     const ns = namespace();
     // B refuses entries added more than 3 s after they were sealed; dead-letters at the first claim past 1 delivery.
-    const { r, b, log, result, stream, id } = await waitingEntry(
+    const { r, a, b, log, result, stream, id } = await waitingEntry(
       ns,
       { op: 'echo', id: 'poison' },
       { maxDeliveries: 1, maxMessageAgeMs: 3_000 },
@@ -147,6 +147,8 @@ describeRedis('RedisBridge: old task entries written back are not run', () => {
     expect(log.runs).toEqual([]);
     expect(b.bridge.stats().served).toBe(0);
     expect(b.bridge.stats().deadLettered).toBe(1);
+    // The submitter heard TASK_DEAD_LETTERED once; the failure sent for the late copy matched nothing it waits for.
+    expect(a.bridge.stats()).toMatchObject({ handedOff: 1, rejected: 0 });
   });
 
   it('a completed task written back after its done marker expired is not run again (a new id, or its old id)', async () => {
