@@ -17,7 +17,9 @@
  *   with `+`; `*` for none); `tasks:<class>` (stream, group `workers`): the hand-offs of one class, consumed by every
  *   node that can serve it.
  * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
- * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
+ * - `done:<task>` (string, TTL): a task that has a result (or was dead-lettered, or its entry refused), so a
+ *   redelivery or an old entry written back is not run again (redis-terminal.ts writes them; task entries are also
+ *   bound to their delivery, see `openBatch` in redis-streams.ts).
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
  *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry.
  * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
@@ -58,7 +60,8 @@ export type { RedisBridgeOptions } from './redis-options.js';
  * serve that class consumes; results come back on the origin's own stream. Delivery is at least once: a task whose
  * node dies is claimed by a live node after `reclaimIdleMs`, and a task that has a result is not run again (for
  * `doneTtlMs`).
- * Every message is signed with `secret`; unsigned, forged or replayed ones are dropped and counted in `rejected`.
+ * Every message is signed with `secret` (and, with `encrypt`, sealed as AES-256-GCM ciphertext); unsigned, forged or
+ * replayed ones are dropped and counted in `rejected`.
  * ioredis is imported by `start()` (unless you pass your own client), so a host that never starts one never loads it.
  *
  * @example
@@ -99,7 +102,9 @@ export class RedisBridge implements CommunicationBridge {
   constructor(options: RedisBridgeOptions) {
     const resolved = resolveRedisBridgeOptions(options);
     this.nodeId = options.nodeId ?? `node-${randomBytes(4).toString('hex')}`;
-    const signer = new MessageSigner(options.secret, resolved.namespace, resolved.maxMessageAgeMs);
+    const signer = new MessageSigner(options.secret, resolved.namespace, resolved.maxMessageAgeMs, {
+      encrypt: resolved.encrypt,
+    });
     this.#node = new RedisNode(this.nodeId, resolved, signer);
     this.#connections = new RedisConnections(this.#node, options);
     this.#registry = new RedisRegistry(this.#node, this.#connections);
@@ -239,9 +244,21 @@ export class RedisBridge implements CommunicationBridge {
     await publishControl(this.#connections.redis, signer, ns, { ...message, from: this.nodeId });
   }
 
-  /** Healthy while connected, degraded (with the reason) while reconnecting to Redis or while Redis refuses writes. */
+  /**
+   * Healthy while connected; degraded (with the reason) while reconnecting to Redis or while Redis refuses writes, and
+   * for `maxMessageAgeMs` after refusing a genuine message sealed by a node that does not agree on `encrypt` (the
+   * detail says which way).
+   */
   status(): BridgeStatus {
-    return this.#node.status;
+    const status = this.#node.status;
+    const mismatch = this.#node.signer.mismatch;
+    if (status.status !== 'healthy' || !mismatch || Date.now() - mismatch.at > this.#node.options.maxMessageAgeMs)
+      return status;
+    const theirs = mismatch.encrypted ? 'encrypted' : 'unencrypted';
+    return {
+      status: 'degraded',
+      detail: `${status.detail}; refused an ${theirs} ${mismatch.kind} message: every node (and the CLI, with --encrypt) must set the same \`encrypt\` option as this one (${String(this.#node.options.encrypt)})`,
+    };
   }
 
   /** This node's counts since it was made. */

@@ -14,6 +14,7 @@ import type { RedisHandOffs } from './redis-handoffs.js';
 import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
+import { addDoneMarkers } from './redis-terminal.js';
 import {
   DEL_IDLE_CONSUMER,
   ensureGroup,
@@ -166,7 +167,7 @@ export class RedisHeartbeat {
    * then be written twice; the origin drops the second result). Never rejects on a refusal: the beat goes on.
    */
   async #deadLetter(stream: string, id: string, fields: Fields, deliveries: number): Promise<void> {
-    const batch = openBatch(this.#node.signer, fields);
+    const batch = openBatch(this.#node.signer, fields, id, this.#node.options)?.batch;
     const redis = this.#connections.redis;
     const pipeline = redis.pipeline();
     pipeline.xadd(
@@ -187,6 +188,12 @@ export class RedisHeartbeat {
       field(fields, 's') ?? '',
     );
     if (batch) {
+      // Its tasks end here: the entry written back into a task stream is not run (see redis-terminal.ts).
+      addDoneMarkers(
+        this.#node,
+        pipeline,
+        batch.tasks.map((t) => t.taskId),
+      );
       const results: HandOffResult[] = batch.tasks.map(({ taskId }) => ({
         taskId,
         node: this.#node.nodeId,

@@ -6,6 +6,7 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { MAX_TIMER_MS } from '../util/timers.js';
 import {
+  expectBoolean,
   expectFunction,
   expectInteger,
   expectObject,
@@ -94,16 +95,28 @@ export interface RedisBridgeOptions {
    */
   blockMs?: number;
   /**
-   * Ms a task's `done` marker lives after its result is reported: a redelivery of the task within this time is not
-   * run again. Longer: more keys in Redis (one per handed-off task). @default 3_600_000 (an hour)
+   * Ms a task's `done` marker lives after its result is reported (or it is dead-lettered): a redelivery of the task
+   * within this time is not run again. A task entry sealed longer ago than this is not run at all (its marker may be
+   * gone): its submitter gets TASK_DELIVERY_STALE. Longer: more keys in Redis (one per handed-off task).
+   * @default 3_600_000 (an hour)
    */
   doneTtlMs?: number;
   /**
    * Ms by which a control message's timestamp may differ from this node's clock (older, or ahead by clock skew)
    * before it is dropped as a replay. Must exceed the clock skew between nodes. The standing state replayed at start is
-   * not checked against it. @default 60_000
+   * not checked against it. A task entry added to Redis more than this before or after its message was sealed (an old
+   * entry written back, or clocks of nodes and Redis that disagree by more) is refused, and its submitter, if still
+   * waiting, gets TASK_DELIVERY_STALE. @default 60_000
    */
   maxMessageAgeMs?: number;
+  /**
+   * Seal every message (tasks, results, control, registry entries) as AES-256-GCM ciphertext under a key derived from
+   * `secret` (HKDF), as well as signing it, so that whoever reads Redis without the secret sees no payload, result or
+   * status. Costs CPU on every message (docs/usage.md has a measurement). Every node of a fleet, and the CLI
+   * (`--encrypt`), must agree: a node refuses the messages of one that does not (counted in `rejected`, and its status
+   * turns degraded saying so). @default false
+   */
+  encrypt?: boolean;
   /**
    * Longest wait of `stop()`, in ms, for what it finishes gracefully: the hand-offs running here reporting their
    * results, the node leaving the registry, the connection made from `url` quitting. Past it (Redis down, paused or
@@ -141,13 +154,17 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   maxMessageAgeMs: 60_000,
   /** Longest wait of `stop()`, in ms, before it cuts the connections. */
   stopTimeoutMs: 5_000,
+  /** Messages are signed, not encrypted. */
+  encrypt: false,
 });
 
 /** The timings and limits of a bridge, resolved. */
 export type ResolvedRedisBridgeOptions = {
   -readonly [K in keyof typeof REDIS_BRIDGE_DEFAULTS]: (typeof REDIS_BRIDGE_DEFAULTS)[K] extends string
     ? string
-    : number;
+    : (typeof REDIS_BRIDGE_DEFAULTS)[K] extends boolean
+      ? boolean
+      : number;
 };
 
 const KEYS = keysOf<RedisBridgeOptions>({
@@ -166,6 +183,7 @@ const KEYS = keysOf<RedisBridgeOptions>({
   doneTtlMs: true,
   maxMessageAgeMs: true,
   stopTimeoutMs: true,
+  encrypt: true,
   retry: true,
 });
 
@@ -232,6 +250,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     return v === undefined ? (D[key] as number) : expectInteger(v, `options.${key}`, 1, max);
   };
   const namespaceValue = own(o, 'namespace');
+  const encrypt = own(o, 'encrypt');
   const resolved: ResolvedRedisBridgeOptions = {
     namespace: namespaceValue === undefined ? D.namespace : expectString(namespaceValue, 'options.namespace'),
     heartbeatMs: int('heartbeatMs', MAX_TIMER_MS),
@@ -243,6 +262,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     doneTtlMs: int('doneTtlMs', Number.MAX_SAFE_INTEGER),
     maxMessageAgeMs: int('maxMessageAgeMs', Number.MAX_SAFE_INTEGER),
     stopTimeoutMs: int('stopTimeoutMs', MAX_TIMER_MS),
+    encrypt: encrypt === undefined ? D.encrypt : expectBoolean(encrypt, 'options.encrypt'),
   };
   // A node beats every heartbeatMs; its registry entry must outlive a beat, and its running entries are kept fresh on
   // each beat, so a reclaim threshold at or below the beat would take work from live nodes and run it twice.

@@ -11,6 +11,7 @@ import type { RedisConnections } from './redis-connections.js';
 import { requiresOf } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
 import { ResultWriter, type Entry } from './redis-results.js';
+import { refuseEntries } from './redis-terminal.js';
 import {
   BATCH,
   DEL_IDLE_CONSUMER,
@@ -19,9 +20,11 @@ import {
   openBatch,
   pause,
   replyError,
+  replyText,
   streamsOf,
   type Delivered,
   type Replies,
+  type OpenedEntry,
   type TaskBatch,
 } from './redis-streams.js';
 
@@ -159,19 +162,29 @@ export class RedisServing {
   async take(batch: readonly Delivered[]): Promise<void> {
     const valid: Array<{ stream: string; id: string; batch: TaskBatch }> = [];
     const forged: Array<[string, string]> = [];
+    /** Genuine entries openBatch does not trust (written back, or too old): their tasks end here, then they go. */
+    const refused: Array<{ stream: string; id: string; opened: OpenedEntry }> = [];
     for (const [stream, id, fields] of batch) {
-      const opened = openBatch(this.#node.signer, fields);
-      if (!opened) {
+      const opened = openBatch(this.#node.signer, fields, id, this.#node.options);
+      if (!opened || opened.refusal) {
         this.#node.counts.rejected++;
-        forged.push([stream, id]); // never executed; not worth redelivering either
+        if (opened) refused.push({ stream, id, opened });
+        else forged.push([stream, id]); // never executed; not worth redelivering either
       } else if (!this.#inflight.get(stream)?.has(id)) {
-        valid.push({ stream, id, batch: opened });
+        valid.push({ stream, id, batch: opened.batch });
       }
     }
     const pipeline = this.#connections.redis.pipeline();
     for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
     const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#node.key('done', t.taskId)));
+    const mget = pipeline.length;
     if (keys.length > 0) pipeline.mget(...keys);
+    const ending = pipeline.length;
+    refuseEntries(
+      this.#node,
+      pipeline,
+      refused.map((r) => r.opened),
+    );
     let replies: Replies;
     try {
       replies = await pipeline.exec();
@@ -179,8 +192,8 @@ export class RedisServing {
       return; // Redis went away: the entries stay pending and come back by reclaim
     }
     // A forged entry whose ack failed is delivered again, and dropped again: nothing to do about it here.
+    if (refused.length > 0) await this.#dropRefused(refused, replies, ending, pipeline.length);
     if (keys.length === 0) return;
-    const mget = forged.length * 2;
     const done = replies?.[mget]?.[1] as Array<string | null> | undefined;
     if (replyError(replies, mget) || !Array.isArray(done) || done.length !== keys.length) {
       // Whether these tasks have a result is unknown, which is not "no result": none runs. The entries stay pending
@@ -204,6 +217,29 @@ export class RedisServing {
         }
       }
     }
+  }
+
+  /**
+   * Acks and deletes the refused entries once Redis took what ends their tasks (replies `from` to `to`): at maxmemory
+   * it refuses those writes, and an entry acked without them would leave its submitter waiting. Refused, they stay
+   * pending and are refused again on their next delivery.
+   */
+  async #dropRefused(
+    refused: ReadonlyArray<{ stream: string; id: string }>,
+    replies: Replies,
+    from: number,
+    to: number,
+  ): Promise<void> {
+    for (let i = from; i < to; i++) {
+      const error = replyError(replies, i);
+      if (error) {
+        this.#node.writeRefused(replyText(error));
+        return;
+      }
+    }
+    const pipeline = this.#connections.redis.pipeline();
+    for (const { stream, id } of refused) pipeline.xack(stream, GROUP, id).xdel(stream, id);
+    await pipeline.exec().catch(() => {}); // not acked: delivered again, refused again
   }
 
   #run(entry: Entry, handOff: HandOff): void {

@@ -123,8 +123,51 @@ export function field(fields: Fields, name: string): string | undefined {
   return undefined;
 }
 
-/** A stream entry's hand-offs, or `undefined` when it is unsigned, forged or malformed. */
-export function openBatch(signer: MessageSigner, fields: Fields): TaskBatch | undefined {
+/** The timings a task entry is checked against: see {@link openBatch}. */
+export interface DeliveryLimits {
+  /** Ms by which an entry's id time and its message's `ts` may differ. */
+  readonly maxMessageAgeMs: number;
+  /** Ms a task's `done` marker lives: an entry sealed longer ago is refused. */
+  readonly doneTtlMs: number;
+}
+
+/** Why a genuine task entry is refused without running: a copy written back, or a delivery too late to trust. */
+export interface Refusal {
+  /** The time Redis added the entry (from its id) less the time its message was sealed, in ms. */
+  readonly lateMs: number;
+  /** Ms since its message was sealed. */
+  readonly ageMs: number;
+  /** What went wrong and what to fix, for the failure its tasks report to their origin. */
+  readonly why: string;
+}
+
+/** A task entry whose signature checks: its hand-offs, and whether it is refused (see {@link openBatch}). */
+export interface OpenedEntry {
+  readonly batch: TaskBatch;
+  readonly refusal: Refusal | undefined;
+}
+
+/** The time (ms) in a stream entry id `<ms>-<seq>`, or `undefined` when it is not one. */
+export function idTime(id: string): number | undefined {
+  const ms = Number(id.slice(0, id.indexOf('-')));
+  return id.includes('-') && Number.isSafeInteger(ms) && ms >= 0 ? ms : undefined;
+}
+
+/**
+ * Opens the task entry `id`: `undefined` when it is unsigned, forged or malformed. A genuine one is also bound to its
+ * delivery, so that an old entry written back into a stream (by anyone with write access to Redis, without the
+ * secret) never runs: it comes with a `refusal` when the time Redis added it (its id) and the time its message was
+ * sealed (`ts`) differ by more than `maxMessageAgeMs` (a copy written back later, or clocks that disagree by more than
+ * that), or when it was sealed more than `doneTtlMs` ago (its tasks' `done` markers may be gone: even a genuine entry
+ * that old could run a second time). Entries are sealed when sent, and again when sent again after a Redis restart.
+ */
+export function openBatch(
+  signer: MessageSigner,
+  fields: Fields,
+  id: string,
+  limits: DeliveryLimits,
+  now = Date.now(),
+): OpenedEntry | undefined {
   const batch = signer.open<TaskBatch>('tasks', field(fields, 'm'), field(fields, 's'));
   if (!batch || typeof batch.origin !== 'string' || !Array.isArray(batch.tasks) || batch.tasks.length === 0)
     return undefined;
@@ -133,7 +176,22 @@ export function openBatch(signer: MessageSigner, fields: Fields): TaskBatch | un
     const { taskId, task } = t as { taskId?: unknown; task?: unknown };
     if (typeof taskId !== 'string' || typeof task !== 'object' || task === null) return undefined;
   }
-  return batch;
+  const added = idTime(id);
+  const lateMs = added === undefined ? Infinity : added - batch.ts;
+  const ageMs = now - batch.ts;
+  let why: string | undefined;
+  if (!(Math.abs(lateMs) <= limits.maxMessageAgeMs)) {
+    why =
+      `its entry ${id} was added to Redis ${lateMs} ms after its message was sealed, beyond maxMessageAgeMs ` +
+      `(${limits.maxMessageAgeMs}): a copy written back into the stream, or clocks of nodes and Redis that disagree by ` +
+      'more than maxMessageAgeMs (synchronise them, or raise it)';
+  } else if (ageMs > limits.doneTtlMs) {
+    why =
+      `it was handed off ${ageMs} ms ago, longer than doneTtlMs (${limits.doneTtlMs}) keeps a task from running twice: ` +
+      'raise doneTtlMs above the longest time a task can wait in its stream (about maxDeliveries × reclaimIdleMs, plus ' +
+      'its run time)';
+  }
+  return { batch, refusal: why === undefined ? undefined : { lateMs, ageMs, why } };
 }
 
 /** How many times the entry `id` of `stream` was refused (a counter that expires with the `done` markers). */

@@ -2,9 +2,48 @@
  * Signed messages: every message on the bridge is `{ m, s }`, the JSON body and its HMAC-SHA256 under the shared
  * secret (bound to the namespace and the message kind, so a signature cannot be moved to another channel).
  * Unsigned, forged, stale or replayed messages are dropped and counted by the caller, never acted on.
+ *
+ * With `encrypt`, the body is sealed as AES-256-GCM ciphertext instead of JSON text: `m` is {@link ENCRYPTED_PREFIX}
+ * and the base64 of a random 96-bit IV, the ciphertext and its 128-bit tag, under a key derived from the secret with
+ * HKDF-SHA256 (not the HMAC key), with the namespace and the kind as associated data; the HMAC then signs that text.
+ * A signer opens only messages sealed the way it seals them: the other kind, genuine (its signature checks) but from
+ * a node that does not agree on `encrypt`, is refused and remembered as a {@link SignerMismatch} for diagnosis.
  */
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createSecretKey,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 import { BoundedSet } from '../util/fifo.js';
+
+/** How an encrypted body opens: never `{`, which opens every JSON body. */
+export const ENCRYPTED_PREFIX = 'aes256gcm:';
+/** HKDF's `info` for the encryption key: a key for this use alone, unrelated to the HMAC key. */
+const ENCRYPTION_KEY_INFO = 'unified-orchestrator bridge message encryption v1';
+/** Bytes of a GCM IV (96 bits, the size GCM is made for) and of its tag. */
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** Options of a {@link MessageSigner}. */
+export interface MessageSignerOptions {
+  /** Seal bodies as AES-256-GCM ciphertext, and open only such messages. @default false */
+  readonly encrypt?: boolean;
+}
+
+/** A genuine message refused because its sender does not agree with this signer on encryption. */
+export interface SignerMismatch {
+  /** When (ms since the epoch) the latest one arrived. */
+  readonly at: number;
+  /** Its kind (`tasks`, `results`, `control`, `node`). */
+  readonly kind: string;
+  /** Whether that message was encrypted (and this signer does not encrypt), or the other way round. */
+  readonly encrypted: boolean;
+}
 
 /** Control message ids remembered against replays. */
 const REPLAY_MEMORY = 10_000;
@@ -20,17 +59,36 @@ export class MessageSigner {
   readonly #namespace: string;
   readonly #maxAgeMs: number;
   readonly #seen = new BoundedSet<string>(REPLAY_MEMORY);
+  /** The AES-256-GCM key, when bodies are encrypted. */
+  readonly #cipherKey: KeyObject | undefined;
+  #mismatch: SignerMismatch | undefined;
 
-  constructor(secret: string, namespace: string, maxAgeMs: number) {
+  constructor(secret: string, namespace: string, maxAgeMs: number, options: MessageSignerOptions = {}) {
     this.#key = createSecretKey(Buffer.from(secret, 'utf8'));
     this.#namespace = namespace;
     this.#maxAgeMs = maxAgeMs;
+    if (options.encrypt === true) {
+      const derived = hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), ENCRYPTION_KEY_INFO, 32);
+      this.#cipherKey = createSecretKey(Buffer.from(derived));
+    }
+  }
+
+  /** Whether this signer seals bodies as ciphertext (and opens only such messages). */
+  get encrypts(): boolean {
+    return this.#cipherKey !== undefined;
+  }
+
+  /**
+   * The latest genuine message refused because its sender does not agree on encryption (see
+   * {@link MessageSignerOptions.encrypt}), or `undefined` when none came.
+   */
+  get mismatch(): SignerMismatch | undefined {
+    return this.#mismatch;
   }
 
   /** Serialises and signs `body` (an `id` and `ts` are added for replay checks). */
   seal(kind: string, body: object): { m: string; s: string } {
-    const m = JSON.stringify({ ...body, id: this.#nextId(), ts: Date.now() });
-    return { m, s: this.#mac(kind, m) };
+    return this.#sign(kind, JSON.stringify({ ...body, id: this.#nextId(), ts: Date.now() }));
   }
 
   /**
@@ -39,8 +97,7 @@ export class MessageSigner {
    */
   sealJson(kind: string, json: string): { m: string; s: string } {
     const stamp = `"id":${JSON.stringify(this.#nextId())},"ts":${Date.now()}}`;
-    const m = json === '{}' ? `{${stamp}` : `${json.slice(0, -1)},${stamp}`;
-    return { m, s: this.#mac(kind, m) };
+    return this.#sign(kind, json === '{}' ? `{${stamp}` : `${json.slice(0, -1)},${stamp}`);
   }
 
   /**
@@ -52,9 +109,11 @@ export class MessageSigner {
     const expected = Buffer.from(this.#mac(kind, m), 'hex');
     const given = Buffer.from(s, 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    const text = this.#plain(kind, m);
+    if (text === undefined) return undefined;
     let body: unknown;
     try {
-      body = JSON.parse(m);
+      body = JSON.parse(text);
     } catch {
       return undefined;
     }
@@ -71,6 +130,53 @@ export class MessageSigner {
   /** The signer that sealed a message and the message's place in its sequence, from the message's `id`. */
   static origin(id: string): { sender: string; seq: number } {
     return { sender: id.slice(0, ID_PREFIX_CHARS), seq: Number.parseInt(id.slice(ID_PREFIX_CHARS), 36) || 0 };
+  }
+
+  /** `{ m, s }` for the body `json`: encrypted first when this signer encrypts, then signed. */
+  #sign(kind: string, json: string): { m: string; s: string } {
+    const m = this.#cipherKey ? this.#encrypt(this.#cipherKey, kind, json) : json;
+    return { m, s: this.#mac(kind, m) };
+  }
+
+  #encrypt(key: KeyObject, kind: string, json: string): string {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(this.#associated(kind));
+    const sealed = Buffer.concat([iv, cipher.update(json, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return ENCRYPTED_PREFIX + sealed.toString('base64');
+  }
+
+  /**
+   * The JSON text of a message whose signature checked: decrypted when this signer encrypts; `undefined` when it does
+   * not decrypt, or was sealed the other way (encrypted or not) than this signer seals, which is remembered.
+   */
+  #plain(kind: string, m: string): string | undefined {
+    const encrypted = m.startsWith(ENCRYPTED_PREFIX);
+    if (encrypted !== (this.#cipherKey !== undefined)) {
+      this.#mismatch = { at: Date.now(), kind, encrypted };
+      return undefined;
+    }
+    if (!this.#cipherKey) return m;
+    const sealed = Buffer.from(m.slice(ENCRYPTED_PREFIX.length), 'base64');
+    if (sealed.length < IV_BYTES + TAG_BYTES) return undefined;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#cipherKey, sealed.subarray(0, IV_BYTES), {
+        authTagLength: TAG_BYTES,
+      });
+      decipher.setAAD(this.#associated(kind));
+      decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+      return Buffer.concat([
+        decipher.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES)),
+        decipher.final(),
+      ]).toString('utf8');
+    } catch {
+      return undefined; // the tag does not check: tampered, or sealed for another namespace or kind
+    }
+  }
+
+  /** The associated data of a ciphertext: the namespace and the kind, as the HMAC binds them. */
+  #associated(kind: string): Buffer {
+    return Buffer.from(`${this.#namespace}\n${kind}`, 'utf8');
   }
 
   #nextId(): string {

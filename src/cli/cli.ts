@@ -36,6 +36,7 @@ Options:
   --redis <url>            Redis URL (env UO_REDIS_URL, then REDIS_URL) [default: redis://127.0.0.1:6379]
   --namespace <ns>         key prefix the nodes use (env UO_NAMESPACE) [default: uo]
   --secret-file <path>     file holding the cluster's shared secret; otherwise the env variable UO_SECRET
+  --encrypt                the nodes seal messages encrypted (their option encrypt: true; env UO_ENCRYPT=1)
   --timeout <ms>           how long to wait for every node to confirm [default: 5000]
   --no-wait                send without waiting for the nodes to confirm
   --strict                 status: exit 1 unless every node is healthy and applies the cluster's halt and split
@@ -58,6 +59,7 @@ interface Parsed {
   readonly url: string;
   readonly namespace: string;
   readonly secretFile: string | undefined;
+  readonly encrypt: boolean;
   readonly timeoutMs: number;
   readonly wait: boolean;
   readonly strict: boolean;
@@ -77,6 +79,7 @@ function parse(argv: readonly string[], env: CliIo['env']): Parsed {
         redis: { type: 'string' },
         namespace: { type: 'string' },
         'secret-file': { type: 'string' },
+        encrypt: { type: 'boolean' },
         timeout: { type: 'string' },
         'no-wait': { type: 'boolean' },
         strict: { type: 'boolean' },
@@ -103,6 +106,7 @@ function parse(argv: readonly string[], env: CliIo['env']): Parsed {
     url,
     namespace: (values['namespace'] as string | undefined) ?? env['UO_NAMESPACE'] ?? 'uo',
     secretFile: values['secret-file'] as string | undefined,
+    encrypt: values['encrypt'] === true || env['UO_ENCRYPT'] === '1' || env['UO_ENCRYPT'] === 'true',
     timeoutMs: timeout,
     wait: values['no-wait'] !== true,
     strict: values['strict'] === true,
@@ -248,7 +252,12 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     else io.error(`unified-orchestrator: ${message}\n`);
     return EXIT.failed;
   };
-  const signer = new MessageSigner(secret, parsed.namespace, 60_000);
+  const signer = new MessageSigner(secret, parsed.namespace, 60_000, { encrypt: parsed.encrypt });
+  // Entries that failed to open because the nodes and the CLI disagree on encryption (their signature checked).
+  const mismatchHint = (): string =>
+    signer.mismatch
+      ? ` (some are ${signer.mismatch.encrypted ? 'encrypted: pass --encrypt' : 'not encrypted: drop --encrypt'}, as the nodes' \`encrypt\` option says)`
+      : '';
   const { Redis } = await import('ioredis');
   const redis: Redis = new Redis(parsed.url, {
     lazyConnect: true,
@@ -296,7 +305,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     // writing it would replace the cluster's standing state with one they cannot read.
     if (before.rejected > 0) {
       return fail(
-        `${before.rejected} registry or control entr${before.rejected === 1 ? 'y' : 'ies'} in namespace ${parsed.namespace} failed the signature check: is UO_SECRET the secret the nodes share? Nothing was sent.`,
+        `${before.rejected} registry or control entr${before.rejected === 1 ? 'y' : 'ies'} in namespace ${parsed.namespace} failed the signature check: is UO_SECRET the secret the nodes share?${mismatchHint()} Nothing was sent.`,
       );
     }
     const targets = before.nodes;

@@ -156,6 +156,8 @@ interface TestNode {
 
 class Cluster {
   readonly nodes: TestNode[] = [];
+  /** Nodes made from now on seal their messages encrypted (RedisBridge's `encrypt`). */
+  encrypt = false;
   constructor(
     readonly redis: TestRedis,
     readonly ns: string,
@@ -169,6 +171,7 @@ class Cluster {
       namespace: this.ns,
       nodeId: id,
       heartbeatMs: 200,
+      encrypt: this.encrypt,
     });
     const node = {
       id,
@@ -613,6 +616,24 @@ describeRedis('operator CLI: failures, --strict and --no-wait', { timeout: 30_00
     for (const n of cluster.nodes) expect(n.orchestrator.controlState().halted).toBe('real incident');
     const [late] = (await cluster.start('node-late')) as [TestNode];
     expect(late.orchestrator.controlState().halted).toBe('real incident');
+  });
+
+  it('an encrypted fleet: without --encrypt the CLI sends nothing and says to pass it; with it, halt and resume work', async () => {
+    cluster = newCluster();
+    cluster.encrypt = true;
+    run = cliFor(cluster);
+    const nodes = await cluster.start('node-a', 'node-b');
+    const plain = await run(['--timeout', '1500', 'halt', 'unheard']);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain('encrypted: pass --encrypt');
+    expect(plain.stderr).toContain('Nothing was sent.');
+    const halted = await run(['--timeout', '3000', 'halt', 'sealed'], { UO_ENCRYPT: '1' });
+    expect(halted.code).toBe(0);
+    for (const n of nodes) expect(n.orchestrator.controlState().halted).toBe('sealed');
+    const resumed = await run(['--encrypt', '--timeout', '3000', 'resume']);
+    expect(resumed.code).toBe(0);
+    for (const n of nodes) expect(n.orchestrator.controlState().halted).toBeNull();
+    for (const n of nodes) expect(n.bridge.stats().rejected).toBe(0);
   });
 
   it('status --strict with the wrong secret exits 1: the entries fail the signature check', async () => {
