@@ -252,6 +252,20 @@ export interface StandingEntry {
 }
 
 /**
+ * Whether standing entry `a` comes after `b` in the cluster's order of control messages (`ts`, then `sender`, then
+ * `seq`: the order {@link replayOrder} replays them in); false for the same message. A node applies a standing entry
+ * only when it comes after the one it applied for the same slot, so an old entry written back is refused.
+ */
+export function standingAfter(
+  a: Pick<StandingEntry, 'ts' | 'sender' | 'seq'>,
+  b: Pick<StandingEntry, 'ts' | 'sender' | 'seq'>,
+): boolean {
+  if (a.ts !== b.ts) return a.ts > b.ts;
+  if (a.sender !== b.sender) return a.sender > b.sender;
+  return a.seq > b.seq;
+}
+
+/**
  * Replays standing control messages (one per slot, possibly the same message in two) oldest first, each once. Messages
  * from one sender replay in the order it sent them even within a millisecond; messages from two senders in the same
  * millisecond were concurrent and replay in an arbitrary but fixed order.

@@ -14,6 +14,7 @@ import type { RedisHandOffs } from './redis-handoffs.js';
 import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
+import type { RedisStanding } from './redis-standing.js';
 import {
   DEL_IDLE_CONSUMER,
   ensureGroup,
@@ -36,6 +37,7 @@ export interface HeartbeatParts {
   readonly registry: RedisRegistry;
   readonly serving: RedisServing;
   readonly handOffs: RedisHandOffs;
+  readonly standing: RedisStanding;
 }
 
 /** The periodic upkeep of one node: registry, classes, freshness, reclaim, resends. */
@@ -45,6 +47,7 @@ export class RedisHeartbeat {
   readonly #registry: RedisRegistry;
   readonly #serving: RedisServing;
   readonly #handOffs: RedisHandOffs;
+  readonly #standing: RedisStanding;
   /** The next beat, while the node runs. */
   #timer: NodeJS.Timeout | undefined;
   /** Reclaim passes so far (every CONSUMER_SWEEP_EVERY-th one also sweeps consumers). */
@@ -56,6 +59,7 @@ export class RedisHeartbeat {
     this.#registry = parts.registry;
     this.#serving = parts.serving;
     this.#handOffs = parts.handOffs;
+    this.#standing = parts.standing;
   }
 
   /** Beats every `heartbeatMs` from now on while the node runs, each beat scheduled once the one before is over. */
@@ -83,8 +87,11 @@ export class RedisHeartbeat {
     try {
       const pipeline = this.#registry.write(host);
       pipeline.smembers(this.#node.key('classes'));
+      pipeline.get(this.#standing.versionKey);
       const results = await pipeline.exec();
       const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
+      // The standing control state changed since this node last read it (a message it may have missed): reconcile.
+      if (!results?.[3]?.[0]) await this.#standing.check((results?.[3]?.[1] as string | null | undefined) ?? null);
       await this.#serving.serveClasses(classes, host);
       await this.#serving.keepFresh();
       await this.#reclaim();

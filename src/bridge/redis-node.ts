@@ -26,6 +26,8 @@ export class RedisNode {
   host: BridgeHost | undefined;
   /** Started and not stopped: the loops and the heartbeat go on while it is true. */
   running = false;
+  /** The sealed standing entries this node applied, for its registry entry (see redis-standing.ts). */
+  vouched: () => readonly string[] = () => [];
   #status: BridgeStatus = { status: 'healthy', detail: 'not started' };
 
   constructor(nodeId: string, options: ResolvedRedisBridgeOptions, signer: MessageSigner) {
