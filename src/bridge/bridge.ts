@@ -235,7 +235,8 @@ export function stickySlots(message: ControlMessage): Array<'halt' | 'percent' |
 /**
  * A standing control message as a bridge keeps it: who sealed it (`sender`) and its place in that sender's sequence.
  * A bridge keeps the latest entry per slot (halt, percent, shadow) and, on `start()`, replays them to the host oldest
- * first, each once, with `replayed: true`.
+ * first, each once, with `replayed: true`. RedisBridge also replays, the same way, an entry a running node missed
+ * (found when it reconciles), and never passes an entry older than the one it applied for the same slot.
  */
 export interface StandingEntry {
   /** The control message as it was sent. */

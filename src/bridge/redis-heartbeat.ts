@@ -1,6 +1,7 @@
 /**
  * A node's heartbeat, every `heartbeatMs` while it runs (and at once when a new class is announced). Each beat
- * rewrites the node's registry entry, starts consuming the new classes it can serve, keeps the entries it runs fresh,
+ * rewrites the node's registry entry, reconciles with the standing control state when its version changed (see
+ * redis-standing.ts), starts consuming the new classes it can serve, keeps the entries it runs fresh,
  * reclaims entries idle for `reclaimIdleMs` (a dead node's, or refused ones), re-reads the registry and, after a lost
  * connection, sends again the hand-offs still waiting.
  *
