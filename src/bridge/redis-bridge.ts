@@ -126,6 +126,7 @@ export class RedisBridge implements CommunicationBridge {
   async start(host: BridgeHost): Promise<void> {
     this.#stopping = undefined;
     this.#node.host = host;
+    this.#standing.reset(); // before subscribing: what is heard from then on counts as applied
     try {
       await this.#open(host);
     } catch (error) {
@@ -162,7 +163,6 @@ export class RedisBridge implements CommunicationBridge {
     node.running = true;
     // Subscribed first, so that nothing sent meanwhile is missed; a message both replayed and heard is applied once.
     await this.#connections.readRunId();
-    this.#standing.reset();
     await this.#standing.reconcile();
     await this.#heartbeat.beat();
     node.setStatus({ status: 'healthy', detail: `connected as ${this.nodeId}` });
