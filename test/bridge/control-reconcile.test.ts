@@ -3,7 +3,8 @@
  * (CLIENT KILL) applies a halt, resume or traffic change sent meanwhile within a heartbeat (and at once when the
  * subscriber is back), running nothing during the halt; each standing entry is applied once however often the node
  * reconciles; an old halt written back into the standing hash after a resume is refused by running nodes and by a
- * node that starts later, and the hash is healed; the hash is re-read only when `control:version` changed.
+ * node that starts later, and the hash is healed; the hash is re-read only when `control:version` changed; a node that
+ * does not hear its own messages back takes them from the standing state as their echo.
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -268,5 +269,28 @@ describeRedis('RedisBridge reconciles with the standing control state', () => {
     expect(b.controlState().halted).toBeNull();
     expect((JSON.parse((await standing(ns, 'halt'))!) as { m: string }).m).toContain('"kind":"resume"');
     expect((await cliStatus(ns)).standing.halted).toBeNull();
+  }, 30_000);
+
+  it('a node that does not hear its own messages back takes them from the standing state as their echo, once', async () => {
+    const ns = namespace();
+    const a = fleet.producer(bridge(ns, 'A', 10_000));
+    const b = fleet.producer(bridge(ns, 'B'));
+    const evA = record(a);
+    await a.start();
+    await b.start();
+    await killSubscriber(`${ns}-A`);
+    await a.halt('own');
+    await eventually(() => b.controlState().halted === 'own', 3_000, 'B halted');
+    await wait(FAST.heartbeatMs * 4); // A's heartbeats read its halt back
+    await a.resume();
+    await eventually(() => b.controlState().halted === null, 3_000, 'B resumed');
+    await wait(FAST.heartbeatMs * 4);
+    await b.halt('from B');
+    await eventually(() => a.controlState().halted === 'from B', 3_000, "A applies B's halt");
+    await wait(FAST.heartbeatMs * 4);
+    // Its own two when sent, then B's: nothing again for the entries read back.
+    expect(evA.control.map((m) => `${m.kind}:${m.from}`)).toEqual(['halt:A', 'resume:A', 'halt:B']);
+    expect([evA.halted.length, evA.resumed.length]).toEqual([2, 1]);
+    expect(await subscribers(`${ns}-A`)).toHaveLength(0);
   }, 30_000);
 });
