@@ -15,6 +15,7 @@ import {
   type OrchestratorEvents,
   type RedisBridgeOptions,
 } from 'unified-orchestrator';
+import { pickStanding } from '../../src/bridge/redis-control.js';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { run as cli } from '../../src/cli/cli.js';
 import { wait } from '../support/agents.js';
@@ -293,4 +294,35 @@ describeRedis('RedisBridge reconciles with the standing control state', () => {
     expect([evA.halted.length, evA.resumed.length]).toEqual([2, 1]);
     expect(await subscribers(`${ns}-A`)).toHaveLength(0);
   }, 30_000);
+});
+
+describe('pickStanding: per slot the newest among the hash and what live nodes vouch for', () => {
+  const signer = new MessageSigner(SECRET, 'uo', 60_000);
+  const seal = (message: ControlMessage, notBefore = 0): string =>
+    JSON.stringify(signer.seal('control', message, notBefore));
+  const now = Date.now();
+  const halt = seal({ kind: 'halt', reason: 'old' }, now);
+  const resume = seal({ kind: 'resume' }, now + 10);
+  const rollback = seal({ kind: 'rollback' }, now + 20);
+
+  it('a newer vouched entry wins over the hash, which is then behind on that slot only', () => {
+    const picked = pickStanding(signer, { halt, percent: rollback, shadow: rollback }, [resume]);
+    expect(picked.messages.map((m) => m.kind)).toEqual(['resume', 'rollback']);
+    expect(picked.behind).toEqual(['halt']);
+    expect(picked.rejected).toBe(0);
+  });
+
+  it('an older vouched entry does not displace the hash, and the same entry twice is one message', () => {
+    const picked = pickStanding(signer, { halt: resume }, [halt, resume]);
+    expect(picked.messages).toEqual([{ kind: 'resume', replayed: true }]);
+    expect(picked.behind).toEqual([]);
+  });
+
+  it('an entry under a slot it does not set, a forged one and a non-standing kind are refused and counted', () => {
+    const forged = JSON.stringify({ m: JSON.parse(halt).m, s: '0'.repeat(64) });
+    const drain = seal({ kind: 'drain' });
+    const picked = pickStanding(signer, { percent: halt, shadow: forged, halt: drain }, [forged]);
+    expect(picked.messages).toEqual([]);
+    expect(picked.rejected).toBe(4);
+  });
 });
