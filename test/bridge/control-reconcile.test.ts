@@ -319,7 +319,7 @@ describe('pickStanding: per slot the newest among the hash and what live nodes v
   });
 
   it('an entry under a slot it does not set, a forged one and a non-standing kind are refused and counted', () => {
-    const forged = JSON.stringify({ m: JSON.parse(halt).m, s: '0'.repeat(64) });
+    const forged = JSON.stringify({ m: (JSON.parse(halt) as { m: string }).m, s: '0'.repeat(64) });
     const drain = seal({ kind: 'drain' });
     const picked = pickStanding(signer, { percent: halt, shadow: forged, halt: drain }, [forged]);
     expect(picked.messages).toEqual([]);
