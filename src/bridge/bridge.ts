@@ -235,7 +235,8 @@ export function stickySlots(message: ControlMessage): Array<'halt' | 'percent' |
 /**
  * A standing control message as a bridge keeps it: who sealed it (`sender`) and its place in that sender's sequence.
  * A bridge keeps the latest entry per slot (halt, percent, shadow) and, on `start()`, replays them to the host oldest
- * first, each once, with `replayed: true`.
+ * first, each once, with `replayed: true`. RedisBridge also replays, the same way, an entry a running node missed
+ * (found when it reconciles), and never passes an entry older than the one it applied for the same slot.
  */
 export interface StandingEntry {
   /** The control message as it was sent. */
@@ -249,6 +250,20 @@ export interface StandingEntry {
   readonly sender: string;
   /** Increases with every message the sender seals: orders two messages sent in the same millisecond. */
   readonly seq: number;
+}
+
+/**
+ * Whether standing entry `a` comes after `b` in the cluster's order of control messages (`ts`, then `sender`, then
+ * `seq`: the order {@link replayOrder} replays them in); false for the same message. A node applies a standing entry
+ * only when it comes after the one it applied for the same slot, so an old entry written back is refused.
+ */
+export function standingAfter(
+  a: Pick<StandingEntry, 'ts' | 'sender' | 'seq'>,
+  b: Pick<StandingEntry, 'ts' | 'sender' | 'seq'>,
+): boolean {
+  if (a.ts !== b.ts) return a.ts > b.ts;
+  if (a.sender !== b.sender) return a.sender > b.sender;
+  return a.seq > b.seq;
 }
 
 /**

@@ -9,6 +9,7 @@
  * - redis-results.ts: writing results back to their origins, and reading this node's own;
  * - redis-handoffs.ts: this node's hand-offs, waiting for their results;
  * - redis-control.ts: the control channel and its standing state (shared with the CLI);
+ * - redis-standing.ts: the standing entries this node applied, and reconciling with the standing state;
  * - redis-streams.ts: the stream format and replies; redis-keys.ts: key names; redis-options.ts: the options.
  *
  * Keys, all under `namespace` (`%` and `:` in it percent-encoded), names encoded as redis-keys.ts says:
@@ -23,7 +24,8 @@
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
  *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry.
  * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
- *   the latest halt/resume and traffic setting, replayed to nodes that join later.
+ *   the latest halt/resume and traffic setting, replayed to nodes that join later; `control:version` (counter): raised
+ *   with each write to `control:standing`, read by every heartbeat (a node that missed a message reconciles).
  *
  * Connections, a fixed set per node: commands, a subscriber, and two blocking readers (tasks, results).
  * Delivery is at least once; a node that dies leaves its entries pending, and a live node claims them with
@@ -41,7 +43,7 @@ import type {
   WireTask,
 } from './bridge.js';
 import { RedisConnections } from './redis-connections.js';
-import { openControl, publishControl, readStanding } from './redis-control.js';
+import { openControl, publishControl } from './redis-control.js';
 import { RedisHandOffs } from './redis-handoffs.js';
 import { RedisHeartbeat } from './redis-heartbeat.js';
 import { RedisNode } from './redis-node.js';
@@ -49,6 +51,7 @@ import { resolveRedisBridgeOptions, type RedisBridgeOptions } from './redis-opti
 import { RedisRegistry } from './redis-registry.js';
 import { readResults } from './redis-results.js';
 import { RedisServing } from './redis-serving.js';
+import { RedisStanding } from './redis-standing.js';
 import { MessageSigner } from './signing.js';
 import { settleWithin } from '../util/timers.js';
 
@@ -88,6 +91,7 @@ export class RedisBridge implements CommunicationBridge {
   readonly #handOffs: RedisHandOffs;
   readonly #serving: RedisServing;
   readonly #heartbeat: RedisHeartbeat;
+  readonly #standing: RedisStanding;
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
   /** The stop under way or done, since the last start. */
@@ -110,10 +114,13 @@ export class RedisBridge implements CommunicationBridge {
     this.#registry = new RedisRegistry(this.#node, this.#connections);
     this.#handOffs = new RedisHandOffs(this.#node, this.#connections);
     this.#serving = new RedisServing(this.#node, this.#connections);
+    this.#standing = new RedisStanding(this.#node, this.#connections, () => this.#announce());
+    this.#node.vouched = () => this.#standing.vouched;
     this.#heartbeat = new RedisHeartbeat(this.#node, this.#connections, {
       registry: this.#registry,
       serving: this.#serving,
       handOffs: this.#handOffs,
+      standing: this.#standing,
     });
   }
 
@@ -125,6 +132,7 @@ export class RedisBridge implements CommunicationBridge {
     this.#stopping = undefined;
     this.#node.host = host;
     this.#node.clearAll();
+    this.#standing.reset(); // before subscribing: what is heard from then on counts as applied
     try {
       await this.#open(host);
     } catch (error) {
@@ -147,13 +155,21 @@ export class RedisBridge implements CommunicationBridge {
         void this.#heartbeat.beat(); // a new class: consume it now if this node can serve it
       else this.#onControl(raw);
     });
-    await subscriber.subscribe(node.key('control'), classes);
+    const channels = [node.key('control'), classes];
+    await subscriber.subscribe(...channels);
+    // Back after a lost connection: what was published meanwhile never reaches this subscriber. Once subscribed
+    // again (ioredis resubscribes; subscribing twice is harmless and says when it is done), reconcile.
+    subscriber.on('ready', () => {
+      if (!node.running) return;
+      subscriber
+        .subscribe(...channels)
+        .then(() => this.#standing.reconcile())
+        .catch(() => {}); // the next heartbeat reconciles
+    });
     node.running = true;
-    // Subscribed first, so that nothing sent meanwhile is missed; a message both replayed and heard is applied twice, harmlessly.
+    // Subscribed first, so that nothing sent meanwhile is missed; a message both replayed and heard is applied once.
     await this.#connections.readRunId();
-    const standing = await readStanding(this.#connections.redis, node.signer, node.ns);
-    node.counts.rejected += standing.rejected;
-    for (const message of standing.messages) host.control(message);
+    await this.#standing.reconcile();
     await this.#heartbeat.beat();
     // Healthy, unless the first beat found that Redis refuses writes (or a connection is already reconnecting).
     node.deriveStatus();
@@ -267,16 +283,22 @@ export class RedisBridge implements CommunicationBridge {
     return { handedOff, served, reclaimed, deadLettered, rejected };
   }
 
-  /** A message on the control channel: applied when it checks out (see openControl), else counted as rejected. */
+  /**
+   * A message on the control channel: applied when it checks out (see openControl) and is not older than what was
+   * applied for its slots (see RedisStanding), else counted as rejected (forged, stale, replayed) or dropped (older).
+   */
   #onControl(raw: string): void {
-    const message = openControl(this.#node.signer, raw);
-    if (!message) {
+    const entry = openControl(this.#node.signer, raw);
+    if (!entry) {
       this.#node.counts.rejected++;
       return;
     }
+    if (this.#standing.heard(entry)) this.#announce();
+  }
+
+  /** Operators (the CLI) read what each node applied from its registry entry: publishes it now, not at the next beat. */
+  #announce(): void {
     const host = this.#node.host;
-    host?.control(message);
-    // Operators (the CLI) read what each node applied from its registry entry: publish it now, not at the next beat.
     if (host && this.#node.running)
       void this.#registry
         .write(host)

@@ -1,6 +1,7 @@
 /**
  * A node's heartbeat, every `heartbeatMs` while it runs (and at once when a new class is announced). Each beat
- * rewrites the node's registry entry, starts consuming the new classes it can serve, keeps the entries it runs fresh,
+ * rewrites the node's registry entry, reconciles with the standing control state when its version changed (see
+ * redis-standing.ts), starts consuming the new classes it can serve, keeps the entries it runs fresh,
  * reclaims entries idle for `reclaimIdleMs` (a dead node's, or refused ones), re-reads the registry and, after a lost
  * connection, sends again the hand-offs still waiting.
  *
@@ -15,6 +16,7 @@ import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
 import { addDoneMarkers } from './redis-terminal.js';
+import type { RedisStanding } from './redis-standing.js';
 import {
   DEL_IDLE_CONSUMER,
   ensureGroup,
@@ -39,6 +41,7 @@ export interface HeartbeatParts {
   readonly registry: RedisRegistry;
   readonly serving: RedisServing;
   readonly handOffs: RedisHandOffs;
+  readonly standing: RedisStanding;
 }
 
 /** The periodic upkeep of one node: registry, classes, freshness, reclaim, resends. */
@@ -48,6 +51,7 @@ export class RedisHeartbeat {
   readonly #registry: RedisRegistry;
   readonly #serving: RedisServing;
   readonly #handOffs: RedisHandOffs;
+  readonly #standing: RedisStanding;
   /** The next beat, while the node runs. */
   #timer: NodeJS.Timeout | undefined;
   /** Reclaim passes so far (every CONSUMER_SWEEP_EVERY-th one also sweeps consumers). */
@@ -59,6 +63,7 @@ export class RedisHeartbeat {
     this.#registry = parts.registry;
     this.#serving = parts.serving;
     this.#handOffs = parts.handOffs;
+    this.#standing = parts.standing;
   }
 
   /** Beats every `heartbeatMs` from now on while the node runs, each beat scheduled once the one before is over. */
@@ -86,12 +91,15 @@ export class RedisHeartbeat {
     try {
       const pipeline = this.#registry.write(host);
       pipeline.smembers(this.#node.key('classes'));
+      pipeline.get(this.#standing.versionKey);
       const results = await pipeline.exec();
       // The registry write (SET, SADD) is also the node's probe of whether Redis takes writes again.
       const refused = replyError(results, 0) ?? replyError(results, 1);
       if (refused) this.#node.writeRefused(replyText(refused));
       else this.#node.writeTaken();
       const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
+      // The standing control state changed since this node last read it (a message it may have missed): reconcile.
+      if (!results?.[3]?.[0]) await this.#standing.check((results?.[3]?.[1] as string | null | undefined) ?? null);
       await this.#serving.serveClasses(classes, host);
       await this.#serving.keepFresh();
       await this.#reclaim();

@@ -35,6 +35,8 @@ export class RedisNode {
   host: BridgeHost | undefined;
   /** Started and not stopped: the loops and the heartbeat go on while it is true. */
   running = false;
+  /** The sealed standing entries this node applied, for its registry entry (see redis-standing.ts). */
+  vouched: () => readonly string[] = () => [];
   #status: BridgeStatus = { status: 'healthy', detail: 'not started' };
   /** The troubles of the node now, with their reasons (see the file header). */
   readonly #troubles = new Map<NodeTrouble, string>();

@@ -37,7 +37,8 @@ export class RedisRegistry {
       heartbeatAt: Date.now(),
       status: host.status(),
     };
-    return writeNode(this.#connections.redis, this.#node.signer, this.#node.ns, info, this.#node.options.nodeTtlMs);
+    const { signer, ns, options } = this.#node;
+    return writeNode(this.#connections.redis, signer, ns, info, options.nodeTtlMs, this.#node.vouched());
   }
 
   /** Adds to `pipeline` the commands that take this node out of the registry. */

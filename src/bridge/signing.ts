@@ -86,9 +86,12 @@ export class MessageSigner {
     return this.#mismatch;
   }
 
-  /** Serialises and signs `body` (an `id` and `ts` are added for replay checks). */
-  seal(kind: string, body: object): { m: string; s: string } {
-    return this.#sign(kind, JSON.stringify({ ...body, id: this.#nextId(), ts: Date.now() }));
+  /**
+   * Serialises and signs `body` (an `id` and `ts` are added for replay checks). `notBefore` (ms since the epoch) is
+   * the least `ts` to stamp: a control message that must come after a standing one sealed by a clock running ahead.
+   */
+  seal(kind: string, body: object, notBefore = 0): { m: string; s: string } {
+    return this.#sign(kind, JSON.stringify({ ...body, id: this.#nextId(), ts: Math.max(Date.now(), notBefore) }));
   }
 
   /**

@@ -274,10 +274,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       return fail(`cannot reach Redis at ${redact(parsed.url)}: ${(error as Error).message}`);
     }
     const view = async (): Promise<ClusterView> => {
-      const [{ nodes, rejected }, standing] = await Promise.all([
-        readNodes(redis, signer, parsed.namespace),
-        readStanding(redis, signer, parsed.namespace),
-      ]);
+      const { nodes, rejected, standing: vouched } = await readNodes(redis, signer, parsed.namespace);
+      // Per slot the newest among the standing hash and what live nodes applied: an old entry written back into the
+      // hash does not show as the cluster's setting.
+      const standing = await readStanding(redis, signer, parsed.namespace, vouched);
       return {
         redis: redact(parsed.url),
         namespace: parsed.namespace,

@@ -244,11 +244,16 @@ export class ClusterLink {
 
   /**
    * A control message through the bridge. This node's own halt, resume and traffic messages were applied when sent:
-   * their echo, which may arrive after a later change made here (a resume right after a halt), is dropped. The
-   * cluster's standing state replayed at start is applied whoever sent it.
+   * their echo, which may arrive after a later change made here (a resume right after a halt), is dropped. An own
+   * message read back from the standing state while its echo is awaited (the echo was lost with the connection) is
+   * that echo. The cluster's standing state replayed at start is applied whoever sent it. A bridge passes each
+   * message once (RedisBridge: once per standing entry, however often it reconciles); one with the effect of a message
+   * applied before (a halt while halted, a resume while running, a traffic setting already applied) emits no `halted`
+   * or `resumed` event and records no audit entry.
    */
   #fromCluster(message: ControlMessage): void {
-    if (message.from === this.#bridge.nodeId && !message.replayed && APPLIED.has(message.kind)) {
+    const own = message.from === this.#bridge.nodeId && APPLIED.has(message.kind);
+    if (own && (!message.replayed || stickySlots(message).some((slot) => this.#ownPending.has(slot)))) {
       // Applied when sent. Its echo puts it in the cluster's order again (a message from elsewhere may have come in
       // between), unless a later message of ours for the same setting is on its way: that one will.
       if (this.#echoed(stickySlots(message))) return;
