@@ -280,8 +280,13 @@ export interface BridgeHost {
    * or rejects with a refusal that another node should take over instead (stopping, queue full): the bridge then
    * leaves the task for another node (RedisBridge: for reclaim). A redelivery of a hand-off still running here shares
    * the first run.
+   *
+   * `signal`, when given, aborts when the bridge lost the task to another node (RedisBridge: this node was stalled
+   * past its lease and another one reclaimed the entry): the run must stop (the task's `ctx.signal` aborts) and the
+   * promise reject, or settle as it may; the bridge reports nothing for it either way, since the node that holds the
+   * task now does.
    */
-  run(handOff: HandOff): Promise<HandOffResult>;
+  run(handOff: HandOff, signal?: AbortSignal): Promise<HandOffResult>;
   /** A control message arrived (also the node's own, and standing state replayed on joining). */
   control(message: ControlMessage): void;
   /** This node's state for operators (called on every heartbeat). */

@@ -16,6 +16,7 @@ import {
 } from '../util/validate.js';
 import { ValidationError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
+import { RELEASED } from './redis-streams.js';
 
 /**
  * Options of {@link RedisBridge}. `secret` and one of `url` or `redis` are required.
@@ -51,7 +52,7 @@ export interface RedisBridgeOptions {
   namespace?: string;
   /**
    * This node's id, unique in the cluster: it names its registry entry, its results stream and its consumer in each
-   * task group. @default `node-` and 8 random hex digits
+   * task group (`~released` is kept by the bridge). @default `node-` and 8 random hex digits
    */
   nodeId?: string;
   /**
@@ -224,6 +225,12 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   if (retry !== undefined) expectFunction(expectObject(retry, 'options.retry')['delay'], 'options.retry.delay');
   const nodeId = own(o, 'nodeId');
   if (nodeId !== undefined) expectString(nodeId, 'options.nodeId');
+  if (nodeId === RELEASED) {
+    throw new ValidationError(
+      'options.nodeId',
+      `Expected \`options.nodeId\` to be another id than ${JSON.stringify(RELEASED)}, which the bridge keeps for entries no node holds`,
+    );
+  }
 
   const D = REDIS_BRIDGE_DEFAULTS;
   // Integers: every one of them goes to Redis as a millisecond argument (PX, BLOCK, min-idle), which must be whole.
