@@ -95,6 +95,60 @@ function notOnce(runs: readonly string[], ids: readonly string[]): Record<string
   return out;
 }
 
+/** The secret of test/fixtures/bridge-lease-worker.ts. */
+const LEASE_SECRET = 'bridge-lease-tests-shared-secret';
+
+/** Starts test/fixtures/bridge-lease-worker.ts as `nodeId`; resolves once it serves. `lines` collects what it prints. */
+async function leaseWorker(
+  ns: string,
+  nodeId: string,
+  nodeTtlMs?: number,
+): Promise<{ process: ChildProcess; lines: string[] }> {
+  const args = ['--import', 'tsx', 'test/fixtures/bridge-lease-worker.ts', redis.url, ns, nodeId];
+  if (nodeTtlMs !== undefined) args.push(String(nodeTtlMs));
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(child);
+  const lines: string[] = [];
+  let buffer = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let i: number;
+    while ((i = buffer.indexOf('\n')) >= 0) {
+      lines.push(buffer.slice(0, i));
+      buffer = buffer.slice(i + 1);
+    }
+  });
+  await eventually(() => lines.includes('ready'), 20_000, `the child worker ${nodeId} serves`);
+  return { process: child, lines };
+}
+
+/** A second worker for capability `work`, in this process, named `other`: it answers at once. Returns what it ran. */
+async function otherWorker(ns: string, nodeTtlMs: number = FAST.nodeTtlMs): Promise<number[]> {
+  const ranHere: number[] = [];
+  const other = fleet.add(
+    new UnifiedOrchestrator({
+      pressure: false,
+      bridge: bridge(ns, 'other', { secret: LEASE_SECRET, nodeTtlMs }),
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['work'],
+          minAgents: 1,
+          create: () => ({
+            execute(ctx) {
+              const { n } = ctx.payload as { n: number };
+              ranHere.push(n);
+              return Promise.resolve(`other:${n}`);
+            },
+          }),
+        },
+      ],
+    }),
+  );
+  await other.start();
+  return ranHere;
+}
+
 const describeRedis = describe.skipIf(REDIS_SERVER.skip);
 
 describeRedis('RedisBridge: a blip runs nothing twice', () => {
@@ -168,75 +222,54 @@ describeRedis('RedisBridge: a blip runs nothing twice', () => {
     30_000,
   );
 
+  it('a worker stopped for less than its lease keeps its task: the other node leaves it alone, and it runs once', async () => {
+    const ns = namespace();
+    // A lease (nodeTtlMs) of 2 s, and entries reclaimable once idle for 300 ms: a stall of 1 s is within the lease.
+    const child = await leaseWorker(ns, 'paused', 2_000);
+    const p = fleet.producer(bridge(ns, 'producer', { secret: LEASE_SECRET, nodeTtlMs: 2_000 }));
+    await p.start();
+    await eventually(() => p.bridge.canAnyServe(['work']), 5_000, 'the child worker is known');
+    const result = p.submit({ type: 't', requires: ['work'], payload: { n: 3, ms: 2_000 } });
+    await eventually(() => child.lines.includes('start 3'), 10_000, 'the child runs the task');
+    const ranHere = await otherWorker(ns, 2_000);
+    child.process.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 1_000)); // its entry is idle far past reclaimIdleMs meanwhile
+    child.process.kill('SIGCONT');
+    await expect(result).resolves.toBe('paused:3');
+    expect(ranHere).toEqual([]);
+    expect(child.lines.filter((l) => l === 'start 3')).toHaveLength(1);
+    expect(child.lines).not.toContain('aborted 3');
+  }, 45_000);
+
   it('a worker stopped past its lease: another node runs its task, and it aborts its own copy through ctx.signal when it comes back', async () => {
     const ns = namespace();
-    const lines: string[] = [];
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/fixtures/bridge-lease-worker.ts', redis.url, ns, 'stopped'],
-      { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let i: number;
-      while ((i = buffer.indexOf('\n')) >= 0) {
-        lines.push(buffer.slice(0, i));
-        buffer = buffer.slice(i + 1);
-      }
-    });
-    await eventually(() => lines.includes('ready'), 20_000, 'the child worker serves');
-    const secret = 'bridge-lease-tests-shared-secret';
-    const p = fleet.producer(bridge(ns, 'producer', { secret, nodeTtlMs: 500, reclaimIdleMs: 300 }));
+    const child = await leaseWorker(ns, 'stopped');
+    const p = fleet.producer(bridge(ns, 'producer', { secret: LEASE_SECRET }));
     await p.start();
     await eventually(() => p.bridge.canAnyServe(['work']), 5_000, 'the child worker is known');
     let settlements = 0;
     const result = p.submit({ type: 't', requires: ['work'], payload: { n: 7, ms: 30_000 } }).finally(() => {
       settlements++;
     });
-    await eventually(() => lines.includes('start 7'), 10_000, 'the child runs the task');
-
-    // A second worker, in this process: it answers at once.
-    const ranHere: number[] = [];
-    const other = fleet.add(
-      new UnifiedOrchestrator({
-        pressure: false,
-        bridge: bridge(ns, 'other', { secret }),
-        pools: [
-          {
-            role: 'w',
-            capabilities: ['work'],
-            minAgents: 1,
-            create: () => ({
-              async execute(ctx) {
-                const { n } = ctx.payload as { n: number };
-                ranHere.push(n);
-                return `other:${n}`;
-              },
-            }),
-          },
-        ],
-      }),
-    );
-    await other.start();
+    await eventually(() => child.lines.includes('start 7'), 10_000, 'the child runs the task');
+    const ranHere = await otherWorker(ns);
     // The child is live and keeps its entry: the other node leaves it alone.
     await new Promise((r) => setTimeout(r, 600));
     expect(ranHere).toEqual([]);
 
-    child.kill('SIGSTOP');
+    child.process.kill('SIGSTOP');
     // Its lease (nodeTtlMs) runs out, and the other node reclaims the entry and runs the task.
     await expect(result).resolves.toBe('other:7');
     expect(ranHere).toEqual([7]);
-    child.kill('SIGCONT');
-    await eventually(() => lines.includes('aborted 7'), 10_000, 'the child aborts its copy');
+    child.process.kill('SIGCONT');
+    await eventually(() => child.lines.includes('aborted 7'), 10_000, 'the child aborts its copy');
     // It reported nothing for it, and never finished it.
-    child.stdin.write('stats\n');
-    await eventually(() => lines.some((l) => l.startsWith('stats ')), 5_000, 'the child reports its counts');
-    const stats = JSON.parse(lines.find((l) => l.startsWith('stats '))!.slice(6)) as { served: number };
+    child.process.stdin!.write('stats\n');
+    await eventually(() => child.lines.some((l) => l.startsWith('stats ')), 5_000, 'the child reports its counts');
+    const stats = JSON.parse(child.lines.find((l) => l.startsWith('stats '))!.slice(6)) as { served: number };
     expect(stats.served).toBe(0);
-    expect(lines).not.toContain('ran 7');
-    expect(lines.filter((l) => l === 'start 7')).toHaveLength(1);
+    expect(child.lines).not.toContain('ran 7');
+    expect(child.lines.filter((l) => l === 'start 7')).toHaveLength(1);
     expect(settlements).toBe(1);
     expect(ranHere).toEqual([7]);
   }, 45_000);
