@@ -331,7 +331,9 @@ export interface BridgeStats {
  * The orchestrator calls `start(host)` once it runs, `stop()` once while it stops (after its own tasks drained or were
  * cancelled, and only if `start` resolved), and the rest in between. A bridge must:
  * - deliver every hand-off at least once to a node that can serve it, and redeliver it elsewhere when the node that
- *   took it dies or refuses it ({@link BridgeHost.run} rejects);
+ *   took it dies or refuses it ({@link BridgeHost.run} rejects); when a node learns that a hand-off it runs was
+ *   taken over by another node, abort its copy through the `signal` given to {@link BridgeHost.run} and report
+ *   nothing for it;
  * - settle each `handOff()` promise once, with the first result reported for its task id;
  * - deliver every control message to every node, the sender included, and replay the standing state (the latest
  *   halt or resume and traffic setting) to a node as it starts, before `start` resolves;
