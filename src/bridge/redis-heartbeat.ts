@@ -9,7 +9,8 @@
  * however long it has been idle: the node may be stalled, and is not taken for gone before its lease runs out. Each
  * pass lists the entries idle for `reclaimIdleMs` (XPENDING IDLE) and
  * - hands those pending under this node that it does not run (refused here, or left by an earlier run under the same
- *   id) to the RELEASED consumer, their delivery count kept, for any node to claim;
+ *   id) to the RELEASED consumer, their delivery count kept, for any node to claim (not during a grace after a
+ *   stall, when a read reply held up by it may still be bringing some of them in);
  * - claims (XCLAIM, with `reclaimIdleMs` as min-idle-time, so that an entry its owner refreshed or another node claimed
  *   meanwhile is left alone) those of RELEASED and of consumers that are not live nodes.
  * A claimed entry runs what has no result yet, or is dead-lettered once its deliveries that ended in silence (not in a
@@ -158,7 +159,8 @@ export class RedisHeartbeat {
         claimable.push(entry);
       }
     }
-    if (mine.length > 0) await this.#release(stream, mine);
+    // Not right after a stall: a read reply held up by it may still be on its way in with some of them.
+    if (mine.length > 0 && !this.#registry.inGrace) await this.#release(stream, mine);
     if (claimable.length > 0) await this.#claim(stream, claimable.slice(0, RECLAIM_COUNT));
   }
 
@@ -168,8 +170,6 @@ export class RedisHeartbeat {
    * delivery count is kept (JUSTID) and so is their idle time, so that the next pass of any node may claim them.
    */
   async #release(stream: string, ids: readonly string[]): Promise<void> {
-    // A read whose entries are on their way into take() registers them first (its reply came in before this one).
-    await new Promise<void>((resolve) => setImmediate(resolve));
     const idle = String(this.#node.options.reclaimIdleMs);
     const released = ids.filter((id) => !this.#serving.runs(stream, id));
     if (released.length === 0) return;
@@ -201,7 +201,7 @@ export class RedisHeartbeat {
       if (deliveries > maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
       else run.push([stream, id, fields]);
     }
-    if (run.length > 0) await this.#serving.take(run);
+    if (run.length > 0) await this.#serving.receive(run);
   }
 
   /**

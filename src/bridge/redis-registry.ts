@@ -55,6 +55,11 @@ export class RedisRegistry {
     return [...this.#known.values()].map((lease) => lease.info);
   }
 
+  /** Whether a grace runs: a stall or a Redis restart was seen less than `nodeTtlMs` ago. */
+  get inGrace(): boolean {
+    return performance.now() < this.#graceUntil;
+  }
+
   /** A pipeline that writes this node's registry entry, as `host` describes it now. */
   write(host: BridgeHost): ReturnType<Redis['pipeline']> {
     const info: NodeInfo = {

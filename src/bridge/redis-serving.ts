@@ -52,6 +52,8 @@ export class RedisServing {
    * Redis run (see restarted) it was taken in.
    */
   readonly #aborts = new Map<string, { readonly controller: AbortController; readonly run: number }>();
+  /** Entries delivered here and on their way through take(), with how many deliveries of each are. */
+  readonly #arriving = new Map<string, number>();
   /** Redis restarts seen: an entry taken before one may be gone from Redis without another node having taken it. */
   #redisRuns = 0;
   /** Bridge tasks taken and not reported yet. */
@@ -85,9 +87,12 @@ export class RedisServing {
     }
   }
 
-  /** Whether this node is running the entry `id` of `stream` (it took it, and not all of its tasks reported). */
+  /**
+   * Whether this node is running the entry `id` of `stream` (it took it, and not all of its tasks reported), or is
+   * taking it (see receive).
+   */
   runs(stream: string, id: string): boolean {
-    return this.#inflight.get(stream)?.has(id) === true;
+    return this.#inflight.get(stream)?.has(id) === true || this.#arriving.has(entryKey(stream, id));
   }
 
   /** Redis restarted (a new run id): the entries taken before may be gone from it without another node taking them. */
@@ -200,7 +205,25 @@ export class RedisServing {
       for (const [stream, entries] of streamsOf(reply)) {
         for (const [id, fields] of entries) if (fields) batch.push([stream, id, fields]);
       }
+      await this.receive(batch);
+    }
+  }
+
+  /**
+   * Takes delivered entries (see take), and until take() has registered them counts them as run here (see runs), so
+   * that reclaim never hands on an entry whose read reply is still on its way in (Redis stalled between the two).
+   */
+  async receive(batch: readonly Delivered[]): Promise<void> {
+    const keys = batch.map(([stream, id]) => entryKey(stream, id));
+    for (const key of keys) this.#arriving.set(key, (this.#arriving.get(key) ?? 0) + 1);
+    try {
       await this.take(batch);
+    } finally {
+      for (const key of keys) {
+        const n = (this.#arriving.get(key) ?? 1) - 1;
+        if (n > 0) this.#arriving.set(key, n);
+        else this.#arriving.delete(key);
+      }
     }
   }
 
