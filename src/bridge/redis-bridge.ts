@@ -3,8 +3,8 @@
  * public class, which composes the parts of a node, each in its own file:
  * - redis-node.ts: the node's identity, lifecycle flag, status and counts, shared by the parts;
  * - redis-connections.ts: the connections, their state, and telling a Redis restart from a reconnect;
- * - redis-registry.ts: the node registry and `canAnyServe`;
- * - redis-heartbeat.ts: the heartbeat, and the reclaim (or dead-lettering) of idle entries;
+ * - redis-registry.ts: the node registry, the nodes' leases and `canAnyServe`;
+ * - redis-heartbeat.ts: the heartbeat, and the reclaim (or dead-lettering) of entries no live node holds;
  * - redis-serving.ts: reading and running the hand-offs of the classes this node serves;
  * - redis-results.ts: writing results back to their origins, and reading this node's own;
  * - redis-handoffs.ts: this node's hand-offs, waiting for their results;
@@ -22,14 +22,18 @@
  *   redelivery or an old entry written back is not run again (redis-terminal.ts writes them; task entries are also
  *   bound to their delivery, see `openBatch` in redis-streams.ts).
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
- *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry.
+ *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry. In each
+ *   group, consumer `~released` holds the entries no node runs (refused ones), for any node to claim.
  * - `control` (pub/sub channel): halt, resume, drain, traffic, rollback, configuration; `control:standing` (hash):
  *   the latest halt/resume and traffic setting, replayed to nodes that join later; `control:version` (counter): raised
  *   with each write to `control:standing`, read by every heartbeat (a node that missed a message reconciles).
  *
  * Connections, a fixed set per node: commands, a subscriber, and two blocking readers (tasks, results).
- * Delivery is at least once; a node that dies leaves its entries pending, and a live node claims them with
- * XAUTOCLAIM once they are idle for `reclaimIdleMs` (live nodes keep their own in-flight entries fresh).
+ * Delivery is at least once, by lease: a node that dies leaves its entries pending, and once its lease (`nodeTtlMs`,
+ * not counting stalls) ran out a live node claims those idle for `reclaimIdleMs`; a live node's entries are never
+ * taken, and one that comes back from a stall past its lease aborts its copies of what was taken over. A task runs
+ * twice only when its node died mid-run or stalled past its lease, or Redis restarted without its data (then the
+ * hand-offs still waiting are sent again; a mere reconnect sends nothing again).
  */
 import { randomBytes } from 'node:crypto';
 import { OrchestratorStoppedError } from '../errors.js';
@@ -61,8 +65,8 @@ export type { RedisBridgeOptions } from './redis-options.js';
  * The bridge across processes and machines: nodes that share a Redis and a `secret` (and `namespace`) form one
  * cluster. A node hands the tasks it cannot serve to a Redis stream per requirement class, which every node able to
  * serve that class consumes; results come back on the origin's own stream. Delivery is at least once: a task whose
- * node dies is claimed by a live node after `reclaimIdleMs`, and a task that has a result is not run again (for
- * `doneTtlMs`).
+ * node dies is claimed by a live node once that node's lease (`nodeTtlMs`) ran out and the task sat idle for
+ * `reclaimIdleMs`, and a task that has a result is not run again (for `doneTtlMs`).
  * Every message is signed with `secret` (and, with `encrypt`, sealed as AES-256-GCM ciphertext); unsigned, forged or
  * replayed ones are dropped and counted in `rejected`.
  * ioredis is imported by `start()` (unless you pass your own client), so a host that never starts one never loads it.

@@ -2,7 +2,7 @@
  * The connections of one RedisBridge node, a fixed set: commands (the host's own client, or one made from `url`), and
  * its duplicates for the control subscriber and the two blocking readers (tasks, results). Their state drives the
  * node's status (degraded while reconnecting). After a lost connection the server's run id tells a restarted Redis,
- * which may have lost its data, from a mere reconnect.
+ * which may have lost its data, from a mere reconnect (which lost nothing: see {@link RedisConnections.restarted}).
  */
 // Types only: ioredis itself is loaded in open(), so a host that never makes a RedisBridge never loads it.
 import type { Redis, RedisOptions } from 'ioredis';
@@ -27,9 +27,7 @@ export class RedisConnections {
   #resultReader: Redis | undefined;
   /** Take the listeners off the connections (a host's own client outlives the bridge). */
   readonly #unwatch: Array<() => void> = [];
-  /** A connection was lost since the heartbeat last asked (see takeLostConnection). */
-  #lostConnection = false;
-  /** A connection was lost: the next registry read first checks whether Redis restarted (see restarted). */
+  /** A connection was lost: the next heartbeat first checks whether Redis restarted (see restarted). */
   #checkRestart = false;
   /** The Redis server's run id when last read; another one after a reconnect means it restarted. */
   #runId: string | undefined;
@@ -92,27 +90,34 @@ export class RedisConnections {
 
   /** Reads the server's run id, to compare with after a reconnect. */
   async readRunId(): Promise<void> {
-    this.#runId = await this.#serverRunId();
+    this.#runId = await this.#serverRunId().catch(() => undefined);
+  }
+
+  /** A connection was lost and the heartbeat has not checked yet whether Redis restarted (see restarted). */
+  get restartUnknown(): boolean {
+    return this.#checkRestart;
   }
 
   /**
    * Whether Redis may have restarted (and lost its data, without persistence) since the run id was last read: only
-   * after a lost connection, when the run id changed or cannot be read.
+   * after a lost connection, when the run id changed or cannot be read (INFO refused by an ACL: every reconnect then
+   * counts as a restart). Answers each lost connection once; the heartbeat is its one caller.
+   *
+   * A mere reconnect (the same run id: a killed connection, a network blip) lost nothing in Redis: what was written
+   * is there, and ioredis sends the commands it had written without a reply again on the new connection
+   * (`autoResendUnfulfilledCommands`), the queued ones after them. One of those may have run already: an XADD that
+   * Redis applied before the connection dropped, its reply lost, is applied again, and the same hand-offs are then
+   * in two entries. The `done` marker keeps the second from running once the first reported; only when both are
+   * taken before either reports do two nodes run them (a node that takes both runs them once: see BridgeHost.run).
    */
   async restarted(): Promise<boolean> {
     if (!this.#checkRestart) return false;
-    this.#checkRestart = false;
+    // Throws when Redis does not answer (the connection is down again): the next beat asks again.
     const runId = await this.#serverRunId();
+    this.#checkRestart = false;
     const restarted = runId === undefined || runId !== this.#runId;
     this.#runId = runId;
     return restarted;
-  }
-
-  /** Whether a connection was lost since the last call (Redis may have lost what was sent before). */
-  takeLostConnection(): boolean {
-    const lost = this.#lostConnection;
-    this.#lostConnection = false;
-    return lost;
   }
 
   /** After a failed start: drops every connection at once, so that none left reconnecting keeps the host alive. */
@@ -157,7 +162,6 @@ export class RedisConnections {
   #watch(client: Redis): void {
     const onError = (): void => {}; // reported through the status; ioredis reconnects by itself
     const onReconnecting = (): void => {
-      this.#lostConnection = true;
       this.#checkRestart = true;
       if (this.#node.running) this.#node.trouble('connection', 'reconnecting to Redis');
     };
@@ -169,11 +173,14 @@ export class RedisConnections {
     this.#unwatch.push(() => client.off('error', onError).off('reconnecting', onReconnecting).off('ready', onReady));
   }
 
+  /** The server's run id; `undefined` when Redis refuses INFO (an ACL); throws when Redis does not answer. */
   async #serverRunId(): Promise<string | undefined> {
     try {
       return /run_id:(\w+)/.exec(await this.redis.info('server'))?.[1];
-    } catch {
-      return undefined; // INFO not allowed (ACL): every reconnect then counts as a possible restart
+    } catch (error) {
+      // INFO not allowed (ACL): every reconnect then counts as a possible restart.
+      if ((error as { name?: unknown } | null)?.name === 'ReplyError') return undefined;
+      throw error;
     }
   }
 }

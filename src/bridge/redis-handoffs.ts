@@ -83,8 +83,12 @@ export class RedisHandOffs {
   }
 
   /**
-   * After a lost connection (Redis may have lost its data: a restart without persistence), announces the classes
-   * again as they are used and publishes the hand-offs still waiting again.
+   * After a Redis restart (a new run id: it may have lost its data, without persistence), announces the classes again
+   * as they are used and publishes the hand-offs still waiting again. Not after a mere reconnect: Redis lost nothing
+   * then, and sending again would run the tasks still running elsewhere a second time (see RedisConnections.restarted
+   * for the one XADD a reconnect can repeat). A hand-off whose entry survived the restart (persistence), or sent just
+   * as Redis restarted, is then in the stream twice; the `done` marker keeps the second from running once the first
+   * reported.
    */
   async resend(): Promise<void> {
     this.#knownClasses.clear();

@@ -17,6 +17,7 @@ import {
 } from '../util/validate.js';
 import { ValidationError } from '../errors.js';
 import type { RetryPolicy } from '../resources/retry-policy.js';
+import { RELEASED } from './redis-streams.js';
 
 /**
  * Options of {@link RedisBridge}. `secret` and one of `url` or `redis` are required.
@@ -52,7 +53,7 @@ export interface RedisBridgeOptions {
   namespace?: string;
   /**
    * This node's id, unique in the cluster: it names its registry entry, its results stream and its consumer in each
-   * task group. @default `node-` and 8 random hex digits
+   * task group (`~released` is kept by the bridge). @default `node-` and 8 random hex digits
    */
   nodeId?: string;
   /**
@@ -64,16 +65,19 @@ export interface RedisBridgeOptions {
    */
   heartbeatMs?: number;
   /**
-   * Ms a node's registry entry lives after its last heartbeat (its TTL in Redis); a node whose heartbeat is this old
-   * is gone, and no longer counts for `canAnyServe` on the others. Lower: a dead node drops out sooner; too close to
-   * `heartbeatMs` and live nodes drop out between beats (at or below it, the constructor refuses it). @default 5_000
+   * Ms a node's registry entry lives after its last heartbeat (its TTL in Redis): its lease. A node whose heartbeat
+   * is this old is gone: it no longer counts for `canAnyServe` on the others, and its entries may be reclaimed. Time
+   * during which Redis or the reading node stalled does not count (see redis-registry.ts). Lower: a dead node drops
+   * out sooner; too close to `heartbeatMs` and live nodes drop out between beats (at or below it, the constructor
+   * refuses it). @default 5_000
    */
   nodeTtlMs?: number;
   /**
-   * Ms a delivered entry must sit idle (its node died, or refused its tasks) before a live node claims it and runs
-   * what has no result yet. Live nodes reset the idle time of what they run on every heartbeat, so this must stay
-   * well above `heartbeatMs`, or running tasks are claimed and run twice (at or below it, the constructor refuses
-   * it). Lower: a dead node's tasks resume sooner.
+   * Ms a delivered entry must sit idle before a live node claims it and runs what has no result yet, when the node
+   * that holds it is gone (its lease, `nodeTtlMs`, ran out) or refused it. An entry of a live node is never claimed,
+   * however long it is idle. Live nodes reset the idle time of what they run on every heartbeat, and a node hands on
+   * what it holds but does not run once it is this idle, so keep it well above `heartbeatMs` (at or below it, the
+   * constructor refuses it). Lower: the tasks of a dead node, or refused ones, resume sooner.
    * @default 15_000
    */
   reclaimIdleMs?: number;
@@ -242,6 +246,12 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   if (retry !== undefined) expectFunction(expectObject(retry, 'options.retry')['delay'], 'options.retry.delay');
   const nodeId = own(o, 'nodeId');
   if (nodeId !== undefined) expectString(nodeId, 'options.nodeId');
+  if (nodeId === RELEASED) {
+    throw new ValidationError(
+      'options.nodeId',
+      `Expected \`options.nodeId\` to be another id than ${JSON.stringify(RELEASED)}, which the bridge keeps for entries no node holds`,
+    );
+  }
 
   const D = REDIS_BRIDGE_DEFAULTS;
   // Integers: every one of them goes to Redis as a millisecond argument (PX, BLOCK, min-idle), which must be whole.
@@ -275,7 +285,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
   if (resolved.reclaimIdleMs <= resolved.heartbeatMs) {
     throw new ValidationError(
       'options.reclaimIdleMs',
-      `Expected \`options.reclaimIdleMs\` (${resolved.reclaimIdleMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): work running on live nodes would be reclaimed and run twice`,
+      `Expected \`options.reclaimIdleMs\` (${resolved.reclaimIdleMs}) to be above \`options.heartbeatMs\` (${resolved.heartbeatMs}): a node would hand on entries it has just read before it starts running them, and they would run twice`,
     );
   }
   return resolved;

@@ -2,8 +2,12 @@
  * Serving: a node's side of the task streams (`tasks:<class>`, group `workers`) of the classes it can serve. A
  * blocking XREADGROUP loop takes new entries, with flow control (a node holds at most about four times its slots of
  * bridge tasks); each entry's signature and its tasks' `done` markers are checked, what has no result yet runs through
- * the host, and every task reports through the ResultWriter, which acks the entry once all its tasks reported. The
- * entries running here are kept fresh on each heartbeat, so that no live node reclaims them.
+ * the host, and every task reports through the ResultWriter, which acks the entry once all its tasks reported.
+ *
+ * The entries running here are kept fresh on each heartbeat (their idle time reset), as long as they are still this
+ * node's: one that another node took over meanwhile (it reclaimed it while this node was stalled past its lease) is
+ * lost here, and its tasks still running here are aborted through their `ctx.signal` and report nothing (the node
+ * that holds the entry now reports them).
  */
 import type { Redis } from 'ioredis';
 import type { BridgeHost, HandOff, HandOffResult } from './bridge.js';
@@ -17,6 +21,7 @@ import {
   DEL_IDLE_CONSUMER,
   ensureGroup,
   GROUP,
+  KEEP_FRESH,
   openBatch,
   pause,
   replyError,
@@ -27,6 +32,14 @@ import {
   type OpenedEntry,
   type TaskBatch,
 } from './redis-streams.js';
+
+/** Entries kept fresh per KEEP_FRESH call at most (the script's arguments). */
+const FRESH_CHUNK = 256;
+
+/** The key of an entry among those running here. */
+function entryKey(stream: string, id: string): string {
+  return `${stream}\n${id}`;
+}
 
 /** The task streams a node consumes, and the entries it runs. */
 export class RedisServing {
@@ -39,6 +52,15 @@ export class RedisServing {
   readonly #inflight = new Map<string, Set<string>>();
   /** Hand-offs running here, until they reported. */
   readonly #runningTasks = new Set<Promise<unknown>>();
+  /**
+   * Per entry with tasks running here: aborts them when another node took the entry over (see keepFresh), and the
+   * Redis run (see restarted) it was taken in.
+   */
+  readonly #aborts = new Map<string, { readonly controller: AbortController; readonly run: number }>();
+  /** Entries delivered here and on their way through take(), with how many deliveries of each are. */
+  readonly #arriving = new Map<string, number>();
+  /** Redis restarts seen: an entry taken before one may be gone from Redis without another node having taken it. */
+  #redisRuns = 0;
   /** Bridge tasks taken and not reported yet. */
   #backlog = 0;
   /** The read loop's wake-up when the backlog falls. */
@@ -49,11 +71,11 @@ export class RedisServing {
     this.#connections = connections;
     this.#writer = new ResultWriter(node, connections, {
       // Flow control counts a task until its result is written: while Redis refuses results, no more are taken.
-      reported: () => {
-        this.#backlog--;
-        this.#onCapacity?.();
+      reported: () => this.#drop(),
+      release: (entry) => {
+        this.#inflight.get(entry.stream)?.delete(entry.id);
+        this.#aborts.delete(entryKey(entry.stream, entry.id));
       },
-      release: (entry) => this.#inflight.get(entry.stream)?.delete(entry.id),
     });
   }
 
@@ -74,14 +96,56 @@ export class RedisServing {
     }
   }
 
-  /** Resets the idle time of the entries this node is running, so that reclaim only takes a dead node's. */
-  async keepFresh(): Promise<void> {
-    if (this.#inflight.size === 0) return;
-    const pipeline = this.#connections.redis.pipeline();
+  /**
+   * Whether this node is running the entry `id` of `stream` (it took it, and not all of its tasks reported), or is
+   * taking it (see receive).
+   */
+  runs(stream: string, id: string): boolean {
+    return this.#inflight.get(stream)?.has(id) === true || this.#arriving.has(entryKey(stream, id));
+  }
+
+  /** Redis restarted (a new run id): the entries taken before may be gone from it without another node taking them. */
+  restarted(): void {
+    this.#redisRuns++;
+  }
+
+  /**
+   * Resets the idle time of the entries this node is running and still holds, in one atomic check per stream and
+   * chunk (KEEP_FRESH): never one another node took over meanwhile, which this node would otherwise steal back and
+   * both would run. Lost here are those pending under another node now, and those no longer pending at all since the
+   * Redis run they were taken in (another node took them over and finished or dead-lettered them): their tasks still
+   * running here are aborted through their `ctx.signal` and report nothing. An entry Redis lost in a restart is not
+   * lost here: its tasks run on and report (their hand-offs were sent again, and the first result wins). Returns the
+   * entries lost, as `[stream, id]`. Throws when Redis does not answer.
+   */
+  async keepFresh(): Promise<Array<[stream: string, id: string]>> {
+    const calls: Array<[string, string[]]> = [];
     for (const [stream, ids] of this.#inflight) {
-      if (ids.size > 0) pipeline.call('XCLAIM', stream, GROUP, this.#node.nodeId, '0', ...ids, 'JUSTID');
+      const all = [...ids];
+      for (let i = 0; i < all.length; i += FRESH_CHUNK) calls.push([stream, all.slice(i, i + FRESH_CHUNK)]);
     }
-    await pipeline.exec();
+    if (calls.length === 0) return [];
+    const pipeline = this.#connections.redis.pipeline();
+    for (const [stream, ids] of calls) pipeline.eval(KEEP_FRESH, 1, stream, GROUP, this.#node.nodeId, ...ids);
+    const replies = await pipeline.exec();
+    // A connection lost meanwhile may hide a Redis restart the heartbeat has not seen yet: then nothing gone counts.
+    const goneCounts = !this.#connections.restartUnknown;
+    const lost: Array<[string, string]> = [];
+    calls.forEach(([stream], i) => {
+      // An error (NOGROUP: Redis lost the stream) takes nothing from this node: its entries run on.
+      const reply = replies?.[i];
+      if (!reply || reply[0] || !Array.isArray(reply[1])) return;
+      const [taken, gone] = reply[1] as [unknown[], unknown[]];
+      for (const id of taken ?? []) lost.push([stream, String(id)]);
+      if (!goneCounts) return;
+      for (const id of gone ?? []) {
+        // Acked here (its tasks all reported, the release to come): nothing runs to abort. Taken in an earlier Redis
+        // run: Redis lost it, nobody took it over.
+        if (this.#aborts.get(entryKey(stream, String(id)))?.run === this.#redisRuns) lost.push([stream, String(id)]);
+      }
+    });
+    for (const [stream, id] of lost) this.#abandon(stream, id);
+    return lost;
   }
 
   /** Settles once the hand-offs running here have reported (and their report was flushed). */
@@ -150,7 +214,25 @@ export class RedisServing {
       for (const [stream, entries] of streamsOf(reply)) {
         for (const [id, fields] of entries) if (fields) batch.push([stream, id, fields]);
       }
+      await this.receive(batch);
+    }
+  }
+
+  /**
+   * Takes delivered entries (see take), and until take() has registered them counts them as run here (see runs), so
+   * that reclaim never hands on an entry whose read reply is still on its way in (Redis stalled between the two).
+   */
+  async receive(batch: readonly Delivered[]): Promise<void> {
+    const keys = batch.map(([stream, id]) => entryKey(stream, id));
+    for (const key of keys) this.#arriving.set(key, (this.#arriving.get(key) ?? 0) + 1);
+    try {
       await this.take(batch);
+    } finally {
+      for (const key of keys) {
+        const n = (this.#arriving.get(key) ?? 1) - 1;
+        if (n > 0) this.#arriving.set(key, n);
+        else this.#arriving.delete(key);
+      }
     }
   }
 
@@ -242,15 +324,33 @@ export class RedisServing {
     await pipeline.exec().catch(() => {}); // not acked: delivered again, refused again
   }
 
+  /**
+   * Another node holds the entry `id` of `stream` now: its tasks still running here are aborted, and it is no longer
+   * kept fresh. What they report is dropped (see #run), so the writer never acks the entry nor counts a refusal.
+   */
+  #abandon(stream: string, id: string): void {
+    const key = entryKey(stream, id);
+    this.#inflight.get(stream)?.delete(id);
+    const controller = this.#aborts.get(key)?.controller;
+    this.#aborts.delete(key);
+    controller?.abort(`the bridge entry ${id} of ${stream} was taken over by another node (this node's lease lapsed)`);
+  }
+
   #run(entry: Entry, handOff: HandOff): void {
-    const run = this.#node.host!.run(handOff).then(
+    const key = entryKey(entry.stream, entry.id);
+    let abort = this.#aborts.get(key);
+    if (!abort) this.#aborts.set(key, (abort = { controller: new AbortController(), run: this.#redisRuns }));
+    const { signal } = abort.controller;
+    const run = this.#node.host!.run(handOff, signal).then(
       (result) => {
+        if (signal.aborted) return this.#drop(); // the node that holds the entry now reports this task
         this.#node.counts.served++;
         this.#report(entry, result, handOff.origin, handOff.taskId);
         return this.#writer.flushed;
       },
       () => {
-        // Refused here (stopping, queue full): the entry stays pending for another node to claim once idle.
+        if (signal.aborted) return this.#drop();
+        // Refused here (stopping, queue full): the entry stays pending; reclaim hands it to another node.
         entry.refused = true;
         this.#report(entry, undefined, handOff.origin, handOff.taskId);
       },
@@ -261,5 +361,11 @@ export class RedisServing {
 
   #report(entry: Entry, result: HandOffResult | undefined, origin: string, taskId: string): void {
     this.#writer.report(entry, result, origin, taskId);
+  }
+
+  /** A task taken here is over: room for another. */
+  #drop(): void {
+    this.#backlog--;
+    this.#onCapacity?.();
   }
 }

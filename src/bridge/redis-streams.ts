@@ -23,6 +23,30 @@ export const BATCH_CHARS = 32 * 1024 * 1024;
 /** The longest item one message can carry: V8's longest string less room for the message around it. */
 export const MAX_ITEM_CHARS = constants.MAX_STRING_LENGTH - 64 * 1024;
 
+/**
+ * The group consumer that holds entries no node runs: a node that holds one it does not run (it refused it, or an
+ * earlier run of the node under the same id took it) hands it here, and any node may claim it (see reclaim in
+ * redis-heartbeat.ts). No node may take this id.
+ */
+export const RELEASED = '~released';
+
+/**
+ * Keeps fresh the entries (ARGV[3..]) of a stream (KEYS[1]) still pending under this node's consumer (ARGV[2]) in the
+ * group (ARGV[1]): resets their idle time (XCLAIM JUSTID: the delivery count stays). Returns `[taken, gone]`: the
+ * entries pending under another consumer (another node took them over), and those no longer pending at all (acked or
+ * dead-lettered by a node that took them over, acked here, or lost with a Redis restart).
+ */
+export const KEEP_FRESH =
+  'local mine, taken, gone = {}, {}, {} ' +
+  'for i = 3, #ARGV do ' +
+  "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1) " +
+  'if #p == 0 then gone[#gone + 1] = ARGV[i] ' +
+  'elseif p[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] ' +
+  'else taken[#taken + 1] = ARGV[i] end ' +
+  'end ' +
+  "if #mine > 0 then mine[#mine + 1] = 'JUSTID' redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine)) end " +
+  'return {taken, gone}';
+
 /** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
 export const DEL_IDLE_CONSUMER =
   "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end " +

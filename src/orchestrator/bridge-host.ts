@@ -69,7 +69,7 @@ export function bridgeHost(parts: {
       };
     },
     canServe: (requires) => pools.canEverServe(requires),
-    async run(handOff: HandOff): Promise<HandOffResult> {
+    async run(handOff: HandOff, signal?: AbortSignal): Promise<HandOffResult> {
       const { task } = handOff;
       let value: unknown;
       try {
@@ -85,8 +85,12 @@ export function bridgeHost(parts: {
           idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
           ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
           ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
+          // The bridge lost the task to another node: cancelled here, its ctx.signal aborts.
+          ...(signal !== undefined ? { signal } : {}),
         });
       } catch (error) {
+        // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
+        if (signal?.aborted) throw error;
         const code = (error as { code?: unknown } | null)?.code;
         if (typeof code === 'string' && REFUSALS.has(code)) throw error;
         return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };

@@ -640,6 +640,8 @@ describeRedis('RedisBridge: stop, connections, options', () => {
       'options.reclaimIdleMs',
     );
     expect(field(() => new RedisBridge({ ...ok, nodeId: '' }))).toBe('options.nodeId');
+    // The group consumer that holds the entries no node runs.
+    expect(field(() => new RedisBridge({ ...ok, nodeId: '~released' }))).toBe('options.nodeId');
     expect(field(() => new RedisBridge({ ...ok, namespace: '' }))).toBe('options.namespace');
     expect(field(() => new RedisBridge({ ...ok, redisOptions: 'x' as never }))).toBe('options.redisOptions');
     expect(field(() => new RedisBridge({ ...ok, retry: {} as never }))).toBe('options.retry.delay');

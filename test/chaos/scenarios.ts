@@ -1873,7 +1873,7 @@ const bridgeFaultMix = scenario(
     // CI: each fault once, in a random order; full: 40 drawn at random.
     const plan: BridgeFault[] =
       c.scale === 'ci' ? shuffled(c.rng, kinds) : Array.from({ length: 40 }, () => c.rng.pick(kinds));
-    const redis = await startRedis();
+    const redis = await startRedis({ debugCommand: true });
     if (!redis.owned) throw new Error('bridge-fault-mix restarts redis-server: run it without REDIS_URL');
     const workers: WorkerProcess[] = [];
     let p: UnifiedOrchestrator | undefined;

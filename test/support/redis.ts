@@ -78,7 +78,11 @@ async function ownsPort(child: ChildProcess, port: number, timeoutMs = 10_000): 
   }
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/**
+ * Starts a redis-server of the tests' own (or answers with REDIS_URL's). `debugCommand` allows DEBUG (DEBUG SLEEP) from
+ * local connections, which Redis 7 refuses by default.
+ */
+export async function startRedis(options: { debugCommand?: boolean } = {}): Promise<TestRedis> {
   const external = process.env['REDIS_URL'];
   if (external) {
     const port = Number(new URL(external).port || 6379);
@@ -91,26 +95,9 @@ export async function startRedis(): Promise<TestRedis> {
   let port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async (): Promise<boolean> => {
-    const c = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--protected-mode',
-        'no',
-        '--enable-debug-command',
-        'local',
-      ],
-      {
-        stdio: 'ignore',
-      },
-    );
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    args.push('--protected-mode', 'no', ...(options.debugCommand ? ['--enable-debug-command', 'local'] : []));
+    const c = spawn('redis-server', args, { stdio: 'ignore' });
     child = c;
     c.once('error', (error) => {
       throw new Error(
