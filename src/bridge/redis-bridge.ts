@@ -7,7 +7,9 @@
  * - redis-heartbeat.ts: the heartbeat, and the reclaim (or dead-lettering) of idle entries;
  * - redis-serving.ts: reading and running the hand-offs of the classes this node serves;
  * - redis-results.ts: writing results back to their origins, and reading this node's own;
- * - redis-handoffs.ts: this node's hand-offs, waiting for their results;
+ * - redis-handoffs.ts: this node's hand-offs, waiting for their results; redis-backlog.ts: the task streams' backlog
+ *   against `maxStreamBacklog`;
+ * - redis-janitor.ts: deleting the results streams of nodes gone for good;
  * - redis-control.ts: the control channel and its standing state (shared with the CLI);
  * - redis-streams.ts: the stream format and replies; redis-keys.ts: key names; redis-options.ts: the options.
  *
@@ -16,7 +18,8 @@
  * - `classes` (set): requirement classes tasks were handed off for (capabilities sorted, each percent-encoded, joined
  *   with `+`; `*` for none); `tasks:<class>` (stream, group `workers`): the hand-offs of one class, consumed by every
  *   node that can serve it.
- * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
+ * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only; `origins` (sorted set):
+ *   the nodes that may have one, by when each was last seen, so that those of gone nodes are deleted (redis-janitor.ts).
  * - `done:<task>` (string, TTL): a task that has a result, so a redelivery or a replayed message is not run again.
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
  *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry.
@@ -40,8 +43,11 @@ import type {
 } from './bridge.js';
 import { RedisConnections } from './redis-connections.js';
 import { openControl, publishControl, readStanding } from './redis-control.js';
+import { StreamBacklog } from './redis-backlog.js';
 import { RedisHandOffs } from './redis-handoffs.js';
 import { RedisHeartbeat } from './redis-heartbeat.js';
+import { RedisJanitor } from './redis-janitor.js';
+import { classKey } from './redis-keys.js';
 import { RedisNode } from './redis-node.js';
 import { resolveRedisBridgeOptions, type RedisBridgeOptions } from './redis-options.js';
 import { RedisRegistry } from './redis-registry.js';
@@ -85,6 +91,8 @@ export class RedisBridge implements CommunicationBridge {
   readonly #handOffs: RedisHandOffs;
   readonly #serving: RedisServing;
   readonly #heartbeat: RedisHeartbeat;
+  readonly #backlog: StreamBacklog;
+  readonly #janitor: RedisJanitor;
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
   /** The stop under way or done, since the last start. */
@@ -105,10 +113,14 @@ export class RedisBridge implements CommunicationBridge {
     this.#registry = new RedisRegistry(this.#node, this.#connections);
     this.#handOffs = new RedisHandOffs(this.#node, this.#connections);
     this.#serving = new RedisServing(this.#node, this.#connections);
+    this.#backlog = new StreamBacklog(resolved.maxStreamBacklog);
+    this.#janitor = new RedisJanitor(this.#node, this.#connections, this.#registry);
     this.#heartbeat = new RedisHeartbeat(this.#node, this.#connections, {
       registry: this.#registry,
       serving: this.#serving,
       handOffs: this.#handOffs,
+      backlog: this.#backlog,
+      janitor: this.#janitor,
     });
   }
 
@@ -195,6 +207,7 @@ export class RedisBridge implements CommunicationBridge {
       const pipeline = this.#connections.redis.pipeline();
       this.#registry.remove(pipeline);
       this.#serving.leave(pipeline);
+      this.#janitor.leave(pipeline);
       await pipeline.exec();
     } catch {
       // Redis gone: the entry expires by itself.
@@ -223,7 +236,19 @@ export class RedisBridge implements CommunicationBridge {
    */
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#node.running) return Promise.reject(new OrchestratorStoppedError());
+    const stream = this.#node.key('tasks', classKey(task.requires));
+    const refusal = this.#backlog.refusal(stream, task.requires);
+    if (refusal) return Promise.reject(refusal);
+    this.#backlog.add(stream);
     return this.#handOffs.handOff(taskId, task);
+  }
+
+  /**
+   * QueueFullError when the task stream of `requires` holds `maxStreamBacklog` entries or more (as of this node's last
+   * heartbeat, plus what it added since), else `undefined`. Synchronous, without a round trip.
+   */
+  refusal(requires: readonly string[]): Error | undefined {
+    return this.#backlog.refusal(this.#node.key('tasks', classKey(requires)), requires);
   }
 
   /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */

@@ -10,7 +10,9 @@
  */
 import type { HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
+import type { StreamBacklog } from './redis-backlog.js';
 import type { RedisHandOffs } from './redis-handoffs.js';
+import type { RedisJanitor } from './redis-janitor.js';
 import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
@@ -36,6 +38,8 @@ export interface HeartbeatParts {
   readonly registry: RedisRegistry;
   readonly serving: RedisServing;
   readonly handOffs: RedisHandOffs;
+  readonly backlog: StreamBacklog;
+  readonly janitor: RedisJanitor;
 }
 
 /** The periodic upkeep of one node: registry, classes, freshness, reclaim, resends. */
@@ -45,6 +49,7 @@ export class RedisHeartbeat {
   readonly #registry: RedisRegistry;
   readonly #serving: RedisServing;
   readonly #handOffs: RedisHandOffs;
+  readonly #parts: HeartbeatParts;
   /** The next beat, while the node runs. */
   #timer: NodeJS.Timeout | undefined;
   /** Reclaim passes so far (every CONSUMER_SWEEP_EVERY-th one also sweeps consumers). */
@@ -56,6 +61,7 @@ export class RedisHeartbeat {
     this.#registry = parts.registry;
     this.#serving = parts.serving;
     this.#handOffs = parts.handOffs;
+    this.#parts = parts;
   }
 
   /** Beats every `heartbeatMs` from now on while the node runs, each beat scheduled once the one before is over. */
@@ -89,11 +95,20 @@ export class RedisHeartbeat {
       await this.#serving.keepFresh();
       await this.#reclaim();
       await this.#registry.refresh();
+      await this.#upkeep(); // stream backlogs and results streams: a failure waits for the next beat, alone
       // Redis may have lost what was sent before (a restart without persistence).
       if (this.#connections.takeLostConnection()) await this.#handOffs.resend();
     } catch {
       // A failed beat (Redis down) is retried on the next one; the status says degraded meanwhile.
     }
+  }
+
+  /** Reads the backlog of the streams this node hands off to, then tends the results streams (redis-janitor.ts). */
+  async #upkeep(): Promise<void> {
+    await this.#parts.backlog
+      .read(this.#connections.redis)
+      .then(() => this.#parts.janitor.tend())
+      .catch(() => {});
   }
 
   async #reclaim(): Promise<void> {
