@@ -172,7 +172,7 @@ export class ClusterLink {
    */
   #send(task: Task, requires: readonly string[]): TaskHandle {
     const { maxQueueSize } = this.#options;
-    const queued = this.#engine.stats().waiting;
+    const queued = this.#engine.waiting;
     if (this.#remote.size + queued >= maxQueueSize) {
       throw new QueueFullError(
         maxQueueSize,

@@ -123,7 +123,7 @@ describe.skipIf(REDIS_SERVER.skip)('Redis stays bounded as nodes come and go', (
     await warm.stop();
     const settledKeys = async (): Promise<string[]> => {
       const k = await keys(ns);
-      const live = await admin.zrange(`${ns}:origins`, 0, -1);
+      const live = await admin.zrange(`${ns}:origins`, '0', '-1');
       return k.some((key) => /:(done|node):|:refused:/.test(key) && !key.endsWith(':node:W')) || live.length > 1
         ? []
         : k;
@@ -161,7 +161,7 @@ describe.skipIf(REDIS_SERVER.skip)('Redis stays bounded as nodes come and go', (
     );
     for (const id of gone) expect(await admin.exists(`${ns}:results:${id}`)).toBe(0);
     await eventually(async () => (await consumers(ns)).join() === 'W', 10_000, 'only W consumes x');
-    expect(await admin.zrange(`${ns}:origins`, 0, -1)).toEqual(['W']);
+    expect(await admin.zrange(`${ns}:origins`, '0', '-1')).toEqual(['W']);
     // Flat: the namespace's keys take what they took, and the dataset is where it was, give or take
     // the noise of clients coming and going (tens of KB): a leak per gone node would not hide in the first.
     // (MEMORY USAGE of the streams and the registry entry moves by a few hundred bytes with their contents.)
