@@ -93,6 +93,8 @@ export class RedisBridge implements CommunicationBridge {
   readonly #heartbeat: RedisHeartbeat;
   readonly #backlog: StreamBacklog;
   readonly #janitor: RedisJanitor;
+  /** Task stream names by requirements (JSON), see #streamOf. */
+  readonly #streams = new Map<string, string>();
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
   /** The stop under way or done, since the last start. */
@@ -236,7 +238,7 @@ export class RedisBridge implements CommunicationBridge {
    */
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#node.running) return Promise.reject(new OrchestratorStoppedError());
-    const stream = this.#node.key('tasks', classKey(task.requires));
+    const stream = this.#streamOf(task.requires);
     const refusal = this.#backlog.refusal(stream, task.requires);
     if (refusal) return Promise.reject(refusal);
     this.#backlog.add(stream);
@@ -248,7 +250,19 @@ export class RedisBridge implements CommunicationBridge {
    * heartbeat, plus what it added since), else `undefined`. Synchronous, without a round trip.
    */
   refusal(requires: readonly string[]): Error | undefined {
-    return this.#backlog.refusal(this.#node.key('tasks', classKey(requires)), requires);
+    return this.#backlog.refusal(this.#streamOf(requires), requires);
+  }
+
+  /** The task stream of the class `requires` (names cached: asked twice per hand-off). */
+  #streamOf(requires: readonly string[]): string {
+    const name = JSON.stringify(requires);
+    let stream = this.#streams.get(name);
+    if (stream === undefined) {
+      if (this.#streams.size >= 1_000) this.#streams.clear();
+      stream = this.#node.key('tasks', classKey(requires));
+      this.#streams.set(name, stream);
+    }
+    return stream;
   }
 
   /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */
