@@ -169,6 +169,25 @@ describe.skipIf(REDIS_SERVER.skip)('Redis stays bounded as nodes come and go', (
     expect((await dataset()) - baselineMemory).toBeLessThan(256 * 1024);
   }, 90_000);
 
+  it('keeps the results stream of a node listed in the registry (one back under the same id), however idle; deletes it once the node is gone', async () => {
+    const ns = namespace();
+    const w = node(ns, 'W');
+    await w.start();
+    // R: a node id with a results stream and an old listing, its stream idle from now on.
+    await admin.xadd(`${ns}:results:R`, '*', 'm', 'left-over', 's', '');
+    await admin.zadd(`${ns}:origins`, '1', 'R');
+    await admin.set(`${ns}:node:R`, 'registered', 'PX', 60_000);
+    // Past the idle bound (ten node TTLs: 5 s) and several sweeps (every 1 s), the stream stays: R is registered.
+    await new Promise((resolve) => setTimeout(resolve, 7_000));
+    expect(Number(await admin.object('IDLETIME', `${ns}:results:R`))).toBeGreaterThanOrEqual(5);
+    expect(await admin.exists(`${ns}:results:R`)).toBe(1);
+    // R gone: its stream (long idle) and its listing (last seen long ago) are removed on the next sweep.
+    await admin.del(`${ns}:node:R`);
+    await eventually(async () => (await admin.exists(`${ns}:results:R`)) === 0, 5_000, 'the stream of R deleted');
+    await eventually(async () => (await admin.zscore(`${ns}:origins`, 'R')) === null, 5_000, 'R no longer listed');
+    expect(await admin.zscore(`${ns}:origins`, 'W')).not.toBeNull();
+  }, 30_000);
+
   it('a refusal counter expires with the done markers (doneTtlMs)', async () => {
     const ns = namespace();
     let release!: () => void;
