@@ -99,17 +99,26 @@ export class NoCapableAgentError extends OrchestratorError {
   }
 }
 
-/** The waiting queue holds `maxQueueSize` tasks already; the task was not accepted. */
+/**
+ * A bound on waiting work was reached; the task was not accepted. `limit` names the option that set it: the waiting
+ * queue (`maxQueueSize`, which also bounds the hand-offs of a node waiting for a result) or the backlog of a RedisBridge
+ * task stream (`maxStreamBacklog`).
+ */
 export class QueueFullError extends OrchestratorError {
-  /** The limit that was reached (the `maxQueueSize` option). */
+  /** The limit that was reached (the value of the option `limit` names). */
   readonly maxQueueSize: number;
+  /** The option that set the limit: `maxQueueSize` (the default) or `maxStreamBacklog`. */
+  readonly limit: 'maxQueueSize' | 'maxStreamBacklog';
 
-  constructor(maxQueueSize: number) {
-    super(
-      'QUEUE_FULL',
-      `The waiting queue is full (maxQueueSize ${maxQueueSize}); retry later, add agents or raise maxQueueSize`,
-    );
+  /** `message` says which bound was reached and how to raise it; by default the waiting queue's. */
+  constructor(
+    maxQueueSize: number,
+    message = `The waiting queue is full (maxQueueSize ${maxQueueSize}); retry later, add agents or raise maxQueueSize`,
+    limit: 'maxQueueSize' | 'maxStreamBacklog' = 'maxQueueSize',
+  ) {
+    super('QUEUE_FULL', message);
     this.maxQueueSize = maxQueueSize;
+    this.limit = limit;
   }
 }
 

@@ -386,6 +386,12 @@ export interface CommunicationBridge {
   forget?(taskId: string): void;
   /** Whether a live node (other than this one) says it can serve `requires`. Synchronous: called on every submit. */
   canAnyServe(requires: readonly string[]): boolean;
+  /**
+   * Optional: why a hand-off of `requires` would be refused now (a bound of the bridge reached: RedisBridge's
+   * `maxStreamBacklog`, as QueueFullError), or `undefined` to take it. Synchronous and cheap: the orchestrator asks
+   * before each hand-off, so that `submit` refuses the task at once, as it refuses local work past `maxQueueSize`.
+   */
+  refusal?(requires: readonly string[]): Error | undefined;
   /** Sends a control message to every node, this one included, keeping it as standing state where it sets one. */
   control(message: ControlMessage): Promise<void>;
   /** The bridge's health now. */

@@ -7,7 +7,9 @@
  * - redis-heartbeat.ts: the heartbeat, and the reclaim (or dead-lettering) of entries no live node holds;
  * - redis-serving.ts: reading and running the hand-offs of the classes this node serves;
  * - redis-results.ts: writing results back to their origins, and reading this node's own;
- * - redis-handoffs.ts: this node's hand-offs, waiting for their results;
+ * - redis-handoffs.ts: this node's hand-offs, waiting for their results; redis-backlog.ts: the task streams' backlog
+ *   against `maxStreamBacklog`;
+ * - redis-janitor.ts: deleting the results streams of nodes gone for good;
  * - redis-control.ts: the control channel and its standing state (shared with the CLI);
  * - redis-standing.ts: the standing entries this node applied, and reconciling with the standing state;
  * - redis-streams.ts: the stream format and replies; redis-keys.ts: key names; redis-options.ts: the options.
@@ -17,7 +19,8 @@
  * - `classes` (set): requirement classes tasks were handed off for (capabilities sorted, each percent-encoded, joined
  *   with `+`; `*` for none); `tasks:<class>` (stream, group `workers`): the hand-offs of one class, consumed by every
  *   node that can serve it.
- * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only.
+ * - `results:<node>` (stream): results for the tasks a node handed off, read by that node only; `origins` (sorted set):
+ *   the nodes that may have one, by when each was last seen, so that those of gone nodes are deleted (redis-janitor.ts).
  * - `done:<task>` (string, TTL): a task that has a result (or was dead-lettered, or its entry refused), so a
  *   redelivery or an old entry written back is not run again (redis-terminal.ts writes them; task entries are also
  *   bound to their delivery, see `openBatch` in redis-streams.ts).
@@ -48,8 +51,11 @@ import type {
 } from './bridge.js';
 import { RedisConnections } from './redis-connections.js';
 import { openControl, publishControl } from './redis-control.js';
+import { StreamBacklog } from './redis-backlog.js';
 import { RedisHandOffs } from './redis-handoffs.js';
 import { RedisHeartbeat } from './redis-heartbeat.js';
+import { RedisJanitor } from './redis-janitor.js';
+import { classKey } from './redis-keys.js';
 import { RedisNode } from './redis-node.js';
 import { resolveRedisBridgeOptions, type RedisBridgeOptions } from './redis-options.js';
 import { RedisRegistry } from './redis-registry.js';
@@ -96,6 +102,10 @@ export class RedisBridge implements CommunicationBridge {
   readonly #serving: RedisServing;
   readonly #heartbeat: RedisHeartbeat;
   readonly #standing: RedisStanding;
+  readonly #backlog: StreamBacklog;
+  readonly #janitor: RedisJanitor;
+  /** Task stream names by requirements (JSON), see #streamOf. */
+  readonly #streams = new Map<string, string>();
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
   /** The stop under way or done, since the last start. */
@@ -120,11 +130,15 @@ export class RedisBridge implements CommunicationBridge {
     this.#serving = new RedisServing(this.#node, this.#connections);
     this.#standing = new RedisStanding(this.#node, this.#connections, () => this.#announce());
     this.#node.vouched = () => this.#standing.vouched;
+    this.#backlog = new StreamBacklog(resolved.maxStreamBacklog);
+    this.#janitor = new RedisJanitor(this.#node, this.#connections, this.#registry);
     this.#heartbeat = new RedisHeartbeat(this.#node, this.#connections, {
       registry: this.#registry,
       serving: this.#serving,
       handOffs: this.#handOffs,
       standing: this.#standing,
+      backlog: this.#backlog,
+      janitor: this.#janitor,
     });
   }
 
@@ -222,6 +236,7 @@ export class RedisBridge implements CommunicationBridge {
       const pipeline = this.#connections.redis.pipeline();
       this.#registry.remove(pipeline);
       this.#serving.leave(pipeline);
+      this.#janitor.leave(pipeline);
       await pipeline.exec();
     } catch {
       // Redis gone: the entry expires by itself.
@@ -250,7 +265,31 @@ export class RedisBridge implements CommunicationBridge {
    */
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#node.running) return Promise.reject(new OrchestratorStoppedError());
+    const stream = this.#streamOf(task.requires);
+    const refusal = this.#backlog.refusal(stream, task.requires);
+    if (refusal) return Promise.reject(refusal);
+    this.#backlog.add(stream);
     return this.#handOffs.handOff(taskId, task);
+  }
+
+  /**
+   * QueueFullError when the task stream of `requires` holds `maxStreamBacklog` entries or more (as of this node's last
+   * heartbeat, plus what it added since), else `undefined`. Synchronous, without a round trip.
+   */
+  refusal(requires: readonly string[]): Error | undefined {
+    return this.#backlog.refusal(this.#streamOf(requires), requires);
+  }
+
+  /** The task stream of the class `requires` (names cached: asked twice per hand-off). */
+  #streamOf(requires: readonly string[]): string {
+    const name = JSON.stringify(requires);
+    let stream = this.#streams.get(name);
+    if (stream === undefined) {
+      if (this.#streams.size >= 1_000) this.#streams.clear();
+      stream = this.#node.key('tasks', classKey(requires));
+      this.#streams.set(name, stream);
+    }
+    return stream;
   }
 
   /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */

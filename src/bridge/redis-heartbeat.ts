@@ -20,7 +20,9 @@
  */
 import type { HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
+import type { StreamBacklog } from './redis-backlog.js';
 import type { RedisHandOffs } from './redis-handoffs.js';
+import type { RedisJanitor } from './redis-janitor.js';
 import type { RedisNode } from './redis-node.js';
 import type { RedisRegistry } from './redis-registry.js';
 import type { RedisServing } from './redis-serving.js';
@@ -58,6 +60,8 @@ export interface HeartbeatParts {
   readonly serving: RedisServing;
   readonly handOffs: RedisHandOffs;
   readonly standing: RedisStanding;
+  readonly backlog: StreamBacklog;
+  readonly janitor: RedisJanitor;
 }
 
 /** The periodic upkeep of one node: registry, classes, freshness, reclaim, resends. */
@@ -68,6 +72,7 @@ export class RedisHeartbeat {
   readonly #serving: RedisServing;
   readonly #handOffs: RedisHandOffs;
   readonly #standing: RedisStanding;
+  readonly #parts: HeartbeatParts;
   /** The next beat, while the node runs. */
   #timer: NodeJS.Timeout | undefined;
   /** Reclaim passes so far (every CONSUMER_SWEEP_EVERY-th one also sweeps consumers). */
@@ -84,6 +89,7 @@ export class RedisHeartbeat {
     this.#serving = parts.serving;
     this.#handOffs = parts.handOffs;
     this.#standing = parts.standing;
+    this.#parts = parts;
   }
 
   /** Beats every `heartbeatMs` from now on while the node runs, each beat scheduled once the one before is over. */
@@ -127,7 +133,9 @@ export class RedisHeartbeat {
       const classes = (results?.[2]?.[1] as string[] | undefined) ?? [];
       // The standing control state changed since this node last read it (a message it may have missed): reconcile.
       if (!results?.[3]?.[0]) await this.#standing.check((results?.[3]?.[1] as string | null | undefined) ?? null);
-      await this.#serving.serveClasses(classes, host);
+      // A class whose group Redis refuses to make (OOM, WRONGTYPE) waits for the next beat; the rest of the beat
+      // (keeping this node's entries fresh above all) goes on.
+      await this.#serving.serveClasses(classes, host).catch(() => {});
       await this.#serving.keepFresh();
       await this.#reclaim();
       await this.#registry.refresh();
@@ -135,9 +143,18 @@ export class RedisHeartbeat {
         this.#resendDue = false;
         await this.#handOffs.resend();
       }
+      await this.#upkeep(); // stream backlogs and results streams: a failure waits for the next beat, alone
     } catch {
       // A failed beat (Redis down) is retried on the next one; the status says degraded meanwhile.
     }
+  }
+
+  /** Reads the backlog of the streams this node hands off to, then tends the results streams (redis-janitor.ts). */
+  async #upkeep(): Promise<void> {
+    await this.#parts.backlog
+      .read(this.#connections.redis)
+      .then(() => this.#parts.janitor.tend())
+      .catch(() => {});
   }
 
   async #reclaim(): Promise<void> {

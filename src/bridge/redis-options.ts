@@ -94,6 +94,14 @@ export interface RedisBridgeOptions {
    */
   maxDeadEntries?: number;
   /**
+   * Entries (of up to 16 hand-offs each) a task stream may hold not yet run (waiting for a node, or running) before this
+   * node refuses to add to it: `submit` rejects with QueueFullError (`limit: 'maxStreamBacklog'`), as it does past
+   * `maxQueueSize`. Each node reads the length of the streams it hands off to on every heartbeat and counts what it
+   * added since, so a burst between two beats can pass it by a beat's worth of hand-offs. Lower: Redis holds less work
+   * no node has taken; higher: longer bursts are absorbed while the consumers catch up. @default 10_000
+   */
+  maxStreamBacklog?: number;
+  /**
    * Ms a blocking read of tasks or results waits for new entries. Lower: tasks of a class this node just started
    * serving are picked up sooner, for more round trips while idle. `stop()` does not wait for it. @default 1_000
    */
@@ -150,6 +158,8 @@ export const REDIS_BRIDGE_DEFAULTS = Object.freeze({
   maxDeliveries: 5,
   /** Entries the `dead` stream keeps at most. */
   maxDeadEntries: 10_000,
+  /** Entries a task stream holds before hand-offs to it are refused. */
+  maxStreamBacklog: 10_000,
   /** Ms a blocking stream read waits. */
   blockMs: 1_000,
   /** Ms a `done` marker keeps a task from running again. */
@@ -183,6 +193,7 @@ const KEYS = keysOf<RedisBridgeOptions>({
   reclaimIdleMs: true,
   maxDeliveries: true,
   maxDeadEntries: true,
+  maxStreamBacklog: true,
   blockMs: true,
   doneTtlMs: true,
   maxMessageAgeMs: true,
@@ -268,6 +279,7 @@ export function resolveRedisBridgeOptions(options: RedisBridgeOptions): Resolved
     reclaimIdleMs: int('reclaimIdleMs', Number.MAX_SAFE_INTEGER),
     maxDeliveries: int('maxDeliveries', Number.MAX_SAFE_INTEGER),
     maxDeadEntries: int('maxDeadEntries', Number.MAX_SAFE_INTEGER),
+    maxStreamBacklog: int('maxStreamBacklog', Number.MAX_SAFE_INTEGER),
     blockMs: int('blockMs', MAX_TIMER_MS),
     doneTtlMs: int('doneTtlMs', Number.MAX_SAFE_INTEGER),
     maxMessageAgeMs: int('maxMessageAgeMs', Number.MAX_SAFE_INTEGER),

@@ -371,6 +371,11 @@ export class TaskExecutionEngine implements RoutingListener {
     return this.#counters.snapshot(this.#room.waiting, this.#routingCache, this.#deadLetters.size);
   }
 
+  /** Tasks waiting, all classes (what `maxQueueSize` bounds); cheaper than `stats()`, for the hand-off bound. */
+  get waiting(): number {
+    return this.#room.waiting;
+  }
+
   /** Tasks waiting in the class of `requires` (any order of the capabilities). */
   waitingFor(requires: readonly string[]): number {
     return this.#room.waitingFor(requires);

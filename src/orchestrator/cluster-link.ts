@@ -9,7 +9,13 @@ import { parseTraffic, stickySlots } from '../bridge/bridge.js';
 import type { ResolvedOrchestratorOptions } from '../config.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { Task, TaskHandle } from '../engine/task.js';
-import { NoCapableAgentError, OrchestratorHaltedError, TaskTimeoutError, ValidationError } from '../errors.js';
+import {
+  NoCapableAgentError,
+  OrchestratorHaltedError,
+  QueueFullError,
+  TaskTimeoutError,
+  ValidationError,
+} from '../errors.js';
 import type { OrchestratorEvents } from '../events.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
 import type { AuditLog } from '../health/audit.js';
@@ -144,7 +150,7 @@ export class ClusterLink {
     const overflow =
       this.#options.handOffAbove !== Infinity && this.#engine.waitingFor(requires) >= this.#options.handOffAbove;
     if (!overflow && this.#pools.canEverServe(requires)) return undefined;
-    return this.#send(task);
+    return this.#send(task, requires);
   }
 
   /**
@@ -156,11 +162,25 @@ export class ClusterLink {
       return undefined;
     const requires = Array.isArray(task.requires) ? task.requires : [];
     if (!this.#bridge.canAnyServe(requires)) return undefined;
-    return this.#send(task);
+    return this.#send(task, requires);
   }
 
-  /** Hands a task to the cluster; its handle's result settles when the serving node reports back. */
-  #send(task: Task): TaskHandle {
+  /**
+   * Hands a task to the cluster; its handle's result settles when the serving node reports back. Throws
+   * QueueFullError, taking nothing, past a bound: this node's hand-offs waiting for a result and its own waiting tasks
+   * together at `maxQueueSize`, or the bridge's own bound (see {@link CommunicationBridge.refusal}).
+   */
+  #send(task: Task, requires: readonly string[]): TaskHandle {
+    const { maxQueueSize } = this.#options;
+    const queued = this.#engine.waiting;
+    if (this.#remote.size + queued >= maxQueueSize) {
+      throw new QueueFullError(
+        maxQueueSize,
+        `This node holds ${this.#remote.size} hand-offs waiting for a result and ${queued} waiting tasks of its own, its bound (maxQueueSize ${maxQueueSize}); retry later, add nodes that serve [${requires.join(', ')}], or raise maxQueueSize`,
+      );
+    }
+    const refusal = this.#bridge.refusal?.(requires);
+    if (refusal) throw refusal;
     const { spec, wire } = toWire(task, {
       timeoutMs: this.#options.defaultTimeoutMs,
       maxAttempts: this.#options.defaultMaxAttempts,

@@ -286,7 +286,12 @@ export class UnifiedOrchestrator {
       if (remote) return remote.result as Promise<TResult>;
       return this.#engine.submit(task) as Promise<TResult>;
     } catch (error) {
-      const remote = this.#cluster.handOff(task, error);
+      let remote: TaskHandle | undefined;
+      try {
+        remote = this.#cluster.handOff(task, error);
+      } catch (refusal) {
+        return Promise.reject(refusal); // QueueFullError: the hand-off bound is reached
+      }
       if (remote) return remote.result as Promise<TResult>;
       return Promise.reject(error);
     }
