@@ -29,6 +29,11 @@ export class RedisConnections {
   readonly #unwatch: Array<() => void> = [];
   /** A connection was lost: the next heartbeat first checks whether Redis restarted (see restarted). */
   #checkRestart = false;
+  /**
+   * Raised each time the commands connection is ready again after a lost one: a reply that came in an earlier epoch
+   * came from the server as it was before (see RedisHandOffs.resend).
+   */
+  #epoch = 0;
   /** The Redis server's run id when last read; another one after a reconnect means it restarted. */
   #runId: string | undefined;
 
@@ -77,15 +82,20 @@ export class RedisConnections {
         ...this.#redisOptions,
       });
       this.#commands = this.#own;
-      this.#watch(this.#own); // before connecting: a refused connection is not an "Unhandled error event"
+      this.#watch(this.#own, true); // before connecting: a refused connection is not an "Unhandled error event"
       await this.#own.connect();
     } else {
-      this.#watch(this.#commands);
+      this.#watch(this.#commands, true);
     }
     this.#subscriber = this.redis.duplicate({ lazyConnect: false });
     this.#taskReader = this.redis.duplicate({ lazyConnect: false });
     this.#resultReader = this.redis.duplicate({ lazyConnect: false });
     for (const c of [this.#subscriber, this.#taskReader, this.#resultReader]) this.#watch(c);
+  }
+
+  /** The commands connection's epoch: raised each time it is ready again after a lost connection. */
+  get epoch(): number {
+    return this.#epoch;
   }
 
   /** Reads the server's run id, to compare with after a reconnect. */
@@ -105,10 +115,8 @@ export class RedisConnections {
    *
    * A mere reconnect (the same run id: a killed connection, a network blip) lost nothing in Redis: what was written
    * is there, and ioredis sends the commands it had written without a reply again on the new connection
-   * (`autoResendUnfulfilledCommands`), the queued ones after them. One of those may have run already: an XADD that
-   * Redis applied before the connection dropped, its reply lost, is applied again, and the same hand-offs are then
-   * in two entries. The `done` marker keeps the second from running once the first reported; only when both are
-   * taken before either reports do two nodes run them (a node that takes both runs them once: see BridgeHost.run).
+   * (`autoResendUnfulfilledCommands`), the queued ones after them. One of those may have run already; the task entries'
+   * script adds nothing the second time (ADD_ONCE in redis-streams.ts).
    */
   async restarted(): Promise<boolean> {
     if (!this.#checkRestart) return false;
@@ -159,13 +167,17 @@ export class RedisConnections {
   }
 
   /** Listens to a connection's state; the listeners come off in close() or abort(). */
-  #watch(client: Redis): void {
+  #watch(client: Redis, commands = false): void {
+    let lost = false;
     const onError = (): void => {}; // reported through the status; ioredis reconnects by itself
     const onReconnecting = (): void => {
+      lost = true;
       this.#checkRestart = true;
       if (this.#node.running) this.#node.trouble('connection', 'reconnecting to Redis');
     };
     const onReady = (): void => {
+      if (commands && lost) this.#epoch++;
+      lost = false;
       // Healthy again unless Redis still refuses writes (see RedisNode).
       if (this.#node.running) this.#node.clear('connection');
     };

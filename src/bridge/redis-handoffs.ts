@@ -12,7 +12,7 @@ import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js'
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
-import { cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
+import { ADD_ONCE, cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
 
 /** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
 interface Outgoing {
@@ -25,6 +25,11 @@ interface Outgoing {
 
 /** A hand-off waiting for its result. */
 interface Waiting extends Outgoing {
+  /**
+   * The commands connection's epoch when Redis took its XADD (see RedisConnections.epoch); `undefined` until then. A
+   * Redis restart loses only what a server took before it.
+   */
+  stored?: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -85,17 +90,18 @@ export class RedisHandOffs {
   /**
    * After a Redis restart (a new run id: it may have lost its data, without persistence), announces the classes again
    * as they are used and publishes the hand-offs still waiting again. Not after a mere reconnect: Redis lost nothing
-   * then, and sending again would run the tasks still running elsewhere a second time (see RedisConnections.restarted
-   * for the one XADD a reconnect can repeat). A hand-off whose entry survived the restart (persistence), or sent just
-   * as Redis restarted, is then in the stream twice; the `done` marker keeps the second from running once the first
-   * reported.
+   * then, and sending again would run the tasks still running elsewhere a second time. Only the hand-offs the server
+   * took before the restart are sent again (see `stored`). A hand-off whose entry survived the restart (persistence)
+   * is then in the stream twice; the `done` marker keeps the second from running once the first reported.
    */
   async resend(): Promise<void> {
     this.#knownClasses.clear();
-    if (this.#waiting.size === 0) return;
-    await this.#send(
-      [...this.#waiting.values()].map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })),
-    );
+    // Only what the server took before the connection was last ready again: the rest reached Redis as it is now (a
+    // hand-off taken after the restart), or has not reached it yet (ioredis sends it there itself).
+    const epoch = this.#connections.epoch;
+    const lost = [...this.#waiting.values()].filter((w) => w.stored !== undefined && w.stored < epoch);
+    if (lost.length === 0) return;
+    await this.#send(lost.map(({ taskId, key, stream, task }) => ({ taskId, key, stream, task })));
   }
 
   /**
@@ -191,12 +197,16 @@ export class RedisHandOffs {
     /** The hand-offs of each XADD and its stream, by its place in the pipeline. */
     const sent: Array<{ stream: string; batch: Outgoing[] }> = [];
     const origin = JSON.stringify(this.#node.nodeId);
+    const ttl = String(2 * this.#node.options.maxMessageAgeMs);
     for (const [stream, list] of byStream) {
       for (const batch of cutBatches(list)) {
         const body = `{"origin":${origin},"tasks":[${batch.map((t) => t.json).join(',')}]}`;
         const sealed = this.#node.signer.sealJson('tasks', body);
         sent.push({ stream, batch });
-        pipeline.xadd(stream, '*', 'm', sealed.m, 's', sealed.s);
+        // Once, whatever the client does: a connection lost after Redis added the entry but before its reply came
+        // back makes ioredis send the command again, and the entry would be in the stream twice (two nodes could run
+        // its tasks at once). The signature names the entry; its mark outlives any such resend (see ADD_ONCE).
+        pipeline.eval(ADD_ONCE, 2, stream, this.#node.key('sent', sealed.s.slice(0, 32)), sealed.m, sealed.s, ttl);
       }
     }
     return pipeline.exec().then(
@@ -204,7 +214,10 @@ export class RedisHandOffs {
         let refusal: BridgeWriteError | undefined;
         for (const [index, { stream, batch }] of sent.entries()) {
           const error = replyError(replies, index);
-          if (!error) continue;
+          if (!error) {
+            this.#stored(batch);
+            continue;
+          }
           const failure = new BridgeWriteError('XADD', stream, replyText(error), error);
           refusal ??= failure;
           this.#reject(batch, failure);
@@ -222,6 +235,15 @@ export class RedisHandOffs {
   #noteWrites(refusal: BridgeWriteError | undefined): void {
     if (refusal) this.#node.writeRefused(refusal.reply);
     else this.#node.writeTaken();
+  }
+
+  /** Notes that Redis, as it is in this epoch, holds the hand-offs of `items`. */
+  #stored(items: readonly Outgoing[]): void {
+    const epoch = this.#connections.epoch;
+    for (const { taskId } of items) {
+      const waiting = this.#waiting.get(taskId);
+      if (waiting) waiting.stored = epoch;
+    }
   }
 
   /** Rejects the hand-offs of `items` still waiting with `error`. */

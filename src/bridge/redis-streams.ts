@@ -47,6 +47,15 @@ export const KEEP_FRESH =
   "if #mine > 0 then mine[#mine + 1] = 'JUSTID' redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine)) end " +
   'return {taken, gone}';
 
+/**
+ * Adds a task entry once (KEYS[1] the stream, KEYS[2] the entry's mark; ARGV the sealed message and the mark's TTL in
+ * ms): a second call with the same mark adds nothing. The mark lives twice `maxMessageAgeMs`; an entry Redis takes
+ * later than `maxMessageAgeMs` after it was sealed is refused by the nodes anyway (see `openBatch`).
+ */
+export const ADD_ONCE =
+  "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then " +
+  "return redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], 's', ARGV[2]) end return false";
+
 /** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
 export const DEL_IDLE_CONSUMER =
   "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end " +
