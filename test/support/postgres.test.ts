@@ -30,8 +30,8 @@ async function query<R extends pg.QueryResultRow>(url: string, sql: string, valu
 
 /** The data directory of the server at `url`, as it reports it. */
 async function dataDirectory(url: string): Promise<string> {
-  const [row] = await query<{ data_directory: string }>(url, 'SHOW data_directory');
-  return row!.data_directory;
+  const [row] = await query<{ dir: string }>(url, 'SELECT current_setting($1) AS dir', ['data_directory']);
+  return row!.dir;
 }
 
 describe.skipIf(POSTGRES_SERVER.skip)('test PostgreSQL server', () => {
