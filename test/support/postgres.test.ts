@@ -1,12 +1,15 @@
 /**
- * The PostgreSQL test helper (test/support/postgres.ts) on a real server: it starts one, a query works, an immediate
- * stop refuses connections, a restart brings the same data back on the same port, two databases from
- * `createDatabase()` share nothing, and after `close()` neither a server, its directory nor a handle in this process is
- * left behind.
+ * The PostgreSQL test helper (test/support/postgres.ts): it finds the server programs on PATH or in Debian's
+ * directory; on a real server, a query works, an immediate stop refuses connections, a restart brings the same data
+ * back on the same port, two databases from `createDatabase()` share nothing, the helper holds no connection while
+ * idle, and after `close()` neither a server, its directory nor a handle in this process is left behind.
  */
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresBinDir } from './binaries.js';
 import { POSTGRES_SERVER, startPostgres, type TestPostgres } from './postgres.js';
 
 /** Stop and restart need a server of the helper's own, not the one at DATABASE_URL. */
@@ -33,6 +36,38 @@ async function dataDirectory(url: string): Promise<string> {
   const [row] = await query<{ dir: string }>(url, 'SELECT current_setting($1) AS dir', ['data_directory']);
   return row!.dir;
 }
+
+describe('postgresBinDir', () => {
+  it("takes POSTGRES_BIN, then a PATH directory with both initdb and pg_ctl, then Debian's newest version", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uo-pgbin-'));
+    const programs = (name: string, names: string[]): string => {
+      const d = join(dir, name);
+      mkdirSync(d);
+      for (const n of names) {
+        writeFileSync(join(d, n), '#!/bin/sh\n');
+        chmodSync(join(d, n), 0o755);
+      }
+      return d;
+    };
+    try {
+      const onlyInitdb = programs('only-initdb', ['initdb']);
+      const both = programs('both', ['initdb', 'pg_ctl']);
+      expect(postgresBinDir({ POSTGRES_BIN: '/opt/pg/bin', PATH: both })).toBe('/opt/pg/bin');
+      expect(postgresBinDir({ PATH: [onlyInitdb, both].join(delimiter) })).toBe(both);
+      // Off PATH: Debian's /usr/lib/postgresql/<ver>/bin, the newest version, or none at all.
+      const debian = existsSync('/usr/lib/postgresql')
+        ? readdirSync('/usr/lib/postgresql')
+            .filter((v) => existsSync(join('/usr/lib/postgresql', v, 'bin', 'pg_ctl')))
+            .sort((x, y) => Number(y) - Number(x))
+        : [];
+      expect(postgresBinDir({ PATH: onlyInitdb })).toBe(
+        debian.length > 0 ? join('/usr/lib/postgresql', debian[0]!, 'bin') : undefined,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe.skipIf(POSTGRES_SERVER.skip)('test PostgreSQL server', () => {
   let server: TestPostgres;
@@ -120,26 +155,36 @@ describe.skipIf(POSTGRES_SERVER.skip)('test PostgreSQL server, closed', () => {
   const handles = (): string[] =>
     process
       .getActiveResourcesInfo()
-      .filter((r) => ['TCPWrap', 'PipeWrap', 'ProcessWrap', 'Timeout', 'TCPServerWrap'].includes(r))
+      .filter((r) => ['TCPSocketWrap', 'TCPWrap', 'PipeWrap', 'ProcessWrap', 'Timeout', 'TCPServerWrap'].includes(r))
       .sort();
+
+  /** The handles in `now` beyond those in `before` (fewer is fine: the runner's own come and go). */
+  const extra = (now: string[], before: readonly string[]): string[] => {
+    const left = [...now];
+    for (const h of before) if (left.includes(h)) left.splice(left.indexOf(h), 1);
+    return left;
+  };
+  /** Closed sockets and exited children are released on a later turn of the event loop. */
+  const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 50));
 
   it('leaves no server, no directory and nothing that keeps the process alive', async () => {
     const baseline = handles();
+    const exitHooks = process.listenerCount('exit');
     const server = await startPostgres();
     const db = await server.createDatabase();
     expect(await query(db, 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
     const dir = external ? undefined : await dataDirectory(server.url);
+    // While it runs, the helper holds no connection, child process or timer of its own.
+    await settle();
+    expect(extra(handles(), baseline)).toEqual([]);
     await server.close();
 
     if (dir !== undefined) {
       expect(existsSync(dir)).toBe(false);
       await expect(connect(server.url)).rejects.toThrow(/ECONNREFUSED/);
     }
-    // Closed clients may take a tick to release their sockets.
-    await new Promise((resolve) => setImmediate(resolve));
-    // Nothing of any kind beyond what was there before the server started (fewer is fine: the runner's own come and go).
-    const extra = [...handles()];
-    for (const h of baseline) if (extra.includes(h)) extra.splice(extra.indexOf(h), 1);
-    expect(extra).toEqual([]);
+    await settle();
+    expect(extra(handles(), baseline)).toEqual([]);
+    expect(process.listenerCount('exit')).toBe(exitHooks);
   }, 120_000);
 });
