@@ -5,8 +5,10 @@
  * idle, and after `close()` neither a server, its directory nor a handle in this process is left behind.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresBinDir } from './binaries.js';
@@ -174,10 +176,13 @@ describe.skipIf(POSTGRES_SERVER.skip)('test PostgreSQL server, closed', () => {
     const db = await server.createDatabase();
     expect(await query(db, 'SELECT 2 AS two')).toEqual([{ two: 2 }]);
     const dir = external ? undefined : await dataDirectory(server.url);
-    // While it runs, the helper holds no connection, child process or timer of its own.
-    await settle();
-    expect(extra(handles(), baseline)).toEqual([]);
-    await server.close();
+    try {
+      // While it runs, the helper holds no connection, child process or timer of its own.
+      await settle();
+      expect(extra(handles(), baseline)).toEqual([]);
+    } finally {
+      await server.close();
+    }
 
     if (dir !== undefined) {
       expect(existsSync(dir)).toBe(false);
@@ -187,4 +192,46 @@ describe.skipIf(POSTGRES_SERVER.skip)('test PostgreSQL server, closed', () => {
     expect(extra(handles(), baseline)).toEqual([]);
     expect(process.listenerCount('exit')).toBe(exitHooks);
   }, 120_000);
+
+  it.skipIf(external)(
+    'leaves no server or directory behind when its process is killed (SIGKILL)',
+    async () => {
+      const helper = fileURLToPath(new URL('./postgres.ts', import.meta.url));
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          '--input-type=module',
+          '-e',
+          `const { startPostgres } = await import(${JSON.stringify(helper)});
+         const server = await startPostgres();
+         const dir = await import('pg').then(async ({ default: pg }) => {
+           const c = new pg.Client(server.url); await c.connect();
+           const { rows } = await c.query("SELECT current_setting('data_directory') AS dir"); await c.end();
+           return rows[0].dir;
+         });
+         console.log(JSON.stringify({ url: server.url, dir }));
+         setInterval(() => {}, 60_000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      const started = await new Promise<{ url: string; dir: string }>((resolve, reject) => {
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          out += chunk;
+          if (out.includes('\n')) resolve(JSON.parse(out) as { url: string; dir: string });
+        });
+        child.once('exit', (code) => reject(new Error(`the child exited (${code}) before starting a server: ${out}`)));
+      });
+      expect(await query(started.url, 'SELECT 3 AS three')).toEqual([{ three: 3 }]);
+      child.kill('SIGKILL');
+      // The watchdog polls once a second, then stops the server (immediate) and removes the directory.
+      const deadline = Date.now() + 15_000;
+      while (existsSync(started.dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(started.dir)).toBe(false);
+      await expect(connect(started.url)).rejects.toThrow(/ECONNREFUSED/);
+    },
+    120_000,
+  );
 });

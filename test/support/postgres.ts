@@ -15,8 +15,12 @@
  * Suites on PostgreSQL are declared `describe.skipIf(POSTGRES_SERVER.skip)`: without the server programs (and without
  * DATABASE_URL) they skip, unless `CI` is set (test/support/binaries.ts). The programs are looked up on PATH, then in
  * Debian's `/usr/lib/postgresql/<ver>/bin` (`POSTGRES_BIN` names another directory).
+ *
+ * A server outlives the process that started it (`pg_ctl` daemonises it), so the helper leaves none behind: `close()`
+ * stops it, an exit hook does when the process exits, and a watchdog shell does within a second when the process is
+ * killed (a test worker killed by its runner, Ctrl-C), since a killed process runs no hook.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -90,6 +94,26 @@ function run(file: string, args: string[], cwd: string, timeoutMs = 60_000): Pro
   });
 }
 
+/** Single-quotes `value` for sh. */
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Starts a shell, detached in a process group of its own and not holding this process open, that waits for this
+ * process to end, then runs `stop` and removes `dir`; `close()` kills it first. Kept apart from this process's
+ * `exit` event, which a test worker killed by its runner never emits.
+ */
+function startWatchdog(dir: string, [file, args]: [string, string[]]): ChildProcess {
+  const stop = [file, ...args].map(shellQuote).join(' ');
+  const script =
+    `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ` +
+    `${stop} >/dev/null 2>&1; rm -rf ${shellQuote(dir)}`;
+  const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  child.unref();
+  return child;
+}
+
 /** A fresh `pg` client on `url`, connected. */
 async function connectPg(url: string): Promise<PgClient> {
   const { default: pg } = await import('pg');
@@ -140,26 +164,23 @@ function externalPostgres(external: string): TestPostgres {
 
 /**
  * Starts a PostgreSQL server of the test's own (see the file header), or gives the one at DATABASE_URL. Call `close()`
- * after (an `afterAll`); should the process exit first, an exit hook stops the server and removes its directory.
+ * after (an `afterAll`); should the process end first, an exit hook or, when it was killed, a watchdog stops the
+ * server and removes its directory.
  */
 export async function startPostgres(): Promise<TestPostgres> {
   const external = process.env['DATABASE_URL'];
   if (external) return externalPostgres(external);
   const bin = postgresBinDir();
-  if (!bin) throw new Error(POSTGRES_SERVER.message);
+  if (!bin || !POSTGRES_SERVER.present) throw new Error(POSTGRES_SERVER.message);
   const user = serverUser();
   const dir = mkdtempSync(join(tmpdir(), 'uo-pg-'));
   const data = join(dir, 'data');
-  if (user) chownSync(dir, user.uid, user.gid);
   const as = (program: string, args: string[]): [string, string[]] => asServerUser(user, join(bin, program), args);
-
-  await run(
-    ...as('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync']),
-    dir,
-  );
-
-  let port = await freePort();
+  // Should this process die without close() (a failed run, a test worker killed by its runner, Ctrl-C), a watchdog
+  // of its own process group stops the server and removes the directory within a second.
+  const watchdog = startWatchdog(dir, as('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']));
   let running = false;
+  let port = await freePort();
   const ctl = (args: string[]): Promise<string> => run(...as('pg_ctl', ['-D', data, ...args]), dir);
   const launch = async (): Promise<boolean> => {
     const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
@@ -172,16 +193,26 @@ export async function startPostgres(): Promise<TestPostgres> {
       return false;
     }
   };
-  // Another test file may take the same free port at the same moment: then draw another one.
-  for (let tries = 1; !(await launch()); tries++) {
-    if (tries === 5) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`could not start a PostgreSQL server of our own on a free port in 5 tries (log in ${dir})`);
+  try {
+    if (user) chownSync(dir, user.uid, user.gid);
+    await run(
+      ...as('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync']),
+      dir,
+    );
+    // Another test file may take the same free port at the same moment: then draw another one.
+    for (let tries = 1; !(await launch()); tries++) {
+      if (tries === 5) {
+        const log = readFileSync(join(dir, 'server.log'), 'utf8').split('\n').slice(-10).join('\n');
+        throw new Error(`could not start a PostgreSQL server of our own on a free port in 5 tries; its log:\n${log}`);
+      }
+      port = await freePort();
     }
-    port = await freePort();
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    watchdog.kill();
+    throw error;
   }
 
-  // Should the process end without close() (a failed run, a worker exiting), leave no server or directory behind.
   const onExit = (): void => {
     if (running) {
       const [file, args] = as('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
@@ -221,6 +252,7 @@ export async function startPostgres(): Promise<TestPostgres> {
         await stop({ mode: 'fast' }).catch(() => stop({ mode: 'immediate' }));
       } finally {
         rmSync(dir, { recursive: true, force: true });
+        watchdog.kill();
       }
     },
   };
