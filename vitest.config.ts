@@ -10,8 +10,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
-    // Says once per run, in one line each, which outside program is missing (promtool, redis-server) and so which
-    // tests skip; with CI set they fail instead (test/support/binaries.ts).
+    // Says once per run, in one line each, which outside program is missing (promtool, redis-server, PostgreSQL's
+    // initdb) and so which tests skip; with CI set they fail instead (test/support/binaries.ts).
     globalSetup: ['test/support/binaries.ts'],
     // `npm run coverage` (or `npm test -- --coverage`): V8 coverage of the library's source, checked against the
     // thresholds below. Reports in coverage/ (index.html, coverage-summary.json).

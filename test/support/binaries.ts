@@ -7,7 +7,7 @@
  * so that the line is printed once per run, not once per test file. No vitest import here: the chaos runner (plain
  * tsx) reaches this file through test/support/redis.ts.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** A program some tests need, and whether they can run here. */
@@ -80,7 +80,44 @@ export const REDIS_SERVER: NeededBinary = process.env['REDIS_URL']
   ? { command: 'redis-server', debianPackage: 'redis-server', present: true, skip: false, message: 'REDIS_URL set' }
   : needsBinary('redis-server', 'redis-server', 'the Redis tests (or set REDIS_URL)');
 
+/**
+ * The directory holding PostgreSQL's server programs (`initdb`, `pg_ctl`, `postgres`), or undefined when there is none:
+ * `POSTGRES_BIN` when set, else the directory of an `initdb` on PATH, else the newest `/usr/lib/postgresql/<ver>/bin`
+ * (where Debian's `postgresql` package puts them, off PATH).
+ */
+export function postgresBinDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const given = env['POSTGRES_BIN'];
+  if (given) return given;
+  const onPathDir = (env['PATH'] ?? '')
+    .split(delimiter)
+    .filter((dir) => dir !== '')
+    .find((dir) => executable(join(dir, 'initdb')) && executable(join(dir, 'pg_ctl')));
+  if (onPathDir) return onPathDir;
+  let versions: string[];
+  try {
+    versions = readdirSync('/usr/lib/postgresql');
+  } catch {
+    return undefined;
+  }
+  return versions
+    .filter((v) => /^\d+$/.test(v))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => join('/usr/lib/postgresql', v, 'bin'))
+    .find((dir) => executable(join(dir, 'initdb')) && executable(join(dir, 'pg_ctl')));
+}
+
+/**
+ * PostgreSQL's server programs, for the tests on a real PostgreSQL (test/support/postgres.ts), found by
+ * `postgresBinDir`; `command` is the path of `initdb`. Not needed when DATABASE_URL names a server.
+ */
+export const POSTGRES_SERVER: NeededBinary = ((): NeededBinary => {
+  if (process.env['DATABASE_URL'])
+    return { command: 'initdb', debianPackage: 'postgresql', present: true, skip: false, message: 'DATABASE_URL set' };
+  const dir = postgresBinDir();
+  return needsBinary(dir ? join(dir, 'initdb') : 'initdb', 'postgresql', 'the PostgreSQL tests (or set DATABASE_URL)');
+})();
+
 /** vitest global setup: one line per missing program, once per run. */
 export function setup(): void {
-  for (const binary of [PROMTOOL, REDIS_SERVER]) if (!binary.present) console.warn(binary.message);
+  for (const binary of [PROMTOOL, REDIS_SERVER, POSTGRES_SERVER]) if (!binary.present) console.warn(binary.message);
 }
