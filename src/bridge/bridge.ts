@@ -296,12 +296,15 @@ export interface BridgeHost {
    * leaves the task for another node (RedisBridge: for reclaim). A redelivery of a hand-off still running here shares
    * the first run.
    *
-   * `signal`, when given, aborts when the bridge lost the task to another node (RedisBridge: this node was stalled
-   * past its lease and another one reclaimed the entry): the run must stop (the task's `ctx.signal` aborts) and the
-   * promise reject, or settle as it may; the bridge reports nothing for it either way, since the node that holds the
-   * task now does.
    */
-  run(handOff: HandOff, signal?: AbortSignal): Promise<HandOffResult>;
+  run(handOff: HandOff): Promise<HandOffResult>;
+  /**
+   * Optional: the bridge lost the hand-off `taskId`, which {@link BridgeHost.run} is running, to another node
+   * (RedisBridge: this node was stalled past its lease and another one reclaimed the entry). The run must stop (the
+   * task is cancelled with `reason`, its `ctx.signal` aborts); the bridge reports nothing for it whatever it settles
+   * with, since the node that holds the task now does.
+   */
+  abandon?(taskId: string, reason: string): void;
   /** A control message arrived (also the node's own, and standing state replayed on joining). */
   control(message: ControlMessage): void;
   /** This node's state for operators (called on every heartbeat). */
@@ -347,7 +350,7 @@ export interface BridgeStats {
  * cancelled, and only if `start` resolved), and the rest in between. A bridge must:
  * - deliver every hand-off at least once to a node that can serve it, and redeliver it elsewhere when the node that
  *   took it dies or refuses it ({@link BridgeHost.run} rejects); when a node learns that a hand-off it runs was
- *   taken over by another node, abort its copy through the `signal` given to {@link BridgeHost.run} and report
+ *   taken over by another node, abort its copy through {@link BridgeHost.abandon} and report
  *   nothing for it;
  * - settle each `handOff()` promise once, with the first result reported for its task id;
  * - deliver every control message to every node, the sender included, and replay the standing state (the latest

@@ -29,7 +29,7 @@ interface Waiting extends Outgoing {
    * The commands connection's epoch when Redis took its XADD (see RedisConnections.epoch); `undefined` until then. A
    * Redis restart loses only what a server took before it.
    */
-  stored?: number;
+  stored: number | undefined;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -56,7 +56,8 @@ export class RedisHandOffs {
     const outgoing: Outgoing = { taskId, key, stream: this.#node.key('tasks', key), task };
     this.#node.counts.handedOff++;
     return new Promise<unknown>((resolve, reject) => {
-      this.#waiting.set(taskId, { ...outgoing, resolve, reject });
+      // `stored` from the start: one shape for every waiting hand-off (added later, it costs a map per object).
+      this.#waiting.set(taskId, { ...outgoing, resolve, reject, stored: undefined });
       this.#sendBox.push(outgoing);
       // #send settles every hand-off it takes, failures included: nothing is left to await here.
       if (this.#sendBox.length === 1) setImmediate(() => void this.#send(this.#sendBox.splice(0)));

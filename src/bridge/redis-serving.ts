@@ -37,6 +37,13 @@ import {
 const FRESH_CHUNK = 256;
 
 /** The key of an entry among those running here. */
+/** The tasks of one entry running here (see RedisServing #aborts). */
+interface Running {
+  readonly taskIds: string[];
+  abandoned: boolean;
+  readonly run: number;
+}
+
 function entryKey(stream: string, id: string): string {
   return `${stream}\n${id}`;
 }
@@ -53,10 +60,10 @@ export class RedisServing {
   /** Hand-offs running here, until they reported. */
   readonly #runningTasks = new Set<Promise<unknown>>();
   /**
-   * Per entry with tasks running here: aborts them when another node took the entry over (see keepFresh), and the
-   * Redis run (see restarted) it was taken in.
+   * Per entry with tasks running here: their task ids (abandoned through the host when another node took the entry
+   * over, see keepFresh), whether that happened, and the Redis run (see restarted) it was taken in.
    */
-  readonly #aborts = new Map<string, { readonly controller: AbortController; readonly run: number }>();
+  readonly #aborts = new Map<string, Running>();
   /** Entries delivered here and on their way through take(), with how many deliveries of each are. */
   readonly #arriving = new Map<string, number>();
   /** Redis restarts seen: an entry taken before one may be gone from Redis without another node having taken it. */
@@ -331,25 +338,29 @@ export class RedisServing {
   #abandon(stream: string, id: string): void {
     const key = entryKey(stream, id);
     this.#inflight.get(stream)?.delete(id);
-    const controller = this.#aborts.get(key)?.controller;
+    const running = this.#aborts.get(key);
     this.#aborts.delete(key);
-    controller?.abort(`the bridge entry ${id} of ${stream} was taken over by another node (this node's lease lapsed)`);
+    if (!running) return;
+    running.abandoned = true;
+    const reason = `the bridge entry ${id} of ${stream} was taken over by another node (this node's lease lapsed)`;
+    for (const taskId of running.taskIds) this.#node.host?.abandon?.(taskId, reason);
   }
 
   #run(entry: Entry, handOff: HandOff): void {
     const key = entryKey(entry.stream, entry.id);
-    let abort = this.#aborts.get(key);
-    if (!abort) this.#aborts.set(key, (abort = { controller: new AbortController(), run: this.#redisRuns }));
-    const { signal } = abort.controller;
-    const run = this.#node.host!.run(handOff, signal).then(
+    let running = this.#aborts.get(key);
+    if (!running) this.#aborts.set(key, (running = { taskIds: [], abandoned: false, run: this.#redisRuns }));
+    running.taskIds.push(handOff.taskId);
+    const lost = running;
+    const run = this.#node.host!.run(handOff).then(
       (result) => {
-        if (signal.aborted) return this.#drop(); // the node that holds the entry now reports this task
+        if (lost.abandoned) return this.#drop(); // the node that holds the entry now reports this task
         this.#node.counts.served++;
         this.#report(entry, result, handOff.origin, handOff.taskId);
         return this.#writer.flushed;
       },
       () => {
-        if (signal.aborted) return this.#drop();
+        if (lost.abandoned) return this.#drop();
         // Refused here (stopping, queue full): the entry stays pending; reclaim hands it to another node.
         entry.refused = true;
         this.#report(entry, undefined, handOff.origin, handOff.taskId);

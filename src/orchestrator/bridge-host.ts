@@ -5,7 +5,7 @@
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import { randomBytes } from 'node:crypto';
 import { ValidationError } from '../errors.js';
-import { validateTask, type Task, type TaskSpec } from '../engine/task.js';
+import { validateTask, type Task, type TaskHandle, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import {
@@ -39,6 +39,10 @@ export function bridgeHost(parts: {
   state(status: BridgeStatus): void;
 }): BridgeHost {
   const { engine, pools } = parts;
+  /** Hand-offs running here, by their task id (see abandon). */
+  const running = new Map<string, TaskHandle>();
+  /** Hand-offs the bridge lost to another node, cancelled here: what they settle with is not a result. */
+  const abandoned = new Set<string>();
   return {
     retry: parts.retry,
     info() {
@@ -69,11 +73,12 @@ export function bridgeHost(parts: {
       };
     },
     canServe: (requires) => pools.canEverServe(requires),
-    async run(handOff: HandOff, signal?: AbortSignal): Promise<HandOffResult> {
+    async run(handOff: HandOff): Promise<HandOffResult> {
       const { task } = handOff;
       let value: unknown;
+      let handle: TaskHandle | undefined;
       try {
-        value = await engine.submit({
+        handle = engine.delegate({
           type: task.type,
           requires: task.requires,
           prefers: task.prefers,
@@ -85,15 +90,19 @@ export function bridgeHost(parts: {
           idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
           ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
           ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
-          // The bridge lost the task to another node: cancelled here, its ctx.signal aborts.
-          ...(signal !== undefined ? { signal } : {}),
         });
+        // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
+        running.set(handOff.taskId, handle);
+        value = await handle.result;
       } catch (error) {
         // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
-        if (signal?.aborted) throw error;
+        if (abandoned.has(handOff.taskId)) throw error;
         const code = (error as { code?: unknown } | null)?.code;
         if (typeof code === 'string' && REFUSALS.has(code)) throw error;
         return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
+      } finally {
+        if (handle && running.get(handOff.taskId) === handle) running.delete(handOff.taskId);
+        abandoned.delete(handOff.taskId);
       }
       try {
         JSON.stringify(value);
@@ -110,6 +119,12 @@ export function bridgeHost(parts: {
         };
       }
       return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
+    },
+    abandon(taskId, reason) {
+      const handle = running.get(taskId);
+      if (!handle) return;
+      abandoned.add(taskId);
+      handle.cancel(reason);
     },
     control: (message) => parts.control(message),
     status: () => parts.status(),
