@@ -106,8 +106,10 @@ export class RedisBridge implements CommunicationBridge {
   readonly #standing: RedisStanding;
   readonly #backlog: StreamBacklog;
   readonly #janitor: RedisJanitor;
-  /** Task stream names by requirements (JSON), see #streamOf. */
-  readonly #streams = new Map<string, string>();
+  /** Classes and task streams of one capability, by its name (see #classOf). */
+  readonly #streams = new Map<string, { readonly stream: string; readonly key: string }>();
+  /** The same, for classes of several capabilities, by their JSON. */
+  readonly #multiStreams = new Map<string, { readonly stream: string; readonly key: string }>();
   /** The blocking read loops (tasks, results) while started. */
   #loops: Promise<void>[] = [];
   /** The stop under way or done, since the last start. */
@@ -267,11 +269,11 @@ export class RedisBridge implements CommunicationBridge {
    */
   handOff(taskId: string, task: WireTask): Promise<unknown> {
     if (!this.#node.running) return Promise.reject(new OrchestratorStoppedError());
-    const stream = this.#streamOf(task.requires);
+    const { stream, key } = this.#classOf(task.requires);
     const refusal = this.#backlog.refusal(stream, task.requires);
     if (refusal) return Promise.reject(refusal);
     this.#backlog.add(stream);
-    return this.#handOffs.handOff(taskId, task);
+    return this.#handOffs.handOff(taskId, task, key, stream);
   }
 
   /**
@@ -279,19 +281,27 @@ export class RedisBridge implements CommunicationBridge {
    * heartbeat, plus what it added since), else `undefined`. Synchronous, without a round trip.
    */
   refusal(requires: readonly string[]): Error | undefined {
-    return this.#backlog.refusal(this.#streamOf(requires), requires);
+    return this.#backlog.refusal(this.#classOf(requires).stream, requires);
   }
 
-  /** The task stream of the class `requires` (names cached: asked twice per hand-off). */
-  #streamOf(requires: readonly string[]): string {
-    const name = JSON.stringify(requires);
-    let stream = this.#streams.get(name);
-    if (stream === undefined) {
-      if (this.#streams.size >= 1_000) this.#streams.clear();
-      stream = this.#node.key('tasks', classKey(requires));
-      this.#streams.set(name, stream);
+  /**
+   * The requirement class of `requires` and its task stream, cached: asked twice per hand-off, and encoding a class
+   * (sorting, percent-encoding) costs more than the lookup.
+   */
+  #classOf(requires: readonly string[]): { readonly stream: string; readonly key: string } {
+    // One capability (the common case) is its own lookup key; several are looked up by their JSON in a map apart, so
+    // that no name can stand for another list.
+    const single = requires.length === 1;
+    const cache = single ? this.#streams : this.#multiStreams;
+    const name = single ? requires[0]! : JSON.stringify(requires);
+    let found = cache.get(name);
+    if (found === undefined) {
+      if (cache.size >= 1_000) cache.clear();
+      const key = classKey(requires);
+      found = { stream: this.#node.key('tasks', key), key };
+      cache.set(name, found);
     }
-    return stream;
+    return found;
   }
 
   /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */

@@ -50,10 +50,17 @@ export class RedisHandOffs {
     this.#connections = connections;
   }
 
-  /** Queues a hand-off for this turn's pipeline; resolves or rejects with its result. */
-  handOff(taskId: string, task: WireTask): Promise<unknown> {
-    const key = classKey(task.requires);
-    const outgoing: Outgoing = { taskId, key, stream: this.#node.key('tasks', key), task };
+  /**
+   * Queues a hand-off for this turn's pipeline; resolves or rejects with its result. `key` and `stream`, its class and
+   * task stream, when the caller has them already.
+   */
+  handOff(
+    taskId: string,
+    task: WireTask,
+    key = classKey(task.requires),
+    stream = this.#node.key('tasks', key),
+  ): Promise<unknown> {
+    const outgoing: Outgoing = { taskId, key, stream, task };
     this.#node.counts.handedOff++;
     return new Promise<unknown>((resolve, reject) => {
       // `stored` from the start: one shape for every waiting hand-off (added later, it costs a map per object).

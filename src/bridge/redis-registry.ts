@@ -113,7 +113,9 @@ export class RedisRegistry {
       const longer = before !== undefined && this.#leftMs(before, now) > lease.leftMs;
       known.set(info.nodeId, longer ? { ...before, info } : lease);
     }
-    if (now < this.#graceUntil) {
+    // A connection was lost and whether Redis restarted is not known yet (the next beat asks): this read may come
+    // from a restarted, empty Redis, so it is treated as one right after a restart.
+    if (now < this.#graceUntil || this.#connections.restartUnknown) {
       // Right after a stall or a restart, the registry may miss nodes that are live but could not write their entry
       // again yet: those known before keep counting until their lease runs out, so that work for them is handed off
       // (it waits in its stream) rather than refused with NO_CAPABLE_AGENT, and their entries are not reclaimed.
