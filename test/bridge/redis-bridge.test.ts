@@ -5,7 +5,7 @@
  * and option validation. A raw ioredis client plays the attacker and the dead node ("ghost").
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   NoCapableAgentError,
   QueueFullError,
@@ -20,34 +20,12 @@ import {
 } from 'unified-orchestrator';
 import { MessageSigner } from '../../src/bridge/signing.js';
 import { wait } from '../support/agents.js';
-import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
-import { eventually, FAST, Fleet, rejection, runLog, SECRET, type Op } from './helpers.js';
+import { namespace, REDIS_SERVER } from '../support/redis.js';
+import { redisSuite } from './redis-suite.js';
+import { eventually, FAST, rejection, runLog, SECRET, type Op } from './helpers.js';
 
-let redis: TestRedis;
-const raws: Redis[] = [];
-const fleet = new Fleet();
-
-beforeAll(async () => {
-  redis = await startRedis();
-}, 30_000);
-afterEach(async () => {
-  await fleet.stopAll();
-  for (const r of raws.splice(0)) r.disconnect();
-});
-afterAll(async () => {
-  if (redis?.owned) await redis.stop();
-});
-
-/** A raw client, disconnected after the test. */
-function raw(options: RedisOptions = {}): Redis {
-  const r = new Redis(redis.url, options);
-  raws.push(r);
-  return r;
-}
-
-function bridge(ns: string, nodeId: string, extra: Partial<RedisBridgeOptions> = {}): RedisBridge {
-  return new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId, ...FAST, ...extra });
-}
+const suite = redisSuite();
+const { fleet, raw, bridge } = suite;
 
 /** A (producer) and B (serving `x`) on namespace `ns`; B is not started when `startB` is false. */
 async function pair(ns: string, options: { startB?: boolean; bExtra?: Partial<RedisBridgeOptions> } = {}) {
@@ -318,7 +296,7 @@ describeRedis('RedisBridge: reclaim and dead letters', () => {
     // A node that serves x but refuses every task, as a node with a full queue does.
     const refusals: string[] = [];
     const refuser = new RedisBridge({
-      url: redis.url,
+      url: suite.redis.url,
       secret: SECRET,
       namespace: ns,
       nodeId: 'busy',

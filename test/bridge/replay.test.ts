@@ -4,37 +4,16 @@
  * dead-lettered one, a completed one after its done marker is gone, one with its old id in a stream made again), and
  * reads everything Redis holds to look for a payload. Executions, settlements and rejections are counted.
  */
-import { Redis, type RedisOptions } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBridge, RemoteTaskError, type RedisBridgeOptions } from 'unified-orchestrator';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { RemoteTaskError, type RedisBridgeOptions } from 'unified-orchestrator';
 import { ENCRYPTED_PREFIX, MessageSigner } from '../../src/bridge/signing.js';
-import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
-import { eventually, FAST, Fleet, rejection, runLog, SECRET, type Op } from './helpers.js';
+import { namespace, REDIS_SERVER } from '../support/redis.js';
+import { redisSuite } from './redis-suite.js';
+import { eventually, rejection, runLog, SECRET, type Op } from './helpers.js';
 
-let redis: TestRedis;
-const raws: Redis[] = [];
-const fleet = new Fleet();
-
-beforeAll(async () => {
-  redis = await startRedis();
-}, 30_000);
-afterEach(async () => {
-  await fleet.stopAll();
-  for (const r of raws.splice(0)) r.disconnect();
-});
-afterAll(async () => {
-  if (redis?.owned) await redis.stop();
-});
-
-function raw(options: RedisOptions = {}): Redis {
-  const r = new Redis(redis.url, options);
-  raws.push(r);
-  return r;
-}
-
-function bridge(ns: string, nodeId: string, extra: Partial<RedisBridgeOptions> = {}): RedisBridge {
-  return new RedisBridge({ url: redis.url, secret: SECRET, namespace: ns, nodeId, ...FAST, ...extra });
-}
+const suite = redisSuite();
+const { fleet, raw, bridge } = suite;
 
 const task = (payload: Op, extra: Record<string, unknown> = {}) => ({ type: 't', requires: ['x'], payload, ...extra });
 
