@@ -7,9 +7,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { accessSync, chownSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { freePort } from '../test/support/free-port.js';
 
 export interface BenchPostgres {
   /** The `postgres` database of the server, as the `postgres` superuser (trust authentication). */
@@ -48,18 +48,6 @@ function binDir(): string {
     );
   }
   return found;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Makes a cluster and starts it on a free port. */

@@ -4,7 +4,8 @@
  * test/. Fails with a clear message when there is no redis-server binary.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../test/support/free-port.js';
 
 export interface BenchRedis {
   readonly url: string;
@@ -18,18 +19,6 @@ export interface BenchRedis {
 }
 
 const HOST = '127.0.0.1';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {

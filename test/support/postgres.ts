@@ -23,11 +23,11 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client as PgClient } from 'pg';
 import { POSTGRES_SERVER, postgresBinDir } from './binaries.js';
+import { freePort } from './free-port.js';
 
 export { POSTGRES_SERVER };
 
@@ -51,18 +51,6 @@ export interface TestPostgres {
   createDatabase(prefix?: string): Promise<string>;
   /** Stops the server (when owned) and removes its temporary directory, or drops the databases made on DATABASE_URL. */
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The user the server programs run as: ourselves, or an unprivileged one when we are root (initdb refuses root). */

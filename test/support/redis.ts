@@ -7,8 +7,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { REDIS_SERVER } from './binaries.js';
+import { freePort } from './free-port.js';
 
 export { REDIS_SERVER };
 
@@ -29,18 +30,6 @@ export interface TestRedis {
  */
 export function namespace(prefix = 'uo-test'): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The pid of the redis-server answering on `port` (INFO server), or undefined when none answers yet. */
