@@ -1634,6 +1634,16 @@ function remoteChecks(c: ChaosContext, run: RemoteRun, n: number): void {
   c.expect('every task completed with its own result', completed === n, `${completed}/${n}`);
 }
 
+/** Starts worker nodes `worker-1`, `worker-2`, ... of namespace `ns`, each added to `workers` once ready. */
+function workerSpawner(url: string, ns: string, workers: WorkerProcess[]): () => Promise<WorkerProcess> {
+  let seq = 0;
+  return async () => {
+    const w = await startWorker(url, ns, `worker-${++seq}`);
+    workers.push(w);
+    return w;
+  };
+}
+
 const bridgeWorkerKill = scenario(
   'bridge-worker-sigkill',
   'A producer hands jobs through RedisBridge to worker nodes in child processes (test/fixtures/bridge-worker.ts); mid-run a worker is SIGKILLed (and a replacement started), once in CI and three times in the full run. Its pending hand-offs are reclaimed by a live node; every job settles once on the producer, with its own result.',
@@ -1645,12 +1655,7 @@ const bridgeWorkerKill = scenario(
     let p: UnifiedOrchestrator | undefined;
     try {
       const ns = namespace('uo-chaos');
-      let seq = 0;
-      const spawnOne = async (): Promise<WorkerProcess> => {
-        const w = await startWorker(redis.url, ns, `worker-${++seq}`);
-        workers.push(w);
-        return w;
-      };
+      const spawnOne = workerSpawner(redis.url, ns, workers);
       await Promise.all([spawnOne(), spawnOne()]);
       p = c.own(
         new UnifiedOrchestrator({
@@ -1880,12 +1885,7 @@ const bridgeFaultMix = scenario(
     let admin: Redis | undefined;
     try {
       const ns = namespace('uo-chaos');
-      let seq = 0;
-      const spawnOne = async (): Promise<WorkerProcess> => {
-        const w = await startWorker(redis.url, ns, `worker-${++seq}`);
-        workers.push(w);
-        return w;
-      };
+      const spawnOne = workerSpawner(redis.url, ns, workers);
       await Promise.all([spawnOne(), spawnOne()]);
       admin = new Redis(redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
       admin.on('error', () => {});
