@@ -17,6 +17,7 @@ import {
   UnifiedOrchestrator,
   type Agent,
   type PoolOptions,
+  type RedisBridgeOptions,
   type ResourceSample,
   type ResourceSampler,
   type Task,
@@ -1634,6 +1635,21 @@ function remoteChecks(c: ChaosContext, run: RemoteRun, n: number): void {
   c.expect('every task completed with its own result', completed === n, `${completed}/${n}`);
 }
 
+/** The producer of the bridge scenarios: no pools (every job goes to the workers), the workers' secret and timings. */
+function producer(url: string, ns: string, extra: Partial<RedisBridgeOptions> = {}): UnifiedOrchestrator {
+  return new UnifiedOrchestrator({
+    pressure: false,
+    bridge: new RedisBridge({
+      url,
+      namespace: ns,
+      nodeId: 'producer',
+      secret: WORKER_SECRET,
+      ...WORKER_TIMINGS,
+      ...extra,
+    }),
+  });
+}
+
 /** Starts worker nodes `worker-1`, `worker-2`, ... of namespace `ns`, each added to `workers` once ready. */
 function workerSpawner(url: string, ns: string, workers: WorkerProcess[]): () => Promise<WorkerProcess> {
   let seq = 0;
@@ -1657,18 +1673,7 @@ const bridgeWorkerKill = scenario(
       const ns = namespace('uo-chaos');
       const spawnOne = workerSpawner(redis.url, ns, workers);
       await Promise.all([spawnOne(), spawnOne()]);
-      p = c.own(
-        new UnifiedOrchestrator({
-          pressure: false,
-          bridge: new RedisBridge({
-            url: redis.url,
-            namespace: ns,
-            nodeId: 'producer',
-            secret: WORKER_SECRET,
-            ...WORKER_TIMINGS,
-          }),
-        }),
-      );
+      p = c.own(producer(redis.url, ns));
       await p.start();
       if (!(await until(() => p!.bridge.canAnyServe(['work']), 10_000)))
         throw new Error('the producer never saw a worker');
@@ -1773,18 +1778,7 @@ const bridgeRedisRestart = scenario(
       local.on('task:completed', (e) => localTerminal.set(e.taskId, (localTerminal.get(e.taskId) ?? 0) + 1));
       local.on('task:failed', (e) => localTerminal.set(e.taskId, (localTerminal.get(e.taskId) ?? 0) + 1));
       await local.start();
-      p = c.own(
-        new UnifiedOrchestrator({
-          pressure: false,
-          bridge: new RedisBridge({
-            url: redis.url,
-            namespace: ns,
-            nodeId: 'producer',
-            secret: WORKER_SECRET,
-            ...WORKER_TIMINGS,
-          }),
-        }),
-      );
+      p = c.own(producer(redis.url, ns));
       const states: string[] = [];
       p.on('bridge:state', (s) => states.push(s.status));
       await p.start();
@@ -1890,19 +1884,7 @@ const bridgeFaultMix = scenario(
       admin = new Redis(redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
       admin.on('error', () => {});
       await admin.connect();
-      p = c.own(
-        new UnifiedOrchestrator({
-          pressure: false,
-          bridge: new RedisBridge({
-            url: redis.url,
-            namespace: ns,
-            nodeId: 'producer',
-            secret: WORKER_SECRET,
-            redisOptions: { connectionName: 'chaos-producer' },
-            ...WORKER_TIMINGS,
-          }),
-        }),
-      );
+      p = c.own(producer(redis.url, ns, { redisOptions: { connectionName: 'chaos-producer' } }));
       const states: string[] = [];
       p.on('bridge:state', (s) => states.push(`${s.status}: ${s.detail}`));
       await p.start();
