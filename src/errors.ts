@@ -34,7 +34,8 @@ export type OrchestratorErrorCode =
   | 'RESOURCE_PRESSURE'
   | 'BUDGET_EXCEEDED'
   | 'BREAKER_OPEN'
-  | 'BRIDGE_WRITE_FAILED';
+  | 'BRIDGE_WRITE_FAILED'
+  | 'STORE_UNAVAILABLE';
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {
@@ -446,6 +447,25 @@ export class BridgeWriteError extends OrchestratorError {
     this.command = command;
     this.key = key;
     this.reply = reply;
+  }
+}
+
+/**
+ * The durable store could not be reached, or refused the write: for a submit, the task was not stored and not
+ * accepted (nothing of it was written); retry it once the store is back. `operation` names what failed (`insert`,
+ * `append`, `claim`, …); the message carries the driver's reason.
+ */
+export class StoreUnavailableError extends OrchestratorError {
+  /** The store operation that failed. */
+  readonly operation: string;
+
+  constructor(operation: string, reason: string, cause?: unknown) {
+    super(
+      'STORE_UNAVAILABLE',
+      `The durable store failed its ${operation} (${reason}); check that the database is up and reachable (its log, max_connections, disk), then retry`,
+      { cause },
+    );
+    this.operation = operation;
   }
 }
 

@@ -124,6 +124,7 @@ export {
   AgentNotFoundError,
   BreakerOpenError,
   BridgeWriteError,
+  StoreUnavailableError,
   BudgetExceededError,
   DuplicateAgentError,
   IllegalStateTransitionError,
