@@ -8,6 +8,7 @@ import {
   AgentNotFoundError,
   BreakerOpenError,
   BridgeWriteError,
+  StoreUnavailableError,
   BudgetExceededError,
   DuplicateAgentError,
   IllegalStateTransitionError,
@@ -63,6 +64,7 @@ const ERRORS: Readonly<Record<OrchestratorErrorCode, OrchestratorError>> = {
   RESOURCE_PRESSURE: new ResourcePressureError('critical', { priority: -10, priorityFloor: 0 }),
   BUDGET_EXCEEDED: new BudgetExceededError('acme', 5, 5, 1_000),
   BREAKER_OPEN: new BreakerOpenError('vendor'),
+  STORE_UNAVAILABLE: new StoreUnavailableError('insert', 'connect ECONNREFUSED 127.0.0.1:5432'),
   BRIDGE_WRITE_FAILED: new BridgeWriteError(
     'XADD',
     'ns:tasks:x',
@@ -92,6 +94,7 @@ const EXPECTED: Readonly<Record<OrchestratorErrorCode, string>> = {
   BUDGET_EXCEEDED: 'BUDGET_EXCEEDED',
   BREAKER_OPEN: 'SERVICE_UNAVAILABLE',
   BRIDGE_WRITE_FAILED: 'SERVICE_UNAVAILABLE',
+  STORE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
   ORCHESTRATOR_STOPPED: 'SERVICE_UNAVAILABLE',
   ORCHESTRATOR_NOT_STARTED: 'SERVICE_UNAVAILABLE',
   ORCHESTRATOR_HALTED: 'SERVICE_UNAVAILABLE',
