@@ -3,7 +3,28 @@
  * @packageDocumentation
  */
 export { UnifiedOrchestrator } from './orchestrator/orchestrator.js';
-export type { HaltOptions, OrchestratorStats, TenantOptions } from './orchestrator/orchestrator.js';
+export type { HaltOptions, OrchestratorStats, RunHistory, TenantOptions } from './orchestrator/orchestrator.js';
+export type { DurabilityOptions } from './store/durability-options.js';
+export type { DurableStats, DurableTaskHandle } from './store/durable-runs.js';
+export type { RunWriterStats } from './store/run-writer.js';
+export { isTerminal } from './store/store.js';
+export type {
+  ClaimRequest,
+  ClaimResult,
+  InsertOutcome,
+  NewRun,
+  RunEvent,
+  RunEventInput,
+  RunEventKind,
+  RunPage,
+  RunQuery,
+  RunRecord,
+  RunStatus,
+  RunStore,
+  StoredError,
+  StoredTask,
+  TerminalRunStatus,
+} from './store/store.js';
 export type { ControlState } from './orchestrator/cluster-link.js';
 export type { OrchestratorState } from './health/health-monitor.js';
 export type { EngineOptions } from './engine/options.js';
