@@ -1,0 +1,359 @@
+/**
+ * MemoryStore: the {@link RunStore} that keeps everything in this process's memory (nothing survives it). It is the
+ * default store, the store of tests, and the model the SQL stores are checked against (test/store/contract.ts), so
+ * it does each rule of src/store/store.ts the plainest way, one run at a time.
+ */
+import { StoreUnavailableError } from '../errors.js';
+import {
+  checkClaim,
+  checkEvents,
+  checkLease,
+  checkLimit,
+  checkNewRuns,
+  DEFAULT_PAGE,
+  encodeCursor,
+  existingIdError,
+  jsonValue,
+  listFilters,
+  recoveryDeadLetterError,
+  terminalStatusOf,
+} from './store-support.js';
+import {
+  isTerminal,
+  type ClaimRequest,
+  type ClaimResult,
+  type InsertOutcome,
+  type NewRun,
+  type RunEvent,
+  type RunEventInput,
+  type RunPage,
+  type RunQuery,
+  type RunRecord,
+  type RunStore,
+  type StoredTask,
+} from './store.js';
+
+/** A clock in epoch milliseconds. */
+export interface StoreClock {
+  /** The current time in epoch milliseconds. */
+  now(): number;
+}
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * The store's clock: leases expire, and `updatedAt` and the store's own events are stamped, by it. Tests pass one
+   * they move by hand.
+   * @default Date
+   */
+  readonly clock?: StoreClock;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * A {@link RunStore} in this process's memory: fast and not durable (`durable` is false), for a single process's
+ * history and for tests. Records handed out are copies (their JSON fields shared: treat them as read-only).
+ *
+ * @example
+ * ```ts
+ * const store = new MemoryStore();
+ * await store.open();
+ * await store.insert('node-1', [run]);
+ * ```
+ */
+export class MemoryStore implements RunStore {
+  /** Always `memory`. */
+  readonly kind = 'memory';
+  /** Always false: nothing outlives the process. */
+  readonly durable = false;
+
+  readonly #clock: StoreClock;
+  readonly #runs = new Map<string, Mutable<RunRecord>>();
+  readonly #events = new Map<string, RunEvent[]>();
+  readonly #leases = new Map<string, number>();
+  readonly #listeners = new Set<(ids: readonly string[]) => void>();
+  #seq = 0;
+  #open = false;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#clock = options.clock ?? Date;
+  }
+
+  /** Makes the store usable (again, after `close()`: what it held is still there). */
+  async open(): Promise<void> {
+    this.#open = true;
+  }
+
+  /** Makes the store refuse calls (StoreUnavailableError) until `open()`; what it holds stays. */
+  async close(): Promise<void> {
+    this.#open = false;
+    this.#listeners.clear();
+  }
+
+  async insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]> {
+    this.#check('insert');
+    checkNewRuns(runs);
+    for (const run of runs) if (this.#runs.has(run.id)) throw existingIdError(run.id);
+    return runs.map((run): InsertOutcome => {
+      const existing = run.idempotencyKey === null ? undefined : this.#holderOf(run.tenantId, run.idempotencyKey);
+      if (existing) return { kind: 'duplicate', existing: copy(existing) };
+      const task = jsonValue(run.task) as StoredTask;
+      this.#runs.set(run.id, {
+        id: run.id,
+        type: run.type,
+        tenantId: run.tenantId,
+        idempotencyKey: run.idempotencyKey,
+        status: 'queued',
+        task,
+        attempts: 0,
+        recoveries: 0,
+        owner: nodeId,
+        result: null,
+        error: null,
+        createdAt: run.createdAt,
+        updatedAt: run.createdAt,
+        finishedAt: null,
+      });
+      this.#record({ runId: run.id, at: run.createdAt, kind: 'queued', nodeId });
+      return { kind: 'inserted' };
+    });
+  }
+
+  async append(events: readonly RunEventInput[]): Promise<void> {
+    this.#check('append');
+    checkEvents(events);
+    const finished: string[] = [];
+    for (const event of events) {
+      const run = this.#runs.get(event.runId);
+      if (!run) continue; // Unknown (or pruned): nothing to record it against.
+      const terminal = terminalStatusOf(event.kind);
+      if (terminal) {
+        if (isTerminal(run.status)) continue; // The first end won; later ones are not even recorded.
+        run.status = terminal;
+        run.result = terminal === 'completed' ? jsonValue(event.result ?? null) : null;
+        run.error = terminal === 'completed' ? null : (event.error ?? null);
+        run.finishedAt = event.at;
+        run.updatedAt = this.#clock.now();
+        finished.push(run.id);
+      } else if (run.owner === event.nodeId && !isTerminal(run.status)) {
+        if (event.kind === 'started') {
+          run.status = 'running';
+          run.attempts = event.attempt ?? run.attempts;
+        } else {
+          run.status = 'queued';
+          if (event.kind === 'released') run.owner = null;
+        }
+        run.updatedAt = this.#clock.now();
+      }
+      this.#record(event);
+    }
+    this.#announce(finished);
+  }
+
+  async heartbeat(nodeId: string, leaseMs: number): Promise<void> {
+    this.#check('heartbeat');
+    checkLease(leaseMs);
+    this.#leases.set(nodeId, this.#clock.now() + leaseMs);
+  }
+
+  async claim(request: ClaimRequest): Promise<ClaimResult> {
+    this.#check('claim');
+    checkClaim(request.limit, request.maxRecoveries);
+    const now = this.#clock.now();
+    const capabilities = new Set(request.capabilities);
+    const candidates = [...this.#runs.values()]
+      .filter(
+        (run) =>
+          !isTerminal(run.status) &&
+          (run.owner === null || !((this.#leases.get(run.owner) ?? -Infinity) > now)) &&
+          run.task.requires.every((capability) => capabilities.has(capability)),
+      )
+      .sort((a, b) => b.task.priority - a.task.priority || a.createdAt - b.createdAt || compare(a.id, b.id));
+    const runs: RunRecord[] = [];
+    const deadLettered: RunRecord[] = [];
+    for (const run of candidates) {
+      if (runs.length >= request.limit) break;
+      const from = run.owner;
+      run.updatedAt = now;
+      if (from !== null) {
+        run.recoveries += 1;
+        if (run.recoveries >= Math.max(request.maxRecoveries, run.task.maxAttempts)) {
+          run.status = 'dead-lettered';
+          run.owner = request.nodeId;
+          run.error = recoveryDeadLetterError(run.recoveries);
+          run.finishedAt = now;
+          this.#record({
+            runId: run.id,
+            at: now,
+            kind: 'dead-lettered',
+            nodeId: request.nodeId,
+            error: run.error,
+            detail: { from, recoveries: run.recoveries },
+          });
+          deadLettered.push(copy(run));
+          continue;
+        }
+      }
+      run.owner = request.nodeId;
+      run.status = 'queued';
+      this.#record({ runId: run.id, at: now, kind: 'adopted', nodeId: request.nodeId, detail: { from } });
+      runs.push(copy(run));
+    }
+    this.#announce(deadLettered.map((run) => run.id));
+    return { runs, deadLettered };
+  }
+
+  async leave(nodeId: string): Promise<void> {
+    this.#check('leave');
+    this.#leases.delete(nodeId);
+    const now = this.#clock.now();
+    for (const run of this.#runs.values()) {
+      if (run.owner !== nodeId || isTerminal(run.status)) continue;
+      run.owner = null;
+      run.status = 'queued';
+      run.updatedAt = now;
+      this.#record({ runId: run.id, at: now, kind: 'released', nodeId });
+    }
+  }
+
+  async get(id: string, tenantId?: string): Promise<RunRecord | undefined> {
+    this.#check('get');
+    const run = this.#visible(id, tenantId);
+    return run && copy(run);
+  }
+
+  async getMany(ids: readonly string[]): Promise<RunRecord[]> {
+    this.#check('getMany');
+    return [...new Set(ids)].flatMap((id) => {
+      const run = this.#runs.get(id);
+      return run ? [copy(run)] : [];
+    });
+  }
+
+  async events(id: string, tenantId?: string): Promise<RunEvent[]> {
+    this.#check('events');
+    if (!this.#visible(id, tenantId)) return [];
+    return (this.#events.get(id) ?? []).map((event) => ({ ...event }));
+  }
+
+  async list(query?: RunQuery): Promise<RunPage> {
+    this.#check('list');
+    const f = listFilters(query);
+    const matching = [...this.#runs.values()]
+      .filter(
+        (run) =>
+          (f.tenantId === undefined || run.tenantId === f.tenantId) &&
+          (f.type === undefined || run.type === f.type) &&
+          (f.statuses === undefined || f.statuses.includes(run.status)) &&
+          (f.since === undefined || run.createdAt >= f.since) &&
+          (f.until === undefined || run.createdAt < f.until) &&
+          (f.after === undefined ||
+            run.createdAt < f.after.createdAt ||
+            (run.createdAt === f.after.createdAt && compare(run.id, f.after.id) < 0)),
+      )
+      .sort((a, b) => b.createdAt - a.createdAt || compare(b.id, a.id));
+    const runs = matching.slice(0, f.limit).map(copy);
+    const last = runs[runs.length - 1];
+    return { runs, cursor: matching.length > f.limit && last ? encodeCursor(last) : null };
+  }
+
+  async deadLetters(tenantId?: string, limit = DEFAULT_PAGE): Promise<RunRecord[]> {
+    this.#check('deadLetters');
+    checkLimit(limit);
+    return [...this.#runs.values()]
+      .filter((run) => run.status === 'dead-lettered' && (tenantId === undefined || run.tenantId === tenantId))
+      .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || compare(a.id, b.id))
+      .slice(0, limit)
+      .map(copy);
+  }
+
+  async onFinished(listener: (ids: readonly string[]) => void): Promise<() => Promise<void>> {
+    this.#check('onFinished');
+    // Wrapped, so that the same function registered twice is called twice and each stop ends its own.
+    const own = (ids: readonly string[]): void => listener(ids);
+    this.#listeners.add(own);
+    return async () => {
+      this.#listeners.delete(own);
+    };
+  }
+
+  async prune(before: number, limit: number): Promise<number> {
+    this.#check('prune');
+    checkLimit(limit);
+    const old = [...this.#runs.values()]
+      .filter((run) => isTerminal(run.status) && run.finishedAt !== null && run.finishedAt < before)
+      .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || compare(a.id, b.id))
+      .slice(0, limit);
+    for (const run of old) {
+      this.#runs.delete(run.id);
+      this.#events.delete(run.id);
+    }
+    return old.length;
+  }
+
+  #check(operation: string): void {
+    if (!this.#open) throw new StoreUnavailableError(operation, 'the store is not open: call open() first');
+  }
+
+  /** The run with `id`, unless `tenantId` is given and the run is another tenant's. */
+  #visible(id: string, tenantId: string | undefined): RunRecord | undefined {
+    const run = this.#runs.get(id);
+    return run && (tenantId === undefined || run.tenantId === tenantId) ? run : undefined;
+  }
+
+  /** The live or completed run holding `key` for `tenantId` (no tenant and the empty tenant are one). */
+  #holderOf(tenantId: string | null, key: string): RunRecord | undefined {
+    for (const run of this.#runs.values()) {
+      if (
+        run.idempotencyKey === key &&
+        (run.tenantId ?? '') === (tenantId ?? '') &&
+        (!isTerminal(run.status) || run.status === 'completed')
+      ) {
+        return run;
+      }
+    }
+    return undefined;
+  }
+
+  #record(event: RunEventInput | (Omit<RunEventInput, 'kind'> & { kind: 'queued' | 'adopted' })): void {
+    const entry: RunEvent = {
+      runId: event.runId,
+      seq: ++this.#seq,
+      at: event.at,
+      kind: event.kind,
+      attempt: event.attempt ?? null,
+      agentId: event.agentId ?? null,
+      nodeId: event.nodeId,
+      error: event.error ?? null,
+      detail: (jsonValue(event.detail ?? null) as RunEvent['detail']) ?? null,
+    };
+    const timeline = this.#events.get(event.runId);
+    if (timeline) timeline.push(entry);
+    else this.#events.set(event.runId, [entry]);
+  }
+
+  /** Tells the listeners, after the caller's turn, which runs ended. */
+  #announce(ids: readonly string[]): void {
+    if (ids.length === 0 || this.#listeners.size === 0) return;
+    const listeners = [...this.#listeners];
+    queueMicrotask(() => {
+      for (const listener of listeners) {
+        try {
+          listener(ids);
+        } catch {
+          // A listener's failure is its own; the others are still told.
+        }
+      }
+    });
+  }
+}
+
+function copy(run: RunRecord): RunRecord {
+  return { ...run };
+}
+
+/** Compares strings by code unit, as PostgreSQL's `C` collation does for ASCII ids. */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

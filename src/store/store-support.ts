@@ -1,0 +1,207 @@
+/**
+ * What every RunStore implementation shares apart from its storage: the checks of its arguments (so MemoryStore and
+ * the SQL stores refuse the same input with the same ValidationError), the JSON form of results, and the `list`
+ * cursor.
+ */
+import { ValidationError } from '../errors.js';
+import type { RunEventInput, RunQuery, RunStatus, StoredError, TerminalRunStatus } from './store.js';
+
+/** Every status a run can have. */
+export const RUN_STATUSES: readonly RunStatus[] = [
+  'queued',
+  'running',
+  'completed',
+  'failed',
+  'cancelled',
+  'timed-out',
+  'dead-lettered',
+];
+
+/** The kinds a node may append (`queued` and `adopted` are the store's own). */
+const APPENDABLE = new Set<string>([
+  'started',
+  'retrying',
+  'deferred',
+  'interrupted',
+  'released',
+  'completed',
+  'failed',
+  'cancelled',
+  'timed-out',
+  'dead-lettered',
+]);
+
+/** Default and largest page of `list`, and default of `deadLetters`. */
+export const DEFAULT_PAGE = 100;
+export const MAX_PAGE = 1000;
+
+/** Refuses events the store may not record (ValidationError naming the event). */
+export function checkEvents(events: readonly RunEventInput[]): void {
+  events.forEach((event, i) => {
+    if (!APPENDABLE.has(event.kind)) {
+      throw new ValidationError(
+        `events[${i}].kind`,
+        `A node cannot append a '${String(event.kind)}' event: 'queued' and 'adopted' are written by the store itself (insert, claim); append one of ${[...APPENDABLE].join(', ')}`,
+      );
+    }
+    if (typeof event.runId !== 'string' || event.runId === '') {
+      throw new ValidationError(`events[${i}].runId`, 'An event needs the id of its run (a non-empty string)');
+    }
+    if (typeof event.nodeId !== 'string' || event.nodeId === '') {
+      throw new ValidationError(`events[${i}].nodeId`, 'An event needs the id of the node that writes it');
+    }
+    if (!Number.isFinite(event.at)) {
+      throw new ValidationError(`events[${i}].at`, 'An event needs its time, `at`, in epoch milliseconds');
+    }
+  });
+}
+
+/** Refuses a claim whose limit is not a positive integer. */
+export function checkClaim(limit: number, maxRecoveries: number): void {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new ValidationError('limit', `A claim takes at least one run: limit must be an integer ≥ 1 (got ${limit})`);
+  }
+  if (!Number.isInteger(maxRecoveries) || maxRecoveries < 1) {
+    throw new ValidationError('maxRecoveries', `maxRecoveries must be an integer ≥ 1 (got ${maxRecoveries})`);
+  }
+}
+
+/** Refuses a lease that is not a positive number of milliseconds. */
+export function checkLease(leaseMs: number): void {
+  if (!Number.isFinite(leaseMs) || leaseMs <= 0) {
+    throw new ValidationError('leaseMs', `A lease lasts a positive number of milliseconds (got ${leaseMs})`);
+  }
+}
+
+/** Refuses duplicate ids within one `insert`. */
+export function checkNewRuns(runs: readonly { readonly id: string }[]): void {
+  const seen = new Set<string>();
+  runs.forEach((run, i) => {
+    if (typeof run.id !== 'string' || run.id === '') {
+      throw new ValidationError(`runs[${i}].id`, 'A run needs an id (a non-empty string)');
+    }
+    if (seen.has(run.id)) {
+      throw new ValidationError(
+        `runs[${i}].id`,
+        `Run id ${run.id} appears twice in one insert: give each run its own id`,
+      );
+    }
+    seen.add(run.id);
+  });
+}
+
+/** The error for a run id that the store already holds. */
+export function existingIdError(id: string): ValidationError {
+  return new ValidationError('runs.id', `A run with id ${id} is already stored: give each run its own id`);
+}
+
+/** `value` as JSON can hold it (a deep copy), or `null` when JSON cannot (a BigInt, a cycle, `undefined`). */
+export function jsonValue(value: unknown): unknown {
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? null : (JSON.parse(text) as unknown);
+  } catch {
+    return null;
+  }
+}
+
+/** Where a page of `list` ends: the last run's `createdAt` and id (newest first, ties by id descending). */
+export interface ListPosition {
+  readonly createdAt: number;
+  readonly id: string;
+}
+
+/** The checked filters of a `list` query. */
+export interface ListFilters {
+  readonly tenantId: string | undefined;
+  readonly type: string | undefined;
+  readonly statuses: readonly RunStatus[] | undefined;
+  readonly since: number | undefined;
+  readonly until: number | undefined;
+  readonly limit: number;
+  readonly after: ListPosition | undefined;
+}
+
+export function encodeCursor(position: ListPosition): string {
+  return Buffer.from(JSON.stringify([position.createdAt, position.id]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): ListPosition {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(parsed) && parsed.length === 2) {
+      const [createdAt, id] = parsed as [unknown, unknown];
+      if (typeof createdAt === 'number' && Number.isFinite(createdAt) && typeof id === 'string') {
+        return { createdAt, id };
+      }
+    }
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new ValidationError('cursor', 'The cursor is not one `list` returned: pass back a page cursor unchanged');
+}
+
+/** Checks a `list` query and gives its filters. */
+export function listFilters(query: RunQuery = {}): ListFilters {
+  const limit = query.limit ?? DEFAULT_PAGE;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+    throw new ValidationError('limit', `A page holds 1 to ${MAX_PAGE} runs (got ${limit})`);
+  }
+  let statuses: readonly RunStatus[] | undefined;
+  if (query.status !== undefined) {
+    statuses = typeof query.status === 'string' ? [query.status] : query.status;
+    for (const status of statuses) {
+      if (!RUN_STATUSES.includes(status)) {
+        throw new ValidationError(
+          'status',
+          `Unknown run status '${String(status)}': one of ${RUN_STATUSES.join(', ')}`,
+        );
+      }
+    }
+  }
+  for (const field of ['since', 'until'] as const) {
+    const value = query[field];
+    if (value !== undefined && !Number.isFinite(value)) {
+      throw new ValidationError(field, `${field} is a time in epoch milliseconds (got ${value})`);
+    }
+  }
+  return {
+    tenantId: query.tenantId,
+    type: query.type,
+    statuses,
+    since: query.since,
+    until: query.until,
+    limit,
+    after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+  };
+}
+
+/** Checks the limit of `deadLetters` or `prune`. */
+export function checkLimit(limit: number, field = 'limit'): void {
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new ValidationError(field, `${field} must be an integer ≥ 1 (got ${limit})`);
+  }
+}
+
+/** The terminal statuses, which are also the kinds of terminal events. */
+export const TERMINAL_STATUSES: readonly TerminalRunStatus[] = [
+  'completed',
+  'failed',
+  'cancelled',
+  'timed-out',
+  'dead-lettered',
+];
+
+/** The status a terminal event kind ends a run with (its own name), or `undefined` for a non-terminal kind. */
+export function terminalStatusOf(kind: string): TerminalRunStatus | undefined {
+  return (TERMINAL_STATUSES as readonly string[]).includes(kind) ? (kind as TerminalRunStatus) : undefined;
+}
+
+/** The error of a run that `claim` dead-lettered: taken from a dead node `recoveries` times. */
+export function recoveryDeadLetterError(recoveries: number): StoredError {
+  return {
+    name: 'TaskDeadLetteredError',
+    message: `The run was taken over from a node that died while holding it ${recoveries} time(s) and was dead-lettered: it may be what kills its nodes`,
+    code: 'TASK_DEAD_LETTERED',
+  };
+}
