@@ -77,6 +77,12 @@ export interface TaskHandle<TResult = unknown> {
   readonly result: Promise<TResult>;
   /** Cancels the task if it has not finished; returns whether it did. The result rejects with TaskCancelledError. */
   cancel(reason?: unknown): boolean;
+  /**
+   * With a durable `store` only: resolves with the id the task is stored under once its record is committed (its
+   * own, or the first task's for a duplicate `idempotencyKey`), or rejects with StoreUnavailableError (then the task
+   * was not accepted). `undefined` without a store. `enqueue()` awaits it for you.
+   */
+  readonly stored?: Promise<string>;
 }
 
 /** Where an accepted task is. */

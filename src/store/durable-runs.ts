@@ -189,14 +189,16 @@ export class DurableRuns implements RunObserver {
    */
   async start(): Promise<void> {
     await this.#store.open();
-    if (this.#options.nodeId !== undefined) {
-      // A restart under the same name: the runs the old process held are orphans. Ending its lease lets the claim
-      // below take them as recoveries (counted against maxRecoveries, so a poison task cannot crash-loop us).
-      await this.#store.heartbeat(this.nodeId, 0);
-    }
-    await this.#store.heartbeat(this.nodeId, this.#options.leaseMs);
     this.#unlisten = await this.#store.onFinished((ids) => this.#finishedElsewhere(ids));
     this.#running = true;
+    if (this.#options.nodeId !== undefined) {
+      // A restart under the same name: the runs the old process held are orphans. With its lease ended they are a
+      // dead node's runs, taken over as recoveries (counted against maxRecoveries, so a poison task cannot
+      // crash-loop us); those that do not fit here go back to the store. Only then is the lease renewed.
+      await this.#store.heartbeat(this.nodeId, 0);
+      while ((await this.#claim(this.#options.maxClaim, true)) > 0);
+    }
+    await this.#store.heartbeat(this.nodeId, this.#options.leaseMs);
     this.#every(this.#options.heartbeatMs, () => this.#heartbeat());
     this.#every(this.#options.claimIntervalMs, () => this.claimNow());
     if (this.#options.pruneIntervalMs !== Infinity && this.#options.retentionMs !== Infinity)
@@ -441,16 +443,19 @@ export class DurableRuns implements RunObserver {
   }
 
   /** Takes runs from the store while this node has room for them. Resolves with how many it took. */
-  async claimNow(): Promise<number> {
-    if (!this.#running || this.#claiming) return 0;
-    const room = this.#options.maxClaim - this.#engine.waiting;
-    if (room <= 0) return 0;
+  claimNow(): Promise<number> {
+    return this.#claim(this.#options.maxClaim - this.#engine.waiting, false);
+  }
+
+  /** Claims up to `limit` runs; with `throwing`, a store error rejects (at start) instead of being reported. */
+  async #claim(limit: number, throwing: boolean): Promise<number> {
+    if (!this.#running || this.#claiming || limit <= 0) return 0;
     const capabilities = this.#capabilities();
     this.#claiming = true;
     try {
       const { runs, deadLettered } = await this.#store.claim({
         nodeId: this.nodeId,
-        limit: room,
+        limit,
         capabilities,
         maxRecoveries: this.#options.maxRecoveries,
       });
@@ -466,8 +471,9 @@ export class DurableRuns implements RunObserver {
       }
       this.#adopted += runs.length;
       if (runs.length > 0 || deadLettered.length > 0) this.#observer?.adopted(runs.length, recovered);
-      return runs.length;
+      return runs.length + deadLettered.length;
     } catch (error) {
+      if (throwing) throw error;
       this.#trouble(error);
       this.#observer?.writeFailed('claim');
       return 0;
