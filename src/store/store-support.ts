@@ -197,11 +197,16 @@ export function terminalStatusOf(kind: string): TerminalRunStatus | undefined {
   return (TERMINAL_STATUSES as readonly string[]).includes(kind) ? (kind as TerminalRunStatus) : undefined;
 }
 
+/** The message of a run that `claim` dead-lettered, with `count` (the SQL stores pass `%s` for `format()`). */
+export function recoveryDeadLetterMessage(count: string): string {
+  return `The run was taken over from a node that died while holding it ${count} time(s) and was dead-lettered: it may be what kills its nodes`;
+}
+
 /** The error of a run that `claim` dead-lettered: taken from a dead node `recoveries` times. */
 export function recoveryDeadLetterError(recoveries: number): StoredError {
   return {
     name: 'TaskDeadLetteredError',
-    message: `The run was taken over from a node that died while holding it ${recoveries} time(s) and was dead-lettered: it may be what kills its nodes`,
+    message: recoveryDeadLetterMessage(String(recoveries)),
     code: 'TASK_DEAD_LETTERED',
   };
 }

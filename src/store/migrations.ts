@@ -1,0 +1,376 @@
+/**
+ * The schema of the SQL stores (PGlite and a PostgreSQL server share it) as an ordered list of versioned migrations,
+ * and the function that applies the pending ones when a store opens.
+ *
+ * Applying. `migrate` runs in one transaction that first takes a transaction-level advisory lock of the schema
+ * (`pg_advisory_xact_lock`), so that nodes starting together apply each migration once: the others wait, then find
+ * it done. The applied versions are rows of `<schema>.schema_migrations`. A schema at a version newer than this code
+ * knows (a newer release ran against it) is refused with a ValidationError saying to upgrade: older code must not
+ * write to a schema it does not understand. A migration, once released, never changes: a change is a new version.
+ *
+ * The tables. Times are `bigint` epoch milliseconds, as the RunStore interface has them (`created_at` and event
+ * `at` are the writing node's clock; leases, `updated_at` and the store's own events are the database's clock,
+ * `now_ms()`). Run ids use the "C" collation so that pages and ties order the same on every server.
+ * - `runs`: one row per run; `requires` (from the task) and `priority` are columns so that a claim filters and orders
+ *   on an index (`requires <@ capabilities`); `max_attempts` is the task's, for the recovery limit.
+ * - `run_events`: the timelines; `seq` is a sequence, so increasing across the store; deleted with their run.
+ * - `nodes`: each node's lease (`lease_until`, epoch ms on the database's clock).
+ * - Functions: `insert_runs`, `append_events`, `claim_runs`, `leave_node` run each store operation as one statement
+ *   (one round trip, one transaction, however many runs), `notify_finished` sends the ids of ended runs on the
+ *   schema's channel (`<schema>_finished`), packed into notifications under PostgreSQL's 8000-byte limit.
+ */
+import { ValidationError } from '../errors.js';
+import type { SqlTransaction } from './sql/executor.js';
+
+/** One version of the schema. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  /** The statements, for the schema `s` (a quoted identifier) and its notification channel `channel`. */
+  sql(names: SchemaNames): string;
+}
+
+/** The names a migration is written against. */
+export interface SchemaNames {
+  /** The schema, quoted: `"unified_orchestrator"`. */
+  readonly s: string;
+  /** The notification channel of finished runs, as a string literal: `'unified_orchestrator_finished'`. */
+  readonly channel: string;
+  /** The message of a run dead-lettered by recoveries, as a `format()` pattern literal (`%s`: the count). */
+  readonly deadLetterMessage: string;
+}
+
+const LIVE = `('queued', 'running')`;
+const TERMINAL = `('completed', 'failed', 'cancelled', 'timed-out', 'dead-lettered')`;
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'runs, run events, node leases',
+    sql: ({ s, channel, deadLetterMessage }) => `
+CREATE FUNCTION ${s}.now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS
+  $f$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $f$;
+
+CREATE TABLE ${s}.runs (
+  id text COLLATE "C" PRIMARY KEY,
+  type text NOT NULL,
+  tenant_id text,
+  idempotency_key text,
+  status text NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled', 'timed-out', 'dead-lettered')),
+  task jsonb NOT NULL,
+  requires text[] NOT NULL,
+  priority double precision NOT NULL,
+  max_attempts integer NOT NULL,
+  attempts integer NOT NULL DEFAULT 0,
+  recoveries integer NOT NULL DEFAULT 0,
+  owner text,
+  result jsonb,
+  error jsonb,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL,
+  finished_at bigint
+);
+-- Idempotency keys: unique per tenant among live and completed runs.
+CREATE UNIQUE INDEX runs_idempotency ON ${s}.runs ((coalesce(tenant_id, '')), idempotency_key)
+  WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'running', 'completed');
+-- claim: live runs by priority, then age.
+CREATE INDEX runs_claim ON ${s}.runs (priority DESC, created_at, id) WHERE status IN ${LIVE};
+-- leave, and claim's look at owners.
+CREATE INDEX runs_owner ON ${s}.runs (owner) WHERE status IN ${LIVE};
+-- list: newest first, all tenants or one.
+CREATE INDEX runs_list ON ${s}.runs (created_at DESC, id DESC);
+CREATE INDEX runs_tenant_list ON ${s}.runs (tenant_id, created_at DESC, id DESC);
+-- prune and deadLetters: terminal runs by when they ended.
+CREATE INDEX runs_finished ON ${s}.runs (finished_at, id) WHERE status IN ${TERMINAL};
+
+CREATE TABLE ${s}.run_events (
+  seq bigserial PRIMARY KEY,
+  run_id text COLLATE "C" NOT NULL REFERENCES ${s}.runs (id) ON DELETE CASCADE,
+  at bigint NOT NULL,
+  kind text NOT NULL,
+  attempt integer,
+  agent_id text,
+  node_id text,
+  error jsonb,
+  detail jsonb
+);
+CREATE INDEX run_events_run ON ${s}.run_events (run_id, seq);
+
+CREATE TABLE ${s}.nodes (
+  id text PRIMARY KEY,
+  lease_until bigint NOT NULL
+);
+
+CREATE FUNCTION ${s}.notify_finished(p_ids text[]) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+  v_id text;
+  v_chunk text[] := '{}';
+  v_size integer := 2;
+  v_len integer;
+BEGIN
+  FOREACH v_id IN ARRAY p_ids LOOP
+    v_len := octet_length(to_jsonb(v_id)::text) + 1;
+    -- An id too long to notify is left to the callers' polling.
+    CONTINUE WHEN v_len > 7000;
+    IF v_size + v_len > 7900 THEN
+      PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+      v_chunk := '{}';
+      v_size := 2;
+    END IF;
+    v_chunk := v_chunk || v_id;
+    v_size := v_size + v_len;
+  END LOOP;
+  IF cardinality(v_chunk) > 0 THEN
+    PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+  END IF;
+END $f$;
+
+-- Inserts the runs of p_runs (a JSON array of {ord, id, type, tenantId, idempotencyKey, task, createdAt}) owned
+-- by p_node, each with a queued event; returns the duplicates: (ord, the run holding the key).
+CREATE FUNCTION ${s}.insert_runs(p_node text, p_runs jsonb)
+RETURNS TABLE (dup_ord integer, existing jsonb) LANGUAGE plpgsql AS $f$
+DECLARE
+  v_inserted text[];
+  v_pending jsonb := p_runs;
+  v_row record;
+  v_existing ${s}.runs;
+  v_again jsonb;
+BEGIN
+  FOR v_try IN 1..5 LOOP
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(v_pending) AS x(
+        ord integer, id text, type text, "tenantId" text, "idempotencyKey" text, task jsonb, "createdAt" bigint)
+    ), ins AS (
+      INSERT INTO ${s}.runs AS r (id, type, tenant_id, idempotency_key, status, task, requires, priority,
+                                  max_attempts, owner, created_at, updated_at)
+      SELECT i.id, i.type, i."tenantId", i."idempotencyKey", 'queued', i.task,
+             ARRAY(SELECT jsonb_array_elements_text(i.task -> 'requires')),
+             (i.task ->> 'priority')::double precision, coalesce((i.task ->> 'maxAttempts')::integer, 1),
+             p_node, i."createdAt", i."createdAt"
+      FROM input i ORDER BY i.ord
+      ON CONFLICT ((coalesce(tenant_id, '')), idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'running', 'completed')
+        DO NOTHING
+      RETURNING r.id, r.created_at
+    ), ev AS (
+      INSERT INTO ${s}.run_events (run_id, at, kind, node_id)
+      SELECT ins.id, ins.created_at, 'queued', p_node FROM ins JOIN input i ON i.id = ins.id ORDER BY i.ord
+    )
+    SELECT coalesce(array_agg(ins.id), '{}') INTO v_inserted FROM ins;
+
+    v_again := '[]';
+    FOR v_row IN
+      SELECT * FROM jsonb_to_recordset(v_pending) AS x(ord integer, id text, "tenantId" text, "idempotencyKey" text)
+      WHERE NOT (x.id = ANY (v_inserted)) ORDER BY x.ord
+    LOOP
+      SELECT * INTO v_existing FROM ${s}.runs r
+      WHERE coalesce(r.tenant_id, '') = coalesce(v_row."tenantId", '') AND r.idempotency_key = v_row."idempotencyKey"
+        AND r.status IN ('queued', 'running', 'completed');
+      IF FOUND THEN
+        dup_ord := v_row.ord;
+        existing := to_jsonb(v_existing);
+        RETURN NEXT;
+      ELSE
+        -- The holder of the key ended (or was pruned) since: insert this one again.
+        v_again := v_again || (SELECT e FROM jsonb_array_elements(v_pending) e WHERE (e ->> 'ord')::integer = v_row.ord);
+      END IF;
+    END LOOP;
+    EXIT WHEN jsonb_array_length(v_again) = 0;
+    v_pending := v_again;
+  END LOOP;
+END $f$;
+
+-- Appends the events of p_events (a JSON array, in order) and moves their runs (see RunEventInput).
+CREATE FUNCTION ${s}.append_events(p_events jsonb) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+  v_now bigint := ${s}.now_ms();
+  v_event record;
+  v_status text;
+  v_owner text;
+  v_finished text[] := '{}';
+BEGIN
+  -- Every run of the batch locked up front, in one order, so that two batches cannot deadlock.
+  PERFORM 1 FROM ${s}.runs r
+  WHERE r.id IN (SELECT e ->> 'runId' FROM jsonb_array_elements(p_events) e)
+  ORDER BY r.id FOR UPDATE;
+  FOR v_event IN
+    SELECT * FROM jsonb_to_recordset(p_events) AS x(
+      ord integer, "runId" text, kind text, at bigint, "nodeId" text, attempt integer, "agentId" text,
+      error jsonb, detail jsonb, result jsonb)
+    ORDER BY x.ord
+  LOOP
+    SELECT r.status, r.owner INTO v_status, v_owner FROM ${s}.runs r WHERE r.id = v_event."runId";
+    CONTINUE WHEN NOT FOUND;
+    IF v_event.kind IN ${TERMINAL} THEN
+      -- The first end wins; later ones are not recorded.
+      CONTINUE WHEN v_status NOT IN ${LIVE};
+      UPDATE ${s}.runs SET
+        status = v_event.kind,
+        result = CASE WHEN v_event.kind = 'completed' THEN v_event.result END,
+        error = CASE WHEN v_event.kind = 'completed' THEN NULL ELSE v_event.error END,
+        finished_at = v_event.at,
+        updated_at = v_now
+      WHERE id = v_event."runId";
+      v_finished := v_finished || v_event."runId";
+    ELSIF v_owner = v_event."nodeId" AND v_status IN ${LIVE} THEN
+      UPDATE ${s}.runs SET
+        status = CASE WHEN v_event.kind = 'started' THEN 'running' ELSE 'queued' END,
+        attempts = CASE WHEN v_event.kind = 'started' THEN coalesce(v_event.attempt, attempts) ELSE attempts END,
+        owner = CASE WHEN v_event.kind = 'released' THEN NULL ELSE owner END,
+        updated_at = v_now
+      WHERE id = v_event."runId";
+    END IF;
+    INSERT INTO ${s}.run_events (run_id, at, kind, attempt, agent_id, node_id, error, detail)
+    VALUES (v_event."runId", v_event.at, v_event.kind, v_event.attempt, v_event."agentId", v_event."nodeId",
+            v_event.error, v_event.detail);
+  END LOOP;
+  PERFORM ${s}.notify_finished(v_finished);
+END $f$;
+
+-- Takes over live runs that p_caps cover and that no node owns or whose owner has no lease left: highest priority
+-- first, then oldest, skipping rows another claim holds; up to p_limit adopted (dead-lettered ones not counted).
+CREATE FUNCTION ${s}.claim_runs(p_node text, p_limit integer, p_caps text[], p_max_recoveries integer)
+RETURNS TABLE (dead boolean, run jsonb) LANGUAGE plpgsql AS $f$
+DECLARE
+  v_now bigint := ${s}.now_ms();
+  v_run ${s}.runs;
+  v_from text;
+  v_taken integer := 0;
+  v_dead text[] := '{}';
+BEGIN
+  FOR v_run IN
+    SELECT * FROM ${s}.runs x
+    WHERE x.status IN ${LIVE} AND x.requires <@ p_caps
+      AND (x.owner IS NULL
+           OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > v_now))
+    ORDER BY x.priority DESC, x.created_at, x.id
+    FOR UPDATE OF x SKIP LOCKED
+  LOOP
+    v_from := v_run.owner;
+    IF v_from IS NOT NULL AND v_run.recoveries + 1 >= greatest(p_max_recoveries, v_run.max_attempts) THEN
+      UPDATE ${s}.runs SET
+        status = 'dead-lettered', owner = p_node, recoveries = recoveries + 1,
+        error = jsonb_build_object('name', 'TaskDeadLetteredError',
+                                   'message', format(${deadLetterMessage}, recoveries + 1),
+                                   'code', 'TASK_DEAD_LETTERED'),
+        result = NULL, finished_at = v_now, updated_at = v_now
+      WHERE id = v_run.id RETURNING * INTO v_run;
+      INSERT INTO ${s}.run_events (run_id, at, kind, node_id, error, detail)
+      VALUES (v_run.id, v_now, 'dead-lettered', p_node, v_run.error,
+              jsonb_build_object('from', v_from, 'recoveries', v_run.recoveries));
+      v_dead := v_dead || v_run.id;
+      dead := true;
+      run := to_jsonb(v_run);
+      RETURN NEXT;
+    ELSE
+      UPDATE ${s}.runs SET
+        owner = p_node, status = 'queued',
+        recoveries = recoveries + CASE WHEN v_from IS NULL THEN 0 ELSE 1 END,
+        updated_at = v_now
+      WHERE id = v_run.id RETURNING * INTO v_run;
+      INSERT INTO ${s}.run_events (run_id, at, kind, node_id, detail)
+      VALUES (v_run.id, v_now, 'adopted', p_node, jsonb_build_object('from', v_from));
+      dead := false;
+      run := to_jsonb(v_run);
+      RETURN NEXT;
+      v_taken := v_taken + 1;
+      EXIT WHEN v_taken >= p_limit;
+    END IF;
+  END LOOP;
+  PERFORM ${s}.notify_finished(v_dead);
+END $f$;
+
+-- Ends p_node's lease and gives back its live runs, each with a released event.
+CREATE FUNCTION ${s}.leave_node(p_node text) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+  v_now bigint := ${s}.now_ms();
+BEGIN
+  DELETE FROM ${s}.nodes WHERE id = p_node;
+  PERFORM 1 FROM ${s}.runs r WHERE r.owner = p_node AND r.status IN ${LIVE} ORDER BY r.id FOR UPDATE;
+  WITH released AS (
+    UPDATE ${s}.runs SET owner = NULL, status = 'queued', updated_at = v_now
+    WHERE owner = p_node AND status IN ${LIVE}
+    RETURNING id
+  )
+  INSERT INTO ${s}.run_events (run_id, at, kind, node_id)
+  SELECT released.id, v_now, 'released', p_node FROM released ORDER BY released.id;
+END $f$;
+`,
+  },
+];
+
+/** The newest schema version this code knows. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** A schema name the stores accept: a lower-case SQL identifier short enough for its channel name. */
+export const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
+
+/** Checks `schema` (the `schema` option) and gives it. */
+export function checkSchemaName(schema: string): string {
+  if (typeof schema !== 'string' || !SCHEMA_PATTERN.test(schema)) {
+    throw new ValidationError(
+      'schema',
+      `The schema name ${JSON.stringify(schema)} is not one the store accepts: use lower-case letters, digits and _ (not first), at most 48 characters`,
+    );
+  }
+  return schema;
+}
+
+/** Quotes a string as an SQL literal. */
+function literal(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** The names the migrations of `schema` use. */
+export function schemaNames(schema: string, deadLetterPattern: string): SchemaNames {
+  return { s: `"${schema}"`, channel: literal(channelOf(schema)), deadLetterMessage: literal(deadLetterPattern) };
+}
+
+/** The notification channel of the finished runs of `schema`. */
+export function channelOf(schema: string): string {
+  return `${schema}_finished`;
+}
+
+/**
+ * Applies the pending migrations of `schema` in `tx` (one transaction, under the schema's advisory lock); returns
+ * the versions it applied. Refuses a schema newer than this code.
+ */
+export async function migrate(
+  tx: SqlTransaction,
+  schema: string,
+  names: SchemaNames,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number[]> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`unified-orchestrator migrations ${schema}`]);
+  await tx.script(
+    `CREATE SCHEMA IF NOT EXISTS ${names.s};
+     CREATE TABLE IF NOT EXISTS ${names.s}.schema_migrations (
+       version integer PRIMARY KEY,
+       name text NOT NULL,
+       applied_at timestamptz NOT NULL DEFAULT now()
+     );`,
+  );
+  const rows = await tx.query<{ version: number | null }>(
+    `SELECT max(version) AS version FROM ${names.s}.schema_migrations`,
+  );
+  const current = rows[0]?.version ?? 0;
+  const known = migrations[migrations.length - 1]?.version ?? 0;
+  if (current > known) {
+    throw new ValidationError(
+      'schema',
+      `The store's schema "${schema}" is at version ${current}, newer than this version of unified-orchestrator knows (${known}): a newer release migrated it. Upgrade unified-orchestrator on this node (or point the store at another schema)`,
+    );
+  }
+  const applied: number[] = [];
+  for (const migration of migrations) {
+    if (migration.version <= current) continue;
+    await tx.script(migration.sql(names));
+    await tx.query(`INSERT INTO ${names.s}.schema_migrations (version, name) VALUES ($1, $2)`, [
+      migration.version,
+      migration.name,
+    ]);
+    applied.push(migration.version);
+  }
+  return applied;
+}
