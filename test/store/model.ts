@@ -186,8 +186,11 @@ export async function runModel(store: RunStore, commands: readonly Command[]): P
         if (c.op === 'start') event = { runId: run.id, kind: 'started', at, nodeId, attempt: run.attempts + 1 };
         else if (c.op === 'retry') event = { runId: run.id, kind: 'retrying', at, nodeId, attempt: run.attempts };
         else if (c.op === 'release') event = { runId: run.id, kind: 'released', at, nodeId };
-        else if (c.kind === 'completed') event = { runId: run.id, kind: 'completed', at, nodeId, result: { ok: step } };
-        else event = { runId: run.id, kind: c.kind, at, nodeId, error: { name: 'Error', message: 'boom', code: null } };
+        else if (c.op === 'end' && c.kind === 'completed')
+          event = { runId: run.id, kind: 'completed', at, nodeId, result: { ok: step } };
+        else if (c.op === 'end')
+          event = { runId: run.id, kind: c.kind, at, nodeId, error: { name: 'Error', message: 'boom', code: null } };
+        else throw new Error('unreachable');
         await store.append([event]);
         if (!LIVE.has(run.status)) break;
         if (c.op === 'end') {
