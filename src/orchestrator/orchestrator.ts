@@ -165,6 +165,7 @@ export class UnifiedOrchestrator {
         halted: () => this.#cluster.halted,
         queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
         bridge: () => ({ kind: this.#bridge.kind, ...this.#bridge.status() }),
+        store: () => this.#durable?.stats(),
       },
     });
     this.#bridge = this.#options.bridge ?? new MemoryBridge();
@@ -614,7 +615,8 @@ export class UnifiedOrchestrator {
 
   /**
    * `healthy | degraded | unhealthy`, with the detail of each component: pools (below their minimum, quarantined
-   * agents, recovery budget), queue, breakers, resource pressure, SLA breaches, bridge. Unhealthy means it cannot
+   * agents, recovery budget), queue, breakers, resource pressure, SLA breaches, bridge, and the store when one is
+   * configured (degraded while it fails writes or lease renewals). Unhealthy means it cannot
    * recover by itself (stopped, or a pool below its minimum with its recovery budget spent).
    */
   health(): HealthReport {
@@ -684,7 +686,8 @@ export class UnifiedOrchestrator {
     const engine = this.#engine;
     const pools = this.#pools;
     const resources = this.#resources;
-    return new OrchestratorMetrics(
+    const durable = this.#durable;
+    const metrics = new OrchestratorMetrics(
       options,
       {
         counts: () => {
@@ -719,10 +722,14 @@ export class UnifiedOrchestrator {
         pressure: () => resources.pressure,
         health: () => this.#health.report().status,
         halted: () => this.#cluster.halted !== null,
+        // Only with a store: without one no store metric is registered.
+        ...(durable ? { store: () => durable.stats() } : {}),
       },
       this.#events,
       this.#resources.disposables,
     );
+    if (durable && metrics.store) durable.observe(metrics.store);
+    return metrics;
   }
 
   /**
