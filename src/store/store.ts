@@ -22,8 +22,11 @@ export function isTerminal(status: RunStatus): status is TerminalRunStatus {
 
 /** The task as stored: what a node needs to queue it again after its first node is gone. */
 export interface StoredTask {
+  /** Capabilities an agent must hold, all of them. */
   readonly requires: readonly string[];
+  /** Capabilities that raise an agent's routing score. */
   readonly prefers: readonly string[];
+  /** Higher runs first, among waiting tasks and among runs to claim. */
   readonly priority: number;
   /** The payload, JSON-serialisable (the engine checks it at submit). */
   readonly payload: unknown;
@@ -31,13 +34,17 @@ export interface StoredTask {
   readonly timeoutMs: number | null;
   /** Epoch ms by which the whole task must end (from its `deadlineMs`), or `null`. */
   readonly deadlineAt: number | null;
+  /** Attempts the task may have, the first included. */
   readonly maxAttempts: number;
+  /** The task's `affinityKey`, or `null`. */
   readonly affinityKey: string | null;
 }
 
 /** An error as stored: enough to rebuild a typed error for a caller that attaches later. */
 export interface StoredError {
+  /** The error's class name (`TaskTimeoutError`, `Error`, …). */
   readonly name: string;
+  /** Its message. */
   readonly message: string;
   /** The OrchestratorError code, when it had one. */
   readonly code: string | null;
@@ -45,11 +52,17 @@ export interface StoredError {
 
 /** One run as the store holds it. */
 export interface RunRecord {
+  /** The run's id: the task's id, the same on every node. */
   readonly id: string;
+  /** The task's `type`. */
   readonly type: string;
+  /** The task's tenant, or `null`. */
   readonly tenantId: string | null;
+  /** The task's `idempotencyKey`, or `null`. */
   readonly idempotencyKey: string | null;
+  /** Where the run is. */
   readonly status: RunStatus;
+  /** The task, as a node needs it to run it. */
   readonly task: StoredTask;
   /** Attempts started (the last `started` event's attempt number). */
   readonly attempts: number;
@@ -61,8 +74,11 @@ export interface RunRecord {
   readonly result: unknown;
   /** The error of a run that ended otherwise, else `null`. */
   readonly error: StoredError | null;
+  /** When it was submitted. */
   readonly createdAt: number;
+  /** When it last changed. */
   readonly updatedAt: number;
+  /** When it ended, or `null` while live. */
   readonly finishedAt: number | null;
 }
 
@@ -72,10 +88,13 @@ export type RunEventKind =
 
 /** One entry of a run's timeline. */
 export interface RunEvent {
+  /** The run it belongs to. */
   readonly runId: string;
   /** Increasing within a run (and across runs of one store); the timeline's order. */
   readonly seq: number;
+  /** When it happened (the writing node's clock; the store's for `queued` and `adopted`). */
   readonly at: number;
+  /** What happened. */
   readonly kind: RunEventKind;
   /** The attempt it concerns, when it concerns one. */
   readonly attempt: number | null;
@@ -91,11 +110,17 @@ export interface RunEvent {
 
 /** A run to insert: the fields the store does not set itself. */
 export interface NewRun {
+  /** The run's id (unique in the store). */
   readonly id: string;
+  /** The task's `type`. */
   readonly type: string;
+  /** The task's tenant, or `null`. */
   readonly tenantId: string | null;
+  /** The task's `idempotencyKey`, or `null`. */
   readonly idempotencyKey: string | null;
+  /** The task as stored. */
   readonly task: StoredTask;
+  /** When it was submitted. */
   readonly createdAt: number;
 }
 
@@ -105,7 +130,16 @@ export interface NewRun {
  * was dead-lettered does not hold its key: a new run with it is inserted.
  */
 export type InsertOutcome =
-  { readonly kind: 'inserted' } | { readonly kind: 'duplicate'; readonly existing: RunRecord };
+  | {
+      /** Stored. */
+      readonly kind: 'inserted';
+    }
+  | {
+      /** Not stored: a run with the same tenant and key holds it. */
+      readonly kind: 'duplicate';
+      /** The run that holds the key, as it is now. */
+      readonly existing: RunRecord;
+    };
 
 /**
  * One event of a run, as a node appends it. The store records it in the timeline and moves the run:
@@ -119,13 +153,21 @@ export type InsertOutcome =
  * the store itself (`insert`, `claim`); appending them is refused with ValidationError.
  */
 export interface RunEventInput {
+  /** The run it is about. */
   readonly runId: string;
+  /** What happened. */
   readonly kind: Exclude<RunEventKind, 'queued' | 'adopted'>;
+  /** When, by the writing node's clock. */
   readonly at: number;
+  /** The node writing it. */
   readonly nodeId: string;
+  /** The attempt it concerns. */
   readonly attempt?: number | null;
+  /** The agent, for `started` and the end of an attempt. */
   readonly agentId?: string | null;
+  /** The error, for `retrying`, `deferred`, `interrupted` and failure outcomes. */
   readonly error?: StoredError | null;
+  /** Small JSON details (`delayMs`, …). */
   readonly detail?: Readonly<Record<string, unknown>> | null;
   /** For `completed`: the result (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
   readonly result?: unknown;
@@ -133,6 +175,7 @@ export interface RunEventInput {
 
 /** A node's claim on work: its capabilities (a run is claimed only if they cover its `requires`) and how many. */
 export interface ClaimRequest {
+  /** The claiming node. */
   readonly nodeId: string;
   /** Claim at most this many (at least 1). */
   readonly limit: number;
@@ -156,8 +199,11 @@ export interface ClaimResult {
 
 /** Filters of `list`; every one optional. Newest first. */
 export interface RunQuery {
+  /** Only this tenant's runs. */
   readonly tenantId?: string;
+  /** Only runs of this `type`. */
   readonly type?: string;
+  /** Only runs with this status (or one of these). */
   readonly status?: RunStatus | readonly RunStatus[];
   /** `createdAt` at or after. */
   readonly since?: number;
@@ -171,6 +217,7 @@ export interface RunQuery {
 
 /** A page of `list`. */
 export interface RunPage {
+  /** This page's runs, newest first. */
   readonly runs: readonly RunRecord[];
   /** Pass it back as `cursor` for the next page; `null` on the last page. */
   readonly cursor: string | null;
