@@ -27,6 +27,7 @@ import PgBoss from 'pg-boss';
 import { durableRounds, renderDurable, type DurableOptions, type DurableSubject } from './durable-harness.js';
 import { progress } from './harness.js';
 import { newDatabase, startPostgresServer } from './postgres-server.js';
+import { durableCommit, orchestratorSubject, type CommitResult } from './durable-ours.js';
 import { installedVersion } from './rounds.js';
 
 /** Jobs running at once, for every subject. */
@@ -152,6 +153,8 @@ export function pgBoss(batch: number, fetch: number, jobs?: number): DurableSubj
 /** The peers' configurations, in table order. */
 export function peerSubjects(quick: boolean): Array<() => DurableSubject> {
   return [
+    () => orchestratorSubject(1, CONCURRENCY),
+    () => orchestratorSubject(BATCH, CONCURRENCY),
     () => graphileWorker(1),
     () => graphileWorker(BATCH),
     () => pgBoss(1, PGBOSS_FETCH),
@@ -212,6 +215,22 @@ async function main(): Promise<void> {
       if (!seen.has(line)) console.log(`${line}.`);
       seen.add(line);
     }
+    // Submit-to-commit of the orchestrator's own stores (no peer has the same step: their enqueue is an INSERT).
+    const commits: CommitResult[] = [];
+    const commitTasks = quick ? 1_000 : 5_000;
+    commits.push(
+      await durableCommit('postgres', await newDatabase(server.url, `commit_${++databases}`), commitTasks, PRODUCERS),
+    );
+    commits.push(await durableCommit('pglite', undefined, commitTasks, PRODUCERS));
+    console.log('\n| store | tasks | stored per second | commit wait p50 / p99 (ms) |\n| --- | ---: | ---: | ---: |');
+    for (const c of commits) {
+      console.log(
+        `| ${c.store} | ${c.tasks} | ${Math.round(c.storedPerSecond).toLocaleString('en-US')} | ${c.p50Ms.toFixed(2)} / ${c.p99Ms.toFixed(2)} |`,
+      );
+    }
+    console.log(
+      `\nSubmit-to-commit: ${PRODUCERS} callers each awaiting enqueue() (the task stored) before the next, ${CONCURRENCY} no-op agents running them meanwhile.`,
+    );
   } finally {
     server.stop();
   }
