@@ -22,8 +22,11 @@ export function isTerminal(status: RunStatus): status is TerminalRunStatus {
 
 /** The task as stored: what a node needs to queue it again after its first node is gone. */
 export interface StoredTask {
+  /** The capabilities an agent must have to run it. */
   readonly requires: readonly string[];
+  /** Capabilities that make an agent a better choice, not a requirement. */
   readonly prefers: readonly string[];
+  /** Higher runs first (claims take the highest first too). */
   readonly priority: number;
   /** The payload, JSON-serialisable (the engine checks it at submit). */
   readonly payload: unknown;
@@ -31,13 +34,17 @@ export interface StoredTask {
   readonly timeoutMs: number | null;
   /** Epoch ms by which the whole task must end (from its `deadlineMs`), or `null`. */
   readonly deadlineAt: number | null;
+  /** Attempts before it gives up; also the least number of recoveries before a claim dead-letters it. */
   readonly maxAttempts: number;
+  /** The affinity key that routes related tasks to the same agent, or `null`. */
   readonly affinityKey: string | null;
 }
 
 /** An error as stored: enough to rebuild a typed error for a caller that attaches later. */
 export interface StoredError {
+  /** The error's class name (`TaskTimeoutError`, `Error`, …). */
   readonly name: string;
+  /** The error's message. */
   readonly message: string;
   /** The OrchestratorError code, when it had one. */
   readonly code: string | null;
@@ -45,11 +52,17 @@ export interface StoredError {
 
 /** One run as the store holds it. */
 export interface RunRecord {
+  /** The run id (the task id). */
   readonly id: string;
+  /** The task's type. */
   readonly type: string;
+  /** The tenant the run belongs to, or `null`. */
   readonly tenantId: string | null;
+  /** The task's idempotency key, or `null`. */
   readonly idempotencyKey: string | null;
+  /** Where the run is. */
   readonly status: RunStatus;
+  /** The task, enough to queue it again on another node. */
   readonly task: StoredTask;
   /** Attempts started (the last `started` event's attempt number). */
   readonly attempts: number;
@@ -61,8 +74,11 @@ export interface RunRecord {
   readonly result: unknown;
   /** The error of a run that ended otherwise, else `null`. */
   readonly error: StoredError | null;
+  /** When the run was accepted (the accepting node's clock). */
   readonly createdAt: number;
+  /** When the store last changed it (the store's clock). */
   readonly updatedAt: number;
+  /** When it ended (the terminal event's `at`), or `null` while live. */
   readonly finishedAt: number | null;
 }
 
@@ -72,10 +88,13 @@ export type RunEventKind =
 
 /** One entry of a run's timeline. */
 export interface RunEvent {
+  /** The run it belongs to. */
   readonly runId: string;
   /** Increasing within a run (and across runs of one store); the timeline's order. */
   readonly seq: number;
+  /** When it happened (the writing node's clock; the store's for `adopted`, `released` by `leave` and dead-letters by `claim`). */
   readonly at: number;
+  /** What happened. */
   readonly kind: RunEventKind;
   /** The attempt it concerns, when it concerns one. */
   readonly attempt: number | null;
@@ -91,11 +110,17 @@ export interface RunEvent {
 
 /** A run to insert: the fields the store does not set itself. */
 export interface NewRun {
+  /** The run id (the task id), unique in the store. */
   readonly id: string;
+  /** The task's type. */
   readonly type: string;
+  /** The tenant, or `null`. */
   readonly tenantId: string | null;
+  /** The idempotency key, or `null` for none. */
   readonly idempotencyKey: string | null;
+  /** The task as stored. */
   readonly task: StoredTask;
+  /** When the node accepted it. */
   readonly createdAt: number;
 }
 
@@ -105,7 +130,16 @@ export interface NewRun {
  * was dead-lettered does not hold its key: a new run with it is inserted.
  */
 export type InsertOutcome =
-  { readonly kind: 'inserted' } | { readonly kind: 'duplicate'; readonly existing: RunRecord };
+  | {
+      /** Stored. */
+      readonly kind: 'inserted';
+    }
+  | {
+      /** Not stored: a live or completed run holds the key. */
+      readonly kind: 'duplicate';
+      /** The run holding the key. */
+      readonly existing: RunRecord;
+    };
 
 /**
  * One event of a run, as a node appends it. The store records it in the timeline and moves the run:
@@ -116,16 +150,25 @@ export type InsertOutcome =
  * A non-terminal event moves the run only while `nodeId` owns it and it is not terminal (a node that lost the run
  * to another records history but changes nothing). A terminal event applies to any live run whoever owns it (the
  * first end wins) and is ignored (not even recorded) once the run is terminal. `queued` and `adopted` are written by
- * the store itself (`insert`, `claim`); appending them is refused with ValidationError.
+ * the store itself (`insert`, `claim`); appending them is refused with ValidationError (and nothing of the batch is
+ * written). An event of a run the store does not hold (never inserted, or pruned) is ignored.
  */
 export interface RunEventInput {
+  /** The run it moves. */
   readonly runId: string;
+  /** What happened. */
   readonly kind: Exclude<RunEventKind, 'queued' | 'adopted'>;
+  /** When (the node's clock); a terminal event's `at` becomes the run's `finishedAt`. */
   readonly at: number;
+  /** The node writing it. */
   readonly nodeId: string;
+  /** The attempt it concerns (for `started`, the new `attempts`). */
   readonly attempt?: number | null;
+  /** The agent, for `started` and terminal events of an attempt. */
   readonly agentId?: string | null;
+  /** The error of `retrying`, `deferred`, `interrupted` and failure outcomes. */
   readonly error?: StoredError | null;
+  /** Small JSON details (`delayMs`, a reason). */
   readonly detail?: Readonly<Record<string, unknown>> | null;
   /** For `completed`: the result (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
   readonly result?: unknown;
@@ -133,8 +176,9 @@ export interface RunEventInput {
 
 /** A node's claim on work: its capabilities (a run is claimed only if they cover its `requires`) and how many. */
 export interface ClaimRequest {
+  /** The claiming node: it owns what it claims. */
   readonly nodeId: string;
-  /** Claim at most this many (at least 1). */
+  /** Claim at most this many (at least 1); runs dead-lettered instead (`ClaimResult.deadLettered`) do not count. */
   readonly limit: number;
   /** The capabilities of the node's agents, all pools together. */
   readonly capabilities: readonly string[];
@@ -150,14 +194,20 @@ export interface ClaimRequest {
 export interface ClaimResult {
   /** Now owned by the node, status `queued`, each with an `adopted` event; `recoveries` counts this take-over. */
   readonly runs: readonly RunRecord[];
-  /** Taken from a dead node once too often: ended `dead-lettered` (their terminal event is written). */
+  /**
+   * Taken from a dead node once too often: ended `dead-lettered` (their terminal event is written, by and now owned
+   * by the claiming node; `recoveries` counts this take-over too).
+   */
   readonly deadLettered: readonly RunRecord[];
 }
 
 /** Filters of `list`; every one optional. Newest first. */
 export interface RunQuery {
+  /** Only this tenant's runs. */
   readonly tenantId?: string;
+  /** Only runs of this task type. */
   readonly type?: string;
+  /** Only runs in this status, or in one of these. */
   readonly status?: RunStatus | readonly RunStatus[];
   /** `createdAt` at or after. */
   readonly since?: number;
@@ -171,6 +221,7 @@ export interface RunQuery {
 
 /** A page of `list`. */
 export interface RunPage {
+  /** The runs of this page, newest first. */
   readonly runs: readonly RunRecord[];
   /** Pass it back as `cursor` for the next page; `null` on the last page. */
   readonly cursor: string | null;
@@ -187,14 +238,19 @@ export interface RunStore {
   /** Whether what it holds survives the process (false for MemoryStore). */
   readonly durable: boolean;
 
-  /** Connects and applies pending migrations (under an advisory lock on PostgreSQL). Idempotent. */
+  /**
+   * Connects and applies pending migrations (under an advisory lock on PostgreSQL). Idempotent. Until it resolves,
+   * and after `close()`, the other methods reject with StoreUnavailableError.
+   */
   open(): Promise<void>;
   /** Releases connections and timers; what it holds stays. Idempotent. */
   close(): Promise<void>;
 
   /**
    * Inserts runs owned by `nodeId`, status `queued`, each with a `queued` event, in one transaction; one outcome
-   * per run in order. Idempotency keys are unique per tenant among runs that are live or completed.
+   * per run in order. Idempotency keys are unique per tenant among runs that are live or completed (no tenant and
+   * the tenant `''` are one). A run id the store already holds, or given twice, is refused with ValidationError
+   * (nothing of the batch is written).
    */
   insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]>;
   /** Appends events in order, in one transaction, moving runs as {@link RunEventInput} says. */
