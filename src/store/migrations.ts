@@ -176,9 +176,13 @@ BEGIN
         v_again := v_again || (SELECT e FROM jsonb_array_elements(v_pending) e WHERE (e ->> 'ord')::integer = v_row.ord);
       END IF;
     END LOOP;
-    EXIT WHEN jsonb_array_length(v_again) = 0;
+    IF jsonb_array_length(v_again) = 0 THEN
+      RETURN;
+    END IF;
     v_pending := v_again;
   END LOOP;
+  -- Keys changing hands this often under us: let the caller run the whole insert again.
+  RAISE EXCEPTION 'idempotency keys kept changing hands during the insert' USING ERRCODE = '40001';
 END $f$;
 
 -- Appends the events of p_events (a JSON array, in order) and moves their runs (see RunEventInput).

@@ -140,6 +140,25 @@ describe.skipIf(POSTGRES_SERVER.skip)('PostgresStore', () => {
       await newer.close();
     }, 60_000);
 
+    it('gives one idempotency key to one run when nodes insert it at the same moment', async () => {
+      const url = await server.createDatabase('uo_race');
+      const stores = [0, 1, 2].map(() => new PostgresStore({ connectionString: url, maxConnections: 4 }));
+      try {
+        await Promise.all(stores.map((store) => store.open()));
+        const attempts = Array.from({ length: 12 }, (_, i) =>
+          stores[i % 3]!.insert(`n${i % 3}`, [run(`race-${i}`, { tenantId: 't', idempotencyKey: 'same' })]),
+        );
+        const outcomes = (await Promise.all(attempts)).flat();
+        const inserted = outcomes.flatMap((o, i) => (o.kind === 'inserted' ? [`race-${i}`] : []));
+        expect(inserted).toHaveLength(1);
+        for (const outcome of outcomes) {
+          if (outcome.kind === 'duplicate') expect(outcome.existing.id).toBe(inserted[0]);
+        }
+      } finally {
+        await Promise.all(stores.map((store) => store.close()));
+      }
+    }, 60_000);
+
     it('keeps two stores apart by schema in one database', async () => {
       const url = await server.createDatabase('uo_schemas');
       const a = new PostgresStore({ connectionString: url, schema: 'app_a' });
