@@ -110,11 +110,11 @@ DECLARE
   v_len integer;
 BEGIN
   FOREACH v_id IN ARRAY p_ids LOOP
-    v_len := octet_length(to_jsonb(v_id)::text) + 1;
+    v_len := octet_length(to_json(v_id)::text) + 1;
     -- An id too long to notify is left to the callers' polling.
     CONTINUE WHEN v_len > 7000;
-    IF v_size + v_len > 7900 THEN
-      PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+    IF v_size + v_len > 7800 THEN
+      PERFORM pg_notify(${channel}, array_to_json(v_chunk)::text);
       v_chunk := '{}';
       v_size := 2;
     END IF;
@@ -122,7 +122,7 @@ BEGIN
     v_size := v_size + v_len;
   END LOOP;
   IF cardinality(v_chunk) > 0 THEN
-    PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+    PERFORM pg_notify(${channel}, array_to_json(v_chunk)::text);
   END IF;
 END $f$;
 
