@@ -7,24 +7,6 @@ export type { HaltOptions, OrchestratorStats, RunHistory, TenantOptions } from '
 export type { DurabilityOptions } from './store/durability-options.js';
 export type { DurableStats, DurableTaskHandle } from './store/durable-runs.js';
 export type { RunWriterStats } from './store/run-writer.js';
-export { isTerminal } from './store/store.js';
-export type {
-  ClaimRequest,
-  ClaimResult,
-  InsertOutcome,
-  NewRun,
-  RunEvent,
-  RunEventInput,
-  RunEventKind,
-  RunPage,
-  RunQuery,
-  RunRecord,
-  RunStatus,
-  RunStore,
-  StoredError,
-  StoredTask,
-  TerminalRunStatus,
-} from './store/store.js';
 export type { ControlState } from './orchestrator/cluster-link.js';
 export type { OrchestratorState } from './health/health-monitor.js';
 export type { EngineOptions } from './engine/options.js';
@@ -170,3 +152,30 @@ export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
 export type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener } from './events.js';
 export type { SlaEvent } from './health/events.js';
 export type { TaskFailureOutcome, TaskOutcome } from './engine/events.js';
+
+// Durable runs: the store of record (src/store/store.ts) and its three implementations.
+export { MemoryStore } from './store/memory-store.js';
+export type { MemoryStoreOptions, StoreClock } from './store/memory-store.js';
+export { PostgresStore } from './store/postgres-store.js';
+export type { PostgresStoreOptions } from './store/postgres-store.js';
+export { PGliteStore } from './store/pglite-store.js';
+export type { PGliteStoreOptions } from './store/pglite-store.js';
+export type { SqlRunStore, SqlStoreOptions } from './store/sql/sql-store.js';
+export { isTerminal } from './store/store.js';
+export type {
+  ClaimRequest,
+  ClaimResult,
+  InsertOutcome,
+  NewRun,
+  RunEvent,
+  RunEventInput,
+  RunEventKind,
+  RunPage,
+  RunQuery,
+  RunRecord,
+  RunStatus,
+  RunStore,
+  StoredError,
+  StoredTask,
+  TerminalRunStatus,
+} from './store/store.js';

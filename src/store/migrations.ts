@@ -110,11 +110,11 @@ DECLARE
   v_len integer;
 BEGIN
   FOREACH v_id IN ARRAY p_ids LOOP
-    v_len := octet_length(to_jsonb(v_id)::text) + 1;
+    v_len := octet_length(to_json(v_id)::text) + 1;
     -- An id too long to notify is left to the callers' polling.
     CONTINUE WHEN v_len > 7000;
-    IF v_size + v_len > 7900 THEN
-      PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+    IF v_size + v_len > 7800 THEN
+      PERFORM pg_notify(${channel}, array_to_json(v_chunk)::text);
       v_chunk := '{}';
       v_size := 2;
     END IF;
@@ -122,7 +122,7 @@ BEGIN
     v_size := v_size + v_len;
   END LOOP;
   IF cardinality(v_chunk) > 0 THEN
-    PERFORM pg_notify(${channel}, to_jsonb(v_chunk)::text);
+    PERFORM pg_notify(${channel}, array_to_json(v_chunk)::text);
   END IF;
 END $f$;
 
@@ -176,9 +176,13 @@ BEGIN
         v_again := v_again || (SELECT e FROM jsonb_array_elements(v_pending) e WHERE (e ->> 'ord')::integer = v_row.ord);
       END IF;
     END LOOP;
-    EXIT WHEN jsonb_array_length(v_again) = 0;
+    IF jsonb_array_length(v_again) = 0 THEN
+      RETURN;
+    END IF;
     v_pending := v_again;
   END LOOP;
+  -- Keys changing hands this often under us: let the caller run the whole insert again.
+  RAISE EXCEPTION 'idempotency keys kept changing hands during the insert' USING ERRCODE = '40001';
 END $f$;
 
 -- Appends the events of p_events (a JSON array, in order) and moves their runs (see RunEventInput).

@@ -22,11 +22,11 @@ export function isTerminal(status: RunStatus): status is TerminalRunStatus {
 
 /** The task as stored: what a node needs to queue it again after its first node is gone. */
 export interface StoredTask {
-  /** Capabilities an agent must hold, all of them. */
+  /** The capabilities an agent must have to run it. */
   readonly requires: readonly string[];
-  /** Capabilities that raise an agent's routing score. */
+  /** Capabilities that make an agent a better choice, not a requirement. */
   readonly prefers: readonly string[];
-  /** Higher runs first, among waiting tasks and among runs to claim. */
+  /** Higher runs first (claims take the highest first too). */
   readonly priority: number;
   /** The payload, JSON-serialisable (the engine checks it at submit). */
   readonly payload: unknown;
@@ -34,9 +34,9 @@ export interface StoredTask {
   readonly timeoutMs: number | null;
   /** Epoch ms by which the whole task must end (from its `deadlineMs`), or `null`. */
   readonly deadlineAt: number | null;
-  /** Attempts the task may have, the first included. */
+  /** Attempts before it gives up; also the least number of recoveries before a claim dead-letters it. */
   readonly maxAttempts: number;
-  /** The task's `affinityKey`, or `null`. */
+  /** The affinity key that routes related tasks to the same agent, or `null`. */
   readonly affinityKey: string | null;
 }
 
@@ -44,7 +44,7 @@ export interface StoredTask {
 export interface StoredError {
   /** The error's class name (`TaskTimeoutError`, `Error`, …). */
   readonly name: string;
-  /** Its message. */
+  /** The error's message. */
   readonly message: string;
   /** The OrchestratorError code, when it had one. */
   readonly code: string | null;
@@ -52,17 +52,17 @@ export interface StoredError {
 
 /** One run as the store holds it. */
 export interface RunRecord {
-  /** The run's id: the task's id, the same on every node. */
+  /** The run id (the task id). */
   readonly id: string;
-  /** The task's `type`. */
+  /** The task's type. */
   readonly type: string;
-  /** The task's tenant, or `null`. */
+  /** The tenant the run belongs to, or `null`. */
   readonly tenantId: string | null;
-  /** The task's `idempotencyKey`, or `null`. */
+  /** The task's idempotency key, or `null`. */
   readonly idempotencyKey: string | null;
   /** Where the run is. */
   readonly status: RunStatus;
-  /** The task, as a node needs it to run it. */
+  /** The task, enough to queue it again on another node. */
   readonly task: StoredTask;
   /** Attempts started (the last `started` event's attempt number). */
   readonly attempts: number;
@@ -74,11 +74,11 @@ export interface RunRecord {
   readonly result: unknown;
   /** The error of a run that ended otherwise, else `null`. */
   readonly error: StoredError | null;
-  /** When it was submitted. */
+  /** When the run was accepted (the accepting node's clock). */
   readonly createdAt: number;
-  /** When it last changed. */
+  /** When the store last changed it (the store's clock). */
   readonly updatedAt: number;
-  /** When it ended, or `null` while live. */
+  /** When it ended (the terminal event's `at`), or `null` while live. */
   readonly finishedAt: number | null;
 }
 
@@ -92,7 +92,7 @@ export interface RunEvent {
   readonly runId: string;
   /** Increasing within a run (and across runs of one store); the timeline's order. */
   readonly seq: number;
-  /** When it happened (the writing node's clock; the store's for `queued` and `adopted`). */
+  /** When it happened (the writing node's clock; the store's for `adopted`, `released` by `leave` and dead-letters by `claim`). */
   readonly at: number;
   /** What happened. */
   readonly kind: RunEventKind;
@@ -110,17 +110,17 @@ export interface RunEvent {
 
 /** A run to insert: the fields the store does not set itself. */
 export interface NewRun {
-  /** The run's id (unique in the store). */
+  /** The run id (the task id), unique in the store. */
   readonly id: string;
-  /** The task's `type`. */
+  /** The task's type. */
   readonly type: string;
-  /** The task's tenant, or `null`. */
+  /** The tenant, or `null`. */
   readonly tenantId: string | null;
-  /** The task's `idempotencyKey`, or `null`. */
+  /** The idempotency key, or `null` for none. */
   readonly idempotencyKey: string | null;
   /** The task as stored. */
   readonly task: StoredTask;
-  /** When it was submitted. */
+  /** When the node accepted it. */
   readonly createdAt: number;
 }
 
@@ -135,9 +135,9 @@ export type InsertOutcome =
       readonly kind: 'inserted';
     }
   | {
-      /** Not stored: a run with the same tenant and key holds it. */
+      /** Not stored: a live or completed run holds the key. */
       readonly kind: 'duplicate';
-      /** The run that holds the key, as it is now. */
+      /** The run holding the key. */
       readonly existing: RunRecord;
     };
 
@@ -150,24 +150,25 @@ export type InsertOutcome =
  * A non-terminal event moves the run only while `nodeId` owns it and it is not terminal (a node that lost the run
  * to another records history but changes nothing). A terminal event applies to any live run whoever owns it (the
  * first end wins) and is ignored (not even recorded) once the run is terminal. `queued` and `adopted` are written by
- * the store itself (`insert`, `claim`); appending them is refused with ValidationError.
+ * the store itself (`insert`, `claim`); appending them is refused with ValidationError (and nothing of the batch is
+ * written). An event of a run the store does not hold (never inserted, or pruned) is ignored.
  */
 export interface RunEventInput {
-  /** The run it is about. */
+  /** The run it moves. */
   readonly runId: string;
   /** What happened. */
   readonly kind: Exclude<RunEventKind, 'queued' | 'adopted'>;
-  /** When, by the writing node's clock. */
+  /** When (the node's clock); a terminal event's `at` becomes the run's `finishedAt`. */
   readonly at: number;
   /** The node writing it. */
   readonly nodeId: string;
-  /** The attempt it concerns. */
+  /** The attempt it concerns (for `started`, the new `attempts`). */
   readonly attempt?: number | null;
-  /** The agent, for `started` and the end of an attempt. */
+  /** The agent, for `started` and terminal events of an attempt. */
   readonly agentId?: string | null;
-  /** The error, for `retrying`, `deferred`, `interrupted` and failure outcomes. */
+  /** The error of `retrying`, `deferred`, `interrupted` and failure outcomes. */
   readonly error?: StoredError | null;
-  /** Small JSON details (`delayMs`, …). */
+  /** Small JSON details (`delayMs`, a reason). */
   readonly detail?: Readonly<Record<string, unknown>> | null;
   /** For `completed`: the result (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
   readonly result?: unknown;
@@ -175,9 +176,9 @@ export interface RunEventInput {
 
 /** A node's claim on work: its capabilities (a run is claimed only if they cover its `requires`) and how many. */
 export interface ClaimRequest {
-  /** The claiming node. */
+  /** The claiming node: it owns what it claims. */
   readonly nodeId: string;
-  /** Claim at most this many (at least 1). */
+  /** Claim at most this many (at least 1); runs dead-lettered instead (`ClaimResult.deadLettered`) do not count. */
   readonly limit: number;
   /** The capabilities of the node's agents, all pools together. */
   readonly capabilities: readonly string[];
@@ -193,7 +194,10 @@ export interface ClaimRequest {
 export interface ClaimResult {
   /** Now owned by the node, status `queued`, each with an `adopted` event; `recoveries` counts this take-over. */
   readonly runs: readonly RunRecord[];
-  /** Taken from a dead node once too often: ended `dead-lettered` (their terminal event is written). */
+  /**
+   * Taken from a dead node once too often: ended `dead-lettered` (their terminal event is written, by and now owned
+   * by the claiming node; `recoveries` counts this take-over too).
+   */
   readonly deadLettered: readonly RunRecord[];
 }
 
@@ -201,9 +205,9 @@ export interface ClaimResult {
 export interface RunQuery {
   /** Only this tenant's runs. */
   readonly tenantId?: string;
-  /** Only runs of this `type`. */
+  /** Only runs of this task type. */
   readonly type?: string;
-  /** Only runs with this status (or one of these). */
+  /** Only runs in this status, or in one of these. */
   readonly status?: RunStatus | readonly RunStatus[];
   /** `createdAt` at or after. */
   readonly since?: number;
@@ -217,7 +221,7 @@ export interface RunQuery {
 
 /** A page of `list`. */
 export interface RunPage {
-  /** This page's runs, newest first. */
+  /** The runs of this page, newest first. */
   readonly runs: readonly RunRecord[];
   /** Pass it back as `cursor` for the next page; `null` on the last page. */
   readonly cursor: string | null;
@@ -234,14 +238,19 @@ export interface RunStore {
   /** Whether what it holds survives the process (false for MemoryStore). */
   readonly durable: boolean;
 
-  /** Connects and applies pending migrations (under an advisory lock on PostgreSQL). Idempotent. */
+  /**
+   * Connects and applies pending migrations (under an advisory lock on PostgreSQL). Idempotent. Until it resolves,
+   * and after `close()`, the other methods reject with StoreUnavailableError.
+   */
   open(): Promise<void>;
   /** Releases connections and timers; what it holds stays. Idempotent. */
   close(): Promise<void>;
 
   /**
    * Inserts runs owned by `nodeId`, status `queued`, each with a `queued` event, in one transaction; one outcome
-   * per run in order. Idempotency keys are unique per tenant among runs that are live or completed.
+   * per run in order. Idempotency keys are unique per tenant among runs that are live or completed (no tenant and
+   * the tenant `''` are one). A run id the store already holds, or given twice, is refused with ValidationError
+   * (nothing of the batch is written).
    */
   insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]>;
   /** Appends events in order, in one transaction, moving runs as {@link RunEventInput} says. */

@@ -804,6 +804,22 @@ export function runStoreContract(
       );
 
       it(
+        'tells of every run of a large batch (more ids than one notification holds)',
+        async () => {
+          const { store, peer } = await setup();
+          const seen = new Set<string>();
+          const stop = await store.onFinished((ids) => ids.forEach((id) => seen.add(id)));
+          const runs = Array.from({ length: 400 }, (_, i) => newRun({ id: `${unique('a-rather-long-run-id')}-${i}` }));
+          await peer.insert('n1', runs);
+          await peer.append(runs.map((run) => ev(run, 'completed', 'n1')));
+          await waitFor(() => seen.size >= 400);
+          expect([...seen].sort()).toEqual(runs.map((r) => r.id).sort());
+          await stop();
+        },
+        timeout,
+      );
+
+      it(
         'tells a listener of runs that claim dead-lettered',
         async () => {
           const { store, peer } = await setup();

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
 import { PGliteStore } from '../../src/store/pglite-store.js';
 import { runStoreContract } from './contract.js';
+import { runExitChild } from './fixtures/run-exit-child.js';
 
 let db: PGlite;
 let schemas = 0;
@@ -69,6 +70,13 @@ describe('PGliteStore', () => {
     }
     // The shared instance of this file was never closed by the contract's stores.
     expect(db.closed).toBe(false);
+  }, 120_000);
+
+  it('lets the process exit on its own after close()', async () => {
+    const { code, out } = await runExitChild(['pglite'], 110_000);
+    expect(out).toMatch(/finished exit-\d+/);
+    expect(out).toMatch(/closed ok/);
+    expect(code).toBe(0);
   }, 120_000);
 
   it('refuses a bad schema name and both dataDir and pglite', () => {

@@ -42,11 +42,11 @@ export function isUnavailable(error: unknown, depth = 0): boolean {
   if (typeof error !== 'object' || error === null || depth > 3) return false;
   const e = error as DriverError;
   const code = typeof e.code === 'string' ? e.code : '';
-  // SQLSTATE codes are five characters; anything else with a code is a Node system error.
+  // Node's system error codes first: some (EPIPE) have the shape of a SQLSTATE code.
+  if (NETWORK_CODES.has(code)) return true;
   if (code.length === 5 && /^[0-9A-Z]{5}$/.test(code)) {
     return UNAVAILABLE_CODES.has(code) || UNAVAILABLE_CLASSES.some((prefix) => code.startsWith(prefix));
   }
-  if (NETWORK_CODES.has(code)) return true;
   if (typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message)) return true;
   // Node's happy-eyeballs connect gives an AggregateError of one error per address.
   if (Array.isArray(e.errors) && e.errors.some((inner) => isUnavailable(inner, depth + 1))) return true;

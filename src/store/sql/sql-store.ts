@@ -116,7 +116,10 @@ export abstract class SqlRunStore implements RunStore {
     this.#channel = channelOf(this.schema);
   }
 
-  /** Connects to the database (the executor). */
+  /**
+   * Connects to the database (the executor).
+   * @internal
+   */
   protected abstract connect(): Promise<SqlExecutor>;
 
   async open(): Promise<void> {
