@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/durable-peers.ts            # three rounds, about three minutes on 2 cores
  *   npx tsx bench/durable-peers.ts --quick    # one round, fewer jobs
+ *   npx tsx bench/durable-peers.ts --ours     # only the orchestrator's own subjects
  *
  * Prints a Markdown table on stdout (progress on stderr); bench/results/durable-peers.md keeps a run with its reading.
  *
@@ -174,7 +175,8 @@ async function main(): Promise<void> {
     idleSamples: quick ? 10 : 30,
     timeoutMs: 120_000,
   };
-  const makers = peerSubjects(quick);
+  // `--ours`: only the orchestrator's own subjects (to compare two versions of it quickly).
+  const makers = process.argv.includes('--ours') ? peerSubjects(quick).slice(0, 2) : peerSubjects(quick);
   const subjects = makers.map((make) => make());
   const server = await startPostgresServer();
   progress(`server: ${server.version} at ${server.url}`);

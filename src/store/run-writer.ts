@@ -1,7 +1,7 @@
 /**
  * Grouped commits: every run inserted, and every event appended, in one event-loop turn goes to the store in one
- * statement (one transaction), so durability costs a round trip per batch, not per task. Writes are serial (one batch
- * in flight), which keeps a run's insert before its events and its events in order.
+ * statement (one transaction), so durability costs a round trip per batch, not per task. Inserts and events are two
+ * lanes, each with one statement in flight: events stay in order, and a run's events come after its insert.
  *
  * A failed insert fails its submits (StoreUnavailableError: nothing was stored, nothing accepted). Failed events are
  * kept and written again with backoff once the store answers: running tasks go on, and their outcomes reach the store
@@ -73,8 +73,10 @@ export class RunWriter {
   #events: RunEventInput[] = [];
   /** Non-terminal events among `#events`. */
   #progress = 0;
-  #scheduled = false;
-  #writing: Promise<void> | undefined;
+  #insertScheduled = false;
+  #appendScheduled = false;
+  #insertLane: Promise<void> | undefined;
+  #appendLane: Promise<void> | undefined;
   /** Events at the head of `#events` that an append in flight is writing. */
   #inFlight = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -159,26 +161,49 @@ export class RunWriter {
   }
 
   #idle(): boolean {
-    return this.#inserts.length === 0 && this.#events.length === 0 && this.#writing === undefined;
+    return (
+      this.#inserts.length === 0 &&
+      this.#events.length === 0 &&
+      this.#insertLane === undefined &&
+      this.#appendLane === undefined
+    );
   }
 
+  /**
+   * Inserts and appends go in two lanes, each serial (one statement in flight): a run's events exist only once its
+   * insert resolved, so they cannot overtake it, and a batch of events in flight does not hold up the next submits.
+   */
   #schedule(): void {
-    if (this.#scheduled || this.#writing || this.#closed) return;
-    // While events wait out a backoff, a new insert still goes at once (and, if it works, takes them along).
-    if (this.#retryTimer && this.#inserts.length === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.#writing = this.#write().finally(() => {
-        this.#writing = undefined;
-        if (this.#closed) return;
-        if (this.#inserts.length > 0 || (this.#events.length > 0 && !this.#retryTimer)) this.#schedule();
-        else if (this.#idle()) this.#wakeDrained();
+    if (this.#closed) return;
+    if (!this.#insertScheduled && !this.#insertLane && this.#inserts.length > 0) {
+      this.#insertScheduled = true;
+      setImmediate(() => {
+        this.#insertScheduled = false;
+        this.#insertLane = this.#writeInserts().finally(() => {
+          this.#insertLane = undefined;
+          this.#afterLane();
+        });
       });
-    });
+    }
+    if (!this.#appendScheduled && !this.#appendLane && this.#events.length > 0 && !this.#retryTimer) {
+      this.#appendScheduled = true;
+      setImmediate(() => {
+        this.#appendScheduled = false;
+        this.#appendLane = this.#writeEvents().finally(() => {
+          this.#appendLane = undefined;
+          this.#afterLane();
+        });
+      });
+    }
   }
 
-  async #write(): Promise<void> {
+  #afterLane(): void {
+    if (this.#closed) return;
+    this.#schedule();
+    if (this.#idle()) this.#wakeDrained();
+  }
+
+  async #writeInserts(): Promise<void> {
     while (!this.#closed && this.#inserts.length > 0) {
       const batch = this.#inserts.splice(0, this.#maxBatch);
       const started = performance.now();
@@ -203,8 +228,12 @@ export class RunWriter {
       if (this.#retryTimer) {
         clearTimeout(this.#retryTimer);
         this.#retryTimer = undefined;
+        this.#schedule();
       }
     }
+  }
+
+  async #writeEvents(): Promise<void> {
     while (!this.#closed && this.#events.length > 0 && !this.#retryTimer) {
       const batch = this.#events.slice(0, MAX_EVENTS_PER_APPEND);
       const started = performance.now();
