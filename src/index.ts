@@ -4,6 +4,7 @@
  */
 export { UnifiedOrchestrator } from './orchestrator/orchestrator.js';
 export type { HaltOptions, OrchestratorStats, RunHistory, TenantOptions } from './orchestrator/orchestrator.js';
+export { DURABILITY_DEFAULTS } from './store/durability-options.js';
 export type { DurabilityOptions } from './store/durability-options.js';
 export type { DurableStats, DurableTaskHandle } from './store/durable-runs.js';
 export type { RunWriterStats } from './store/run-writer.js';

@@ -77,6 +77,33 @@ export interface ResolvedDurabilityOptions {
   readonly pollMs: number;
 }
 
+const DAY_MS = 86_400_000;
+
+/**
+ * The defaults of {@link DurabilityOptions}: plain values (`nodeId` is random per process, and `heartbeatMs` a third
+ * of `leaseMs`, when not given).
+ */
+export const DURABILITY_DEFAULTS = Object.freeze({
+  /** A node not heard from for this long is taken for dead, ms. */
+  leaseMs: 30_000,
+  /** How often runs without a live owner are looked for, ms. */
+  claimIntervalMs: 1_000,
+  /** Runs taken at once, and kept waiting here, from the store. */
+  maxClaim: 64,
+  /** Take-overs from dead nodes before a run is dead-lettered instead. */
+  maxRecoveries: 3,
+  /** Runs in one insert statement at most. */
+  maxBatch: 500,
+  /** Progress events kept while the store cannot be written. */
+  maxBufferedEvents: 10_000,
+  /** How long finished runs are kept, ms (7 days). */
+  retentionMs: 7 * DAY_MS,
+  /** How often finished runs past the retention are pruned, ms. */
+  pruneIntervalMs: 60_000,
+  /** How often `attach()` handles ask the store, ms. */
+  pollMs: 1_000,
+});
+
 const DURABILITY_KEYS = keysOf<DurabilityOptions>({
   nodeId: true,
   leaseMs: true,
@@ -91,8 +118,6 @@ const DURABILITY_KEYS = keysOf<DurabilityOptions>({
   pollMs: true,
 });
 
-const DAY_MS = 86_400_000;
-
 /** Validates and completes the `durability` option. Throws ValidationError naming the first wrong field. */
 export function resolveDurabilityOptions(input: unknown): ResolvedDurabilityOptions {
   const field = 'options.durability';
@@ -100,7 +125,8 @@ export function resolveDurabilityOptions(input: unknown): ResolvedDurabilityOpti
   rejectUnknownKeys(o, DURABILITY_KEYS, field);
   const ms = (key: string, fallback: number, allowInfinity = false): number =>
     optional(own(o, key), fallback, (v) => expectDuration(v, `${field}.${key}`, allowInfinity, MAX_TIMER_MS));
-  const leaseMs = ms('leaseMs', 30_000);
+  const d = DURABILITY_DEFAULTS;
+  const leaseMs = ms('leaseMs', d.leaseMs);
   if (leaseMs < 100)
     throw new ValidationError(`${field}.leaseMs`, `Expected \`${field}.leaseMs\` to be at least 100 ms`);
   const heartbeatMs = ms('heartbeatMs', Math.floor(leaseMs / 3));
@@ -118,15 +144,17 @@ export function resolveDurabilityOptions(input: unknown): ResolvedDurabilityOpti
     nodeId,
     leaseMs,
     heartbeatMs,
-    claimIntervalMs: ms('claimIntervalMs', 1_000),
-    maxClaim: optional(own(o, 'maxClaim'), 64, (v) => expectInteger(v, `${field}.maxClaim`, 1, 10_000)),
-    maxRecoveries: optional(own(o, 'maxRecoveries'), 3, (v) => expectInteger(v, `${field}.maxRecoveries`, 1, 1_000)),
-    maxBatch: optional(own(o, 'maxBatch'), 500, (v) => expectInteger(v, `${field}.maxBatch`, 1, 10_000)),
-    maxBufferedEvents: optional(own(o, 'maxBufferedEvents'), 10_000, (v) =>
+    claimIntervalMs: ms('claimIntervalMs', d.claimIntervalMs),
+    maxClaim: optional(own(o, 'maxClaim'), d.maxClaim, (v) => expectInteger(v, `${field}.maxClaim`, 1, 10_000)),
+    maxRecoveries: optional(own(o, 'maxRecoveries'), d.maxRecoveries, (v) =>
+      expectInteger(v, `${field}.maxRecoveries`, 1, 1_000),
+    ),
+    maxBatch: optional(own(o, 'maxBatch'), d.maxBatch, (v) => expectInteger(v, `${field}.maxBatch`, 1, 10_000)),
+    maxBufferedEvents: optional(own(o, 'maxBufferedEvents'), d.maxBufferedEvents, (v) =>
       expectInteger(v, `${field}.maxBufferedEvents`, 0, 10_000_000),
     ),
-    retentionMs: optional(own(o, 'retentionMs'), 7 * DAY_MS, (v) => expectDuration(v, `${field}.retentionMs`, true)),
-    pruneIntervalMs: ms('pruneIntervalMs', 60_000, true),
-    pollMs: ms('pollMs', 1_000),
+    retentionMs: optional(own(o, 'retentionMs'), d.retentionMs, (v) => expectDuration(v, `${field}.retentionMs`, true)),
+    pruneIntervalMs: ms('pruneIntervalMs', d.pruneIntervalMs, true),
+    pollMs: ms('pollMs', d.pollMs),
   };
 }

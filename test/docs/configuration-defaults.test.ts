@@ -14,6 +14,7 @@ import * as engineOptions from '../../src/engine/options.js';
 import * as audit from '../../src/health/audit.js';
 import * as healthOptions from '../../src/health/options.js';
 import * as stopOptions from '../../src/orchestrator/stop-options.js';
+import * as durabilityOptions from '../../src/store/durability-options.js';
 import * as poolOptions from '../../src/pool/options.js';
 import * as resourceOptions from '../../src/resources/options.js';
 import * as api from 'unified-orchestrator';
@@ -149,6 +150,11 @@ const SECTIONS: Record<string, { heading: string; prefix: string; defaults: Reco
     prefix: '',
     defaults: { TASK_DEFAULTS: engineOptions.TASK_DEFAULTS },
   },
+  durability: {
+    heading: 'Durability',
+    prefix: 'durability.',
+    defaults: { DURABILITY_DEFAULTS: durabilityOptions.DURABILITY_DEFAULTS },
+  },
   stop: { heading: '`stop(options)`', prefix: '', defaults: { STOP_DEFAULTS: stopOptions.STOP_DEFAULTS } },
   bridge: {
     heading: 'RedisBridge options',
@@ -180,6 +186,7 @@ const NO_VALUE: Record<string, readonly string[]> = {
     'top: health',
     'top: metrics',
     'top: audit',
+    'top: durability',
     'health: health.sla',
   ],
   'an empty collection': [
@@ -191,8 +198,10 @@ const NO_VALUE: Record<string, readonly string[]> = {
     'task: requires, prefers',
   ],
   'a list, not a plain value': ['router: notFoundCodes'],
+  'derived from another option': ['durability: durability.heartbeatMs'],
   'a function or an object, made at run time': [
     'top: bridge',
+    'durability: durability.nodeId',
     'top: clock',
     'top: random',
     'retry: retry.retryable',

@@ -38,7 +38,7 @@ function startNode(settings: Record<string, unknown>): Node {
   let err = '';
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     out += d.toString();
     let nl: number;
     while ((nl = out.indexOf('\n')) >= 0) {
@@ -48,7 +48,7 @@ function startNode(settings: Record<string, unknown>): Node {
       else if (line === 'ready') onReady();
     }
   });
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) =>
     child.on('exit', (code, signal) => {
       if (code !== 0 && signal === null && err) process.stderr.write(`durable-node stderr:\n${err}\n`);
@@ -67,7 +67,7 @@ interface LogLine {
 }
 
 function readLog(path: string): LogLine[] {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
