@@ -14,6 +14,7 @@ import {
   checkEvents,
   checkLease,
   checkLimit,
+  checkTime,
   checkNewRuns,
   DEFAULT_PAGE,
   encodeCursor,
@@ -326,6 +327,7 @@ export abstract class SqlRunStore implements RunStore {
 
   async prune(before: number, limit: number): Promise<number> {
     checkLimit(limit);
+    checkTime(before, 'before');
     const rows = await this.#run('prune', (executor) =>
       executor.query<{ n: number | string }>(
         `WITH doomed AS (
