@@ -15,14 +15,14 @@
  * Each driver keeps its defaults (pg: unnamed statements; postgres: prepared statements), with a pool of 4.
  */
 import { PGlite } from '@electric-sql/pglite';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import postgres from 'postgres';
 import { median, progress, sampleLatency, summarise, type LatencyStats } from './harness.js';
-import { startPostgresServer } from './postgres-server.js';
+import { newDatabase, startPostgresServer } from './postgres-server.js';
+import { installedVersion as installed, rotated } from './rounds.js';
 
 const quick = process.argv.includes('--quick');
 /** Rounds per subject; each figure is the median over rounds. */
@@ -91,11 +91,6 @@ function pgliteSubject(db: PGlite, version: string): Subject {
   };
 }
 
-/** The installed version of a package (read from node_modules: not every package exports its package.json). */
-function installed(name: string): string {
-  const path = fileURLToPath(new URL(`../node_modules/${name}/package.json`, import.meta.url));
-  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
-}
 const pgVersion = (): string => installed('pg');
 const porsagerVersion = (): string => installed('postgres');
 
@@ -123,18 +118,6 @@ async function measure(subject: Subject): Promise<Row[]> {
   } finally {
     await subject.query('DROP TABLE bench_runs, bench_queue');
   }
-}
-
-/** Creates database `name` on the server at `url` and gives its URL. */
-async function newDatabase(url: string, name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  return url.replace(/\/postgres$/, `/${name}`);
 }
 
 /** Table columns: pg, postgres, then PGlite. */
@@ -307,8 +290,8 @@ try {
     async () => pglite!,
   ];
   for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < makers.length; i++) {
-      const subject = await makers[(round + i) % makers.length]!();
+    for (const make of rotated(makers, round)) {
+      const subject = await make();
       if (!subjects.includes(subject.name)) subjects.push(subject.name);
       try {
         rows.push(...(await measure(subject)));

@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, chownSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import pg from 'pg';
 import { freePort } from '../test/support/free-port.js';
 
 export interface BenchPostgres {
@@ -87,4 +88,16 @@ export async function startPostgresServer(): Promise<BenchPostgres> {
   };
   process.once('exit', stop);
   return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, version, stop };
+}
+
+/** Creates database `name` on the server at `url` (a server's `postgres` database) and gives the new database's URL. */
+export async function newDatabase(url: string, name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  return url.replace(/\/postgres$/, `/${name}`);
 }

@@ -6,6 +6,12 @@
  */
 import type { CommunicationBridge } from './bridge/bridge.js';
 import {
+  resolveDurabilityOptions,
+  type DurabilityOptions,
+  type ResolvedDurabilityOptions,
+} from './store/durability-options.js';
+import type { RunStore } from './store/store.js';
+import {
   ENGINE_DEFAULTS,
   ENGINE_KEYS,
   resolveEngineOptions,
@@ -94,6 +100,17 @@ export interface OrchestratorOptions extends EngineOptions {
   /** How this node talks to the others: a RedisBridge for many processes. @default a private MemoryBridge (one process) */
   bridge?: CommunicationBridge;
   /**
+   * The store of record for durable runs: with one, every submitted task is stored before it is accepted, its history
+   * is kept, and the tasks of a node that dies are taken over by another node (or by the same one after a restart).
+   * `PostgresStore` on a PostgreSQL server (many nodes), `PGliteStore` embedded (one process, no service),
+   * `MemoryStore` (history in memory, nothing durable). The orchestrator opens it at `start()` and closes it at
+   * `stop()`. Tasks are not handed off through the bridge while a store is set: nodes share work through the store.
+   * @default none (tasks live in memory only, at full speed)
+   */
+  store?: RunStore;
+  /** How durable runs are held, written and taken over; see {@link DurabilityOptions}. Only with a `store`. */
+  durability?: DurabilityOptions;
+  /**
    * With this many tasks of a class already waiting here, a new one goes to another node that can serve it (through
    * the bridge) instead of queueing. Tasks no local agent can serve go to the cluster regardless. @default none
    */
@@ -118,6 +135,8 @@ export interface ResolvedOrchestratorOptions extends ResolvedEngineOptions {
   readonly audit: ResolvedAuditOptions;
   readonly tracing: TracingMode;
   readonly bridge: CommunicationBridge | undefined;
+  readonly store: RunStore | undefined;
+  readonly durability: ResolvedDurabilityOptions;
   readonly handOffAbove: number;
   readonly clock: Clock;
   readonly random: () => number;
@@ -156,6 +175,8 @@ const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
     audit: true,
     tracing: true,
     bridge: true,
+    store: true,
+    durability: true,
     handOffAbove: true,
     clock: true,
     random: true,
@@ -165,6 +186,24 @@ const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
 
 /** The methods an object must have to serve as the `bridge` option. */
 const BRIDGE_METHODS = ['start', 'stop', 'handOff', 'nodes', 'control', 'canAnyServe', 'status', 'stats'] as const;
+
+/** The methods an object must have to serve as the `store` option (the RunStore interface). */
+const STORE_METHODS = [
+  'open',
+  'close',
+  'insert',
+  'append',
+  'heartbeat',
+  'claim',
+  'leave',
+  'get',
+  'getMany',
+  'events',
+  'list',
+  'deadLetters',
+  'onFinished',
+  'prune',
+] as const;
 
 /** Validates and completes the orchestrator's options. Throws ValidationError naming the first wrong field. */
 export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchestratorOptions {
@@ -188,6 +227,12 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
       for (const m of BRIDGE_METHODS) expectFunction(b[m], `options.bridge.${m}`);
       return v as CommunicationBridge;
     }),
+    store: optional(own(o, 'store'), undefined, (v) => {
+      const store = expectObject(v, 'options.store');
+      for (const m of STORE_METHODS) expectFunction(store[m], `options.store.${m}`);
+      return v as RunStore;
+    }),
+    durability: resolveDurabilityOptions(own(o, 'durability')),
     handOffAbove: optional(own(o, 'handOffAbove'), d.handOffAbove, (v) => expectInteger(v, 'options.handOffAbove', 0)),
     audit: resolveAuditOptions(own(o, 'audit')),
     scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) =>

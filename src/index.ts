@@ -3,7 +3,10 @@
  * @packageDocumentation
  */
 export { UnifiedOrchestrator } from './orchestrator/orchestrator.js';
-export type { HaltOptions, OrchestratorStats, TenantOptions } from './orchestrator/orchestrator.js';
+export type { HaltOptions, OrchestratorStats, RunHistory, TenantOptions } from './orchestrator/orchestrator.js';
+export type { DurabilityOptions } from './store/durability-options.js';
+export type { DurableStats, DurableTaskHandle } from './store/durable-runs.js';
+export type { RunWriterStats } from './store/run-writer.js';
 export type { ControlState } from './orchestrator/cluster-link.js';
 export type { OrchestratorState } from './health/health-monitor.js';
 export type { EngineOptions } from './engine/options.js';
@@ -15,8 +18,8 @@ export type { WaitingDemand } from './pool/pool.js';
 export type { RegisterAgentOptions } from './pool/options.js';
 export type { EngineStats, TaskExecutionEngine, TaskObserver, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
-export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth } from './health/health-monitor.js';
-export { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES } from './health/metric-names.js';
+export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth, StoreHealth } from './health/health-monitor.js';
+export { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES, STORE_METRIC_NAMES } from './health/metric-names.js';
 export { MemoryBridge, MemoryHub } from './bridge/memory-bridge.js';
 export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
 export { RedisBridge } from './bridge/redis-bridge.js';

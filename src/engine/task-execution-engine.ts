@@ -106,6 +106,51 @@ export interface TaskObserver {
   taskEnded(type: string, outcome: TaskOutcome, latencyMs: number): void;
 }
 
+/**
+ * The one observer of durable runs (src/store/durable-runs.ts): told each step of a task accepted with
+ * `acceptRun`, and of no other, so that a host without a store pays one boolean test per step. Implementations must
+ * not throw.
+ */
+export interface RunObserver {
+  /** An attempt started on `agentId`. */
+  started(task: TaskRecord, attempt: number, agentId: string, at: number): void;
+  /**
+   * The task waits again: `retrying` (a backoff of `delayMs`), `deferred` (a rate limit's retry-after), or
+   * `interrupted` (a halt aborted its attempt).
+   */
+  waiting(
+    task: TaskRecord,
+    kind: 'retrying' | 'deferred' | 'interrupted',
+    attempt: number,
+    error: unknown,
+    delayMs: number | undefined,
+    at: number,
+  ): void;
+  /**
+   * The task left this engine: its terminal `outcome` with the result (for `completed`) or the error, or `released`
+   * when stop() gave it back unfinished. `agentId` is the agent of the completing attempt.
+   */
+  ended(
+    task: TaskRecord,
+    outcome: TaskOutcome | 'released',
+    value: unknown,
+    agentId: string | undefined,
+    at: number,
+  ): void;
+}
+
+/** What `acceptRun` needs beyond the task: its id and what earlier nodes did with it. */
+export interface RunAcceptance {
+  /** The run's id, which the task keeps. */
+  readonly id: string;
+  /** Attempts already started (on this node or others); the next attempt is numbered after them. */
+  readonly attempts: number;
+  /** Times it was taken over from a dead node (`ctx.recoveries`). */
+  readonly recoveries: number;
+  /** Counted as submitted here (a submit), rather than adopted from the store. */
+  readonly submitted: boolean;
+}
+
 type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
 const noop = (): void => {};
@@ -130,6 +175,8 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #limited: boolean;
   /** The one observer of attempts and outcomes (the metrics). */
   #observer: TaskObserver | undefined;
+  /** The one observer of durable runs (set when a store is configured). */
+  #runs: RunObserver | undefined;
 
   // Its parts: routing, waiting, deadlines, and what outlives a task.
   readonly #capabilityIndex = new CapabilityIndex();
@@ -196,6 +243,14 @@ export class TaskExecutionEngine implements RoutingListener {
     this.#observer = observer;
   }
 
+  /**
+   * Sets the one observer of durable runs.
+   * @internal
+   */
+  observeRuns(observer: RunObserver): void {
+    this.#runs = observer;
+  }
+
   /** Opens the engine for work. */
   open(): void {
     if (this.#state === 'idle') this.#state = 'running';
@@ -223,6 +278,42 @@ export class TaskExecutionEngine implements RoutingListener {
     const follower = accepted.task.promise.then(identity);
     follower.catch(noop);
     return follower;
+  }
+
+  /**
+   * Checks a task as `delegate` would (state, validation, pressure, budget, a capable agent), without accepting it:
+   * the durable path stores it first, then accepts it with `acceptRun`. Throws when it would be refused; counts it
+   * as submitted either way.
+   * @internal
+   */
+  prepare(input: Task): TaskSpec {
+    this.#counters.submitted++;
+    try {
+      if (this.#state === 'idle') throw new OrchestratorNotStartedError();
+      if (this.#state !== 'running') throw new OrchestratorStoppedError();
+      const spec = validateTask(input, this.#taskDefaults);
+      const refusal = admissionRefusal(this.#resources, spec, this.#options.clock.now());
+      if (refusal) throw refusal;
+      if (!this.#pools.canEverServe(spec.requires)) throw new NoCapableAgentError(spec.requires);
+      if (spec.signal?.aborted) throw new TaskCancelledError('(not accepted)', spec.signal.reason);
+      return spec;
+    } catch (error) {
+      this.#counters.rejected++;
+      throw error;
+    }
+  }
+
+  /**
+   * Accepts a durable run under its own id: a task stored by `prepare`'s caller, or one taken over from the store.
+   * Its idempotency key is the store's business (not this engine's cache). Throws as `delegate` does when it cannot
+   * be accepted now (stopped, queue full, no capable agent); the run then stays in the store.
+   * @internal
+   */
+  acceptRun(spec: TaskSpec, run: RunAcceptance): TaskHandle {
+    if (this.#state !== 'running') throw new OrchestratorStoppedError();
+    if (!run.submitted) this.#counters.submitted++;
+    const plain: TaskSpec = spec.idempotencyKey === undefined ? spec : { ...spec, idempotencyKey: undefined };
+    return this.#handle(this.#accept(plain, this.#options.clock.now(), run));
   }
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
@@ -257,9 +348,14 @@ export class TaskExecutionEngine implements RoutingListener {
    * Accepts an admitted task: it starts on a free agent, or (none free, or work held) waits, once it is sure that an
    * agent could ever serve it and the waiting room has space. Throws when refused.
    */
-  #accept(spec: TaskSpec, now: number): TaskRecord {
+  #accept(spec: TaskSpec, now: number, run?: RunAcceptance): TaskRecord {
     const sig = requirementSignature(spec.requires);
-    const task = new TaskRecord(`${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
+    const task = new TaskRecord(run ? run.id : `${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
+    if (run) {
+      task.durable = true;
+      task.attempts = run.attempts;
+      task.recoveries = run.recoveries;
+    }
     if (spec.signal?.aborted) {
       this.#counters.rejected++;
       throw new TaskCancelledError(task.id, spec.signal.reason);
@@ -411,7 +507,13 @@ export class TaskExecutionEngine implements RoutingListener {
         ? 'The orchestrator stopped before the task finished draining'
         : 'The orchestrator stopped without draining',
     );
-    for (const task of left) this.#cancel(task, new TaskCancelledError(task.id, reason));
+    for (const task of left) {
+      if (!task.durable) this.#cancel(task, new TaskCancelledError(task.id, reason));
+      else {
+        task.released = true;
+        this.#cancel(task, new TaskCancelledError(task.id, RELEASED));
+      }
+    }
     this.#state = 'stopped';
     this.#deadlines.clear();
     this.#taskDeadlines.clear();
@@ -447,6 +549,7 @@ export class TaskExecutionEngine implements RoutingListener {
       task.interruptions++;
       task.readyAt = now;
       this.#enqueue(task, now);
+      if (task.durable) this.#runs?.waiting(task, 'interrupted', attempt.number, reason, undefined, now);
       interrupted++;
     }
     // A drain in progress cannot finish held work: let stop() go on to cancel it instead of waiting out its timeout.
@@ -585,6 +688,7 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#limited) for (const limiter of this.#room.classFor(task).limiters) limiter.take(startedAt);
     if (spec.timeoutMs !== Infinity) this.#deadlines.add(attempt, spec.timeoutMs, startedAt);
     this.#observer?.attemptStarted(spec.type, startedAt - task.readyAt);
+    if (task.durable) this.#runs?.started(task, number, agent.id, startedAt);
     if (this.#events.has('task:started')) {
       this.#events.emit('task:started', {
         taskId: task.id,
@@ -673,6 +777,7 @@ export class TaskExecutionEngine implements RoutingListener {
         this.#counters.backingOff--;
         this.#reschedule(task);
       }, delayMs);
+      if (task.durable) this.#runs?.waiting(task, 'retrying', task.attempts, error, delayMs, now);
       // Emitted once the backoff is in place: a listener that cancels the task finds it where it is.
       this.#events.emit('task:retrying', {
         taskId: task.id,
@@ -721,6 +826,7 @@ export class TaskExecutionEngine implements RoutingListener {
     task.deferrals++;
     this.#enqueue(task, now);
     for (const limiter of limiters) limiter.want(now);
+    if (task.durable) this.#runs?.waiting(task, 'deferred', task.attempts, error, ms, now);
     // Emitted once the task waits again: a listener that cancels it finds it in its queue.
     this.#events.emit('task:retrying', {
       taskId: task.id,
@@ -860,6 +966,7 @@ export class TaskExecutionEngine implements RoutingListener {
       task.onCallerAbort = undefined;
     }
     this.#counters.ended(outcome);
+    if (task.durable) this.#runs?.ended(task, task.released ? 'released' : outcome, result, attempt?.agent.id, now);
     const latencyMs = now - task.acceptedAt;
     if (outcome === 'completed') {
       if (spec.idempotencyKey !== undefined) this.#idempotency.succeeded(spec.idempotencyKey, task, result, now);
@@ -896,6 +1003,11 @@ export class TaskExecutionEngine implements RoutingListener {
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
   }
 }
+
+/** Why stop() ends a durable task on this node: it is given back to the store, not lost. */
+const RELEASED = new OrchestratorStoppedError(
+  'The orchestrator stopped before the task finished; it stays in the durable store and runs again on another node or after a restart: attach(id) to follow it',
+);
 
 /**
  * Whether the task reached its terminal state. Asked again after user code ran synchronously (an abort listener on

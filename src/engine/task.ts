@@ -77,6 +77,12 @@ export interface TaskHandle<TResult = unknown> {
   readonly result: Promise<TResult>;
   /** Cancels the task if it has not finished; returns whether it did. The result rejects with TaskCancelledError. */
   cancel(reason?: unknown): boolean;
+  /**
+   * With a durable `store` only: resolves with the id the task is stored under once its record is committed (its
+   * own, or the first task's for a duplicate `idempotencyKey`), or rejects with StoreUnavailableError (then the task
+   * was not accepted). `undefined` without a store. `enqueue()` awaits it for you.
+   */
+  readonly stored?: Promise<string>;
 }
 
 /** Where an accepted task is. */
@@ -304,6 +310,7 @@ export class AttemptContext implements TaskContext {
   readonly deadline: number;
   readonly agentId: string;
   readonly tenantId: string | undefined;
+  readonly recoveries: number;
   readonly #attempt: Attempt;
   readonly #sink: CostSink;
 
@@ -320,6 +327,7 @@ export class AttemptContext implements TaskContext {
     this.deadline = taskDue === undefined ? attemptDue : Math.min(attemptDue, epochNow + (taskDue - attempt.startedAt));
     this.agentId = attempt.agent.id;
     this.tenantId = spec.tenantId;
+    this.recoveries = attempt.task.recoveries;
     this.#attempt = attempt;
     this.#sink = sink;
   }
@@ -376,6 +384,12 @@ export class TaskRecord {
   deferrals = 0;
   /** Attempts aborted by a halt (the task waited again); these do not count against `maxAttempts` either. */
   interruptions = 0;
+  /** Whether it is a durable run: its progress is written to the store (see RunObserver). */
+  durable = false;
+  /** For a durable run: times it was taken over from a node that died holding it (`ctx.recoveries`). */
+  recoveries = 0;
+  /** For a durable run: set when stop() gave it back to the store instead of ending it. */
+  released = false;
 
   // Waiting-queue links, owned by WaitQueue.
   queueLevel = 0;

@@ -23,7 +23,7 @@ export type OrchestratorState = 'created' | 'starting' | 'running' | 'stopping' 
 
 /**
  * `healthy`: all is well. `degraded`: working, with something to look at (a halt, a quarantined agent, an open
- * breaker, pressure, an SLA breach, a nearly full queue). `unhealthy`: it cannot recover by itself (stopping or
+ * breaker, pressure, an SLA breach, a nearly full queue, a store that fails writes). `unhealthy`: it cannot recover by itself (stopping or
  * stopped, a pool below its minimum with its recovery budget spent, or a bridge that says so).
  */
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy';
@@ -45,6 +45,28 @@ export interface PoolHealth {
   readonly recoveries: number;
   /** Recovery budget spent: the pool makes no agents until then (ms from now); 0 when it may. */
   readonly suspendedForMs: number;
+}
+
+/** The store's part of {@link HealthReport}, present only when a `store` is configured. */
+export interface StoreHealth {
+  /**
+   * `degraded` while the store fails writes, lease renewals or claims (durable submits are refused with
+   * STORE_UNAVAILABLE, running tasks go on and their events are buffered); `healthy` once one succeeds again. Never
+   * `unhealthy`: the node keeps running its tasks, and restarting it would not bring the store back.
+   */
+  readonly status: HealthStatus;
+  /** The store's kind: `memory`, `pglite` or `postgres`. */
+  readonly kind: string;
+  /** Whether the store answers (the last write or lease renewal worked). */
+  readonly available: boolean;
+  /** The last store error (kept after the store is back, until the next one), or `null`. */
+  readonly lastError: string | null;
+  /** Events waiting to be written to the store. */
+  readonly buffered: number;
+  /** Progress events dropped since start because the buffer (`durability.maxBufferedEvents`) was full. */
+  readonly eventsDropped: number;
+  /** What the store's status comes to, in words. */
+  readonly detail: string;
 }
 
 /**
@@ -113,6 +135,8 @@ export interface HealthReport {
       /** What the bridge says about its status. */
       readonly detail: string;
     };
+    /** The store of durable runs; absent when no `store` is configured. */
+    readonly store?: StoreHealth;
   };
 }
 
@@ -123,6 +147,36 @@ export interface HealthSource {
   halted(): string | null;
   queue(): { readonly waiting: number; readonly maxQueueSize: number };
   bridge(): { readonly kind: string; readonly status: HealthStatus; readonly detail: string };
+  /** The durable layer's state, or `undefined` without a store. */
+  store?(): StoreState | undefined;
+}
+
+/** What the monitor reads from the durable layer (the fields of its `stats()` it judges). */
+export interface StoreState {
+  readonly store: string;
+  readonly available: boolean;
+  readonly lastError: string | null;
+  readonly buffered: number;
+  readonly eventsDropped: number;
+}
+
+/** The store's component of the report, from its state. */
+function storeHealth(s: StoreState): StoreHealth {
+  const waiting = `${s.buffered} event${s.buffered === 1 ? '' : 's'} waiting to be written`;
+  const dropped = s.eventsDropped > 0 ? `, ${s.eventsDropped} progress events dropped since start` : '';
+  const detail = s.available
+    ? `${s.store} store answering; ${waiting}${dropped}`
+    : `${s.store} store failing: ${s.lastError ?? 'unknown error'}; durable submits are refused with ` +
+      `STORE_UNAVAILABLE, running tasks go on; ${waiting}${dropped}`;
+  return {
+    status: s.available ? 'healthy' : 'degraded',
+    kind: s.store,
+    available: s.available,
+    lastError: s.lastError,
+    buffered: s.buffered,
+    eventsDropped: s.eventsDropped,
+    detail,
+  };
 }
 
 const RANK: Record<HealthStatus, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
@@ -264,6 +318,8 @@ export class HealthMonitor {
     const breaches = this.#sla.breaches().map(({ figures: _figures, ...b }) => b);
     const sla = { status: breaches.length > 0 ? 'degraded' : 'healthy', breaches } as const;
     const bridge = this.#source.bridge();
+    const stored = this.#source.store?.();
+    const store = stored ? storeHealth(stored) : undefined;
     const status = worst(
       orchestrator.status,
       ...Object.values(pools).map((p) => p.status),
@@ -272,8 +328,12 @@ export class HealthMonitor {
       pressure.status,
       sla.status,
       bridge.status,
+      store?.status ?? 'healthy',
     );
-    return { status, components: { orchestrator, pools, queue, breakers, pressure, sla, bridge } };
+    return {
+      status,
+      components: { orchestrator, pools, queue, breakers, pressure, sla, bridge, ...(store ? { store } : {}) },
+    };
   }
 
   #schedule(): void {

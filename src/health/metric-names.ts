@@ -42,6 +42,27 @@ export const METRIC_NAMES = Object.freeze({
   halted: 'halted',
 });
 
+/**
+ * The metrics of the durable layer, registered beside {@link METRIC_NAMES} (same prefix) only when a `store` is
+ * configured: without one, none of these names exists. Writes are counted per statement (a batch), never per task.
+ */
+export const STORE_METRIC_NAMES = Object.freeze({
+  /** Histogram {kind}: seconds a write statement to the store took (`insert` of runs, `append` of events). */
+  writeDuration: 'store_write_duration_seconds',
+  /** Histogram {kind}: runs (`insert`) or events (`append`) in one write statement. */
+  batchSize: 'store_batch_size',
+  /** Counter {operation}: store operations that failed (`insert`, `append`, `heartbeat`, `claim`, `prune`). */
+  writeFailures: 'store_write_failures_total',
+  /** Counter {recovered}: runs taken over from the store; `recovered="true"` when their node died holding them. */
+  runsAdopted: 'runs_adopted_total',
+  /** Counter: progress events dropped because the store was down longer than `durability.maxBufferedEvents` holds. */
+  eventsDropped: 'store_events_dropped_total',
+  /** Gauge: events waiting to be written to the store. */
+  eventsBuffered: 'store_events_buffered',
+  /** Gauge: 1 while the store answers (the last write or lease renewal worked), 0 while it fails. */
+  available: 'store_available',
+});
+
 /** The default prefix of metric names: the orchestrator's (`metrics.prefix`) and a TrafficRouter's. */
 export const DEFAULT_METRIC_PREFIX = 'unified_orchestrator_';
 

@@ -3,7 +3,7 @@
  * histograms follow the task events; gauges read the orchestrator's state when scraped, so an idle orchestrator
  * costs nothing between scrapes.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ResolvedMetricsOptions } from './options.js';
 import { ValidationError } from '../errors.js';
 import type { EngineEvents } from '../engine/events.js';
@@ -16,7 +16,7 @@ type Events = EngineEvents & PoolEvents & HealthEvents;
 import type { TaskObserver } from '../engine/task-execution-engine.js';
 import type { Disposables } from '../resources/disposables.js';
 import { HotCounter, HotHistogram, type Series } from './hot-metrics.js';
-import { METRIC_NAMES } from './metric-names.js';
+import { METRIC_NAMES, STORE_METRIC_NAMES } from './metric-names.js';
 
 /** What the metrics read at scrape time. */
 export interface MetricsSource {
@@ -37,6 +37,18 @@ export interface MetricsSource {
   pressure(): 'normal' | 'elevated' | 'critical';
   health(): 'healthy' | 'degraded' | 'unhealthy';
   halted(): boolean;
+  /** The durable layer's state, when a `store` is configured; without it no store metric is registered. */
+  store?: () => { readonly available: boolean; readonly buffered: number; readonly eventsDropped: number };
+}
+
+/**
+ * Told by the durable layer of each write statement, failure and take-over (the shape of its `DurableObserver`).
+ * Called per statement, not per task: a batch of hundreds of runs is one call.
+ */
+export interface StoreMetricsObserver {
+  writeLatency(kind: 'insert' | 'append', size: number, ms: number): void;
+  writeFailed(kind: 'insert' | 'append' | 'heartbeat' | 'claim' | 'prune'): void;
+  adopted(count: number, recovered: number): void;
 }
 
 const LEVELS = { normal: 0, elevated: 1, critical: 2 } as const;
@@ -45,6 +57,12 @@ const BREAKER = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const WAIT_BUCKETS = [0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60];
+/** Store round trips: a local PGlite write takes under a millisecond, a remote server's a few; alerts look at 250 ms. */
+const STORE_WRITE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Runs or events per statement, up to `durability.maxBatch` (10,000 at most) and 2,000 events per append. */
+const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000];
+const WRITE_KINDS = ['insert', 'append'] as const;
+const STORE_OPERATIONS = ['insert', 'append', 'heartbeat', 'claim', 'prune'] as const;
 
 export class OrchestratorMetrics implements TaskObserver {
   readonly registry: Registry;
@@ -60,6 +78,8 @@ export class OrchestratorMetrics implements TaskObserver {
   readonly #slaViolations: Counter<'type' | 'metric'>;
   readonly #slaBreached: Gauge<'type' | 'metric'>;
   readonly #names: string[] = [];
+  /** What the durable layer reports to (`durable.observe(...)`), when a `store` is configured. */
+  readonly store: StoreMetricsObserver | undefined;
 
   constructor(
     options: ResolvedMetricsOptions,
@@ -70,8 +90,13 @@ export class OrchestratorMetrics implements TaskObserver {
     this.#options = options;
     this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
-    const name = (key: keyof typeof METRIC_NAMES): string => {
-      const full = options.prefix + METRIC_NAMES[key];
+    const store = source.store;
+    const name = (key: keyof typeof METRIC_NAMES | `store:${keyof typeof STORE_METRIC_NAMES}`): string => {
+      const full =
+        options.prefix +
+        (key.startsWith('store:')
+          ? STORE_METRIC_NAMES[key.slice(6) as keyof typeof STORE_METRIC_NAMES]
+          : METRIC_NAMES[key as keyof typeof METRIC_NAMES]);
       if (this.registry.getSingleMetric(full)) {
         throw new ValidationError(
           'options.metrics.registry',
@@ -83,6 +108,8 @@ export class OrchestratorMetrics implements TaskObserver {
     };
     // Each metric is registered once it is built; the names are checked first, so a clash leaves nothing half-registered.
     for (const key of Object.keys(METRIC_NAMES) as Array<keyof typeof METRIC_NAMES>) name(key);
+    if (store)
+      for (const key of Object.keys(STORE_METRIC_NAMES) as Array<keyof typeof STORE_METRIC_NAMES>) name(`store:${key}`);
     this.#names.length = 0;
 
     // The per-task metrics are hot: see hot-metrics.ts for why they are not prom-client's own classes.
@@ -222,6 +249,7 @@ export class OrchestratorMetrics implements TaskObserver {
         this.set(source.halted() ? 1 : 0);
       },
     });
+    this.store = store ? storeMetrics(name, registers, store, monotonic) : undefined;
     if (options.defaultMetrics) {
       // Whatever collectDefaultMetrics adds is ours too: it leaves with the orchestrator, and a clash undoes it all.
       const before = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
@@ -315,6 +343,92 @@ export class OrchestratorMetrics implements TaskObserver {
     }
     return label;
   }
+}
+
+/**
+ * The durable layer's metrics: histograms and counters fed by its observer (children bound once, so a write costs a
+ * few array writes), gauges and the dropped-events counter read at scrape time.
+ */
+function storeMetrics(
+  name: (key: `store:${keyof typeof STORE_METRIC_NAMES}`) => string,
+  registers: Registry[],
+  read: NonNullable<MetricsSource['store']>,
+  monotonic: (metric: Counter, read: () => number) => void,
+): StoreMetricsObserver {
+  const duration = new Histogram({
+    name: name('store:writeDuration'),
+    help: 'Seconds a write statement to the store took, by kind (insert of runs, append of events).',
+    labelNames: ['kind'],
+    buckets: STORE_WRITE_BUCKETS,
+    registers,
+  });
+  const size = new Histogram({
+    name: name('store:batchSize'),
+    help: 'Runs (insert) or events (append) written in one statement, by kind.',
+    labelNames: ['kind'],
+    buckets: BATCH_SIZE_BUCKETS,
+    registers,
+  });
+  const failures = new Counter({
+    name: name('store:writeFailures'),
+    help: 'Store operations that failed, by operation (insert, append, heartbeat, claim, prune).',
+    labelNames: ['operation'],
+    registers,
+  });
+  const adopted = new Counter({
+    name: name('store:runsAdopted'),
+    help: 'Runs taken over from the store; recovered="true" when the node holding them died.',
+    labelNames: ['recovered'],
+    registers,
+  });
+  const dropped = new Counter({
+    name: name('store:eventsDropped'),
+    help: 'Progress events dropped because the store was down longer than durability.maxBufferedEvents holds.',
+    registers,
+  });
+  monotonic(dropped, () => read().eventsDropped);
+  new Gauge({
+    name: name('store:eventsBuffered'),
+    help: 'Events waiting to be written to the store.',
+    registers,
+    collect() {
+      this.set(read().buffered);
+    },
+  });
+  new Gauge({
+    name: name('store:available'),
+    help: '1 while the store answers (the last write or lease renewal worked), 0 while it fails.',
+    registers,
+    collect() {
+      this.set(read().available ? 1 : 0);
+    },
+  });
+  // Every series exists from the start at 0, so that increase() and rate() see the first failure or take-over.
+  const durationOf = { insert: duration.labels('insert'), append: duration.labels('append') };
+  const sizeOf = { insert: size.labels('insert'), append: size.labels('append') };
+  for (const kind of WRITE_KINDS) {
+    duration.zero({ kind });
+    size.zero({ kind });
+  }
+  const failuresOf = new Map(STORE_OPERATIONS.map((operation) => [operation as string, failures.labels(operation)]));
+  for (const child of failuresOf.values()) child.inc(0);
+  const adoptedRecovered = adopted.labels('true');
+  const adoptedReleased = adopted.labels('false');
+  adoptedRecovered.inc(0);
+  adoptedReleased.inc(0);
+  return {
+    writeLatency(kind, n, ms) {
+      durationOf[kind].observe(ms / 1_000);
+      sizeOf[kind].observe(n);
+    },
+    writeFailed(operation) {
+      (failuresOf.get(operation) ?? failures.labels(operation)).inc();
+    },
+    adopted(count, recovered) {
+      if (recovered > 0) adoptedRecovered.inc(recovered);
+      if (count > recovered) adoptedReleased.inc(count - recovered);
+    },
+  };
 }
 
 function metricLabel(metric: 'p50' | 'p95' | 'p99' | 'errorRate'): string {

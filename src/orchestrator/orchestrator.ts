@@ -10,7 +10,7 @@ import { resolveOrchestratorOptions, type OrchestratorOptions, type ResolvedOrch
 import type { DeadLetter } from '../engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats, type TaskSnapshot } from '../engine/task-execution-engine.js';
 import type { Task, TaskHandle } from '../engine/task.js';
-import { OrchestratorStoppedError } from '../errors.js';
+import { OrchestratorStoppedError, TaskNotFoundError, ValidationError } from '../errors.js';
 import type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener } from '../events.js';
 import { TypedEmitter } from '../util/typed-emitter.js';
 import { AuditLog, type ActorOptions } from '../health/audit.js';
@@ -26,6 +26,8 @@ import type { RegisterAgentOptions } from '../pool/options.js';
 import type { PoolSnapshot } from '../pool/pool.js';
 import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
 import { expectString } from '../util/validate.js';
+import { DurableRuns, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
+import type { RunEvent, RunPage, RunQuery, RunRecord } from '../store/store.js';
 import { ClusterLink, type ControlState } from './cluster-link.js';
 import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './stop-options.js';
 
@@ -43,6 +45,28 @@ export interface OrchestratorStats extends EngineStats {
   readonly queues: Readonly<Record<string, number>>;
   /** Breakers, pressure, rate limits and tracked handles. */
   readonly resources: ResourceStats;
+  /** The durable layer's counts, when a `store` is configured. */
+  readonly durable?: DurableStats;
+}
+
+/**
+ * The history of durable runs (`orchestrator.runs`), read from the store: from any node, and after restarts. Every
+ * method takes a `tenantId` to scope it: another tenant's run then looks unknown.
+ */
+export interface RunHistory {
+  /** One run: its status, attempts, owner, result or error. `undefined` when unknown. */
+  get(id: string, options?: TenantOptions): Promise<RunRecord | undefined>;
+  /** A run's timeline, oldest first: queued, started on agent X, retrying with error E, adopted, completed, … */
+  events(id: string, options?: TenantOptions): Promise<RunEvent[]>;
+  /** Runs by tenant, type, status and creation time, newest first, a page at a time (`cursor`). */
+  list(query?: RunQuery): Promise<RunPage>;
+  /** Dead-lettered runs, oldest first (at most `limit`, default 100). */
+  deadLetters(options?: TenantOptions & { readonly limit?: number }): Promise<RunRecord[]>;
+  /**
+   * Runs a dead-lettered (or otherwise failed) run again as a new durable task with the same task; resolves with its
+   * handle once it is stored. Rejects with TaskNotFoundError when the run is unknown or still live.
+   */
+  retry<TResult = unknown>(id: string, options?: TenantOptions & ActorOptions): Promise<DurableTaskHandle<TResult>>;
 }
 
 /**
@@ -52,6 +76,14 @@ export interface OrchestratorStats extends EngineStats {
 export interface TenantOptions {
   /** The caller's tenant: only tasks submitted with this `tenantId` are found. @default none (every task) */
   readonly tenantId?: string;
+}
+
+/** The error of a durable feature used without a store. */
+function noStore(feature: string): ValidationError {
+  return new ValidationError(
+    'options.store',
+    `${feature} reads durable runs: configure a \`store\` (PostgresStore, PGliteStore or MemoryStore) to use it`,
+  );
 }
 
 function tenantOf(options: TenantOptions | null | undefined): string | undefined {
@@ -92,6 +124,7 @@ export class UnifiedOrchestrator {
   readonly #bridge: CommunicationBridge;
   readonly #audit: AuditLog;
   readonly #cluster: ClusterLink;
+  readonly #durable: DurableRuns | undefined;
   #tracing = false;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
@@ -132,6 +165,7 @@ export class UnifiedOrchestrator {
         halted: () => this.#cluster.halted,
         queue: () => ({ waiting: this.#engine.stats().waiting, maxQueueSize: this.#options.maxQueueSize }),
         bridge: () => ({ kind: this.#bridge.kind, ...this.#bridge.status() }),
+        store: () => this.#durable?.stats(),
       },
     });
     this.#bridge = this.#options.bridge ?? new MemoryBridge();
@@ -147,6 +181,19 @@ export class UnifiedOrchestrator {
       events: this.#events,
       state: () => this.#state,
     });
+    this.#durable = this.#options.store
+      ? new DurableRuns({
+          store: this.#options.store,
+          options: this.#options.durability,
+          engine: this.#engine,
+          capabilities: () => this.#pools.capabilities(),
+          taskDefaults: {
+            timeoutMs: this.#options.defaultTimeoutMs,
+            maxAttempts: this.#options.defaultMaxAttempts,
+            maxPayloadBytes: this.#options.maxPayloadBytes,
+          },
+        })
+      : undefined;
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
     if (this.#metrics) this.#engine.observe(this.#metrics);
   }
@@ -201,6 +248,8 @@ export class UnifiedOrchestrator {
     this.#state = 'running';
     this.#engine.open();
     try {
+      // Durable runs first: a node that restarted takes its own runs back before it takes new work from the cluster.
+      await this.#durable?.start();
       await this.#cluster.start();
     } catch (error) {
       await this.stop({ drain: false });
@@ -248,6 +297,8 @@ export class UnifiedOrchestrator {
     // Handed-off tasks served here have finished (or been left for another node); leave the cluster, within what is
     // left of the timeout whatever the bridge's medium does (a Redis that is down must not hold the stop).
     await this.#cluster.leave(Math.max(0, timeoutMs - (performance.now() - startedAt)));
+    // Durable runs not finished here were given back by the engine's stop: write that, and end this node's lease.
+    await this.#durable?.stop(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();
@@ -281,6 +332,13 @@ export class UnifiedOrchestrator {
    * ```
    */
   submit<TResult = unknown>(task: Task): Promise<TResult> {
+    if (this.#durable) {
+      try {
+        return this.#durable.delegate(task).result as Promise<TResult>;
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     try {
       const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote.result as Promise<TResult>;
@@ -309,6 +367,7 @@ export class UnifiedOrchestrator {
    * ```
    */
   delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
+    if (this.#durable) return this.#durable.delegate(task) as DurableTaskHandle<TResult>;
     try {
       const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote as TaskHandle<TResult>;
@@ -385,6 +444,87 @@ export class UnifiedOrchestrator {
   /** The bridge this orchestrator uses (a private MemoryBridge unless `bridge` was given). */
   get bridge(): CommunicationBridge {
     return this.#bridge;
+  }
+
+  /**
+   * Stores a task (with a `store`) and resolves with its handle once the record is committed: the moment to answer
+   * your own caller "accepted" (an HTTP 202 that means stored). Rejects with StoreUnavailableError when the store did
+   * not take it, or with the errors `submit` rejects with when the task is refused. Without a store, resolves with
+   * the handle at once (nothing is stored).
+   *
+   * @example
+   * ```ts
+   * app.post('/jobs', async (req, reply) => {
+   *   const handle = await orchestrator.enqueue({ type: 'report', requires: ['text'], payload: req.body });
+   *   reply.code(202).send({ id: handle.id });
+   * });
+   * ```
+   */
+  async enqueue<TResult = unknown>(task: Task): Promise<TaskHandle<TResult>> {
+    if (!this.#durable) return this.delegate<TResult>(task);
+    const handle = this.#durable.delegate(task) as DurableTaskHandle<TResult>;
+    const id = await handle.stored;
+    return id === handle.id ? handle : { ...handle, id };
+  }
+
+  /**
+   * A handle on a durable task by id, from any node and after a restart: its `result` settles when the task ends,
+   * wherever it runs (at once when it already ended). Rejects (through `result`) with TaskNotFoundError when the
+   * store has no such task, or it is another tenant's. Needs a `store`; throws ValidationError without one.
+   *
+   * @example
+   * ```ts
+   * const report = await orchestrator.attach<Report>(req.params.id, { tenantId }).result;
+   * ```
+   */
+  attach<TResult = unknown>(taskId: string, options?: TenantOptions): TaskHandle<TResult> {
+    const id = expectString(taskId, 'taskId');
+    const tenantId = tenantOf(options);
+    if (!this.#durable) throw noStore('attach()');
+    if (this.#state !== 'running') {
+      throw new OrchestratorStoppedError('attach() needs a running orchestrator: start() it first');
+    }
+    return this.#durable.attach(id, tenantId) as TaskHandle<TResult>;
+  }
+
+  /**
+   * The history of durable runs, read from the store (see {@link RunHistory}). Its methods reject with
+   * ValidationError when no `store` is configured.
+   */
+  get runs(): RunHistory {
+    const durable = (): DurableRuns => {
+      if (!this.#durable) throw noStore('runs');
+      return this.#durable;
+    };
+    return {
+      get: async (id, options) => durable().get(expectString(id, 'id'), tenantOf(options)),
+      events: async (id, options) => durable().events(expectString(id, 'id'), tenantOf(options)),
+      list: async (query) => durable().list(query),
+      deadLetters: async (options) => durable().deadLetters(tenantOf(options), options?.limit),
+      retry: async <TResult = unknown>(id: string, options?: TenantOptions & ActorOptions) => {
+        const runs = durable();
+        const actor = this.#audit.actorOf(options ?? undefined);
+        const run = await runs.get(expectString(id, 'id'), tenantOf(options));
+        if (!run || run.status === 'queued' || run.status === 'running' || run.status === 'completed') {
+          throw new TaskNotFoundError(id, 'the store (as a run that ended without success)');
+        }
+        const t = run.task;
+        const handle = runs.delegate({
+          type: run.type,
+          requires: t.requires,
+          prefers: t.prefers,
+          priority: t.priority,
+          payload: t.payload,
+          maxAttempts: t.maxAttempts,
+          timeoutMs: t.timeoutMs ?? Infinity,
+          ...(run.tenantId === null ? {} : { tenantId: run.tenantId }),
+          ...(t.affinityKey === null ? {} : { affinityKey: t.affinityKey }),
+        }) as DurableTaskHandle<TResult>;
+        await handle.stored;
+        this.#audit.record('deadletter.retry', { taskId: id, newTaskId: handle.id }, actor);
+        return handle;
+      },
+    };
   }
 
   /** Cancels a live task by id. Returns false when it already finished or is unknown. */
@@ -469,12 +609,14 @@ export class UnifiedOrchestrator {
       pools: this.#pools.pools(),
       queues: this.#engine.queueDepths(),
       resources: this.#resources.stats(),
+      ...(this.#durable ? { durable: this.#durable.stats() } : {}),
     };
   }
 
   /**
    * `healthy | degraded | unhealthy`, with the detail of each component: pools (below their minimum, quarantined
-   * agents, recovery budget), queue, breakers, resource pressure, SLA breaches, bridge. Unhealthy means it cannot
+   * agents, recovery budget), queue, breakers, resource pressure, SLA breaches, bridge, and the store when one is
+   * configured (degraded while it fails writes or lease renewals). Unhealthy means it cannot
    * recover by itself (stopped, or a pool below its minimum with its recovery budget spent).
    */
   health(): HealthReport {
@@ -544,7 +686,8 @@ export class UnifiedOrchestrator {
     const engine = this.#engine;
     const pools = this.#pools;
     const resources = this.#resources;
-    return new OrchestratorMetrics(
+    const durable = this.#durable;
+    const metrics = new OrchestratorMetrics(
       options,
       {
         counts: () => {
@@ -579,10 +722,14 @@ export class UnifiedOrchestrator {
         pressure: () => resources.pressure,
         health: () => this.#health.report().status,
         halted: () => this.#cluster.halted !== null,
+        // Only with a store: without one no store metric is registered.
+        ...(durable ? { store: () => durable.stats() } : {}),
       },
       this.#events,
       this.#resources.disposables,
     );
+    if (durable && metrics.store) durable.observe(metrics.store);
+    return metrics;
   }
 
   /**

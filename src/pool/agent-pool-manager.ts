@@ -314,6 +314,16 @@ export class AgentPoolManager {
     return false;
   }
 
+  /** Every capability a declared pool or a registered agent (not on its way out) holds, each once. */
+  capabilities(): string[] {
+    const all = new Set<string>();
+    for (const pool of this.#poolsBySpecificity) for (const c of pool.options.capabilities) all.add(c);
+    for (const record of this.#agents.values()) {
+      if (record.state !== 'DRAINING' && record.state !== 'FAILED') for (const c of record.capabilityList) all.add(c);
+    }
+    return [...all];
+  }
+
   /** A snapshot of each declared pool, in declaration order. */
   pools(): PoolSnapshot[] {
     return [...this.#pools.values()].map((p) => p.snapshot());

@@ -31,6 +31,12 @@ export interface TaskContext<TPayload = unknown> {
   /** The task's tenant, if it has one. */
   readonly tenantId: string | undefined;
   /**
+   * For a durable task (a `store` is configured): how many times it was taken over from a node that died while
+   * holding it; 0 otherwise. Above 0, an earlier attempt may have done part of the work before its node died: this
+   * attempt is a recovery, so make side effects idempotent (check before you charge, send or write again).
+   */
+  readonly recoveries: number;
+  /**
    * Reports cost units (tokens, cents) spent on this task. They add to the task's sum, to its tenant's budget
    * (`budgets`; a tenant over budget has new tasks refused) and to the `units` of the rate limits on its required
    * capabilities. Throws ValidationError unless `units` is a finite number >= 0. Bound to the attempt, so it may be

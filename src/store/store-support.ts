@@ -66,10 +66,10 @@ export function checkClaim(limit: number, maxRecoveries: number): void {
   }
 }
 
-/** Refuses a lease that is not a positive number of milliseconds. */
+/** Refuses a lease that is not a number of milliseconds ≥ 0 (0 ends the lease at once). */
 export function checkLease(leaseMs: number): void {
-  if (!Number.isFinite(leaseMs) || leaseMs <= 0) {
-    throw new ValidationError('leaseMs', `A lease lasts a positive number of milliseconds (got ${leaseMs})`);
+  if (!Number.isFinite(leaseMs) || leaseMs < 0) {
+    throw new ValidationError('leaseMs', `A lease lasts a number of milliseconds ≥ 0 (got ${leaseMs})`);
   }
 }
 

@@ -256,7 +256,11 @@ export interface RunStore {
   /** Appends events in order, in one transaction, moving runs as {@link RunEventInput} says. */
   append(events: readonly RunEventInput[]): Promise<void>;
 
-  /** Records that `nodeId` is alive until `leaseMs` from now (the store's clock). */
+  /**
+   * Records that `nodeId` is alive until `leaseMs` from now (the store's clock). `0` ends its lease at once: its runs
+   * become a dead node's, for `claim` to take over as recoveries (a node restarted under the same name does this for
+   * the runs its previous process held).
+   */
   heartbeat(nodeId: string, leaseMs: number): Promise<void>;
   /**
    * Takes over live runs that no node owns, or whose owner's lease expired (or who has none), that `capabilities`

@@ -17,10 +17,12 @@ import {
   DEFAULT_METRIC_PREFIX,
   METRIC_NAMES,
   OrchestratorsCompatibilityAdapter,
+  STORE_METRIC_NAMES,
   TrafficRouter,
   UnifiedOrchestrator,
   type TaskContext,
 } from 'unified-orchestrator';
+import { MemoryStore } from '../../src/store/memory-store.js';
 import { until, wait } from '../support/agents.js';
 import { PROMTOOL } from '../support/binaries.js';
 
@@ -62,14 +64,23 @@ const HISTOGRAMS = new Set<string>([
   METRIC_NAMES.taskDuration,
   METRIC_NAMES.queueWait,
   COMPAT_METRIC_NAMES.callDuration,
+  STORE_METRIC_NAMES.writeDuration,
+  STORE_METRIC_NAMES.batchSize,
 ]);
 
+/** Every metric the orchestrator exports (the store's with a `store`), and a TrafficRouter on its registry. */
+const ALL_NAMES = [
+  ...Object.values(METRIC_NAMES),
+  ...Object.values(STORE_METRIC_NAMES),
+  ...Object.values(COMPAT_METRIC_NAMES),
+];
+
 /**
- * Every series name the orchestrator (and a TrafficRouter on its registry) exports with the default prefix:
- * histograms as _bucket, _sum and _count.
+ * Every series name the orchestrator (with a store, and a TrafficRouter on its registry) exports with the default
+ * prefix: histograms as _bucket, _sum and _count.
  */
 const KNOWN = new Map<string, string>();
-for (const name of [...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)]) {
+for (const name of ALL_NAMES) {
   if (HISTOGRAMS.has(name)) for (const suffix of ['_bucket', '_sum', '_count']) KNOWN.set(`${P}${name}${suffix}`, name);
   else KNOWN.set(`${P}${name}`, name);
 }
@@ -211,7 +222,7 @@ function dashboardExpressions(d: Dashboard): Array<{ where: string; expr: string
 
 // --- A live exposition with every series present ---------------------------------------------------------------------
 
-/** Runs a small workload touching every metric and returns the exposition text. */
+/** Runs a small workload touching every metric (on a store, so that its metrics are there) and returns the exposition text. */
 async function liveExposition(options: { prefix?: string; defaultMetrics?: boolean } = {}): Promise<string> {
   let sick = false;
   const o = new UnifiedOrchestrator({
@@ -219,6 +230,7 @@ async function liveExposition(options: { prefix?: string; defaultMetrics?: boole
     agentBreaker: { volumeThreshold: 1_000 },
     retry: { baseDelayMs: 1, maxDelayMs: 1 },
     metrics: { ...options },
+    store: new MemoryStore(),
     health: { checkIntervalMs: 60_000, sla: { minSamples: 1, types: { slow: { p95Ms: 1 }, bad: { errorRate: 0.1 } } } },
     pools: [
       {
@@ -316,7 +328,7 @@ describe('promtool', () => {
 describe('the exposition', () => {
   withPromtool('passes `promtool check metrics` (read from a temp file on stdin)', async () => {
     const body = await liveExposition();
-    for (const name of Object.values(METRIC_NAMES))
+    for (const name of [...Object.values(METRIC_NAMES), ...Object.values(STORE_METRIC_NAMES)])
       expect(body).toMatch(new RegExp(`^${P}${name}(_bucket|_count|_sum)?[{ ]`, 'm'));
     const file = join(dir, 'exposition.txt');
     await writeFile(file, body);
@@ -359,6 +371,10 @@ describe('docs/operations/alert-rules.yml', () => {
       'UnifiedOrchestratorAgentBreakersOpen',
       'UnifiedOrchestratorDependencyBreakerOpen',
       'UnifiedOrchestratorCriticalPressure',
+      'UnifiedOrchestratorStoreUnavailable',
+      'UnifiedOrchestratorStoreWriteLatencyHigh',
+      'UnifiedOrchestratorRunsRecovered',
+      'UnifiedOrchestratorEventsDropped',
     ]) {
       // Each is evaluated at a time where it fires (a non-empty exp_alerts list after its alertname).
       expect(tests, alert).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels:`));
@@ -378,6 +394,10 @@ describe('docs/operations/alert-rules.yml', () => {
         'UnifiedOrchestratorQueueGrowing',
         'UnifiedOrchestratorSlaBreached',
         'UnifiedOrchestratorUnhealthy',
+        'UnifiedOrchestratorStoreUnavailable',
+        'UnifiedOrchestratorStoreWriteLatencyHigh',
+        'UnifiedOrchestratorRunsRecovered',
+        'UnifiedOrchestratorEventsDropped',
       ].sort(),
     );
     // A non-empty quoted string, in either YAML quoting (Prettier picks the one that needs fewer escapes).
@@ -396,11 +416,17 @@ describe('docs/operations/alert-rules.yml', () => {
     expect(exprOf('UnifiedOrchestratorCriticalPressure')).toMatch(/resource_pressure == 2$/);
     expect(exprOf('UnifiedOrchestratorUnhealthy')).toMatch(/health_status\)? == 2$/);
     expect(exprOf('UnifiedOrchestratorHaltedLong')).toMatch(/halted == 1$/);
+    expect(exprOf('UnifiedOrchestratorStoreUnavailable')).toMatch(/store_available\)? == 0$/);
+    expect(exprOf('UnifiedOrchestratorStoreWriteLatencyHigh')).toMatch(
+      /^histogram_quantile\(0\.99, .*store_write_duration_seconds_bucket\{kind="insert"\}.*> 0\.25$/,
+    );
+    expect(exprOf('UnifiedOrchestratorRunsRecovered')).toMatch(/runs_adopted_total\{recovered="true"\}.*> 0$/);
+    expect(exprOf('UnifiedOrchestratorEventsDropped')).toMatch(/store_events_dropped_total.*> 0$/);
   });
 
   it('references only metrics the orchestrator exports', async () => {
     const exprs = ruleExpressions(await readFile(RULES, 'utf8'));
-    expect(exprs.length).toBe(9);
+    expect(exprs.length).toBe(13);
     for (const expr of exprs) {
       const names = metricNamesIn(expr);
       expect(names.length, expr).toBeGreaterThan(0);
@@ -473,6 +499,12 @@ describe('docs/operations/grafana-dashboard.json', () => {
       /recoveries/i,
       /sla breaches/i,
       /routing cache hit ratio/i,
+      /store availability/i,
+      /store write latency/i,
+      /store batch size/i,
+      /store write failures/i,
+      /runs adopted/i,
+      /store events buffered and dropped/i,
     ]) {
       expect(
         titles.some((t) => wanted.test(t)),
@@ -501,11 +533,9 @@ describe('docs/operations/grafana-dashboard.json', () => {
     }
   });
 
-  it('covers every metric the orchestrator and a TrafficRouter export', () => {
+  it('covers every metric the orchestrator (with a store) and a TrafficRouter export', () => {
     const used = new Set(exprs.flatMap((e) => metricNamesIn(e.expr)).map((n) => KNOWN.get(n)));
-    expect([...Object.values(METRIC_NAMES), ...Object.values(COMPAT_METRIC_NAMES)].filter((n) => !used.has(n))).toEqual(
-      [],
-    );
+    expect(ALL_NAMES.filter((n) => !used.has(n))).toEqual([]);
   });
 
   withPromtool('every PromQL expression parses (checked by promtool as recording rules)', async () => {

@@ -631,13 +631,29 @@ export function runStoreContract(
       );
 
       it(
-        'refuses a claim limit below 1 and a lease that is not positive',
+        'refuses a claim limit below 1 and a negative lease',
         async () => {
           const { store } = await setup();
           expect(
             await rejection(store.claim({ nodeId: 'n', limit: 0, capabilities: [], maxRecoveries: 3 })),
           ).toBeInstanceOf(ValidationError);
-          expect(await rejection(store.heartbeat('n', 0))).toBeInstanceOf(ValidationError);
+          expect(await rejection(store.heartbeat('n', -1))).toBeInstanceOf(ValidationError);
+          expect(await rejection(store.heartbeat('n', Number.NaN))).toBeInstanceOf(ValidationError);
+        },
+        timeout,
+      );
+
+      it(
+        "a lease of 0 ends the lease at once: the node's live runs are taken over as recoveries",
+        async () => {
+          const { store } = await setup();
+          await store.heartbeat('n1', 60_000);
+          const run = newRun();
+          await store.insert('n1', [run]);
+          expect((await store.claim({ nodeId: 'n2', limit: 5, capabilities: [], maxRecoveries: 3 })).runs).toEqual([]);
+          await store.heartbeat('n1', 0);
+          const { runs } = await store.claim({ nodeId: 'n2', limit: 5, capabilities: [], maxRecoveries: 3 });
+          expect(runs.map((r) => [r.id, r.owner, r.recoveries])).toEqual([[run.id, 'n2', 1]]);
         },
         timeout,
       );

@@ -1,0 +1,263 @@
+/**
+ * Durable runs through the orchestrator (src/store/durable-runs.ts), on a MemoryStore shared by the nodes of one
+ * test: a task is stored before it runs, its history is written, duplicates follow the first run, a failing store
+ * refuses submits with STORE_UNAVAILABLE and nothing is half-written, a stopped node gives its runs back, a node
+ * whose lease lapsed loses its runs to another, and a task that kills its node too often is dead-lettered.
+ * The SQL stores run the same wiring in test/store/durable-postgres.test.ts and the crash tests.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  StoreUnavailableError,
+  TaskNotFoundError,
+  UnifiedOrchestrator,
+  ValidationError,
+  type Agent,
+  type OrchestratorOptions,
+  type RunStore,
+  type TaskContext,
+} from '../../src/index.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { FlakyStore } from './flaky-store.js';
+
+const started: UnifiedOrchestrator[] = [];
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((o) => o.stop({ drain: false, timeoutMs: 2_000 })));
+});
+
+/** A started orchestrator with one pool of `agents` agents running `execute`, on `store`. */
+async function node(
+  store: RunStore,
+  execute: Agent['execute'],
+  options: Partial<OrchestratorOptions> = {},
+  agents = 2,
+): Promise<UnifiedOrchestrator> {
+  const o = new UnifiedOrchestrator({
+    pools: [
+      { role: 'worker', capabilities: ['work'], minAgents: agents, maxAgents: agents, create: () => ({ execute }) },
+    ],
+    metrics: false,
+    ...options,
+    store,
+    durability: { leaseMs: 600, heartbeatMs: 150, claimIntervalMs: 50, pollMs: 50, ...options.durability },
+  });
+  started.push(o);
+  await o.start();
+  return o;
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('durable runs on a store', () => {
+  it('stores a task before it runs, and keeps its outcome and its timeline', async () => {
+    const store = new MemoryStore();
+    let seenInStore: string | undefined;
+    const o = await node(store, async (ctx: TaskContext<{ n: number }>) => {
+      seenInStore = (await store.get(ctx.taskId))?.status;
+      return { doubled: ctx.payload.n * 2 };
+    });
+    const handle = o.delegate({ type: 'double', requires: ['work'], payload: { n: 21 }, tenantId: 'acme' });
+    expect(await handle.result).toEqual({ doubled: 42 });
+    // Stored before it ran (its `started` event is written with the next batch).
+    expect(['queued', 'running']).toContain(seenInStore);
+    await until(async () => (await o.runs.get(handle.id))?.status === 'completed');
+    const run = (await o.runs.get(handle.id))!;
+    expect(run).toMatchObject({ type: 'double', tenantId: 'acme', attempts: 1, result: { doubled: 42 } });
+    expect((await o.runs.events(handle.id)).map((e) => e.kind)).toEqual(['queued', 'started', 'completed']);
+    // Another tenant sees nothing.
+    expect(await o.runs.get(handle.id, { tenantId: 'other' })).toBeUndefined();
+    expect((await o.runs.list({ tenantId: 'acme' })).runs.map((r) => r.id)).toEqual([handle.id]);
+    expect(o.stats().durable).toMatchObject({ store: 'memory', inserted: 1, failures: 0, available: true });
+  });
+
+  it('groups the inserts of one turn into one statement', async () => {
+    const store = new MemoryStore();
+    const sizes: number[] = [];
+    const insert = store.insert.bind(store);
+    store.insert = async (n, runs) => (sizes.push(runs.length), insert(n, runs));
+    const o = await node(store, () => 'ok');
+    const results = Array.from({ length: 50 }, (_, i) => o.submit({ type: 't', requires: ['work'], payload: i }));
+    expect(await Promise.all(results)).toHaveLength(50);
+    expect(sizes[0]).toBe(50);
+  });
+
+  it('enqueue() resolves once stored; attach() follows the run from another node', async () => {
+    const store = new MemoryStore();
+    const gate = deferred();
+    const a = await node(store, async () => {
+      await gate.promise;
+      return 'done';
+    });
+    const b = await node(store, () => 'never', { pools: [] });
+    const handle = await a.enqueue({ type: 't', requires: ['work'] });
+    expect((await store.get(handle.id))?.status).toMatch(/queued|running/);
+    const attached = b.attach<string>(handle.id);
+    gate.resolve();
+    expect(await attached.result).toBe('done');
+    // A finished run attaches at once; an unknown one rejects.
+    expect(await b.attach(handle.id).result).toBe('done');
+    await expect(b.attach('no-such-run').result).rejects.toBeInstanceOf(TaskNotFoundError);
+    await expect(b.attach(handle.id, { tenantId: 'other' }).result).rejects.toBeInstanceOf(TaskNotFoundError);
+  });
+
+  it('a duplicate idempotency key follows the first run instead of running again', async () => {
+    const store = new MemoryStore();
+    let runs = 0;
+    const gate = deferred();
+    const o = await node(store, async () => {
+      runs++;
+      await gate.promise;
+      return 'first';
+    });
+    const first = await o.enqueue({ type: 't', requires: ['work'], idempotencyKey: 'k1' });
+    const second = await o.enqueue({ type: 't', requires: ['work'], idempotencyKey: 'k1' });
+    expect(second.id).toBe(first.id);
+    gate.resolve();
+    expect(await second.result).toBe('first');
+    expect(runs).toBe(1);
+  });
+
+  it('records retries and dead-letters; runs.retry() runs a dead letter again', async () => {
+    const store = new MemoryStore();
+    let fail = true;
+    const o = await node(
+      store,
+      () => {
+        if (fail) throw new Error('vendor down');
+        return 'recovered';
+      },
+      { retry: { baseDelayMs: 1, maxDelayMs: 2 } },
+    );
+    const handle = o.delegate({ type: 't', requires: ['work'], maxAttempts: 2 });
+    await expect(handle.result).rejects.toMatchObject({ code: 'TASK_DEAD_LETTERED' });
+    await until(async () => (await o.runs.get(handle.id))?.status === 'dead-lettered');
+    const kinds = (await o.runs.events(handle.id)).map((e) => e.kind);
+    expect(kinds).toEqual(['queued', 'started', 'retrying', 'started', 'dead-lettered']);
+    expect((await o.runs.deadLetters()).map((r) => r.id)).toEqual([handle.id]);
+    fail = false;
+    const again = await o.runs.retry(handle.id);
+    expect(again.id).not.toBe(handle.id);
+    expect(await again.result).toBe('recovered');
+    await expect(o.runs.retry(again.id)).rejects.toBeInstanceOf(TaskNotFoundError); // it completed
+  });
+
+  it('while the store refuses inserts, submits reject with STORE_UNAVAILABLE and nothing is stored or run', async () => {
+    const store = new FlakyStore();
+    let runs = 0;
+    const o = await node(store, () => ++runs);
+    store.failing.add('insert');
+    const handle = o.delegate({ type: 't', requires: ['work'] });
+    await expect(handle.stored).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(handle.result).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(o.enqueue({ type: 't', requires: ['work'] })).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(runs).toBe(0);
+    expect((await store.list()).runs).toHaveLength(0);
+    expect(o.stats().durable?.available).toBe(false);
+    store.failing.clear();
+    expect(await o.submit({ type: 't', requires: ['work'] })).toBe(1);
+  });
+
+  it('outcomes written while the store is down reach it when it is back', async () => {
+    const store = new FlakyStore();
+    const gate = deferred();
+    const o = await node(store, async () => {
+      await gate.promise;
+      return 'late';
+    });
+    const handle = await o.enqueue({ type: 't', requires: ['work'] });
+    await until(async () => (await store.get(handle.id))?.status === 'running');
+    store.failing.add('append');
+    gate.resolve();
+    expect(await handle.result).toBe('late');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await store.inner.get(handle.id))?.status).toBe('running');
+    expect(o.stats().durable?.buffered).toBe(1);
+    store.failing.clear();
+    await until(async () => (await store.inner.get(handle.id))?.status === 'completed');
+    expect((await store.inner.get(handle.id))?.result).toBe('late');
+  });
+
+  it('a node that stops without finishing gives its runs back, and another node runs them', async () => {
+    const store = new MemoryStore();
+    const a = await node(store, () => new Promise(() => {}), {}, 1); // never finishes
+    const handles = [
+      await a.enqueue({ type: 't', requires: ['work'] }),
+      await a.enqueue({ type: 't', requires: ['work'] }),
+    ];
+    await until(async () => (await store.get(handles[0]!.id))?.status === 'running');
+    await a.stop({ drain: false, timeoutMs: 1_000 });
+    await store.open(); // the orchestrator closed the store it was given at stop
+    for (const h of handles) {
+      await expect(h.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await store.get(h.id))?.owner).toBeNull();
+    }
+    const seen: TaskContext[] = [];
+    const b = await node(store, (ctx) => (seen.push(ctx), `ran ${ctx.taskId}`));
+    for (const h of handles) expect(await b.attach(h.id).result).toBe(`ran ${h.id}`);
+    // Given back by a clean stop: not a recovery.
+    expect(seen.map((c) => c.recoveries)).toEqual([0, 0]);
+    const kinds = (await b.runs.events(handles[0]!.id)).map((e) => e.kind);
+    expect(kinds).toEqual(['queued', 'started', 'released', 'adopted', 'started', 'completed']);
+  });
+
+  it('a node whose lease lapses loses its runs to another node: the attempt there is a recovery', async () => {
+    const store = new FlakyStore();
+    const a = await node(store, () => new Promise(() => {}), { durability: { nodeId: 'node-a' } }, 1);
+    const handle = await a.enqueue({ type: 't', requires: ['work'], maxAttempts: 3 });
+    await until(async () => (await store.get(handle.id))?.status === 'running');
+    const seen: TaskContext[] = [];
+    const b = await node(store, (ctx) => (seen.push(ctx), 'taken over'), { durability: { nodeId: 'node-b' } });
+    store.silenced.add('node-a'); // node A stalls: its lease is not renewed
+    expect(await b.attach(handle.id).result).toBe('taken over');
+    expect(seen[0]).toMatchObject({ recoveries: 1, attempt: 2 });
+    expect((await store.get(handle.id))?.recoveries).toBe(1);
+  });
+
+  it('a task whose node keeps dying is dead-lettered after maxRecoveries, not run forever', async () => {
+    const store = new FlakyStore();
+    const nodes: UnifiedOrchestrator[] = [];
+    const handle = await (
+      await node(store, () => new Promise(() => {}), { durability: { nodeId: 'n0', maxRecoveries: 2 } }, 1)
+    ).enqueue({ type: 'poison', requires: ['work'] });
+    store.silenced.add('n0');
+    for (let i = 1; i <= 3; i++) {
+      // Each node takes the run over and then "dies" (its lease is never renewed again).
+      const n = await node(
+        store,
+        () => new Promise(() => {}),
+        { durability: { nodeId: `n${i}`, maxRecoveries: 2 } },
+        1,
+      );
+      nodes.push(n);
+      await until(async () => {
+        const run = await store.get(handle.id);
+        return run?.owner === `n${i}` || run?.status === 'dead-lettered';
+      });
+      store.silenced.add(`n${i}`);
+      if ((await store.get(handle.id))?.status === 'dead-lettered') break;
+    }
+    const observer = await node(store, () => 'x', { pools: [] });
+    await expect(observer.attach(handle.id).result).rejects.toMatchObject({ code: 'TASK_DEAD_LETTERED' });
+    expect((await store.get(handle.id))?.recoveries).toBeLessThanOrEqual(2);
+  });
+
+  it('without a store, attach() and runs say what to configure', async () => {
+    const o = new UnifiedOrchestrator({ metrics: false });
+    started.push(o);
+    await o.start();
+    expect(() => o.attach('x')).toThrow(ValidationError);
+    await expect(o.runs.list()).rejects.toThrow(/configure a `store`/);
+  });
+});
