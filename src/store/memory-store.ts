@@ -9,6 +9,7 @@ import {
   checkEvents,
   checkLease,
   checkLimit,
+  checkTime,
   checkNewRuns,
   DEFAULT_PAGE,
   encodeCursor,
@@ -281,6 +282,7 @@ export class MemoryStore implements RunStore {
   async prune(before: number, limit: number): Promise<number> {
     this.#check('prune');
     checkLimit(limit);
+    checkTime(before, 'before');
     const old = [...this.#runs.values()]
       .filter((run) => isTerminal(run.status) && run.finishedAt !== null && run.finishedAt < before)
       .sort((a, b) => (a.finishedAt ?? 0) - (b.finishedAt ?? 0) || compare(a.id, b.id))

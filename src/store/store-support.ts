@@ -176,6 +176,13 @@ export function listFilters(query: RunQuery = {}): ListFilters {
   };
 }
 
+/** Refuses a time that is not a number of epoch milliseconds (Infinity is allowed: "everything before now"). */
+export function checkTime(value: number, field: string): void {
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new ValidationError(field, `${field} is a time in epoch milliseconds (got ${String(value)})`);
+  }
+}
+
 /** Checks the limit of `deadLetters` or `prune`. */
 export function checkLimit(limit: number, field = 'limit'): void {
   if (!Number.isInteger(limit) || limit < 1) {

@@ -866,6 +866,8 @@ export function runStoreContract(
           expect(await store.events(recent.id)).toHaveLength(2);
           expect(await store.prune(Number.MAX_SAFE_INTEGER, 100)).toBe(1);
           expect((await store.list()).runs.map((r) => r.id).sort()).toEqual([live.id, running.id].sort());
+          expect(await rejection(store.prune(Number.NaN, 10))).toBeInstanceOf(ValidationError);
+          expect(await rejection(store.prune(1_000, 0))).toBeInstanceOf(ValidationError);
           // The pruned completed run no longer holds its key.
           expect(await store.insert('n1', [newRun({ idempotencyKey: 'k-old' })])).toEqual([{ kind: 'inserted' }]);
         },

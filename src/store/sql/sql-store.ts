@@ -14,6 +14,7 @@ import {
   checkEvents,
   checkLease,
   checkLimit,
+  checkTime,
   checkNewRuns,
   DEFAULT_PAGE,
   encodeCursor,
@@ -154,6 +155,7 @@ export abstract class SqlRunStore implements RunStore {
   }
 
   async insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]> {
+    this.#ready('insert');
     checkNewRuns(runs);
     if (runs.length === 0) return [];
     const input = runs.map((run, ord) => ({
@@ -183,6 +185,7 @@ export abstract class SqlRunStore implements RunStore {
   }
 
   async append(events: readonly RunEventInput[]): Promise<void> {
+    this.#ready('append');
     checkEvents(events);
     if (events.length === 0) return;
     const input = events.map((event, ord) => ({
@@ -244,6 +247,7 @@ export abstract class SqlRunStore implements RunStore {
   }
 
   async getMany(ids: readonly string[]): Promise<RunRecord[]> {
+    this.#ready('getMany');
     if (ids.length === 0) return [];
     const rows = await this.#run('getMany', (executor) =>
       executor.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM ${this.#names.s}.runs WHERE id = ANY ($1::text[])`, [
@@ -326,6 +330,7 @@ export abstract class SqlRunStore implements RunStore {
 
   async prune(before: number, limit: number): Promise<number> {
     checkLimit(limit);
+    checkTime(before, 'before');
     const rows = await this.#run('prune', (executor) =>
       executor.query<{ n: number | string }>(
         `WITH doomed AS (
