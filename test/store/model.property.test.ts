@@ -1,9 +1,12 @@
 /**
- * The RunStore model (test/store/model.ts) against MemoryStore; the SQL stores run it in their own files.
+ * The RunStore model (test/store/model.ts) against MemoryStore, and against a PostgresStore on a real server (the
+ * embedded store is compared with MemoryStore step by step in test/store/model.test.ts).
  */
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { PostgresStore } from '../../src/store/postgres-store.js';
+import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
 import { commandArb, runModel } from './model.js';
 
 describe('RunStore model: MemoryStore', () => {
@@ -16,4 +19,31 @@ describe('RunStore model: MemoryStore', () => {
     );
     await store.close();
   });
+});
+
+describe.skipIf(POSTGRES_SERVER.skip)('RunStore model: PostgresStore', () => {
+  let pg: TestPostgres;
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+  }, 120_000);
+
+  afterAll(async () => {
+    await pg?.close();
+  });
+
+  it('holds what the model holds after any sequence of steps', async () => {
+    const store = new PostgresStore({ connectionString: await pg.createDatabase('uo_model') });
+    await store.open();
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(commandArb, { minLength: 1, maxLength: 40 }), (commands) =>
+          runModel(store, commands),
+        ),
+        { numRuns: 40 },
+      );
+    } finally {
+      await store.close();
+    }
+  }, 120_000);
 });
