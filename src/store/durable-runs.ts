@@ -76,6 +76,9 @@ interface Waiter {
 
 const noop = (): void => {};
 
+/** At most this many of its previous process's runs a restarted node takes back at start (one claim). */
+const RECLAIM_LIMIT = 100_000;
+
 /** The task as stored. */
 function storedTaskOf(spec: TaskSpec, acceptedAtEpoch: number): StoredTask {
   return {
@@ -193,10 +196,11 @@ export class DurableRuns implements RunObserver {
     this.#running = true;
     if (this.#options.nodeId !== undefined) {
       // A restart under the same name: the runs the old process held are orphans. With its lease ended they are a
-      // dead node's runs, taken over as recoveries (counted against maxRecoveries, so a poison task cannot
-      // crash-loop us); those that do not fit here go back to the store. Only then is the lease renewed.
+      // dead node's runs, taken over in one claim of only those (`from`) as recoveries (counted against
+      // maxRecoveries, so a poison task cannot crash-loop us); those that do not fit here go back to the store. Only
+      // then is the lease renewed: claimed again before, they would count a second recovery.
       await this.#store.heartbeat(this.nodeId, 0);
-      while ((await this.#claim(this.#options.maxClaim, true)) > 0);
+      await this.#claim(RECLAIM_LIMIT, true, this.nodeId);
     }
     await this.#store.heartbeat(this.nodeId, this.#options.leaseMs);
     this.#every(this.#options.heartbeatMs, () => this.#heartbeat());
@@ -447,8 +451,11 @@ export class DurableRuns implements RunObserver {
     return this.#claim(this.#options.maxClaim - this.#engine.waiting, false);
   }
 
-  /** Claims up to `limit` runs; with `throwing`, a store error rejects (at start) instead of being reported. */
-  async #claim(limit: number, throwing: boolean): Promise<number> {
+  /**
+   * Claims up to `limit` runs (only `from`'s, when given); with `throwing`, a store error rejects (at start) instead
+   * of being reported.
+   */
+  async #claim(limit: number, throwing: boolean, from?: string): Promise<number> {
     if (!this.#running || this.#claiming || limit <= 0) return 0;
     const capabilities = this.#capabilities();
     this.#claiming = true;
@@ -458,6 +465,7 @@ export class DurableRuns implements RunObserver {
         limit,
         capabilities,
         maxRecoveries: this.#options.maxRecoveries,
+        ...(from === undefined ? {} : { from }),
       });
       this.#ok();
       for (const run of deadLettered) {
@@ -465,9 +473,12 @@ export class DurableRuns implements RunObserver {
         this.#settleFromRecordIfWaited(run);
       }
       let recovered = 0;
+      // A take-back at start may return more than this node keeps waiting: the rest go back to the store at once.
+      let room = from === undefined ? Infinity : this.#options.maxClaim - this.#engine.waiting;
       for (const run of runs) {
         if (run.recoveries > 0) recovered++;
-        this.#adopt(run);
+        if (room-- > 0) this.#adopt(run);
+        else this.#writer.append({ runId: run.id, kind: 'released', at: Date.now(), nodeId: this.nodeId });
       }
       this.#adopted += runs.length;
       if (runs.length > 0 || deadLettered.length > 0) this.#observer?.adopted(runs.length, recovered);

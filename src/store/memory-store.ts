@@ -167,6 +167,7 @@ export class MemoryStore implements RunStore {
       .filter(
         (run) =>
           !isTerminal(run.status) &&
+          (request.from === undefined || run.owner === request.from) &&
           (run.owner === null || !((this.#leases.get(run.owner) ?? -Infinity) > now)) &&
           run.task.requires.every((capability) => capabilities.has(capability)),
       )

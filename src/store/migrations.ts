@@ -234,7 +234,8 @@ END $f$;
 
 -- Takes over live runs that p_caps cover and that no node owns or whose owner has no lease left: highest priority
 -- first, then oldest, skipping rows another claim holds; up to p_limit adopted (dead-lettered ones not counted).
-CREATE FUNCTION ${s}.claim_runs(p_node text, p_limit integer, p_caps text[], p_max_recoveries integer)
+CREATE FUNCTION ${s}.claim_runs(p_node text, p_limit integer, p_caps text[], p_max_recoveries integer,
+                                 p_from text)
 RETURNS TABLE (dead boolean, run jsonb) LANGUAGE plpgsql AS $f$
 DECLARE
   v_now bigint := ${s}.now_ms();
@@ -246,6 +247,7 @@ BEGIN
   FOR v_run IN
     SELECT * FROM ${s}.runs x
     WHERE x.status IN ${LIVE} AND x.requires <@ p_caps
+      AND (p_from IS NULL OR x.owner = p_from)
       AND (x.owner IS NULL
            OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > v_now))
     ORDER BY x.priority DESC, x.created_at, x.id

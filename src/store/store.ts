@@ -188,6 +188,12 @@ export interface ClaimRequest {
    * when it is larger.
    */
   readonly maxRecoveries: number;
+  /**
+   * Only runs this node held (a dead node's: its lease ended or expired). A node restarted under the same name takes
+   * its previous process's runs back with one such claim (its lease ended with `heartbeat(name, 0)` first), without
+   * sweeping up other runs; a run it claims is then its own, so it must renew its lease before it claims again.
+   */
+  readonly from?: string;
 }
 
 /** What `claim` hands back: runs now owned by the claiming node, and those it dead-lettered instead. */

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const child = fileURLToPath(new URL('../fixtures/exit-child.ts', import.meta.url));
@@ -36,6 +37,33 @@ describe('clean shutdown', () => {
     },
     30_000,
   );
+
+  it('a process with a durable store (MemoryStore) that runs tasks and stops exits on its own', async () => {
+    const { code, out } = await run('durable');
+    expect(out).toMatch(/stopped ok=300 state=stopped/);
+    expect(code).toBe(0);
+  }, 30_000);
+
+  describe.skipIf(POSTGRES_SERVER.skip)('on a PostgreSQL server', () => {
+    let pg: TestPostgres;
+    beforeAll(async () => {
+      pg = await startPostgres();
+    }, 120_000);
+    afterAll(async () => {
+      await pg?.close();
+    });
+
+    it('a process with a PostgresStore (its pool and its LISTEN connection) exits on its own after stop()', async () => {
+      process.env['UO_EXIT_DATABASE_URL'] = await pg.createDatabase('uo_exit');
+      try {
+        const { code, out } = await run('durable');
+        expect(out).toMatch(/stopped ok=300 state=stopped/);
+        expect(code).toBe(0);
+      } finally {
+        delete process.env['UO_EXIT_DATABASE_URL'];
+      }
+    }, 60_000);
+  });
 
   it('a process whose RedisBridge cannot reach Redis: start() rejects, and the process still exits on its own', async () => {
     const { code, out } = await run(

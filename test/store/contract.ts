@@ -464,6 +464,35 @@ export function runStoreContract(
       );
 
       it(
+        "a claim `from` a dead node takes only that node's runs, not unowned ones or another dead node's",
+        async () => {
+          const { store } = await setup();
+          const cap = unique('cap');
+          const mine = newRun({ task: { requires: [cap] } });
+          const theirs = newRun({ task: { requires: [cap] } });
+          const unowned = newRun({ task: { requires: [cap] } });
+          const me = unique('node');
+          const other = unique('node');
+          await store.insert(me, [unowned]);
+          await store.leave(me); // gives `unowned` back
+          await store.insert(me, [mine]);
+          await store.insert(other, [theirs]); // `other` never took a lease: a dead node's run too
+          await store.heartbeat(me, 0);
+          const { runs } = await store.claim({
+            nodeId: me,
+            limit: 10,
+            capabilities: [cap],
+            maxRecoveries: 5,
+            from: me,
+          });
+          expect(runs.map((r) => [r.id, r.owner, r.recoveries])).toEqual([[mine.id, me, 1]]);
+          expect(await store.get(unowned.id)).toMatchObject({ owner: null, recoveries: 0 });
+          expect(await store.get(theirs.id)).toMatchObject({ owner: other, recoveries: 0 });
+        },
+        timeout,
+      );
+
+      it(
         'renews a lease with each heartbeat',
         async () => {
           const { store, advance } = await setup();

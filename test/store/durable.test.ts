@@ -253,6 +253,36 @@ describe('durable runs on a store', () => {
     expect((await store.get(handle.id))?.recoveries).toBeLessThanOrEqual(2);
   });
 
+  it('a node restarted under the same name takes back only its own runs, once, and not runs given back', async () => {
+    const store = new MemoryStore();
+    await store.open();
+    const given = { id: 'given-back', type: 't', tenantId: null, idempotencyKey: null, createdAt: Date.now() };
+    const task = {
+      requires: ['work'],
+      prefers: [],
+      priority: 0,
+      payload: null,
+      timeoutMs: null,
+      deadlineAt: null,
+      maxAttempts: 1,
+      affinityKey: null,
+    };
+    await store.insert('gone', [{ ...given, task }]);
+    await store.leave('gone'); // unowned, as a clean stop leaves it
+    await store.insert('stable', [{ ...given, id: 'orphan', task }]); // held by the previous process named `stable`
+    await store.heartbeat('stable', 60_000); // whose lease has not even run out
+    const seen: TaskContext[] = [];
+    const o = await node(store, (ctx) => (seen.push(ctx), ctx.taskId), { durability: { nodeId: 'stable' } });
+    expect(await o.attach('orphan').result).toBe('orphan');
+    expect(await o.attach('given-back').result).toBe('given-back');
+    expect(seen.map((c) => [c.taskId, c.recoveries]).sort()).toEqual([
+      ['given-back', 0],
+      ['orphan', 1],
+    ]);
+    expect((await store.get('orphan'))?.recoveries).toBe(1);
+    expect((await store.get('given-back'))?.recoveries).toBe(0);
+  });
+
   it('without a store, attach() and runs say what to configure', async () => {
     const o = new UnifiedOrchestrator({ metrics: false });
     started.push(o);

@@ -221,9 +221,9 @@ export abstract class SqlRunStore implements RunStore {
     const rows = await this.#run('claim', (executor) =>
       executor.query<RunRow & { dead: boolean }>(
         `SELECT c.dead, ${RUN_COLUMNS}
-         FROM ${this.#names.s}.claim_runs($1, $2::integer, $3::text[], $4::integer) c,
+         FROM ${this.#names.s}.claim_runs($1, $2::integer, $3::text[], $4::integer, $5::text) c,
            jsonb_populate_record(NULL::${this.#names.s}.runs, c.run) r`,
-        [request.nodeId, request.limit, [...request.capabilities], request.maxRecoveries],
+        [request.nodeId, request.limit, [...request.capabilities], request.maxRecoveries, request.from ?? null],
       ),
     );
     const runs: RunRecord[] = [];
