@@ -45,6 +45,9 @@ export const RUNS_ONLY_OPTIONS = [
   'cursor',
 ] as const;
 
+/** The lease `runs retry` holds while it writes the new run. */
+const RETRY_LEASE_MS = 60_000;
+
 /** Where the store is. */
 type StoreTarget =
   | { readonly kind: 'postgres'; readonly url: string; readonly schema: string | undefined }
@@ -279,12 +282,18 @@ export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid
       task: { ...run.task, deadlineAt: null },
       createdAt: Date.now(),
     };
-    await store.insert(nodeId, [newRun]);
-    // Given back at once: unowned and queued, so any running node with the capabilities claims it. (Were this
-    // write lost, the run's owner has no lease, and a node takes it over all the same.)
-    await store.append([
-      { runId: newRun.id, kind: 'released', at: Date.now(), nodeId, detail: { retryOf: id, by: 'cli' } },
-    ]);
+    // The CLI holds a lease while it writes, so that no node takes the new run over as a dead node's (a recovery)
+    // before it is given back; should the CLI die in between, the lease ends and a node takes it over all the same.
+    await store.heartbeat(nodeId, RETRY_LEASE_MS);
+    try {
+      await store.insert(nodeId, [newRun]);
+      // Given back: unowned and queued, so the first running node that serves it claims it.
+      await store.append([
+        { runId: newRun.id, kind: 'released', at: Date.now(), nodeId, detail: { retryOf: id, by: 'cli' } },
+      ]);
+    } finally {
+      await store.leave(nodeId);
+    }
     if (json) io.write(`${JSON.stringify({ ok: true, id, newId: newRun.id })}\n`);
     else
       io.write(

@@ -255,7 +255,8 @@ describe.skipIf(POSTGRES_SERVER.skip)('unified-orchestrator runs (PostgreSQL ser
     // The orchestrator on the same database claims it and runs it.
     await until(async () => (await store.get(newId!))?.status === 'completed');
     const again = (await store.get(newId!))!;
-    expect(again).toMatchObject({ type: 'report', tenantId: 'acme', result: { echo: 99 }, attempts: 1 });
+    // Claimed as a run nobody owns, not taken over as a dead node's (not a recovery).
+    expect(again).toMatchObject({ type: 'report', tenantId: 'acme', result: { echo: 99 }, attempts: 1, recoveries: 0 });
     expect(again.task).toEqual({ ...(await store.get(deadId))!.task, deadlineAt: null });
     const kinds = (await store.events(newId!)).map((e) => e.kind);
     expect(kinds.slice(0, 3)).toEqual(['queued', 'released', 'adopted']);

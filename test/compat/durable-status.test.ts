@@ -20,6 +20,7 @@ import {
 import { PGliteStore } from '../../src/store/pglite-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { ok } from './helpers.js';
 
 type Payload = { kind: 'ok'; n: number } | { kind: 'fail' } | { kind: 'slow' } | { kind: 'hold' };
 
@@ -77,11 +78,6 @@ async function node(store: RunStore, nodeId?: string) {
   live.push(o);
   await o.start();
   return { o, adapter: new OrchestratorsCompatibilityAdapter(o) };
-}
-
-function ok<T>(value: T | { error: { code: string; message: string } }): T {
-  if (isLegacyError(value)) throw new Error(`legacy error ${value.error.code}: ${value.error.message}`);
-  return value;
 }
 
 /** What must survive the restart (timestamps are the adapter's clock on A, the store's on B). */
