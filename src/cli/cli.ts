@@ -17,9 +17,10 @@ import { publishControl, readNodes, readStanding } from '../bridge/redis-control
 import { redactRedisUrl } from '../bridge/redis-options.js';
 import { MessageSigner } from '../bridge/signing.js';
 import { formatStatus, type ClusterView } from './format.js';
+import { EXIT, redactUrl, UsageError, type CliIo } from './io.js';
+import { parseRuns, RUNS_ONLY_OPTIONS, RUNS_OPTIONS, RUNS_USAGE, runRuns, type RunsCommand } from './runs.js';
 
-/** Exit codes: 0 done, 1 failed (Redis unreachable, not every node confirmed), 2 wrong usage. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+export { EXIT, type CliIo } from './io.js';
 
 export const USAGE = `Usage: unified-orchestrator <command> [options]
 
@@ -31,28 +32,25 @@ Commands:
   traffic set <percent>    share of legacy calls (0-100) the unified orchestrator takes, on every node
   shadow on|off            shadow mode on every node
   rollback [reason...]     every legacy call back to the legacy implementation at once (0%, shadow off)
+${RUNS_USAGE}
 
 Options:
   --redis <url>            Redis URL (env UO_REDIS_URL, then REDIS_URL) [default: redis://127.0.0.1:6379]
   --namespace <ns>         key prefix the nodes use (env UO_NAMESPACE) [default: uo]
   --secret-file <path>     file holding the cluster's shared secret; otherwise the env variable UO_SECRET
   --encrypt                the nodes seal messages encrypted (their option encrypt: true; env UO_ENCRYPT=1)
-  --timeout <ms>           how long to wait for every node to confirm [default: 5000]
+  --timeout <ms>           how long to wait for every node to confirm (runs: for a connection) [default: 5000]
   --no-wait                send without waiting for the nodes to confirm
   --strict                 status: exit 1 unless every node is healthy and applies the cluster's halt and split
+${RUNS_OPTIONS}
   --json                   machine-readable output (one JSON object)
   -h, --help               this text
 
-Exit status: 0 done, 1 failed (Redis unreachable, a node did not confirm in time, --strict check failed), 2 wrong usage.`;
+Exit status: 0 done, 1 failed (Redis or the store unreachable, a node did not confirm in time, --strict check failed,
+a run unknown or not retryable), 2 wrong usage.`;
 
-/** Where the CLI writes and what it reads from its environment (a test passes its own). */
-export interface CliIo {
-  readonly env: Readonly<Record<string, string | undefined>>;
-  write(text: string): void;
-  error(text: string): void;
-}
-
-class UsageError extends Error {}
+/** The options only the Redis commands take (`runs` commands refuse them). */
+const REDIS_ONLY_OPTIONS = ['redis', 'namespace', 'secret-file', 'encrypt', 'no-wait', 'strict'] as const;
 
 interface Parsed {
   readonly command: string[];
@@ -67,11 +65,12 @@ interface Parsed {
   readonly help: boolean;
 }
 
-function parse(argv: readonly string[], env: CliIo['env']): Parsed {
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
+type Values = Record<string, string | boolean | undefined>;
+
+/** The command line as parseArgs reads it (every command's options), or UsageError. */
+function parseArgv(argv: readonly string[]): { values: Values; positionals: string[] } {
   try {
-    ({ values, positionals } = parseArgs({
+    return parseArgs({
       args: [...argv],
       allowPositionals: true,
       strict: true,
@@ -85,14 +84,40 @@ function parse(argv: readonly string[], env: CliIo['env']): Parsed {
         strict: { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        'database-url': { type: 'string' },
+        pglite: { type: 'string' },
+        schema: { type: 'string' },
+        tenant: { type: 'string' },
+        type: { type: 'string' },
+        status: { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        limit: { type: 'string' },
+        cursor: { type: 'string' },
       },
-    }));
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+/** `--timeout` in ms (default 5000), or UsageError. */
+function timeoutOf(values: Values): number {
   const timeout = values['timeout'] === undefined ? 5_000 : Number(values['timeout']);
   if (!Number.isFinite(timeout) || timeout <= 0)
     throw new UsageError(`--timeout must be a number of milliseconds > 0, got ${String(values['timeout'])}`);
+  return timeout;
+}
+
+/** The first of `flags` given, as UsageError: it does not apply to `command`. */
+function refuseFlags(values: Values, flags: readonly string[], command: string): void {
+  const given = flags.find((flag) => values[flag] !== undefined);
+  if (given !== undefined) throw new UsageError(`--${given} does not apply to \`${command}\``);
+}
+
+function parse(values: Values, positionals: string[], env: CliIo['env']): Parsed {
+  refuseFlags(values, RUNS_ONLY_OPTIONS, positionals[0] ?? 'this command');
+  const timeout = timeoutOf(values);
   const url =
     (values['redis'] as string | undefined) ?? env['UO_REDIS_URL'] ?? env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
   if (!/^rediss?:\/\//i.test(url) || !URL.canParse(url)) {
@@ -199,17 +224,6 @@ function standingOf(messages: readonly ControlMessage[]): { halted: string | nul
   return { halted, traffic };
 }
 
-/** Hides the password of a Redis URL for output. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return redactRedisUrl(url);
-  }
-}
-
 async function secretOf(parsed: Parsed, env: CliIo['env']): Promise<string> {
   let secret = env['UO_SECRET'];
   if (parsed.secretFile !== undefined) {
@@ -234,12 +248,26 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   let secret: string;
   const from = `cli@${hostname()}:${process.pid}`;
   const actor = `cli:${operator()}@${hostname()}`;
+  let runs: RunsCommand | undefined;
   try {
-    parsed = parse(argv, io.env);
-    if (parsed.help) {
+    const { values, positionals } = parseArgv(argv);
+    if (values['help'] === true) {
       io.write(`${USAGE}\n`);
       return EXIT.ok;
     }
+    if (positionals[0] === 'runs') {
+      refuseFlags(values, REDIS_ONLY_OPTIONS, 'runs');
+      runs = parseRuns(positionals.slice(1), values, io.env, timeoutOf(values));
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    io.error(`unified-orchestrator: ${error.message}\n\n${USAGE}\n`);
+    return EXIT.usage;
+  }
+  if (runs) return runRuns(runs, io);
+  try {
+    const { values, positionals } = parseArgv(argv);
+    parsed = parse(values, positionals, io.env);
     what = order(parsed.command, from, actor);
     secret = await secretOf(parsed, io.env);
   } catch (error) {
@@ -271,7 +299,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     try {
       await redis.connect();
     } catch (error) {
-      return fail(`cannot reach Redis at ${redact(parsed.url)}: ${(error as Error).message}`);
+      return fail(`cannot reach Redis at ${redactUrl(parsed.url)}: ${(error as Error).message}`);
     }
     const view = async (): Promise<ClusterView> => {
       const { nodes, rejected, standing: vouched } = await readNodes(redis, signer, parsed.namespace);
@@ -279,7 +307,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       // hash does not show as the cluster's setting.
       const standing = await readStanding(redis, signer, parsed.namespace, vouched);
       return {
-        redis: redact(parsed.url),
+        redis: redactUrl(parsed.url),
         namespace: parsed.namespace,
         nodes,
         rejected: rejected + standing.rejected,

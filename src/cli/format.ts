@@ -1,5 +1,6 @@
 /** Human-readable output of the operator CLI. */
 import type { NodeInfo, TrafficSetting } from '../bridge/bridge.js';
+import type { RunEvent, RunPage, RunRecord, StoredError } from '../store/store.js';
 
 /** What `status` reads: the live nodes and the cluster's standing halt and split. */
 export interface ClusterView {
@@ -81,5 +82,89 @@ export function formatStatus(cluster: ClusterView, what: 'status' | 'traffic'): 
       .map(([klass, depth]) => [n.nodeId, klass, String(depth)]),
   );
   out.push('', queues.length > 0 ? `Queues\n${table([['NODE', 'CLASS', 'WAITING'], ...queues])}` : 'Queues: empty');
+  return `${out.join('\n')}\n`;
+}
+
+// --- runs ---------------------------------------------------------------------------------------------
+
+const time = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
+
+const errorText = (e: StoredError): string => `${e.code ?? e.name}: ${e.message}`;
+
+/** A JSON value on one line, cut at `max` characters. */
+function jsonLine(value: unknown, max = 200): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? 'null';
+  } catch {
+    text = String(value);
+  }
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/** `runs list`: one row per run, and how to ask for the next page. */
+export function formatRunPage(page: RunPage): string {
+  if (page.runs.length === 0) return 'No runs match.\n';
+  const rows = [['ID', 'TYPE', 'TENANT', 'STATUS', 'ATTEMPTS', 'OWNER', 'CREATED', 'FINISHED']];
+  for (const r of page.runs) {
+    rows.push([
+      r.id,
+      r.type,
+      r.tenantId ?? '-',
+      r.status,
+      String(r.attempts),
+      r.owner ?? '-',
+      time(r.createdAt),
+      time(r.finishedAt),
+    ]);
+  }
+  const next = page.cursor === null ? '' : `\nMore runs: add --cursor ${page.cursor}\n`;
+  return `${table(rows)}\n${next}`;
+}
+
+/** `runs show`: the run's fields, one per line. */
+export function formatRun(run: RunRecord): string {
+  const t = run.task;
+  const lines: [string, string][] = [
+    ['Run', run.id],
+    ['Type', run.type],
+    ['Tenant', run.tenantId ?? '-'],
+    ['Status', run.status],
+    [
+      'Attempts',
+      `${run.attempts} of ${t.maxAttempts}${run.recoveries > 0 ? ` (taken over ${run.recoveries}x from a dead node)` : ''}`,
+    ],
+    ['Owner', run.owner ?? '- (queued for any node)'],
+    ['Idempotency key', run.idempotencyKey ?? '-'],
+    ['Requires', t.requires.length > 0 ? t.requires.join(', ') : '-'],
+    ['Prefers', t.prefers.length > 0 ? t.prefers.join(', ') : '-'],
+    ['Priority', String(t.priority)],
+    ['Timeout', t.timeoutMs === null ? 'none' : `${t.timeoutMs} ms per attempt`],
+    ['Deadline', time(t.deadlineAt)],
+    ['Created', time(run.createdAt)],
+    ['Updated', time(run.updatedAt)],
+    ['Finished', time(run.finishedAt)],
+    ['Payload', jsonLine(t.payload)],
+  ];
+  if (run.status === 'completed') lines.push(['Result', jsonLine(run.result)]);
+  if (run.error) lines.push(['Error', errorText(run.error)]);
+  const width = Math.max(...lines.map(([k]) => k.length)) + 1;
+  return `${lines.map(([k, v]) => `${`${k}:`.padEnd(width)} ${v}`).join('\n')}\n`;
+}
+
+/** `runs events`: the run's timeline, one event a line, with the time since the run was queued. */
+export function formatTimeline(run: RunRecord, events: readonly RunEvent[]): string {
+  const out = [`Run ${run.id} (${run.type}${run.tenantId === null ? '' : `, tenant ${run.tenantId}`}): ${run.status}`];
+  const start = events[0]?.at ?? run.createdAt;
+  const rows = events.map((e) => {
+    const what: string[] = [];
+    if (e.attempt !== null) what.push(`attempt ${e.attempt}`);
+    if (e.agentId !== null) what.push(`on agent ${e.agentId}`);
+    if (e.nodeId !== null) what.push(`node ${e.nodeId}`);
+    if (e.error) what.push(`error ${errorText(e.error)}`);
+    if (e.detail && Object.keys(e.detail).length > 0) what.push(jsonLine(e.detail, 120));
+    return [time(e.at), `+${Math.max(0, e.at - start)}ms`, e.kind, what.join(', ')];
+  });
+  out.push(rows.length === 0 ? 'No events.' : table([['AT', 'SINCE', 'EVENT', 'DETAIL'], ...rows]));
   return `${out.join('\n')}\n`;
 }

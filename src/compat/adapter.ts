@@ -7,6 +7,7 @@ import { UnknownRoleError, ValidationError, type OrchestratorErrorCode } from '.
 import type { OrchestratorEvents } from '../events.js';
 import type { Task, TaskHandle } from '../engine/task.js';
 import type { UnifiedOrchestrator } from '../orchestrator/orchestrator.js';
+import type { RunEvent, RunRecord, RunStatus } from '../store/store.js';
 import type { AgentSnapshot } from '../pool/agent-record.js';
 import {
   LEGACY_ERROR_CODES,
@@ -34,6 +35,23 @@ const AGENT_STATES: Readonly<Record<AgentSnapshot['state'], LegacyAgentState>> =
   TERMINATED: 'terminated',
   UNHEALTHY: 'unhealthy',
   FAILED: 'failed',
+};
+
+/** The legacy state of a stored run. */
+const RUN_STATES: Readonly<Record<RunStatus, LegacyTaskState>> = {
+  queued: 'pending',
+  running: 'running',
+  completed: 'completed',
+  failed: 'failed',
+  'dead-lettered': 'failed',
+  'timed-out': 'timeout',
+  cancelled: 'cancelled',
+};
+
+/** The error code of a stored run that ended without one of its own. */
+const RUN_ERROR_CODES: Partial<Record<RunStatus, string>> = {
+  'timed-out': 'TASK_TIMEOUT',
+  cancelled: 'TASK_CANCELLED',
 };
 
 const TASK_KEYS: ReadonlySet<string> = new Set([
@@ -113,6 +131,8 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     entry.updatedAt = Date.now();
   };
   #closed = false;
+  /** Whether the orchestrator has a store (fixed when it is made; read on first use). */
+  #durable: boolean | undefined;
 
   /** Listens to `orchestrator`'s task events until {@link close}. Throws ValidationError for bad options. */
   constructor(orchestrator: UnifiedOrchestrator, options: CompatibilityAdapterOptions = {}) {
@@ -145,7 +165,8 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
 
   /**
    * Accepts a legacy task and answers its id (the caller's `task_id` when it gave one: a second delegation with the
-   * same id answers the same task). Read the outcome with `getTaskStatus` or `waitForTask`.
+   * same id answers the same task). Read the outcome with `getTaskStatus` or `waitForTask`. When the orchestrator
+   * has a `store`, answers once the task is stored (SERVICE_UNAVAILABLE when the store did not take it).
    */
   async delegateTaskToAgent(task: LegacyTask): Promise<LegacyResult<string>> {
     let unified: Task;
@@ -171,29 +192,40 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     const early = this.#startedEarly as OrchestratorEvents['task:started'] | undefined;
     if (early?.taskId === handle.id) this.#started(entry, early);
     this.#startedEarly = undefined;
+    // With a store the id is answered once the task is stored, so that it can be found again after a restart.
+    const stored = (handle as { stored?: Promise<string> }).stored;
+    if (stored) {
+      try {
+        await stored;
+      } catch (error) {
+        // Not accepted: forget it, so that the caller may delegate the same `task_id` again.
+        if (this.#tasks.get(entry.id) === entry) this.#tasks.delete(entry.id);
+        this.#live.delete(entry.unifiedId);
+        return this.toLegacyError(error);
+      }
+    }
     return callerId ?? handle.id;
   }
 
   /**
    * The status of a task delegated through this adapter; TASK_NOT_FOUND for others, and for finished ones past
-   * `finishedTaskTtlMs` or `maxFinishedTasks`.
+   * `finishedTaskTtlMs` or `maxFinishedTasks`. When the orchestrator has a `store`, a task this adapter does not hold
+   * is read from the store (a task delegated before a restart, or through another node's adapter), by the id
+   * `delegateTaskToAgent` answered when the caller gave no `task_id`.
    */
   async getTaskStatus(taskId: string): Promise<LegacyResult<LegacyTaskStatus>> {
     if (typeof taskId !== 'string' || taskId === '')
       return this.#invalid('task_id', 'Expected `task_id` to be a non-empty string');
     this.#sweep(Date.now());
     const entry = this.#tasks.get(taskId);
-    return entry
-      ? statusOf(entry)
-      : this.#notFound(
-          'TASK_NOT_FOUND',
-          `No task ${JSON.stringify(taskId)}: it was never delegated here, or finished too long ago to be kept`,
-        );
+    if (entry) return statusOf(entry);
+    return (await this.#stored(taskId)) ?? this.#unknownTask(taskId);
   }
 
   /**
    * Waits until the task is terminal and answers its final status; after `timeoutSeconds` (when given) answers its
-   * status as it is then.
+   * status as it is then. With a `store`, a task this adapter does not hold is followed in the store (as
+   * `getTaskStatus` reads it), wherever it runs.
    */
   async waitForTask(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>> {
     if (typeof taskId !== 'string' || taskId === '')
@@ -206,7 +238,7 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     }
     this.#sweep(Date.now());
     const entry = this.#tasks.get(taskId);
-    if (!entry) return this.getTaskStatus(taskId);
+    if (!entry) return this.#waitForStored(taskId, timeoutSeconds);
     if (timeoutSeconds === undefined) await entry.settled;
     else {
       let timer: NodeJS.Timeout | undefined;
@@ -273,6 +305,87 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
   }
 
   // --- Internals -----------------------------------------------------------------------------------
+
+  #hasStore(): boolean {
+    this.#durable ??= this.#orchestrator.stats().durable !== undefined;
+    return this.#durable;
+  }
+
+  #unknownTask(taskId: string): LegacyErrorResponse {
+    return this.#notFound(
+      'TASK_NOT_FOUND',
+      this.#hasStore()
+        ? `No task ${JSON.stringify(taskId)}: it is neither held here nor in the store (never delegated, or pruned by retention)`
+        : `No task ${JSON.stringify(taskId)}: it was never delegated here, or finished too long ago to be kept`,
+    );
+  }
+
+  /**
+   * The status of `taskId` as the store holds it: `undefined` when there is no store or it has no such run, a legacy
+   * error when the store cannot be read.
+   */
+  async #stored(taskId: string): Promise<LegacyResult<LegacyTaskStatus> | undefined> {
+    if (!this.#hasStore()) return undefined;
+    try {
+      const run = await this.#orchestrator.runs.get(taskId);
+      if (!run) return undefined;
+      const events = run.attempts > 0 ? await this.#orchestrator.runs.events(taskId) : [];
+      return this.#statusOfRun(taskId, run, events);
+    } catch (error) {
+      return this.toLegacyError(error);
+    }
+  }
+
+  async #waitForStored(taskId: string, timeoutSeconds: number | undefined): Promise<LegacyResult<LegacyTaskStatus>> {
+    const now = await this.#stored(taskId);
+    if (now === undefined) return this.#unknownTask(taskId);
+    if ('error' in now || !LIVE_STATES.has(now.status)) return now;
+    let ended: Promise<unknown>;
+    try {
+      ended = this.#orchestrator.attach(taskId).result;
+    } catch {
+      return now; // not running (stopped): the status as it is
+    }
+    const settled = ended.then(
+      () => undefined,
+      () => undefined,
+    );
+    if (timeoutSeconds === undefined) await settled;
+    else {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        settled,
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutSeconds * 1_000))),
+      ]);
+      clearTimeout(timer);
+    }
+    return (await this.#stored(taskId)) ?? this.#unknownTask(taskId);
+  }
+
+  /** A stored run as a legacy status, its error mapped as a live task's would be. */
+  #statusOfRun(taskId: string, run: RunRecord, events: readonly RunEvent[]): LegacyTaskStatus {
+    const status = RUN_STATES[run.status];
+    let agentId: string | null = null;
+    for (let i = events.length - 1; i >= 0 && agentId === null; i--) agentId = events[i]!.agentId;
+    let error: LegacyErrorResponse['error'] | undefined;
+    if (status === 'failed' || status === 'timeout' || status === 'cancelled') {
+      const stored = run.error;
+      const cause = Object.assign(new Error(stored?.message ?? `Task ${taskId} ended ${run.status}`), {
+        code: stored?.code ?? RUN_ERROR_CODES[run.status],
+      });
+      error = this.toLegacyError(cause, LEGACY_TASK_FAILED).error;
+    }
+    return {
+      task_id: taskId,
+      status,
+      agent_id: agentId,
+      attempts: run.attempts,
+      ...(status === 'completed' ? { result: run.result } : {}),
+      ...(error !== undefined ? { error } : {}),
+      created_at: iso(run.createdAt),
+      updated_at: iso(run.updatedAt),
+    };
+  }
 
   #toUnified(input: LegacyTask): { task: Task; callerId: string | undefined } {
     if (typeof input !== 'object' || input === null || Array.isArray(input))
@@ -440,6 +553,9 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     return this.toLegacyError(Object.assign(new Error(message), { code }));
   }
 }
+
+/** The legacy states of a task not yet terminal. */
+const LIVE_STATES: ReadonlySet<LegacyTaskState> = new Set(['pending', 'running']);
 
 function statusOf(entry: TaskEntry): LegacyTaskStatus {
   return {

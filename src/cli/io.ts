@@ -1,0 +1,25 @@
+/** What every CLI command shares: the exit codes, where output goes, and the error of wrong usage. */
+
+/** Exit codes: 0 done, 1 failed (Redis or the store unreachable, not every node confirmed, …), 2 wrong usage. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** Where the CLI writes and what it reads from its environment (a test passes its own). */
+export interface CliIo {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  write(text: string): void;
+  error(text: string): void;
+}
+
+/** Wrong usage: printed as one line with the usage text, exit 2. */
+export class UsageError extends Error {}
+
+/** Hides the password of a URL for output (the whole user-info when the URL does not parse). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, '$1…@');
+  }
+}
