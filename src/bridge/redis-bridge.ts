@@ -24,8 +24,9 @@
  * - `done:<task>` (string, TTL): a task that has a result (or was dead-lettered, or its entry refused), so a
  *   redelivery or an old entry written back is not run again (redis-terminal.ts writes them; task entries are also
  *   bound to their delivery, see `openBatch` in redis-streams.ts).
- * - `sent:<mark>` (string, TTL twice `maxMessageAgeMs`): a task entry already added, named after its signature, so
- *   that a command the client sends again after a lost reply adds nothing (ADD_ONCE in redis-streams.ts).
+ * - `sent:<mark>` (string, TTL twice `maxMessageAgeMs`): the task entries of one script call already added, named
+ *   after the first one's signature, so that a command the client sends again after a lost reply adds nothing
+ *   (ADD_ONCE in redis-streams.ts).
  * - `dead` (stream): entries dropped after `maxDeliveries` deliveries that ended without a result or a refusal (they
  *   kept killing their nodes); `tasks:<class>:refused:<entry>` (counter, TTL): refusals of a pending entry. In each
  *   group, consumer `~released` holds the entries no node runs (refused ones), for any node to claim.

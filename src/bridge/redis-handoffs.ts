@@ -12,7 +12,7 @@ import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js'
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
-import { ADD_ONCE, cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
+import { ADD_ONCE, BATCH_CHARS, cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
 
 /** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
 interface Outgoing {
@@ -114,7 +114,7 @@ export class RedisHandOffs {
 
   /**
    * Sends hand-offs: per class stream, entries of up to BATCH tasks and BATCH_CHARS of JSON, each entry one signed
-   * message. Signatures and commands per entry, not per task, is what lets a busy producer keep up. An entry is acked
+   * message. Signatures per entry and a script call per stream, not per task, is what lets a busy producer keep up. An entry is acked
    * once all its tasks reported; a reclaimed entry re-runs only the tasks without a `done` marker. Never throws and
    * never rejects: every hand-off it takes is sent, or rejected (alone when only it cannot be sent).
    */
@@ -196,45 +196,62 @@ export class RedisHandOffs {
 
   /**
    * Adds the hand-offs to their class streams: per stream, entries of up to BATCH tasks and BATCH_CHARS of JSON, each
-   * one signed message. A hand-off whose XADD Redis refused (or that did not reach Redis) rejects with
-   * BridgeWriteError; never rejects itself.
+   * one signed message, all added by one ADD_ONCE call (one per BATCH_CHARS of messages). A hand-off whose entry Redis
+   * refused (or that did not reach Redis) rejects with BridgeWriteError; never rejects itself.
    */
   #add(byStream: ReadonlyMap<string, ReadonlyArray<Outgoing & { json: string }>>): Promise<void> {
     if (byStream.size === 0) return Promise.resolve();
     const pipeline = this.#connections.redis.pipeline();
-    /** The hand-offs of each XADD and its stream, by its place in the pipeline. */
-    const sent: Array<{ stream: string; batch: Outgoing[] }> = [];
+    /** The hand-offs of each ADD_ONCE call and its stream, by its place in the pipeline. */
+    const sent: Array<{ stream: string; items: Outgoing[] }> = [];
     const origin = JSON.stringify(this.#node.nodeId);
     const ttl = String(2 * this.#node.options.maxMessageAgeMs);
+    let callStream = '';
+    let callItems: Outgoing[] = [];
+    let messages: string[] = [];
+    let chars = 0;
+    const call = (): void => {
+      if (messages.length === 0) return;
+      sent.push({ stream: callStream, items: callItems });
+      // Once, whatever the client does: a connection lost after Redis added the entries but before its reply came
+      // back makes ioredis send the command again, and the entries would be in the stream twice (two nodes could run
+      // their tasks at once). The first signature names the call; its mark outlives any such resend (see ADD_ONCE).
+      pipeline.eval(ADD_ONCE, 2, callStream, this.#node.key('sent', messages[1]!.slice(0, 32)), ...messages, ttl);
+      callItems = [];
+      messages = [];
+      chars = 0;
+    };
     for (const [stream, list] of byStream) {
+      callStream = stream;
       for (const batch of cutBatches(list)) {
         const body = `{"origin":${origin},"tasks":[${batch.map((t) => t.json).join(',')}]}`;
+        // A call carries up to BATCH_CHARS of messages (one larger message goes alone), as one message does.
+        if (chars > 0 && chars + body.length > BATCH_CHARS) call();
         const sealed = this.#node.signer.sealJson('tasks', body);
-        sent.push({ stream, batch });
-        // Once, whatever the client does: a connection lost after Redis added the entry but before its reply came
-        // back makes ioredis send the command again, and the entry would be in the stream twice (two nodes could run
-        // its tasks at once). The signature names the entry; its mark outlives any such resend (see ADD_ONCE).
-        pipeline.eval(ADD_ONCE, 2, stream, this.#node.key('sent', sealed.s.slice(0, 32)), sealed.m, sealed.s, ttl);
+        messages.push(sealed.m, sealed.s);
+        chars += body.length;
+        for (const t of batch) callItems.push(t);
       }
+      call();
     }
     return pipeline.exec().then(
       (replies) => {
         let refusal: BridgeWriteError | undefined;
-        for (const [index, { stream, batch }] of sent.entries()) {
+        for (const [index, { stream, items }] of sent.entries()) {
           const error = replyError(replies, index);
           if (!error) {
-            this.#stored(batch);
+            this.#stored(items);
             continue;
           }
           const failure = new BridgeWriteError('XADD', stream, replyText(error), error);
           refusal ??= failure;
-          this.#reject(batch, failure);
+          this.#reject(items, failure);
         }
         this.#noteWrites(refusal);
       },
       (error: unknown) => {
-        for (const { stream, batch } of sent)
-          this.#reject(batch, new BridgeWriteError('XADD', stream, replyText(error), error));
+        for (const { stream, items } of sent)
+          this.#reject(items, new BridgeWriteError('XADD', stream, replyText(error), error));
       },
     );
   }

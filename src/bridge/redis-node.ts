@@ -10,7 +10,7 @@
  * is. So a reconnect does not hide refused writes, nor a successful write a reconnect or results still waiting.
  */
 import type { BridgeHost, BridgeStats, BridgeStatus } from './bridge.js';
-import { keyOf } from './redis-keys.js';
+import { namespaceKey } from './redis-keys.js';
 import type { ResolvedRedisBridgeOptions } from './redis-options.js';
 import type { MessageSigner } from './signing.js';
 
@@ -40,10 +40,15 @@ export class RedisNode {
   #status: BridgeStatus = { status: 'healthy', detail: 'not started' };
   /** The troubles of the node now, with their reasons (see the file header). */
   readonly #troubles = new Map<NodeTrouble, string>();
+  /** The namespace as it opens every key (see redis-keys.ts), and that followed by `:`. */
+  readonly #nsKey: string;
+  readonly #prefix: string;
 
   constructor(nodeId: string, options: ResolvedRedisBridgeOptions, signer: MessageSigner) {
     this.nodeId = nodeId;
     this.ns = options.namespace;
+    this.#nsKey = namespaceKey(options.namespace);
+    this.#prefix = `${this.#nsKey}:`;
     this.options = options;
     this.signer = signer;
   }
@@ -101,6 +106,7 @@ export class RedisNode {
 
   /** The key `parts` under the namespace (joined with `:`; see redis-keys.ts). */
   key(...parts: string[]): string {
-    return keyOf(this.ns, ...parts);
+    // What keyOf(ns, ...parts) gives, with the namespace encoded once: every task makes keys (its `done` marker).
+    return parts.length === 0 ? this.#nsKey : this.#prefix + parts.join(':');
   }
 }

@@ -296,13 +296,16 @@ export class RedisServing {
       ids.add(id);
       const entry: Entry = { stream, id, open: b.tasks.length, refused: false, lost: false };
       this.#backlog += b.tasks.length;
+      /** The entry's record among those running here, made at its first task that runs (once per entry). */
+      let running: Running | undefined;
       for (const { taskId, task } of b.tasks) {
         if (done[k++] != null) {
           // Already has a result (a replay, or a redelivery after its node died between report and ack).
           this.#node.counts.rejected++;
           this.#report(entry, undefined, b.origin, taskId);
         } else {
-          this.#run(entry, { taskId, origin: b.origin, task });
+          running ??= this.#running(stream, id);
+          this.#run(entry, running, { taskId, origin: b.origin, task });
         }
       }
     }
@@ -346,12 +349,16 @@ export class RedisServing {
     for (const taskId of running.taskIds) this.#node.host?.abandon?.(taskId, reason);
   }
 
-  #run(entry: Entry, handOff: HandOff): void {
-    const key = entryKey(entry.stream, entry.id);
+  /** The record of the entry `id` of `stream` among those running here (see #aborts), made if there is none. */
+  #running(stream: string, id: string): Running {
+    const key = entryKey(stream, id);
     let running = this.#aborts.get(key);
     if (!running) this.#aborts.set(key, (running = { taskIds: [], abandoned: false, run: this.#redisRuns }));
-    running.taskIds.push(handOff.taskId);
-    const lost = running;
+    return running;
+  }
+
+  #run(entry: Entry, lost: Running, handOff: HandOff): void {
+    lost.taskIds.push(handOff.taskId);
     const run = this.#node.host!.run(handOff).then(
       (result) => {
         if (lost.abandoned) return this.#drop(); // the node that holds the entry now reports this task

@@ -48,13 +48,19 @@ export const KEEP_FRESH =
   'return {taken, gone}';
 
 /**
- * Adds a task entry once (KEYS[1] the stream, KEYS[2] the entry's mark; ARGV the sealed message and the mark's TTL in
- * ms): a second call with the same mark adds nothing. The mark lives twice `maxMessageAgeMs`; an entry Redis takes
- * later than `maxMessageAgeMs` after it was sealed is refused by the nodes anyway (see `openBatch`).
+ * Adds the task entries of one stream once (KEYS[1] the stream, KEYS[2] the mark of this call; ARGV the sealed
+ * messages as pairs of message and signature, then the mark's TTL in ms): a second call with the same mark adds
+ * nothing and returns false, a first one returns the ids of the entries it added. One call carries every entry a
+ * flush adds to its stream, so that the script's own cost in Redis (several times an XADD's) is paid per stream and
+ * flush, not per entry. The mark lives twice `maxMessageAgeMs`; an entry Redis takes later than `maxMessageAgeMs` after
+ * it was sealed is refused by the nodes anyway (see `openBatch`). At maxmemory Redis refuses only a script's first
+ * write (the mark): once that went in, the entries do too.
  */
 export const ADD_ONCE =
-  "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then " +
-  "return redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], 's', ARGV[2]) end return false";
+  "if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[#ARGV]) then return false end " +
+  'local ids = {} ' +
+  "for i = 1, #ARGV - 1, 2 do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'm', ARGV[i], 's', ARGV[i + 1]) end " +
+  'return ids';
 
 /** Deletes a group consumer (KEYS[1] stream, ARGV group, consumer) unless entries are still pending under it. */
 export const DEL_IDLE_CONSUMER =

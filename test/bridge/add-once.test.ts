@@ -78,12 +78,29 @@ describe.skipIf(REDIS_SERVER.skip)('a task entry is added once', () => {
     const mark = `${stream}:sent:abc`;
     const first = await admin.eval(ADD_ONCE, 2, stream, mark, '{"m":1}', 'sig', '5000');
     const second = await admin.eval(ADD_ONCE, 2, stream, mark, '{"m":1}', 'sig', '5000');
-    expect(typeof first).toBe('string'); // the entry's id
+    expect(first).toEqual([expect.stringMatching(/^\d+-\d+$/)]); // the entry's id
     expect(second).toBeNull();
     expect(await admin.xlen(stream)).toBe(1);
     const ttl = await admin.pttl(mark);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(5_000);
+  });
+
+  it('one call adds all its entries, in order, and a second call with the same mark none of them', async () => {
+    const stream = `${namespace()}:tasks:x`;
+    const mark = `${stream}:sent:many`;
+    const args = ['{"m":1}', 's1', '{"m":2}', 's2', '{"m":3}', 's3', '5000'];
+    const first = (await admin.eval(ADD_ONCE, 2, stream, mark, ...args)) as string[];
+    const second = await admin.eval(ADD_ONCE, 2, stream, mark, ...args);
+    expect(first).toHaveLength(3);
+    expect(second).toBeNull();
+    const entries = await admin.xrange(stream, '-', '+');
+    expect(entries.map(([id]) => id)).toEqual(first);
+    expect(entries.map(([, fields]) => fields)).toEqual([
+      ['m', '{"m":1}', 's', 's1'],
+      ['m', '{"m":2}', 's', 's2'],
+      ['m', '{"m":3}', 's', 's3'],
+    ]);
   });
 
   it('a reply lost to a cut connection: ioredis sends the entry again, Redis adds it once, the task runs once', async () => {
