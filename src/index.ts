@@ -158,9 +158,9 @@ export type { TaskFailureOutcome, TaskOutcome } from './engine/events.js';
 export { MemoryStore } from './store/memory-store.js';
 export type { MemoryStoreOptions, StoreClock } from './store/memory-store.js';
 export { PostgresStore } from './store/postgres-store.js';
-export type { PostgresStoreOptions } from './store/postgres-store.js';
+export type { PgPoolLike, PostgresStoreOptions } from './store/postgres-store.js';
 export { PGliteStore } from './store/pglite-store.js';
-export type { PGliteStoreOptions } from './store/pglite-store.js';
+export type { PGliteLike, PGliteStoreOptions } from './store/pglite-store.js';
 export type { SqlRunStore, SqlStoreOptions } from './store/sql/sql-store.js';
 export { isTerminal } from './store/store.js';
 export type {

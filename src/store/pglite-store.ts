@@ -10,6 +10,17 @@ import type { SqlExecutor } from './sql/executor.js';
 import { PGliteExecutor } from './sql/pglite-executor.js';
 import { SqlRunStore, type SqlStoreOptions } from './sql/sql-store.js';
 
+/**
+ * What the store needs to know of a host's own PGlite instance (pass the instance itself). Typed here, not with
+ * PGlite's own types, so that this package's types do not need `@electric-sql/pglite` installed.
+ */
+export interface PGliteLike {
+  /** `PGlite#query`. */
+  query(query: string, params?: unknown[]): Promise<unknown>;
+  /** `PGlite#close`. */
+  close(): Promise<void>;
+}
+
 /** Options of {@link PGliteStore}: the data directory (or the host's own PGlite) and the schema. */
 export interface PGliteStoreOptions extends SqlStoreOptions {
   /**
@@ -19,7 +30,7 @@ export interface PGliteStoreOptions extends SqlStoreOptions {
    */
   readonly dataDir?: string;
   /** The host's own PGlite instance, instead of `dataDir`: the store uses it and never closes it. */
-  readonly pglite?: PGlite;
+  readonly pglite?: PGliteLike;
 }
 
 /**
@@ -53,7 +64,7 @@ export class PGliteStore extends SqlRunStore {
   }
 
   protected override async connect(): Promise<SqlExecutor> {
-    if (this.#options.pglite) return new PGliteExecutor(this.#options.pglite, false);
+    if (this.#options.pglite) return new PGliteExecutor(this.#options.pglite as unknown as PGlite, false);
     const PGliteClass = await loadPGlite();
     const db = await PGliteClass.create(this.#options.dataDir ?? 'memory://');
     return new PGliteExecutor(db, true);

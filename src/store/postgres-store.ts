@@ -10,6 +10,17 @@ import type { SqlExecutor } from './sql/executor.js';
 import { PgExecutor } from './sql/pg-executor.js';
 import { SqlRunStore, type SqlStoreOptions } from './sql/sql-store.js';
 
+/**
+ * What the store needs to know of a host's `pg.Pool` (pass the pool itself). Typed here, not with `pg`'s own types,
+ * so that this package's types do not need `pg` installed.
+ */
+export interface PgPoolLike {
+  /** `pg.Pool#connect`. */
+  connect(): Promise<unknown>;
+  /** `pg.Pool#end`. */
+  end(): Promise<void>;
+}
+
 /** Options of {@link PostgresStore}: where the server is (`connectionString` or `pool`, one of them) and the schema. */
 export interface PostgresStoreOptions extends SqlStoreOptions {
   /** The server to connect to, as a `postgres://user:password@host:port/database` URL. */
@@ -18,7 +29,7 @@ export interface PostgresStoreOptions extends SqlStoreOptions {
    * The host's own `pg.Pool`, to share its connections: the store uses it and never ends it (the host does, after
    * the store's `close()`). The store's listening connection (for `onFinished`) is made with the pool's settings.
    */
-  readonly pool?: Pool;
+  readonly pool?: PgPoolLike;
   /**
    * Connections of the store's own pool (with `connectionString`); one more is held while something listens with
    * `onFinished`.
@@ -70,7 +81,7 @@ export class PostgresStore extends SqlRunStore {
     const pg = await loadPg();
     const connectionTimeoutMillis = this.#options.connectTimeoutMs ?? 5_000;
     if (this.#options.pool) {
-      const pool = this.#options.pool;
+      const pool = this.#options.pool as unknown as Pool;
       const config = (pool as unknown as { options?: Record<string, unknown> }).options ?? {};
       return new PgExecutor({ pg, pool, ownPool: false, clientConfig: { connectionTimeoutMillis, ...config } });
     }
