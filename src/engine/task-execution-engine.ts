@@ -283,10 +283,11 @@ export class TaskExecutionEngine implements RoutingListener {
   /**
    * Checks a task as `delegate` would (state, validation, pressure, budget, a capable agent), without accepting it:
    * the durable path stores it first, then accepts it with `acceptRun`. Throws when it would be refused; counts it
-   * as submitted either way.
+   * as submitted either way. With `local` false, a task no agent here can serve passes (another node may).
+   * Whether an agent here could ever serve `requires` is `canServe`.
    * @internal
    */
-  prepare(input: Task): TaskSpec {
+  prepare(input: Task, local = true): TaskSpec {
     this.#counters.submitted++;
     try {
       if (this.#state === 'idle') throw new OrchestratorNotStartedError();
@@ -294,13 +295,21 @@ export class TaskExecutionEngine implements RoutingListener {
       const spec = validateTask(input, this.#taskDefaults);
       const refusal = admissionRefusal(this.#resources, spec, this.#options.clock.now());
       if (refusal) throw refusal;
-      if (!this.#pools.canEverServe(spec.requires)) throw new NoCapableAgentError(spec.requires);
+      if (local && !this.#pools.canEverServe(spec.requires)) throw new NoCapableAgentError(spec.requires);
       if (spec.signal?.aborted) throw new TaskCancelledError('(not accepted)', spec.signal.reason);
       return spec;
     } catch (error) {
       this.#counters.rejected++;
       throw error;
     }
+  }
+
+  /**
+   * Whether a pool or agent here could ever serve a task requiring `requires`.
+   * @internal
+   */
+  canServe(requires: readonly string[]): boolean {
+    return this.#pools.canEverServe(requires);
   }
 
   /**

@@ -13,6 +13,7 @@ import { validateTask, type Task, type TaskHandle, type TaskRecord, type TaskSpe
 import {
   isInstance,
   messageOf,
+  NoCapableAgentError,
   OrchestratorStoppedError,
   TaskCancelledError,
   TaskNotFoundError,
@@ -240,7 +241,8 @@ export class DurableRuns implements RunObserver {
    * `delegate`); `stored` rejects with StoreUnavailableError when the store did not take it.
    */
   delegate(input: Task): DurableTaskHandle {
-    const spec = this.#engine.prepare(input);
+    // A task no agent here can serve is stored all the same, for a node that can (it claims it from the store).
+    const spec = this.#engine.prepare(input, false);
     const id = randomUUID();
     const createdAt = Date.now();
     const run: NewRun = {
@@ -264,6 +266,10 @@ export class DurableRuns implements RunObserver {
         }
         if (cancelled !== undefined) {
           this.#end(id, 'cancelled', new TaskCancelledError(id, cancelled), settle);
+          return id;
+        }
+        if (!this.#engine.canServe(spec.requires)) {
+          this.#notAccepted(id, spec, new NoCapableAgentError(spec.requires), settle);
           return id;
         }
         try {
@@ -306,7 +312,8 @@ export class DurableRuns implements RunObserver {
       this.#end(id, 'cancelled', new TaskCancelledError(id, spec.signal?.reason), settle);
       return;
     }
-    // Queue full, stopping, its agents gone: the run stays stored, for any node with room, and the caller follows it.
+    // Queue full, stopping, no agent here for it: the run stays stored, for any node that can take it, and the caller
+    // follows it.
     this.#writer.append({
       runId: id,
       kind: 'released',

@@ -112,6 +112,22 @@ describe('durable runs on a store', () => {
     await expect(b.attach(handle.id, { tenantId: 'other' }).result).rejects.toBeInstanceOf(TaskNotFoundError);
   });
 
+  it('a node with no agent for a task stores it for a node that has one (an API node and its workers)', async () => {
+    const store = new MemoryStore();
+    const api = await node(store, () => 'never', { pools: [] });
+    const handle = await api.enqueue<string>({ type: 't', requires: ['work'], payload: 'x' });
+    await until(async () => (await store.get(handle.id))?.owner === null); // given back: nobody here can run it
+    const worker = await node(store, (ctx) => `ran ${String(ctx.payload)} with ${ctx.recoveries} recoveries`);
+    expect(await handle.result).toBe('ran x with 0 recoveries');
+    expect((await worker.runs.events(handle.id)).map((e) => e.kind)).toEqual([
+      'queued',
+      'released',
+      'adopted',
+      'started',
+      'completed',
+    ]);
+  });
+
   it('a duplicate idempotency key follows the first run instead of running again', async () => {
     const store = new MemoryStore();
     let runs = 0;
