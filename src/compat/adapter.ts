@@ -327,13 +327,21 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
   async #stored(taskId: string): Promise<LegacyResult<LegacyTaskStatus> | undefined> {
     if (!this.#hasStore()) return undefined;
     try {
-      const run = await this.#orchestrator.runs.get(taskId);
+      const run = await this.#storedRun(taskId);
       if (!run) return undefined;
-      const events = run.attempts > 0 ? await this.#orchestrator.runs.events(taskId) : [];
+      const events = run.attempts > 0 ? await this.#orchestrator.runs.events(run.id) : [];
       return this.#statusOfRun(taskId, run, events);
     } catch (error) {
       return this.toLegacyError(error);
     }
+  }
+
+  /** The run of `taskId`: by its own id, or (a caller's own `task_id`) by the key it was delegated with. */
+  async #storedRun(taskId: string): Promise<RunRecord | undefined> {
+    const run = await this.#orchestrator.runs.get(taskId);
+    if (run) return run;
+    const { runs } = await this.#orchestrator.runs.list({ idempotencyKey: `legacy:${taskId}`, limit: 1 });
+    return runs[0];
   }
 
   async #waitForStored(taskId: string, timeoutSeconds: number | undefined): Promise<LegacyResult<LegacyTaskStatus>> {
@@ -342,7 +350,9 @@ export class OrchestratorsCompatibilityAdapter extends LegacyCalls {
     if ('error' in now || !LIVE_STATES.has(now.status)) return now;
     let ended: Promise<unknown>;
     try {
-      ended = this.#orchestrator.attach(taskId).result;
+      const run = await this.#storedRun(taskId);
+      if (!run) return this.#unknownTask(taskId);
+      ended = this.#orchestrator.attach(run.id).result;
     } catch {
       return now; // not running (stopped): the status as it is
     }

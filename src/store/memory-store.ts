@@ -247,6 +247,7 @@ export class MemoryStore implements RunStore {
         (run) =>
           (f.tenantId === undefined || run.tenantId === f.tenantId) &&
           (f.type === undefined || run.type === f.type) &&
+          (f.idempotencyKey === undefined || run.idempotencyKey === f.idempotencyKey) &&
           (f.statuses === undefined || f.statuses.includes(run.status)) &&
           (f.since === undefined || run.createdAt >= f.since) &&
           (f.until === undefined || run.createdAt < f.until) &&

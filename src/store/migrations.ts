@@ -74,6 +74,8 @@ CREATE TABLE ${s}.runs (
 -- Idempotency keys: unique per tenant among live and completed runs.
 CREATE UNIQUE INDEX runs_idempotency ON ${s}.runs ((coalesce(tenant_id, '')), idempotency_key)
   WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'running', 'completed');
+-- list by key (the legacy adapter finds a caller's own task id), whatever the run's status.
+CREATE INDEX runs_key ON ${s}.runs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- claim: live runs by priority, then age.
 CREATE INDEX runs_claim ON ${s}.runs (priority DESC, created_at, id) WHERE status IN ${LIVE};
 -- leave, and claim's look at owners.

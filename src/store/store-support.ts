@@ -115,6 +115,7 @@ export interface ListPosition {
 export interface ListFilters {
   readonly tenantId: string | undefined;
   readonly type: string | undefined;
+  readonly idempotencyKey: string | undefined;
   readonly statuses: readonly RunStatus[] | undefined;
   readonly since: number | undefined;
   readonly until: number | undefined;
@@ -168,6 +169,7 @@ export function listFilters(query: RunQuery = {}): ListFilters {
   return {
     tenantId: query.tenantId,
     type: query.type,
+    idempotencyKey: query.idempotencyKey,
     statuses,
     since: query.since,
     until: query.until,

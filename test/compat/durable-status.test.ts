@@ -109,7 +109,10 @@ describe.skipIf(POSTGRES_SERVER.skip)('legacy task statuses in the store (Postgr
       deadLettered: await delegate({ payload: { kind: 'fail' }, max_retries: 2 }),
       timeout: await delegate({ payload: { kind: 'slow' }, timeout: 0.05, max_retries: 0 }),
       cancelled: await delegate({ payload: { kind: 'hold' } }),
+      // The caller's own id: stored under the orchestrator's id, found again by its key.
+      own: await delegate({ payload: { kind: 'ok', n: 8 }, task_id: 'caller-own-id-1' }),
     };
+    expect(ids.own).toBe('caller-own-id-1');
     await new Promise((r) => setTimeout(r, 50));
     expect(a.o.cancel(ids.cancelled, 'not needed')).toBe(true);
     const onA: Record<string, LegacyTaskStatus> = {};
@@ -120,6 +123,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('legacy task statuses in the store (Postgr
       deadLettered: 'failed',
       timeout: 'timeout',
       cancelled: 'cancelled',
+      own: 'completed',
     });
     // A task still running when A stops: A gives it back to the store.
     const handedOver = await delegate({ payload: { kind: 'hold' } });
@@ -147,6 +151,11 @@ describe.skipIf(POSTGRES_SERVER.skip)('legacy task statuses in the store (Postgr
     });
     expect(ok(await b.adapter.getTaskStatus(ids.timeout)).error?.code).toBe(onA['timeout']!.error!.code);
     expect(ok(await b.adapter.getTaskStatus(ids.deadLettered)).attempts).toBe(3);
+    expect(ok(await b.adapter.getTaskStatus('caller-own-id-1'))).toMatchObject({
+      task_id: 'caller-own-id-1',
+      status: 'completed',
+      result: { written: 8 },
+    });
 
     // The handed-over task: B takes it over and runs it; wait_for_task follows it there.
     const waited = ok(await b.adapter.wait_for_task(handedOver, 20));

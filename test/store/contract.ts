@@ -719,8 +719,9 @@ export function runStoreContract(
           const runs = Array.from({ length: 25 }, (_, i) =>
             newRun({
               id: `list-${String(i).padStart(2, '0')}`,
-              tenantId: i % 2 === 0 ? 'even' : 'odd',
               type: i % 3 === 0 ? 'translate' : 'summarise',
+              idempotencyKey: i % 5 === 0 ? `key-${i}` : null,
+              tenantId: i % 2 === 0 ? 'even' : 'odd',
               // Pairs share a createdAt: the id orders them.
               createdAt: 1_000 + Math.floor(i / 2),
             }),
@@ -755,6 +756,10 @@ export function runStoreContract(
             'list-00',
           ]);
           expect(await ids({ status: 'completed' })).toEqual(['list-00']);
+          // By key, whatever the status (list-00 completed).
+          expect(await ids({ idempotencyKey: 'key-0' })).toEqual(['list-00']);
+          expect(await ids({ idempotencyKey: 'key-15', tenantId: 'odd' })).toEqual(['list-15']);
+          expect(await ids({ idempotencyKey: 'key-15', tenantId: 'even' })).toEqual([]);
           expect(await ids({ status: ['failed', 'running'] })).toEqual(['list-06', 'list-03']);
           expect(await ids({ since: 1_010, until: 1_012 })).toEqual(['list-23', 'list-22', 'list-21', 'list-20']);
           const firstOdd = await store.list({ tenantId: 'odd', limit: 3 });

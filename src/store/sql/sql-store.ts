@@ -275,6 +275,7 @@ export abstract class SqlRunStore implements RunStore {
     const param = (value: unknown): string => `$${params.push(value)}`;
     if (f.tenantId !== undefined) where.push(`tenant_id = ${param(f.tenantId)}::text`);
     if (f.type !== undefined) where.push(`type = ${param(f.type)}::text`);
+    if (f.idempotencyKey !== undefined) where.push(`idempotency_key = ${param(f.idempotencyKey)}::text`);
     if (f.statuses !== undefined) where.push(`status = ANY (${param([...f.statuses])}::text[])`);
     if (f.since !== undefined) where.push(`created_at >= ${param(f.since)}::bigint`);
     if (f.until !== undefined) where.push(`created_at < ${param(f.until)}::bigint`);
