@@ -63,6 +63,12 @@ export interface RunHistory {
   /** Dead-lettered runs, oldest first (at most `limit`, default 100). */
   deadLetters(options?: TenantOptions & { readonly limit?: number }): Promise<RunRecord[]>;
   /**
+   * Cancels a stored run wherever it runs: on this node at once; on another, its end (`cancelled`) is written to the
+   * store, and the node running it aborts its attempt through `ctx.signal` when the store tells it. Resolves with
+   * whether the run was live and is now cancelled (false when unknown, another tenant's, or it ended first).
+   */
+  cancel(id: string, options?: TenantOptions & { readonly reason?: unknown }): Promise<boolean>;
+  /**
    * Runs a dead-lettered (or otherwise failed) run again as a new durable task with the same task; resolves with its
    * handle once it is stored. Rejects with TaskNotFoundError when the run is unknown or still live.
    */
@@ -501,6 +507,12 @@ export class UnifiedOrchestrator {
       events: async (id, options) => durable().events(expectString(id, 'id'), tenantOf(options)),
       list: async (query) => durable().list(query),
       deadLetters: async (options) => durable().deadLetters(tenantOf(options), options?.limit),
+      cancel: async (id, options) =>
+        durable().cancel(
+          expectString(id, 'id'),
+          tenantOf(options),
+          options?.reason ?? 'cancelled through runs.cancel()',
+        ),
       retry: async <TResult = unknown>(id: string, options?: TenantOptions & ActorOptions) => {
         const runs = durable();
         const actor = this.#audit.actorOf(options ?? undefined);

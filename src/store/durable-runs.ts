@@ -77,6 +77,9 @@ interface Waiter {
 
 const noop = (): void => {};
 
+/** Why a copy of a run is stopped here when the store says the run ended elsewhere. */
+const ENDED_ELSEWHERE = 'the run ended elsewhere (cancelled from another node, or ended by another copy)';
+
 /** At most this many of its previous process's runs a restarted node takes back at start (one claim). */
 const RECLAIM_LIMIT = 100_000;
 
@@ -145,6 +148,8 @@ export class DurableRuns implements RunObserver {
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Runs this node holds in its engine now. */
   readonly #held = new Set<string>();
+  /** Held runs being stopped here because the store says they ended elsewhere. */
+  readonly #endedElsewhere = new Set<string>();
   #observer: DurableObserver | undefined;
   #timers: NodeJS.Timeout[] = [];
   #unlisten: (() => Promise<void>) | undefined;
@@ -273,10 +278,13 @@ export class DurableRuns implements RunObserver {
           return id;
         }
         try {
+          // The caller waits like any attacher: settled by this node's end of the run, or (if the run ends
+          // elsewhere first) from the store.
+          this.#wait(id, spec.tenantId, { ...settle, tenantId: spec.tenantId });
           handle = this.#engine.acceptRun(spec, { id, attempts: 0, recoveries: 0, submitted: true });
           this.#held.add(id);
-          handle.result.then(settle.resolve, settle.reject);
         } catch (error) {
+          this.#unwaitAll(id);
           this.#notAccepted(id, spec, error, settle);
         }
         return id;
@@ -394,6 +402,10 @@ export class DurableRuns implements RunObserver {
     return this.#waiters.get(id)?.has(waiter) ?? false;
   }
 
+  #unwaitAll(id: string): void {
+    this.#waiters.delete(id);
+  }
+
   #unwait(id: string, waiter: Waiter): void {
     const set = this.#waiters.get(id);
     if (!set) return;
@@ -411,8 +423,29 @@ export class DurableRuns implements RunObserver {
 
   /** The store says these runs ended (on any node): settle their waiters from the records. */
   #finishedElsewhere(ids: readonly string[]): void {
+    // A run this node still runs ended in the store: cancelled from another node, or ended by another copy (this node
+    // stalled past its lease). The store already has its end; this copy stops, through its `ctx.signal`.
+    for (const id of ids) {
+      if (!this.#held.has(id)) continue;
+      this.#endedElsewhere.add(id);
+      if (!this.#engine.cancel(id, ENDED_ELSEWHERE)) this.#endedElsewhere.delete(id);
+    }
     const wanted = ids.filter((id) => this.#waiters.has(id));
     if (wanted.length > 0) this.#settleFromStore(wanted);
+  }
+
+  /**
+   * Cancels a stored run wherever it runs: here, through the engine; elsewhere, by writing its end (`cancelled`) to
+   * the store, whose notification makes the node running it abort its attempt. Resolves with whether the run was
+   * live and is now cancelled (false when unknown, another tenant's, or it ended first).
+   */
+  async cancel(id: string, tenantId: string | undefined, reason: unknown): Promise<boolean> {
+    if (this.#held.has(id)) return this.#engine.cancel(id, reason, tenantId);
+    const run = await this.#store.get(id, tenantId);
+    if (!run || isTerminal(run.status)) return false;
+    const error = storedErrorOf(new TaskCancelledError(id, reason));
+    await this.#store.append([{ runId: id, kind: 'cancelled', at: Date.now(), nodeId: this.nodeId, error }]);
+    return (await this.#store.get(id, tenantId))?.status === 'cancelled';
   }
 
   #poll(): void {
@@ -600,6 +633,11 @@ export class DurableRuns implements RunObserver {
 
   ended(task: TaskRecord, outcome: TaskOutcome | 'released', value: unknown, agentId: string | undefined): void {
     this.#held.delete(task.id);
+    if (this.#endedElsewhere.delete(task.id)) {
+      // Stopped here because the store has its end already: the waiters get that end, not this copy's cancel.
+      this.#settleFromStore([task.id]);
+      return;
+    }
     const at = Date.now();
     if (outcome === 'released') {
       this.#writer.append({ runId: task.id, kind: 'released', at, nodeId: this.nodeId, attempt: task.attempts });

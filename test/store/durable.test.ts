@@ -216,7 +216,8 @@ describe('durable runs on a store', () => {
     await a.stop({ drain: false, timeoutMs: 1_000 });
     await store.open(); // the orchestrator closed the store it was given at stop
     for (const h of handles) {
-      await expect(h.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      // Not cancelled: given back, and the caller here is told to follow it elsewhere.
+      await expect(h.result).rejects.toMatchObject({ code: 'ORCHESTRATOR_STOPPED', message: /attach\(id\)/ });
       expect((await store.get(h.id))?.owner).toBeNull();
     }
     const seen: TaskContext[] = [];
@@ -297,6 +298,28 @@ describe('durable runs on a store', () => {
     ]);
     expect((await store.get('orphan'))?.recoveries).toBe(1);
     expect((await store.get('given-back'))?.recoveries).toBe(0);
+  });
+
+  it('runs.cancel() from another node stops the attempt where it runs, and every waiter sees the cancel', async () => {
+    const store = new MemoryStore();
+    const aborted = deferred<unknown>();
+    const a = await node(store, (ctx) => {
+      ctx.signal.addEventListener('abort', () => aborted.resolve(ctx.signal.reason));
+      return new Promise(() => {}); // runs until aborted
+    });
+    const handle = await a.enqueue({ type: 't', requires: ['work'] });
+    await until(async () => (await store.get(handle.id))?.status === 'running');
+    const b = await node(store, () => 'x', { pools: [] });
+    const followed = b.attach(handle.id);
+    expect(await b.runs.cancel(handle.id, { tenantId: 'other' })).toBe(false); // another tenant's: unknown
+    expect(await b.runs.cancel(handle.id, { reason: 'the customer withdrew' })).toBe(true);
+    expect(String((await aborted.promise) as Error)).toMatch(/ended elsewhere/);
+    // The caller on A and the follower on B both get the store's end: cancelled, with the reason given on B.
+    await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED', message: /customer withdrew/ });
+    await expect(followed.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+    expect(await b.runs.cancel(handle.id)).toBe(false); // already ended
+    const kinds = (await store.events(handle.id)).map((e) => e.kind);
+    expect(kinds.filter((k) => k === 'cancelled')).toHaveLength(1);
   });
 
   it('without a store, attach() and runs say what to configure', async () => {
