@@ -215,9 +215,9 @@ export interface RunQuery {
   readonly type?: string;
   /** Only runs in this status, or in one of these. */
   readonly status?: RunStatus | readonly RunStatus[];
-  /** `createdAt` at or after. */
   /** Only runs with this `idempotencyKey` (newest first: a key freed by a failure may have been used again). */
   readonly idempotencyKey?: string;
+  /** `createdAt` at or after. */
   readonly since?: number;
   /** `createdAt` before. */
   readonly until?: number;
