@@ -77,6 +77,9 @@ interface Waiter {
 
 const noop = (): void => {};
 
+/** How long a read waits for this node's queued writes (longer while the store is down: then it reads what it has). */
+const READ_YOUR_WRITES_MS = 1_000;
+
 /** Why a copy of a run is stopped here when the store says the run ended elsewhere. */
 const ENDED_ELSEWHERE = 'the run ended elsewhere (cancelled from another node, or ended by another copy)';
 
@@ -658,19 +661,26 @@ export class DurableRuns implements RunObserver {
 
   // --- Reads ---------------------------------------------------------------------------------------
 
-  get(id: string, tenantId?: string): Promise<RunRecord | undefined> {
+  // Reads first wait (briefly) for this node's own writes queued so far: a caller that saw a task end here reads
+  // that end back, not the state before it.
+
+  async get(id: string, tenantId?: string): Promise<RunRecord | undefined> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.get(id, tenantId);
   }
 
-  events(id: string, tenantId?: string): Promise<RunEvent[]> {
+  async events(id: string, tenantId?: string): Promise<RunEvent[]> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.events(id, tenantId);
   }
 
-  list(query?: RunQuery): Promise<RunPage> {
+  async list(query?: RunQuery): Promise<RunPage> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.list(query);
   }
 
-  deadLetters(tenantId?: string, limit?: number): Promise<RunRecord[]> {
+  async deadLetters(tenantId?: string, limit?: number): Promise<RunRecord[]> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.deadLetters(tenantId, limit);
   }
 

@@ -4,6 +4,8 @@
  * PostgresStore (src/store/sql/sql-store.ts, src/store/migrations.ts).
  */
 import type { PGlite } from '@electric-sql/pglite';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { loadPGlite } from './drivers.js';
 import type { SqlExecutor } from './sql/executor.js';
@@ -66,7 +68,10 @@ export class PGliteStore extends SqlRunStore {
   protected override async connect(): Promise<SqlExecutor> {
     if (this.#options.pglite) return new PGliteExecutor(this.#options.pglite as unknown as PGlite, false);
     const PGliteClass = await loadPGlite();
-    const db = await PGliteClass.create(this.#options.dataDir ?? 'memory://');
+    const dataDir = this.#options.dataDir ?? 'memory://';
+    // PGlite makes the directory itself, but not its parents.
+    if (!dataDir.includes('://')) mkdirSync(dirname(resolve(dataDir)), { recursive: true });
+    const db = await PGliteClass.create(dataDir);
     return new PGliteExecutor(db, true);
   }
 }

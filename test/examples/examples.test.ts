@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -55,4 +58,36 @@ describe('examples run', () => {
       if (redis.owned) await redis.stop();
     }
   }, 60_000);
+
+  it('durable-service.ts, killed with SIGKILL mid-run and started again, finishes every task once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uo-durable-example-'));
+    try {
+      const first = await run(
+        process.execPath,
+        ['--import', 'tsx', 'examples/durable-service.ts', dir, '--crash-after', '3'],
+        {
+          cwd: root,
+          timeout: 120_000,
+        },
+      ).then(
+        () => undefined,
+        (error: { signal?: string; stdout?: string }) => error,
+      );
+      expect(first?.signal).toBe('SIGKILL');
+      expect(first?.stdout?.match(/^summary of document/gm)).toHaveLength(3);
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'examples/durable-service.ts', dir], {
+        cwd: root,
+        timeout: 120_000,
+      });
+      const lines = stdout.split('\n').filter((l) => / (completed|running|queued|failed) attempts=/.test(l));
+      expect(lines).toHaveLength(8);
+      for (const line of lines) expect(line).toMatch(/ completed attempts=\d+ recoveries=\d: .*→ completed$/);
+      // Tasks the first process completed (and committed) were not run again: at least one kept recoveries=0.
+      expect(lines.some((l) => / recoveries=0: queued → started → completed$/.test(l))).toBe(true);
+      // Every task ran to one end: no timeline has two.
+      for (const line of lines) expect(line.match(/completed/g)).toHaveLength(2); // the status and the one end
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
