@@ -28,7 +28,12 @@ import { describe, expectObject, keysOf, own, rejectUnknownKeys } from '../util/
  * Either way the work after an outage is bounded: a minute schedule after a day down starts one run (or `n`), never
  * 1,440. `{ catchUp: 1 }` is the same as `'skip'`.
  */
-export type MissedTickPolicy = 'skip' | { readonly catchUp: number };
+export type MissedTickPolicy =
+  | 'skip'
+  | {
+      /** How many of the latest missed ticks to fire, 1 to {@link MAX_CATCH_UP}. */
+      readonly catchUp: number;
+    };
 
 /** The most ticks `{ catchUp: n }` may fire at once after an outage. */
 export const MAX_CATCH_UP = 100;
@@ -312,6 +317,11 @@ export function dueTicks(schedule: Schedule, lastTickMs: number | undefined, now
   const first = next(schedule, last);
   if (first === undefined || first > now) {
     return { fire: [], skipped: undefined, lastTickMs: last, nextMs: first ?? next(schedule, now) };
+  }
+  const second = next(schedule, first);
+  if (second === undefined || second > now) {
+    // The usual case, a node looking soon after a tick: that tick alone is due.
+    return { fire: [first], skipped: undefined, lastTickMs: first, nextMs: second };
   }
   // Walk back from now: the work is bounded by the policy's count, however long the outage was.
   const limit = schedule.missed === 'skip' ? 1 : schedule.missed.catchUp;
