@@ -133,7 +133,7 @@ export interface SkippedTicks {
   readonly count: number;
   /**
    * False when a cron schedule missed so many ticks that counting them all would be unbounded work: `count` is then
-   * the first 1,000 counted. Interval schedules always count exactly.
+   * the first 100 counted. Interval schedules always count exactly.
    */
   readonly exact: boolean;
   /** The first tick skipped (epoch ms). */
@@ -172,7 +172,7 @@ const SPEC_KEYS = keysOf<AnyScheduleSpec>({
 const CATCH_UP_KEYS = new Set(['catchUp']);
 
 /** How many skipped ticks of a cron schedule are counted one by one at most. */
-const SKIP_COUNT_LIMIT = 1_000;
+const SKIP_COUNT_LIMIT = 100;
 
 /** The croner instance of each cron schedule resolved here: schedules stay plain frozen data. */
 const patterns = new WeakMap<Schedule, Cron>();
