@@ -150,10 +150,14 @@ export interface DueTicks {
   readonly skipped: SkippedTicks | undefined;
   /**
    * The value to store as the schedule's last tick once the runs of `fire` are stored: the latest tick fired, or,
-   * when nothing was fired, the `lastTickMs` given (`nowMs` when none was given).
+   * when nothing was fired, the `lastTickMs` given (`nowMs` when none was given). Store it only when it is later than
+   * the stored one (a compare-and-set, or `GREATEST` in SQL): two nodes may store theirs in either order.
    */
   readonly lastTickMs: number;
-  /** The first tick after `nowMs`: when to look again. Undefined when the schedule has no more ticks. */
+  /**
+   * The next tick to fire, after both `nowMs` and the returned `lastTickMs`: when to look again. Undefined when the
+   * schedule has no more ticks.
+   */
   readonly nextMs: number | undefined;
 }
 
@@ -316,7 +320,7 @@ export function dueTicks(schedule: Schedule, lastTickMs: number | undefined, now
   const last = checkInstant(lastTickMs, 'lastTickMs');
   const first = next(schedule, last);
   if (first === undefined || first > now) {
-    return { fire: [], skipped: undefined, lastTickMs: last, nextMs: first ?? next(schedule, now) };
+    return { fire: [], skipped: undefined, lastTickMs: last, nextMs: first };
   }
   const second = next(schedule, first);
   if (second === undefined || second > now) {

@@ -566,6 +566,7 @@ describe('properties', () => {
             expect(due.skipped).toBeUndefined();
           }
           expect(due.lastTickMs).toBe(all.at(-1) ?? last);
+          expect(due.nextMs).toBe(nextTick(s, Math.max(now, due.lastTickMs)));
         },
       ),
       { numRuns: 100 },
