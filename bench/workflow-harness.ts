@@ -39,6 +39,11 @@ export interface WorkflowSubject {
   startMany?(n: number): Promise<void>;
   /** Stops the engine and closes every connection; nothing of the subject keeps the process alive after. */
   teardown(): Promise<void>;
+  /**
+   * Optional: how many SQL statements the subject has sent to its database since `setup`, when it can count them
+   * (on a pool of the bench's, say). Only `measureWrites` uses it, for the statements per workflow.
+   */
+  statementsSent?(): number;
 }
 
 /** What one run of a subject measured. */
@@ -218,6 +223,8 @@ export interface WriteCounts {
   readonly writeTransactionsPerWorkflow: number;
   /** WAL generated per workflow, bytes. */
   readonly walBytesPerWorkflow: number;
+  /** Statements sent per workflow (round trips, BEGIN and COMMIT included), when the subject counts them. */
+  readonly statementsPerWorkflow?: number;
 }
 
 /** Reads the server's counters for the database at `url`, after waiting for closed sessions to report theirs. */
@@ -281,8 +288,12 @@ export async function measureWrites(
   }
   const before = await counters(url);
   await subject.setup(url);
+  let statements: number | undefined;
   try {
+    const sentBefore = subject.statementsSent?.() ?? 0;
     await closedLoop(subject, workflows, inFlight);
+    const sentAfter = subject.statementsSent?.();
+    if (sentAfter !== undefined) statements = sentAfter - sentBefore;
   } finally {
     await subject.teardown();
   }
@@ -304,5 +315,6 @@ export async function measureWrites(
     rowsPerWorkflow,
     writeTransactionsPerWorkflow: Number(after.xid - before.xid) / workflows,
     walBytesPerWorkflow: lsnBytes(before.lsn, after.lsn) / workflows,
+    ...(statements === undefined ? {} : { statementsPerWorkflow: statements / workflows }),
   };
 }

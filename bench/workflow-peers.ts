@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/workflow-peers.ts            # three rounds
  *   npx tsx bench/workflow-peers.ts --quick    # one round, fewer workflows
+ *   npx tsx bench/workflow-peers.ts --in-flight=32   # another concurrency for the throughput run (default 8)
  *
  * Prints a Markdown table on stdout (progress on stderr), then what each server-backed subject writes per workflow;
  * bench/results/workflow-peers.md keeps a run with its reading.
@@ -20,6 +21,7 @@
 import { cpus, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { DBOS } from '@dbos-inc/dbos-sdk';
+import pg from 'pg';
 import { progress } from './harness.js';
 import { newDatabase, startPostgresServer } from './postgres-server.js';
 import { installedVersion } from './rounds.js';
@@ -33,7 +35,7 @@ import {
   type WriteCounts,
 } from './workflow-harness.js';
 
-/** Workflows in flight at once in the throughput run, for every subject. */
+/** Workflows in flight at once in the throughput run, for every subject, unless `--in-flight=N` says otherwise. */
 export const IN_FLIGHT = 8;
 /** Connections of DBOS's system database pool (its default). */
 const DBOS_POOL = 10;
@@ -49,10 +51,15 @@ async function tenSteps(): Promise<void> {
 /** The registered workflow, registered once (DBOS keeps its registry across `shutdown` and `launch`). */
 let registered: (() => Promise<void>) | undefined;
 
-/** DBOS Transact on its system database at the run's URL. */
-export function dbosSubject(): WorkflowSubject {
+/**
+ * DBOS Transact on its system database at the run's URL, on its own pool; or, with `countStatements`, on a pool of
+ * the bench's (the same size) whose connections count the statements DBOS sends (for `measureWrites` only).
+ */
+export function dbosSubject(countStatements = false): WorkflowSubject {
   const version = installedVersion('@dbos-inc/dbos-sdk');
   let launched = false;
+  let pool: pg.Pool | undefined;
+  let sent = 0;
   return {
     name: `DBOS Transact ${version}`,
     settings:
@@ -60,10 +67,22 @@ export function dbosSubject(): WorkflowSubject {
       `DBOS.startWorkflow + getResult per workflow, ${WORKFLOW_STEPS} DBOS.runStep per workflow`,
     async setup(url) {
       registered ??= DBOS.registerWorkflow(tenSteps, { name: 'tenSteps' });
+      if (countStatements) {
+        pool = new pg.Pool({ connectionString: url, max: DBOS_POOL });
+        pool.on('error', (error) => progress(`DBOS system database pool: ${error.message}`));
+        pool.on('connect', (client) => {
+          const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+          (client as { query: unknown }).query = (...args: unknown[]) => {
+            sent++;
+            return query(...args);
+          };
+        });
+      }
       DBOS.setConfig({
         name: 'workflow-bench',
         systemDatabaseUrl: url,
         systemDatabasePoolSize: DBOS_POOL,
+        ...(pool === undefined ? {} : { systemDatabasePool: pool }),
         logLevel: 'error',
       });
       await DBOS.launch();
@@ -74,24 +93,33 @@ export function dbosSubject(): WorkflowSubject {
       await handle.getResult();
     },
     async teardown() {
-      if (!launched) return;
+      if (launched) await DBOS.shutdown();
       launched = false;
-      await DBOS.shutdown();
+      // DBOS leaves a pool it was given open.
+      await pool?.end();
+      pool = undefined;
     },
+    ...(countStatements ? { statementsSent: () => sent } : {}),
   };
 }
 
-/** The subjects, in table order. */
-export function workflowSubjects(): Array<() => WorkflowSubject> {
-  return [dbosSubject];
+/**
+ * The subjects, in table order; with `counting`, each made to count its statements where it can (for the write
+ * counts, not the timed runs).
+ */
+export function workflowSubjects(counting = false): Array<() => WorkflowSubject> {
+  return [() => dbosSubject(counting)];
 }
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const rounds = quick ? 1 : 3;
+  const flag = process.argv.find((a) => a.startsWith('--in-flight='));
+  const inFlight = flag === undefined ? IN_FLIGHT : Number(flag.slice('--in-flight='.length));
+  if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error(`--in-flight takes a whole number ≥ 1: ${flag}`);
   const options: WorkflowOptions = {
     workflows: quick ? 500 : 2_000,
-    inFlight: IN_FLIGHT,
+    inFlight,
     warmup: 100,
     idleSamples: quick ? 30 : 200,
     timeoutMs: 300_000,
@@ -133,9 +161,9 @@ async function main(): Promise<void> {
     for (const s of subjects) console.log(`${s.name}: ${s.settings}.`);
 
     const writes: WriteCounts[] = [];
-    for (const make of makers) {
+    for (const make of workflowSubjects(true)) {
       const url = await newDatabase(server.url, `writes_${++databases}`);
-      writes.push(await measureWrites(make(), url, quick ? 200 : 1_000, IN_FLIGHT));
+      writes.push(await measureWrites(make(), url, quick ? 200 : 1_000, inFlight));
     }
     console.log('\n| subject | table | rows inserted / updated / deleted per workflow |\n| --- | --- | ---: |');
     for (const w of writes) {
@@ -145,14 +173,22 @@ async function main(): Promise<void> {
         );
       }
     }
-    console.log('\n| subject | workflows | writing transactions per workflow | WAL bytes per workflow |');
-    console.log('| --- | ---: | ---: | ---: |');
+    console.log(
+      '\n| subject | workflows | writing transactions per workflow | statements per workflow | WAL bytes per workflow |',
+    );
+    console.log('| --- | ---: | ---: | ---: | ---: |');
     for (const w of writes) {
       console.log(
         `| ${w.subject} | ${w.workflows} | ${w.writeTransactionsPerWorkflow.toFixed(2)} | ` +
+          `${w.statementsPerWorkflow === undefined ? '—' : w.statementsPerWorkflow.toFixed(1)} | ` +
           `${Math.round(w.walBytesPerWorkflow).toLocaleString('en')} |`,
       );
     }
+    console.log(
+      `\nWrites: a fresh database per subject; after a first session (schema installed, one workflow), ` +
+        `${writes[0]?.workflows ?? 0} workflows with ${inFlight} in flight in a second session, counted from the ` +
+        `server's table statistics, transaction ids and WAL position (nothing else writes to the server meanwhile).`,
+    );
   } finally {
     server.stop();
   }
