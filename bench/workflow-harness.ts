@@ -9,6 +9,7 @@
  * timed by the same code.
  */
 import pg from 'pg';
+import pidusage from 'pidusage';
 import { median, summarise } from './harness.js';
 import { rotated } from './rounds.js';
 
@@ -55,6 +56,17 @@ export interface WorkflowResult {
   readonly inFlight: number;
   /** Workflows completed per second in the throughput run. */
   readonly workflowsPerSecond: number;
+  /**
+   * CPU time of this process (user + system, all threads) per workflow in the throughput run, µs: the engine's own
+   * cost, less dependent on what else the machine runs than the rates are. The database server's CPU is not in it.
+   */
+  readonly cpuUsPerWorkflow: number;
+  /**
+   * CPU time of the database server's processes per workflow in the throughput run, µs (the processes listed in
+   * `pg_stat_activity`: the backends of every database and the background processes; 0 for a subject whose store
+   * is embedded in this process, whose CPU is in `cpuUsPerWorkflow`).
+   */
+  readonly serverCpuUsPerWorkflow: number;
   /** Start-to-durable-end of the throughput run's workflows, ms (latency with `inFlight` running). */
   readonly loadedP50Ms: number;
   readonly loadedP99Ms: number;
@@ -121,6 +133,46 @@ async function closedLoop(
   return { latencies, spanMs: performance.now() - t0 };
 }
 
+/** CPU time this process has used so far (user + system), µs. */
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+/**
+ * CPU time (user + system, ms) so far of each process of the server at `url` listed in `pg_stat_activity` (the
+ * backends of every database and the background processes), by process id.
+ */
+async function serverCpu(url: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  let pids: number[];
+  try {
+    const rows = await client.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
+    pids = rows.rows.map((r) => r.pid);
+  } finally {
+    await client.end();
+  }
+  const stats = await pidusage(pids);
+  const cpu = new Map<number, number>();
+  for (const pid of pids) {
+    const stat = stats[pid];
+    if (stat) cpu.set(pid, stat.ctime);
+  }
+  return cpu;
+}
+
+/**
+ * CPU time (ms) the server's processes used from `before` to `after` (`serverCpu` readings): a process started in
+ * between counts from zero; one that ended in between is not counted (a subject's pool connections live through a
+ * run, so they are).
+ */
+function serverCpuUsed(before: Map<number, number>, after: Map<number, number>): number {
+  let used = 0;
+  for (const [pid, ms] of after) used += ms - (before.get(pid) ?? 0);
+  return used;
+}
+
 /**
  * One run of `subject` on the fresh database at `url`: set up, warm up, throughput with `inFlight` at once, idle
  * latency one at a time, the burst when the subject has `startMany`, tear down.
@@ -135,7 +187,11 @@ export async function runWorkflows(
     const { timeoutMs, inFlight, workflows } = options;
     await within(closedLoop(subject, options.warmup, inFlight), timeoutMs, `${subject.name} warm-up`);
 
+    const cpu = cpuMicros();
+    const serverBefore = await serverCpu(url);
     const loaded = await within(closedLoop(subject, workflows, inFlight), timeoutMs, `${subject.name} throughput run`);
+    const cpuUsed = cpuMicros() - cpu;
+    const serverUsed = serverCpuUsed(serverBefore, await serverCpu(url));
     const loadedStats = summarise(loaded.latencies);
 
     const idle = await within(closedLoop(subject, options.idleSamples, 1), timeoutMs, `${subject.name} idle latency`);
@@ -153,6 +209,8 @@ export async function runWorkflows(
       workflows,
       inFlight,
       workflowsPerSecond: (workflows * 1_000) / loaded.spanMs,
+      cpuUsPerWorkflow: cpuUsed / workflows,
+      serverCpuUsPerWorkflow: (serverUsed * 1_000) / workflows,
       loadedP50Ms: loadedStats.p50Us / 1_000,
       loadedP99Ms: loadedStats.p99Us / 1_000,
       idleP50Ms: idleStats.p50Us / 1_000,
@@ -192,9 +250,10 @@ export async function workflowRounds(
 export function renderWorkflows(results: readonly WorkflowResult[], subjects: readonly string[]): string {
   const whole = (v: number): string => Math.round(v).toLocaleString('en');
   const lines = [
-    '| subject | workflows × in flight | rounds | workflows/s | steps/s | per-step overhead p50 / p99 (µs) | ' +
+    '| subject | workflows × in flight | rounds | workflows/s | steps/s | CPU per workflow, Node / server (µs) | ' +
+      'per-step overhead p50 / p99 (µs) | ' +
       'idle latency p50 / p99 (ms) | latency in flight p50 / p99 (ms) | burst workflows/s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const name of subjects) {
     const of = results.filter((r) => r.subject === name);
@@ -203,7 +262,8 @@ export function renderWorkflows(results: readonly WorkflowResult[], subjects: re
     const bursts = of.flatMap((r) => (r.burstPerSecond === undefined ? [] : [r.burstPerSecond]));
     lines.push(
       `| ${name} | ${of[0]!.workflows} × ${of[0]!.inFlight} | ${of.length} | ${whole(m((r) => r.workflowsPerSecond))} | ` +
-        `${whole(m((r) => r.workflowsPerSecond * WORKFLOW_STEPS))} | ` +
+        `${whole(m((r) => r.workflowsPerSecond * WORKFLOW_STEPS))} | ${whole(m((r) => r.cpuUsPerWorkflow))} / ` +
+        `${whole(m((r) => r.serverCpuUsPerWorkflow))} | ` +
         `${whole(m((r) => r.stepP50Us))} / ${whole(m((r) => r.stepP99Us))} | ` +
         `${m((r) => r.idleP50Ms).toFixed(1)} / ${m((r) => r.idleP99Ms).toFixed(1)} | ` +
         `${m((r) => r.loadedP50Ms).toFixed(1)} / ${m((r) => r.loadedP99Ms).toFixed(1)} | ` +

@@ -137,7 +137,8 @@ async function main(): Promise<void> {
       options,
       (r) =>
         progress(
-          `${r.subject}: ${Math.round(r.workflowsPerSecond)} workflows/s, step p50 ${r.stepP50Us.toFixed(0)} µs, ` +
+          `${r.subject}: ${Math.round(r.workflowsPerSecond)} workflows/s, ` +
+            `CPU ${Math.round(r.cpuUsPerWorkflow)} + ${Math.round(r.serverCpuUsPerWorkflow)} µs/workflow, step p50 ${r.stepP50Us.toFixed(0)} µs, ` +
             `idle p50 ${r.idleP50Ms.toFixed(1)} ms, in flight p50 ${r.loadedP50Ms.toFixed(1)} ms`,
         ),
     );
