@@ -187,8 +187,8 @@ export async function runWorkflows(
     const { timeoutMs, inFlight, workflows } = options;
     await within(closedLoop(subject, options.warmup, inFlight), timeoutMs, `${subject.name} warm-up`);
 
-    const cpu = cpuMicros();
     const serverBefore = await serverCpu(url);
+    const cpu = cpuMicros();
     const loaded = await within(closedLoop(subject, workflows, inFlight), timeoutMs, `${subject.name} throughput run`);
     const cpuUsed = cpuMicros() - cpu;
     const serverUsed = serverCpuUsed(serverBefore, await serverCpu(url));
