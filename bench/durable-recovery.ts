@@ -9,12 +9,13 @@
  * Prints a Markdown table.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './harness.js';
 import { newDatabase, startPostgresServer } from './postgres-server.js';
+import { readAttemptLog } from '../test/fixtures/durable-log.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fixture = fileURLToPath(new URL('../test/fixtures/durable-node.ts', import.meta.url));
@@ -35,23 +36,6 @@ function node(settings: Record<string, unknown>): { child: ChildProcess; ready: 
   return { child, ready };
 }
 
-/** `start`/`done` lines of the log, by process. */
-function log(path: string): { kind: string; pid: number; id: string }[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [kind, pid, id] = line.split(' ');
-      return { kind: kind!, pid: Number(pid), id: id! };
-    });
-}
-
 async function recovery(
   url: string,
   leaseMs: number,
@@ -64,10 +48,11 @@ async function recovery(
   const first = node({ ...common, nodeId: `busy-${leaseMs}`, submit: 1_000 });
   await first.ready;
   // Let it work a little, then kill it.
-  while (log(file).filter((l) => l.kind === 'done').length < 100) await new Promise((r) => setTimeout(r, 10));
+  while (readAttemptLog(file).filter((l) => l.kind === 'done').length < 100)
+    await new Promise((r) => setTimeout(r, 10));
   first.child.kill('SIGKILL');
   const killedAt = performance.now();
-  const lines = log(file);
+  const lines = readAttemptLog(file);
   const finished = new Set(lines.filter((l) => l.kind === 'done').map((l) => l.id));
   // The attempts the kill interrupted: started by the first node and not finished.
   const interrupted = new Set(
@@ -76,7 +61,7 @@ async function recovery(
   let ms: number;
   for (;;) {
     const startedBySecond = new Set(
-      log(file)
+      readAttemptLog(file)
         .filter((l) => l.kind === 'start' && l.pid === second.child.pid)
         .map((l) => l.id),
     );

@@ -17,6 +17,7 @@ import { PGliteStore } from '../../src/store/pglite-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { freePort } from '../support/free-port.js';
 import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { eventually } from '../support/agents.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -40,14 +41,6 @@ async function json<T>(args: readonly string[], env: Record<string, string | und
   expect(r.code, r.stderr || r.stdout).toBe(0);
   expect(r.stdout.trim().split('\n')).toHaveLength(1);
   return JSON.parse(r.stdout) as T;
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe.skipIf(POSTGRES_SERVER.skip)('unified-orchestrator runs (PostgreSQL server)', () => {
@@ -116,9 +109,9 @@ describe.skipIf(POSTGRES_SERVER.skip)('unified-orchestrator runs (PostgreSQL ser
     await expect(dead.result).rejects.toThrow('upstream said no');
     const live = await orchestrator.enqueue({ type: 'slow', requires: ['work'], payload: { hold: true } });
     liveId = live.id;
-    await until(async () => (await store.get(deadId))?.status === 'dead-lettered');
-    await until(async () => (await store.get(liveId))?.status === 'running');
-    await until(async () => (await store.list({ status: 'completed' })).runs.length === 7);
+    await eventually(async () => (await store.get(deadId))?.status === 'dead-lettered');
+    await eventually(async () => (await store.get(liveId))?.status === 'running');
+    await eventually(async () => (await store.list({ status: 'completed' })).runs.length === 7);
     all = [...(await store.list()).runs];
   }, 120_000);
 
@@ -253,7 +246,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('unified-orchestrator runs (PostgreSQL ser
     const newId = /as run (\S+):/.exec(r.stdout)?.[1];
     expect(newId).toMatch(/^[0-9a-f-]{36}$/);
     // The orchestrator on the same database claims it and runs it.
-    await until(async () => (await store.get(newId!))?.status === 'completed');
+    await eventually(async () => (await store.get(newId!))?.status === 'completed');
     const again = (await store.get(newId!))!;
     // Claimed as a run nobody owns, not taken over as a dead node's (not a recovery).
     expect(again).toMatchObject({ type: 'report', tenantId: 'acme', result: { echo: 99 }, attempts: 1, recoveries: 0 });
@@ -270,7 +263,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('unified-orchestrator runs (PostgreSQL ser
     const asJson = await json<{ ok: boolean; id: string; newId: string }>(['runs', 'retry', deadId], env);
     expect(asJson).toMatchObject({ ok: true, id: deadId });
     expect(asJson.newId).not.toBe(newId);
-    await until(async () => (await store.get(asJson.newId))?.status === 'completed');
+    await eventually(async () => (await store.get(asJson.newId))?.status === 'completed');
   });
 
   it('show and events of an unknown id exit 1 (and answer ok: false with --json)', async () => {

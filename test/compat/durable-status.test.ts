@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   isLegacyError,
   OrchestratorsCompatibilityAdapter,
@@ -19,7 +19,7 @@ import {
 } from '../../src/index.js';
 import { PGliteStore } from '../../src/store/pglite-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { POSTGRES_SERVER, postgresForSuite } from '../support/postgres.js';
 import { ok } from './helpers.js';
 
 type Payload = { kind: 'ok'; n: number } | { kind: 'fail' } | { kind: 'slow' } | { kind: 'hold' };
@@ -89,16 +89,10 @@ function comparable(s: LegacyTaskStatus) {
 }
 
 describe.skipIf(POSTGRES_SERVER.skip)('legacy task statuses in the store (PostgreSQL server)', () => {
-  let pg: TestPostgres;
-  beforeAll(async () => {
-    pg = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await pg?.close();
-  }, 60_000);
+  const server = postgresForSuite();
 
   it("B answers get_task_status and wait_for_task for A's tasks after A stopped, as A did", async () => {
-    const url = await pg.createDatabase('uo_compat');
+    const url = await server().createDatabase('uo_compat');
     holding = true;
     const a = await node(new PostgresStore({ connectionString: url }));
     const delegate = async (task: Record<string, unknown>) =>
@@ -170,7 +164,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('legacy task statuses in the store (Postgr
   }, 60_000);
 
   it('wait_for_task with a timeout answers a stored task that is still running as it is then', async () => {
-    const url = await pg.createDatabase('uo_compat_wait');
+    const url = await server().createDatabase('uo_compat_wait');
     holding = true;
     const a = await node(new PostgresStore({ connectionString: url }));
     const b = await node(new PostgresStore({ connectionString: url }));

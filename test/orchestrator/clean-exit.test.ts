@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { POSTGRES_SERVER, postgresForSuite } from '../support/postgres.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const child = fileURLToPath(new URL('../fixtures/exit-child.ts', import.meta.url));
@@ -45,16 +45,10 @@ describe('clean shutdown', () => {
   }, 30_000);
 
   describe.skipIf(POSTGRES_SERVER.skip)('on a PostgreSQL server', () => {
-    let pg: TestPostgres;
-    beforeAll(async () => {
-      pg = await startPostgres();
-    }, 120_000);
-    afterAll(async () => {
-      await pg?.close();
-    });
+    const server = postgresForSuite();
 
     it('a process with a PostgresStore (its pool and its LISTEN connection) exits on its own after stop()', async () => {
-      process.env['UO_EXIT_DATABASE_URL'] = await pg.createDatabase('uo_exit');
+      process.env['UO_EXIT_DATABASE_URL'] = await server().createDatabase('uo_exit');
       try {
         const { code, out } = await run('durable');
         expect(out).toMatch(/stopped ok=300 state=stopped/);

@@ -7,7 +7,7 @@
  *   beside it when it kills the process is taken over as a recovery too: the count is per run, not per culprit.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnifiedOrchestrator } from '../../src/index.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
 import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { eventually } from '../support/agents.js';
+import { readAttemptLog } from '../fixtures/durable-log.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const fixture = fileURLToPath(new URL('../fixtures/durable-node.ts', import.meta.url));
@@ -58,44 +60,6 @@ function startNode(settings: Record<string, unknown>): Node {
   return { child, exited, ready, stored };
 }
 
-interface LogLine {
-  readonly kind: 'start' | 'done';
-  readonly pid: number;
-  readonly id: string;
-  readonly attempt: number;
-  readonly recoveries: number;
-}
-
-function readLog(path: string): LogLine[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [kind, pid, id, attempt, recoveries] = line.split(' ');
-      return {
-        kind: kind as 'start' | 'done',
-        pid: Number(pid),
-        id: id!,
-        attempt: Number(attempt),
-        recoveries: Number(recoveries),
-      };
-    });
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe.skipIf(POSTGRES_SERVER.skip)('durable runs across SIGKILL (PostgreSQL server, child processes)', () => {
   let pg: TestPostgres;
   let dir: string;
@@ -121,7 +85,11 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs across SIGKILL (PostgreSQL s
     await first.ready;
     expect(first.stored).toHaveLength(1_000);
     // Kill it in the middle of the work.
-    await until(() => readLog(log).filter((l) => l.kind === 'done').length >= 100, 60_000, '100 tasks done');
+    await eventually(
+      () => readAttemptLog(log).filter((l) => l.kind === 'done').length >= 100,
+      60_000,
+      '100 tasks done',
+    );
     first.child.kill('SIGKILL');
     const killedAt = Date.now();
     await first.exited;
@@ -180,7 +148,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs across SIGKILL (PostgreSQL s
       expect(new Set(results.map((r) => r.n)).size).toBe(1_000);
       expect([...settled.values()].every((n) => n === 1)).toBe(true);
 
-      const lines = readLog(log);
+      const lines = readAttemptLog(log);
       const starts = (pid: number | undefined) => {
         const counts = new Map<string, number>();
         for (const l of lines) if (l.kind === 'start' && l.pid === pid) counts.set(l.id, (counts.get(l.id) ?? 0) + 1);
@@ -247,8 +215,8 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs across SIGKILL (PostgreSQL s
       const { runs } = await store.list({ type: 'poison' });
       expect(runs).toHaveLength(1);
       const poison = runs[0]!;
-      await until(async () => (await store.get(poison.id))?.status === 'dead-lettered', 10_000, 'the dead letter');
-      const runsOfPoison = readLog(log).filter((l) => l.kind === 'start' && l.id === poison.id);
+      await eventually(async () => (await store.get(poison.id))?.status === 'dead-lettered', 10_000, 'the dead letter');
+      const runsOfPoison = readAttemptLog(log).filter((l) => l.kind === 'start' && l.id === poison.id);
       // Its first run and two recoveries; the third take-over dead-letters it instead of running it.
       expect(runsOfPoison.map((l) => l.recoveries)).toEqual([0, 1, 2]);
       expect(deaths).toHaveLength(3);

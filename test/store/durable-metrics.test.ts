@@ -17,6 +17,7 @@ import {
 } from '../../src/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { FlakyStore } from './flaky-store.js';
+import { deferred, eventually } from '../support/agents.js';
 
 const started: UnifiedOrchestrator[] = [];
 const servers: Server[] = [];
@@ -51,20 +52,6 @@ async function node(
   started.push(o);
   await o.start();
   return o;
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 interface Sample {
@@ -114,7 +101,7 @@ describe('health() and the store', () => {
     const store = new FlakyStore();
     const o = await node(store, () => 'ok');
     expect(await o.submit({ type: 't', requires: ['work'] })).toBe('ok');
-    await until(() => o.stats().durable!.buffered === 0);
+    await eventually(() => o.stats().durable!.buffered === 0);
     expect(o.health().components.store).toMatchObject({
       status: 'healthy',
       kind: 'memory',
@@ -143,7 +130,7 @@ describe('health() and the store', () => {
 
     store.failing.clear();
     // The next lease renewal (every 150 ms here) finds the store again.
-    await until(() => o.health().components.store?.status === 'healthy');
+    await eventually(() => o.health().components.store?.status === 'healthy');
     expect(o.health().status).toBe('healthy');
     expect(o.health().components.store?.available).toBe(true);
     expect(await o.submit({ type: 't', requires: ['work'] })).toBe('ok');
@@ -157,11 +144,11 @@ describe('health() and the store', () => {
       return 'late';
     });
     const handle = await o.enqueue({ type: 't', requires: ['work'] });
-    await until(async () => (await store.get(handle.id))?.status === 'running');
+    await eventually(async () => (await store.get(handle.id))?.status === 'running');
     store.failing.add('append');
     gate.resolve();
     expect(await handle.result).toBe('late');
-    await until(() => o.health().components.store?.status === 'degraded');
+    await eventually(() => o.health().components.store?.status === 'degraded');
     // Lease renewals work meanwhile, but the writes do not: still degraded after a few heartbeats.
     await new Promise((r) => setTimeout(r, 400));
     const store1 = o.health().components.store!;
@@ -174,8 +161,8 @@ describe('health() and the store', () => {
     expect(value(text, M.writeFailures, { operation: 'insert' })).toBe(0);
 
     store.failing.clear();
-    await until(async () => (await store.inner.get(handle.id))?.status === 'completed');
-    await until(() => o.health().components.store?.status === 'healthy');
+    await eventually(async () => (await store.inner.get(handle.id))?.status === 'completed');
+    await eventually(() => o.health().components.store?.status === 'healthy');
     expect(o.health().components.store?.buffered).toBe(0);
     text = await scrape(o);
     expect(value(text, M.available)).toBe(1);
@@ -208,7 +195,7 @@ describe('store metrics', () => {
       await Promise.all(Array.from({ length: n }, () => o.submit({ type: 't', requires: ['work'] }))),
     ).toHaveLength(n);
     // Each run's `started` and `completed` events are appended after it is stored.
-    await until(() => o.stats().durable!.appended === 2 * n && o.stats().durable!.buffered === 0);
+    await eventually(() => o.stats().durable!.appended === 2 * n && o.stats().durable!.buffered === 0);
     const stats = o.stats().durable!;
     const text = await scrape(o);
     expect(inserts).toEqual([n]);
@@ -244,9 +231,9 @@ describe('store metrics', () => {
     expect(value(text, M.writeFailures, { operation: 'insert' })).toBe(1);
     expect(value(text, `${M.writeDuration}_count`, { kind: 'insert' })).toBe(0);
     store.failing.add('heartbeat');
-    await until(async () => value(await scrape(o), M.writeFailures, { operation: 'heartbeat' }) >= 1);
+    await eventually(async () => value(await scrape(o), M.writeFailures, { operation: 'heartbeat' }) >= 1);
     store.failing.clear();
-    await until(async () => value(await scrape(o), M.available) === 1);
+    await eventually(async () => value(await scrape(o), M.available) === 1);
     text = await scrape(o);
     expect(value(text, M.writeFailures, { operation: 'insert' })).toBe(1);
     expect(value(text, M.writeFailures, { operation: 'append' })).toBe(0);
@@ -256,7 +243,7 @@ describe('store metrics', () => {
     const store = new FlakyStore();
     const a = await node(store, () => new Promise(() => {}), { durability: { nodeId: 'node-a' } }, 1);
     const handle = await a.enqueue({ type: 't', requires: ['work'], maxAttempts: 3 });
-    await until(async () => (await store.get(handle.id))?.status === 'running');
+    await eventually(async () => (await store.get(handle.id))?.status === 'running');
     const b = await node(store, () => 'taken over', { durability: { nodeId: 'node-b' } });
     store.silenced.add('node-a');
     expect(await b.attach(handle.id).result).toBe('taken over');
@@ -273,7 +260,7 @@ describe('store metrics', () => {
       await a.enqueue({ type: 't', requires: ['work'] }),
       await a.enqueue({ type: 't', requires: ['work'] }),
     ];
-    await until(async () => (await store.get(handles[0]!.id))?.status === 'running');
+    await eventually(async () => (await store.get(handles[0]!.id))?.status === 'running');
     await a.stop({ drain: false, timeoutMs: 1_000 });
     await store.open(); // the orchestrator closed the store it was given at stop
     const b = await node(store, () => 'ran');
@@ -296,7 +283,7 @@ describe('store metrics', () => {
     expect(value(text, M.eventsBuffered)).toBe(3);
     expect(o.health().components.store?.detail).toMatch(/3 progress events dropped since start/);
     store.failing.clear();
-    await until(() => o.stats().durable!.buffered === 0);
+    await eventually(() => o.stats().durable!.buffered === 0);
     text = await scrape(o);
     expect(value(text, M.eventsDropped)).toBe(3); // a counter: it does not go back
     expect(value(text, M.eventsBuffered)).toBe(0);

@@ -18,6 +18,7 @@ import {
 } from '../../src/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { FlakyStore } from './flaky-store.js';
+import { deferred, eventually } from '../support/agents.js';
 
 const started: UnifiedOrchestrator[] = [];
 
@@ -46,20 +47,6 @@ async function node(
   return o;
 }
 
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('durable runs on a store', () => {
   it('stores a task before it runs, and keeps its outcome and its timeline', async () => {
     const store = new MemoryStore();
@@ -72,7 +59,7 @@ describe('durable runs on a store', () => {
     expect(await handle.result).toEqual({ doubled: 42 });
     // Stored before it ran (its `started` event is written with the next batch).
     expect(['queued', 'running']).toContain(seenInStore);
-    await until(async () => (await o.runs.get(handle.id))?.status === 'completed');
+    await eventually(async () => (await o.runs.get(handle.id))?.status === 'completed');
     const run = (await o.runs.get(handle.id))!;
     expect(run).toMatchObject({ type: 'double', tenantId: 'acme', attempts: 1, result: { doubled: 42 } });
     expect((await o.runs.events(handle.id)).map((e) => e.kind)).toEqual(['queued', 'started', 'completed']);
@@ -116,7 +103,7 @@ describe('durable runs on a store', () => {
     const store = new MemoryStore();
     const api = await node(store, () => 'never', { pools: [] });
     const handle = await api.enqueue<string>({ type: 't', requires: ['work'], payload: 'x' });
-    await until(async () => (await store.get(handle.id))?.owner === null); // given back: nobody here can run it
+    await eventually(async () => (await store.get(handle.id))?.owner === null); // given back: nobody here can run it
     const worker = await node(store, (ctx) => `ran ${String(ctx.payload)} with ${ctx.recoveries} recoveries`);
     expect(await handle.result).toBe('ran x with 0 recoveries');
     expect((await worker.runs.events(handle.id)).map((e) => e.kind)).toEqual([
@@ -158,7 +145,7 @@ describe('durable runs on a store', () => {
     );
     const handle = o.delegate({ type: 't', requires: ['work'], maxAttempts: 2 });
     await expect(handle.result).rejects.toMatchObject({ code: 'TASK_DEAD_LETTERED' });
-    await until(async () => (await o.runs.get(handle.id))?.status === 'dead-lettered');
+    await eventually(async () => (await o.runs.get(handle.id))?.status === 'dead-lettered');
     const kinds = (await o.runs.events(handle.id)).map((e) => e.kind);
     expect(kinds).toEqual(['queued', 'started', 'retrying', 'started', 'dead-lettered']);
     expect((await o.runs.deadLetters()).map((r) => r.id)).toEqual([handle.id]);
@@ -193,7 +180,7 @@ describe('durable runs on a store', () => {
       return 'late';
     });
     const handle = await o.enqueue({ type: 't', requires: ['work'] });
-    await until(async () => (await store.get(handle.id))?.status === 'running');
+    await eventually(async () => (await store.get(handle.id))?.status === 'running');
     store.failing.add('append');
     gate.resolve();
     expect(await handle.result).toBe('late');
@@ -201,7 +188,7 @@ describe('durable runs on a store', () => {
     expect((await store.inner.get(handle.id))?.status).toBe('running');
     expect(o.stats().durable?.buffered).toBe(1);
     store.failing.clear();
-    await until(async () => (await store.inner.get(handle.id))?.status === 'completed');
+    await eventually(async () => (await store.inner.get(handle.id))?.status === 'completed');
     expect((await store.inner.get(handle.id))?.result).toBe('late');
   });
 
@@ -212,7 +199,7 @@ describe('durable runs on a store', () => {
       await a.enqueue({ type: 't', requires: ['work'] }),
       await a.enqueue({ type: 't', requires: ['work'] }),
     ];
-    await until(async () => (await store.get(handles[0]!.id))?.status === 'running');
+    await eventually(async () => (await store.get(handles[0]!.id))?.status === 'running');
     await a.stop({ drain: false, timeoutMs: 1_000 });
     await store.open(); // the orchestrator closed the store it was given at stop
     for (const h of handles) {
@@ -233,7 +220,7 @@ describe('durable runs on a store', () => {
     const store = new FlakyStore();
     const a = await node(store, () => new Promise(() => {}), { durability: { nodeId: 'node-a' } }, 1);
     const handle = await a.enqueue({ type: 't', requires: ['work'], maxAttempts: 3 });
-    await until(async () => (await store.get(handle.id))?.status === 'running');
+    await eventually(async () => (await store.get(handle.id))?.status === 'running');
     const seen: TaskContext[] = [];
     const b = await node(store, (ctx) => (seen.push(ctx), 'taken over'), { durability: { nodeId: 'node-b' } });
     store.silenced.add('node-a'); // node A stalls: its lease is not renewed
@@ -258,7 +245,7 @@ describe('durable runs on a store', () => {
         1,
       );
       nodes.push(n);
-      await until(async () => {
+      await eventually(async () => {
         const run = await store.get(handle.id);
         return run?.owner === `n${i}` || run?.status === 'dead-lettered';
       });
@@ -308,7 +295,7 @@ describe('durable runs on a store', () => {
       return new Promise(() => {}); // runs until aborted
     });
     const handle = await a.enqueue({ type: 't', requires: ['work'] });
-    await until(async () => (await store.get(handle.id))?.status === 'running');
+    await eventually(async () => (await store.get(handle.id))?.status === 'running');
     const b = await node(store, () => 'x', { pools: [] });
     const followed = b.attach(handle.id);
     expect(await b.runs.cancel(handle.id, { tenantId: 'other' })).toBe(false); // another tenant's: unknown

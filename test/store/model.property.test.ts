@@ -3,10 +3,10 @@
  * embedded store is compared with MemoryStore step by step in test/store/model.test.ts).
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
+import { POSTGRES_SERVER, postgresForSuite } from '../support/postgres.js';
 import { commandArb, runModel } from './model.js';
 
 describe('RunStore model: MemoryStore', () => {
@@ -22,18 +22,10 @@ describe('RunStore model: MemoryStore', () => {
 });
 
 describe.skipIf(POSTGRES_SERVER.skip)('RunStore model: PostgresStore', () => {
-  let pg: TestPostgres;
-
-  beforeAll(async () => {
-    pg = await startPostgres();
-  }, 120_000);
-
-  afterAll(async () => {
-    await pg?.close();
-  });
+  const server = postgresForSuite();
 
   it('holds what the model holds after any sequence of steps', async () => {
-    const store = new PostgresStore({ connectionString: await pg.createDatabase('uo_model') });
+    const store = new PostgresStore({ connectionString: await server().createDatabase('uo_model') });
     await store.open();
     try {
       await fc.assert(

@@ -3,38 +3,18 @@
  * outage reject with STORE_UNAVAILABLE and leave nothing behind, tasks running through it finish and their ends reach
  * the store once it is back, and every task accepted before or after the outage ends exactly once.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StoreUnavailableError, UnifiedOrchestrator, type TaskHandle } from '../../src/index.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
-import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // the store may still be coming back
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { POSTGRES_SERVER, postgresForSuite } from '../support/postgres.js';
+import { eventually } from '../support/agents.js';
 
 describe.skipIf(POSTGRES_SERVER.skip)('durable runs through a PostgreSQL outage', () => {
-  let pg: TestPostgres;
-
-  beforeAll(async () => {
-    pg = await startPostgres();
-  }, 120_000);
-
-  afterAll(async () => {
-    await pg?.close();
-  });
+  const server = postgresForSuite();
 
   it('refuses submits while the server is down, and ends every accepted task exactly once', async () => {
-    if (!pg.owned) return; // a shared DATABASE_URL server cannot be stopped by a test
-    const url = await pg.createDatabase('uo_outage');
+    if (!server().owned) return; // a shared DATABASE_URL server cannot be stopped by a test
+    const url = await server().createDatabase('uo_outage');
     const executions = new Map<string, number>();
     const orchestrator = new UnifiedOrchestrator({
       pools: [
@@ -63,7 +43,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs through a PostgreSQL outage'
         accepted.push(await orchestrator.enqueue<number>({ type: 't', requires: ['work'], payload: { n } }));
 
       // Kill the server while tasks run.
-      await pg.stop({ mode: 'immediate' });
+      await server().stop({ mode: 'immediate' });
       const refused = await Promise.allSettled(
         Array.from({ length: 20 }, (_, n) =>
           orchestrator.enqueue({ type: 't', requires: ['work'], payload: { n: 1_000 + n } }),
@@ -78,9 +58,9 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs through a PostgreSQL outage'
       const before = await Promise.all(accepted.map((h) => h.result));
       expect(before).toEqual(Array.from({ length: 100 }, (_, n) => n));
 
-      await pg.restart();
+      await server().restart();
       // Submits work again once the server is back (the pool reconnects by itself).
-      await until(
+      await eventually(
         async () => {
           accepted.push(await orchestrator.enqueue<number>({ type: 't', requires: ['work'], payload: { n: 100 } }));
           return true;
@@ -97,7 +77,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs through a PostgreSQL outage'
       const store = new PostgresStore({ connectionString: url });
       await store.open();
       try {
-        await until(
+        await eventually(
           async () => (await store.list({ status: 'completed', limit: 1_000 })).runs.length === 200,
           30_000,
           'every end to reach the store',
@@ -114,7 +94,7 @@ describe.skipIf(POSTGRES_SERVER.skip)('durable runs through a PostgreSQL outage'
       }
       expect([...executions.values()].every((n) => n === 1)).toBe(true);
       expect(executions.size).toBe(200);
-      await until(
+      await eventually(
         () => orchestrator.health().components.store?.status === 'healthy',
         10_000,
         'the store to be healthy',

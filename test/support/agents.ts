@@ -36,3 +36,31 @@ export async function until(predicate: () => boolean, timeoutMs = 5_000): Promis
     await wait(2);
   }
 }
+
+/**
+ * Polls `check` (which may be async, and may throw while a server comes back: that counts as not yet) on real timers
+ * until it holds; rejects after `timeoutMs`, naming `what`.
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+  what = 'the condition',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await wait(10);
+  }
+}
+
+/** A promise and the function that resolves it. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}

@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import type { Client as PgClient } from 'pg';
 import { POSTGRES_SERVER, postgresBinDir } from './binaries.js';
 import { freePort } from './free-port.js';
+import { afterAll, beforeAll } from 'vitest';
 
 export { POSTGRES_SERVER };
 
@@ -243,5 +244,32 @@ export async function startPostgres(): Promise<TestPostgres> {
         watchdog.kill();
       }
     },
+  };
+}
+
+/**
+ * A server for the enclosing `describe`: started before its tests (`beforeAll`) and closed after them (`afterAll`).
+ * Returns a getter, to call inside the tests.
+ *
+ * @example
+ * ```ts
+ * describe.skipIf(POSTGRES_SERVER.skip)('on a server', () => {
+ *   const pg = postgresForSuite();
+ *   it('…', async () => { const url = await pg().createDatabase(); });
+ * });
+ * ```
+ */
+export function postgresForSuite(): () => TestPostgres {
+  let server: TestPostgres | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    await server?.close();
+  }, 60_000);
+  return () => {
+    if (!server)
+      throw new Error("the suite's PostgreSQL server is not started (call postgresForSuite() in a describe)");
+    return server;
   };
 }
