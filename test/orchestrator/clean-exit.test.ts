@@ -1,30 +1,13 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runToExit, type ChildExit } from '../support/exit-child.js';
 import { POSTGRES_SERVER, postgresForSuite } from '../support/postgres.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const child = fileURLToPath(new URL('../fixtures/exit-child.ts', import.meta.url));
 
 /** Runs the fixture in a real Node process; resolves with its exit code and output, or 'hung' if it does not exit. */
-function run(mode: string, limitMs = 20_000, script = child): Promise<{ code: number | null | 'hung'; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', script, mode], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      resolve({ code: 'hung', out });
-    }, limitMs);
-    p.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+function run(mode: string, limitMs = 20_000, script = child): Promise<ChildExit> {
+  return runToExit(script, mode === '' ? [] : [mode], limitMs);
 }
 
 describe('clean shutdown', () => {

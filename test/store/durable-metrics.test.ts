@@ -7,24 +7,16 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  DEFAULT_METRIC_PREFIX,
-  STORE_METRIC_NAMES,
-  UnifiedOrchestrator,
-  type Agent,
-  type OrchestratorOptions,
-  type RunStore,
-} from '../../src/index.js';
+import { DEFAULT_METRIC_PREFIX, STORE_METRIC_NAMES, UnifiedOrchestrator } from '../../src/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { durableNodes } from './durable-nodes.js';
 import { FlakyStore } from './flaky-store.js';
 import { deferred, eventually } from '../support/agents.js';
 
-const started: UnifiedOrchestrator[] = [];
 const servers: Server[] = [];
 
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  await Promise.all(started.splice(0).map((o) => o.stop({ drain: false, timeoutMs: 2_000 })));
 });
 
 const P = DEFAULT_METRIC_PREFIX;
@@ -33,26 +25,7 @@ const M = Object.fromEntries(Object.entries(STORE_METRIC_NAMES).map(([k, v]) => 
   string
 >;
 
-/** A started orchestrator with metrics and one pool of `agents` agents running `execute`, on `store`. */
-async function node(
-  store: RunStore,
-  execute: Agent['execute'],
-  options: Partial<OrchestratorOptions> = {},
-  agents = 2,
-): Promise<UnifiedOrchestrator> {
-  const o = new UnifiedOrchestrator({
-    pressure: false,
-    pools: [
-      { role: 'worker', capabilities: ['work'], minAgents: agents, maxAgents: agents, create: () => ({ execute }) },
-    ],
-    ...options,
-    store,
-    durability: { leaseMs: 600, heartbeatMs: 150, claimIntervalMs: 50, pollMs: 50, ...options.durability },
-  });
-  started.push(o);
-  await o.start();
-  return o;
-}
+const node = durableNodes({ pressure: false });
 
 interface Sample {
   readonly name: string;
@@ -172,13 +145,16 @@ describe('health() and the store', () => {
   it('has no store component, and registers no store metric, without a store', async () => {
     const o = new UnifiedOrchestrator({ pressure: false });
     o.registerAgent({ execute: () => 'ok' }, { capabilities: [] });
-    started.push(o);
     await o.start();
-    await o.submit({ type: 't' });
-    expect(o.health().components.store).toBeUndefined();
-    expect('store' in o.health().components).toBe(false);
-    for (const name of Object.values(M)) expect(o.metricsRegistry!.getSingleMetric(name), name).toBeUndefined();
-    expect(await scrape(o)).not.toMatch(/_store_|runs_adopted/);
+    try {
+      await o.submit({ type: 't' });
+      expect(o.health().components.store).toBeUndefined();
+      expect('store' in o.health().components).toBe(false);
+      for (const name of Object.values(M)) expect(o.metricsRegistry!.getSingleMetric(name), name).toBeUndefined();
+      expect(await scrape(o)).not.toMatch(/_store_|runs_adopted/);
+    } finally {
+      await o.stop();
+    }
   });
 });
 

@@ -5,47 +5,20 @@
  * whose lease lapsed loses its runs to another, and a task that kills its node too often is dead-lettered.
  * The SQL stores run the same wiring in test/store/durable-postgres.test.ts and the crash tests.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   StoreUnavailableError,
   TaskNotFoundError,
   UnifiedOrchestrator,
   ValidationError,
-  type Agent,
-  type OrchestratorOptions,
-  type RunStore,
   type TaskContext,
 } from '../../src/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { durableNodes } from './durable-nodes.js';
 import { FlakyStore } from './flaky-store.js';
 import { deferred, eventually } from '../support/agents.js';
 
-const started: UnifiedOrchestrator[] = [];
-
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((o) => o.stop({ drain: false, timeoutMs: 2_000 })));
-});
-
-/** A started orchestrator with one pool of `agents` agents running `execute`, on `store`. */
-async function node(
-  store: RunStore,
-  execute: Agent['execute'],
-  options: Partial<OrchestratorOptions> = {},
-  agents = 2,
-): Promise<UnifiedOrchestrator> {
-  const o = new UnifiedOrchestrator({
-    pools: [
-      { role: 'worker', capabilities: ['work'], minAgents: agents, maxAgents: agents, create: () => ({ execute }) },
-    ],
-    metrics: false,
-    ...options,
-    store,
-    durability: { leaseMs: 600, heartbeatMs: 150, claimIntervalMs: 50, pollMs: 50, ...options.durability },
-  });
-  started.push(o);
-  await o.start();
-  return o;
-}
+const node = durableNodes({ metrics: false });
 
 describe('durable runs on a store', () => {
   it('stores a task before it runs, and keeps its outcome and its timeline', async () => {
@@ -311,9 +284,12 @@ describe('durable runs on a store', () => {
 
   it('without a store, attach() and runs say what to configure', async () => {
     const o = new UnifiedOrchestrator({ metrics: false });
-    started.push(o);
     await o.start();
-    expect(() => o.attach('x')).toThrow(ValidationError);
-    await expect(o.runs.list()).rejects.toThrow(/configure a `store`/);
+    try {
+      expect(() => o.attach('x')).toThrow(ValidationError);
+      await expect(o.runs.list()).rejects.toThrow(/configure a `store`/);
+    } finally {
+      await o.stop();
+    }
   });
 });
