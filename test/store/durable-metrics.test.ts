@@ -109,7 +109,7 @@ describe('health() and the store', () => {
     expect(await o.submit({ type: 't', requires: ['work'] })).toBe('ok');
   });
 
-  it('while appends fail, it is degraded and counts the buffered events; healthy once they are written', async () => {
+  it('while appends fail, it is degraded and counts the buffered events; the ends reach the store once it is back', async () => {
     const store = new FlakyStore();
     const gate = deferred();
     const o = await node(store, async () => {
@@ -127,6 +127,7 @@ describe('health() and the store', () => {
     const store1 = o.health().components.store!;
     expect(store1).toMatchObject({ status: 'degraded', available: false, buffered: 1 });
     expect(store1.detail).toMatch(/1 event waiting to be written/);
+    expect((await store.inner.get(handle.id))?.status).toBe('running'); // its end waits in memory
     let text = await scrape(o);
     expect(value(text, M.available)).toBe(0);
     expect(value(text, M.eventsBuffered)).toBe(1);
@@ -135,6 +136,7 @@ describe('health() and the store', () => {
 
     store.failing.clear();
     await eventually(async () => (await store.inner.get(handle.id))?.status === 'completed');
+    expect((await store.inner.get(handle.id))?.result).toBe('late');
     await eventually(() => o.health().components.store?.status === 'healthy');
     expect(o.health().components.store?.buffered).toBe(0);
     text = await scrape(o);

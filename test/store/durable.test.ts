@@ -145,26 +145,6 @@ describe('durable runs on a store', () => {
     expect(await o.submit({ type: 't', requires: ['work'] })).toBe(1);
   });
 
-  it('outcomes written while the store is down reach it when it is back', async () => {
-    const store = new FlakyStore();
-    const gate = deferred();
-    const o = await node(store, async () => {
-      await gate.promise;
-      return 'late';
-    });
-    const handle = await o.enqueue({ type: 't', requires: ['work'] });
-    await eventually(async () => (await store.get(handle.id))?.status === 'running');
-    store.failing.add('append');
-    gate.resolve();
-    expect(await handle.result).toBe('late');
-    await new Promise((r) => setTimeout(r, 100));
-    expect((await store.inner.get(handle.id))?.status).toBe('running');
-    expect(o.stats().durable?.buffered).toBe(1);
-    store.failing.clear();
-    await eventually(async () => (await store.inner.get(handle.id))?.status === 'completed');
-    expect((await store.inner.get(handle.id))?.result).toBe('late');
-  });
-
   it('a node that stops without finishing gives its runs back, and another node runs them', async () => {
     const store = new MemoryStore();
     const a = await node(store, () => new Promise(() => {}), {}, 1); // never finishes
