@@ -40,7 +40,7 @@ async function recovery(
   url: string,
   leaseMs: number,
   dir: string,
-): Promise<{ leaseMs: number; tasks: number; ms: number }> {
+): Promise<{ leaseMs: number; tasks: number; firstMs: number; ms: number }> {
   const file = join(dir, `recovery-${leaseMs}.log`);
   const common = { url, leaseMs, workMs: 50, agents: 8, log: file };
   const second = node({ ...common, nodeId: `idle-${leaseMs}`, submit: 0 });
@@ -58,6 +58,7 @@ async function recovery(
   const interrupted = new Set(
     lines.filter((l) => l.kind === 'start' && l.pid === first.child.pid && !finished.has(l.id)).map((l) => l.id),
   );
+  let firstMs: number | undefined;
   let ms: number;
   for (;;) {
     const startedBySecond = new Set(
@@ -65,6 +66,7 @@ async function recovery(
         .filter((l) => l.kind === 'start' && l.pid === second.child.pid)
         .map((l) => l.id),
     );
+    if (firstMs === undefined && startedBySecond.size > 0) firstMs = performance.now() - killedAt;
     if ([...interrupted].every((id) => startedBySecond.has(id))) {
       ms = performance.now() - killedAt;
       break;
@@ -74,7 +76,7 @@ async function recovery(
   }
   second.child.kill('SIGTERM');
   await new Promise((r) => second.child.once('exit', r));
-  return { leaseMs, tasks: interrupted.size, ms };
+  return { leaseMs, tasks: interrupted.size, firstMs: firstMs ?? ms, ms };
 }
 
 const server = await startPostgresServer();
@@ -85,12 +87,14 @@ try {
     const url = await newDatabase(server.url, `recovery_${leaseMs}`);
     const r = await recovery(url, leaseMs, dir);
     progress(`lease ${leaseMs} ms: ${r.tasks} interrupted tasks running again ${Math.round(r.ms)} ms after the kill`);
-    rows.push(`| ${leaseMs.toLocaleString('en-US')} | ${r.tasks} | ${Math.round(r.ms).toLocaleString('en-US')} |`);
+    rows.push(
+      `| ${leaseMs.toLocaleString('en-US')} | ${r.tasks} | ${Math.round(r.firstMs).toLocaleString('en-US')} | ${Math.round(r.ms).toLocaleString('en-US')} |`,
+    );
   }
   console.log(
-    '| lease (ms) | attempts the kill interrupted | from SIGKILL to all of them running again on the other node (ms) |',
+    '| lease (ms) | attempts the kill interrupted | from SIGKILL to the first task running on the other node (ms) | to all the interrupted ones running again (ms) |',
   );
-  console.log('| ---: | ---: | ---: |');
+  console.log('| ---: | ---: | ---: | ---: |');
   for (const row of rows) console.log(row);
   console.log(
     `\nclaimIntervalMs 100, heartbeatMs a third of the lease; ${server.version}, fsync=off; Node ${process.version}; ` +
