@@ -288,11 +288,8 @@ export class TaskExecutionEngine implements RoutingListener {
    * @internal
    */
   prepare(input: Task, local = true): TaskSpec {
-    this.#counters.submitted++;
+    const spec = this.#validated(input);
     try {
-      if (this.#state === 'idle') throw new OrchestratorNotStartedError();
-      if (this.#state !== 'running') throw new OrchestratorStoppedError();
-      const spec = validateTask(input, this.#taskDefaults);
       const refusal = admissionRefusal(this.#resources, spec, this.#options.clock.now());
       if (refusal) throw refusal;
       if (local && !this.#pools.canEverServe(spec.requires)) throw new NoCapableAgentError(spec.requires);
@@ -325,18 +322,22 @@ export class TaskExecutionEngine implements RoutingListener {
     return this.#handle(this.#accept(plain, this.#options.clock.now(), run));
   }
 
-  /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
-  #admit(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
+  /** Counts a submit and validates it while the engine runs; throws (counted as rejected) otherwise. */
+  #validated(input: Task): TaskSpec {
     this.#counters.submitted++;
-    let spec: TaskSpec;
     try {
       if (this.#state === 'idle') throw new OrchestratorNotStartedError();
       if (this.#state !== 'running') throw new OrchestratorStoppedError();
-      spec = validateTask(input, this.#taskDefaults);
+      return validateTask(input, this.#taskDefaults);
     } catch (error) {
       this.#counters.rejected++;
       throw error;
     }
+  }
+
+  /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
+  #admit(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
+    const spec = this.#validated(input);
     const now = this.#options.clock.now();
     if (spec.idempotencyKey !== undefined) {
       const hit = this.#idempotency.lookup(spec.idempotencyKey, now);

@@ -26,7 +26,7 @@ import type { RegisterAgentOptions } from '../pool/options.js';
 import type { PoolSnapshot } from '../pool/pool.js';
 import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
 import { expectString } from '../util/validate.js';
-import { DurableRuns, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
+import { DurableRuns, taskOfRun, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
 import type { RunEvent, RunPage, RunQuery, RunRecord } from '../store/store.js';
 import { ClusterLink, type ControlState } from './cluster-link.js';
 import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './stop-options.js';
@@ -131,6 +131,8 @@ export class UnifiedOrchestrator {
   readonly #audit: AuditLog;
   readonly #cluster: ClusterLink;
   readonly #durable: DurableRuns | undefined;
+  /** `runs`, made on first read. */
+  #runs: RunHistory | undefined;
   #tracing = false;
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
@@ -498,6 +500,10 @@ export class UnifiedOrchestrator {
    * ValidationError when no `store` is configured.
    */
   get runs(): RunHistory {
+    return (this.#runs ??= this.#runHistory());
+  }
+
+  #runHistory(): RunHistory {
     const durable = (): DurableRuns => {
       if (!this.#durable) throw noStore('runs');
       return this.#durable;
@@ -520,18 +526,7 @@ export class UnifiedOrchestrator {
         if (!run || run.status === 'queued' || run.status === 'running' || run.status === 'completed') {
           throw new TaskNotFoundError(id, 'the store (as a run that ended without success)');
         }
-        const t = run.task;
-        const handle = runs.delegate({
-          type: run.type,
-          requires: t.requires,
-          prefers: t.prefers,
-          priority: t.priority,
-          payload: t.payload,
-          maxAttempts: t.maxAttempts,
-          timeoutMs: t.timeoutMs ?? Infinity,
-          ...(run.tenantId === null ? {} : { tenantId: run.tenantId }),
-          ...(t.affinityKey === null ? {} : { affinityKey: t.affinityKey }),
-        }) as DurableTaskHandle<TResult>;
+        const handle = runs.delegate(taskOfRun(run)) as DurableTaskHandle<TResult>;
         await handle.stored;
         this.#audit.record('deadletter.retry', { taskId: id, newTaskId: handle.id }, actor);
         return handle;

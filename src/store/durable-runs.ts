@@ -100,20 +100,30 @@ function storedTaskOf(spec: TaskSpec, acceptedAtEpoch: number): StoredTask {
   };
 }
 
+/**
+ * The task a stored run was submitted as, to run it again (taken over, or retried): `deadlineMs` is what is left of
+ * its deadline, or none.
+ */
+export function taskOfRun(run: RunRecord, deadlineMs?: number): Task {
+  const t = run.task;
+  return {
+    type: run.type,
+    requires: t.requires,
+    prefers: t.prefers,
+    priority: t.priority,
+    payload: t.payload,
+    maxAttempts: t.maxAttempts,
+    timeoutMs: t.timeoutMs ?? Infinity,
+    ...(deadlineMs === undefined ? {} : { deadlineMs }),
+    ...(run.tenantId === null ? {} : { tenantId: run.tenantId }),
+    ...(t.affinityKey === null ? {} : { affinityKey: t.affinityKey }),
+  };
+}
+
 /** An error as stored: name, message and code, read defensively. */
 function storedErrorOf(error: unknown): StoredError {
   const e = describeError(error);
   return { name: e.name, message: e.message, code: e.code ?? null };
-}
-
-/** A JSON value for the store: what JSON cannot hold (a function, a cycle, a BigInt) becomes `null`. */
-function jsonResult(value: unknown): unknown {
-  try {
-    const text = JSON.stringify(value);
-    return text === undefined ? null : (JSON.parse(text) as unknown);
-  } catch {
-    return null;
-  }
 }
 
 /** The outcome of a finished run, as an `attach()` handle settles with it. */
@@ -283,11 +293,11 @@ export class DurableRuns implements RunObserver {
         try {
           // The caller waits like any attacher: settled by this node's end of the run, or (if the run ends
           // elsewhere first) from the store.
-          this.#wait(id, spec.tenantId, { ...settle, tenantId: spec.tenantId });
+          this.#wait(id, { ...settle, tenantId: spec.tenantId });
           handle = this.#engine.acceptRun(spec, { id, attempts: 0, recoveries: 0, submitted: true });
           this.#held.add(id);
         } catch (error) {
-          this.#unwaitAll(id);
+          this.#waiters.delete(id); // nobody else knows this new id yet
           this.#notAccepted(id, spec, error, settle);
         }
         return id;
@@ -332,7 +342,7 @@ export class DurableRuns implements RunObserver {
       nodeId: this.nodeId,
       error: storedErrorOf(error),
     });
-    this.#wait(id, spec.tenantId, { ...settle, tenantId: spec.tenantId });
+    this.#wait(id, { ...settle, tenantId: spec.tenantId });
   }
 
   /** Ends a stored run that never reached the engine. */
@@ -358,7 +368,7 @@ export class DurableRuns implements RunObserver {
     const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
     result.catch(noop);
     const waiter: Waiter = { ...settle, tenantId };
-    this.#wait(id, tenantId, waiter);
+    this.#wait(id, waiter);
     // The run may have ended already, or not exist: ask the store once now.
     this.#store.get(id, tenantId).then(
       (run) => {
@@ -392,10 +402,10 @@ export class DurableRuns implements RunObserver {
   ): void {
     const waiter: Waiter = { ...settle, tenantId };
     if (isTerminal(existing.status)) settleFromRecord(existing, waiter);
-    else this.#wait(existing.id, tenantId, waiter);
+    else this.#wait(existing.id, waiter);
   }
 
-  #wait(id: string, _tenantId: string | undefined, waiter: Waiter): void {
+  #wait(id: string, waiter: Waiter): void {
     let set = this.#waiters.get(id);
     if (!set) this.#waiters.set(id, (set = new Set()));
     set.add(waiter);
@@ -403,10 +413,6 @@ export class DurableRuns implements RunObserver {
 
   #isWaiting(id: string, waiter: Waiter): boolean {
     return this.#waiters.get(id)?.has(waiter) ?? false;
-  }
-
-  #unwaitAll(id: string): void {
-    this.#waiters.delete(id);
   }
 
   #unwait(id: string, waiter: Waiter): void {
@@ -463,11 +469,7 @@ export class DurableRuns implements RunObserver {
       (runs) => {
         this.#polling = false;
         for (const run of runs) {
-          if (!isTerminal(run.status)) continue;
-          const set = this.#waiters.get(run.id);
-          if (!set) continue;
-          this.#waiters.delete(run.id);
-          for (const w of set) settleFromRecord(run, w);
+          if (isTerminal(run.status)) this.#settleWaiters(run);
         }
       },
       (error: unknown) => {
@@ -513,7 +515,7 @@ export class DurableRuns implements RunObserver {
       this.#ok();
       for (const run of deadLettered) {
         this.#poisoned++;
-        this.#settleFromRecordIfWaited(run);
+        this.#settleWaiters(run);
       }
       let recovered = 0;
       // A take-back at start may return more than this node keeps waiting: the rest go back to the store at once.
@@ -536,7 +538,8 @@ export class DurableRuns implements RunObserver {
     }
   }
 
-  #settleFromRecordIfWaited(run: RunRecord): void {
+  /** A run that ended: its waiters here settle from its record. */
+  #settleWaiters(run: RunRecord): void {
     const set = this.#waiters.get(run.id);
     if (!set) return;
     this.#waiters.delete(run.id);
@@ -557,19 +560,7 @@ export class DurableRuns implements RunObserver {
         this.#end(run.id, 'timed-out', new TaskTimeoutError(run.id, 0, run.attempts, 'task'));
         return;
       }
-      const task: Task = {
-        type: run.type,
-        requires: t.requires,
-        prefers: t.prefers,
-        priority: t.priority,
-        payload: t.payload,
-        maxAttempts: t.maxAttempts,
-        ...(t.timeoutMs === null ? { timeoutMs: Infinity } : { timeoutMs: t.timeoutMs }),
-        ...(deadlineMs === undefined ? {} : { deadlineMs }),
-        ...(run.tenantId === null ? {} : { tenantId: run.tenantId }),
-        ...(t.affinityKey === null ? {} : { affinityKey: t.affinityKey }),
-      };
-      spec = validateTask(task, this.#taskDefaults);
+      spec = validateTask(taskOfRun(run, deadlineMs), this.#taskDefaults);
     } catch (error) {
       // A record this version cannot run (edited by hand, or from a newer version): it fails, it does not loop.
       const why = isInstance(error, ValidationError) ? error : new ValidationError('store', String(error));
@@ -654,7 +645,7 @@ export class DurableRuns implements RunObserver {
       nodeId: this.nodeId,
       attempt: task.attempts,
       agentId: agentId ?? null,
-      ...(ok ? { result: jsonResult(value) } : { error: storedErrorOf(value) }),
+      ...(ok ? { result: value } : { error: storedErrorOf(value) }), // the store keeps its JSON copy
     });
     this.#settleLocal(task.id, ok, value);
   }

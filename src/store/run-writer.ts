@@ -9,6 +9,7 @@
  * dropped, counted); terminal events are always kept, and there is at most one per live task.
  */
 import { StoreUnavailableError, isInstance, messageOf } from '../errors.js';
+import { terminalStatusOf } from './store-support.js';
 import type { InsertOutcome, NewRun, RunEventInput, RunEventKind, RunStore } from './store.js';
 
 /** Counts and timings of the writes, for stats and metrics. */
@@ -39,17 +40,9 @@ interface PendingInsert {
   readonly reject: (error: unknown) => void;
 }
 
-const TERMINAL_KINDS: ReadonlySet<RunEventKind> = new Set([
-  'completed',
-  'failed',
-  'cancelled',
-  'timed-out',
-  'dead-lettered',
-]);
-
 /** Whether an event ends its run. */
-export function endsRun(kind: RunEventKind): boolean {
-  return TERMINAL_KINDS.has(kind);
+function endsRun(kind: RunEventKind): boolean {
+  return terminalStatusOf(kind) !== undefined;
 }
 
 /** The longest wait between two attempts to write buffered events, in ms. */
@@ -116,6 +109,7 @@ export class RunWriter {
 
   /** Queues an event; it is written with the others of this turn, and again later if the store is down. */
   append(event: RunEventInput): void {
+    if (this.#closed) return; // stopped: what is left is given back by the store's `leave`
     this.#events.push(event);
     if (!endsRun(event.kind)) {
       this.#progress++;
