@@ -41,7 +41,7 @@ export function checkEvents(events: readonly RunEventInput[]): void {
     if (!APPENDABLE.has(event.kind)) {
       throw new ValidationError(
         `events[${i}].kind`,
-        `A node cannot append a '${String(event.kind)}' event: 'queued' and 'adopted' are written by the store itself (insert, claim); append one of ${[...APPENDABLE].join(', ')}`,
+        `A node cannot append a '${String(event.kind)}' event: 'queued', 'adopted', 'parked' and 'signalled' are written by the store itself (insert, claim, park, signal); append one of ${[...APPENDABLE].join(', ')}`,
       );
     }
     if (typeof event.runId !== 'string' || event.runId === '') {

@@ -80,11 +80,37 @@ export interface RunRecord {
   readonly updatedAt: number;
   /** When it ended (the terminal event's `at`), or `null` while live. */
   readonly finishedAt: number | null;
+  /**
+   * A live run is not claimed before this time (epoch ms; a delayed task, a scheduled run, a parked workflow's timer),
+   * or `null`.
+   */
+  readonly notBefore: number | null;
+  /**
+   * The signal names a parked workflow run waits for: it is not claimed while this is non-empty (unless `notBefore`
+   * is set and has passed: a wait with a timeout). Empty otherwise.
+   */
+  readonly waitingFor: readonly string[];
+  /** Cost units reported by the run's attempts (`ctx.reportCost`), as its terminal event gave them; 0 until then. */
+  readonly cost: number;
+  /** The agent of the terminal event, when it named one (the agent that ran the last attempt), or `null`. */
+  readonly agentId: string | null;
 }
 
-/** What a run's timeline records. */
+/**
+ * What a run's timeline records. `parked` (a workflow run put aside until a signal or a time, by `park`) and
+ * `signalled` (a signal delivered, by `signal`) are written by the store itself.
+ */
 export type RunEventKind =
-  'queued' | 'started' | 'retrying' | 'deferred' | 'interrupted' | 'released' | 'adopted' | TerminalRunStatus;
+  | 'queued'
+  | 'started'
+  | 'retrying'
+  | 'deferred'
+  | 'interrupted'
+  | 'released'
+  | 'adopted'
+  | 'parked'
+  | 'signalled'
+  | TerminalRunStatus;
 
 /** One entry of a run's timeline. */
 export interface RunEvent {
@@ -122,6 +148,11 @@ export interface NewRun {
   readonly task: StoredTask;
   /** When the node accepted it. */
   readonly createdAt: number;
+  /**
+   * Not claimed before this time (epoch ms): a delayed task or a scheduled run. A run inserted with `notBefore` (not
+   * null) is inserted with no owner, whatever node inserts it, so that any node claims it when it is due.
+   */
+  readonly notBefore?: number | null;
 }
 
 /**
@@ -149,15 +180,15 @@ export type InsertOutcome =
  * - a terminal kind: that status, `result` (for `completed`) or `error`, `finishedAt` = `at`.
  * A non-terminal event moves the run only while `nodeId` owns it and it is not terminal (a node that lost the run
  * to another records history but changes nothing). A terminal event applies to any live run whoever owns it (the
- * first end wins) and is ignored (not even recorded) once the run is terminal. `queued` and `adopted` are written by
- * the store itself (`insert`, `claim`); appending them is refused with ValidationError (and nothing of the batch is
+ * first end wins) and is ignored (not even recorded) once the run is terminal. `queued`, `adopted`, `parked` and
+ * `signalled` are written by the store itself (`insert`, `claim`, `park`, `signal`); appending them is refused with ValidationError (and nothing of the batch is
  * written). An event of a run the store does not hold (never inserted, or pruned) is ignored.
  */
 export interface RunEventInput {
   /** The run it moves. */
   readonly runId: string;
   /** What happened. */
-  readonly kind: Exclude<RunEventKind, 'queued' | 'adopted'>;
+  readonly kind: Exclude<RunEventKind, 'queued' | 'adopted' | 'parked' | 'signalled'>;
   /** When (the node's clock); a terminal event's `at` becomes the run's `finishedAt`. */
   readonly at: number;
   /** The node writing it. */
@@ -172,6 +203,8 @@ export interface RunEventInput {
   readonly detail?: Readonly<Record<string, unknown>> | null;
   /** For `completed`: the result (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
   readonly result?: unknown;
+  /** For a terminal event: the cost units its attempts reported (the run's `cost`). @default 0 */
+  readonly cost?: number;
 }
 
 /** A node's claim on work: its capabilities (a run is claimed only if they cover its `requires`) and how many. */
@@ -194,6 +227,11 @@ export interface ClaimRequest {
    * sweeping up other runs; a run it claims is then its own, so it must renew its lease before it claims again.
    */
   readonly from?: string;
+  /**
+   * `true`: only workflow runs (type starting with `workflow:`); `false` or absent: only the other runs. A node claims
+   * for its agents and for its registered workflows separately, each as its room allows.
+   */
+  readonly workflows?: boolean;
 }
 
 /** What `claim` hands back: runs now owned by the claiming node, and those it dead-lettered instead. */
@@ -235,6 +273,143 @@ export interface RunPage {
   readonly cursor: string | null;
 }
 
+// --- Workflow steps and signals ------------------------------------------------------------------------------------
+
+/** What a workflow step is: a task on the fleet, a local function, a wait for a signal, a durable timer. */
+export type StepKind = 'task' | 'step' | 'signal' | 'sleep';
+
+/**
+ * Where a step is: `running` (a task step under way: a record for the timeline), `waiting` (a signal or sleep not
+ * satisfied yet: its `wakeAt` is fixed by its first call), or ended: `completed` (a checkpoint: replays return its
+ * result) or `failed` (replays throw its error).
+ */
+export type StepStatus = 'running' | 'waiting' | 'completed' | 'failed';
+
+/** One step of a workflow run, identified by its position `seq` (the order the workflow called its steps). */
+export interface StepRecord {
+  /** The workflow run. */
+  readonly runId: string;
+  /** Its position in the run (0, 1, 2, …), unique per run. */
+  readonly seq: number;
+  /** The name the workflow gave it. */
+  readonly name: string;
+  /** What it is. */
+  readonly kind: StepKind;
+  /** Where it is. */
+  readonly status: StepStatus;
+  /** The result of a `completed` step (JSON), else `null`. */
+  readonly result: unknown;
+  /** The error of a `failed` step, else `null`. */
+  readonly error: StoredError | null;
+  /** Cost units the step reported (a task step: its agents' `ctx.reportCost`), 0 if none. */
+  readonly cost: number;
+  /** A task step's run id (the child run), else `null`. */
+  readonly childId: string | null;
+  /** The agent that ran a task step's last attempt, else `null`. */
+  readonly agentId: string | null;
+  /** A task step's attempts, else 0. */
+  readonly attempts: number;
+  /** When it started (the workflow's node clock). */
+  readonly startedAt: number;
+  /** When it ended, or `null`. */
+  readonly endedAt: number | null;
+  /** A sleep's wake time, or a signal wait's timeout, fixed at the first call (epoch ms), or `null`. */
+  readonly wakeAt: number | null;
+}
+
+/** A step as a node writes it (`checkpoint`, `park`): every field of {@link StepRecord} but the run's own. */
+export interface StepInput {
+  readonly runId: string;
+  readonly seq: number;
+  readonly name: string;
+  readonly kind: StepKind;
+  readonly status: StepStatus;
+  /** For `completed` (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
+  readonly result?: unknown;
+  readonly error?: StoredError | null;
+  readonly cost?: number;
+  readonly childId?: string | null;
+  readonly agentId?: string | null;
+  readonly attempts?: number;
+  readonly startedAt: number;
+  readonly endedAt?: number | null;
+  readonly wakeAt?: number | null;
+  /** The id of the signal this (signal) step consumes: it is marked consumed by this step, in the same transaction. */
+  readonly signalId?: number | null;
+}
+
+/** A signal sent to a workflow run. */
+export interface SignalRecord {
+  /** Increasing across the store: the order signals were delivered. */
+  readonly id: number;
+  /** The run it was sent to. */
+  readonly runId: string;
+  /** The signal's name (what `run.signal(name)` waits for). */
+  readonly name: string;
+  /** Its payload (JSON). */
+  readonly payload: unknown;
+  /** Who sent it, as the sender's API said (an operator's verified identity where there is one), or `null`. */
+  readonly actor: string | null;
+  /** When it was sent (the sending node's clock). */
+  readonly at: number;
+  /** The step (`seq`) that consumed it, or `null` while unconsumed. */
+  readonly consumedBy: number | null;
+}
+
+/** A signal to deliver. */
+export interface SignalInput {
+  readonly runId: string;
+  /** When given, a run of another tenant is treated as unknown. */
+  readonly tenantId?: string;
+  readonly name: string;
+  /** JSON-serialisable (a value JSON cannot hold is stored as `null`). */
+  readonly payload: unknown;
+  readonly actor: string | null;
+  readonly at: number;
+  /** The sending node (for the `signalled` event). */
+  readonly nodeId: string;
+}
+
+/**
+ * What `signal` did: `delivered` (stored; if the run was parked waiting for this name, its `waitingFor` and
+ * `notBefore` are cleared so that it is claimable at once, and a `signalled` event records it with the actor);
+ * `unknown` (no such run, or another tenant's: nothing written); `ended` (the run is terminal: nothing written).
+ */
+export type SignalOutcome =
+  | { readonly kind: 'delivered'; readonly id: number }
+  | { readonly kind: 'unknown' }
+  | { readonly kind: 'ended'; readonly status: TerminalRunStatus };
+
+/** A workflow run that cannot go on now, put aside by its owner. */
+export interface ParkInput {
+  readonly runId: string;
+  /** The owner parking it (refused otherwise). */
+  readonly nodeId: string;
+  readonly at: number;
+  /** Claimable again at this time (a timer, a wait's timeout, the run's deadline), or `null` for no time. */
+  readonly notBefore: number | null;
+  /** Claimable again when a signal of one of these names arrives (empty: time only). */
+  readonly waitingFor: readonly string[];
+  /** Steps to write in the same transaction (the waits' records, with their `wakeAt`). */
+  readonly steps: readonly StepInput[];
+}
+
+/**
+ * What `park` did with one run: `parked` (owner null, status `queued`, `notBefore` and `waitingFor` set, a `parked`
+ * event); `signalled` (an unconsumed signal of a `waitingFor` name was already there: the run was not parked and
+ * stays with its owner, which reads its signals again and goes on; the steps were written); `lost` (the node does
+ * not own the run, or it is terminal: nothing written, the node must stop its copy).
+ */
+export type ParkOutcome = 'parked' | 'signalled' | 'lost';
+
+/** A workflow run's history: what a replay needs. */
+export interface RunHistory {
+  /** Its steps, by `seq`. */
+  readonly steps: readonly StepRecord[];
+  /** Every signal sent to it, consumed or not, by `id`. */
+  readonly signals: readonly SignalRecord[];
+}
+
 /**
  * A store of record for durable runs. Every method may reject with StoreUnavailableError (`STORE_UNAVAILABLE`) when
  * the store cannot be reached, and then wrote nothing: each method is one transaction. Methods taking a `tenantId`
@@ -273,6 +448,9 @@ export interface RunStore {
   /**
    * Takes over live runs that no node owns, or whose owner's lease expired (or who has none), that `capabilities`
    * can serve: highest priority first, then oldest; rows another claim holds are skipped (`FOR UPDATE SKIP LOCKED`).
+   * Runs not due are skipped: `notBefore` in the future, or `waitingFor` non-empty with no `notBefore` or one in the
+   * future. A claimed run's `notBefore` and `waitingFor` are cleared (its new owner replays it, and parks it again if
+   * it still must wait). Only workflow runs, or only the others, as `request.workflows` says.
    */
   claim(request: ClaimRequest): Promise<ClaimResult>;
   /** Ends `nodeId`'s lease and gives back its live runs (owner null, status queued, a `released` event). */
@@ -297,8 +475,24 @@ export interface RunStore {
   onFinished(listener: (ids: readonly string[]) => void): Promise<() => Promise<void>>;
 
   /**
-   * Deletes up to `limit` terminal runs (with their events) that finished before `before`; returns how many. Live
-   * runs are never deleted.
+   * Deletes up to `limit` terminal runs (with their events, steps and signals) that finished before `before`; returns
+   * how many. Live runs are never deleted.
    */
   prune(before: number, limit: number): Promise<number>;
+
+  // --- Workflows ---
+
+  /**
+   * Writes steps in one transaction, upserting by (runId, seq): a new row is inserted; an existing row is replaced
+   * unless it is ended (`completed` or `failed`: the first end wins, and stays). A step of a run that `nodeId` does
+   * not own, or that is terminal or unknown, is not written: its run id is in the returned list (the node lost the
+   * run and must stop its copy). A step with `signalId` marks that signal consumed by it (if it is unconsumed).
+   */
+  checkpoint(nodeId: string, steps: readonly StepInput[]): Promise<string[]>;
+  /** Parks runs, each as {@link ParkOutcome} says, in one transaction; one outcome per input, in order. */
+  park(parks: readonly ParkInput[]): Promise<ParkOutcome[]>;
+  /** Delivers a signal to a run ({@link SignalOutcome}). */
+  signal(signal: SignalInput): Promise<SignalOutcome>;
+  /** A run's steps and signals; empty when the run is unknown (or another tenant's, with `tenantId`). */
+  history(runId: string, tenantId?: string): Promise<RunHistory>;
 }
