@@ -11,6 +11,9 @@ import {
   checkLimit,
   checkTime,
   checkNewRuns,
+  checkParks,
+  checkSignal,
+  checkSteps,
   DEFAULT_PAGE,
   encodeCursor,
   existingIdError,
@@ -25,12 +28,20 @@ import {
   type ClaimResult,
   type InsertOutcome,
   type NewRun,
+  type ParkInput,
+  type ParkOutcome,
   type RunEvent,
   type RunEventInput,
   type RunPage,
   type RunQuery,
   type RunRecord,
+  type RunHistory,
   type RunStore,
+  type SignalInput,
+  type SignalOutcome,
+  type SignalRecord,
+  type StepInput,
+  type StepRecord,
   type StoredTask,
 } from './store.js';
 
@@ -73,6 +84,9 @@ export class MemoryStore implements RunStore {
   readonly #runs = new Map<string, Mutable<RunRecord>>();
   readonly #events = new Map<string, RunEvent[]>();
   readonly #leases = new Map<string, number>();
+  readonly #steps = new Map<string, Map<number, StepRecord>>();
+  readonly #signals = new Map<string, Mutable<SignalRecord>[]>();
+  #signalSeq = 0;
   readonly #listeners = new Set<(ids: readonly string[]) => void>();
   #seq = 0;
   #open = false;
@@ -109,12 +123,16 @@ export class MemoryStore implements RunStore {
         task,
         attempts: 0,
         recoveries: 0,
-        owner: nodeId,
+        owner: run.notBefore == null ? nodeId : null,
         result: null,
         error: null,
         createdAt: run.createdAt,
         updatedAt: run.createdAt,
         finishedAt: null,
+        notBefore: run.notBefore ?? null,
+        waitingFor: [],
+        cost: 0,
+        agentId: null,
       });
       this.#record({ runId: run.id, at: run.createdAt, kind: 'queued', nodeId });
       return { kind: 'inserted' };
@@ -135,6 +153,10 @@ export class MemoryStore implements RunStore {
         run.result = terminal === 'completed' ? jsonValue(event.result ?? null) : null;
         run.error = terminal === 'completed' ? null : (event.error ?? null);
         run.finishedAt = event.at;
+        run.cost = event.cost ?? 0;
+        run.agentId = event.agentId ?? null;
+        run.notBefore = null;
+        run.waitingFor = [];
         run.updatedAt = this.#clock.now();
         finished.push(run.id);
       } else if (run.owner === event.nodeId && !isTerminal(run.status)) {
@@ -167,6 +189,8 @@ export class MemoryStore implements RunStore {
       .filter(
         (run) =>
           !isTerminal(run.status) &&
+          run.type.startsWith('workflow:') === (request.workflows === true) &&
+          isDue(run, now) &&
           (request.from === undefined || run.owner === request.from) &&
           (run.owner === null || !((this.#leases.get(run.owner) ?? -Infinity) > now)) &&
           run.task.requires.every((capability) => capabilities.has(capability)),
@@ -199,6 +223,8 @@ export class MemoryStore implements RunStore {
       }
       run.owner = request.nodeId;
       run.status = 'queued';
+      run.notBefore = null;
+      run.waitingFor = [];
       this.#record({ runId: run.id, at: now, kind: 'adopted', nodeId: request.nodeId, detail: { from } });
       runs.push(copy(run));
     }
@@ -292,8 +318,121 @@ export class MemoryStore implements RunStore {
     for (const run of old) {
       this.#runs.delete(run.id);
       this.#events.delete(run.id);
+      this.#steps.delete(run.id);
+      this.#signals.delete(run.id);
     }
     return old.length;
+  }
+
+  async checkpoint(nodeId: string, steps: readonly StepInput[]): Promise<string[]> {
+    this.#check('checkpoint');
+    checkSteps(steps);
+    const refused = new Set<string>();
+    for (const step of steps) {
+      const run = this.#runs.get(step.runId);
+      if (!run || run.owner !== nodeId || isTerminal(run.status)) {
+        refused.add(step.runId);
+        continue;
+      }
+      this.#writeStep(step);
+    }
+    return [...refused];
+  }
+
+  async park(parks: readonly ParkInput[]): Promise<ParkOutcome[]> {
+    this.#check('park');
+    checkParks(parks);
+    return parks.map((park): ParkOutcome => {
+      const run = this.#runs.get(park.runId);
+      if (!run || run.owner !== park.nodeId || isTerminal(run.status)) return 'lost';
+      for (const step of park.steps) this.#writeStep(step);
+      const waited = new Set(park.waitingFor);
+      if ((this.#signals.get(run.id) ?? []).some((sig) => sig.consumedBy === null && waited.has(sig.name))) {
+        return 'signalled';
+      }
+      run.owner = null;
+      run.status = 'queued';
+      run.notBefore = park.notBefore;
+      run.waitingFor = [...park.waitingFor];
+      run.updatedAt = this.#clock.now();
+      this.#record({
+        runId: run.id,
+        at: park.at,
+        kind: 'parked',
+        nodeId: park.nodeId,
+        detail: { notBefore: park.notBefore, waitingFor: [...park.waitingFor] },
+      });
+      return 'parked';
+    });
+  }
+
+  async signal(signal: SignalInput): Promise<SignalOutcome> {
+    this.#check('signal');
+    checkSignal(signal);
+    const run = this.#visible(signal.runId, signal.tenantId);
+    if (!run) return { kind: 'unknown' };
+    if (isTerminal(run.status)) return { kind: 'ended', status: run.status };
+    const record: Mutable<SignalRecord> = {
+      id: ++this.#signalSeq,
+      runId: run.id,
+      name: signal.name,
+      payload: jsonValue(signal.payload ?? null),
+      actor: signal.actor,
+      at: signal.at,
+      consumedBy: null,
+    };
+    const list = this.#signals.get(run.id);
+    if (list) list.push(record);
+    else this.#signals.set(run.id, [record]);
+    if (run.waitingFor.includes(signal.name)) {
+      run.waitingFor = [];
+      run.notBefore = null;
+      run.updatedAt = this.#clock.now();
+    }
+    this.#record({
+      runId: run.id,
+      at: signal.at,
+      kind: 'signalled',
+      nodeId: signal.nodeId,
+      detail: { name: signal.name, actor: signal.actor, signalId: record.id },
+    });
+    return { kind: 'delivered', id: record.id };
+  }
+
+  async history(runId: string, tenantId?: string): Promise<RunHistory> {
+    this.#check('history');
+    if (!this.#visible(runId, tenantId)) return { steps: [], signals: [] };
+    const steps = [...(this.#steps.get(runId)?.values() ?? [])].sort((a, b) => a.seq - b.seq).map((s) => ({ ...s }));
+    const signals = (this.#signals.get(runId) ?? []).map((sig) => ({ ...sig }));
+    return { steps, signals };
+  }
+
+  /** Upserts one step, keeping an ended one; consumes the signal it names. */
+  #writeStep(step: StepInput): void {
+    let steps = this.#steps.get(step.runId);
+    if (!steps) this.#steps.set(step.runId, (steps = new Map()));
+    const existing = steps.get(step.seq);
+    if (existing && (existing.status === 'completed' || existing.status === 'failed')) return;
+    steps.set(step.seq, {
+      runId: step.runId,
+      seq: step.seq,
+      name: step.name,
+      kind: step.kind,
+      status: step.status,
+      result: step.status === 'completed' ? jsonValue(step.result ?? null) : null,
+      error: step.error ?? null,
+      cost: step.cost ?? 0,
+      childId: step.childId ?? null,
+      agentId: step.agentId ?? null,
+      attempts: step.attempts ?? 0,
+      startedAt: step.startedAt,
+      endedAt: step.endedAt ?? null,
+      wakeAt: step.wakeAt ?? null,
+    });
+    if (step.signalId != null) {
+      const signal = this.#signals.get(step.runId)?.find((sig) => sig.id === step.signalId);
+      if (signal && signal.consumedBy === null) signal.consumedBy = step.seq;
+    }
   }
 
   #check(operation: string): void {
@@ -301,7 +440,7 @@ export class MemoryStore implements RunStore {
   }
 
   /** The run with `id`, unless `tenantId` is given and the run is another tenant's. */
-  #visible(id: string, tenantId: string | undefined): RunRecord | undefined {
+  #visible(id: string, tenantId: string | undefined): Mutable<RunRecord> | undefined {
     const run = this.#runs.get(id);
     return run && (tenantId === undefined || run.tenantId === tenantId) ? run : undefined;
   }
@@ -320,7 +459,9 @@ export class MemoryStore implements RunStore {
     return undefined;
   }
 
-  #record(event: RunEventInput | (Omit<RunEventInput, 'kind'> & { kind: 'queued' | 'adopted' })): void {
+  #record(
+    event: RunEventInput | (Omit<RunEventInput, 'kind'> & { kind: 'queued' | 'adopted' | 'parked' | 'signalled' }),
+  ): void {
     const entry: RunEvent = {
       runId: event.runId,
       seq: ++this.#seq,
@@ -354,7 +495,13 @@ export class MemoryStore implements RunStore {
 }
 
 function copy(run: RunRecord): RunRecord {
-  return { ...run };
+  return { ...run, waitingFor: [...run.waitingFor] };
+}
+
+/** Whether a live run may be claimed now: not before its time, and not while it waits for a signal with no time. */
+function isDue(run: RunRecord, now: number): boolean {
+  if (run.notBefore !== null) return run.notBefore <= now;
+  return run.waitingFor.length === 0;
 }
 
 /** Compares strings by code unit, as PostgreSQL's `C` collation does for ASCII ids. */

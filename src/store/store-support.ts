@@ -4,7 +4,16 @@
  * cursor.
  */
 import { ValidationError } from '../errors.js';
-import type { RunEventInput, RunQuery, RunStatus, StoredError, TerminalRunStatus } from './store.js';
+import type {
+  ParkInput,
+  RunEventInput,
+  RunQuery,
+  RunStatus,
+  SignalInput,
+  StepInput,
+  StoredError,
+  TerminalRunStatus,
+} from './store.js';
 
 /** Every status a run can have. */
 export const RUN_STATUSES: readonly RunStatus[] = [
@@ -218,4 +227,94 @@ export function recoveryDeadLetterError(recoveries: number): StoredError {
     message: recoveryDeadLetterMessage(String(recoveries)),
     code: 'TASK_DEAD_LETTERED',
   };
+}
+
+const STEP_KINDS = new Set<string>(['task', 'step', 'signal', 'sleep']);
+const STEP_STATUSES = new Set<string>(['running', 'waiting', 'completed', 'failed']);
+
+/** Refuses step records a store may not write (ValidationError naming the field). */
+export function checkSteps(steps: readonly StepInput[], field = 'steps'): void {
+  steps.forEach((step, i) => {
+    const at = `${field}[${i}]`;
+    if (typeof step.runId !== 'string' || step.runId === '') {
+      throw new ValidationError(`${at}.runId`, 'A step needs the id of its run (a non-empty string)');
+    }
+    if (!Number.isInteger(step.seq) || step.seq < 0) {
+      throw new ValidationError(`${at}.seq`, `A step's position is an integer ≥ 0 (got ${String(step.seq)})`);
+    }
+    if (typeof step.name !== 'string' || step.name === '') {
+      throw new ValidationError(`${at}.name`, 'A step needs a name (a non-empty string)');
+    }
+    if (!STEP_KINDS.has(step.kind)) {
+      throw new ValidationError(
+        `${at}.kind`,
+        `A step is one of ${[...STEP_KINDS].join(', ')} (got '${String(step.kind)}')`,
+      );
+    }
+    if (!STEP_STATUSES.has(step.status)) {
+      throw new ValidationError(
+        `${at}.status`,
+        `A step's status is one of ${[...STEP_STATUSES].join(', ')} (got '${String(step.status)}')`,
+      );
+    }
+    if (!Number.isFinite(step.startedAt)) {
+      throw new ValidationError(`${at}.startedAt`, 'A step needs its start time in epoch milliseconds');
+    }
+    for (const key of ['endedAt', 'wakeAt'] as const) {
+      const value = step[key];
+      if (value != null && !Number.isFinite(value)) {
+        throw new ValidationError(`${at}.${key}`, `${key} is a time in epoch milliseconds, or null`);
+      }
+    }
+    if (step.cost !== undefined && !(Number.isFinite(step.cost) && step.cost >= 0)) {
+      throw new ValidationError(`${at}.cost`, `A step's cost is a finite number ≥ 0 (got ${String(step.cost)})`);
+    }
+  });
+}
+
+/** Refuses parks a store may not apply. */
+export function checkParks(parks: readonly ParkInput[]): void {
+  parks.forEach((park, i) => {
+    if (typeof park.runId !== 'string' || park.runId === '') {
+      throw new ValidationError(`parks[${i}].runId`, 'A park needs the id of its run (a non-empty string)');
+    }
+    if (typeof park.nodeId !== 'string' || park.nodeId === '') {
+      throw new ValidationError(`parks[${i}].nodeId`, 'A park needs the id of the node that owns the run');
+    }
+    if (!Number.isFinite(park.at)) {
+      throw new ValidationError(`parks[${i}].at`, 'A park needs its time, `at`, in epoch milliseconds');
+    }
+    if (park.notBefore !== null && !Number.isFinite(park.notBefore)) {
+      throw new ValidationError(`parks[${i}].notBefore`, 'notBefore is a time in epoch milliseconds, or null');
+    }
+    if (!Array.isArray(park.waitingFor) || park.waitingFor.some((n) => typeof n !== 'string' || n === '')) {
+      throw new ValidationError(`parks[${i}].waitingFor`, 'waitingFor is a list of signal names (non-empty strings)');
+    }
+    if (park.notBefore === null && park.waitingFor.length === 0) {
+      throw new ValidationError(
+        `parks[${i}]`,
+        'A parked run must wait for something: give notBefore, or signal names in waitingFor',
+      );
+    }
+    checkSteps(park.steps, `parks[${i}].steps`);
+  });
+}
+
+/** Refuses a signal a store may not deliver. */
+export function checkSignal(signal: SignalInput): void {
+  if (typeof signal.runId !== 'string' || signal.runId === '') {
+    throw new ValidationError('runId', 'A signal needs the id of the run it is sent to (a non-empty string)');
+  }
+  if (typeof signal.name !== 'string' || signal.name === '') {
+    throw new ValidationError('name', 'A signal needs a name (a non-empty string): the name run.signal() waits for');
+  }
+  if (signal.actor !== null && typeof signal.actor !== 'string') {
+    throw new ValidationError('actor', "A signal's actor is a string (who sent it), or null");
+  }
+  if (!Number.isFinite(signal.at)) {
+    throw new ValidationError('at', 'A signal needs its time, `at`, in epoch milliseconds');
+  }
+  if (typeof signal.nodeId !== 'string' || signal.nodeId === '') {
+    throw new ValidationError('nodeId', 'A signal needs the id of the node that sends it');
+  }
 }
