@@ -16,7 +16,6 @@ import {
   checkSteps,
   DEFAULT_PAGE,
   encodeCursor,
-  existingIdError,
   jsonValue,
   listFilters,
   recoveryDeadLetterError,
@@ -109,9 +108,10 @@ export class MemoryStore implements RunStore {
   async insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]> {
     this.#check('insert');
     checkNewRuns(runs);
-    for (const run of runs) if (this.#runs.has(run.id)) throw existingIdError(run.id);
     return runs.map((run): InsertOutcome => {
-      const existing = run.idempotencyKey === null ? undefined : this.#holderOf(run.tenantId, run.idempotencyKey);
+      const existing =
+        this.#runs.get(run.id) ??
+        (run.idempotencyKey === null ? undefined : this.#holderOf(run.tenantId, run.idempotencyKey));
       if (existing) return { kind: 'duplicate', existing: copy(existing) };
       const task = jsonValue(run.task) as StoredTask;
       this.#runs.set(run.id, {

@@ -166,7 +166,7 @@ export type InsertOutcome =
       readonly kind: 'inserted';
     }
   | {
-      /** Not stored: a live or completed run holds the key. */
+      /** Not stored: a run with the same id, or a live or completed run with the same key, is there. */
       readonly kind: 'duplicate';
       /** The run holding the key. */
       readonly existing: RunRecord;
@@ -432,8 +432,9 @@ export interface RunStore {
   /**
    * Inserts runs owned by `nodeId`, status `queued`, each with a `queued` event, in one transaction; one outcome
    * per run in order. Idempotency keys are unique per tenant among runs that are live or completed (no tenant and
-   * the tenant `''` are one). A run id the store already holds, or given twice, is refused with ValidationError
-   * (nothing of the batch is written).
+   * the tenant `''` are one). A run id the store already holds is not inserted: its outcome is `duplicate`
+   * with the run holding the id, whatever its status (a workflow started twice under one id is one run). An id given
+   * twice in one batch is refused with ValidationError (nothing of the batch is written).
    */
   insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]>;
   /** Appends events in order, in one transaction, moving runs as {@link RunEventInput} says. */

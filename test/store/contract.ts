@@ -142,6 +142,10 @@ export function runStoreContract(
             createdAt: 1_700_000_000_123,
             updatedAt: expect.any(Number) as number,
             finishedAt: null,
+            notBefore: null,
+            waitingFor: [],
+            cost: 0,
+            agentId: null,
           } satisfies RunRecord);
           const events = await store.events(run.id);
           expect(events).toHaveLength(1);
@@ -225,7 +229,7 @@ export function runStoreContract(
       );
 
       it(
-        'refuses a run id given twice or already stored, writing nothing',
+        'refuses a run id given twice in one batch, writing nothing; an id already stored is a duplicate of that run',
         async () => {
           const { store } = await setup();
           const run = newRun();
@@ -233,10 +237,17 @@ export function runStoreContract(
           expect(twice).toBeInstanceOf(ValidationError);
           expect(await store.get(run.id)).toBeUndefined();
           await store.insert('n1', [run]);
+          await store.append([ev(run, 'failed', 'n1', { error: { name: 'Error', message: 'x', code: null } })]);
           const other = newRun();
-          const stored = await rejection(store.insert('n1', [other, { ...run }]));
-          expect(stored).toBeInstanceOf(ValidationError);
-          expect(await store.get(other.id)).toBeUndefined();
+          const outcomes = await store.insert('n2', [other, { ...run, type: 'changed' }]);
+          expect(outcomes[0]).toEqual({ kind: 'inserted' });
+          // Whatever its status (here failed, which frees an idempotency key), a stored id stays that run's.
+          expect(outcomes[1]).toMatchObject({
+            kind: 'duplicate',
+            existing: { id: run.id, type: run.type, status: 'failed' },
+          });
+          expect(await store.get(other.id)).toMatchObject({ owner: 'n2' });
+          expect((await store.events(run.id)).map((e) => e.kind)).toEqual(['queued', 'failed']);
         },
         timeout,
       );
