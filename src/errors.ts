@@ -138,11 +138,8 @@ export class OrchestratorStoppedError extends OrchestratorError {
 
 /** Work was submitted before `start()` resolved. */
 export class OrchestratorNotStartedError extends OrchestratorError {
-  constructor() {
-    super(
-      'ORCHESTRATOR_NOT_STARTED',
-      'The orchestrator is not started; await orchestrator.start() before submitting work',
-    );
+  constructor(message = 'The orchestrator is not started; await orchestrator.start() before submitting work') {
+    super('ORCHESTRATOR_NOT_STARTED', message);
   }
 }
 

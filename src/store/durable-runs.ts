@@ -27,6 +27,7 @@ import {
   type InsertOutcome,
   type NewRun,
   type RunEventInput,
+  type WorkflowHistory,
   type RunEvent,
   type RunPage,
   type RunQuery,
@@ -710,6 +711,11 @@ export class DurableRuns implements RunObserver {
   async events(id: string, tenantId?: string): Promise<RunEvent[]> {
     await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.events(id, tenantId);
+  }
+
+  async steps(id: string, tenantId?: string): Promise<WorkflowHistory> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
+    return this.#store.history(id, tenantId);
   }
 
   async list(query?: RunQuery): Promise<RunPage> {

@@ -34,7 +34,7 @@ import {
   type RunPage,
   type RunQuery,
   type RunRecord,
-  type RunHistory,
+  type WorkflowHistory,
   type RunStore,
   type SignalInput,
   type SignalOutcome,
@@ -399,7 +399,7 @@ export class MemoryStore implements RunStore {
     return { kind: 'delivered', id: record.id };
   }
 
-  async history(runId: string, tenantId?: string): Promise<RunHistory> {
+  async history(runId: string, tenantId?: string): Promise<WorkflowHistory> {
     this.#check('history');
     if (!this.#visible(runId, tenantId)) return { steps: [], signals: [] };
     const steps = [...(this.#steps.get(runId)?.values() ?? [])].sort((a, b) => a.seq - b.seq).map((s) => ({ ...s }));
@@ -410,7 +410,7 @@ export class MemoryStore implements RunStore {
   /** Upserts one step, keeping an ended one; consumes the signal it names. */
   #writeStep(step: StepInput): void {
     let steps = this.#steps.get(step.runId);
-    if (!steps) this.#steps.set(step.runId, (steps = new Map()));
+    if (!steps) this.#steps.set(step.runId, (steps = new Map<number, StepRecord>()));
     const existing = steps.get(step.seq);
     if (existing && (existing.status === 'completed' || existing.status === 'failed')) return;
     steps.set(step.seq, {

@@ -403,7 +403,7 @@ export interface ParkInput {
 export type ParkOutcome = 'parked' | 'signalled' | 'lost';
 
 /** A workflow run's history: what a replay needs. */
-export interface RunHistory {
+export interface WorkflowHistory {
   /** Its steps, by `seq`. */
   readonly steps: readonly StepRecord[];
   /** Every signal sent to it, consumed or not, by `id`. */
@@ -495,5 +495,5 @@ export interface RunStore {
   /** Delivers a signal to a run ({@link SignalOutcome}). */
   signal(signal: SignalInput): Promise<SignalOutcome>;
   /** A run's steps and signals; empty when the run is unknown (or another tenant's, with `tenantId`). */
-  history(runId: string, tenantId?: string): Promise<RunHistory>;
+  history(runId: string, tenantId?: string): Promise<WorkflowHistory>;
 }
