@@ -212,3 +212,15 @@ export type {
 } from './workflow/workflow.js';
 export type { WorkflowStats } from './workflow/workflow-runner.js';
 export type { CheckpointStats } from './workflow/checkpoints.js';
+export type { WorkflowEvents } from './workflow/events.js';
+export type { ScheduleInfo, ScheduleTarget } from './workflow/scheduler.js';
+export type {
+  CronSchedule,
+  CronScheduleSpec,
+  IntervalSchedule,
+  IntervalScheduleSpec,
+  MissedTickPolicy,
+  Schedule,
+  ScheduleSpec,
+  ScheduleSpecCommon,
+} from './workflow/schedule.js';

@@ -36,6 +36,8 @@ import { DurableRuns, taskOfRun, type DurableStats, type DurableTaskHandle } fro
 import { MemoryStore } from '../store/memory-store.js';
 import type { RunEvent, WorkflowHistory, RunPage, RunQuery, RunRecord, RunStore } from '../store/store.js';
 import { WorkflowRunner, type WorkflowStats } from '../workflow/workflow-runner.js';
+import type { ScheduleSpec } from '../workflow/schedule.js';
+import { Scheduler, type ScheduleInfo, type ScheduleTarget } from '../workflow/scheduler.js';
 import type {
   SendSignalOptions,
   StartWorkflowOptions,
@@ -158,6 +160,8 @@ export class UnifiedOrchestrator {
   #workflows: WorkflowRunner | undefined;
   /** The private durable layer holding workflow runs when no `store` is configured. */
   #workflowHost: DurableRuns | undefined;
+  /** Schedules: made on first use, on the store workflows use. */
+  #scheduler: Scheduler | undefined;
   /** `runs`, made on first read. */
   #runs: RunHistory | undefined;
   #tracing = false;
@@ -286,6 +290,50 @@ export class UnifiedOrchestrator {
     });
     this.#workflows = this.#newWorkflowRunner(this.#workflowHost, store);
     return this.#workflows;
+  }
+
+  /**
+   * Starts a workflow run, or submits a task, at every tick of a cron expression (in a timezone) or an interval:
+   * exactly once per tick across every node sharing the store (each tick's run has the id
+   * `schedule:<name>:<tick ISO>`), whichever nodes are up. Ticks missed while no node ran it are skipped (one run for
+   * the latest) or caught up, as `spec.missed` says. Register the same schedules on every node that should fire them.
+   * Without a `store`, register before `start()`.
+   *
+   * @example
+   * ```ts
+   * orchestrator.schedule('nightly-digest', { cron: '30 2 * * *', timezone: 'Europe/Berlin' }, {
+   *   workflow: 'digest',
+   *   input: { edition: 'daily' },
+   * });
+   * orchestrator.schedule('heartbeat', { everyMs: 60_000 }, { task: { type: 'ping', requires: ['net'] } });
+   * ```
+   */
+  schedule(name: string, spec: ScheduleSpec, target: ScheduleTarget): void {
+    if (this.#state === 'stopping' || this.#state === 'stopped') {
+      throw new OrchestratorStoppedError('The orchestrator is stopping: it takes no new schedules');
+    }
+    this.#workflowRunner();
+    const host = this.#host!;
+    this.#scheduler ??= new Scheduler({
+      store: host.store,
+      events: this.#events,
+      startWorkflow: (workflow, input, options) => this.startWorkflow(workflow, input, options).stored,
+      submitTask: async (task, id) => {
+        if (this.#durable) return this.#durable.delegate(task, id).stored;
+        return this.delegate(task).id;
+      },
+    });
+    this.#scheduler.add(name, spec, target);
+  }
+
+  /** Removes a schedule from this node (nodes that registered it too still fire it). Returns whether it was here. */
+  unschedule(name: string): boolean {
+    return this.#scheduler?.remove(name) ?? false;
+  }
+
+  /** This node's schedules: their next tick and how many ticks it fired or skipped. */
+  schedules(): ScheduleInfo[] {
+    return this.#scheduler?.list() ?? [];
   }
 
   /** The durable layer workflow runs and `runs` read from: the store's, or the private one of workflows. */
@@ -424,6 +472,7 @@ export class UnifiedOrchestrator {
       await this.#durable?.start();
       await this.#workflowHost?.start();
       this.#workflows?.start();
+      this.#scheduler?.start();
       await this.#cluster.start();
     } catch (error) {
       await this.stop({ drain: false });
@@ -467,6 +516,7 @@ export class UnifiedOrchestrator {
     const before = this.#engine.stats().completed;
     // Workflow runs first: unwound at their last checkpoint (before their tasks end in the engine's stop, which
     // must not be taken for the steps' outcomes), they go on elsewhere or at the next start.
+    this.#scheduler?.stop();
     this.#workflows?.stop();
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).

@@ -266,13 +266,13 @@ export class DurableRuns implements RunObserver {
   // --- Submitting --------------------------------------------------------------------------------
 
   /**
-   * Stores a task and accepts it once committed. Throws synchronously when it would be refused now (the errors of
-   * `delegate`); `stored` rejects with StoreUnavailableError when the store did not take it.
+   * Stores a task (under `id`: a run with that id already stored is followed instead) and accepts it once committed.
+   * Throws synchronously when it would be refused now (the errors of `delegate`); `stored` rejects with
+   * StoreUnavailableError when the store did not take it.
    */
-  delegate(input: Task): DurableTaskHandle {
+  delegate(input: Task, id: string = randomUUID()): DurableTaskHandle {
     // A task no agent here can serve is stored all the same, for a node that can (it claims it from the store).
     const spec = this.#engine.prepare(input, false);
-    const id = randomUUID();
     const createdAt = Date.now();
     const run: NewRun = {
       id,

@@ -3,7 +3,7 @@
  * default store, the store of tests, and the model the SQL stores are checked against (test/store/contract.ts), so
  * it does each rule of src/store/store.ts the plainest way, one run at a time.
  */
-import { StoreUnavailableError } from '../errors.js';
+import { StoreUnavailableError, ValidationError } from '../errors.js';
 import {
   checkClaim,
   checkEvents,
@@ -12,6 +12,7 @@ import {
   checkTime,
   checkNewRuns,
   checkParks,
+  checkScheduleName,
   checkSignal,
   checkSteps,
   DEFAULT_PAGE,
@@ -85,6 +86,7 @@ export class MemoryStore implements RunStore {
   readonly #leases = new Map<string, number>();
   readonly #steps = new Map<string, Map<number, StepRecord>>();
   readonly #signals = new Map<string, Mutable<SignalRecord>[]>();
+  readonly #ticks = new Map<string, number>();
   #signalSeq = 0;
   readonly #listeners = new Set<(ids: readonly string[]) => void>();
   #seq = 0;
@@ -405,6 +407,20 @@ export class MemoryStore implements RunStore {
     const steps = [...(this.#steps.get(runId)?.values() ?? [])].sort((a, b) => a.seq - b.seq).map((s) => ({ ...s }));
     const signals = (this.#signals.get(runId) ?? []).map((sig) => ({ ...sig }));
     return { steps, signals };
+  }
+
+  async lastTick(name: string): Promise<number | undefined> {
+    this.#check('lastTick');
+    checkScheduleName(name);
+    return this.#ticks.get(name);
+  }
+
+  async recordTick(name: string, tickMs: number): Promise<void> {
+    this.#check('recordTick');
+    checkScheduleName(name);
+    checkTime(tickMs, 'tickMs');
+    if (!Number.isFinite(tickMs)) throw new ValidationError('tickMs', 'tickMs is a time in epoch milliseconds');
+    this.#ticks.set(name, Math.max(tickMs, this.#ticks.get(name) ?? -Infinity));
   }
 
   /** Upserts one step, keeping an ended one; consumes the signal it names. */

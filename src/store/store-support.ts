@@ -318,3 +318,10 @@ export function checkSignal(signal: SignalInput): void {
     throw new ValidationError('nodeId', 'A signal needs the id of the node that sends it');
   }
 }
+
+/** Refuses a schedule name that is not a non-empty string. */
+export function checkScheduleName(name: string): void {
+  if (typeof name !== 'string' || name === '') {
+    throw new ValidationError('name', 'A schedule needs a name (a non-empty string)');
+  }
+}

@@ -496,4 +496,14 @@ export interface RunStore {
   signal(signal: SignalInput): Promise<SignalOutcome>;
   /** A run's steps and signals; empty when the run is unknown (or another tenant's, with `tenantId`). */
   history(runId: string, tenantId?: string): Promise<WorkflowHistory>;
+
+  // --- Schedules ---
+
+  /** The last tick recorded for schedule `name` (epoch ms), or `undefined` when it never fired. */
+  lastTick(name: string): Promise<number | undefined>;
+  /**
+   * Records `tickMs` as schedule `name`'s last tick, unless a later one is recorded (nodes may record theirs in either
+   * order: the latest stays).
+   */
+  recordTick(name: string, tickMs: number): Promise<void>;
 }
