@@ -314,6 +314,7 @@ export class UnifiedOrchestrator {
     }
     this.#workflowRunner();
     const host = this.#host!;
+    const made = !this.#scheduler;
     this.#scheduler ??= new Scheduler({
       store: host.store,
       events: this.#events,
@@ -324,6 +325,7 @@ export class UnifiedOrchestrator {
       },
     });
     this.#scheduler.add(name, spec, target);
+    if (made && this.#state === 'running') this.#scheduler.start();
   }
 
   /** Removes a schedule from this node (nodes that registered it too still fire it). Returns whether it was here. */
