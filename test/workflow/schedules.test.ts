@@ -42,7 +42,7 @@ describe('schedules', () => {
     const ticks = ids.map((id) => Date.parse(id.slice('schedule:every-second:'.length)));
     expect(ticks[1]! - ticks[0]!).toBe(1_000);
     expect(fired.length).toBeGreaterThanOrEqual(ids.length);
-    expect(nodes[0]!.schedules()).toEqual([
+    expect(nodes[0].schedules()).toEqual([
       expect.objectContaining({ name: 'every-second', fired: expect.any(Number) }),
     ]);
   });
@@ -193,7 +193,7 @@ describe('delayed tasks', () => {
           capabilities: ['other'],
           minAgents: 1,
           maxAgents: 1,
-          create: () => ({ execute: (ctx: TaskContext) => (ranOn.push('b'), `ran after ${Date.now() - t0}`) }),
+          create: () => ({ execute: () => (ranOn.push('b'), `ran after ${Date.now() - t0}`) }),
         },
       ],
     });
