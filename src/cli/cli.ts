@@ -19,6 +19,16 @@ import { MessageSigner } from '../bridge/signing.js';
 import { formatStatus, type ClusterView } from './format.js';
 import { EXIT, redactUrl, UsageError, type CliIo } from './io.js';
 import { parseRuns, RUNS_ONLY_OPTIONS, RUNS_OPTIONS, RUNS_USAGE, runRuns, type RunsCommand } from './runs.js';
+import {
+  parseWorkflows,
+  runWorkflows,
+  SIGNAL_HELP,
+  WORKFLOWS_HELP,
+  WORKFLOWS_ONLY_OPTIONS,
+  WORKFLOWS_OPTIONS,
+  WORKFLOWS_USAGE,
+  type WorkflowsCommand,
+} from './workflows.js';
 
 export { EXIT, type CliIo } from './io.js';
 
@@ -33,6 +43,7 @@ Commands:
   shadow on|off            shadow mode on every node
   rollback [reason...]     every legacy call back to the legacy implementation at once (0%, shadow off)
 ${RUNS_USAGE}
+${WORKFLOWS_USAGE}
 
 Options:
   --redis <url>            Redis URL (env UO_REDIS_URL, then REDIS_URL) [default: redis://127.0.0.1:6379]
@@ -43,11 +54,16 @@ Options:
   --no-wait                send without waiting for the nodes to confirm
   --strict                 status: exit 1 unless every node is healthy and applies the cluster's halt and split
 ${RUNS_OPTIONS}
+${WORKFLOWS_OPTIONS}
   --json                   machine-readable output (one JSON object)
   -h, --help               this text
 
 Exit status: 0 done, 1 failed (Redis or the store unreachable, a node did not confirm in time, --strict check failed,
-a run unknown or not retryable), 2 wrong usage.`;
+a run unknown or not retryable, a signal not delivered, a waited-for run not completed), 2 wrong usage.
+\`unified-orchestrator <command> --help\` shows one command's help (workflows, signal).`;
+
+/** The help of one command (\`<command> --help\`), where it has its own. */
+const COMMAND_HELP: Readonly<Record<string, string>> = { workflows: WORKFLOWS_HELP, signal: SIGNAL_HELP };
 
 /** The options only the Redis commands take (`runs` commands refuse them). */
 const REDIS_ONLY_OPTIONS = ['redis', 'namespace', 'secret-file', 'encrypt', 'no-wait', 'strict'] as const;
@@ -88,12 +104,23 @@ function parseArgv(argv: readonly string[]): { values: Values; positionals: stri
         pglite: { type: 'string' },
         schema: { type: 'string' },
         tenant: { type: 'string' },
+        'tenant-id': { type: 'string' },
         type: { type: 'string' },
         status: { type: 'string' },
         since: { type: 'string' },
         until: { type: 'string' },
         limit: { type: 'string' },
         cursor: { type: 'string' },
+        input: { type: 'string' },
+        id: { type: 'string' },
+        version: { type: 'string' },
+        'deadline-ms': { type: 'string' },
+        'delay-ms': { type: 'string' },
+        priority: { type: 'string' },
+        wait: { type: 'boolean' },
+        'wait-timeout': { type: 'string' },
+        payload: { type: 'string' },
+        actor: { type: 'string' },
       },
     });
   } catch (error) {
@@ -116,7 +143,7 @@ function refuseFlags(values: Values, flags: readonly string[], command: string):
 }
 
 function parse(values: Values, positionals: string[], env: CliIo['env']): Parsed {
-  refuseFlags(values, RUNS_ONLY_OPTIONS, positionals[0] ?? 'this command');
+  refuseFlags(values, [...RUNS_ONLY_OPTIONS, ...WORKFLOWS_ONLY_OPTIONS], positionals[0] ?? 'this command');
   const timeout = timeoutOf(values);
   const url =
     (values['redis'] as string | undefined) ?? env['UO_REDIS_URL'] ?? env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -249,22 +276,31 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const from = `cli@${hostname()}:${process.pid}`;
   const actor = `cli:${operator()}@${hostname()}`;
   let runs: RunsCommand | undefined;
+  let workflows: WorkflowsCommand | undefined;
+  let usage = USAGE;
   try {
     const { values, positionals } = parseArgv(argv);
+    const verb = positionals[0];
+    usage = verb !== undefined && Object.hasOwn(COMMAND_HELP, verb) ? COMMAND_HELP[verb]! : USAGE;
     if (values['help'] === true) {
-      io.write(`${USAGE}\n`);
+      io.write(`${usage}\n`);
       return EXIT.ok;
     }
-    if (positionals[0] === 'runs') {
+    if (verb === 'runs') {
       refuseFlags(values, REDIS_ONLY_OPTIONS, 'runs');
+      refuseFlags(values, WORKFLOWS_ONLY_OPTIONS, 'runs');
       runs = parseRuns(positionals.slice(1), values, io.env, timeoutOf(values));
+    } else if (verb === 'workflows' || verb === 'signal') {
+      refuseFlags(values, REDIS_ONLY_OPTIONS, verb);
+      workflows = parseWorkflows(verb, positionals.slice(1), values, io.env, timeoutOf(values), actor);
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    io.error(`unified-orchestrator: ${error.message}\n\n${USAGE}\n`);
+    io.error(`unified-orchestrator: ${error.message}\n\n${usage}\n`);
     return EXIT.usage;
   }
   if (runs) return runRuns(runs, io);
+  if (workflows) return runWorkflows(workflows, io);
   try {
     const { values, positionals } = parseArgv(argv);
     parsed = parse(values, positionals, io.env);

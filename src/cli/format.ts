@@ -1,6 +1,6 @@
 /** Human-readable output of the operator CLI. */
 import type { NodeInfo, TrafficSetting } from '../bridge/bridge.js';
-import type { RunEvent, RunPage, RunRecord, StoredError } from '../store/store.js';
+import type { RunEvent, RunPage, RunRecord, StoredError, WorkflowHistory } from '../store/store.js';
 
 /** What `status` reads: the live nodes and the cluster's standing halt and split. */
 export interface ClusterView {
@@ -146,6 +146,20 @@ export function formatRun(run: RunRecord): string {
     ['Finished', time(run.finishedAt)],
     ['Payload', jsonLine(t.payload)],
   ];
+  if (run.type.startsWith('workflow:') && t.requires.length === 1) {
+    // A workflow run requires `workflow:<name>@<version>`: the version of the code that runs it.
+    lines.splice(2, 0, ['Workflow', t.requires[0]!.slice('workflow:'.length)]);
+  }
+  if (run.waitingFor.length > 0) {
+    lines.push([
+      'Waiting for',
+      `signal ${run.waitingFor.join(' or ')}${run.notBefore === null ? '' : `, or until ${time(run.notBefore)}`}`,
+    ]);
+  } else if (run.notBefore !== null) {
+    lines.push(['Not before', time(run.notBefore)]);
+  }
+  if (run.agentId !== null) lines.push(['Agent', run.agentId]);
+  if (run.cost > 0) lines.push(['Cost', String(run.cost)]);
   if (run.status === 'completed') lines.push(['Result', jsonLine(run.result)]);
   if (run.error) lines.push(['Error', errorText(run.error)]);
   const width = Math.max(...lines.map(([k]) => k.length)) + 1;
@@ -168,3 +182,70 @@ export function formatTimeline(run: RunRecord, events: readonly RunEvent[]): str
   out.push(rows.length === 0 ? 'No events.' : table([['AT', 'SINCE', 'EVENT', 'DETAIL'], ...rows]));
   return `${out.join('\n')}\n`;
 }
+
+/** A duration for people: `850ms`, `12.3s`, `4m05s`, `2h07m`. */
+export function duration(ms: number): string {
+  const n = Math.max(0, Math.round(ms));
+  if (n < 1_000) return `${n}ms`;
+  if (n < 60_000) return `${(Math.floor(n / 100) / 10).toFixed(1)}s`;
+  const s = Math.floor(n / 1_000);
+  if (s < 3_600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3_600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+}
+
+/**
+ * `runs show` of a workflow run, after the run's fields: its steps in the order the workflow called them (kind,
+ * status, how long, the agent, attempts and cost of a task step and its child run, a wait's wake time), the errors of
+ * failed steps, then the signals sent to it and the step that consumed each. `now` times the steps still under way.
+ */
+export function formatWorkflowHistory(run: RunRecord, history: WorkflowHistory, now: number): string {
+  const out: string[] = [''];
+  const { steps, signals } = history;
+  if (steps.length === 0) {
+    out.push(isLive(run) ? 'Steps: none yet' : 'Steps: none');
+  } else {
+    const rows = [['#', 'KIND', 'NAME', 'STATUS', 'DURATION', 'AGENT', 'ATTEMPTS', 'COST', 'CHILD RUN', 'WAKES AT']];
+    for (const s of steps) {
+      rows.push([
+        String(s.seq),
+        s.kind,
+        s.name,
+        s.status,
+        s.endedAt === null ? `${duration(now - s.startedAt)} so far` : duration(s.endedAt - s.startedAt),
+        s.agentId ?? '-',
+        s.kind === 'task' ? String(s.attempts) : '-',
+        s.cost > 0 ? String(s.cost) : '-',
+        s.childId ?? '-',
+        time(s.wakeAt),
+      ]);
+    }
+    out.push(`Steps (${steps.length})`, table(rows));
+    const failed = steps.filter((s) => s.status === 'failed' && s.error);
+    for (const s of failed) out.push(`Step ${s.seq} (${s.name}) failed: ${errorText(s.error!)}`);
+  }
+  out.push('');
+  if (signals.length === 0) {
+    out.push('Signals: none');
+  } else {
+    const names = new Map(steps.map((s) => [s.seq, s.name]));
+    const rows = [['ID', 'NAME', 'ACTOR', 'SENT AT', 'CONSUMED BY', 'PAYLOAD']];
+    for (const sig of signals) {
+      rows.push([
+        String(sig.id),
+        sig.name,
+        sig.actor ?? '-',
+        time(sig.at),
+        sig.consumedBy === null
+          ? isLive(run)
+            ? '- (kept for a wait)'
+            : '- (never consumed)'
+          : `step ${sig.consumedBy}${names.has(sig.consumedBy) ? ` (${names.get(sig.consumedBy)})` : ''}`,
+        jsonLine(sig.payload, 80),
+      ]);
+    }
+    out.push(`Signals (${signals.length})`, table(rows));
+  }
+  return `${out.join('\n')}\n`;
+}
+
+const isLive = (run: RunRecord): boolean => run.status === 'queued' || run.status === 'running';

@@ -1,4 +1,5 @@
 /** What every CLI command shares: the exit codes, where output goes, and the error of wrong usage. */
+import type { RunStore } from '../store/store.js';
 
 /** Exit codes: 0 done, 1 failed (Redis or the store unreachable, not every node confirmed, …), 2 wrong usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -8,6 +9,12 @@ export interface CliIo {
   readonly env: Readonly<Record<string, string | undefined>>;
   write(text: string): void;
   error(text: string): void;
+  /**
+   * An open store for the commands that read or write runs (`runs`, `workflows`, `signal`) to use instead of the one
+   * their flags name (the flags are still checked). The CLI neither opens nor closes it. For a process that embeds
+   * the CLI beside its own store, and for tests.
+   */
+  readonly store?: RunStore;
 }
 
 /** Wrong usage: printed as one line with the usage text, exit 2. */

@@ -9,13 +9,21 @@ import { isInstance, ValidationError } from '../errors.js';
 import { PGliteStore } from '../store/pglite-store.js';
 import { PostgresStore } from '../store/postgres-store.js';
 import { listFilters, RUN_STATUSES } from '../store/store-support.js';
-import { isTerminal, type NewRun, type RunQuery, type RunStatus, type RunStore } from '../store/store.js';
-import { formatRun, formatRunPage, formatTimeline } from './format.js';
+import {
+  isTerminal,
+  type NewRun,
+  type RunQuery,
+  type RunRecord,
+  type RunStatus,
+  type RunStore,
+} from '../store/store.js';
+import { formatRun, formatRunPage, formatTimeline, formatWorkflowHistory } from './format.js';
 import { EXIT, redactUrl, UsageError, type CliIo } from './io.js';
 
 /** The `runs` lines of the CLI's usage text. */
 export const RUNS_USAGE = `  runs list                runs newest first (filters: --tenant --type --status --since --until; --limit, --cursor)
-  runs show <id>           one run: status, attempts, owner, task, result or error
+  runs show <id>           one run: status, attempts, owner, task, result or error; a workflow run's current wait,
+                           its steps (agent, attempts, duration, cost, child task, wake time) and signals
   runs events <id>         a run's timeline: queued, started on agent X, retrying with error E, adopted, completed
   runs retry <id>          store a run that ended without success again as a new queued run, for a node to claim`;
 
@@ -23,7 +31,8 @@ export const RUNS_USAGE = `  runs list                runs newest first (filters
 export const RUNS_OPTIONS = `  --database-url <url>     runs: the store's PostgreSQL server, postgres://user:password@host:port/db (env DATABASE_URL)
   --pglite <dir>           runs: the data directory of an embedded store (PGliteStore) instead
   --schema <name>          runs: the store's schema [default: unified_orchestrator]
-  --tenant <id>            runs: only this tenant's runs (another tenant's run looks unknown)
+  --tenant <id>            runs, workflows, signal: only this tenant's runs (another tenant's run looks unknown);
+                           workflows start: the new run's tenant. Also spelled --tenant-id
   --type <type>            runs list: only runs of this task type
   --status <s,...>         runs list: only these statuses (${RUN_STATUSES.join(', ')})
   --since <time>           runs list: created at or after (ISO 8601, or epoch ms)
@@ -37,6 +46,7 @@ export const RUNS_ONLY_OPTIONS = [
   'pglite',
   'schema',
   'tenant',
+  'tenant-id',
   'type',
   'status',
   'since',
@@ -49,7 +59,7 @@ export const RUNS_ONLY_OPTIONS = [
 const RETRY_LEASE_MS = 60_000;
 
 /** Where the store is. */
-type StoreTarget =
+export type StoreTarget =
   | { readonly kind: 'postgres'; readonly url: string; readonly schema: string | undefined }
   | { readonly kind: 'pglite'; readonly dataDir: string; readonly schema: string | undefined };
 
@@ -85,6 +95,15 @@ function timeOf(flag: string, text: string): number {
   return ms;
 }
 
+/** `--tenant`, or its other spelling `--tenant-id` (UsageError when both are given and differ). */
+export function tenantOf(values: Values): string | undefined {
+  const a = values['tenant'] as string | undefined;
+  const b = values['tenant-id'] as string | undefined;
+  if (a !== undefined && b !== undefined && a !== b)
+    throw new UsageError(`--tenant and --tenant-id name one thing: pass one of them (got ${a} and ${b})`);
+  return a ?? b;
+}
+
 /** Checks a `runs` command line; throws UsageError naming what to fix. */
 export function parseRuns(
   positionals: readonly string[],
@@ -101,7 +120,8 @@ export function parseRuns(
     case 'list': {
       if (rest.length > 0) throw new UsageError(`runs list takes no arguments, got: ${rest.join(' ')}`);
       const query: { -readonly [K in keyof RunQuery]: RunQuery[K] } = {};
-      if (string('tenant') !== undefined) query.tenantId = string('tenant');
+      const tenant = tenantOf(values);
+      if (tenant !== undefined) query.tenantId = tenant;
       if (string('type') !== undefined) query.type = string('type');
       const status = string('status');
       if (status !== undefined) {
@@ -140,7 +160,8 @@ export function parseRuns(
       const given = listOnly.filter((flag) => values[flag] !== undefined);
       if (given.length > 0) throw new UsageError(`--${given[0]} applies to \`runs list\` only`);
       const id = rest[0]!;
-      command = (target) => ({ verb, id, tenantId: string('tenant'), target, json, timeoutMs });
+      const tenantId = tenantOf(values);
+      command = (target) => ({ verb, id, tenantId, target, json, timeoutMs });
       break;
     }
     case undefined:
@@ -152,7 +173,7 @@ export function parseRuns(
 }
 
 /** The store to open, from --database-url / DATABASE_URL or --pglite. */
-function targetOf(values: Values, env: CliIo['env']): StoreTarget {
+export function targetOf(values: Values, env: CliIo['env']): StoreTarget {
   const schema = values['schema'] as string | undefined;
   if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,47}$/.test(schema)) {
     throw new UsageError(
@@ -211,15 +232,33 @@ function openStore(target: StoreTarget, timeoutMs: number): RunStore {
   return new PGliteStore({ dataDir: target.dataDir, ...schema });
 }
 
-/** Runs a parsed `runs` command against its store; resolves with the exit code. */
-export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid): Promise<number> {
-  const { target, json } = command;
-  const fail = (message: string, extra: object = {}): number => {
+/** Reports a failure (on stderr, or as `{ ok: false, error }` with --json) and answers the exit code 1. */
+export type Fail = (message: string, extra?: object) => number;
+
+/**
+ * Opens the store `target` names (or takes `io.store`), runs `body` with it, and closes it. A failure to open it, or
+ * an error `body` throws, is reported through `fail` (exit 1) with the URL's password masked.
+ */
+export async function withStore(
+  target: StoreTarget,
+  timeoutMs: number,
+  json: boolean,
+  io: CliIo,
+  body: (store: RunStore, fail: Fail) => Promise<number>,
+): Promise<number> {
+  const fail: Fail = (message, extra = {}) => {
     const text = scrub(message, target);
     if (json) io.write(`${JSON.stringify({ ok: false, error: text, ...extra })}\n`);
     else io.error(`unified-orchestrator: ${text}\n`);
     return EXIT.failed;
   };
+  if (io.store) {
+    try {
+      return await body(io.store, fail);
+    } catch (error) {
+      return fail((error as Error).message);
+    }
+  }
   if (target.kind === 'pglite') {
     // Opening a directory that holds no database would make a new, empty one: refuse instead.
     let entries: string[];
@@ -234,13 +273,30 @@ export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid
       );
     }
   }
-  const store = openStore(target, command.timeoutMs);
+  const store = openStore(target, timeoutMs);
   try {
     try {
       await store.open();
     } catch (error) {
       return fail(`cannot open the store at ${describeTarget(target)}: ${(error as Error).message}`);
     }
+    return await body(store, fail);
+  } catch (error) {
+    return fail((error as Error).message);
+  } finally {
+    await store.close().catch(() => undefined);
+  }
+}
+
+/** Whether `run` is a workflow run (its type is `workflow:<name>`). */
+export function isWorkflowRun(run: RunRecord): boolean {
+  return run.type.startsWith('workflow:');
+}
+
+/** Runs a parsed `runs` command against its store; resolves with the exit code. */
+export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid): Promise<number> {
+  const { json } = command;
+  return withStore(command.target, command.timeoutMs, json, io, async (store, fail) => {
     if (command.verb === 'list') {
       const page = await store.list(command.query);
       io.write(json ? `${JSON.stringify({ ok: true, ...page })}\n` : formatRunPage(page));
@@ -257,7 +313,16 @@ export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid
       );
     }
     if (command.verb === 'show') {
-      io.write(json ? `${JSON.stringify({ ok: true, run })}\n` : formatRun(run));
+      if (!isWorkflowRun(run)) {
+        io.write(json ? `${JSON.stringify({ ok: true, run })}\n` : formatRun(run));
+        return EXIT.ok;
+      }
+      const { steps, signals } = await store.history(id, tenantId);
+      io.write(
+        json
+          ? `${JSON.stringify({ ok: true, run, steps, signals })}\n`
+          : formatRun(run) + formatWorkflowHistory(run, { steps, signals }, Date.now()),
+      );
       return EXIT.ok;
     }
     if (command.verb === 'events') {
@@ -300,9 +365,5 @@ export async function runRuns(command: RunsCommand, io: CliIo, pid = process.pid
         `Retried run ${id} (${run.status}) as run ${newRun.id}: queued for the first running node that serves ${run.task.requires.length > 0 ? run.task.requires.join(', ') : 'any task'}.\n`,
       );
     return EXIT.ok;
-  } catch (error) {
-    return fail((error as Error).message);
-  } finally {
-    await store.close().catch(() => undefined);
-  }
+  });
 }
