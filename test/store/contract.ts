@@ -142,6 +142,10 @@ export function runStoreContract(
             createdAt: 1_700_000_000_123,
             updatedAt: expect.any(Number) as number,
             finishedAt: null,
+            notBefore: null,
+            waitingFor: [],
+            cost: 0,
+            agentId: null,
           } satisfies RunRecord);
           const events = await store.events(run.id);
           expect(events).toHaveLength(1);

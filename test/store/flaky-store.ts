@@ -41,4 +41,8 @@ export class FlakyStore implements RunStore {
   deadLetters: RunStore['deadLetters'] = async (t, l) => this.inner.deadLetters(t, l);
   onFinished: RunStore['onFinished'] = async (l) => this.inner.onFinished(l);
   prune: RunStore['prune'] = async (b, l) => this.inner.prune(b, l);
+  checkpoint: RunStore['checkpoint'] = async (n, s) => (this.#gate('checkpoint'), this.inner.checkpoint(n, s));
+  park: RunStore['park'] = async (p) => (this.#gate('park'), this.inner.park(p));
+  signal: RunStore['signal'] = async (s) => (this.#gate('signal'), this.inner.signal(s));
+  history: RunStore['history'] = async (id, t) => (this.#gate('history'), this.inner.history(id, t));
 }
