@@ -333,7 +333,7 @@ ALTER TABLE ${s}.runs
 -- claim: live runs, workflow runs apart from the others, by priority then age; the last column is when the run is
 -- due (dueAt in migrations.ts), so that a claim passes over runs not due inside the index, without reading them.
 DROP INDEX ${s}.runs_claim;
-CREATE INDEX runs_claim ON ${s}.runs ((type LIKE 'workflow:%'), priority DESC, created_at, id, (${DUE}))
+CREATE INDEX runs_claim ON ${s}.runs (((type LIKE 'workflow:%')::integer), priority DESC, created_at, id, (${DUE}))
   WHERE status IN ${LIVE};
 
 CREATE TABLE ${s}.steps (
@@ -477,8 +477,9 @@ BEGIN
 END $f$;
 
 -- As claim_runs of version 1, and: only workflow runs (p_workflows) or only the others; only runs that are due;
--- an adopted run's not_before and waiting_for cleared. The candidates are read through the runs_claim index (its
--- expressions written as here), in its order.
+-- an adopted run's not_before and waiting_for cleared. The candidates are a cursor (PL/pgSQL plans a cursor for its
+-- first rows) over the runs_claim index, in its order: a claim reads the rows it takes and the few it passes over,
+-- not every due run.
 CREATE FUNCTION ${s}.claim_runs(p_node text, p_limit integer, p_caps text[], p_max_recoveries integer,
                                 p_from text, p_workflows boolean)
 RETURNS TABLE (dead boolean, run jsonb) LANGUAGE plpgsql AS $f$
@@ -488,17 +489,21 @@ DECLARE
   v_from text;
   v_taken integer := 0;
   v_dead text[] := '{}';
-BEGIN
-  FOR v_run IN
+  -- An integer, not the boolean: a planner folds "boolean = false" into NOT, which the index does not match.
+  v_kind integer := CASE WHEN p_workflows THEN 1 ELSE 0 END;
+  c_candidates CURSOR FOR
     SELECT * FROM ${s}.runs x
-    WHERE x.status IN ${LIVE} AND (x.type LIKE 'workflow:%') = p_workflows AND (${DUE_X}) <= v_now
+    WHERE x.status IN ${LIVE} AND (x.type LIKE 'workflow:%')::integer = v_kind AND (${DUE_X}) <= v_now
       AND x.requires <@ p_caps
       AND (p_from IS NULL OR x.owner = p_from)
       AND (x.owner IS NULL
            OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > v_now))
     ORDER BY x.priority DESC, x.created_at, x.id
-    FOR UPDATE OF x SKIP LOCKED
+    FOR UPDATE OF x SKIP LOCKED;
+BEGIN
+  FOR v_candidate IN c_candidates
   LOOP
+    v_run := v_candidate;
     v_from := v_run.owner;
     IF v_from IS NOT NULL AND v_run.recoveries + 1 >= greatest(p_max_recoveries, v_run.max_attempts) THEN
       UPDATE ${s}.runs SET

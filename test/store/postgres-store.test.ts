@@ -135,7 +135,9 @@ describe.skipIf(POSTGRES_SERVER.skip)('PostgresStore', () => {
       );
       expect(error).toBeInstanceOf(ValidationError);
       expect((error as ValidationError).message).toMatch(
-        /version 2, newer than .* knows \(1\).*Upgrade unified-orchestrator/,
+        new RegExp(
+          `version ${SCHEMA_VERSION + 1}, newer than .* knows \\(${SCHEMA_VERSION}\\).*Upgrade unified-orchestrator`,
+        ),
       );
       await newer.close();
     }, 60_000);
