@@ -1323,6 +1323,32 @@ export function runStoreContract(
       );
 
       it(
+        'a park and a signal at the same moment never leave a run parked beside an unconsumed signal it waits for',
+        async () => {
+          const { store, peer } = await setup();
+          const runs = Array.from({ length: 20 }, () => workflowRun());
+          await store.insert('n1', runs);
+          const outcomes = await Promise.all(
+            runs.map(async (run) => {
+              const [[parked], sent] = await Promise.all([
+                store.park([park(run, 'n1', { waitingFor: ['go'] })]),
+                peer.signal(signalOf(run, 'go')),
+              ]);
+              return { run, parked, sent };
+            }),
+          );
+          for (const { run, parked, sent } of outcomes) {
+            expect(sent.kind).toBe('delivered');
+            const record = await store.get(run.id);
+            // Either the park saw the signal, or the signal came after and woke the parked run.
+            if (parked === 'signalled') expect(record).toMatchObject({ owner: 'n1', waitingFor: [] });
+            else expect(record).toMatchObject({ owner: null, waitingFor: [], notBefore: null });
+          }
+        },
+        timeout,
+      );
+
+      it(
         "history is empty for an unknown run and for another tenant's",
         async () => {
           const { store } = await setup();
