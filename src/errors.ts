@@ -35,7 +35,13 @@ export type OrchestratorErrorCode =
   | 'BUDGET_EXCEEDED'
   | 'BREAKER_OPEN'
   | 'BRIDGE_WRITE_FAILED'
-  | 'STORE_UNAVAILABLE';
+  | 'STORE_UNAVAILABLE'
+  | 'WORKFLOW_NONDETERMINISM'
+  | 'WORKFLOW_LIMIT'
+  | 'WORKFLOW_STEP_FAILED'
+  | 'SIGNAL_TIMEOUT'
+  | 'WORKFLOW_NOT_FOUND'
+  | 'RUN_NOT_FOUND';
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {
@@ -132,11 +138,8 @@ export class OrchestratorStoppedError extends OrchestratorError {
 
 /** Work was submitted before `start()` resolved. */
 export class OrchestratorNotStartedError extends OrchestratorError {
-  constructor() {
-    super(
-      'ORCHESTRATOR_NOT_STARTED',
-      'The orchestrator is not started; await orchestrator.start() before submitting work',
-    );
+  constructor(message = 'The orchestrator is not started; await orchestrator.start() before submitting work') {
+    super('ORCHESTRATOR_NOT_STARTED', message);
   }
 }
 
@@ -466,6 +469,117 @@ export class StoreUnavailableError extends OrchestratorError {
       { cause },
     );
     this.operation = operation;
+  }
+}
+
+/**
+ * A workflow called a step other than the one its history has at that position: its code changed under a running
+ * run (register the change as a new `version`), or it depends on something that is not the same on a replay (the
+ * clock, randomness, a read outside a step). The run ends `failed`; nothing more of it runs.
+ */
+export class WorkflowNonDeterminismError extends OrchestratorError {
+  /** The position in the run where they differ. */
+  readonly seq: number;
+  /** The step the history has there (`kind:name`), or `null` when it has fewer steps. */
+  readonly stored: string | null;
+  /** The step the code called there (`kind:name`), or `null` when the code ended first. */
+  readonly called: string | null;
+
+  constructor(runId: string, seq: number, stored: string | null, called: string | null, detail?: string) {
+    super(
+      'WORKFLOW_NONDETERMINISM',
+      `Workflow run ${runId} is not deterministic at step ${seq}: its history has ${stored ?? 'nothing'} there but the code called ${called ?? 'nothing'}${detail ? ` (${detail})` : ''}. Steps must be called in the same order with the same names on every replay: register changed code under a new version, and keep clocks, randomness and reads inside run.step()`,
+    );
+    this.seq = seq;
+    this.stored = stored;
+    this.called = called;
+  }
+}
+
+/** A workflow run reached one of its limits (`maxSteps` or its cost `budget`) and was ended before its next step. */
+export class WorkflowLimitError extends OrchestratorError {
+  /** Which limit. */
+  readonly limit: 'steps' | 'budget';
+  /** The limit's value. */
+  readonly max: number;
+  /** Where the run was: steps called, or cost spent. */
+  readonly reached: number;
+
+  constructor(runId: string, limit: 'steps' | 'budget', max: number, reached: number) {
+    super(
+      'WORKFLOW_LIMIT',
+      limit === 'steps'
+        ? `Workflow run ${runId} called more than maxSteps (${max}) steps and was stopped: bound its loops, or raise maxSteps`
+        : `Workflow run ${runId} spent ${reached} cost units, over its budget of ${max}, and was stopped before its next step: raise the workflow's budget, or make its steps cheaper`,
+    );
+    this.limit = limit;
+    this.max = max;
+    this.reached = reached;
+  }
+}
+
+/**
+ * A workflow step failed: what `run.task()` and `run.step()` throw when their task or function failed, the first
+ * time and on every replay alike (so the workflow sees the same thing either way). `reason` is the step's error as
+ * stored (name, message, code); `cause` is the error itself the first time only.
+ */
+export class WorkflowStepError extends OrchestratorError {
+  /** The step's name. */
+  readonly step: string;
+  /** The step's error as stored. */
+  readonly reason: { readonly name: string; readonly message: string; readonly code: string | null };
+
+  constructor(
+    step: string,
+    reason: { readonly name: string; readonly message: string; readonly code: string | null },
+    cause?: unknown,
+  ) {
+    super(
+      'WORKFLOW_STEP_FAILED',
+      `Step '${step}' failed: ${reason.name}${reason.code ? ` (${reason.code})` : ''}: ${reason.message}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.step = step;
+    this.reason = reason;
+  }
+}
+
+/** No signal of that name reached the run within the wait's `timeoutMs` (thrown by `run.signal()`). */
+export class SignalTimeoutError extends OrchestratorError {
+  /** The signal waited for. */
+  readonly signal: string;
+
+  constructor(signal: string, timeoutMs: number | null) {
+    super(
+      'SIGNAL_TIMEOUT',
+      `No signal '${signal}' arrived${timeoutMs === null ? '' : ` within ${timeoutMs} ms`}: catch this error in the workflow to go on without it, or wait longer`,
+    );
+    this.signal = signal;
+  }
+}
+
+/** `startWorkflow()` named a workflow (or version) this node has not registered. */
+export class WorkflowNotFoundError extends OrchestratorError {
+  /** The workflow's name. */
+  readonly workflow: string;
+
+  constructor(workflow: string, registered: readonly string[], version?: string) {
+    super(
+      'WORKFLOW_NOT_FOUND',
+      `No workflow '${workflow}'${version === undefined ? '' : ` version '${version}'`} is registered here (registered: ${registered.length === 0 ? 'none' : registered.join(', ')}): call orchestrator.workflow('${workflow}', …) before starting it, or pass the version a node of the cluster has`,
+    );
+    this.workflow = workflow;
+  }
+}
+
+/** A signal (or another run operation) named a run the store does not hold, or holds for another tenant. */
+export class RunNotFoundError extends OrchestratorError {
+  /** The run id. */
+  readonly runId: string;
+
+  constructor(runId: string, detail = 'no such run (or it belongs to another tenant, or was pruned)') {
+    super('RUN_NOT_FOUND', `Run ${runId}: ${detail}`);
+    this.runId = runId;
   }
 }
 

@@ -9,6 +9,7 @@ import type { HealthEvents } from './health/events.js';
 import type { PoolEvents } from './pool/events.js';
 import type { ResourceEvents } from './resources/events.js';
 import type { EmitterEvents } from './util/typed-emitter.js';
+import type { WorkflowEvents } from './workflow/events.js';
 
 /** The orchestrator's own lifecycle events. */
 export interface LifecycleEvents {
@@ -64,6 +65,7 @@ export interface OrchestratorEvents
     HealthEvents,
     AuditEvents,
     BridgeEvents,
+    WorkflowEvents,
     EmitterEvents {}
 
 /** The name of an orchestrator event: a key of {@link OrchestratorEvents}. */

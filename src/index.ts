@@ -147,6 +147,12 @@ export {
   TaskTimeoutError,
   UnknownRoleError,
   ValidationError,
+  WorkflowNonDeterminismError,
+  WorkflowLimitError,
+  WorkflowStepError,
+  SignalTimeoutError,
+  WorkflowNotFoundError,
+  RunNotFoundError,
 } from './errors.js';
 export type { AttemptRecord, OrchestratorErrorCode } from './errors.js';
 
@@ -168,6 +174,16 @@ export type {
   ClaimResult,
   InsertOutcome,
   NewRun,
+  ParkInput,
+  ParkOutcome,
+  WorkflowHistory,
+  SignalInput,
+  SignalOutcome,
+  SignalRecord,
+  StepInput,
+  StepKind,
+  StepRecord,
+  StepStatus,
   RunEvent,
   RunEventInput,
   RunEventKind,
@@ -180,3 +196,31 @@ export type {
   StoredTask,
   TerminalRunStatus,
 } from './store/store.js';
+
+// Durable workflows (src/workflow/).
+export { isWorkflowInterrupt, WorkflowInterrupt } from './workflow/workflow.js';
+export type {
+  SendSignalOptions,
+  SignalWaitOptions,
+  StartWorkflowOptions,
+  StepContext,
+  StepOptions,
+  WorkflowContext,
+  WorkflowFunction,
+  WorkflowHandle,
+  WorkflowOptions,
+} from './workflow/workflow.js';
+export type { WorkflowStats } from './workflow/workflow-runner.js';
+export type { CheckpointStats } from './workflow/checkpoints.js';
+export type { WorkflowEvents } from './workflow/events.js';
+export type { ScheduleInfo, ScheduleTarget } from './workflow/scheduler.js';
+export type {
+  CronSchedule,
+  CronScheduleSpec,
+  IntervalSchedule,
+  IntervalScheduleSpec,
+  MissedTickPolicy,
+  Schedule,
+  ScheduleSpec,
+  ScheduleSpecCommon,
+} from './workflow/schedule.js';

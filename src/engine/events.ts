@@ -74,6 +74,8 @@ export interface EngineEvents {
     readonly durationMs: number;
     /** From acceptance to now, in ms: waiting, every attempt and backoff included. */
     readonly latencyMs: number;
+    /** Cost units its attempts reported (`ctx.reportCost`), summed. */
+    readonly cost: number;
   };
   /** Terminal: the task ended without a result; `outcome` says how. */
   'task:failed': {
@@ -96,5 +98,7 @@ export interface EngineEvents {
     readonly error: unknown;
     /** From acceptance to now, in ms. */
     readonly latencyMs: number;
+    /** Cost units its attempts reported (`ctx.reportCost`), summed. */
+    readonly cost: number;
   };
 }

@@ -991,6 +991,7 @@ export class TaskExecutionEngine implements RoutingListener {
           attempt: number,
           durationMs: now - startedAt,
           latencyMs,
+          cost: task.cost,
         });
       }
       task.resolve(result);
@@ -1006,6 +1007,7 @@ export class TaskExecutionEngine implements RoutingListener {
           attempts: task.attempts,
           error: result,
           latencyMs,
+          cost: task.cost,
         });
       }
       task.reject(result);

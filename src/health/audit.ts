@@ -26,7 +26,8 @@ export type AuditAction =
   | 'traffic.change'
   | 'traffic.rollback'
   | 'budget.halt'
-  | 'deadletter.retry';
+  | 'deadletter.retry'
+  | 'workflow.signal';
 
 /** One audited operation. */
 export interface AuditEntry {

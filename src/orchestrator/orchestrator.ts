@@ -10,7 +10,13 @@ import { resolveOrchestratorOptions, type OrchestratorOptions, type ResolvedOrch
 import type { DeadLetter } from '../engine/dead-letter.js';
 import { TaskExecutionEngine, type EngineStats, type TaskSnapshot } from '../engine/task-execution-engine.js';
 import type { Task, TaskHandle } from '../engine/task.js';
-import { OrchestratorStoppedError, TaskNotFoundError, ValidationError } from '../errors.js';
+import {
+  OrchestratorNotStartedError,
+  OrchestratorStoppedError,
+  TaskNotFoundError,
+  ValidationError,
+  WorkflowNotFoundError,
+} from '../errors.js';
 import type { OrchestratorEventName, OrchestratorEvents, OrchestratorListener } from '../events.js';
 import { TypedEmitter } from '../util/typed-emitter.js';
 import { AuditLog, type ActorOptions } from '../health/audit.js';
@@ -27,7 +33,18 @@ import type { PoolSnapshot } from '../pool/pool.js';
 import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
 import { expectString } from '../util/validate.js';
 import { DurableRuns, taskOfRun, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
-import type { RunEvent, RunPage, RunQuery, RunRecord } from '../store/store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { RunEvent, WorkflowHistory, RunPage, RunQuery, RunRecord, RunStore } from '../store/store.js';
+import { WorkflowRunner, type WorkflowStats } from '../workflow/workflow-runner.js';
+import type { ScheduleSpec } from '../workflow/schedule.js';
+import { Scheduler, type ScheduleInfo, type ScheduleTarget } from '../workflow/scheduler.js';
+import type {
+  SendSignalOptions,
+  StartWorkflowOptions,
+  WorkflowFunction,
+  WorkflowHandle,
+  WorkflowOptions,
+} from '../workflow/workflow.js';
 import { ClusterLink, type ControlState } from './cluster-link.js';
 import { resolveStopOptions, STOP_ABORT_GRACE_MS, type StopOptions } from './stop-options.js';
 
@@ -47,6 +64,8 @@ export interface OrchestratorStats extends EngineStats {
   readonly resources: ResourceStats;
   /** The durable layer's counts, when a `store` is configured. */
   readonly durable?: DurableStats;
+  /** Workflow runs on this node, when workflows are registered or a `store` is configured. */
+  readonly workflows?: WorkflowStats;
 }
 
 /**
@@ -58,6 +77,12 @@ export interface RunHistory {
   get(id: string, options?: TenantOptions): Promise<RunRecord | undefined>;
   /** A run's timeline, oldest first: queued, started on agent X, retrying with error E, adopted, completed, … */
   events(id: string, options?: TenantOptions): Promise<RunEvent[]>;
+  /**
+   * A workflow run's steps (by position: name, kind, status, result or error, agent, attempts, cost, times, a wait's
+   * wake time) and the signals sent to it (with their actor, and the step that consumed each). Empty for a run that
+   * is not a workflow's, or unknown.
+   */
+  steps(id: string, options?: TenantOptions): Promise<WorkflowHistory>;
   /** Runs by tenant, type, status and creation time, newest first, a page at a time (`cursor`). */
   list(query?: RunQuery): Promise<RunPage>;
   /** Dead-lettered runs, oldest first (at most `limit`, default 100). */
@@ -131,6 +156,12 @@ export class UnifiedOrchestrator {
   readonly #audit: AuditLog;
   readonly #cluster: ClusterLink;
   readonly #durable: DurableRuns | undefined;
+  /** Workflow runs: the durable layer's (with a store), or on a private MemoryStore made at the first registration. */
+  #workflows: WorkflowRunner | undefined;
+  /** The private durable layer holding workflow runs when no `store` is configured. */
+  #workflowHost: DurableRuns | undefined;
+  /** Schedules: made on first use, on the store workflows use. */
+  #scheduler: Scheduler | undefined;
   /** `runs`, made on first read. */
   #runs: RunHistory | undefined;
   #tracing = false;
@@ -204,6 +235,187 @@ export class UnifiedOrchestrator {
       : undefined;
     this.#metrics = this.#options.metrics === false ? undefined : this.#newMetrics(this.#options.metrics);
     if (this.#metrics) this.#engine.observe(this.#metrics);
+    // With a store, any node can start, signal and cancel workflow runs (and run those it registers).
+    if (this.#durable) this.#workflows = this.#newWorkflowRunner(this.#durable, this.#options.store!);
+  }
+
+  #newWorkflowRunner(durable: DurableRuns, store: RunStore): WorkflowRunner {
+    return new WorkflowRunner({
+      durable,
+      store,
+      options: this.#options.durability,
+      submit: (task) => (this.#durable ? this.#durable.delegate(task) : this.delegate(task)),
+      cancelTask: (id, reason) => {
+        if (this.#durable) void this.#durable.cancel(id, undefined, reason).catch(() => undefined);
+        else this.#engine.cancel(id, reason);
+      },
+      halted: () => this.#cluster.halted !== null,
+      onResumed: (listener) => {
+        this.#events.on('resumed', listener);
+        return () => this.#events.off('resumed', listener);
+      },
+      onTaskEnded: (listener) => {
+        this.#events.on('task:completed', (e) =>
+          listener(e.taskId, { agentId: e.agentId, attempts: e.attempt, cost: e.cost }),
+        );
+        this.#events.on('task:failed', (e) =>
+          listener(e.taskId, { agentId: null, attempts: e.attempts, cost: e.cost }),
+        );
+      },
+      audit: (action, detail, actor) => this.#audit.record(action, detail, actor ?? this.#audit.actorOf(undefined)),
+    });
+  }
+
+  /** The workflow runner, made on first use: on the store's durable layer, or on a private MemoryStore. */
+  #workflowRunner(): WorkflowRunner {
+    if (this.#workflows) return this.#workflows;
+    if (this.#state !== 'created') {
+      throw new ValidationError(
+        'workflow',
+        'Without a `store`, register workflows before start(): the orchestrator sets up their in-memory store at start',
+      );
+    }
+    const store = new MemoryStore();
+    this.#workflowHost = new DurableRuns({
+      store,
+      options: this.#options.durability,
+      engine: this.#engine,
+      capabilities: () => [],
+      taskDefaults: {
+        timeoutMs: this.#options.defaultTimeoutMs,
+        maxAttempts: this.#options.defaultMaxAttempts,
+        maxPayloadBytes: this.#options.maxPayloadBytes,
+      },
+      tasks: false,
+    });
+    this.#workflows = this.#newWorkflowRunner(this.#workflowHost, store);
+    return this.#workflows;
+  }
+
+  /**
+   * Starts a workflow run, or submits a task, at every tick of a cron expression (in a timezone) or an interval:
+   * exactly once per tick across every node sharing the store (each tick's run has the id
+   * `schedule:<name>:<tick ISO>`), whichever nodes are up. Ticks missed while no node ran it are skipped (one run for
+   * the latest) or caught up, as `spec.missed` says. Register the same schedules on every node that should fire them.
+   * Without a `store`, register before `start()`.
+   *
+   * @example
+   * ```ts
+   * orchestrator.schedule('nightly-digest', { cron: '30 2 * * *', timezone: 'Europe/Berlin' }, {
+   *   workflow: 'digest',
+   *   input: { edition: 'daily' },
+   * });
+   * orchestrator.schedule('heartbeat', { everyMs: 60_000 }, { task: { type: 'ping', requires: ['net'] } });
+   * ```
+   */
+  schedule(name: string, spec: ScheduleSpec, target: ScheduleTarget): void {
+    if (this.#state === 'stopping' || this.#state === 'stopped') {
+      throw new OrchestratorStoppedError('The orchestrator is stopping: it takes no new schedules');
+    }
+    this.#workflowRunner();
+    const host = this.#host!;
+    this.#scheduler ??= new Scheduler({
+      store: host.store,
+      events: this.#events,
+      startWorkflow: (workflow, input, options) => this.startWorkflow(workflow, input, options).stored,
+      submitTask: async (task, id) => {
+        if (this.#durable) return this.#durable.delegate(task, id).stored;
+        return this.delegate(task).id;
+      },
+    });
+    this.#scheduler.add(name, spec, target);
+  }
+
+  /** Removes a schedule from this node (nodes that registered it too still fire it). Returns whether it was here. */
+  unschedule(name: string): boolean {
+    return this.#scheduler?.remove(name) ?? false;
+  }
+
+  /** This node's schedules: their next tick and how many ticks it fired or skipped. */
+  schedules(): ScheduleInfo[] {
+    return this.#scheduler?.list() ?? [];
+  }
+
+  /** The durable layer workflow runs and `runs` read from: the store's, or the private one of workflows. */
+  get #host(): DurableRuns | undefined {
+    return this.#durable ?? this.#workflowHost;
+  }
+
+  /**
+   * Registers a workflow: a function of `run` and its input whose steps are checkpointed, so that a run survives
+   * crashes, restarts and long waits (see docs/workflows.md). Register each changed version of a workflow's code
+   * under a new `version`, beside the old ones while their runs finish. Without a `store`, register before `start()`:
+   * the runs are kept in memory (the same API, without recovery).
+   *
+   * @example
+   * ```ts
+   * orchestrator.workflow('review', { version: '2', maxSteps: 20, budget: 5 }, async (run, input: { doc: string }) => {
+   *   const draft = await run.task<string>('draft', { type: 'draft', requires: ['text'], payload: input });
+   *   const review = await run.signal<{ approved: boolean }>('approval', { timeoutMs: 86_400_000 });
+   *   return review.approved ? run.step('publish', () => publish(draft)) : null;
+   * });
+   * ```
+   */
+  workflow<TInput = unknown, TResult = unknown>(
+    name: string,
+    options: WorkflowOptions,
+    fn: WorkflowFunction<TInput, TResult>,
+  ): void {
+    if (options === null || typeof options !== 'object') {
+      throw new ValidationError('options', 'workflow(name, options, fn): options is an object ({ version, … })');
+    }
+    if (this.#state === 'stopping' || this.#state === 'stopped') {
+      throw new OrchestratorStoppedError('The orchestrator is stopping: it takes no new workflows');
+    }
+    this.#workflowRunner().register(name, options, fn);
+  }
+
+  /**
+   * Starts a run of a registered workflow with `input` (JSON). Starting again with an `id` the store holds returns
+   * that run. The handle's `result` settles when the run ends, wherever it runs; `stored` once it is committed.
+   * Throws WorkflowNotFoundError for a workflow not registered here (unless `version` names one another node has),
+   * ValidationError for bad options or input.
+   *
+   * @example
+   * ```ts
+   * const handle = orchestrator.startWorkflow('review', { doc }, { id: `review:${docId}`, tenantId });
+   * const outcome = await handle.result;
+   * ```
+   */
+  startWorkflow<TResult = unknown>(
+    name: string,
+    input?: unknown,
+    options?: StartWorkflowOptions,
+  ): WorkflowHandle<TResult> {
+    const runner = this.#workflows;
+    if (!runner) throw new WorkflowNotFoundError(expectString(name, 'name'), []);
+    this.#checkRunning('startWorkflow()');
+    return runner.startRun(name, input, options) as WorkflowHandle<TResult>;
+  }
+
+  /**
+   * Sends a signal to a workflow run (a human approval, an outside event): the run's `run.signal(name)` returns
+   * `payload`. A signal sent before the run waits for it is kept. Resolves true when delivered, false when the run
+   * had already ended; rejects with RunNotFoundError for an unknown run (or another tenant's, with `tenantId`).
+   * Audited with `actor`.
+   *
+   * @example
+   * ```ts
+   * await orchestrator.signal(runId, 'approval', { approved: true }, { actor: 'alice', tenantId });
+   * ```
+   */
+  async signal(runId: string, name: string, payload?: unknown, options?: SendSignalOptions): Promise<boolean> {
+    const runner = this.#workflows;
+    if (!runner) throw noStore('signal()');
+    this.#checkRunning('signal()');
+    return runner.signal(runId, name, payload, options ?? {});
+  }
+
+  #checkRunning(what: string): void {
+    if (this.#state === 'created' || this.#state === 'starting') {
+      throw new OrchestratorNotStartedError(`${what} needs a started orchestrator: await start() first`);
+    }
+    if (this.#state !== 'running') throw new OrchestratorStoppedError(`The orchestrator is stopping: ${what} refused`);
   }
 
   /** Where it is in its lifecycle: `created`, `starting`, `running`, `stopping` or `stopped`. */
@@ -258,6 +470,9 @@ export class UnifiedOrchestrator {
     try {
       // Durable runs first: a node that restarted takes its own runs back before it takes new work from the cluster.
       await this.#durable?.start();
+      await this.#workflowHost?.start();
+      this.#workflows?.start();
+      this.#scheduler?.start();
       await this.#cluster.start();
     } catch (error) {
       await this.stop({ drain: false });
@@ -299,6 +514,10 @@ export class UnifiedOrchestrator {
     // Real time, like the timers that bound the stop (the injected clock may be fake, or throw).
     const startedAt = performance.now();
     const before = this.#engine.stats().completed;
+    // Workflow runs first: unwound at their last checkpoint (before their tasks end in the engine's stop, which
+    // must not be taken for the steps' outcomes), they go on elsewhere or at the next start.
+    this.#scheduler?.stop();
+    this.#workflows?.stop();
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
     if (drain) await this.#cluster.settleHandOffs(Math.max(0, timeoutMs - (performance.now() - startedAt)));
@@ -307,6 +526,7 @@ export class UnifiedOrchestrator {
     await this.#cluster.leave(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     // Durable runs not finished here were given back by the engine's stop: write that, and end this node's lease.
     await this.#durable?.stop(Math.max(0, timeoutMs - (performance.now() - startedAt)));
+    await this.#workflowHost?.stop(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     const left = Math.max(0, timeoutMs - (performance.now() - startedAt));
     await this.#pools.stop(drain ? left : Math.min(left, STOP_ABORT_GRACE_MS));
     this.#resources.stop();
@@ -488,11 +708,12 @@ export class UnifiedOrchestrator {
   attach<TResult = unknown>(taskId: string, options?: TenantOptions): TaskHandle<TResult> {
     const id = expectString(taskId, 'taskId');
     const tenantId = tenantOf(options);
-    if (!this.#durable) throw noStore('attach()');
+    const host = this.#host;
+    if (!host) throw noStore('attach()');
     if (this.#state !== 'running') {
       throw new OrchestratorStoppedError('attach() needs a running orchestrator: start() it first');
     }
-    return this.#durable.attach(id, tenantId) as TaskHandle<TResult>;
+    return host.attach(id, tenantId) as TaskHandle<TResult>;
   }
 
   /**
@@ -505,20 +726,23 @@ export class UnifiedOrchestrator {
 
   #runHistory(): RunHistory {
     const durable = (): DurableRuns => {
-      if (!this.#durable) throw noStore('runs');
-      return this.#durable;
+      const host = this.#host;
+      if (!host) throw noStore('runs');
+      return host;
     };
     return {
       get: async (id, options) => durable().get(expectString(id, 'id'), tenantOf(options)),
       events: async (id, options) => durable().events(expectString(id, 'id'), tenantOf(options)),
+      steps: async (id, options) => durable().steps(expectString(id, 'id'), tenantOf(options)),
       list: async (query) => durable().list(query),
       deadLetters: async (options) => durable().deadLetters(tenantOf(options), options?.limit),
-      cancel: async (id, options) =>
-        durable().cancel(
-          expectString(id, 'id'),
-          tenantOf(options),
-          options?.reason ?? 'cancelled through runs.cancel()',
-        ),
+      cancel: async (id, options) => {
+        const runId = expectString(id, 'id');
+        const tenantId = tenantOf(options);
+        const reason = options?.reason ?? 'cancelled through runs.cancel()';
+        const host = durable();
+        return this.#workflows ? this.#workflows.cancel(runId, tenantId, reason) : host.cancel(runId, tenantId, reason);
+      },
       retry: async <TResult = unknown>(id: string, options?: TenantOptions & ActorOptions) => {
         const runs = durable();
         const actor = this.#audit.actorOf(options ?? undefined);
@@ -617,6 +841,7 @@ export class UnifiedOrchestrator {
       queues: this.#engine.queueDepths(),
       resources: this.#resources.stats(),
       ...(this.#durable ? { durable: this.#durable.stats() } : {}),
+      ...(this.#workflows ? { workflows: this.#workflows.stats() } : {}),
     };
   }
 

@@ -24,7 +24,10 @@ import type { ResolvedDurabilityOptions } from './durability-options.js';
 import { RunWriter, unavailable, type RunWriterStats } from './run-writer.js';
 import {
   isTerminal,
+  type InsertOutcome,
   type NewRun,
+  type RunEventInput,
+  type WorkflowHistory,
   type RunEvent,
   type RunPage,
   type RunQuery,
@@ -148,6 +151,11 @@ export interface DurableRunsParts {
   readonly capabilities: () => readonly string[];
   /** The engine's task defaults, to check a stored task again when it is taken over. */
   readonly taskDefaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes: number };
+  /**
+   * Whether the engine's tasks are durable here (the orchestrator has a `store`). False for the private MemoryStore
+   * that holds workflow runs when there is none: then it only hosts workflow runs. @default true
+   */
+  readonly tasks?: boolean;
 }
 
 export class DurableRuns implements RunObserver {
@@ -164,6 +172,8 @@ export class DurableRuns implements RunObserver {
   /** Held runs being stopped here because the store says they ended elsewhere. */
   readonly #endedElsewhere = new Set<string>();
   #observer: DurableObserver | undefined;
+  #finishedListeners: ((ids: readonly string[]) => void)[] = [];
+  readonly #tasks: boolean;
   #timers: NodeJS.Timeout[] = [];
   #unlisten: (() => Promise<void>) | undefined;
   #running = false;
@@ -193,7 +203,8 @@ export class DurableRuns implements RunObserver {
         this.#observer?.writeFailed(kind);
       },
     });
-    parts.engine.observeRuns(this);
+    this.#tasks = parts.tasks !== false;
+    if (this.#tasks) parts.engine.observeRuns(this);
   }
 
   observe(observer: DurableObserver): void {
@@ -213,7 +224,7 @@ export class DurableRuns implements RunObserver {
     await this.#store.open();
     this.#unlisten = await this.#store.onFinished((ids) => this.#finishedElsewhere(ids));
     this.#running = true;
-    if (this.#options.nodeId !== undefined) {
+    if (this.#options.nodeId !== undefined && this.#tasks) {
       // A restart under the same name: the runs the old process held are orphans. With its lease ended they are a
       // dead node's runs, taken over in one claim of only those (`from`) as recoveries (counted against
       // maxRecoveries, so a poison task cannot crash-loop us); those that do not fit here go back to the store. Only
@@ -223,11 +234,11 @@ export class DurableRuns implements RunObserver {
     }
     await this.#store.heartbeat(this.nodeId, this.#options.leaseMs);
     this.#every(this.#options.heartbeatMs, () => this.#heartbeat());
-    this.#every(this.#options.claimIntervalMs, () => this.claimNow());
+    if (this.#tasks) this.#every(this.#options.claimIntervalMs, () => this.claimNow());
     if (this.#options.pruneIntervalMs !== Infinity && this.#options.retentionMs !== Infinity)
       this.#every(this.#options.pruneIntervalMs, () => this.pruneNow());
     this.#every(this.#options.pollMs, () => this.#poll());
-    await this.claimNow();
+    if (this.#tasks) await this.claimNow();
   }
 
   /**
@@ -255,13 +266,13 @@ export class DurableRuns implements RunObserver {
   // --- Submitting --------------------------------------------------------------------------------
 
   /**
-   * Stores a task and accepts it once committed. Throws synchronously when it would be refused now (the errors of
-   * `delegate`); `stored` rejects with StoreUnavailableError when the store did not take it.
+   * Stores a task (under `id`: a run with that id already stored is followed instead) and accepts it once committed.
+   * Throws synchronously when it would be refused now (the errors of `delegate`); `stored` rejects with
+   * StoreUnavailableError when the store did not take it.
    */
-  delegate(input: Task): DurableTaskHandle {
+  delegate(input: Task, id: string = randomUUID()): DurableTaskHandle {
     // A task no agent here can serve is stored all the same, for a node that can (it claims it from the store).
     const spec = this.#engine.prepare(input, false);
-    const id = randomUUID();
     const createdAt = Date.now();
     const run: NewRun = {
       id,
@@ -439,6 +450,7 @@ export class DurableRuns implements RunObserver {
       this.#endedElsewhere.add(id);
       if (!this.#engine.cancel(id, ENDED_ELSEWHERE)) this.#endedElsewhere.delete(id);
     }
+    for (const listener of this.#finishedListeners) listener(ids);
     const wanted = ids.filter((id) => this.#waiters.has(id));
     if (wanted.length > 0) this.#settleFromStore(wanted);
   }
@@ -645,12 +657,48 @@ export class DurableRuns implements RunObserver {
       nodeId: this.nodeId,
       attempt: task.attempts,
       agentId: agentId ?? null,
+      cost: task.cost,
       ...(ok ? { result: value } : { error: storedErrorOf(value) }), // the store keeps its JSON copy
     });
     this.#settleLocal(task.id, ok, value);
   }
 
-  // --- Reads ---------------------------------------------------------------------------------------
+  // --- Hosting workflow runs (src/workflow/workflow-runner.ts) ---------------------------------------
+
+  /** Inserts a run with the others of this turn (grouped commit). */
+  insert(run: NewRun): Promise<InsertOutcome> {
+    return this.#writer.insert(run);
+  }
+
+  /** Appends an event with the others of this turn. */
+  append(event: RunEventInput): void {
+    this.#writer.append(event);
+  }
+
+  /**
+   * A promise of run `id`'s outcome: settled by `settle()` here, or (when it ends on another node) from the store.
+   * Already handled: never an unhandled rejection.
+   */
+  follow(id: string, tenantId: string | undefined): Promise<unknown> {
+    const result = new Promise<unknown>((resolve, reject) => this.#wait(id, { resolve, reject, tenantId }));
+    result.catch(noop);
+    return result;
+  }
+
+  /** Settles the followers of run `id` here: with its value (ended here), or its error. */
+  settle(id: string, ok: boolean, value: unknown): void {
+    this.#settleLocal(id, ok, value);
+  }
+
+  /** Settles the followers of a run the caller read from the store, if it ended. */
+  settleIfEnded(run: RunRecord): void {
+    if (isTerminal(run.status)) this.#settleWaiters(run);
+  }
+
+  /** Calls `listener` with the ids of runs that ended, as the store announces them (any node, this one included). */
+  onFinished(listener: (ids: readonly string[]) => void): void {
+    this.#finishedListeners.push(listener);
+  }
 
   // Reads first wait (briefly) for this node's own writes queued so far: a caller that saw a task end here reads
   // that end back, not the state before it.
@@ -663,6 +711,11 @@ export class DurableRuns implements RunObserver {
   async events(id: string, tenantId?: string): Promise<RunEvent[]> {
     await this.#writer.flush(READ_YOUR_WRITES_MS);
     return this.#store.events(id, tenantId);
+  }
+
+  async steps(id: string, tenantId?: string): Promise<WorkflowHistory> {
+    await this.#writer.flush(READ_YOUR_WRITES_MS);
+    return this.#store.history(id, tenantId);
   }
 
   async list(query?: RunQuery): Promise<RunPage> {

@@ -3,7 +3,7 @@
  * default store, the store of tests, and the model the SQL stores are checked against (test/store/contract.ts), so
  * it does each rule of src/store/store.ts the plainest way, one run at a time.
  */
-import { StoreUnavailableError } from '../errors.js';
+import { StoreUnavailableError, ValidationError } from '../errors.js';
 import {
   checkClaim,
   checkEvents,
@@ -12,11 +12,11 @@ import {
   checkTime,
   checkNewRuns,
   checkParks,
+  checkScheduleName,
   checkSignal,
   checkSteps,
   DEFAULT_PAGE,
   encodeCursor,
-  existingIdError,
   jsonValue,
   listFilters,
   recoveryDeadLetterError,
@@ -35,7 +35,7 @@ import {
   type RunPage,
   type RunQuery,
   type RunRecord,
-  type RunHistory,
+  type WorkflowHistory,
   type RunStore,
   type SignalInput,
   type SignalOutcome,
@@ -86,6 +86,7 @@ export class MemoryStore implements RunStore {
   readonly #leases = new Map<string, number>();
   readonly #steps = new Map<string, Map<number, StepRecord>>();
   readonly #signals = new Map<string, Mutable<SignalRecord>[]>();
+  readonly #ticks = new Map<string, number>();
   #signalSeq = 0;
   readonly #listeners = new Set<(ids: readonly string[]) => void>();
   #seq = 0;
@@ -109,9 +110,10 @@ export class MemoryStore implements RunStore {
   async insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]> {
     this.#check('insert');
     checkNewRuns(runs);
-    for (const run of runs) if (this.#runs.has(run.id)) throw existingIdError(run.id);
     return runs.map((run): InsertOutcome => {
-      const existing = run.idempotencyKey === null ? undefined : this.#holderOf(run.tenantId, run.idempotencyKey);
+      const existing =
+        this.#runs.get(run.id) ??
+        (run.idempotencyKey === null ? undefined : this.#holderOf(run.tenantId, run.idempotencyKey));
       if (existing) return { kind: 'duplicate', existing: copy(existing) };
       const task = jsonValue(run.task) as StoredTask;
       this.#runs.set(run.id, {
@@ -399,7 +401,7 @@ export class MemoryStore implements RunStore {
     return { kind: 'delivered', id: record.id };
   }
 
-  async history(runId: string, tenantId?: string): Promise<RunHistory> {
+  async history(runId: string, tenantId?: string): Promise<WorkflowHistory> {
     this.#check('history');
     if (!this.#visible(runId, tenantId)) return { steps: [], signals: [] };
     const steps = [...(this.#steps.get(runId)?.values() ?? [])].sort((a, b) => a.seq - b.seq).map((s) => ({ ...s }));
@@ -407,10 +409,24 @@ export class MemoryStore implements RunStore {
     return { steps, signals };
   }
 
+  async lastTick(name: string): Promise<number | undefined> {
+    this.#check('lastTick');
+    checkScheduleName(name);
+    return this.#ticks.get(name);
+  }
+
+  async recordTick(name: string, tickMs: number): Promise<void> {
+    this.#check('recordTick');
+    checkScheduleName(name);
+    checkTime(tickMs, 'tickMs');
+    if (!Number.isFinite(tickMs)) throw new ValidationError('tickMs', 'tickMs is a time in epoch milliseconds');
+    this.#ticks.set(name, Math.max(tickMs, this.#ticks.get(name) ?? -Infinity));
+  }
+
   /** Upserts one step, keeping an ended one; consumes the signal it names. */
   #writeStep(step: StepInput): void {
     let steps = this.#steps.get(step.runId);
-    if (!steps) this.#steps.set(step.runId, (steps = new Map()));
+    if (!steps) this.#steps.set(step.runId, (steps = new Map<number, StepRecord>()));
     const existing = steps.get(step.seq);
     if (existing && (existing.status === 'completed' || existing.status === 'failed')) return;
     steps.set(step.seq, {

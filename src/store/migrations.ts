@@ -17,6 +17,7 @@
  * - `nodes`: each node's lease (`lease_until`, epoch ms on the database's clock).
  * - `steps` (version 2): a workflow run's steps by (`run_id`, `seq`); `signals`: the signals sent to runs, `id` a
  *   sequence (the order of delivery), `consumed_by` the step that consumed one. Both deleted with their run.
+ *   `schedule_ticks`: each schedule's last tick.
  * - Functions: `insert_runs`, `append_events`, `claim_runs`, `leave_node`, and from version 2 `checkpoint_steps`,
  *   `park_runs`, `signal_run` run each store operation as one statement (one round trip, one transaction, however
  *   many runs); `write_steps` is their upsert of steps; `notify_finished` sends the ids of ended runs on the
@@ -322,7 +323,7 @@ END $f$;
   },
   {
     version: 2,
-    name: 'workflows: steps, signals; runs not before a time or waiting for signals; cost and agent of a run',
+    name: 'workflows: steps, signals, schedule ticks; runs not before a time or waiting for signals; cost and agent of a run',
     sql: ({ s, deadLetterMessage }) => `
 ALTER TABLE ${s}.runs
   ADD COLUMN not_before bigint,
@@ -366,7 +367,14 @@ CREATE TABLE ${s}.signals (
 -- history, park's look for an unconsumed signal, and prune's cascade.
 CREATE INDEX signals_run ON ${s}.signals (run_id, id);
 
--- As in version 1, and: a run with notBefore is inserted with no owner.
+-- Each schedule's last tick (lastTick, recordTick): the latest recorded stays.
+CREATE TABLE ${s}.schedule_ticks (
+  name text PRIMARY KEY,
+  tick bigint NOT NULL
+);
+
+-- As in version 1, and: a run with notBefore is inserted with no owner; a run id already stored is a duplicate of
+-- that run (whatever its status), not an error.
 CREATE OR REPLACE FUNCTION ${s}.insert_runs(p_node text, p_runs jsonb)
 RETURNS TABLE (dup_ord integer, existing jsonb) LANGUAGE plpgsql AS $f$
 DECLARE
@@ -389,9 +397,8 @@ BEGIN
              (i.task ->> 'priority')::double precision, coalesce((i.task ->> 'maxAttempts')::integer, 1),
              CASE WHEN i."notBefore" IS NULL THEN p_node END, i."createdAt", i."createdAt", i."notBefore"
       FROM input i ORDER BY i.ord
-      ON CONFLICT ((coalesce(tenant_id, '')), idempotency_key)
-        WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'running', 'completed')
-        DO NOTHING
+      -- Either conflict: the run id (the primary key), or the idempotency key (runs_idempotency).
+      ON CONFLICT DO NOTHING
       RETURNING r.id, r.created_at
     ), ev AS (
       INSERT INTO ${s}.run_events (run_id, at, kind, node_id)
@@ -404,9 +411,12 @@ BEGIN
       SELECT * FROM jsonb_to_recordset(v_pending) AS x(ord integer, id text, "tenantId" text, "idempotencyKey" text)
       WHERE NOT (x.id = ANY (v_inserted)) ORDER BY x.ord
     LOOP
-      SELECT * INTO v_existing FROM ${s}.runs r
-      WHERE coalesce(r.tenant_id, '') = coalesce(v_row."tenantId", '') AND r.idempotency_key = v_row."idempotencyKey"
-        AND r.status IN ('queued', 'running', 'completed');
+      SELECT * INTO v_existing FROM ${s}.runs r WHERE r.id = v_row.id;
+      IF NOT FOUND THEN
+        SELECT * INTO v_existing FROM ${s}.runs r
+        WHERE coalesce(r.tenant_id, '') = coalesce(v_row."tenantId", '')
+          AND r.idempotency_key = v_row."idempotencyKey" AND r.status IN ('queued', 'running', 'completed');
+      END IF;
       IF FOUND THEN
         dup_ord := v_row.ord;
         existing := to_jsonb(v_existing);

@@ -361,3 +361,17 @@ export function checkSignal(signal: SignalInput): void {
     throw new ValidationError('tenantId', 'tenantId is a string when given');
   }
 }
+
+/** Refuses a schedule name that is not a non-empty string. */
+export function checkScheduleName(name: string): void {
+  if (typeof name !== 'string' || name === '') {
+    throw new ValidationError('name', 'A schedule needs a name (a non-empty string)');
+  }
+}
+
+/** Refuses a schedule tick that is not a time the stores hold (a finite number of epoch ms within ±2^53). */
+export function checkTick(tickMs: number): void {
+  if (!isEpoch(tickMs)) {
+    throw new ValidationError('tickMs', `tickMs is a time in epoch milliseconds (got ${String(tickMs)})`);
+  }
+}

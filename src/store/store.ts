@@ -166,7 +166,7 @@ export type InsertOutcome =
       readonly kind: 'inserted';
     }
   | {
-      /** Not stored: a live or completed run holds the key. */
+      /** Not stored: a run with the same id, or a live or completed run with the same key, is there. */
       readonly kind: 'duplicate';
       /** The run holding the key. */
       readonly existing: RunRecord;
@@ -403,7 +403,7 @@ export interface ParkInput {
 export type ParkOutcome = 'parked' | 'signalled' | 'lost';
 
 /** A workflow run's history: what a replay needs. */
-export interface RunHistory {
+export interface WorkflowHistory {
   /** Its steps, by `seq`. */
   readonly steps: readonly StepRecord[];
   /** Every signal sent to it, consumed or not, by `id`. */
@@ -432,8 +432,9 @@ export interface RunStore {
   /**
    * Inserts runs owned by `nodeId`, status `queued`, each with a `queued` event, in one transaction; one outcome
    * per run in order. Idempotency keys are unique per tenant among runs that are live or completed (no tenant and
-   * the tenant `''` are one). A run id the store already holds, or given twice, is refused with ValidationError
-   * (nothing of the batch is written).
+   * the tenant `''` are one). A run id the store already holds is not inserted: its outcome is `duplicate`
+   * with the run holding the id, whatever its status (a workflow started twice under one id is one run). An id given
+   * twice in one batch is refused with ValidationError (nothing of the batch is written).
    */
   insert(nodeId: string, runs: readonly NewRun[]): Promise<InsertOutcome[]>;
   /** Appends events in order, in one transaction, moving runs as {@link RunEventInput} says. */
@@ -494,5 +495,15 @@ export interface RunStore {
   /** Delivers a signal to a run ({@link SignalOutcome}). */
   signal(signal: SignalInput): Promise<SignalOutcome>;
   /** A run's steps and signals; empty when the run is unknown (or another tenant's, with `tenantId`). */
-  history(runId: string, tenantId?: string): Promise<RunHistory>;
+  history(runId: string, tenantId?: string): Promise<WorkflowHistory>;
+
+  // --- Schedules ---
+
+  /** The last tick recorded for schedule `name` (epoch ms), or `undefined` when it never fired. */
+  lastTick(name: string): Promise<number | undefined>;
+  /**
+   * Records `tickMs` as schedule `name`'s last tick, unless a later one is recorded (nodes may record theirs in either
+   * order: the latest stays).
+   */
+  recordTick(name: string, tickMs: number): Promise<void>;
 }

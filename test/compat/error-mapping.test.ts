@@ -29,6 +29,12 @@ import {
   TaskTimeoutError,
   UnknownRoleError,
   ValidationError,
+  WorkflowNonDeterminismError,
+  WorkflowLimitError,
+  WorkflowStepError,
+  SignalTimeoutError,
+  WorkflowNotFoundError,
+  RunNotFoundError,
   type OrchestratorError,
   type OrchestratorErrorCode,
   type ResourceSample,
@@ -81,6 +87,12 @@ const ERRORS: Readonly<Record<OrchestratorErrorCode, OrchestratorError>> = {
   AGENT_CREATION_FAILED: new AgentCreationError('writer', 3, new Error('quota')),
   DUPLICATE_AGENT: new DuplicateAgentError('writer-1'),
   ILLEGAL_STATE_TRANSITION: new IllegalStateTransitionError('writer-1', 'TERMINATED', 'BUSY'),
+  WORKFLOW_NONDETERMINISM: new WorkflowNonDeterminismError('r-1', 2, 'task:draft', 'step:draft'),
+  WORKFLOW_LIMIT: new WorkflowLimitError('r-1', 'budget', 5, 6),
+  WORKFLOW_STEP_FAILED: new WorkflowStepError('draft', { name: 'Error', message: 'boom', code: null }),
+  SIGNAL_TIMEOUT: new SignalTimeoutError('approval', 1_000),
+  WORKFLOW_NOT_FOUND: new WorkflowNotFoundError('review', []),
+  RUN_NOT_FOUND: new RunNotFoundError('r-1'),
 };
 
 /** The legacy codes as the compat layer documents them. */
@@ -106,6 +118,12 @@ const EXPECTED: Readonly<Record<OrchestratorErrorCode, string>> = {
   AGENT_CREATION_FAILED: 'AGENT_SPAWN_FAILED',
   DUPLICATE_AGENT: 'INTERNAL_ERROR',
   ILLEGAL_STATE_TRANSITION: 'INTERNAL_ERROR',
+  WORKFLOW_NONDETERMINISM: 'TASK_FAILED',
+  WORKFLOW_LIMIT: 'BUDGET_EXCEEDED',
+  WORKFLOW_STEP_FAILED: 'TASK_FAILED',
+  SIGNAL_TIMEOUT: 'TASK_TIMEOUT',
+  WORKFLOW_NOT_FOUND: 'INVALID_REQUEST',
+  RUN_NOT_FOUND: 'TASK_NOT_FOUND',
 };
 
 describe('every legacy code, produced through the adapter', () => {

@@ -282,7 +282,7 @@ export function runStoreContract(
       );
 
       it(
-        'refuses a run id given twice or already stored, writing nothing',
+        'refuses a run id given twice in one batch, writing nothing; an id already stored is a duplicate of that run',
         async () => {
           const { store } = await setup();
           const run = newRun();
@@ -290,10 +290,17 @@ export function runStoreContract(
           expect(twice).toBeInstanceOf(ValidationError);
           expect(await store.get(run.id)).toBeUndefined();
           await store.insert('n1', [run]);
+          await store.append([ev(run, 'failed', 'n1', { error: { name: 'Error', message: 'x', code: null } })]);
           const other = newRun();
-          const stored = await rejection(store.insert('n1', [other, { ...run }]));
-          expect(stored).toBeInstanceOf(ValidationError);
-          expect(await store.get(other.id)).toBeUndefined();
+          const outcomes = await store.insert('n2', [other, { ...run, type: 'changed' }]);
+          expect(outcomes[0]).toEqual({ kind: 'inserted' });
+          // Whatever its status (here failed, which frees an idempotency key), a stored id stays that run's.
+          expect(outcomes[1]).toMatchObject({
+            kind: 'duplicate',
+            existing: { id: run.id, type: run.type, status: 'failed' },
+          });
+          expect(await store.get(other.id)).toMatchObject({ owner: 'n2' });
+          expect((await store.events(run.id)).map((e) => e.kind)).toEqual(['queued', 'failed']);
         },
         timeout,
       );
@@ -1440,6 +1447,35 @@ export function runStoreContract(
             ValidationError,
           );
           expect(await store.get(run.id)).toMatchObject({ status: 'queued', cost: 0 });
+        },
+        timeout,
+      );
+    });
+
+    describe('schedule ticks', () => {
+      it(
+        'keeps the latest tick recorded for each schedule, whichever order nodes record them in',
+        async () => {
+          const { store, peer } = await setup();
+          const [daily, hourly] = [unique('daily'), unique('hourly')];
+          expect(await store.lastTick(daily)).toBeUndefined();
+          await store.recordTick(daily, 1_700_000_060_000);
+          await peer.recordTick(daily, 1_700_000_000_000);
+          await peer.recordTick(hourly, 5);
+          expect(await store.lastTick(daily)).toBe(1_700_000_060_000);
+          expect(await peer.lastTick(hourly)).toBe(5);
+          await store.recordTick(daily, 1_700_000_120_000);
+          expect(await peer.lastTick(daily)).toBe(1_700_000_120_000);
+          for (const [call, field] of [
+            [() => store.recordTick('', 1), 'name'],
+            [() => store.lastTick(''), 'name'],
+            [() => store.recordTick(daily, Number.NaN), 'tickMs'],
+          ] as const) {
+            const error = await rejection(call());
+            expect(error).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+          expect(await store.lastTick(daily)).toBe(1_700_000_120_000);
         },
         timeout,
       );

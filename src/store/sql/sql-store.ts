@@ -18,10 +18,11 @@ import {
   checkNewRuns,
   checkParks,
   checkSignal,
+  checkScheduleName,
   checkSteps,
+  checkTick,
   DEFAULT_PAGE,
   encodeCursor,
-  existingIdError,
   jsonValue,
   listFilters,
   recoveryDeadLetterMessage,
@@ -35,7 +36,6 @@ import type {
   ParkOutcome,
   RunEvent,
   RunEventInput,
-  RunHistory,
   RunPage,
   RunQuery,
   RunRecord,
@@ -46,6 +46,7 @@ import type {
   StepInput,
   StepRecord,
   TerminalRunStatus,
+  WorkflowHistory,
 } from '../store.js';
 import { isRetryable, isUnavailable, reasonOf } from './errors.js';
 import type { SqlExecutor } from './executor.js';
@@ -220,18 +221,14 @@ export abstract class SqlRunStore implements RunStore {
       createdAt: run.createdAt,
       notBefore: ms(run.notBefore),
     }));
-    const rows = await this.#run('insert', async (executor) => {
-      try {
-        return await executor.query<RunRow & { dupOrd: number }>(
-          `SELECT d.dup_ord AS "dupOrd", ${RUN_COLUMNS}
-           FROM ${this.#names.s}.insert_runs($1, $2::text::jsonb) d,
-             jsonb_populate_record(NULL::${this.#names.s}.runs, d.existing) r`,
-          [nodeId, JSON.stringify(input)],
-        );
-      } catch (error) {
-        throw duplicateIdError(error, runs) ?? error;
-      }
-    });
+    const rows = await this.#run('insert', (executor) =>
+      executor.query<RunRow & { dupOrd: number }>(
+        `SELECT d.dup_ord AS "dupOrd", ${RUN_COLUMNS}
+         FROM ${this.#names.s}.insert_runs($1, $2::text::jsonb) d,
+           jsonb_populate_record(NULL::${this.#names.s}.runs, d.existing) r`,
+        [nodeId, JSON.stringify(input)],
+      ),
+    );
     const outcomes: InsertOutcome[] = runs.map(() => ({ kind: 'inserted' }));
     for (const { dupOrd, ...row } of rows) outcomes[dupOrd] = { kind: 'duplicate', existing: toRun(row) };
     return outcomes;
@@ -467,7 +464,7 @@ export abstract class SqlRunStore implements RunStore {
     return { kind: 'unknown' };
   }
 
-  async history(runId: string, tenantId?: string): Promise<RunHistory> {
+  async history(runId: string, tenantId?: string): Promise<WorkflowHistory> {
     // One statement (one snapshot), the records built as JSON: bigints come back as JSON numbers.
     const rows = await this.#run('history', (executor) =>
       executor.query<{ steps: StepRecord[]; signals: SignalRecord[] }>(
@@ -489,6 +486,28 @@ export abstract class SqlRunStore implements RunStore {
     );
     const row = rows[0];
     return { steps: row?.steps ?? [], signals: row?.signals ?? [] };
+  }
+
+  async lastTick(name: string): Promise<number | undefined> {
+    checkScheduleName(name);
+    const rows = await this.#run('lastTick', (executor) =>
+      executor.query<{ tick: number | string }>(`SELECT tick FROM ${this.#names.s}.schedule_ticks WHERE name = $1`, [
+        name,
+      ]),
+    );
+    return rows[0] === undefined ? undefined : Number(rows[0].tick);
+  }
+
+  async recordTick(name: string, tickMs: number): Promise<void> {
+    checkScheduleName(name);
+    checkTick(tickMs);
+    await this.#run('recordTick', (executor) =>
+      executor.query(
+        `INSERT INTO ${this.#names.s}.schedule_ticks AS t (name, tick) VALUES ($1, $2::bigint)
+         ON CONFLICT (name) DO UPDATE SET tick = greatest(t.tick, excluded.tick)`,
+        [name, ms(tickMs)],
+      ),
+    );
   }
 
   #deliver(payload: string): void {
@@ -533,13 +552,4 @@ export abstract class SqlRunStore implements RunStore {
       throw new StoreUnavailableError(operation, reasonOf(error), error);
     }
   }
-}
-
-/** A ValidationError when `error` is the primary key refusing a run id already stored. */
-function duplicateIdError(error: unknown, runs: readonly NewRun[]): Error | undefined {
-  const e = error as { code?: unknown; constraint?: unknown; detail?: unknown } | null;
-  if (e?.code !== '23505' || e.constraint !== 'runs_pkey') return undefined;
-  const detail = typeof e.detail === 'string' ? e.detail : '';
-  const id = runs.find((run) => detail.includes(`(${run.id})`))?.id ?? runs[0]!.id;
-  return existingIdError(id);
 }
