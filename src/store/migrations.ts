@@ -58,6 +58,16 @@ function dueAt(q: string): string {
 const DUE = dueAt('');
 const DUE_X = dueAt('x.');
 
+/**
+ * The predicate of migration 2's claim index: not a run waiting for a signal with no time (never due until one). Part
+ * of that migration, as dueAt is.
+ */
+function claimable(q: string): string {
+  return `(cardinality(${q}waiting_for) = 0 OR ${q}not_before IS NOT NULL)`;
+}
+const CLAIMABLE = claimable('');
+const CLAIMABLE_X = claimable('x.');
+
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -333,9 +343,10 @@ ALTER TABLE ${s}.runs
 
 -- claim: live runs, workflow runs apart from the others, by priority then age; the last column is when the run is
 -- due (dueAt in migrations.ts), so that a claim passes over runs not due inside the index, without reading them.
+-- A run waiting for a signal with no time is not in it at all (claimable in migrations.ts): only a signal wakes it.
 DROP INDEX ${s}.runs_claim;
 CREATE INDEX runs_claim ON ${s}.runs (((type LIKE 'workflow:%')::integer), priority DESC, created_at, id, (${DUE}))
-  WHERE status IN ${LIVE};
+  WHERE status IN ${LIVE} AND ${CLAIMABLE};
 
 CREATE TABLE ${s}.steps (
   run_id text COLLATE "C" NOT NULL REFERENCES ${s}.runs (id) ON DELETE CASCADE,
@@ -503,7 +514,8 @@ DECLARE
   v_kind integer := CASE WHEN p_workflows THEN 1 ELSE 0 END;
   c_candidates CURSOR FOR
     SELECT * FROM ${s}.runs x
-    WHERE x.status IN ${LIVE} AND (x.type LIKE 'workflow:%')::integer = v_kind AND (${DUE_X}) <= v_now
+    WHERE x.status IN ${LIVE} AND ${CLAIMABLE_X} AND (x.type LIKE 'workflow:%')::integer = v_kind
+      AND (${DUE_X}) <= v_now
       AND x.requires <@ p_caps
       AND (p_from IS NULL OR x.owner = p_from)
       AND (x.owner IS NULL
