@@ -105,11 +105,6 @@ export function checkNewRuns(runs: readonly { readonly id: string; readonly notB
   });
 }
 
-/** The error for a run id that the store already holds. */
-export function existingIdError(id: string): ValidationError {
-  return new ValidationError('runs.id', `A run with id ${id} is already stored: give each run its own id`);
-}
-
 /** `value` as JSON can hold it (a deep copy), or `null` when JSON cannot (a BigInt, a cycle, `undefined`). */
 export function jsonValue(value: unknown): unknown {
   try {
