@@ -153,6 +153,8 @@ export interface RunAcceptance {
 
 type EngineState = 'idle' | 'running' | 'draining' | 'stopped';
 
+/** The longest delay one Node timer holds. */
+const MAX_TIMER_MS = 2_147_483_647;
 const noop = (): void => {};
 const identity = <T>(value: T): T => value;
 
@@ -373,6 +375,7 @@ export class TaskExecutionEngine implements RoutingListener {
     // Tasks of this class already waiting mean no matching agent is free (a free one would have taken them):
     // skip the scan, and the newcomer queues behind them instead of overtaking.
     const agent =
+      spec.delayMs > 0 ||
       this.#halted !== undefined ||
       this.#room.waitingIn(sig) > 0 ||
       (this.#limited && !this.#room.limitsAllow(this.#room.classFor(task), now))
@@ -412,8 +415,28 @@ export class TaskExecutionEngine implements RoutingListener {
     task.promise.catch(noop);
     if (spec.idempotencyKey !== undefined) this.#idempotency.begin(spec.idempotencyKey, task, now);
     if (agent) this.#dispatch(task, agent, now);
+    else if (spec.delayMs > 0) this.#wait(task, spec.delayMs);
     else this.#enqueue(task, now);
     return task;
+  }
+
+  /** A delayed task waits out its delay (as a backoff: cancel and stop find it there), then is routed. */
+  #wait(task: TaskRecord, ms: number): void {
+    task.phase = 'backoff';
+    this.#counters.backingOff++;
+    const wake = (left: number): void => {
+      // A Node timer holds at most 2^31-1 ms (about 24.8 days): longer delays are waited out in steps.
+      task.backoffTimer = setTimeout(
+        () => {
+          if (left > MAX_TIMER_MS) return wake(left - MAX_TIMER_MS);
+          task.backoffTimer = undefined;
+          this.#counters.backingOff--;
+          this.#reschedule(task);
+        },
+        Math.min(left, MAX_TIMER_MS),
+      );
+    };
+    wake(ms);
   }
 
   /** The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended). */

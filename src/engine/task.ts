@@ -5,6 +5,7 @@ import {
   expectDuration,
   expectInteger,
   expectObject,
+  describe,
   expectString,
   expectStringArray,
   unknownKeyError,
@@ -65,6 +66,14 @@ export interface Task<TPayload = unknown> {
   affinityKey?: string;
   /** Aborting it cancels the task (waiting: at once; running: through `ctx.signal`). */
   signal?: AbortSignal;
+  /**
+   * Start no earlier than this many ms after acceptance (a delayed task). With a `store` the task waits in the store
+   * and any node runs it when due; without one it waits on this node (it is not handed to another). Its `deadlineMs`
+   * counts from acceptance, the delay included. Not with `runAt`. @default 0
+   */
+  delayMs?: number;
+  /** Start no earlier than this time (epoch ms, or a Date): `delayMs` from now. Not with `delayMs`. */
+  runAt?: number | Date;
 }
 
 /** What `delegate` returns: the task's id, its result, and a way to cancel it. */
@@ -101,6 +110,8 @@ const TASK_KEYS: ReadonlySet<string> = new Set([
   'tenantId',
   'affinityKey',
   'signal',
+  'delayMs',
+  'runAt',
 ]);
 
 const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
@@ -119,6 +130,8 @@ export interface TaskSpec {
   readonly tenantId: string | undefined;
   readonly affinityKey: string | undefined;
   readonly signal: AbortSignal | undefined;
+  /** Ms from acceptance before it may start (0: at once). */
+  readonly delayMs: number;
 }
 
 function optionalString(value: unknown, field: string): string | undefined {
@@ -153,6 +166,7 @@ export function validateTask(
     timeoutMs: unknown,
     deadlineMs: unknown;
   let maxAttempts: unknown, idempotencyKey: unknown, tenantId: unknown, affinityKey: unknown, signal: unknown;
+  let delayMs: unknown, runAt: unknown;
   let keys: string[];
   try {
     keys = Object.keys(o);
@@ -203,6 +217,12 @@ export function validateTask(
       case 'signal':
         signal = v;
         break;
+      case 'delayMs':
+        delayMs = v;
+        break;
+      case 'runAt':
+        runAt = v;
+        break;
       default:
         throw unknownKeyError(key, TASK_KEYS, 'task');
     }
@@ -228,7 +248,32 @@ export function validateTask(
     tenantId: optionalString(tenantId, 'task.tenantId'),
     affinityKey: optionalString(affinityKey, 'task.affinityKey'),
     signal,
+    delayMs: delayOf(delayMs, runAt),
   };
+}
+
+/** The delay of a task from its `delayMs` or `runAt` (0 for none). */
+function delayOf(delayMs: unknown, runAt: unknown): number {
+  if (delayMs !== undefined && runAt !== undefined) {
+    throw new ValidationError('task.runAt', 'Give a task `delayMs` or `runAt`, not both');
+  }
+  if (delayMs !== undefined) {
+    if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
+      throw new ValidationError(
+        'task.delayMs',
+        `Expected \`task.delayMs\` to be a number of ms ≥ 0, got ${describe(delayMs)}`,
+      );
+    }
+    return delayMs;
+  }
+  if (runAt !== undefined) {
+    const at = runAt instanceof Date ? runAt.getTime() : runAt;
+    if (typeof at !== 'number' || !Number.isFinite(at)) {
+      throw new ValidationError('task.runAt', 'Expected `task.runAt` to be a time: epoch milliseconds or a valid Date');
+    }
+    return Math.max(0, at - Date.now());
+  }
+  return 0;
 }
 
 /** The key that groups tasks with the same requirements (order-insensitive). */

@@ -63,6 +63,24 @@ export const STORE_METRIC_NAMES = Object.freeze({
   available: 'store_available',
 });
 
+/**
+ * The metrics of workflows, registered beside {@link METRIC_NAMES} (same prefix) once the orchestrator hosts workflow
+ * runs (a `store` is configured, or a workflow is registered). The `workflow` label is a registered workflow's name
+ * (bounded by the code), the `kind` label a step kind (`task`, `step`, `signal`, `sleep`).
+ */
+export const WORKFLOW_METRIC_NAMES = Object.freeze({
+  /** Counter {workflow, outcome}: workflow runs that ended on this node (`completed`, `failed`, `cancelled`, `timed-out`). */
+  runs: 'workflow_runs_total',
+  /** Counter {workflow}: times a run parked here to wait for a signal or a timer (holding nothing in memory). */
+  parks: 'workflow_parks_total',
+  /** Histogram {workflow, kind, ok}: seconds a step took when it ran (not replayed), its wait included for signals and sleeps. */
+  stepDuration: 'workflow_step_duration_seconds',
+  /** Counter {workflow}: steps returned from their checkpoints on a replay (after a park, a restart or a take-over). */
+  stepsReplayed: 'workflow_steps_replayed_total',
+  /** Gauge: workflow runs executing on this node now. */
+  active: 'workflow_runs_active',
+});
+
 /** The default prefix of metric names: the orchestrator's (`metrics.prefix`) and a TrafficRouter's. */
 export const DEFAULT_METRIC_PREFIX = 'unified_orchestrator_';
 

@@ -6,9 +6,10 @@
  */
 import type { EngineEvents } from '../engine/events.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
+import type { WorkflowEvents } from '../workflow/events.js';
 
-/** The events tracing hears: a task's. */
-type Events = EngineEvents;
+/** The events tracing hears: a task's, and a workflow run's. */
+type Events = EngineEvents & WorkflowEvents;
 import type { Disposables } from '../resources/disposables.js';
 
 /** Attributes of a span or span event: what OpenTelemetry's `Attributes` accepts, restricted to scalar values. */
@@ -36,12 +37,17 @@ export interface SpanLike {
 /** An OpenTelemetry `Tracer`, structurally. */
 export interface TracerLike {
   /** Starts a span: one per task, named `task <type>`, of kind INTERNAL, started when the task was accepted. */
-  startSpan(name: string, options?: { kind?: number; startTime?: number; attributes?: SpanAttributes }): SpanLike;
+  startSpan(
+    name: string,
+    options?: { kind?: number; startTime?: number; attributes?: SpanAttributes },
+    context?: unknown,
+  ): SpanLike;
 }
 
 /** What the tracing needs of `@opentelemetry/api`. */
 interface OtelApi {
-  trace: { getTracer(name: string, version?: string): TracerLike };
+  trace: { getTracer(name: string, version?: string): TracerLike; setSpan(context: unknown, span: SpanLike): unknown };
+  context: { active(): unknown };
   SpanStatusCode: { OK: number; ERROR: number };
   SpanKind: { INTERNAL: number };
 }
@@ -149,9 +155,65 @@ export async function startTracing(
     span.setStatus({ code: api.SpanStatusCode.ERROR, message });
     span.end();
   });
+  // A workflow run's execution on this node is a span (`workflow <name>`), each step it ran a child span.
+  const runs = new Map<string, SpanLike>();
+  listen('workflow:started', (e) => {
+    if (runs.size >= MAX_OPEN_SPANS) return;
+    runs.set(
+      e.runId,
+      t.startSpan(`workflow ${e.workflow}`, {
+        kind: api.SpanKind.INTERNAL,
+        attributes: {
+          'workflow.run_id': e.runId,
+          'workflow.name': e.workflow,
+          'workflow.version': e.version,
+          'workflow.checkpointed': e.checkpointed,
+        },
+      }),
+    );
+  });
+  listen('workflow:step', (e) => {
+    const parent = runs.get(e.runId);
+    if (!parent) return;
+    const step = t.startSpan(
+      `step ${e.name}`,
+      {
+        kind: api.SpanKind.INTERNAL,
+        startTime: Date.now() - e.durationMs,
+        attributes: { 'workflow.step.seq': e.seq, 'workflow.step.name': e.name, 'workflow.step.kind': e.kind },
+      },
+      api.trace.setSpan(api.context.active(), parent),
+    );
+    step.setStatus({ code: e.ok ? api.SpanStatusCode.OK : api.SpanStatusCode.ERROR });
+    step.end();
+  });
+  listen('workflow:paused', (e) => {
+    const span = runs.get(e.runId);
+    if (!span) return;
+    runs.delete(e.runId);
+    span.setAttributes({ 'workflow.outcome': e.reason });
+    span.end();
+  });
+  listen('workflow:ended', (e) => {
+    const span = runs.get(e.runId);
+    if (!span) return;
+    runs.delete(e.runId);
+    span.setAttributes({ 'workflow.outcome': e.outcome, 'workflow.cost': e.cost });
+    if (e.outcome === 'completed') span.setStatus({ code: api.SpanStatusCode.OK });
+    else {
+      if (e.error instanceof Error) span.recordException(e.error);
+      span.setStatus({
+        code: api.SpanStatusCode.ERROR,
+        message: e.error instanceof Error ? e.error.message : e.outcome,
+      });
+    }
+    span.end();
+  });
   disposables.add(() => {
     for (const span of spans.values()) span.end();
     spans.clear();
+    for (const span of runs.values()) span.end();
+    runs.clear();
   });
   return true;
 }

@@ -139,6 +139,7 @@ export class ClusterLink {
   remoteOnly(task: Task): TaskHandle | undefined {
     if (!this.#started || this.#parts.state() !== 'running' || typeof task !== 'object' || task === null)
       return undefined;
+    if (isDelayed(task)) return undefined; // its delay is held by this node's engine (or the store)
     let requires: readonly string[];
     try {
       requires = Object.hasOwn(task, 'requires') && Array.isArray(task.requires) ? task.requires : [];
@@ -160,6 +161,7 @@ export class ClusterLink {
   handOff(task: Task, refusal: unknown): TaskHandle | undefined {
     if (!(refusal instanceof NoCapableAgentError) || !this.#started || this.#parts.state() !== 'running')
       return undefined;
+    if (isDelayed(task)) return undefined;
     const requires = Array.isArray(task.requires) ? task.requires : [];
     if (!this.#bridge.canAnyServe(requires)) return undefined;
     return this.#send(task, requires);
@@ -388,4 +390,13 @@ function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number,
   });
   result.catch(noop);
   return Promise.race([result, expired]).finally(() => clearTimeout(timer));
+}
+
+/** Whether a task asks for a delay (`delayMs` or `runAt`): such a task is not handed to another node. */
+function isDelayed(task: Task): boolean {
+  try {
+    return (Object.hasOwn(task, 'delayMs') && task.delayMs !== 0) || Object.hasOwn(task, 'runAt');
+  } catch {
+    return false;
+  }
 }

@@ -24,6 +24,7 @@ import { HealthMonitor, isReady, type HealthReport, type OrchestratorState } fro
 import { createHttpHandler } from '../health/http-handler.js';
 import { OrchestratorMetrics } from '../health/metrics.js';
 import { startTracing } from '../health/tracing.js';
+import { workflowMetrics } from '../health/workflow-metrics.js';
 import type { Agent } from '../pool/agent.js';
 import { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { AgentSnapshot } from '../pool/agent-record.js';
@@ -240,7 +241,7 @@ export class UnifiedOrchestrator {
   }
 
   #newWorkflowRunner(durable: DurableRuns, store: RunStore): WorkflowRunner {
-    return new WorkflowRunner({
+    const runner = new WorkflowRunner({
       durable,
       store,
       options: this.#options.durability,
@@ -262,8 +263,19 @@ export class UnifiedOrchestrator {
           listener(e.taskId, { agentId: null, attempts: e.attempts, cost: e.cost }),
         );
       },
+      events: this.#events,
       audit: (action, detail, actor) => this.#audit.record(action, detail, actor ?? this.#audit.actorOf(undefined)),
     });
+    if (this.#metrics) {
+      runner.observe(
+        workflowMetrics(
+          this.#metrics.registry,
+          this.#options.metrics ? this.#options.metrics.prefix : '',
+          () => runner.stats().active,
+        ),
+      );
+    }
+    return runner;
   }
 
   /** The workflow runner, made on first use: on the store's durable layer, or on a private MemoryStore. */
@@ -314,6 +326,7 @@ export class UnifiedOrchestrator {
     }
     this.#workflowRunner();
     const host = this.#host!;
+    const made = !this.#scheduler;
     this.#scheduler ??= new Scheduler({
       store: host.store,
       events: this.#events,
@@ -324,6 +337,7 @@ export class UnifiedOrchestrator {
       },
     });
     this.#scheduler.add(name, spec, target);
+    if (made && this.#state === 'running') this.#scheduler.start();
   }
 
   /** Removes a schedule from this node (nodes that registered it too still fire it). Returns whether it was here. */

@@ -281,8 +281,10 @@ export class DurableRuns implements RunObserver {
       idempotencyKey: spec.idempotencyKey ?? null,
       task: storedTaskOf(spec, createdAt),
       createdAt,
+      ...(spec.delayMs > 0 ? { notBefore: createdAt + spec.delayMs } : {}),
     };
     let cancelled: unknown;
+    let delayed = false;
     let handle: TaskHandle | undefined;
     let settle!: { resolve: (v: unknown) => void; reject: (e: unknown) => void };
     const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
@@ -295,6 +297,16 @@ export class DurableRuns implements RunObserver {
         }
         if (cancelled !== undefined) {
           this.#end(id, 'cancelled', new TaskCancelledError(id, cancelled), settle);
+          return id;
+        }
+        if (spec.delayMs > 0) {
+          // Stored with no owner until it is due: any node with an agent for it claims it then.
+          if (cancelled !== undefined) {
+            this.#end(id, 'cancelled', new TaskCancelledError(id, cancelled), settle);
+            return id;
+          }
+          delayed = true;
+          this.#wait(id, { ...settle, tenantId: spec.tenantId });
           return id;
         }
         if (!this.#engine.canServe(spec.requires)) {
@@ -326,6 +338,11 @@ export class DurableRuns implements RunObserver {
       stored,
       cancel: (reason?: unknown) => {
         if (handle) return handle.cancel(reason);
+        if (delayed) {
+          // Waiting in the store (or claimed by a node since): cancelled wherever it is.
+          void this.cancel(id, spec.tenantId, reason ?? 'cancelled').catch(noop);
+          return true;
+        }
         if (cancelled !== undefined) return false;
         cancelled = reason ?? 'cancelled before it was stored';
         return true;

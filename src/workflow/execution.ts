@@ -96,8 +96,8 @@ export interface ExecutionHost {
   whenResumed(): Promise<void>;
   /** Waits ending within this many ms are kept in memory rather than parked. */
   readonly holdWaitsMs: number;
-  /** Told when a step ends (for metrics): its kind, whether it was replayed, its duration. */
-  stepEnded?(kind: StepKind, replayed: boolean, ms: number, ok: boolean): void;
+  /** Told when a step ends (for metrics and events): replayed from its checkpoint, or run here. */
+  stepEnded?(step: { seq: number; name: string; kind: StepKind; replayed: boolean; ms: number; ok: boolean }): void;
 }
 
 /** How an execution ended. */
@@ -307,7 +307,14 @@ export class WorkflowExecution {
   /** The outcome of an ended step, as its first run gave it. */
   #replay(stored: StepRecord): unknown {
     this.#replayed++;
-    this.#host.stepEnded?.(stored.kind, true, 0, stored.status === 'completed');
+    this.#host.stepEnded?.({
+      seq: stored.seq,
+      name: stored.name,
+      kind: stored.kind,
+      replayed: true,
+      ms: 0,
+      ok: stored.status === 'completed',
+    });
     if (stored.status === 'completed') return stored.kind === 'sleep' ? undefined : stored.result;
     const error = stored.error ?? { name: 'Error', message: 'failed', code: null };
     if (stored.kind === 'signal' && error.code === 'SIGNAL_TIMEOUT') {
@@ -373,7 +380,7 @@ export class WorkflowExecution {
           endedAt: Date.now(),
         });
         this.#cost += cost;
-        this.#host.stepEnded?.('step', false, Date.now() - startedAt, true);
+        this.#ran(seq, name, 'step', startedAt, true);
         return value;
       }
     } finally {
@@ -467,7 +474,7 @@ export class WorkflowExecution {
           endedAt: Date.now(),
         });
         this.#cost += info.cost;
-        this.#host.stepEnded?.('task', false, Date.now() - startedAt, true);
+        this.#ran(seq, name, 'task', startedAt, true);
         return json;
       }
     } finally {
@@ -566,7 +573,7 @@ export class WorkflowExecution {
           wakeAt: wait.wakeAt,
           endedAt: Date.now(),
         });
-        this.#host.stepEnded?.('sleep', false, Date.now() - wait.startedAt, true);
+        this.#ran(wait.seq, wait.name, 'sleep', wait.startedAt, true);
         wait.resolve(undefined);
       } else {
         const error = new SignalTimeoutError(wait.name, wait.timeoutMs);
@@ -612,7 +619,7 @@ export class WorkflowExecution {
         endedAt: Date.now(),
         signalId: signal.id,
       });
-      this.#host.stepEnded?.('signal', false, Date.now() - wait.startedAt, true);
+      this.#ran(wait.seq, wait.name, 'signal', wait.startedAt, true);
       wait.resolve(signal.payload);
     } catch (error) {
       wait.reject(error);
@@ -734,7 +741,11 @@ export class WorkflowExecution {
       endedAt: Date.now(),
       ...extra,
     });
-    this.#host.stepEnded?.(kind, false, Date.now() - startedAt, false);
+    this.#ran(seq, name, kind, startedAt, false);
+  }
+
+  #ran(seq: number, name: string, kind: StepKind, startedAt: number, ok: boolean): void {
+    this.#host.stepEnded?.({ seq, name, kind, replayed: false, ms: Date.now() - startedAt, ok });
   }
 
   #stopping(): WorkflowInterrupt {

@@ -14,7 +14,9 @@ import type { ResolvedDurabilityOptions } from '../store/durability-options.js';
 import type { DurableRuns } from '../store/durable-runs.js';
 import type { NewRun, WorkflowHistory, RunRecord, RunStore, SignalRecord, StepKind } from '../store/store.js';
 import type { Task } from '../engine/task.js';
+import type { TypedEmitter } from '../util/typed-emitter.js';
 import { CheckpointLane, type CheckpointStats } from './checkpoints.js';
+import type { WorkflowEvents } from './events.js';
 import {
   WorkflowExecution,
   type ChildHandle,
@@ -56,7 +58,7 @@ export interface WorkflowStats {
   readonly checkpoints: CheckpointStats;
 }
 
-/** Told of workflow moments, for metrics and tracing. */
+/** Told of workflow moments, for metrics. */
 export interface WorkflowObserver {
   runEnded(workflow: string, outcome: ExecutionEnd['kind'], ms: number): void;
   stepEnded(workflow: string, kind: StepKind, replayed: boolean, ms: number, ok: boolean): void;
@@ -77,6 +79,8 @@ export interface WorkflowRunnerParts {
   readonly onResumed: (listener: () => void) => () => void;
   /** Calls `listener` when a task of this node ends (for its agent, attempts and cost). */
   readonly onTaskEnded: (listener: (taskId: string, info: ChildInfo) => void) => void;
+  /** Where workflow events go (the orchestrator's emitter). */
+  readonly events: TypedEmitter<WorkflowEvents>;
   /** Records an audit entry. */
   readonly audit: (action: 'workflow.signal', detail: Record<string, unknown>, actor: string | undefined) => void;
 }
@@ -427,10 +431,15 @@ export class WorkflowRunner {
 
   #launch(def: WorkflowDefinition, run: RunRecord, history: WorkflowHistory): void {
     if (!this.#running || !this.#lane) return;
-    const execution = new WorkflowExecution(this.#host(def), def, run, history);
+    const execution = new WorkflowExecution(this.#host(def, run.id), def, run, history);
     const startedAt = performance.now();
     this.#executions.set(run.id, { execution, workflow: def.name, startedAt });
     this.#stats.executions++;
+    const events = this.#parts.events;
+    if (events.has('workflow:started')) {
+      const checkpointed = history.steps.filter((s) => s.status === 'completed' || s.status === 'failed').length;
+      events.emit('workflow:started', { runId: run.id, workflow: def.name, version: def.version, checkpointed });
+    }
     void execution.run().then((end) => this.#ended(run, def, execution, end, startedAt));
   }
 
@@ -463,14 +472,28 @@ export class WorkflowRunner {
       case 'stopping':
         break;
     }
-    this.#observer?.runEnded(def.name, end.kind, performance.now() - t0);
+    const durationMs = performance.now() - t0;
+    this.#observer?.runEnded(def.name, end.kind, durationMs);
+    const events = this.#parts.events;
+    if (end.kind === 'parked' || end.kind === 'lost' || end.kind === 'stopping') {
+      events.emit('workflow:paused', { runId: run.id, workflow: def.name, reason: end.kind, durationMs });
+    } else {
+      events.emit('workflow:ended', {
+        runId: run.id,
+        workflow: def.name,
+        outcome: end.kind,
+        ...('error' in end ? { error: end.error } : {}),
+        durationMs,
+        cost: execution.cost,
+      });
+    }
     if (this.#running && this.#executions.size < MAX_ACTIVE) {
       // Room again; and a run that parked may be due at once (a signal came meanwhile).
       if (end.kind === 'parked') setImmediate(() => void this.claimNow());
     }
   }
 
-  #host(def: WorkflowDefinition): ExecutionHost {
+  #host(def: WorkflowDefinition, runId: string): ExecutionHost {
     const parts = this.#parts;
     const durable = parts.durable;
     return {
@@ -510,7 +533,19 @@ export class WorkflowRunner {
           if (!parts.halted() || !this.#running) resolve();
           else this.#resumeWaiters.push(resolve);
         }),
-      stepEnded: (kind, replayed, ms, ok) => this.#observer?.stepEnded(def.name, kind, replayed, ms, ok),
+      stepEnded: (step) => {
+        this.#observer?.stepEnded(def.name, step.kind, step.replayed, step.ms, step.ok);
+        if (step.replayed) return;
+        this.#parts.events.emit('workflow:step', {
+          runId,
+          workflow: def.name,
+          seq: step.seq,
+          name: step.name,
+          kind: step.kind,
+          ok: step.ok,
+          durationMs: step.ms,
+        });
+      },
     };
   }
 

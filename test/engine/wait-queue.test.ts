@@ -19,6 +19,7 @@ function task(priority: number, tenantId?: string): TaskRecord {
     tenantId,
     affinityKey: undefined,
     signal: undefined,
+    delayMs: 0,
   };
   return new TaskRecord(`t${++nextId}`, spec, '');
 }
