@@ -13,6 +13,7 @@ import {
   checkNewRuns,
   checkParks,
   checkScheduleName,
+  checkTick,
   checkSignal,
   checkSteps,
   DEFAULT_PAGE,
@@ -440,8 +441,7 @@ export class MemoryStore implements RunStore {
   async recordTick(name: string, tickMs: number): Promise<void> {
     this.#check('recordTick');
     checkScheduleName(name);
-    checkTime(tickMs, 'tickMs');
-    if (!Number.isFinite(tickMs)) throw new ValidationError('tickMs', 'tickMs is a time in epoch milliseconds');
+    checkTick(tickMs);
     this.#ticks.set(name, Math.max(tickMs, this.#ticks.get(name) ?? -Infinity));
   }
 

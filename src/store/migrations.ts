@@ -52,7 +52,7 @@ const TERMINAL = `('completed', 'failed', 'cancelled', 'timed-out', 'dead-letter
  * not_before; with no not_before, 0 (at once) unless it waits for a signal, then never (the largest bigint).
  * Migration 2 indexes this expression and its claim filters on it: it is part of that migration and never changes.
  */
-function dueAt(q: string): string {
+export function dueAt(q: string): string {
   return `CASE WHEN cardinality(${q}waiting_for) = 0 THEN coalesce(${q}not_before, 0) ELSE coalesce(${q}not_before, 9223372036854775807) END`;
 }
 const DUE = dueAt('');
@@ -62,7 +62,7 @@ const DUE_X = dueAt('x.');
  * The predicate of migration 2's claim index: not a run waiting for a signal with no time (never due until one). Part
  * of that migration, as dueAt is.
  */
-function claimable(q: string): string {
+export function claimable(q: string): string {
   return `(cardinality(${q}waiting_for) = 0 OR ${q}not_before IS NOT NULL)`;
 }
 const CLAIMABLE = claimable('');

@@ -1452,6 +1452,60 @@ export function runStoreContract(
       );
     });
 
+    describe('unclaimed', () => {
+      it(
+        'reports due runs no live node holds, grouped by type and requires; not parked, delayed, held or ended ones',
+        async () => {
+          const { store, peer, advance } = await setup();
+          const type = unique('orphan');
+          const cap = unique('cap');
+          const now = await storeNow(store);
+          await store.heartbeat('alive', 60_000);
+          await store.heartbeat('dying', leaseMs);
+          const released = [newRun({ type }), newRun({ type })];
+          const otherNeeds = newRun({ type, task: { requires: [cap] } });
+          const held = newRun({ type });
+          const ofDeadNode = newRun({ type });
+          const delayed = newRun({ type, notBefore: now + 3_600_000 });
+          const ended = newRun({ type });
+          const parked = workflowRun({ type: `workflow:${type}` });
+          await store.insert('alive', [...released, otherNeeds, held, delayed, ended, parked]);
+          await store.insert('dying', [ofDeadNode]);
+          await store.append([
+            ...[...released, otherNeeds].map((r) => ev(r, 'released', 'alive')),
+            ev(ended, 'released', 'alive'),
+            ev(ended, 'failed', 'alive', { error: { name: 'Error', message: 'x', code: null } }),
+          ]);
+          expect(await store.park([park(parked, 'alive', { notBefore: null, waitingFor: ['go'] })])).toEqual([
+            'parked',
+          ]);
+          await advance(leaseMs + 200); // 'dying' stops renewing its lease
+          await store.heartbeat('alive', 60_000);
+          const mine = async (before: number) =>
+            (await peer.unclaimed(before, 1_000)).filter((g) => g.type === type || g.type === `workflow:${type}`);
+          const groups = await mine(Infinity);
+          expect(groups.map((g) => [g.requires, g.count]).sort()).toEqual(
+            [
+              [[], 3], // the two released and the dead node's
+              [[cap], 1],
+            ].sort(),
+          );
+          for (const g of groups) expect(g.since).toBeGreaterThan(0);
+          // Only runs unchanged since before `before`.
+          expect(await mine(0)).toEqual([]);
+          for (const [call, field] of [
+            [() => store.unclaimed(Number.NaN, 10), 'before'],
+            [() => store.unclaimed(Infinity, 0), 'limit'],
+          ] as const) {
+            const error = await rejection(call());
+            expect(error).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+        },
+        timeout,
+      );
+    });
+
     describe('schedule ticks', () => {
       it(
         'keeps the latest tick recorded for each schedule, whichever order nodes record them in',

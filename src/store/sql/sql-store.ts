@@ -8,7 +8,7 @@
  * back, so running it again is safe); anything else (a bug in the SQL, a constraint) passes through as it is.
  */
 import { StoreUnavailableError } from '../../errors.js';
-import { channelOf, checkSchemaName, migrate, schemaNames, type SchemaNames } from '../migrations.js';
+import { channelOf, checkSchemaName, claimable, dueAt, migrate, schemaNames, type SchemaNames } from '../migrations.js';
 import {
   checkClaim,
   checkEvents,
@@ -28,6 +28,7 @@ import {
   recoveryDeadLetterMessage,
 } from '../store-support.js';
 import type {
+  UnclaimedRuns,
   ClaimRequest,
   ClaimResult,
   InsertOutcome,
@@ -486,6 +487,27 @@ export abstract class SqlRunStore implements RunStore {
     );
     const row = rows[0];
     return { steps: row?.steps ?? [], signals: row?.signals ?? [] };
+  }
+
+  async unclaimed(before: number, limit: number): Promise<UnclaimedRuns[]> {
+    checkTime(before, 'before');
+    checkLimit(limit);
+    const s = this.#names.s;
+    const rows = await this.#run('unclaimed', (executor) =>
+      executor.query<{ type: string; requires: string[]; count: number; since: number | string }>(
+        `SELECT x.type, x.requires, count(*)::integer AS count, min(x.updated_at) AS since
+         FROM ${s}.runs x
+         WHERE x.status IN ('queued', 'running') AND ${claimable('x.')} AND (${dueAt('x.')}) <= ${s}.now_ms()
+           AND x.updated_at < $1::bigint
+           AND (x.owner IS NULL
+                OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > ${s}.now_ms()))
+         GROUP BY x.type, x.requires
+         ORDER BY since, x.type
+         LIMIT $2::integer`,
+        [before === Infinity ? '9223372036854775807' : Math.floor(before), limit],
+      ),
+    );
+    return rows.map((r) => ({ type: r.type, requires: r.requires, count: r.count, since: Number(r.since) }));
   }
 
   async lastTick(name: string): Promise<number | undefined> {
