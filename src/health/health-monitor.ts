@@ -51,8 +51,9 @@ export interface PoolHealth {
 export interface StoreHealth {
   /**
    * `degraded` while the store fails writes, lease renewals or claims (durable submits are refused with
-   * STORE_UNAVAILABLE, running tasks go on and their events are buffered); `healthy` once one succeeds again. Never
-   * `unhealthy`: the node keeps running its tasks, and restarting it would not bring the store back.
+   * STORE_UNAVAILABLE, running tasks go on and their events are buffered), and while due runs wait that no node took
+   * for `durability.unclaimedAfterMs` (no node that can serve them is up); `healthy` otherwise. Never `unhealthy`:
+   * the node keeps running its tasks, and restarting it would not help.
    */
   readonly status: HealthStatus;
   /** The store's kind: `memory`, `pglite` or `postgres`. */
@@ -158,18 +159,32 @@ export interface StoreState {
   readonly lastError: string | null;
   readonly buffered: number;
   readonly eventsDropped: number;
+  /** Due runs no node took for a while (see `durability.unclaimedAfterMs`), by type and requirements. */
+  readonly unclaimed?: readonly {
+    readonly type: string;
+    readonly requires: readonly string[];
+    readonly count: number;
+  }[];
 }
 
 /** The store's component of the report, from its state. */
 function storeHealth(s: StoreState): StoreHealth {
   const waiting = `${s.buffered} event${s.buffered === 1 ? '' : 's'} waiting to be written`;
   const dropped = s.eventsDropped > 0 ? `, ${s.eventsDropped} progress events dropped since start` : '';
+  const unclaimed = s.unclaimed ?? [];
+  const stuck =
+    unclaimed.length === 0
+      ? ''
+      : `; runs no node took: ${unclaimed
+          .slice(0, 5)
+          .map((u) => `${u.count} × ${u.type} [${u.requires.join(', ')}]`)
+          .join(', ')} (start a node that serves them: agents with those capabilities, or the workflow's version)`;
   const detail = s.available
-    ? `${s.store} store answering; ${waiting}${dropped}`
+    ? `${s.store} store answering; ${waiting}${dropped}${stuck}`
     : `${s.store} store failing: ${s.lastError ?? 'unknown error'}; durable submits are refused with ` +
-      `STORE_UNAVAILABLE, running tasks go on; ${waiting}${dropped}`;
+      `STORE_UNAVAILABLE, running tasks go on; ${waiting}${dropped}${stuck}`;
   return {
-    status: s.available ? 'healthy' : 'degraded',
+    status: s.available && unclaimed.length === 0 ? 'healthy' : 'degraded',
     kind: s.store,
     available: s.available,
     lastError: s.lastError,

@@ -61,6 +61,8 @@ export const STORE_METRIC_NAMES = Object.freeze({
   eventsBuffered: 'store_events_buffered',
   /** Gauge: 1 while the store answers (the last write or lease renewal worked), 0 while it fails. */
   available: 'store_available',
+  /** Gauge: due runs no live node took for `durability.unclaimedAfterMs` (no node that can serve them is up). */
+  unclaimed: 'runs_unclaimed',
 });
 
 /**

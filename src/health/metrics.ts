@@ -38,7 +38,12 @@ export interface MetricsSource {
   health(): 'healthy' | 'degraded' | 'unhealthy';
   halted(): boolean;
   /** The durable layer's state, when a `store` is configured; without it no store metric is registered. */
-  store?: () => { readonly available: boolean; readonly buffered: number; readonly eventsDropped: number };
+  store?: () => {
+    readonly available: boolean;
+    readonly buffered: number;
+    readonly eventsDropped: number;
+    readonly unclaimed: readonly { readonly count: number }[];
+  };
 }
 
 /**
@@ -393,6 +398,14 @@ function storeMetrics(
     registers,
     collect() {
       this.set(read().buffered);
+    },
+  });
+  new Gauge({
+    name: name('store:unclaimed'),
+    help: 'Due runs that no live node took for durability.unclaimedAfterMs: no node that can serve them is up.',
+    registers,
+    collect() {
+      this.set(read().unclaimed.reduce((n, u) => n + u.count, 0));
     },
   });
   new Gauge({

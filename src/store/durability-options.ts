@@ -60,6 +60,12 @@ export interface DurabilityOptions {
   pruneIntervalMs?: number;
   /** How often `attach()` handles check the store for the end of a run another node runs, in ms. @default 1_000 */
   pollMs?: number;
+  /**
+   * Due runs that no node took for this long are reported (`health()`, `stats().durable.unclaimed`, the
+   * `runs_unclaimed` metric): no node that can serve them is up (no agent with their capabilities, no node with
+   * their workflow version). `Infinity`: never looked for. @default 60_000
+   */
+  unclaimedAfterMs?: number;
 }
 
 /** {@link DurabilityOptions} with every default applied. */
@@ -75,6 +81,7 @@ export interface ResolvedDurabilityOptions {
   readonly retentionMs: number;
   readonly pruneIntervalMs: number;
   readonly pollMs: number;
+  readonly unclaimedAfterMs: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -102,6 +109,8 @@ export const DURABILITY_DEFAULTS = Object.freeze({
   pruneIntervalMs: 60_000,
   /** How often `attach()` handles ask the store, ms. */
   pollMs: 1_000,
+  /** Due runs no node took for this long are reported, ms. */
+  unclaimedAfterMs: 60_000,
 });
 
 const DURABILITY_KEYS = keysOf<DurabilityOptions>({
@@ -116,6 +125,7 @@ const DURABILITY_KEYS = keysOf<DurabilityOptions>({
   retentionMs: true,
   pruneIntervalMs: true,
   pollMs: true,
+  unclaimedAfterMs: true,
 });
 
 /** Validates and completes the `durability` option. Throws ValidationError naming the first wrong field. */
@@ -156,5 +166,6 @@ export function resolveDurabilityOptions(input: unknown): ResolvedDurabilityOpti
     retentionMs: optional(own(o, 'retentionMs'), d.retentionMs, (v) => expectDuration(v, `${field}.retentionMs`, true)),
     pruneIntervalMs: ms('pruneIntervalMs', d.pruneIntervalMs, true),
     pollMs: ms('pollMs', d.pollMs),
+    unclaimedAfterMs: ms('unclaimedAfterMs', d.unclaimedAfterMs, true),
   };
 }

@@ -35,6 +35,7 @@ import {
   type RunStore,
   type StoredError,
   type StoredTask,
+  type UnclaimedRuns,
 } from './store.js';
 
 /** A durable task's handle: `stored` settles once the task is committed to the store. */
@@ -61,6 +62,11 @@ export interface DurableStats extends RunWriterStats {
   readonly pruned: number;
   /** Whether the store is answering (the last write or lease renewal worked). */
   readonly available: boolean;
+  /**
+   * Due runs no live node took for `durability.unclaimedAfterMs`, by type and requirements, as of the last look: they
+   * wait for a node that can serve them.
+   */
+  readonly unclaimed: readonly UnclaimedRuns[];
   /** The last store error, or `null`. */
   readonly lastError: string | null;
 }
@@ -181,6 +187,7 @@ export class DurableRuns implements RunObserver {
   #polling = false;
   #available = true;
   #lastError: string | null = null;
+  #unclaimed: readonly UnclaimedRuns[] = [];
   #adopted = 0;
   #poisoned = 0;
   #pruned = 0;
@@ -238,6 +245,11 @@ export class DurableRuns implements RunObserver {
     if (this.#options.pruneIntervalMs !== Infinity && this.#options.retentionMs !== Infinity)
       this.#every(this.#options.pruneIntervalMs, () => this.pruneNow());
     this.#every(this.#options.pollMs, () => this.#poll());
+    if (this.#options.unclaimedAfterMs !== Infinity) {
+      this.#every(Math.min(30_000, Math.max(1, Math.floor(this.#options.unclaimedAfterMs / 2))), () =>
+        this.lookForUnclaimed(),
+      );
+    }
     if (this.#tasks) await this.claimNow();
   }
 
@@ -611,6 +623,16 @@ export class DurableRuns implements RunObserver {
     }
   }
 
+  /** Looks for due runs no node took for `unclaimedAfterMs` (kept for stats and health). Resolves with them. */
+  async lookForUnclaimed(): Promise<readonly UnclaimedRuns[]> {
+    try {
+      this.#unclaimed = await this.#store.unclaimed(Date.now() - this.#options.unclaimedAfterMs, 20);
+    } catch (error) {
+      this.#trouble(error);
+    }
+    return this.#unclaimed;
+  }
+
   /** Deletes finished runs past the retention, a batch at a time. Resolves with how many. */
   async pruneNow(): Promise<number> {
     if (this.#options.retentionMs === Infinity) return 0;
@@ -762,6 +784,7 @@ export class DurableRuns implements RunObserver {
       pruned: this.#pruned,
       available: this.#available,
       lastError: this.#lastError,
+      unclaimed: this.#unclaimed,
     };
   }
 

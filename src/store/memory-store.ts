@@ -13,6 +13,7 @@ import {
   checkNewRuns,
   checkParks,
   checkScheduleName,
+  checkTick,
   checkSignal,
   checkSteps,
   DEFAULT_PAGE,
@@ -43,6 +44,7 @@ import {
   type StepInput,
   type StepRecord,
   type StoredTask,
+  type UnclaimedRuns,
 } from './store.js';
 
 /** A clock in epoch milliseconds. */
@@ -409,6 +411,27 @@ export class MemoryStore implements RunStore {
     return { steps, signals };
   }
 
+  async unclaimed(before: number, limit: number): Promise<UnclaimedRuns[]> {
+    this.#check('unclaimed');
+    checkTime(before, 'before');
+    checkLimit(limit);
+    const now = this.#clock.now();
+    const groups = new Map<string, Mutable<UnclaimedRuns>>();
+    for (const run of this.#runs.values()) {
+      if (isTerminal(run.status) || !isDue(run, now) || run.updatedAt >= before) continue;
+      if (run.owner !== null && (this.#leases.get(run.owner) ?? -Infinity) > now) continue;
+      const key = JSON.stringify([run.type, run.task.requires]);
+      const group = groups.get(key);
+      if (group) {
+        group.count++;
+        group.since = Math.min(group.since, run.updatedAt);
+      } else {
+        groups.set(key, { type: run.type, requires: [...run.task.requires], count: 1, since: run.updatedAt });
+      }
+    }
+    return [...groups.values()].sort((a, b) => a.since - b.since || compare(a.type, b.type)).slice(0, limit);
+  }
+
   async lastTick(name: string): Promise<number | undefined> {
     this.#check('lastTick');
     checkScheduleName(name);
@@ -418,8 +441,7 @@ export class MemoryStore implements RunStore {
   async recordTick(name: string, tickMs: number): Promise<void> {
     this.#check('recordTick');
     checkScheduleName(name);
-    checkTime(tickMs, 'tickMs');
-    if (!Number.isFinite(tickMs)) throw new ValidationError('tickMs', 'tickMs is a time in epoch milliseconds');
+    checkTick(tickMs);
     this.#ticks.set(name, Math.max(tickMs, this.#ticks.get(name) ?? -Infinity));
   }
 

@@ -62,6 +62,9 @@ export function checkEvents(events: readonly RunEventInput[]): void {
     if (!Number.isFinite(event.at)) {
       throw new ValidationError(`events[${i}].at`, 'An event needs its time, `at`, in epoch milliseconds');
     }
+    if (event.cost !== undefined && !(Number.isFinite(event.cost) && event.cost >= 0)) {
+      throw new ValidationError(`events[${i}].cost`, `A cost is a finite number ≥ 0 (got ${String(event.cost)})`);
+    }
   });
 }
 
@@ -82,12 +85,15 @@ export function checkLease(leaseMs: number): void {
   }
 }
 
-/** Refuses duplicate ids within one `insert`. */
-export function checkNewRuns(runs: readonly { readonly id: string }[]): void {
+/** Refuses a run without an id, duplicate ids within one `insert`, and a `notBefore` that is not a time. */
+export function checkNewRuns(runs: readonly { readonly id: string; readonly notBefore?: number | null }[]): void {
   const seen = new Set<string>();
   runs.forEach((run, i) => {
     if (typeof run.id !== 'string' || run.id === '') {
       throw new ValidationError(`runs[${i}].id`, 'A run needs an id (a non-empty string)');
+    }
+    if (run.notBefore != null && !isEpoch(run.notBefore)) {
+      throw new ValidationError(`runs[${i}].notBefore`, 'notBefore is a time in epoch milliseconds, or null');
     }
     if (seen.has(run.id)) {
       throw new ValidationError(
@@ -97,11 +103,6 @@ export function checkNewRuns(runs: readonly { readonly id: string }[]): void {
     }
     seen.add(run.id);
   });
-}
-
-/** The error for a run id that the store already holds. */
-export function existingIdError(id: string): ValidationError {
-  return new ValidationError('runs.id', `A run with id ${id} is already stored: give each run its own id`);
 }
 
 /** `value` as JSON can hold it (a deep copy), or `null` when JSON cannot (a BigInt, a cycle, `undefined`). */
@@ -232,6 +233,14 @@ export function recoveryDeadLetterError(recoveries: number): StoredError {
 const STEP_KINDS = new Set<string>(['task', 'step', 'signal', 'sleep']);
 const STEP_STATUSES = new Set<string>(['running', 'waiting', 'completed', 'failed']);
 
+/** The largest step position and attempt count the stores hold (the SQL stores' `integer` columns). */
+export const MAX_STEP_INTEGER = 2_147_483_647;
+
+/** Whether `value` is a time the stores hold: a finite number of epoch milliseconds within ±2^53. */
+export function isEpoch(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= Number.MAX_SAFE_INTEGER;
+}
+
 /** Refuses step records a store may not write (ValidationError naming the field). */
 export function checkSteps(steps: readonly StepInput[], field = 'steps'): void {
   steps.forEach((step, i) => {
@@ -239,8 +248,11 @@ export function checkSteps(steps: readonly StepInput[], field = 'steps'): void {
     if (typeof step.runId !== 'string' || step.runId === '') {
       throw new ValidationError(`${at}.runId`, 'A step needs the id of its run (a non-empty string)');
     }
-    if (!Number.isInteger(step.seq) || step.seq < 0) {
-      throw new ValidationError(`${at}.seq`, `A step's position is an integer ≥ 0 (got ${String(step.seq)})`);
+    if (!Number.isInteger(step.seq) || step.seq < 0 || step.seq > MAX_STEP_INTEGER) {
+      throw new ValidationError(
+        `${at}.seq`,
+        `A step's position is an integer from 0 to ${MAX_STEP_INTEGER} (got ${String(step.seq)})`,
+      );
     }
     if (typeof step.name !== 'string' || step.name === '') {
       throw new ValidationError(`${at}.name`, 'A step needs a name (a non-empty string)');
@@ -257,17 +269,32 @@ export function checkSteps(steps: readonly StepInput[], field = 'steps'): void {
         `A step's status is one of ${[...STEP_STATUSES].join(', ')} (got '${String(step.status)}')`,
       );
     }
-    if (!Number.isFinite(step.startedAt)) {
+    if (!isEpoch(step.startedAt)) {
       throw new ValidationError(`${at}.startedAt`, 'A step needs its start time in epoch milliseconds');
     }
     for (const key of ['endedAt', 'wakeAt'] as const) {
       const value = step[key];
-      if (value != null && !Number.isFinite(value)) {
+      if (value != null && !isEpoch(value)) {
         throw new ValidationError(`${at}.${key}`, `${key} is a time in epoch milliseconds, or null`);
       }
     }
     if (step.cost !== undefined && !(Number.isFinite(step.cost) && step.cost >= 0)) {
       throw new ValidationError(`${at}.cost`, `A step's cost is a finite number ≥ 0 (got ${String(step.cost)})`);
+    }
+    if (
+      step.attempts !== undefined &&
+      !(Number.isInteger(step.attempts) && step.attempts >= 0 && step.attempts <= MAX_STEP_INTEGER)
+    ) {
+      throw new ValidationError(
+        `${at}.attempts`,
+        `A step's attempts are an integer from 0 to ${MAX_STEP_INTEGER} (got ${String(step.attempts)})`,
+      );
+    }
+    if (step.signalId != null && !(Number.isSafeInteger(step.signalId) && step.signalId >= 1)) {
+      throw new ValidationError(
+        `${at}.signalId`,
+        `signalId is the id of a signal (an integer ≥ 1, from history()), or null (got ${String(step.signalId)})`,
+      );
     }
   });
 }
@@ -281,10 +308,10 @@ export function checkParks(parks: readonly ParkInput[]): void {
     if (typeof park.nodeId !== 'string' || park.nodeId === '') {
       throw new ValidationError(`parks[${i}].nodeId`, 'A park needs the id of the node that owns the run');
     }
-    if (!Number.isFinite(park.at)) {
+    if (!isEpoch(park.at)) {
       throw new ValidationError(`parks[${i}].at`, 'A park needs its time, `at`, in epoch milliseconds');
     }
-    if (park.notBefore !== null && !Number.isFinite(park.notBefore)) {
+    if (park.notBefore !== null && !isEpoch(park.notBefore)) {
       throw new ValidationError(`parks[${i}].notBefore`, 'notBefore is a time in epoch milliseconds, or null');
     }
     if (!Array.isArray(park.waitingFor) || park.waitingFor.some((n) => typeof n !== 'string' || n === '')) {
@@ -297,6 +324,14 @@ export function checkParks(parks: readonly ParkInput[]): void {
       );
     }
     checkSteps(park.steps, `parks[${i}].steps`);
+    park.steps.forEach((step, j) => {
+      if (step.runId !== park.runId) {
+        throw new ValidationError(
+          `parks[${i}].steps[${j}].runId`,
+          `A park writes steps of its own run only: this step is of run ${step.runId}, the park of ${park.runId}`,
+        );
+      }
+    });
   });
 }
 
@@ -311,11 +346,14 @@ export function checkSignal(signal: SignalInput): void {
   if (signal.actor !== null && typeof signal.actor !== 'string') {
     throw new ValidationError('actor', "A signal's actor is a string (who sent it), or null");
   }
-  if (!Number.isFinite(signal.at)) {
+  if (!isEpoch(signal.at)) {
     throw new ValidationError('at', 'A signal needs its time, `at`, in epoch milliseconds');
   }
   if (typeof signal.nodeId !== 'string' || signal.nodeId === '') {
     throw new ValidationError('nodeId', 'A signal needs the id of the node that sends it');
+  }
+  if (signal.tenantId !== undefined && typeof signal.tenantId !== 'string') {
+    throw new ValidationError('tenantId', 'tenantId is a string when given');
   }
 }
 
@@ -323,5 +361,12 @@ export function checkSignal(signal: SignalInput): void {
 export function checkScheduleName(name: string): void {
   if (typeof name !== 'string' || name === '') {
     throw new ValidationError('name', 'A schedule needs a name (a non-empty string)');
+  }
+}
+
+/** Refuses a schedule tick that is not a time the stores hold (a finite number of epoch ms within ±2^53). */
+export function checkTick(tickMs: number): void {
+  if (!isEpoch(tickMs)) {
+    throw new ValidationError('tickMs', `tickMs is a time in epoch milliseconds (got ${String(tickMs)})`);
   }
 }

@@ -402,6 +402,18 @@ export interface ParkInput {
  */
 export type ParkOutcome = 'parked' | 'signalled' | 'lost';
 
+/** Runs that wait for a node to take them, grouped by what they need (see `RunStore.unclaimed`). */
+export interface UnclaimedRuns {
+  /** Their type (`workflow:<name>` for a workflow's runs). */
+  readonly type: string;
+  /** The capabilities they require (`workflow:<name>@<version>` for a workflow's). */
+  readonly requires: readonly string[];
+  /** How many. */
+  readonly count: number;
+  /** The oldest `updatedAt` among them: since when at least one has waited. */
+  readonly since: number;
+}
+
 /** A workflow run's history: what a replay needs. */
 export interface WorkflowHistory {
   /** Its steps, by `seq`. */
@@ -496,6 +508,14 @@ export interface RunStore {
   signal(signal: SignalInput): Promise<SignalOutcome>;
   /** A run's steps and signals; empty when the run is unknown (or another tenant's, with `tenantId`). */
   history(runId: string, tenantId?: string): Promise<WorkflowHistory>;
+
+  /**
+   * Live runs that are due and that no live node holds (unowned, or their owner's lease expired), unchanged since
+   * before `before` (their `updatedAt`): work no node has claimed for a while, because no node that can serve it is
+   * up (no agent with its capabilities, no node with its workflow version). Grouped by type and requires, the
+   * longest waiting first, at most `limit` groups.
+   */
+  unclaimed(before: number, limit: number): Promise<UnclaimedRuns[]>;
 
   // --- Schedules ---
 

@@ -2,6 +2,7 @@
  * The operations kit checked with Prometheus' own tool: the exposition passes `promtool check metrics`, the alert
  * rules pass `promtool check rules` and their unit tests (`promtool test rules`), and the Grafana dashboard's PromQL
  * parses and references only metrics the orchestrator exports, so neither can rot when a metric is renamed.
+ * The workflow metrics (WORKFLOW_METRIC_NAMES) are covered the same way: the live exposition runs a workflow.
  *
  * promtool comes with the Debian package `prometheus` (CI installs it). Without it the tests that run it skip, and the
  * run says so in one line; with `CI` set they fail instead (test/support/binaries.ts).
@@ -22,8 +23,9 @@ import {
   UnifiedOrchestrator,
   type TaskContext,
 } from 'unified-orchestrator';
+import { WORKFLOW_METRIC_NAMES } from '../../src/health/metric-names.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { until, wait } from '../support/agents.js';
+import { eventually, until, wait } from '../support/agents.js';
 import { PROMTOOL } from '../support/binaries.js';
 
 const OPERATIONS = fileURLToPath(new URL('../../docs/operations/', import.meta.url));
@@ -66,12 +68,17 @@ const HISTOGRAMS = new Set<string>([
   COMPAT_METRIC_NAMES.callDuration,
   STORE_METRIC_NAMES.writeDuration,
   STORE_METRIC_NAMES.batchSize,
+  WORKFLOW_METRIC_NAMES.stepDuration,
 ]);
 
-/** Every metric the orchestrator exports (the store's with a `store`), and a TrafficRouter on its registry. */
+/**
+ * Every metric the orchestrator exports (the store's with a `store`, the workflows' once it hosts workflow runs), and
+ * a TrafficRouter on its registry.
+ */
 const ALL_NAMES = [
   ...Object.values(METRIC_NAMES),
   ...Object.values(STORE_METRIC_NAMES),
+  ...Object.values(WORKFLOW_METRIC_NAMES),
   ...Object.values(COMPAT_METRIC_NAMES),
 ];
 
@@ -222,7 +229,10 @@ function dashboardExpressions(d: Dashboard): Array<{ where: string; expr: string
 
 // --- A live exposition with every series present ---------------------------------------------------------------------
 
-/** Runs a small workload touching every metric (on a store, so that its metrics are there) and returns the exposition text. */
+/**
+ * Runs a small workload touching every metric (on a store, so that its metrics are there; with a workflow that runs a
+ * task, parks on a signal and is replayed) and returns the exposition text.
+ */
 async function liveExposition(options: { prefix?: string; defaultMetrics?: boolean } = {}): Promise<string> {
   let sick = false;
   const o = new UnifiedOrchestrator({
@@ -231,6 +241,7 @@ async function liveExposition(options: { prefix?: string; defaultMetrics?: boole
     retry: { baseDelayMs: 1, maxDelayMs: 1 },
     metrics: { ...options },
     store: new MemoryStore(),
+    durability: { claimIntervalMs: 20 },
     health: { checkIntervalMs: 60_000, sla: { minSamples: 1, types: { slow: { p95Ms: 1 }, bad: { errorRate: 0.1 } } } },
     pools: [
       {
@@ -250,8 +261,18 @@ async function liveExposition(options: { prefix?: string; defaultMetrics?: boole
     ],
   });
   o.registerAgent({ execute: () => 'ok' }, { capabilities: ['outside'] });
+  o.workflow('review', {}, async (run, doc: string) => {
+    const draft = await run.task<string>('draft', { type: 'draft', requires: ['text'], payload: doc });
+    const approval = await run.signal<{ ok: boolean }>('approval');
+    return run.step('publish', () => ({ draft, published: approval.ok }));
+  });
   await o.start();
   try {
+    // A workflow run: a task step, a park on the signal, then a replay of the task step and two steps that run.
+    const flow = o.startWorkflow('review', 'doc-1');
+    await eventually(async () => (await o.runs.get(flow.id))?.waitingFor.includes('approval') ?? false);
+    await o.signal(flow.id, 'approval', { ok: true });
+    await flow.result;
     await o.submit({ type: 'slow', requires: ['text'] });
     await o.submit({ type: 'flaky', requires: ['text'], maxAttempts: 2 });
     await o.submit({ type: 'bad', requires: ['text'] }).catch(() => {});
@@ -328,7 +349,11 @@ describe('promtool', () => {
 describe('the exposition', () => {
   withPromtool('passes `promtool check metrics` (read from a temp file on stdin)', async () => {
     const body = await liveExposition();
-    for (const name of [...Object.values(METRIC_NAMES), ...Object.values(STORE_METRIC_NAMES)])
+    for (const name of [
+      ...Object.values(METRIC_NAMES),
+      ...Object.values(STORE_METRIC_NAMES),
+      ...Object.values(WORKFLOW_METRIC_NAMES),
+    ])
       expect(body).toMatch(new RegExp(`^${P}${name}(_bucket|_count|_sum)?[{ ]`, 'm'));
     const file = join(dir, 'exposition.txt');
     await writeFile(file, body);
@@ -363,7 +388,7 @@ describe('docs/operations/alert-rules.yml', () => {
     expect(run.stdout).toContain('SUCCESS');
   });
 
-  it('has the unit tests that prove the SLA, pool, breaker and pressure alerts fire', async () => {
+  it('has the unit tests that prove the SLA, pool, breaker, pressure, store and workflow alerts fire', async () => {
     const tests = await readFile(RULE_TESTS, 'utf8');
     for (const alert of [
       'UnifiedOrchestratorSlaBreached',
@@ -375,6 +400,8 @@ describe('docs/operations/alert-rules.yml', () => {
       'UnifiedOrchestratorStoreWriteLatencyHigh',
       'UnifiedOrchestratorRunsRecovered',
       'UnifiedOrchestratorEventsDropped',
+      'UnifiedOrchestratorWorkflowRunsFailing',
+      'UnifiedOrchestratorWorkflowRunsStalled',
     ]) {
       // Each is evaluated at a time where it fires (a non-empty exp_alerts list after its alertname).
       expect(tests, alert).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels:`));
@@ -398,6 +425,8 @@ describe('docs/operations/alert-rules.yml', () => {
         'UnifiedOrchestratorStoreWriteLatencyHigh',
         'UnifiedOrchestratorRunsRecovered',
         'UnifiedOrchestratorEventsDropped',
+        'UnifiedOrchestratorWorkflowRunsFailing',
+        'UnifiedOrchestratorWorkflowRunsStalled',
       ].sort(),
     );
     // A non-empty quoted string, in either YAML quoting (Prettier picks the one that needs fewer escapes).
@@ -422,11 +451,17 @@ describe('docs/operations/alert-rules.yml', () => {
     );
     expect(exprOf('UnifiedOrchestratorRunsRecovered')).toMatch(/runs_adopted_total\{recovered="true"\}.*> 0$/);
     expect(exprOf('UnifiedOrchestratorEventsDropped')).toMatch(/store_events_dropped_total.*> 0$/);
+    expect(exprOf('UnifiedOrchestratorWorkflowRunsFailing')).toMatch(
+      /^\( sum by \(job, workflow\) \(increase\(unified_orchestrator_workflow_runs_total\{outcome=~"failed\|timed-out"\}\[15m\]\)\) .*\) > 0\.1 and .*>= 5$/,
+    );
+    expect(exprOf('UnifiedOrchestratorWorkflowRunsStalled')).toMatch(
+      /^\( unified_orchestrator_workflow_runs_active > 0 unless on \(job, instance\) .*workflow_step_duration_seconds_count.*\) unless on \(job, instance\) unified_orchestrator_halted == 1$/,
+    );
   });
 
   it('references only metrics the orchestrator exports', async () => {
     const exprs = ruleExpressions(await readFile(RULES, 'utf8'));
-    expect(exprs.length).toBe(13);
+    expect(exprs.length).toBe(15);
     for (const expr of exprs) {
       const names = metricNamesIn(expr);
       expect(names.length, expr).toBeGreaterThan(0);
@@ -505,6 +540,11 @@ describe('docs/operations/grafana-dashboard.json', () => {
       /store write failures/i,
       /runs adopted/i,
       /store events buffered and dropped/i,
+      /workflow runs ended by workflow and outcome/i,
+      /workflow failure ratio/i,
+      /workflow step duration p50 \/ p95 by workflow and kind/i,
+      /workflow parks and replays/i,
+      /workflow runs active/i,
     ]) {
       expect(
         titles.some((t) => wanted.test(t)),
@@ -522,9 +562,15 @@ describe('docs/operations/grafana-dashboard.json', () => {
         (e) => e.expr.startsWith('histogram_quantile(0.95,') && e.expr.includes(`${P}queue_wait_seconds_bucket`),
       ),
     ).toBe(true);
+    const steps = exprs.filter((e) => e.expr.includes(`${P}workflow_step_duration_seconds_bucket`)).map((e) => e.expr);
+    for (const q of ['0.5', '0.95'])
+      expect(
+        steps.some((e) => e.startsWith(`histogram_quantile(${q}, sum by (le, workflow, kind) (`)),
+        q,
+      ).toBe(true);
   });
 
-  it('every PromQL expression references only metric names of METRIC_NAMES (default prefix)', () => {
+  it('every PromQL expression references only metric names the orchestrator exports (default prefix)', () => {
     expect(exprs.length).toBeGreaterThan(12);
     for (const { where, expr } of exprs) {
       const names = metricNamesIn(expr);
@@ -533,7 +579,7 @@ describe('docs/operations/grafana-dashboard.json', () => {
     }
   });
 
-  it('covers every metric the orchestrator (with a store) and a TrafficRouter export', () => {
+  it('covers every metric the orchestrator (with a store and workflows) and a TrafficRouter export', () => {
     const used = new Set(exprs.flatMap((e) => metricNamesIn(e.expr)).map((n) => KNOWN.get(n)));
     expect(ALL_NAMES.filter((n) => !used.has(n))).toEqual([]);
   });

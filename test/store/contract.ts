@@ -7,7 +7,17 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, ValidationError } from '../../src/errors.js';
-import type { NewRun, RunEventInput, RunRecord, RunStore, StoredTask } from '../../src/store/store.js';
+import type {
+  NewRun,
+  ParkInput,
+  RunEventInput,
+  RunRecord,
+  RunStore,
+  SignalInput,
+  StepInput,
+  StepRecord,
+  StoredTask,
+} from '../../src/store/store.js';
 
 /** What a store under test brings. */
 export interface ContractStores {
@@ -63,6 +73,49 @@ function newRun(overrides: Omit<Partial<NewRun>, 'task'> & { task?: Partial<Stor
 
 function ev(run: { id: string }, kind: RunEventInput['kind'], nodeId: string, extra: Partial<RunEventInput> = {}) {
   return { runId: run.id, kind, nodeId, at: 1_700_000_001_000, ...extra } satisfies RunEventInput;
+}
+
+/** A workflow run (type `workflow:…`). */
+function workflowRun(overrides: Parameters<typeof newRun>[0] = {}): NewRun {
+  return newRun({ type: 'workflow:review', ...overrides });
+}
+
+function step(run: { id: string }, seq: number, extra: Partial<StepInput> = {}): StepInput {
+  return {
+    runId: run.id,
+    seq,
+    name: `step-${seq}`,
+    kind: 'step',
+    status: 'running',
+    startedAt: 1_700_000_002_000,
+    ...extra,
+  };
+}
+
+function park(run: { id: string }, nodeId: string, extra: Partial<ParkInput> = {}): ParkInput {
+  return {
+    runId: run.id,
+    nodeId,
+    at: 1_700_000_003_000,
+    notBefore: null,
+    waitingFor: ['approval'],
+    steps: [],
+    ...extra,
+  };
+}
+
+function signalOf(run: { id: string }, name: string, extra: Partial<SignalInput> = {}): SignalInput {
+  return { runId: run.id, name, payload: { ok: true }, actor: 'alice', at: 1_700_000_004_000, nodeId: 'n9', ...extra };
+}
+
+/** The store's clock now (what its claims compare `notBefore` with): the `updatedAt` a node's event stamps. */
+async function storeNow(store: RunStore): Promise<number> {
+  const probe = newRun();
+  await store.insert('clock', [probe]);
+  await store.append([ev(probe, 'started', 'clock', { attempt: 1 })]);
+  const now = (await store.get(probe.id))!.updatedAt;
+  await store.append([ev(probe, 'completed', 'clock')]); // Not a run for the test's claims.
+  return now;
 }
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -878,6 +931,605 @@ export function runStoreContract(
           await waitFor(() => seen.length >= 1);
           expect(seen).toEqual([run.id]);
           await stop();
+        },
+        timeout,
+      );
+    });
+
+    describe('workflows', () => {
+      it(
+        'a run inserted with notBefore has no owner and is claimed by any node once due, its notBefore cleared',
+        async () => {
+          const { store, peer, advance } = await setup();
+          const cap = unique('cap');
+          const now = await storeNow(store);
+          // Every node here is alive: a claim takes only what is unowned.
+          for (const node of ['n1', 'n2']) await store.heartbeat(node, 60_000);
+          const later = newRun({ task: { requires: [cap] }, notBefore: now + leaseMs });
+          const past = newRun({ task: { requires: [cap] }, notBefore: now - 60_000 });
+          const plain = newRun({ task: { requires: [cap] }, notBefore: null });
+          await store.insert('n1', [later, past, plain]);
+          expect(await store.get(later.id)).toMatchObject({ owner: null, notBefore: now + leaseMs, status: 'queued' });
+          expect(await store.get(plain.id)).toMatchObject({ owner: 'n1', notBefore: null });
+          expect((await store.events(later.id))[0]).toMatchObject({ kind: 'queued', nodeId: 'n1' });
+          const request = { nodeId: 'n2', limit: 10, capabilities: [cap], maxRecoveries: 5 };
+          // n1 is alive: only the run that is due and unowned is claimed.
+          const first = await peer.claim(request);
+          expect(first.runs.map((r) => [r.id, r.owner, r.recoveries, r.notBefore])).toEqual([[past.id, 'n2', 0, null]]);
+          await advance(leaseMs + 200);
+          const second = await peer.claim(request);
+          expect(second.runs.map((r) => [r.id, r.owner, r.notBefore])).toEqual([[later.id, 'n2', null]]);
+          expect(await store.get(later.id)).toMatchObject({ owner: 'n2', notBefore: null, waitingFor: [] });
+          expect((await store.events(later.id)).at(-1)).toMatchObject({ kind: 'adopted', detail: { from: null } });
+        },
+        timeout,
+      );
+
+      it(
+        'claims skip a run waiting for a signal (with no time, or one not passed) and take it once its time passed',
+        async () => {
+          const { store, advance } = await setup();
+          const cap = unique('cap');
+          const now = await storeNow(store);
+          for (const node of ['n1', 'n2', 'n3']) await store.heartbeat(node, 60_000);
+          const [forever, notYet, passed, timer] = [0, 1, 2, 3].map(() => workflowRun({ task: { requires: [cap] } }));
+          await store.insert('n1', [forever!, notYet!, passed!, timer!]);
+          expect(
+            await store.park([
+              park(forever!, 'n1', { notBefore: null, waitingFor: ['approval'] }),
+              park(notYet!, 'n1', { notBefore: now + 3_600_000, waitingFor: ['approval'] }),
+              park(passed!, 'n1', { notBefore: now - 1, waitingFor: ['approval', 'veto'] }),
+              park(timer!, 'n1', { notBefore: now + leaseMs, waitingFor: [] }),
+            ]),
+          ).toEqual(['parked', 'parked', 'parked', 'parked']);
+          const request = { nodeId: 'n2', limit: 10, capabilities: [cap], maxRecoveries: 5, workflows: true };
+          const first = await store.claim(request);
+          expect(first.runs.map((r) => [r.id, r.notBefore, r.waitingFor])).toEqual([[passed!.id, null, []]]);
+          expect(await store.get(passed!.id)).toMatchObject({ owner: 'n2', notBefore: null, waitingFor: [] });
+          await advance(leaseMs + 200);
+          const second = await store.claim({ ...request, nodeId: 'n3' });
+          expect(second.runs.map((r) => r.id)).toEqual([timer!.id]);
+          expect(await store.get(forever!.id)).toMatchObject({
+            owner: null,
+            waitingFor: ['approval'],
+            notBefore: null,
+          });
+          expect(await store.get(notYet!.id)).toMatchObject({ owner: null, notBefore: now + 3_600_000 });
+        },
+        timeout,
+      );
+
+      it(
+        'claims workflow runs only with `workflows: true`, and the other runs only without it',
+        async () => {
+          const { store } = await setup();
+          const cap = unique('cap');
+          const wf = workflowRun({ task: { requires: [cap] }, createdAt: 1 });
+          const plain = newRun({ type: 'workflowish', task: { requires: [cap] }, createdAt: 2 });
+          await store.insert('gone', [wf, plain]);
+          const request = { nodeId: 'n2', limit: 10, capabilities: [cap], maxRecoveries: 5 };
+          expect((await store.claim({ ...request, workflows: false })).runs.map((r) => r.id)).toEqual([plain.id]);
+          await store.insert('gone2', [{ ...plain, id: unique('run') }]);
+          const tasks = await store.claim({ ...request, nodeId: 'n3' });
+          expect(tasks.runs.map((r) => r.type)).toEqual(['workflowish', 'workflowish']);
+          const workflows = await store.claim({ ...request, nodeId: 'n4', workflows: true });
+          expect(workflows.runs.map((r) => [r.id, r.owner])).toEqual([[wf.id, 'n4']]);
+        },
+        timeout,
+      );
+
+      it(
+        "a terminal event gives the run its cost and agent; a live run's are 0 and null",
+        async () => {
+          const { store } = await setup();
+          const [paid, free, early] = [newRun(), newRun(), newRun()];
+          await store.insert('n1', [paid, free, early]);
+          await store.append([
+            ev(paid, 'started', 'n1', { attempt: 1, agentId: 'agent-s' }),
+            ev(early, 'started', 'n1', { attempt: 1, agentId: 'agent-s' }),
+          ]);
+          expect(await store.get(paid.id)).toMatchObject({ cost: 0, agentId: null });
+          await store.append([
+            ev(paid, 'completed', 'n1', { attempt: 1, agentId: 'agent-a', cost: 2.5, result: 'ok' }),
+            ev(free, 'failed', 'n1', { error: { name: 'Error', message: 'x', code: null } }),
+            // The first end wins: a later one's cost and agent are ignored too.
+            ev(paid, 'failed', 'n1', { agentId: 'agent-b', cost: 9 }),
+          ]);
+          expect(await store.get(paid.id)).toMatchObject({ status: 'completed', cost: 2.5, agentId: 'agent-a' });
+          expect(await store.get(free.id)).toMatchObject({ status: 'failed', cost: 0, agentId: null });
+          expect(await store.get(early.id)).toMatchObject({ status: 'running', cost: 0, agentId: null });
+        },
+        timeout,
+      );
+
+      it(
+        'checkpoint upserts steps by (run, seq), the first end wins, and history gives them by seq',
+        async () => {
+          const { store } = await setup();
+          const run = workflowRun();
+          await store.insert('n1', [run]);
+          const error = { name: 'Error', message: 'no', code: 'E_NO' };
+          expect(
+            await store.checkpoint('n1', [
+              step(run, 2, { kind: 'task', name: 'draft', childId: 'child-2', attempts: 1 }),
+              step(run, 0, { name: 'research' }),
+              step(run, 1, { kind: 'sleep', name: 'nap', status: 'waiting', wakeAt: 1_700_000_009_000 }),
+              step(run, 3, { name: 'bad' }),
+            ]),
+          ).toEqual([]);
+          expect(
+            await store.checkpoint('n1', [
+              step(run, 0, { name: 'research', status: 'completed', result: { facts: [1, 2] }, cost: 0.5, endedAt: 7 }),
+              step(run, 2, {
+                kind: 'task',
+                name: 'draft',
+                status: 'completed',
+                result: 'text',
+                cost: 1.25,
+                childId: 'child-2',
+                agentId: 'agent-a',
+                attempts: 2,
+                endedAt: 8,
+              }),
+              step(run, 3, { name: 'bad', status: 'failed', error, endedAt: 9 }),
+              // Later writes of ended steps change nothing.
+              step(run, 0, { name: 'research', status: 'failed', error, endedAt: 10 }),
+              step(run, 3, { name: 'bad', status: 'completed', result: 1, endedAt: 11 }),
+            ]),
+          ).toEqual([]);
+          await store.checkpoint('n1', [step(run, 2, { kind: 'task', name: 'draft', status: 'running' })]);
+          const { steps, signals } = await store.history(run.id);
+          expect(signals).toEqual([]);
+          expect(steps).toEqual([
+            {
+              runId: run.id,
+              seq: 0,
+              name: 'research',
+              kind: 'step',
+              status: 'completed',
+              result: { facts: [1, 2] },
+              error: null,
+              cost: 0.5,
+              childId: null,
+              agentId: null,
+              attempts: 0,
+              startedAt: 1_700_000_002_000,
+              endedAt: 7,
+              wakeAt: null,
+            },
+            {
+              runId: run.id,
+              seq: 1,
+              name: 'nap',
+              kind: 'sleep',
+              status: 'waiting',
+              result: null,
+              error: null,
+              cost: 0,
+              childId: null,
+              agentId: null,
+              attempts: 0,
+              startedAt: 1_700_000_002_000,
+              endedAt: null,
+              wakeAt: 1_700_000_009_000,
+            },
+            {
+              runId: run.id,
+              seq: 2,
+              name: 'draft',
+              kind: 'task',
+              status: 'completed',
+              result: 'text',
+              error: null,
+              cost: 1.25,
+              childId: 'child-2',
+              agentId: 'agent-a',
+              attempts: 2,
+              startedAt: 1_700_000_002_000,
+              endedAt: 8,
+              wakeAt: null,
+            },
+            expect.objectContaining({ seq: 3, status: 'failed', error, result: null, endedAt: 9 }) as StepRecord,
+          ] satisfies StepRecord[]);
+          // A waiting step is replaced when it ends.
+          await store.checkpoint('n1', [
+            step(run, 1, { kind: 'sleep', name: 'nap', status: 'completed', endedAt: 12 }),
+          ]);
+          expect((await store.history(run.id)).steps[1]).toMatchObject({
+            status: 'completed',
+            endedAt: 12,
+            wakeAt: null,
+          });
+        },
+        timeout,
+      );
+
+      it(
+        'checkpoint refuses the steps of runs the node does not own, that ended or that it does not know',
+        async () => {
+          const { store } = await setup();
+          const [mine, theirs, ended, parked] = [0, 1, 2, 3].map(() => workflowRun());
+          await store.insert('n1', [mine!, ended!, parked!]);
+          await store.insert('n2', [theirs!]);
+          await store.append([ev(ended!, 'cancelled', 'n1')]);
+          await store.park([park(parked!, 'n1')]);
+          const unknown = { id: unique('nobody') };
+          const refused = await store.checkpoint('n1', [
+            step(theirs!, 0),
+            step(mine!, 0),
+            step(ended!, 0),
+            step(unknown, 0),
+            step(theirs!, 1),
+            step(parked!, 0),
+            step(mine!, 1),
+          ]);
+          expect(refused).toEqual([theirs!.id, ended!.id, unknown.id, parked!.id]);
+          expect((await store.history(mine!.id)).steps.map((s) => s.seq)).toEqual([0, 1]);
+          for (const run of [theirs!, ended!, parked!]) expect((await store.history(run.id)).steps).toEqual([]);
+          expect(await store.checkpoint('n1', [])).toEqual([]);
+        },
+        timeout,
+      );
+
+      it(
+        'a step with signalId consumes that signal once; history gives every signal by id',
+        async () => {
+          const { store } = await setup();
+          const run = workflowRun();
+          await store.insert('n1', [run]);
+          const first = await store.signal(signalOf(run, 'approval', { payload: { approved: true }, actor: 'alice' }));
+          const second = await store.signal(signalOf(run, 'approval', { payload: [1, 'two'], actor: null, at: 5 }));
+          expect(first.kind).toBe('delivered');
+          expect(second.kind).toBe('delivered');
+          const [a, b] = [first, second].map((o) => (o.kind === 'delivered' ? o.id : -1));
+          expect(b!).toBeGreaterThan(a!);
+          await store.checkpoint('n1', [
+            step(run, 0, { kind: 'signal', name: 'approval', status: 'completed', signalId: a }),
+          ]);
+          // Another step naming the consumed signal does not take it over.
+          await store.checkpoint('n1', [
+            step(run, 4, { kind: 'signal', name: 'approval', status: 'completed', signalId: a }),
+          ]);
+          expect((await store.history(run.id)).signals).toEqual([
+            {
+              id: a,
+              runId: run.id,
+              name: 'approval',
+              payload: { approved: true },
+              actor: 'alice',
+              at: 1_700_000_004_000,
+              consumedBy: 0,
+            },
+            { id: b, runId: run.id, name: 'approval', payload: [1, 'two'], actor: null, at: 5, consumedBy: null },
+          ]);
+        },
+        timeout,
+      );
+
+      it(
+        'park: parked (no owner, queued, its time and names, a parked event), or lost, with one outcome per park',
+        async () => {
+          const { store } = await setup();
+          const [run, other, ended] = [workflowRun(), workflowRun(), workflowRun()];
+          await store.insert('n1', [run, ended]);
+          await store.insert('n2', [other]);
+          await store.append([ev(run, 'started', 'n1', { attempt: 1 }), ev(ended, 'completed', 'n1')]);
+          const wait = step(run, 0, { kind: 'signal', name: 'approval', status: 'waiting', wakeAt: 1_800_000_000_000 });
+          const outcomes = await store.park([
+            park(other, 'n1', { steps: [step(other, 0)] }),
+            park(run, 'n1', { notBefore: 1_800_000_000_000, waitingFor: ['approval', 'veto'], steps: [wait] }),
+            park(ended, 'n1', { steps: [step(ended, 0)] }),
+            park({ id: unique('nobody') }, 'n1'),
+            // Parked already: no longer n1's.
+            park(run, 'n1', { steps: [step(run, 1)] }),
+          ]);
+          expect(outcomes).toEqual(['lost', 'parked', 'lost', 'lost', 'lost']);
+          expect(await store.get(run.id)).toMatchObject({
+            owner: null,
+            status: 'queued',
+            notBefore: 1_800_000_000_000,
+            waitingFor: ['approval', 'veto'],
+          });
+          expect((await store.events(run.id)).at(-1)).toMatchObject({
+            kind: 'parked',
+            nodeId: 'n1',
+            at: 1_700_000_003_000,
+          });
+          expect((await store.history(run.id)).steps).toEqual([
+            expect.objectContaining({ seq: 0, status: 'waiting', wakeAt: 1_800_000_000_000 }) as StepRecord,
+          ]);
+          expect((await store.history(other.id)).steps).toEqual([]);
+          expect((await store.history(ended.id)).steps).toEqual([]);
+          expect(await store.get(other.id)).toMatchObject({ owner: 'n2', waitingFor: [], notBefore: null });
+          expect((await store.events(ended.id)).map((e) => e.kind)).toEqual(['queued', 'completed']);
+          expect(await store.park([])).toEqual([]);
+        },
+        timeout,
+      );
+
+      it(
+        'park: signalled when an unconsumed signal of a waited name is there (the steps written, the run kept)',
+        async () => {
+          const { store } = await setup();
+          const [run, consumed, otherName] = [workflowRun(), workflowRun(), workflowRun()];
+          await store.insert('n1', [run, consumed, otherName]);
+          await store.signal(signalOf(run, 'veto'));
+          const sent = await store.signal(signalOf(consumed, 'approval'));
+          await store.signal(signalOf(otherName, 'something-else'));
+          await store.checkpoint('n1', [
+            step(consumed, 0, {
+              kind: 'signal',
+              name: 'approval',
+              status: 'completed',
+              signalId: sent.kind === 'delivered' ? sent.id : null,
+            }),
+          ]);
+          const outcomes = await store.park([
+            park(run, 'n1', { waitingFor: ['approval', 'veto'], steps: [step(run, 0, { status: 'waiting' })] }),
+            park(consumed, 'n1', { waitingFor: ['approval'] }),
+            park(otherName, 'n1', { waitingFor: ['approval'] }),
+          ]);
+          expect(outcomes).toEqual(['signalled', 'parked', 'parked']);
+          expect(await store.get(run.id)).toMatchObject({ owner: 'n1', waitingFor: [], notBefore: null });
+          expect((await store.events(run.id)).map((e) => e.kind)).not.toContain('parked');
+          expect((await store.history(run.id)).steps.map((s) => [s.seq, s.status])).toEqual([[0, 'waiting']]);
+        },
+        timeout,
+      );
+
+      it(
+        'signal: delivered wakes only a run waiting for that name, with a signalled event; unknown; ended',
+        async () => {
+          const { store } = await setup();
+          const cap = unique('cap');
+          const [waiting, other, live, ended] = [0, 1, 2, 3].map(() =>
+            workflowRun({ tenantId: 'acme', task: { requires: [cap] } }),
+          );
+          await store.heartbeat('n1', 60_000);
+          await store.insert('n1', [waiting!, other!, live!, ended!]);
+          await store.append([ev(ended!, 'timed-out', 'n1')]);
+          await store.park([
+            park(waiting!, 'n1', { waitingFor: ['approval', 'veto'], notBefore: 1_900_000_000_000_000 }),
+            park(other!, 'n1', { waitingFor: ['approval'] }),
+          ]);
+          const delivered = await store.signal(signalOf(waiting!, 'veto', { tenantId: 'acme', actor: 'bob' }));
+          expect(delivered).toEqual({ kind: 'delivered', id: expect.any(Number) as number });
+          expect(await store.get(waiting!.id)).toMatchObject({ owner: null, waitingFor: [], notBefore: null });
+          expect((await store.events(waiting!.id)).at(-1)).toMatchObject({
+            kind: 'signalled',
+            nodeId: 'n9',
+            at: 1_700_000_004_000,
+            detail: { name: 'veto', actor: 'bob' },
+          });
+          // Another name: stored, but the run waits on.
+          expect((await store.signal(signalOf(other!, 'veto'))).kind).toBe('delivered');
+          expect(await store.get(other!.id)).toMatchObject({ waitingFor: ['approval'] });
+          expect((await store.history(other!.id)).signals.map((g) => g.name)).toEqual(['veto']);
+          // A run that is not parked keeps its signal for later.
+          expect((await store.signal(signalOf(live!, 'approval'))).kind).toBe('delivered');
+          expect(await store.get(live!.id)).toMatchObject({ owner: 'n1', waitingFor: [] });
+          // The woken run is claimable at once; the other is not.
+          const { runs } = await store.claim({
+            nodeId: 'n2',
+            limit: 10,
+            capabilities: [cap],
+            maxRecoveries: 5,
+            workflows: true,
+          });
+          expect(runs.map((r) => r.id)).toEqual([waiting!.id]);
+
+          const before = (await store.events(other!.id)).length;
+          expect(await store.signal(signalOf(other!, 'approval', { tenantId: 'globex' }))).toEqual({ kind: 'unknown' });
+          expect(await store.signal(signalOf({ id: unique('nobody') }, 'approval'))).toEqual({ kind: 'unknown' });
+          expect(await store.get(other!.id)).toMatchObject({ waitingFor: ['approval'] });
+          expect(await store.events(other!.id)).toHaveLength(before);
+          expect(await store.signal(signalOf(ended!, 'approval'))).toEqual({ kind: 'ended', status: 'timed-out' });
+          expect((await store.history(ended!.id)).signals).toEqual([]);
+        },
+        timeout,
+      );
+
+      it(
+        'a park and a signal at the same moment never leave a run parked beside an unconsumed signal it waits for',
+        async () => {
+          const { store, peer } = await setup();
+          const runs = Array.from({ length: 20 }, () => workflowRun());
+          await store.insert('n1', runs);
+          const outcomes = await Promise.all(
+            runs.map(async (run) => {
+              const [[parked], sent] = await Promise.all([
+                store.park([park(run, 'n1', { waitingFor: ['go'] })]),
+                peer.signal(signalOf(run, 'go')),
+              ]);
+              return { run, parked, sent };
+            }),
+          );
+          for (const { run, parked, sent } of outcomes) {
+            expect(sent.kind).toBe('delivered');
+            const record = await store.get(run.id);
+            // Either the park saw the signal, or the signal came after and woke the parked run.
+            if (parked === 'signalled') expect(record).toMatchObject({ owner: 'n1', waitingFor: [] });
+            else expect(record).toMatchObject({ owner: null, waitingFor: [], notBefore: null });
+          }
+        },
+        timeout,
+      );
+
+      it(
+        "history is empty for an unknown run and for another tenant's",
+        async () => {
+          const { store } = await setup();
+          const run = workflowRun({ tenantId: 'acme' });
+          await store.insert('n1', [run]);
+          await store.checkpoint('n1', [step(run, 0)]);
+          await store.signal(signalOf(run, 'approval'));
+          expect((await store.history(run.id, 'acme')).steps).toHaveLength(1);
+          expect(await store.history(run.id, 'globex')).toEqual({ steps: [], signals: [] });
+          expect(await store.history(unique('nobody'))).toEqual({ steps: [], signals: [] });
+        },
+        timeout,
+      );
+
+      it(
+        'prune deletes the steps and signals of the runs it deletes',
+        async () => {
+          const { store } = await setup();
+          const [old, kept] = [workflowRun(), workflowRun()];
+          await store.insert('n1', [old, kept]);
+          for (const run of [old, kept]) {
+            await store.signal(signalOf(run, 'approval'));
+            await store.checkpoint('n1', [step(run, 0, { status: 'completed', result: 1 })]);
+          }
+          await store.append([ev(old, 'completed', 'n1', { at: 100 })]);
+          expect(await store.prune(1_000, 10)).toBe(1);
+          // The same id again starts with no history.
+          await store.insert('n1', [{ ...old }]);
+          expect(await store.history(old.id)).toEqual({ steps: [], signals: [] });
+          const left = await store.history(kept.id);
+          expect([left.steps.length, left.signals.length]).toEqual([1, 1]);
+        },
+        timeout,
+      );
+
+      it(
+        'refuses bad steps, parks, signals, notBefore and cost with ValidationError, writing nothing',
+        async () => {
+          const { store } = await setup();
+          const run = workflowRun();
+          await store.insert('n1', [run]);
+          const badSteps: [Partial<StepInput>, string][] = [
+            [{ seq: -1 }, 'steps[1].seq'],
+            [{ seq: 1.5 }, 'steps[1].seq'],
+            [{ kind: 'timer' as never }, 'steps[1].kind'],
+            [{ status: 'done' as never }, 'steps[1].status'],
+            [{ name: '' }, 'steps[1].name'],
+            [{ startedAt: Number.NaN }, 'steps[1].startedAt'],
+            [{ endedAt: Number.POSITIVE_INFINITY }, 'steps[1].endedAt'],
+            [{ wakeAt: Number.NaN }, 'steps[1].wakeAt'],
+            [{ cost: -1 }, 'steps[1].cost'],
+          ];
+          for (const [bad, field] of badSteps) {
+            const error = await rejection(store.checkpoint('n1', [step(run, 0), step(run, 1, bad)]));
+            expect(error, field).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+          expect((await store.history(run.id)).steps).toEqual([]);
+
+          const badParks: [Partial<ParkInput>, string][] = [
+            [{ waitingFor: [''] }, 'parks[0].waitingFor'],
+            [{ notBefore: Number.NaN }, 'parks[0].notBefore'],
+            [{ at: Number.NaN }, 'parks[0].at'],
+            [{ steps: [step(run, 0, { seq: -1 })] }, 'parks[0].steps[0].seq'],
+          ];
+          for (const [bad, field] of badParks) {
+            const error = await rejection(store.park([park(run, 'n1', bad)]));
+            expect(error, field).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+          expect(await store.get(run.id)).toMatchObject({ owner: 'n1', waitingFor: [] });
+
+          const badSignals: [Partial<SignalInput>, string][] = [
+            [{ name: '' }, 'name'],
+            [{ at: Number.NaN }, 'at'],
+            [{ runId: '' }, 'runId'],
+          ];
+          for (const [bad, field] of badSignals) {
+            const error = await rejection(store.signal(signalOf(run, 'approval', bad)));
+            expect(error, field).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+          expect((await store.history(run.id)).signals).toEqual([]);
+
+          const late = newRun({ notBefore: Number.NaN });
+          expect(await rejection(store.insert('n1', [late]))).toBeInstanceOf(ValidationError);
+          expect(await store.get(late.id)).toBeUndefined();
+          expect(await rejection(store.append([ev(run, 'completed', 'n1', { cost: Number.NaN })]))).toBeInstanceOf(
+            ValidationError,
+          );
+          expect(await store.get(run.id)).toMatchObject({ status: 'queued', cost: 0 });
+        },
+        timeout,
+      );
+    });
+
+    describe('unclaimed', () => {
+      it(
+        'reports due runs no live node holds, grouped by type and requires; not parked, delayed, held or ended ones',
+        async () => {
+          const { store, peer, advance } = await setup();
+          const type = unique('orphan');
+          const cap = unique('cap');
+          const now = await storeNow(store);
+          await store.heartbeat('alive', 60_000);
+          await store.heartbeat('dying', leaseMs);
+          const released = [newRun({ type }), newRun({ type })];
+          const otherNeeds = newRun({ type, task: { requires: [cap] } });
+          const held = newRun({ type });
+          const ofDeadNode = newRun({ type });
+          const delayed = newRun({ type, notBefore: now + 3_600_000 });
+          const ended = newRun({ type });
+          const parked = workflowRun({ type: `workflow:${type}` });
+          await store.insert('alive', [...released, otherNeeds, held, delayed, ended, parked]);
+          await store.insert('dying', [ofDeadNode]);
+          await store.append([
+            ...[...released, otherNeeds].map((r) => ev(r, 'released', 'alive')),
+            ev(ended, 'released', 'alive'),
+            ev(ended, 'failed', 'alive', { error: { name: 'Error', message: 'x', code: null } }),
+          ]);
+          expect(await store.park([park(parked, 'alive', { notBefore: null, waitingFor: ['go'] })])).toEqual([
+            'parked',
+          ]);
+          await advance(leaseMs + 200); // 'dying' stops renewing its lease
+          await store.heartbeat('alive', 60_000);
+          const mine = async (before: number) =>
+            (await peer.unclaimed(before, 1_000)).filter((g) => g.type === type || g.type === `workflow:${type}`);
+          const groups = await mine(Infinity);
+          expect(groups.map((g) => [g.requires, g.count]).sort()).toEqual(
+            [
+              [[], 3], // the two released and the dead node's
+              [[cap], 1],
+            ].sort(),
+          );
+          for (const g of groups) expect(g.since).toBeGreaterThan(0);
+          // Only runs unchanged since before `before`.
+          expect(await mine(0)).toEqual([]);
+          for (const [call, field] of [
+            [() => store.unclaimed(Number.NaN, 10), 'before'],
+            [() => store.unclaimed(Infinity, 0), 'limit'],
+          ] as const) {
+            const error = await rejection(call());
+            expect(error).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+        },
+        timeout,
+      );
+    });
+
+    describe('schedule ticks', () => {
+      it(
+        'keeps the latest tick recorded for each schedule, whichever order nodes record them in',
+        async () => {
+          const { store, peer } = await setup();
+          const [daily, hourly] = [unique('daily'), unique('hourly')];
+          expect(await store.lastTick(daily)).toBeUndefined();
+          await store.recordTick(daily, 1_700_000_060_000);
+          await peer.recordTick(daily, 1_700_000_000_000);
+          await peer.recordTick(hourly, 5);
+          expect(await store.lastTick(daily)).toBe(1_700_000_060_000);
+          expect(await peer.lastTick(hourly)).toBe(5);
+          await store.recordTick(daily, 1_700_000_120_000);
+          expect(await peer.lastTick(daily)).toBe(1_700_000_120_000);
+          for (const [call, field] of [
+            [() => store.recordTick('', 1), 'name'],
+            [() => store.lastTick(''), 'name'],
+            [() => store.recordTick(daily, Number.NaN), 'tickMs'],
+          ] as const) {
+            const error = await rejection(call());
+            expect(error).toBeInstanceOf(ValidationError);
+            expect((error as ValidationError).field).toBe(field);
+          }
+          expect(await store.lastTick(daily)).toBe(1_700_000_120_000);
         },
         timeout,
       );

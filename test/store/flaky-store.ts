@@ -45,6 +45,7 @@ export class FlakyStore implements RunStore {
   park: RunStore['park'] = async (p) => (this.#gate('park'), this.inner.park(p));
   signal: RunStore['signal'] = async (s) => (this.#gate('signal'), this.inner.signal(s));
   history: RunStore['history'] = async (id, t) => (this.#gate('history'), this.inner.history(id, t));
+  unclaimed: RunStore['unclaimed'] = async (b, l) => (this.#gate('unclaimed'), this.inner.unclaimed(b, l));
   lastTick: RunStore['lastTick'] = async (n) => (this.#gate('lastTick'), this.inner.lastTick(n));
   recordTick: RunStore['recordTick'] = async (n, t) => (this.#gate('recordTick'), this.inner.recordTick(n, t));
 }

@@ -8,8 +8,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, ValidationError } from '../../src/errors.js';
-import { MIGRATIONS, SCHEMA_VERSION } from '../../src/store/migrations.js';
+import { migrate, MIGRATIONS, SCHEMA_VERSION, schemaNames } from '../../src/store/migrations.js';
 import { PostgresStore } from '../../src/store/postgres-store.js';
+import { recoveryDeadLetterMessage } from '../../src/store/store-support.js';
 import type { NewRun } from '../../src/store/store.js';
 import { POSTGRES_SERVER, startPostgres, type TestPostgres } from '../support/postgres.js';
 import { runStoreContract, waitFor } from './contract.js';
@@ -135,9 +136,61 @@ describe.skipIf(POSTGRES_SERVER.skip)('PostgresStore', () => {
       );
       expect(error).toBeInstanceOf(ValidationError);
       expect((error as ValidationError).message).toMatch(
-        /version 2, newer than .* knows \(1\).*Upgrade unified-orchestrator/,
+        new RegExp(
+          `version ${SCHEMA_VERSION + 1}, newer than .* knows \\(${SCHEMA_VERSION}\\).*Upgrade unified-orchestrator`,
+        ),
       );
       await newer.close();
+    }, 60_000);
+
+    it('migrates a version 1 schema with its runs to the current version; a version 1 claim still works', async () => {
+      const url = await server.createDatabase('uo_upgrade');
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const tx = {
+          query: async <R>(text: string, params?: readonly unknown[]) =>
+            (await client.query(text, params as unknown[])).rows as R[],
+          script: async (text: string) => {
+            await client.query(text);
+          },
+        };
+        const names = schemaNames('unified_orchestrator', recoveryDeadLetterMessage('%s'));
+        await client.query('BEGIN');
+        expect(await migrate(tx, 'unified_orchestrator', names, MIGRATIONS.slice(0, 1))).toEqual([1]);
+        await client.query('COMMIT');
+        const old = run('from-v1');
+        await client.query(`SELECT unified_orchestrator.insert_runs('gone', $1::jsonb)`, [
+          JSON.stringify([{ ord: 0, ...old }]),
+        ]);
+        const store = new PostgresStore({ connectionString: url });
+        try {
+          await store.open();
+          const applied = await rows<{ version: number }>(
+            url,
+            'SELECT version FROM unified_orchestrator.schema_migrations ORDER BY version',
+          );
+          expect(applied.map((row) => row.version)).toEqual(MIGRATIONS.map((m) => m.version));
+          expect(await store.get('from-v1')).toMatchObject({
+            owner: 'gone',
+            notBefore: null,
+            waitingFor: [],
+            cost: 0,
+            agentId: null,
+          });
+          // A node of the previous release claims with the 5-argument function: the runs that are not workflows.
+          await store.insert('gone', [run('workflow-run', { type: 'workflow:w' })]);
+          const claimed = await client.query<{ id: string }>(
+            `SELECT c.run ->> 'id' AS id FROM unified_orchestrator.claim_runs('old-node', 10, '{}', 3, NULL) c`,
+          );
+          expect(claimed.rows.map((r) => r.id)).toEqual(['from-v1']);
+          expect((await store.get('workflow-run'))?.owner).toBe('gone');
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await client.end();
+      }
     }, 60_000);
 
     it('gives one idempotency key to one run when nodes insert it at the same moment', async () => {

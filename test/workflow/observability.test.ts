@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  MemoryStore,
   UnifiedOrchestrator,
   type AuditEntry,
   type OrchestratorEvents,
@@ -148,5 +149,34 @@ describe('workflow observability', () => {
     const steps = spans.filter((s) => s.name.startsWith('step '));
     expect(steps.map((s) => s.name)).toEqual(['step draft', 'step approval', 'step publish']);
     expect(steps.every((s) => s.parent !== undefined && s.ended)).toBe(true);
+  });
+
+  it('reports runs of a version no node has, until a node with it takes them', async () => {
+    const store = new MemoryStore();
+    const durability = { claimIntervalMs: 20, unclaimedAfterMs: 100 };
+    const api = new UnifiedOrchestrator({ store, durability });
+    made.push(api);
+    api.workflow('etl', { version: '1' }, async () => 'v1');
+    await api.start();
+    const handle = api.startWorkflow('etl', null, { version: '2' });
+    await handle.stored;
+    await eventually(async () => (await api.runs.get(handle.id))?.owner === null);
+    // Looked for every unclaimedAfterMs / 2.
+    await eventually(() => (api.stats().durable?.unclaimed.length ?? 0) > 0, 3_000);
+    expect(api.stats().durable?.unclaimed).toEqual([
+      expect.objectContaining({ type: 'workflow:etl', requires: ['workflow:etl@2'], count: 1 }),
+    ]);
+    const health = api.health().components.store!;
+    expect(health.status).toBe('degraded');
+    expect(health.detail).toContain('1 × workflow:etl [workflow:etl@2]');
+    expect((await api.metrics())!.body).toContain('unified_orchestrator_runs_unclaimed 1');
+    // A node with version 2 takes it; the report clears at the next look.
+    const worker = new UnifiedOrchestrator({ store, durability, metrics: false });
+    made.push(worker);
+    worker.workflow('etl', { version: '2' }, async () => 'v2');
+    await worker.start();
+    expect(await handle.result).toBe('v2');
+    await eventually(() => api.stats().durable?.unclaimed.length === 0, 3_000);
+    expect(api.health().components.store!.status).toBe('healthy');
   });
 });

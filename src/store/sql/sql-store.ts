@@ -8,7 +8,7 @@
  * back, so running it again is safe); anything else (a bug in the SQL, a constraint) passes through as it is.
  */
 import { StoreUnavailableError } from '../../errors.js';
-import { channelOf, checkSchemaName, migrate, schemaNames, type SchemaNames } from '../migrations.js';
+import { channelOf, checkSchemaName, claimable, dueAt, migrate, schemaNames, type SchemaNames } from '../migrations.js';
 import {
   checkClaim,
   checkEvents,
@@ -16,24 +16,38 @@ import {
   checkLimit,
   checkTime,
   checkNewRuns,
+  checkParks,
+  checkSignal,
+  checkScheduleName,
+  checkSteps,
+  checkTick,
   DEFAULT_PAGE,
   encodeCursor,
-  existingIdError,
   jsonValue,
   listFilters,
   recoveryDeadLetterMessage,
 } from '../store-support.js';
 import type {
+  UnclaimedRuns,
   ClaimRequest,
   ClaimResult,
   InsertOutcome,
   NewRun,
+  ParkInput,
+  ParkOutcome,
   RunEvent,
   RunEventInput,
   RunPage,
   RunQuery,
   RunRecord,
   RunStore,
+  SignalInput,
+  SignalOutcome,
+  SignalRecord,
+  StepInput,
+  StepRecord,
+  TerminalRunStatus,
+  WorkflowHistory,
 } from '../store.js';
 import { isRetryable, isUnavailable, reasonOf } from './errors.js';
 import type { SqlExecutor } from './executor.js';
@@ -45,17 +59,24 @@ export const DEFAULT_SCHEMA = 'unified_orchestrator';
 const RETRIES = 3;
 
 /** A row of `runs` as the queries below name its columns (RUN_COLUMNS); bigints may come as strings. */
-interface RunRow extends Omit<RunRecord, 'attempts' | 'recoveries' | 'createdAt' | 'updatedAt' | 'finishedAt'> {
+interface RunRow extends Omit<
+  RunRecord,
+  'attempts' | 'recoveries' | 'createdAt' | 'updatedAt' | 'finishedAt' | 'notBefore' | 'waitingFor' | 'cost'
+> {
   attempts: number | string;
   recoveries: number | string;
   createdAt: number | string | bigint;
   updatedAt: number | string | bigint;
   finishedAt: number | string | bigint | null;
+  notBefore: number | string | bigint | null;
+  waitingFor: readonly string[] | null;
+  cost: number | string;
 }
 
 /** The columns of `runs` under the names of RunRecord. */
 const RUN_COLUMNS = `id, type, tenant_id AS "tenantId", idempotency_key AS "idempotencyKey", status, task, attempts,
-  recoveries, owner, result, error, created_at AS "createdAt", updated_at AS "updatedAt", finished_at AS "finishedAt"`;
+  recoveries, owner, result, error, created_at AS "createdAt", updated_at AS "updatedAt", finished_at AS "finishedAt",
+  not_before AS "notBefore", waiting_for AS "waitingFor", cost, agent_id AS "agentId"`;
 
 /** A row of `run_events`, as EVENT_COLUMNS names its columns. */
 interface EventRow extends Omit<RunEvent, 'seq' | 'at'> {
@@ -76,6 +97,39 @@ function toRun(row: RunRow): RunRecord {
     createdAt: Number(row.createdAt),
     updatedAt: Number(row.updatedAt),
     finishedAt: row.finishedAt === null ? null : Number(row.finishedAt),
+    notBefore: row.notBefore === null ? null : Number(row.notBefore),
+    waitingFor: [...(row.waitingFor ?? [])],
+    cost: Number(row.cost),
+    agentId: row.agentId ?? null,
+  };
+}
+
+/** A time as the SQL stores hold it: whole milliseconds (the checks keep it within ±2^53). */
+function ms(value: number): number;
+function ms(value: number | null | undefined): number | null;
+function ms(value: number | null | undefined): number | null {
+  return value === null || value === undefined ? null : Math.round(value);
+}
+
+/** A step as `write_steps` reads it. */
+function stepInput(step: StepInput, ord: number): Record<string, unknown> {
+  return {
+    ord,
+    runId: step.runId,
+    seq: step.seq,
+    name: step.name,
+    kind: step.kind,
+    status: step.status,
+    result: step.status === 'completed' ? jsonValue(step.result ?? null) : null,
+    error: jsonValue(step.error ?? null),
+    cost: step.cost ?? 0,
+    childId: step.childId ?? null,
+    agentId: step.agentId ?? null,
+    attempts: step.attempts ?? 0,
+    startedAt: ms(step.startedAt),
+    endedAt: ms(step.endedAt),
+    wakeAt: ms(step.wakeAt),
+    signalId: step.signalId ?? null,
   };
 }
 
@@ -166,19 +220,16 @@ export abstract class SqlRunStore implements RunStore {
       idempotencyKey: run.idempotencyKey,
       task: jsonValue(run.task),
       createdAt: run.createdAt,
+      notBefore: ms(run.notBefore),
     }));
-    const rows = await this.#run('insert', async (executor) => {
-      try {
-        return await executor.query<RunRow & { dupOrd: number }>(
-          `SELECT d.dup_ord AS "dupOrd", ${RUN_COLUMNS}
-           FROM ${this.#names.s}.insert_runs($1, $2::text::jsonb) d,
-             jsonb_populate_record(NULL::${this.#names.s}.runs, d.existing) r`,
-          [nodeId, JSON.stringify(input)],
-        );
-      } catch (error) {
-        throw duplicateIdError(error, runs) ?? error;
-      }
-    });
+    const rows = await this.#run('insert', (executor) =>
+      executor.query<RunRow & { dupOrd: number }>(
+        `SELECT d.dup_ord AS "dupOrd", ${RUN_COLUMNS}
+         FROM ${this.#names.s}.insert_runs($1, $2::text::jsonb) d,
+           jsonb_populate_record(NULL::${this.#names.s}.runs, d.existing) r`,
+        [nodeId, JSON.stringify(input)],
+      ),
+    );
     const outcomes: InsertOutcome[] = runs.map(() => ({ kind: 'inserted' }));
     for (const { dupOrd, ...row } of rows) outcomes[dupOrd] = { kind: 'duplicate', existing: toRun(row) };
     return outcomes;
@@ -199,6 +250,7 @@ export abstract class SqlRunStore implements RunStore {
       error: jsonValue(event.error ?? null),
       detail: jsonValue(event.detail ?? null),
       result: event.kind === 'completed' ? jsonValue(event.result ?? null) : null,
+      cost: event.cost ?? 0,
     }));
     await this.#run('append', (executor) =>
       executor.query(`SELECT ${this.#names.s}.append_events($1::text::jsonb)`, [JSON.stringify(input)]),
@@ -221,9 +273,16 @@ export abstract class SqlRunStore implements RunStore {
     const rows = await this.#run('claim', (executor) =>
       executor.query<RunRow & { dead: boolean }>(
         `SELECT c.dead, ${RUN_COLUMNS}
-         FROM ${this.#names.s}.claim_runs($1, $2::integer, $3::text[], $4::integer, $5::text) c,
+         FROM ${this.#names.s}.claim_runs($1, $2::integer, $3::text[], $4::integer, $5::text, $6::boolean) c,
            jsonb_populate_record(NULL::${this.#names.s}.runs, c.run) r`,
-        [request.nodeId, request.limit, [...request.capabilities], request.maxRecoveries, request.from ?? null],
+        [
+          request.nodeId,
+          request.limit,
+          [...request.capabilities],
+          request.maxRecoveries,
+          request.from ?? null,
+          request.workflows === true,
+        ],
       ),
     );
     const runs: RunRecord[] = [];
@@ -348,6 +407,131 @@ export abstract class SqlRunStore implements RunStore {
     return Number(rows[0]?.n ?? 0);
   }
 
+  async checkpoint(nodeId: string, steps: readonly StepInput[]): Promise<string[]> {
+    this.#ready('checkpoint');
+    checkSteps(steps);
+    if (steps.length === 0) return [];
+    const rows = await this.#run('checkpoint', (executor) =>
+      executor.query<{ refused: string[] }>(
+        `SELECT ${this.#names.s}.checkpoint_steps($1, $2::text::jsonb) AS refused`,
+        [nodeId, JSON.stringify(steps.map(stepInput))],
+      ),
+    );
+    return [...(rows[0]?.refused ?? [])];
+  }
+
+  async park(parks: readonly ParkInput[]): Promise<ParkOutcome[]> {
+    this.#ready('park');
+    checkParks(parks);
+    if (parks.length === 0) return [];
+    const input = parks.map((park, ord) => ({
+      ord,
+      runId: park.runId,
+      nodeId: park.nodeId,
+      at: ms(park.at),
+      notBefore: ms(park.notBefore),
+      waitingFor: [...park.waitingFor],
+      steps: park.steps.map(stepInput),
+    }));
+    const rows = await this.#run('park', (executor) =>
+      executor.query<{ outcomes: ParkOutcome[] }>(`SELECT ${this.#names.s}.park_runs($1::text::jsonb) AS outcomes`, [
+        JSON.stringify(input),
+      ]),
+    );
+    return [...(rows[0]?.outcomes ?? [])];
+  }
+
+  async signal(signal: SignalInput): Promise<SignalOutcome> {
+    this.#ready('signal');
+    checkSignal(signal);
+    const rows = await this.#run('signal', (executor) =>
+      executor.query<{ outcome: string; signalId: number | string | null; status: TerminalRunStatus | null }>(
+        `SELECT outcome, signal_id AS "signalId", run_status AS status
+         FROM ${this.#names.s}.signal_run($1, $2::text, $3, $4::text::jsonb, $5::text, $6::bigint, $7)`,
+        [
+          signal.runId,
+          signal.tenantId ?? null,
+          signal.name,
+          JSON.stringify(jsonValue(signal.payload ?? null)),
+          signal.actor,
+          ms(signal.at),
+          signal.nodeId,
+        ],
+      ),
+    );
+    const row = rows[0];
+    if (row?.outcome === 'delivered') return { kind: 'delivered', id: Number(row.signalId) };
+    if (row?.outcome === 'ended' && row.status !== null) return { kind: 'ended', status: row.status };
+    return { kind: 'unknown' };
+  }
+
+  async history(runId: string, tenantId?: string): Promise<WorkflowHistory> {
+    // One statement (one snapshot), the records built as JSON: bigints come back as JSON numbers.
+    const rows = await this.#run('history', (executor) =>
+      executor.query<{ steps: StepRecord[]; signals: SignalRecord[] }>(
+        `SELECT
+           (SELECT coalesce(jsonb_agg(jsonb_build_object(
+              'runId', t.run_id, 'seq', t.seq, 'name', t.name, 'kind', t.kind, 'status', t.status,
+              'result', t.result, 'error', t.error, 'cost', t.cost, 'childId', t.child_id, 'agentId', t.agent_id,
+              'attempts', t.attempts, 'startedAt', t.started_at, 'endedAt', t.ended_at, 'wakeAt', t.wake_at)
+              ORDER BY t.seq), '[]')
+            FROM ${this.#names.s}.steps t WHERE t.run_id = r.id) AS steps,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object(
+              'id', g.id, 'runId', g.run_id, 'name', g.name, 'payload', g.payload, 'actor', g.actor, 'at', g.at,
+              'consumedBy', g.consumed_by)
+              ORDER BY g.id), '[]')
+            FROM ${this.#names.s}.signals g WHERE g.run_id = r.id) AS signals
+         FROM ${this.#names.s}.runs r WHERE r.id = $1 AND ($2::text IS NULL OR r.tenant_id = $2::text)`,
+        [runId, tenantId ?? null],
+      ),
+    );
+    const row = rows[0];
+    return { steps: row?.steps ?? [], signals: row?.signals ?? [] };
+  }
+
+  async unclaimed(before: number, limit: number): Promise<UnclaimedRuns[]> {
+    checkTime(before, 'before');
+    checkLimit(limit);
+    const s = this.#names.s;
+    const rows = await this.#run('unclaimed', (executor) =>
+      executor.query<{ type: string; requires: string[]; count: number; since: number | string }>(
+        `SELECT x.type, x.requires, count(*)::integer AS count, min(x.updated_at) AS since
+         FROM ${s}.runs x
+         WHERE x.status IN ('queued', 'running') AND ${claimable('x.')} AND (${dueAt('x.')}) <= ${s}.now_ms()
+           AND x.updated_at < $1::bigint
+           AND (x.owner IS NULL
+                OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > ${s}.now_ms()))
+         GROUP BY x.type, x.requires
+         ORDER BY since, x.type
+         LIMIT $2::integer`,
+        [before === Infinity ? '9223372036854775807' : Math.floor(before), limit],
+      ),
+    );
+    return rows.map((r) => ({ type: r.type, requires: r.requires, count: r.count, since: Number(r.since) }));
+  }
+
+  async lastTick(name: string): Promise<number | undefined> {
+    checkScheduleName(name);
+    const rows = await this.#run('lastTick', (executor) =>
+      executor.query<{ tick: number | string }>(`SELECT tick FROM ${this.#names.s}.schedule_ticks WHERE name = $1`, [
+        name,
+      ]),
+    );
+    return rows[0] === undefined ? undefined : Number(rows[0].tick);
+  }
+
+  async recordTick(name: string, tickMs: number): Promise<void> {
+    checkScheduleName(name);
+    checkTick(tickMs);
+    await this.#run('recordTick', (executor) =>
+      executor.query(
+        `INSERT INTO ${this.#names.s}.schedule_ticks AS t (name, tick) VALUES ($1, $2::bigint)
+         ON CONFLICT (name) DO UPDATE SET tick = greatest(t.tick, excluded.tick)`,
+        [name, ms(tickMs)],
+      ),
+    );
+  }
+
   #deliver(payload: string): void {
     let ids: unknown;
     try {
@@ -390,13 +574,4 @@ export abstract class SqlRunStore implements RunStore {
       throw new StoreUnavailableError(operation, reasonOf(error), error);
     }
   }
-}
-
-/** A ValidationError when `error` is the primary key refusing a run id already stored. */
-function duplicateIdError(error: unknown, runs: readonly NewRun[]): Error | undefined {
-  const e = error as { code?: unknown; constraint?: unknown; detail?: unknown } | null;
-  if (e?.code !== '23505' || e.constraint !== 'runs_pkey') return undefined;
-  const detail = typeof e.detail === 'string' ? e.detail : '';
-  const id = runs.find((run) => detail.includes(`(${run.id})`))?.id ?? runs[0]!.id;
-  return existingIdError(id);
 }
