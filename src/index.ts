@@ -20,7 +20,13 @@ export type { RegisterAgentOptions } from './pool/options.js';
 export type { EngineStats, TaskExecutionEngine, TaskObserver, TaskSnapshot } from './engine/task-execution-engine.js';
 export type { ResourceManager, ResourceStats } from './resources/resource-manager.js';
 export type { HealthMonitor, HealthReport, HealthStatus, PoolHealth, StoreHealth } from './health/health-monitor.js';
-export { COMPAT_METRIC_NAMES, DEFAULT_METRIC_PREFIX, METRIC_NAMES, STORE_METRIC_NAMES } from './health/metric-names.js';
+export {
+  COMPAT_METRIC_NAMES,
+  DEFAULT_METRIC_PREFIX,
+  METRIC_NAMES,
+  STORE_METRIC_NAMES,
+  WORKFLOW_METRIC_NAMES,
+} from './health/metric-names.js';
 export { MemoryBridge, MemoryHub } from './bridge/memory-bridge.js';
 export type { MemoryBridgeOptions } from './bridge/memory-bridge.js';
 export { RedisBridge } from './bridge/redis-bridge.js';

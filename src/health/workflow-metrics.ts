@@ -59,6 +59,12 @@ export function workflowMetrics(registry: Registry, prefix: string, active: () =
     },
   });
   return {
+    registered(workflow) {
+      // Every series from 0, so that increase() sees a workflow's first failure.
+      for (const outcome of ['completed', 'failed', 'cancelled', 'timed-out']) runs.labels(workflow, outcome).inc(0);
+      parks.labels(workflow).inc(0);
+      replayed.labels(workflow).inc(0);
+    },
     runEnded(workflow, outcome) {
       if (outcome === 'parked') parks.inc({ workflow });
       else if (outcome !== 'lost' && outcome !== 'stopping') runs.inc({ workflow, outcome });

@@ -3,7 +3,7 @@
  * default store, the store of tests, and the model the SQL stores are checked against (test/store/contract.ts), so
  * it does each rule of src/store/store.ts the plainest way, one run at a time.
  */
-import { StoreUnavailableError, ValidationError } from '../errors.js';
+import { StoreUnavailableError } from '../errors.js';
 import {
   checkClaim,
   checkEvents,

@@ -60,6 +60,8 @@ export interface WorkflowStats {
 
 /** Told of workflow moments, for metrics. */
 export interface WorkflowObserver {
+  /** A workflow was registered here (its series can start at 0). */
+  registered(workflow: string): void;
   runEnded(workflow: string, outcome: ExecutionEnd['kind'], ms: number): void;
   stepEnded(workflow: string, kind: StepKind, replayed: boolean, ms: number, ok: boolean): void;
 }
@@ -138,6 +140,7 @@ export class WorkflowRunner {
 
   observe(observer: WorkflowObserver): void {
     this.#observer = observer;
+    for (const name of this.#definitions.keys()) observer.registered(name);
   }
 
   /** Registers a workflow version. Throws ValidationError for bad options, or a version registered twice. */
@@ -178,6 +181,7 @@ export class WorkflowRunner {
     if (this.#definitions.size === 1 && versions.size === 0) this.#listenToTasks();
     versions.set(version, { name, version, maxSteps, budget, deadlineMs, fn });
     this.#latest.set(name, version);
+    if (versions.size === 1) this.#observer?.registered(name);
     if (this.#running) void this.claimNow();
   }
 

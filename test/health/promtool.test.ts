@@ -399,6 +399,7 @@ describe('docs/operations/alert-rules.yml', () => {
       'UnifiedOrchestratorStoreUnavailable',
       'UnifiedOrchestratorStoreWriteLatencyHigh',
       'UnifiedOrchestratorRunsRecovered',
+      'UnifiedOrchestratorRunsUnclaimed',
       'UnifiedOrchestratorEventsDropped',
       'UnifiedOrchestratorWorkflowRunsFailing',
       'UnifiedOrchestratorWorkflowRunsStalled',
@@ -424,6 +425,7 @@ describe('docs/operations/alert-rules.yml', () => {
         'UnifiedOrchestratorStoreUnavailable',
         'UnifiedOrchestratorStoreWriteLatencyHigh',
         'UnifiedOrchestratorRunsRecovered',
+        'UnifiedOrchestratorRunsUnclaimed',
         'UnifiedOrchestratorEventsDropped',
         'UnifiedOrchestratorWorkflowRunsFailing',
         'UnifiedOrchestratorWorkflowRunsStalled',
@@ -461,7 +463,7 @@ describe('docs/operations/alert-rules.yml', () => {
 
   it('references only metrics the orchestrator exports', async () => {
     const exprs = ruleExpressions(await readFile(RULES, 'utf8'));
-    expect(exprs.length).toBe(15);
+    expect(exprs.length).toBe(16);
     for (const expr of exprs) {
       const names = metricNamesIn(expr);
       expect(names.length, expr).toBeGreaterThan(0);
