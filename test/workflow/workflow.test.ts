@@ -1,0 +1,266 @@
+/**
+ * Durable workflows through the orchestrator (src/workflow/): results and replay, fan-out, step failures and
+ * retries, JSON results, signals, sleeps, cancel, the guards (maxSteps, budget, deadline, halt), versions,
+ * non-determinism, starting twice, bad input, interrupts, and a clean exit. Nodes share one store per test (see
+ * helpers.ts: every suite runs on each store of WORKFLOW_STORES); "a restart" is a node's stop() and another node on
+ * the same store. Real timers throughout: the waits, sleeps and claims are what is under test.
+ */
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  isWorkflowInterrupt,
+  MemoryBridge,
+  MemoryHub,
+  RunNotFoundError,
+  SignalTimeoutError,
+  ValidationError,
+  WorkflowInterrupt,
+  WorkflowLimitError,
+  WorkflowNonDeterminismError,
+  WorkflowNotFoundError,
+  WorkflowStepError,
+  type TaskContext,
+  type UnifiedOrchestrator,
+  type WorkflowContext,
+} from '../../src/index.js';
+import { deferred, eventually, wait } from '../support/agents.js';
+import { runToExit } from '../support/exit-child.js';
+import { ended, parked, rejection, thrown, WORKFLOW_STORES, workflowNodes } from './helpers.js';
+
+/** Increments `counts[key]` and returns the new count. */
+function bump(counts: Record<string, number>, key: string): number {
+  counts[key] = (counts[key] ?? 0) + 1;
+  return counts[key];
+}
+
+describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
+  const { node, store: sharedStore } = workflowNodes(storeCase);
+
+  describe('results and replay', () => {
+    it('returns the result; after a restart, completed steps return their checkpoints and never run again', async () => {
+      const { shared, raw } = await sharedStore();
+      const calls: Record<string, number> = {};
+      const execute = (ctx: TaskContext): unknown => (bump(calls, `agent:${ctx.type}`), (ctx.payload as number) * 2);
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('pipeline', {}, async (run: WorkflowContext<{ n: number }>, input: { n: number }) => {
+          const doubled = await run.task<number>('double', { type: 'double', requires: ['work'], payload: input.n });
+          const plus = await run.step('plus', () => (bump(calls, 'plus'), doubled + 1));
+          const approval = await run.signal<{ ok: boolean }>('approval');
+          const last = await run.step('last', () => (bump(calls, 'last'), `${plus}:${approval.ok}`));
+          return { doubled, plus, last };
+        });
+      const a = await node(shared, setup, { execute });
+      const handle = a.startWorkflow('pipeline', { n: 20 }, { id: 'run-1' });
+      expect(handle.id).toBe('run-1');
+      expect(await handle.stored).toBe('run-1');
+      await parked(raw, 'run-1', (r) => r.waitingFor.includes('approval'));
+      await a.stop({ drain: false });
+
+      const b = await node(shared, setup, { execute });
+      expect(await b.signal('run-1', 'approval', { ok: true }, { actor: 'alice' })).toBe(true);
+      expect(await b.attach('run-1').result).toEqual({ doubled: 40, plus: 41, last: '41:true' });
+      expect(calls).toEqual({ 'agent:double': 1, plus: 1, last: 1 });
+      const { steps, signals } = await b.runs.steps('run-1');
+      expect(steps.map((s) => [s.seq, s.kind, s.name, s.status])).toEqual([
+        [0, 'task', 'double', 'completed'],
+        [1, 'step', 'plus', 'completed'],
+        [2, 'signal', 'approval', 'completed'],
+        [3, 'step', 'last', 'completed'],
+      ]);
+      expect(steps[0]).toMatchObject({ result: 40, attempts: 1 });
+      expect(steps[0]!.childId).toEqual(expect.any(String));
+      expect(signals).toMatchObject([{ name: 'approval', actor: 'alice', consumedBy: 2, payload: { ok: true } }]);
+      expect((await b.runs.get('run-1'))?.status).toBe('completed');
+      expect(b.stats().workflows?.replayedSteps).toBeGreaterThanOrEqual(2);
+    });
+
+    it('a node stopped mid-step: the next node replays the checkpointed steps and runs the unfinished one again', async () => {
+      const { shared } = await sharedStore();
+      const calls: Record<string, number> = {};
+      const gate = deferred();
+      const inStep = deferred();
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('mid', {}, async (run) => {
+          const a = await run.step('a', () => (bump(calls, 'a'), 'A'));
+          const b = await run.step('b', async ({ signal }) => {
+            if (bump(calls, 'b') === 1) {
+              inStep.resolve();
+              await Promise.race([gate.promise, new Promise((_, reject) => signal.addEventListener('abort', reject))]);
+            }
+            return 'B';
+          });
+          return a + b;
+        });
+      const a = await node(shared, setup);
+      const handle = a.startWorkflow('mid', null, { id: 'mid-1' });
+      await inStep.promise;
+      await a.stop({ drain: false });
+      await expect(handle.result).rejects.toMatchObject({ code: 'ORCHESTRATOR_STOPPED' });
+      const b = await node(shared, setup);
+      expect(await b.attach('mid-1').result).toBe('AB');
+      // `a` was checkpointed: exactly once. `b` had no checkpoint when its node stopped: at least once.
+      expect(calls).toEqual({ a: 1, b: 2 });
+    });
+
+    it('Promise.all fans steps out: they run at once and are checkpointed in call order', async () => {
+      const { shared } = await sharedStore();
+      let arrived = 0;
+      const all = deferred();
+      const execute = async (ctx: TaskContext): Promise<unknown> => {
+        if (++arrived === 3) all.resolve();
+        await all.promise; // all three tasks must be running together to get past this
+        return `t:${String(ctx.payload)}`;
+      };
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('fan', {}, async (run) => {
+            const [x, y, z, s] = await Promise.all([
+              run.task('x', { type: 'x', requires: ['work'], payload: 1 }),
+              run.task('y', { type: 'y', requires: ['work'], payload: 2 }),
+              run.task('z', { type: 'z', requires: ['work'], payload: 3 }),
+              run.step('s', () => 'local'),
+            ]);
+            return [x, y, z, s];
+          }),
+        { execute, agents: 3 },
+      );
+      const handle = o.startWorkflow('fan', null);
+      expect(await handle.result).toEqual(['t:1', 't:2', 't:3', 'local']);
+      const { steps } = await o.runs.steps(handle.id);
+      expect(steps.map((s) => `${s.seq}:${s.name}`)).toEqual(['0:x', '1:y', '2:z', '3:s']);
+      expect(new Set(steps.map((s) => s.childId).filter(Boolean)).size).toBe(3);
+    });
+  });
+
+  describe('step failures and retries', () => {
+    it('a failed step throws the same WorkflowStepError on the first run and on a replay, and does not run again', async () => {
+      const { shared, raw } = await sharedStore();
+      const calls: Record<string, number> = {};
+      const seen: Array<{ step: unknown; reason: unknown; message: string; code: unknown; first: boolean }> = [];
+      const execute = (): never => {
+        bump(calls, 'agent');
+        throw Object.assign(new Error('model refused'), { code: 'MODEL_REFUSED' });
+      };
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('failing', {}, async (run) => {
+          for (const name of ['local', 'remote']) {
+            try {
+              if (name === 'local') {
+                await run.step('local', () => {
+                  bump(calls, 'local');
+                  throw new TypeError('bad row 7');
+                });
+              } else {
+                await run.task('remote', { type: 'r', requires: ['work'], maxAttempts: 1 });
+              }
+            } catch (error) {
+              if (isWorkflowInterrupt(error)) throw error;
+              const e = error as WorkflowStepError;
+              seen.push({ step: e.step, reason: e.reason, message: e.message, code: e.code, first: e.cause !== undefined });
+            }
+          }
+          await run.signal('go');
+          await run.step('local-again', () => {
+            throw new RangeError('uncaught');
+          });
+        });
+      const a = await node(shared, setup, { execute });
+      const handle = a.startWorkflow('failing', null, { id: 'fail-1' });
+      await parked(raw, 'fail-1');
+      await a.signal('fail-1', 'go');
+      const error = await rejection(handle.result);
+      expect(error).toBeInstanceOf(WorkflowStepError);
+      expect(error).toMatchObject({ code: 'WORKFLOW_STEP_FAILED', step: 'local-again', reason: { name: 'RangeError' } });
+      expect(calls).toEqual({ local: 1, agent: 1 });
+      // The first run (with the cause) and the replay after the park (without it) saw the same errors.
+      expect(seen).toHaveLength(4);
+      expect(seen.map((s) => s.first)).toEqual([true, true, false, false]);
+      const strip = ({ first: _first, ...rest }: (typeof seen)[number]): object => rest;
+      expect(strip(seen[2]!)).toEqual(strip(seen[0]!));
+      expect(strip(seen[3]!)).toEqual(strip(seen[1]!));
+      expect(seen[0]).toMatchObject({ step: 'local', reason: { name: 'TypeError', message: 'bad row 7', code: null } });
+      expect(seen[1]).toMatchObject({ step: 'remote', reason: { message: 'model refused', code: 'MODEL_REFUSED' } });
+      const run = await ended(raw, 'fail-1');
+      expect(run.status).toBe('failed');
+      expect(run.error).toMatchObject({ name: 'WorkflowStepError', code: 'WORKFLOW_STEP_FAILED' });
+    });
+
+    it('run.step retries up to maxAttempts with backoff, then fails', async () => {
+      const { shared } = await sharedStore();
+      const attempts: Record<string, number[]> = { flaky: [], hopeless: [] };
+      const o = await node(shared, (o) =>
+        o.workflow('retries', {}, async (run) => {
+          const flaky = await run.step(
+            'flaky',
+            ({ attempt, key }) => {
+              attempts.flaky!.push(attempt);
+              if (attempt < 3) throw new Error(`try ${attempt}`);
+              return key;
+            },
+            { maxAttempts: 3, backoffMs: 5 },
+          );
+          const hopeless = await run
+            .step(
+              'hopeless',
+              ({ attempt }) => {
+                attempts.hopeless!.push(attempt);
+                throw new Error('never');
+              },
+              { maxAttempts: 2, backoffMs: 5 },
+            )
+            .catch((e: WorkflowStepError) => e.reason.message);
+          return { flaky, hopeless };
+        }),
+      );
+      const handle = o.startWorkflow('retries', null);
+      expect(await handle.result).toEqual({ flaky: `${handle.id}:0`, hopeless: 'never' });
+      expect(attempts).toEqual({ flaky: [1, 2, 3], hopeless: [1, 2] });
+      const { steps } = await o.runs.steps(handle.id);
+      expect(steps.map((s) => [s.status, s.attempts])).toEqual([
+        ['completed', 3],
+        ['failed', 2],
+      ]);
+    });
+
+    it('results are JSON from the first run: undefined is null, a Date a string; a result JSON cannot hold fails the step', async () => {
+      const { shared } = await sharedStore();
+      const when = new Date('2026-01-02T03:04:05.000Z');
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('json', {}, async (run) => {
+            const nothing = await run.step('nothing', () => undefined);
+            const date = await run.step('date', () => when);
+            const nested = await run.step('nested', () => ({ a: undefined, b: [undefined, when], c: 1 }));
+            const fromTask = await run.task('task-date', { type: 'd', requires: ['work'] });
+            const big = await run
+              .step('bigint', () => 10n)
+              .catch((e: WorkflowStepError) => ({ name: e.name, reason: e.reason }));
+            const circular = await run
+              .step('circular', () => {
+                const x: Record<string, unknown> = {};
+                x['self'] = x;
+                return x;
+              })
+              .catch((e: WorkflowStepError) => e.reason.code);
+            return { nothing, date, dateType: typeof date, nested, fromTask, big, circular };
+          }),
+        { execute: () => when },
+      );
+      const handle = o.startWorkflow('json', null);
+      expect(await handle.result).toEqual({
+        nothing: null,
+        date: '2026-01-02T03:04:05.000Z',
+        dateType: 'string',
+        nested: { b: [null, '2026-01-02T03:04:05.000Z'], c: 1 },
+        fromTask: '2026-01-02T03:04:05.000Z',
+        big: { name: 'WorkflowStepError', reason: { name: 'ValidationError', message: expect.any(String), code: 'VALIDATION_ERROR' } },
+        circular: 'VALIDATION_ERROR',
+      });
+      const { steps } = await o.runs.steps(handle.id);
+      expect(steps.map((s) => s.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'failed', 'failed']);
+    });
+  });
+});
