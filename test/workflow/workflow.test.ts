@@ -263,4 +263,293 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(steps.map((s) => s.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'failed', 'failed']);
     });
   });
+  describe('signals', () => {
+    const approvals = (o: UnifiedOrchestrator): void =>
+      o.workflow('approve', {}, async (run, input: { before?: boolean }) => {
+        const before = input?.before ? await run.step('before', () => run.key('before')) : null;
+        const payload = await run.signal<{ by: string }>('approval');
+        return { before, payload };
+      });
+
+    it('a signal sent before the wait is kept and taken by it', async () => {
+      const { shared, raw } = await sharedStore();
+      const gate = deferred();
+      const o = await node(shared, (o) =>
+        o.workflow('early', {}, async (run) => {
+          await run.step('slow', () => gate.promise);
+          return run.signal('approval');
+        }),
+      );
+      const handle = o.startWorkflow('early', null);
+      await handle.stored;
+      expect(await o.signal(handle.id, 'approval', { by: 'early bird' })).toBe(true);
+      expect((await raw.history(handle.id)).signals).toMatchObject([{ name: 'approval', consumedBy: null }]);
+      gate.resolve();
+      expect(await handle.result).toEqual({ by: 'early bird' });
+      expect(o.stats().workflows?.parked).toBe(0); // it never had to wait
+    });
+
+    it('a signal sent during the wait wakes the parked run; one sent after it ended returns false', async () => {
+      const { shared, raw } = await sharedStore();
+      const o = await node(shared, approvals);
+      const handle = o.startWorkflow('approve', {});
+      const run = await parked(raw, handle.id);
+      expect(run.waitingFor).toEqual(['approval']);
+      expect(run.notBefore).toBeNull();
+      expect((await raw.history(handle.id)).steps).toMatchObject([{ kind: 'signal', name: 'approval', status: 'waiting' }]);
+      expect(await o.signal(handle.id, 'approval', { by: 'bob' }, { actor: 'bob' })).toBe(true);
+      expect(await handle.result).toEqual({ before: null, payload: { by: 'bob' } });
+      expect(await o.signal(handle.id, 'approval', { by: 'late' })).toBe(false);
+      // The late signal was not stored.
+      expect((await raw.history(handle.id)).signals.map((s) => s.payload)).toEqual([{ by: 'bob' }]);
+      const kinds = (await raw.events(handle.id)).map((e) => e.kind);
+      expect(kinds).toContain('parked');
+      expect(kinds).toContain('signalled');
+      expect(kinds.at(-1)).toBe('completed');
+    });
+
+    it('a signal sent after a wait timed out is kept for the next wait of its name', async () => {
+      const { shared } = await sharedStore();
+      const timedOut = deferred();
+      const o = await node(shared, (o) =>
+        o.workflow('twice', {}, async (run) => {
+          const first = await run.signal('ping', { timeoutMs: 30 }).catch((e: unknown) => {
+            if (!(e instanceof SignalTimeoutError)) throw e;
+            timedOut.resolve();
+            return `timed out: ${e.signal}`;
+          });
+          await run.step('between', () => wait(50));
+          const second = await run.signal('ping');
+          return { first, second };
+        }),
+      );
+      const handle = o.startWorkflow('twice', null);
+      await timedOut.promise;
+      expect(await o.signal(handle.id, 'ping', 'pong')).toBe(true);
+      expect(await handle.result).toEqual({ first: 'timed out: ping', second: 'pong' });
+      const { steps, signals } = await o.runs.steps(handle.id);
+      expect(steps.map((s) => s.status)).toEqual(['failed', 'completed', 'completed']);
+      expect(steps[0]!.error).toMatchObject({ code: 'SIGNAL_TIMEOUT' });
+      expect(signals).toMatchObject([{ payload: 'pong', consumedBy: 2 }]);
+    });
+
+    it('a signal to an unknown run or another tenant\'s run is RunNotFoundError; to a finished run, false', async () => {
+      const { shared } = await sharedStore();
+      const o = await node(shared, approvals);
+      await expect(o.signal('no-such-run', 'approval', null)).rejects.toBeInstanceOf(RunNotFoundError);
+      const handle = o.startWorkflow('approve', {}, { tenantId: 'acme' });
+      await handle.stored;
+      const error = await rejection(o.signal(handle.id, 'approval', { by: 'mallory' }, { tenantId: 'other' }));
+      expect(error).toBeInstanceOf(RunNotFoundError);
+      expect(error).toMatchObject({ code: 'RUN_NOT_FOUND', runId: handle.id });
+      expect((await o.runs.steps(handle.id)).signals).toEqual([]); // nothing was stored
+      expect(await o.signal(handle.id, 'approval', { by: 'alice' }, { tenantId: 'acme' })).toBe(true);
+      expect(await handle.result).toEqual({ before: null, payload: { by: 'alice' } });
+      expect(await o.signal(handle.id, 'approval', { by: 'again' }, { tenantId: 'acme' })).toBe(false);
+      await expect(o.signal(handle.id, 'approval', null, { tenantId: 'other' })).rejects.toBeInstanceOf(RunNotFoundError);
+    });
+
+    it('two signals of one name are taken by two waits in the order they were sent', async () => {
+      const { shared, raw } = await sharedStore();
+      const o = await node(shared, (o) =>
+        o.workflow('votes', {}, async (run) => {
+          const parallel = await Promise.all([run.signal('vote'), run.signal('vote')]);
+          const one = await run.signal('vote');
+          const two = await run.signal('vote');
+          return { parallel, sequential: [one, two] };
+        }),
+      );
+      const handle = o.startWorkflow('votes', null);
+      await parked(raw, handle.id);
+      expect(await o.signal(handle.id, 'vote', 'a')).toBe(true);
+      expect(await o.signal(handle.id, 'vote', 'b')).toBe(true);
+      // Both sent before the next waits are called: kept, and taken in order.
+      await parked(raw, handle.id, (r) => r.waitingFor.includes('vote'));
+      expect(await o.signal(handle.id, 'vote', 'c')).toBe(true);
+      expect(await o.signal(handle.id, 'vote', 'd')).toBe(true);
+      expect(await handle.result).toEqual({ parallel: ['a', 'b'], sequential: ['c', 'd'] });
+      const { signals } = await o.runs.steps(handle.id);
+      expect(signals.map((s) => [s.payload, s.consumedBy])).toEqual([
+        ['a', 0],
+        ['b', 1],
+        ['c', 2],
+        ['d', 3],
+      ]);
+    });
+
+    it('a signal timeout is fixed at the first call and kept across a restart', async () => {
+      const { shared, raw } = await sharedStore();
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('deadline-signal', {}, async (run) => {
+          try {
+            return await run.signal('approval', { timeoutMs: 2_500 });
+          } catch (error) {
+            if (error instanceof SignalTimeoutError) return { timedOut: error.signal, code: error.code, at: Date.now() };
+            throw error;
+          }
+        });
+      const a = await node(shared, setup);
+      const handle = a.startWorkflow('deadline-signal', null);
+      const run = await parked(raw, handle.id);
+      const [step] = (await raw.history(handle.id)).steps;
+      expect(step).toMatchObject({ kind: 'signal', status: 'waiting' });
+      expect(step!.wakeAt! - step!.startedAt).toBe(2_500);
+      expect(run.notBefore).toBe(step!.wakeAt);
+      await wait(800);
+      await a.stop({ drain: false });
+      const restartedAt = Date.now();
+      const b = await node(shared, setup);
+      const result = (await b.attach(handle.id).result) as { timedOut: string; code: string; at: number };
+      expect(result).toMatchObject({ timedOut: 'approval', code: 'SIGNAL_TIMEOUT' });
+      // On time: not before the first call's wakeAt, and not 2.5 s after the restart (a timer started again).
+      expect(result.at).toBeGreaterThanOrEqual(step!.wakeAt!);
+      expect(result.at).toBeLessThan(restartedAt + 2_500);
+      expect((await b.runs.steps(handle.id)).steps[0]).toMatchObject({
+        status: 'failed',
+        wakeAt: step!.wakeAt,
+        error: { code: 'SIGNAL_TIMEOUT' },
+      });
+    });
+  });
+
+  describe('sleeps', () => {
+    it('a short sleep stays in memory: the run does not park', async () => {
+      const { shared } = await sharedStore();
+      const o = await node(shared, (o) =>
+        o.workflow('nap', {}, async (run) => {
+          const t0 = await run.step('t0', () => Date.now());
+          await run.sleep('nap', 60);
+          return (await run.step('t1', () => Date.now())) - t0;
+        }),
+      );
+      const handle = o.startWorkflow('nap', null);
+      expect(await handle.result).toBeGreaterThanOrEqual(60);
+      expect(o.stats().workflows).toMatchObject({ parked: 0, executions: 1, completed: 1 });
+      expect((await o.runs.steps(handle.id)).steps[1]).toMatchObject({ kind: 'sleep', status: 'completed' });
+    });
+
+    it('a long sleep parks the run in the store until its time, then the run finishes', async () => {
+      const { shared, raw } = await sharedStore();
+      const o = await node(shared, (o) =>
+        o.workflow('long-nap', {}, async (run) => {
+          await run.sleep('nap', 2_300);
+          return run.step('woke', () => Date.now());
+        }),
+      );
+      const handle = o.startWorkflow('long-nap', null);
+      const run = await parked(raw, handle.id);
+      const [step] = (await raw.history(handle.id)).steps;
+      expect(step).toMatchObject({ kind: 'sleep', name: 'nap', status: 'waiting' });
+      expect(step!.wakeAt! - step!.startedAt).toBe(2_300);
+      expect(run).toMatchObject({ notBefore: step!.wakeAt, waitingFor: [], owner: null });
+      expect(o.stats().workflows).toMatchObject({ parked: 1, active: 0 });
+      const woke = (await handle.result) as number;
+      expect(woke).toBeGreaterThanOrEqual(step!.wakeAt!);
+      expect(o.stats().workflows).toMatchObject({ executions: 2, completed: 1 });
+    });
+
+    it('a long sleep survives a restart: another node finishes it on time, not from zero', async () => {
+      const { shared, raw } = await sharedStore();
+      const calls: Record<string, number> = {};
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('restart-nap', {}, async (run) => {
+          await run.step('before', () => bump(calls, 'before'));
+          await run.sleep('nap', 2_300);
+          return run.step('woke', () => (bump(calls, 'woke'), Date.now()));
+        });
+      const a = await node(shared, setup);
+      const handle = a.startWorkflow('restart-nap', null);
+      await parked(raw, handle.id);
+      const wakeAt = (await raw.history(handle.id)).steps[1]!.wakeAt!;
+      await wait(800);
+      await a.stop({ drain: false });
+      const restartedAt = Date.now();
+      const b = await node(shared, setup);
+      const woke = (await b.attach(handle.id).result) as number;
+      expect(woke).toBeGreaterThanOrEqual(wakeAt);
+      expect(woke).toBeLessThan(restartedAt + 2_300);
+      expect(calls).toEqual({ before: 1, woke: 1 });
+    });
+  });
+
+  describe('cancel', () => {
+    it('during a task step: the child task\'s agent sees ctx.signal abort, and the run ends cancelled', async () => {
+      const { shared, raw } = await sharedStore();
+      const running = deferred<TaskContext>();
+      const aborted = deferred<unknown>();
+      const execute = (ctx: TaskContext): Promise<unknown> => {
+        running.resolve(ctx);
+        return new Promise((_, reject) =>
+          ctx.signal.addEventListener('abort', () => {
+            aborted.resolve(ctx.signal.reason);
+            reject(ctx.signal.reason as Error);
+          }),
+        );
+      };
+      let after = 0;
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('cancel-task', {}, async (run) => {
+            await run.task('slow', { type: 'slow', requires: ['work'] });
+            after++;
+            await run.step('after', () => after++);
+          }),
+        { execute },
+      );
+      const handle = o.startWorkflow('cancel-task', null);
+      const ctx = await running.promise;
+      expect(await handle.cancel('operator said so')).toBe(true);
+      expect(await aborted.promise).toMatchObject({ code: 'TASK_CANCELLED' });
+      expect(ctx.signal.aborted).toBe(true);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+      expect((await ended(raw, ctx.taskId)).status).toBe('cancelled');
+      expect(after).toBe(0);
+      expect(await handle.cancel()).toBe(false);
+    });
+
+    it.each([
+      ['a signal wait', (run: WorkflowContext) => run.signal('never')],
+      ['a sleep', (run: WorkflowContext) => run.sleep('long', 3_600_000)],
+    ])('during %s (parked): runs.cancel() ends it cancelled', async (_, waitFor) => {
+      const { shared, raw } = await sharedStore();
+      let after = 0;
+      const o = await node(shared, (o) =>
+        o.workflow('cancel-wait', {}, async (run) => {
+          await waitFor(run);
+          after++;
+        }),
+      );
+      const handle = o.startWorkflow('cancel-wait', null);
+      await parked(raw, handle.id);
+      expect(await o.runs.cancel(handle.id, { tenantId: 'other' })).toBe(false);
+      expect(await o.runs.cancel(handle.id)).toBe(true);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+      expect(await o.signal(handle.id, 'never', null)).toBe(false);
+      expect(await o.runs.cancel(handle.id)).toBe(false);
+      await wait(60); // claims come and go: nothing runs it again
+      expect(after).toBe(0);
+      expect(o.stats().workflows?.active).toBe(0);
+    });
+
+    it('during a wait held in memory: the wait ends and no later step runs', async () => {
+      const { shared, raw } = await sharedStore();
+      let after = 0;
+      const o = await node(shared, (o) =>
+        o.workflow('cancel-nap', {}, async (run) => {
+          await run.sleep('nap', 1_000);
+          after++;
+        }),
+      );
+      const handle = o.startWorkflow('cancel-nap', null);
+      await eventually(() => o.stats().workflows?.active === 1);
+      await wait(30);
+      expect(await handle.cancel()).toBe(true);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+      expect(after).toBe(0);
+    });
+  });
 });
