@@ -12,7 +12,15 @@ import { describeError } from '../bridge/bridge.js';
 import { RunNotFoundError, ValidationError, WorkflowNotFoundError } from '../errors.js';
 import type { ResolvedDurabilityOptions } from '../store/durability-options.js';
 import type { DurableRuns } from '../store/durable-runs.js';
-import type { NewRun, WorkflowHistory, RunRecord, RunStore, SignalRecord, StepKind } from '../store/store.js';
+import type {
+  InsertOutcome,
+  NewRun,
+  WorkflowHistory,
+  RunRecord,
+  RunStore,
+  SignalRecord,
+  StepKind,
+} from '../store/store.js';
 import type { Task } from '../engine/task.js';
 import { CheckpointLane, type CheckpointStats } from './checkpoints.js';
 import {
@@ -99,6 +107,11 @@ export class WorkflowRunner {
   /** Children whose end info a step waits for: id → info, filled by this node's task events. */
   readonly #childInfo = new Map<string, ChildInfo>();
   readonly #watched = new Set<string>();
+  /**
+   * Inserts of runs started here and not answered yet, by run id. A start with an id already being inserted waits for
+   * that insert (and then meets the run as a duplicate): the store refuses a batch that holds one id twice.
+   */
+  readonly #inserting = new Map<string, Promise<unknown>>();
   #lane: CheckpointLane | undefined;
   #observer: WorkflowObserver | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -265,19 +278,34 @@ export class WorkflowRunner {
       notBefore: o.delayMs === undefined || o.delayMs === 0 ? null : createdAt + o.delayMs,
     };
     const durable = this.#parts.durable;
-    const result = durable.follow(id, o.tenantId);
+    // The caller follows the run once its insert says it is theirs: a refusal (another tenant's run holds the id, or
+    // the store failed) settles this caller only, not the run's own followers on this node.
+    let settle!: { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+    const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(noop);
+    const follow = (): void => void durable.follow(id, o.tenantId).then(settle.resolve, settle.reject);
     this.#stats.started++;
-    const stored = durable.insert(run).then(
+    const prior = this.#inserting.get(id);
+    const insertNow = (): Promise<InsertOutcome> => durable.insert(run);
+    const insert = prior ? prior.then(insertNow, insertNow) : insertNow();
+    this.#inserting.set(id, insert);
+    const forget = (): void => {
+      if (this.#inserting.get(id) === insert) this.#inserting.delete(id);
+    };
+    insert.then(forget, forget);
+    const stored = insert.then(
       (outcome) => {
         if (outcome.kind === 'duplicate') {
           if (outcome.existing.tenantId !== run.tenantId) {
             // Another tenant's run holds the id: not this caller's.
-            durable.settle(id, false, new ValidationError('id', `Run id ${id} is taken: choose another id`));
+            settle.reject(new ValidationError('id', `Run id ${id} is taken: choose another id`));
             return id;
           }
+          follow();
           durable.settleIfEnded(outcome.existing);
           return id;
         }
+        follow();
         if (run.notBefore != null) return id; // stored unowned, for any node when due
         if (!def) {
           // Another node's version: leave it to them.
@@ -288,7 +316,7 @@ export class WorkflowRunner {
         return id;
       },
       (error: unknown) => {
-        durable.settle(id, false, error);
+        settle.reject(error);
         throw error;
       },
     );
