@@ -39,12 +39,16 @@ export interface WorkflowNodes {
    * A started orchestrator on `store` (or in memory without one) after `setup` registered its workflows. Its leases
    * are short and it claims every 20 ms.
    */
-  node(store: RunStore | undefined, setup: (o: UnifiedOrchestrator) => void, options?: NodeOptions): Promise<UnifiedOrchestrator>;
+  readonly node: (
+    store: RunStore | undefined,
+    setup: (o: UnifiedOrchestrator) => void,
+    options?: NodeOptions,
+  ) => Promise<UnifiedOrchestrator>;
   /**
    * An open store shared by the nodes of a test, like a database server: a node's `stop()` does not close it (the
    * suite does, after the test). `raw` is the store itself, for reads and for patching its methods.
    */
-  store(): Promise<{ shared: RunStore; raw: RunStore }>;
+  readonly store: () => Promise<{ shared: RunStore; raw: RunStore }>;
 }
 
 export function workflowNodes(storeCase: WorkflowStoreCase): WorkflowNodes {

@@ -158,7 +158,13 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
             } catch (error) {
               if (isWorkflowInterrupt(error)) throw error;
               const e = error as WorkflowStepError;
-              seen.push({ step: e.step, reason: e.reason, message: e.message, code: e.code, first: e.cause !== undefined });
+              seen.push({
+                step: e.step,
+                reason: e.reason,
+                message: e.message,
+                code: e.code,
+                first: e.cause !== undefined,
+              });
             }
           }
           await run.signal('go');
@@ -172,7 +178,11 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       await a.signal('fail-1', 'go');
       const error = await rejection(handle.result);
       expect(error).toBeInstanceOf(WorkflowStepError);
-      expect(error).toMatchObject({ code: 'WORKFLOW_STEP_FAILED', step: 'local-again', reason: { name: 'RangeError' } });
+      expect(error).toMatchObject({
+        code: 'WORKFLOW_STEP_FAILED',
+        step: 'local-again',
+        reason: { name: 'RangeError' },
+      });
       expect(calls).toEqual({ local: 1, agent: 1 });
       // The first run (with the cause) and the replay after the park (without it) saw the same errors.
       expect(seen).toHaveLength(4);
@@ -256,11 +266,21 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
         dateType: 'string',
         nested: { b: [null, '2026-01-02T03:04:05.000Z'], c: 1 },
         fromTask: '2026-01-02T03:04:05.000Z',
-        big: { name: 'WorkflowStepError', reason: { name: 'ValidationError', message: expect.any(String), code: 'VALIDATION_ERROR' } },
+        big: {
+          name: 'WorkflowStepError',
+          reason: { name: 'ValidationError', message: expect.any(String), code: 'VALIDATION_ERROR' },
+        },
         circular: 'VALIDATION_ERROR',
       });
       const { steps } = await o.runs.steps(handle.id);
-      expect(steps.map((s) => s.status)).toEqual(['completed', 'completed', 'completed', 'completed', 'failed', 'failed']);
+      expect(steps.map((s) => s.status)).toEqual([
+        'completed',
+        'completed',
+        'completed',
+        'completed',
+        'failed',
+        'failed',
+      ]);
     });
   });
   describe('signals', () => {
@@ -296,7 +316,9 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       const run = await parked(raw, handle.id);
       expect(run.waitingFor).toEqual(['approval']);
       expect(run.notBefore).toBeNull();
-      expect((await raw.history(handle.id)).steps).toMatchObject([{ kind: 'signal', name: 'approval', status: 'waiting' }]);
+      expect((await raw.history(handle.id)).steps).toMatchObject([
+        { kind: 'signal', name: 'approval', status: 'waiting' },
+      ]);
       expect(await o.signal(handle.id, 'approval', { by: 'bob' }, { actor: 'bob' })).toBe(true);
       expect(await handle.result).toEqual({ before: null, payload: { by: 'bob' } });
       expect(await o.signal(handle.id, 'approval', { by: 'late' })).toBe(false);
@@ -333,7 +355,7 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(signals).toMatchObject([{ payload: 'pong', consumedBy: 2 }]);
     });
 
-    it('a signal to an unknown run or another tenant\'s run is RunNotFoundError; to a finished run, false', async () => {
+    it("a signal to an unknown run or another tenant's run is RunNotFoundError; to a finished run, false", async () => {
       const { shared } = await sharedStore();
       const o = await node(shared, approvals);
       await expect(o.signal('no-such-run', 'approval', null)).rejects.toBeInstanceOf(RunNotFoundError);
@@ -346,7 +368,9 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await o.signal(handle.id, 'approval', { by: 'alice' }, { tenantId: 'acme' })).toBe(true);
       expect(await handle.result).toEqual({ before: null, payload: { by: 'alice' } });
       expect(await o.signal(handle.id, 'approval', { by: 'again' }, { tenantId: 'acme' })).toBe(false);
-      await expect(o.signal(handle.id, 'approval', null, { tenantId: 'other' })).rejects.toBeInstanceOf(RunNotFoundError);
+      await expect(o.signal(handle.id, 'approval', null, { tenantId: 'other' })).rejects.toBeInstanceOf(
+        RunNotFoundError,
+      );
     });
 
     it('two signals of one name are taken by two waits in the order they were sent', async () => {
@@ -384,7 +408,8 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
           try {
             return await run.signal('approval', { timeoutMs: 2_500 });
           } catch (error) {
-            if (error instanceof SignalTimeoutError) return { timedOut: error.signal, code: error.code, at: Date.now() };
+            if (error instanceof SignalTimeoutError)
+              return { timedOut: error.signal, code: error.code, at: Date.now() };
             throw error;
           }
         });
@@ -473,7 +498,7 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
   });
 
   describe('cancel', () => {
-    it('during a task step: the child task\'s agent sees ctx.signal abort, and the run ends cancelled', async () => {
+    it("during a task step: the child task's agent sees ctx.signal abort, and the run ends cancelled", async () => {
       const { shared, raw } = await sharedStore();
       const running = deferred<TaskContext>();
       const aborted = deferred<unknown>();
@@ -550,6 +575,424 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
       expect((await ended(raw, handle.id)).status).toBe('cancelled');
       expect(after).toBe(0);
+    });
+  });
+  describe('guards', () => {
+    it('maxSteps ends a loop with WorkflowLimitError; catching it does not let the run go on', async () => {
+      const { shared, raw } = await sharedStore();
+      let rounds = 0;
+      let caught: unknown;
+      const o = await node(shared, (o) =>
+        o.workflow('debate', { maxSteps: 5 }, async (run) => {
+          try {
+            for (;;) await run.step('round', () => ++rounds);
+          } catch (error) {
+            caught = error;
+            await run.step('one-more', () => ++rounds).catch(() => {});
+            return 'sneaky';
+          }
+        }),
+      );
+      const handle = o.startWorkflow('debate', null);
+      const error = await rejection(handle.result);
+      expect(error).toBeInstanceOf(WorkflowLimitError);
+      expect(error).toMatchObject({ code: 'WORKFLOW_LIMIT', limit: 'steps', max: 5, reached: 6 });
+      expect(caught).toBe(error);
+      expect(rounds).toBe(5);
+      const run = await ended(raw, handle.id);
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'WORKFLOW_LIMIT' } });
+      expect((await raw.history(handle.id)).steps).toHaveLength(5);
+    });
+
+    it('budget: the cost reported by tasks and steps ends the run before its next step, across a restart too', async () => {
+      const { shared, raw } = await sharedStore();
+      const calls: Record<string, number> = {};
+      const execute = (ctx: TaskContext): string => {
+        bump(calls, 'agent');
+        ctx.reportCost(4);
+        return 'drafted';
+      };
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('spend', { budget: 10 }, async (run) => {
+          await run.task('draft', { type: 'draft', requires: ['work'] }); // 4
+          await run.step('tone', () => bump(calls, 'tone'), { cost: () => 3 }); // 7
+          await run.signal('go');
+          await run.task('revise', { type: 'revise', requires: ['work'] }); // 11: over
+          await run.step('publish', () => bump(calls, 'publish'));
+        });
+      const a = await node(shared, setup, { execute });
+      const handle = a.startWorkflow('spend', null);
+      await parked(raw, handle.id);
+      await a.stop({ drain: false });
+      const b = await node(shared, setup, { execute });
+      await b.signal(handle.id, 'go', null);
+      const error = await rejection(b.attach(handle.id).result);
+      expect(error).toMatchObject({ code: 'WORKFLOW_LIMIT', name: 'WorkflowLimitError' });
+      expect(error.message).toMatch(/spent 11 cost units, over its budget of 10/);
+      expect(calls).toEqual({ agent: 2, tone: 1 });
+      const run = await ended(raw, handle.id);
+      expect(run).toMatchObject({ status: 'failed', cost: 11 });
+      expect((await raw.history(handle.id)).steps.map((s) => s.cost)).toEqual([4, 3, 0, 4]);
+    });
+
+    it('deadline: a run past its deadline ends timed-out, aborting its step', async () => {
+      const { shared, raw } = await sharedStore();
+      const aborted = deferred<unknown>();
+      const o = await node(shared, (o) =>
+        o.workflow('slow', {}, async (run) => {
+          await run.step('stuck', ({ signal }) =>
+            wait(10_000, signal).catch((e: unknown) => (aborted.resolve(e), Promise.reject(e))),
+          );
+        }),
+      );
+      const handle = o.startWorkflow('slow', null, { deadlineMs: 150 });
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
+      expect(await aborted.promise).toMatchObject({ code: 'TASK_TIMEOUT' });
+      expect((await ended(raw, handle.id)).status).toBe('timed-out');
+    });
+
+    it("deadline: a task step's deadline is what is left of the run's", async () => {
+      const { shared, raw } = await sharedStore();
+      const child = deferred<TaskContext>();
+      const execute = (ctx: TaskContext): Promise<unknown> => (child.resolve(ctx), wait(10_000, ctx.signal));
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('slow-task', { deadlineMs: 200 }, async (run) => {
+            await run.task('stuck', { type: 'stuck', requires: ['work'], deadlineMs: 60_000 });
+          }),
+        { execute },
+      );
+      const handle = o.startWorkflow('slow-task', null);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
+      const ctx = await child.promise;
+      expect((await ended(raw, ctx.taskId)).status).toMatch(/timed-out|cancelled/);
+      expect(ctx.signal.aborted).toBe(true);
+      expect((await ended(raw, handle.id)).status).toBe('timed-out');
+    });
+
+    it('deadline: a run parked on a signal is woken at its deadline and ends timed-out', async () => {
+      const { shared, raw } = await sharedStore();
+      const o = await node(shared, (o) =>
+        o.workflow('await-approval', { deadlineMs: 300 }, async (run) => {
+          await run.signal('approval');
+        }),
+      );
+      const handle = o.startWorkflow('await-approval', null);
+      const run = await parked(raw, handle.id);
+      expect(run.notBefore).toBe(run.createdAt + 300);
+      expect(run.waitingFor).toEqual(['approval']);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
+      expect((await ended(raw, handle.id)).status).toBe('timed-out');
+      expect(await o.signal(handle.id, 'approval', null)).toBe(false);
+    });
+
+    it('halt pauses a run at its next step; resume lets it go on', async () => {
+      const { shared } = await sharedStore();
+      const gate = deferred();
+      const inFirst = deferred();
+      const order: string[] = [];
+      const o = await node(shared, (o) =>
+        o.workflow('haltable', {}, async (run) => {
+          await run.step('first', async () => {
+            order.push('first');
+            inFirst.resolve();
+            await gate.promise;
+          });
+          await run.step('second', () => order.push('second'));
+          return order;
+        }),
+      );
+      const handle = o.startWorkflow('haltable', null);
+      await inFirst.promise;
+      await o.halt('incident');
+      gate.resolve();
+      await wait(150);
+      expect(order).toEqual(['first']); // the step under way finished; the next one waits
+      expect((await o.runs.steps(handle.id)).steps.map((s) => s.status)).toEqual(['completed']);
+      await o.resume();
+      expect(await handle.result).toEqual(['first', 'second']);
+    });
+
+    it('halt on a two-node cluster: a halt sent from one node pauses the run on the other', async () => {
+      const { shared } = await sharedStore();
+      const hub = new MemoryHub();
+      const gate = deferred();
+      const inFirst = deferred();
+      const order: string[] = [];
+      const front = await node(shared, () => {}, { bridge: new MemoryBridge({ hub, nodeId: 'front' }) });
+      const worker = await node(
+        shared,
+        (o) =>
+          o.workflow('haltable', {}, async (run) => {
+            await run.step('first', async () => {
+              order.push('first');
+              inFirst.resolve();
+              await gate.promise;
+            });
+            await run.step('second', () => order.push('second'));
+            return order;
+          }),
+        { bridge: new MemoryBridge({ hub, nodeId: 'worker' }) },
+      );
+      // The front node has no code for it: it names the version, stores the run, and the worker claims it.
+      expect(() => front.startWorkflow('haltable', null)).toThrow(WorkflowNotFoundError);
+      const handle = front.startWorkflow('haltable', null, { version: '1' });
+      await inFirst.promise;
+      expect(worker.stats().workflows?.active).toBe(1);
+      await front.halt('incident');
+      await eventually(() => worker.controlState().halted !== null);
+      gate.resolve();
+      await wait(150);
+      expect(order).toEqual(['first']);
+      await front.resume();
+      expect(await handle.result).toEqual(['first', 'second']);
+    });
+  });
+
+  describe('versions', () => {
+    it('a run is continued only by code of its version; v1 and v2 run side by side', async () => {
+      const { shared, raw } = await sharedStore();
+      const ran: string[] = [];
+      const v1 = (o: UnifiedOrchestrator): void =>
+        o.workflow('doc', { version: '1' }, async (run) => {
+          ran.push(`v1:${run.version}`);
+          return `v1:${String(await run.signal('go'))}`;
+        });
+      const v2 = (o: UnifiedOrchestrator): void =>
+        o.workflow('doc', { version: '2' }, async (run) => {
+          ran.push(`v2:${run.version}`);
+          return `v2:${String(await run.signal('go'))}`;
+        });
+      const a = await node(shared, (o) => (v1(o), v2(o)));
+      expect(a.stats().workflows?.registered).toEqual(['doc@1', 'doc@2']);
+      const old = a.startWorkflow('doc', null, { version: '1' });
+      const latest = a.startWorkflow('doc', null); // the version registered last
+      await parked(raw, old.id);
+      await parked(raw, latest.id);
+      expect(ran.sort()).toEqual(['v1:1', 'v2:2']);
+      expect((await raw.get(old.id))?.task.requires).toEqual(['workflow:doc@1']);
+      await a.stop({ drain: false });
+
+      const b = await node(shared, v2);
+      expect(await b.signal(old.id, 'go', 'x')).toBe(true);
+      expect(await b.signal(latest.id, 'go', 'y')).toBe(true);
+      expect(await b.attach(latest.id).result).toBe('v2:y');
+      await wait(150); // claims come and go: b has no code for the v1 run
+      expect(await raw.get(old.id)).toMatchObject({ status: 'queued', owner: null });
+      expect(ran.filter((r) => r.startsWith('v1'))).toHaveLength(1);
+      // Starting a version no node here has stores the run for a node that has it, and runs nothing here.
+      const v3 = b.startWorkflow('doc', null, { version: '3' });
+      await v3.stored;
+      await wait(60);
+      expect(await raw.get(v3.id)).toMatchObject({ status: 'queued', owner: null });
+      expect(() => b.startWorkflow('nope', null)).toThrow(WorkflowNotFoundError);
+
+      const c = await node(shared, v1);
+      expect(await c.attach(old.id).result).toBe('v1:x');
+      expect(ran.filter((r) => r.startsWith('v1'))).toHaveLength(2);
+    });
+  });
+
+  describe('non-determinism', () => {
+    it('a step that differs from the history at its position fails the run, naming both', async () => {
+      const { shared, raw } = await sharedStore();
+      const a = await node(shared, (o) =>
+        o.workflow('changing', {}, async (run) => {
+          await run.step('research', () => 1);
+          await run.signal('go');
+          return 'old';
+        }),
+      );
+      const handle = a.startWorkflow('changing', null);
+      await parked(raw, handle.id);
+      await a.stop({ drain: false });
+      let ran = 0;
+      const b = await node(shared, (o) =>
+        o.workflow('changing', {}, async (run) => {
+          await run.task('draft', { type: 'draft', requires: ['work'] }); // called where 'research' was
+          ran++;
+          return 'new';
+        }),
+      );
+      await b.signal(handle.id, 'go', null);
+      const error = await rejection(b.attach(handle.id).result);
+      expect(error).toMatchObject({ code: 'WORKFLOW_NONDETERMINISM', name: 'WorkflowNonDeterminismError' });
+      expect(error.message).toContain('step:research');
+      expect(error.message).toContain('task:draft');
+      expect(error.message).toMatch(/at step 0/);
+      expect(ran).toBe(0);
+      expect((await ended(raw, handle.id)).status).toBe('failed');
+    });
+
+    it('code that ends where its history goes on fails the run', async () => {
+      const { shared, raw } = await sharedStore();
+      const a = await node(shared, (o) =>
+        o.workflow('shrinking', {}, async (run) => {
+          await run.step('a', () => 1);
+          await run.step('b', () => 2);
+          await run.signal('go');
+          return 'old';
+        }),
+      );
+      const handle = a.startWorkflow('shrinking', null);
+      await parked(raw, handle.id);
+      await a.stop({ drain: false });
+      const b = await node(shared, (o) =>
+        o.workflow('shrinking', {}, async (run) => {
+          await run.step('a', () => 1);
+          return 'new';
+        }),
+      );
+      await b.signal(handle.id, 'go', null);
+      const error = await rejection(b.attach(handle.id).result);
+      expect(error).toMatchObject({ code: 'WORKFLOW_NONDETERMINISM' });
+      expect(error.message).toMatch(/at step 1: its history has step:b there but the code called nothing/);
+    });
+
+    it('the error object names both steps where it is thrown', async () => {
+      const { shared, raw } = await sharedStore();
+      const a = await node(shared, (o) =>
+        o.workflow('typed', {}, async (run) => {
+          await run.sleep('s', 0);
+          await run.signal('go');
+        }),
+      );
+      const handle = a.startWorkflow('typed', null);
+      await parked(raw, handle.id);
+      await a.stop({ drain: false });
+      let seen: unknown;
+      const b = await node(shared, (o) =>
+        o.workflow('typed', {}, async (run) => {
+          try {
+            await run.signal('s');
+          } catch (error) {
+            seen = error;
+            throw error;
+          }
+        }),
+      );
+      await b.signal(handle.id, 'go', null);
+      await rejection(b.attach(handle.id).result);
+      expect(seen).toBeInstanceOf(WorkflowNonDeterminismError);
+      expect(seen).toMatchObject({ seq: 0, stored: 'sleep:s', called: 'signal:s' });
+    });
+  });
+
+  describe('starting twice', () => {
+    it('one id is one run: started twice at once, and again after it completed, on another node too', async () => {
+      const { shared, raw } = await sharedStore();
+      let runs = 0;
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('once', {}, async (run, input: number) => {
+          await run.step('count', () => ++runs);
+          return `input ${String(await run.signal('go'))} ${input}`;
+        });
+      const a = await node(shared, setup);
+      const first = a.startWorkflow('once', 1, { id: 'same' });
+      const second = a.startWorkflow('once', 2, { id: 'same' });
+      expect(await second.stored).toBe('same');
+      await parked(raw, 'same');
+      const b = await node(shared, setup);
+      const third = b.startWorkflow('once', 3, { id: 'same' });
+      await b.signal('same', 'go', 'x');
+      expect(await first.result).toBe('input x 1');
+      expect(await second.result).toBe('input x 1');
+      expect(await third.result).toBe('input x 1');
+      expect(await b.startWorkflow('once', 4, { id: 'same' }).result).toBe('input x 1');
+      expect(runs).toBe(1);
+      expect((await raw.list()).runs.filter((r) => r.type === 'workflow:once')).toHaveLength(1);
+    });
+
+    it('one id is one run after it failed, too; another tenant cannot take the id', async () => {
+      const { shared } = await sharedStore();
+      let runs = 0;
+      const o = await node(shared, (o) =>
+        o.workflow('fails', {}, async (run) => {
+          await run.step('boom', () => {
+            runs++;
+            throw new Error('boom');
+          });
+        }),
+      );
+      const first = await rejection(o.startWorkflow('fails', null, { id: 'f1', tenantId: 't' }).result);
+      expect(first).toMatchObject({ code: 'WORKFLOW_STEP_FAILED' });
+      const again = await rejection(o.startWorkflow('fails', null, { id: 'f1', tenantId: 't' }).result);
+      expect(again).toMatchObject({ code: 'WORKFLOW_STEP_FAILED', message: first.message });
+      expect(runs).toBe(1);
+      const other = await rejection(o.startWorkflow('fails', null, { id: 'f1', tenantId: 'u' }).result);
+      expect(other).toBeInstanceOf(ValidationError);
+      expect(other).toMatchObject({ field: 'id' });
+      expect(runs).toBe(1);
+    });
+    it("another tenant's start with a taken id is refused and leaves the run's own followers alone", async () => {
+      const { shared, raw } = await sharedStore();
+      const o = await node(shared, (o) => o.workflow('owned', {}, async (run) => run.signal('go')));
+      const mine = o.startWorkflow('owned', null, { id: 'taken', tenantId: 't' });
+      await parked(raw, 'taken');
+      const theirs = o.startWorkflow('owned', null, { id: 'taken', tenantId: 'u' });
+      expect(await theirs.stored).toBe('taken');
+      expect(await rejection(theirs.result)).toMatchObject({ code: 'VALIDATION_ERROR', field: 'id' });
+      expect(await theirs.cancel()).toBe(false);
+      expect(await o.signal('taken', 'go', 'mine', { tenantId: 't' })).toBe(true);
+      expect(await mine.result).toBe('mine');
+    });
+  });
+
+  describe('interrupts', () => {
+    it('a function that swallows the WorkflowInterrupt runs no more steps, and what it returns is ignored', async () => {
+      const { shared, raw } = await sharedStore();
+      const swallowed: unknown[] = [];
+      let after = 0;
+      const o = await node(shared, (o) =>
+        o.workflow('swallow', {}, async (run) => {
+          let approval: unknown = 'none';
+          try {
+            approval = await run.signal('approval');
+          } catch (error) {
+            swallowed.push(error); // wrong: it must be rethrown
+          }
+          await run.step('after', () => ++after).catch((e: unknown) => swallowed.push(e));
+          return { approval, after };
+        }),
+      );
+      const handle = o.startWorkflow('swallow', null);
+      await parked(raw, handle.id);
+      await wait(30);
+      expect(after).toBe(0);
+      expect(swallowed).toHaveLength(2);
+      expect(swallowed[0]).toBeInstanceOf(WorkflowInterrupt);
+      expect(swallowed[0]).toMatchObject({ reason: 'parked' });
+      expect(isWorkflowInterrupt(swallowed[1])).toBe(true);
+      expect((await raw.get(handle.id))?.status).toBe('queued'); // not completed with { approval: 'none' }
+      await o.signal(handle.id, 'approval', 'yes');
+      expect(await handle.result).toEqual({ approval: 'yes', after: 1 });
+      expect(after).toBe(1);
+    });
+
+    it('a function that swallows the interrupt of a stopping node calls no more steps there', async () => {
+      const { shared } = await sharedStore();
+      const inStep = deferred();
+      const calls: Record<string, number> = {};
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('swallow-stop', {}, async (run) => {
+          try {
+            await run.step('slow', ({ signal }) =>
+              bump(calls, 'slow') === 1 ? (inStep.resolve(), wait(10_000, signal)) : null,
+            );
+          } catch {
+            // swallowed
+          }
+          await run.step('after', () => bump(calls, 'after')).catch(() => {});
+          return calls;
+        });
+      const a = await node(shared, setup);
+      const handle = a.startWorkflow('swallow-stop', null);
+      await inStep.promise;
+      await a.stop({ drain: false });
+      expect(calls).toEqual({ slow: 1 });
+      const b = await node(shared, setup);
+      expect(await b.attach(handle.id).result).toEqual({ slow: 2, after: 1 });
     });
   });
 });
