@@ -394,8 +394,11 @@ export class WorkflowExecution {
       const startedAt = Date.now();
       const key = `wf:${this.runId}:${seq}`;
       let deadlineMs = task.deadlineMs;
+      // Whether the task's deadline is what is left of the run's: its timing out is then the run's timeout.
+      let runsDeadline = false;
       if (this.#deadlineAt !== null) {
         const left = Math.max(1, this.#deadlineAt - Date.now());
+        runsDeadline = deadlineMs === undefined || left <= deadlineMs;
         deadlineMs = deadlineMs === undefined ? left : Math.min(deadlineMs, left);
       }
       const spec: Task = {
@@ -431,6 +434,11 @@ export class WorkflowExecution {
           this.#children.delete(child);
         }
         this.#throwIfOver();
+        if (failed && runsDeadline && isInstance(failure, TaskTimeoutError) && failure.scope === 'task') {
+          // The task ran out of the run's time: the run timed out (the task's timer, on the engine's monotonic clock
+          // or another node, may fire a moment before the run's own). Not a step failure to checkpoint and replay.
+          throw this.#timedOut();
+        }
         if (failed && isInstance(failure, StoreUnavailableError)) {
           // Not stored, so not run: submit it again once the store answers (the key keeps it one task).
           await this.#delay(1_000);
