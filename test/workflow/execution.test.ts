@@ -71,7 +71,7 @@ function hostWithEarlyChildren(store: MemoryStore, early: number, submitted: Tas
 }
 
 function definition(fn: (run: WorkflowContext) => Promise<unknown>): WorkflowDefinition {
-  return { name: 'w', version: '1', maxSteps: 100, budget: Infinity, deadlineMs: undefined, fn: fn as never };
+  return { name: 'w', version: '1', maxSteps: 100, budget: Infinity, deadlineMs: undefined, fn: fn };
 }
 
 describe('a run deadline and its task steps', () => {
