@@ -995,4 +995,282 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await b.attach(handle.id).result).toEqual({ slow: 2, after: 1 });
     });
   });
+  describe('bad input', () => {
+    /** Asserts that `error` is a ValidationError naming `field`, with a message saying what to fix. */
+    function expectValidation(error: unknown, field: string): void {
+      expect(error).toBeInstanceOf(ValidationError);
+      expect(error).toMatchObject({ code: 'VALIDATION_ERROR', field });
+      expect((error as Error).message.length).toBeGreaterThan(10);
+    }
+
+    it('workflow(), startWorkflow() and signal() refuse bad arguments with a ValidationError naming the field', async () => {
+      const { shared } = await sharedStore();
+      const o = await node(shared, (o) => o.workflow('ok', {}, async (run) => run.signal('go')));
+      const fn = async (): Promise<null> => null;
+      const register: Array<[string, () => unknown]> = [
+        ['name', () => o.workflow('', {}, fn)],
+        ['name', () => o.workflow('a@b', {}, fn)],
+        ['name', () => o.workflow(42 as never, {}, fn)],
+        ['options', () => o.workflow('x', null as never, fn)],
+        ['fn', () => o.workflow('x', {}, 'not a function' as never)],
+        ['version', () => o.workflow('x', { version: '' }, fn)],
+        ['version', () => o.workflow('ok', {}, fn)], // version '1' is registered already
+        ['maxSteps', () => o.workflow('x', { maxSteps: 0 }, fn)],
+        ['maxSteps', () => o.workflow('x', { maxSteps: 1.5 }, fn)],
+        ['budget', () => o.workflow('x', { budget: -1 }, fn)],
+        ['budget', () => o.workflow('x', { budget: Number.NaN }, fn)],
+        ['deadlineMs', () => o.workflow('x', { deadlineMs: 0 }, fn)],
+        ['deadlineMs', () => o.workflow('x', { deadlineMs: Infinity }, fn)],
+      ];
+      for (const [field, call] of register) expectValidation(thrown(call), field);
+      expect(o.stats().workflows?.registered).toEqual(['ok@1']);
+
+      const circular: Record<string, unknown> = {};
+      circular['self'] = circular;
+      const start: Array<[string, () => unknown]> = [
+        ['options', () => o.startWorkflow('ok', null, null as never)],
+        ['id', () => o.startWorkflow('ok', null, { id: '' })],
+        ['id', () => o.startWorkflow('ok', null, { id: 'x'.repeat(257) })],
+        ['id', () => o.startWorkflow('ok', null, { id: 7 as never })],
+        ['tenantId', () => o.startWorkflow('ok', null, { tenantId: 7 as never })],
+        ['deadlineMs', () => o.startWorkflow('ok', null, { deadlineMs: -5 })],
+        ['priority', () => o.startWorkflow('ok', null, { priority: 0.5 })],
+        ['version', () => o.startWorkflow('ok', null, { version: '' })],
+        ['delayMs', () => o.startWorkflow('ok', null, { delayMs: Number.NaN })],
+        ['input', () => o.startWorkflow('ok', 10n)],
+        ['input', () => o.startWorkflow('ok', circular)],
+      ];
+      for (const [field, call] of start) expectValidation(thrown(call), field);
+      expect(thrown(() => o.startWorkflow('missing', null))).toBeInstanceOf(WorkflowNotFoundError);
+      expect(o.stats().workflows?.started).toBe(0);
+
+      const handle = o.startWorkflow('ok', null);
+      await handle.stored;
+      const signal: Array<[string, () => Promise<unknown>]> = [
+        ['runId', () => o.signal('', 'go', null)],
+        ['runId', () => o.signal(5 as never, 'go', null)],
+        ['name', () => o.signal(handle.id, '', null)],
+        ['name', () => o.signal(handle.id, null as never, null)],
+        ['payload', () => o.signal(handle.id, 'go', circular)],
+        ['actor', () => o.signal(handle.id, 'go', null, { actor: 5 as never })],
+      ];
+      for (const [field, call] of signal) expectValidation(await rejection(call()), field);
+      expect((await o.runs.steps(handle.id)).signals).toEqual([]);
+      // Nothing was harmed: the run still takes a good signal.
+      expect(await o.signal(handle.id, 'go', 'fine')).toBe(true);
+      expect(await handle.result).toBe('fine');
+    });
+
+    it("the run's methods refuse bad arguments with a ValidationError, and the run goes on", async () => {
+      const { shared } = await sharedStore();
+      const o = await node(shared, (o) =>
+        o.workflow('inside', {}, async (run) => {
+          const calls: Array<() => Promise<unknown>> = [
+            () => run.step('', () => 1),
+            () => run.step('no-fn', 'nope' as never),
+            () => run.sleep('nap', -1),
+            () => run.sleep('nap', Number.NaN),
+            () => run.signal('sig', { timeoutMs: -1 }),
+            () => run.task('task', null as never),
+            () => run.step('cost', () => 1, { cost: -1 }),
+          ];
+          const fields: unknown[] = [];
+          for (const call of calls) {
+            fields.push(
+              await call().then(
+                () => 'no error',
+                (e: unknown) => {
+                  // A bad cost fails its step (after it ran): the ValidationError is the step's reason.
+                  if (e instanceof WorkflowStepError) return `step:${e.reason.code}`;
+                  return e instanceof ValidationError ? e.field : String(e);
+                },
+              ),
+            );
+          }
+          return { fields, after: await run.step('after', () => 'fine') };
+        }),
+      );
+      const result = await o.startWorkflow('inside', null).result;
+      expect(result).toEqual({
+        fields: [
+          'name',
+          'fn',
+          'ms',
+          'ms',
+          'timeoutMs',
+          'task',
+          expect.stringMatching(/^(cost|step:VALIDATION_ERROR)$/),
+        ],
+        after: 'fine',
+      });
+    });
+
+    it('fuzzed names, options and inputs: accepted, or a ValidationError naming the field; never anything else', async () => {
+      const { shared } = await sharedStore();
+      const o = await node(shared, (o) => o.workflow('echo', {}, async (_run, input: unknown) => input));
+      const registered = new Set<string>();
+      const anyValue = fc.oneof(
+        fc.string({ maxLength: 8 }),
+        fc.constant(''),
+        fc.integer(),
+        fc.double(),
+        fc.boolean(),
+        fc.constant(null),
+        fc.constant(undefined),
+        fc.constantFrom(Infinity, -1, 0, 1, 2.5, Number.NaN),
+      );
+      const validName = (v: unknown): boolean => typeof v === 'string' && v !== '' && !v.includes('@');
+      fc.assert(
+        fc.property(
+          fc.oneof(
+            anyValue,
+            fc.string({ maxLength: 6 }).map((s) => `${s}@x`),
+          ),
+          fc.record(
+            { version: anyValue, maxSteps: anyValue, budget: anyValue, deadlineMs: anyValue },
+            { requiredKeys: [] },
+          ),
+          (name, options) => {
+            let error: unknown;
+            try {
+              o.workflow(name as string, options as never, async () => null);
+            } catch (e) {
+              error = e;
+            }
+            const version = options.version ?? '1';
+            const checks: Array<[string, boolean]> = [
+              ['name', validName(name)],
+              ['version', typeof version === 'string' && version !== ''],
+              [
+                'maxSteps',
+                options.maxSteps === undefined ||
+                  (Number.isInteger(options.maxSteps) && (options.maxSteps as number) >= 1),
+              ],
+              ['budget', options.budget === undefined || (typeof options.budget === 'number' && options.budget >= 0)],
+              [
+                'deadlineMs',
+                options.deadlineMs === undefined ||
+                  (Number.isFinite(options.deadlineMs) && (options.deadlineMs as number) > 0),
+              ],
+              ['version', !registered.has(`${String(name)}@${String(version)}`)],
+            ];
+            const wrong = checks.find(([, ok]) => !ok);
+            if (wrong) {
+              expectValidation(error, wrong[0]);
+            } else {
+              expect(error).toBeUndefined();
+              registered.add(`${String(name)}@${String(version)}`);
+            }
+          },
+        ),
+        { numRuns: 150 },
+      );
+
+      const starts: Promise<unknown>[] = [];
+      fc.assert(
+        fc.property(
+          fc.record(
+            { id: anyValue, tenantId: anyValue, deadlineMs: anyValue, priority: anyValue, delayMs: anyValue },
+            { requiredKeys: [] },
+          ),
+          (options) => {
+            let error: unknown;
+            try {
+              // Unstarted runs are fine to leave: each is one stored run with a delay or a deadline at most.
+              const h = o.startWorkflow('echo', 1, { ...(options as object), version: '1' });
+              starts.push(h.stored.catch(() => {}));
+            } catch (e) {
+              error = e;
+            }
+            if (error !== undefined) {
+              expect(error).toBeInstanceOf(ValidationError);
+              expect(['id', 'tenantId', 'deadlineMs', 'priority', 'delayMs']).toContain(
+                (error as ValidationError).field,
+              );
+            }
+          },
+        ),
+        { numRuns: 100 },
+      );
+      await Promise.all(starts);
+
+      // Inputs: JSON values come back as their JSON copy; anything else is JSON's copy or ValidationError('input').
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(fc.jsonValue(), fc.anything({ withBigInt: true, withDate: true, withMap: true })),
+          async (input) => {
+            let handle;
+            try {
+              handle = o.startWorkflow('echo', input);
+            } catch (e) {
+              expectValidation(e, 'input');
+              return;
+            }
+            const copy: unknown = JSON.parse(JSON.stringify(input ?? null) ?? 'null');
+            expect(await handle.result).toEqual(copy);
+          },
+        ),
+        { numRuns: 60 },
+      );
+      // Still working.
+      expect(await o.startWorkflow('echo', { still: 'fine' }).result).toEqual({ still: 'fine' });
+    });
+  });
+});
+
+describe('without a store (in memory)', () => {
+  const { node } = workflowNodes(WORKFLOW_STORES[0]!);
+
+  it('runs the same API: tasks, steps, fan-out, signals, sleeps, cancel, runs.steps()', async () => {
+    const o = await node(
+      undefined,
+      (o) => {
+        o.workflow('local', {}, async (run, input: number) => {
+          const [a, b] = await Promise.all([
+            run.task<number>('a', { type: 'a', requires: ['work'], payload: input }),
+            run.step('b', () => input + 1),
+          ]);
+          await run.sleep('nap', 20);
+          const go = await run.signal<string>('go');
+          return `${a}/${b}/${go}`;
+        });
+        o.workflow('forever', {}, async (run) => run.signal('never'));
+      },
+      { execute: (ctx) => (ctx.payload as number) * 10 },
+    );
+    const handle = o.startWorkflow('local', 4);
+    await eventually(async () => (await o.runs.get(handle.id))?.waitingFor.includes('go') === true);
+    expect(await o.signal(handle.id, 'go', 'yes')).toBe(true);
+    expect(await handle.result).toBe('40/5/yes');
+    expect((await o.runs.steps(handle.id)).steps.map((s) => s.name)).toEqual(['a', 'b', 'nap', 'go']);
+    const forever = o.startWorkflow('forever', null);
+    await forever.stored;
+    expect(await forever.cancel()).toBe(true);
+    await expect(forever.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+    // Registered after start: fine once the in-memory store exists (a workflow was registered before start) ...
+    o.workflow('late', {}, async () => 'late');
+    expect(await o.startWorkflow('late', null).result).toBe('late');
+    // ... refused, saying why, when none was.
+    const bare = await node(undefined, () => {});
+    const error = thrown(() => bare.workflow('late', {}, async () => null));
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error.message).toMatch(/register workflows before start\(\)/);
+  });
+});
+
+describe('clean exit', () => {
+  const child = fileURLToPath(new URL('./exit-child.ts', import.meta.url));
+
+  it.each(['store', 'memory', 'drain'])(
+    'stop() (%s) leaves nothing keeping the process alive: runs parked, waits held in memory, runs mid-step',
+    async (mode) => {
+      const { code, out } = await runToExit(child, [mode], 20_000);
+      expect(out).toMatch(/stopped parked=2 active=4 settled=6 state=stopped/);
+      expect(code).toBe(0);
+      // The held waits' timers (1.5 s) were cleared: the process ended as soon as it stopped.
+      const after = Number(/exited (\d+) ms after stop/.exec(out)?.[1]);
+      expect(after).toBeLessThan(1_000);
+    },
+    30_000,
+  );
 });
