@@ -149,7 +149,10 @@ export class WorkflowRunner {
     this.#observer = observer;
   }
 
-  /** Registers a workflow version. Throws ValidationError for bad options, or a version registered twice. */
+  /**
+   * Registers a workflow version. Throws ValidationError for bad options (only `undefined` means "the default", as for
+   * every other option of the library: `null` is refused), or a version registered twice.
+   */
   register(name: string, options: WorkflowOptions, fn: WorkflowFunction<never, unknown>): void {
     if (typeof name !== 'string' || name === '' || name.includes('@')) {
       throw new ValidationError(
@@ -160,15 +163,15 @@ export class WorkflowRunner {
     if (typeof fn !== 'function') {
       throw new ValidationError('fn', `orchestrator.workflow('${name}', options, fn) needs the workflow's function`);
     }
-    const version = options.version ?? '1';
+    const version = options.version === undefined ? '1' : options.version;
     if (typeof version !== 'string' || version === '') {
       throw new ValidationError('version', `A workflow's version is a non-empty string, got ${String(version)}`);
     }
-    const maxSteps = options.maxSteps ?? 1_000;
+    const maxSteps = options.maxSteps === undefined ? 1_000 : options.maxSteps;
     if (!Number.isInteger(maxSteps) || maxSteps < 1) {
       throw new ValidationError('maxSteps', `maxSteps is an integer ≥ 1 (got ${String(maxSteps)})`);
     }
-    const budget = options.budget ?? Infinity;
+    const budget = options.budget === undefined ? Infinity : options.budget;
     if (typeof budget !== 'number' || Number.isNaN(budget) || budget < 0) {
       throw new ValidationError('budget', `budget is a number of cost units ≥ 0 (got ${String(budget)})`);
     }
