@@ -1218,6 +1218,65 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await o.startWorkflow('echo', { still: 'fine' }).result).toEqual({ still: 'fine' });
     });
   });
+  describe('across nodes', () => {
+    it('a run held by one node is cancelled from another: its task step is aborted there', async () => {
+      const { shared, raw } = await sharedStore();
+      const running = deferred<TaskContext>();
+      const execute = (ctx: TaskContext): Promise<unknown> => (running.resolve(ctx), wait(60_000, ctx.signal));
+      const worker = await node(
+        shared,
+        (o) =>
+          o.workflow('remote-cancel', {}, async (run) => {
+            await run.task('slow', { type: 'slow', requires: ['work'] });
+          }),
+        { execute },
+      );
+      const front = await node(shared, () => {}, { pools: [] });
+      const handle = front.startWorkflow('remote-cancel', null, { version: '1' });
+      const ctx = await running.promise;
+      expect(worker.stats().workflows?.active).toBe(1);
+      expect(await front.runs.cancel(handle.id)).toBe(true);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      await eventually(() => ctx.signal.aborted, 2_000, "the child task's signal to abort");
+      await eventually(() => worker.stats().workflows?.active === 0, 2_000, 'the worker to let the run go');
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+      expect((await ended(raw, ctx.taskId)).status).toBe('cancelled');
+    });
+
+    it('a signal sent through another node while the run is mid-step is found when the run waits', async () => {
+      const { shared } = await sharedStore();
+      const gate = deferred();
+      const inStep = deferred();
+      const worker = await node(shared, (o) =>
+        o.workflow('remote-signal', {}, async (run) => {
+          await run.step('busy', async () => {
+            inStep.resolve();
+            await gate.promise;
+          });
+          return run.signal('go');
+        }),
+      );
+      const front = await node(shared, () => {}, { pools: [] });
+      const handle = front.startWorkflow('remote-signal', null, { version: '1' });
+      await inStep.promise;
+      expect(await front.signal(handle.id, 'go', 'from the front')).toBe(true);
+      gate.resolve();
+      expect(await handle.result).toBe('from the front');
+      expect(worker.stats().workflows?.completed).toBe(1);
+    });
+
+    it('a delayed start waits in the store, then any node with the code runs it', async () => {
+      const { shared, raw } = await sharedStore();
+      const worker = await node(shared, (o) =>
+        o.workflow('later', {}, async (run) => run.step('at', () => Date.now())),
+      );
+      const handle = worker.startWorkflow('later', null, { delayMs: 150 });
+      await handle.stored;
+      const stored = (await raw.get(handle.id))!;
+      expect(stored).toMatchObject({ owner: null, notBefore: stored.createdAt + 150 });
+      expect((await handle.result) as number).toBeGreaterThanOrEqual(stored.createdAt + 150);
+    });
+  });
 });
 
 describe('without a store (in memory)', () => {
@@ -1249,6 +1308,11 @@ describe('without a store (in memory)', () => {
     await forever.stored;
     expect(await forever.cancel()).toBe(true);
     await expect(forever.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+    // Without a store, a task no agent can run is refused at once: the step fails.
+    o.workflow('no-agent', {}, async (run) =>
+      run.task('nobody', { type: 'x', requires: ['nobody-has-this'] }).catch((e: WorkflowStepError) => e.reason.code),
+    );
+    expect(await o.startWorkflow('no-agent', null).result).toBe('NO_CAPABLE_AGENT');
     // Registered after start: fine once the in-memory store exists (a workflow was registered before start) ...
     o.workflow('late', {}, async () => 'late');
     expect(await o.startWorkflow('late', null).result).toBe('late');
