@@ -195,6 +195,14 @@ export class WorkflowExecution {
     return this.#cost;
   }
 
+  /**
+   * Whether this execution is unwinding without having decided the run's end (it parked, lost the run, or its node is
+   * stopping): the run is the store's again, even while the function still runs (a slow `finally`, say).
+   */
+  get unwinding(): boolean {
+    return this.#interrupt !== undefined && this.#final === undefined;
+  }
+
   /** Steps returned from their checkpoints in this execution. */
   get replayed(): number {
     return this.#replayed;

@@ -377,7 +377,7 @@ export class WorkflowRunner {
     if (outcome.kind === 'ended') return false;
     const record: SignalRecord = { id: outcome.id, runId, name, payload: json, actor, at, consumedBy: null };
     const held = this.#executions.get(runId);
-    if (held) held.execution.deliver(record);
+    if (held && !held.execution.unwinding) held.execution.deliver(record);
     else if (this.#running && this.#definitions.size > 0) void this.claimNow(); // it may be ours to wake
     return true;
   }
@@ -388,9 +388,10 @@ export class WorkflowRunner {
    */
   async cancel(runId: string, tenantId: string | undefined, reason: unknown): Promise<boolean> {
     const held = this.#executions.get(runId);
-    if (held && (tenantId === undefined || held.execution.tenantId === tenantId)) {
+    if (held && !held.execution.unwinding && (tenantId === undefined || held.execution.tenantId === tenantId)) {
       return held.execution.cancel(reason ?? 'cancelled');
     }
+    // Not here, or an execution that parked (or lost it) and is only unwinding: the store holds the run.
     return this.#parts.durable.cancel(runId, tenantId, reason ?? 'cancelled');
   }
 
@@ -466,7 +467,8 @@ export class WorkflowRunner {
   }
 
   #ended(run: RunRecord, def: WorkflowDefinition, execution: WorkflowExecution, end: ExecutionEnd, t0: number): void {
-    this.#executions.delete(run.id);
+    // Only its own entry: the run may have been claimed again (a new execution) while this one unwound.
+    if (this.#executions.get(run.id)?.execution === execution) this.#executions.delete(run.id);
     this.#stats.replayedSteps += execution.replayed;
     const durable = this.#parts.durable;
     const base = { runId: run.id, at: Date.now(), nodeId: durable.nodeId, cost: execution.cost };

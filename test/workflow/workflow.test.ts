@@ -970,6 +970,70 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(after).toBe(1);
     });
 
+    it('a parked run whose function is still unwinding (a slow finally) can be cancelled', async () => {
+      const { shared, raw } = await sharedStore();
+      const cleanup = deferred();
+      const inFinally = deferred();
+      let after = 0;
+      const o = await node(shared, (o) =>
+        o.workflow('slow-finally', {}, async (run) => {
+          try {
+            await run.signal('go');
+          } finally {
+            inFinally.resolve();
+            await cleanup.promise; // e.g. closing a connection: not a step
+          }
+          after++;
+        }),
+      );
+      const handle = o.startWorkflow('slow-finally', null);
+      await inFinally.promise;
+      await parked(raw, handle.id);
+      expect(await o.runs.cancel(handle.id)).toBe(true);
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      cleanup.resolve();
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+      expect(after).toBe(0);
+    });
+
+    it('a run claimed again while its previous execution still unwinds is tracked (stats, cancel) by the new one', async () => {
+      const { shared, raw } = await sharedStore();
+      const cleanup = deferred();
+      const inFinally = deferred();
+      const running = deferred<TaskContext>();
+      let first = true;
+      const execute = (ctx: TaskContext): Promise<unknown> => (running.resolve(ctx), wait(60_000, ctx.signal));
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('overlap', {}, async (run) => {
+            try {
+              await run.signal('go');
+            } finally {
+              if (first) {
+                first = false;
+                inFinally.resolve();
+                await cleanup.promise;
+              }
+            }
+            await run.task('slow', { type: 'slow', requires: ['work'] });
+          }),
+        { execute },
+      );
+      const handle = o.startWorkflow('overlap', null);
+      await inFinally.promise;
+      await parked(raw, handle.id);
+      await o.signal(handle.id, 'go', null);
+      const ctx = await running.promise; // the new execution runs the task step
+      cleanup.resolve(); // the old one ends now (parked)
+      await eventually(() => o.stats().workflows?.parked === 1, 2_000, 'the first execution to end');
+      expect(o.stats().workflows?.active).toBe(1);
+      expect(await o.runs.cancel(handle.id)).toBe(true);
+      await eventually(() => ctx.signal.aborted, 2_000, "the running step's task to be cancelled");
+      await expect(handle.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await ended(raw, handle.id)).status).toBe('cancelled');
+    });
+
     it('a function that swallows the interrupt of a stopping node calls no more steps there', async () => {
       const { shared } = await sharedStore();
       const inStep = deferred();
