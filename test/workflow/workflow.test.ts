@@ -26,6 +26,7 @@ import {
 } from '../../src/index.js';
 import { deferred, eventually, wait } from '../support/agents.js';
 import { runToExit } from '../support/exit-child.js';
+import { FlakyStore } from '../store/flaky-store.js';
 import { ended, parked, rejection, thrown, WORKFLOW_STORES, workflowNodes } from './helpers.js';
 
 /** Increments `counts[key]` and returns the new count. */
@@ -1282,6 +1283,88 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await o.startWorkflow('echo', { still: 'fine' }).result).toEqual({ still: 'fine' });
     });
   });
+  // FlakyStore wraps the suite's store (it calls only RunStore methods, whatever its declared inner type).
+  describe('store trouble and lost leases', () => {
+    it('a node whose lease lapses mid-step loses the run: the other node finishes it, and it ends once', async () => {
+      const { raw } = await sharedStore();
+      const store = new FlakyStore(raw as never);
+      const gate = deferred();
+      const calls: Record<string, number> = {};
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('zombie', {}, async (run) => {
+          await run.step('before', () => bump(calls, 'before'));
+          const mid = await run.step('mid', async () => {
+            if (bump(calls, 'mid') === 1) await gate.promise; // the first node stalls here
+            return calls['mid'];
+          });
+          return { mid };
+        });
+      const a = await node(store, setup, { durability: { nodeId: 'node-a' } });
+      const handle = a.startWorkflow('zombie', null, { id: 'z1' });
+      await eventually(() => calls['mid'] === 1);
+      store.silenced.add('node-a'); // its heartbeats no longer reach the store: its lease lapses
+      const b = await node(store, setup, { durability: { nodeId: 'node-b' } });
+      expect(await b.attach('z1').result).toEqual({ mid: 2 });
+      gate.resolve(); // the first node's step ends now: its checkpoint is refused, and it lets the run go
+      await eventually(() => a.stats().workflows?.active === 0, 2_000, 'the first node to let go');
+      expect(await handle.result).toEqual({ mid: 2 });
+      expect(calls).toEqual({ before: 1, mid: 2 });
+      const terminal = (await raw.events('z1')).filter((e) => e.kind === 'completed' || e.kind === 'failed');
+      expect(terminal.map((e) => [e.kind, e.nodeId])).toEqual([['completed', 'node-b']]);
+      expect(a.stats().workflows).toMatchObject({ completed: 0, failed: 0 });
+      expect((await raw.history('z1')).steps[1]).toMatchObject({ result: 2 });
+    });
+
+    it('while the store refuses checkpoints the step waits (it is not run again), and goes on when it answers', async () => {
+      const { raw } = await sharedStore();
+      const store = new FlakyStore(raw as never);
+      let runs = 0;
+      const ran = deferred();
+      const o = await node(store, (o) =>
+        o.workflow('outage', {}, async (run) => {
+          const value = await run.step('write', () => {
+            runs++;
+            store.failing.add('checkpoint');
+            ran.resolve();
+            return 'written';
+          });
+          return run.step('next', () => `${value} then next`);
+        }),
+      );
+      const handle = o.startWorkflow('outage', null);
+      await ran.promise;
+      await eventually(() => (o.stats().workflows?.checkpoints.failures ?? 0) >= 2, 3_000, 'checkpoint retries');
+      expect((await raw.history(handle.id)).steps).toEqual([]);
+      store.failing.clear();
+      expect(await handle.result).toBe('written then next');
+      expect(runs).toBe(1);
+    });
+
+    it('while the store refuses parks the run stays in memory, still takes signals, and parks once it can', async () => {
+      const { raw } = await sharedStore();
+      const store = new FlakyStore(raw as never);
+      store.failing.add('park');
+      const o = await node(store, (o) =>
+        o.workflow('no-park', {}, async (run) => {
+          const first = await run.signal('one');
+          const second = await run.signal('two');
+          return [first, second];
+        }),
+      );
+      const handle = o.startWorkflow('no-park', null);
+      await handle.stored;
+      await wait(150);
+      expect(o.stats().workflows).toMatchObject({ active: 1, parked: 0 });
+      expect(await o.signal(handle.id, 'one', 1)).toBe(true); // delivered to the run in memory
+      await eventually(async () => (await raw.history(handle.id)).steps[0]?.status === 'completed');
+      store.failing.clear();
+      const run = await parked(raw, handle.id, (r) => r.waitingFor.includes('two'), 5_000);
+      expect(run.owner).toBeNull();
+      expect(await o.signal(handle.id, 'two', 2)).toBe(true);
+      expect(await handle.result).toEqual([1, 2]);
+    });
+  });
+
   describe('across nodes', () => {
     it('a run held by one node is cancelled from another: its task step is aborted there', async () => {
       const { shared, raw } = await sharedStore();
