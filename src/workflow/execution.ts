@@ -367,7 +367,15 @@ export class WorkflowExecution {
           throw new WorkflowStepError(name, storedErrorOf(error), error);
         }
         this.#throwIfOver();
-        const cost = costOf(options.cost, value);
+        let cost: number;
+        try {
+          cost = costOf(options.cost, value);
+        } catch (error) {
+          // The step ran but its cost is not a number (or its cost function threw): the step fails, and the failure is
+          // checkpointed like any other, so that a replay does not run its side effects again.
+          await this.#fail(seq, name, 'step', error, startedAt, 0, { attempts: attempt });
+          throw new WorkflowStepError(name, storedErrorOf(error), error);
+        }
         await this.#checkpoint({
           runId: this.runId,
           seq,
