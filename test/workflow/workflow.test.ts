@@ -755,6 +755,28 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await handle.result).toEqual(['first', 'second']);
     });
 
+    it('a parked run woken during a halt waits at its signal (a transition too) until resume', async () => {
+      const { shared, raw } = await sharedStore();
+      const order: string[] = [];
+      const o = await node(shared, (o) =>
+        o.workflow('halted-wake', {}, async (run) => {
+          const go = await run.signal<string>('go');
+          await run.step('after', () => order.push(`after ${go}`));
+          return order;
+        }),
+      );
+      const handle = o.startWorkflow('halted-wake', null);
+      await parked(raw, handle.id);
+      await o.halt('incident');
+      expect(await o.signal(handle.id, 'go', 'yes')).toBe(true);
+      await eventually(() => o.stats().workflows?.active === 1, 2_000, 'the run to be claimed');
+      await wait(100);
+      expect(order).toEqual([]);
+      expect((await raw.history(handle.id)).steps).toMatchObject([{ name: 'go', status: 'waiting' }]);
+      await o.resume();
+      expect(await handle.result).toEqual(['after yes']);
+    });
+
     it('halt on a two-node cluster: a halt sent from one node pauses the run on the other', async () => {
       const { shared } = await sharedStore();
       const hub = new MemoryHub();
