@@ -226,17 +226,21 @@ export class WorkflowExecution {
     this.#clearTimers();
     if (this.#final) return this.#final;
     if (this.#interrupt) return { kind: this.#interrupt.reason };
+    // A failure ends the run through #decide, like the guards: steps still in flight (the others of a Promise.all
+    // that rejected, say) are aborted and their tasks cancelled rather than left running for a run that ended.
     if (threw) {
-      return { kind: 'failed', error: thrown instanceof Error ? thrown : new Error(String(thrown)) };
+      this.#decide('failed', thrown instanceof Error ? thrown : new Error(String(thrown)));
+      return this.#final!;
     }
     // The code ended where its history goes on: it changed under the run.
     const beyond = [...this.#steps.values()].filter((s) => s.seq >= this.#nextSeq && isEnded(s));
     if (beyond.length > 0) {
       const first = beyond.reduce((a, b) => (a.seq <= b.seq ? a : b));
-      return {
-        kind: 'failed',
-        error: new WorkflowNonDeterminismError(this.runId, first.seq, `${first.kind}:${first.name}`, null),
-      };
+      this.#decide(
+        'failed',
+        new WorkflowNonDeterminismError(this.runId, first.seq, `${first.kind}:${first.name}`, null),
+      );
+      return this.#final!;
     }
     try {
       return { kind: 'completed', value: toJson(value, 'the workflow result') };
@@ -283,11 +287,13 @@ export class WorkflowExecution {
       get cost(): number {
         return cost();
       },
-      task: <T>(name: string, task: Task) => this.#task(name, task) as Promise<T>,
+      // Each step's promise is marked handled: one the function did not await rejects when the run ends (or parks)
+      // without being an unhandled rejection of the host; the function's own awaits still see the rejection.
+      task: <T>(name: string, task: Task) => handled(this.#task(name, task)) as Promise<T>,
       step: <T>(name: string, fn: (ctx: StepContext) => T | Promise<T>, options?: StepOptions<T>) =>
-        this.#step(name, fn, options as StepOptions) as Promise<T>,
-      signal: <T>(name: string, options?: SignalWaitOptions) => this.#signal(name, options) as Promise<T>,
-      sleep: (name: string, ms: number) => this.#sleep(name, ms),
+        handled(this.#step(name, fn, options as StepOptions)) as Promise<T>,
+      signal: <T>(name: string, options?: SignalWaitOptions) => handled(this.#signal(name, options)) as Promise<T>,
+      sleep: (name: string, ms: number) => handled(this.#sleep(name, ms)),
       key: (name: string) => `${record.id}:${name}`,
     };
   }
@@ -813,6 +819,12 @@ export class WorkflowExecution {
     clearTimeout(timer);
     this.#throwIfOver();
   }
+}
+
+/** `promise`, marked handled (a rejection nobody awaits is not reported as unhandled). */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop);
+  return promise;
 }
 
 /** A step's cost from its options: a number, or a function of its result; checked. */

@@ -198,6 +198,59 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(run.error).toMatchObject({ name: 'WorkflowStepError', code: 'WORKFLOW_STEP_FAILED' });
     });
 
+    it('when a step fails a run, its steps still running are stopped: a parallel task is cancelled', async () => {
+      const { shared, raw } = await sharedStore();
+      const running = deferred<TaskContext>();
+      const localAborted = deferred<unknown>();
+      const execute = (ctx: TaskContext): Promise<unknown> => (running.resolve(ctx), wait(60_000, ctx.signal));
+      const o = await node(
+        shared,
+        (o) =>
+          o.workflow('fail-fast', {}, async (run) => {
+            await Promise.all([
+              run.task('slow-task', { type: 'slow', requires: ['work'] }),
+              run.step('slow-step', ({ signal }) =>
+                wait(60_000, signal).catch((e: unknown) => (localAborted.resolve(e), Promise.reject(e))),
+              ),
+              run.step('bad', async () => {
+                await running.promise;
+                throw new Error('bad input');
+              }),
+            ]);
+          }),
+        { execute },
+      );
+      const handle = o.startWorkflow('fail-fast', null);
+      await expect(handle.result).rejects.toMatchObject({ code: 'WORKFLOW_STEP_FAILED', step: 'bad' });
+      const ctx = await running.promise;
+      await eventually(() => ctx.signal.aborted, 2_000, "the parallel task's signal to abort");
+      await localAborted.promise;
+      expect((await ended(raw, ctx.taskId)).status).toBe('cancelled');
+      expect((await ended(raw, handle.id)).status).toBe('failed');
+    });
+
+    it('steps the function did not await end with the run without an unhandled rejection', async () => {
+      const { shared, raw } = await sharedStore();
+      const aborted = deferred<unknown>();
+      const o = await node(shared, (o) =>
+        o.workflow('forgetful', {}, async (run) => {
+          void run.signal('never'); // not awaited (a bug in the workflow, but not one that may crash the host)
+          void run.sleep('later', 60_000);
+          void run.step('slow', ({ signal }) =>
+            wait(60_000, signal).catch((e: unknown) => (aborted.resolve(e), Promise.reject(e))),
+          );
+          await run.step('fails', () => {
+            throw new Error('boom');
+          });
+        }),
+      );
+      const handle = o.startWorkflow('forgetful', null);
+      await expect(handle.result).rejects.toMatchObject({ code: 'WORKFLOW_STEP_FAILED' });
+      expect((await ended(raw, handle.id)).status).toBe('failed');
+      expect(await aborted.promise).toMatchObject({ code: 'WORKFLOW_STEP_FAILED' }); // the run's end stopped it
+      await wait(20); // an unhandled rejection would be reported by now (and fail this file)
+    });
+
     it('run.step retries up to maxAttempts with backoff, then fails', async () => {
       const { shared } = await sharedStore();
       const attempts: Record<string, number[]> = { flaky: [], hopeless: [] };
