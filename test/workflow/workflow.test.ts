@@ -830,6 +830,28 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await handle.result).toEqual(['after yes']);
     });
 
+    it('a run held by a halt can still be cancelled, time out, or be handed on by a stop', async () => {
+      const { shared, raw } = await sharedStore();
+      let ran = 0;
+      const setup = (o: UnifiedOrchestrator): void =>
+        o.workflow('held', {}, async (run) => run.step('work', () => ++ran));
+      const a = await node(shared, setup);
+      await a.halt('incident', { local: true });
+      const cancelled = a.startWorkflow('held', null);
+      const timedOut = a.startWorkflow('held', null, { deadlineMs: 150 });
+      const handedOn = a.startWorkflow('held', null);
+      await eventually(() => a.stats().workflows?.active === 3, 2_000, 'the runs to wait at their first step');
+      expect(await cancelled.cancel()).toBe(true);
+      await expect(cancelled.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      await expect(timedOut.result).rejects.toMatchObject({ code: 'TASK_TIMEOUT' });
+      expect(ran).toBe(0);
+      await a.stop({ drain: false });
+      const b = await node(shared, setup);
+      expect(await b.attach(handedOn.id).result).toBe(1);
+      expect((await ended(raw, cancelled.id)).status).toBe('cancelled');
+      expect((await ended(raw, timedOut.id)).status).toBe('timed-out');
+    });
+
     it('halt on a two-node cluster: a halt sent from one node pauses the run on the other', async () => {
       const { shared } = await sharedStore();
       const hub = new MemoryHub();
