@@ -579,8 +579,20 @@ export class WorkflowExecution {
     wait.timer = setTimeout(() => void this.#wake(wait), left);
   }
 
-  /** A wait's time came: a sleep ends, a signal wait times out. */
+  /** A wait's time came: a sleep ends, a signal wait times out (unless the store has its signal). */
   async #wake(wait: Wait): Promise<void> {
+    if (!this.#waits.has(wait.seq)) return;
+    if (wait.kind === 'signal') {
+      // A wait held in memory (it ends soon: not parked) hears of signals sent through this node only; one sent
+      // through another node is in the store. Look there before timing out: it arrived in time.
+      try {
+        for (const signal of await this.#host.signals(this.runId)) this.#addSignal(signal);
+      } catch {
+        // The store does not answer: time out on what this node knows.
+      }
+      if (this.#final || this.#interrupt) return;
+      this.#matchSignals(); // may take this wait
+    }
     if (!this.#waits.delete(wait.seq)) return;
     clearTimeout(wait.timer);
     this.#inflight++;

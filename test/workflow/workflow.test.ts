@@ -1541,6 +1541,28 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(worker.stats().workflows?.completed).toBe(1);
     });
 
+    it('a signal sent through another node to a short wait held in memory is taken, not timed out', async () => {
+      const { shared } = await sharedStore();
+      const waiting = deferred();
+      const worker = await node(shared, (o) =>
+        o.workflow('short-wait', {}, async (run) => {
+          await run.step('ready', () => waiting.resolve());
+          // A wait with a short timeout is held in memory (not parked): only the store knows of signals sent elsewhere.
+          return run.signal('go', { timeoutMs: 600 }).catch((e: unknown) => {
+            if (e instanceof SignalTimeoutError) return 'timed out';
+            throw e;
+          });
+        }),
+      );
+      const front = await node(shared, () => {}, { pools: [] });
+      const handle = front.startWorkflow('short-wait', null, { version: '1' });
+      await waiting.promise;
+      await wait(50);
+      expect(worker.stats().workflows).toMatchObject({ active: 1, parked: 0 });
+      expect(await front.signal(handle.id, 'go', 'in time')).toBe(true);
+      expect(await handle.result).toBe('in time');
+    });
+
     it('a delayed start waits in the store, then any node with the code runs it', async () => {
       const { shared, raw } = await sharedStore();
       const worker = await node(shared, (o) =>
