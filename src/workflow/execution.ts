@@ -195,6 +195,14 @@ export class WorkflowExecution {
     return this.#cost;
   }
 
+  /**
+   * Whether this execution is unwinding without having decided the run's end (it parked, lost the run, or its node is
+   * stopping): the run is the store's again, even while the function still runs (a slow `finally`, say).
+   */
+  get unwinding(): boolean {
+    return this.#interrupt !== undefined && this.#final === undefined;
+  }
+
   /** Steps returned from their checkpoints in this execution. */
   get replayed(): number {
     return this.#replayed;
@@ -218,17 +226,21 @@ export class WorkflowExecution {
     this.#clearTimers();
     if (this.#final) return this.#final;
     if (this.#interrupt) return { kind: this.#interrupt.reason };
+    // A failure ends the run through #decide, like the guards: steps still in flight (the others of a Promise.all
+    // that rejected, say) are aborted and their tasks cancelled rather than left running for a run that ended.
     if (threw) {
-      return { kind: 'failed', error: thrown instanceof Error ? thrown : new Error(String(thrown)) };
+      this.#decide('failed', thrown instanceof Error ? thrown : new Error(String(thrown)));
+      return this.#final!;
     }
     // The code ended where its history goes on: it changed under the run.
     const beyond = [...this.#steps.values()].filter((s) => s.seq >= this.#nextSeq && isEnded(s));
     if (beyond.length > 0) {
       const first = beyond.reduce((a, b) => (a.seq <= b.seq ? a : b));
-      return {
-        kind: 'failed',
-        error: new WorkflowNonDeterminismError(this.runId, first.seq, `${first.kind}:${first.name}`, null),
-      };
+      this.#decide(
+        'failed',
+        new WorkflowNonDeterminismError(this.runId, first.seq, `${first.kind}:${first.name}`, null),
+      );
+      return this.#final!;
     }
     try {
       return { kind: 'completed', value: toJson(value, 'the workflow result') };
@@ -275,11 +287,13 @@ export class WorkflowExecution {
       get cost(): number {
         return cost();
       },
-      task: <T>(name: string, task: Task) => this.#task(name, task) as Promise<T>,
+      // Each step's promise is marked handled: one the function did not await rejects when the run ends (or parks)
+      // without being an unhandled rejection of the host; the function's own awaits still see the rejection.
+      task: <T>(name: string, task: Task) => handled(this.#task(name, task)) as Promise<T>,
       step: <T>(name: string, fn: (ctx: StepContext) => T | Promise<T>, options?: StepOptions<T>) =>
-        this.#step(name, fn, options as StepOptions) as Promise<T>,
-      signal: <T>(name: string, options?: SignalWaitOptions) => this.#signal(name, options) as Promise<T>,
-      sleep: (name: string, ms: number) => this.#sleep(name, ms),
+        handled(this.#step(name, fn, options as StepOptions)) as Promise<T>,
+      signal: <T>(name: string, options?: SignalWaitOptions) => handled(this.#signal(name, options)) as Promise<T>,
+      sleep: (name: string, ms: number) => handled(this.#sleep(name, ms)),
       key: (name: string) => `${record.id}:${name}`,
     };
   }
@@ -366,7 +380,15 @@ export class WorkflowExecution {
           throw new WorkflowStepError(name, storedErrorOf(error), error);
         }
         this.#throwIfOver();
-        const cost = costOf(options.cost, value);
+        let cost: number;
+        try {
+          cost = costOf(options.cost, value);
+        } catch (error) {
+          // The step ran but its cost is not a number (or its cost function threw): the step fails, and the failure is
+          // checkpointed like any other, so that a replay does not run its side effects again.
+          await this.#fail(seq, name, 'step', error, startedAt, 0, { attempts: attempt });
+          throw new WorkflowStepError(name, storedErrorOf(error), error);
+        }
         await this.#checkpoint({
           runId: this.runId,
           seq,
@@ -401,8 +423,11 @@ export class WorkflowExecution {
       const startedAt = Date.now();
       const key = `wf:${this.runId}:${seq}`;
       let deadlineMs = task.deadlineMs;
+      // Whether the task's deadline is what is left of the run's: its timing out is then the run's timeout.
+      let runsDeadline = false;
       if (this.#deadlineAt !== null) {
         const left = Math.max(1, this.#deadlineAt - Date.now());
+        runsDeadline = deadlineMs === undefined || left <= deadlineMs;
         deadlineMs = deadlineMs === undefined ? left : Math.min(deadlineMs, left);
       }
       const spec: Task = {
@@ -438,6 +463,11 @@ export class WorkflowExecution {
           this.#children.delete(child);
         }
         this.#throwIfOver();
+        if (failed && runsDeadline && isInstance(failure, TaskTimeoutError) && failure.scope === 'task') {
+          // The task ran out of the run's time: the run timed out (the task's timer, on the engine's monotonic clock
+          // or another node, may fire a moment before the run's own). Not a step failure to checkpoint and replay.
+          throw this.#timedOut();
+        }
         if (failed && isInstance(failure, StoreUnavailableError)) {
           // Not stored, so not run: submit it again once the store answers (the key keeps it one task).
           await this.#delay(1_000);
@@ -556,8 +586,20 @@ export class WorkflowExecution {
     wait.timer = setTimeout(() => void this.#wake(wait), left);
   }
 
-  /** A wait's time came: a sleep ends, a signal wait times out. */
+  /** A wait's time came: a sleep ends, a signal wait times out (unless the store has its signal). */
   async #wake(wait: Wait): Promise<void> {
+    if (!this.#waits.has(wait.seq)) return;
+    if (wait.kind === 'signal') {
+      // A wait held in memory (it ends soon: not parked) hears of signals sent through this node only; one sent
+      // through another node is in the store. Look there before timing out: it arrived in time.
+      try {
+        for (const signal of await this.#host.signals(this.runId)) this.#addSignal(signal);
+      } catch {
+        // The store does not answer: time out on what this node knows.
+      }
+      if (this.#final || this.#interrupt) return;
+      this.#matchSignals(); // may take this wait
+    }
     if (!this.#waits.delete(wait.seq)) return;
     clearTimeout(wait.timer);
     this.#inflight++;
@@ -800,6 +842,12 @@ export class WorkflowExecution {
     clearTimeout(timer);
     this.#throwIfOver();
   }
+}
+
+/** `promise`, marked handled (a rejection nobody awaits is not reported as unhandled). */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop);
+  return promise;
 }
 
 /** A step's cost from its options: a number, or a function of its result; checked. */

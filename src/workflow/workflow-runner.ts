@@ -12,7 +12,15 @@ import { describeError } from '../bridge/bridge.js';
 import { RunNotFoundError, ValidationError, WorkflowNotFoundError } from '../errors.js';
 import type { ResolvedDurabilityOptions } from '../store/durability-options.js';
 import type { DurableRuns } from '../store/durable-runs.js';
-import type { NewRun, WorkflowHistory, RunRecord, RunStore, SignalRecord, StepKind } from '../store/store.js';
+import type {
+  InsertOutcome,
+  NewRun,
+  WorkflowHistory,
+  RunRecord,
+  RunStore,
+  SignalRecord,
+  StepKind,
+} from '../store/store.js';
 import type { Task } from '../engine/task.js';
 import type { TypedEmitter } from '../util/typed-emitter.js';
 import { CheckpointLane, type CheckpointStats } from './checkpoints.js';
@@ -105,6 +113,11 @@ export class WorkflowRunner {
   /** Children whose end info a step waits for: id → info, filled by this node's task events. */
   readonly #childInfo = new Map<string, ChildInfo>();
   readonly #watched = new Set<string>();
+  /**
+   * Inserts of runs started here and not answered yet, by run id. A start with an id already being inserted waits for
+   * that insert (and then meets the run as a duplicate): the store refuses a batch that holds one id twice.
+   */
+  readonly #inserting = new Map<string, Promise<unknown>>();
   #lane: CheckpointLane | undefined;
   #observer: WorkflowObserver | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -143,7 +156,10 @@ export class WorkflowRunner {
     for (const name of this.#definitions.keys()) observer.registered(name);
   }
 
-  /** Registers a workflow version. Throws ValidationError for bad options, or a version registered twice. */
+  /**
+   * Registers a workflow version. Throws ValidationError for bad options (only `undefined` means "the default", as for
+   * every other option of the library: `null` is refused), or a version registered twice.
+   */
   register(name: string, options: WorkflowOptions, fn: WorkflowFunction<never, unknown>): void {
     if (typeof name !== 'string' || name === '' || name.includes('@')) {
       throw new ValidationError(
@@ -154,15 +170,15 @@ export class WorkflowRunner {
     if (typeof fn !== 'function') {
       throw new ValidationError('fn', `orchestrator.workflow('${name}', options, fn) needs the workflow's function`);
     }
-    const version = options.version ?? '1';
+    const version = options.version === undefined ? '1' : options.version;
     if (typeof version !== 'string' || version === '') {
       throw new ValidationError('version', `A workflow's version is a non-empty string, got ${String(version)}`);
     }
-    const maxSteps = options.maxSteps ?? 1_000;
+    const maxSteps = options.maxSteps === undefined ? 1_000 : options.maxSteps;
     if (!Number.isInteger(maxSteps) || maxSteps < 1) {
       throw new ValidationError('maxSteps', `maxSteps is an integer ≥ 1 (got ${String(maxSteps)})`);
     }
-    const budget = options.budget ?? Infinity;
+    const budget = options.budget === undefined ? Infinity : options.budget;
     if (typeof budget !== 'number' || Number.isNaN(budget) || budget < 0) {
       throw new ValidationError('budget', `budget is a number of cost units ≥ 0 (got ${String(budget)})`);
     }
@@ -273,19 +289,34 @@ export class WorkflowRunner {
       notBefore: o.delayMs === undefined || o.delayMs === 0 ? null : createdAt + o.delayMs,
     };
     const durable = this.#parts.durable;
-    const result = durable.follow(id, o.tenantId);
+    // The caller follows the run once its insert says it is theirs: a refusal (another tenant's run holds the id, or
+    // the store failed) settles this caller only, not the run's own followers on this node.
+    let settle!: { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+    const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(noop);
+    const follow = (): void => void durable.follow(id, o.tenantId).then(settle.resolve, settle.reject);
     this.#stats.started++;
-    const stored = durable.insert(run).then(
+    const prior = this.#inserting.get(id);
+    const insertNow = (): Promise<InsertOutcome> => durable.insert(run);
+    const insert = prior ? prior.then(insertNow, insertNow) : insertNow();
+    this.#inserting.set(id, insert);
+    const forget = (): void => {
+      if (this.#inserting.get(id) === insert) this.#inserting.delete(id);
+    };
+    insert.then(forget, forget);
+    const stored = insert.then(
       (outcome) => {
         if (outcome.kind === 'duplicate') {
           if (outcome.existing.tenantId !== run.tenantId) {
             // Another tenant's run holds the id: not this caller's.
-            durable.settle(id, false, new ValidationError('id', `Run id ${id} is taken: choose another id`));
+            settle.reject(new ValidationError('id', `Run id ${id} is taken: choose another id`));
             return id;
           }
+          follow();
           durable.settleIfEnded(outcome.existing);
           return id;
         }
+        follow();
         if (run.notBefore != null) return id; // stored unowned, for any node when due
         if (!def) {
           // Another node's version: leave it to them.
@@ -296,7 +327,7 @@ export class WorkflowRunner {
         return id;
       },
       (error: unknown) => {
-        durable.settle(id, false, error);
+        settle.reject(error);
         throw error;
       },
     );
@@ -354,7 +385,7 @@ export class WorkflowRunner {
     if (outcome.kind === 'ended') return false;
     const record: SignalRecord = { id: outcome.id, runId, name, payload: json, actor, at, consumedBy: null };
     const held = this.#executions.get(runId);
-    if (held) held.execution.deliver(record);
+    if (held && !held.execution.unwinding) held.execution.deliver(record);
     else if (this.#running && this.#definitions.size > 0) void this.claimNow(); // it may be ours to wake
     return true;
   }
@@ -365,9 +396,10 @@ export class WorkflowRunner {
    */
   async cancel(runId: string, tenantId: string | undefined, reason: unknown): Promise<boolean> {
     const held = this.#executions.get(runId);
-    if (held && (tenantId === undefined || held.execution.tenantId === tenantId)) {
+    if (held && !held.execution.unwinding && (tenantId === undefined || held.execution.tenantId === tenantId)) {
       return held.execution.cancel(reason ?? 'cancelled');
     }
+    // Not here, or an execution that parked (or lost it) and is only unwinding: the store holds the run.
     return this.#parts.durable.cancel(runId, tenantId, reason ?? 'cancelled');
   }
 
@@ -448,7 +480,8 @@ export class WorkflowRunner {
   }
 
   #ended(run: RunRecord, def: WorkflowDefinition, execution: WorkflowExecution, end: ExecutionEnd, t0: number): void {
-    this.#executions.delete(run.id);
+    // Only its own entry: the run may have been claimed again (a new execution) while this one unwound.
+    if (this.#executions.get(run.id)?.execution === execution) this.#executions.delete(run.id);
     this.#stats.replayedSteps += execution.replayed;
     const durable = this.#parts.durable;
     const base = { runId: run.id, at: Date.now(), nodeId: durable.nodeId, cost: execution.cost };
