@@ -727,7 +727,15 @@ export class UnifiedOrchestrator {
     if (this.#state !== 'running') {
       throw new OrchestratorStoppedError('attach() needs a running orchestrator: start() it first');
     }
-    return host.attach(id, tenantId) as TaskHandle<TResult>;
+    const handle = host.attach(id, tenantId) as TaskHandle<TResult>;
+    const runner = this.#workflows;
+    if (!runner) return handle;
+    // A workflow run this node executes is cancelled here at once; elsewhere, runs.cancel(id) reaches it.
+    return {
+      ...handle,
+      cancel: (reason?: unknown) =>
+        runner.holds(id, tenantId) ? runner.cancelHeld(id, reason ?? 'cancelled') : handle.cancel(reason),
+    };
   }
 
   /**

@@ -374,7 +374,7 @@ export class MemoryStore implements RunStore {
     this.#check('signal');
     checkSignal(signal);
     const run = this.#visible(signal.runId, signal.tenantId);
-    if (!run) return { kind: 'unknown' };
+    if (!run || !run.type.startsWith('workflow:')) return { kind: 'unknown' };
     if (isTerminal(run.status)) return { kind: 'ended', status: run.status };
     const record: Mutable<SignalRecord> = {
       id: ++this.#signalSeq,

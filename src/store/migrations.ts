@@ -675,7 +675,7 @@ DECLARE
   v_waiting text[];
 BEGIN
   SELECT r.status, r.waiting_for INTO run_status, v_waiting FROM ${s}.runs r
-  WHERE r.id = p_run AND (p_tenant IS NULL OR r.tenant_id = p_tenant)
+  WHERE r.id = p_run AND (p_tenant IS NULL OR r.tenant_id = p_tenant) AND r.type LIKE 'workflow:%'
   FOR UPDATE;
   IF NOT FOUND THEN
     outcome := 'unknown';

@@ -373,7 +373,7 @@ export interface SignalInput {
 /**
  * What `signal` did: `delivered` (stored; if the run was parked waiting for this name, its `waitingFor` and
  * `notBefore` are cleared so that it is claimable at once, and a `signalled` event records it with the actor);
- * `unknown` (no such run, or another tenant's: nothing written); `ended` (the run is terminal: nothing written).
+ * `unknown` (no such run, another tenant's, or not a workflow run: nothing written); `ended` (the run is terminal: nothing written).
  */
 export type SignalOutcome =
   | { readonly kind: 'delivered'; readonly id: number }

@@ -179,7 +179,9 @@ export class WorkflowExecution {
       this.#cost += step.cost;
     }
     for (const signal of history.signals) this.#addSignal(signal);
-    this.#deadlineAt = record.task.deadlineAt;
+    // A run stored without a deadline (by the CLI, or a node without this version) gets the workflow's own.
+    this.#deadlineAt =
+      record.task.deadlineAt ?? (def.deadlineMs === undefined ? null : record.createdAt + def.deadlineMs);
     this.#aborted = new Promise<void>((resolve) =>
       this.#abort.signal.addEventListener('abort', () => resolve(), { once: true }),
     );

@@ -403,9 +403,19 @@ export class WorkflowRunner {
     return this.#parts.durable.cancel(runId, tenantId, reason ?? 'cancelled');
   }
 
-  /** Whether this node runs `runId` now. */
-  holds(runId: string): boolean {
-    return this.#executions.has(runId);
+  /** Whether this node runs `runId` now (and it is `tenantId`'s, when given). */
+  holds(runId: string, tenantId?: string): boolean {
+    const held = this.#executions.get(runId);
+    return (
+      held !== undefined &&
+      !held.execution.unwinding &&
+      (tenantId === undefined || held.execution.tenantId === tenantId)
+    );
+  }
+
+  /** Cancels a run this node runs now (see `holds`); false otherwise. */
+  cancelHeld(runId: string, reason: unknown): boolean {
+    return this.#executions.get(runId)?.execution.cancel(reason) ?? false;
   }
 
   // --- Claiming and running ----------------------------------------------------------------------------
@@ -540,7 +550,10 @@ export class WorkflowRunner {
       submitChild: (task: Task, key: string): ChildHandle => {
         const handle = parts.submit({ ...task, idempotencyKey: key });
         const id = handle.stored ?? Promise.resolve(handle.id);
+        if (this.#watched.size >= CHILD_INFO_LIMIT) this.#watched.clear(); // a bound: ids missed are read from the store
         this.#watched.add(handle.id);
+        // A replay finds the task it submitted before under another id: that one is read from the store.
+        id.then((childId) => childId !== handle.id && this.#watched.delete(handle.id), noop);
         return {
           result: handle.result,
           id,

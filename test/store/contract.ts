@@ -1321,6 +1321,12 @@ export function runStoreContract(
           const before = (await store.events(other!.id)).length;
           expect(await store.signal(signalOf(other!, 'approval', { tenantId: 'globex' }))).toEqual({ kind: 'unknown' });
           expect(await store.signal(signalOf({ id: unique('nobody') }, 'approval'))).toEqual({ kind: 'unknown' });
+          // A task's run takes no signals.
+          const task = newRun();
+          await store.insert('n1', [task]);
+          expect(await store.signal(signalOf(task, 'approval'))).toEqual({ kind: 'unknown' });
+          expect((await store.history(task.id)).signals).toEqual([]);
+          expect((await store.events(task.id)).map((e) => e.kind)).toEqual(['queued']);
           expect(await store.get(other!.id)).toMatchObject({ waitingFor: ['approval'] });
           expect(await store.events(other!.id)).toHaveLength(before);
           expect(await store.signal(signalOf(ended!, 'approval'))).toEqual({ kind: 'ended', status: 'timed-out' });

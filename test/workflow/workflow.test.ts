@@ -628,6 +628,30 @@ describe.each(WORKFLOW_STORES)('workflows on $name', (storeCase) => {
       expect(await handle.cancel()).toBe(false);
     });
 
+    it('through attach(id).cancel() on the node that runs it, at once', async () => {
+      const { shared, raw } = await sharedStore();
+      const running = deferred<TaskContext>();
+      const execute = (ctx: TaskContext): Promise<unknown> => {
+        running.resolve(ctx);
+        return new Promise((_, reject) =>
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error)),
+        );
+      };
+      const o = await node(
+        shared,
+        (o) => o.workflow('cancel-attached', {}, async (run) => run.task('slow', { type: 'slow', requires: ['work'] })),
+        { execute },
+      );
+      const id = o.startWorkflow('cancel-attached', null, { tenantId: 'acme' }).id;
+      const ctx = await running.promise;
+      expect(o.attach(id, { tenantId: 'other' }).cancel()).toBe(false);
+      const attached = o.attach(id, { tenantId: 'acme' });
+      expect(attached.cancel('from a handle')).toBe(true);
+      await expect(attached.result).rejects.toMatchObject({ code: 'TASK_CANCELLED' });
+      expect((await ended(raw, id)).status).toBe('cancelled');
+      expect((await ended(raw, ctx.taskId)).status).toBe('cancelled');
+    });
+
     it.each([
       ['a signal wait', (run: WorkflowContext) => run.signal('never')],
       ['a sleep', (run: WorkflowContext) => run.sleep('long', 3_600_000)],
