@@ -527,7 +527,14 @@ export class WorkflowStepError extends OrchestratorError {
   /** The step's name. */
   readonly step: string;
   /** The step's error as stored. */
-  readonly reason: { readonly name: string; readonly message: string; readonly code: string | null };
+  readonly reason: {
+    /** The error's class name. */
+    readonly name: string;
+    /** Its message. */
+    readonly message: string;
+    /** Its OrchestratorError code, or `null`. */
+    readonly code: string | null;
+  };
 
   constructor(
     step: string,

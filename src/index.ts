@@ -190,6 +190,7 @@ export type {
   StepKind,
   StepRecord,
   StepStatus,
+  UnclaimedRuns,
   RunEvent,
   RunEventInput,
   RunEventKind,
@@ -220,6 +221,7 @@ export type { WorkflowStats } from './workflow/workflow-runner.js';
 export type { CheckpointStats } from './workflow/checkpoints.js';
 export type { WorkflowEvents } from './workflow/events.js';
 export type { ScheduleInfo, ScheduleTarget } from './workflow/scheduler.js';
+export { MAX_CATCH_UP, resolveSchedule } from './workflow/schedule.js';
 export type {
   CronSchedule,
   CronScheduleSpec,

@@ -319,20 +319,33 @@ export interface StepRecord {
 
 /** A step as a node writes it (`checkpoint`, `park`): every field of {@link StepRecord} but the run's own. */
 export interface StepInput {
+  /** The workflow run. */
   readonly runId: string;
+  /** Its position in the run. */
   readonly seq: number;
+  /** The name the workflow gave it. */
   readonly name: string;
+  /** What it is. */
   readonly kind: StepKind;
+  /** Where it is. */
   readonly status: StepStatus;
   /** For `completed` (JSON-serialisable; a value JSON cannot hold is stored as `null`). */
   readonly result?: unknown;
+  /** For `failed`: its error. */
   readonly error?: StoredError | null;
+  /** Cost units it reported. @default 0 */
   readonly cost?: number;
+  /** A task step's run id. */
   readonly childId?: string | null;
+  /** The agent of a task step's last attempt. */
   readonly agentId?: string | null;
+  /** A task step's attempts. @default 0 */
   readonly attempts?: number;
+  /** When it started (epoch ms). */
   readonly startedAt: number;
+  /** When it ended (epoch ms). */
   readonly endedAt?: number | null;
+  /** A wait's wake time or timeout (epoch ms). */
   readonly wakeAt?: number | null;
   /** The id of the signal this (signal) step consumes: it is marked consumed by this step, in the same transaction. */
   readonly signalId?: number | null;
@@ -358,13 +371,17 @@ export interface SignalRecord {
 
 /** A signal to deliver. */
 export interface SignalInput {
+  /** The run it is sent to. */
   readonly runId: string;
   /** When given, a run of another tenant is treated as unknown. */
   readonly tenantId?: string;
+  /** The signal's name. */
   readonly name: string;
   /** JSON-serialisable (a value JSON cannot hold is stored as `null`). */
   readonly payload: unknown;
+  /** Who sends it, or `null`. */
   readonly actor: string | null;
+  /** When it is sent (the sending node's clock). */
   readonly at: number;
   /** The sending node (for the `signalled` event). */
   readonly nodeId: string;
@@ -376,15 +393,30 @@ export interface SignalInput {
  * `unknown` (no such run, another tenant's, or not a workflow run: nothing written); `ended` (the run is terminal: nothing written).
  */
 export type SignalOutcome =
-  | { readonly kind: 'delivered'; readonly id: number }
-  | { readonly kind: 'unknown' }
-  | { readonly kind: 'ended'; readonly status: TerminalRunStatus };
+  | {
+      /** Stored. */
+      readonly kind: 'delivered';
+      /** The signal's id. */
+      readonly id: number;
+    }
+  | {
+      /** No such run (or another tenant's, or not a workflow's). */
+      readonly kind: 'unknown';
+    }
+  | {
+      /** The run had ended. */
+      readonly kind: 'ended';
+      /** How it ended. */
+      readonly status: TerminalRunStatus;
+    };
 
 /** A workflow run that cannot go on now, put aside by its owner. */
 export interface ParkInput {
+  /** The run to park. */
   readonly runId: string;
   /** The owner parking it (refused otherwise). */
   readonly nodeId: string;
+  /** When (the node's clock), for the `parked` event. */
   readonly at: number;
   /** Claimable again at this time (a timer, a wait's timeout, the run's deadline), or `null` for no time. */
   readonly notBefore: number | null;

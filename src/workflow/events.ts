@@ -13,7 +13,9 @@ export interface WorkflowEvents {
   };
   /** A step of a workflow run ran on this node and its checkpoint was written (replayed steps are not reported). */
   'workflow:step': {
+    /** The run's id. */
     readonly runId: string;
+    /** The workflow's name. */
     readonly workflow: string;
     /** Its position in the run. */
     readonly seq: number;
@@ -31,8 +33,11 @@ export interface WorkflowEvents {
    * `lost` (another node holds it now, or it ended elsewhere), `stopping` (this node stopped: it goes on elsewhere).
    */
   'workflow:paused': {
+    /** The run's id. */
     readonly runId: string;
+    /** The workflow's name. */
     readonly workflow: string;
+    /** Why it stopped executing here. */
     readonly reason: 'parked' | 'lost' | 'stopping';
     /** How long this execution lasted, in ms. */
     readonly durationMs: number;
@@ -69,8 +74,9 @@ export interface WorkflowEvents {
     readonly count: number;
     /** Whether `count` is exact. */
     readonly exact: boolean;
-    /** The first and last skipped ticks (epoch ms). */
+    /** The first skipped tick (epoch ms). */
     readonly firstMs: number;
+    /** The last skipped tick (epoch ms). */
     readonly lastMs: number;
   };
   /** A schedule could not fire (the store failed, or its target refused the run); it tries again. */

@@ -53,10 +53,13 @@ export interface WorkflowStats {
   readonly started: number;
   /** Executions begun here (starts, and runs claimed: woken, or taken over). */
   readonly executions: number;
-  /** Runs that ended here, by outcome. */
+  /** Runs that completed here. */
   readonly completed: number;
+  /** Runs that failed here (a step's error not caught, a limit, non-determinism). */
   readonly failed: number;
+  /** Runs cancelled here. */
   readonly cancelled: number;
+  /** Runs that ran past their deadline here. */
   readonly timedOut: number;
   /** Times a run parked here (waiting for a signal or a timer). */
   readonly parked: number;
