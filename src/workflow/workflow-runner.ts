@@ -508,6 +508,13 @@ export class WorkflowRunner {
         const handle = parts.submit({ ...task, idempotencyKey: key });
         const id = handle.stored ?? Promise.resolve(handle.id);
         this.#watched.add(handle.id);
+        // A replay finds the task its key names (stored by the first run, perhaps running here now as a recovery):
+        // `stored` gives that task's id, not `handle.id`. Watch that one instead.
+        id.then((childId) => {
+          if (childId === handle.id) return;
+          this.#watched.delete(handle.id);
+          this.#watched.add(childId);
+        }, noop);
         return {
           result: handle.result,
           id,
@@ -523,7 +530,9 @@ export class WorkflowRunner {
           this.#childInfo.delete(childId);
           return local;
         }
-        const record = await parts.store.get(childId).catch(() => undefined);
+        // Ended before it was watched, or on another node: its record, once this node's writes are in the store (a
+        // task that ended here a moment ago has its end, and so its cost, still in the writer's buffer).
+        const record = await durable.get(childId).catch(() => undefined);
         return { agentId: record?.agentId ?? null, attempts: record?.attempts ?? 0, cost: record?.cost ?? 0 };
       },
       park: async (input) => {
