@@ -6,6 +6,8 @@
  * again: the run goes on from its last completed step, and no model call whose result was checkpointed is made, or
  * paid for, again. While the run waits for the approval it is parked: a row in the store, nothing in memory.
  *
+ * In a clone, after `npm install`:
+ *
  *   npx tsx examples/review-pipeline.ts                               embedded store in ./data/review-pipeline
  *   DATABASE_URL=postgres://user@host/db npx tsx examples/review-pipeline.ts      a PostgreSQL server instead
  *
@@ -42,6 +44,10 @@ const { values: args } = parseArgs({
 });
 const runId = args['run-id'];
 const workMs = Number(args['work-ms']);
+if (!(Number.isFinite(workMs) && workMs >= 0)) {
+  console.error(`--work-ms takes a number of milliseconds ≥ 0, not '${args['work-ms']}'`);
+  process.exit(2);
+}
 const callLog = args['call-log'];
 
 /** Appends a line to the call log, synchronously: a `kill -9` right after loses nothing written. */
@@ -179,6 +185,8 @@ async function reviewPipeline(run: WorkflowContext<Input>, input: Input): Promis
   return { published: true, rounds, text: draft.text, approvedBy: approval.by, url };
 }
 
+// Guards checked before every step: at most 12 steps (the loop is bounded twice over) and 60¢ per run; a run past
+// either ends `failed` with WorkflowLimitError instead of running, or paying, on.
 orchestrator.workflow('review', { version: '1', maxSteps: 12, budget: 60 }, reviewPipeline);
 
 // --- Running it -------------------------------------------------------------------------------------
@@ -189,8 +197,8 @@ if (before) {
   const done = (await orchestrator.runs.steps(runId)).steps.filter((s) => s.status === 'completed').length;
   console.log(`run ${runId} found in the store (${before.status}, ${done} steps done): going on from there`);
 }
-// Starting with an id the store holds returns that run. A run its dead process still held is taken over here once
-// that process's lease has run out.
+// Starting with an id the store holds returns that run. A run that a killed process still held is taken over here
+// once that process's lease has run out (3 s).
 const handle = orchestrator.startWorkflow<Outcome>('review', { topic: 'Widget 2.0' }, { id: runId });
 await handle.stored; // committed: from here on a crash does not lose the run
 if (!before) console.log(`run ${runId} started`);
@@ -211,7 +219,7 @@ async function approveWhenWaiting(): Promise<void> {
   await orchestrator.signal(runId, 'approval', { approved: true, by: 'editor@example.com' }, { actor: 'editor' });
   console.log('approval sent');
 }
-void approveWhenWaiting();
+approveWhenWaiting().catch((error: unknown) => console.error('could not send the approval:', error));
 
 const outcome = await handle.result;
 console.log('\ntimeline:');
