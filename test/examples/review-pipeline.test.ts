@@ -5,6 +5,7 @@
  *   goes on in the next process from its last checkpoint and ends once. The agents' call log, compared with the step
  *   records the store held at the kill, shows the rule of docs/workflows.md ("Exactly once, at least once"): a step
  *   whose checkpoint was committed never runs again; only a step without one may run twice (once per process).
+ * - Killed just as a model call ended (its checkpoint committed or not, as the kill falls): the same rule holds.
  * - Killed while parked on its approval, started again, approved from another orchestrator on the same store: it
  *   publishes once, and no model call is made again.
  * - On the embedded store (PGlite, nothing to install), run plainly: it approves itself and prints the timeline; run
@@ -148,6 +149,32 @@ function printedResult(out: string): unknown {
   return JSON.parse(line.slice('result: '.length));
 }
 
+/**
+ * The rule of docs/workflows.md ("Exactly once, at least once"), step by step: every model call of the pipeline
+ * was made; a step whose checkpoint was committed at the kill was called once, in the first process; a step without
+ * one may have been called in both processes, but at most once in each.
+ */
+function expectCheckpointRule(
+  calls: readonly Call[],
+  committedAtKill: ReadonlySet<string>,
+  firstPid: number,
+  secondPid: number,
+): void {
+  const all = callCounts(calls);
+  const inFirst = callCounts(calls, firstPid);
+  const inSecond = callCounts(calls, secondPid);
+  for (const step of TASK_STEPS) {
+    expect(all.get(step), step).toBeGreaterThanOrEqual(1);
+    if (committedAtKill.has(step)) {
+      expect(all.get(step), `${step} was checkpointed at the kill`).toBe(1);
+      expect(inSecond.get(step), `${step} was checkpointed at the kill`).toBeUndefined();
+    } else {
+      expect(inFirst.get(step) ?? 0, step).toBeLessThanOrEqual(1);
+      expect(inSecond.get(step) ?? 0, step).toBeLessThanOrEqual(1);
+    }
+  }
+}
+
 function ended(step: StepRecord): boolean {
   return step.status === 'completed' || step.status === 'failed';
 }
@@ -209,22 +236,9 @@ describe.skipIf(POSTGRES_SERVER.skip)('review-pipeline.ts killed with SIGKILL (P
     const out = await ends(second);
     expect(out).toMatch(/^run review:killed-mid-pipeline found in the store \(\w+, 2 steps done\)/m);
 
-    // The rule, step by step: a step whose checkpoint was committed at the kill ran once, in the first process; a
-    // step without one may have run in both, but at most once in each.
     const calls = readCalls(log);
+    expectCheckpointRule(calls, committedAtKill, first.pid, second.pid);
     const all = callCounts(calls);
-    const inFirst = callCounts(calls, first.pid);
-    const inSecond = callCounts(calls, second.pid);
-    for (const step of TASK_STEPS) {
-      expect(all.get(step), step).toBeGreaterThanOrEqual(1);
-      if (committedAtKill.has(step)) {
-        expect(all.get(step), `${step} was checkpointed at the kill`).toBe(1);
-        expect(inSecond.get(step), `${step} was checkpointed at the kill`).toBeUndefined();
-      } else {
-        expect(inFirst.get(step) ?? 0, step).toBeLessThanOrEqual(1);
-        expect(inSecond.get(step) ?? 0, step).toBeLessThanOrEqual(1);
-      }
-    }
     // Here, precisely: the critique cut short by the kill ran again, as a recovery; every other call was made once.
     expect(Object.fromEntries(all)).toEqual({
       research: 1,
@@ -263,6 +277,36 @@ describe.skipIf(POSTGRES_SERVER.skip)('review-pipeline.ts killed with SIGKILL (P
     expect(out).toMatch(/^ {2}6\. approval \(signal\): completed/m);
     expect(printedResult(out)).toEqual(run?.result);
     expect(out).toContain('cost: 38¢ of a 60¢ budget');
+  }, 180_000);
+
+  it('killed just as a model call of the loop ended (its checkpoint committed or not), it still runs no committed step twice', async () => {
+    const url = await pg().createDatabase('uo_review');
+    const log = join(dir, 'call-ended.log');
+    const runId = 'review:killed-as-a-call-ended';
+    const args = ['--run-id', runId, '--call-log', log, '--work-ms', '200'];
+
+    const first = startExample(args, url);
+    await eventually(
+      () => readCalls(log).some((c) => c.event === 'done' && c.step === 'revise 1'),
+      60_000,
+      'the first revision to end',
+    );
+    await kill(first);
+    const observer = await watch(url);
+    const committedAtKill = new Set((await observer.runs.steps(runId)).steps.filter(ended).map((s) => s.name));
+    expect(committedAtKill).toContain('critique 1');
+
+    const second = startExample(args, url);
+    await ends(second);
+    const calls = readCalls(log);
+    expectCheckpointRule(calls, committedAtKill, first.pid, second.pid);
+    expect(calls.filter((c) => c.event === 'publish')).toHaveLength(1);
+    const run = await observer.runs.get(runId);
+    expect(run).toMatchObject({ status: 'completed', result: { published: true, rounds: 2 } });
+    const { steps } = await observer.runs.steps(runId);
+    expect(steps.map((s) => [s.name, s.kind, s.status])).toEqual(TIMELINE.map(([n, k]) => [n, k, 'completed']));
+    // Each step counts the cost of the call whose result it holds (a call cut short by the kill reported nothing).
+    expect(steps.map((s) => s.cost)).toEqual([4, 12, 3, 8, 3, 8, 0, 0]);
   }, 180_000);
 
   it('killed while parked on its approval, started again and approved from another process, it publishes once', async () => {
