@@ -555,8 +555,13 @@ export class WorkflowRunner {
         const id = handle.stored ?? Promise.resolve(handle.id);
         if (this.#watched.size >= CHILD_INFO_LIMIT) this.#watched.clear(); // a bound: ids missed are read from the store
         this.#watched.add(handle.id);
-        // A replay finds the task it submitted before under another id: that one is read from the store.
-        id.then((childId) => childId !== handle.id && this.#watched.delete(handle.id), noop);
+        // A replay finds the task its key names (stored by the first run, perhaps running here now as a recovery):
+        // `stored` gives that task's id, not `handle.id`. Watch that one instead.
+        id.then((childId) => {
+          if (childId === handle.id) return;
+          this.#watched.delete(handle.id);
+          this.#watched.add(childId);
+        }, noop);
         return {
           result: handle.result,
           id,
@@ -572,7 +577,9 @@ export class WorkflowRunner {
           this.#childInfo.delete(childId);
           return local;
         }
-        const record = await parts.store.get(childId).catch(() => undefined);
+        // Ended before it was watched, or on another node: its record, once this node's writes are in the store (a
+        // task that ended here a moment ago has its end, and so its cost, still in the writer's buffer).
+        const record = await durable.get(childId).catch(() => undefined);
         return { agentId: record?.agentId ?? null, attempts: record?.attempts ?? 0, cost: record?.cost ?? 0 };
       },
       park: async (input) => {
