@@ -179,6 +179,7 @@ export class DurableRuns implements RunObserver {
   readonly #endedElsewhere = new Set<string>();
   #observer: DurableObserver | undefined;
   #finishedListeners: ((ids: readonly string[]) => void)[] = [];
+  #takeBacks: ((from: string) => Promise<void>)[] = [];
   readonly #tasks: boolean;
   #timers: NodeJS.Timeout[] = [];
   #unlisten: (() => Promise<void>) | undefined;
@@ -238,6 +239,8 @@ export class DurableRuns implements RunObserver {
       // then is the lease renewed: claimed again before, they would count a second recovery.
       await this.#store.heartbeat(this.nodeId, 0);
       await this.#claim(RECLAIM_LIMIT, true, this.nodeId);
+      // Its workflow runs too (the workflow runner takes them, and executes them once it starts).
+      for (const takeBack of this.#takeBacks) await takeBack(this.nodeId);
     }
     await this.#store.heartbeat(this.nodeId, this.#options.leaseMs);
     this.#every(this.#options.heartbeatMs, () => this.#heartbeat());
@@ -551,7 +554,8 @@ export class DurableRuns implements RunObserver {
         limit,
         capabilities,
         maxRecoveries: this.#options.maxRecoveries,
-        ...(from === undefined ? {} : { from }),
+        // Taking back its own runs: all of them, the ones it cannot serve any more given back at once (#adopt).
+        ...(from === undefined ? {} : { from, anyCapabilities: true }),
       });
       this.#ok();
       for (const run of deadLettered) {
@@ -732,6 +736,14 @@ export class DurableRuns implements RunObserver {
   /** Settles the followers of a run the caller read from the store, if it ended. */
   settleIfEnded(run: RunRecord): void {
     if (isTerminal(run.status)) this.#settleWaiters(run);
+  }
+
+  /**
+   * Calls `takeBack` at start when this node restarts under a stable name, after its previous process's lease ended
+   * and before its own is renewed: the moment to claim the previous process's runs `from` itself as recoveries.
+   */
+  onRestart(takeBack: (from: string) => Promise<void>): void {
+    this.#takeBacks.push(takeBack);
   }
 
   /** Calls `listener` with the ids of runs that ended, as the store announces them (any node, this one included). */

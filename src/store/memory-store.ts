@@ -197,7 +197,8 @@ export class MemoryStore implements RunStore {
           isDue(run, now) &&
           (request.from === undefined || run.owner === request.from) &&
           (run.owner === null || !((this.#leases.get(run.owner) ?? -Infinity) > now)) &&
-          run.task.requires.every((capability) => capabilities.has(capability)),
+          ((request.anyCapabilities === true && request.from !== undefined) ||
+            run.task.requires.every((capability) => capabilities.has(capability))),
       )
       .sort((a, b) => b.task.priority - a.task.priority || a.createdAt - b.createdAt || compare(a.id, b.id));
     const runs: RunRecord[] = [];

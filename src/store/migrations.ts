@@ -516,7 +516,7 @@ DECLARE
     SELECT * FROM ${s}.runs x
     WHERE x.status IN ${LIVE} AND ${CLAIMABLE_X} AND (x.type LIKE 'workflow:%')::integer = v_kind
       AND (${DUE_X}) <= v_now
-      AND x.requires <@ p_caps
+      AND (x.requires <@ p_caps OR (p_caps IS NULL AND p_from IS NOT NULL))
       AND (p_from IS NULL OR x.owner = p_from)
       AND (x.owner IS NULL
            OR NOT EXISTS (SELECT 1 FROM ${s}.nodes n WHERE n.id = x.owner AND n.lease_until > v_now))

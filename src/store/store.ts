@@ -228,6 +228,11 @@ export interface ClaimRequest {
    */
   readonly from?: string;
   /**
+   * With `from` only: take the node's runs whatever they require (`capabilities` ignored), so that a restarted node
+   * can give back at once, as released, what it cannot serve any more instead of holding it under its name.
+   */
+  readonly anyCapabilities?: boolean;
+  /**
    * `true`: only workflow runs (type starting with `workflow:`); `false` or absent: only the other runs. A node claims
    * for its agents and for its registered workflows separately, each as its room allows.
    */

@@ -116,6 +116,8 @@ export class WorkflowRunner {
   /** Children whose end info a step waits for: id → info, filled by this node's task events. */
   readonly #childInfo = new Map<string, ChildInfo>();
   readonly #watched = new Set<string>();
+  /** Runs taken back at a restart, executed at start. */
+  #takenBack: RunRecord[] = [];
   /**
    * Inserts of runs started here and not answered yet, by run id. A start with an id already being inserted waits for
    * that insert (and then meets the run as a duplicate): the store refuses a batch that holds one id twice.
@@ -142,6 +144,29 @@ export class WorkflowRunner {
 
   constructor(parts: WorkflowRunnerParts) {
     this.#parts = parts;
+    parts.durable.onRestart((from) => this.#takeBack(from));
+  }
+
+  /**
+   * At a restart under a stable node name: claims the workflow runs the previous process held (as recoveries), to
+   * execute them once started. Runs of versions not registered here are given back to the store.
+   */
+  async #takeBack(from: string): Promise<void> {
+    const durable = this.#parts.durable;
+    const { runs } = await this.#parts.store.claim({
+      nodeId: durable.nodeId,
+      limit: 100_000,
+      capabilities: this.capabilities(),
+      anyCapabilities: true,
+      maxRecoveries: this.#parts.options.maxRecoveries,
+      workflows: true,
+      from,
+    });
+    for (const run of runs) {
+      // A version no longer registered here goes back to the store, for a node that has it (#adopt releases it).
+      if (this.#takenBack.length < MAX_ACTIVE) this.#takenBack.push(run);
+      else durable.append({ runId: run.id, kind: 'released', at: Date.now(), nodeId: durable.nodeId });
+    }
   }
 
   /** Listens to this node's task ends (once a workflow is registered: only then do steps need them). */
@@ -235,6 +260,9 @@ export class WorkflowRunner {
     });
     this.#timer = setInterval(() => void this.claimNow(), this.#parts.options.claimIntervalMs);
     this.#timer.unref();
+    const takenBack = this.#takenBack;
+    this.#takenBack = [];
+    for (const run of takenBack) void this.#adopt(run);
     void this.claimNow();
   }
 

@@ -557,6 +557,41 @@ export function runStoreContract(
       );
 
       it(
+        "a claim `from` with anyCapabilities takes all that node's runs whatever they require; without `from` it is ignored",
+        async () => {
+          const { store } = await setup();
+          const [cap, gone] = [unique('cap'), unique('cap')];
+          const me = unique('node');
+          const served = newRun({ task: { requires: [cap] } });
+          const unserved = newRun({ task: { requires: [gone] } });
+          const stranger = newRun({ task: { requires: [gone] } });
+          await store.insert(me, [served, unserved]);
+          await store.insert(unique('node'), [stranger]); // a dead node's (no lease)
+          await store.heartbeat(me, 0);
+          const blind = await store.claim({
+            nodeId: unique('node'),
+            limit: 10,
+            capabilities: [cap],
+            anyCapabilities: true,
+            maxRecoveries: 5,
+          });
+          expect(blind.runs.map((r) => r.id).filter((id) => [unserved.id, stranger.id].includes(id))).toEqual([]);
+          // The blind claim took `served` (its requires are covered, its node dead); the rest is `me`'s to take back.
+          const { runs } = await store.claim({
+            nodeId: me,
+            limit: 10,
+            capabilities: [cap],
+            anyCapabilities: true,
+            maxRecoveries: 5,
+            from: me,
+          });
+          expect(runs.map((r) => r.id)).toEqual([unserved.id]);
+          expect(await store.get(stranger.id)).toMatchObject({ recoveries: 0 });
+        },
+        timeout,
+      );
+
+      it(
         'renews a lease with each heartbeat',
         async () => {
           const { store, advance } = await setup();

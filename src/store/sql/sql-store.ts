@@ -278,7 +278,7 @@ export abstract class SqlRunStore implements RunStore {
         [
           request.nodeId,
           request.limit,
-          [...request.capabilities],
+          request.anyCapabilities === true && request.from !== undefined ? null : [...request.capabilities],
           request.maxRecoveries,
           request.from ?? null,
           request.workflows === true,
