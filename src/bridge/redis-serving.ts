@@ -22,6 +22,7 @@ import {
   ensureGroup,
   GROUP,
   KEEP_FRESH,
+  nextTurn,
   openBatch,
   pause,
   replyError,
@@ -222,6 +223,9 @@ export class RedisServing {
         for (const [id, fields] of entries) if (fields) batch.push([stream, id, fields]);
       }
       await this.receive(batch);
+      // The next read waits for the turn after: the results of tasks that ended at once (this turn's flush, see
+      // ResultWriter) leave first, so a short task's round trip does not also wait for this read to be sent.
+      await nextTurn();
     }
   }
 

@@ -266,6 +266,15 @@ export function replyText(error: unknown): string {
   return String(error);
 }
 
+/**
+ * Resolves in the event loop's next turn, after every immediate queued before this turn's immediates run (those
+ * queued after the call included): a read loop that waits for it before its next read lets what the last read set off
+ * (a flush of results, a caller's next hand-off) send its writes first.
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 /** Waits `ms` without keeping the process alive: a read loop's back-off after a failed read. */
 export function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
