@@ -25,7 +25,9 @@ import {
   refusalKey,
   replyError,
   replyText,
+  send,
   streamsOf,
+  type Command,
   type Replies,
 } from './redis-streams.js';
 
@@ -226,7 +228,7 @@ export class ResultWriter {
     const calls: Array<{ reports: Report[]; acks: Entry[] }> = [];
     let replies: Replies;
     try {
-      const pipeline = this.#connections.redis.pipeline();
+      const commands: Command[] = [];
       const ttl = String(this.#node.options.doneTtlMs);
       for (const [origin, results] of byOrigin) {
         for (const batch of cutBatches(results, Infinity)) {
@@ -242,11 +244,11 @@ export class ResultWriter {
               args.push(String(run.length), ...run);
             }
           }
-          pipeline.eval(WRITE_RESULTS, keys.length, ...keys, ...args);
+          commands.push(['EVAL', WRITE_RESULTS, String(keys.length), ...keys, ...args]);
           calls.push({ reports: batch.map((r) => r.report), acks });
         }
       }
-      replies = await pipeline.exec();
+      replies = await send(this.#connections.redis, commands);
     } catch {
       // Redis went away mid-flush (or building the pipeline threw): nothing is known to be written; retried.
       return acked;
