@@ -60,6 +60,12 @@ export const WRITE_RESULTS =
 /** Entry ids one run of WRITE_RESULTS' acks holds at most (Lua's `unpack` passes them on the C stack). */
 const ACK_RUN = 256;
 
+/**
+ * Entries of its results stream an origin reads before it deletes them (with its next read), unless the stream goes
+ * quiet first: at most this many and one read's worth are left in Redis between two deletions.
+ */
+const DELETE_AFTER = 64;
+
 /** The first wait before results Redis refused are written again; it doubles on each failure up to RETRY_MAX_MS. */
 const RETRY_MIN_MS = 50;
 /** The longest wait between two attempts to write refused results. */
@@ -399,35 +405,39 @@ export async function readResults(
   const reader = connections.resultReader;
   const stream = node.key('results', node.nodeId);
   // From the start of the stream, never '$': a '$' read misses what arrives between two reads (or before the first
-  // one reaches Redis), and that task would wait forever. Entries are deleted once read, so the stream stays short;
-  // left-overs of an earlier node with this id match no pending hand-off and are dropped.
+  // one reaches Redis), and that task would wait forever. Entries are deleted once read, a few at a time, so the
+  // stream stays short; left-overs of an earlier node with this id match no pending hand-off and are dropped.
   let last = '0-0';
-  /** Entries read and not deleted yet: deleted in the write that sends the next read. */
+  /** Entries read and not deleted yet. */
   let read: string[] = [];
+  /** The last read came back empty (it timed out): the stream is quiet. */
+  let quiet = false;
   while (node.running) {
     let reply: unknown;
     try {
       const xread = ['COUNT', '256', 'BLOCK', String(node.options.blockMs), 'STREAMS', stream, last];
-      if (read.length === 0) reply = await reader.call('XREAD', ...xread);
+      if (read.length < DELETE_AFTER && !(quiet && read.length > 0)) reply = await reader.call('XREAD', ...xread);
       else {
-        // One write for both: the deletion goes first and never blocks; whether it went in matters little (an entry
-        // left is before `last`, and goes with the stream once the node is gone).
+        // The entries read so far go in the same write as the next read: the deletion goes first and never blocks,
+        // and whether it went in matters little (an entry left is before `last`, and goes with the stream once the
+        // node is gone). Deleting a batch at a time, not after each read, spares a round trip most of that work.
         const replies = await reader
           .pipeline()
           .xdel(stream, ...read)
           .call('XREAD', ...xread)
           .exec();
-        read = [];
+        read = []; // deleted, or refused by Redis: either way not sent again
         const error = replyError(replies, 1);
         if (error) throw error;
         reply = replies![1]![1];
       }
     } catch {
-      read = [];
+      // The connection failed: the deletion goes with the next read.
       if (!node.running) return;
       await pause(100);
       continue;
     }
+    quiet = !reply;
     if (!reply) continue;
     for (const [, entries] of streamsOf(reply)) {
       for (const [id, fields] of entries) {
