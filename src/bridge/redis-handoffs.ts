@@ -12,7 +12,17 @@ import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js'
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
-import { ADD_ONCE, BATCH_CHARS, cutBatches, itemJson, replyError, replyText, type Replies } from './redis-streams.js';
+import {
+  ADD_ONCE,
+  BATCH_CHARS,
+  cutBatches,
+  itemJson,
+  replyError,
+  replyText,
+  send,
+  type Command,
+  type Replies,
+} from './redis-streams.js';
 
 /** A hand-off on its way out (kept until its result arrives, to resend it if Redis lost it). */
 interface Outgoing {
@@ -201,8 +211,8 @@ export class RedisHandOffs {
    */
   #add(byStream: ReadonlyMap<string, ReadonlyArray<Outgoing & { json: string }>>): Promise<void> {
     if (byStream.size === 0) return Promise.resolve();
-    const pipeline = this.#connections.redis.pipeline();
-    /** The hand-offs of each ADD_ONCE call and its stream, by its place in the pipeline. */
+    const commands: Command[] = [];
+    /** The hand-offs of each ADD_ONCE call and its stream, by its place among the commands. */
     const sent: Array<{ stream: string; items: Outgoing[] }> = [];
     const origin = JSON.stringify(this.#node.nodeId);
     const ttl = String(2 * this.#node.options.maxMessageAgeMs);
@@ -216,7 +226,15 @@ export class RedisHandOffs {
       // Once, whatever the client does: a connection lost after Redis added the entries but before its reply came
       // back makes ioredis send the command again, and the entries would be in the stream twice (two nodes could run
       // their tasks at once). The first signature names the call; its mark outlives any such resend (see ADD_ONCE).
-      pipeline.eval(ADD_ONCE, 2, callStream, this.#node.key('sent', messages[1]!.slice(0, 32)), ...messages, ttl);
+      commands.push([
+        'EVAL',
+        ADD_ONCE,
+        '2',
+        callStream,
+        this.#node.key('sent', messages[1]!.slice(0, 32)),
+        ...messages,
+        ttl,
+      ]);
       callItems = [];
       messages = [];
       chars = 0;
@@ -234,7 +252,13 @@ export class RedisHandOffs {
       }
       call();
     }
-    return pipeline.exec().then(
+    let sending: Promise<Replies>;
+    try {
+      sending = send(this.#connections.redis, commands);
+    } catch (error) {
+      sending = Promise.reject(error);
+    }
+    return sending.then(
       (replies) => {
         let refusal: BridgeWriteError | undefined;
         for (const [index, { stream, items }] of sent.entries()) {

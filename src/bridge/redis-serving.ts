@@ -22,10 +22,12 @@ import {
   ensureGroup,
   GROUP,
   KEEP_FRESH,
+  nextTurn,
   openBatch,
   pause,
   replyError,
   replyText,
+  send,
   streamsOf,
   type Delivered,
   type Replies,
@@ -222,6 +224,9 @@ export class RedisServing {
         for (const [id, fields] of entries) if (fields) batch.push([stream, id, fields]);
       }
       await this.receive(batch);
+      // The next read waits for the turn after: the results of tasks that ended at once (this turn's flush, see
+      // ResultWriter) leave first, so a short task's round trip does not also wait for this read to be sent.
+      await nextTurn();
     }
   }
 
@@ -263,25 +268,32 @@ export class RedisServing {
         valid.push({ stream, id, batch: opened.batch });
       }
     }
-    const pipeline = this.#connections.redis.pipeline();
-    for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
     const keys = valid.flatMap((v) => v.batch.tasks.map((t) => this.#node.key('done', t.taskId)));
-    const mget = pipeline.length;
-    if (keys.length > 0) pipeline.mget(...keys);
-    const ending = pipeline.length;
-    refuseEntries(
-      this.#node,
-      pipeline,
-      refused.map((r) => r.opened),
-    );
     let replies: Replies;
-    try {
-      replies = await pipeline.exec();
-    } catch {
-      return; // Redis went away: the entries stay pending and come back by reclaim
+    let mget = 0;
+    if (forged.length === 0 && refused.length === 0) {
+      // The usual case: the markers' read alone, sent as one command.
+      if (keys.length === 0) return;
+      replies = await send(this.#connections.redis, [['MGET', ...keys]]);
+    } else {
+      const pipeline = this.#connections.redis.pipeline();
+      for (const [stream, id] of forged) pipeline.xack(stream, GROUP, id).xdel(stream, id);
+      mget = pipeline.length;
+      if (keys.length > 0) pipeline.mget(...keys);
+      const ending = pipeline.length;
+      refuseEntries(
+        this.#node,
+        pipeline,
+        refused.map((r) => r.opened),
+      );
+      try {
+        replies = await pipeline.exec();
+      } catch {
+        return; // Redis went away: the entries stay pending and come back by reclaim
+      }
+      // A forged entry whose ack failed is delivered again, and dropped again: nothing to do about it here.
+      if (refused.length > 0) await this.#dropRefused(refused, replies, ending, pipeline.length);
     }
-    // A forged entry whose ack failed is delivered again, and dropped again: nothing to do about it here.
-    if (refused.length > 0) await this.#dropRefused(refused, replies, ending, pipeline.length);
     if (keys.length === 0) return;
     const done = replies?.[mget]?.[1] as Array<string | null> | undefined;
     if (replyError(replies, mget) || !Array.isArray(done) || done.length !== keys.length) {
