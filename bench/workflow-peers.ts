@@ -8,6 +8,8 @@
  *   npx tsx bench/workflow-peers.ts            # three rounds
  *   npx tsx bench/workflow-peers.ts --quick    # one round, fewer workflows
  *   npx tsx bench/workflow-peers.ts --in-flight=32   # another concurrency for the throughput run (default 8)
+ *   npx tsx bench/workflow-peers.ts --rounds=5 --only=embedded --no-writes
+ *                                              # rounds; only subjects whose name has the text; no write counts
  *
  * Prints a Markdown table on stdout (progress on stderr), then what each server-backed subject writes per workflow;
  * bench/results/workflow-peers.md keeps a run with its reading.
@@ -25,6 +27,7 @@ import pg from 'pg';
 import { progress } from './harness.js';
 import { newDatabase, startPostgresServer } from './postgres-server.js';
 import { installedVersion } from './rounds.js';
+import { orchestratorWorkflowSubject } from './workflow-ours.js';
 import {
   measureWrites,
   renderWorkflows,
@@ -108,12 +111,22 @@ export function dbosSubject(countStatements = false): WorkflowSubject {
  * counts, not the timed runs).
  */
 export function workflowSubjects(counting = false): Array<() => WorkflowSubject> {
-  return [() => dbosSubject(counting)];
+  const ours: Array<() => WorkflowSubject> = [
+    () => orchestratorWorkflowSubject('postgres'),
+    () => orchestratorWorkflowSubject('pglite'),
+    () => orchestratorWorkflowSubject('postgres', 'task'),
+  ];
+  // The write counts read the server's statistics: a subject on the embedded store writes none there.
+  return [() => dbosSubject(counting), ...(counting ? ours.filter((_, i) => i !== 1) : ours)];
 }
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
-  const rounds = quick ? 1 : 3;
+  const roundsFlag = process.argv.find((a) => a.startsWith('--rounds='));
+  const rounds = roundsFlag === undefined ? (quick ? 1 : 3) : Number(roundsFlag.slice('--rounds='.length));
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a whole number ≥ 1: ${roundsFlag}`);
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const noWrites = process.argv.includes('--no-writes');
   const flag = process.argv.find((a) => a.startsWith('--in-flight='));
   const inFlight = flag === undefined ? IN_FLIGHT : Number(flag.slice('--in-flight='.length));
   if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error(`--in-flight takes a whole number ≥ 1: ${flag}`);
@@ -124,7 +137,9 @@ async function main(): Promise<void> {
     idleSamples: quick ? 30 : 200,
     timeoutMs: 300_000,
   };
-  const makers = workflowSubjects();
+  const keep = (makers: Array<() => WorkflowSubject>): Array<() => WorkflowSubject> =>
+    only === undefined ? makers : makers.filter((make) => make().name.includes(only));
+  const makers = keep(workflowSubjects());
   const subjects = makers.map((make) => make());
   const server = await startPostgresServer();
   progress(`server: ${server.version} at ${server.url}`);
@@ -162,7 +177,7 @@ async function main(): Promise<void> {
     for (const s of subjects) console.log(`${s.name}: ${s.settings}.`);
 
     const writes: WriteCounts[] = [];
-    for (const make of workflowSubjects(true)) {
+    for (const make of noWrites ? [] : keep(workflowSubjects(true))) {
       const url = await newDatabase(server.url, `writes_${++databases}`);
       writes.push(await measureWrites(make(), url, quick ? 200 : 1_000, inFlight));
     }
