@@ -1,0 +1,251 @@
+/**
+ * Memory of parked workflow runs (issue 18): RUNS runs of a workflow that checkpoints one step and then waits for a
+ * signal, all parked; then the heap of this process per parked run after a full GC, the timers this process holds,
+ * and what the workflow runner keeps for them (`stats().workflows.active`); then every run is signalled and the time
+ * until all have ended (their ends committed: the store's `onFinished`) is measured.
+ *
+ *   node --expose-gc --import tsx bench/workflow-memory.ts                       # memory, postgres, pglite
+ *   node --expose-gc --import tsx bench/workflow-memory.ts --store=postgres --runs=10000
+ *
+ * Two ways to start the runs, because a node that starts a run follows its result (the handle's `result` is a
+ * promise the node keeps until the run ends), and that follower is the caller's, not the parked run's:
+ *
+ * - `memory` (MemoryStore): one node starts the runs and runs them. The heap then holds everything: the store's
+ *   records (the MemoryStore keeps them in this heap), the node's followers of the runs it started, and whatever
+ *   the runner keeps per parked run.
+ * - `postgres` (PostgresStore on a server of the bench's own) and `pglite` (PGliteStore in a temporary directory):
+ *   an "API node" (no workflow registered) starts the runs and stops; then a worker node (the workflow registered)
+ *   takes them from the store, runs each to its signal wait and parks it. The heap measured is then the worker's
+ *   (and, for pglite, PGlite's JavaScript side; its database memory is WebAssembly memory, counted under `external`
+ *   and `arrayBuffers`, not the heap): what a node holds for runs parked on it.
+ *
+ * The baseline is taken on the worker before the runs come, after 100 runs of the same workflow have started,
+ * parked, been signalled and ended (so code is compiled and pools are warm). The bench's own list of run ids
+ * (RUNS strings) is in the "after" heap; its size is given beside the figure.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryStore, PGliteStore, PostgresStore, UnifiedOrchestrator, type RunStore } from 'unified-orchestrator';
+import { progress } from './harness.js';
+import { newDatabase, startPostgresServer, type BenchPostgres } from './postgres-server.js';
+
+type StoreKind = 'memory' | 'postgres' | 'pglite';
+
+const arg = (name: string): string | undefined =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const RUNS = Number(arg('runs') ?? 10_000);
+const WARM = 100;
+const kinds = (arg('store')?.split(',') ?? ['memory', 'postgres', 'pglite']) as StoreKind[];
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('Run with node --expose-gc (see the header of bench/workflow-memory.ts)');
+
+/**
+ * Timers set (setTimeout, setInterval) while `counting` and not yet cleared or fired, unref'd ones included (which
+ * `getActiveResourcesInfo` does not list): the global functions are wrapped, which every timer of src/ goes through.
+ */
+const timers = new Set<unknown>();
+let counting = false;
+{
+  const g = globalThis as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const [set, clear, repeats] of [
+    ['setTimeout', 'clearTimeout', false],
+    ['setInterval', 'clearInterval', true],
+  ] as const) {
+    const original = g[set]!;
+    const originalClear = g[clear]!;
+    g[set] = (callback: unknown, ...rest: unknown[]) => {
+      if (!counting || typeof callback !== 'function') return original(callback, ...rest);
+      const timer: unknown = original((...args: unknown[]) => {
+        if (!repeats) timers.delete(timer);
+        return (callback as (...a: unknown[]) => unknown)(...args);
+      }, ...rest);
+      timers.add(timer);
+      return timer;
+    };
+    g[clear] = (timer: unknown) => {
+      timers.delete(timer);
+      return originalClear(timer);
+    };
+  }
+}
+
+/** Heap after full collections, bytes. */
+async function settledMemory(): Promise<NodeJS.MemoryUsage> {
+  for (let i = 0; i < 4; i++) {
+    gc!();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return process.memoryUsage();
+}
+
+/** Active resources of this process by kind (`Timeout`, `TCPSocketWrap`, `Immediate`, …). */
+function resources(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+}
+
+function node(store: RunStore, registered: boolean): UnifiedOrchestrator {
+  const o = new UnifiedOrchestrator({
+    pools: [],
+    metrics: false,
+    store,
+    durability: { pruneIntervalMs: Infinity, claimIntervalMs: 100, maxClaim: 500 },
+  });
+  if (registered) {
+    o.workflow('parked', { version: '1' }, async (run) => {
+      await run.step('before', () => null);
+      const go = await run.signal<{ n: number }>('go');
+      return go.n;
+    });
+  }
+  return o;
+}
+
+async function until(what: string, test: () => boolean, timeoutMs = 600_000): Promise<void> {
+  const t0 = Date.now();
+  while (!test()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not done in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+interface MemoryResult {
+  readonly store: StoreKind;
+  readonly runs: number;
+  readonly parkSeconds: number;
+  readonly heapPerRunBytes: number;
+  readonly externalPerRunBytes: number;
+  readonly rssPerRunBytes: number;
+  readonly idsBytesPerRun: number;
+  readonly timeoutsBefore: number;
+  readonly timeoutsAfter: number;
+  /** Timers created since the baseline and still pending while the runs are parked, unref'd ones included. */
+  readonly liveTimers: number;
+  readonly active: number;
+  readonly parked: number;
+  readonly resourcesAfter: Record<string, number>;
+  readonly signalSeconds: number;
+}
+
+async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: number): Promise<MemoryResult> {
+  const dir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'uo-bench-wfmem-')) : undefined;
+  const url = kind === 'postgres' ? await newDatabase(server!.url, `wfmem_${db}`) : undefined;
+  const newStore = (): RunStore =>
+    kind === 'memory'
+      ? new MemoryStore()
+      : kind === 'postgres'
+        ? new PostgresStore({ connectionString: url! })
+        : new PGliteStore({ dataDir: dir! });
+  try {
+    const workerStore = newStore();
+    const worker = node(workerStore, true);
+    await worker.start();
+    let finished = 0;
+    const stopListening = await workerStore.onFinished((ids) => {
+      for (const id of ids) if (id.startsWith('m-')) finished++;
+    });
+    try {
+      // Warm-up: the whole path once per run, 100 runs.
+      const warm = Array.from({ length: WARM }, (_, i) => worker.startWorkflow('parked', null, { id: `w-${i}` }));
+      await until('warm-up parks', () => worker.stats().workflows.parked >= WARM && worker.stats().workflows.active === 0);
+      await Promise.all(warm.map((h, i) => worker.signal(h.id, 'go', { n: i })));
+      await Promise.all(warm.map((h) => h.result));
+      await until('warm-up ends', () => worker.stats().workflows.active === 0);
+
+      timers.clear();
+      counting = true;
+      const before = await settledMemory();
+      const timeoutsBefore = resources().Timeout ?? 0;
+      const parkedBefore = worker.stats().workflows.parked;
+      const ids = Array.from({ length: RUNS }, (_, i) => `m-${i}`);
+      const t0 = performance.now();
+      if (kind === 'memory') {
+        for (const id of ids) worker.startWorkflow('parked', null, { id });
+      } else {
+        // An API node starts them and stops: the worker takes them from the store.
+        const api = node(newStore(), false);
+        await api.start();
+        const handles = ids.map((id) => api.startWorkflow('parked', null, { id, version: '1' }));
+        await Promise.all(handles.map((h) => h.stored));
+        await api.stop();
+      }
+      await until(
+        'parks',
+        () => worker.stats().workflows.parked - parkedBefore >= RUNS && worker.stats().workflows.active === 0,
+      );
+      const parkSeconds = (performance.now() - t0) / 1_000;
+      const after = await settledMemory();
+      const resourcesAfter = resources();
+      const liveTimers = timers.size;
+      counting = false;
+      const stats = worker.stats().workflows;
+      const idsBytesPerRun = 40; // an array slot (8) and a short one-byte string (about 32)
+
+      const t1 = performance.now();
+      await Promise.all(ids.map((id, n) => worker.signal(id, 'go', { n })));
+      await until('ends', () => finished >= RUNS);
+      const signalSeconds = (performance.now() - t1) / 1_000;
+      return {
+        store: kind,
+        runs: RUNS,
+        parkSeconds,
+        heapPerRunBytes: (after.heapUsed - before.heapUsed) / RUNS,
+        externalPerRunBytes: (after.external - before.external) / RUNS,
+        rssPerRunBytes: (after.rss - before.rss) / RUNS,
+        idsBytesPerRun,
+        timeoutsBefore,
+        timeoutsAfter: resourcesAfter.Timeout ?? 0,
+        liveTimers,
+        active: stats.active,
+        parked: stats.parked - parkedBefore,
+        resourcesAfter,
+        signalSeconds,
+      };
+    } finally {
+      await stopListening();
+      await worker.stop();
+    }
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const server = kinds.some((k) => k === 'postgres') ? await startPostgresServer() : undefined;
+try {
+  const results: MemoryResult[] = [];
+  let db = 0;
+  for (const kind of kinds) {
+    progress(`${kind}: ${RUNS} runs…`);
+    const r = await measure(kind, server, ++db);
+    progress(
+      `${kind}: ${Math.round(r.heapPerRunBytes)} B heap per parked run, timers ${r.timeoutsBefore} → ${r.timeoutsAfter}, ` +
+        `active ${r.active}, signalled all in ${r.signalSeconds.toFixed(2)} s`,
+    );
+    results.push(r);
+  }
+  console.log(
+    '| store | parked runs | parked in (s) | heap per parked run (B) | external per run (B) | RSS per run (B) | ' +
+      "ref'd timers before / after | timers created and pending | runner active | all signalled → all ended (s) | ends/s |",
+  );
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    console.log(
+      `| ${r.store} | ${r.parked.toLocaleString('en')} | ${r.parkSeconds.toFixed(1)} | ${Math.round(r.heapPerRunBytes)} | ` +
+        `${Math.round(r.externalPerRunBytes)} | ${Math.round(r.rssPerRunBytes)} | ${r.timeoutsBefore} / ${r.timeoutsAfter} | ` +
+        `${r.liveTimers} | ` +
+        `${r.active} | ${r.signalSeconds.toFixed(2)} | ${Math.round(r.runs / r.signalSeconds).toLocaleString('en')} |`,
+    );
+  }
+  console.log(
+    `\n${RUNS.toLocaleString('en')} runs per store; Node ${process.version}; ${cpus().length} cores, load average ` +
+      `${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} at the end; the bench's id list is about 40 B per run of the heap figure.`,
+  );
+  for (const r of results) console.log(`${r.store}: active resources while parked: ${JSON.stringify(r.resourcesAfter)}`);
+} finally {
+  server?.stop();
+}
