@@ -20,7 +20,8 @@
  *   and `arrayBuffers`, not the heap): what a node holds for runs parked on it.
  *
  * The baseline is taken on the worker before the runs come, after 100 runs of the same workflow have started,
- * parked, been signalled and ended (so code is compiled and pools are warm). The bench's own list of run ids
+ * parked, been signalled and ended (so code is compiled and pools are warm). The signals are sent by SIGNALLERS
+ * callers at once, each awaiting its signal before sending the next. The bench's own list of run ids
  * (RUNS strings) is in the "after" heap; its size is given beside the figure.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,6 +37,8 @@ const arg = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const RUNS = Number(arg('runs') ?? 10_000);
 const WARM = 100;
+/** Callers sending the signals at once. */
+const SIGNALLERS = 64;
 const kinds = (arg('store')?.split(',') ?? ['memory', 'postgres', 'pglite']) as StoreKind[];
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -185,7 +188,17 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
       const idsBytesPerRun = 40; // an array slot (8) and a short one-byte string (about 32)
 
       const t1 = performance.now();
-      await Promise.all(ids.map((id, n) => worker.signal(id, 'go', { n })));
+      // SIGNALLERS callers at once, each sending one signal after another (as many API requests would): not
+      // 10,000 at once, which would queue on the store's pool past its connection timeout.
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: SIGNALLERS }, async () => {
+          while (next < ids.length) {
+            const n = next++;
+            await worker.signal(ids[n]!, 'go', { n });
+          }
+        }),
+      );
       await until('ends', () => finished >= RUNS);
       const signalSeconds = (performance.now() - t1) / 1_000;
       return {

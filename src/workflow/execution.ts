@@ -126,7 +126,10 @@ const noop = (): void => {};
 
 /** A value as JSON holds it (what a replay returns): a deep copy; `undefined` becomes `null`. */
 function toJson(value: unknown, what: string): unknown {
-  if (value === undefined) return null;
+  if (value === undefined || value === null) return null;
+  // Values JSON keeps as they are: no copy to make.
+  if (typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'number' && Number.isFinite(value) && !Object.is(value, -0)) return value;
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -684,9 +687,12 @@ export class WorkflowExecution {
 
   // --- Parking --------------------------------------------------------------------------------------
 
-  /** After a step settles: once the function has had its turn, park if all that is left is waiting. */
+  /**
+   * After a step settles: once the function has had its turn, park if all that is left is waiting. With no wait
+   * there is nothing to park (and a wait made later calls this itself), so no check is scheduled.
+   */
   #settled(): void {
-    if (this.#parkCheck) return;
+    if (this.#parkCheck || this.#waits.size === 0) return;
     this.#parkCheck = true;
     setImmediate(() => {
       this.#parkCheck = false;
