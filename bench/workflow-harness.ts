@@ -1,7 +1,7 @@
 /**
  * The shape every durable-workflow subject takes in the workflow bench (bench/workflow-peers.ts), and the measurement
- * the bench makes of each, the same for all: DBOS Transact today, the orchestrator's own workflows (on the embedded
- * store and on the server) when they exist (issue 18).
+ * the bench makes of each, the same for all: DBOS Transact, and the orchestrator's own workflows on the embedded store
+ * and on the server (bench/workflow-ours.ts, issue 18).
  *
  * The work is a workflow of WORKFLOW_STEPS no-op steps, each step's completion checkpointed in the subject's store
  * before the next step starts, the workflow's end written last. A subject knows how to start one such workflow and

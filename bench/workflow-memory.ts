@@ -10,14 +10,13 @@
  * Two ways to start the runs, because a node that starts a run follows its result (the handle's `result` is a
  * promise the node keeps until the run ends), and that follower is the caller's, not the parked run's:
  *
- * - `memory` (MemoryStore): one node starts the runs and runs them. The heap then holds everything: the store's
- *   records (the MemoryStore keeps them in this heap), the node's followers of the runs it started, and whatever
- *   the runner keeps per parked run.
- * - `postgres` (PostgresStore on a server of the bench's own) and `pglite` (PGliteStore in a temporary directory):
- *   an "API node" (no workflow registered) starts the runs and stops; then a worker node (the workflow registered)
- *   takes them from the store, runs each to its signal wait and parks it. The heap measured is then the worker's
- *   (and, for pglite, PGlite's JavaScript side; its database memory is WebAssembly memory, counted under `external`
- *   and `arrayBuffers`, not the heap): what a node holds for runs parked on it.
+ * - `memory` (MemoryStore) and `pglite` (PGliteStore in a temporary directory): one node starts the runs and runs
+ *   them (a store of either kind is one process's). The heap then holds the node's followers of the runs it started
+ *   and whatever the runner keeps per parked run, and for `memory` the store's records too (the MemoryStore keeps
+ *   them in this heap; PGlite's database is WebAssembly memory, counted under `external`, not the heap).
+ * - `postgres` (PostgresStore on a server of the bench's own): an "API node" (no workflow registered) starts the
+ *   runs and stops; then a worker node (the workflow registered) takes them from the store, runs each to its signal
+ *   wait and parks it. The heap measured is then the worker's: what a node holds for runs parked on it.
  *
  * The baseline is taken on the worker before the runs come, after 100 runs of the same workflow have started,
  * parked, been signalled and ended (so code is compiled and pools are warm). The signals are sent by SIGNALLERS
@@ -25,6 +24,7 @@
  * (RUNS strings) is in the "after" heap; its size is given beside the figure.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { writeHeapSnapshot } from 'node:v8';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore, PGliteStore, PostgresStore, UnifiedOrchestrator, type RunStore } from 'unified-orchestrator';
@@ -39,6 +39,8 @@ const RUNS = Number(arg('runs') ?? 10_000);
 const WARM = 100;
 /** Callers sending the signals at once. */
 const SIGNALLERS = 64;
+/** With `--snapshots`, heap snapshots before the runs and while they are parked (to see what the heap holds). */
+const SNAPSHOTS = process.argv.includes('--snapshots');
 const kinds = (arg('store')?.split(',') ?? ['memory', 'postgres', 'pglite']) as StoreKind[];
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -161,11 +163,14 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
       timers.clear();
       counting = true;
       const before = await settledMemory();
+      if (SNAPSHOTS) progress(`heap snapshot before: ${writeHeapSnapshot()}`);
       const timeoutsBefore = resources().Timeout ?? 0;
       const parkedBefore = worker.stats().workflows.parked;
       const ids = Array.from({ length: RUNS }, (_, i) => `m-${i}`);
       const t0 = performance.now();
-      if (kind === 'memory') {
+      if (kind !== 'postgres') {
+        // One node: a second MemoryStore would be another store, and a second PGliteStore on the same directory
+        // another database (PGlite is one process's).
         for (const id of ids) worker.startWorkflow('parked', null, { id });
       } else {
         // An API node starts them and stops: the worker takes them from the store.
@@ -181,6 +186,7 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
       );
       const parkSeconds = (performance.now() - t0) / 1_000;
       const after = await settledMemory();
+      if (SNAPSHOTS) progress(`heap snapshot while parked: ${writeHeapSnapshot()}`);
       const resourcesAfter = resources();
       const liveTimers = timers.size;
       counting = false;

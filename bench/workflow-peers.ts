@@ -2,8 +2,8 @@
  * Durable workflows of ten no-op steps per second, per-step overhead and workflow latency of the peer the
  * orchestrator's durable workflows are compared with (issue 18): DBOS Transact, on one PostgreSQL server of the
  * bench's own (bench/postgres-server.ts, fsync off), one fresh system database per run, in rotating rounds
- * (bench/workflow-harness.ts). The orchestrator's own subjects (embedded store, server) join the list in
- * `workflowSubjects` when its workflows exist.
+ * (bench/workflow-harness.ts), beside the orchestrator's own workflows (bench/workflow-ours.ts): on the same server
+ * (PostgresStore), embedded (PGliteStore), and with `run.task` steps on no-op agents (server).
  *
  *   npx tsx bench/workflow-peers.ts            # three rounds
  *   npx tsx bench/workflow-peers.ts --quick    # one round, fewer workflows
