@@ -117,6 +117,17 @@ async function until(what: string, test: () => boolean, timeoutMs = 600_000): Pr
   }
 }
 
+/**
+ * An API node (no workflow registered) starts runs `ids` and stops: a worker takes them from the store. A function of
+ * its own, so that nothing of the API node (its handles) stays referenced from the caller's suspended frame.
+ */
+async function startThroughApiNode(store: RunStore, ids: readonly string[]): Promise<void> {
+  const api = node(store, false);
+  await api.start();
+  await Promise.all(ids.map((id) => api.startWorkflow('parked', null, { id, version: '1' }).stored));
+  await api.stop();
+}
+
 interface MemoryResult {
   readonly store: StoreKind;
   readonly runs: number;
@@ -173,12 +184,7 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
         // another database (PGlite is one process's).
         for (const id of ids) worker.startWorkflow('parked', null, { id });
       } else {
-        // An API node starts them and stops: the worker takes them from the store.
-        const api = node(newStore(), false);
-        await api.start();
-        const handles = ids.map((id) => api.startWorkflow('parked', null, { id, version: '1' }));
-        await Promise.all(handles.map((h) => h.stored));
-        await api.stop();
+        await startThroughApiNode(newStore(), ids);
       }
       await until(
         'parks',
