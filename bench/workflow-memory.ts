@@ -62,10 +62,13 @@ let counting = false;
     const originalClear = g[clear]!;
     g[set] = (callback: unknown, ...rest: unknown[]) => {
       if (!counting || typeof callback !== 'function') return original(callback, ...rest);
-      const timer: unknown = original((...args: unknown[]) => {
-        if (!repeats) timers.delete(timer);
-        return (callback as (...a: unknown[]) => unknown)(...args);
-      }, ...rest);
+      const timer: unknown = original(
+        (...args: unknown[]) => {
+          if (!repeats) timers.delete(timer);
+          return (callback as (...a: unknown[]) => unknown)(...args);
+        },
+        ...rest,
+      );
       timers.add(timer);
       return timer;
     };
@@ -107,6 +110,13 @@ function node(store: RunStore, registered: boolean): UnifiedOrchestrator {
     });
   }
   return o;
+}
+
+/** The node's workflow counts (present: the node has a store, or a workflow registered). */
+function wf(o: UnifiedOrchestrator): NonNullable<ReturnType<UnifiedOrchestrator['stats']>['workflows']> {
+  const stats = o.stats().workflows;
+  if (!stats) throw new Error('the orchestrator reports no workflow stats');
+  return stats;
 }
 
 async function until(what: string, test: () => boolean, timeoutMs = 600_000): Promise<void> {
@@ -166,17 +176,17 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
     try {
       // Warm-up: the whole path once per run, 100 runs.
       const warm = Array.from({ length: WARM }, (_, i) => worker.startWorkflow('parked', null, { id: `w-${i}` }));
-      await until('warm-up parks', () => worker.stats().workflows.parked >= WARM && worker.stats().workflows.active === 0);
+      await until('warm-up parks', () => wf(worker).parked >= WARM && wf(worker).active === 0);
       await Promise.all(warm.map((h, i) => worker.signal(h.id, 'go', { n: i })));
       await Promise.all(warm.map((h) => h.result));
-      await until('warm-up ends', () => worker.stats().workflows.active === 0);
+      await until('warm-up ends', () => wf(worker).active === 0);
 
       timers.clear();
       counting = true;
       const before = await settledMemory();
       if (SNAPSHOTS) progress(`heap snapshot before: ${writeHeapSnapshot()}`);
       const timeoutsBefore = resources().Timeout ?? 0;
-      const parkedBefore = worker.stats().workflows.parked;
+      const parkedBefore = wf(worker).parked;
       const ids = Array.from({ length: RUNS }, (_, i) => `m-${i}`);
       const t0 = performance.now();
       if (kind !== 'postgres') {
@@ -186,17 +196,14 @@ async function measure(kind: StoreKind, server: BenchPostgres | undefined, db: n
       } else {
         await startThroughApiNode(newStore(), ids);
       }
-      await until(
-        'parks',
-        () => worker.stats().workflows.parked - parkedBefore >= RUNS && worker.stats().workflows.active === 0,
-      );
+      await until('parks', () => wf(worker).parked - parkedBefore >= RUNS && wf(worker).active === 0);
       const parkSeconds = (performance.now() - t0) / 1_000;
       const after = await settledMemory();
       if (SNAPSHOTS) progress(`heap snapshot while parked: ${writeHeapSnapshot()}`);
       const resourcesAfter = resources();
       const liveTimers = timers.size;
       counting = false;
-      const stats = worker.stats().workflows;
+      const stats = wf(worker);
       const idsBytesPerRun = 40; // an array slot (8) and a short one-byte string (about 32)
 
       const t1 = performance.now();
@@ -270,7 +277,8 @@ try {
         .map((l) => l.toFixed(1))
         .join(' ')} at the end; the bench's id list is about 40 B per run of the heap figure.`,
   );
-  for (const r of results) console.log(`${r.store}: active resources while parked: ${JSON.stringify(r.resourcesAfter)}`);
+  for (const r of results)
+    console.log(`${r.store}: active resources while parked: ${JSON.stringify(r.resourcesAfter)}`);
 } finally {
   server?.stop();
 }
