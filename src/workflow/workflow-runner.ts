@@ -623,7 +623,7 @@ export class WorkflowRunner {
         }),
       stepEnded: (step) => {
         this.#observer?.stepEnded(def.name, step.kind, step.replayed, step.ms, step.ok);
-        if (step.replayed) return;
+        if (step.replayed || !this.#parts.events.has('workflow:step')) return;
         this.#parts.events.emit('workflow:step', {
           runId,
           workflow: def.name,
