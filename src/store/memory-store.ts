@@ -14,6 +14,7 @@ import {
   checkParks,
   checkScheduleName,
   checkTick,
+  stepRecordOf,
   checkSignal,
   checkSteps,
   DEFAULT_PAGE,
@@ -452,22 +453,7 @@ export class MemoryStore implements RunStore {
     if (!steps) this.#steps.set(step.runId, (steps = new Map<number, StepRecord>()));
     const existing = steps.get(step.seq);
     if (existing && (existing.status === 'completed' || existing.status === 'failed')) return;
-    steps.set(step.seq, {
-      runId: step.runId,
-      seq: step.seq,
-      name: step.name,
-      kind: step.kind,
-      status: step.status,
-      result: step.status === 'completed' ? jsonValue(step.result ?? null) : null,
-      error: step.error ?? null,
-      cost: step.cost ?? 0,
-      childId: step.childId ?? null,
-      agentId: step.agentId ?? null,
-      attempts: step.attempts ?? 0,
-      startedAt: step.startedAt,
-      endedAt: step.endedAt ?? null,
-      wakeAt: step.wakeAt ?? null,
-    });
+    steps.set(step.seq, stepRecordOf(step));
     if (step.signalId != null) {
       const signal = this.#signals.get(step.runId)?.find((sig) => sig.id === step.signalId);
       if (signal && signal.consumedBy === null) signal.consumedBy = step.seq;

@@ -9,6 +9,7 @@
  * dropped, counted); terminal events are always kept, and there is at most one per live task.
  */
 import { StoreUnavailableError, isInstance, messageOf } from '../errors.js';
+import { backoffTimer } from '../util/backoff-timer.js';
 import { terminalStatusOf } from './store-support.js';
 import type { InsertOutcome, NewRun, RunEventInput, RunEventKind, RunStore } from './store.js';
 
@@ -238,12 +239,10 @@ export class RunWriter {
         this.#inFlight = 0;
         this.#failures++;
         this.#observer?.failed('append', error);
-        this.#retryMs = Math.min(MAX_RETRY_MS, this.#retryMs === 0 ? 50 : this.#retryMs * 2);
-        this.#retryTimer = setTimeout(() => {
+        ({ ms: this.#retryMs, timer: this.#retryTimer } = backoffTimer(this.#retryMs, MAX_RETRY_MS, () => {
           this.#retryTimer = undefined;
           this.#schedule();
-        }, this.#retryMs);
-        this.#retryTimer.unref();
+        }));
         return;
       }
       this.#inFlight = 0;

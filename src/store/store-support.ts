@@ -5,6 +5,7 @@
  */
 import { ValidationError } from '../errors.js';
 import type {
+  StepRecord,
   ParkInput,
   RunEventInput,
   RunQuery,
@@ -369,4 +370,24 @@ export function checkTick(tickMs: number): void {
   if (!isEpoch(tickMs)) {
     throw new ValidationError('tickMs', `tickMs is a time in epoch milliseconds (got ${String(tickMs)})`);
   }
+}
+
+/** The record a store keeps of a step as a node wrote it (its JSON copied, the defaults filled in). */
+export function stepRecordOf(step: StepInput): StepRecord {
+  return {
+    runId: step.runId,
+    seq: step.seq,
+    name: step.name,
+    kind: step.kind,
+    status: step.status,
+    result: step.status === 'completed' ? jsonValue(step.result ?? null) : null,
+    error: step.error ?? null,
+    cost: step.cost ?? 0,
+    childId: step.childId ?? null,
+    agentId: step.agentId ?? null,
+    attempts: step.attempts ?? 0,
+    startedAt: step.startedAt,
+    endedAt: step.endedAt ?? null,
+    wakeAt: step.wakeAt ?? null,
+  };
 }

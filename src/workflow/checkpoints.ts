@@ -5,6 +5,7 @@
  * backoff (the steps wait: a checkpoint is what makes a step's outcome exactly-once), until the lane is closed.
  */
 import { unavailable } from '../store/run-writer.js';
+import { backoffTimer } from '../util/backoff-timer.js';
 import type { RunStore, StepInput } from '../store/store.js';
 
 interface Pending {
@@ -100,12 +101,10 @@ export class CheckpointLane {
           if (this.#closed) return;
           this.#failures++;
           this.onTrouble?.(error);
-          this.#retryMs = Math.min(MAX_RETRY_MS, this.#retryMs === 0 ? 50 : this.#retryMs * 2);
-          this.#retryTimer = setTimeout(() => {
+          ({ ms: this.#retryMs, timer: this.#retryTimer } = backoffTimer(this.#retryMs, MAX_RETRY_MS, () => {
             this.#retryTimer = undefined;
             this.#schedule();
-          }, this.#retryMs);
-          this.#retryTimer.unref();
+          }));
           return;
         }
         this.#retryMs = 0;

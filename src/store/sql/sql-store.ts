@@ -21,6 +21,7 @@ import {
   checkScheduleName,
   checkSteps,
   checkTick,
+  stepRecordOf,
   DEFAULT_PAGE,
   encodeCursor,
   jsonValue,
@@ -113,19 +114,11 @@ function ms(value: number | null | undefined): number | null {
 
 /** A step as `write_steps` reads it. */
 function stepInput(step: StepInput, ord: number): Record<string, unknown> {
+  const record = stepRecordOf(step);
   return {
     ord,
-    runId: step.runId,
-    seq: step.seq,
-    name: step.name,
-    kind: step.kind,
-    status: step.status,
-    result: step.status === 'completed' ? jsonValue(step.result ?? null) : null,
-    error: jsonValue(step.error ?? null),
-    cost: step.cost ?? 0,
-    childId: step.childId ?? null,
-    agentId: step.agentId ?? null,
-    attempts: step.attempts ?? 0,
+    ...record,
+    error: jsonValue(record.error),
     startedAt: ms(step.startedAt),
     endedAt: ms(step.endedAt),
     wakeAt: ms(step.wakeAt),
