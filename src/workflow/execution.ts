@@ -268,6 +268,9 @@ export class WorkflowExecution {
     this.#abort.abort(this.#interrupt);
     if (cancelChildren) for (const child of this.#children) child.cancel(this.#interrupt);
     this.#rejectWaits(this.#interrupt);
+    // Its deadline timer too: a function that never settles (a step awaiting something outside) must not keep the
+    // process alive after stop().
+    this.#clearTimers();
   }
 
   /** A signal for this run arrived (sent through this node, or found by a park): a wait of its name takes it. */

@@ -253,6 +253,7 @@ export class WorkflowRunner {
       for (const wake of waiting) wake();
     });
     this.#parts.durable.onFinished((ids) => {
+      if (this.#executions.size === 0) return; // every durable task's end passes here: nothing to look up
       for (const id of ids) {
         // Ended by another node (cancelled there, or by a copy that took it over): stop this copy and its tasks.
         this.#executions.get(id)?.execution.interrupt('lost', true);

@@ -1,7 +1,7 @@
 /**
  * Child process for the workflow clean-exit test: starts workflow runs that park (a signal wait, a long sleep), hold
  * timers in memory (a short sleep, a signal wait with a timeout, a run deadline) and are mid-step (a local step on a
- * timer, a task on an agent that never returns), stops, and then must exit on its own. `store` runs on a MemoryStore,
+ * timer, a step that never settles, a task on an agent that never returns), stops, and then must exit on its own. `store` runs on a MemoryStore,
  * `memory` without a store; `drain` stops with drain: true.
  */
 import { MemoryStore, UnifiedOrchestrator } from '../../src/index.js';
@@ -35,15 +35,30 @@ o.workflow('mid-step', {}, async (run) =>
     });
   }),
 );
+// A step that never settles and ignores its signal, in a run with an hour's deadline (its timer must not outlive stop).
+o.workflow('stuck-step', { deadlineMs: 3_600_000 }, async (run) =>
+  run.step('stuck', () => {
+    inStep.add('stuck');
+    return new Promise(() => {});
+  }),
+);
 o.workflow('mid-task', {}, async (run) => {
   inStep.add('task');
   return run.task('hang', { type: 'hang', requires: ['hang'] });
 });
 await o.start();
-const names = ['parks-on-signal', 'parks-on-sleep', 'short-sleep', 'signal-timeout', 'mid-step', 'mid-task'];
+const names = [
+  'parks-on-signal',
+  'parks-on-sleep',
+  'short-sleep',
+  'signal-timeout',
+  'mid-step',
+  'stuck-step',
+  'mid-task',
+];
 const handles = names.map((name) => o.startWorkflow(name, null));
 const deadline = Date.now() + 5_000;
-while ((o.stats().workflows?.parked ?? 0) < 2 || inStep.size < 2) {
+while ((o.stats().workflows?.parked ?? 0) < 2 || inStep.size < 3) {
   if (Date.now() > deadline) {
     console.log(`not ready: ${JSON.stringify(o.stats().workflows)}`);
     process.exit(2);

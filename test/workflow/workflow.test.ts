@@ -1653,7 +1653,7 @@ describe('clean exit', () => {
     'stop() (%s) leaves nothing keeping the process alive: runs parked, waits held in memory, runs mid-step',
     async (mode) => {
       const { code, out } = await runToExit(child, [mode], 20_000);
-      expect(out).toMatch(/stopped parked=2 active=4 settled=6 state=stopped/);
+      expect(out).toMatch(/stopped parked=2 active=5 settled=7 state=stopped/);
       expect(code).toBe(0);
       // The held waits' timers (1.5 s) were cleared: the process ended as soon as it stopped.
       const after = Number(/exited (\d+) ms after stop/.exec(out)?.[1]);
