@@ -56,6 +56,16 @@ export interface StoreMetricsObserver {
   adopted(count: number, recovered: number): void;
 }
 
+/** Refuses a metric name the registry already holds (two orchestrators on one registry need their own prefix). */
+export function checkFreeName(registry: Registry, full: string): void {
+  if (registry.getSingleMetric(full)) {
+    throw new ValidationError(
+      'options.metrics.registry',
+      `The registry already holds a metric named ${full}; give each orchestrator on one registry its own metrics.prefix`,
+    );
+  }
+}
+
 const LEVELS = { normal: 0, elevated: 1, critical: 2 } as const;
 const HEALTH = { healthy: 0, degraded: 1, unhealthy: 2 } as const;
 const BREAKER = { closed: 0, 'half-open': 1, open: 2 } as const;
@@ -102,12 +112,7 @@ export class OrchestratorMetrics implements TaskObserver {
         (key.startsWith('store:')
           ? STORE_METRIC_NAMES[key.slice(6) as keyof typeof STORE_METRIC_NAMES]
           : METRIC_NAMES[key as keyof typeof METRIC_NAMES]);
-      if (this.registry.getSingleMetric(full)) {
-        throw new ValidationError(
-          'options.metrics.registry',
-          `The registry already holds a metric named ${full}; give each orchestrator on one registry its own metrics.prefix`,
-        );
-      }
+      checkFreeName(this.registry, full);
       this.#names.push(full);
       return full;
     };

@@ -3,9 +3,9 @@
  * step durations by kind, replayed steps, and the runs executing now.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { ValidationError } from '../errors.js';
 import type { WorkflowObserver } from '../workflow/workflow-runner.js';
 import { WORKFLOW_METRIC_NAMES } from './metric-names.js';
+import { checkFreeName } from './metrics.js';
 
 /** Steps are model calls, local functions and human waits: milliseconds to days. */
 const STEP_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1_800, 3_600, 21_600, 86_400];
@@ -14,12 +14,7 @@ const STEP_BUCKETS = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1_800, 3_600
 export function workflowMetrics(registry: Registry, prefix: string, active: () => number): WorkflowObserver {
   const name = (key: keyof typeof WORKFLOW_METRIC_NAMES): string => {
     const full = prefix + WORKFLOW_METRIC_NAMES[key];
-    if (registry.getSingleMetric(full)) {
-      throw new ValidationError(
-        'options.metrics.registry',
-        `The registry already holds a metric named ${full}; give each orchestrator on one registry its own metrics.prefix`,
-      );
-    }
+    checkFreeName(registry, full);
     return full;
   };
   // Every name is checked before any is registered: a clash leaves nothing half-registered.
