@@ -115,6 +115,13 @@ export interface OrchestratorOptions extends EngineOptions {
    * the bridge) instead of queueing. Tasks no local agent can serve go to the cluster regardless. @default none
    */
   handOffAbove?: number;
+  /**
+   * How long a task handed to the cluster waits for a live node that serves its `requires` while none does (ms): it
+   * stays queued in the cluster meanwhile (a node that starts within the wait runs it), then ends with
+   * NoCapableNodeError. `0` refuses such a task at once with NoCapableAgentError instead. Only with a `bridge` given
+   * (the default private bridge has no other node to wait for); the task's `deadlineMs` bounds it too. @default 60_000
+   */
+  waitForNodeMs?: number;
   /** Monotonic clock in ms. @default performance.now */
   clock?: Clock;
   /** Random source in [0, 1), for jitter. @default Math.random */
@@ -138,6 +145,7 @@ export interface ResolvedOrchestratorOptions extends ResolvedEngineOptions {
   readonly store: RunStore | undefined;
   readonly durability: ResolvedDurabilityOptions;
   readonly handOffAbove: number;
+  readonly waitForNodeMs: number;
   readonly clock: Clock;
   readonly random: () => number;
 }
@@ -154,6 +162,8 @@ export const ORCHESTRATOR_DEFAULTS = Object.freeze({
   tracing: 'auto',
   /** No hand-off for load: only tasks this node cannot serve go to the cluster. */
   handOffAbove: Infinity,
+  /** A task waits up to a minute in the cluster for a node that serves it. */
+  waitForNodeMs: 60_000,
   /** `performance.now()`. */
   clock: PERFORMANCE_CLOCK,
   /** `Math.random`. */
@@ -178,6 +188,7 @@ const ORCHESTRATOR_KEYS: ReadonlySet<string> = new Set([
     store: true,
     durability: true,
     handOffAbove: true,
+    waitForNodeMs: true,
     clock: true,
     random: true,
   }),
@@ -234,6 +245,9 @@ export function resolveOrchestratorOptions(input: unknown = {}): ResolvedOrchest
     }),
     durability: resolveDurabilityOptions(own(o, 'durability')),
     handOffAbove: optional(own(o, 'handOffAbove'), d.handOffAbove, (v) => expectInteger(v, 'options.handOffAbove', 0)),
+    waitForNodeMs: optional(own(o, 'waitForNodeMs'), d.waitForNodeMs, (v) =>
+      v === Infinity ? Infinity : expectInteger(v, 'options.waitForNodeMs', 0),
+    ),
     audit: resolveAuditOptions(own(o, 'audit')),
     scaleIntervalMs: optional(own(o, 'scaleIntervalMs'), d.scaleIntervalMs, (v) =>
       expectDuration(v, 'options.scaleIntervalMs', false, MAX_TIMER_MS),

@@ -17,6 +17,7 @@
 export type OrchestratorErrorCode =
   | 'VALIDATION_ERROR'
   | 'NO_CAPABLE_AGENT'
+  | 'NO_CAPABLE_NODE'
   | 'QUEUE_FULL'
   | 'ORCHESTRATOR_STOPPED'
   | 'ORCHESTRATOR_NOT_STARTED'
@@ -103,6 +104,31 @@ export class NoCapableAgentError extends OrchestratorError {
         'declare a pool or register an agent with these capabilities, or relax `requires`',
     );
     this.requires = requires;
+  }
+}
+
+/**
+ * A task handed to the cluster waited `waitedMs` for a live node that serves `requires` and none came (the cluster's
+ * `waitForNodeMs`): no node served it, and none will. Start a node with an agent or pool that holds these capabilities
+ * (or check the spelling of `requires`), or raise `cluster.waitForNodeMs`.
+ */
+export class NoCapableNodeError extends OrchestratorError {
+  /** The task that no node served. */
+  readonly taskId: string;
+  /** The capabilities the task required. */
+  readonly requires: readonly string[];
+  /** How long it waited for such a node, in ms. */
+  readonly waitedMs: number;
+
+  constructor(taskId: string, requires: readonly string[], waitedMs: number) {
+    super(
+      'NO_CAPABLE_NODE',
+      `Task ${taskId} waited ${Math.round(waitedMs)} ms and no live node of the cluster serves [${requires.join(', ')}]; ` +
+        'start a node with an agent or pool holding these capabilities (or check `requires`), or raise `cluster.waitForNodeMs`',
+    );
+    this.taskId = taskId;
+    this.requires = requires;
+    this.waitedMs = waitedMs;
   }
 }
 

@@ -140,6 +140,7 @@ export {
   IllegalStateTransitionError,
   isOrchestratorError,
   NoCapableAgentError,
+  NoCapableNodeError,
   OrchestratorError,
   OrchestratorHaltedError,
   OrchestratorNotStartedError,

@@ -139,6 +139,11 @@ export interface WireTask {
   readonly tenantId?: string;
   /** The task's affinity key, for routing on the serving node. */
   readonly affinityKey?: string;
+  /**
+   * When its `deadlineMs` passes, in ms since the epoch (the submitter's clock): the serving node ends it then, as the
+   * submitter does. Absent for a task without a deadline.
+   */
+  readonly deadlineAt?: number;
 }
 
 /**
@@ -153,6 +158,33 @@ export interface HandOff {
   readonly origin: string;
   /** The task to run. */
   readonly task: WireTask;
+  /**
+   * Which delivery of the hand-off this is, from 1: above 1 after the node that had it died (or stalled past its lease)
+   * and another took it over. The serving node numbers its attempts after those of earlier deliveries (one each at
+   * least) and reports it as `ctx.recoveries` (`delivery - 1`). Absent: 1.
+   */
+  readonly delivery?: number;
+}
+
+/**
+ * What a serving node tells a hand-off's origin while it runs the task: `started` (a delivery of the task is running
+ * on `node`; a RedisBridge sends it on the heartbeat after the start, and only for tasks still running then).
+ */
+export interface HandOffNotice {
+  /** The hand-off's `taskId`. */
+  readonly taskId: string;
+  /** The node running it. */
+  readonly node: string;
+  /** What happened: `started`. */
+  readonly kind: 'started';
+  /** The delivery running (see {@link HandOff.delivery}). */
+  readonly delivery: number;
+}
+
+/** What the origin of a hand-off hears about it besides its result (see {@link CommunicationBridge.handOff}). */
+export interface HandOffOptions {
+  /** A serving node's notice about the task (see {@link HandOffNotice}); must not throw. */
+  readonly onNotice?: (notice: HandOffNotice) => void;
 }
 
 /**
@@ -305,6 +337,12 @@ export interface BridgeHost {
    * with, since the node that holds the task now does.
    */
   abandon?(taskId: string, reason: string): void;
+  /**
+   * Optional: the origin of the hand-off `taskId` cancelled it (its caller cancelled, its deadline passed, or it gave
+   * up on it). If it runs here, it is cancelled with `reason` (its `ctx.signal` aborts); what it reports then is
+   * dropped by the origin.
+   */
+  cancel?(taskId: string, reason: string): void;
   /** A control message arrived (also the node's own, and standing state replayed on joining). */
   control(message: ControlMessage): void;
   /** This node's state for operators (called on every heartbeat). */
@@ -381,12 +419,24 @@ export interface CommunicationBridge {
    * {@link RemoteTaskError} (the task failed there), OrchestratorStoppedError (this bridge is not running), or the
    * refusal of every node that could take it. The orchestrator calls it only after `canAnyServe(task.requires)`.
    */
-  handOff(taskId: string, task: WireTask): Promise<unknown>;
+  handOff(taskId: string, task: WireTask, options?: HandOffOptions): Promise<unknown>;
   /**
    * Optional: the submitter stopped waiting for the hand-off `taskId` (its `deadlineMs` passed). Drop what is kept
    * for it, so that nothing waits for a result nobody wants (a result that still comes is ignored).
    */
   forget?(taskId: string): void;
+  /**
+   * Optional: the submitter gave up on the hand-off `taskId` (cancelled, deadline passed, bound reached). Forgets it
+   * as `forget` does, makes sure that no node runs it from now on (a delivery still to come is dropped) and cancels it
+   * where it runs ({@link BridgeHost.cancel}). Best effort: a node that cannot hear it now finishes the task, and its
+   * result is dropped.
+   */
+  cancel?(taskId: string, reason: string): void;
+  /**
+   * Optional: whether the node `nodeId` is live (holds its lease). The origin of a hand-off running there asks it to
+   * notice that node's death without waiting for the task's own bounds.
+   */
+  isLive?(nodeId: string): boolean;
   /** Whether a live node (other than this one) says it can serve `requires`. Synchronous: called on every submit. */
   canAnyServe(requires: readonly string[]): boolean;
   /**

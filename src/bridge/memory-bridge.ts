@@ -4,7 +4,7 @@
  * need; an orchestrator with a private hub is a cluster of one, and hand-off then finds no other node.
  */
 import { randomBytes } from 'node:crypto';
-import { NoCapableAgentError, OrchestratorStoppedError } from '../errors.js';
+import { OrchestratorStoppedError } from '../errors.js';
 import { BoundedSet } from '../util/fifo.js';
 import {
   RemoteTaskError,
@@ -15,6 +15,8 @@ import {
   type BridgeStatus,
   type CommunicationBridge,
   type ControlMessage,
+  type HandOffNotice,
+  type HandOffOptions,
   type NodeInfo,
   type StandingEntry,
   type WireTask,
@@ -48,6 +50,12 @@ export class MemoryHub {
    * @internal
    */
   readonly standing = new Map<string, StandingEntry>();
+  /**
+   * Hand-offs no started node could serve when they were sent, by task id: each waits for a node that can serve it
+   * to start (its origin bounds the wait, and cancels it).
+   * @internal
+   */
+  readonly waiting = new Map<string, { readonly requires: readonly string[]; readonly send: () => void }>();
   #controlSeq = 0;
 
   /**
@@ -108,6 +116,8 @@ export class MemoryBridge implements CommunicationBridge {
   #handedOff = 0;
   #served = 0;
   #next = 0;
+  /** This node's hand-offs waiting in the hub for a node, with their rejection (see stop). */
+  readonly #parked = new Map<string, (error: unknown) => void>();
 
   /** Makes a bridge; it joins its hub's cluster when the orchestrator starts. */
   constructor(options: MemoryBridgeOptions = {}) {
@@ -121,6 +131,12 @@ export class MemoryBridge implements CommunicationBridge {
     this.#running = true;
     this.#hub.nodes.set(this.nodeId, this);
     for (const message of replayOrder(this.#hub.standing.values())) host.control(message);
+    // Hand-offs that waited for a node like this one go out now.
+    for (const [taskId, waiting] of this.#hub.waiting) {
+      if (!host.canServe(waiting.requires)) continue;
+      this.#hub.waiting.delete(taskId);
+      waiting.send();
+    }
   }
 
   /** Leaves the hub's cluster, then waits for the hand-offs running here to finish. Called by the orchestrator. */
@@ -128,6 +144,13 @@ export class MemoryBridge implements CommunicationBridge {
     if (!this.#running) return;
     this.#running = false;
     this.#hub.nodes.delete(this.nodeId);
+    for (const [taskId, reject] of this.#parked) {
+      this.#hub.waiting.delete(taskId);
+      reject(
+        new OrchestratorStoppedError(`The orchestrator stopped before the handed-off task ${taskId} reported back`),
+      );
+    }
+    this.#parked.clear();
     await Promise.allSettled([...this.#inflight]);
   }
 
@@ -147,22 +170,44 @@ export class MemoryBridge implements CommunicationBridge {
 
   /**
    * Runs a task on another node of the hub that can serve it and resolves with its result. Rejects with
-   * {@link RemoteTaskError} when it failed there, NoCapableAgentError when no other node can serve it, the last
-   * refusal when every such node refused it, and OrchestratorStoppedError when this bridge is not started.
+   * {@link RemoteTaskError} when it failed there, the last refusal when every such node refused it, and
+   * OrchestratorStoppedError when this bridge is not started (or stops while the task waits). While no other node can
+   * serve it, it waits in the hub for one to start (the orchestrator bounds that wait, see `waitForNodeMs`).
    */
-  async handOff(taskId: string, task: WireTask): Promise<unknown> {
+  async handOff(taskId: string, task: WireTask, options?: HandOffOptions): Promise<unknown> {
     if (!this.#running) throw new OrchestratorStoppedError();
     // What crosses a process must survive serialisation; the memory bridge checks it the same way.
     const wire = JSON.parse(JSON.stringify(task)) as WireTask;
     this.#handedOff++;
+    return this.#dispatch(taskId, wire, options?.onNotice);
+  }
+
+  /** Hands `wire` to a node that can serve it now, or parks it in the hub until one starts. */
+  async #dispatch(
+    taskId: string,
+    wire: WireTask,
+    onNotice: ((notice: HandOffNotice) => void) | undefined,
+  ): Promise<unknown> {
     const candidates = [...this.#hub.nodes.values()].filter(
       (b) => b !== this && b.#running && b.#host?.canServe(wire.requires),
     );
-    if (candidates.length === 0) throw new NoCapableAgentError(wire.requires);
+    if (candidates.length === 0) {
+      return new Promise<unknown>((resolve, reject) => {
+        this.#parked.set(taskId, reject);
+        this.#hub.waiting.set(taskId, {
+          requires: wire.requires,
+          send: () => {
+            this.#parked.delete(taskId);
+            this.#dispatch(taskId, wire, onNotice).then(resolve, reject);
+          },
+        });
+      });
+    }
     let refusal: unknown;
     for (let i = 0; i < candidates.length; i++) {
       const node = candidates[(this.#next++ + i) % candidates.length]!;
       try {
+        onNotice?.({ taskId, node: node.nodeId, kind: 'started', delivery: 1 });
         const result = await node.#serve({ taskId, origin: this.nodeId, task: wire });
         if (result.ok) return result.value;
         throw new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node);
@@ -172,6 +217,25 @@ export class MemoryBridge implements CommunicationBridge {
       }
     }
     throw refusal;
+  }
+
+  /** Stops waiting for `taskId`: it no longer waits in the hub for a node. */
+  forget(taskId: string): void {
+    this.#hub.waiting.delete(taskId);
+    this.#parked.delete(taskId);
+  }
+
+  /** Gives up on `taskId`: it no longer waits in the hub, and the node running it cancels it. */
+  cancel(taskId: string, reason: string): void {
+    this.forget(taskId);
+    this.#hub.markDone(taskId);
+    for (const b of this.#hub.nodes.values()) b.#host?.cancel?.(taskId, reason);
+  }
+
+  /** Whether the node `nodeId` is started on this hub. */
+  isLive(nodeId: string): boolean {
+    const node = this.#hub.nodes.get(nodeId);
+    return node !== undefined && node.#running;
   }
 
   /** Delivers a control message to every started node of the hub, this one included, and keeps its standing state. */

@@ -49,6 +49,7 @@ import type {
   BridgeStatus,
   CommunicationBridge,
   ControlMessage,
+  HandOffOptions,
   NodeInfo,
   WireTask,
 } from './bridge.js';
@@ -173,12 +174,14 @@ export class RedisBridge implements CommunicationBridge {
     const node = this.#node;
     const subscriber = this.#connections.subscriber;
     const classes = node.key('classes');
+    const cancels = node.key('cancel');
     subscriber.on('message', (channel: string, raw: string) => {
       if (channel === classes)
         void this.#heartbeat.beat(); // a new class: consume it now if this node can serve it
+      else if (channel === cancels) this.#onCancel(raw);
       else this.#onControl(raw);
     });
-    const channels = [node.key('control'), classes];
+    const channels = [node.key('control'), classes, cancels];
     await subscriber.subscribe(...channels);
     // Back after a lost connection: what was published meanwhile never reaches this subscriber. Once subscribed
     // again (ioredis resubscribes; subscribing twice is harmless and says when it is done), reconcile.
@@ -198,7 +201,12 @@ export class RedisBridge implements CommunicationBridge {
     node.deriveStatus();
     this.#loops = [
       this.#serving.read(),
-      readResults(node, this.#connections, (result) => this.#handOffs.settle(result)),
+      readResults(
+        node,
+        this.#connections,
+        (result) => this.#handOffs.settle(result),
+        (notice) => this.#handOffs.notice(notice),
+      ),
     ];
     this.#heartbeat.start();
   }
@@ -268,13 +276,60 @@ export class RedisBridge implements CommunicationBridge {
    * it could not be sent, and with OrchestratorStoppedError when this bridge is not started or stops first. No timeout
    * of its own: the task's `timeoutMs` bounds each attempt on the serving node.
    */
-  handOff(taskId: string, task: WireTask): Promise<unknown> {
+  handOff(taskId: string, task: WireTask, options?: HandOffOptions): Promise<unknown> {
     if (!this.#node.running) return Promise.reject(new OrchestratorStoppedError());
     const { stream, key } = this.#classOf(task.requires);
     const refusal = this.#backlog.refusal(stream, task.requires);
     if (refusal) return Promise.reject(refusal);
     this.#backlog.add(stream);
-    return this.#handOffs.handOff(taskId, task, key, stream);
+    return this.#handOffs.handOff(taskId, task, key, stream, options?.onNotice);
+  }
+
+  /**
+   * Gives up on the hand-off `taskId`: no longer waited for, its `done` marker set (a delivery still to come is acked
+   * without running) and a signed cancel published to every node (the one running it cancels it; one that misses the
+   * message finds the marker on its next heartbeat). Best effort, never throws: with Redis away, the task may still
+   * run, and its result is dropped.
+   */
+  cancel(taskId: string, reason: string): void {
+    this.#handOffs.forget(taskId);
+    if (!this.#node.running) return;
+    const { signer, options } = this.#node;
+    const sealed = signer.seal('cancel', { taskId, reason: reason.slice(0, 500) });
+    this.#connections.redis
+      .pipeline()
+      .set(this.#node.key('done', taskId), '1', 'PX', options.doneTtlMs)
+      .publish(this.#node.key('cancel'), JSON.stringify(sealed))
+      .exec()
+      .catch(() => {});
+  }
+
+  /** Whether the node `nodeId` holds its lease, as of this node's last registry read (no round trip). */
+  isLive(nodeId: string): boolean {
+    return this.#registry.isLive(nodeId);
+  }
+
+  /** A cancel on the channel: passed to the host when it checks out (signed, fresh, not seen before). */
+  #onCancel(raw: string): void {
+    let sealed: { m?: unknown; s?: unknown };
+    try {
+      sealed = JSON.parse(raw) as { m?: unknown; s?: unknown };
+    } catch {
+      this.#node.counts.rejected++;
+      return;
+    }
+    const message = this.#node.signer.open<{ taskId?: unknown; reason?: unknown }>(
+      'cancel',
+      sealed?.m,
+      sealed?.s,
+      true,
+    );
+    if (!message || typeof message.taskId !== 'string') {
+      this.#node.counts.rejected++;
+      return;
+    }
+    const reason = typeof message.reason === 'string' ? message.reason : 'cancelled by its origin';
+    this.#node.host?.cancel?.(message.taskId, reason);
   }
 
   /**

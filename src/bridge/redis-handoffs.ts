@@ -8,7 +8,7 @@
  * without persistence).
  */
 import { BridgeWriteError, OrchestratorStoppedError, ValidationError } from '../errors.js';
-import { RemoteTaskError, type HandOffResult, type WireTask } from './bridge.js';
+import { RemoteTaskError, type HandOffNotice, type HandOffResult, type WireTask } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import { classKey } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
@@ -40,6 +40,8 @@ interface Waiting extends Outgoing {
    * Redis restart loses only what a server took before it.
    */
   stored: number | undefined;
+  /** The submitter's listener for notices about it. */
+  readonly onNotice: ((notice: HandOffNotice) => void) | undefined;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -69,12 +71,13 @@ export class RedisHandOffs {
     task: WireTask,
     key = classKey(task.requires),
     stream = this.#node.key('tasks', key),
+    onNotice?: (notice: HandOffNotice) => void,
   ): Promise<unknown> {
     const outgoing: Outgoing = { taskId, key, stream, task };
     this.#node.counts.handedOff++;
     return new Promise<unknown>((resolve, reject) => {
       // `stored` from the start: one shape for every waiting hand-off (added later, it costs a map per object).
-      this.#waiting.set(taskId, { ...outgoing, resolve, reject, stored: undefined });
+      this.#waiting.set(taskId, { ...outgoing, resolve, reject, stored: undefined, onNotice });
       this.#sendBox.push(outgoing);
       // #send settles every hand-off it takes, failures included: nothing is left to await here.
       if (this.#sendBox.length === 1) setImmediate(() => void this.#send(this.#sendBox.splice(0)));
@@ -84,6 +87,11 @@ export class RedisHandOffs {
   /** Stops waiting for a hand-off: it is neither settled nor sent again. */
   forget(taskId: string): void {
     this.#waiting.delete(taskId);
+  }
+
+  /** Passes a notice to the submitter of the hand-off it is about, while it waits for the result. */
+  notice(notice: HandOffNotice): void {
+    this.#waiting.get(notice.taskId)?.onNotice?.(notice);
   }
 
   /** Settles the hand-off a result is for; a duplicate (the first one settled it) is dropped. */

@@ -137,6 +137,7 @@ export class RedisHeartbeat {
       // (keeping this node's entries fresh above all) goes on.
       await this.#serving.serveClasses(classes, host).catch(() => {});
       await this.#serving.keepFresh();
+      await this.#serving.notify();
       await this.#reclaim();
       await this.#registry.refresh();
       if (this.#resendDue) {
@@ -231,7 +232,7 @@ export class RedisHeartbeat {
       const deliveries = (deliveriesBefore.get(id) ?? 0) + 1 - (Number(refusals[i]) || 0);
       this.#node.counts.reclaimed++;
       if (deliveries > maxDeliveries) await this.#deadLetter(stream, id, fields, deliveries);
-      else run.push([stream, id, fields]);
+      else run.push([stream, id, fields, deliveries]);
     }
     if (run.length > 0) await this.#serving.receive(run);
   }

@@ -12,7 +12,7 @@
  * - {@link readResults}, on an origin node: the blocking loop that reads its own stream and hands each well-formed
  *   result on to the hand-off waiting for it.
  */
-import type { HandOffResult } from './bridge.js';
+import type { HandOffNotice, HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import type { RedisNode } from './redis-node.js';
 import {
@@ -401,6 +401,7 @@ export async function readResults(
   node: RedisNode,
   connections: RedisConnections,
   onResult: (result: HandOffResult) => void,
+  onNotice: (notice: HandOffNotice) => void = () => {},
 ): Promise<void> {
   const reader = connections.resultReader;
   const stream = node.key('results', node.nodeId);
@@ -443,7 +444,7 @@ export async function readResults(
       for (const [id, fields] of entries) {
         last = id;
         read.push(id);
-        const message = node.signer.open<{ results: HandOffResult[] }>(
+        const message = node.signer.open<{ results: HandOffResult[]; notices?: unknown }>(
           'results',
           field(fields, 'm'),
           field(fields, 's'),
@@ -459,10 +460,21 @@ export async function readResults(
           }
           onResult(result);
         }
+        // Notices (nodes of earlier versions send none): dropped unless well-formed.
+        if (Array.isArray(message.notices)) for (const notice of message.notices) readNotice(notice, onNotice);
       }
     }
     // The next read (and this one's deletion) waits for the next turn of the event loop: what the results just
     // settled goes on first (a caller's next hand-off among it), not behind two more writes.
     await nextTurn();
   }
+}
+
+/** Passes `value` on as a notice when it is a well-formed one. */
+function readNotice(value: unknown, onNotice: (notice: HandOffNotice) => void): void {
+  if (typeof value !== 'object' || value === null) return;
+  const { taskId, node, kind, delivery } = value as Record<string, unknown>;
+  if (typeof taskId !== 'string' || typeof node !== 'string' || kind !== 'started') return;
+  const n = typeof delivery === 'number' && Number.isInteger(delivery) && delivery >= 1 ? delivery : 1;
+  onNotice({ taskId, node, kind, delivery: n });
 }

@@ -10,12 +10,12 @@
  * that holds the entry now reports them).
  */
 import type { Redis } from 'ioredis';
-import type { BridgeHost, HandOff, HandOffResult } from './bridge.js';
+import type { BridgeHost, HandOff, HandOffNotice, HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import { requiresOf } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
 import { ResultWriter, type Entry } from './redis-results.js';
-import { refuseEntries } from './redis-terminal.js';
+import { refuseEntries, SEND_IF_HEARD } from './redis-terminal.js';
 import {
   BATCH,
   DEL_IDLE_CONSUMER,
@@ -46,6 +46,14 @@ interface Running {
   readonly run: number;
 }
 
+/** A hand-off running here, as its origin hears of it (see RedisServing.notify). */
+interface Started {
+  readonly origin: string;
+  readonly delivery: number;
+  /** Its `started` notice went out (or was given up on). */
+  noticed: boolean;
+}
+
 function entryKey(stream: string, id: string): string {
   return `${stream}\n${id}`;
 }
@@ -70,6 +78,8 @@ export class RedisServing {
   readonly #arriving = new Map<string, number>();
   /** Redis restarts seen: an entry taken before one may be gone from Redis without another node having taken it. */
   #redisRuns = 0;
+  /** Hand-offs running here, by task id: for their `started` notices and the check for a cancel (see notify). */
+  readonly #started = new Map<string, Started>();
   /** Bridge tasks taken and not reported yet. */
   #backlog = 0;
   /** The read loop's wake-up when the backlog falls. */
@@ -258,7 +268,10 @@ export class RedisServing {
     const forged: Array<[string, string]> = [];
     /** Genuine entries openBatch does not trust (written back, or too old): their tasks end here, then they go. */
     const refused: Array<{ stream: string; id: string; opened: OpenedEntry }> = [];
-    for (const [stream, id, fields] of batch) {
+    /** Deliveries of each entry, as reclaim counted them (a first read: 1). */
+    const deliveries = new Map<string, number>();
+    for (const [stream, id, fields, delivered] of batch) {
+      if (delivered !== undefined) deliveries.set(entryKey(stream, id), delivered);
       const opened = openBatch(this.#node.signer, fields, id, this.#node.options);
       if (!opened || opened.refusal) {
         this.#node.counts.rejected++;
@@ -317,7 +330,8 @@ export class RedisServing {
           this.#report(entry, undefined, b.origin, taskId);
         } else {
           running ??= this.#running(stream, id);
-          this.#run(entry, running, { taskId, origin: b.origin, task });
+          const delivery = deliveries.get(entryKey(stream, id)) ?? 1;
+          this.#run(entry, running, { taskId, origin: b.origin, task, delivery });
         }
       }
     }
@@ -371,7 +385,12 @@ export class RedisServing {
 
   #run(entry: Entry, lost: Running, handOff: HandOff): void {
     lost.taskIds.push(handOff.taskId);
-    const run = this.#node.host!.run(handOff).then(
+    const started: Started = { origin: handOff.origin, delivery: handOff.delivery ?? 1, noticed: false };
+    this.#started.set(handOff.taskId, started);
+    const run = this.#node.host!.run(handOff).finally(() => {
+      if (this.#started.get(handOff.taskId) === started) this.#started.delete(handOff.taskId);
+    });
+    const reported = run.then(
       (result) => {
         if (lost.abandoned) return this.#drop(); // the node that holds the entry now reports this task
         this.#node.counts.served++;
@@ -385,8 +404,58 @@ export class RedisServing {
         this.#report(entry, undefined, handOff.origin, handOff.taskId);
       },
     );
-    this.#runningTasks.add(run);
-    run.catch(() => {}).finally(() => this.#runningTasks.delete(run));
+    this.#runningTasks.add(reported);
+    reported.catch(() => {}).finally(() => this.#runningTasks.delete(reported));
+  }
+
+  /**
+   * Called on each heartbeat. Tells the origins of the hand-offs that started here since the last beat and still run
+   * that they run here (one `started` notice message per origin, written only while the origin is registered or
+   * reads its stream): a task that ends within a beat costs no notice. For those noticed at an earlier beat, reads
+   * their `done` markers: a marker set while the task still runs here is its origin's cancel (see
+   * RedisBridge.cancel), which this node missed on the channel (its subscriber was reconnecting): the task is
+   * cancelled here. Never rejects.
+   */
+  async notify(): Promise<void> {
+    if (this.#started.size === 0) return;
+    const byOrigin = new Map<string, HandOffNotice[]>();
+    const watched: string[] = [];
+    for (const [taskId, started] of this.#started) {
+      if (started.noticed) {
+        watched.push(taskId);
+        continue;
+      }
+      started.noticed = true;
+      const notice: HandOffNotice = { taskId, node: this.#node.nodeId, kind: 'started', delivery: started.delivery };
+      const list = byOrigin.get(started.origin);
+      if (list) list.push(notice);
+      else byOrigin.set(started.origin, [notice]);
+    }
+    try {
+      const pipeline = this.#connections.redis.pipeline();
+      for (const [origin, notices] of byOrigin) {
+        const sealed = this.#node.signer.seal('results', { results: [], notices });
+        pipeline.eval(
+          SEND_IF_HEARD,
+          2,
+          this.#node.key('results', origin),
+          this.#node.key('node', origin),
+          sealed.m,
+          sealed.s,
+        );
+      }
+      if (watched.length > 0) pipeline.mget(...watched.map((taskId) => this.#node.key('done', taskId)));
+      const replies = await pipeline.exec();
+      if (watched.length === 0) return;
+      const done = replies?.[byOrigin.size]?.[1];
+      if (!Array.isArray(done)) return;
+      watched.forEach((taskId, i) => {
+        if (done[i] != null && this.#started.has(taskId))
+          this.#node.host?.cancel?.(taskId, 'cancelled by the node that handed it off');
+      });
+    } catch {
+      // Redis went away: the notices are lost (the origin's bounds still hold), the check comes again next beat.
+    }
   }
 
   #report(entry: Entry, result: HandOffResult | undefined, origin: string, taskId: string): void {

@@ -120,7 +120,7 @@ export function cutBatches<T extends { readonly json: string }>(items: readonly 
 export type Fields = string[];
 export type StreamEntries = Array<[id: string, fields: Fields]>;
 /** One entry delivered to this node: its stream, its id and its fields. */
-export type Delivered = [stream: string, id: string, fields: Fields];
+export type Delivered = [stream: string, id: string, fields: Fields, deliveries?: number];
 
 /** The body of one stream entry: hand-offs of one origin. */
 export interface TaskBatch {

@@ -18,7 +18,7 @@ export const STALE_DELIVERY_CODE = 'TASK_DELIVERY_STALE';
  * registry entry; ARGV the sealed message): written only while the origin is registered or its stream is there, so
  * that an entry of a node gone for good (an old copy, most likely) does not make a results stream nobody reads.
  */
-const SEND_IF_HEARD =
+export const SEND_IF_HEARD =
   "if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then " +
   "return redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], 's', ARGV[2]) end return false";
 

@@ -262,7 +262,24 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** Accepts a task and returns its handle; throws (synchronously) when the task is refused. */
   delegate(input: Task): TaskHandle {
-    const accepted = this.#admit(input);
+    return this.#handleOf(this.#admit(input));
+  }
+
+  /**
+   * Like `delegate`, for a task another node handed to this one: it keeps the hand-off's `id` (the same on every node
+   * and delivery, as `ctx.taskId`) and numbers its attempts after the `attempts` that earlier deliveries started
+   * (`ctx.recoveries` is `recoveries`). Throws when refused, as `delegate` does.
+   * @internal
+   */
+  delegateHandOff(
+    input: Task,
+    from: { readonly id: string; readonly attempts: number; readonly recoveries: number },
+  ): TaskHandle {
+    return this.#handleOf(this.#admit(input, { ...from, submitted: true }));
+  }
+
+  /** The handle of an admitted task, or of the task an idempotency key led to. */
+  #handleOf(accepted: TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec })): TaskHandle {
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
       ? followerHandle(accepted.task, accepted.spec)
@@ -338,7 +355,7 @@ export class TaskExecutionEngine implements RoutingListener {
   }
 
   /** Checks, validates and accepts a task, or answers it from its idempotency key. Throws when refused. */
-  #admit(input: Task): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
+  #admit(input: Task, adopted?: RunAcceptance): TaskRecord | (IdempotencyHit & { readonly spec: TaskSpec }) {
     const spec = this.#validated(input);
     const now = this.#options.clock.now();
     if (spec.idempotencyKey !== undefined) {
@@ -353,18 +370,18 @@ export class TaskExecutionEngine implements RoutingListener {
       this.#counters.rejected++;
       throw refusal;
     }
-    return this.#accept(spec, now);
+    return this.#accept(spec, now, adopted, false);
   }
 
   /**
    * Accepts an admitted task: it starts on a free agent, or (none free, or work held) waits, once it is sure that an
    * agent could ever serve it and the waiting room has space. Throws when refused.
    */
-  #accept(spec: TaskSpec, now: number, run?: RunAcceptance): TaskRecord {
+  #accept(spec: TaskSpec, now: number, run?: RunAcceptance, durable = run !== undefined): TaskRecord {
     const sig = requirementSignature(spec.requires);
     const task = new TaskRecord(run ? run.id : `${this.#idPrefix}-${(++this.#seq).toString(36)}`, spec, sig);
     if (run) {
-      task.durable = true;
+      task.durable = durable;
       task.attempts = run.attempts;
       task.recoveries = run.recoveries;
     }

@@ -4,7 +4,7 @@
  */
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import { randomBytes } from 'node:crypto';
-import { ValidationError } from '../errors.js';
+import { TaskTimeoutError, ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskHandle, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
@@ -77,20 +77,32 @@ export function bridgeHost(parts: {
       const { task } = handOff;
       let value: unknown;
       let handle: TaskHandle | undefined;
+      // Earlier deliveries started an attempt each at least: this one is numbered after them, with one left at least.
+      const delivery = Math.max(1, Math.floor(Number(handOff.delivery) || 1));
+      const attempts = Math.min(delivery - 1, Math.max(0, task.maxAttempts - 1));
       try {
-        handle = engine.delegate({
-          type: task.type,
-          requires: task.requires,
-          prefers: task.prefers,
-          priority: task.priority,
-          payload: task.payload,
-          timeoutMs: task.timeoutMs ?? Infinity,
-          maxAttempts: task.maxAttempts,
-          // A redelivery of the same hand-off to this node shares the first run.
-          idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
-          ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
-          ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
-        });
+        const deadlineMs = deadlineLeft(task.deadlineAt);
+        if (deadlineMs !== undefined && deadlineMs <= 0) {
+          // Past its deadline before it could start here (it waited in the cluster): it ends as the submitter's does.
+          throw new TaskTimeoutError(handOff.taskId, 0, attempts, 'task');
+        }
+        handle = engine.delegateHandOff(
+          {
+            type: task.type,
+            requires: task.requires,
+            prefers: task.prefers,
+            priority: task.priority,
+            payload: task.payload,
+            timeoutMs: task.timeoutMs ?? Infinity,
+            maxAttempts: task.maxAttempts,
+            // A redelivery of the same hand-off to this node shares the first run.
+            idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
+            ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
+            ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
+            ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+          },
+          { id: handOff.taskId, attempts, recoveries: delivery - 1 },
+        );
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
         running.set(handOff.taskId, handle);
         value = await handle.result;
@@ -126,10 +138,23 @@ export function bridgeHost(parts: {
       abandoned.add(taskId);
       handle.cancel(reason);
     },
+    cancel(taskId, reason) {
+      running.get(taskId)?.cancel(reason);
+    },
     control: (message) => parts.control(message),
     status: () => parts.status(),
     state: (status) => parts.state(status),
   };
+}
+
+/**
+ * Ms left until `deadlineAt` (epoch ms, the submitter's clock), `undefined` without one (or a malformed one: the
+ * submitter's own bound still holds). At least 1 while it has not passed, so that `deadlineMs` stays valid.
+ */
+function deadlineLeft(deadlineAt: unknown): number | undefined {
+  if (typeof deadlineAt !== 'number' || !Number.isFinite(deadlineAt)) return undefined;
+  const left = Math.ceil(deadlineAt - Date.now());
+  return left <= 0 ? 0 : left;
 }
 
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
@@ -149,6 +174,7 @@ export function toWire(
     ...(spec.idempotencyKey !== undefined ? { idempotencyKey: spec.idempotencyKey } : {}),
     ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
     ...(spec.affinityKey !== undefined ? { affinityKey: spec.affinityKey } : {}),
+    ...(spec.deadlineMs !== Infinity ? { deadlineAt: Date.now() + spec.deadlineMs } : {}),
   };
   try {
     JSON.stringify(wire);

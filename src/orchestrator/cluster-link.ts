@@ -13,7 +13,7 @@ import {
   NoCapableAgentError,
   OrchestratorHaltedError,
   QueueFullError,
-  TaskTimeoutError,
+  TaskCancelledError,
   ValidationError,
 } from '../errors.js';
 import type { OrchestratorEvents } from '../events.js';
@@ -22,7 +22,8 @@ import type { AuditLog } from '../health/audit.js';
 import type { HealthMonitor, OrchestratorState } from '../health/health-monitor.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
-import { MAX_TIMER_MS, settleWithin } from '../util/timers.js';
+import { settleWithin } from '../util/timers.js';
+import { RemoteTasks } from './remote-tasks.js';
 import { bridgeHost, handOffId, toWire } from './bridge-host.js';
 
 const noop = (): void => {};
@@ -71,11 +72,21 @@ export class ClusterLink {
   /** Own control messages sent and not yet heard back, per standing-state slot. */
   readonly #ownPending = new Map<string, number>();
   #traffic: TrafficSetting | undefined;
+  /** This node's tasks out in the cluster, bounded and cancellable (see remote-tasks.ts). */
+  readonly #remoteTasks: RemoteTasks;
+  /** Whether a task no live node serves waits in the cluster for one (a bridge was given, `waitForNodeMs` > 0). */
+  readonly #waitsForNode: boolean;
 
   constructor(parts: ClusterLinkParts) {
     this.#parts = parts;
     this.#options = parts.options;
     this.#bridge = parts.bridge;
+    this.#waitsForNode = parts.options.bridge !== undefined && parts.options.waitForNodeMs > 0;
+    this.#remoteTasks = new RemoteTasks(
+      parts.bridge,
+      () => this.#options.waitForNodeMs,
+      () => parts.options.retry.maxDelayMs,
+    );
     this.#engine = parts.engine;
     this.#pools = parts.pools;
     this.#audit = parts.audit;
@@ -127,6 +138,7 @@ export class ClusterLink {
    */
   async leave(ms: number): Promise<void> {
     if (!this.#started) return;
+    this.#remoteTasks.stop();
     const stopped = this.#bridge.stop(ms).catch(noop);
     if (Number.isFinite(ms)) await settleWithin(stopped, ms);
     else await stopped;
@@ -163,7 +175,9 @@ export class ClusterLink {
       return undefined;
     if (isDelayed(task)) return undefined;
     const requires = Array.isArray(task.requires) ? task.requires : [];
-    if (!this.#bridge.canAnyServe(requires)) return undefined;
+    // No live node serves it now: it waits in the cluster for one (see waitForNodeMs), unless this node is alone for
+    // good (the private bridge) or told to refuse at once.
+    if (!this.#bridge.canAnyServe(requires) && !this.#waitsForNode) return undefined;
     return this.#send(task, requires);
   }
 
@@ -189,16 +203,23 @@ export class ClusterLink {
       maxPayloadBytes: this.#options.maxPayloadBytes,
     });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
-    const handOff = this.#bridge.handOff(id, wire);
-    const result =
-      spec.deadlineMs === Infinity
-        ? handOff
-        : withDeadline(handOff, id, spec.deadlineMs, () => this.#bridge.forget?.(id));
-    result.catch(() => {}); // handled like local results: a late handler never meets an unhandled rejection
+    if (spec.signal?.aborted) throw new TaskCancelledError(id, spec.signal.reason);
+    const supervised = this.#remoteTasks.supervise(
+      {
+        id,
+        requires: spec.requires,
+        timeoutMs: spec.timeoutMs,
+        maxAttempts: spec.maxAttempts,
+        deadlineMs: spec.deadlineMs,
+        signal: spec.signal,
+      },
+      (onNotice) => this.#bridge.handOff(id, wire, { onNotice }),
+    );
+    const { result } = supervised;
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
     result.then(noop, noop).finally(() => this.#remote.delete(result));
-    return { id, result, cancel: () => false };
+    return { id, result, cancel: (reason?: unknown) => supervised.cancel(reason) };
   }
 
   /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */
@@ -370,26 +391,6 @@ export class ClusterLink {
       },
     };
   }
-}
-
-/**
- * A handed-off task's result, or TaskTimeoutError (`scope: 'task'`) once its `deadlineMs` passed: the deadline is
- * kept here, where the caller waits (the serving node is not told to stop; a late result is dropped).
- */
-function withDeadline<T>(result: Promise<T>, taskId: string, deadlineMs: number, onExpired: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    // A deadline past what one Node timer holds is left to the result (it will have settled long before).
-    if (deadlineMs <= MAX_TIMER_MS) {
-      timer = setTimeout(() => {
-        reject(new TaskTimeoutError(taskId, deadlineMs, 0, 'task'));
-        onExpired();
-      }, deadlineMs);
-      timer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
-    }
-  });
-  result.catch(noop);
-  return Promise.race([result, expired]).finally(() => clearTimeout(timer));
 }
 
 /** Whether a task asks for a delay (`delayMs` or `runAt`): such a task is not handed to another node. */

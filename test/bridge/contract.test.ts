@@ -9,13 +9,16 @@ import {
   MemoryBridge,
   MemoryHub,
   NoCapableAgentError,
+  NoCapableNodeError,
   RedisBridge,
   RemoteTaskError,
+  TaskCancelledError,
   TaskDeadLetteredError,
   TaskTimeoutError,
   ValidationError,
   type CommunicationBridge,
   type ControlMessage,
+  type OrchestratorOptions,
   UnifiedOrchestrator,
 } from 'unified-orchestrator';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
@@ -29,11 +32,11 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
     afterEach(() => fleet.stopAll());
 
     /** B (serving `x`) then A (pure producer), started, with A seeing B. */
-    async function pair(options: { bExtra?: Parameters<Fleet['server']>[3] } = {}) {
+    async function pair(options: { bExtra?: Parameters<Fleet['server']>[3]; aExtra?: OrchestratorOptions } = {}) {
       const [bridgeA, bridgeB] = (await makeCluster(2)) as [CommunicationBridge, CommunicationBridge];
       const log = runLog();
       const b = fleet.server(bridgeB, 'B', log, options.bExtra);
-      const a = fleet.producer(bridgeA);
+      const a = fleet.producer(bridgeA, options.aExtra);
       await b.start();
       await a.start();
       await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
@@ -151,8 +154,78 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(ids).toEqual(expect.arrayContaining(['local-dl', 'remote-dl']));
     });
 
-    it('a task no node can serve is refused at A with NoCapableAgentError (synchronously for delegate)', async () => {
+    it('a task no live node serves waits in the cluster, bounded by waitForNodeMs: then NoCapableNodeError, never run', async () => {
+      const { a, log } = await pair({ aExtra: { waitForNodeMs: 400 } });
+      const started = performance.now();
+      const handle = a.delegate({ type: 't', requires: ['y'], payload: { op: 'echo', id: 'y' } });
+      const error = await rejection(handle.result);
+      expect(error).toBeInstanceOf(NoCapableNodeError);
+      expect(error).toMatchObject({ code: 'NO_CAPABLE_NODE', taskId: handle.id, requires: ['y'] });
+      expect((error as Error).message).toMatch(/no live node of the cluster serves \[y\]/);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(390);
+      expect(log.runs).toEqual([]);
+      // Its deadline bounds the wait too, when it comes first.
+      const late = await rejection(a.submit({ type: 't', requires: ['y'], payload: 1, deadlineMs: 100 }));
+      expect(late).toBeInstanceOf(TaskTimeoutError);
+      expect(late).toMatchObject({ scope: 'task' });
+    });
+
+    it('a task no live node serves runs on the node that starts within the wait', async () => {
+      const [bridgeA, bridgeC] = (await makeCluster(2)) as [CommunicationBridge, CommunicationBridge];
+      const a = fleet.producer(bridgeA, { waitForNodeMs: 20_000 });
+      await a.start();
+      const handles = Array.from({ length: 20 }, (_, i) =>
+        a.delegate({ type: 't', requires: ['x'], payload: { op: 'echo', id: `w${i}`, v: i } }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 600)); // nobody serves x yet: they wait
+      const log = runLog();
+      const c = fleet.server(bridgeC, 'C', log);
+      await c.start();
+      const results = await Promise.all(handles.map((h) => h.result));
+      expect(results).toEqual(handles.map((_, i) => ({ node: 'C', id: `w${i}`, v: i })));
+      expect(log.runs.sort()).toEqual(handles.map((_, i) => `w${i}`).sort());
+    });
+
+    it('cancel() at A reaches the attempt running on B: its ctx.signal aborts, A rejects with TaskCancelledError', async () => {
       const { a, log } = await pair();
+      const handle = a.delegate(task({ op: 'slow', id: 'cancel-me', ms: 30_000 }));
+      await eventually(() => log.count('cancel-me') === 1, 5_000, 'B runs it');
+      await new Promise((resolve) => setTimeout(resolve, 150)); // its started notice is in
+      expect(handle.cancel('not needed')).toBe(true);
+      await expect(handle.result).rejects.toBeInstanceOf(TaskCancelledError);
+      expect(handle.cancel()).toBe(false);
+      await eventually(() => log.aborted.includes('cancel-me'), 5_000, "B's attempt aborted");
+      // The caller's AbortSignal does the same.
+      const controller = new AbortController();
+      const viaSignal = a.submit(task({ op: 'slow', id: 'abort-me', ms: 30_000 }, { signal: controller.signal }));
+      await eventually(() => log.count('abort-me') === 1, 5_000, 'B runs it');
+      controller.abort(new Error('user left'));
+      await expect(viaSignal).rejects.toBeInstanceOf(TaskCancelledError);
+      await eventually(() => log.aborted.includes('abort-me'), 5_000, "B's attempt aborted");
+      expect(log.count('cancel-me') + log.count('abort-me')).toBe(2); // neither ran again
+    });
+
+    it("A's deadlineMs reaches B: the attempt's ctx.signal aborts there when it passes", async () => {
+      const { a, log } = await pair();
+      const error = await rejection(a.submit(task({ op: 'slow', id: 'late', ms: 30_000 }, { deadlineMs: 300 })));
+      expect(error).toBeInstanceOf(TaskTimeoutError);
+      expect(error).toMatchObject({ scope: 'task' });
+      await eventually(() => log.aborted.includes('late'), 5_000, "B's attempt aborted");
+      expect(log.count('late')).toBe(1);
+    });
+
+    it('ctx.taskId on B is the id of the handle at A; ctx.attempt counts on from 1 and recoveries is 0', async () => {
+      const { a } = await pair();
+      const handle = a.delegate(task({ op: 'ctx', id: 'who' }));
+      await expect(handle.result).resolves.toEqual({
+        node: 'B',
+        id: 'who',
+        v: { taskId: handle.id, attempt: 1, recoveries: 0 },
+      });
+    });
+
+    it('with waitForNodeMs 0, a task no node can serve is refused at A with NoCapableAgentError (synchronously for delegate)', async () => {
+      const { a, log } = await pair({ aExtra: { waitForNodeMs: 0 } });
       const submitted = await rejection(a.submit({ type: 't', requires: ['y'], payload: { op: 'echo', id: 'y' } }));
       expect(submitted).toBeInstanceOf(NoCapableAgentError);
       expect((submitted as NoCapableAgentError).code).toBe('NO_CAPABLE_AGENT');
@@ -163,9 +236,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(a.bridge.stats().handedOff).toBe(0);
     });
 
-    it('a task without requirements is refused when no node of the cluster has any agent', async () => {
+    it('with waitForNodeMs 0, a task without requirements is refused when no node of the cluster has any agent', async () => {
       const [bridgeA, bridgeC] = (await makeCluster(2)) as [CommunicationBridge, CommunicationBridge];
-      const a = fleet.producer(bridgeA);
+      const a = fleet.producer(bridgeA, { waitForNodeMs: 0 });
       const c = fleet.producer(bridgeC);
       await c.start();
       await a.start();
@@ -179,12 +252,13 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(a.bridge.canAnyServe([])).toBe(false);
     });
 
-    it('a task needing capabilities that no single agent holds is refused, even when B holds each of them', async () => {
+    it('with waitForNodeMs 0, a task needing capabilities that no single agent holds is refused, even when B holds each of them', async () => {
       const [bridgeA, bridgeB] = (await makeCluster(2)) as [CommunicationBridge, CommunicationBridge];
       const log = runLog();
       const b = fleet.add(
         new UnifiedOrchestrator({
           pressure: false,
+          waitForNodeMs: 0,
           bridge: bridgeB,
           pools: [
             { role: 'px', capabilities: ['x'], minAgents: 1, create: () => servingAgent('B', log) },
@@ -192,7 +266,7 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
           ],
         }),
       );
-      const a = fleet.producer(bridgeA);
+      const a = fleet.producer(bridgeA, { waitForNodeMs: 0 });
       await b.start();
       await a.start();
       await eventually(() => a.bridge.canAnyServe(['x']) && a.bridge.canAnyServe(['z']), 5_000, 'A sees B');
@@ -238,7 +312,7 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
     });
 
     it("cluster() lists both nodes with B's capabilities; B leaves the list once stopped", async () => {
-      const { a, b } = await pair();
+      const { a, b } = await pair({ aExtra: { waitForNodeMs: 300 } });
       const nodes = await a.cluster();
       expect(nodes.map((n) => n.nodeId).sort()).toEqual([a.bridge.nodeId, b.bridge.nodeId].sort());
       const nodeB = nodes.find((n) => n.nodeId === b.bridge.nodeId)!;
@@ -253,9 +327,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
 
       await b.stop();
       expect((await a.cluster()).map((n) => n.nodeId)).toEqual([a.bridge.nodeId]);
-      // With B gone, a task for x is refused at A instead of waiting forever.
+      // With B gone, a task for x waits for a node at A, bounded: it never waits forever.
       expect(a.bridge.canAnyServe(['x'])).toBe(false);
-      await expect(a.submit(task({ op: 'echo', id: 'after-stop' }))).rejects.toBeInstanceOf(NoCapableAgentError);
+      await expect(a.submit(task({ op: 'echo', id: 'after-stop' }))).rejects.toBeInstanceOf(NoCapableNodeError);
     });
 
     it('a task running on B when B stops still reports its result to A', async () => {

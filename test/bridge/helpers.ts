@@ -17,11 +17,14 @@ export type Op =
   | { op: 'echo'; id: string; v?: unknown }
   | { op: 'fail'; id: string; name: string; code?: string; message: string }
   | { op: 'slow'; id: string; ms: number }
-  | { op: 'gate'; id: string };
+  | { op: 'gate'; id: string }
+  | { op: 'ctx'; id: string };
 
 /** Every run of the serving agent, in order (one line per attempt). */
 export interface RunLog {
   readonly runs: string[];
+  /** Ids of `slow` runs whose `ctx.signal` aborted them, in order. */
+  readonly aborted: string[];
   /** How many attempts ran the payload with this id. */
   count(id: string): number;
   /** Opens the gate that `gate` tasks wait on. */
@@ -30,10 +33,12 @@ export interface RunLog {
 
 export function runLog(): RunLog & { gate: Promise<void> } {
   const runs: string[] = [];
+  const aborted: string[] = [];
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
   return {
     runs,
+    aborted,
     gate,
     count: (id) => runs.filter((r) => r === id).length,
     open,
@@ -56,8 +61,15 @@ export function servingAgent(node: string, log: RunLog & { gate: Promise<void> }
           throw error;
         }
         case 'slow':
-          await wait(p.ms, ctx.signal);
+          try {
+            await wait(p.ms, ctx.signal);
+          } catch (error) {
+            if (ctx.signal.aborted) log.aborted.push(p.id);
+            throw error;
+          }
           return { node, id: p.id, v: 'slow' };
+        case 'ctx':
+          return { node, id: p.id, v: { taskId: ctx.taskId, attempt: ctx.attempt, recoveries: ctx.recoveries } };
         case 'gate':
           await log.gate;
           return { node, id: p.id, v: 'gate' };

@@ -435,7 +435,9 @@ describeRedis('RedisBridge: the registry after a reconnect', () => {
     const ns = namespace();
     const timings = { heartbeatMs: 50, blockMs: 100, nodeTtlMs: 3_000, reclaimIdleMs: 1_000 };
     const b = fleet.server(bridge(ns, 'B', timings), 'B', runLog());
-    const a = fleet.producer(bridge(ns, 'A', { ...timings, redisOptions: { connectionName: `blip-${ns}` } }));
+    const a = fleet.producer(bridge(ns, 'A', { ...timings, redisOptions: { connectionName: `blip-${ns}` } }), {
+      waitForNodeMs: 0,
+    });
     await b.start();
     await a.start();
     await eventually(() => a.bridge.canAnyServe(['x']), 5_000, 'A sees B');
