@@ -14,11 +14,7 @@
  * The checks run on one sweep timer for all of them (every SWEEP_MS while any waits), not a timer each.
  */
 import type { CommunicationBridge, HandOffNotice } from '../bridge/bridge.js';
-import {
-  NoCapableNodeError,
-  TaskCancelledError,
-  TaskTimeoutError,
-} from '../errors.js';
+import { NoCapableNodeError, TaskCancelledError, TaskTimeoutError } from '../errors.js';
 import { MAX_TIMER_MS } from '../util/timers.js';
 
 /** How often the bounds are checked, in ms. */
