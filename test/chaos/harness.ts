@@ -266,10 +266,15 @@ export class Ledger {
   lastSettledAt = performance.now();
   /** Loads that stopped because tasks in flight stopped settling (lost tasks fill the window). */
   readonly stalls: string[] = [];
-  /** Every n-th handle gets its result handler only `lateHandlerMs` after delegate() (0: none do). */
+  /**
+   * Every n-th handle gets its result handler only `lateHandlerMs` after delegate() (0: none do). Until then its
+   * entry reads as unsettled whatever its promise did: counts taken at the end wait for {@link Ledger.handlersAttached}.
+   */
   lateHandlerEvery = 0;
   lateHandlerMs = 30;
   #waiters: Array<() => void> = [];
+  /** Deferred result handlers not attached yet (see `lateHandlerEvery`), as promises that resolve once attached. */
+  readonly #lateAttaches = new Set<Promise<void>>();
 
   constructor(o: UnifiedOrchestrator) {
     this.o = o;
@@ -351,10 +356,28 @@ export class Ledger {
         (error: unknown) => settle({ ok: false, error }),
       );
     // Some callers look at their result late, after it settled: that must never raise an unhandled rejection.
-    if (this.lateHandlerEvery > 0 && this.handles.length % this.lateHandlerEvery === 0)
-      setTimeout(attach, this.lateHandlerMs);
-    else attach();
+    if (this.lateHandlerEvery > 0 && this.handles.length % this.lateHandlerEvery === 0) {
+      const attached = new Promise<void>((resolve) =>
+        setTimeout(() => {
+          attach();
+          resolve();
+        }, this.lateHandlerMs),
+      );
+      this.#lateAttaches.add(attached);
+      void attached.then(() => this.#lateAttaches.delete(attached));
+    } else attach();
     return entry;
+  }
+
+  /**
+   * Resolves once every deferred result handler (see `lateHandlerEvery`) is attached and has recorded the settlement
+   * of a handle that had settled. A handle delegated less than `lateHandlerMs` before a count (the tasks a scenario
+   * leaves for the stop) would otherwise count as lost though its promise settled. A handle that never settles is
+   * still unsettled after this: it stays lost.
+   */
+  async handlersAttached(): Promise<void> {
+    // attach() queues the settle reaction of a settled promise before resolve() queues ours: it has run by now.
+    while (this.#lateAttaches.size > 0) await Promise.all([...this.#lateAttaches]);
   }
 
   /** Resolves at the next settlement of a primary handle, or after `ms`. */
@@ -707,8 +730,10 @@ export async function chaos(
       violations.push(...stop.violations);
       figures['stop ms'] = Math.round(stop.stopMs);
       if (stop.cancelledByStop > 0) figures['cancelled by stop'] = stop.cancelledByStop;
-      // Whatever the stop cancelled must have settled too, and the counters must still balance.
+      // Whatever the stop cancelled must have settled too, and the counters must still balance. Handles whose result
+      // handler is attached late are looked at once it is (the stop cancelled them before it was).
       await sleep(5);
+      await l.handlersAttached();
       violations.push(...l.audit(true).map((x) => `after stop: ${x}`));
       return { lostIds };
     },
@@ -728,6 +753,8 @@ export async function chaos(
   }
   const durationMs = performance.now() - t0;
   await guard.dispose();
+  // The final count reads every handle's settlement: wait for the handlers attached late to have seen it.
+  if (ledger) await ledger.handlersAttached();
   if (guard.samples.length > 0) figures['unhandled sample'] = guard.samples[0]!;
 
   const base: Tally = ledger
