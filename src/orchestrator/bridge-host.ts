@@ -77,9 +77,10 @@ export function bridgeHost(parts: {
       const { task } = handOff;
       let value: unknown;
       let handle: TaskHandle | undefined;
-      // Earlier deliveries started an attempt each at least: this one is numbered after them, with one left at least.
+      // Earlier deliveries started an attempt each at least: this one is numbered after them. It runs one attempt
+      // whatever they took (the engine checks `maxAttempts` only before a retry), and retries while they are left.
       const delivery = Math.max(1, Math.floor(Number(handOff.delivery) || 1));
-      const attempts = Math.min(delivery - 1, Math.max(0, task.maxAttempts - 1));
+      const attempts = delivery - 1;
       try {
         const deadlineMs = deadlineLeft(task.deadlineAt);
         if (deadlineMs !== undefined && deadlineMs <= 0) {
