@@ -38,6 +38,8 @@ export type {
   BridgeStats,
   HandOff,
   HandOffResult,
+  HandOffNotice,
+  HandOffOptions,
   BridgeStatus,
   CommunicationBridge,
   ControlMessage,

@@ -72,10 +72,19 @@ export class RemoteTasks {
   readonly #tracked = new Map<string, Tracked>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(bridge: CommunicationBridge, waitForNodeMs: () => number, backoffMs: () => number) {
+  /** What a delivery's bound adds for the notice's and the result's way (see RESULT_GRACE_MS). */
+  readonly #graceMs: number;
+
+  constructor(
+    bridge: CommunicationBridge,
+    waitForNodeMs: () => number,
+    backoffMs: () => number,
+    graceMs = RESULT_GRACE_MS,
+  ) {
     this.#bridge = bridge;
     this.#waitForNodeMs = waitForNodeMs;
     this.#backoffMs = backoffMs;
+    this.#graceMs = graceMs;
   }
 
   /** Remote tasks waiting for their result. */
@@ -171,7 +180,7 @@ export class RemoteTasks {
     tracked.runDue =
       timeoutMs === Infinity
         ? Infinity
-        : now + attempts * timeoutMs + (attempts - 1) * this.#backoffMs() + RESULT_GRACE_MS;
+        : now + attempts * timeoutMs + (attempts - 1) * this.#backoffMs() + this.#graceMs;
   }
 
   #startSweep(): void {
