@@ -212,6 +212,7 @@ export class ClusterLink {
         maxAttempts: spec.maxAttempts,
         deadlineMs: spec.deadlineMs,
         signal: spec.signal,
+        ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
       },
       (onNotice) => this.#bridge.handOff(id, wire, { onNotice }),
     );
@@ -220,6 +221,14 @@ export class ClusterLink {
     this.#remote.add(result);
     result.then(noop, noop).finally(() => this.#remote.delete(result));
     return { id, result, cancel: (reason?: unknown) => supervised.cancel(reason) };
+  }
+
+  /**
+   * Cancels a task this node handed to the cluster and still waits for (see remote-tasks.ts); false when it holds
+   * none with that id (or, with `tenantId`, it is another tenant's).
+   */
+  cancelRemote(id: string, reason: unknown, tenantId: string | undefined): boolean {
+    return this.#remoteTasks.cancel(id, reason, tenantId);
   }
 
   /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */

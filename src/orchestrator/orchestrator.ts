@@ -782,7 +782,10 @@ export class UnifiedOrchestrator {
 
   /** Cancels a live task by id. Returns false when it already finished or is unknown. */
   cancel(taskId: string, reason?: unknown, options?: TenantOptions): boolean {
-    return this.#engine.cancel(expectString(taskId, 'taskId'), reason, tenantOf(options));
+    const id = expectString(taskId, 'taskId');
+    const tenant = tenantOf(options);
+    // A task handed to another node is cancelled there too (see ClusterLink.cancelRemote).
+    return this.#engine.cancel(id, reason, tenant) || this.#cluster.cancelRemote(id, reason, tenant);
   }
 
   /**

@@ -37,6 +37,8 @@ export interface RemoteTaskSpec {
   readonly deadlineMs: number;
   /** The caller's signal, if any: aborting it cancels the task. */
   readonly signal: AbortSignal | undefined;
+  /** The task's tenant, for calls by id with a tenant (see `cancel`). */
+  readonly tenantId?: string;
 }
 
 /** A remote task waiting for its result. */
@@ -150,6 +152,17 @@ export class RemoteTasks {
         return true;
       },
     };
+  }
+
+  /**
+   * Cancels the remote task `id` (see the file header); false when none waits with that id, or (with `tenantId`) it
+   * is another tenant's.
+   */
+  cancel(id: string, reason?: unknown, tenantId?: string): boolean {
+    const tracked = this.#tracked.get(id);
+    if (!tracked || (tenantId !== undefined && tracked.spec.tenantId !== tenantId)) return false;
+    this.#end(tracked, new TaskCancelledError(id, reason));
+    return true;
   }
 
   /** Stops the sweep (the node stops: what still waits is settled by the bridge). */

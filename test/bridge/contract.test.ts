@@ -202,7 +202,15 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       controller.abort(new Error('user left'));
       await expect(viaSignal).rejects.toBeInstanceOf(TaskCancelledError);
       await eventually(() => log.aborted.includes('abort-me'), 5_000, "B's attempt aborted");
-      expect(log.count('cancel-me') + log.count('abort-me')).toBe(2); // neither ran again
+      // And so does orchestrator.cancel(id), with tenant isolation.
+      const byId = a.delegate(task({ op: 'slow', id: 'by-id', ms: 30_000 }, { tenantId: 'acme' }));
+      await eventually(() => log.count('by-id') === 1, 5_000, 'B runs it');
+      expect(a.cancel(byId.id, 'by id', { tenantId: 'other' })).toBe(false);
+      expect(a.cancel(byId.id, 'by id', { tenantId: 'acme' })).toBe(true);
+      await expect(byId.result).rejects.toBeInstanceOf(TaskCancelledError);
+      expect(a.cancel(byId.id)).toBe(false);
+      await eventually(() => log.aborted.includes('by-id'), 5_000, "B's attempt aborted");
+      expect(log.count('cancel-me') + log.count('abort-me') + log.count('by-id')).toBe(3); // none ran again
     });
 
     it("A's deadlineMs reaches B: the attempt's ctx.signal aborts there when it passes", async () => {
