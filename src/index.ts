@@ -39,6 +39,7 @@ export type {
   HandOff,
   HandOffResult,
   HandOffNotice,
+  HandOffProgress,
   HandOffOptions,
   BridgeStatus,
   CommunicationBridge,

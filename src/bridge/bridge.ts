@@ -168,17 +168,30 @@ export interface HandOff {
 
 /**
  * What a serving node tells a hand-off's origin while it runs the task: `started` (a delivery of the task is running
- * on `node`; a RedisBridge sends it on the heartbeat after the start, and only for tasks still running then).
+ * on `node`; a RedisBridge sends it on the heartbeat after the start, and only for tasks still running then), or
+ * `progress` (the agent called `ctx.progress(value)`; sent at once, batched per turn of the event loop).
  */
 export interface HandOffNotice {
   /** The hand-off's `taskId`. */
   readonly taskId: string;
   /** The node running it. */
   readonly node: string;
-  /** What happened: `started`. */
-  readonly kind: 'started';
+  /** What happened: `started` or `progress`. */
+  readonly kind: 'started' | 'progress';
   /** The delivery running (see {@link HandOff.delivery}). */
   readonly delivery: number;
+  /** `progress`: the attempt that reported it. */
+  readonly attempt?: number;
+  /** `progress`: the value the agent reported (as JSON carries it). */
+  readonly value?: unknown;
+}
+
+/** A progress update of a handed-off task, as the serving node's host reports it (see {@link BridgeHost.run}). */
+export interface HandOffProgress {
+  /** The attempt that reported it. */
+  readonly attempt: number;
+  /** The value the agent passed to `ctx.progress`. */
+  readonly value: unknown;
 }
 
 /** What the origin of a hand-off hears about it besides its result (see {@link CommunicationBridge.handOff}). */
@@ -326,10 +339,10 @@ export interface BridgeHost {
    * Runs a handed-off task here. Resolves with the result to send back (a failed task resolves too, with `ok: false`),
    * or rejects with a refusal that another node should take over instead (stopping, queue full): the bridge then
    * leaves the task for another node (RedisBridge: for reclaim). A redelivery of a hand-off still running here shares
-   * the first run.
-   *
+   * the first run. `progress`, when given, hears the agent's `ctx.progress` updates, for the bridge to send to the
+   * origin.
    */
-  run(handOff: HandOff): Promise<HandOffResult>;
+  run(handOff: HandOff, progress?: (update: HandOffProgress) => void): Promise<HandOffResult>;
   /**
    * Optional: the bridge lost the hand-off `taskId`, which {@link BridgeHost.run} is running, to another node
    * (RedisBridge: this node was stalled past its lease and another one reclaimed the entry). The run must stop (the

@@ -17,6 +17,7 @@ import {
   type ControlMessage,
   type HandOffNotice,
   type HandOffOptions,
+  type HandOffProgress,
   type NodeInfo,
   type StandingEntry,
   type WireTask,
@@ -208,7 +209,16 @@ export class MemoryBridge implements CommunicationBridge {
       const node = candidates[(this.#next++ + i) % candidates.length]!;
       try {
         onNotice?.({ taskId, node: node.nodeId, kind: 'started', delivery: 1 });
-        const result = await node.#serve({ taskId, origin: this.nodeId, task: wire });
+        const result = await node.#serve({ taskId, origin: this.nodeId, task: wire }, (update) => {
+          let value: unknown;
+          try {
+            const json = JSON.stringify(update.value); // as RedisBridge carries it
+            value = json === undefined ? null : (JSON.parse(json) as unknown);
+          } catch {
+            return; // a value JSON cannot carry is dropped, as RedisBridge drops it
+          }
+          onNotice?.({ taskId, node: node.nodeId, kind: 'progress', delivery: 1, attempt: update.attempt, value });
+        });
         if (result.ok) return result.value;
         throw new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node);
       } catch (error) {
@@ -254,9 +264,12 @@ export class MemoryBridge implements CommunicationBridge {
     return { handedOff: this.#handedOff, served: this.#served, reclaimed: 0, deadLettered: 0, rejected: 0 };
   }
 
-  async #serve(handOff: { taskId: string; origin: string; task: WireTask }): ReturnType<BridgeHost['run']> {
+  async #serve(
+    handOff: { taskId: string; origin: string; task: WireTask },
+    progress: (update: HandOffProgress) => void,
+  ): ReturnType<BridgeHost['run']> {
     if (this.#hub.done.has(handOff.taskId)) throw new OrchestratorStoppedError('already served');
-    const run = this.#host!.run(handOff);
+    const run = this.#host!.run(handOff, progress);
     this.#inflight.add(run);
     try {
       const result = await run;

@@ -473,8 +473,10 @@ export async function readResults(
 /** Passes `value` on as a notice when it is a well-formed one. */
 function readNotice(value: unknown, onNotice: (notice: HandOffNotice) => void): void {
   if (typeof value !== 'object' || value === null) return;
-  const { taskId, node, kind, delivery } = value as Record<string, unknown>;
-  if (typeof taskId !== 'string' || typeof node !== 'string' || kind !== 'started') return;
+  const { taskId, node, kind, delivery, attempt, value: reported } = value as Record<string, unknown>;
+  if (typeof taskId !== 'string' || typeof node !== 'string' || (kind !== 'started' && kind !== 'progress')) return;
   const n = typeof delivery === 'number' && Number.isInteger(delivery) && delivery >= 1 ? delivery : 1;
-  onNotice({ taskId, node, kind, delivery: n });
+  if (kind === 'started') return onNotice({ taskId, node, kind, delivery: n });
+  const a = typeof attempt === 'number' && Number.isInteger(attempt) && attempt >= 1 ? attempt : n;
+  onNotice({ taskId, node, kind, delivery: n, attempt: a, value: reported });
 }

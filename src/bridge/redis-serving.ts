@@ -10,7 +10,7 @@
  * that holds the entry now reports them).
  */
 import type { Redis } from 'ioredis';
-import type { BridgeHost, HandOff, HandOffNotice, HandOffResult } from './bridge.js';
+import type { BridgeHost, HandOff, HandOffNotice, HandOffProgress, HandOffResult } from './bridge.js';
 import type { RedisConnections } from './redis-connections.js';
 import { requiresOf } from './redis-keys.js';
 import type { RedisNode } from './redis-node.js';
@@ -80,6 +80,8 @@ export class RedisServing {
   #redisRuns = 0;
   /** Hand-offs running here, by task id: for their `started` notices and the check for a cancel (see notify). */
   readonly #started = new Map<string, Started>();
+  /** Progress notices of this turn, per origin, sent together (see #progress). */
+  readonly #progressBox = new Map<string, HandOffNotice[]>();
   /** Bridge tasks taken and not reported yet. */
   #backlog = 0;
   /** The read loop's wake-up when the backlog falls. */
@@ -387,7 +389,8 @@ export class RedisServing {
     lost.taskIds.push(handOff.taskId);
     const started: Started = { origin: handOff.origin, delivery: handOff.delivery ?? 1, noticed: false };
     this.#started.set(handOff.taskId, started);
-    const run = this.#node.host!.run(handOff).finally(() => {
+    const progress = (update: HandOffProgress): void => this.#progress(handOff, update);
+    const run = this.#node.host!.run(handOff, progress).finally(() => {
       if (this.#started.get(handOff.taskId) === started) this.#started.delete(handOff.taskId);
     });
     const reported = run.then(
@@ -406,6 +409,60 @@ export class RedisServing {
     );
     this.#runningTasks.add(reported);
     reported.catch(() => {}).finally(() => this.#runningTasks.delete(reported));
+  }
+
+  /**
+   * Queues a progress notice of a hand-off running here for its origin; the notices of one turn of the event loop go
+   * out together, one message per origin (written only while the origin is registered or reads its stream). A value
+   * JSON cannot carry is dropped. Best effort: lost with Redis away, never retried.
+   */
+  #progress(handOff: HandOff, update: HandOffProgress): void {
+    let value: unknown;
+    try {
+      const json = JSON.stringify(update.value);
+      value = json === undefined ? null : (JSON.parse(json) as unknown);
+    } catch {
+      return;
+    }
+    const notice: HandOffNotice = {
+      taskId: handOff.taskId,
+      node: this.#node.nodeId,
+      kind: 'progress',
+      delivery: handOff.delivery ?? 1,
+      attempt: update.attempt,
+      value,
+    };
+    const list = this.#progressBox.get(handOff.origin);
+    if (list) list.push(notice);
+    else this.#progressBox.set(handOff.origin, [notice]);
+    if (this.#progressBox.size === 1 && list === undefined) setImmediate(() => void this.#sendProgress());
+  }
+
+  /** Sends this turn's progress notices (see #progress). Never rejects. */
+  async #sendProgress(): Promise<void> {
+    const boxes = [...this.#progressBox];
+    this.#progressBox.clear();
+    if (boxes.length === 0) return;
+    try {
+      const pipeline = this.#connections.redis.pipeline();
+      for (const [origin, notices] of boxes) this.#addNotices(pipeline, origin, notices);
+      await pipeline.exec();
+    } catch {
+      // Redis went away: progress is best effort.
+    }
+  }
+
+  /** Adds to `pipeline` one message of `notices` for `origin`, written only while the origin can hear it. */
+  #addNotices(pipeline: ReturnType<Redis['pipeline']>, origin: string, notices: readonly HandOffNotice[]): void {
+    const sealed = this.#node.signer.seal('results', { results: [], notices });
+    pipeline.eval(
+      SEND_IF_HEARD,
+      2,
+      this.#node.key('results', origin),
+      this.#node.key('node', origin),
+      sealed.m,
+      sealed.s,
+    );
   }
 
   /**
@@ -433,17 +490,7 @@ export class RedisServing {
     }
     try {
       const pipeline = this.#connections.redis.pipeline();
-      for (const [origin, notices] of byOrigin) {
-        const sealed = this.#node.signer.seal('results', { results: [], notices });
-        pipeline.eval(
-          SEND_IF_HEARD,
-          2,
-          this.#node.key('results', origin),
-          this.#node.key('node', origin),
-          sealed.m,
-          sealed.s,
-        );
-      }
+      for (const [origin, notices] of byOrigin) this.#addNotices(pipeline, origin, notices);
       if (watched.length > 0) pipeline.mget(...watched.map((taskId) => this.#node.key('done', taskId)));
       const replies = await pipeline.exec();
       if (watched.length === 0) return;

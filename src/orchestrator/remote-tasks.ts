@@ -101,6 +101,7 @@ export class RemoteTasks {
   supervise(
     spec: RemoteTaskSpec,
     handOff: (onNotice: (notice: HandOffNotice) => void) => Promise<unknown>,
+    onProgress?: (notice: HandOffNotice) => void,
   ): Supervised {
     let reject!: (error: unknown) => void;
     const ended = new Promise<never>((_, r) => (reject = r));
@@ -125,7 +126,14 @@ export class RemoteTasks {
       deadline.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
     }
     const deadlineAt = now + spec.deadlineMs;
-    const result = handOff((notice) => this.#notice(tracked, notice)).catch((error: unknown) => {
+    const result = handOff((notice) => {
+      if (this.#tracked.get(spec.id) !== tracked) return; // ended here: what its node still says is not heard
+      if (notice.kind === 'progress') {
+        // A delivery that reports progress runs: its started notice may not have come yet.
+        if (tracked.node === undefined || notice.delivery > tracked.delivery) this.#started(tracked, notice);
+        onProgress?.(notice);
+      } else this.#started(tracked, notice);
+    }).catch((error: unknown) => {
       // The serving node's end at the same deadline (a node in this process may fire first): the task's deadline.
       if ((error as { code?: unknown } | null)?.code === 'TASK_TIMEOUT' && performance.now() >= deadlineAt - 5)
         throw new TaskTimeoutError(spec.id, spec.deadlineMs, tracked.delivery, 'task');
@@ -180,7 +188,8 @@ export class RemoteTasks {
     else this.#bridge.forget?.(id);
   }
 
-  #notice(tracked: Tracked, notice: HandOffNotice): void {
+  /** A delivery of the task runs on `notice.node`: it is bounded from now on (see the file header). */
+  #started(tracked: Tracked, notice: HandOffNotice): void {
     if (notice.delivery < tracked.delivery) return; // an earlier delivery's notice, late
     const now = performance.now();
     tracked.node = notice.node;
