@@ -139,6 +139,11 @@ export interface WireTask {
   readonly tenantId?: string;
   /** The task's affinity key, for routing on the serving node. */
   readonly affinityKey?: string;
+  /**
+   * The W3C `traceparent` of the submitter's active span when the task was handed off (with tracing on): the span of
+   * the task on the serving node is its child. A malformed value is ignored.
+   */
+  readonly traceparent?: string;
 }
 
 /**

@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskHandle, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
+import type { ProgressUpdate } from '../engine/progress.js';
+import type { TracePropagation } from '../health/tracing.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import {
   describeError,
@@ -37,6 +39,10 @@ export function bridgeHost(parts: {
   control(message: ControlMessage): void;
   status(): NodeStatus;
   state(status: BridgeStatus): void;
+  /** Told each progress update of a hand-off running here (its latest so far first), to send to its origin. */
+  progress?: (handOff: HandOff, update: ProgressUpdate) => void;
+  /** Trace context: the span of a hand-off's task here is a child of its `traceparent`. */
+  traces?: TracePropagation;
 }): BridgeHost {
   const { engine, pools } = parts;
   /** Hand-offs running here, by their task id (see abandon). */
@@ -77,8 +83,9 @@ export function bridgeHost(parts: {
       const { task } = handOff;
       let value: unknown;
       let handle: TaskHandle | undefined;
+      let unlisten: (() => void) | undefined;
       try {
-        handle = engine.delegate({
+        const local: Task = {
           type: task.type,
           requires: task.requires,
           prefers: task.prefers,
@@ -90,9 +97,14 @@ export function bridgeHost(parts: {
           idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
           ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
           ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
-        });
+        };
+        // Its span (opened while it is accepted) is a child of the submitter's, when the wire task carries one.
+        handle = parts.traces
+          ? parts.traces.within(task.traceparent, () => engine.delegate(local))
+          : engine.delegate(local);
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
         running.set(handOff.taskId, handle);
+        if (parts.progress) unlisten = forwardProgress(handle, handOff, parts.progress);
         value = await handle.result;
       } catch (error) {
         // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
@@ -101,6 +113,7 @@ export function bridgeHost(parts: {
         if (typeof code === 'string' && REFUSALS.has(code)) throw error;
         return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
       } finally {
+        unlisten?.();
         if (handle && running.get(handOff.taskId) === handle) running.delete(handOff.taskId);
         abandoned.delete(handOff.taskId);
       }
@@ -132,10 +145,28 @@ export function bridgeHost(parts: {
   };
 }
 
+/** Passes a running hand-off's progress (its latest so far, then each later update) to `send`; returns the unsubscribe. */
+function forwardProgress(
+  handle: TaskHandle,
+  handOff: HandOff,
+  send: (handOff: HandOff, update: ProgressUpdate) => void,
+): () => void {
+  const { progress } = handle;
+  const latest = progress.latest;
+  if (latest) {
+    try {
+      send(handOff, latest);
+    } catch {
+      // as for a listener: the transport's failure never fails the task
+    }
+  }
+  return progress.listen((update) => send(handOff, update));
+}
+
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
 export function toWire(
   task: Task,
-  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number },
+  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number; traceparent?: string | undefined },
 ): { spec: TaskSpec; wire: WireTask } {
   const spec = validateTask(task, defaults);
   const wire: WireTask = {
@@ -149,6 +180,7 @@ export function toWire(
     ...(spec.idempotencyKey !== undefined ? { idempotencyKey: spec.idempotencyKey } : {}),
     ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
     ...(spec.affinityKey !== undefined ? { affinityKey: spec.affinityKey } : {}),
+    ...(defaults.traceparent !== undefined ? { traceparent: defaults.traceparent } : {}),
   };
   try {
     JSON.stringify(wire);

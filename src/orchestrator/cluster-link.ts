@@ -24,6 +24,8 @@ import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { MAX_TIMER_MS, settleWithin } from '../util/timers.js';
 import { bridgeHost, handOffId, toWire } from './bridge-host.js';
+import { ProgressFeed } from '../engine/progress.js';
+import type { TracePropagation } from '../health/tracing.js';
 
 const noop = (): void => {};
 
@@ -51,6 +53,8 @@ export interface ClusterLinkParts {
   readonly audit: AuditLog;
   readonly events: TypedEmitter<OrchestratorEvents>;
   readonly state: () => OrchestratorState;
+  /** Trace context for hand-offs (W3C traceparent out, remote parent in). */
+  readonly traces?: TracePropagation;
 }
 
 /** This node's side of the cluster: hand-off, the control plane and node status (see the file header). */
@@ -103,6 +107,7 @@ export class ClusterLink {
         control: (message) => this.#fromCluster(message),
         status: () => this.#nodeStatus(),
         state: (status) => this.#events.emit('bridge:state', status),
+        ...(this.#parts.traces ? { traces: this.#parts.traces } : {}),
       }),
     );
     this.#started = true;
@@ -187,6 +192,7 @@ export class ClusterLink {
       timeoutMs: this.#options.defaultTimeoutMs,
       maxAttempts: this.#options.defaultMaxAttempts,
       maxPayloadBytes: this.#options.maxPayloadBytes,
+      traceparent: this.#parts.traces?.current(),
     });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     const handOff = this.#bridge.handOff(id, wire);
@@ -198,7 +204,40 @@ export class ClusterLink {
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
     result.then(noop, noop).finally(() => this.#remote.delete(result));
-    return { id, result, cancel: () => false };
+    return { id, result, cancel: () => false, progress: this.#remoteFeed(id, spec.type, result) };
+  }
+
+  // --- Progress of handed-off tasks ---------------------------------------------------------------
+
+  /** The progress feeds of the tasks this node handed off, by hand-off id, until their result settles. */
+  readonly #progress = new Map<string, { readonly feed: ProgressFeed; readonly type: string }>();
+
+  /** A handed-off task's progress: fed by {@link remoteProgress}, ended (and forgotten) when its result settles. */
+  #remoteFeed(id: string, type: string, result: Promise<unknown>): ProgressFeed {
+    const feed = new ProgressFeed();
+    this.#progress.set(id, { feed, type });
+    const end = (): void => {
+      feed.end();
+      this.#progress.delete(id);
+    };
+    result.then(end, end);
+    return feed;
+  }
+
+  /**
+   * An update of a task this node handed off, as its serving node reported it (the bridge's transport calls this):
+   * its handle's readers get it, and `task:progress` listeners. Returns false, dropping it, when the hand-off is
+   * unknown or settled, or the update is malformed (`attempt` a positive integer, `at` a finite number).
+   */
+  remoteProgress(taskId: string, update: { attempt: unknown; value: unknown; at: unknown }): boolean {
+    const entry = this.#progress.get(taskId);
+    const { attempt, at, value } = update;
+    if (!entry || !Number.isSafeInteger(attempt) || (attempt as number) < 1) return false;
+    if (typeof at !== 'number' || !Number.isFinite(at)) return false;
+    const accepted = { taskId, attempt: attempt as number, value, at };
+    if (!entry.feed.push(accepted)) return false;
+    if (this.#events.has('task:progress')) this.#events.emit('task:progress', { ...accepted, type: entry.type });
+    return true;
   }
 
   /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */
