@@ -448,23 +448,13 @@ export class TaskExecutionEngine implements RoutingListener {
     wake(ms);
   }
 
-  /**
-   * The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended); its `progress` is
-   * made on first read.
-   */
+  /** The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended). */
   #handle(task: TaskRecord): TaskHandle {
-    return {
-      id: task.id,
-      result: task.promise,
-      cancel: (reason?: unknown) => {
-        if (task.phase === 'done') return false;
-        this.#cancel(task, new TaskCancelledError(task.id, reason));
-        return true;
-      },
-      get progress() {
-        return task.progressFeed();
-      },
-    };
+    return new EngineTaskHandle(task, (reason?: unknown) => {
+      if (task.phase === 'done') return false;
+      this.#cancel(task, new TaskCancelledError(task.id, reason));
+      return true;
+    });
   }
 
   // --- Queries and control ----------------------------------------------------------------------
@@ -1093,6 +1083,28 @@ const RELEASED = new OrchestratorStoppedError(
  */
 function ended(task: TaskRecord): boolean {
   return task.phase === 'done';
+}
+
+/**
+ * The handle `delegate` returns for a task accepted here. A class, so that `progress` is an accessor on the prototype
+ * made on first read: a handle whose progress nobody reads costs what a plain `{ id, result, cancel }` does.
+ */
+class EngineTaskHandle implements TaskHandle {
+  readonly id: string;
+  readonly result: Promise<unknown>;
+  readonly cancel: (reason?: unknown) => boolean;
+  readonly #task: TaskRecord;
+
+  constructor(task: TaskRecord, cancel: (reason?: unknown) => boolean) {
+    this.id = task.id;
+    this.result = task.promise;
+    this.cancel = cancel;
+    this.#task = task;
+  }
+
+  get progress(): ProgressStream {
+    return this.#task.progressFeed();
+  }
 }
 
 /** A task's place in the deadline heap (made only for a task with a `deadlineMs`). */
