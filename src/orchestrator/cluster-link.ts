@@ -231,7 +231,12 @@ export class ClusterLink {
    */
   remoteProgress(taskId: string, update: { attempt: unknown; value: unknown; at: unknown }): boolean {
     const entry = this.#progress.get(taskId);
-    const { attempt, at, value } = update;
+    let attempt: unknown, at: unknown, value: unknown;
+    try {
+      ({ attempt, at, value } = update);
+    } catch {
+      return false; // an update that cannot be read is malformed too
+    }
     if (!entry || !Number.isSafeInteger(attempt) || (attempt as number) < 1) return false;
     if (typeof at !== 'number' || !Number.isFinite(at)) return false;
     const accepted = { taskId, attempt: attempt as number, value, at };
