@@ -92,6 +92,8 @@ export type { Agent, AgentFactory, AgentFactoryContext, TaskContext } from './po
 export type { AgentSnapshot } from './pool/agent-record.js';
 export type { PoolSnapshot } from './pool/pool.js';
 export type { Task, TaskHandle } from './engine/task.js';
+export { ProgressFeed } from './engine/progress.js';
+export type { ProgressIterateOptions, ProgressIterator, ProgressStream, ProgressUpdate } from './engine/progress.js';
 export type { DeadLetter } from './engine/dead-letter.js';
 
 export { HEALTH_DEFAULTS, METRICS_DEFAULTS } from './health/options.js';

@@ -144,6 +144,11 @@ export interface WireTask {
    * submitter does. Absent for a task without a deadline.
    */
   readonly deadlineAt?: number;
+  /**
+   * The W3C `traceparent` of the submitter's active span when the task was handed off (with tracing on): the span of
+   * the task on the serving node is its child. A malformed value is ignored.
+   */
+  readonly traceparent?: string;
 }
 
 /**
@@ -184,6 +189,8 @@ export interface HandOffNotice {
   readonly attempt?: number;
   /** `progress`: the value the agent reported (as JSON carries it). */
   readonly value?: unknown;
+  /** `progress`: when the agent reported it, epoch ms on the serving node. */
+  readonly at?: number;
 }
 
 /** A progress update of a handed-off task, as the serving node's host reports it (see {@link BridgeHost.run}). */
@@ -192,6 +199,8 @@ export interface HandOffProgress {
   readonly attempt: number;
   /** The value the agent passed to `ctx.progress`. */
   readonly value: unknown;
+  /** When it reported it, epoch ms. */
+  readonly at: number;
 }
 
 /** What the origin of a hand-off hears about it besides its result (see {@link CommunicationBridge.handOff}). */

@@ -217,7 +217,8 @@ export class MemoryBridge implements CommunicationBridge {
           } catch {
             return; // a value JSON cannot carry is dropped, as RedisBridge drops it
           }
-          onNotice?.({ taskId, node: node.nodeId, kind: 'progress', delivery: 1, attempt: update.attempt, value });
+          const { attempt, at } = update;
+          onNotice?.({ taskId, node: node.nodeId, kind: 'progress', delivery: 1, attempt, value, at });
         });
         if (result.ok) return result.value;
         throw new RemoteTaskError(result.error ?? { name: 'Error', message: 'remote failure' }, result.node);

@@ -473,10 +473,11 @@ export async function readResults(
 /** Passes `value` on as a notice when it is a well-formed one. */
 function readNotice(value: unknown, onNotice: (notice: HandOffNotice) => void): void {
   if (typeof value !== 'object' || value === null) return;
-  const { taskId, node, kind, delivery, attempt, value: reported } = value as Record<string, unknown>;
+  const { taskId, node, kind, delivery, attempt, value: reported, at } = value as Record<string, unknown>;
   if (typeof taskId !== 'string' || typeof node !== 'string' || (kind !== 'started' && kind !== 'progress')) return;
   const n = typeof delivery === 'number' && Number.isInteger(delivery) && delivery >= 1 ? delivery : 1;
   if (kind === 'started') return onNotice({ taskId, node, kind, delivery: n });
   const a = typeof attempt === 'number' && Number.isInteger(attempt) && attempt >= 1 ? attempt : n;
-  onNotice({ taskId, node, kind, delivery: n, attempt: a, value: reported });
+  const when = typeof at === 'number' && Number.isFinite(at) ? at : Date.now();
+  onNotice({ taskId, node, kind, delivery: n, attempt: a, value: reported, at: when });
 }

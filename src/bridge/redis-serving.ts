@@ -431,6 +431,7 @@ export class RedisServing {
       delivery: handOff.delivery ?? 1,
       attempt: update.attempt,
       value,
+      at: update.at,
     };
     const list = this.#progressBox.get(handOff.origin);
     if (list) list.push(notice);

@@ -58,6 +58,22 @@ export interface EngineEvents {
      */
     readonly reason: 'backoff' | 'rate-limit';
   };
+  /**
+   * An agent reported progress with `ctx.progress(value)` (emitted only while someone listens). For a task handed to
+   * another node, the updates that cross the bridge.
+   */
+  'task:progress': {
+    /** The task's id. */
+    readonly taskId: string;
+    /** The task's `type`. */
+    readonly type: string;
+    /** The number of the attempt that reported it, from 1. */
+    readonly attempt: number;
+    /** What the agent reported (by reference on the node that ran it: do not change it). */
+    readonly value: unknown;
+    /** When it was reported, epoch ms. */
+    readonly at: number;
+  };
   /** Terminal: the task succeeded. */
   'task:completed': {
     /** The task's id. */

@@ -109,5 +109,13 @@ export function followerHandle(task: TaskRecord, spec: TaskSpec): TaskHandle {
     clearTimeout(timer);
     if (onAbort) signal?.removeEventListener('abort', onAbort);
   });
-  return { id: task.id, result, cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)) };
+  return {
+    id: task.id,
+    result,
+    cancel: (reason?: unknown) => detach(new TaskCancelledError(task.id, reason)),
+    // The first task's progress: the updates of the work this caller shares.
+    get progress() {
+      return task.progressFeed();
+    },
+  };
 }

@@ -55,6 +55,7 @@ import { EngineCounters, type EngineStats } from './engine-stats.js';
 import { followerHandle, IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
+import { ProgressFeed, type ProgressStream } from './progress.js';
 import {
   Attempt,
   AttemptContext,
@@ -194,8 +195,11 @@ export class TaskExecutionEngine implements RoutingListener {
   readonly #idempotency: IdempotencyCache;
   readonly #deadLetters: DeadLetterList;
   readonly #counters = new EngineCounters();
-  /** Where `ctx.reportCost` goes: one sink for every attempt. */
-  readonly #costSink: CostSink = { reportCost: (task, units) => this.#reportCost(task, units) };
+  /** Where `ctx.reportCost` and `ctx.progress` go: one sink for every attempt. */
+  readonly #costSink: CostSink = {
+    reportCost: (task, units) => this.#reportCost(task, units),
+    reportProgress: (attempt, value) => this.#reportProgress(attempt, value),
+  };
 
   // Its state.
   #state: EngineState = 'idle';
@@ -283,7 +287,12 @@ export class TaskExecutionEngine implements RoutingListener {
     if (accepted instanceof TaskRecord) return this.#handle(accepted);
     return accepted.kind === 'running'
       ? followerHandle(accepted.task, accepted.spec)
-      : { id: accepted.taskId, result: Promise.resolve(accepted.value), cancel: () => false };
+      : {
+          id: accepted.taskId,
+          result: Promise.resolve(accepted.value),
+          cancel: () => false,
+          progress: ProgressFeed.none,
+        };
   }
 
   /** Like `delegate(input).result`, without building a handle: the result promise itself. Throws when refused. */
@@ -458,15 +467,11 @@ export class TaskExecutionEngine implements RoutingListener {
 
   /** The caller's handle on an accepted task: its `cancel` ends the task (false once it has ended). */
   #handle(task: TaskRecord): TaskHandle {
-    return {
-      id: task.id,
-      result: task.promise,
-      cancel: (reason?: unknown) => {
-        if (task.phase === 'done') return false;
-        this.#cancel(task, new TaskCancelledError(task.id, reason));
-        return true;
-      },
-    };
+    return new EngineTaskHandle(task, (reason?: unknown) => {
+      if (task.phase === 'done') return false;
+      this.#cancel(task, new TaskCancelledError(task.id, reason));
+      return true;
+    });
   }
 
   // --- Queries and control ----------------------------------------------------------------------
@@ -493,6 +498,17 @@ export class TaskExecutionEngine implements RoutingListener {
       agentId: task.current?.agent.id,
       acceptedAt: task.acceptedAt,
     };
+  }
+
+  /**
+   * A live task's progress (made now if nobody asked before), or `undefined` when it is not live here (or, with
+   * `tenantId`, another tenant's).
+   * @internal
+   */
+  progressOf(taskId: string, tenantId?: string): ProgressStream | undefined {
+    const task = this.#live.get(taskId);
+    if (!task || (tenantId !== undefined && task.spec.tenantId !== tenantId)) return undefined;
+    return task.progressFeed();
   }
 
   /** Dead letters, oldest first; with `tenantId`, that tenant's only. */
@@ -939,6 +955,22 @@ export class TaskExecutionEngine implements RoutingListener {
     });
   }
 
+  /**
+   * Progress from an agent: dropped (false) once its attempt is over; else passed to the task's feed (made now, so a
+   * later reader gets the latest) and to `task:progress` listeners.
+   */
+  #reportProgress(attempt: Attempt, value: unknown): boolean {
+    const { task } = attempt;
+    if (attempt.abandoned || task.phase === 'done') return false;
+    const update = { taskId: task.id, attempt: attempt.number, value, at: Date.now() };
+    task.progressFeed().push(update);
+    // A listener may cancel the task: it ends after every reader has the update.
+    if (this.#events.has('task:progress')) {
+      this.#events.emit('task:progress', { ...update, type: task.spec.type });
+    }
+    return true;
+  }
+
   // --- Ending: every way out leads to #finish ---------------------------------------------------
 
   /**
@@ -1052,6 +1084,7 @@ export class TaskExecutionEngine implements RoutingListener {
       }
       task.reject(result);
     }
+    task.progress?.end();
     if (this.#onIdle && this.#live.size === 0) this.#onIdle();
   }
 }
@@ -1067,6 +1100,28 @@ const RELEASED = new OrchestratorStoppedError(
  */
 function ended(task: TaskRecord): boolean {
   return task.phase === 'done';
+}
+
+/**
+ * The handle `delegate` returns for a task accepted here. A class, so that `progress` is an accessor on the prototype
+ * made on first read: a handle whose progress nobody reads costs what a plain `{ id, result, cancel }` does.
+ */
+class EngineTaskHandle implements TaskHandle {
+  readonly id: string;
+  readonly result: Promise<unknown>;
+  readonly cancel: (reason?: unknown) => boolean;
+  readonly #task: TaskRecord;
+
+  constructor(task: TaskRecord, cancel: (reason?: unknown) => boolean) {
+    this.id = task.id;
+    this.result = task.promise;
+    this.cancel = cancel;
+    this.#task = task;
+  }
+
+  get progress(): ProgressStream {
+    return this.#task.progressFeed();
+  }
 }
 
 /** A task's place in the deadline heap (made only for a task with a `deadlineMs`). */

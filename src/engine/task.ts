@@ -16,6 +16,7 @@ import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { HeapEntry } from './deadline-heap.js';
 import type { DeadlineEntry } from './deadlines.js';
+import { ProgressFeed, type ProgressStream } from './progress.js';
 
 /**
  * A unit of work.
@@ -76,7 +77,7 @@ export interface Task<TPayload = unknown> {
   runAt?: number | Date;
 }
 
-/** What `delegate` returns: the task's id, its result, and a way to cancel it. */
+/** What `delegate` returns: the task's id, its result, its progress, and a way to cancel it. */
 export interface TaskHandle<TResult = unknown> {
   /** The task's id, for `cancel`, `task()` and events. A duplicate (same `idempotencyKey`) gets the first task's id. */
   readonly id: string;
@@ -92,6 +93,14 @@ export interface TaskHandle<TResult = unknown> {
    * was not accepted). `undefined` without a store. `enqueue()` awaits it for you.
    */
   readonly stored?: Promise<string>;
+  /**
+   * What the task's agent reports with `ctx.progress(value)`: `for await (const update of handle.progress)` yields
+   * the latest update so far, then each later one, and ends when the task reaches its terminal state (see
+   * {@link ProgressStream} for the bounded buffer of a slow reader). Made on first read: a caller who never reads it
+   * pays nothing. A task handed to another node reports the updates that cross the bridge; a durable task
+   * (`store`) reports only the attempts run on this node; a duplicate (same `idempotencyKey`) follows the first task's.
+   */
+  readonly progress: ProgressStream;
 }
 
 /** Where an accepted task is. */
@@ -337,9 +346,14 @@ export class Attempt implements DeadlineEntry {
   }
 }
 
-/** Where `ctx.reportCost` goes: the engine, which sums it per task, per tenant budget and per rate limit. */
+/**
+ * Where `ctx.reportCost` and `ctx.progress` go: the engine, which sums cost per task, per tenant budget and per rate
+ * limit, and passes progress to the task's readers and `task:progress` listeners.
+ */
 export interface CostSink {
   reportCost(task: TaskRecord, units: number): void;
+  /** An update from `attempt`'s agent (its value checked); returns false when the attempt is over (it is dropped). */
+  reportProgress(attempt: Attempt, value: unknown): boolean;
 }
 
 /**
@@ -399,6 +413,22 @@ export class AttemptContext implements TaskContext {
     }
     this.#sink.reportCost(this.#attempt.task, units);
   }
+
+  /** Made on first read and bound to this attempt, like `reportCost`: an agent that never reports costs nothing. */
+  get progress(): (value: unknown) => boolean {
+    return (value) => this.#progress(value);
+  }
+
+  #progress(value: unknown): boolean {
+    const kind = typeof value;
+    if (kind === 'undefined' || kind === 'function' || kind === 'symbol' || kind === 'bigint') {
+      throw new ValidationError(
+        'value',
+        `Expected ctx.progress(value) to get a value that can cross a bridge (an object, array, string, number, boolean or null), got ${kind}`,
+      );
+    }
+    return this.#sink.reportProgress(this.#attempt, value);
+  }
 }
 
 /** The engine's record of an accepted task. Its queue links are intrusive, so waiting costs no extra allocation. */
@@ -435,6 +465,8 @@ export class TaskRecord {
   recoveries = 0;
   /** For a durable run: set when stop() gave it back to the store instead of ending it. */
   released = false;
+  /** Its progress: made when its agent first reports or its handle's `progress` is first read. */
+  progress: ProgressFeed | undefined;
 
   // Waiting-queue links, owned by WaitQueue.
   queueLevel = 0;
@@ -461,6 +493,11 @@ export class TaskRecord {
 
   get tenant(): string {
     return this.spec.tenantId ?? '';
+  }
+
+  /** Its progress feed, made now if nobody asked before (over already when the task is). */
+  progressFeed(): ProgressFeed {
+    return (this.progress ??= new ProgressFeed(this.phase === 'done'));
   }
 
   triedAgent(agentId: string): boolean {

@@ -29,6 +29,10 @@ export interface SpanLike {
   spanContext(): {
     /** The trace id, 32 hex digits. */
     traceId: string;
+    /** The span id, 16 hex digits (an OpenTelemetry span always has it). */
+    spanId?: string;
+    /** The W3C trace flags (bit 0: sampled). */
+    traceFlags?: number;
   };
   /** Ends the span. */
   end(): void;
@@ -36,7 +40,11 @@ export interface SpanLike {
 
 /** An OpenTelemetry `Tracer`, structurally. */
 export interface TracerLike {
-  /** Starts a span: one per task, named `task <type>`, of kind INTERNAL, started when the task was accepted. */
+  /**
+   * Starts a span: one per task, named `task <type>`, of kind INTERNAL, started when the task was accepted. `context`
+   * is OpenTelemetry's parent context: the submitter's span context for a task handed over from another node
+   * (a remote parent, from the hand-off's W3C `traceparent`), else absent (the active context).
+   */
   startSpan(
     name: string,
     options?: { kind?: number; startTime?: number; attributes?: SpanAttributes },
@@ -44,9 +52,22 @@ export interface TracerLike {
   ): SpanLike;
 }
 
+/** A span context as the W3C `traceparent` header carries it. */
+interface RemoteSpanContext {
+  traceId: string;
+  spanId: string;
+  traceFlags: number;
+  isRemote?: boolean;
+}
+
 /** What the tracing needs of `@opentelemetry/api`. */
 interface OtelApi {
-  trace: { getTracer(name: string, version?: string): TracerLike; setSpan(context: unknown, span: SpanLike): unknown };
+  trace: {
+    getTracer(name: string, version?: string): TracerLike;
+    setSpan(context: unknown, span: SpanLike): unknown;
+    setSpanContext(context: unknown, spanContext: RemoteSpanContext): unknown;
+    getSpanContext(context: unknown): RemoteSpanContext | undefined;
+  };
   context: { active(): unknown };
   SpanStatusCode: { OK: number; ERROR: number };
   SpanKind: { INTERNAL: number };
@@ -79,6 +100,7 @@ export async function startTracing(
   events: TypedEmitter<Events>,
   disposables: Disposables,
   mode: TracingMode,
+  propagation?: TracePropagation,
 ): Promise<boolean> {
   if (mode === false) return false;
   let api: OtelApi;
@@ -95,16 +117,22 @@ export async function startTracing(
     if (!registered) return false;
   }
   const spans = new Map<string, SpanLike>();
+  propagation?.enable(api);
+  disposables.add(() => propagation?.disable());
   const listen = <E extends keyof Events>(event: E, fn: (p: Events[E]) => void): void =>
     void disposables.listen(events, event, fn);
   const open = (taskId: string, type: string, startedMsAgo: number): SpanLike => {
     let span = spans.get(taskId);
     if (!span) {
-      span = t.startSpan(`task ${type}`, {
-        kind: api.SpanKind.INTERNAL,
-        startTime: Date.now() - startedMsAgo,
-        attributes: { 'task.id': taskId, 'task.type': type },
-      });
+      span = t.startSpan(
+        `task ${type}`,
+        {
+          kind: api.SpanKind.INTERNAL,
+          startTime: Date.now() - startedMsAgo,
+          attributes: { 'task.id': taskId, 'task.type': type },
+        },
+        propagation?.parent,
+      );
       if (spans.size < MAX_OPEN_SPANS) spans.set(taskId, span);
     }
     return span;
@@ -216,4 +244,88 @@ export async function startTracing(
     runs.clear();
   });
   return true;
+}
+
+// --- Trace context across the bridge (W3C traceparent) --------------------------------------------
+
+/** `version-traceid-parentid-flags`, lower-case hex; a later version may append fields after a `-`. */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ZERO_SPAN_ID = '0000000000000000';
+
+/**
+ * The span context a W3C `traceparent` header carries, or `undefined` when it is malformed: not a string, not
+ * `version-traceid-parentid-flags` in lower-case hex, version `ff`, extra fields on version `00`, or an all-zero
+ * trace or span id (https://www.w3.org/TR/trace-context/#traceparent-header).
+ */
+export function parseTraceparent(header: unknown): RemoteSpanContext | undefined {
+  if (typeof header !== 'string' || header.length > 512) return undefined;
+  const m = TRACEPARENT.exec(header);
+  if (!m) return undefined;
+  const [, version, traceId, spanId, flags, rest] = m;
+  if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;
+  if (traceId === INVALID_TRACE_ID || spanId === ZERO_SPAN_ID) return undefined;
+  return { traceId: traceId!, spanId: spanId!, traceFlags: parseInt(flags!, 16), isRemote: true };
+}
+
+/** The W3C `traceparent` of a span context, or `undefined` when it is not a valid one. */
+export function formatTraceparent(context: {
+  traceId: string;
+  spanId?: string;
+  traceFlags?: number;
+}): string | undefined {
+  const flags = ((context.traceFlags ?? 0) & 0xff).toString(16).padStart(2, '0');
+  const header = `00-${context.traceId}-${context.spanId ?? ''}-${flags}`;
+  return parseTraceparent(header) ? header : undefined;
+}
+
+/**
+ * Trace context for tasks that cross the bridge, per orchestrator: on the submitting node, the `traceparent` of the
+ * caller's active span goes into the wire task; on the serving node, the span of the task run for a hand-off is a
+ * child of it (a remote parent). Inert (no header, no parent) until tracing is on (`startTracing`).
+ */
+export class TracePropagation {
+  #api: OtelApi | undefined;
+  /** The parent context of a span opened now: set only while `within` runs. */
+  #parent: unknown;
+
+  /** Tracing is on, through `api`. */
+  enable(api: OtelApi): void {
+    this.#api = api;
+  }
+
+  /** Tracing stopped. */
+  disable(): void {
+    this.#api = undefined;
+    this.#parent = undefined;
+  }
+
+  /** The parent context for a task span opened now (inside `within`), or `undefined` for the active context. */
+  get parent(): unknown {
+    return this.#parent;
+  }
+
+  /** The `traceparent` of the caller's active span, or `undefined` (tracing off, no active span, an invalid one). */
+  current(): string | undefined {
+    const api = this.#api;
+    if (!api) return undefined;
+    const context = api.trace.getSpanContext(api.context.active());
+    return context ? formatTraceparent(context) : undefined;
+  }
+
+  /**
+   * Runs `fn` (which accepts a task) with `traceparent` as the remote parent of the task spans it opens; a missing or
+   * malformed header is ignored (the spans open as they would without it).
+   */
+  within<T>(traceparent: unknown, fn: () => T): T {
+    const api = this.#api;
+    const remote = api && traceparent !== undefined ? parseTraceparent(traceparent) : undefined;
+    if (!api || !remote) return fn();
+    const before = this.#parent;
+    this.#parent = api.trace.setSpanContext(api.context.active(), remote);
+    try {
+      return fn();
+    } finally {
+      this.#parent = before;
+    }
+  }
 }

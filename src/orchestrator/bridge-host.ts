@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { TaskTimeoutError, ValidationError } from '../errors.js';
 import { validateTask, type Task, type TaskHandle, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
+import type { ProgressUpdate } from '../engine/progress.js';
+import type { TracePropagation } from '../health/tracing.js';
 import type { AgentPoolManager } from '../pool/agent-pool-manager.js';
 import {
   describeError,
@@ -14,6 +16,7 @@ import {
   type BridgeStatus,
   type ControlMessage,
   type HandOff,
+  type HandOffProgress,
   type HandOffResult,
   type NodeStatus,
   type WireTask,
@@ -37,6 +40,8 @@ export function bridgeHost(parts: {
   control(message: ControlMessage): void;
   status(): NodeStatus;
   state(status: BridgeStatus): void;
+  /** Trace context: the span of a hand-off's task here is a child of its `traceparent`. */
+  traces?: TracePropagation;
 }): BridgeHost {
   const { engine, pools } = parts;
   /** Hand-offs running here, by their task id (see abandon). */
@@ -73,10 +78,11 @@ export function bridgeHost(parts: {
       };
     },
     canServe: (requires) => pools.canEverServe(requires),
-    async run(handOff: HandOff): Promise<HandOffResult> {
+    async run(handOff: HandOff, progress?: (update: HandOffProgress) => void): Promise<HandOffResult> {
       const { task } = handOff;
       let value: unknown;
       let handle: TaskHandle | undefined;
+      let unlisten: (() => void) | undefined;
       // Earlier deliveries started an attempt each at least: this one is numbered after them. It runs one attempt
       // whatever they took (the engine checks `maxAttempts` only before a retry), and retries while they are left.
       const delivery = Math.max(1, Math.floor(Number(handOff.delivery) || 1));
@@ -87,25 +93,28 @@ export function bridgeHost(parts: {
           // Past its deadline before it could start here (it waited in the cluster): it ends as the submitter's does.
           throw new TaskTimeoutError(handOff.taskId, 0, attempts, 'task');
         }
-        handle = engine.delegateHandOff(
-          {
-            type: task.type,
-            requires: task.requires,
-            prefers: task.prefers,
-            priority: task.priority,
-            payload: task.payload,
-            timeoutMs: task.timeoutMs ?? Infinity,
-            maxAttempts: task.maxAttempts,
-            // A redelivery of the same hand-off to this node shares the first run.
-            idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
-            ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
-            ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
-            ...(deadlineMs !== undefined ? { deadlineMs } : {}),
-          },
-          { id: handOff.taskId, attempts, recoveries: delivery - 1 },
-        );
+        const local: Task = {
+          type: task.type,
+          requires: task.requires,
+          prefers: task.prefers,
+          priority: task.priority,
+          payload: task.payload,
+          timeoutMs: task.timeoutMs ?? Infinity,
+          maxAttempts: task.maxAttempts,
+          // A redelivery of the same hand-off to this node shares the first run.
+          idempotencyKey: task.idempotencyKey ?? `bridge:${handOff.taskId}`,
+          ...(task.tenantId !== undefined ? { tenantId: task.tenantId } : {}),
+          ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
+          ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+        };
+        const from = { id: handOff.taskId, attempts, recoveries: delivery - 1 };
+        // Its span (opened while it is accepted) is a child of the submitter's, when the wire task carries one.
+        handle = parts.traces
+          ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from))
+          : engine.delegateHandOff(local, from);
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
         running.set(handOff.taskId, handle);
+        if (progress) unlisten = forwardProgress(handle, progress);
         value = await handle.result;
       } catch (error) {
         // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
@@ -114,6 +123,7 @@ export function bridgeHost(parts: {
         if (typeof code === 'string' && REFUSALS.has(code)) throw error;
         return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
       } finally {
+        unlisten?.();
         if (handle && running.get(handOff.taskId) === handle) running.delete(handOff.taskId);
         abandoned.delete(handOff.taskId);
       }
@@ -158,10 +168,28 @@ function deadlineLeft(deadlineAt: unknown): number | undefined {
   return left <= 0 ? 0 : left;
 }
 
+/**
+ * Passes a running hand-off's progress (its latest so far, then each later update) to `send`, for the bridge to carry
+ * to its origin; returns the unsubscribe.
+ */
+function forwardProgress(handle: TaskHandle, send: (update: HandOffProgress) => void): () => void {
+  const forward = (update: ProgressUpdate): void =>
+    send({ attempt: update.attempt, value: update.value, at: update.at });
+  const latest = handle.progress.latest;
+  if (latest) {
+    try {
+      forward(latest);
+    } catch {
+      // as for a listener: the transport's failure never fails the task
+    }
+  }
+  return handle.progress.listen(forward);
+}
+
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
 export function toWire(
   task: Task,
-  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number },
+  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number; traceparent?: string | undefined },
 ): { spec: TaskSpec; wire: WireTask } {
   const spec = validateTask(task, defaults);
   const wire: WireTask = {
@@ -176,6 +204,7 @@ export function toWire(
     ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
     ...(spec.affinityKey !== undefined ? { affinityKey: spec.affinityKey } : {}),
     ...(spec.deadlineMs !== Infinity ? { deadlineAt: Date.now() + spec.deadlineMs } : {}),
+    ...(defaults.traceparent !== undefined ? { traceparent: defaults.traceparent } : {}),
   };
   try {
     JSON.stringify(wire);

@@ -4,7 +4,13 @@
  * sent to and heard from every node, with this node's own messages applied at once and their echoes reconciled);
  * and it tells the cluster this node's status on each heartbeat.
  */
-import type { CommunicationBridge, ControlMessage, NodeStatus, TrafficSetting } from '../bridge/bridge.js';
+import type {
+  CommunicationBridge,
+  ControlMessage,
+  HandOffNotice,
+  NodeStatus,
+  TrafficSetting,
+} from '../bridge/bridge.js';
 import { parseTraffic, stickySlots } from '../bridge/bridge.js';
 import type { ResolvedOrchestratorOptions } from '../config.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
@@ -25,6 +31,8 @@ import type { ResourceManager } from '../resources/resource-manager.js';
 import { settleWithin } from '../util/timers.js';
 import { RemoteTasks } from './remote-tasks.js';
 import { bridgeHost, handOffId, toWire } from './bridge-host.js';
+import { ProgressFeed } from '../engine/progress.js';
+import type { TracePropagation } from '../health/tracing.js';
 
 const noop = (): void => {};
 
@@ -52,6 +60,8 @@ export interface ClusterLinkParts {
   readonly audit: AuditLog;
   readonly events: TypedEmitter<OrchestratorEvents>;
   readonly state: () => OrchestratorState;
+  /** Trace context for hand-offs (W3C traceparent out, remote parent in). */
+  readonly traces?: TracePropagation;
 }
 
 /** This node's side of the cluster: hand-off, the control plane and node status (see the file header). */
@@ -114,6 +124,7 @@ export class ClusterLink {
         control: (message) => this.#fromCluster(message),
         status: () => this.#nodeStatus(),
         state: (status) => this.#events.emit('bridge:state', status),
+        ...(this.#parts.traces ? { traces: this.#parts.traces } : {}),
       }),
     );
     this.#started = true;
@@ -201,9 +212,12 @@ export class ClusterLink {
       timeoutMs: this.#options.defaultTimeoutMs,
       maxAttempts: this.#options.defaultMaxAttempts,
       maxPayloadBytes: this.#options.maxPayloadBytes,
+      traceparent: this.#parts.traces?.current(),
     });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     if (spec.signal?.aborted) throw new TaskCancelledError(id, spec.signal.reason);
+    // Made before the hand-off: a node in this process may report progress before handOff() returns.
+    const progress = new ProgressFeed();
     const supervised = this.#remoteTasks.supervise(
       {
         id,
@@ -215,12 +229,21 @@ export class ClusterLink {
         ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
       },
       (onNotice) => this.#bridge.handOff(id, wire, { onNotice }),
+      (notice) => this.#remoteProgress(progress, id, spec.type, notice),
     );
     const { result } = supervised;
     // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
     this.#remote.add(result);
-    result.then(noop, noop).finally(() => this.#remote.delete(result));
-    return { id, result, cancel: (reason?: unknown) => supervised.cancel(reason) };
+    result.then(noop, noop).finally(() => {
+      this.#remote.delete(result);
+      progress.end();
+    });
+    return {
+      id,
+      result,
+      cancel: (reason?: unknown) => supervised.cancel(reason),
+      progress,
+    };
   }
 
   /**
@@ -229,6 +252,20 @@ export class ClusterLink {
    */
   cancelRemote(id: string, reason: unknown, tenantId: string | undefined): boolean {
     return this.#remoteTasks.cancel(id, reason, tenantId);
+  }
+
+  /**
+   * An update of a task this node handed off, as its serving node reported it: its handle's readers get it, and
+   * `task:progress` listeners. Dropped when the feed ended (the task settled) or the update is malformed (`attempt`
+   * a positive integer, `at` a finite number).
+   */
+  #remoteProgress(feed: ProgressFeed, taskId: string, type: string, notice: HandOffNotice): void {
+    const { attempt, at, value } = notice;
+    if (!Number.isSafeInteger(attempt) || (attempt as number) < 1) return;
+    if (typeof at !== 'number' || !Number.isFinite(at)) return;
+    const accepted = { taskId, attempt: attempt as number, value, at };
+    if (!feed.push(accepted)) return;
+    if (this.#events.has('task:progress')) this.#events.emit('task:progress', { ...accepted, type });
   }
 
   /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */

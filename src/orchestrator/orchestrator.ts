@@ -23,7 +23,7 @@ import { AuditLog, type ActorOptions } from '../health/audit.js';
 import { HealthMonitor, isReady, type HealthReport, type OrchestratorState } from '../health/health-monitor.js';
 import { createHttpHandler } from '../health/http-handler.js';
 import { OrchestratorMetrics } from '../health/metrics.js';
-import { startTracing } from '../health/tracing.js';
+import { startTracing, TracePropagation } from '../health/tracing.js';
 import { workflowMetrics } from '../health/workflow-metrics.js';
 import type { Agent } from '../pool/agent.js';
 import { AgentPoolManager } from '../pool/agent-pool-manager.js';
@@ -166,6 +166,8 @@ export class UnifiedOrchestrator {
   /** `runs`, made on first read. */
   #runs: RunHistory | undefined;
   #tracing = false;
+  /** W3C trace context of hand-offs: live while tracing is on. */
+  readonly #traces = new TracePropagation();
   #state: OrchestratorState = 'created';
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -220,6 +222,7 @@ export class UnifiedOrchestrator {
       audit: this.#audit,
       events: this.#events,
       state: () => this.#state,
+      traces: this.#traces,
     });
     this.#durable = this.#options.store
       ? new DurableRuns({
@@ -471,7 +474,12 @@ export class UnifiedOrchestrator {
       // The first pressure sample comes before pre-warming: a host already short of memory should not grow pools.
       await this.#resources.start();
       // Loading @opentelemetry/api (if installed) overlaps pre-warming; tracing is on before the first task.
-      const tracing = startTracing(this.#events, this.#resources.disposables, this.#options.tracing).catch(() => false);
+      const tracing = startTracing(
+        this.#events,
+        this.#resources.disposables,
+        this.#options.tracing,
+        this.#traces,
+      ).catch(() => false);
       await Promise.all([this.#pools.start(), tracing]);
       this.#tracing = await tracing;
     } catch (error) {

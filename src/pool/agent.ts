@@ -43,6 +43,15 @@ export interface TaskContext<TPayload = unknown> {
    * destructured: `execute({ payload, reportCost })`.
    */
   readonly reportCost: (units: number) => void;
+  /**
+   * Reports progress or a partial result (tokens streamed so far, a step done): the task's handle yields it from
+   * `handle.progress`, and the orchestrator emits `task:progress` when someone listens. The value is passed by
+   * reference on this node (not copied) and must be able to cross a bridge: an object, array, string, number,
+   * boolean or null (`undefined`, a function, a symbol or a bigint throws ValidationError). Returns true when it was
+   * passed on, false when this attempt is over (it returned, timed out, or its task was cancelled or ended): a late
+   * report is dropped, never thrown. Bound to the attempt, so it may be destructured: `execute({ progress })`.
+   */
+  readonly progress: (value: unknown) => boolean;
 }
 
 /**

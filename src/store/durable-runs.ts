@@ -10,6 +10,7 @@ import { describeError, RemoteTaskError } from '../bridge/bridge.js';
 import type { TaskOutcome } from '../engine/events.js';
 import type { RunObserver, TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import { validateTask, type Task, type TaskHandle, type TaskRecord, type TaskSpec } from '../engine/task.js';
+import { ProgressFeed } from '../engine/progress.js';
 import {
   isInstance,
   messageOf,
@@ -304,6 +305,8 @@ export class DurableRuns implements RunObserver {
     let settle!: { resolve: (v: unknown) => void; reject: (e: unknown) => void };
     const result = new Promise<unknown>((resolve, reject) => (settle = { resolve, reject }));
     result.catch(noop);
+    /** The handle's progress, made on first read: the attempts run here, relayed from the engine once it has the run. */
+    let relay: ProgressFeed | undefined;
     const stored = this.#writer.insert(run).then(
       (outcome) => {
         if (outcome.kind === 'duplicate') {
@@ -333,6 +336,7 @@ export class DurableRuns implements RunObserver {
           // elsewhere first) from the store.
           this.#wait(id, { ...settle, tenantId: spec.tenantId });
           handle = this.#engine.acceptRun(spec, { id, attempts: 0, recoveries: 0, submitted: true });
+          relay?.follow(handle.progress);
           this.#held.add(id);
         } catch (error) {
           this.#waiters.delete(id); // nobody else knows this new id yet
@@ -351,6 +355,13 @@ export class DurableRuns implements RunObserver {
       id,
       result,
       stored,
+      get progress() {
+        if (!relay) {
+          relay = endedWith(result);
+          if (handle) relay.follow(handle.progress);
+        }
+        return relay;
+      },
       cancel: (reason?: unknown) => {
         if (handle) return handle.cancel(reason);
         if (delayed) {
@@ -430,10 +441,21 @@ export class DurableRuns implements RunObserver {
         waiter.reject(unavailable('get', error));
       },
     );
+    let relay: ProgressFeed | undefined;
+    const engine = this.#engine;
     return {
       id,
       result,
       cancel: (reason?: unknown) => (this.#held.has(id) ? this.#engine.cancel(id, reason, tenantId) : false),
+      // The attempts run on this node only, from when it is first read.
+      get progress() {
+        if (!relay) {
+          relay = endedWith(result);
+          const local = engine.progressOf(id, tenantId);
+          if (local) relay.follow(local);
+        }
+        return relay;
+      },
     };
   }
 
@@ -833,4 +855,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** A progress feed that ends when `result` settles (a durable handle's: the run may end on another node). */
+function endedWith(result: Promise<unknown>): ProgressFeed {
+  const feed = new ProgressFeed();
+  const end = (): void => feed.end();
+  result.then(end, end);
+  return feed;
 }

@@ -222,6 +222,28 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(log.count('late')).toBe(1);
     });
 
+    it("progress reported on B reaches A's handle (in order, with A's task id) and its task:progress events", async () => {
+      const { a } = await pair();
+      const events: unknown[] = [];
+      a.on('task:progress', (e) => events.push(e));
+      const handle = a.delegate(task({ op: 'progress', id: 'p', steps: 4 }));
+      const seen: unknown[] = [];
+      for await (const update of handle.progress) seen.push(update);
+      // The iteration ends once the task ended; every update, in order, reported under A's id.
+      expect(seen).toEqual(
+        [1, 2, 3, 4].map((step) => ({
+          taskId: handle.id,
+          attempt: 1,
+          value: { step, of: 4 },
+          at: expect.any(Number) as number,
+        })),
+      );
+      await expect(handle.result).resolves.toEqual({ node: 'B', id: 'p', v: 'reported' });
+      expect(events).toEqual(
+        [1, 2, 3, 4].map((step) => expect.objectContaining({ taskId: handle.id, type: 't', value: { step, of: 4 } })),
+      );
+    });
+
     it('ctx.taskId on B is the id of the handle at A; ctx.attempt counts on from 1 and recoveries is 0', async () => {
       const { a } = await pair();
       const handle = a.delegate(task({ op: 'ctx', id: 'who' }));

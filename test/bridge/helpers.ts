@@ -18,7 +18,8 @@ export type Op =
   | { op: 'fail'; id: string; name: string; code?: string; message: string }
   | { op: 'slow'; id: string; ms: number }
   | { op: 'gate'; id: string }
-  | { op: 'ctx'; id: string };
+  | { op: 'ctx'; id: string }
+  | { op: 'progress'; id: string; steps: number };
 
 /** Every run of the serving agent, in order (one line per attempt). */
 export interface RunLog {
@@ -68,6 +69,12 @@ export function servingAgent(node: string, log: RunLog & { gate: Promise<void> }
             throw error;
           }
           return { node, id: p.id, v: 'slow' };
+        case 'progress':
+          for (let step = 1; step <= p.steps; step++) {
+            ctx.progress({ step, of: p.steps });
+            await wait(20);
+          }
+          return { node, id: p.id, v: 'reported' };
         case 'ctx':
           return { node, id: p.id, v: { taskId: ctx.taskId, attempt: ctx.attempt, recoveries: ctx.recoveries } };
         case 'gate':

@@ -3,7 +3,7 @@
  * had not looked at its handle yet.
  */
 import { describe, expect, it } from 'vitest';
-import { UnifiedOrchestrator, type Agent, type TaskHandle } from 'unified-orchestrator';
+import { ProgressFeed, UnifiedOrchestrator, type Agent, type TaskHandle } from 'unified-orchestrator';
 import { chaos } from './harness.js';
 
 function orchestrator(): UnifiedOrchestrator {
@@ -42,7 +42,12 @@ describe('chaos harness: the final count', () => {
   });
 
   it('a handle that never settles is still lost, its handler late or not', async () => {
-    const never: TaskHandle = { id: 'never-settles', result: new Promise<never>(() => {}), cancel: () => false };
+    const never: TaskHandle = {
+      id: 'never-settles',
+      result: new Promise<never>(() => {}),
+      cancel: () => false,
+      progress: ProgressFeed.none,
+    };
     const r = await chaos('never-settles', 'ci', async (c) => {
       const o = orchestrator();
       await o.start();
