@@ -136,6 +136,7 @@ export {
   BridgeWriteError,
   StoreUnavailableError,
   BudgetExceededError,
+  ClusterLimitsUnavailableError,
   DuplicateAgentError,
   IllegalStateTransitionError,
   isOrchestratorError,
