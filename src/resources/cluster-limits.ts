@@ -14,8 +14,9 @@
  *
  * Redis away: a call that does not answer within {@link CALL_TIMEOUT_MS} marks the cluster limits unavailable until a
  * probe (every {@link PROBE_MS}) answers. Meanwhile a rate limit spends what this node leased already and holds tasks
- * beyond (they wait, bounded by their deadline, as for any rate limit), and tenants with a finite budget are refused
- * with ClusterLimitsUnavailableError (budgets fail closed). Nothing waits on Redis in a submit.
+ * beyond (they wait, bounded by their deadline, as for any rate limit; its one lease in flight is answered when Redis
+ * is back), and tenants with a finite budget are refused with ClusterLimitsUnavailableError (budgets fail closed).
+ * Nothing waits on Redis in a submit.
  */
 import type { ResolvedRateLimitOptions } from './options.js';
 
@@ -128,10 +129,10 @@ export class LimiterLease {
     return false;
   }
 
-  /** Ms until asking again makes sense (a lease under way wakes the limiter itself). */
+  /** Ms until asking again makes sense (a lease under way wakes the limiter itself when it answers). */
   msUntilRetry(): number {
     if (this.unlimited || this.tokens >= 1) return 0;
-    if (this.fetching) return CALL_TIMEOUT_MS;
+    if (this.fetching) return PROBE_MS;
     return Math.max(0, this.nextFetchAt - Date.now());
   }
 
@@ -225,8 +226,13 @@ export class ClusterLimits {
   async lease(lease: LimiterLease): Promise<void> {
     lease.fetching = true;
     this.calls.lease++;
+    // One lease per limit at a time, answered late or not: the client keeps a command while Redis is away and sends
+    // it once back, so a lease waited for past the bound still brings its requests here (none is lost, none is asked
+    // twice). The bound only marks the cluster's limits unavailable meanwhile.
+    const work = this.#backend.limit(lease.name, lease.options, 'lease', lease.block);
+    this.#call(work).catch(() => {});
     try {
-      const reply = await this.#call(this.#backend.limit(lease.name, lease.options, 'lease', lease.block));
+      const reply = await work;
       if (this.#closed) {
         if (reply.granted > 0)
           void this.#backend.limit(lease.name, lease.options, 'give', reply.granted).catch(() => {});

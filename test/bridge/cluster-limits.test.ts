@@ -79,7 +79,7 @@ async function fleet(ns: string, options: Partial<OrchestratorOptions>): Promise
 }
 
 /** Resolves with the value or the error, failing the test if it takes longer than `ms` (nothing may hang). */
-async function settled<T>(p: Promise<T>, ms: number): Promise<T | unknown> {
+async function settled(p: Promise<unknown>, ms: number): Promise<unknown> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
