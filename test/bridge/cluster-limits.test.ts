@@ -171,13 +171,13 @@ describeRedis('cluster-wide limits (RedisBridge)', () => {
     for (const s of started) expect(s.at - pausedAt).toBeGreaterThanOrEqual(1_000);
   }, 30_000);
 
-  it('allowance a node leased and did not use goes back when it stops: not lost, not doubled', async () => {
+  it('allowance a node leased and did not use goes back when it stops, and its charges reach Redis: not lost, not doubled', async () => {
     const ns = namespace();
     // 500 per 10 minutes: leases of 5; the refill (under 1 per second) is too slow to blur the counts.
     const rateLimits = { llm: { requests: 500, intervalMs: 600_000 } };
-    const a = await node(ns, 'a', { rateLimits });
+    const a = await node(ns, 'a', { rateLimits, budgets: { limits: { acme: 100 } } });
     const key = `${ns}:limit:llm`;
-    expect(await a.submit({ type: 'job', requires: ['llm'] })).toBe('a');
+    expect(await a.submit({ type: 'job', requires: ['llm'], tenantId: 'acme', payload: { cost: 4 } })).toBe('a');
     const held = Number(await client.hget(key, 'r'));
     expect(held).toBeGreaterThanOrEqual(495);
     expect(held).toBeLessThan(496); // a block of 5 leased for one task
@@ -185,6 +185,9 @@ describeRedis('cluster-wide limits (RedisBridge)', () => {
     const back = Number(await client.hget(key, 'r'));
     expect(back).toBeGreaterThanOrEqual(499); // the 4 unused came back
     expect(back).toBeLessThan(500); // the one spent did not
+    // Its charge reached the tenant's spend in Redis, once.
+    const spend = Object.values(await client.hgetall(`${ns}:budget:acme`)).reduce((sum, v) => sum + Number(v), 0);
+    expect(spend).toBe(4);
     // Another node spends from the same bucket; stopping it gives back what it did not use, and never more.
     const b = await node(ns, 'b', { rateLimits });
     for (let i = 0; i < 7; i++) await b.submit({ type: 'job', requires: ['llm'] });
@@ -228,6 +231,6 @@ describeRedis('cluster-wide limits (RedisBridge)', () => {
     await eventually(async () => {
       const r = await settled(a!.submit({ type: 'job', requires: ['llm'], tenantId: 'acme' }), 5_000);
       return r === 'a';
-    }, 15_000);
-  }, 60_000);
+    }, 30_000); // the bridge's reconnect backoff (the retry policy's, with jitter) comes first
+  }, 90_000);
 });
