@@ -42,7 +42,8 @@ export type OrchestratorErrorCode =
   | 'WORKFLOW_STEP_FAILED'
   | 'SIGNAL_TIMEOUT'
   | 'WORKFLOW_NOT_FOUND'
-  | 'RUN_NOT_FOUND';
+  | 'RUN_NOT_FOUND'
+  | 'CLUSTER_LIMITS_UNAVAILABLE';
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {
@@ -613,6 +614,28 @@ export class RunNotFoundError extends OrchestratorError {
   constructor(runId: string, detail = 'no such run (or it belongs to another tenant, or was pruned)') {
     super('RUN_NOT_FOUND', `Run ${runId}: ${detail}`);
     this.runId = runId;
+  }
+}
+
+/**
+ * A task of a tenant with a budget was refused because the cluster-wide budgets (kept in Redis by a RedisBridge) cannot
+ * be read now: Redis does not answer. Budgets fail closed, so that no node spends past a tenant's limit unseen; the
+ * refusal ends as soon as Redis answers again. Retry the task later (`retryAfterMs` says when the next check is).
+ */
+export class ClusterLimitsUnavailableError extends OrchestratorError {
+  /** The tenant whose task was refused. */
+  readonly tenantId: string;
+  /** Ms until this node asks Redis again: a Retry-After for the caller. */
+  readonly retryAfterMs: number;
+
+  constructor(tenantId: string, retryAfterMs: number, detail: string) {
+    super(
+      'CLUSTER_LIMITS_UNAVAILABLE',
+      `Tenant ${JSON.stringify(tenantId)} has a budget, and the cluster's budgets in Redis cannot be read now (${detail}); ` +
+        `budgets fail closed while Redis is away: retry in ${retryAfterMs} ms, or check Redis`,
+    );
+    this.tenantId = tenantId;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 

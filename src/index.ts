@@ -141,6 +141,7 @@ export {
   BridgeWriteError,
   StoreUnavailableError,
   BudgetExceededError,
+  ClusterLimitsUnavailableError,
   DuplicateAgentError,
   IllegalStateTransitionError,
   isOrchestratorError,

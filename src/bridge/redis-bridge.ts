@@ -59,6 +59,8 @@ import { StreamBacklog } from './redis-backlog.js';
 import { RedisHandOffs } from './redis-handoffs.js';
 import { RedisHeartbeat } from './redis-heartbeat.js';
 import { RedisJanitor } from './redis-janitor.js';
+import { RedisLimits } from './redis-limits.js';
+import type { ClusterLimitsBackend } from '../resources/cluster-limits.js';
 import { classKey } from './redis-keys.js';
 import { RedisNode } from './redis-node.js';
 import { resolveRedisBridgeOptions, type RedisBridgeOptions } from './redis-options.js';
@@ -358,6 +360,14 @@ export class RedisBridge implements CommunicationBridge {
       cache.set(name, found);
     }
     return found;
+  }
+
+  /**
+   * @internal The cluster-wide rate limits and tenant budgets of this namespace (redis-limits.ts), for the
+   * orchestrator's ResourceManager; only used once started.
+   */
+  clusterLimits(): ClusterLimitsBackend {
+    return new RedisLimits(this.#node, this.#connections);
   }
 
   /** The submitter gave up on a hand-off (its deadline): it is neither waited for nor sent again after a reconnect. */

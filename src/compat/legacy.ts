@@ -211,6 +211,7 @@ export const LEGACY_ERROR_CODES: Readonly<Record<OrchestratorErrorCode, string>>
   SIGNAL_TIMEOUT: 'TASK_TIMEOUT',
   WORKFLOW_NOT_FOUND: 'INVALID_REQUEST',
   RUN_NOT_FOUND: 'TASK_NOT_FOUND',
+  CLUSTER_LIMITS_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 });
 
 /** The code of an agent's own error in a task status. */

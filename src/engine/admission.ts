@@ -7,7 +7,7 @@
  * The refusals that depend on routing (no capable agent, queue full) stay with the engine, which knows by then
  * whether the task must wait.
  */
-import { BudgetExceededError, ResourcePressureError } from '../errors.js';
+import { BudgetExceededError, ClusterLimitsUnavailableError, ResourcePressureError } from '../errors.js';
 import type { TenantBudgets } from '../resources/budgets.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import type { TaskSpec } from './task.js';
@@ -26,8 +26,12 @@ export function admissionRefusal(
     });
   }
   const { budgets } = resources;
-  if (spec.tenantId !== undefined && budgets.active && budgets.exhausted(spec.tenantId, now)) {
-    return budgetExceededError(budgets, spec.tenantId, now);
+  if (spec.tenantId !== undefined && budgets.active) {
+    if (budgets.exhausted(spec.tenantId, now)) return budgetExceededError(budgets, spec.tenantId, now);
+    // Cluster-wide budgets fail closed while Redis does not answer (see src/resources/cluster-limits.ts).
+    const away = budgets.cluster?.unavailable;
+    if (away !== undefined && budgets.limitOf(spec.tenantId) !== Infinity)
+      return new ClusterLimitsUnavailableError(spec.tenantId, away.retryMs, away.reason);
   }
   return undefined;
 }

@@ -32,6 +32,7 @@ import type { AgentState } from '../pool/agent-state.js';
 import type { RegisterAgentOptions } from '../pool/options.js';
 import type { PoolSnapshot } from '../pool/pool.js';
 import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
+import type { ClusterLimitsBackend } from '../resources/cluster-limits.js';
 import { expectString } from '../util/validate.js';
 import { DurableRuns, taskOfRun, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
 import { MemoryStore } from '../store/memory-store.js';
@@ -496,6 +497,9 @@ export class UnifiedOrchestrator {
       this.#workflows?.start();
       this.#scheduler?.start();
       await this.#cluster.start();
+      // Cluster-wide limits and budgets when the bridge keeps them (a RedisBridge): see resources/cluster-limits.ts.
+      const limits = (this.#bridge as { clusterLimits?: () => ClusterLimitsBackend }).clusterLimits?.();
+      if (limits) await this.#resources.attachCluster(limits);
     } catch (error) {
       await this.stop({ drain: false });
       throw error;
@@ -543,6 +547,8 @@ export class UnifiedOrchestrator {
     const cancelled = await this.#engine.stop(drain, timeoutMs);
     // Results of tasks handed to other nodes, within what is left of the timeout (the bridge rejects the rest).
     if (drain) await this.#cluster.settleHandOffs(Math.max(0, timeoutMs - (performance.now() - startedAt)));
+    // The last charges sent and unused leases given back while the bridge's connection is still there.
+    await this.#resources.detachCluster(Math.min(1_000, Math.max(0, timeoutMs - (performance.now() - startedAt))));
     // Handed-off tasks served here have finished (or been left for another node); leave the cluster, within what is
     // left of the timeout whatever the bridge's medium does (a Redis that is down must not hold the stop).
     await this.#cluster.leave(Math.max(0, timeoutMs - (performance.now() - startedAt)));

@@ -3,6 +3,7 @@
  * kept as a ring of buckets so memory per tenant is fixed and old spend falls out on its own.
  */
 import type { ResolvedBudgetOptions } from './options.js';
+import type { ClusterLimits } from './cluster-limits.js';
 
 /** Buckets per window: the window slides in steps of windowMs / BUCKETS. */
 const BUCKETS = 20;
@@ -33,6 +34,8 @@ export class TenantBudgets {
   readonly #tenants = new Map<string, TenantSpend>();
   /** Tracked tenants at which the next sweep runs: doubled past what a sweep leaves, so sweeps stay amortised O(1). */
   #sweepAt = SWEEP_AT;
+  /** The cluster's budgets (a RedisBridge), or `undefined` when budgets are this process's own. */
+  #cluster: ClusterLimits | undefined;
 
   constructor(options: ResolvedBudgetOptions) {
     this.windowMs = options.windowMs;
@@ -45,6 +48,16 @@ export class TenantBudgets {
   /** Whether any tenant can ever be over budget: lets the submit path skip the lookup entirely. */
   get active(): boolean {
     return this.#defaultLimit !== Infinity || this.#limits.size > 0;
+  }
+
+  /** Makes budgets cluster-wide: charges of tenants with a limit go to the cluster, whose verdict counts too. */
+  attachCluster(cluster: ClusterLimits): void {
+    this.#cluster = cluster;
+  }
+
+  /** The cluster's budgets, when attached. */
+  get cluster(): ClusterLimits | undefined {
+    return this.#cluster;
   }
 
   limitOf(tenantId: string): number {
@@ -62,15 +75,27 @@ export class TenantBudgets {
   /** Units spent by `tenantId` in the window ending now. */
   spent(tenantId: string, now: number): number {
     const t = this.#tenants.get(tenantId);
-    if (!t) return 0;
-    this.#advance(t, now);
-    return t.total;
+    let total = 0;
+    if (t) {
+      this.#advance(t, now);
+      total = t.total;
+    }
+    // Cluster-wide, the cluster's spend as last heard when it is over the limit (else this node's own).
+    const over = this.#cluster?.over(tenantId);
+    return over === undefined ? total : Math.max(total, over.spent);
   }
 
   /** Whether the tenant has spent its whole limit in the window (new tasks are then refused). */
   exhausted(tenantId: string, now: number): boolean {
     const limit = this.limitOf(tenantId);
     return limit !== Infinity && this.spent(tenantId, now) >= limit;
+  }
+
+  /** Cluster-wide, ms until the cluster said the tenant is under again (undefined: never; 0 when not over). */
+  #clusterMsUntilUnder(tenantId: string): number | undefined {
+    const over = this.#cluster?.over(tenantId);
+    if (over === undefined) return 0;
+    return over.until === Infinity ? undefined : Math.max(1, Math.ceil(over.until - Date.now()));
   }
 
   /**
@@ -80,6 +105,13 @@ export class TenantBudgets {
   msUntilUnder(tenantId: string, now: number): number | undefined {
     const limit = this.limitOf(tenantId);
     if (limit <= 0) return undefined;
+    const cluster = this.#clusterMsUntilUnder(tenantId);
+    if (cluster === undefined) return undefined;
+    const local = this.#localMsUntilUnder(tenantId, limit, now);
+    return local === undefined ? undefined : Math.max(local, cluster);
+  }
+
+  #localMsUntilUnder(tenantId: string, limit: number, now: number): number | undefined {
     const t = this.#tenants.get(tenantId);
     if (!t) return 0;
     this.#advance(t, now);
@@ -109,6 +141,7 @@ export class TenantBudgets {
   /** Adds spend; returns true when this charge took the tenant over its limit (not on later charges while over). */
   charge(tenantId: string, units: number, now: number): boolean {
     if (units <= 0) return false;
+    this.#cluster?.chargeBudget(tenantId, units, this.limitOf(tenantId), this.windowMs);
     let t = this.#tenants.get(tenantId);
     if (!t) {
       if (this.#tenants.size >= this.#sweepAt) this.#sweep(now);

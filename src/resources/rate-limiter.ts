@@ -6,6 +6,7 @@
 import type { Clock } from '../util/timers.js';
 import type { ResolvedRateLimitOptions } from './options.js';
 import type { Disposables, TrackedTimer } from './disposables.js';
+import type { LimiterLease } from './cluster-limits.js';
 
 /** What a limiter tells its owner. */
 export interface RateLimiterHooks {
@@ -50,6 +51,8 @@ export class RateLimiter {
   #wanted = false;
   readonly #waiters: Waiter[] = [];
   #closed: { reason: unknown } | undefined;
+  /** The cluster's share of this limit (a RedisBridge), or `undefined` when the limit is this process's own. */
+  #cluster: LimiterLease | undefined;
 
   constructor(
     name: string,
@@ -73,11 +76,22 @@ export class RateLimiter {
     return this.#paused;
   }
 
+  /**
+   * Makes the limit cluster-wide: from now on a request also needs one leased from the cluster (see
+   * cluster-limits.ts), reported units go to the cluster too, and pauses are shared both ways.
+   */
+  attachCluster(lease: LimiterLease): void {
+    this.#cluster = lease;
+    lease.wake = () => this.#wake();
+    lease.paused = (ms) => this.pause(ms, this.#clock.now(), false);
+  }
+
   /** Whether one more request may start now. */
   ready(now: number): boolean {
     if (this.#paused && now < this.#pausedUntil) return false;
     this.#refill(now);
-    return this.#requests >= 1 && this.#units > 0;
+    if (!(this.#requests >= 1 && this.#units > 0)) return false;
+    return this.#cluster === undefined || this.#cluster.available();
   }
 
   /** Takes one request and `units` units; the caller checked {@link ready}. Units may push the bucket into debt. */
@@ -85,6 +99,10 @@ export class RateLimiter {
     this.#refill(now);
     this.#requests -= 1;
     this.#units -= units;
+    if (this.#cluster) {
+      this.#cluster.take();
+      if (units > 0) this.#cluster.charge(units);
+    }
   }
 
   /** Charges units spent after the fact (a task's reported cost): the bucket may go into debt, delaying what follows. */
@@ -92,10 +110,15 @@ export class RateLimiter {
     if (this.options.units === Infinity || units <= 0) return;
     this.#refill(now);
     this.#units -= units;
+    this.#cluster?.charge(units);
   }
 
-  /** Holds every request for `ms` (a retry-after); a longer pause wins over a shorter one. */
-  pause(ms: number, now: number): void {
+  /**
+   * Holds every request for `ms` (a retry-after); a longer pause wins over a shorter one. With `share` (unless the
+   * pause came from the cluster), a cluster-wide limit pauses on every node.
+   */
+  pause(ms: number, now: number, share = true): void {
+    if (share) this.#cluster?.pause(ms);
     const until = now + ms;
     if (this.#paused && until <= this.#pausedUntil) return;
     this.#pausedUntil = until;
@@ -170,6 +193,8 @@ export class RateLimiter {
     let ms = 0;
     if (this.#requests < 1) ms = Math.max(ms, ((1 - this.#requests) * intervalMs) / requests);
     if (this.#units <= 0) ms = Math.max(ms, ((1e-9 - this.#units) * intervalMs) / units);
+    // A lease under way wakes the limiter when it answers; this is the wait when it does not, or said "not yet".
+    if (this.#cluster && ms === 0) ms = this.#cluster.msUntilRetry();
     return Math.max(1, Math.ceil(ms));
   }
 

@@ -26,6 +26,7 @@ import { PressureMonitor, type PressureLevel } from './pressure.js';
 import { RateLimiter, type RateLimiterHooks, type RateLimiterSnapshot } from './rate-limiter.js';
 import { RetryPolicy } from './retry-policy.js';
 import { TenantBudgets } from './budgets.js';
+import { ClusterLimits, type ClusterLimitsBackend } from './cluster-limits.js';
 
 /** What the resource manager reads of the orchestrator's options: the resources part's own, the clock and jitter. */
 export interface ResourceSettings {
@@ -104,6 +105,8 @@ export class ResourceManager {
   readonly #pressureListeners: Array<(level: PressureLevel) => void> = [];
   #readyListener: (() => void) | undefined;
   #stopped = false;
+  /** The cluster's limits and budgets, while attached (a RedisBridge). */
+  #cluster: ClusterLimits | undefined;
 
   /** @internal Built by the orchestrator. */
   constructor(options: ResourceSettings, events: TypedEmitter<ResourceEvents>) {
@@ -291,6 +294,30 @@ export class ResourceManager {
     this.#agentBreakers.clear();
   }
 
+  /**
+   * @internal Makes rate limits and tenant budgets cluster-wide, kept by `backend` (the bridge's); called once the
+   * bridge started. Every limiter made so far, and every one made later, leases from the cluster.
+   */
+  async attachCluster(backend: ClusterLimitsBackend): Promise<void> {
+    if (this.#stopped || this.#cluster) return;
+    const cluster = new ClusterLimits(backend);
+    this.#cluster = cluster;
+    for (const limiter of this.#limiters.values())
+      limiter.attachCluster(cluster.leaseFor(limiter.name, limiter.options));
+    this.budgets.attachCluster(cluster);
+    await cluster.start();
+  }
+
+  /** @internal The cluster's limits, when attached: their round trips, for the bench and tests. */
+  get cluster(): ClusterLimits | undefined {
+    return this.#cluster;
+  }
+
+  /** @internal Sends the last charges and gives back unused leases, within `timeoutMs`; before the bridge leaves. */
+  async detachCluster(timeoutMs: number): Promise<void> {
+    await this.#cluster?.close(timeoutMs);
+  }
+
   /** @internal The breaker of a new agent, or `undefined` when agent breakers are off. */
   agentBreaker(agentId: string, onChange: (from: BreakerState, to: BreakerState) => void): AgentBreaker | undefined {
     const options = this.#options.agentBreaker;
@@ -355,6 +382,7 @@ export class ResourceManager {
     const existing = this.#limiters.get(name);
     if (existing) return existing;
     const limiter = new RateLimiter(name, options, this.#options.clock, this.disposables, this.#limiterHooks);
+    if (this.#cluster) limiter.attachCluster(this.#cluster.leaseFor(name, options));
     this.#limiters.set(name, limiter);
     return limiter;
   }

@@ -10,6 +10,7 @@ import {
   BridgeWriteError,
   StoreUnavailableError,
   BudgetExceededError,
+  ClusterLimitsUnavailableError,
   DuplicateAgentError,
   IllegalStateTransitionError,
   LEGACY_ERROR_CODES,
@@ -95,6 +96,7 @@ const ERRORS: Readonly<Record<OrchestratorErrorCode, OrchestratorError>> = {
   SIGNAL_TIMEOUT: new SignalTimeoutError('approval', 1_000),
   WORKFLOW_NOT_FOUND: new WorkflowNotFoundError('review', []),
   RUN_NOT_FOUND: new RunNotFoundError('r-1'),
+  CLUSTER_LIMITS_UNAVAILABLE: new ClusterLimitsUnavailableError('acme', 1_000, 'connection lost'),
 };
 
 /** The legacy codes as the compat layer documents them. */
@@ -127,6 +129,7 @@ const EXPECTED: Readonly<Record<OrchestratorErrorCode, string>> = {
   SIGNAL_TIMEOUT: 'TASK_TIMEOUT',
   WORKFLOW_NOT_FOUND: 'INVALID_REQUEST',
   RUN_NOT_FOUND: 'TASK_NOT_FOUND',
+  CLUSTER_LIMITS_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 };
 
 describe('every legacy code, produced through the adapter', () => {
