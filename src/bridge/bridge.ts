@@ -348,10 +348,10 @@ export interface BridgeHost {
    * Runs a handed-off task here. Resolves with the result to send back (a failed task resolves too, with `ok: false`),
    * or rejects with a refusal that another node should take over instead (stopping, queue full): the bridge then
    * leaves the task for another node (RedisBridge: for reclaim). A redelivery of a hand-off still running here shares
-   * the first run. `progress`, when given, hears the agent's `ctx.progress` updates, for the bridge to send to the
-   * origin.
+   * the first run. `progress`, when given, hears the agent's `ctx.progress` updates (with the hand-off they are of:
+   * one function can serve every hand-off), for the bridge to send to the origin.
    */
-  run(handOff: HandOff, progress?: (update: HandOffProgress) => void): Promise<HandOffResult>;
+  run(handOff: HandOff, progress?: (handOff: HandOff, update: HandOffProgress) => void): Promise<HandOffResult>;
   /**
    * Optional: the bridge lost the hand-off `taskId`, which {@link BridgeHost.run} is running, to another node
    * (RedisBridge: this node was stalled past its lease and another one reclaimed the entry). The run must stop (the

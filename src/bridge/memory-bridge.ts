@@ -15,6 +15,7 @@ import {
   type BridgeStatus,
   type CommunicationBridge,
   type ControlMessage,
+  type HandOff,
   type HandOffNotice,
   type HandOffOptions,
   type HandOffProgress,
@@ -209,7 +210,7 @@ export class MemoryBridge implements CommunicationBridge {
       const node = candidates[(this.#next++ + i) % candidates.length]!;
       try {
         onNotice?.({ taskId, node: node.nodeId, kind: 'started', delivery: 1 });
-        const result = await node.#serve({ taskId, origin: this.nodeId, task: wire }, (update) => {
+        const result = await node.#serve({ taskId, origin: this.nodeId, task: wire }, (_handOff, update) => {
           let value: unknown;
           try {
             const json = JSON.stringify(update.value); // as RedisBridge carries it
@@ -267,7 +268,7 @@ export class MemoryBridge implements CommunicationBridge {
 
   async #serve(
     handOff: { taskId: string; origin: string; task: WireTask },
-    progress: (update: HandOffProgress) => void,
+    progress: (handOff: HandOff, update: HandOffProgress) => void,
   ): ReturnType<BridgeHost['run']> {
     if (this.#hub.done.has(handOff.taskId)) throw new OrchestratorStoppedError('already served');
     const run = this.#host!.run(handOff, progress);

@@ -46,14 +46,6 @@ interface Running {
   readonly run: number;
 }
 
-/** A hand-off running here, as its origin hears of it (see RedisServing.notify). */
-interface Started {
-  readonly origin: string;
-  readonly delivery: number;
-  /** Its `started` notice went out (or was given up on). */
-  noticed: boolean;
-}
-
 function entryKey(stream: string, id: string): string {
   return `${stream}\n${id}`;
 }
@@ -79,7 +71,11 @@ export class RedisServing {
   /** Redis restarts seen: an entry taken before one may be gone from Redis without another node having taken it. */
   #redisRuns = 0;
   /** Hand-offs running here, by task id: for their `started` notices and the check for a cancel (see notify). */
-  readonly #started = new Map<string, Started>();
+  readonly #started = new Map<string, HandOff>();
+  /** Those of them whose `started` notice went out (or was given up on). */
+  readonly #noticed = new Set<string>();
+  /** Where the host reports the progress of every hand-off running here (one function for all). */
+  readonly #onProgress = (handOff: HandOff, update: HandOffProgress): void => this.#progress(handOff, update);
   /** Progress notices of this turn, per origin, sent together (see #progress). */
   readonly #progressBox = new Map<string, HandOffNotice[]>();
   /** Bridge tasks taken and not reported yet. */
@@ -387,20 +383,18 @@ export class RedisServing {
 
   #run(entry: Entry, lost: Running, handOff: HandOff): void {
     lost.taskIds.push(handOff.taskId);
-    const started: Started = { origin: handOff.origin, delivery: handOff.delivery ?? 1, noticed: false };
-    this.#started.set(handOff.taskId, started);
-    const progress = (update: HandOffProgress): void => this.#progress(handOff, update);
-    const run = this.#node.host!.run(handOff, progress).finally(() => {
-      if (this.#started.get(handOff.taskId) === started) this.#started.delete(handOff.taskId);
-    });
-    const reported = run.then(
+    const { taskId } = handOff;
+    this.#started.set(taskId, handOff);
+    const reported = this.#node.host!.run(handOff, this.#onProgress).then(
       (result) => {
+        this.#ran(handOff);
         if (lost.abandoned) return this.#drop(); // the node that holds the entry now reports this task
         this.#node.counts.served++;
         this.#report(entry, result, handOff.origin, handOff.taskId);
         return this.#writer.flushed;
       },
       () => {
+        this.#ran(handOff);
         if (lost.abandoned) return this.#drop();
         // Refused here (stopping, queue full): the entry stays pending; reclaim hands it to another node.
         entry.refused = true;
@@ -409,6 +403,13 @@ export class RedisServing {
     );
     this.#runningTasks.add(reported);
     reported.catch(() => {}).finally(() => this.#runningTasks.delete(reported));
+  }
+
+  /** A hand-off ran here (it reported, or was refused): no notice or cancel check for it any more. */
+  #ran(handOff: HandOff): void {
+    if (this.#started.get(handOff.taskId) !== handOff) return; // a later delivery of it runs here now
+    this.#started.delete(handOff.taskId);
+    this.#noticed.delete(handOff.taskId);
   }
 
   /**
@@ -478,16 +479,17 @@ export class RedisServing {
     if (this.#started.size === 0) return;
     const byOrigin = new Map<string, HandOffNotice[]>();
     const watched: string[] = [];
-    for (const [taskId, started] of this.#started) {
-      if (started.noticed) {
+    for (const [taskId, handOff] of this.#started) {
+      if (this.#noticed.has(taskId)) {
         watched.push(taskId);
         continue;
       }
-      started.noticed = true;
-      const notice: HandOffNotice = { taskId, node: this.#node.nodeId, kind: 'started', delivery: started.delivery };
-      const list = byOrigin.get(started.origin);
+      this.#noticed.add(taskId);
+      const delivery = handOff.delivery ?? 1;
+      const notice: HandOffNotice = { taskId, node: this.#node.nodeId, kind: 'started', delivery };
+      const list = byOrigin.get(handOff.origin);
       if (list) list.push(notice);
-      else byOrigin.set(started.origin, [notice]);
+      else byOrigin.set(handOff.origin, [notice]);
     }
     try {
       const pipeline = this.#connections.redis.pipeline();

@@ -55,7 +55,7 @@ import { EngineCounters, type EngineStats } from './engine-stats.js';
 import { followerHandle, IdempotencyCache, type IdempotencyHit } from './idempotency.js';
 import { RoutingCache } from './routing-cache.js';
 import { ROUTING_STRATEGIES, type RoutingStrategy } from './routing-strategy.js';
-import { ProgressFeed, type ProgressStream } from './progress.js';
+import { ProgressFeed, type ProgressStream, type ProgressUpdate } from './progress.js';
 import {
   Attempt,
   AttemptContext,
@@ -277,9 +277,17 @@ export class TaskExecutionEngine implements RoutingListener {
    */
   delegateHandOff(
     input: Task,
-    from: { readonly id: string; readonly attempts: number; readonly recoveries: number },
+    from: RunAcceptance,
+    onProgress: ((update: ProgressUpdate) => void) | undefined,
   ): TaskHandle {
-    return this.#handleOf(this.#admit(input, { ...from, submitted: true }));
+    const accepted = this.#admit(input, from);
+    if (onProgress && accepted instanceof TaskRecord) {
+      accepted.onProgress = onProgress;
+      // Reported already (its agent ran at once, within the accept): passed on now.
+      const latest = accepted.progress?.latest;
+      if (latest) onProgress(latest);
+    }
+    return this.#handleOf(accepted);
   }
 
   /** The handle of an admitted task, or of the task an idempotency key led to. */
@@ -964,6 +972,13 @@ export class TaskExecutionEngine implements RoutingListener {
     if (attempt.abandoned || task.phase === 'done') return false;
     const update = { taskId: task.id, attempt: attempt.number, value, at: Date.now() };
     task.progressFeed().push(update);
+    if (task.onProgress) {
+      try {
+        task.onProgress(update);
+      } catch {
+        // the transport's failure never fails the task
+      }
+    }
     // A listener may cancel the task: it ends after every reader has the update.
     if (this.#events.has('task:progress')) {
       this.#events.emit('task:progress', { ...update, type: task.spec.type });

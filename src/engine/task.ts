@@ -16,7 +16,7 @@ import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { HeapEntry } from './deadline-heap.js';
 import type { DeadlineEntry } from './deadlines.js';
-import { ProgressFeed, type ProgressStream } from './progress.js';
+import { ProgressFeed, type ProgressStream, type ProgressUpdate } from './progress.js';
 
 /**
  * A unit of work.
@@ -467,6 +467,8 @@ export class TaskRecord {
   released = false;
   /** Its progress: made when its agent first reports or its handle's `progress` is first read. */
   progress: ProgressFeed | undefined;
+  /** Told each progress update as well (a hand-off's, to send to its origin; see `delegateHandOff`). */
+  onProgress: ((update: ProgressUpdate) => void) | undefined;
 
   // Waiting-queue links, owned by WaitQueue.
   queueLevel = 0;

@@ -78,11 +78,13 @@ export function bridgeHost(parts: {
       };
     },
     canServe: (requires) => pools.canEverServe(requires),
-    async run(handOff: HandOff, progress?: (update: HandOffProgress) => void): Promise<HandOffResult> {
+    async run(
+      handOff: HandOff,
+      progress?: (handOff: HandOff, update: HandOffProgress) => void,
+    ): Promise<HandOffResult> {
       const { task } = handOff;
       let value: unknown;
       let handle: TaskHandle | undefined;
-      let unlisten: (() => void) | undefined;
       // Earlier deliveries started an attempt each at least: this one is numbered after them. It runs one attempt
       // whatever they took (the engine checks `maxAttempts` only before a retry), and retries while they are left.
       const delivery = Math.max(1, Math.floor(Number(handOff.delivery) || 1));
@@ -107,14 +109,17 @@ export function bridgeHost(parts: {
           ...(task.affinityKey !== undefined ? { affinityKey: task.affinityKey } : {}),
           ...(deadlineMs !== undefined ? { deadlineMs } : {}),
         };
-        const from = { id: handOff.taskId, attempts, recoveries: delivery - 1 };
+        const from = { id: handOff.taskId, attempts, recoveries: delivery - 1, submitted: true };
+        const forward = progress
+          ? (update: ProgressUpdate) =>
+              progress(handOff, { attempt: update.attempt, value: update.value, at: update.at })
+          : undefined;
         // Its span (opened while it is accepted) is a child of the submitter's, when the wire task carries one.
         handle = parts.traces
-          ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from))
-          : engine.delegateHandOff(local, from);
+          ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from, forward))
+          : engine.delegateHandOff(local, from, forward);
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
         running.set(handOff.taskId, handle);
-        if (progress) unlisten = forwardProgress(handle, progress);
         value = await handle.result;
       } catch (error) {
         // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
@@ -123,7 +128,6 @@ export function bridgeHost(parts: {
         if (typeof code === 'string' && REFUSALS.has(code)) throw error;
         return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
       } finally {
-        unlisten?.();
         if (handle && running.get(handOff.taskId) === handle) running.delete(handOff.taskId);
         abandoned.delete(handOff.taskId);
       }
@@ -166,24 +170,6 @@ function deadlineLeft(deadlineAt: unknown): number | undefined {
   if (typeof deadlineAt !== 'number' || !Number.isFinite(deadlineAt)) return undefined;
   const left = Math.ceil(deadlineAt - Date.now());
   return left <= 0 ? 0 : left;
-}
-
-/**
- * Passes a running hand-off's progress (its latest so far, then each later update) to `send`, for the bridge to carry
- * to its origin; returns the unsubscribe.
- */
-function forwardProgress(handle: TaskHandle, send: (update: HandOffProgress) => void): () => void {
-  const forward = (update: ProgressUpdate): void =>
-    send({ attempt: update.attempt, value: update.value, at: update.at });
-  const latest = handle.progress.latest;
-  if (latest) {
-    try {
-      forward(latest);
-    } catch {
-      // as for a listener: the transport's failure never fails the task
-    }
-  }
-  return handle.progress.listen(forward);
 }
 
 /** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */

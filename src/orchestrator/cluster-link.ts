@@ -7,7 +7,6 @@
 import type {
   CommunicationBridge,
   ControlMessage,
-  HandOffNotice,
   NodeStatus,
   TrafficSetting,
 } from '../bridge/bridge.js';
@@ -31,7 +30,6 @@ import type { ResourceManager } from '../resources/resource-manager.js';
 import { settleWithin } from '../util/timers.js';
 import { RemoteTasks } from './remote-tasks.js';
 import { bridgeHost, handOffId, toWire } from './bridge-host.js';
-import { ProgressFeed } from '../engine/progress.js';
 import type { TracePropagation } from '../health/tracing.js';
 
 const noop = (): void => {};
@@ -76,8 +74,6 @@ export class ClusterLink {
   /** Whether the bridge started (and so is to be stopped, and can take hand-offs and control messages). */
   #started = false;
   #handOffSeq = 0;
-  /** Results of tasks this node handed to others, not yet settled. */
-  readonly #remote = new Set<Promise<unknown>>();
   #halt: { readonly reason: string; readonly from?: string } | undefined;
   /** Own control messages sent and not yet heard back, per standing-state slot. */
   readonly #ownPending = new Map<string, number>();
@@ -92,11 +88,13 @@ export class ClusterLink {
     this.#options = parts.options;
     this.#bridge = parts.bridge;
     this.#waitsForNode = parts.options.bridge !== undefined && parts.options.waitForNodeMs > 0;
-    this.#remoteTasks = new RemoteTasks(
-      parts.bridge,
-      () => this.#options.waitForNodeMs,
-      () => parts.options.retry.maxDelayMs,
-    );
+    this.#remoteTasks = new RemoteTasks(parts.bridge, {
+      waitForNodeMs: () => this.#options.waitForNodeMs,
+      backoffMs: () => parts.options.retry.maxDelayMs,
+      progress: (update, type) => {
+        if (this.#events.has('task:progress')) this.#events.emit('task:progress', { ...update, type });
+      },
+    });
     this.#engine = parts.engine;
     this.#pools = parts.pools;
     this.#audit = parts.audit;
@@ -131,16 +129,8 @@ export class ClusterLink {
   }
 
   /** Waits, at most `ms` (real time), for the results of the tasks this node handed to others. */
-  async settleHandOffs(ms: number): Promise<void> {
-    if (this.#remote.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.#remote]),
-      new Promise<void>((resolve) => {
-        if (Number.isFinite(ms)) timer = setTimeout(resolve, ms);
-      }),
-    ]);
-    clearTimeout(timer);
+  settleHandOffs(ms: number): Promise<void> {
+    return this.#remoteTasks.settled(ms);
   }
 
   /**
@@ -200,10 +190,10 @@ export class ClusterLink {
   #send(task: Task, requires: readonly string[]): TaskHandle {
     const { maxQueueSize } = this.#options;
     const queued = this.#engine.waiting;
-    if (this.#remote.size + queued >= maxQueueSize) {
+    if (this.#remoteTasks.size + queued >= maxQueueSize) {
       throw new QueueFullError(
         maxQueueSize,
-        `This node holds ${this.#remote.size} hand-offs waiting for a result and ${queued} waiting tasks of its own, its bound (maxQueueSize ${maxQueueSize}); retry later, add nodes that serve [${requires.join(', ')}], or raise maxQueueSize`,
+        `This node holds ${this.#remoteTasks.size} hand-offs waiting for a result and ${queued} waiting tasks of its own, its bound (maxQueueSize ${maxQueueSize}); retry later, add nodes that serve [${requires.join(', ')}], or raise maxQueueSize`,
       );
     }
     const refusal = this.#bridge.refusal?.(requires);
@@ -216,34 +206,20 @@ export class ClusterLink {
     });
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     if (spec.signal?.aborted) throw new TaskCancelledError(id, spec.signal.reason);
-    // Made before the hand-off: a node in this process may report progress before handOff() returns.
-    const progress = new ProgressFeed();
-    const supervised = this.#remoteTasks.supervise(
+    // Tracked there, so that stop({ drain }) waits for the results of what this node handed off, as for its own.
+    return this.#remoteTasks.supervise(
       {
         id,
+        type: spec.type,
         requires: spec.requires,
         timeoutMs: spec.timeoutMs,
         maxAttempts: spec.maxAttempts,
         deadlineMs: spec.deadlineMs,
         signal: spec.signal,
-        ...(spec.tenantId !== undefined ? { tenantId: spec.tenantId } : {}),
+        tenantId: spec.tenantId,
       },
-      (onNotice) => this.#bridge.handOff(id, wire, { onNotice }),
-      (notice) => this.#remoteProgress(progress, id, spec.type, notice),
+      wire,
     );
-    const { result } = supervised;
-    // Tracked so that stop({ drain }) waits for the results of what this node handed off, like for its own tasks.
-    this.#remote.add(result);
-    result.then(noop, noop).finally(() => {
-      this.#remote.delete(result);
-      progress.end();
-    });
-    return {
-      id,
-      result,
-      cancel: (reason?: unknown) => supervised.cancel(reason),
-      progress,
-    };
   }
 
   /**
@@ -252,20 +228,6 @@ export class ClusterLink {
    */
   cancelRemote(id: string, reason: unknown, tenantId: string | undefined): boolean {
     return this.#remoteTasks.cancel(id, reason, tenantId);
-  }
-
-  /**
-   * An update of a task this node handed off, as its serving node reported it: its handle's readers get it, and
-   * `task:progress` listeners. Dropped when the feed ended (the task settled) or the update is malformed (`attempt`
-   * a positive integer, `at` a finite number).
-   */
-  #remoteProgress(feed: ProgressFeed, taskId: string, type: string, notice: HandOffNotice): void {
-    const { attempt, at, value } = notice;
-    if (!Number.isSafeInteger(attempt) || (attempt as number) < 1) return;
-    if (typeof at !== 'number' || !Number.isFinite(at)) return;
-    const accepted = { taskId, attempt: attempt as number, value, at };
-    if (!feed.push(accepted)) return;
-    if (this.#events.has('task:progress')) this.#events.emit('task:progress', { ...accepted, type });
   }
 
   /** Applies a control message here and sends it to every node (see `UnifiedOrchestrator.broadcast`). */

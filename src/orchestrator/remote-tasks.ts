@@ -7,13 +7,19 @@
  *   `deadlineMs` bounds it all (TaskTimeoutError, scope `task`).
  * - **Waiting for a node.** While no live node serves its `requires`, it waits at most `waitForNodeMs`, then ends
  *   with NoCapableNodeError.
- * - **Cancellable.** `cancel()`, or the caller's AbortSignal, ends it with TaskCancelledError at once.
+ * - **Cancellable.** `cancel()`, the caller's AbortSignal or `orchestrator.cancel(id)` end it with TaskCancelledError
+ *   at once.
+ * - **Progress.** The serving node's progress notices reach the handle's `progress` and `task:progress`.
  * Whatever ends it here (and not a result) cancels it across the cluster (`bridge.cancel`): no node runs it
  * afterwards, and the node running it aborts its `ctx.signal`.
  *
- * The checks run on one sweep timer for all of them (every SWEEP_MS while any waits), not a timer each.
+ * Cheap per hand-off: one record and one promise settled straight from the bridge's; notices go to one listener
+ * shared by all (looked up by task id); the checks run on one sweep timer for all of them (every SWEEP_MS while any
+ * waits), not a timer each; the progress feed is made only when progress comes or the handle's `progress` is read.
  */
-import type { CommunicationBridge, HandOffNotice } from '../bridge/bridge.js';
+import type { CommunicationBridge, HandOffNotice, HandOffOptions, WireTask } from '../bridge/bridge.js';
+import { ProgressFeed, type ProgressStream, type ProgressUpdate } from '../engine/progress.js';
+import type { TaskHandle } from '../engine/task.js';
 import { NoCapableNodeError, TaskCancelledError, TaskTimeoutError } from '../errors.js';
 import { MAX_TIMER_MS } from '../util/timers.js';
 
@@ -26,9 +32,13 @@ export const SWEEP_MS = 250;
  */
 export const RESULT_GRACE_MS = 10_000;
 
+const noop = (): void => {};
+
 /** What the supervisor needs to know of a remote task. */
 export interface RemoteTaskSpec {
   readonly id: string;
+  /** The task's `type` (for `task:progress`). */
+  readonly type: string;
   readonly requires: readonly string[];
   /** Per-attempt timeout in ms (`Infinity`: none). */
   readonly timeoutMs: number;
@@ -38,55 +48,82 @@ export interface RemoteTaskSpec {
   /** The caller's signal, if any: aborting it cancels the task. */
   readonly signal: AbortSignal | undefined;
   /** The task's tenant, for calls by id with a tenant (see `cancel`). */
-  readonly tenantId?: string;
+  readonly tenantId: string | undefined;
 }
 
-/** A remote task waiting for its result. */
-interface Tracked {
-  readonly spec: RemoteTaskSpec;
-  readonly reject: (error: unknown) => void;
-  /** The node running its current delivery (from its notice), or `undefined` while it waits in the cluster. */
-  node: string | undefined;
-  /** The highest delivery heard of (0: none yet). */
-  delivery: number;
-  /** When the current delivery's notice came (performance.now()). */
-  startedAt: number;
-  /** When the current delivery is given up on (performance.now()); `Infinity` without a timeout. */
-  runDue: number;
-  /** Since when no live node serves its `requires` (performance.now()), or `undefined`. */
-  noNodeSince: number | undefined;
+/** What a RemoteTasks tells its node. */
+export interface RemoteTasksHooks {
+  /** The cluster's `waitForNodeMs`, read on each sweep. */
+  waitForNodeMs(): number;
+  /** The longest backoff between two attempts, in ms. */
+  backoffMs(): number;
+  /** A progress update of a remote task reached its handle (for `task:progress`); must not throw. */
+  progress(update: ProgressUpdate, type: string): void;
 }
 
-/** The handle parts the supervisor adds to a hand-off. */
-export interface Supervised {
-  /** The task's result: the hand-off's, or the error a bound, a cancel or the deadline ended it with. */
+/** A remote task waiting for its result, and then its handle's state. */
+class Tracked implements TaskHandle {
+  readonly id: string;
   readonly result: Promise<unknown>;
-  /** Cancels the task (see the file header); false once it ended. */
-  cancel(reason?: unknown): boolean;
+  readonly spec: RemoteTaskSpec;
+  readonly #owner: RemoteTasks;
+  resolve!: (value: unknown) => void;
+  reject!: (error: unknown) => void;
+  /** Settled (by its result, or ended here). */
+  done = false;
+  /** The node running its current delivery (from its notice), or `undefined` while it waits in the cluster. */
+  node: string | undefined = undefined;
+  /** The highest delivery heard of (0: none yet). */
+  delivery = 0;
+  /** When the current delivery is given up on (performance.now()); `Infinity` without a timeout. */
+  runDue = Infinity;
+  /** Since when no live node serves its `requires` (performance.now()), or -1. */
+  noNodeSince = -1;
+  /** When its deadline passes (performance.now()), or `Infinity`. */
+  deadlineAt = Infinity;
+  deadlineTimer: NodeJS.Timeout | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+  feed: ProgressFeed | undefined = undefined;
+
+  constructor(owner: RemoteTasks, spec: RemoteTaskSpec) {
+    this.#owner = owner;
+    this.id = spec.id;
+    this.spec = spec;
+    this.result = new Promise<unknown>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // Handled like local results: a late handler never meets an unhandled rejection.
+    this.result.catch(noop);
+  }
+
+  cancel(reason?: unknown): boolean {
+    return this.#owner.cancelTracked(this, reason);
+  }
+
+  /** Made on first read, or when progress first comes (over already when the task is). */
+  get progress(): ProgressStream {
+    return (this.feed ??= new ProgressFeed(this.done));
+  }
 }
 
 /** The remote tasks of one node (see the file header). */
 export class RemoteTasks {
   readonly #bridge: CommunicationBridge;
-  readonly #waitForNodeMs: () => number;
-  /** The longest backoff between two attempts, in ms. */
-  readonly #backoffMs: () => number;
-  readonly #tracked = new Map<string, Tracked>();
-  #timer: NodeJS.Timeout | undefined;
-
-  /** What a delivery's bound adds for the notice's and the result's way (see RESULT_GRACE_MS). */
+  readonly #hooks: RemoteTasksHooks;
   readonly #graceMs: number;
+  readonly #tracked = new Map<string, Tracked>();
+  /** One listener for the notices of every hand-off (see the file header). */
+  readonly #handOffOptions: HandOffOptions;
+  #timer: NodeJS.Timeout | undefined;
+  /** Callers of `settled()` waiting for none to be left. */
+  #drained: Array<() => void> = [];
 
-  constructor(
-    bridge: CommunicationBridge,
-    waitForNodeMs: () => number,
-    backoffMs: () => number,
-    graceMs = RESULT_GRACE_MS,
-  ) {
+  constructor(bridge: CommunicationBridge, hooks: RemoteTasksHooks, graceMs = RESULT_GRACE_MS) {
     this.#bridge = bridge;
-    this.#waitForNodeMs = waitForNodeMs;
-    this.#backoffMs = backoffMs;
+    this.#hooks = hooks;
     this.#graceMs = graceMs;
+    this.#handOffOptions = { onNotice: (notice) => this.#notice(notice) };
   }
 
   /** Remote tasks waiting for their result. */
@@ -94,72 +131,31 @@ export class RemoteTasks {
     return this.#tracked.size;
   }
 
-  /**
-   * Supervises the hand-off `spec.id`, started by `handOff` (which gets the listener of its notices): returns its
-   * result, bounded, and its cancel.
-   */
-  supervise(
-    spec: RemoteTaskSpec,
-    handOff: (onNotice: (notice: HandOffNotice) => void) => Promise<unknown>,
-    onProgress?: (notice: HandOffNotice) => void,
-  ): Supervised {
-    let reject!: (error: unknown) => void;
-    const ended = new Promise<never>((_, r) => (reject = r));
+  /** Hands `wire` to the cluster as the task `spec.id` and returns its handle, bounded (see the file header). */
+  supervise(spec: RemoteTaskSpec, wire: WireTask): TaskHandle {
+    const tracked = new Tracked(this, spec);
     const now = performance.now();
-    const tracked: Tracked = {
-      spec,
-      reject,
-      node: undefined,
-      delivery: 0,
-      startedAt: now,
-      runDue: Infinity,
-      noNodeSince: undefined,
-    };
     this.#tracked.set(spec.id, tracked);
-    let deadline: NodeJS.Timeout | undefined;
     // A deadline past what one Node timer holds is left to the result (it will have settled long before). Set before
     // the hand-off: the serving node's own deadline (a MemoryBridge node's, in this process) fires after this one.
-    if (spec.deadlineMs !== Infinity && spec.deadlineMs <= MAX_TIMER_MS) {
-      deadline = setTimeout(() => {
-        this.#end(tracked, new TaskTimeoutError(spec.id, spec.deadlineMs, tracked.delivery, 'task'));
-      }, spec.deadlineMs);
-      deadline.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
+    if (spec.deadlineMs !== Infinity) {
+      tracked.deadlineAt = now + spec.deadlineMs;
+      if (spec.deadlineMs <= MAX_TIMER_MS) {
+        tracked.deadlineTimer = setTimeout(() => this.#deadline(tracked), spec.deadlineMs);
+        tracked.deadlineTimer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
+      }
     }
-    const deadlineAt = now + spec.deadlineMs;
-    const result = handOff((notice) => {
-      if (this.#tracked.get(spec.id) !== tracked) return; // ended here: what its node still says is not heard
-      if (notice.kind === 'progress') {
-        // A delivery that reports progress runs: its started notice may not have come yet.
-        if (tracked.node === undefined || notice.delivery > tracked.delivery) this.#started(tracked, notice);
-        onProgress?.(notice);
-      } else this.#started(tracked, notice);
-    }).catch((error: unknown) => {
-      // The serving node's end at the same deadline (a node in this process may fire first): the task's deadline.
-      if ((error as { code?: unknown } | null)?.code === 'TASK_TIMEOUT' && performance.now() >= deadlineAt - 5)
-        throw new TaskTimeoutError(spec.id, spec.deadlineMs, tracked.delivery, 'task');
-      throw error;
-    });
-    result.catch(() => {});
-    const onAbort = (): void => {
-      this.#end(tracked, new TaskCancelledError(spec.id, spec.signal?.reason));
-    };
-    spec.signal?.addEventListener('abort', onAbort, { once: true });
-    const settled = Promise.race([result, ended]).finally(() => {
-      clearTimeout(deadline);
-      spec.signal?.removeEventListener('abort', onAbort);
-      if (this.#tracked.get(spec.id) === tracked) this.#tracked.delete(spec.id);
-      if (this.#tracked.size === 0) this.#stopSweep();
-    });
-    settled.catch(() => {});
-    this.#startSweep();
-    return {
-      result: settled,
-      cancel: (reason?: unknown) => {
-        if (this.#tracked.get(spec.id) !== tracked) return false;
-        this.#end(tracked, new TaskCancelledError(spec.id, reason));
-        return true;
-      },
-    };
+    if (spec.signal) {
+      const signal = spec.signal;
+      tracked.onAbort = () => this.#end(tracked, new TaskCancelledError(spec.id, signal.reason));
+      signal.addEventListener('abort', tracked.onAbort, { once: true });
+    }
+    this.#timer ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
+    this.#bridge.handOff(spec.id, wire, this.#handOffOptions).then(
+      (value) => this.#settle(tracked, value, false),
+      (error: unknown) => this.#settle(tracked, error, true),
+    );
+    return tracked;
   }
 
   /**
@@ -169,23 +165,82 @@ export class RemoteTasks {
   cancel(id: string, reason?: unknown, tenantId?: string): boolean {
     const tracked = this.#tracked.get(id);
     if (!tracked || (tenantId !== undefined && tracked.spec.tenantId !== tenantId)) return false;
-    this.#end(tracked, new TaskCancelledError(id, reason));
+    return this.cancelTracked(tracked, reason);
+  }
+
+  /** A handle's `cancel()`: false once it settled. */
+  cancelTracked(tracked: Tracked, reason?: unknown): boolean {
+    if (tracked.done) return false;
+    this.#end(tracked, new TaskCancelledError(tracked.id, reason));
     return true;
+  }
+
+  /** Settles once no remote task waits, or after `ms` (real time), whichever comes first. */
+  async settled(ms: number): Promise<void> {
+    if (this.#tracked.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#drained.push(resolve);
+      if (Number.isFinite(ms)) timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
   }
 
   /** Stops the sweep (the node stops: what still waits is settled by the bridge). */
   stop(): void {
-    this.#stopSweep();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The hand-off's own outcome (its result, or the bridge's rejection), unless it ended here first. */
+  #settle(tracked: Tracked, outcome: unknown, failed: boolean): void {
+    if (tracked.done) return;
+    this.#close(tracked);
+    if (!failed) return tracked.resolve(outcome);
+    // The serving node's end at the same deadline (a node in this process may fire first): the task's deadline.
+    const code = (outcome as { code?: unknown } | null)?.code;
+    if (code === 'TASK_TIMEOUT' && performance.now() >= tracked.deadlineAt - 5) {
+      return tracked.reject(new TaskTimeoutError(tracked.id, tracked.spec.deadlineMs, tracked.delivery, 'task'));
+    }
+    tracked.reject(outcome);
   }
 
   /** Ends a task here with `error` and cancels it across the cluster. */
   #end(tracked: Tracked, error: Error): void {
-    const { id } = tracked.spec;
-    if (this.#tracked.get(id) !== tracked) return;
-    this.#tracked.delete(id);
+    if (tracked.done) return;
+    this.#close(tracked);
     tracked.reject(error);
-    if (this.#bridge.cancel) this.#bridge.cancel(id, error.message);
-    else this.#bridge.forget?.(id);
+    if (this.#bridge.cancel) this.#bridge.cancel(tracked.id, error.message);
+    else this.#bridge.forget?.(tracked.id);
+  }
+
+  #deadline(tracked: Tracked): void {
+    this.#end(tracked, new TaskTimeoutError(tracked.id, tracked.spec.deadlineMs, tracked.delivery, 'task'));
+  }
+
+  /** What settling a task releases: its entry, timer, listener and feed; wakes `settled()` once none is left. */
+  #close(tracked: Tracked): void {
+    tracked.done = true;
+    if (this.#tracked.get(tracked.id) === tracked) this.#tracked.delete(tracked.id);
+    if (tracked.deadlineTimer) clearTimeout(tracked.deadlineTimer);
+    if (tracked.onAbort) tracked.spec.signal?.removeEventListener('abort', tracked.onAbort);
+    tracked.feed?.end();
+    if (this.#tracked.size === 0 && this.#drained.length > 0) for (const wake of this.#drained.splice(0)) wake();
+  }
+
+  /** A serving node's notice about one of the hand-offs waiting here (others' and late ones are dropped). */
+  #notice(notice: HandOffNotice): void {
+    const tracked = this.#tracked.get(notice.taskId);
+    if (!tracked) return;
+    if (notice.kind !== 'progress') return this.#started(tracked, notice);
+    // A delivery that reports progress runs: its started notice may not have come yet.
+    if (tracked.node === undefined || notice.delivery > tracked.delivery) this.#started(tracked, notice);
+    const { attempt, at, value } = notice;
+    if (!Number.isSafeInteger(attempt) || (attempt as number) < 1) return;
+    if (typeof at !== 'number' || !Number.isFinite(at)) return;
+    const update: ProgressUpdate = { taskId: tracked.id, attempt: attempt as number, value, at };
+    tracked.feed ??= new ProgressFeed();
+    if (tracked.feed.push(update)) this.#hooks.progress(update, tracked.spec.type);
   }
 
   /** A delivery of the task runs on `notice.node`: it is bounded from now on (see the file header). */
@@ -194,68 +249,48 @@ export class RemoteTasks {
     const now = performance.now();
     tracked.node = notice.node;
     tracked.delivery = notice.delivery;
-    tracked.startedAt = now;
-    tracked.noNodeSince = undefined;
+    tracked.noNodeSince = -1;
     const { timeoutMs, maxAttempts } = tracked.spec;
     // This delivery's attempts: numbered after one per earlier delivery (as the serving node numbers them).
     const attempts = Math.max(1, maxAttempts - (notice.delivery - 1));
     tracked.runDue =
       timeoutMs === Infinity
         ? Infinity
-        : now + attempts * timeoutMs + (attempts - 1) * this.#backoffMs() + this.#graceMs;
+        : now + attempts * timeoutMs + (attempts - 1) * this.#hooks.backoffMs() + this.#graceMs;
   }
 
-  #startSweep(): void {
-    if (this.#timer) return;
-    this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);
-    this.#timer.unref();
-  }
-
-  #stopSweep(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
-
-  /** Checks every task's bounds (see the file header). */
+  /** Checks every task's bounds (see the file header); stops itself once none waits. */
   #sweep(): void {
+    if (this.#tracked.size === 0) return this.stop();
     const now = performance.now();
-    const waitForNodeMs = this.#waitForNodeMs();
+    const waitForNodeMs = this.#hooks.waitForNodeMs();
     /** Whether a live node serves a class, asked once per class per sweep. */
     const served = new Map<string, boolean>();
-    const isLive = this.#bridge.isLive?.bind(this.#bridge);
+    const bridge = this.#bridge;
     for (const tracked of [...this.#tracked.values()]) {
       const { spec } = tracked;
       if (tracked.node !== undefined) {
-        if (isLive && !isLive(tracked.node)) {
-          this.#nodeLost(tracked);
-        } else {
+        if (!bridge.isLive || bridge.isLive(tracked.node)) {
           if (now >= tracked.runDue) {
             this.#end(tracked, new TaskTimeoutError(spec.id, spec.timeoutMs, tracked.delivery, 'attempt'));
           }
           continue;
         }
+        // Its node died (its lease lapsed): it waits again for the bridge's next delivery, or for a node.
+        tracked.node = undefined;
+        tracked.runDue = Infinity;
       }
       const key = spec.requires.join('\u0000');
       let serves = served.get(key);
-      if (serves === undefined) served.set(key, (serves = this.#bridge.canAnyServe(spec.requires)));
+      if (serves === undefined) served.set(key, (serves = bridge.canAnyServe(spec.requires)));
       if (serves) {
-        tracked.noNodeSince = undefined;
+        tracked.noNodeSince = -1;
         continue;
       }
-      tracked.noNodeSince ??= now;
+      if (tracked.noNodeSince < 0) tracked.noNodeSince = now;
       if (now - tracked.noNodeSince >= waitForNodeMs) {
         this.#end(tracked, new NoCapableNodeError(spec.id, spec.requires, now - tracked.noNodeSince));
       }
     }
-  }
-
-  /**
-   * The node running the task's current delivery died (its lease lapsed): the task waits again, for the delivery the
-   * bridge makes once that node's lease ran out (RedisBridge: to a live node, up to `maxDeliveries`, then it
-   * dead-letters it), or for a node that serves it (`waitForNodeMs`).
-   */
-  #nodeLost(tracked: Tracked): void {
-    tracked.node = undefined;
-    tracked.runDue = Infinity;
   }
 }

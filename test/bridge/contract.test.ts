@@ -240,7 +240,9 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       );
       await expect(handle.result).resolves.toEqual({ node: 'B', id: 'p', v: 'reported' });
       expect(events).toEqual(
-        [1, 2, 3, 4].map((step) => expect.objectContaining({ taskId: handle.id, type: 't', value: { step, of: 4 } })),
+        [1, 2, 3, 4].map(
+          (step) => expect.objectContaining({ taskId: handle.id, type: 't', value: { step, of: 4 } }) as unknown,
+        ),
       );
     });
 

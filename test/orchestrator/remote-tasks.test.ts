@@ -12,82 +12,79 @@ import {
   type HandOffNotice,
 } from 'unified-orchestrator';
 import { RemoteTasks, SWEEP_MS, type RemoteTaskSpec } from '../../src/orchestrator/remote-tasks.js';
+import type { HandOffOptions, WireTask } from '../../src/bridge/bridge.js';
 
 /** A bridge whose view of the cluster the test sets, recording what the supervisor asks of it. */
 function view() {
   const state = { live: new Set<string>(), serves: true, cancelled: [] as Array<[string, string]> };
+  let notify!: (notice: HandOffNotice) => void;
+  let resolve!: (v: unknown) => void;
+  let reject!: (e: unknown) => void;
   const bridge = {
     canAnyServe: () => state.serves,
     isLive: (node: string) => state.live.has(node),
     cancel: (taskId: string, reason: string) => void state.cancelled.push([taskId, reason]),
+    handOff: (_id: string, _wire: WireTask, options?: HandOffOptions) => {
+      notify = options!.onNotice!;
+      return new Promise((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+    },
   } as unknown as CommunicationBridge;
-  return { state, bridge };
+  /** The hand-off of the last task supervised: the test settles and notices it, as a bridge would. */
+  const r = {
+    started: (node: string, delivery = 1, taskId = 't-1') => notify({ taskId, node, kind: 'started', delivery }),
+    resolve: (v: unknown) => resolve(v),
+    reject: (e: unknown) => reject(e),
+  };
+  return { state, bridge, r };
+}
+
+function tasks(bridge: CommunicationBridge, waitForNodeMs: number, backoffMs: number, graceMs: number) {
+  return new RemoteTasks(
+    bridge,
+    { waitForNodeMs: () => waitForNodeMs, backoffMs: () => backoffMs, progress: () => {} },
+    graceMs,
+  );
 }
 
 function spec(extra: Partial<RemoteTaskSpec> = {}): RemoteTaskSpec {
   return {
     id: 't-1',
+    type: 't',
     requires: ['x'],
     timeoutMs: Infinity,
     maxAttempts: 1,
     deadlineMs: Infinity,
     signal: undefined,
+    tenantId: undefined,
     ...extra,
   };
 }
 
-/** A hand-off the test settles and notices, as a bridge would. */
-function remote() {
-  let notify!: (notice: HandOffNotice) => void;
-  let resolve!: (v: unknown) => void;
-  let reject!: (e: unknown) => void;
-  const start = (onNotice: (notice: HandOffNotice) => void): Promise<unknown> => {
-    notify = onNotice;
-    return new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-  };
-  return {
-    start,
-    started: (node: string, delivery = 1) => notify({ taskId: 't-1', node, kind: 'started', delivery }),
-    resolve: (v: unknown) => resolve(v),
-    reject: (e: unknown) => reject(e),
-  };
-}
+const WIRE = { type: 't', requires: ['x'], prefers: [], priority: 0, payload: null, timeoutMs: null, maxAttempts: 1 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('RemoteTasks', () => {
   it('settles with the result, cancels nothing, and stops its sweep once nothing waits', async () => {
-    const { state, bridge } = view();
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 1_000,
-      () => 0,
-      100,
-    );
-    const r = remote();
-    const { result } = tasks.supervise(spec(), r.start);
-    expect(tasks.size).toBe(1);
+    const { state, bridge, r } = view();
+    const remote = tasks(bridge, 1_000, 0, 100);
+    const { result } = remote.supervise(spec(), WIRE);
+    expect(remote.size).toBe(1);
     r.resolve('ok');
     await expect(result).resolves.toBe('ok');
-    expect(tasks.size).toBe(0);
+    expect(remote.size).toBe(0);
     expect(state.cancelled).toEqual([]);
   });
 
   it('a delivery running past its attempts, backoff and grace ends with TaskTimeoutError and is cancelled in the cluster', async () => {
-    const { state, bridge } = view();
+    const { state, bridge, r } = view();
     state.live.add('B');
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 60_000,
-      () => 20,
-      100,
-    );
-    const r = remote();
+    const remote = tasks(bridge, 60_000, 20, 100);
     const started = performance.now();
-    const { result } = tasks.supervise(spec({ timeoutMs: 50, maxAttempts: 2 }), r.start);
+    const { result } = remote.supervise(spec({ timeoutMs: 50, maxAttempts: 2 }), WIRE);
     r.started('B');
     const error = await result.catch((e: unknown) => e);
     // 2 x 50 ms + 1 backoff of 20 ms + 100 ms of grace, checked every SWEEP_MS.
@@ -103,14 +100,8 @@ describe('RemoteTasks', () => {
 
   it('without a started notice a running task is not timed here (the node bounds its attempts): only its deadline', async () => {
     const { state, bridge } = view();
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 60_000,
-      () => 0,
-      10,
-    );
-    const r = remote();
-    const { result } = tasks.supervise(spec({ timeoutMs: 20, deadlineMs: 400 }), r.start);
+    const remote = tasks(bridge, 60_000, 0, 10);
+    const { result } = remote.supervise(spec({ timeoutMs: 20, deadlineMs: 400 }), WIRE);
     let settled = false;
     result.catch(() => (settled = true));
     await sleep(300);
@@ -120,16 +111,10 @@ describe('RemoteTasks', () => {
   });
 
   it('its node dies: it waits for the next delivery while a node serves it, and times each delivery from its notice', async () => {
-    const { state, bridge } = view();
+    const { state, bridge, r } = view();
     state.live.add('B');
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 200,
-      () => 0,
-      150,
-    );
-    const r = remote();
-    const { result } = tasks.supervise(spec({ timeoutMs: 100 }), r.start);
+    const remote = tasks(bridge, 200, 0, 150);
+    const { result } = remote.supervise(spec({ timeoutMs: 100 }), WIRE);
     r.started('B');
     state.live.delete('B'); // B died; C serves the class
     state.live.add('C');
@@ -149,15 +134,9 @@ describe('RemoteTasks', () => {
   it('no live node serves it: it waits waitForNodeMs, then ends with NoCapableNodeError; a node that comes back resets the wait', async () => {
     const { state, bridge } = view();
     state.serves = false;
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 600,
-      () => 0,
-      100,
-    );
-    const r = remote();
+    const remote = tasks(bridge, 600, 0, 100);
     const started = performance.now();
-    const { result } = tasks.supervise(spec(), r.start);
+    const { result } = remote.supervise(spec(), WIRE);
     await sleep(400);
     state.serves = true; // a node came, then went again
     await sleep(2 * SWEEP_MS);
@@ -172,38 +151,25 @@ describe('RemoteTasks', () => {
 
   it('cancel() and the caller signal end it with TaskCancelledError at once, cancelled once in the cluster', async () => {
     const { state, bridge } = view();
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 60_000,
-      () => 0,
-      100,
-    );
-    const r = remote();
-    const handle = tasks.supervise(spec(), r.start);
+    const remote = tasks(bridge, 60_000, 0, 100);
+    const handle = remote.supervise(spec(), WIRE);
     expect(handle.cancel('no longer needed')).toBe(true);
     await expect(handle.result).rejects.toBeInstanceOf(TaskCancelledError);
     expect(handle.cancel()).toBe(false);
     expect(state.cancelled).toHaveLength(1);
 
     const controller = new AbortController();
-    const r2 = remote();
-    const viaSignal = tasks.supervise(spec({ id: 't-2', signal: controller.signal }), r2.start);
+    const viaSignal = remote.supervise(spec({ id: 't-2', signal: controller.signal }), WIRE);
     controller.abort(new Error('user left'));
     await expect(viaSignal.result).rejects.toMatchObject({ code: 'TASK_CANCELLED', message: /user left/ });
     expect(state.cancelled.map(([id]) => id)).toEqual(['t-1', 't-2']);
-    expect(tasks.size).toBe(0);
+    expect(remote.size).toBe(0);
   });
 
   it("the serving node's own TASK_TIMEOUT at the deadline is the task's deadline; a remote failure otherwise stays remote", async () => {
-    const { bridge } = view();
-    const tasks = new RemoteTasks(
-      bridge,
-      () => 60_000,
-      () => 0,
-      100,
-    );
-    const r = remote();
-    const { result } = tasks.supervise(spec({ deadlineMs: 10_000 }), r.start);
+    const { bridge, r } = view();
+    const remote = tasks(bridge, 60_000, 0, 100);
+    const { result } = remote.supervise(spec({ deadlineMs: 10_000 }), WIRE);
     const remoteTimeout = new RemoteTaskError({ name: 'TaskTimeoutError', code: 'TASK_TIMEOUT', message: 'x' }, 'B');
     r.reject(remoteTimeout); // long before the deadline: an attempt timeout there, passed on as it is
     await expect(result).rejects.toBe(remoteTimeout);
