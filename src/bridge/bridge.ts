@@ -498,11 +498,15 @@ export class RemoteTaskError extends OrchestratorError {
   }
 }
 
-/** An error as a result carries it across the bridge: its name, code (if a string) and message; never throws. */
+/**
+ * An error as a result carries it across the bridge: its name, code (if a string; a RemoteTaskError's `remoteCode`,
+ * so that a remote error passed on again keeps its own code) and message; never throws.
+ */
 export function describeError(error: unknown): NonNullable<HandOffResult['error']> {
   try {
     if (error instanceof Error) {
-      const code = (error as { code?: unknown }).code;
+      // A remote error passed on again keeps the code it was reported with (not REMOTE_TASK_FAILED).
+      const code = error instanceof RemoteTaskError ? error.remoteCode : (error as { code?: unknown }).code;
       return {
         name: String(error.name),
         message: String(error.message),

@@ -17,6 +17,7 @@ import {
   ValidationError,
   type Agent,
 } from 'unified-orchestrator';
+import { describeError } from '../../src/bridge/bridge.js';
 import { checkFaithful, CODEC_LIMITS } from '../../src/bridge/codec.js';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
 import { eventually, FAST, Fleet, rejection, SECRET } from './helpers.js';
@@ -492,5 +493,31 @@ describeRedis('faithful or refused, through the orchestrator on a real redis-ser
     });
     const result = await o.submit<{ counts: unknown }>({ type: 't', requires: ['local'], payload: { op: 'map' } });
     expect(result.counts).toBeInstanceOf(Map);
+  });
+});
+
+describe('RemoteTaskError, the remote side of an error', () => {
+  it('is an OrchestratorError: a library code is kept, any other becomes REMOTE_TASK_FAILED with remoteCode', () => {
+    const known = new RemoteTaskError({ name: 'TaskTimeoutError', code: 'TASK_TIMEOUT', message: 'slow' }, 'B');
+    expect(isOrchestratorError(known)).toBe(true);
+    expect(known).toBeInstanceOf(RemoteTaskError);
+    expect(known).toMatchObject({ name: 'TaskTimeoutError', code: 'TASK_TIMEOUT', remoteCode: 'TASK_TIMEOUT' });
+    const own = new RemoteTaskError({ name: 'PaymentError', code: 'E_CARD', message: 'declined' }, 'B');
+    expect(own).toMatchObject({ name: 'PaymentError', code: 'REMOTE_TASK_FAILED', remoteCode: 'E_CARD', node: 'B' });
+    const none = new RemoteTaskError({ name: 'TypeError', message: 'x' }, 'B');
+    expect(none).toMatchObject({ code: 'REMOTE_TASK_FAILED', remoteCode: undefined });
+    // Not fooled by a prototype key.
+    expect(new RemoteTaskError({ name: 'E', code: 'toString', message: 'm' }, 'B').code).toBe('REMOTE_TASK_FAILED');
+  });
+
+  it('passed on again (described for another hop or the store), it keeps the code it was reported with', () => {
+    const own = new RemoteTaskError({ name: 'PaymentError', code: 'E_CARD', message: 'declined' }, 'B');
+    expect(describeError(own)).toEqual({ name: 'PaymentError', code: 'E_CARD', message: 'declined' });
+    const again = new RemoteTaskError(describeError(own), 'C');
+    expect(again).toMatchObject({ name: 'PaymentError', code: 'REMOTE_TASK_FAILED', remoteCode: 'E_CARD' });
+    expect(describeError(new RemoteTaskError({ name: 'TypeError', message: 'x' }, 'B'))).toEqual({
+      name: 'TypeError',
+      message: 'x',
+    });
   });
 });
