@@ -650,12 +650,24 @@ export class UnifiedOrchestrator {
     });
   }
 
-  /** {@link #faithfulResult} for a handle; its result stays handled, as every handle's is. */
+  /**
+   * {@link #faithfulResult} for a handle: the same handle (its `progress` read from it when asked, as it may be a
+   * getter), with a result that stays handled, as every handle's is.
+   */
   #faithfulHandle<H extends TaskHandle<unknown>>(handle: H): H {
     if (this.#options.bridge === undefined) return handle;
     const result = this.#faithfulResult(handle.result);
     result.catch(() => undefined);
-    return { ...handle, result };
+    const wrapped: TaskHandle<unknown> = {
+      id: handle.id,
+      result,
+      cancel: (reason?: unknown) => handle.cancel(reason),
+      get progress() {
+        return handle.progress;
+      },
+      ...(handle.stored !== undefined ? { stored: handle.stored } : {}),
+    };
+    return wrapped as H;
   }
 
   /** The nodes of the cluster (this one included) with their roles, capabilities and free slots. */

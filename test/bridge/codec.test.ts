@@ -384,6 +384,11 @@ function codecAgent(node: string): Agent {
     execute(ctx) {
       const p = ctx.payload as { op: string; v?: unknown };
       if (p.op === 'map') return { node, counts: new Map([['a', 1]]) };
+      if (p.op === 'progress') {
+        ctx.progress(1);
+        ctx.progress(2);
+        return { node, v: 'done' };
+      }
       return { node, v: p.v };
     },
   };
@@ -476,6 +481,16 @@ describeRedis('faithful or refused, through the orchestrator on a real redis-ser
     // The task itself completed where it ran (its agent is not run again); only its result was refused.
     expect(b.stats()).toMatchObject({ completed: 1, failed: 0 });
     expect(a.stats()).toMatchObject({ completed: 1, failed: 0 });
+  });
+
+  it('a handle whose result is checked is still the same handle: id, cancel and progress', async () => {
+    const { a } = await pair();
+    const handle = a.delegate<{ v: unknown }>({ type: 't', requires: ['local'], payload: { op: 'progress' } });
+    await expect(handle.result).resolves.toEqual({ node: 'A', v: 'done' });
+    expect(handle.progress.latest?.value).toBe(2);
+    expect(handle.progress.ended).toBe(true);
+    expect(typeof handle.id).toBe('string');
+    expect(handle.cancel()).toBe(false); // already done
   });
 
   it('without a bridge option, payloads and results stay in-process and are not checked', async () => {
