@@ -43,7 +43,51 @@ export type OrchestratorErrorCode =
   | 'SIGNAL_TIMEOUT'
   | 'WORKFLOW_NOT_FOUND'
   | 'RUN_NOT_FOUND'
-  | 'CLUSTER_LIMITS_UNAVAILABLE';
+  | 'CLUSTER_LIMITS_UNAVAILABLE'
+  | 'REMOTE_TASK_FAILED'
+  | 'TASK_DELIVERY_STALE';
+
+/** Every {@link OrchestratorErrorCode}, as a set (the record makes the compiler check that none is missing). */
+const ERROR_CODES: ReadonlySet<string> = new Set(
+  Object.keys({
+    VALIDATION_ERROR: true,
+    NO_CAPABLE_AGENT: true,
+    NO_CAPABLE_NODE: true,
+    QUEUE_FULL: true,
+    ORCHESTRATOR_STOPPED: true,
+    ORCHESTRATOR_NOT_STARTED: true,
+    ORCHESTRATOR_HALTED: true,
+    TASK_TIMEOUT: true,
+    TASK_CANCELLED: true,
+    TASK_DEAD_LETTERED: true,
+    TASK_NOT_FOUND: true,
+    ILLEGAL_STATE_TRANSITION: true,
+    AGENT_NOT_FOUND: true,
+    DUPLICATE_AGENT: true,
+    UNKNOWN_ROLE: true,
+    POOL_AT_CAPACITY: true,
+    AGENT_CREATION_FAILED: true,
+    RESOURCE_PRESSURE: true,
+    BUDGET_EXCEEDED: true,
+    BREAKER_OPEN: true,
+    BRIDGE_WRITE_FAILED: true,
+    STORE_UNAVAILABLE: true,
+    WORKFLOW_NONDETERMINISM: true,
+    WORKFLOW_LIMIT: true,
+    WORKFLOW_STEP_FAILED: true,
+    SIGNAL_TIMEOUT: true,
+    WORKFLOW_NOT_FOUND: true,
+    RUN_NOT_FOUND: true,
+    REMOTE_TASK_FAILED: true,
+    TASK_DELIVERY_STALE: true,
+    CLUSTER_LIMITS_UNAVAILABLE: true,
+  } satisfies Record<OrchestratorErrorCode, true>),
+);
+
+/** Whether `value` is one of the library's stable error codes (an {@link OrchestratorErrorCode}). */
+export function isOrchestratorErrorCode(value: unknown): value is OrchestratorErrorCode {
+  return typeof value === 'string' && ERROR_CODES.has(value);
+}
 
 /** Base class of every error the library raises. */
 export class OrchestratorError extends Error {

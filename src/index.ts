@@ -145,6 +145,7 @@ export {
   DuplicateAgentError,
   IllegalStateTransitionError,
   isOrchestratorError,
+  isOrchestratorErrorCode,
   NoCapableAgentError,
   NoCapableNodeError,
   OrchestratorError,

@@ -4,6 +4,7 @@
  * orchestrators in one process; RedisBridge links processes and machines through Redis Streams.
  */
 import type { RetryPolicy } from '../resources/retry-policy.js';
+import { isOrchestratorErrorCode, OrchestratorError } from '../errors.js';
 
 /**
  * What a node tells the cluster about itself: its registry entry, rewritten on every heartbeat. A bridge builds it from
@@ -475,27 +476,37 @@ export interface CommunicationBridge {
   stats(): BridgeStats;
 }
 
-/** An error rebuilt from a remote result: same name, code and message as the one thrown on the serving node. */
-export class RemoteTaskError extends Error {
-  /** The error's stable code on the serving node (as `TASK_TIMEOUT`), or `undefined` when it had none. */
-  readonly code: string | undefined;
+/**
+ * An error rebuilt from a remote result: the task failed on another node (or in the store's record of it). It is an
+ * OrchestratorError, so `isOrchestratorError()` is true for it: `code` is the remote error's own code when that is one
+ * of the library's ({@link OrchestratorErrorCode}: `TASK_TIMEOUT`, `TASK_DEAD_LETTERED`, `VALIDATION_ERROR`, …), and
+ * `REMOTE_TASK_FAILED` otherwise (an agent's own error, whose code, if any, is in `remoteCode`). `name` and `message`
+ * are the remote error's, as thrown on the serving node.
+ */
+export class RemoteTaskError extends OrchestratorError {
+  /** The remote error's code as reported (any string, as `E_CARD_DECLINED`), or `undefined` when it had none. */
+  readonly remoteCode: string | undefined;
   /** The node that reported it: the one that ran the task, or that dead-lettered it. */
   readonly node: string;
 
   /** Rebuilds `error`, as reported by `node`. */
   constructor(error: NonNullable<HandOffResult['error']>, node: string) {
-    super(error.message);
+    super(isOrchestratorErrorCode(error.code) ? error.code : 'REMOTE_TASK_FAILED', error.message);
     this.name = error.name;
-    this.code = error.code;
+    this.remoteCode = error.code;
     this.node = node;
   }
 }
 
-/** An error as a result carries it across the bridge: its name, code (if a string) and message; never throws. */
+/**
+ * An error as a result carries it across the bridge: its name, code (if a string; a RemoteTaskError's `remoteCode`,
+ * so that a remote error passed on again keeps its own code) and message; never throws.
+ */
 export function describeError(error: unknown): NonNullable<HandOffResult['error']> {
   try {
     if (error instanceof Error) {
-      const code = (error as { code?: unknown }).code;
+      // A remote error passed on again keeps the code it was reported with (not REMOTE_TASK_FAILED).
+      const code = error instanceof RemoteTaskError ? error.remoteCode : (error as { code?: unknown }).code;
       return {
         name: String(error.name),
         message: String(error.message),

@@ -212,6 +212,8 @@ export const LEGACY_ERROR_CODES: Readonly<Record<OrchestratorErrorCode, string>>
   WORKFLOW_NOT_FOUND: 'INVALID_REQUEST',
   RUN_NOT_FOUND: 'TASK_NOT_FOUND',
   CLUSTER_LIMITS_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  REMOTE_TASK_FAILED: 'TASK_FAILED',
+  TASK_DELIVERY_STALE: 'TASK_FAILED',
 });
 
 /** The code of an agent's own error in a task status. */

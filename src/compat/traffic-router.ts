@@ -296,12 +296,14 @@ export class TrafficRouter extends LegacyCalls {
 
   /**
    * Stops following the cluster's traffic changes and waits for running shadow comparisons (each ends within
-   * `shadowTimeoutMs`). Calls still work afterwards, at the last split.
+   * `shadowTimeoutMs`). Calls still work afterwards, at the last split; but a wait for a task that polls (a side
+   * without `waitForTask`), which holds the process while the router is open, no longer does once it is closed.
    */
   async close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
       this.#o.orchestrator?.off('bridge:control', this.#onControl);
+      for (const timer of this.#timers) timer.unref(); // its waits go on, but no longer hold the process
     }
     await Promise.allSettled([...this.#inFlight]);
   }
@@ -358,7 +360,10 @@ export class TrafficRouter extends LegacyCalls {
     return this.#byId('shutdownAgent', agentId, [agentId]);
   }
 
-  /** Waits for a task on the side that has it (polling `getTaskStatus` when that side has no `waitForTask`). */
+  /**
+   * Waits for a task on the side that has it (polling `getTaskStatus` when that side has no `waitForTask`: the poll
+   * keeps the process alive while the caller waits, until the wait ends or the router is closed).
+   */
   waitForTask(taskId: string, timeoutSeconds?: number): Promise<LegacyResult<LegacyTaskStatus>> {
     return this.#byId('waitForTask', taskId, [taskId, timeoutSeconds]);
   }
@@ -590,7 +595,9 @@ export class TrafficRouter extends LegacyCalls {
         this.#timers.delete(timer);
         resolve();
       }, ms);
-      timer.unref();
+      // A caller awaits this poll (a wait for a task): it holds the process, as the side's own waitForTask would,
+      // until the wait ends. A closed router holds nothing (close() lets go of the polls still running).
+      if (this.#closed) timer.unref();
       this.#timers.add(timer);
     });
   }

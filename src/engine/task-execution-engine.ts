@@ -71,7 +71,11 @@ import { WaitingRoom } from './waiting-room.js';
 import type { ResolvedEngineOptions } from './options.js';
 
 /** What the engine reads of the orchestrator's options: its own, and the clock. */
-type EngineSettings = ResolvedEngineOptions & { readonly clock: Clock };
+type EngineSettings = ResolvedEngineOptions & {
+  readonly clock: Clock;
+  /** The orchestrator's `bridge` option: given, payloads must cross processes unchanged (bridge/codec.ts). */
+  readonly bridge?: unknown;
+};
 
 // The counters' type moved beside them; the orchestrator and the public API still take it from here.
 export type { EngineStats } from './engine-stats.js';
@@ -170,6 +174,7 @@ export class TaskExecutionEngine implements RoutingListener {
     readonly timeoutMs: number;
     readonly maxAttempts: number;
     readonly maxPayloadBytes: number;
+    readonly faithfulPayloads: boolean;
   };
   readonly #pools: AgentPoolManager;
   readonly #events: TypedEmitter<EngineEvents & ResourceEvents>;
@@ -223,6 +228,8 @@ export class TaskExecutionEngine implements RoutingListener {
       timeoutMs: options.defaultTimeoutMs,
       maxAttempts: options.defaultMaxAttempts,
       maxPayloadBytes: options.maxPayloadBytes,
+      // Faithful or refused: with a bridge given, a task must not change meaning with where it runs.
+      faithfulPayloads: options.bridge !== undefined,
     };
     this.#pools = pools;
     this.#events = events;

@@ -11,6 +11,7 @@ import {
   unknownKeyError,
 } from '../util/validate.js';
 import { TASK_DEFAULTS } from './options.js';
+import { checkFaithful } from '../bridge/codec.js';
 import { ValidationError, type AttemptRecord } from '../errors.js';
 import type { TaskContext } from '../pool/agent.js';
 import type { AgentRecord } from '../pool/agent-record.js';
@@ -155,11 +156,12 @@ function capabilityList(value: unknown, field: string): readonly string[] {
 
 /**
  * Validates a caller's task. Throws ValidationError naming the first wrong field. One pass over the task's own
- * keys: an unknown key is refused, and a value on a polluted prototype is never read.
+ * keys: an unknown key is refused, and a value on a polluted prototype is never read. With `faithfulPayloads`, a
+ * payload JSON would change is refused too (see `checkFaithful` in bridge/codec.ts), naming its path.
  */
 export function validateTask(
   input: unknown,
-  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number },
+  defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number; faithfulPayloads?: boolean },
 ): TaskSpec {
   let o: Record<string, unknown>;
   try {
@@ -239,6 +241,8 @@ export function validateTask(
   if (signal !== undefined && !isRealSignal(signal)) {
     throw new ValidationError('task.signal', 'Expected `task.signal` to be an AbortSignal');
   }
+  // Faithful or refused: with a bridge, a payload must cross processes unchanged wherever the task runs.
+  if (defaults.faithfulPayloads) checkFaithful(payload, 'task.payload');
   if (defaults.maxPayloadBytes !== undefined && defaults.maxPayloadBytes !== Infinity && payload !== undefined)
     checkPayloadSize(payload, defaults.maxPayloadBytes);
   return {

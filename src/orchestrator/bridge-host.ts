@@ -4,7 +4,8 @@
  */
 import type { RetryPolicy } from '../resources/retry-policy.js';
 import { randomBytes } from 'node:crypto';
-import { TaskTimeoutError, ValidationError } from '../errors.js';
+import { TaskTimeoutError } from '../errors.js';
+import { checkFaithful } from '../bridge/codec.js';
 import { validateTask, type Task, type TaskHandle, type TaskSpec } from '../engine/task.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
 import type { ProgressUpdate } from '../engine/progress.js';
@@ -132,18 +133,9 @@ export function bridgeHost(parts: {
         abandoned.delete(handOff.taskId);
       }
       try {
-        JSON.stringify(value);
+        checkFaithful(value, 'result'); // faithful or refused, as the payload was (bridge/codec.ts)
       } catch (error) {
-        return {
-          taskId: handOff.taskId,
-          node: parts.nodeId,
-          ok: false,
-          error: {
-            name: 'ValidationError',
-            code: 'VALIDATION_ERROR',
-            message: `The task's result cannot cross the bridge: ${describeError(error).message}`,
-          },
-        };
+        return { taskId: handOff.taskId, node: parts.nodeId, ok: false, error: describeError(error) };
       }
       return { taskId: handOff.taskId, node: parts.nodeId, ok: true, value };
     },
@@ -172,12 +164,13 @@ function deadlineLeft(deadlineAt: unknown): number | undefined {
   return left <= 0 ? 0 : left;
 }
 
-/** A caller's task as it crosses the bridge; throws ValidationError when its payload cannot be serialised. */
+/** A caller's task as it crosses the bridge; throws ValidationError when its payload would not cross unchanged. */
 export function toWire(
   task: Task,
   defaults: { timeoutMs: number; maxAttempts: number; maxPayloadBytes?: number; traceparent?: string | undefined },
 ): { spec: TaskSpec; wire: WireTask } {
-  const spec = validateTask(task, defaults);
+  // Faithful or refused: a payload JSON would change is refused here, naming its path (bridge/codec.ts).
+  const spec = validateTask(task, { ...defaults, faithfulPayloads: true });
   const wire: WireTask = {
     type: spec.type,
     requires: spec.requires,
@@ -192,14 +185,6 @@ export function toWire(
     ...(spec.deadlineMs !== Infinity ? { deadlineAt: Date.now() + spec.deadlineMs } : {}),
     ...(defaults.traceparent !== undefined ? { traceparent: defaults.traceparent } : {}),
   };
-  try {
-    JSON.stringify(wire);
-  } catch (error) {
-    throw new ValidationError(
-      'task.payload',
-      `Expected \`task.payload\` to be JSON-serialisable to hand it to another node: ${describeError(error).message}`,
-    );
-  }
   return { spec, wire };
 }
 

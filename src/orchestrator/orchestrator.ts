@@ -34,6 +34,7 @@ import type { PoolSnapshot } from '../pool/pool.js';
 import { ResourceManager, type ResourceStats } from '../resources/resource-manager.js';
 import type { ClusterLimitsBackend } from '../resources/cluster-limits.js';
 import { expectString } from '../util/validate.js';
+import { checkFaithful } from '../bridge/codec.js';
 import { DurableRuns, taskOfRun, type DurableStats, type DurableTaskHandle } from '../store/durable-runs.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { RunEvent, WorkflowHistory, RunPage, RunQuery, RunRecord, RunStore } from '../store/store.js';
@@ -590,7 +591,7 @@ export class UnifiedOrchestrator {
   submit<TResult = unknown>(task: Task): Promise<TResult> {
     if (this.#durable) {
       try {
-        return this.#durable.delegate(task).result as Promise<TResult>;
+        return this.#faithfulResult(this.#durable.delegate(task).result as Promise<TResult>);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -598,7 +599,7 @@ export class UnifiedOrchestrator {
     try {
       const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote.result as Promise<TResult>;
-      return this.#engine.submit(task) as Promise<TResult>;
+      return this.#faithfulResult(this.#engine.submit(task) as Promise<TResult>);
     } catch (error) {
       let remote: TaskHandle | undefined;
       try {
@@ -623,16 +624,50 @@ export class UnifiedOrchestrator {
    * ```
    */
   delegate<TResult = unknown>(task: Task): TaskHandle<TResult> {
-    if (this.#durable) return this.#durable.delegate(task) as DurableTaskHandle<TResult>;
+    if (this.#durable) return this.#faithfulHandle(this.#durable.delegate(task) as DurableTaskHandle<TResult>);
     try {
       const remote = this.#cluster.remoteOnly(task);
       if (remote) return remote as TaskHandle<TResult>;
-      return this.#engine.delegate(task) as TaskHandle<TResult>;
+      return this.#faithfulHandle(this.#engine.delegate(task) as TaskHandle<TResult>);
     } catch (error) {
       const remote = this.#cluster.handOff(task, error);
       if (remote) return remote as TaskHandle<TResult>;
       throw error;
     }
+  }
+
+  /**
+   * Faithful or refused, for results: with a `bridge` given, the result of a task run here must be one that would
+   * cross processes unchanged too (as a handed-off task's result is checked on the node that runs it), so that a task
+   * does not succeed or fail depending on where it ran. Otherwise the result rejects with ValidationError naming
+   * `result.<path>`. The task itself completed (its agent is not run again); only its result is refused.
+   */
+  #faithfulResult<T>(result: Promise<T>): Promise<T> {
+    if (this.#options.bridge === undefined) return result;
+    return result.then((value) => {
+      checkFaithful(value, 'result');
+      return value;
+    });
+  }
+
+  /**
+   * {@link #faithfulResult} for a handle: the same handle (its `progress` read from it when asked, as it may be a
+   * getter), with a result that stays handled, as every handle's is.
+   */
+  #faithfulHandle<H extends TaskHandle<unknown>>(handle: H): H {
+    if (this.#options.bridge === undefined) return handle;
+    const result = this.#faithfulResult(handle.result);
+    result.catch(() => undefined);
+    const wrapped: TaskHandle<unknown> = {
+      id: handle.id,
+      result,
+      cancel: (reason?: unknown) => handle.cancel(reason),
+      get progress() {
+        return handle.progress;
+      },
+      ...(handle.stored !== undefined ? { stored: handle.stored } : {}),
+    };
+    return wrapped as H;
   }
 
   /** The nodes of the cluster (this one included) with their roles, capabilities and free slots. */
@@ -718,7 +753,7 @@ export class UnifiedOrchestrator {
    */
   async enqueue<TResult = unknown>(task: Task): Promise<TaskHandle<TResult>> {
     if (!this.#durable) return this.delegate<TResult>(task);
-    const handle = this.#durable.delegate(task) as DurableTaskHandle<TResult>;
+    const handle = this.#faithfulHandle(this.#durable.delegate(task) as DurableTaskHandle<TResult>);
     const id = await handle.stored;
     return id === handle.id ? handle : { ...handle, id };
   }
@@ -861,10 +896,9 @@ export class UnifiedOrchestrator {
   /** Resubmits a dead-lettered task under a new id and returns its handle. */
   retryDeadLetter<TResult = unknown>(taskId: string, options?: TenantOptions & ActorOptions): TaskHandle<TResult> {
     const actor = this.#audit.actorOf(options ?? undefined);
-    const handle = this.#engine.retryDeadLetter(
-      expectString(taskId, 'taskId'),
-      tenantOf(options),
-    ) as TaskHandle<TResult>;
+    const handle = this.#faithfulHandle(
+      this.#engine.retryDeadLetter(expectString(taskId, 'taskId'), tenantOf(options)) as TaskHandle<TResult>,
+    );
     this.#audit.record('deadletter.retry', { taskId, newTaskId: handle.id }, actor);
     return handle;
   }

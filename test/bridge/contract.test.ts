@@ -6,6 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  isOrchestratorError,
   MemoryBridge,
   MemoryHub,
   NoCapableAgentError,
@@ -113,7 +114,10 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(error).toBeInstanceOf(Error);
       const remote = error as RemoteTaskError;
       expect(remote.name).toBe('PaymentError');
-      expect(remote.code).toBe('E_CARD_DECLINED');
+      // An OrchestratorError: the agent's own code is not one of the library's, so `code` is REMOTE_TASK_FAILED.
+      expect(isOrchestratorError(remote)).toBe(true);
+      expect(remote.code).toBe('REMOTE_TASK_FAILED');
+      expect(remote.remoteCode).toBe('E_CARD_DECLINED');
       expect(remote.message).toBe('card declined (4051)');
       expect(remote.node).toBe(b.bridge.nodeId);
       // Without a code: code stays undefined.
@@ -122,7 +126,8 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       )) as RemoteTaskError;
       expect(plain).toBeInstanceOf(RemoteTaskError);
       expect(plain).toMatchObject({ name: 'TypeError', message: 'x is not a function' });
-      expect(plain.code).toBeUndefined();
+      expect(plain.code).toBe('REMOTE_TASK_FAILED');
+      expect(plain.remoteCode).toBeUndefined();
     });
 
     it('a timeout on B reaches A as it would locally: TASK_TIMEOUT, with the same name and code', async () => {
@@ -136,6 +141,8 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       expect(remote.code).toBe('TASK_TIMEOUT');
       expect(remote.name).toBe((local as TaskTimeoutError).name);
       expect(remote.code).toBe((local as TaskTimeoutError).code);
+      expect(isOrchestratorError(remote)).toBe(true);
+      expect(remote.remoteCode).toBe('TASK_TIMEOUT');
     });
 
     it('retries and dead letters on B behave as local: maxAttempts crosses the bridge, the task is dead-lettered on B', async () => {
@@ -318,17 +325,20 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
       });
     });
 
-    it('a payload that is not JSON-serialisable is refused at A with ValidationError on task.payload', async () => {
+    it('a payload that is not JSON-serialisable is refused at A with ValidationError naming its path', async () => {
       const { a, log } = await pair();
       const cycle: Record<string, unknown> = { op: 'echo', id: 'cycle' };
       cycle['self'] = cycle;
-      for (const payload of [{ op: 'echo', id: 'big', v: 10n }, cycle]) {
+      for (const [payload, field] of [
+        [{ op: 'echo', id: 'big', v: 10n }, 'task.payload.v'],
+        [cycle, 'task.payload.self'],
+      ] as const) {
         // submit: a rejected promise, not a throw.
         let p: Promise<unknown> | undefined;
         expect(() => (p = a.submit({ type: 't', requires: ['x'], payload }))).not.toThrow();
         const error = await rejection(p!);
         expect(error).toBeInstanceOf(ValidationError);
-        expect((error as ValidationError).field).toBe('task.payload');
+        expect((error as ValidationError).field).toBe(field);
         // delegate: thrown synchronously.
         let thrown: unknown;
         try {
@@ -337,7 +347,7 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
           thrown = e;
         }
         expect(thrown).toBeInstanceOf(ValidationError);
-        expect((thrown as ValidationError).field).toBe('task.payload');
+        expect((thrown as ValidationError).field).toBe(field);
       }
       expect(a.bridge.stats().handedOff).toBe(0);
       expect(log.runs).toEqual([]);

@@ -37,6 +37,7 @@ import {
   SignalTimeoutError,
   WorkflowNotFoundError,
   RunNotFoundError,
+  RemoteTaskError,
   type OrchestratorError,
   type OrchestratorErrorCode,
   type ResourceSample,
@@ -97,6 +98,11 @@ const ERRORS: Readonly<Record<OrchestratorErrorCode, OrchestratorError>> = {
   WORKFLOW_NOT_FOUND: new WorkflowNotFoundError('review', []),
   RUN_NOT_FOUND: new RunNotFoundError('r-1'),
   CLUSTER_LIMITS_UNAVAILABLE: new ClusterLimitsUnavailableError('acme', 1_000, 'connection lost'),
+  REMOTE_TASK_FAILED: new RemoteTaskError({ name: 'PaymentError', code: 'E_CARD', message: 'declined' }, 'node-b'),
+  TASK_DELIVERY_STALE: new RemoteTaskError(
+    { name: 'Error', code: 'TASK_DELIVERY_STALE', message: 'the entry is older than doneTtlMs' },
+    'node-b',
+  ),
 };
 
 /** The legacy codes as the compat layer documents them. */
@@ -130,6 +136,8 @@ const EXPECTED: Readonly<Record<OrchestratorErrorCode, string>> = {
   WORKFLOW_NOT_FOUND: 'INVALID_REQUEST',
   RUN_NOT_FOUND: 'TASK_NOT_FOUND',
   CLUSTER_LIMITS_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
+  REMOTE_TASK_FAILED: 'TASK_FAILED',
+  TASK_DELIVERY_STALE: 'TASK_FAILED',
 };
 
 describe('every legacy code, produced through the adapter', () => {
