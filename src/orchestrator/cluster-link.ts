@@ -4,12 +4,7 @@
  * sent to and heard from every node, with this node's own messages applied at once and their echoes reconciled);
  * and it tells the cluster this node's status on each heartbeat.
  */
-import type {
-  CommunicationBridge,
-  ControlMessage,
-  NodeStatus,
-  TrafficSetting,
-} from '../bridge/bridge.js';
+import type { CommunicationBridge, ControlMessage, NodeStatus, TrafficSetting } from '../bridge/bridge.js';
 import { parseTraffic, stickySlots } from '../bridge/bridge.js';
 import type { ResolvedOrchestratorOptions } from '../config.js';
 import type { TaskExecutionEngine } from '../engine/task-execution-engine.js';
