@@ -45,6 +45,7 @@ import type { WaitingDemand } from '../pool/pool.js';
 import type { AgentRecord } from '../pool/agent-record.js';
 import type { ResourceManager } from '../resources/resource-manager.js';
 import { retryAfterMs } from '../resources/retry-after.js';
+import { checkFaithful } from '../bridge/codec.js';
 import { admissionRefusal, budgetExceededError } from './admission.js';
 import { AffinityTable } from './affinity.js';
 import { CapabilityIndex } from './capability-index.js';
@@ -975,6 +976,8 @@ export class TaskExecutionEngine implements RoutingListener {
    * later reader gets the latest) and to `task:progress` listeners.
    */
   #reportProgress(attempt: Attempt, value: unknown): boolean {
+    // With a bridge, what may cross it is faithful or refused, progress as payloads and results (see codec.ts).
+    if (this.#taskDefaults.faithfulPayloads) checkFaithful(value, 'value');
     const { task } = attempt;
     if (attempt.abandoned || task.phase === 'done') return false;
     const update = { taskId: task.id, attempt: attempt.number, value, at: Date.now() };

@@ -246,6 +246,12 @@ function contract(name: string, kind: 'memory' | 'redis', makeCluster: MakeClust
         })),
       );
       await expect(handle.result).resolves.toEqual({ node: 'B', id: 'p', v: 'reported' });
+      // A value JSON would change is refused to the agent, as a payload is at submit.
+      await expect(a.submit(task({ op: 'progress-map', id: 'pm' }))).resolves.toEqual({
+        node: 'B',
+        id: 'pm',
+        v: ['VALIDATION_ERROR', 'value'],
+      });
       expect(events).toEqual(
         [1, 2, 3, 4].map(
           (step) => expect.objectContaining({ taskId: handle.id, type: 't', value: { step, of: 4 } }) as unknown,

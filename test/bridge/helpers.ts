@@ -19,7 +19,8 @@ export type Op =
   | { op: 'slow'; id: string; ms: number }
   | { op: 'gate'; id: string }
   | { op: 'ctx'; id: string }
-  | { op: 'progress'; id: string; steps: number };
+  | { op: 'progress'; id: string; steps: number }
+  | { op: 'progress-map'; id: string };
 
 /** Every run of the serving agent, in order (one line per attempt). */
 export interface RunLog {
@@ -75,6 +76,14 @@ export function servingAgent(node: string, log: RunLog & { gate: Promise<void> }
             await wait(20);
           }
           return { node, id: p.id, v: 'reported' };
+        case 'progress-map':
+          // A Map would reach the submitter as {}: with a bridge, ctx.progress refuses it as submit refuses payloads.
+          try {
+            ctx.progress(new Map([['k', 1]]));
+            return { node, id: p.id, v: 'accepted' };
+          } catch (error) {
+            return { node, id: p.id, v: [(error as { code?: string }).code, (error as { field?: string }).field] };
+          }
         case 'ctx':
           return { node, id: p.id, v: { taskId: ctx.taskId, attempt: ctx.attempt, recoveries: ctx.recoveries } };
         case 'gate':
