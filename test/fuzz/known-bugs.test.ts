@@ -496,7 +496,8 @@ describe('known bugs: RedisBridge (src/bridge/redis-bridge.ts, src/bridge/redis-
     );
     await new Promise((r) => setTimeout(r, 200)); // a heartbeat reads the registry
     // A class no node serves, so that canAnyServe reaches J (with `x` it stops at B first, when the set lists B first).
-    const error = await a.submit({ type: 't', requires: ['y'] }).then(
+    // It waits for a node that serves it (waitForNodeMs), asking canAnyServe on each sweep: its deadline ends it.
+    const error = await a.submit({ type: 't', requires: ['y'], deadlineMs: 1_000 }).then(
       () => undefined,
       (e: unknown) => e,
     );
