@@ -9,8 +9,10 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorStoppedError, RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
+import { startWorkerProcess } from '../support/worker-process.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
+
 const SECRET = 'bridge-fault-tests-shared-secret';
 
 let redis: TestRedis;
@@ -28,25 +30,10 @@ afterEach(() => {
 
 /** Starts a worker node; resolves once it serves. `ran` collects the task numbers it ran. */
 async function worker(ns: string, nodeId: string, ran: number[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/bridge-worker.ts', redis.url, ns, nodeId], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const child = await startWorkerProcess(redis.url, ns, nodeId, (line) => {
+    if (line.startsWith('ran ')) ran.push(Number(line.slice(4)));
   });
   children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let i: number;
-      while ((i = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, i);
-        buffer = buffer.slice(i + 1);
-        if (line === 'ready') resolve();
-        else if (line.startsWith('ran ')) ran.push(Number(line.slice(4)));
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`worker ${nodeId} exited with ${code} before it was ready`)));
-  });
   return child;
 }
 

@@ -6,13 +6,11 @@
  * - A task redelivered after its node was SIGKILLed keeps its id (`ctx.taskId` = the handle's id on the producer),
  *   and counts its attempts on (`ctx.attempt` 2, `ctx.recoveries` 1).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NoCapableNodeError, RedisBridge, UnifiedOrchestrator } from 'unified-orchestrator';
 import { namespace, REDIS_SERVER, startRedis, type TestRedis } from '../support/redis.js';
-
-const root = fileURLToPath(new URL('../../', import.meta.url));
+import { startWorkerProcess } from '../support/worker-process.js';
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -39,26 +37,11 @@ interface Start {
 
 /** Starts a worker node; resolves once it serves. `starts` collects the attempts it starts. */
 async function worker(ns: string, nodeId: string, starts: Start[] = []): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/bridge-worker.ts', redis.url, ns, nodeId], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const child = await startWorkerProcess(redis.url, ns, nodeId, (line) => {
+    const m = /^start (\d+) (\S+) (\d+) (\d+)$/.exec(line);
+    if (m) starts.push({ n: Number(m[1]), taskId: m[2]!, attempt: Number(m[3]), recoveries: Number(m[4]) });
   });
   children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let i: number;
-      while ((i = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, i);
-        buffer = buffer.slice(i + 1);
-        if (line === 'ready') resolve();
-        const m = /^start (\d+) (\S+) (\d+) (\d+)$/.exec(line);
-        if (m) starts.push({ n: Number(m[1]), taskId: m[2]!, attempt: Number(m[3]), recoveries: Number(m[4]) });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`worker ${nodeId} exited with ${code} before it was ready`)));
-  });
   return child;
 }
 

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { onLines } from '../support/worker-process.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -52,22 +53,15 @@ export async function startWorker(
     }),
   );
   await new Promise<void>((resolve, reject) => {
-    let buffer = '';
     const timer = setTimeout(
       () => reject(new Error(`worker ${nodeId} not ready within ${readyWithinMs} ms; stderr: ${stderr}`)),
       readyWithinMs,
     );
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let i: number;
-      while ((i = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, i);
-        buffer = buffer.slice(i + 1);
-        if (line === 'ready') {
-          clearTimeout(timer);
-          resolve();
-        } else if (line.startsWith('ran ')) ran.push(Number(line.slice(4)));
-      }
+    onLines(child.stdout, (line) => {
+      if (line === 'ready') {
+        clearTimeout(timer);
+        resolve();
+      } else if (line.startsWith('ran ')) ran.push(Number(line.slice(4)));
     });
     void exited.then((code) => {
       clearTimeout(timer);
