@@ -591,7 +591,11 @@ export class WorkflowExecution {
       void this.#wake(wait);
       return;
     }
-    wait.timer = setTimeout(() => void this.#wake(wait), left);
+    // Armed again on firing: a timer may fire a millisecond before the clock reaches its time (Node's loop time is
+    // cached), and a sleep must never end early.
+    wait.timer = setTimeout(() => {
+      if (this.#waits.get(wait.seq) === wait) this.#arm(wait);
+    }, left);
   }
 
   /** A wait's time came: a sleep ends, a signal wait times out (unless the store has its signal). */
