@@ -267,9 +267,9 @@ export class RedisServing {
     /** Genuine entries openBatch does not trust (written back, or too old): their tasks end here, then they go. */
     const refused: Array<{ stream: string; id: string; opened: OpenedEntry }> = [];
     /** Deliveries of each entry, as reclaim counted them (a first read: 1). */
-    const deliveries = new Map<string, number>();
+    let deliveries: Map<string, number> | undefined; // reclaimed entries only: a first read is delivery 1
     for (const [stream, id, fields, delivered] of batch) {
-      if (delivered !== undefined) deliveries.set(entryKey(stream, id), delivered);
+      if (delivered !== undefined) (deliveries ??= new Map()).set(entryKey(stream, id), delivered);
       const opened = openBatch(this.#node.signer, fields, id, this.#node.options);
       if (!opened || opened.refusal) {
         this.#node.counts.rejected++;
@@ -328,7 +328,7 @@ export class RedisServing {
           this.#report(entry, undefined, b.origin, taskId);
         } else {
           running ??= this.#running(stream, id);
-          const delivery = deliveries.get(entryKey(stream, id)) ?? 1;
+          const delivery = deliveries?.get(entryKey(stream, id)) ?? 1;
           this.#run(entry, running, { taskId, origin: b.origin, task, delivery });
         }
       }

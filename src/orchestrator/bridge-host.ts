@@ -116,9 +116,10 @@ export function bridgeHost(parts: {
               progress(handOff, { attempt: update.attempt, value: update.value, at: update.at })
           : undefined;
         // Its span (opened while it is accepted) is a child of the submitter's, when the wire task carries one.
-        handle = parts.traces
-          ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from, forward))
-          : engine.delegateHandOff(local, from, forward);
+        handle =
+          parts.traces && task.traceparent !== undefined
+            ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from, forward))
+            : engine.delegateHandOff(local, from, forward);
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
         running.set(handOff.taskId, handle);
         value = await handle.result;

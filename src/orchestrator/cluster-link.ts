@@ -202,19 +202,7 @@ export class ClusterLink {
     const id = handOffId(this.#bridge.nodeId, ++this.#handOffSeq);
     if (spec.signal?.aborted) throw new TaskCancelledError(id, spec.signal.reason);
     // Tracked there, so that stop({ drain }) waits for the results of what this node handed off, as for its own.
-    return this.#remoteTasks.supervise(
-      {
-        id,
-        type: spec.type,
-        requires: spec.requires,
-        timeoutMs: spec.timeoutMs,
-        maxAttempts: spec.maxAttempts,
-        deadlineMs: spec.deadlineMs,
-        signal: spec.signal,
-        tenantId: spec.tenantId,
-      },
-      wire,
-    );
+    return this.#remoteTasks.supervise(id, spec, wire);
   }
 
   /**

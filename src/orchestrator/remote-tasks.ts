@@ -34,9 +34,8 @@ export const RESULT_GRACE_MS = 10_000;
 
 const noop = (): void => {};
 
-/** What the supervisor needs to know of a remote task. */
+/** What the supervisor needs to know of a remote task: its checked task (a TaskSpec has these fields). */
 export interface RemoteTaskSpec {
-  readonly id: string;
   /** The task's `type` (for `task:progress`). */
   readonly type: string;
   readonly requires: readonly string[];
@@ -46,9 +45,9 @@ export interface RemoteTaskSpec {
   /** The task's deadline in ms from now (`Infinity`: none). */
   readonly deadlineMs: number;
   /** The caller's signal, if any: aborting it cancels the task. */
-  readonly signal: AbortSignal | undefined;
+  readonly signal?: AbortSignal | undefined;
   /** The task's tenant, for calls by id with a tenant (see `cancel`). */
-  readonly tenantId: string | undefined;
+  readonly tenantId?: string | undefined;
 }
 
 /** What a RemoteTasks tells its node. */
@@ -85,9 +84,9 @@ class Tracked implements TaskHandle {
   onAbort: (() => void) | undefined = undefined;
   feed: ProgressFeed | undefined = undefined;
 
-  constructor(owner: RemoteTasks, spec: RemoteTaskSpec) {
+  constructor(owner: RemoteTasks, id: string, spec: RemoteTaskSpec) {
     this.#owner = owner;
-    this.id = spec.id;
+    this.id = id;
     this.spec = spec;
     this.result = new Promise<unknown>((resolve, reject) => {
       this.resolve = resolve;
@@ -131,15 +130,14 @@ export class RemoteTasks {
     return this.#tracked.size;
   }
 
-  /** Hands `wire` to the cluster as the task `spec.id` and returns its handle, bounded (see the file header). */
-  supervise(spec: RemoteTaskSpec, wire: WireTask): TaskHandle {
-    const tracked = new Tracked(this, spec);
-    const now = performance.now();
-    this.#tracked.set(spec.id, tracked);
+  /** Hands `wire` to the cluster as the task `id` and returns its handle, bounded (see the file header). */
+  supervise(id: string, spec: RemoteTaskSpec, wire: WireTask): TaskHandle {
+    const tracked = new Tracked(this, id, spec);
+    this.#tracked.set(id, tracked);
     // A deadline past what one Node timer holds is left to the result (it will have settled long before). Set before
     // the hand-off: the serving node's own deadline (a MemoryBridge node's, in this process) fires after this one.
     if (spec.deadlineMs !== Infinity) {
-      tracked.deadlineAt = now + spec.deadlineMs;
+      tracked.deadlineAt = performance.now() + spec.deadlineMs;
       if (spec.deadlineMs <= MAX_TIMER_MS) {
         tracked.deadlineTimer = setTimeout(() => this.#deadline(tracked), spec.deadlineMs);
         tracked.deadlineTimer.unref(); // the bridge holds the process while the hand-off is out; stop() settles it
@@ -147,11 +145,11 @@ export class RemoteTasks {
     }
     if (spec.signal) {
       const signal = spec.signal;
-      tracked.onAbort = () => this.#end(tracked, new TaskCancelledError(spec.id, signal.reason));
+      tracked.onAbort = () => this.#end(tracked, new TaskCancelledError(id, signal.reason));
       signal.addEventListener('abort', tracked.onAbort, { once: true });
     }
     this.#timer ??= setInterval(() => this.#sweep(), SWEEP_MS).unref();
-    this.#bridge.handOff(spec.id, wire, this.#handOffOptions).then(
+    this.#bridge.handOff(id, wire, this.#handOffOptions).then(
       (value) => this.#settle(tracked, value, false),
       (error: unknown) => this.#settle(tracked, error, true),
     );
@@ -272,7 +270,7 @@ export class RemoteTasks {
       if (tracked.node !== undefined) {
         if (!bridge.isLive || bridge.isLive(tracked.node)) {
           if (now >= tracked.runDue) {
-            this.#end(tracked, new TaskTimeoutError(spec.id, spec.timeoutMs, tracked.delivery, 'attempt'));
+            this.#end(tracked, new TaskTimeoutError(tracked.id, spec.timeoutMs, tracked.delivery, 'attempt'));
           }
           continue;
         }
@@ -289,7 +287,7 @@ export class RemoteTasks {
       }
       if (tracked.noNodeSince < 0) tracked.noNodeSince = now;
       if (now - tracked.noNodeSince >= waitForNodeMs) {
-        this.#end(tracked, new NoCapableNodeError(spec.id, spec.requires, now - tracked.noNodeSince));
+        this.#end(tracked, new NoCapableNodeError(tracked.id, spec.requires, now - tracked.noNodeSince));
       }
     }
   }

@@ -49,18 +49,21 @@ function tasks(bridge: CommunicationBridge, waitForNodeMs: number, backoffMs: nu
   );
 }
 
-function spec(extra: Partial<RemoteTaskSpec> = {}): RemoteTaskSpec {
-  return {
-    id: 't-1',
-    type: 't',
-    requires: ['x'],
-    timeoutMs: Infinity,
-    maxAttempts: 1,
-    deadlineMs: Infinity,
-    signal: undefined,
-    tenantId: undefined,
-    ...extra,
-  };
+function spec(extra: Partial<RemoteTaskSpec> & { id?: string } = {}): [string, RemoteTaskSpec] {
+  const { id = 't-1', ...rest } = extra;
+  return [
+    id,
+    {
+      type: 't',
+      requires: ['x'],
+      timeoutMs: Infinity,
+      maxAttempts: 1,
+      deadlineMs: Infinity,
+      signal: undefined,
+      tenantId: undefined,
+      ...rest,
+    },
+  ];
 }
 
 const WIRE = { type: 't', requires: ['x'], prefers: [], priority: 0, payload: null, timeoutMs: null, maxAttempts: 1 };
@@ -71,7 +74,7 @@ describe('RemoteTasks', () => {
   it('settles with the result, cancels nothing, and stops its sweep once nothing waits', async () => {
     const { state, bridge, r } = view();
     const remote = tasks(bridge, 1_000, 0, 100);
-    const { result } = remote.supervise(spec(), WIRE);
+    const { result } = remote.supervise(...spec(), WIRE);
     expect(remote.size).toBe(1);
     r.resolve('ok');
     await expect(result).resolves.toBe('ok');
@@ -84,7 +87,7 @@ describe('RemoteTasks', () => {
     state.live.add('B');
     const remote = tasks(bridge, 60_000, 20, 100);
     const started = performance.now();
-    const { result } = remote.supervise(spec({ timeoutMs: 50, maxAttempts: 2 }), WIRE);
+    const { result } = remote.supervise(...spec({ timeoutMs: 50, maxAttempts: 2 }), WIRE);
     r.started('B');
     const error = await result.catch((e: unknown) => e);
     // 2 x 50 ms + 1 backoff of 20 ms + 100 ms of grace, checked every SWEEP_MS.
@@ -101,7 +104,7 @@ describe('RemoteTasks', () => {
   it('without a started notice a running task is not timed here (the node bounds its attempts): only its deadline', async () => {
     const { state, bridge } = view();
     const remote = tasks(bridge, 60_000, 0, 10);
-    const { result } = remote.supervise(spec({ timeoutMs: 20, deadlineMs: 400 }), WIRE);
+    const { result } = remote.supervise(...spec({ timeoutMs: 20, deadlineMs: 400 }), WIRE);
     let settled = false;
     result.catch(() => (settled = true));
     await sleep(300);
@@ -114,7 +117,7 @@ describe('RemoteTasks', () => {
     const { state, bridge, r } = view();
     state.live.add('B');
     const remote = tasks(bridge, 200, 0, 150);
-    const { result } = remote.supervise(spec({ timeoutMs: 100 }), WIRE);
+    const { result } = remote.supervise(...spec({ timeoutMs: 100 }), WIRE);
     r.started('B');
     state.live.delete('B'); // B died; C serves the class
     state.live.add('C');
@@ -136,7 +139,7 @@ describe('RemoteTasks', () => {
     state.serves = false;
     const remote = tasks(bridge, 600, 0, 100);
     const started = performance.now();
-    const { result } = remote.supervise(spec(), WIRE);
+    const { result } = remote.supervise(...spec(), WIRE);
     await sleep(400);
     state.serves = true; // a node came, then went again
     await sleep(2 * SWEEP_MS);
@@ -152,14 +155,14 @@ describe('RemoteTasks', () => {
   it('cancel() and the caller signal end it with TaskCancelledError at once, cancelled once in the cluster', async () => {
     const { state, bridge } = view();
     const remote = tasks(bridge, 60_000, 0, 100);
-    const handle = remote.supervise(spec(), WIRE);
+    const handle = remote.supervise(...spec(), WIRE);
     expect(handle.cancel('no longer needed')).toBe(true);
     await expect(handle.result).rejects.toBeInstanceOf(TaskCancelledError);
     expect(handle.cancel()).toBe(false);
     expect(state.cancelled).toHaveLength(1);
 
     const controller = new AbortController();
-    const viaSignal = remote.supervise(spec({ id: 't-2', signal: controller.signal }), WIRE);
+    const viaSignal = remote.supervise(...spec({ id: 't-2', signal: controller.signal }), WIRE);
     controller.abort(new Error('user left'));
     await expect(viaSignal.result).rejects.toMatchObject({ code: 'TASK_CANCELLED', message: /user left/ });
     expect(state.cancelled.map(([id]) => id)).toEqual(['t-1', 't-2']);
@@ -169,7 +172,7 @@ describe('RemoteTasks', () => {
   it("the serving node's own TASK_TIMEOUT at the deadline is the task's deadline; a remote failure otherwise stays remote", async () => {
     const { bridge, r } = view();
     const remote = tasks(bridge, 60_000, 0, 100);
-    const { result } = remote.supervise(spec({ deadlineMs: 10_000 }), WIRE);
+    const { result } = remote.supervise(...spec({ deadlineMs: 10_000 }), WIRE);
     const remoteTimeout = new RemoteTaskError({ name: 'TaskTimeoutError', code: 'TASK_TIMEOUT', message: 'x' }, 'B');
     r.reject(remoteTimeout); // long before the deadline: an attempt timeout there, passed on as it is
     await expect(result).rejects.toBe(remoteTimeout);
