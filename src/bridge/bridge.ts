@@ -173,9 +173,10 @@ export interface HandOff {
 }
 
 /**
- * What a serving node tells a hand-off's origin while it runs the task: `started` (a delivery of the task is running
- * on `node`; a RedisBridge sends it on the heartbeat after the start, and only for tasks still running then), or
- * `progress` (the agent called `ctx.progress(value)`; sent at once, batched per turn of the event loop).
+ * What a serving node tells a hand-off's origin while it runs the task: `started` (attempt `attempt` of a delivery of
+ * the task runs on `node`; a RedisBridge sends it on the heartbeat after the attempt started, once per attempt and
+ * only while it runs then: a task still queued there for an agent gets none), or `progress` (the agent called
+ * `ctx.progress(value)`; sent at once, batched per turn of the event loop).
  */
 export interface HandOffNotice {
   /** The hand-off's `taskId`. */
@@ -186,7 +187,7 @@ export interface HandOffNotice {
   readonly kind: 'started' | 'progress';
   /** The delivery running (see {@link HandOff.delivery}). */
   readonly delivery: number;
-  /** `progress`: the attempt that reported it. */
+  /** The attempt that runs (`started`) or that reported it (`progress`). */
   readonly attempt?: number;
   /** `progress`: the value the agent reported (as JSON carries it). */
   readonly value?: unknown;
@@ -366,6 +367,11 @@ export interface BridgeHost {
    * dropped by the origin.
    */
   cancel?(taskId: string, reason: string): void;
+  /**
+   * Optional: the number of the attempt of the hand-off `taskId` running here now, or 0 when none runs (it waits for
+   * an agent or a retry, or is not here). A bridge sends `started` notices only for running attempts.
+   */
+  attemptOf?(taskId: string): number;
   /** A control message arrived (also the node's own, and standing state replayed on joining). */
   control(message: ControlMessage): void;
   /** This node's state for operators (called on every heartbeat). */

@@ -57,7 +57,10 @@ export class MemoryHub {
    * to start (its origin bounds the wait, and cancels it).
    * @internal
    */
-  readonly waiting = new Map<string, { readonly requires: readonly string[]; readonly send: () => void }>();
+  readonly waiting = new Map<
+    string,
+    { readonly origin: MemoryBridge; readonly requires: readonly string[]; readonly send: () => void }
+  >();
   #controlSeq = 0;
 
   /**
@@ -133,12 +136,23 @@ export class MemoryBridge implements CommunicationBridge {
     this.#running = true;
     this.#hub.nodes.set(this.nodeId, this);
     for (const message of replayOrder(this.#hub.standing.values())) host.control(message);
-    // Hand-offs that waited for a node like this one go out now.
-    for (const [taskId, waiting] of this.#hub.waiting) {
-      if (!host.canServe(waiting.requires)) continue;
+    this.#sendParked(); // hand-offs that waited for a node like this one go out now
+  }
+
+  /** Sends the hand-offs parked in the hub that a started node can serve now. */
+  #sendParked(): void {
+    for (const [taskId, waiting] of [...this.#hub.waiting]) {
+      if (!waiting.origin.#servedElsewhere(waiting.requires, waiting.origin)) continue;
       this.#hub.waiting.delete(taskId);
       waiting.send();
     }
+  }
+
+  /** Whether a started node of the hub (other than `except`) can serve `requires`. */
+  #servedElsewhere(requires: readonly string[], except: MemoryBridge | undefined): boolean {
+    for (const b of this.#hub.nodes.values())
+      if (b !== except && b.#running && b.#host?.canServe(requires)) return true;
+    return false;
   }
 
   /** Leaves the hub's cluster, then waits for the hand-offs running here to finish. Called by the orchestrator. */
@@ -166,8 +180,11 @@ export class MemoryBridge implements CommunicationBridge {
 
   /** Whether another started node of the hub can serve `requires`. */
   canAnyServe(requires: readonly string[]): boolean {
-    for (const b of this.#hub.nodes.values()) if (b !== this && b.#host?.canServe(requires)) return true;
-    return false;
+    const served = this.#servedElsewhere(requires, this);
+    // A node that gained an agent for a parked hand-off (registered at run time) takes it now: nodes start it
+    // otherwise. Asked by the origin's sweep, so a parked hand-off goes out within one.
+    if (served && this.#hub.waiting.size > 0) queueMicrotask(() => this.#sendParked());
+    return served;
   }
 
   /**
@@ -197,6 +214,7 @@ export class MemoryBridge implements CommunicationBridge {
       return new Promise<unknown>((resolve, reject) => {
         this.#parked.set(taskId, reject);
         this.#hub.waiting.set(taskId, {
+          origin: this,
           requires: wire.requires,
           send: () => {
             this.#parked.delete(taskId);
@@ -209,7 +227,6 @@ export class MemoryBridge implements CommunicationBridge {
     for (let i = 0; i < candidates.length; i++) {
       const node = candidates[(this.#next++ + i) % candidates.length]!;
       try {
-        onNotice?.({ taskId, node: node.nodeId, kind: 'started', delivery: 1 });
         const result = await node.#serve({ taskId, origin: this.nodeId, task: wire }, (_handOff, update) => {
           let value: unknown;
           try {

@@ -476,8 +476,8 @@ function readNotice(value: unknown, onNotice: (notice: HandOffNotice) => void): 
   const { taskId, node, kind, delivery, attempt, value: reported, at } = value as Record<string, unknown>;
   if (typeof taskId !== 'string' || typeof node !== 'string' || (kind !== 'started' && kind !== 'progress')) return;
   const n = typeof delivery === 'number' && Number.isInteger(delivery) && delivery >= 1 ? delivery : 1;
-  if (kind === 'started') return onNotice({ taskId, node, kind, delivery: n });
   const a = typeof attempt === 'number' && Number.isInteger(attempt) && attempt >= 1 ? attempt : n;
+  if (kind === 'started') return onNotice({ taskId, node, kind, delivery: n, attempt: a });
   const when = typeof at === 'number' && Number.isFinite(at) ? at : Date.now();
   onNotice({ taskId, node, kind, delivery: n, attempt: a, value: reported, at: when });
 }

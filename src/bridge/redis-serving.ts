@@ -72,8 +72,8 @@ export class RedisServing {
   #redisRuns = 0;
   /** Hand-offs running here, by task id: for their `started` notices and the check for a cancel (see notify). */
   readonly #started = new Map<string, HandOff>();
-  /** Those of them whose `started` notice went out (or was given up on). */
-  readonly #noticed = new Set<string>();
+  /** Those of them whose `started` notice went out (or was given up on): the attempt it was for. */
+  readonly #noticed = new Map<string, number>();
   /** Where the host reports the progress of every hand-off running here (one function for all). */
   readonly #onProgress = (handOff: HandOff, update: HandOffProgress): void => this.#progress(handOff, update);
   /** Progress notices of this turn, per origin, sent together (see #progress). */
@@ -468,9 +468,9 @@ export class RedisServing {
   }
 
   /**
-   * Called on each heartbeat. Tells the origins of the hand-offs that started here since the last beat and still run
-   * that they run here (one `started` notice message per origin, written only while the origin is registered or
-   * reads its stream): a task that ends within a beat costs no notice. For those noticed at an earlier beat, reads
+   * Called on each heartbeat. Tells the origins of the hand-offs whose attempt started here since the last beat and
+   * still runs that it runs here (one `started` notice message per origin, written only while the origin is
+   * registered or reads its stream): a task that ends within a beat costs no notice, nor does one queued here. For those noticed at an earlier beat, reads
    * their `done` markers: a marker set while the task still runs here is its origin's cancel (see
    * RedisBridge.cancel), which this node missed on the channel (its subscriber was reconnecting): the task is
    * cancelled here. Never rejects.
@@ -479,14 +479,16 @@ export class RedisServing {
     if (this.#started.size === 0) return;
     const byOrigin = new Map<string, HandOffNotice[]>();
     const watched: string[] = [];
+    const host = this.#node.host;
     for (const [taskId, handOff] of this.#started) {
-      if (this.#noticed.has(taskId)) {
-        watched.push(taskId);
-        continue;
-      }
-      this.#noticed.add(taskId);
+      const noticed = this.#noticed.get(taskId);
+      if (noticed !== undefined) watched.push(taskId);
+      // Only a running attempt is told, once: a task queued here for an agent is not timed by its origin yet.
+      const attempt = host?.attemptOf ? host.attemptOf(taskId) : 1;
+      if (attempt === 0 || attempt === noticed) continue;
+      this.#noticed.set(taskId, attempt);
       const delivery = handOff.delivery ?? 1;
-      const notice: HandOffNotice = { taskId, node: this.#node.nodeId, kind: 'started', delivery };
+      const notice: HandOffNotice = { taskId, node: this.#node.nodeId, kind: 'started', delivery, attempt };
       const list = byOrigin.get(handOff.origin);
       if (list) list.push(notice);
       else byOrigin.set(handOff.origin, [notice]);

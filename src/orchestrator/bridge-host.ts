@@ -121,7 +121,8 @@ export function bridgeHost(parts: {
             ? parts.traces.within(task.traceparent, () => engine.delegateHandOff(local, from, forward))
             : engine.delegateHandOff(local, from, forward);
         // Kept while it runs, for abandon(): a Map entry, where a signal per task would cost a listener each.
-        running.set(handOff.taskId, handle);
+        // A second delivery of a hand-off running here follows the first: the first's entry stays.
+        if (!running.has(handOff.taskId)) running.set(handOff.taskId, handle);
         value = await handle.result;
       } catch (error) {
         // Cancelled because the bridge lost it: not a result (the node that holds it now reports one).
@@ -144,10 +145,16 @@ export function bridgeHost(parts: {
       const handle = running.get(taskId);
       if (!handle) return;
       abandoned.add(taskId);
-      handle.cancel(reason);
+      if (!engine.cancel(taskId, reason)) handle.cancel(reason);
     },
     cancel(taskId, reason) {
-      running.get(taskId)?.cancel(reason);
+      // The task by its id first: a second delivery of it here follows the first run, and cancelling that follower
+      // would leave the run going.
+      if (!engine.cancel(taskId, reason)) running.get(taskId)?.cancel(reason);
+    },
+    attemptOf(taskId) {
+      const task = engine.task(taskId);
+      return task?.phase === 'running' ? task.attempts : 0;
     },
     control: (message) => parts.control(message),
     status: () => parts.status(),

@@ -1,8 +1,9 @@
 /**
  * The submitter's side of the tasks this node handed to the cluster: each keeps the promises a local task keeps.
- * - **Bounded.** A delivery running on a node (its `started` notice came) is bounded by what its attempts may take
- *   there (`maxAttempts` x `timeoutMs` and the backoffs between, plus a grace for the result's way back): past it the
- *   task ends with TaskTimeoutError. A delivery whose node dies (its lease lapses) is over: the task waits for its
+ * - **Bounded.** An attempt running on a node (its `started` notice came; a task queued there for an agent gets none)
+ *   is bounded by what it and the attempts left after it may take there (`timeoutMs` each and the backoffs between,
+ *   plus a grace for the result's way back); each attempt's notice starts the bound again. Past it the task ends
+ *   with TaskTimeoutError. A delivery whose node dies (its lease lapses) is over: the task waits for its
  *   next delivery (RedisBridge dead-letters it after `maxDeliveries`), as a task that was never taken does. Its
  *   `deadlineMs` bounds it all (TaskTimeoutError, scope `task`).
  * - **Waiting for a node.** While no live node serves its `requires`, it waits at most `waitForNodeMs`, then ends
@@ -74,6 +75,8 @@ class Tracked implements TaskHandle {
   node: string | undefined = undefined;
   /** The highest delivery heard of (0: none yet). */
   delivery = 0;
+  /** The attempt of that delivery heard of last. */
+  attempt = 0;
   /** When the current delivery is given up on (performance.now()); `Infinity` without a timeout. */
   runDue = Infinity;
   /** Since when no live node serves its `requires` (performance.now()), or -1. */
@@ -243,14 +246,18 @@ export class RemoteTasks {
 
   /** A delivery of the task runs on `notice.node`: it is bounded from now on (see the file header). */
   #started(tracked: Tracked, notice: HandOffNotice): void {
-    if (notice.delivery < tracked.delivery) return; // an earlier delivery's notice, late
+    // The attempt that runs (numbered after one per earlier delivery, as the serving node does).
+    const attempt = notice.attempt ?? notice.delivery;
+    // An earlier delivery's or attempt's notice, late.
+    if (notice.delivery < tracked.delivery || (notice.delivery === tracked.delivery && attempt < tracked.attempt))
+      return;
     const now = performance.now();
     tracked.node = notice.node;
     tracked.delivery = notice.delivery;
+    tracked.attempt = attempt;
     tracked.noNodeSince = -1;
     const { timeoutMs, maxAttempts } = tracked.spec;
-    // This delivery's attempts: numbered after one per earlier delivery (as the serving node numbers them).
-    const attempts = Math.max(1, maxAttempts - (notice.delivery - 1));
+    const attempts = Math.max(1, maxAttempts - attempt + 1);
     tracked.runDue =
       timeoutMs === Infinity
         ? Infinity
