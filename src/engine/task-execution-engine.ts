@@ -288,6 +288,10 @@ export class TaskExecutionEngine implements RoutingListener {
     from: RunAcceptance,
     onProgress: ((update: ProgressUpdate) => void) | undefined,
   ): TaskHandle {
+    // Already running here (delivered again while its idempotency key could not be kept: the cache full, or off):
+    // one run, which this delivery follows, never two records under one id.
+    const live = this.#live.get(from.id);
+    if (live) return followerHandle(live, live.spec);
     const accepted = this.#admit(input, from);
     if (onProgress && accepted instanceof TaskRecord) {
       accepted.onProgress = onProgress;

@@ -248,9 +248,11 @@ export class RemoteTasks {
   #started(tracked: Tracked, notice: HandOffNotice): void {
     // The attempt that runs (numbered after one per earlier delivery, as the serving node does).
     const attempt = notice.attempt ?? notice.delivery;
-    // An earlier delivery's or attempt's notice, late.
-    if (notice.delivery < tracked.delivery || (notice.delivery === tracked.delivery && attempt < tracked.attempt))
-      return;
+    // An earlier delivery's or attempt's notice, late. Not while the task waits again (its node died): then whatever
+    // runs it is its current delivery, even one counted from 1 again (a hand-off sent again after a Redis restart).
+    const late =
+      notice.delivery < tracked.delivery || (notice.delivery === tracked.delivery && attempt < tracked.attempt);
+    if (late && tracked.node !== undefined) return;
     const now = performance.now();
     tracked.node = notice.node;
     tracked.delivery = notice.delivery;

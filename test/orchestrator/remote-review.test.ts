@@ -109,3 +109,43 @@ describe('remote tasks: a hand-off delivered twice to the same node', () => {
     expect(aborted).toBe(true);
   }, 10_000);
 });
+
+describe('remote tasks: one run per hand-off on a node', () => {
+  it('a second delivery while the first runs follows it, even with no idempotency key kept (maxIdempotencyKeys 0)', async () => {
+    class Capturing extends MemoryBridge {
+      host: BridgeHost | undefined;
+      override async start(host: BridgeHost): Promise<void> {
+        this.host = host;
+        return super.start(host);
+      }
+    }
+    const bridge = new Capturing({ hub: new MemoryHub(), nodeId: 'S' });
+    let runs = 0;
+    await node({
+      bridge,
+      maxIdempotencyKeys: 0,
+      pools: [
+        {
+          role: 'w',
+          capabilities: ['x'],
+          minAgents: 2,
+          create: () => ({
+            execute: async () => {
+              runs++;
+              await sleep(200);
+              return 'once';
+            },
+          }),
+        },
+      ],
+    });
+    const { wire } = toWire({ type: 't', requires: ['x'] }, { timeoutMs: 10_000, maxAttempts: 1 });
+    const host = bridge.host!;
+    const first = host.run({ taskId: 'O-2', origin: 'O', task: wire, delivery: 1 });
+    await sleep(20);
+    const second = host.run({ taskId: 'O-2', origin: 'O', task: wire, delivery: 1 });
+    const results = await Promise.all([first, second]);
+    expect(results.map((r) => r.value)).toEqual(['once', 'once']);
+    expect(runs).toBe(1);
+  }, 10_000);
+});

@@ -134,6 +134,22 @@ describe('RemoteTasks', () => {
     expect(state.cancelled).toEqual([]);
   });
 
+  it('after its node died, a delivery counted from 1 again (a hand-off sent again after a Redis restart) is timed', async () => {
+    const { state, bridge, r } = view();
+    state.live.add('B');
+    const remote = tasks(bridge, 60_000, 0, 100);
+    const [id, s] = spec({ timeoutMs: 50 });
+    const { result } = remote.supervise(id, s, WIRE);
+    r.started('B', 2);
+    state.live.delete('B');
+    state.live.add('C');
+    await sleep(2 * SWEEP_MS); // B is seen gone: the task waits again
+    r.started('C', 1);
+    const error = await result.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskTimeoutError);
+    expect(error).toMatchObject({ scope: 'attempt', attempt: 1 });
+  });
+
   it('no live node serves it: it waits waitForNodeMs, then ends with NoCapableNodeError; a node that comes back resets the wait', async () => {
     const { state, bridge } = view();
     state.serves = false;
