@@ -21,6 +21,15 @@ async function node(options: ConstructorParameters<typeof UnifiedOrchestrator>[0
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A MemoryBridge that keeps its host, so a test can run a hand-off on it twice, as a bridge may deliver it. */
+class Capturing extends MemoryBridge {
+  host: BridgeHost | undefined;
+  override async start(host: BridgeHost): Promise<void> {
+    this.host = host;
+    return super.start(host);
+  }
+}
+
 describe('remote tasks: review findings', () => {
   it('a hand-off queued on a busy serving node is not timed out by the origin while it only waits there (timeoutMs bounds an attempt)', async () => {
     const hub = new MemoryHub();
@@ -67,13 +76,6 @@ describe('remote tasks: a hand-off delivered twice to the same node', () => {
   it('is cancelled by its origin (host.cancel) even when its second delivery (a follower) came while the first runs', async () => {
     // What RedisBridge does after a Redis restart: the origin sends the hand-off again (resend), keepFresh lets the first
     // run go on, and the new entry may come to the same node: host.run twice with one taskId.
-    class Capturing extends MemoryBridge {
-      host: BridgeHost | undefined;
-      override async start(host: BridgeHost): Promise<void> {
-        this.host = host;
-        return super.start(host);
-      }
-    }
     const bridge = new Capturing({ hub: new MemoryHub(), nodeId: 'S' });
     let aborted = false;
     await node({
@@ -112,13 +114,6 @@ describe('remote tasks: a hand-off delivered twice to the same node', () => {
 
 describe('remote tasks: one run per hand-off on a node', () => {
   it('a second delivery while the first runs follows it, even with no idempotency key kept (maxIdempotencyKeys 0)', async () => {
-    class Capturing extends MemoryBridge {
-      host: BridgeHost | undefined;
-      override async start(host: BridgeHost): Promise<void> {
-        this.host = host;
-        return super.start(host);
-      }
-    }
     const bridge = new Capturing({ hub: new MemoryHub(), nodeId: 'S' });
     let runs = 0;
     await node({
